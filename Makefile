@@ -1,0 +1,108 @@
+# shopkeeper: one hand-written Makefile.
+#
+#   make            build bin/shopkeeper (installs missing -dev packages first)
+#   make deps       apt-get install the libraries and tools the build and tests use
+#   make demo       build, train on the bundled demo data, serve on 127.0.0.1:8080
+#   make test       unit tests + end-to-end tests against the real server
+#   make test-asan  the same suite built with AddressSanitizer + UBSan
+#   make valgrind   the unit tests under valgrind memcheck
+#   make clean
+#
+# SANITIZE=1 builds everything with ASan + UBSan into build-asan/ and bin-asan/.
+
+CC      ?= cc
+PKGS    := libmicrohttpd jansson lmdb openblas
+DEBS    := libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev pkg-config \
+           python3 lmdb-utils
+HEADERS := /usr/include/microhttpd.h /usr/include/jansson.h /usr/include/lmdb.h
+
+ifeq ($(SANITIZE),1)
+BUILD   := build-asan
+BIN     := bin-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1 -g
+else
+BUILD   := build
+BIN     := bin
+SANFLAGS :=
+OPT     := -O2 -g
+endif
+
+# pkg-config is only asked once the packages are there (see the deps check).
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  := -std=c11 $(OPT) -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Iinclude \
+           $(SANFLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  := -lpthread -lm
+
+SRCS    := $(wildcard src/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps demo test test-unit test-e2e test-asan valgrind clean check-deps
+
+all: check-deps $(BIN)/shopkeeper
+
+# Installing packages needs root and the network; only do it when a header is
+# actually missing, and say so.
+check-deps:
+	@missing=""; for h in $(HEADERS); do [ -f $$h ] || missing="$$missing $$h"; done; \
+	 [ -n "$$(ls /usr/include/*/cblas.h /usr/include/cblas.h 2>/dev/null)" ] || missing="$$missing cblas.h"; \
+	 command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	 if [ -n "$$missing" ]; then \
+	   echo "make: missing$$missing; running 'make deps' to install them"; \
+	   $(MAKE) --no-print-directory deps; \
+	 fi
+
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install $(DEBS))"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
+
+$(BIN)/shopkeeper: $(BUILD)/main.o $(LIB_OBJS) | $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c | $(BUILD) check-deps
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD) $(BUILD)/tests $(BIN):
+	mkdir -p $@
+
+# ---- running -------------------------------------------------------------
+
+DEMO_DATA  := data/demo/online-retail-sample.csv
+DEMO_MODEL := models/demo
+DEMO_STATE := models/demo-state
+DEMO_COLUMNS := customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice
+
+demo: all
+	$(BIN)/shopkeeper train --interactions $(DEMO_DATA) --columns $(DEMO_COLUMNS) --out $(DEMO_MODEL)
+	@echo
+	@echo "Try:  curl -s 'http://127.0.0.1:8080/v1/customers/17850/recommendations?n=5'"
+	@echo "      curl -s 'http://127.0.0.1:8080/v1/items/85123A/similar?n=5'"
+	@echo "Stop with Ctrl-C."
+	@echo
+	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen 127.0.0.1:8080
+
+# The test runner prints one closing line: "N passed, N failed".
+test: all $(TEST_BINS)
+	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh
+
+test-asan:
+	$(MAKE) --no-print-directory SANITIZE=1 test
+
+valgrind: all $(TEST_BINS)
+	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
+
+clean:
+	rm -rf build build-asan bin bin-asan
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)

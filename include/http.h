@@ -1,0 +1,86 @@
+/*
+ * http: the libmicrohttpd daemon, request decoding and limits; no routes.
+ *
+ * libmicrohttpd runs a pool of threads, each with its own epoll loop. For
+ * every complete request the http layer calls the application's handler
+ * once, on the thread that owns the connection, with the path split into
+ * percent-decoded segments and the body (if any) in one buffer. The handler
+ * writes its answer into resp->body, a per-thread buffer that is reused, and
+ * returns; the layer copies it into the response.
+ *
+ * Paths are decoded here, strictly: an invalid %XX escape is answered with
+ * 400 before the handler runs. The daemon is told not to unescape anything
+ * itself, so "%2F" inside an id stays part of that id.
+ */
+#ifndef SHOPKEEPER_HTTP_H
+#define SHOPKEEPER_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strbuf.h"
+
+#define HTTP_MAX_SEGMENTS 8
+#define HTTP_MAX_BODY_DEFAULT (1u << 20) /* 1 MiB */
+
+typedef struct http_request {
+	const char *method;  /* "GET", "POST", ... */
+	const char *url;     /* raw path, without the query string */
+	unsigned n_segs;     /* path segments, decoded, NUL-terminated */
+	const char *segs[HTTP_MAX_SEGMENTS];
+	size_t seg_lens[HTTP_MAX_SEGMENTS];
+	const char *body;    /* request body (NULL if none), NUL-terminated */
+	size_t body_len;
+	void *conn;          /* the MHD_Connection, for http_query() */
+	/* A per-thread slot for the application (NULL on a thread's first
+	 * request); released by http_config.thread_free at http_stop(). */
+	void **thread_data;
+} http_request;
+
+typedef struct http_response {
+	int status;          /* default 200 */
+	strbuf *body;        /* JSON text; per-thread, reset before each call */
+	const char *allow;   /* Allow header for a 405, or NULL */
+} http_response;
+
+/* The application's request handler; `app` is http_config.app. */
+typedef void (*http_handler)(void *app, const http_request *req, http_response *resp);
+
+typedef struct http_config {
+	const char *listen;   /* "HOST:PORT", "[V6]:PORT" or ":PORT" */
+	unsigned threads;     /* pool size, >= 1 */
+	unsigned timeout_s;   /* idle connection timeout */
+	size_t max_body;      /* bytes; bigger bodies get 413 */
+	http_handler handler;
+	void *app;
+	void (*thread_free)(void *app, void *thread_data); /* may be NULL */
+} http_config;
+
+typedef struct http_server http_server;
+
+/* Binds and starts the daemon. Returns 0, or -1 with a message in *err
+ * (bad address, port in use...). */
+int http_start(const http_config *cfg, http_server **out, strbuf *err);
+/* The bound port (useful after listening on port 0). */
+unsigned http_port(const http_server *s);
+/* Stops accepting, finishes the requests in flight, joins the threads and
+ * frees the server; http_stop(NULL) does nothing. */
+void http_stop(http_server *s);
+
+/* Looks a query argument up and percent-decodes it ('+' is a space) into
+ * `buf` (size `cap`). Returns 1 and *out / *len when present, 0 when absent,
+ * -1 when it is malformed or longer than cap - 1. */
+int http_query(const http_request *req, const char *key, char *buf, size_t cap,
+	       const char **out, size_t *len);
+
+/* Strict percent-decoding of s[0..n) into out (at least n + 1 bytes);
+ * `plus_is_space` for query strings. Returns the decoded length or -1 for
+ * an invalid escape. The result is NUL-terminated. */
+long http_percent_decode(const char *s, size_t n, char *out, bool plus_is_space);
+
+/* Writes {"error":{"code":..,"message":..}} into resp with `status`. */
+void http_error(http_response *resp, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif

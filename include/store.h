@@ -1,0 +1,168 @@
+/*
+ * store: the on-disk layout of models and server state. This is the only
+ * module that calls mdb_*.
+ *
+ * A model is one LMDB file, DIR/model.mdb, written once by `train` and only
+ * read afterwards. It is built as DIR/model.mdb.tmp and renamed into place
+ * after an fsync, so a model file that exists is complete. Named databases:
+ *
+ *   meta        "meta" -> JSON text: format_version, model_id, algorithm,
+ *               parameters, counts, as_of, created
+ *   items       "ids" -> u32 count, u32 offsets[count+1], id bytes
+ *               "popularity" -> f32[count]
+ *               "popular" -> (u32 item, f32 score)[count], most popular first
+ *   item_index  item id -> u32 item index
+ *   neighbors   u32 item index (MDB_INTEGERKEY) -> (u32 item, f32 score)[n],
+ *               best first
+ *   customers   customer id -> u32 n, u32 reserved, history_entry[n]
+ *
+ * Records are in host byte order (little-endian on every platform we build
+ * for; the meta record says so). LMDB places values at 2-byte alignment, so
+ * records are decoded with memcpy, never through cast pointers.
+ *
+ * The model is opened MDB_RDONLY | MDB_NOLOCK: nobody ever writes it again,
+ * so readers need no lock file and no reader table, and the model directory
+ * may be read-only.
+ *
+ * Errors: functions return 0 or a negative STORE_* code; messages for people
+ * go into a caller's strbuf where one is passed.
+ */
+#ifndef SHOPKEEPER_STORE_H
+#define SHOPKEEPER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "strbuf.h"
+#include "train.h" /* neighbor, history_entry */
+
+#define MODEL_FORMAT_VERSION 1
+#define MODEL_FILE "model.mdb"
+
+enum {
+	STORE_OK = 0,
+	STORE_NOTFOUND = -1, /* no such key */
+	STORE_CORRUPT = -2,  /* a record has an impossible size or content */
+	STORE_ERROR = -3,    /* LMDB failed (I/O, map full...) */
+};
+
+const char *store_strerror(int code);
+
+/* ---- writing a model ---------------------------------------------------- */
+
+typedef struct model_writer model_writer;
+
+/* Creates DIR (if needed) and starts DIR/model.mdb.tmp. `size_hint` is the
+ * expected payload in bytes (the map is sized from it). Returns 0, or
+ * STORE_ERROR with a message in *err. */
+int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, strbuf *err);
+/* The records; each returns 0 or STORE_ERROR with a message in *err. */
+int model_writer_put_meta(model_writer *w, const char *json, strbuf *err);
+int model_writer_put_items(model_writer *w, const char *const *ids, const size_t *lens,
+			   uint32_t count, const float *popularity, strbuf *err);
+int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *list, uint32_t n,
+			       strbuf *err);
+int model_writer_put_customer(model_writer *w, const char *id, size_t len,
+			      const history_entry *hist, uint32_t n, strbuf *err);
+/* Commits, syncs and renames the file into place; the writer is freed.
+ * Returns 0 or STORE_ERROR with a message in *err. */
+int model_writer_finish(model_writer *w, strbuf *err);
+/* Abandons the model: the temporary file is removed, the writer freed.
+ * model_writer_abort(NULL) does nothing. */
+void model_writer_abort(model_writer *w);
+
+/* ---- reading a model ---------------------------------------------------- */
+
+typedef struct model model;
+
+typedef struct model_info {
+	uint32_t format_version;
+	uint32_t n_items, n_customers;
+	uint32_t neighbors; /* K */
+	char model_id[64];
+	char algorithm[16];
+	int64_t as_of;      /* Unix seconds */
+	const char *meta_json; /* the whole meta record, NUL-terminated */
+} model_info;
+
+/* Opens DIR/model.mdb read-only and checks its meta record and tables.
+ * Returns 0, or STORE_NOTFOUND / STORE_CORRUPT / STORE_ERROR with a message
+ * in *err (no model there, half-written, other format version...). */
+int model_open(const char *dir, model **out, strbuf *err);
+/* Closes the model. Every model_txn on it must have been freed first.
+ * model_close(NULL) does nothing. */
+void model_close(model *m);
+const model_info *model_get_info(const model *m);
+
+/* The id of item `idx` (< n_items); points into the map, valid until
+ * model_close, not NUL-terminated. */
+const char *model_item_id(const model *m, uint32_t idx, size_t *len);
+/* Customers with a positive interaction with item idx. */
+float model_item_popularity(const model *m, uint32_t idx);
+/* Items by popularity, most popular first: n_items packed (u32, f32)
+ * pairs, decoded with model_pair_at(); valid until model_close. */
+const unsigned char *model_popular(const model *m);
+
+/* A read transaction, one per thread, reused across requests. */
+typedef struct model_txn model_txn;
+
+/* Starts a read transaction on m. Returns 0 or STORE_ERROR. */
+int model_txn_begin(model *m, model_txn **out);
+/* Releases the snapshot between requests / takes a fresh one. Values read
+ * through a txn are valid only until its reset. */
+void model_txn_reset(model_txn *t);
+int model_txn_renew(model_txn *t);
+/* Aborts and frees; model_txn_free(NULL) does nothing. */
+void model_txn_free(model_txn *t);
+model *model_txn_model(const model_txn *t);
+
+/* Looks an item id up. Returns 0 and *idx, STORE_NOTFOUND or STORE_ERROR. */
+int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
+
+/* A borrowed list of (u32 item, f32 score) pairs. */
+typedef struct model_pairs {
+	const unsigned char *data;
+	uint32_t n;
+} model_pairs;
+
+static inline neighbor model_pair_at(const unsigned char *data, uint32_t i)
+{
+	neighbor nb;
+	memcpy(&nb, data + (size_t)i * sizeof(neighbor), sizeof(nb));
+	return nb;
+}
+
+/* Item idx's neighbours, best first (zero-copy; an item without neighbours
+ * gives n == 0). Returns 0, STORE_CORRUPT or STORE_ERROR. */
+int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out);
+
+/* A borrowed customer record. */
+typedef struct model_customer {
+	const unsigned char *entries;
+	uint32_t n_hist;
+} model_customer;
+
+static inline history_entry model_history_at(const model_customer *c, uint32_t i)
+{
+	history_entry e;
+	memcpy(&e, c->entries + (size_t)i * sizeof(history_entry), sizeof(e));
+	return e;
+}
+
+/* Looks a customer up. Returns 0, STORE_NOTFOUND, STORE_CORRUPT or
+ * STORE_ERROR. */
+int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out);
+
+/* ---- server state ------------------------------------------------------- */
+
+typedef struct state state;
+
+/* Opens (creating if needed) the read-write state environment in DIR,
+ * clearing stale reader slots left by a crashed process. Returns 0 or
+ * STORE_ERROR with a message in *err. */
+int state_open(const char *dir, state **out, strbuf *err);
+/* state_close(NULL) does nothing. */
+void state_close(state *s);
+
+#endif

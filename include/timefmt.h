@@ -1,0 +1,28 @@
+/*
+ * timefmt: the timestamp formats of DESIGN.md, in and out, always UTC.
+ */
+#ifndef SHOPKEEPER_TIMEFMT_H
+#define SHOPKEEPER_TIMEFMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "YYYY-MM-DDTHH:MM:SSZ" plus NUL */
+#define TIME_FMT_LEN 21
+
+/* Parses s[0..n) as one of:
+ *   YYYY-MM-DD
+ *   YYYY-MM-DD HH:MM[:SS]           (also with 'T' between date and time)
+ *   the above with fractional seconds, and 'Z' or a +HH:MM / -HH:MM offset
+ *   Unix seconds (digits only, optionally with a fraction)
+ * Times without an offset are taken as UTC. Years 1970..9999.
+ * Returns 0 and the Unix time in *out, or -1 if s is not such a time. */
+int time_parse(const char *s, size_t n, int64_t *out);
+
+/* Writes t as "YYYY-MM-DDTHH:MM:SSZ" into out (TIME_FMT_LEN bytes). */
+void time_format(int64_t t, char out[TIME_FMT_LEN]);
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (no range checks). */
+int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+#endif

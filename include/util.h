@@ -1,0 +1,43 @@
+/*
+ * util: allocation that cannot fail, clocks, UTF-8 validation.
+ *
+ * Out-of-memory is not a recoverable condition for this program: like Redis'
+ * zmalloc, the x* allocators print one line and abort instead of making every
+ * caller check for NULL.
+ */
+#ifndef SHOPKEEPER_UTIL_H
+#define SHOPKEEPER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* malloc/calloc/realloc/strdup that abort the process on failure.
+ * The caller owns the returned memory and releases it with free(). */
+void *xmalloc(size_t size);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *ptr, size_t size);
+/* Overflow-checked count * size, for array allocations. */
+void *xmallocarray(size_t count, size_t size);
+void *xreallocarray(void *ptr, size_t count, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Seconds since the Unix epoch (wall clock, for as-of times and logs). */
+double util_now(void);
+/* Seconds on a monotonic clock (for measuring durations). */
+double util_monotonic(void);
+
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF). NUL bytes are rejected as well: ids and CSV fields
+ * are C strings further on. */
+bool utf8_valid(const char *s, size_t n);
+
+/* Peak resident set size of this process in bytes (0 if unknown). */
+uint64_t util_peak_rss(void);
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

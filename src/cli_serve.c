@@ -1,0 +1,141 @@
+/*
+ * cli_serve: `shopkeeper serve`: open the model and state, run the HTTP
+ * daemon, stop cleanly on SIGINT or SIGTERM.
+ *
+ * Signals are blocked before the daemon's threads start (they inherit the
+ * mask) and taken synchronously with sigwait() in the main thread, so no
+ * handler runs in the middle of a request.
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cli.h"
+#include "http.h"
+#include "store.h"
+#include "util.h"
+
+static const char serve_usage[] =
+	"usage: shopkeeper serve --model DIR --state DIR [options]\n"
+	"\n"
+	"Answers the HTTP API from a trained model.\n"
+	"\n"
+	"  --model DIR        model directory written by 'shopkeeper train'\n"
+	"  --state DIR        the server's own state (created if missing)\n"
+	"  --listen ADDR      HOST:PORT, [IPV6]:PORT or :PORT (default 127.0.0.1:8080;\n"
+	"                     port 0 picks a free port)\n"
+	"  --threads N        worker threads (default: number of cores)\n"
+	"  --max-body BYTES   largest request body accepted (default 1048576)\n"
+	"  --timeout SECONDS  idle connection timeout (default 30)\n"
+	"\n"
+	"SIGINT or SIGTERM: finish requests in flight and exit.\n";
+
+int cmd_serve(int argc, char **argv)
+{
+	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_HELP };
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, O_MODEL },
+		{ "state", required_argument, NULL, O_STATE },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "max-body", required_argument, NULL, O_BODY },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
+		 timeout = 30;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MODEL: model_dir = optarg; break;
+		case O_STATE: state_dir = optarg; break;
+		case O_LISTEN: listen = optarg; break;
+		case O_THREADS:
+			if (!cli_parse_u32(optarg, 1, 256, &threads))
+				return cli_usage_error("serve", "--threads %s: expected an integer from 1 to 256", optarg);
+			break;
+		case O_BODY:
+			if (!cli_parse_u32(optarg, 1024, 1u << 30, &max_body))
+				return cli_usage_error("serve", "--max-body %s: expected bytes from 1024 to 1073741824", optarg);
+			break;
+		case O_TIMEOUT:
+			if (!cli_parse_u32(optarg, 1, 3600, &timeout))
+				return cli_usage_error("serve", "--timeout %s: expected seconds from 1 to 3600", optarg);
+			break;
+		case 'h':
+		case O_HELP: fputs(serve_usage, stdout); return EXIT_OK;
+		default:
+			return cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+	if (!model_dir)
+		return cli_usage_error("serve", "--model DIR is required");
+	if (!state_dir)
+		return cli_usage_error("serve", "--state DIR is required");
+
+	/* Requests are single-threaded computations; BLAS threads here would
+	 * only fight the pool for cores. */
+	openblas_set_num_threads(1);
+
+	strbuf err = STRBUF_INIT;
+	model *m = NULL;
+	state *st = NULL;
+	api *a = NULL;
+	http_server *srv = NULL;
+	int ret = EXIT_RUNTIME;
+
+	if (model_open(model_dir, &m, &err) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	if (state_open(state_dir, &st, &err) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	a = api_create(m, st);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	http_config cfg = { listen, threads, timeout, max_body, api_handle, a, api_thread_free };
+	if (http_start(&cfg, &srv, &err) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	const model_info *info = model_get_info(m);
+	fprintf(stderr,
+		"shopkeeper %s: serving model %s (%s, %u items, %u customers) on port %u, "
+		"listen %s, %u threads\n",
+		SHOPKEEPER_VERSION, info->model_id, info->algorithm, info->n_items,
+		info->n_customers, http_port(srv), listen, threads);
+	fflush(stderr);
+
+	int sig = 0;
+	while (sigwait(&set, &sig) != 0 || (sig != SIGINT && sig != SIGTERM))
+		;
+	fprintf(stderr, "shopkeeper: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	ret = EXIT_OK;
+out:
+	http_stop(srv);
+	api_free(a);
+	state_close(st);
+	model_close(m);
+	sb_release(&err);
+	return ret;
+}

@@ -1,0 +1,395 @@
+/*
+ * http: libmicrohttpd glue. See http.h for the contract.
+ *
+ * Request lifecycle, following libmicrohttpd's examples: the first call for
+ * a request only records that it exists (answering then would make the
+ * daemon close a connection whose body is unread, defeating keep-alive);
+ * body chunks are appended on the next calls; the last call, with no data,
+ * runs the handler and queues the answer. Requests without a body carry a
+ * static marker instead of allocated state.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "util.h"
+
+#define HTTP_MAX_PATH 4096
+
+/* Per pool thread: reusable buffers and the application's slot. */
+struct http_thread {
+	strbuf out;     /* response body */
+	strbuf scratch; /* decoded path segments */
+	void *app_data;
+	struct http_thread *next;
+};
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	http_config cfg;
+	unsigned port;
+	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
+	struct http_thread *threads;
+};
+
+struct upload {
+	strbuf body;
+	int too_large;
+};
+
+static char no_body; /* *req_cls marker for requests without a body */
+static _Thread_local struct http_thread *tl_thread;
+
+static struct http_thread *this_thread(http_server *s)
+{
+	if (tl_thread)
+		return tl_thread;
+	struct http_thread *t = xcalloc(1, sizeof(*t));
+	sb_init(&t->out, 4096);
+	sb_init(&t->scratch, 1024);
+	pthread_mutex_lock(&s->threads_lock);
+	t->next = s->threads;
+	s->threads = t;
+	pthread_mutex_unlock(&s->threads_lock);
+	tl_thread = t;
+	return t;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long http_percent_decode(const char *s, size_t n, char *out, bool plus_is_space)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+				return -1;
+			out[o++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else if (c == '+' && plus_is_space) {
+			out[o++] = ' ';
+		} else {
+			out[o++] = c;
+		}
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+void http_error(http_response *resp, int status, const char *code, const char *fmt, ...)
+{
+	strbuf msg = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	sb_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	/* Messages may quote client bytes; JSON must stay valid UTF-8. */
+	if (!utf8_valid(sb_str(&msg), msg.len))
+		for (size_t i = 0; i < msg.len; i++)
+			if ((unsigned char)msg.buf[i] >= 0x80 || msg.buf[i] == 0)
+				msg.buf[i] = '?';
+	resp->status = status;
+	sb_reset(resp->body);
+	sb_adds(resp->body, "{\"error\":{\"code\":");
+	sb_add_json_str(resp->body, code, strlen(code));
+	sb_adds(resp->body, ",\"message\":");
+	sb_add_json_str(resp->body, sb_str(&msg), msg.len);
+	sb_adds(resp->body, "}}");
+	sb_release(&msg);
+}
+
+int http_query(const http_request *req, const char *key, char *buf, size_t cap,
+	       const char **out, size_t *len)
+{
+	const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+	if (!raw)
+		return 0;
+	size_t n = strlen(raw);
+	if (n >= cap)
+		return -1;
+	long got = http_percent_decode(raw, n, buf, true);
+	if (got < 0)
+		return -1;
+	*out = buf;
+	*len = (size_t)got;
+	return 1;
+}
+
+/* The daemon must not unescape: we decode each path segment ourselves. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
+{
+	(void)cls;
+	(void)c;
+	return strlen(uri);
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const strbuf *body,
+				 const char *allow)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->buf,
+								 MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+	if (allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Splits the raw path into decoded segments in t->scratch. Returns 0, -1 on
+ * a bad escape, -2 on too many segments or too long a path. */
+static int split_path(struct http_thread *t, const char *url, http_request *req)
+{
+	size_t n = strlen(url);
+	if (n > HTTP_MAX_PATH)
+		return -2;
+	sb_reset(&t->scratch);
+	sb_grow(&t->scratch, n + HTTP_MAX_SEGMENTS + 1);
+	size_t offs[HTTP_MAX_SEGMENTS];
+	req->n_segs = 0;
+	const char *p = url;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *end = strchr(p, '/');
+		if (!end)
+			end = p + strlen(p);
+		if (req->n_segs == HTTP_MAX_SEGMENTS)
+			return -2;
+		offs[req->n_segs] = t->scratch.len;
+		long got = http_percent_decode(p, (size_t)(end - p), t->scratch.buf + t->scratch.len,
+					       false);
+		if (got < 0)
+			return -1;
+		req->seg_lens[req->n_segs++] = (size_t)got;
+		t->scratch.len += (size_t)got + 1;
+		p = end;
+	}
+	for (unsigned i = 0; i < req->n_segs; i++)
+		req->segs[i] = t->scratch.buf + offs[i];
+	return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size, void **req_cls)
+{
+	http_server *s = cls;
+	(void)version;
+
+	if (*req_cls == NULL) {
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+		if (!cl && !te) {
+			*req_cls = &no_body;
+			return MHD_YES;
+		}
+		if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) {
+			/* Refuse before reading it; the daemon then closes the
+			 * connection, which is right for a body we will not read. */
+			struct http_thread *t = this_thread(s);
+			http_response resp = { 413, &t->out, NULL };
+			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
+				   s->cfg.max_body);
+			*req_cls = &no_body;
+			return send_body(conn, 413, &t->out, NULL);
+		}
+		struct upload *u = xcalloc(1, sizeof(*u));
+		*req_cls = u;
+		return MHD_YES;
+	}
+
+	if (*upload_data_size != 0) {
+		if (*req_cls != &no_body) {
+			struct upload *u = *req_cls;
+			if (!u->too_large && u->body.len + *upload_data_size <= s->cfg.max_body)
+				sb_add(&u->body, upload_data, *upload_data_size);
+			else
+				u->too_large = 1; /* keep reading, then answer 413 */
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	struct http_thread *t = this_thread(s);
+	sb_reset(&t->out);
+	http_response resp = { 200, &t->out, NULL };
+	http_request req;
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.url = url;
+	req.conn = conn;
+	req.thread_data = &t->app_data;
+	if (*req_cls != &no_body) {
+		struct upload *u = *req_cls;
+		if (u->too_large) {
+			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
+				   s->cfg.max_body);
+			return send_body(conn, resp.status, resp.body, NULL);
+		}
+		if (!u->body.buf)
+			sb_grow(&u->body, 0);
+		req.body = u->body.buf;
+		req.body_len = u->body.len;
+	}
+
+	int rc = split_path(t, url, &req);
+	if (rc == -1)
+		http_error(&resp, 400, "bad_request", "invalid percent-encoding in the path");
+	else if (rc == -2)
+		http_error(&resp, 404, "not_found", "no such resource (path too long)");
+	else
+		s->cfg.handler(s->cfg.app, &req, &resp);
+	return send_body(conn, resp.status, resp.body, resp.allow);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (*req_cls && *req_cls != &no_body) {
+		struct upload *u = *req_cls;
+		sb_release(&u->body);
+		free(u);
+	}
+	*req_cls = NULL;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	fputs("shopkeeper: http: ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, int *v6,
+			strbuf *err)
+{
+	char host[256];
+	const char *port;
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, listen + 1, (size_t)(close - listen - 1));
+		host[close - listen - 1] = '\0';
+		port = close + 2;
+	} else {
+		const char *colon = strrchr(listen, ':');
+		if (!colon || (size_t)(colon - listen) >= sizeof(host))
+			goto bad;
+		memcpy(host, listen, (size_t)(colon - listen));
+		host[colon - listen] = '\0';
+		port = colon + 1;
+		if (!host[0])
+			strcpy(host, "0.0.0.0");
+	}
+	char *end;
+	long p = strtol(port, &end, 10);
+	if (!*port || *end || p < 0 || p > 65535)
+		goto bad;
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+		goto bad;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	*v6 = ai->ai_family == AF_INET6;
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	sb_addf(err, "--listen %s: expected HOST:PORT with a numeric address, e.g. 127.0.0.1:8080 "
+		     "or [::1]:8080", listen);
+	return -1;
+}
+
+int http_start(const http_config *cfg, http_server **out, strbuf *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int v6;
+	if (parse_listen(cfg->listen, &ss, &sslen, &v6, err) != 0)
+		return -1;
+
+	http_server *s = xcalloc(1, sizeof(*s));
+	s->cfg = *cfg;
+	pthread_mutex_init(&s->threads_lock, NULL);
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	if (v6)
+		flags |= MHD_USE_IPv6;
+	s->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, s,
+		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads ? cfg->threads : 1),
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+		MHD_OPTION_END);
+	if (!s->daemon) {
+		sb_addf(err, "cannot listen on %s (address in use, or not an address of this host?)",
+			cfg->listen);
+		pthread_mutex_destroy(&s->threads_lock);
+		free(s);
+		return -1;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info ? info->port : 0;
+	*out = s;
+	return 0;
+}
+
+unsigned http_port(const http_server *s)
+{
+	return s->port;
+}
+
+void http_stop(http_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->daemon);
+	/* Every pool thread has exited: their buffers can go. */
+	struct http_thread *t = s->threads;
+	while (t) {
+		struct http_thread *next = t->next;
+		if (t->app_data && s->cfg.thread_free)
+			s->cfg.thread_free(s->cfg.app, t->app_data);
+		sb_release(&t->out);
+		sb_release(&t->scratch);
+		free(t);
+		t = next;
+	}
+	pthread_mutex_destroy(&s->threads_lock);
+	free(s);
+}

@@ -1,0 +1,180 @@
+/*
+ * strbuf: a growable byte buffer. See strbuf.h for the invariants.
+ */
+#include "strbuf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void sb_init(strbuf *sb, size_t hint)
+{
+	sb->cap = hint ? hint : 1;
+	sb->buf = xmalloc(sb->cap);
+	sb->len = 0;
+	sb->buf[0] = '\0';
+}
+
+void sb_release(strbuf *sb)
+{
+	free(sb->buf);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+}
+
+void sb_reset(strbuf *sb)
+{
+	sb->len = 0;
+	if (sb->buf)
+		sb->buf[0] = '\0';
+}
+
+void sb_grow(strbuf *sb, size_t extra)
+{
+	size_t need = sb->len + extra + 1;
+	if (need < extra)
+		need = SIZE_MAX; /* xrealloc reports the overflow as OOM */
+	if (need <= sb->cap)
+		return;
+	size_t cap = sb->cap ? sb->cap : 64;
+	while (cap < need)
+		cap = cap < SIZE_MAX / 2 ? cap * 2 : need;
+	sb->buf = xrealloc(sb->buf, cap);
+	if (sb->cap == 0)
+		sb->buf[0] = '\0';
+	sb->cap = cap;
+}
+
+const char *sb_str(const strbuf *sb)
+{
+	return sb->buf ? sb->buf : "";
+}
+
+char *sb_detach(strbuf *sb, size_t *len)
+{
+	if (!sb->buf)
+		sb_grow(sb, 0);
+	char *p = sb->buf;
+	if (len)
+		*len = sb->len;
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+	return p;
+}
+
+void sb_add(strbuf *sb, const void *data, size_t n)
+{
+	sb_grow(sb, n);
+	memcpy(sb->buf + sb->len, data, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+
+void sb_adds(strbuf *sb, const char *s)
+{
+	sb_add(sb, s, strlen(s));
+}
+
+void sb_addc(strbuf *sb, char c)
+{
+	sb_grow(sb, 1);
+	sb->buf[sb->len++] = c;
+	sb->buf[sb->len] = '\0';
+}
+
+void sb_vaddf(strbuf *sb, const char *fmt, va_list ap)
+{
+	va_list copy;
+	va_copy(copy, ap);
+	sb_grow(sb, 64);
+	int n = vsnprintf(sb->buf + sb->len, sb->cap - sb->len, fmt, ap);
+	if (n < 0) {
+		va_end(copy);
+		return;
+	}
+	if ((size_t)n >= sb->cap - sb->len) {
+		sb_grow(sb, (size_t)n);
+		vsnprintf(sb->buf + sb->len, sb->cap - sb->len, fmt, copy);
+	}
+	va_end(copy);
+	sb->len += (size_t)n;
+}
+
+void sb_addf(strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	sb_vaddf(sb, fmt, ap);
+	va_end(ap);
+}
+
+void sb_add_u64(strbuf *sb, uint64_t v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sb_add(sb, tmp + i, sizeof(tmp) - i);
+}
+
+void sb_add_i64(strbuf *sb, int64_t v)
+{
+	if (v < 0) {
+		sb_addc(sb, '-');
+		sb_add_u64(sb, (uint64_t)0 - (uint64_t)v);
+	} else {
+		sb_add_u64(sb, (uint64_t)v);
+	}
+}
+
+void sb_add_double(strbuf *sb, double v, int digits)
+{
+	if (!isfinite(v))
+		v = 0;
+	sb_grow(sb, 32);
+	int n = snprintf(sb->buf + sb->len, sb->cap - sb->len, "%.*g", digits, v);
+	if (n > 0)
+		sb->len += (size_t)n;
+}
+
+void sb_add_json_str(strbuf *sb, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	/* Worst case every byte becomes \u00XX. */
+	sb_grow(sb, n * 6 + 2);
+	char *o = sb->buf + sb->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c >= 0x20) {
+			*o++ = (char)c;
+		} else if (c == '\n') {
+			*o++ = '\\';
+			*o++ = 'n';
+		} else if (c == '\r') {
+			*o++ = '\\';
+			*o++ = 'r';
+		} else if (c == '\t') {
+			*o++ = '\\';
+			*o++ = 't';
+		} else {
+			*o++ = '\\';
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	sb->len = (size_t)(o - sb->buf);
+}

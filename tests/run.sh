@@ -1,0 +1,66 @@
+#!/bin/sh
+# Runs the unit test binaries and the end-to-end suite, adds up their
+# closing lines and prints one: "N passed, N failed".
+#   BIN=bin BUILD=build sh tests/run.sh [unit|e2e]
+# VALGRIND=1 runs the unit tests under valgrind memcheck.
+set -u
+BIN=${BIN:-bin}
+BUILD=${BUILD:-build}
+what=${1:-all}
+passed=0
+failed=0
+crashed=0
+
+add_counts() { # $1: output file of one suite, $2: its exit code, $3: name
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+	if [ -z "$line" ]; then
+		echo "$3: no result line (exit $2)"
+		crashed=$((crashed + 1))
+		return
+	fi
+	p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+	f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "$3: exited $2 with no failed test"
+		crashed=$((crashed + 1))
+	fi
+	echo "$3: $line"
+}
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+	for t in "$BUILD"/tests/test_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t")
+		if [ "${VALGRIND:-0}" = 1 ]; then
+			valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+				"$t" >"$out" 2>&1
+		else
+			"$t" >"$out" 2>&1
+		fi
+		rc=$?
+		[ $rc -ne 0 ] && cat "$out"
+		add_counts "$out" $rc "$name"
+	done
+fi
+
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+	for t in tests/e2e/test_*.py; do
+		[ -f "$t" ] || continue
+		name=$(basename "$t" .py)
+		SHOPKEEPER="$BIN/shopkeeper" python3 "$t" >"$out" 2>&1
+		rc=$?
+		[ $rc -ne 0 ] && cat "$out"
+		add_counts "$out" $rc "$name"
+	done
+fi
+
+if [ $crashed -ne 0 ]; then
+	failed=$((failed + crashed))
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
