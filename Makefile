@@ -3,6 +3,7 @@
 #   make            build bin/shopkeeper (installs missing -dev packages first)
 #   make deps       apt-get install the libraries and tools the build and tests use
 #   make demo       build, train on the bundled demo data, serve on 127.0.0.1:8080
+#   make demo-model only train the demo model (models/demo)
 #   make test       unit tests + end-to-end tests against the real server
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
@@ -41,12 +42,13 @@ LDLIBS  := -lpthread -lm
 SRCS    := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
+GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps demo test test-unit test-e2e test-asan valgrind clean check-deps
+.PHONY: all deps demo demo-model test test-unit test-e2e test-asan valgrind clean check-deps
 
-all: check-deps $(BIN)/shopkeeper
+all: check-deps $(BIN)/shopkeeper $(GEN)
 
 # Installing packages needs root and the network; only do it when a header is
 # actually missing, and say so.
@@ -67,6 +69,10 @@ deps:
 $(BIN)/shopkeeper: $(BUILD)/main.o $(LIB_OBJS) | $(BIN)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
+# The synthetic data generator for benchmarks: plain C, no libraries.
+$(BIN)/shopkeeper-gen: bench/gen.c | $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
+
 $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
@@ -83,8 +89,10 @@ DEMO_MODEL := models/demo
 DEMO_STATE := models/demo-state
 DEMO_COLUMNS := customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice
 
-demo: all
+demo-model: all
 	$(BIN)/shopkeeper train --interactions $(DEMO_DATA) --columns $(DEMO_COLUMNS) --out $(DEMO_MODEL)
+
+demo: demo-model
 	@echo
 	@echo "Try:  curl -s 'http://127.0.0.1:8080/v1/customers/17850/recommendations?n=5'"
 	@echo "      curl -s 'http://127.0.0.1:8080/v1/items/85123A/similar?n=5'"
@@ -95,6 +103,12 @@ demo: all
 # The test runner prints one closing line: "N passed, N failed".
 test: all $(TEST_BINS)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh
+
+test-unit: all $(TEST_BINS)
+	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh unit
+
+test-e2e: all
+	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh e2e
 
 test-asan:
 	$(MAKE) --no-print-directory SANITIZE=1 test
