@@ -16,11 +16,50 @@
 
 #define SHOPKEEPER_VERSION "0.1.0"
 
+#include <getopt.h>
+
+#include "ingest.h"
+#include "strbuf.h"
+#include "train.h"
+
 int cli_main(int argc, char **argv);
 
 int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* ---- training flags, shared by train and eval (cli_train.c) ------------- */
+
+struct train_flags {
+	const char *columns;  /* --columns */
+	bool strict;          /* --strict */
+	bool has_as_of;       /* --as-of given */
+	int64_t as_of;
+	train_options topt;
+};
+
+/* getopt_long codes of the shared flags start here. */
+#define TRAIN_FLAG_BASE 1000
+#define TRAIN_FLAG_COUNT 11
+
+void train_flags_init(struct train_flags *f);
+/* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */
+size_t train_flags_options(struct option *opts);
+/* Applies a shared option. Returns 0 if it was one and valid, 1 if `code`
+ * is not a shared option, or EXIT_USAGE after printing the problem. */
+int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd);
+/* The usage lines of the shared flags. */
+extern const char train_flags_usage[];
+
+/* Reads `path` and trains: ds and r are filled (caller frees them with
+ * dataset_free/train_result_free, also on failure). *as_of is --as-of or
+ * the newest timestamp. Returns 0, or -1 with a message in *err. */
+int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result *r,
+	      int64_t *as_of, double *secs_ingest, strbuf *err);
+/* Writes the model directory. Returns 0, or -1 with a message in *err. */
+int train_write(const char *out, const struct train_flags *f, const dataset *ds,
+		const train_result *r, int64_t as_of, strbuf *err);
 
 /* Prints "shopkeeper CMD: MESSAGE" and a pointer to --help; returns
  * EXIT_USAGE. */

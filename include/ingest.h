@@ -41,6 +41,7 @@ enum skip_reason {
 	SKIP_EVENT,        /* unknown event type */
 	SKIP_QUANTITY,     /* not a number, zero, or absurdly large */
 	SKIP_PRICE,        /* not a number or negative */
+	SKIP_AFTER_AS_OF,  /* timestamp after ingest_options.until */
 	SKIP_REASONS
 };
 const char *skip_reason_name(enum skip_reason r);
@@ -76,6 +77,8 @@ typedef struct ingest_options {
 	unsigned max_reported; /* bad rows described on `report` (default 5) */
 	FILE *report;          /* where bad rows are described; NULL: stderr */
 	const char *label;     /* progress label; NULL: "ingest" */
+	bool has_until;        /* skip rows with a timestamp after `until` */
+	int64_t until;         /* Unix seconds (training "as of" a date) */
 } ingest_options;
 
 /* Parses a --columns spec into header names per logical column; names not

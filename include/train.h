@@ -13,10 +13,25 @@
  *            by Cholesky (LAPACK spotrf/spotri)
  * Only positive similarities are kept; each item keeps its K best, ties
  * broken by item index so training is deterministic.
+ *
+ * X holds, per customer and item, the weight of the strongest event type
+ * seen (a purchase counts only if not returned in full); the customer's
+ * scoring weights (history_entry.weight) add every event up, each decayed
+ * by its age at as_of with the given half-life, so repeat and recent
+ * behaviour count more when recommending while similarities stay a stable
+ * picture of the catalog.
+ *
+ * G comes from one of two paths: dense (cblas_ssyrk over blocks of X, memory
+ * items^2) or sparse (per item, accumulate the rows of the customers who
+ * have it, memory O(items * K) plus one accumulator per thread). `auto`
+ * picks the cheaper by an estimate of both costs; EASE always needs the
+ * dense matrix and is restricted to the most popular items above
+ * ease_max_items.
  */
 #ifndef SHOPKEEPER_TRAIN_H
 #define SHOPKEEPER_TRAIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ingest.h"
@@ -29,16 +44,34 @@ const char *algo_name(enum algo a);
 /* Returns the algorithm named s, or -1. */
 int algo_parse(const char *s);
 
+enum train_path { PATH_AUTO = 0, PATH_DENSE, PATH_SPARSE };
+const char *train_path_name(enum train_path p);
+
+/* Options; a zero field means its default, so `train_options o = { 0 }`
+ * trains with every default. */
 typedef struct train_options {
-	enum algo algo;
+	enum algo algo;        /* default cosine */
 	uint32_t neighbors;    /* K, default 100 */
-	float lambda;          /* EASE regularisation, > 0 */
-	uint64_t max_dense_bytes; /* refuse item x item matrices larger than this */
+	float lambda;          /* EASE regularisation, default 200 */
+	/* Strength of each event type, indexed by enum event_type; all zero
+	 * means the defaults (view 0.2, cart 0.5, purchase 1). */
+	float event_weight[EVENT_TYPES];
+	double half_life_days; /* recency decay of history weights; 0: none */
+	int64_t as_of;         /* reference time of the decay (Unix seconds) */
+	enum train_path path;  /* how G is computed; auto picks by cost */
+	uint64_t max_dense_bytes; /* largest item x item matrix (default 12 GiB) */
+	uint32_t ease_max_items;  /* EASE uses this many most popular items
+				   * at most (default 20000) */
+	uint32_t threads;      /* default: number of cores */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u
 #define TRAIN_DEFAULT_LAMBDA 200.0f
 #define TRAIN_DEFAULT_MAX_DENSE_BYTES (12ull << 30)
+#define TRAIN_DEFAULT_EASE_MAX_ITEMS 20000u
+#define TRAIN_DEFAULT_WEIGHT_VIEW 0.2f
+#define TRAIN_DEFAULT_WEIGHT_CART 0.5f
+#define TRAIN_DEFAULT_WEIGHT_PURCHASE 1.0f
 
 /* History entry flags. */
 #define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */
@@ -52,7 +85,9 @@ typedef struct neighbor {
 typedef struct history_entry {
 	uint32_t item;
 	uint32_t flags;   /* HIST_* */
-	float weight;     /* strength of the interaction in X (0 if not in X) */
+	float weight;     /* affinity used to score: sum over the customer's
+			   * events with this item of event weight x recency
+			   * decay (0: no taste, e.g. returned in full) */
 	float quantity;   /* net units bought (returns subtracted) */
 	int64_t last_ts;  /* latest interaction with this item */
 } history_entry;
@@ -71,6 +106,9 @@ typedef struct train_result {
 	neighbor *nbrs;     /* item i's list: nbrs[i*k .. i*k + n_nbrs[i]), best first */
 	uint32_t *n_nbrs;
 
+	enum train_path path;  /* the path that ran */
+	bool gram_pairs;       /* dense path: G summed pair by pair, not ssyrk */
+	uint32_t ease_items;   /* items EASE covered (all unless restricted) */
 	double secs_matrix, secs_gram, secs_similarity;
 } train_result;
 

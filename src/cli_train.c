@@ -1,5 +1,6 @@
 /*
- * cli_train: `shopkeeper train`: CSV in, model directory out.
+ * cli_train: `shopkeeper train`: CSV in, model directory out; and the
+ * training flags and pipeline that `eval` shares.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -17,93 +18,184 @@
 #include "train.h"
 #include "util.h"
 
-static const char train_usage[] =
-	"usage: shopkeeper train --interactions FILE --out DIR [options]\n"
-	"\n"
-	"Reads an interactions CSV (customer_id, item_id, and optionally timestamp,\n"
-	"event, quantity, price) and writes a model to DIR/model.mdb.\n"
-	"\n"
-	"  --interactions FILE   CSV file; '-' for stdin; gzip is detected\n"
-	"  --out DIR             model directory (created; an old model there is replaced)\n"
-	"  --algo NAME           cosine (default), jaccard, lift or ease\n"
+#define CLI_DEFAULT_ALGO ALGO_EASE
+#define CLI_DEFAULT_HALF_LIFE 30.0
+
+const char train_flags_usage[] =
+	"  --algo NAME           ease (default), cosine, jaccard or lift\n"
 	"  --neighbors K         neighbours kept per item (default 100, 1..1000)\n"
 	"  --lambda L            EASE regularisation (default 200, > 0)\n"
-	"  --as-of DATE          the model's reference time (default: newest timestamp)\n"
+	"  --half-life DAYS      recency decay, in days (default 30; 0: none)\n"
+	"  --as-of DATE          reference time; later rows are left out\n"
+	"                        (default: the newest timestamp)\n"
+	"  --event-weights W     e.g. view=0.2,cart=0.5,purchase=1 (the default)\n"
+	"  --path P              auto (default), dense or sparse item-item computation\n"
+	"  --ease-max-items N    EASE covers the N most popular items (default 20000)\n"
+	"  --threads N           training threads (default: number of cores)\n"
 	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode\n"
-	"  --strict              stop at the first bad row instead of skipping it\n"
-	"  --quiet               no summary on stderr\n";
+	"  --strict              stop at the first bad row instead of skipping it\n";
 
-struct train_args {
-	const char *interactions, *out, *columns, *as_of;
-	train_options topt;
-	bool strict, quiet;
+enum {
+	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
+	F_THREADS, F_COLS, F_STRICT
 };
 
-static int parse_args(int argc, char **argv, struct train_args *a)
+size_t train_flags_options(struct option *opts)
 {
-	enum { O_INTER = 1, O_OUT, O_ALGO, O_NEIGH, O_LAMBDA, O_ASOF, O_COLS, O_STRICT, O_QUIET, O_HELP };
-	static const struct option opts[] = {
-		{ "interactions", required_argument, NULL, O_INTER },
-		{ "out", required_argument, NULL, O_OUT },
-		{ "algo", required_argument, NULL, O_ALGO },
-		{ "neighbors", required_argument, NULL, O_NEIGH },
-		{ "lambda", required_argument, NULL, O_LAMBDA },
-		{ "as-of", required_argument, NULL, O_ASOF },
-		{ "columns", required_argument, NULL, O_COLS },
-		{ "strict", no_argument, NULL, O_STRICT },
-		{ "quiet", no_argument, NULL, O_QUIET },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	static const struct option shared[TRAIN_FLAG_COUNT] = {
+		{ "algo", required_argument, NULL, F_ALGO },
+		{ "neighbors", required_argument, NULL, F_NEIGH },
+		{ "lambda", required_argument, NULL, F_LAMBDA },
+		{ "half-life", required_argument, NULL, F_HALF },
+		{ "as-of", required_argument, NULL, F_ASOF },
+		{ "event-weights", required_argument, NULL, F_WEIGHTS },
+		{ "path", required_argument, NULL, F_PATH },
+		{ "ease-max-items", required_argument, NULL, F_EASEMAX },
+		{ "threads", required_argument, NULL, F_THREADS },
+		{ "columns", required_argument, NULL, F_COLS },
+		{ "strict", no_argument, NULL, F_STRICT },
 	};
-	memset(a, 0, sizeof(*a));
-	a->topt.algo = ALGO_COSINE;
-	a->topt.neighbors = TRAIN_DEFAULT_NEIGHBORS;
-	a->topt.lambda = TRAIN_DEFAULT_LAMBDA;
-	a->topt.max_dense_bytes = TRAIN_DEFAULT_MAX_DENSE_BYTES;
-	opterr = 0;
-	optind = 1;
-	int c;
-	double d;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_INTER: a->interactions = optarg; break;
-		case O_OUT: a->out = optarg; break;
-		case O_COLS: a->columns = optarg; break;
-		case O_ASOF: a->as_of = optarg; break;
-		case O_STRICT: a->strict = true; break;
-		case O_QUIET: a->quiet = true; break;
-		case O_ALGO: {
-			int algo = algo_parse(optarg);
-			if (algo < 0)
-				return cli_usage_error("train", "--algo %s: expected cosine, jaccard, lift or ease", optarg);
-			a->topt.algo = (enum algo)algo;
-			break;
-		}
-		case O_NEIGH:
-			if (!cli_parse_u32(optarg, 1, 1000, &a->topt.neighbors))
-				return cli_usage_error("train", "--neighbors %s: expected an integer from 1 to 1000", optarg);
-			break;
-		case O_LAMBDA:
-			if (!cli_parse_double(optarg, &d) || d <= 0 || d > 1e12)
-				return cli_usage_error("train", "--lambda %s: expected a number greater than 0", optarg);
-			a->topt.lambda = (float)d;
-			break;
-		case 'h':
-		case O_HELP: fputs(train_usage, stdout); return -1;
-		default:
-			return cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
-		}
+	memcpy(opts, shared, sizeof(shared));
+	return TRAIN_FLAG_COUNT;
+}
+
+void train_flags_init(struct train_flags *f)
+{
+	memset(f, 0, sizeof(*f));
+	/* Chosen by measurement on Online Retail's validation split (README). */
+	f->topt.algo = CLI_DEFAULT_ALGO;
+	f->topt.half_life_days = CLI_DEFAULT_HALF_LIFE;
+	f->topt.neighbors = TRAIN_DEFAULT_NEIGHBORS;
+	f->topt.lambda = TRAIN_DEFAULT_LAMBDA;
+	f->topt.max_dense_bytes = TRAIN_DEFAULT_MAX_DENSE_BYTES;
+	f->topt.ease_max_items = TRAIN_DEFAULT_EASE_MAX_ITEMS;
+	f->topt.event_weight[EVENT_VIEW] = TRAIN_DEFAULT_WEIGHT_VIEW;
+	f->topt.event_weight[EVENT_CART] = TRAIN_DEFAULT_WEIGHT_CART;
+	f->topt.event_weight[EVENT_PURCHASE] = TRAIN_DEFAULT_WEIGHT_PURCHASE;
+}
+
+/* "view=0.2,cart=0.5,purchase=1": names not given keep their weight. */
+static bool parse_weights(const char *spec, float w[EVENT_TYPES])
+{
+	const char *p = spec;
+	while (*p) {
+		const char *eq = strchr(p, '=');
+		if (!eq)
+			return false;
+		int e = event_parse(p, (size_t)(eq - p));
+		if (e < 0)
+			return false;
+		char *end;
+		double v = strtod(eq + 1, &end);
+		if (end == eq + 1 || (*end && *end != ',') || !(v >= 0) || v > 1e6)
+			return false;
+		w[e] = (float)v;
+		p = *end ? end + 1 : end;
 	}
-	if (optind < argc)
-		return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-	if (!a->interactions)
-		return cli_usage_error("train", "--interactions FILE is required");
-	if (!a->out)
-		return cli_usage_error("train", "--out DIR is required");
+	return w[EVENT_VIEW] + w[EVENT_CART] + w[EVENT_PURCHASE] > 0;
+}
+
+int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd)
+{
+	double d;
+	uint32_t u;
+	switch (code) {
+	case F_ALGO: {
+		int algo = algo_parse(arg);
+		if (algo < 0)
+			return cli_usage_error(cmd, "--algo %s: expected cosine, jaccard, lift or ease", arg);
+		f->topt.algo = (enum algo)algo;
+		return 0;
+	}
+	case F_NEIGH:
+		if (!cli_parse_u32(arg, 1, 1000, &f->topt.neighbors))
+			return cli_usage_error(cmd, "--neighbors %s: expected an integer from 1 to 1000", arg);
+		return 0;
+	case F_LAMBDA:
+		if (!cli_parse_double(arg, &d) || d <= 0 || d > 1e12)
+			return cli_usage_error(cmd, "--lambda %s: expected a number greater than 0", arg);
+		f->topt.lambda = (float)d;
+		return 0;
+	case F_HALF:
+		if (!cli_parse_double(arg, &d) || d < 0 || d > 1e6)
+			return cli_usage_error(cmd, "--half-life %s: expected days >= 0 (0: no decay)", arg);
+		f->topt.half_life_days = d;
+		return 0;
+	case F_ASOF:
+		if (time_parse(arg, strlen(arg), &f->as_of) != 0)
+			return cli_usage_error(cmd, "--as-of %s: expected YYYY-MM-DD[ HH:MM:SS] or Unix seconds", arg);
+		f->has_as_of = true;
+		return 0;
+	case F_WEIGHTS:
+		if (!parse_weights(arg, f->topt.event_weight))
+			return cli_usage_error(cmd, "--event-weights %s: expected e.g. view=0.2,cart=0.5,purchase=1 "
+					       "(weights >= 0, not all 0)", arg);
+		return 0;
+	case F_PATH:
+		if (strcmp(arg, "auto") == 0)
+			f->topt.path = PATH_AUTO;
+		else if (strcmp(arg, "dense") == 0)
+			f->topt.path = PATH_DENSE;
+		else if (strcmp(arg, "sparse") == 0)
+			f->topt.path = PATH_SPARSE;
+		else
+			return cli_usage_error(cmd, "--path %s: expected auto, dense or sparse", arg);
+		return 0;
+	case F_EASEMAX:
+		if (!cli_parse_u32(arg, 2, 46340, &f->topt.ease_max_items))
+			return cli_usage_error(cmd, "--ease-max-items %s: expected an integer from 2 to 46340", arg);
+		return 0;
+	case F_THREADS:
+		if (!cli_parse_u32(arg, 1, 64, &u))
+			return cli_usage_error(cmd, "--threads %s: expected an integer from 1 to 64", arg);
+		f->topt.threads = u;
+		return 0;
+	case F_COLS: {
+		const char *names[COL_COUNT];
+		strbuf store = STRBUF_INIT, err = STRBUF_INIT;
+		int bad = ingest_parse_columns(arg, names, &store, &err);
+		int ret = bad ? cli_usage_error(cmd, "%s", err.buf) : 0;
+		sb_release(&store);
+		sb_release(&err);
+		f->columns = arg;
+		return ret;
+	}
+	case F_STRICT:
+		f->strict = true;
+		return 0;
+	}
+	return 1;
+}
+
+int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result *r,
+	      int64_t *as_of, double *secs_ingest, strbuf *err)
+{
+	double t0 = util_monotonic();
+	ingest_options iopt = { f->columns, f->strict, 5, stderr, "ingest", f->has_as_of, f->as_of };
+	memset(r, 0, sizeof(*r));
+	if (ingest_read(path, &iopt, ds, err) != 0)
+		return -1;
+	*secs_ingest = util_monotonic() - t0;
+	*as_of = f->has_as_of ? f->as_of : ds->has_ts ? ds->ts_max : (int64_t)util_now();
+	if (!f->has_as_of && ds->has_ts && ds->ts_max > (int64_t)util_now() + 86400) {
+		char when[TIME_FMT_LEN];
+		time_format(ds->ts_max, when);
+		fprintf(stderr, "train: warning: the newest timestamp (%s) is in the future; decay "
+				"and recency are measured from it (give --as-of to change that)\n", when);
+	}
+	f->topt.as_of = *as_of;
+	if (train_run(ds, &f->topt, r, err) != 0) {
+		strbuf msg = STRBUF_INIT;
+		sb_addf(&msg, "%s: %s", path, err->buf);
+		sb_reset(err);
+		sb_add(err, msg.buf, msg.len);
+		sb_release(&msg);
+		return -1;
+	}
 	return 0;
 }
 
-static char *meta_json(const struct train_args *a, const dataset *ds, const train_result *r,
+static char *meta_json(const struct train_flags *f, const dataset *ds, const train_result *r,
 		       int64_t as_of, double created)
 {
 	char as_of_s[TIME_FMT_LEN], created_s[TIME_FMT_LEN], id[64];
@@ -119,32 +211,46 @@ static char *meta_json(const struct train_args *a, const dataset *ds, const trai
 	compact[k] = '\0';
 	char seed[64];
 	snprintf(seed, sizeof(seed), "%.9f-%zu-%u", created, ds->n_rows, r->n_items);
-	snprintf(id, sizeof(id), "%s-%s-%06llx", algo_name(a->topt.algo), compact,
+	snprintf(id, sizeof(id), "%s-%s-%06llx", algo_name(f->topt.algo), compact,
 		 (unsigned long long)(idmap_hash(seed, strlen(seed)) & 0xffffff));
 
+	const train_options *o = &f->topt;
+	json_t *params = json_pack("{s:i, s:f, s:f, s:{s:f, s:f, s:f}, s:s, s:i}", "neighbors",
+				   (json_int_t)o->neighbors, "lambda", (double)o->lambda, "half_life_days",
+				   o->half_life_days, "event_weights", "view",
+				   (double)o->event_weight[EVENT_VIEW], "cart",
+				   (double)o->event_weight[EVENT_CART], "purchase",
+				   (double)o->event_weight[EVENT_PURCHASE], "path", train_path_name(r->path),
+				   "ease_items", (json_int_t)r->ease_items);
 	json_t *root = json_pack(
-		"{s:i, s:s, s:s, s:s, s:s, s:s, s:{s:i, s:f}, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}",
 		"format_version", MODEL_FORMAT_VERSION, "byte_order", "little", "model_id", id,
-		"algorithm", algo_name(a->topt.algo), "as_of", as_of_s, "created", created_s,
-		"parameters", "neighbors", (json_int_t)a->topt.neighbors, "lambda",
-		(double)a->topt.lambda, "neighbors", (json_int_t)r->k, "items",
+		"algorithm", algo_name(o->algo), "as_of", as_of_s, "created", created_s,
+		"parameters", params, "neighbors", (json_int_t)r->k, "items",
 		(json_int_t)r->n_items, "customers", (json_int_t)r->n_customers, "interactions",
 		(json_int_t)r->nnz, "rows_read", (json_int_t)ds->records, "rows_skipped",
 		(json_int_t)ds->skipped);
-	char *s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;
 }
 
-static int write_model(const struct train_args *a, const dataset *ds, const train_result *r,
-		       const char *meta, strbuf *err)
+int train_write(const char *out, const struct train_flags *f, const dataset *ds,
+		const train_result *r, int64_t as_of, strbuf *err)
 {
 	model_writer *w = NULL;
 	uint32_t ni = r->n_items, nc = r->n_customers;
+	char *meta = meta_json(f, ds, r, as_of, util_now());
+	if (!meta) {
+		sb_adds(err, "cannot build the meta record");
+		return -1;
+	}
 	uint64_t hint = (uint64_t)ni * (r->k * sizeof(neighbor) + 64) +
 			(uint64_t)nc * 96 + r->hist_off[nc] * sizeof(history_entry);
-	if (model_writer_open(a->out, hint, &w, err) != 0)
+	if (model_writer_open(out, hint, &w, err) != 0) {
+		free(meta);
 		return -1;
+	}
 
 	const char **ids = xmallocarray(ni, sizeof(*ids));
 	size_t *lens = xmallocarray(ni, sizeof(*lens));
@@ -155,6 +261,7 @@ static int write_model(const struct train_args *a, const dataset *ds, const trai
 		rc = model_writer_put_items(w, ids, lens, ni, r->popularity, err);
 	free(ids);
 	free(lens);
+	free(meta);
 
 	progress prog;
 	progress_begin(&prog, "write", "records", (uint64_t)ni + nc);
@@ -177,11 +284,23 @@ static int write_model(const struct train_args *a, const dataset *ds, const trai
 	return model_writer_finish(w, err) == 0 ? 0 : -1;
 }
 
-static void print_summary(const struct train_args *a, const dataset *ds, const train_result *r,
-			  const double secs[4], const char *meta)
+/* ---- the train command -------------------------------------------------- */
+
+static const char train_usage_head[] =
+	"usage: shopkeeper train --interactions FILE --out DIR [options]\n"
+	"\n"
+	"Reads an interactions CSV (customer_id, item_id, and optionally timestamp,\n"
+	"event, quantity, price) and writes a model to DIR/model.mdb.\n"
+	"\n"
+	"  --interactions FILE   CSV file; '-' for stdin; gzip is detected\n"
+	"  --out DIR             model directory (created; an old model there is replaced)\n";
+static const char train_usage_tail[] = "  --quiet               no summary on stderr\n";
+
+static void print_summary(const char *out, const struct train_flags *f, const dataset *ds,
+			  const train_result *r, const double secs[2])
 {
 	strbuf path = STRBUF_INIT;
-	sb_addf(&path, "%s/%s", a->out, MODEL_FILE);
+	sb_addf(&path, "%s/%s", out, MODEL_FILE);
 	struct stat st;
 	double mb = stat(path.buf, &st) == 0 ? (double)st.st_size / 1048576.0 : 0;
 	fprintf(stderr, "rows       %llu read, %llu kept, %llu skipped",
@@ -198,75 +317,85 @@ static void print_summary(const struct train_args *a, const dataset *ds, const t
 	fprintf(stderr, "%s; %llu returns\n", first ? "" : ")", (unsigned long long)ds->returns);
 	fprintf(stderr, "data       %u customers, %u items, %llu customer-item pairs\n",
 		r->n_customers, r->n_items, (unsigned long long)r->nnz);
-	fprintf(stderr, "model      %s, %u neighbours per item (dense path)\n",
-		algo_name(a->topt.algo), r->k);
-	fprintf(stderr, "seconds    ingest %.2f, matrix %.2f, gram %.2f, neighbors %.2f, write %.2f\n",
-		secs[0], r->secs_matrix, r->secs_gram, r->secs_similarity, secs[3]);
+	fprintf(stderr, "model      %s, %u neighbours per item, %s path%s", algo_name(f->topt.algo),
+		r->k, train_path_name(r->path),
+		r->path == PATH_DENSE ? (r->gram_pairs ? " (G by pairs)" : " (G by ssyrk)") : "");
+	if (f->topt.algo == ALGO_EASE && r->ease_items < r->n_items)
+		fprintf(stderr, ", EASE over the %u most popular items", r->ease_items);
+	fputc('\n', stderr);
+	fprintf(stderr, "seconds    ingest %.2f, histories %.2f, gram %.2f, neighbors %.2f, write %.2f\n",
+		secs[0], r->secs_matrix, r->secs_gram, r->secs_similarity, secs[1]);
 	fprintf(stderr, "memory     peak RSS %.0f MiB\n", (double)util_peak_rss() / 1048576.0);
 	fprintf(stderr, "written    %s (%.1f MiB)\n", path.buf, mb);
-	(void)meta;
 	sb_release(&path);
 }
 
 int cmd_train(int argc, char **argv)
 {
-	struct train_args a;
-	int rc = parse_args(argc, argv, &a);
-	if (rc != 0)
-		return rc < 0 ? EXIT_OK : rc;
+	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 5] = {
+		{ "interactions", required_argument, NULL, O_INTER },
+		{ "out", required_argument, NULL, O_OUT },
+		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "help", no_argument, NULL, O_HELP },
+	};
+	size_t nopt = 4 + train_flags_options(opts + 4);
+	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
-	int64_t as_of = 0;
-	if (a.as_of && time_parse(a.as_of, strlen(a.as_of), &as_of) != 0)
-		return cli_usage_error("train", "--as-of %s: expected YYYY-MM-DD[ HH:MM:SS] or Unix seconds", a.as_of);
+	struct train_flags f;
+	const char *interactions = NULL, *out = NULL;
+	bool quiet = false;
+	int c, rc;
+	train_flags_init(&f);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_INTER: interactions = optarg; break;
+		case O_OUT: out = optarg; break;
+		case O_QUIET: quiet = true; break;
+		case 'h':
+		case O_HELP:
+			fputs(train_usage_head, stdout);
+			fputs(train_flags_usage, stdout);
+			fputs(train_usage_tail, stdout);
+			return EXIT_OK;
+		default:
+			rc = train_flags_apply(&f, c, optarg, "train");
+			if (rc == 1)
+				return cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
+			if (rc)
+				return rc;
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+	if (!interactions)
+		return cli_usage_error("train", "--interactions FILE is required");
+	if (!out)
+		return cli_usage_error("train", "--out DIR is required");
 
 	strbuf err = STRBUF_INIT;
 	dataset ds;
 	train_result r;
-	char *meta = NULL;
-	double secs[4] = { 0, 0, 0, 0 };
+	int64_t as_of;
+	double secs[2] = { 0, 0 };
 	int ret = EXIT_RUNTIME;
 	dataset_init(&ds);
-	memset(&r, 0, sizeof(r));
-
-	/* Validate the column map before reading anything. */
-	{
-		const char *names[COL_COUNT];
-		strbuf store = STRBUF_INIT;
-		int bad = ingest_parse_columns(a.columns, names, &store, &err);
-		sb_release(&store);
-		if (bad) {
-			ret = cli_usage_error("train", "%s", err.buf);
-			goto out;
-		}
-	}
-
-	double t0 = util_monotonic();
-	ingest_options iopt = { a.columns, a.strict, 5, stderr, "ingest" };
-	if (ingest_read(a.interactions, &iopt, &ds, &err) != 0) {
+	if (train_fit(interactions, &f, &ds, &r, &as_of, &secs[0], &err) != 0) {
 		cli_fail("train", "%s", err.buf);
 		goto out;
 	}
-	secs[0] = util_monotonic() - t0;
-	if (!a.as_of)
-		as_of = ds.has_ts ? ds.ts_max : (int64_t)util_now();
-
-	if (train_run(&ds, &a.topt, &r, &err) != 0) {
-		cli_fail("train", "%s: %s", a.interactions, err.buf);
+	double t = util_monotonic();
+	if (train_write(out, &f, &ds, &r, as_of, &err) != 0) {
+		cli_fail("train", "%s", err.buf);
 		goto out;
 	}
-
-	double t3 = util_monotonic();
-	meta = meta_json(&a, &ds, &r, as_of, util_now());
-	if (!meta || write_model(&a, &ds, &r, meta, &err) != 0) {
-		cli_fail("train", "%s", meta ? err.buf : "cannot build the meta record");
-		goto out;
-	}
-	secs[3] = util_monotonic() - t3;
-	if (!a.quiet)
-		print_summary(&a, &ds, &r, secs, meta);
+	secs[1] = util_monotonic() - t;
+	if (!quiet)
+		print_summary(out, &f, &ds, &r, secs);
 	ret = EXIT_OK;
 out:
-	free(meta);
 	train_result_free(&r);
 	dataset_free(&ds);
 	sb_release(&err);

@@ -33,6 +33,7 @@ static const char *const skip_names[SKIP_REASONS] = {
 	[SKIP_EVENT] = "unknown event",
 	[SKIP_QUANTITY] = "bad quantity",
 	[SKIP_PRICE] = "bad price",
+	[SKIP_AFTER_AS_OF] = "after --as-of",
 };
 
 /* Quantities beyond this are data errors, not orders (Online Retail has a
@@ -244,6 +245,13 @@ static int ingest_record(struct row_ctx *rc, const csv_record *rec, const int co
 				return skip_row(rc, rec->line, SKIP_PRICE, s);
 			row.price = (float)p;
 		}
+	}
+
+	if (rc->opt->has_until && cols[COL_TIMESTAMP] >= 0 && row.ts > rc->opt->until) {
+		/* Not an error: the data simply goes past the as-of time. */
+		rc->ds->skipped++;
+		rc->ds->skipped_by[SKIP_AFTER_AS_OF]++;
+		return 0;
 	}
 
 	row.customer = idmap_intern(ds->customers, cid, cid_len, NULL);

@@ -2,10 +2,10 @@
  * train: histories, popularity and item-item neighbours.
  *
  * Phases: (1) group rows by customer and fold repeats of the same item into
- * one history entry; (2) G = X'X with cblas_ssyrk over blocks of customers,
- * so X is never materialised whole; (3) turn G into similarities (or, for
- * EASE, invert G + lambda I with Cholesky) and keep each item's top K, rows
- * split between threads.
+ * one history entry; (2) the Gram matrix G = X'X, dense with cblas_ssyrk
+ * over blocks of customers, or sparse one item row at a time; (3) turn G
+ * into similarities (or, for EASE, invert G + lambda I with Cholesky) and
+ * keep each item's top K, rows split between threads.
  */
 #include "train.h"
 
@@ -28,6 +28,13 @@ extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, in
 		    size_t uplo_len);
 
 static const char *const algo_names[ALGO_COUNT] = { "cosine", "jaccard", "lift", "ease" };
+static const char *const path_names[] = { "auto", "dense", "sparse" };
+
+/* Throughput assumed by the path choice: single-precision rank-k update
+ * (measured ~30 GFLOP/s per core here) against scattered sparse updates
+ * (~3 ns each). Only their ratio matters. */
+#define DENSE_FLOPS_PER_SEC 3.0e10
+#define SPARSE_OPS_PER_SEC 3.3e8
 
 const char *algo_name(enum algo a)
 {
@@ -42,6 +49,11 @@ int algo_parse(const char *s)
 	return -1;
 }
 
+const char *train_path_name(enum train_path p)
+{
+	return (unsigned)p <= PATH_SPARSE ? path_names[p] : "unknown";
+}
+
 void train_result_free(train_result *r)
 {
 	if (!r)
@@ -52,6 +64,27 @@ void train_result_free(train_result *r)
 	free(r->nbrs);
 	free(r->n_nbrs);
 	memset(r, 0, sizeof(*r));
+}
+
+static uint32_t thread_count(const train_options *opt)
+{
+	if (opt->threads)
+		return MIN(opt->threads, 64u);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return (uint32_t)MIN(MAX(n, 1), 64);
+}
+
+/* Runs fn(arg) on `threads` threads (the caller's among them). */
+static void run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
+{
+	pthread_t tids[64];
+	uint32_t started = 0;
+	for (uint32_t t = 1; t < threads; t++)
+		if (pthread_create(&tids[started], NULL, fn, arg) == 0)
+			started++;
+	fn(arg);
+	for (uint32_t t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
 }
 
 /* ---- phase 1: histories ------------------------------------------------ */
@@ -66,11 +99,32 @@ static int recent_first(const void *a, const void *b)
 	return x->item < y->item ? -1 : x->item > y->item;
 }
 
-static void build_histories(const dataset *ds, train_result *r)
+/* Older events count less: 2^(-age / half-life), `rate` being ln 2 over the
+ * half-life in seconds (0: no decay). Events after as_of count fully; the
+ * floor keeps a very old event from vanishing to 0 in single precision. */
+static float decay_factor(double rate, int64_t age)
+{
+	if (rate <= 0 || age <= 0)
+		return 1.0f;
+	double d = exp(-rate * (double)age);
+	return d > 1e-6 ? (float)d : 1e-6f;
+}
+
+/* Per history entry while folding rows; parallel to r->hist. */
+struct fold {
+	float purchase_aff; /* decayed weight of purchase rows */
+	float other_aff;    /* decayed weight of view/cart rows */
+	float other_max;    /* strongest view/cart weight */
+};
+
+/* Builds histories and X's values (x[k] for hist[k]); returns x. */
+static float *build_histories(const dataset *ds, const train_options *opt, const float w[3],
+			      train_result *r)
 {
 	uint32_t nc = r->n_customers, ni = r->n_items;
+	size_t nrows = ds->n_rows ? ds->n_rows : 1;
 	uint64_t *start = xcalloc((size_t)nc + 1, sizeof(*start));
-	uint64_t *order = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*order));
+	uint64_t *order = xmallocarray(nrows, sizeof(*order));
 
 	/* Counting sort of row numbers by customer, stable in file order. */
 	for (size_t i = 0; i < ds->n_rows; i++)
@@ -88,10 +142,16 @@ static void build_histories(const dataset *ds, train_result *r)
 	uint64_t *slot = xmallocarray(ni ? ni : 1, sizeof(*slot));
 	uint32_t *owner = xmallocarray(ni ? ni : 1, sizeof(*owner));
 	memset(owner, 0xff, (size_t)(ni ? ni : 1) * sizeof(*owner));
-	uint8_t *engaged = xcalloc(ds->n_rows ? ds->n_rows : 1, 1); /* per entry: saw view/cart */
+	struct fold *fold = xmallocarray(nrows, sizeof(*fold));
+	float *x = xmallocarray(nrows, sizeof(*x));
+	/* ln 2 / half-life in seconds; 0 disables decay, as does data without
+	 * timestamps (every row at time 0 would look ancient). */
+	double decay = opt->half_life_days > 0 && ds->has_ts
+			       ? log(2.0) / (opt->half_life_days * 86400.0)
+			       : 0;
 
 	r->hist_off = xmallocarray((size_t)nc + 1, sizeof(*r->hist_off));
-	r->hist = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*r->hist));
+	r->hist = xmallocarray(nrows, sizeof(*r->hist));
 	r->popularity = xcalloc(ni ? ni : 1, sizeof(*r->popularity));
 	uint64_t out = 0;
 	for (uint32_t c = 0; c < nc; c++) {
@@ -102,6 +162,7 @@ static void build_histories(const dataset *ds, train_result *r)
 			if (owner[row->item] != c) {
 				owner[row->item] = c;
 				slot[row->item] = out;
+				memset(&fold[out], 0, sizeof(fold[out]));
 				e = &r->hist[out++];
 				memset(e, 0, sizeof(*e));
 				e->item = row->item;
@@ -109,70 +170,140 @@ static void build_histories(const dataset *ds, train_result *r)
 			} else {
 				e = &r->hist[slot[row->item]];
 			}
+			struct fold *f = &fold[e - r->hist];
 			if (row->ts > e->last_ts)
 				e->last_ts = row->ts;
+			float d = decay_factor(decay, opt->as_of - row->ts);
 			if (row->event == EVENT_PURCHASE) {
 				e->quantity += row->quantity;
 				if (row->quantity < 0)
 					e->flags |= HIST_RETURNED;
+				else
+					f->purchase_aff += w[EVENT_PURCHASE] * d;
 			} else {
-				engaged[e - r->hist] = 1;
+				f->other_aff += w[row->event] * d;
+				if (w[row->event] > f->other_max)
+					f->other_max = w[row->event];
 			}
 		}
-		/* Positive: bought (net of returns) or looked at / carted. A
-		 * purchase returned in full is history, not taste. */
+		/* A purchase returned in full is history, not taste. */
 		for (uint64_t k = r->hist_off[c]; k < out; k++) {
 			history_entry *e = &r->hist[k];
-			if (e->quantity > 0)
+			const struct fold *f = &fold[k];
+			bool bought = e->quantity > 0;
+			if (bought)
 				e->flags |= HIST_PURCHASED;
-			if ((e->flags & HIST_PURCHASED) || engaged[k]) {
-				e->weight = 1.0f;
+			/* Repeats count, with diminishing returns: a wholesaler's
+			 * fiftieth order of an item should not drown the rest. */
+			e->weight = sqrtf((bought ? f->purchase_aff : 0.0f) + f->other_aff);
+			/* X: the strongest event, decayed by the latest one, so
+			 * similarities follow what sells together lately. */
+			x[k] = bought ? MAX(w[EVENT_PURCHASE], f->other_max) : f->other_max;
+			x[k] *= decay_factor(decay, opt->as_of - e->last_ts);
+			if (x[k] > 0) {
 				r->popularity[e->item] += 1.0f;
 				r->nnz++;
 			}
 		}
-		qsort(r->hist + r->hist_off[c], out - r->hist_off[c], sizeof(*r->hist), recent_first);
+		/* Sort entries and their X values together. */
+		uint64_t n = out - r->hist_off[c];
+		if (n > 1) {
+			history_entry *h = r->hist + r->hist_off[c];
+			struct pair { history_entry e; float x; } *tmp = xmallocarray(n, sizeof(*tmp));
+			for (uint64_t k = 0; k < n; k++) {
+				tmp[k].e = h[k];
+				tmp[k].x = x[r->hist_off[c] + k];
+			}
+			qsort(tmp, n, sizeof(*tmp), recent_first); /* e is first member */
+			for (uint64_t k = 0; k < n; k++) {
+				h[k] = tmp[k].e;
+				x[r->hist_off[c] + k] = tmp[k].x;
+			}
+			free(tmp);
+		}
 	}
 	r->hist_off[nc] = out;
 	r->hist = xreallocarray(r->hist, out ? out : 1, sizeof(*r->hist));
-	free(engaged);
+	x = xreallocarray(x, out ? out : 1, sizeof(*x));
+	free(fold);
 	free(owner);
 	free(slot);
 	free(order);
 	free(start);
+	return x;
 }
 
 /* ---- phase 2: Gram matrix ---------------------------------------------- */
 
-/* G (n x n, row-major, full) = X'X, with X streamed in blocks of customers. */
-static void build_gram(const train_result *r, float *G)
+/* G (m x m, row-major, upper triangle) = X'X over the items with
+ * col[item] < m (col[item] == UINT32_MAX: left out), X streamed in blocks of
+ * customers so it is never held whole. */
+static void gram_dense(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
+		       float *G)
 {
-	uint32_t n = r->n_items, nc = r->n_customers;
+	uint32_t nc = r->n_customers;
 	/* A block of X of at most ~64 MiB, at least one row. */
-	size_t rows = ((size_t)64 << 20) / ((size_t)n * sizeof(float));
-	if (rows < 1)
-		rows = 1;
-	if (rows > nc)
-		rows = nc ? nc : 1;
-	float *X = xcalloc(rows * n, sizeof(float));
+	size_t rows = ((size_t)64 << 20) / ((size_t)m * sizeof(float));
+	rows = MAX(rows, (size_t)1);
+	rows = MIN(rows, (size_t)MAX(nc, 1u));
+	float *X = xcalloc(rows * m, sizeof(float));
 	progress prog;
 	progress_begin(&prog, "gram", "customers", nc);
 
-	memset(G, 0, (size_t)n * n * sizeof(float));
+	memset(G, 0, (size_t)m * m * sizeof(float));
 	for (uint32_t c0 = 0; c0 < nc; c0 += (uint32_t)rows) {
 		uint32_t c1 = (uint32_t)MIN((uint64_t)c0 + rows, (uint64_t)nc);
 		for (uint32_t c = c0; c < c1; c++)
 			for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
-				X[(size_t)(c - c0) * n + r->hist[k].item] = r->hist[k].weight;
-		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)(c1 - c0), 1.0f, X,
-			    (int)n, 1.0f, G, (int)n);
+				if (col[r->hist[k].item] < m)
+					X[(size_t)(c - c0) * m + col[r->hist[k].item]] = x[k];
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)m, (int)(c1 - c0), 1.0f, X,
+			    (int)m, 1.0f, G, (int)m);
 		for (uint32_t c = c0; c < c1; c++)
 			for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
-				X[(size_t)(c - c0) * n + r->hist[k].item] = 0.0f;
+				if (col[r->hist[k].item] < m)
+					X[(size_t)(c - c0) * m + col[r->hist[k].item]] = 0.0f;
 		progress_update(&prog, c1);
 	}
 	progress_end(&prog);
 	free(X);
+}
+
+/* The same G as gram_dense, by adding x_i x_j for every pair of items of
+ * every customer: cheaper than ssyrk when customers have few items each and
+ * there are many of them. */
+static void gram_scatter(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
+			 float *G)
+{
+	uint32_t nc = r->n_customers;
+	uint64_t longest = 0;
+	for (uint32_t c = 0; c < nc; c++)
+		longest = MAX(longest, r->hist_off[c + 1] - r->hist_off[c]);
+	neighbor *row = xmallocarray(longest ? longest : 1, sizeof(*row)); /* (column, x) */
+	progress prog;
+	progress_begin(&prog, "gram", "customers", nc);
+
+	memset(G, 0, (size_t)m * m * sizeof(float));
+	for (uint32_t c = 0; c < nc; c++) {
+		uint32_t n = 0;
+		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++) {
+			uint32_t j = col[r->hist[k].item];
+			if (j < m && x[k] > 0)
+				row[n++] = (neighbor){ j, x[k] };
+		}
+		for (uint32_t a = 0; a < n; a++) {
+			float *g = G + (size_t)row[a].item * m;
+			float xa = row[a].score;
+			for (uint32_t b = 0; b < n; b++) /* upper triangle only */
+				if (row[b].item >= row[a].item)
+					g[row[b].item] += xa * row[b].score;
+		}
+		if ((c & 4095) == 0)
+			progress_update(&prog, c);
+	}
+	progress_update(&prog, nc);
+	progress_end(&prog);
+	free(row);
 }
 
 /* Copies the upper triangle of a row-major matrix into its lower one. */
@@ -183,23 +314,49 @@ static void mirror_upper(float *G, uint32_t n)
 			G[(size_t)j * n + i] = G[(size_t)i * n + j];
 }
 
-/* ---- phase 3: similarity and top-K ------------------------------------- */
-
-struct sim_job {
-	const float *G;   /* Gram matrix, or EASE's P, full and symmetric */
-	const float *diag;
-	uint32_t n;
-	enum algo algo;
-	train_result *r;
-	uint32_t next; /* next row to take, shared */
-	pthread_mutex_t lock;
-	progress *prog;
+/* Item -> customers view of X (CSC), for the sparse path. */
+struct csc {
+	uint64_t *off;   /* n_items + 1 */
+	uint32_t *cust;
+	float *val;
 };
 
-static float similarity(const struct sim_job *job, uint32_t i, uint32_t j, float g)
+static void build_csc(const train_result *r, const float *x, struct csc *m)
 {
-	float gi = job->diag[i], gj = job->diag[j];
-	switch (job->algo) {
+	uint32_t ni = r->n_items, nc = r->n_customers;
+	m->off = xcalloc((size_t)ni + 1, sizeof(*m->off));
+	for (uint64_t k = 0; k < r->hist_off[nc]; k++)
+		if (x[k] > 0)
+			m->off[r->hist[k].item + 1]++;
+	for (uint32_t i = 0; i < ni; i++)
+		m->off[i + 1] += m->off[i];
+	uint64_t nnz = m->off[ni];
+	m->cust = xmallocarray(nnz ? nnz : 1, sizeof(*m->cust));
+	m->val = xmallocarray(nnz ? nnz : 1, sizeof(*m->val));
+	uint64_t *fill = xmallocarray((size_t)ni + 1, sizeof(*fill));
+	memcpy(fill, m->off, ((size_t)ni + 1) * sizeof(*fill));
+	for (uint32_t c = 0; c < nc; c++)
+		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
+			if (x[k] > 0) {
+				uint64_t p = fill[r->hist[k].item]++;
+				m->cust[p] = c;
+				m->val[p] = x[k];
+			}
+	free(fill);
+}
+
+static void csc_free(struct csc *m)
+{
+	free(m->off);
+	free(m->cust);
+	free(m->val);
+}
+
+/* ---- phase 3: similarity and top-K ------------------------------------- */
+
+static inline float similarity(enum algo algo, float g, float gi, float gj)
+{
+	switch (algo) {
 	case ALGO_COSINE:
 		return g / sqrtf(gi * gj);
 	case ALGO_JACCARD:
@@ -214,65 +371,134 @@ static float similarity(const struct sim_job *job, uint32_t i, uint32_t j, float
 	}
 }
 
-static void *sim_worker(void *arg)
+/* Work shared by the threads of phase 3. */
+struct sim_job {
+	enum algo algo;
+	train_result *r;
+	const float *diag;    /* per item (dense: per matrix row) */
+	/* dense: G (m x m, full) with row/column j standing for item items[j] */
+	const float *G;
+	const uint32_t *items; /* matrix index -> item (NULL: identity) */
+	uint32_t m;
+	/* sparse */
+	const struct csc *csc;
+	const float *x;
+	pthread_mutex_t lock;
+	uint32_t next, total; /* rows handed out / to do */
+	progress *prog;
+};
+
+/* Hands out the next chunk of rows; false when all are taken. */
+static bool take_rows(struct sim_job *job, uint32_t *lo, uint32_t *hi)
+{
+	const uint32_t chunk = 16;
+	pthread_mutex_lock(&job->lock);
+	*lo = job->next;
+	*hi = MIN(*lo + chunk, job->total);
+	job->next = *hi;
+	progress_update(job->prog, *lo);
+	pthread_mutex_unlock(&job->lock);
+	return *lo < *hi;
+}
+
+static void store_row(struct sim_job *job, uint32_t item, topk *t)
+{
+	uint32_t k = job->r->k;
+	uint32_t got = topk_sort(t);
+	memcpy(job->r->nbrs + (size_t)item * k, t->heap, (size_t)got * sizeof(neighbor));
+	job->r->n_nbrs[item] = got;
+}
+
+static void *dense_worker(void *arg)
 {
 	struct sim_job *job = arg;
-	uint32_t n = job->n, k = job->r->k;
-	neighbor *scratch = xmallocarray(k ? k : 1, sizeof(*scratch));
-	const uint32_t chunk = 32;
+	uint32_t m = job->m, lo, hi;
+	neighbor *scratch = xmallocarray(job->r->k, sizeof(*scratch));
+	bool ease = job->algo == ALGO_EASE;
 
-	for (;;) {
-		pthread_mutex_lock(&job->lock);
-		uint32_t i0 = job->next;
-		job->next = i0 < n ? MIN(i0 + chunk, n) : n;
-		if (job->prog)
-			progress_update(job->prog, i0);
-		pthread_mutex_unlock(&job->lock);
-		if (i0 >= n)
-			break;
-		for (uint32_t i = i0; i < MIN(i0 + chunk, n); i++) {
+	while (take_rows(job, &lo, &hi)) {
+		for (uint32_t i = lo; i < hi; i++) {
 			topk t;
-			topk_init(&t, scratch, k);
-			const float *row = job->G + (size_t)i * n;
-			bool ease = job->algo == ALGO_EASE;
-			for (uint32_t j = 0; j < n; j++) {
+			topk_init(&t, scratch, job->r->k);
+			const float *row = job->G + (size_t)i * m;
+			float gi = job->diag[i];
+			for (uint32_t j = 0; j < m; j++) {
 				float g = row[j];
 				if (j == i || (!ease && g <= 0.0f))
 					continue;
-				float s = similarity(job, i, j, g);
+				float s = similarity(job->algo, g, gi, job->diag[j]);
 				if (s > 0.0f && isfinite(s))
-					topk_push(&t, j, s);
+					topk_push(&t, job->items ? job->items[j] : j, s);
 			}
-			uint32_t m = topk_sort(&t);
-			memcpy(job->r->nbrs + (size_t)i * k, scratch, (size_t)m * sizeof(neighbor));
-			job->r->n_nbrs[i] = m;
+			store_row(job, job->items ? job->items[i] : i, &t);
 		}
 	}
 	free(scratch);
 	return NULL;
 }
 
-static void top_neighbors(train_result *r, const float *G, const float *diag, enum algo algo)
+static void *sparse_worker(void *arg)
 {
-	uint32_t n = r->n_items;
-	struct sim_job job = { G, diag, n, algo, r, 0, PTHREAD_MUTEX_INITIALIZER, NULL };
-	progress prog;
-	progress_begin(&prog, "neighbors", "items", n);
-	job.prog = &prog;
+	struct sim_job *job = arg;
+	const train_result *r = job->r;
+	const struct csc *csc = job->csc;
+	uint32_t n = r->n_items, lo, hi;
+	float *acc = xcalloc(n ? n : 1, sizeof(*acc));
+	uint32_t *touched = xmallocarray(n ? n : 1, sizeof(*touched));
+	neighbor *scratch = xmallocarray(r->k, sizeof(*scratch));
 
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int nthreads = (int)MIN(MAX(ncpu, 1), 16);
-	pthread_t tids[16];
-	int started = 0;
-	for (int t = 1; t < nthreads; t++)
-		if (pthread_create(&tids[started], NULL, sim_worker, &job) == 0)
-			started++;
-	sim_worker(&job);
-	for (int t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
-	progress_update(&prog, n);
+	while (take_rows(job, &lo, &hi)) {
+		for (uint32_t i = lo; i < hi; i++) {
+			/* Row i of G: the rows of X of every customer with i. */
+			uint32_t nt = 0;
+			for (uint64_t p = csc->off[i]; p < csc->off[i + 1]; p++) {
+				uint32_t c = csc->cust[p];
+				float xi = csc->val[p];
+				for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++) {
+					float xj = job->x[k];
+					if (xj <= 0.0f)
+						continue;
+					uint32_t j = r->hist[k].item;
+					if (acc[j] == 0.0f)
+						touched[nt++] = j;
+					acc[j] += xi * xj;
+				}
+			}
+			topk t;
+			topk_init(&t, scratch, r->k);
+			float gi = job->diag[i];
+			for (uint32_t q = 0; q < nt; q++) {
+				uint32_t j = touched[q];
+				float g = acc[j];
+				acc[j] = 0.0f;
+				if (j == i)
+					continue;
+				float s = similarity(job->algo, g, gi, job->diag[j]);
+				if (s > 0.0f && isfinite(s))
+					topk_push(&t, j, s);
+			}
+			store_row(job, i, &t);
+		}
+	}
+	free(scratch);
+	free(touched);
+	free(acc);
+	return NULL;
+}
+
+static void run_similarity(struct sim_job *job, uint32_t rows, uint32_t threads,
+			   void *(*worker)(void *))
+{
+	progress prog;
+	progress_begin(&prog, "neighbors", "items", rows);
+	pthread_mutex_init(&job->lock, NULL);
+	job->next = 0;
+	job->total = rows;
+	job->prog = &prog;
+	run_parallel(threads, worker, job);
+	progress_update(&prog, rows);
 	progress_end(&prog);
-	pthread_mutex_destroy(&job.lock);
+	pthread_mutex_destroy(&job->lock);
 }
 
 /* P = (G + lambda I)^-1 in place, by Cholesky. Returns 0 or LAPACK's info. */
@@ -292,70 +518,216 @@ static int ease_inverse(float *G, uint32_t n, float lambda)
 	return 0;
 }
 
+/* Orders item indexes by popularity, most popular first (ties by index). */
+static const float *sort_pop;
+static int by_popularity(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	if (sort_pop[x] != sort_pop[y])
+		return sort_pop[x] > sort_pop[y] ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* The dense path: G over the chosen columns, then similarities. For EASE
+ * over more than ease_max_items items, the columns are the most popular. */
+static void estimate_paths(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
+			   double *dense, double *sparse);
+
+static int train_dense(train_result *r, const train_options *opt, const float *x,
+		       uint32_t threads, strbuf *err)
+{
+	uint32_t n = r->n_items, m = n;
+	uint32_t *items = NULL;
+	uint32_t *col = xmallocarray(n, sizeof(*col));
+	uint32_t ease_max = opt->ease_max_items ? opt->ease_max_items : TRAIN_DEFAULT_EASE_MAX_ITEMS;
+
+	for (uint32_t i = 0; i < n; i++)
+		col[i] = i;
+	if (opt->algo == ALGO_EASE && n > ease_max) {
+		items = xmallocarray(n, sizeof(*items));
+		for (uint32_t i = 0; i < n; i++)
+			items[i] = i;
+		sort_pop = r->popularity; /* single-threaded here */
+		qsort(items, n, sizeof(*items), by_popularity);
+		m = ease_max;
+		for (uint32_t i = 0; i < n; i++)
+			col[i] = UINT32_MAX;
+		for (uint32_t j = 0; j < m; j++)
+			col[items[j]] = j;
+	}
+	r->ease_items = opt->algo == ALGO_EASE ? m : 0;
+	/* ssyrk or pair scattering, whichever is estimated cheaper. */
+	double dense_s, scatter_s;
+	estimate_paths(r, x, col, m, &dense_s, &scatter_s);
+	bool scatter = scatter_s < dense_s;
+	r->gram_pairs = scatter;
+
+	double t1 = util_monotonic();
+	float *G = xmallocarray((size_t)m * m, sizeof(float));
+	if (scatter)
+		gram_scatter(r, x, col, m, G);
+	else
+		gram_dense(r, x, col, m, G);
+	mirror_upper(G, m);
+	float *diag = xmallocarray(m, sizeof(float));
+	for (uint32_t i = 0; i < m; i++)
+		diag[i] = G[(size_t)i * m + i];
+	double t2 = util_monotonic();
+	r->secs_gram = t2 - t1;
+
+	int ret = 0;
+	if (opt->algo == ALGO_EASE) {
+		float lambda = opt->lambda > 0 ? opt->lambda : TRAIN_DEFAULT_LAMBDA;
+		int info = ease_inverse(G, m, lambda);
+		if (info != 0) {
+			sb_addf(err, "EASE: Cholesky factorisation failed (LAPACK info %d); try a "
+				     "larger --lambda", info);
+			ret = -1;
+			goto out;
+		}
+		for (uint32_t i = 0; i < m; i++)
+			diag[i] = G[(size_t)i * m + i];
+	}
+	struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .G = G, .items = items, .m = m };
+	run_similarity(&job, m, threads, dense_worker);
+	r->secs_similarity = util_monotonic() - t2;
+out:
+	free(diag);
+	free(G);
+	free(col);
+	free(items);
+	return ret;
+}
+
+static void train_sparse(train_result *r, const train_options *opt, const float *x,
+			 uint32_t threads)
+{
+	double t1 = util_monotonic();
+	struct csc csc;
+	build_csc(r, x, &csc);
+	float *diag = xcalloc(r->n_items, sizeof(float));
+	for (uint32_t i = 0; i < r->n_items; i++)
+		for (uint64_t p = csc.off[i]; p < csc.off[i + 1]; p++)
+			diag[i] += csc.val[p] * csc.val[p];
+	double t2 = util_monotonic();
+	r->secs_gram = t2 - t1;
+	struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .csc = &csc, .x = x };
+	run_similarity(&job, r->n_items, threads, sparse_worker);
+	r->secs_similarity = util_monotonic() - t2;
+	free(diag);
+	csc_free(&csc);
+}
+
+/* Estimated seconds of the dense (ssyrk) and sparse (pairwise) ways to G
+ * over the m items with col[item] < m (col NULL: all items). */
+static void estimate_paths(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
+			   double *dense, double *sparse)
+{
+	double ops = 0;
+	for (uint32_t c = 0; c < r->n_customers; c++) {
+		double len = 0;
+		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
+			len += x[k] > 0 && (!col || col[r->hist[k].item] < m);
+		ops += len * len;
+	}
+	double n = m;
+	/* ssyrk: n^2 * customers flops; then an O(n^2) scan for top-K. */
+	*dense = n * n * (double)r->n_customers / DENSE_FLOPS_PER_SEC + n * n * 2e-9;
+	*sparse = ops / SPARSE_OPS_PER_SEC + n * 1e-6;
+}
+
 int train_run(const dataset *ds, const train_options *opt, train_result *r, strbuf *err)
 {
 	memset(r, 0, sizeof(*r));
 	r->n_customers = idmap_count(ds->customers);
 	r->n_items = idmap_count(ds->items);
 	uint32_t n = r->n_items;
+	uint32_t threads = thread_count(opt);
+	uint64_t max_dense = opt->max_dense_bytes ? opt->max_dense_bytes : TRAIN_DEFAULT_MAX_DENSE_BYTES;
+	uint32_t ease_max = opt->ease_max_items ? opt->ease_max_items : TRAIN_DEFAULT_EASE_MAX_ITEMS;
+
+	float w[EVENT_TYPES] = { TRAIN_DEFAULT_WEIGHT_VIEW, TRAIN_DEFAULT_WEIGHT_CART,
+				 TRAIN_DEFAULT_WEIGHT_PURCHASE };
+	bool custom_weights = false;
+	for (int e = 0; e < EVENT_TYPES; e++)
+		custom_weights |= opt->event_weight[e] != 0.0f;
+	if (custom_weights)
+		for (int e = 0; e < EVENT_TYPES; e++)
+			w[e] = opt->event_weight[e];
+	for (int e = 0; e < EVENT_TYPES; e++) {
+		if (!(w[e] >= 0.0f) || !isfinite(w[e])) {
+			sb_addf(err, "event weight of %s must be a number >= 0", event_name(e));
+			return -1;
+		}
+	}
 
 	if (ds->n_rows == 0 || n == 0) {
 		sb_adds(err, "no usable rows to train on (every row was skipped or the file has no data)");
 		return -1;
 	}
-	if (opt->algo == ALGO_EASE && !(opt->lambda > 0.0f)) {
+	if (opt->algo == ALGO_EASE && opt->lambda < 0.0f) {
 		sb_addf(err, "--lambda must be greater than 0 for ease (got %g)", (double)opt->lambda);
 		return -1;
 	}
-	uint64_t gram_bytes = (uint64_t)n * n * sizeof(float);
-	if (n > 46340 || gram_bytes > opt->max_dense_bytes) {
-		sb_addf(err,
-			"%u items is too many for the dense trainer: the item x item matrix would "
-			"take %.1f GiB (limit %.1f GiB)",
-			n, (double)gram_bytes / (1u << 30), (double)opt->max_dense_bytes / (1u << 30));
+	if (opt->half_life_days < 0 || !isfinite(opt->half_life_days)) {
+		sb_addf(err, "--half-life must be a number of days >= 0");
 		return -1;
 	}
 
 	double t0 = util_monotonic();
-	build_histories(ds, r);
-	double t1 = util_monotonic();
-	r->secs_matrix = t1 - t0;
+	float *x = build_histories(ds, opt, w, r);
+	r->secs_matrix = util_monotonic() - t0;
 	if (r->nnz == 0) {
-		sb_adds(err, "no positive interactions to train on (every purchase was returned?)");
+		sb_adds(err, "no positive interactions to train on (every purchase was returned, or "
+			     "every event type has weight 0)");
+		free(x);
 		train_result_free(r);
 		return -1;
 	}
 
-	float *G = xmallocarray((size_t)n * n, sizeof(float));
-	build_gram(r, G);
-	mirror_upper(G, n);
-	float *diag = xmallocarray(n, sizeof(float));
-	for (uint32_t i = 0; i < n; i++)
-		diag[i] = G[(size_t)i * n + i];
-	double t2 = util_monotonic();
-	r->secs_gram = t2 - t1;
+	uint32_t neighbors = opt->neighbors ? opt->neighbors : TRAIN_DEFAULT_NEIGHBORS;
+	r->k = MIN(neighbors, n > 1 ? n - 1 : 1);
+	r->nbrs = xmallocarray((size_t)n * r->k, sizeof(neighbor));
+	r->n_nbrs = xcalloc(n, sizeof(uint32_t));
 
+	/* Which path: EASE is dense by nature; otherwise the cheaper one that
+	 * fits in memory, unless the caller insists. */
+	uint64_t dense_bytes = (uint64_t)n * n * sizeof(float);
+	bool dense_fits = n <= 46340 && dense_bytes <= max_dense;
+	enum train_path path = opt->path;
 	if (opt->algo == ALGO_EASE) {
-		int info = ease_inverse(G, n, opt->lambda);
-		if (info != 0) {
-			sb_addf(err, "EASE: Cholesky factorisation failed (LAPACK info %d); try a "
-				     "larger --lambda", info);
-			free(diag);
-			free(G);
+		uint64_t m = MIN(n, ease_max);
+		if (m * m * sizeof(float) > max_dense || m > 46340) {
+			sb_addf(err, "EASE over %llu items needs %.1f GiB for its item x item matrix "
+				     "(limit %.1f GiB); lower --ease-max-items",
+				(unsigned long long)m, (double)(m * m * 4) / (1u << 30),
+				(double)max_dense / (1u << 30));
+			free(x);
 			train_result_free(r);
 			return -1;
 		}
-		for (uint32_t i = 0; i < n; i++)
-			diag[i] = G[(size_t)i * n + i];
+		path = PATH_DENSE;
+	} else if (path == PATH_AUTO) {
+		double dense_s, sparse_s;
+		estimate_paths(r, x, NULL, n, &dense_s, &sparse_s);
+		path = dense_fits && dense_s < sparse_s ? PATH_DENSE : PATH_SPARSE;
+	} else if (path == PATH_DENSE && !dense_fits) {
+		sb_addf(err, "%u items is too many for the dense path: the item x item matrix would "
+			     "take %.1f GiB (limit %.1f GiB); use the sparse path",
+			n, (double)dense_bytes / (1u << 30), (double)max_dense / (1u << 30));
+		free(x);
+		train_result_free(r);
+		return -1;
 	}
+	r->path = path;
 
-	r->k = MIN(opt->neighbors, n > 1 ? n - 1 : 1);
-	r->nbrs = xmallocarray((size_t)n * r->k, sizeof(neighbor));
-	r->n_nbrs = xcalloc(n, sizeof(uint32_t));
-	top_neighbors(r, G, diag, opt->algo);
-	r->secs_similarity = util_monotonic() - t2;
-
-	free(diag);
-	free(G);
-	return 0;
+	int ret = 0;
+	if (path == PATH_DENSE)
+		ret = train_dense(r, opt, x, threads, err);
+	else
+		train_sparse(r, opt, x, threads);
+	free(x);
+	if (ret != 0)
+		train_result_free(r);
+	return ret;
 }

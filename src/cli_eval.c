@@ -1,0 +1,240 @@
+/*
+ * cli_eval: `shopkeeper eval --train FILE --test FILE`: train exactly as
+ * `train` would, then ask the serving code path for each test customer's
+ * top k and score it against what they went on to buy.
+ *
+ * The model is written to a temporary directory and read back through the
+ * store and recommend modules, so what is measured is what is served.
+ * Relevant items for a customer: distinct items bought (quantity > 0,
+ * event purchase) in the test file that the trained model knows, minus what
+ * the customer already bought in the training file (those are never
+ * recommended). Customers unknown to the model, or with nothing relevant
+ * left, are not counted.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eval.h"
+#include "recommend.h"
+#include "store.h"
+#include "util.h"
+
+static const char eval_usage_head[] =
+	"usage: shopkeeper eval --train FILE --test FILE [--k 10] [options]\n"
+	"\n"
+	"Trains on --train, recommends --k items to each customer of --test and prints\n"
+	"{\"precision\",\"recall\",\"ndcg\",\"map\",\"hit_rate\",\"users\",\"coverage\"} as JSON.\n"
+	"\n"
+	"  --train FILE          interactions to train on\n"
+	"  --test FILE           interactions to score against (purchases count)\n"
+	"  --k K                 cut-off, 1..100 (default 10)\n";
+
+struct pair {
+	uint32_t customer; /* test dataset index */
+	uint32_t item;     /* train item index */
+};
+
+static int by_customer_item(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+	if (x->customer != y->customer)
+		return x->customer < y->customer ? -1 : 1;
+	return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* The test set's relevant (customer, train item) pairs, sorted, unique. */
+static struct pair *relevant_pairs(const dataset *train, const dataset *test, size_t *n_out)
+{
+	struct pair *p = xmallocarray(test->n_rows ? test->n_rows : 1, sizeof(*p));
+	size_t n = 0;
+	for (size_t i = 0; i < test->n_rows; i++) {
+		const interaction *row = &test->rows[i];
+		if (row->event != EVENT_PURCHASE || row->quantity <= 0)
+			continue;
+		size_t len;
+		const char *iid = idmap_name(test->items, row->item, &len);
+		uint32_t item;
+		if (!idmap_find(train->items, iid, len, &item))
+			continue;
+		p[n++] = (struct pair){ row->customer, item };
+	}
+	qsort(p, n, sizeof(*p), by_customer_item);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u == 0 || p[u - 1].customer != p[i].customer || p[u - 1].item != p[i].item)
+			p[u++] = p[i];
+	*n_out = u;
+	return p;
+}
+
+static int evaluate(const dataset *train, const train_result *tr, const dataset *test,
+		    const char *model_dir, uint32_t k, strbuf *err)
+{
+	model *m = NULL;
+	model_txn *txn = NULL;
+	rec_ctx *ctx = NULL;
+	rec_result *res = xmalloc(sizeof(*res));
+	size_t n_pairs;
+	struct pair *pairs = relevant_pairs(train, test, &n_pairs);
+	uint32_t *rel = xmallocarray(n_pairs ? n_pairs : 1, sizeof(*rel));
+	uint32_t recs[REC_MAX_N];
+	uint8_t *shown = xcalloc(tr->n_items, 1);
+	uint8_t *bought = xcalloc(tr->n_items, 1);
+	eval_totals tot = { 0 };
+	int ret = -1;
+
+	if (model_open(model_dir, &m, err) != 0 || model_txn_begin(m, &txn) != 0)
+		goto out;
+	ctx = rec_ctx_create(tr->n_items);
+	for (size_t i = 0; i < n_pairs;) {
+		size_t j = i;
+		while (j < n_pairs && pairs[j].customer == pairs[i].customer)
+			j++;
+		size_t len;
+		const char *cid = idmap_name(test->customers, pairs[i].customer, &len);
+		uint32_t c;
+		if (!idmap_find(train->customers, cid, len, &c)) {
+			i = j;
+			continue;
+		}
+		/* Leave out what the customer already bought in training. */
+		for (uint64_t h = tr->hist_off[c]; h < tr->hist_off[c + 1]; h++)
+			if (tr->hist[h].flags & HIST_PURCHASED)
+				bought[tr->hist[h].item] = 1;
+		uint32_t n_rel = 0;
+		for (size_t q = i; q < j; q++)
+			if (!bought[pairs[q].item])
+				rel[n_rel++] = pairs[q].item;
+		for (uint64_t h = tr->hist_off[c]; h < tr->hist_off[c + 1]; h++)
+			bought[tr->hist[h].item] = 0;
+		i = j;
+		if (n_rel == 0)
+			continue;
+
+		int rc = rec_for_customer(ctx, txn, cid, len, k, res);
+		if (rc) {
+			sb_addf(err, "recommending for %s: %s", cid, store_strerror(rc));
+			goto out;
+		}
+		for (uint32_t r = 0; r < res->n; r++) {
+			recs[r] = res->items[r].item;
+			shown[recs[r]] = 1;
+		}
+		eval_add(&tot, recs, res->n, rel, n_rel, k);
+	}
+	eval_finish(&tot);
+	uint32_t covered = 0;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		covered += shown[i];
+	printf("{\"precision\":%.6f,\"recall\":%.6f,\"ndcg\":%.6f,\"map\":%.6f,\"hit_rate\":%.6f,"
+	       "\"users\":%llu,\"coverage\":%.6f}\n",
+	       tot.precision, tot.recall, tot.ndcg, tot.map, tot.hit_rate,
+	       (unsigned long long)tot.users, tr->n_items ? (double)covered / tr->n_items : 0.0);
+	ret = 0;
+out:
+	rec_ctx_free(ctx);
+	model_txn_free(txn);
+	model_close(m);
+	free(bought);
+	free(shown);
+	free(rel);
+	free(pairs);
+	free(res);
+	return ret;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	enum { O_TRAIN = 1, O_TEST, O_K, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 5] = {
+		{ "train", required_argument, NULL, O_TRAIN },
+		{ "test", required_argument, NULL, O_TEST },
+		{ "k", required_argument, NULL, O_K },
+		{ "help", no_argument, NULL, O_HELP },
+	};
+	size_t nopt = 4 + train_flags_options(opts + 4);
+	memset(&opts[nopt], 0, sizeof(opts[nopt]));
+
+	struct train_flags f;
+	const char *train_path = NULL, *test_path = NULL;
+	uint32_t k = 10;
+	int c, rc;
+	train_flags_init(&f);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_TRAIN: train_path = optarg; break;
+		case O_TEST: test_path = optarg; break;
+		case O_K:
+			if (!cli_parse_u32(optarg, 1, REC_MAX_N, &k))
+				return cli_usage_error("eval", "--k %s: expected an integer from 1 to %d", optarg, REC_MAX_N);
+			break;
+		case 'h':
+		case O_HELP:
+			fputs(eval_usage_head, stdout);
+			fputs(train_flags_usage, stdout);
+			return EXIT_OK;
+		default:
+			rc = train_flags_apply(&f, c, optarg, "eval");
+			if (rc == 1)
+				return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
+			if (rc)
+				return rc;
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+	if (!train_path || !test_path)
+		return cli_usage_error("eval", "--train FILE and --test FILE are required");
+
+	strbuf err = STRBUF_INIT;
+	dataset train, test;
+	train_result r;
+	int64_t as_of;
+	double secs;
+	char dir[] = "/tmp/shopkeeper-eval-XXXXXX";
+	bool made_dir = false;
+	int ret = EXIT_RUNTIME;
+	dataset_init(&train);
+	dataset_init(&test);
+	memset(&r, 0, sizeof(r));
+
+	if (train_fit(train_path, &f, &train, &r, &as_of, &secs, &err) != 0) {
+		cli_fail("eval", "%s", err.buf);
+		goto out;
+	}
+	ingest_options topt = { f.columns, f.strict, 5, stderr, "test", false, 0 };
+	if (ingest_read(test_path, &topt, &test, &err) != 0) {
+		cli_fail("eval", "%s", err.buf);
+		goto out;
+	}
+	if (!mkdtemp(dir)) {
+		cli_fail("eval", "cannot create a temporary directory in /tmp");
+		goto out;
+	}
+	made_dir = true;
+	if (train_write(dir, &f, &train, &r, as_of, &err) != 0 ||
+	    evaluate(&train, &r, &test, dir, k, &err) != 0) {
+		cli_fail("eval", "%s", err.buf);
+		goto out;
+	}
+	ret = EXIT_OK;
+out:
+	if (made_dir) {
+		strbuf p = STRBUF_INIT;
+		sb_addf(&p, "%s/%s", dir, MODEL_FILE);
+		unlink(p.buf);
+		rmdir(dir);
+		sb_release(&p);
+	}
+	train_result_free(&r);
+	dataset_free(&train);
+	dataset_free(&test);
+	sb_release(&err);
+	return ret;
+}
