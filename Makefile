@@ -66,18 +66,24 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
 
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
+
 $(BIN)/shopkeeper: $(BUILD)/main.o $(LIB_OBJS) | $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 
 # The synthetic data generator for benchmarks: plain C, no libraries.
 $(BIN)/shopkeeper-gen: bench/gen.c | $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
 
 $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJS) | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD) $(BUILD)/tests $(BIN):
 	mkdir -p $@

@@ -32,6 +32,9 @@ int cmd_eval(int argc, char **argv);
 /* ---- training flags, shared by train and eval (cli_train.c) ------------- */
 
 struct train_flags {
+	const char *catalog;   /* --catalog */
+	const char *customers; /* --customers */
+	const char *exclude;   /* --exclude-customers */
 	const char *columns;  /* --columns */
 	bool strict;          /* --strict */
 	bool has_as_of;       /* --as-of given */
@@ -41,7 +44,7 @@ struct train_flags {
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 11
+#define TRAIN_FLAG_COUNT 14
 
 void train_flags_init(struct train_flags *f);
 /* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */

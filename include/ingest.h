@@ -37,14 +37,21 @@ enum skip_reason {
 	SKIP_CSV = 0,      /* malformed CSV record (quoting, length, UTF-8) */
 	SKIP_NO_CUSTOMER,  /* empty or unusable customer id */
 	SKIP_NO_ITEM,      /* empty or unusable item id */
-	SKIP_TIMESTAMP,    /* unparsable timestamp */
+	SKIP_TIMESTAMP,    /* unparsable, or more than a day in the future */
 	SKIP_EVENT,        /* unknown event type */
 	SKIP_QUANTITY,     /* not a number, zero, or absurdly large */
 	SKIP_PRICE,        /* not a number or negative */
 	SKIP_AFTER_AS_OF,  /* timestamp after ingest_options.until */
+	SKIP_EXCLUDED,     /* customer in ingest_options.exclude (erased) */
 	SKIP_REASONS
 };
 const char *skip_reason_name(enum skip_reason r);
+
+/* Counts for the catalog and customers files. */
+typedef struct ingest_stats {
+	uint64_t records, skipped;
+	uint64_t added; /* items or customers that only this file named */
+} ingest_stats;
 
 typedef struct dataset {
 	idmap *customers;
@@ -58,9 +65,23 @@ typedef struct dataset {
 	uint64_t returns;  /* kept rows with negative quantity */
 	int64_t ts_min, ts_max; /* over kept rows with a timestamp */
 	bool has_ts;
+
+	/* From the catalog file, per item index (NULL when no catalog). */
+	char **item_title;       /* NULL entries: no title */
+	uint32_t *item_category; /* index into categories, UINT32_MAX: none */
+	float *item_price;       /* < 0: unknown */
+	idmap *categories;
+	uint32_t items_cap;      /* length of the three arrays above */
+	ingest_stats catalog_stats;
+
+	/* From the customers file, per customer index (NULL when none). */
+	char **customer_attrs;     /* JSON object text, or NULL */
+	uint16_t *customer_birthday; /* month * 100 + day, 0: unknown */
+	uint32_t customers_cap;    /* length of the two arrays above */
+	ingest_stats customer_stats;
 } dataset;
 
-/* Logical column names of the interactions file. */
+/* Logical column names, of all three files (DESIGN.md "Input files"). */
 enum column {
 	COL_CUSTOMER_ID = 0,
 	COL_ITEM_ID,
@@ -68,8 +89,18 @@ enum column {
 	COL_EVENT,
 	COL_QUANTITY,
 	COL_PRICE,
+	COL_TITLE,      /* catalog */
+	COL_CATEGORY,   /* catalog */
+	COL_COUNTRY,    /* customers */
+	COL_BIRTH_DATE, /* customers */
 	COL_COUNT
 };
+
+/* Limits on catalog and customer text, in bytes. */
+#define INGEST_MAX_TITLE 512
+#define INGEST_MAX_CATEGORY 128
+#define INGEST_MAX_ATTRS 4096 /* a customer's attributes as JSON */
+
 
 typedef struct ingest_options {
 	const char *columns;   /* "logical=Header,..." or NULL */
@@ -79,7 +110,13 @@ typedef struct ingest_options {
 	const char *label;     /* progress label; NULL: "ingest" */
 	bool has_until;        /* skip rows with a timestamp after `until` */
 	int64_t until;         /* Unix seconds (training "as of" a date) */
+	const idmap *exclude;  /* customer ids to leave out (erasure), or NULL */
 } ingest_options;
+
+/* Reads a list of customer ids, one per line (blank lines and lines
+ * starting with '#' ignored), into a new idmap in *out. Returns 0, or -1
+ * with a message in *err. */
+int ingest_id_list(const char *path, idmap **out, strbuf *err);
 
 /* Parses a --columns spec into header names per logical column; names not
  * mentioned keep their logical name. `names` must hold COL_COUNT pointers;
@@ -87,6 +124,22 @@ typedef struct ingest_options {
  * with a message in *err for an unknown logical name or a malformed spec. */
 int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf *storage,
 			 strbuf *err);
+
+/* Reads the catalog file (item_id; title, category, price optional) into
+ * ds: items it names that no interaction did are added (with no history).
+ * Call after ingest_read(). Returns 0, or -1 with a message in *err. Bad
+ * rows are skipped, counted in ds->catalog_stats, and reported like
+ * interaction rows. */
+int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
+
+/* Reads the customers file (customer_id; country, birth_date and any other
+ * columns as attributes) into ds; customers only this file names are added.
+ * Call after ingest_read(). Returns 0, or -1 with a message in *err. */
+int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
+
+/* Makes the per-item and per-customer attribute arrays as long as the id
+ * maps (new entries empty). Called by the readers; harmless to repeat. */
+void dataset_fit_attributes(dataset *ds);
 
 /* Initialises an empty dataset. */
 void dataset_init(dataset *ds);

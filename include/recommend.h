@@ -16,6 +16,7 @@
 #ifndef SHOPKEEPER_RECOMMEND_H
 #define SHOPKEEPER_RECOMMEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -43,6 +44,20 @@ typedef struct rec_result {
 	rec_item items[REC_MAX_N];
 } rec_result;
 
+/* Business rules every recommendation route applies. */
+typedef struct rec_filter {
+	uint32_t category;       /* only this category; UINT32_MAX: any */
+	float min_price;         /* only items priced >= this (< 0: no bound) */
+	float max_price;         /* only items priced <= this (< 0: no bound) */
+	const uint32_t *exclude; /* never these items */
+	uint32_t n_exclude;
+	bool include_purchased;  /* allow items the customer bought */
+	bool personal;           /* false: popular items only (consent) */
+} rec_filter;
+
+/* A filter that lets everything through (personal, purchases excluded). */
+void rec_filter_init(rec_filter *f);
+
 typedef struct rec_ctx rec_ctx;
 
 /* Scratch for a catalog of n_items. Never fails; rec_ctx_free(NULL) is a
@@ -51,12 +66,26 @@ rec_ctx *rec_ctx_create(uint32_t n_items);
 void rec_ctx_free(rec_ctx *c);
 uint32_t rec_ctx_items(const rec_ctx *c);
 
-/* The top n (1..REC_MAX_N) items for customer id. Unknown customers get
- * popular items. Returns 0, or STORE_CORRUPT / STORE_ERROR from the model. */
+/* The top n (1..REC_MAX_N) items for customer id under filter f (NULL:
+ * none). Unknown customers get popular items. Returns 0, or STORE_CORRUPT /
+ * STORE_ERROR from the model. */
 int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint32_t n,
-		     rec_result *out);
+		     const rec_filter *f, rec_result *out);
 
-/* Item idx's n best neighbours. Returns 0 or a STORE_* error. */
-int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, rec_result *out);
+/* The top n items for a basket or browsing session: items[0..n_items) are
+ * scored like a history (weight 1 each) and left out of the answer. With a
+ * customer id (NULL: none), what they bought is left out too unless the
+ * filter includes purchases. Returns 0 or a STORE_* error. */
+int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_items,
+		   const char *customer, size_t customer_len, uint32_t n, const rec_filter *f,
+		   rec_result *out);
+
+/* n popular items (recent popularity) that pass the filter. */
+void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, rec_result *out);
+
+/* Item idx's n best neighbours that pass the filter (NULL: none). Returns 0
+ * or a STORE_* error. */
+int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_filter *f,
+		rec_result *out);
 
 #endif

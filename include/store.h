@@ -8,13 +8,19 @@
  *
  *   meta        "meta" -> JSON text: format_version, model_id, algorithm,
  *               parameters, counts, as_of, created
- *   items       "ids" -> u32 count, u32 offsets[count+1], id bytes
- *               "popularity" -> f32[count]
- *               "popular" -> (u32 item, f32 score)[count], most popular first
+ *   items       "ids" -> a string table: u32 count, u32 offsets[count+1], bytes
+ *               "titles" -> a string table of titles ("" for none)
+ *               "categories" -> a string table of category names
+ *               "category" -> u32[count] category index (UINT32_MAX: none)
+ *               "price" -> f32[count] (< 0: unknown)
+ *               "popularity" -> f32[count], customers per item
+ *               "popular" -> (u32 item, f32 score)[count], by recent
+ *               popularity (decayed like the model's history), best first
  *   item_index  item id -> u32 item index
  *   neighbors   u32 item index (MDB_INTEGERKEY) -> (u32 item, f32 score)[n],
  *               best first
- *   customers   customer id -> u32 n, u32 reserved, history_entry[n]
+ *   customers   customer id -> customer_summary, history_entry[n_hist] (most
+ *               recent first), then attrs_len bytes of attribute JSON
  *
  * Records are in host byte order (little-endian on every platform we build
  * for; the meta record says so). LMDB places values at 2-byte alignment, so
@@ -34,10 +40,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "rfm.h"
 #include "strbuf.h"
 #include "train.h" /* neighbor, history_entry */
 
-#define MODEL_FORMAT_VERSION 1
+#define MODEL_FORMAT_VERSION 2
 #define MODEL_FILE "model.mdb"
 
 enum {
@@ -49,6 +56,26 @@ enum {
 
 const char *store_strerror(int code);
 
+/* The fixed head of a customer record (40 bytes, no padding). */
+typedef struct customer_summary {
+	uint32_t n_hist;
+	uint32_t attrs_len;
+	int64_t first_purchase; /* valid when frequency > 0 */
+	int64_t last_purchase;
+	uint32_t frequency;     /* distinct purchase days */
+	float monetary;         /* net spend */
+	uint16_t birthday;      /* month * 100 + day, 0: unknown */
+	uint16_t reserved16;
+	uint32_t reserved32;
+} customer_summary;
+
+/* A string table as stored: count, offsets, bytes. */
+typedef struct string_table {
+	const char *const *strs; /* NULL entries are written as "" */
+	const size_t *lens;
+	uint32_t count;
+} string_table;
+
 /* ---- writing a model ---------------------------------------------------- */
 
 typedef struct model_writer model_writer;
@@ -59,12 +86,21 @@ typedef struct model_writer model_writer;
 int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, strbuf *err);
 /* The records; each returns 0 or STORE_ERROR with a message in *err. */
 int model_writer_put_meta(model_writer *w, const char *json, strbuf *err);
-int model_writer_put_items(model_writer *w, const char *const *ids, const size_t *lens,
-			   uint32_t count, const float *popularity, strbuf *err);
+/* Item tables: ids, popularity (customers per item) and `recent` (the
+ * popularity the popular list is ordered by), count entries each. */
+int model_writer_put_items(model_writer *w, const string_table *ids, const float *popularity,
+			   const float *recent, strbuf *err);
+/* Catalog tables: titles (count entries), category names, each item's
+ * category index (UINT32_MAX: none) and price (< 0: unknown). */
+int model_writer_put_catalog(model_writer *w, const string_table *titles,
+			     const string_table *categories, const uint32_t *category,
+			     const float *price, strbuf *err);
 int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *list, uint32_t n,
 			       strbuf *err);
+/* sum->n_hist and sum->attrs_len give the lengths of hist and attrs. */
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
-			      const history_entry *hist, uint32_t n, strbuf *err);
+			      const customer_summary *sum, const history_entry *hist,
+			      const char *attrs, strbuf *err);
 /* Commits, syncs and renames the file into place; the writer is freed.
  * Returns 0 or STORE_ERROR with a message in *err. */
 int model_writer_finish(model_writer *w, strbuf *err);
@@ -83,6 +119,8 @@ typedef struct model_info {
 	char model_id[64];
 	char algorithm[16];
 	int64_t as_of;      /* Unix seconds */
+	int64_t created;    /* when train wrote it */
+	rfm_cuts rfm;       /* quintile cuts at as_of */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 
@@ -100,6 +138,17 @@ const model_info *model_get_info(const model *m);
 const char *model_item_id(const model *m, uint32_t idx, size_t *len);
 /* Customers with a positive interaction with item idx. */
 float model_item_popularity(const model *m, uint32_t idx);
+/* Item idx's title (len 0 when it has none); valid until model_close. */
+const char *model_item_title(const model *m, uint32_t idx, size_t *len);
+/* Item idx's category index, or UINT32_MAX. */
+uint32_t model_item_category(const model *m, uint32_t idx);
+/* Item idx's price, < 0 when unknown. */
+float model_item_price(const model *m, uint32_t idx);
+/* Finds a category by name: 0 and *cat, or STORE_NOTFOUND. */
+int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat);
+/* The model's clock: as_of plus the time since the model was written, so a
+ * model trained on old data ages from its own as-of date. */
+int64_t model_now(const model *m);
 /* Items by popularity, most popular first: n_items packed (u32, f32)
  * pairs, decoded with model_pair_at(); valid until model_close. */
 const unsigned char *model_popular(const model *m);
@@ -139,8 +188,11 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out);
 
 /* A borrowed customer record. */
 typedef struct model_customer {
+	customer_summary sum;  /* copied out */
 	const unsigned char *entries;
 	uint32_t n_hist;
+	const char *attrs;     /* JSON object text, attrs_len bytes (0: none) */
+	uint32_t attrs_len;
 } model_customer;
 
 static inline history_entry model_history_at(const model_customer *c, uint32_t i)
@@ -154,6 +206,17 @@ static inline history_entry model_history_at(const model_customer *c, uint32_t i
  * STORE_ERROR. */
 int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out);
 
+/* Walks the customers in id order. */
+typedef struct model_iter model_iter;
+
+/* Starts after id `after` (NULL: from the first). Returns 0, STORE_ERROR. */
+int model_iter_begin(model_txn *t, const char *after, size_t after_len, model_iter **out);
+/* The next customer: 0 with its id and length (borrowed, valid until the txn's
+ * reset) and *c; STORE_NOTFOUND at the end; STORE_CORRUPT / STORE_ERROR. */
+int model_iter_next(model_iter *it, const char **id, size_t *len, model_customer *c);
+/* model_iter_end(NULL) does nothing. */
+void model_iter_end(model_iter *it);
+
 /* ---- server state ------------------------------------------------------- */
 
 typedef struct state state;
@@ -164,5 +227,30 @@ typedef struct state state;
 int state_open(const char *dir, state **out, strbuf *err);
 /* state_close(NULL) does nothing. */
 void state_close(state *s);
+
+/* Per-customer flags kept in the state. */
+#define STATE_NO_PERSONALIZATION 1u /* consent withdrawn */
+#define STATE_ERASED 2u             /* DELETE /v1/customers/{id} */
+
+/* A read transaction on the state, one per thread, reused like model_txn. */
+typedef struct state_txn state_txn;
+int state_txn_begin(state *s, state_txn **out);
+void state_txn_reset(state_txn *t);
+int state_txn_renew(state_txn *t);
+void state_txn_free(state_txn *t);
+
+/* The customer's STATE_* flags (0 when the state knows nothing of them).
+ * Returns 0 or STORE_ERROR. */
+int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
+
+/* Records consent (personalization allowed or not), durably: when this
+ * returns 0 the change is on disk. Returns 0 or STORE_ERROR with a message
+ * in *err. */
+int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err);
+
+/* Erases a customer: flags them STATE_ERASED and appends the id to
+ * DIR/erasures.txt (the list `train --exclude-customers` reads), both
+ * durably. Returns 0 or STORE_ERROR with a message in *err. */
+int state_erase(state *s, const char *id, size_t len, strbuf *err);
 
 #endif

@@ -101,6 +101,8 @@ typedef struct train_result {
 	history_entry *hist;
 
 	float *popularity; /* per item: customers with a positive interaction */
+	float *recent;     /* per item: sum of its X column (decayed), for the
+			    * recent-popularity list */
 
 	uint32_t k;         /* neighbours per item at most */
 	neighbor *nbrs;     /* item i's list: nbrs[i*k .. i*k + n_nbrs[i]), best first */

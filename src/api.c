@@ -1,28 +1,52 @@
 /*
  * api: routes and handlers of HTTP API v1.
+ *
+ * Each handler checks its input, reads the model and state through the
+ * calling thread's worker, and writes JSON straight into the response
+ * buffer. Request bodies are parsed with jansson; answers are written by
+ * hand, which keeps the hot path free of allocation.
  */
 #include "api.h"
 
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audience.h"
 #include "ids.h"
 #include "recommend.h"
+#include "rfm.h"
+#include "timefmt.h"
 #include "util.h"
 
 #define API_DEFAULT_N 10u
+#define API_MAX_BASKET 100u      /* items in a POST /v1/recommendations */
+#define API_MAX_EXCLUDE 100u     /* ids in exclude= */
+#define API_DEFAULT_PAGE 100u    /* customers per audience page */
+#define API_MAX_PAGE 1000u
+#define API_SEGMENTS_TTL 60.0    /* seconds GET /v1/segments is cached */
 
 struct api {
 	model *model;
 	state *state;
+	/* GET /v1/segments walks every customer: cache the answer briefly. */
+	pthread_mutex_t segments_lock;
+	strbuf segments_body;
+	double segments_at;
 };
 
 /* Per pool thread (see api.h). */
 struct worker {
 	model_txn *txn;
+	state_txn *stxn;
 	rec_ctx *rec;
 	rec_result result;
-	char qbuf[512]; /* decoded query values */
+	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
+	uint32_t basket[API_MAX_BASKET];
+	char qbuf[512];            /* small decoded query values */
+	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
 
 api *api_create(model *m, state *st)
@@ -30,11 +54,16 @@ api *api_create(model *m, state *st)
 	api *a = xcalloc(1, sizeof(*a));
 	a->model = m;
 	a->state = st;
+	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
 }
 
 void api_free(api *a)
 {
+	if (!a)
+		return;
+	pthread_mutex_destroy(&a->segments_lock);
+	sb_release(&a->segments_body);
 	free(a);
 }
 
@@ -45,61 +74,134 @@ void api_thread_free(void *app, void *thread_data)
 	if (!w)
 		return;
 	model_txn_free(w->txn);
+	state_txn_free(w->stxn);
 	rec_ctx_free(w->rec);
 	free(w);
 }
 
-static struct worker *worker_get(api *a, const http_request *req)
+/* The thread's worker, created on its first request; NULL (and a 503 in
+ * resp) if a transaction cannot be opened. */
+static struct worker *worker_get(api *a, const http_request *req, http_response *resp)
 {
 	struct worker *w = *req->thread_data;
 	if (w)
 		return w;
 	w = xcalloc(1, sizeof(*w));
-	if (model_txn_begin(a->model, &w->txn) != 0) {
+	if (model_txn_begin(a->model, &w->txn) != 0 || state_txn_begin(a->state, &w->stxn) != 0) {
+		model_txn_free(w->txn);
 		free(w);
+		http_error(resp, 503, "unavailable", "cannot open a read transaction");
 		return NULL;
 	}
 	model_txn_reset(w->txn);
+	state_txn_reset(w->stxn);
 	w->rec = rec_ctx_create(model_get_info(a->model)->n_items);
 	*req->thread_data = w;
 	return w;
 }
 
-/* ---- parameters --------------------------------------------------------- */
-
-/* Reads ?n= into *n (default API_DEFAULT_N). Answers 400 and returns -1 on
- * anything but an integer 1..REC_MAX_N. */
-static int param_n(struct worker *w, const http_request *req, http_response *resp, uint32_t *n)
+/* Takes fresh snapshots of model and state for this request. */
+static int worker_begin(struct worker *w, http_response *resp)
 {
-	const char *v;
-	size_t len;
-	int rc = http_query(req, "n", w->qbuf, sizeof(w->qbuf), &v, &len);
-	*n = API_DEFAULT_N;
-	if (rc == 0)
-		return 0;
-	uint32_t val = 0;
-	bool ok = rc == 1 && len > 0 && len <= 3;
-	for (size_t i = 0; ok && i < len; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			ok = false;
-		else
-			val = val * 10 + (uint32_t)(v[i] - '0');
-	}
-	if (!ok || val < 1 || val > REC_MAX_N) {
-		http_error(resp, 400, "invalid_parameter", "n must be an integer from 1 to %u",
-			   REC_MAX_N);
+	if (model_txn_renew(w->txn) != 0 || state_txn_renew(w->stxn) != 0) {
+		model_txn_reset(w->txn);
+		http_error(resp, 503, "unavailable", "cannot read the model or state");
 		return -1;
 	}
-	*n = val;
 	return 0;
 }
 
-/* Normalises a path id; answers 400 and returns -1 if unusable. */
-static int path_id(const http_request *req, unsigned seg, const char *what, http_response *resp,
-		   const char **id, size_t *len)
+static void worker_end(struct worker *w)
 {
-	*id = req->segs[seg];
-	*len = req->seg_lens[seg];
+	model_txn_reset(w->txn);
+	state_txn_reset(w->stxn);
+}
+
+static void storage_error(http_response *resp, int rc)
+{
+	http_error(resp, 500, "internal", "model read failed: %s", store_strerror(rc));
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+/* Parses a whole unsigned decimal within [min, max]. */
+static bool parse_uint(const char *v, size_t len, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t val = 0;
+	if (len == 0 || len > 9)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+		val = val * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (val < min || val > max)
+		return false;
+	*out = (uint32_t)val;
+	return true;
+}
+
+/* Reads an integer query parameter into *out (left alone when absent).
+ * Answers 400 and returns -1 when it is not an integer in [min, max]. */
+static int param_uint(struct worker *w, const http_request *req, http_response *resp,
+		      const char *name, uint32_t min, uint32_t max, uint32_t *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	if (rc < 0 || !parse_uint(v, len, min, max, out)) {
+		http_error(resp, 400, "invalid_parameter", "%s must be an integer from %u to %u", name,
+			   min, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads a boolean query parameter (1/0/true/false). */
+static int param_bool(struct worker *w, const http_request *req, http_response *resp,
+		      const char *name, bool *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	if (rc == 1 && ((len == 1 && v[0] == '1') || (len == 4 && memcmp(v, "true", 4) == 0))) {
+		*out = true;
+		return 0;
+	}
+	if (rc == 1 && ((len == 1 && v[0] == '0') || (len == 5 && memcmp(v, "false", 5) == 0))) {
+		*out = false;
+		return 0;
+	}
+	http_error(resp, 400, "invalid_parameter", "%s must be 1, 0, true or false", name);
+	return -1;
+}
+
+/* Reads a price bound (a number >= 0). */
+static int param_price(struct worker *w, const http_request *req, http_response *resp,
+		       const char *name, float *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	char *end = NULL;
+	double d = rc == 1 && len > 0 && len < 32 ? strtod(v, &end) : -1;
+	if (rc != 1 || !end || *end || !isfinite(d) || d < 0 || d > 1e9) {
+		http_error(resp, 400, "invalid_parameter", "%s must be a number >= 0", name);
+		return -1;
+	}
+	*out = (float)d;
+	return 0;
+}
+
+/* Checks and normalises an id; answers 400 and returns -1 if unusable. */
+static int check_id(const char *what, http_response *resp, const char **id, size_t *len)
+{
 	if (!utf8_valid(*id, *len)) {
 		http_error(resp, 400, "invalid_id", "%s id is not valid UTF-8", what);
 		return -1;
@@ -115,12 +217,80 @@ static int path_id(const http_request *req, unsigned seg, const char *what, http
 	return 0;
 }
 
-static void storage_error(http_response *resp, int rc)
+static int path_id(const http_request *req, unsigned seg, const char *what, http_response *resp,
+		   const char **id, size_t *len)
 {
-	http_error(resp, 500, "internal", "model read failed: %s", store_strerror(rc));
+	*id = req->segs[seg];
+	*len = req->seg_lens[seg];
+	return check_id(what, resp, id, len);
+}
+
+/* Adds an item id to the filter's exclusions (unknown ids are ignored:
+ * the model cannot recommend them anyway). */
+static void exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len)
+{
+	uint32_t idx;
+	if (!id_normalize(&id, &len) || f->n_exclude >= ARRAY_SIZE(w->exclude))
+		return;
+	if (model_item_lookup(w->txn, id, len, &idx) == 0)
+		w->exclude[f->n_exclude++] = idx;
+}
+
+/* The business rules from the query string: category, exclude, price
+ * range, include_purchased, and explain (because lists). Must run inside
+ * worker_begin/worker_end (ids are looked up). Returns 0 or -1 (400). */
+static int query_filter(api *a, struct worker *w, const http_request *req, http_response *resp,
+			rec_filter *f, bool *explain)
+{
+	const char *v;
+	size_t len;
+	rec_filter_init(f);
+	f->exclude = w->exclude;
+	int rc = http_query(req, "category", w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc < 0) {
+		http_error(resp, 400, "invalid_parameter", "category is malformed or too long");
+		return -1;
+	}
+	if (rc == 1 && len > 0 && model_category_lookup(a->model, v, len, &f->category) != 0) {
+		http_error(resp, 400, "unknown_category", "category %.*s is not in the catalog",
+			   (int)MIN(len, (size_t)128), v);
+		return -1;
+	}
+	rc = http_query(req, "exclude", w->xbuf, sizeof(w->xbuf), &v, &len);
+	if (rc < 0) {
+		http_error(resp, 400, "invalid_parameter",
+			   "exclude is malformed or longer than %u ids", API_MAX_EXCLUDE);
+		return -1;
+	}
+	if (rc == 1) {
+		unsigned count = 0;
+		const char *p = v, *end = v + len;
+		while (p < end) {
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			const char *stop = comma ? comma : end;
+			if (++count > API_MAX_EXCLUDE) {
+				http_error(resp, 400, "invalid_parameter", "exclude holds more than %u ids",
+					   API_MAX_EXCLUDE);
+				return -1;
+			}
+			exclude_id(w, f, p, (size_t)(stop - p));
+			p = stop + 1;
+		}
+	}
+	if (param_price(w, req, resp, "min_price", &f->min_price) ||
+	    param_price(w, req, resp, "max_price", &f->max_price) ||
+	    param_bool(w, req, resp, "include_purchased", &f->include_purchased) ||
+	    param_bool(w, req, resp, "explain", explain))
+		return -1;
+	return 0;
 }
 
 /* ---- JSON --------------------------------------------------------------- */
+
+static void add_str(strbuf *sb, const char *s)
+{
+	sb_add_json_str(sb, s, strlen(s));
+}
 
 static void add_item_id(strbuf *sb, const model *m, uint32_t idx)
 {
@@ -129,17 +299,30 @@ static void add_item_id(strbuf *sb, const model *m, uint32_t idx)
 	sb_add_json_str(sb, id, len);
 }
 
+static void add_time(strbuf *sb, int64_t t)
+{
+	char buf[TIME_FMT_LEN];
+	time_format(t, buf);
+	add_str(sb, buf);
+}
+
 static void write_items(strbuf *sb, const model *m, const rec_result *r, bool because)
 {
 	sb_adds(sb, "\"items\":[");
 	for (uint32_t i = 0; i < r->n; i++) {
 		const rec_item *it = &r->items[i];
+		size_t tlen;
+		const char *title = model_item_title(m, it->item, &tlen);
 		if (i)
 			sb_addc(sb, ',');
 		sb_adds(sb, "{\"item_id\":");
 		add_item_id(sb, m, it->item);
 		sb_adds(sb, ",\"score\":");
 		sb_add_double(sb, it->score, 6);
+		if (tlen) {
+			sb_adds(sb, ",\"title\":");
+			sb_add_json_str(sb, title, tlen);
+		}
 		if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
 			sb_adds(sb, ",\"source\":\"popular\"");
 		if (because) {
@@ -156,7 +339,34 @@ static void write_items(strbuf *sb, const model *m, const rec_result *r, bool be
 	sb_addc(sb, ']');
 }
 
-/* ---- handlers ----------------------------------------------------------- */
+static void write_model_field(strbuf *sb, const model *m)
+{
+	sb_adds(sb, "\"model\":");
+	add_str(sb, model_get_info(m)->model_id);
+}
+
+/* ---- customers: who they are -------------------------------------------- */
+
+/* What the model and state say about a customer. */
+struct who {
+	uint32_t flags;       /* STATE_* */
+	bool known;           /* in the model (and not erased) */
+	model_customer cust;
+};
+
+static int lookup_customer(api *a, struct worker *w, const char *id, size_t len, struct who *who)
+{
+	(void)a;
+	memset(who, 0, sizeof(*who));
+	if (state_customer_flags(w->stxn, id, len, &who->flags) != 0)
+		return STORE_ERROR;
+	if (who->flags & STATE_ERASED)
+		return 0;
+	int rc = model_customer_get(w->txn, id, len, &who->cust);
+	if (rc == 0)
+		who->known = true;
+	return rc == STORE_NOTFOUND ? 0 : rc;
+}
 
 static void get_health(api *a, const http_request *req, http_response *resp)
 {
@@ -170,9 +380,11 @@ static void get_ready(api *a, const http_request *req, http_response *resp)
 	(void)req;
 	const model_info *info = model_get_info(a->model);
 	sb_adds(resp->body, "{\"status\":\"ready\",\"model\":");
-	sb_add_json_str(resp->body, info->model_id, strlen(info->model_id));
+	add_str(resp->body, info->model_id);
 	sb_adds(resp->body, ",\"algorithm\":");
-	sb_add_json_str(resp->body, info->algorithm, strlen(info->algorithm));
+	add_str(resp->body, info->algorithm);
+	sb_adds(resp->body, ",\"as_of\":");
+	add_time(resp->body, info->as_of);
 	sb_adds(resp->body, ",\"items\":");
 	sb_add_u64(resp->body, info->n_items);
 	sb_adds(resp->body, ",\"customers\":");
@@ -180,83 +392,524 @@ static void get_ready(api *a, const http_request *req, http_response *resp)
 	sb_addc(resp->body, '}');
 }
 
-static void get_customer_recs(api *a, const http_request *req, http_response *resp)
+static void get_customer(api *a, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req);
+	struct worker *w = worker_get(a, req, resp);
 	const char *id;
 	size_t len;
-	uint32_t n;
-
-	if (!w) {
-		http_error(resp, 503, "unavailable", "cannot open a model transaction");
+	struct who who;
+	if (!w || path_id(req, 2, "customer", resp, &id, &len) != 0 || worker_begin(w, resp) != 0)
 		return;
-	}
-	if (path_id(req, 2, "customer", resp, &id, &len) != 0 || param_n(w, req, resp, &n) != 0)
-		return;
-	if (model_txn_renew(w->txn) != 0) {
-		storage_error(resp, STORE_ERROR);
-		return;
-	}
-	int rc = rec_for_customer(w->rec, w->txn, id, len, n, &w->result);
-	model_txn_reset(w->txn);
+	int rc = lookup_customer(a, w, id, len, &who);
 	if (rc) {
+		worker_end(w);
 		storage_error(resp, rc);
 		return;
 	}
-	const model_info *info = model_get_info(a->model);
+	if (!who.known) {
+		worker_end(w);
+		http_error(resp, 404, "unknown_customer", "customer %.*s is not known", (int)len, id);
+		return;
+	}
+	int64_t now = model_now(a->model);
+	rfm_scores sc;
+	enum segment seg = customer_segment(a->model, &who.cust, now, &sc);
+	const customer_summary *sum = &who.cust.sum;
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"customer_id\":");
 	sb_add_json_str(sb, id, len);
-	sb_adds(sb, ",\"model\":");
-	sb_add_json_str(sb, info->model_id, strlen(info->model_id));
-	sb_adds(sb, ",\"source\":");
-	sb_add_json_str(sb, rec_source_name(w->result.source), strlen(rec_source_name(w->result.source)));
 	sb_addc(sb, ',');
-	write_items(sb, a->model, &w->result, true);
+	write_model_field(sb, a->model);
+	sb_adds(sb, ",\"segment\":");
+	add_str(sb, segment_name(seg));
+	sb_adds(sb, ",\"rfm\":");
+	if (sum->frequency > 0) {
+		sb_adds(sb, "{\"recency_days\":");
+		sb_add_double(sb, (double)(now - sum->last_purchase) / 86400.0, 4);
+		sb_adds(sb, ",\"frequency\":");
+		sb_add_u64(sb, sum->frequency);
+		sb_adds(sb, ",\"monetary\":");
+		sb_add_double(sb, sum->monetary, 8);
+		sb_addf(sb, ",\"r\":%u,\"f\":%u,\"m\":%u}", sc.r, sc.f, sc.m);
+		sb_adds(sb, ",\"first_purchase\":");
+		add_time(sb, sum->first_purchase);
+		sb_adds(sb, ",\"last_purchase\":");
+		add_time(sb, sum->last_purchase);
+	} else {
+		sb_adds(sb, "null,\"first_purchase\":null,\"last_purchase\":null");
+	}
+	sb_adds(sb, ",\"history_size\":");
+	sb_add_u64(sb, who.cust.n_hist);
+	sb_adds(sb, ",\"attributes\":");
+	if (who.cust.attrs_len)
+		sb_add(sb, who.cust.attrs, who.cust.attrs_len); /* JSON written by train */
+	else
+		sb_adds(sb, "{}");
+	sb_adds(sb, ",\"consent\":{\"personalization\":");
+	sb_adds(sb, who.flags & STATE_NO_PERSONALIZATION ? "false" : "true");
+	sb_adds(sb, "}}");
+	worker_end(w);
+}
+
+static void get_customer_recs(api *a, const http_request *req, http_response *resp)
+{
+	struct worker *w = worker_get(a, req, resp);
+	const char *id;
+	size_t len;
+	uint32_t n = API_DEFAULT_N;
+	bool explain = true;
+	rec_filter f;
+	struct who who;
+
+	if (!w || path_id(req, 2, "customer", resp, &id, &len) != 0 ||
+	    param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 || worker_begin(w, resp) != 0)
+		return;
+	int rc = query_filter(a, w, req, resp, &f, &explain);
+	if (rc == 0 && (rc = lookup_customer(a, w, id, len, &who)) != 0)
+		storage_error(resp, rc);
+	if (rc) {
+		worker_end(w);
+		return;
+	}
+	f.personal = who.known && !(who.flags & STATE_NO_PERSONALIZATION);
+	rc = f.personal ? rec_for_customer(w->rec, w->txn, id, len, n, &f, &w->result) : 0;
+	if (!f.personal)
+		rec_popular(w->rec, a->model, n, &f, &w->result);
+	if (rc) {
+		worker_end(w);
+		storage_error(resp, rc);
+		return;
+	}
+	strbuf *sb = resp->body;
+	sb_adds(sb, "{\"customer_id\":");
+	sb_add_json_str(sb, id, len);
+	sb_addc(sb, ',');
+	write_model_field(sb, a->model);
+	if (f.personal) {
+		sb_adds(sb, ",\"segment\":");
+		add_str(sb, segment_name(customer_segment(a->model, &who.cust, model_now(a->model), NULL)));
+	}
+	sb_adds(sb, ",\"source\":");
+	add_str(sb, rec_source_name(w->result.source));
+	sb_addc(sb, ',');
+	write_items(sb, a->model, &w->result, explain);
 	sb_addc(sb, '}');
+	worker_end(w);
 }
 
 static void get_item_similar(api *a, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req);
+	struct worker *w = worker_get(a, req, resp);
 	const char *id;
 	size_t len;
-	uint32_t n, idx;
+	uint32_t n = API_DEFAULT_N, idx;
+	bool explain = false;
+	rec_filter f;
 
-	if (!w) {
-		http_error(resp, 503, "unavailable", "cannot open a model transaction");
+	if (!w || path_id(req, 2, "item", resp, &id, &len) != 0 ||
+	    param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 || worker_begin(w, resp) != 0)
 		return;
-	}
-	if (path_id(req, 2, "item", resp, &id, &len) != 0 || param_n(w, req, resp, &n) != 0)
-		return;
-	if (model_txn_renew(w->txn) != 0) {
-		storage_error(resp, STORE_ERROR);
+	if (query_filter(a, w, req, resp, &f, &explain) != 0) {
+		worker_end(w);
 		return;
 	}
 	int rc = model_item_lookup(w->txn, id, len, &idx);
 	if (rc == 0)
-		rc = rec_similar(w->rec, w->txn, idx, n, &w->result);
-	model_txn_reset(w->txn);
+		rc = rec_similar(w->rec, w->txn, idx, n, &f, &w->result);
+	worker_end(w);
 	if (rc == STORE_NOTFOUND) {
-		strbuf msg = STRBUF_INIT;
-		sb_add(&msg, id, len);
-		http_error(resp, 404, "unknown_item", "item %s is not in the model", msg.buf);
-		sb_release(&msg);
+		http_error(resp, 404, "unknown_item", "item %.*s is not in the model", (int)len, id);
 		return;
 	}
 	if (rc) {
 		storage_error(resp, rc);
 		return;
 	}
-	const model_info *info = model_get_info(a->model);
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"item_id\":");
 	sb_add_json_str(sb, id, len);
-	sb_adds(sb, ",\"model\":");
-	sb_add_json_str(sb, info->model_id, strlen(info->model_id));
+	sb_addc(sb, ',');
+	write_model_field(sb, a->model);
 	sb_addc(sb, ',');
 	write_items(sb, a->model, &w->result, false);
 	sb_addc(sb, '}');
+}
+
+/* ---- POST /v1/recommendations -------------------------------------------- */
+
+/* Parses the body as a JSON object. Answers 400 and returns NULL if it is
+ * not one. The caller owns the result. */
+static json_t *body_object(const http_request *req, http_response *resp)
+{
+	json_error_t jerr;
+	if (!req->body || req->body_len == 0) {
+		http_error(resp, 400, "invalid_json", "a JSON object body is required");
+		return NULL;
+	}
+	json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		http_error(resp, 400, "invalid_json", "body is not valid JSON: %s (at byte %d)",
+			   jerr.text, jerr.position);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		http_error(resp, 400, "invalid_json", "body must be a JSON object");
+		return NULL;
+	}
+	return root;
+}
+
+/* A JSON string field as an id; answers 400 and returns -1 when it is
+ * present but unusable. *id is NULL when absent. */
+static int json_id(json_t *obj, const char *key, const char *what, http_response *resp,
+		   const char **id, size_t *len)
+{
+	json_t *v = json_object_get(obj, key);
+	*id = NULL;
+	*len = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v)) {
+		http_error(resp, 400, "invalid_field", "%s must be a string", key);
+		return -1;
+	}
+	*id = json_string_value(v);
+	*len = json_string_length(v);
+	return check_id(what, resp, id, len);
+}
+
+static void post_recommendations(api *a, const http_request *req, http_response *resp)
+{
+	struct worker *w = worker_get(a, req, resp);
+	if (!w)
+		return;
+	json_t *root = body_object(req, resp);
+	if (!root)
+		return;
+	const char *cid;
+	size_t clen;
+	uint32_t n = API_DEFAULT_N, n_items = 0, unknown = 0;
+	bool explain = true;
+	rec_filter f;
+	struct who who;
+	memset(&who, 0, sizeof(who));
+	json_t *items = json_object_get(root, "items");
+	json_t *jn = json_object_get(root, "n");
+	json_t *jexplain = json_object_get(root, "explain");
+
+	if (!json_is_array(items)) {
+		http_error(resp, 400, "invalid_field", "items must be an array of item ids");
+		goto out_json;
+	}
+	if (json_array_size(items) > API_MAX_BASKET) {
+		http_error(resp, 400, "basket_too_large", "items holds %zu ids; the limit is %u",
+			   json_array_size(items), API_MAX_BASKET);
+		goto out_json;
+	}
+	if (jn && (!json_is_integer(jn) || json_integer_value(jn) < 1 ||
+		   json_integer_value(jn) > REC_MAX_N)) {
+		http_error(resp, 400, "invalid_field", "n must be an integer from 1 to %u", REC_MAX_N);
+		goto out_json;
+	}
+	if (jn)
+		n = (uint32_t)json_integer_value(jn);
+	if (jexplain && !json_is_boolean(jexplain)) {
+		http_error(resp, 400, "invalid_field", "explain must be true or false");
+		goto out_json;
+	}
+	if (json_id(root, "customer_id", "customer", resp, &cid, &clen) != 0)
+		goto out_json;
+	if (worker_begin(w, resp) != 0)
+		goto out_json;
+	if (query_filter(a, w, req, resp, &f, &explain) != 0)
+		goto out;
+	if (jexplain)
+		explain = json_is_true(jexplain);
+
+	size_t i;
+	json_t *v;
+	json_array_foreach(items, i, v)
+	{
+		const char *iid;
+		size_t ilen;
+		uint32_t idx;
+		if (!json_is_string(v)) {
+			http_error(resp, 400, "invalid_field", "items[%zu] must be a string", i);
+			goto out;
+		}
+		iid = json_string_value(v);
+		ilen = json_string_length(v);
+		if (check_id("item", resp, &iid, &ilen) != 0)
+			goto out;
+		if (model_item_lookup(w->txn, iid, ilen, &idx) == 0)
+			w->basket[n_items++] = idx;
+		else
+			unknown++;
+	}
+	if (cid) {
+		int rc = lookup_customer(a, w, cid, clen, &who);
+		if (rc) {
+			storage_error(resp, rc);
+			goto out;
+		}
+	}
+	/* A customer who withdrew consent gets nothing built on their
+	 * behaviour, the basket included. */
+	f.personal = !(who.flags & STATE_NO_PERSONALIZATION);
+	int rc = rec_for_basket(w->rec, w->txn, w->basket, n_items, who.known ? cid : NULL, clen, n,
+				&f, &w->result);
+	if (rc) {
+		storage_error(resp, rc);
+		goto out;
+	}
+	strbuf *sb = resp->body;
+	sb_addc(sb, '{');
+	if (cid) {
+		sb_adds(sb, "\"customer_id\":");
+		sb_add_json_str(sb, cid, clen);
+		sb_addc(sb, ',');
+	}
+	write_model_field(sb, a->model);
+	sb_adds(sb, ",\"source\":");
+	add_str(sb, rec_source_name(w->result.source));
+	sb_adds(sb, ",\"unknown_items\":");
+	sb_add_u64(sb, unknown);
+	sb_addc(sb, ',');
+	write_items(sb, a->model, &w->result, explain);
+	sb_addc(sb, '}');
+out:
+	worker_end(w);
+out_json:
+	json_decref(root);
+}
+
+/* ---- consent and erasure ------------------------------------------------ */
+
+static void put_consent(api *a, const http_request *req, http_response *resp)
+{
+	const char *id;
+	size_t len;
+	strbuf err = STRBUF_INIT;
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
+		return;
+	json_t *root = body_object(req, resp);
+	if (!root)
+		return;
+	json_t *p = json_object_get(root, "personalization");
+	if (!json_is_boolean(p)) {
+		http_error(resp, 400, "invalid_field", "personalization must be true or false");
+		goto out;
+	}
+	bool allowed = json_is_true(p);
+	if (state_set_consent(a->state, id, len, allowed, &err) != 0) {
+		http_error(resp, 500, "internal", "%s", err.buf);
+		goto out;
+	}
+	sb_adds(resp->body, "{\"customer_id\":");
+	sb_add_json_str(resp->body, id, len);
+	sb_adds(resp->body, ",\"consent\":{\"personalization\":");
+	sb_adds(resp->body, allowed ? "true" : "false");
+	sb_adds(resp->body, "}}");
+out:
+	sb_release(&err);
+	json_decref(root);
+}
+
+static void delete_customer(api *a, const http_request *req, http_response *resp)
+{
+	const char *id;
+	size_t len;
+	strbuf err = STRBUF_INIT;
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
+		return;
+	if (state_erase(a->state, id, len, &err) != 0) {
+		http_error(resp, 500, "internal", "%s", err.buf);
+		sb_release(&err);
+		return;
+	}
+	sb_adds(resp->body, "{\"customer_id\":");
+	sb_add_json_str(resp->body, id, len);
+	sb_adds(resp->body, ",\"erased\":true}");
+	sb_release(&err);
+}
+
+/* ---- segments and audiences --------------------------------------------- */
+
+static void compute_segments(api *a, struct worker *w, strbuf *out)
+{
+	uint64_t counts[SEG_COUNT] = { 0 }, total = 0;
+	int64_t now = model_now(a->model);
+	model_iter *it = NULL;
+	const char *id;
+	size_t len;
+	model_customer c;
+	if (model_iter_begin(w->txn, NULL, 0, &it) == 0) {
+		while (model_iter_next(it, &id, &len, &c) == 0) {
+			uint32_t flags;
+			if (state_customer_flags(w->stxn, id, len, &flags) == 0 && (flags & STATE_ERASED))
+				continue;
+			counts[customer_segment(a->model, &c, now, NULL)]++;
+			total++;
+		}
+		model_iter_end(it);
+	}
+	sb_adds(out, "{");
+	write_model_field(out, a->model);
+	sb_adds(out, ",\"at\":");
+	add_time(out, now);
+	sb_adds(out, ",\"customers\":");
+	sb_add_u64(out, total);
+	sb_adds(out, ",\"segments\":{");
+	for (int s = 0; s < SEG_COUNT; s++) {
+		if (s)
+			sb_addc(out, ',');
+		add_str(out, segment_name(s));
+		sb_addc(out, ':');
+		sb_add_u64(out, counts[s]);
+	}
+	sb_adds(out, "}}");
+}
+
+static void get_segments(api *a, const http_request *req, http_response *resp)
+{
+	struct worker *w = worker_get(a, req, resp);
+	if (!w)
+		return;
+	pthread_mutex_lock(&a->segments_lock);
+	double now = util_monotonic();
+	if (!a->segments_body.len || now - a->segments_at > API_SEGMENTS_TTL) {
+		if (worker_begin(w, resp) == 0) {
+			sb_reset(&a->segments_body);
+			compute_segments(a, w, &a->segments_body);
+			a->segments_at = now;
+			worker_end(w);
+		}
+	}
+	if (a->segments_body.len)
+		sb_add(resp->body, a->segments_body.buf, a->segments_body.len);
+	pthread_mutex_unlock(&a->segments_lock);
+}
+
+/* Cursors are the last customer id of a page, hex-encoded: opaque to
+ * clients and safe in a URL. */
+static void add_cursor(strbuf *sb, const char *id, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	sb_addc(sb, '"');
+	for (size_t i = 0; i < len; i++) {
+		sb_addc(sb, hex[(unsigned char)id[i] >> 4]);
+		sb_addc(sb, hex[(unsigned char)id[i] & 15]);
+	}
+	sb_addc(sb, '"');
+}
+
+static int decode_cursor(const char *s, size_t n, char *out, size_t *len)
+{
+	if (n % 2 || n / 2 > ID_MAX_LEN)
+		return -1;
+	for (size_t i = 0; i < n; i += 2) {
+		int hi = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
+		int lo = s[i + 1] >= '0' && s[i + 1] <= '9' ? s[i + 1] - '0'
+			 : s[i + 1] >= 'a' && s[i + 1] <= 'f' ? s[i + 1] - 'a' + 10
+							       : -1;
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i / 2] = (char)(hi * 16 + lo);
+	}
+	*len = n / 2;
+	return 0;
+}
+
+static void get_audience(api *a, const http_request *req, http_response *resp)
+{
+	struct worker *w = worker_get(a, req, resp);
+	uint32_t n = API_DEFAULT_N, limit = API_DEFAULT_PAGE, days = AUDIENCE_DEFAULT_DAYS;
+	audience aud;
+	char after[ID_MAX_LEN];
+	size_t after_len = 0;
+	bool have_cursor = false, explain = true;
+	const char *v;
+	size_t len;
+
+	if (!w || param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
+	    param_uint(w, req, resp, "limit", 1, API_MAX_PAGE, &limit) != 0 ||
+	    param_uint(w, req, resp, "days", 1, AUDIENCE_MAX_DAYS, &days) != 0 ||
+	    param_bool(w, req, resp, "explain", &explain) != 0)
+		return;
+	if (audience_parse(req->segs[2], req->seg_lens[2], days, &aud) != 0) {
+		http_error(resp, 404, "unknown_audience", "no audience %.*s (known: %s)",
+			   (int)MIN(req->seg_lens[2], (size_t)64), req->segs[2], audience_names());
+		return;
+	}
+	int rc = http_query(req, "cursor", w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc < 0 || (rc == 1 && decode_cursor(v, len, after, &after_len) != 0)) {
+		http_error(resp, 400, "invalid_parameter", "cursor is not one this server gave out");
+		return;
+	}
+	have_cursor = rc == 1;
+	if (worker_begin(w, resp) != 0)
+		return;
+
+	model_iter *it = NULL;
+	if (model_iter_begin(w->txn, have_cursor ? after : NULL, after_len, &it) != 0) {
+		worker_end(w);
+		storage_error(resp, STORE_ERROR);
+		return;
+	}
+	int64_t now = model_now(a->model);
+	strbuf *sb = resp->body;
+	sb_adds(sb, "{\"audience\":");
+	sb_add_json_str(sb, req->segs[2], req->seg_lens[2]);
+	sb_addc(sb, ',');
+	write_model_field(sb, a->model);
+	sb_adds(sb, ",\"customers\":[");
+	uint32_t got = 0;
+	const char *id = NULL, *last_id = NULL;
+	size_t last_len = 0;
+	model_customer c;
+	bool more = false;
+	while ((rc = model_iter_next(it, &id, &len, &c)) == 0) {
+		enum segment seg;
+		uint32_t flags;
+		if (got == limit) {
+			more = true; /* at least one customer beyond this page */
+			break;
+		}
+		if (!audience_match(&aud, a->model, &c, now, &seg))
+			continue;
+		if (state_customer_flags(w->stxn, id, len, &flags) != 0 ||
+		    (flags & (STATE_ERASED | STATE_NO_PERSONALIZATION)))
+			continue;
+		if ((rc = rec_for_customer(w->rec, w->txn, id, len, n, NULL, &w->result)) != 0)
+			break;
+		if (got++)
+			sb_addc(sb, ',');
+		sb_adds(sb, "{\"customer_id\":");
+		sb_add_json_str(sb, id, len);
+		sb_adds(sb, ",\"segment\":");
+		add_str(sb, segment_name(seg));
+		sb_addc(sb, ',');
+		write_items(sb, a->model, &w->result, explain);
+		sb_addc(sb, '}');
+		last_id = id;
+		last_len = len;
+	}
+	if (rc != 0 && rc != STORE_NOTFOUND) {
+		model_iter_end(it);
+		worker_end(w);
+		storage_error(resp, rc);
+		return;
+	}
+	sb_adds(sb, "],\"next_cursor\":");
+	/* Resume after the last customer examined, matched or not. */
+	if (more && last_id)
+		add_cursor(sb, last_id, last_len);
+	else
+		sb_adds(sb, "null");
+	sb_addc(sb, '}');
+	model_iter_end(it);
+	worker_end(w);
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -274,8 +927,14 @@ struct route {
 static const struct route routes[] = {
 	{ "GET", { "healthz" }, 1, get_health },
 	{ "GET", { "readyz" }, 1, get_ready },
+	{ "GET", { "v1", "customers", "*" }, 3, get_customer },
+	{ "DELETE", { "v1", "customers", "*" }, 3, delete_customer },
 	{ "GET", { "v1", "customers", "*", "recommendations" }, 4, get_customer_recs },
+	{ "PUT", { "v1", "customers", "*", "consent" }, 4, put_consent },
 	{ "GET", { "v1", "items", "*", "similar" }, 4, get_item_similar },
+	{ "POST", { "v1", "recommendations" }, 2, post_recommendations },
+	{ "GET", { "v1", "segments" }, 2, get_segments },
+	{ "GET", { "v1", "audiences", "*" }, 3, get_audience },
 };
 
 static bool route_matches(const struct route *r, const http_request *req)
@@ -295,7 +954,7 @@ static bool route_matches(const struct route *r, const http_request *req)
 void api_handle(void *app, const http_request *req, http_response *resp)
 {
 	api *a = app;
-	const char *allowed = NULL;
+	char allowed[64] = "";
 	bool head = strcmp(req->method, "HEAD") == 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
@@ -306,10 +965,15 @@ void api_handle(void *app, const http_request *req, http_response *resp)
 			routes[i].fn(a, req, resp);
 			return;
 		}
-		allowed = routes[i].method;
+		size_t used = strlen(allowed);
+		snprintf(allowed + used, sizeof(allowed) - used, "%s%s", used ? ", " : "",
+			 routes[i].method);
 	}
-	if (allowed) {
-		resp->allow = allowed;
+	if (allowed[0]) {
+		/* The Allow header must outlive this call: keep it per thread. */
+		static _Thread_local char allow_header[64];
+		memcpy(allow_header, allowed, sizeof(allow_header));
+		resp->allow = allow_header;
 		http_error(resp, 405, "method_not_allowed", "%s is not allowed here (use %s)",
 			   req->method, allowed);
 		return;

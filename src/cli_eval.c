@@ -115,7 +115,7 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 		if (n_rel == 0)
 			continue;
 
-		int rc = rec_for_customer(ctx, txn, cid, len, k, res);
+		int rc = rec_for_customer(ctx, txn, cid, len, k, NULL, res);
 		if (rc) {
 			sb_addf(err, "recommending for %s: %s", cid, store_strerror(rc));
 			goto out;
@@ -208,7 +208,7 @@ int cmd_eval(int argc, char **argv)
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}
-	ingest_options topt = { f.columns, f.strict, 5, stderr, "test", false, 0 };
+	ingest_options topt = { .columns = f.columns, .strict = f.strict, .report = stderr, .label = "test" };
 	if (ingest_read(test_path, &topt, &test, &err) != 0) {
 		cli_fail("eval", "%s", err.buf);
 		goto out;

@@ -13,6 +13,7 @@
 #include "idmap.h"
 #include "ingest.h"
 #include "progress.h"
+#include "rfm.h"
 #include "store.h"
 #include "timefmt.h"
 #include "train.h"
@@ -22,6 +23,10 @@
 #define CLI_DEFAULT_HALF_LIFE 30.0
 
 const char train_flags_usage[] =
+	"  --catalog FILE        item_id, title, category, price per item\n"
+	"  --customers FILE      customer_id, country, birth_date and other attributes\n"
+	"  --exclude-customers FILE  ids to leave out, one per line (the server's\n"
+	"                        STATE/erasures.txt: customers erased by DELETE)\n"
 	"  --algo NAME           ease (default), cosine, jaccard or lift\n"
 	"  --neighbors K         neighbours kept per item (default 100, 1..1000)\n"
 	"  --lambda L            EASE regularisation (default 200, > 0)\n"
@@ -37,7 +42,7 @@ const char train_flags_usage[] =
 
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
-	F_THREADS, F_COLS, F_STRICT
+	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE
 };
 
 size_t train_flags_options(struct option *opts)
@@ -54,6 +59,9 @@ size_t train_flags_options(struct option *opts)
 		{ "threads", required_argument, NULL, F_THREADS },
 		{ "columns", required_argument, NULL, F_COLS },
 		{ "strict", no_argument, NULL, F_STRICT },
+		{ "catalog", required_argument, NULL, F_CATALOG },
+		{ "customers", required_argument, NULL, F_CUSTOMERS },
+		{ "exclude-customers", required_argument, NULL, F_EXCLUDE },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -163,6 +171,15 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 	case F_STRICT:
 		f->strict = true;
 		return 0;
+	case F_CATALOG:
+		f->catalog = arg;
+		return 0;
+	case F_CUSTOMERS:
+		f->customers = arg;
+		return 0;
+	case F_EXCLUDE:
+		f->exclude = arg;
+		return 0;
 	}
 	return 1;
 }
@@ -171,18 +188,24 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	      int64_t *as_of, double *secs_ingest, strbuf *err)
 {
 	double t0 = util_monotonic();
-	ingest_options iopt = { f->columns, f->strict, 5, stderr, "ingest", f->has_as_of, f->as_of };
+	idmap *exclude = NULL;
+	int ret = -1;
 	memset(r, 0, sizeof(*r));
-	if (ingest_read(path, &iopt, ds, err) != 0)
+	if (f->exclude && ingest_id_list(f->exclude, &exclude, err) != 0)
 		return -1;
+	ingest_options iopt = { f->columns, f->strict, 5, stderr, "ingest", f->has_as_of, f->as_of,
+				exclude };
+	if (ingest_read(path, &iopt, ds, err) != 0)
+		goto out;
+	iopt.label = "catalog";
+	iopt.has_until = false;
+	if (f->catalog && ingest_catalog(f->catalog, &iopt, ds, err) != 0)
+		goto out;
+	iopt.label = "customers";
+	if (f->customers && ingest_customers(f->customers, &iopt, ds, err) != 0)
+		goto out;
 	*secs_ingest = util_monotonic() - t0;
 	*as_of = f->has_as_of ? f->as_of : ds->has_ts ? ds->ts_max : (int64_t)util_now();
-	if (!f->has_as_of && ds->has_ts && ds->ts_max > (int64_t)util_now() + 86400) {
-		char when[TIME_FMT_LEN];
-		time_format(ds->ts_max, when);
-		fprintf(stderr, "train: warning: the newest timestamp (%s) is in the future; decay "
-				"and recency are measured from it (give --as-of to change that)\n", when);
-	}
 	f->topt.as_of = *as_of;
 	if (train_run(ds, &f->topt, r, err) != 0) {
 		strbuf msg = STRBUF_INIT;
@@ -190,13 +213,29 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 		sb_reset(err);
 		sb_add(err, msg.buf, msg.len);
 		sb_release(&msg);
-		return -1;
+		goto out;
 	}
-	return 0;
+	ret = 0;
+out:
+	idmap_free(exclude);
+	return ret;
+}
+
+/* A float as the short decimal people wrote (0.2, not 0.200000003). */
+static double tidy(float f)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%g", (double)f);
+	return strtod(buf, NULL);
+}
+
+static json_t *cuts_json(const float c[4])
+{
+	return json_pack("[f,f,f,f]", tidy(c[0]), tidy(c[1]), tidy(c[2]), tidy(c[3]));
 }
 
 static char *meta_json(const struct train_flags *f, const dataset *ds, const train_result *r,
-		       int64_t as_of, double created)
+		       const rfm_cuts *cuts, int64_t as_of, double created)
 {
 	char as_of_s[TIME_FMT_LEN], created_s[TIME_FMT_LEN], id[64];
 	time_format(as_of, as_of_s);
@@ -216,23 +255,71 @@ static char *meta_json(const struct train_flags *f, const dataset *ds, const tra
 
 	const train_options *o = &f->topt;
 	json_t *params = json_pack("{s:i, s:f, s:f, s:{s:f, s:f, s:f}, s:s, s:i}", "neighbors",
-				   (json_int_t)o->neighbors, "lambda", (double)o->lambda, "half_life_days",
+				   (json_int_t)o->neighbors, "lambda", tidy(o->lambda), "half_life_days",
 				   o->half_life_days, "event_weights", "view",
-				   (double)o->event_weight[EVENT_VIEW], "cart",
-				   (double)o->event_weight[EVENT_CART], "purchase",
-				   (double)o->event_weight[EVENT_PURCHASE], "path", train_path_name(r->path),
+				   tidy(o->event_weight[EVENT_VIEW]), "cart",
+				   tidy(o->event_weight[EVENT_CART]), "purchase",
+				   tidy(o->event_weight[EVENT_PURCHASE]), "path", train_path_name(r->path),
 				   "ease_items", (json_int_t)r->ease_items);
+	json_t *rfm = json_pack("{s:o, s:o, s:o}", "recency_days", cuts_json(cuts->recency_days),
+				"frequency", cuts_json(cuts->frequency), "monetary",
+				cuts_json(cuts->monetary));
 	json_t *root = json_pack(
-		"{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 		"format_version", MODEL_FORMAT_VERSION, "byte_order", "little", "model_id", id,
 		"algorithm", algo_name(o->algo), "as_of", as_of_s, "created", created_s,
-		"parameters", params, "neighbors", (json_int_t)r->k, "items",
+		"parameters", params, "rfm", rfm, "neighbors", (json_int_t)r->k, "items",
 		(json_int_t)r->n_items, "customers", (json_int_t)r->n_customers, "interactions",
 		(json_int_t)r->nnz, "rows_read", (json_int_t)ds->records, "rows_skipped",
-		(json_int_t)ds->skipped);
+		(json_int_t)ds->skipped, "categories",
+		(json_int_t)(ds->categories ? idmap_count(ds->categories) : 0));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;
+}
+
+/* A string table over an idmap's names. */
+static string_table names_table(const idmap *m, const char ***strs, size_t **lens)
+{
+	uint32_t n = m ? idmap_count(m) : 0;
+	*strs = xmallocarray(n ? n : 1, sizeof(**strs));
+	*lens = xmallocarray(n ? n : 1, sizeof(**lens));
+	for (uint32_t i = 0; i < n; i++)
+		(*strs)[i] = idmap_name(m, i, &(*lens)[i]);
+	return (string_table){ *strs, *lens, n };
+}
+
+static int write_items(model_writer *w, const dataset *ds, const train_result *r, strbuf *err)
+{
+	uint32_t ni = r->n_items;
+	const char **ids, **cats;
+	size_t *id_lens, *cat_lens;
+	string_table idt = names_table(ds->items, &ids, &id_lens);
+	string_table catt = names_table(ds->categories, &cats, &cat_lens);
+	const char **titles = xcalloc(ni ? ni : 1, sizeof(*titles));
+	size_t *title_lens = xcalloc(ni ? ni : 1, sizeof(*title_lens));
+	uint32_t *category = xmallocarray(ni ? ni : 1, sizeof(*category));
+	float *price = xmallocarray(ni ? ni : 1, sizeof(*price));
+	for (uint32_t i = 0; i < ni; i++) {
+		bool have = ds->item_title && i < ds->items_cap;
+		titles[i] = have ? ds->item_title[i] : NULL;
+		title_lens[i] = titles[i] ? strlen(titles[i]) : 0;
+		category[i] = have ? ds->item_category[i] : UINT32_MAX;
+		price[i] = have ? ds->item_price[i] : -1.0f;
+	}
+	string_table tt = { titles, title_lens, ni };
+	int rc = model_writer_put_items(w, &idt, r->popularity, r->recent, err);
+	if (!rc)
+		rc = model_writer_put_catalog(w, &tt, &catt, category, price, err);
+	free(ids);
+	free(id_lens);
+	free(cats);
+	free(cat_lens);
+	free(titles);
+	free(title_lens);
+	free(category);
+	free(price);
+	return rc;
 }
 
 int train_write(const char *out, const struct train_flags *f, const dataset *ds,
@@ -240,28 +327,26 @@ int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 {
 	model_writer *w = NULL;
 	uint32_t ni = r->n_items, nc = r->n_customers;
-	char *meta = meta_json(f, ds, r, as_of, util_now());
+	rfm_figures *figs = xmallocarray(nc ? nc : 1, sizeof(*figs));
+	rfm_cuts cuts;
+	rfm_compute(ds, figs);
+	rfm_cut_points(figs, nc, as_of, &cuts);
+	char *meta = meta_json(f, ds, r, &cuts, as_of, util_now());
+	int rc = -1;
 	if (!meta) {
 		sb_adds(err, "cannot build the meta record");
-		return -1;
+		goto out;
 	}
-	uint64_t hint = (uint64_t)ni * (r->k * sizeof(neighbor) + 64) +
-			(uint64_t)nc * 96 + r->hist_off[nc] * sizeof(history_entry);
-	if (model_writer_open(out, hint, &w, err) != 0) {
-		free(meta);
-		return -1;
-	}
-
-	const char **ids = xmallocarray(ni, sizeof(*ids));
-	size_t *lens = xmallocarray(ni, sizeof(*lens));
-	for (uint32_t i = 0; i < ni; i++)
-		ids[i] = idmap_name(ds->items, i, &lens[i]);
-	int rc = model_writer_put_meta(w, meta, err);
+	uint64_t hint = (uint64_t)ni * (r->k * sizeof(neighbor) + 128) +
+			(uint64_t)nc * (sizeof(customer_summary) + 96) +
+			r->hist_off[nc] * sizeof(history_entry);
+	for (uint32_t c = 0; ds->customer_attrs && c < nc && c < ds->customers_cap; c++)
+		hint += ds->customer_attrs[c] ? strlen(ds->customer_attrs[c]) : 0;
+	if (model_writer_open(out, hint, &w, err) != 0)
+		goto out;
+	rc = model_writer_put_meta(w, meta, err);
 	if (!rc)
-		rc = model_writer_put_items(w, ids, lens, ni, r->popularity, err);
-	free(ids);
-	free(lens);
-	free(meta);
+		rc = write_items(w, ds, r, err);
 
 	progress prog;
 	progress_begin(&prog, "write", "records", (uint64_t)ni + nc);
@@ -272,16 +357,31 @@ int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 	for (uint32_t c = 0; c < nc && !rc; c++) {
 		size_t len;
 		const char *id = idmap_name(ds->customers, c, &len);
-		rc = model_writer_put_customer(w, id, len, r->hist + r->hist_off[c],
-					       (uint32_t)(r->hist_off[c + 1] - r->hist_off[c]), err);
+		bool have = ds->customer_attrs && c < ds->customers_cap;
+		const char *attrs = have ? ds->customer_attrs[c] : NULL;
+		customer_summary sum = {
+			.n_hist = (uint32_t)(r->hist_off[c + 1] - r->hist_off[c]),
+			.attrs_len = attrs ? (uint32_t)strlen(attrs) : 0,
+			.first_purchase = figs[c].first_purchase,
+			.last_purchase = figs[c].last_purchase,
+			.frequency = figs[c].frequency,
+			.monetary = figs[c].monetary,
+			.birthday = have ? ds->customer_birthday[c] : 0,
+		};
+		rc = model_writer_put_customer(w, id, len, &sum, r->hist + r->hist_off[c], attrs, err);
 		progress_update(&prog, (uint64_t)ni + c);
 	}
 	progress_end(&prog);
 	if (rc) {
 		model_writer_abort(w);
-		return -1;
+		rc = -1;
+		goto out;
 	}
-	return model_writer_finish(w, err) == 0 ? 0 : -1;
+	rc = model_writer_finish(w, err) == 0 ? 0 : -1;
+out:
+	free(meta);
+	free(figs);
+	return rc;
 }
 
 /* ---- the train command -------------------------------------------------- */
@@ -315,6 +415,16 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 		first = false;
 	}
 	fprintf(stderr, "%s; %llu returns\n", first ? "" : ")", (unsigned long long)ds->returns);
+	if (f->catalog)
+		fprintf(stderr, "catalog    %llu rows, %llu skipped; %llu items not in the interactions\n",
+			(unsigned long long)ds->catalog_stats.records,
+			(unsigned long long)ds->catalog_stats.skipped,
+			(unsigned long long)ds->catalog_stats.added);
+	if (f->customers)
+		fprintf(stderr, "customers  %llu rows, %llu skipped; %llu customers with no interactions\n",
+			(unsigned long long)ds->customer_stats.records,
+			(unsigned long long)ds->customer_stats.skipped,
+			(unsigned long long)ds->customer_stats.added);
 	fprintf(stderr, "data       %u customers, %u items, %llu customer-item pairs\n",
 		r->n_customers, r->n_items, (unsigned long long)r->nnz);
 	fprintf(stderr, "model      %s, %u neighbours per item, %s path%s", algo_name(f->topt.algo),

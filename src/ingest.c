@@ -21,6 +21,8 @@ static const char *const column_names[COL_COUNT] = {
 	[COL_CUSTOMER_ID] = "customer_id", [COL_ITEM_ID] = "item_id",
 	[COL_TIMESTAMP] = "timestamp",     [COL_EVENT] = "event",
 	[COL_QUANTITY] = "quantity",       [COL_PRICE] = "price",
+	[COL_TITLE] = "title",             [COL_CATEGORY] = "category",
+	[COL_COUNTRY] = "country",         [COL_BIRTH_DATE] = "birth_date",
 };
 
 static const char *const event_names[EVENT_TYPES] = { "view", "cart", "purchase" };
@@ -34,6 +36,7 @@ static const char *const skip_names[SKIP_REASONS] = {
 	[SKIP_QUANTITY] = "bad quantity",
 	[SKIP_PRICE] = "bad price",
 	[SKIP_AFTER_AS_OF] = "after --as-of",
+	[SKIP_EXCLUDED] = "excluded customer",
 };
 
 /* Quantities beyond this are data errors, not orders (Online Retail has a
@@ -68,6 +71,16 @@ void dataset_init(dataset *ds)
 
 void dataset_free(dataset *ds)
 {
+	for (uint32_t i = 0; ds->item_title && i < ds->items_cap; i++)
+		free(ds->item_title[i]);
+	for (uint32_t i = 0; ds->customer_attrs && i < ds->customers_cap; i++)
+		free(ds->customer_attrs[i]);
+	free(ds->item_title);
+	free(ds->item_category);
+	free(ds->item_price);
+	free(ds->customer_attrs);
+	free(ds->customer_birthday);
+	idmap_free(ds->categories);
 	idmap_free(ds->customers);
 	idmap_free(ds->items);
 	free(ds->rows);
@@ -102,7 +115,8 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
 				found = c;
 		if (found < 0) {
 			sb_addf(err, "--columns: unknown column \"%s\" (known: customer_id, item_id, "
-				     "timestamp, event, quantity, price)", p);
+				     "timestamp, event, quantity, price, title, category, country, "
+				     "birth_date)", p);
 			return -1;
 		}
 		names[found] = eq + 1;
@@ -146,14 +160,21 @@ struct row_ctx {
 	unsigned reported;
 	dataset *ds;
 	strbuf *err;
+	int64_t now;
+	uint64_t *records, *skipped; /* this file's counters */
+	uint64_t *skipped_by;        /* per reason, or NULL */
+	const int *cols;             /* column index per logical column */
+	const char *const *header;   /* header names (customers: attributes) */
+	size_t n_header;
 };
 
 /* Counts a skipped row, describes it if still within the report budget.
  * Returns -1 in strict mode (with the message in err), else 0. */
 static int skip_row(struct row_ctx *rc, uint64_t line, enum skip_reason why, const char *detail)
 {
-	rc->ds->skipped++;
-	rc->ds->skipped_by[why]++;
+	(*rc->skipped)++;
+	if (rc->skipped_by)
+		rc->skipped_by[why]++;
 	if (rc->opt->strict) {
 		sb_addf(rc->err, "line %llu: %s%s%s (--strict stops at the first bad row)",
 			(unsigned long long)line, skip_reason_name(why), detail ? ": " : "",
@@ -192,9 +213,23 @@ static void field(const csv_record *rec, int col, const char **s, size_t *n)
 	}
 }
 
-/* Parses one data record. Returns 0 (kept or skipped) or -1 (strict). */
-static int ingest_record(struct row_ctx *rc, const csv_record *rec, const int cols[COL_COUNT])
+/* An erased customer's rows are left out quietly: counted, not reported. */
+static bool excluded(struct row_ctx *rc, const char *id, size_t len)
 {
+	uint32_t idx;
+	if (!rc->opt->exclude || !idmap_find(rc->opt->exclude, id, len, &idx))
+		return false;
+	(*rc->skipped)++;
+	if (rc->skipped_by)
+		rc->skipped_by[SKIP_EXCLUDED]++;
+	return true;
+}
+
+/* Parses one interactions record. Returns 0 (kept or skipped) or -1
+ * (strict). */
+static int interaction_record(struct row_ctx *rc, const csv_record *rec)
+{
+	const int *cols = rc->cols;
 	dataset *ds = rc->ds;
 	const char *s;
 	size_t n;
@@ -213,11 +248,17 @@ static int ingest_record(struct row_ctx *rc, const csv_record *rec, const int co
 	if (!id_normalize(&iid, &iid_len))
 		return skip_row(rc, rec->line, SKIP_NO_ITEM,
 				n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
+	if (excluded(rc, cid, cid_len))
+		return 0;
 
 	if (cols[COL_TIMESTAMP] >= 0) {
 		field(rec, cols[COL_TIMESTAMP], &s, &n);
 		if (time_parse(s, n, &row.ts) != 0)
 			return skip_row(rc, rec->line, SKIP_TIMESTAMP, n ? s : "empty");
+		/* A clock a day ahead is skew; beyond that the row is wrong, and
+		 * keeping it would make it the as-of time of everything. */
+		if (row.ts > rc->now + 86400)
+			return skip_row(rc, rec->line, SKIP_TIMESTAMP, "in the future");
 	}
 	if (cols[COL_EVENT] >= 0) {
 		field(rec, cols[COL_EVENT], &s, &n);
@@ -249,8 +290,8 @@ static int ingest_record(struct row_ctx *rc, const csv_record *rec, const int co
 
 	if (rc->opt->has_until && cols[COL_TIMESTAMP] >= 0 && row.ts > rc->opt->until) {
 		/* Not an error: the data simply goes past the as-of time. */
-		rc->ds->skipped++;
-		rc->ds->skipped_by[SKIP_AFTER_AS_OF]++;
+		(*rc->skipped)++;
+		rc->skipped_by[SKIP_AFTER_AS_OF]++;
 		return 0;
 	}
 
@@ -273,13 +314,171 @@ static int ingest_record(struct row_ctx *rc, const csv_record *rec, const int co
 	return 0;
 }
 
-int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
+void dataset_fit_attributes(dataset *ds)
+{
+	/* Grown to the id maps' size; the spare capacity avoids regrowing for
+	 * every item a catalog adds. */
+	uint32_t ni = idmap_count(ds->items), nc = idmap_count(ds->customers);
+	if (ds->item_title && ni > ds->items_cap) {
+		uint32_t cap = MAX(ni, ds->items_cap * 2);
+		ds->item_title = xreallocarray(ds->item_title, cap, sizeof(*ds->item_title));
+		ds->item_category = xreallocarray(ds->item_category, cap, sizeof(*ds->item_category));
+		ds->item_price = xreallocarray(ds->item_price, cap, sizeof(*ds->item_price));
+		for (uint32_t i = ds->items_cap; i < cap; i++) {
+			ds->item_title[i] = NULL;
+			ds->item_category[i] = UINT32_MAX;
+			ds->item_price[i] = -1.0f;
+		}
+		ds->items_cap = cap;
+	}
+	if (ds->customer_attrs && nc > ds->customers_cap) {
+		uint32_t cap = MAX(nc, ds->customers_cap * 2);
+		ds->customer_attrs = xreallocarray(ds->customer_attrs, cap, sizeof(*ds->customer_attrs));
+		ds->customer_birthday =
+			xreallocarray(ds->customer_birthday, cap, sizeof(*ds->customer_birthday));
+		for (uint32_t i = ds->customers_cap; i < cap; i++) {
+			ds->customer_attrs[i] = NULL;
+			ds->customer_birthday[i] = 0;
+		}
+		ds->customers_cap = cap;
+	}
+}
+
+/* Copies s[0..n) with surrounding blanks trimmed, or NULL if empty. */
+static char *trimmed_copy(const char *s, size_t n)
+{
+	while (n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	return n ? xstrndup(s, n) : NULL;
+}
+
+static int catalog_record(struct row_ctx *rc, const csv_record *rec)
+{
+	dataset *ds = rc->ds;
+	const char *s;
+	size_t n;
+
+	field(rec, rc->cols[COL_ITEM_ID], &s, &n);
+	const char *iid = s;
+	size_t iid_len = n;
+	if (!id_normalize(&iid, &iid_len))
+		return skip_row(rc, rec->line, SKIP_NO_ITEM, n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
+	float price = -1.0f;
+	field(rec, rc->cols[COL_PRICE], &s, &n);
+	if (n > 0) {
+		double p;
+		if (!parse_number(s, n, &p) || p < 0 || p > MAX_PRICE)
+			return skip_row(rc, rec->line, SKIP_PRICE, s);
+		price = (float)p;
+	}
+
+	bool created;
+	uint32_t item = idmap_intern(ds->items, iid, iid_len, &created);
+	if (created)
+		rc->ds->catalog_stats.added++;
+	dataset_fit_attributes(ds);
+	field(rec, rc->cols[COL_TITLE], &s, &n);
+	free(ds->item_title[item]); /* a later row for the same item wins */
+	ds->item_title[item] = trimmed_copy(s, MIN(n, (size_t)INGEST_MAX_TITLE));
+	field(rec, rc->cols[COL_CATEGORY], &s, &n);
+	char *cat = trimmed_copy(s, MIN(n, (size_t)INGEST_MAX_CATEGORY));
+	ds->item_category[item] = cat ? idmap_intern(ds->categories, cat, strlen(cat), NULL) : UINT32_MAX;
+	free(cat);
+	ds->item_price[item] = price;
+	return 0;
+}
+
+/* "YYYY-MM-DD" (anything after ignored) to month * 100 + day; 0 if it is
+ * not a date. Birth dates may precede 1970, so time_parse() won't do. */
+static uint16_t parse_birthday(const char *s, size_t n)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (n < 10 || s[4] != '-' || s[7] != '-')
+		return 0;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return 0;
+	int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+	int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (y < 1850 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1] || (m == 2 && d == 29 && !leap))
+		return 0;
+	return (uint16_t)(m * 100 + d);
+}
+
+static int customer_record(struct row_ctx *rc, const csv_record *rec)
+{
+	dataset *ds = rc->ds;
+	const char *s;
+	size_t n;
+
+	field(rec, rc->cols[COL_CUSTOMER_ID], &s, &n);
+	const char *cid = s;
+	size_t cid_len = n;
+	if (!id_normalize(&cid, &cid_len))
+		return skip_row(rc, rec->line, SKIP_NO_CUSTOMER,
+				n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
+	if (excluded(rc, cid, cid_len))
+		return 0;
+	uint16_t birthday = 0;
+	field(rec, rc->cols[COL_BIRTH_DATE], &s, &n);
+	if (n > 0 && (birthday = parse_birthday(s, n)) == 0)
+		return skip_row(rc, rec->line, SKIP_TIMESTAMP, "birth_date is not a YYYY-MM-DD date");
+
+	/* Every column but the id becomes an attribute, by its header name. */
+	strbuf attrs = STRBUF_INIT;
+	sb_addc(&attrs, '{');
+	bool first = true;
+	for (size_t i = 0; i < rec->nfields && i < rc->n_header; i++) {
+		if ((int)i == rc->cols[COL_CUSTOMER_ID] || rec->lens[i] == 0)
+			continue;
+		if (!first)
+			sb_addc(&attrs, ',');
+		first = false;
+		const char *key = (int)i == rc->cols[COL_COUNTRY] ? "country"
+				  : (int)i == rc->cols[COL_BIRTH_DATE] ? "birth_date"
+								      : rc->header[i];
+		sb_add_json_str(&attrs, key, strlen(key));
+		sb_addc(&attrs, ':');
+		sb_add_json_str(&attrs, rec->fields[i], rec->lens[i]);
+	}
+	sb_addc(&attrs, '}');
+	if (attrs.len > INGEST_MAX_ATTRS) {
+		sb_release(&attrs);
+		return skip_row(rc, rec->line, SKIP_CSV, "attributes longer than 4096 bytes");
+	}
+
+	bool created;
+	uint32_t c = idmap_intern(ds->customers, cid, cid_len, &created);
+	if (created)
+		rc->ds->customer_stats.added++;
+	dataset_fit_attributes(ds);
+	free(ds->customer_attrs[c]);
+	ds->customer_attrs[c] = first ? NULL : sb_detach(&attrs, NULL);
+	sb_release(&attrs);
+	ds->customer_birthday[c] = birthday;
+	return 0;
+}
+
+typedef int (*record_fn)(struct row_ctx *rc, const csv_record *rec);
+
+/* Reads one CSV file: header, then every record through fn. `required`
+ * lists the logical columns the header must have (COL_COUNT ends it). */
+static int read_table(const char *path, const ingest_options *opt, dataset *ds,
+		      const enum column *required, record_fn fn, uint64_t *records,
+		      uint64_t *skipped, uint64_t *skipped_by, strbuf *err)
 {
 	input in;
 	csv_reader *csv = NULL;
 	strbuf colstore = STRBUF_INIT;
 	const char *names[COL_COUNT];
 	int cols[COL_COUNT];
+	char **header = NULL;
+	size_t n_header = 0;
 	int ret = -1;
 	csv_record rec;
 	progress prog;
@@ -292,7 +491,8 @@ int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf
 
 	int rc = csv_read(csv, &rec);
 	if (rc == CSV_EOF) {
-		sb_addf(err, "%s is empty: expected a header row with customer_id and item_id", path);
+		sb_addf(err, "%s is empty: expected a header row with %s", path,
+			column_names[required[0]]);
 		goto out;
 	}
 	if (rc != CSV_OK) {
@@ -301,18 +501,24 @@ int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf
 	}
 	for (int c = 0; c < COL_COUNT; c++)
 		cols[c] = find_column(&rec, names[c]);
-	for (int c = COL_CUSTOMER_ID; c <= COL_ITEM_ID; c++) {
-		if (cols[c] >= 0)
+	for (const enum column *c = required; *c != COL_COUNT; c++) {
+		if (cols[*c] >= 0)
 			continue;
-		sb_addf(err, "%s: no \"%s\" column in the header (", path, names[c]);
+		sb_addf(err, "%s: no \"%s\" column in the header (", path, names[*c]);
 		for (size_t i = 0; i < rec.nfields && i < 12; i++)
 			sb_addf(err, "%s%s", i ? "," : "", rec.fields[i]);
 		sb_addf(err, "%s); map one with --columns %s=HEADER", rec.nfields > 12 ? ",..." : "",
-			column_names[c]);
+			column_names[*c]);
 		goto out;
 	}
+	n_header = rec.nfields;
+	header = xmallocarray(n_header, sizeof(*header));
+	for (size_t i = 0; i < n_header; i++)
+		header[i] = xstrndup(rec.fields[i], rec.lens[i]);
 
-	struct row_ctx rctx = { opt, opt->report ? opt->report : stderr, 0, ds, err };
+	struct row_ctx rctx = { opt, opt->report ? opt->report : stderr, 0, ds, err,
+				(int64_t)util_now(), records, skipped, skipped_by, cols,
+				(const char *const *)header, n_header };
 	const char *label = opt->label ? opt->label : "ingest";
 	bool by_bytes = !in.compressed && in.size > 0;
 	progress_begin(&prog, label, by_bytes ? "bytes" : "rows", by_bytes ? in.size : 0);
@@ -324,29 +530,105 @@ int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf
 			sb_addf(err, "%s: read error", path);
 			goto out_prog;
 		}
-		ds->records++;
+		(*records)++;
 		if (rc != CSV_OK) {
 			if (skip_row(&rctx, rec.line, SKIP_CSV, csv_strerror(rc)) != 0)
 				goto out_prog;
 			continue;
 		}
-		if (ingest_record(&rctx, &rec, cols) != 0)
+		if (fn(&rctx, &rec) != 0)
 			goto out_prog;
-		if ((ds->records & 0xffff) == 0)
-			progress_update(&prog, by_bytes ? csv_bytes_read(csv) : ds->records);
+		if ((*records & 0xffff) == 0)
+			progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	}
-	progress_update(&prog, by_bytes ? csv_bytes_read(csv) : ds->records);
+	progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	ret = 0;
-	if (rctx.reported < ds->skipped && !opt->strict)
+	if (rctx.reported < *skipped && !opt->strict)
 		fprintf(rctx.report, "%s: %llu more bad rows not shown\n", label,
-			(unsigned long long)(ds->skipped - rctx.reported));
+			(unsigned long long)(*skipped - rctx.reported));
 out_prog:
 	progress_end(&prog);
 out:
+	for (size_t i = 0; i < n_header; i++)
+		free(header[i]);
+	free(header);
 	csv_close(csv);
 	if (input_close(&in, err) != 0)
 		ret = -1;
 out_nofile:
 	sb_release(&colstore);
 	return ret;
+}
+
+int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
+{
+	static const enum column required[] = { COL_CUSTOMER_ID, COL_ITEM_ID, COL_COUNT };
+	return read_table(path, opt, ds, required, interaction_record, &ds->records, &ds->skipped,
+			  ds->skipped_by, err);
+}
+
+int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
+{
+	static const enum column required[] = { COL_ITEM_ID, COL_COUNT };
+	if (!ds->item_title) {
+		ds->categories = idmap_create();
+		ds->items_cap = 0;
+		ds->item_title = xmalloc(sizeof(*ds->item_title));
+		ds->item_category = xmalloc(sizeof(*ds->item_category));
+		ds->item_price = xmalloc(sizeof(*ds->item_price));
+		dataset_fit_attributes(ds);
+	}
+	return read_table(path, opt, ds, required, catalog_record, &ds->catalog_stats.records,
+			  &ds->catalog_stats.skipped, NULL, err);
+}
+
+int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
+{
+	static const enum column required[] = { COL_CUSTOMER_ID, COL_COUNT };
+	if (!ds->customer_attrs) {
+		ds->customers_cap = 0;
+		ds->customer_attrs = xmalloc(sizeof(*ds->customer_attrs));
+		ds->customer_birthday = xmalloc(sizeof(*ds->customer_birthday));
+		dataset_fit_attributes(ds);
+	}
+	return read_table(path, opt, ds, required, customer_record, &ds->customer_stats.records,
+			  &ds->customer_stats.skipped, NULL, err);
+}
+
+int ingest_id_list(const char *path, idmap **out, strbuf *err)
+{
+	input in;
+	if (input_open(&in, path, err) != 0)
+		return -1;
+	idmap *m = idmap_create();
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	uint64_t lineno = 0;
+	int ret = 0;
+	while ((got = getline(&line, &cap, in.fp)) >= 0) {
+		lineno++;
+		size_t n = (size_t)got;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			n--;
+		const char *id = line;
+		if (n == 0 || line[0] == '#')
+			continue;
+		if (!utf8_valid(id, n) || !id_normalize(&id, &n)) {
+			sb_addf(err, "%s: line %llu is not a usable customer id", path,
+				(unsigned long long)lineno);
+			ret = -1;
+			break;
+		}
+		idmap_intern(m, id, n, NULL);
+	}
+	free(line);
+	if (input_close(&in, err) != 0)
+		ret = -1;
+	if (ret != 0) {
+		idmap_free(m);
+		return -1;
+	}
+	*out = m;
+	return 0;
 }

@@ -21,13 +21,21 @@ struct rec_ctx {
 	uint8_t *n_because;
 	uint32_t *touched;  /* candidates touched this request */
 	uint32_t n_touched;
-	uint32_t *hist_order; /* REC_MAX_HISTORY entries chosen for scoring */
 	neighbor heap[REC_MAX_N];
 };
 
 const char *rec_source_name(enum rec_source s)
 {
 	return s == REC_POPULAR ? "popular" : "personal";
+}
+
+void rec_filter_init(rec_filter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->category = UINT32_MAX;
+	f->min_price = -1.0f;
+	f->max_price = -1.0f;
+	f->personal = true;
 }
 
 rec_ctx *rec_ctx_create(uint32_t n_items)
@@ -42,7 +50,6 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->because_w = xcalloc(n, sizeof(*c->because_w));
 	c->n_because = xcalloc(n, sizeof(*c->n_because));
 	c->touched = xcalloc(n, sizeof(*c->touched));
-	c->hist_order = xcalloc(REC_MAX_HISTORY, sizeof(*c->hist_order));
 	return c;
 }
 
@@ -57,7 +64,6 @@ void rec_ctx_free(rec_ctx *c)
 	free(c->because_w);
 	free(c->n_because);
 	free(c->touched);
-	free(c->hist_order);
 	free(c);
 }
 
@@ -66,8 +72,9 @@ uint32_t rec_ctx_items(const rec_ctx *c)
 	return c->n_items;
 }
 
-/* Starts a request: a fresh generation makes every stamp stale at once. */
-static void next_generation(rec_ctx *c)
+/* Starts a request: a fresh generation makes every stamp stale at once;
+ * the filter's exclusions are banned up front. */
+static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)
 {
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
 		memset(c->seen, 0, (size_t)c->n_items * sizeof(*c->seen));
@@ -75,6 +82,27 @@ static void next_generation(rec_ctx *c)
 		c->gen = 1;
 	}
 	c->n_touched = 0;
+	out->n = 0;
+	out->source = REC_POPULAR;
+	for (uint32_t i = 0; f && i < f->n_exclude; i++)
+		if (f->exclude[i] < c->n_items)
+			c->banned[f->exclude[i]] = c->gen;
+}
+
+/* Whether the filter's category and price rules let item j through. */
+static bool allowed(const model *m, const rec_filter *f, uint32_t j)
+{
+	if (!f)
+		return true;
+	if (f->category != UINT32_MAX && model_item_category(m, j) != f->category)
+		return false;
+	if (f->min_price >= 0 || f->max_price >= 0) {
+		float p = model_item_price(m, j);
+		if (p < 0 || (f->min_price >= 0 && p < f->min_price) ||
+		    (f->max_price >= 0 && p > f->max_price))
+			return false;
+	}
+	return true;
 }
 
 /* Adds w to candidate j's score, crediting history item `from`. */
@@ -109,15 +137,32 @@ static inline void credit(rec_ctx *c, uint32_t j, uint32_t from, float w)
 	bi[pos] = from;
 }
 
-/* Tops `out` up to n items from the popularity list, skipping banned items
- * and items already in out. */
-static void fill_popular(rec_ctx *c, const model *m, uint32_t n, rec_result *out)
+/* Adds item `from`'s neighbours, times weight, to the scores. */
+static int spread(rec_ctx *c, model_txn *t, uint32_t from, float weight)
+{
+	model_pairs nb;
+	int rc = model_neighbors(t, from, &nb);
+	if (rc)
+		return rc;
+	for (uint32_t r = 0; r < nb.n; r++) {
+		neighbor p = model_pair_at(nb.data, r);
+		if (p.item >= c->n_items)
+			return STORE_CORRUPT;
+		credit(c, p.item, from, p.score * weight);
+	}
+	return 0;
+}
+
+/* Tops `out` up to n items from the popularity list, skipping banned items,
+ * items the filter rejects and items already in out. */
+static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
+			 rec_result *out)
 {
 	const unsigned char *pop = model_popular(m);
-	uint32_t total = model_get_info(m)->n_items;
+	uint32_t total = MIN(model_get_info(m)->n_items, c->n_items);
 	for (uint32_t r = 0; r < total && out->n < n; r++) {
 		neighbor p = model_pair_at(pop, r);
-		if (c->banned[p.item] == c->gen)
+		if (c->banned[p.item] == c->gen || !allowed(m, f, p.item))
 			continue;
 		c->banned[p.item] = c->gen; /* no duplicates */
 		rec_item *it = &out->items[out->n++];
@@ -128,65 +173,15 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, rec_result *out
 	}
 }
 
-/* Chooses which history entries to score: the first REC_MAX_HISTORY with
- * a positive weight. Histories are stored most recent first, so these are
- * the most recent. Returns how many, indexes in hist_order. */
-static uint32_t choose_history(rec_ctx *c, const model_customer *cust)
+/* The best n scored candidates that pass, then popular items to fill. */
+static void select_top(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
+		       rec_result *out)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < cust->n_hist && n < REC_MAX_HISTORY; i++)
-		if (model_history_at(cust, i).weight > 0.0f)
-			c->hist_order[n++] = i;
-	return n;
-}
-
-int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint32_t n,
-		     rec_result *out)
-{
-	model *m = model_txn_model(t);
-	model_customer cust;
-	uint32_t n_items = c->n_items;
-
-	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	next_generation(c);
-	out->n = 0;
-	out->source = REC_POPULAR;
-
-	int rc = model_customer_get(t, id, len, &cust);
-	if (rc == STORE_NOTFOUND) {
-		fill_popular(c, m, n, out);
-		return 0;
-	}
-	if (rc)
-		return rc;
-
-	for (uint32_t i = 0; i < cust.n_hist; i++) {
-		history_entry e = model_history_at(&cust, i);
-		if (e.item < n_items && (e.flags & HIST_PURCHASED))
-			c->banned[e.item] = c->gen;
-	}
-
-	uint32_t used = choose_history(c, &cust);
-	for (uint32_t k = 0; k < used; k++) {
-		history_entry e = model_history_at(&cust, c->hist_order[k]);
-		if (e.item >= n_items)
-			return STORE_CORRUPT;
-		model_pairs nb;
-		if ((rc = model_neighbors(t, e.item, &nb)) != 0)
-			return rc;
-		for (uint32_t r = 0; r < nb.n; r++) {
-			neighbor p = model_pair_at(nb.data, r);
-			if (p.item >= n_items)
-				return STORE_CORRUPT;
-			credit(c, p.item, e.item, p.score * e.weight);
-		}
-	}
-
 	topk heap;
 	topk_init(&heap, c->heap, n);
 	for (uint32_t k = 0; k < c->n_touched; k++) {
 		uint32_t j = c->touched[k];
-		if (c->banned[j] != c->gen)
+		if (c->banned[j] != c->gen && allowed(m, f, j))
 			topk_push(&heap, j, c->score[j]);
 	}
 	uint32_t got = topk_sort(&heap);
@@ -202,16 +197,100 @@ int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint3
 	}
 	if (got > 0)
 		out->source = REC_PERSONAL;
-	fill_popular(c, m, n, out);
+	fill_popular(c, m, n, f, out);
+}
+
+/* Bans what the customer bought (unless the filter allows it). */
+static void ban_purchases(rec_ctx *c, const model_customer *cust, const rec_filter *f)
+{
+	if (f && f->include_purchased)
+		return;
+	for (uint32_t i = 0; i < cust->n_hist; i++) {
+		history_entry e = model_history_at(cust, i);
+		if (e.item < c->n_items && (e.flags & HIST_PURCHASED))
+			c->banned[e.item] = c->gen;
+	}
+}
+
+int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint32_t n,
+		     const rec_filter *f, rec_result *out)
+{
+	model *m = model_txn_model(t);
+	model_customer cust;
+
+	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
+	begin(c, f, out);
+	int rc = f && !f->personal ? STORE_NOTFOUND : model_customer_get(t, id, len, &cust);
+	if (rc == STORE_NOTFOUND) {
+		fill_popular(c, m, n, f, out);
+		return 0;
+	}
+	if (rc)
+		return rc;
+
+	ban_purchases(c, &cust, f);
+	/* Histories are stored most recent first: the first REC_MAX_HISTORY
+	 * entries with a weight are the most recent ones. */
+	uint32_t used = 0;
+	for (uint32_t i = 0; i < cust.n_hist && used < REC_MAX_HISTORY; i++) {
+		history_entry e = model_history_at(&cust, i);
+		if (e.weight <= 0.0f)
+			continue;
+		if (e.item >= c->n_items)
+			return STORE_CORRUPT;
+		if ((rc = spread(c, t, e.item, e.weight)) != 0)
+			return rc;
+		used++;
+	}
+	select_top(c, m, n, f, out);
 	return 0;
 }
 
-int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, rec_result *out)
+int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_items,
+		   const char *customer, size_t customer_len, uint32_t n, const rec_filter *f,
+		   rec_result *out)
 {
-	model_pairs nb;
-	(void)c;
+	model *m = model_txn_model(t);
+	int rc;
+
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	out->n = 0;
+	begin(c, f, out);
+	if (customer && (!f || f->personal)) {
+		model_customer cust;
+		rc = model_customer_get(t, customer, customer_len, &cust);
+		if (rc == 0)
+			ban_purchases(c, &cust, f);
+		else if (rc != STORE_NOTFOUND)
+			return rc;
+	}
+	/* The basket is what they have now: never recommend it back. */
+	for (uint32_t i = 0; i < n_items; i++)
+		if (items[i] < c->n_items)
+			c->banned[items[i]] = c->gen;
+	for (uint32_t i = 0; i < n_items && (!f || f->personal); i++) {
+		if (items[i] >= c->n_items)
+			continue;
+		if ((rc = spread(c, t, items[i], 1.0f)) != 0)
+			return rc;
+	}
+	select_top(c, m, n, f, out);
+	return 0;
+}
+
+void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, rec_result *out)
+{
+	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
+	begin(c, f, out);
+	fill_popular(c, m, n, f, out);
+}
+
+int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_filter *f,
+		rec_result *out)
+{
+	model *m = model_txn_model(t);
+	model_pairs nb;
+	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
+	begin(c, f, out);
 	out->source = REC_PERSONAL;
 	int rc = model_neighbors(t, idx, &nb);
 	if (rc)
@@ -220,6 +299,8 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, rec_result *
 		neighbor p = model_pair_at(nb.data, r);
 		if (p.item >= c->n_items)
 			return STORE_CORRUPT;
+		if (c->banned[p.item] == c->gen || !allowed(m, f, p.item))
+			continue;
 		rec_item *it = &out->items[out->n++];
 		it->item = p.item;
 		it->score = p.score;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,39 +186,49 @@ static int pair_cmp(const void *a, const void *b)
 	return x->item < y->item ? -1 : x->item > y->item;
 }
 
-int model_writer_put_items(model_writer *w, const char *const *ids, const size_t *lens,
-			   uint32_t count, const float *popularity, strbuf *err)
+/* Writes a string table under `key`: count, offsets[count+1], bytes. */
+static int put_string_table(model_writer *w, const char *key, const string_table *t,
+			    strbuf *err)
 {
-	/* ids blob: count, offsets[count+1], bytes */
 	uint64_t bytes = 0;
-	for (uint32_t i = 0; i < count; i++)
-		bytes += lens[i];
+	for (uint32_t i = 0; i < t->count; i++)
+		bytes += t->strs[i] ? t->lens[i] : 0;
 	if (bytes > UINT32_MAX) {
-		sb_adds(err, "model: item ids take more than 4 GiB");
+		sb_addf(err, "model: the %s table takes more than 4 GiB", key);
 		return STORE_ERROR;
 	}
-	size_t head = 4 + 4 * ((size_t)count + 1);
+	size_t head = 4 + 4 * ((size_t)t->count + 1);
 	unsigned char *blob = xmalloc(head + bytes);
 	uint32_t off = 0;
-	memcpy(blob, &count, 4);
-	for (uint32_t i = 0; i < count; i++) {
+	memcpy(blob, &t->count, 4);
+	for (uint32_t i = 0; i < t->count; i++) {
+		size_t len = t->strs[i] ? t->lens[i] : 0;
 		memcpy(blob + 4 + 4 * (size_t)i, &off, 4);
-		memcpy(blob + head + off, ids[i], lens[i]);
-		off += (uint32_t)lens[i];
+		if (len)
+			memcpy(blob + head + off, t->strs[i], len);
+		off += (uint32_t)len;
 	}
-	memcpy(blob + 4 + 4 * (size_t)count, &off, 4);
-	int rc = writer_put(w, w->items, "ids", 3, blob, head + bytes, 0, err);
+	memcpy(blob + 4 + 4 * (size_t)t->count, &off, 4);
+	int rc = writer_put(w, w->items, key, strlen(key), blob, head + bytes, 0, err);
 	free(blob);
+	return rc;
+}
+
+int model_writer_put_items(model_writer *w, const string_table *ids, const float *popularity,
+			   const float *recent, strbuf *err)
+{
+	uint32_t count = ids->count;
+	int rc = put_string_table(w, "ids", ids, err);
 	if (rc)
 		return rc;
 	if ((rc = writer_put(w, w->items, "popularity", 10, popularity,
 			     (size_t)count * sizeof(float), 0, err)))
 		return rc;
 
-	/* Popular list: every item, most customers first, ties by index. */
+	/* Popular list: every item, most recently popular first. */
 	neighbor *pop = xmallocarray(count ? count : 1, sizeof(*pop));
 	for (uint32_t i = 0; i < count; i++)
-		pop[i] = (neighbor){ i, popularity[i] };
+		pop[i] = (neighbor){ i, recent[i] };
 	qsort(pop, count, sizeof(*pop), pair_cmp);
 	rc = writer_put(w, w->items, "popular", 7, pop, (size_t)count * sizeof(*pop), 0, err);
 	free(pop);
@@ -225,9 +236,25 @@ int model_writer_put_items(model_writer *w, const char *const *ids, const size_t
 		return rc;
 
 	for (uint32_t i = 0; i < count; i++)
-		if ((rc = writer_put(w, w->item_index, ids[i], lens[i], &i, sizeof(i), 0, err)))
+		if ((rc = writer_put(w, w->item_index, ids->strs[i], ids->lens[i], &i, sizeof(i), 0, err)))
 			return rc;
 	return 0;
+}
+
+int model_writer_put_catalog(model_writer *w, const string_table *titles,
+			     const string_table *categories, const uint32_t *category,
+			     const float *price, strbuf *err)
+{
+	int rc = put_string_table(w, "titles", titles, err);
+	if (!rc)
+		rc = put_string_table(w, "categories", categories, err);
+	if (!rc)
+		rc = writer_put(w, w->items, "category", 8, category,
+				(size_t)titles->count * sizeof(uint32_t), 0, err);
+	if (!rc)
+		rc = writer_put(w, w->items, "price", 5, price, (size_t)titles->count * sizeof(float),
+				0, err);
+	return rc;
 }
 
 int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *list, uint32_t n,
@@ -239,17 +266,22 @@ int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *l
 }
 
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
-			      const history_entry *hist, uint32_t n, strbuf *err)
+			      const customer_summary *sum, const history_entry *hist,
+			      const char *attrs, strbuf *err)
 {
-	size_t size = 8 + (size_t)n * sizeof(*hist);
+	size_t hbytes = (size_t)sum->n_hist * sizeof(*hist);
+	size_t size = sizeof(*sum) + hbytes + sum->attrs_len;
 	MDB_val key = { len, (void *)id }, val = { size, NULL };
 	/* MDB_RESERVE: LMDB hands us the space, we write straight into it. */
 	int rc = mdb_put(w->txn, w->customers, &key, &val, MDB_RESERVE);
 	if (rc)
 		return lmdb_fail(err, "model: write customer", rc);
-	uint32_t head[2] = { n, 0 };
-	memcpy(val.mv_data, head, 8);
-	memcpy((unsigned char *)val.mv_data + 8, hist, (size_t)n * sizeof(*hist));
+	unsigned char *p = val.mv_data;
+	memcpy(p, sum, sizeof(*sum));
+	if (hbytes)
+		memcpy(p + sizeof(*sum), hist, hbytes);
+	if (sum->attrs_len)
+		memcpy(p + sizeof(*sum) + hbytes, attrs, sum->attrs_len);
 	return writer_tick(w, err);
 }
 
@@ -309,7 +341,10 @@ struct model {
 	 * and stay valid while this transaction is open. With MDB_NOLOCK and
 	 * no writer it costs nothing. */
 	MDB_txn *blob_txn;
-	const unsigned char *ids; /* the "ids" blob */
+	const unsigned char *ids; /* the "ids" string table */
+	const unsigned char *titles, *categories; /* string tables */
+	uint32_t n_categories;
+	const unsigned char *category, *price; /* u32[n], f32[n] */
 	const unsigned char *popularity;
 	const unsigned char *popular;
 	char *meta_json;
@@ -374,6 +409,27 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		sb_addf(err, "%s: meta record has a bad as_of", path);
 		goto out;
 	}
+	const char *created = json_string_value(json_object_get(root, "created"));
+	if (!created || time_parse(created, strlen(created), &m->info.created) != 0) {
+		sb_addf(err, "%s: meta record has a bad created time", path);
+		goto out;
+	}
+	json_t *rfm = json_object_get(root, "rfm");
+	struct {
+		const char *name;
+		float *cuts;
+	} figs[] = { { "recency_days", m->info.rfm.recency_days },
+		     { "frequency", m->info.rfm.frequency },
+		     { "monetary", m->info.rfm.monetary } };
+	for (size_t f = 0; f < ARRAY_SIZE(figs); f++) {
+		json_t *arr = json_object_get(rfm, figs[f].name);
+		if (!json_is_array(arr) || json_array_size(arr) != 4) {
+			sb_addf(err, "%s: meta record lacks the RFM cut points", path);
+			goto out;
+		}
+		for (size_t q = 0; q < 4; q++)
+			figs[f].cuts[q] = (float)json_number_value(json_array_get(arr, q));
+	}
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);
@@ -384,44 +440,82 @@ out:
 	return ret;
 }
 
-/* Checks the item tables against the counts in the meta record. */
-static int check_items(model *m, MDB_val ids, MDB_val pop, MDB_val popular, const char *path,
-		       strbuf *err)
+/* Checks a string table: its count (must equal `want` unless want is
+ * UINT32_MAX), offsets in order and within the blob. */
+static bool string_table_ok(MDB_val v, uint32_t want, uint32_t *count)
 {
-	uint32_t n = m->info.n_items, count;
+	if (v.mv_size < 8)
+		return false;
+	const unsigned char *b = v.mv_data;
+	uint32_t n, end, prev = 0;
+	memcpy(&n, b, 4);
 	size_t head = 4 + 4 * ((size_t)n + 1);
-	if (ids.mv_size < head) {
-		sb_addf(err, "%s: item table truncated", path);
-		return STORE_CORRUPT;
-	}
-	memcpy(&count, ids.mv_data, 4);
-	const unsigned char *b = ids.mv_data;
-	uint32_t prev = 0, end;
+	if ((want != UINT32_MAX && n != want) || v.mv_size < head)
+		return false;
 	memcpy(&end, b + 4 + 4 * (size_t)n, 4);
-	if (count != n || head + end != ids.mv_size) {
-		sb_addf(err, "%s: item table does not match the meta record", path);
-		return STORE_CORRUPT;
-	}
+	if (head + end != v.mv_size)
+		return false;
 	for (uint32_t i = 0; i <= n; i++) {
 		uint32_t off;
 		memcpy(&off, b + 4 + 4 * (size_t)i, 4);
-		if (off < prev || off > end) {
-			sb_addf(err, "%s: item table offsets are corrupt", path);
-			return STORE_CORRUPT;
-		}
+		if (off < prev || off > end)
+			return false;
 		prev = off;
 	}
-	if (pop.mv_size != (size_t)n * sizeof(float) || popular.mv_size != (size_t)n * 8) {
-		sb_addf(err, "%s: popularity tables do not match the item count", path);
+	*count = n;
+	return true;
+}
+
+static const char *string_at(const unsigned char *table, uint32_t idx, size_t *len)
+{
+	uint32_t n, a, b;
+	memcpy(&n, table, 4);
+	memcpy(&a, table + 4 + 4 * (size_t)idx, 4);
+	memcpy(&b, table + 4 + 4 * ((size_t)idx + 1), 4);
+	*len = b - a;
+	return (const char *)table + 4 + 4 * ((size_t)n + 1) + a;
+}
+
+/* Loads and checks the item tables against the counts in the meta record. */
+static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
+{
+	uint32_t n = m->info.n_items, count;
+	MDB_val ids, titles, cats, category, price, pop, popular;
+	if (get_blob(m->blob_txn, items, "ids", &ids) || get_blob(m->blob_txn, items, "titles", &titles) ||
+	    get_blob(m->blob_txn, items, "categories", &cats) ||
+	    get_blob(m->blob_txn, items, "category", &category) ||
+	    get_blob(m->blob_txn, items, "price", &price) ||
+	    get_blob(m->blob_txn, items, "popularity", &pop) ||
+	    get_blob(m->blob_txn, items, "popular", &popular)) {
+		sb_addf(err, "%s: item tables missing", path);
+		return STORE_CORRUPT;
+	}
+	if (!string_table_ok(ids, n, &count) || !string_table_ok(titles, n, &count) ||
+	    !string_table_ok(cats, UINT32_MAX, &m->n_categories)) {
+		sb_addf(err, "%s: item tables are corrupt or do not match the meta record", path);
+		return STORE_CORRUPT;
+	}
+	if (category.mv_size != (size_t)n * 4 || price.mv_size != (size_t)n * 4 ||
+	    pop.mv_size != (size_t)n * sizeof(float) || popular.mv_size != (size_t)n * 8) {
+		sb_addf(err, "%s: item tables do not match the item count", path);
 		return STORE_CORRUPT;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		neighbor nb = model_pair_at(popular.mv_data, i);
-		if (nb.item >= n) {
-			sb_addf(err, "%s: popular list names item %u of %u", path, nb.item, n);
+		uint32_t c;
+		memcpy(&c, (const unsigned char *)category.mv_data + (size_t)i * 4, 4);
+		if (nb.item >= n || (c != UINT32_MAX && c >= m->n_categories)) {
+			sb_addf(err, "%s: item tables name items or categories that do not exist", path);
 			return STORE_CORRUPT;
 		}
 	}
+	m->ids = ids.mv_data;
+	m->titles = titles.mv_data;
+	m->categories = cats.mv_data;
+	m->category = category.mv_data;
+	m->price = price.mv_data;
+	m->popularity = pop.mv_data;
+	m->popular = popular.mv_data;
 	return 0;
 }
 
@@ -486,7 +580,7 @@ int model_open(const char *dir, model **out, strbuf *err)
 		lmdb_fail(err, "model: begin", rc);
 		goto fail;
 	}
-	MDB_val v, ids, pop, popular;
+	MDB_val v;
 	if (get_blob(m->blob_txn, meta, "meta", &v) != 0 || v.mv_size == 0 ||
 	    ((const char *)v.mv_data)[v.mv_size - 1] != '\0') {
 		sb_addf(err, "%s: no meta record", path.buf);
@@ -496,17 +590,8 @@ int model_open(const char *dir, model **out, strbuf *err)
 	m->meta_json = xstrndup(v.mv_data, v.mv_size - 1);
 	if ((ret = parse_meta(m, path.buf, err)) != 0)
 		goto fail;
-	if (get_blob(m->blob_txn, items, "ids", &ids) || get_blob(m->blob_txn, items, "popularity", &pop) ||
-	    get_blob(m->blob_txn, items, "popular", &popular)) {
-		sb_addf(err, "%s: item tables missing", path.buf);
-		ret = STORE_CORRUPT;
+	if ((ret = load_items(m, items, path.buf, err)) != 0)
 		goto fail;
-	}
-	if ((ret = check_items(m, ids, pop, popular, path.buf, err)) != 0)
-		goto fail;
-	m->ids = ids.mv_data;
-	m->popularity = pop.mv_data;
-	m->popular = popular.mv_data;
 	sb_release(&path);
 	*out = m;
 	return 0;
@@ -537,11 +622,45 @@ const model_info *model_get_info(const model *m)
 
 const char *model_item_id(const model *m, uint32_t idx, size_t *len)
 {
-	uint32_t n = m->info.n_items, a, b;
-	memcpy(&a, m->ids + 4 + 4 * (size_t)idx, 4);
-	memcpy(&b, m->ids + 4 + 4 * ((size_t)idx + 1), 4);
-	*len = b - a;
-	return (const char *)m->ids + 4 + 4 * ((size_t)n + 1) + a;
+	return string_at(m->ids, idx, len);
+}
+
+const char *model_item_title(const model *m, uint32_t idx, size_t *len)
+{
+	return string_at(m->titles, idx, len);
+}
+
+uint32_t model_item_category(const model *m, uint32_t idx)
+{
+	uint32_t c;
+	memcpy(&c, m->category + (size_t)idx * 4, 4);
+	return c;
+}
+
+float model_item_price(const model *m, uint32_t idx)
+{
+	float p;
+	memcpy(&p, m->price + (size_t)idx * 4, 4);
+	return p;
+}
+
+int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat)
+{
+	for (uint32_t c = 0; c < m->n_categories; c++) {
+		size_t n;
+		const char *s = string_at(m->categories, c, &n);
+		if (n == len && memcmp(s, name, len) == 0) {
+			*cat = c;
+			return 0;
+		}
+	}
+	return STORE_NOTFOUND;
+}
+
+int64_t model_now(const model *m)
+{
+	int64_t elapsed = (int64_t)util_now() - m->info.created;
+	return m->info.as_of + (elapsed > 0 ? elapsed : 0);
 }
 
 float model_item_popularity(const model *m, uint32_t idx)
@@ -632,6 +751,24 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 	return 0;
 }
 
+/* Decodes a customer record. */
+static int decode_customer(const model *m, MDB_val v, model_customer *out)
+{
+	if (v.mv_size < sizeof(customer_summary))
+		return STORE_CORRUPT;
+	memcpy(&out->sum, v.mv_data, sizeof(out->sum));
+	uint64_t need = sizeof(customer_summary) + (uint64_t)out->sum.n_hist * sizeof(history_entry) +
+			out->sum.attrs_len;
+	if (need != v.mv_size)
+		return STORE_CORRUPT;
+	(void)m;
+	out->n_hist = out->sum.n_hist;
+	out->entries = (const unsigned char *)v.mv_data + sizeof(customer_summary);
+	out->attrs_len = out->sum.attrs_len;
+	out->attrs = (const char *)out->entries + (size_t)out->n_hist * sizeof(history_entry);
+	return 0;
+}
+
 int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out)
 {
 	MDB_val k = { len, (void *)id }, v;
@@ -640,15 +777,66 @@ int model_customer_get(model_txn *t, const char *id, size_t len, model_customer 
 		return STORE_NOTFOUND;
 	if (rc)
 		return STORE_ERROR;
-	uint32_t n;
-	if (v.mv_size < 8)
-		return STORE_CORRUPT;
-	memcpy(&n, v.mv_data, 4);
-	if ((v.mv_size - 8) / sizeof(history_entry) != n || (v.mv_size - 8) % sizeof(history_entry))
-		return STORE_CORRUPT;
-	out->n_hist = n;
-	out->entries = (const unsigned char *)v.mv_data + 8;
+	return decode_customer(t->m, v, out);
+}
+
+struct model_iter {
+	model_txn *t;
+	MDB_cursor *cur;
+	const char *after; /* borrowed from the caller for the first step */
+	size_t after_len;
+	int started;
+};
+
+int model_iter_begin(model_txn *t, const char *after, size_t after_len, model_iter **out)
+{
+	model_iter *it = xcalloc(1, sizeof(*it));
+	it->t = t;
+	if (mdb_cursor_open(t->txn, t->m->customers, &it->cur) != 0) {
+		free(it);
+		return STORE_ERROR;
+	}
+	it->after = after;
+	it->after_len = after_len;
+	*out = it;
 	return 0;
+}
+
+int model_iter_next(model_iter *it, const char **id, size_t *len, model_customer *c)
+{
+	MDB_val k, v;
+	int rc;
+	if (!it->started) {
+		it->started = 1;
+		if (it->after) {
+			k.mv_size = it->after_len;
+			k.mv_data = (void *)it->after;
+			rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+			/* Skip the cursor key itself: paging resumes after it. */
+			if (rc == 0 && k.mv_size == it->after_len &&
+			    memcmp(k.mv_data, it->after, it->after_len) == 0)
+				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+		} else {
+			rc = mdb_cursor_get(it->cur, &k, &v, MDB_FIRST);
+		}
+	} else {
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND)
+		return STORE_NOTFOUND;
+	if (rc)
+		return STORE_ERROR;
+	*id = k.mv_data;
+	*len = k.mv_size;
+	return decode_customer(it->t->m, v, c);
+}
+
+void model_iter_end(model_iter *it)
+{
+	if (!it)
+		return;
+	mdb_cursor_close(it->cur);
+	free(it);
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -656,6 +844,21 @@ int model_customer_get(model_txn *t, const char *id, size_t len, model_customer 
 struct state {
 	MDB_env *env;
 	MDB_dbi meta;
+	MDB_dbi flags;   /* customer id -> struct flag_record */
+	char *erasures_path;
+	pthread_mutex_t erasures_lock; /* one appender at a time */
+};
+
+struct flag_record {
+	uint32_t flags;
+	uint32_t reserved;
+	int64_t changed; /* Unix seconds of the last change */
+};
+
+struct state_txn {
+	state *s;
+	MDB_txn *txn;
+	int active;
 };
 
 #define STATE_FILE "state.mdb"
@@ -687,8 +890,15 @@ int state_open(const char *dir, state **out, strbuf *err)
 	int dead = 0;
 	mdb_reader_check(s->env, &dead); /* slots of a killed process */
 
+	pthread_mutex_init(&s->erasures_lock, NULL);
+	sb_reset(&path);
+	sb_addf(&path, "%s/erasures.txt", dir);
+	s->erasures_path = xstrdup(path.buf);
+	sb_reset(&path);
+	sb_addf(&path, "%s/%s", dir, STATE_FILE);
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0) {
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0) {
 		lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
@@ -735,5 +945,119 @@ void state_close(state *s)
 		return;
 	if (s->env)
 		mdb_env_close(s->env);
+	if (s->erasures_path)
+		pthread_mutex_destroy(&s->erasures_lock);
+	free(s->erasures_path);
 	free(s);
+}
+
+int state_txn_begin(state *s, state_txn **out)
+{
+	state_txn *t = xcalloc(1, sizeof(*t));
+	t->s = s;
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn) != 0) {
+		free(t);
+		return STORE_ERROR;
+	}
+	t->active = 1;
+	*out = t;
+	return 0;
+}
+
+void state_txn_reset(state_txn *t)
+{
+	if (t->active) {
+		mdb_txn_reset(t->txn);
+		t->active = 0;
+	}
+}
+
+int state_txn_renew(state_txn *t)
+{
+	if (t->active)
+		return 0;
+	if (mdb_txn_renew(t->txn) != 0)
+		return STORE_ERROR;
+	t->active = 1;
+	return 0;
+}
+
+void state_txn_free(state_txn *t)
+{
+	if (!t)
+		return;
+	mdb_txn_abort(t->txn);
+	free(t);
+}
+
+int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags)
+{
+	MDB_val k = { len, (void *)id }, v;
+	*flags = 0;
+	int rc = mdb_get(t->txn, t->s->flags, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc || v.mv_size != sizeof(struct flag_record))
+		return STORE_ERROR;
+	struct flag_record fr;
+	memcpy(&fr, v.mv_data, sizeof(fr));
+	*flags = fr.flags;
+	return 0;
+}
+
+/* Sets and clears flag bits of one customer in one durable transaction. */
+static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint32_t clear,
+			strbuf *err)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc)
+		return lmdb_fail(err, "state: begin", rc);
+	MDB_val k = { len, (void *)id }, v;
+	struct flag_record fr = { 0, 0, 0 };
+	rc = mdb_get(txn, s->flags, &k, &v);
+	if (rc == 0 && v.mv_size == sizeof(fr))
+		memcpy(&fr, v.mv_data, sizeof(fr));
+	fr.flags = (fr.flags | set) & ~clear;
+	fr.changed = (int64_t)util_now();
+	v.mv_size = sizeof(fr);
+	v.mv_data = &fr;
+	rc = mdb_put(txn, s->flags, &k, &v, 0);
+	if (rc) {
+		mdb_txn_abort(txn);
+		return lmdb_fail(err, "state: write", rc);
+	}
+	rc = mdb_txn_commit(txn); /* synchronous: durable on return */
+	if (rc)
+		return lmdb_fail(err, "state: commit", rc);
+	return 0;
+}
+
+int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err)
+{
+	return personalization ? update_flags(s, id, len, 0, STATE_NO_PERSONALIZATION, err)
+			       : update_flags(s, id, len, STATE_NO_PERSONALIZATION, 0, err);
+}
+
+int state_erase(state *s, const char *id, size_t len, strbuf *err)
+{
+	/* The list first: a crash between the two leaves an id listed for
+	 * exclusion but still served until the retry, never the reverse. */
+	pthread_mutex_lock(&s->erasures_lock);
+	int fd = open(s->erasures_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int ok = fd >= 0;
+	if (ok) {
+		strbuf line = STRBUF_INIT;
+		sb_add(&line, id, len);
+		sb_addc(&line, '\n');
+		ok = write(fd, line.buf, line.len) == (ssize_t)line.len && fsync(fd) == 0;
+		sb_release(&line);
+		close(fd);
+	}
+	pthread_mutex_unlock(&s->erasures_lock);
+	if (!ok) {
+		sb_addf(err, "state: cannot append to %s: %s", s->erasures_path, strerror(errno));
+		return STORE_ERROR;
+	}
+	return update_flags(s, id, len, STATE_ERASED, 0, err);
 }

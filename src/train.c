@@ -61,6 +61,7 @@ void train_result_free(train_result *r)
 	free(r->hist_off);
 	free(r->hist);
 	free(r->popularity);
+	free(r->recent);
 	free(r->nbrs);
 	free(r->n_nbrs);
 	memset(r, 0, sizeof(*r));
@@ -153,6 +154,7 @@ static float *build_histories(const dataset *ds, const train_options *opt, const
 	r->hist_off = xmallocarray((size_t)nc + 1, sizeof(*r->hist_off));
 	r->hist = xmallocarray(nrows, sizeof(*r->hist));
 	r->popularity = xcalloc(ni ? ni : 1, sizeof(*r->popularity));
+	r->recent = xcalloc(ni ? ni : 1, sizeof(*r->recent));
 	uint64_t out = 0;
 	for (uint32_t c = 0; c < nc; c++) {
 		r->hist_off[c] = out;
@@ -202,6 +204,7 @@ static float *build_histories(const dataset *ds, const train_options *opt, const
 			x[k] *= decay_factor(decay, opt->as_of - e->last_ts);
 			if (x[k] > 0) {
 				r->popularity[e->item] += 1.0f;
+				r->recent[e->item] += x[k];
 				r->nnz++;
 			}
 		}
