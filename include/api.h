@@ -9,14 +9,15 @@
 #ifndef SHOPKEEPER_API_H
 #define SHOPKEEPER_API_H
 
+#include "events.h"
 #include "http.h"
 #include "store.h"
 
 typedef struct api api;
 
-/* An API over model m and state st (both borrowed: they must outlive the
- * api). Never fails. */
-api *api_create(model *m, state *st);
+/* An API over model m, state st and the event writer ew (all borrowed:
+ * they must outlive the api). Never fails. */
+api *api_create(model *m, state *st, events_writer *ew);
 /* api_free(NULL) does nothing. Call after http_stop(). */
 void api_free(api *a);
 

@@ -17,19 +17,57 @@
 #include "rfm.h"
 #include "store.h"
 
-enum audience_kind { AUDIENCE_SEGMENT, AUDIENCE_BIRTHDAY, AUDIENCE_ALL };
+enum audience_kind {
+	AUDIENCE_SEGMENT,
+	AUDIENCE_BIRTHDAY,
+	AUDIENCE_ALL,
+	AUDIENCE_CART_ABANDONERS,   /* carted in the last `hours`, not bought since */
+	AUDIENCE_BROWSED_NOT_BOUGHT /* viewed in the last `hours`, not bought since */
+};
 
 #define AUDIENCE_DEFAULT_DAYS 7u
 #define AUDIENCE_MAX_DAYS 366u
+#define AUDIENCE_DEFAULT_CART_HOURS 24u
+#define AUDIENCE_DEFAULT_BROWSE_HOURS 72u
+#define AUDIENCE_MAX_HOURS (24u * 90u)
 
 typedef struct audience {
 	enum audience_kind kind;
 	enum segment segment; /* AUDIENCE_SEGMENT */
 	uint32_t days;        /* AUDIENCE_BIRTHDAY: window, 1..366 */
+	uint32_t hours;       /* trigger audiences: window */
 } audience;
 
-/* Parses an audience name. Returns 0, or -1 for an unknown name. */
-int audience_parse(const char *name, size_t len, uint32_t days, audience *out);
+/* Parses an audience name; days and hours of 0 mean the defaults. Returns
+ * 0, or -1 for an unknown name. */
+int audience_parse(const char *name, size_t len, uint32_t days, uint32_t hours, audience *out);
+
+/* Whether the audience is built from live events (triggers) rather than
+ * from the model's customers. */
+bool audience_is_trigger(const audience *a);
+
+/* What live events add to a customer's picture. */
+typedef struct customer_live {
+	rfm_figures figs; /* the model's figures plus purchases since as_of */
+	float intent;     /* recent carts and views not yet bought, decayed */
+	uint32_t events;  /* events recorded since the model's as-of time */
+	int64_t last_event;
+} customer_live;
+
+/* Half-life of the intent score: interest cools within days. */
+#define INTENT_HALF_LIFE_HOURS 24.0
+
+/* Combines the model's record (NULL when the model does not know the
+ * customer) with their events (NULL: none) at time now. */
+void customer_live_compute(const model *m, const model_customer *c, const state_events *ev,
+			   int64_t now, customer_live *out);
+
+/* Segment from live figures. */
+enum segment customer_live_segment(const model *m, const customer_live *l, int64_t now,
+				   rfm_scores *scores);
+
+/* Whether a trigger audience takes the customer, given their events. */
+bool audience_match_events(const audience *a, const state_events *ev, int64_t now);
 
 /* The customer's RFM scores and segment at time now. */
 enum segment customer_segment(const model *m, const model_customer *c, int64_t now,

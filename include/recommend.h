@@ -66,11 +66,19 @@ rec_ctx *rec_ctx_create(uint32_t n_items);
 void rec_ctx_free(rec_ctx *c);
 uint32_t rec_ctx_items(const rec_ctx *c);
 
+/* Live events scored per request at most (the most recent ones). */
+#define REC_MAX_EVENTS 200
+
 /* The top n (1..REC_MAX_N) items for customer id under filter f (NULL:
- * none). Unknown customers get popular items. Returns 0, or STORE_CORRUPT /
- * STORE_ERROR from the model. */
-int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint32_t n,
-		     const rec_filter *f, rec_result *out);
+ * none). With a state transaction `st` (NULL: none), the customer's events
+ * since the model's as-of time count too, decayed from their own time with
+ * the model's half-life and weighted by the model's event weights: a
+ * purchase leaves the answer and lifts its neighbours, a cart or view pulls
+ * its neighbours up, a removal from the cart takes the cart back. Customers
+ * with neither history nor events get popular items. Returns 0, or
+ * STORE_CORRUPT / STORE_ERROR. */
+int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
+		     uint32_t n, const rec_filter *f, rec_result *out);
 
 /* The top n items for a basket or browsing session: items[0..n_items) are
  * scored like a history (weight 1 each) and left out of the answer. With a

@@ -121,6 +121,8 @@ typedef struct model_info {
 	int64_t as_of;      /* Unix seconds */
 	int64_t created;    /* when train wrote it */
 	rfm_cuts rfm;       /* quintile cuts at as_of */
+	float event_weight[3]; /* view, cart, purchase, as trained */
+	double half_life_days; /* as trained (0: no decay) */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 
@@ -146,8 +148,11 @@ uint32_t model_item_category(const model *m, uint32_t idx);
 float model_item_price(const model *m, uint32_t idx);
 /* Finds a category by name: 0 and *cat, or STORE_NOTFOUND. */
 int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat);
-/* The model's clock: as_of plus the time since the model was written, so a
- * model trained on old data ages from its own as-of date. */
+/* The model's clock. Normally the wall clock; for a model whose data ended
+ * more than MODEL_REPLAY_AFTER before it was trained (a historical log),
+ * as_of plus the time since training, so it ages from its own as-of date
+ * instead of showing every customer as long gone. */
+#define MODEL_REPLAY_AFTER (30 * 86400)
 int64_t model_now(const model *m);
 /* Items by popularity, most popular first: n_items packed (u32, f32)
  * pairs, decoded with model_pair_at(); valid until model_close. */
@@ -222,9 +227,10 @@ void model_iter_end(model_iter *it);
 typedef struct state state;
 
 /* Opens (creating if needed) the read-write state environment in DIR,
- * clearing stale reader slots left by a crashed process. Returns 0 or
- * STORE_ERROR with a message in *err. */
-int state_open(const char *dir, state **out, strbuf *err);
+ * clearing stale reader slots left by a crashed process. `initial_map` is
+ * the starting map size in bytes (0: 64 MiB); the map doubles whenever it
+ * fills. Returns 0 or STORE_ERROR with a message in *err. */
+int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err);
 /* state_close(NULL) does nothing. */
 void state_close(state *s);
 
@@ -232,7 +238,9 @@ void state_close(state *s);
 #define STATE_NO_PERSONALIZATION 1u /* consent withdrawn */
 #define STATE_ERASED 2u             /* DELETE /v1/customers/{id} */
 
-/* A read transaction on the state, one per thread, reused like model_txn. */
+/* A read transaction on the state, one per thread, reused like model_txn.
+ * While one is active (begun or renewed, not yet reset) the map cannot be
+ * grown, so keep them short: the span of one request. */
 typedef struct state_txn state_txn;
 int state_txn_begin(state *s, state_txn **out);
 void state_txn_reset(state_txn *t);
@@ -247,6 +255,71 @@ int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *fla
  * returns 0 the change is on disk. Returns 0 or STORE_ERROR with a message
  * in *err. */
 int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err);
+
+/* ---- real-time events -------------------------------------------------- */
+
+/* Live event types: the training ones plus taking an item out of the cart. */
+#define EVENT_REMOVE_FROM_CART 3
+#define STATE_MAX_EVENTS 500 /* per customer; the oldest are dropped */
+
+/* One event to record; strings are borrowed. */
+typedef struct event_in {
+	const char *customer;
+	size_t customer_len;
+	const char *item;
+	size_t item_len;
+	int64_t ts;
+	float quantity;
+	float price;
+	uint8_t type; /* enum event_type or EVENT_REMOVE_FROM_CART */
+	bool known_item; /* the current model knows the item (for counts) */
+} event_in;
+
+/* Writes batches of events in ONE synchronous write transaction: when it
+ * returns 0 they are on disk. A full map is doubled and the transaction
+ * retried. Meant for a single writer thread (events.c). Returns 0 or
+ * STORE_ERROR with a message in *err. */
+int state_write_events(state *s, const event_in *const *batches, const uint32_t *counts,
+		       uint32_t n_batches, strbuf *err);
+
+/* A customer's recorded events, oldest first (borrowed from a state_txn). */
+typedef struct state_events {
+	const unsigned char *data;
+	size_t size;
+	uint32_t count;
+} state_events;
+
+typedef struct event_view {
+	int64_t ts;
+	float quantity, price;
+	uint8_t type;
+	const char *item; /* not NUL-terminated */
+	size_t item_len;
+} event_view;
+
+/* Returns 0 (count may be 0 when none) or STORE_CORRUPT / STORE_ERROR. */
+int state_events_get(state_txn *t, const char *id, size_t len, state_events *out);
+/* Decodes the event at byte offset *pos and advances it. Returns 0,
+ * STORE_NOTFOUND past the last one, or STORE_CORRUPT. */
+int state_events_next(const state_events *ev, size_t *pos, event_view *out);
+
+/* Walks the customers that have events, in id order, after `after` (NULL:
+ * from the first). Returns 0 and the customer's id and events,
+ * STORE_NOTFOUND at the end, or STORE_ERROR. The iterator is freed with
+ * state_iter_end. */
+typedef struct state_iter state_iter;
+int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out);
+int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *ev);
+void state_iter_end(state_iter *it);
+
+/* Totals since the state was created. */
+typedef struct state_counters {
+	uint64_t events;        /* accepted */
+	uint64_t unknown_items; /* accepted events naming items no model knew */
+	uint64_t map_size;      /* bytes mapped now */
+	uint64_t map_used;      /* bytes in use */
+} state_counters;
+int state_get_counters(state_txn *t, state_counters *out);
 
 /* Erases a customer: flags them STATE_ERASED and appends the id to
  * DIR/erasures.txt (the list `train --exclude-customers` reads), both

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "audience.h"
+#include "events.h"
 #include "ids.h"
 #include "recommend.h"
 #include "rfm.h"
@@ -27,10 +28,12 @@
 #define API_DEFAULT_PAGE 100u    /* customers per audience page */
 #define API_MAX_PAGE 1000u
 #define API_SEGMENTS_TTL 60.0    /* seconds GET /v1/segments is cached */
+#define API_MAX_EVENTS 1000u     /* events in one POST /v1/events */
 
 struct api {
 	model *model;
 	state *state;
+	events_writer *events;
 	/* GET /v1/segments walks every customer: cache the answer briefly. */
 	pthread_mutex_t segments_lock;
 	strbuf segments_body;
@@ -45,15 +48,18 @@ struct worker {
 	rec_result result;
 	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
 	uint32_t basket[API_MAX_BASKET];
+	event_in events[API_MAX_EVENTS];
+	char numeric_ids[API_MAX_EVENTS][2][24]; /* ids sent as JSON numbers */
 	char qbuf[512];            /* small decoded query values */
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
 
-api *api_create(model *m, state *st)
+api *api_create(model *m, state *st, events_writer *ew)
 {
 	api *a = xcalloc(1, sizeof(*a));
 	a->model = m;
 	a->state = st;
+	a->events = ew;
 	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
 }
@@ -351,7 +357,9 @@ static void write_model_field(strbuf *sb, const model *m)
 struct who {
 	uint32_t flags;       /* STATE_* */
 	bool known;           /* in the model (and not erased) */
+	bool has_events;      /* live events recorded (and not erased) */
 	model_customer cust;
+	state_events events;
 };
 
 static int lookup_customer(api *a, struct worker *w, const char *id, size_t len, struct who *who)
@@ -365,7 +373,12 @@ static int lookup_customer(api *a, struct worker *w, const char *id, size_t len,
 	int rc = model_customer_get(w->txn, id, len, &who->cust);
 	if (rc == 0)
 		who->known = true;
-	return rc == STORE_NOTFOUND ? 0 : rc;
+	else if (rc != STORE_NOTFOUND)
+		return rc;
+	if ((rc = state_events_get(w->stxn, id, len, &who->events)) != 0)
+		return rc;
+	who->has_events = who->events.count > 0;
+	return 0;
 }
 
 static void get_health(api *a, const http_request *req, http_response *resp)
@@ -406,15 +419,17 @@ static void get_customer(api *a, const http_request *req, http_response *resp)
 		storage_error(resp, rc);
 		return;
 	}
-	if (!who.known) {
+	if (!who.known && !who.has_events) {
 		worker_end(w);
 		http_error(resp, 404, "unknown_customer", "customer %.*s is not known", (int)len, id);
 		return;
 	}
 	int64_t now = model_now(a->model);
+	customer_live live;
 	rfm_scores sc;
-	enum segment seg = customer_segment(a->model, &who.cust, now, &sc);
-	const customer_summary *sum = &who.cust.sum;
+	customer_live_compute(a->model, who.known ? &who.cust : NULL, &who.events, now, &live);
+	enum segment seg = customer_live_segment(a->model, &live, now, &sc);
+	const rfm_figures *fig = &live.figs;
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"customer_id\":");
 	sb_add_json_str(sb, id, len);
@@ -423,25 +438,34 @@ static void get_customer(api *a, const http_request *req, http_response *resp)
 	sb_adds(sb, ",\"segment\":");
 	add_str(sb, segment_name(seg));
 	sb_adds(sb, ",\"rfm\":");
-	if (sum->frequency > 0) {
+	if (fig->frequency > 0) {
 		sb_adds(sb, "{\"recency_days\":");
-		sb_add_double(sb, (double)(now - sum->last_purchase) / 86400.0, 4);
+		sb_add_double(sb, (double)(now - fig->last_purchase) / 86400.0, 4);
 		sb_adds(sb, ",\"frequency\":");
-		sb_add_u64(sb, sum->frequency);
+		sb_add_u64(sb, fig->frequency);
 		sb_adds(sb, ",\"monetary\":");
-		sb_add_double(sb, sum->monetary, 8);
+		sb_add_double(sb, fig->monetary, 8);
 		sb_addf(sb, ",\"r\":%u,\"f\":%u,\"m\":%u}", sc.r, sc.f, sc.m);
 		sb_adds(sb, ",\"first_purchase\":");
-		add_time(sb, sum->first_purchase);
+		add_time(sb, fig->first_purchase);
 		sb_adds(sb, ",\"last_purchase\":");
-		add_time(sb, sum->last_purchase);
+		add_time(sb, fig->last_purchase);
 	} else {
 		sb_adds(sb, "null,\"first_purchase\":null,\"last_purchase\":null");
 	}
+	sb_adds(sb, ",\"intent\":");
+	sb_add_double(sb, live.intent, 4);
 	sb_adds(sb, ",\"history_size\":");
-	sb_add_u64(sb, who.cust.n_hist);
+	sb_add_u64(sb, who.known ? who.cust.n_hist : 0);
+	sb_adds(sb, ",\"events_since_model\":");
+	sb_add_u64(sb, live.events);
+	sb_adds(sb, ",\"last_event\":");
+	if (live.last_event)
+		add_time(sb, live.last_event);
+	else
+		sb_adds(sb, "null");
 	sb_adds(sb, ",\"attributes\":");
-	if (who.cust.attrs_len)
+	if (who.known && who.cust.attrs_len)
 		sb_add(sb, who.cust.attrs, who.cust.attrs_len); /* JSON written by train */
 	else
 		sb_adds(sb, "{}");
@@ -471,8 +495,8 @@ static void get_customer_recs(api *a, const http_request *req, http_response *re
 		worker_end(w);
 		return;
 	}
-	f.personal = who.known && !(who.flags & STATE_NO_PERSONALIZATION);
-	rc = f.personal ? rec_for_customer(w->rec, w->txn, id, len, n, &f, &w->result) : 0;
+	f.personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
+	rc = f.personal ? rec_for_customer(w->rec, w->txn, w->stxn, id, len, n, &f, &w->result) : 0;
 	if (!f.personal)
 		rec_popular(w->rec, a->model, n, &f, &w->result);
 	if (rc) {
@@ -486,8 +510,11 @@ static void get_customer_recs(api *a, const http_request *req, http_response *re
 	sb_addc(sb, ',');
 	write_model_field(sb, a->model);
 	if (f.personal) {
+		customer_live live;
+		int64_t now = model_now(a->model);
+		customer_live_compute(a->model, who.known ? &who.cust : NULL, &who.events, now, &live);
 		sb_adds(sb, ",\"segment\":");
-		add_str(sb, segment_name(customer_segment(a->model, &who.cust, model_now(a->model), NULL)));
+		add_str(sb, segment_name(customer_live_segment(a->model, &live, now, NULL)));
 	}
 	sb_adds(sb, ",\"source\":");
 	add_str(sb, rec_source_name(w->result.source));
@@ -821,10 +848,25 @@ static int decode_cursor(const char *s, size_t n, char *out, size_t *len)
 	return 0;
 }
 
+/* Writes one audience entry. */
+static void write_member(api *a, struct worker *w, strbuf *sb, const char *id, size_t len,
+			 enum segment seg, const customer_live *live, bool explain)
+{
+	sb_adds(sb, "{\"customer_id\":");
+	sb_add_json_str(sb, id, len);
+	sb_adds(sb, ",\"segment\":");
+	add_str(sb, segment_name(seg));
+	sb_adds(sb, ",\"intent\":");
+	sb_add_double(sb, live->intent, 4);
+	sb_addc(sb, ',');
+	write_items(sb, a->model, &w->result, explain);
+	sb_addc(sb, '}');
+}
+
 static void get_audience(api *a, const http_request *req, http_response *resp)
 {
 	struct worker *w = worker_get(a, req, resp);
-	uint32_t n = API_DEFAULT_N, limit = API_DEFAULT_PAGE, days = AUDIENCE_DEFAULT_DAYS;
+	uint32_t n = API_DEFAULT_N, limit = API_DEFAULT_PAGE, days = 0, hours = 0;
 	audience aud;
 	char after[ID_MAX_LEN];
 	size_t after_len = 0;
@@ -835,9 +877,10 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	if (!w || param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
 	    param_uint(w, req, resp, "limit", 1, API_MAX_PAGE, &limit) != 0 ||
 	    param_uint(w, req, resp, "days", 1, AUDIENCE_MAX_DAYS, &days) != 0 ||
+	    param_uint(w, req, resp, "hours", 1, AUDIENCE_MAX_HOURS, &hours) != 0 ||
 	    param_bool(w, req, resp, "explain", &explain) != 0)
 		return;
-	if (audience_parse(req->segs[2], req->seg_lens[2], days, &aud) != 0) {
+	if (audience_parse(req->segs[2], req->seg_lens[2], days, hours, &aud) != 0) {
 		http_error(resp, 404, "unknown_audience", "no audience %.*s (known: %s)",
 			   (int)MIN(req->seg_lens[2], (size_t)64), req->segs[2], audience_names());
 		return;
@@ -851,8 +894,14 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	if (worker_begin(w, resp) != 0)
 		return;
 
-	model_iter *it = NULL;
-	if (model_iter_begin(w->txn, have_cursor ? after : NULL, after_len, &it) != 0) {
+	/* Segments walk the model's customers; triggers walk the customers
+	 * with live events. Either way in id order, so a cursor is an id. */
+	bool trigger = audience_is_trigger(&aud);
+	model_iter *mit = NULL;
+	state_iter *sit = NULL;
+	rc = trigger ? state_iter_begin(w->stxn, have_cursor ? after : NULL, after_len, &sit)
+		     : model_iter_begin(w->txn, have_cursor ? after : NULL, after_len, &mit);
+	if (rc) {
 		worker_end(w);
 		storage_error(resp, STORE_ERROR);
 		return;
@@ -867,49 +916,262 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	uint32_t got = 0;
 	const char *id = NULL, *last_id = NULL;
 	size_t last_len = 0;
-	model_customer c;
 	bool more = false;
-	while ((rc = model_iter_next(it, &id, &len, &c)) == 0) {
+	for (;;) {
+		model_customer c, *cp = NULL;
+		state_events ev = { NULL, 0, 0 };
 		enum segment seg;
 		uint32_t flags;
+		if (trigger) {
+			rc = state_iter_next(sit, &id, &len, &ev);
+			if (rc == 0) {
+				int mrc = model_customer_get(w->txn, id, len, &c);
+				if (mrc == 0)
+					cp = &c;
+				else if (mrc != STORE_NOTFOUND)
+					rc = mrc;
+			}
+		} else {
+			rc = model_iter_next(mit, &id, &len, &c);
+			cp = &c;
+			if (rc == 0)
+				rc = state_events_get(w->stxn, id, len, &ev);
+		}
+		if (rc)
+			break;
 		if (got == limit) {
 			more = true; /* at least one customer beyond this page */
 			break;
 		}
-		if (!audience_match(&aud, a->model, &c, now, &seg))
+		customer_live live;
+		customer_live_compute(a->model, cp, &ev, now, &live);
+		seg = customer_live_segment(a->model, &live, now, NULL);
+		bool match = trigger ? audience_match_events(&aud, &ev, now)
+			     : aud.kind == AUDIENCE_SEGMENT ? seg == aud.segment
+							     : audience_match(&aud, a->model, cp, now, &seg);
+		if (!match)
 			continue;
 		if (state_customer_flags(w->stxn, id, len, &flags) != 0 ||
 		    (flags & (STATE_ERASED | STATE_NO_PERSONALIZATION)))
 			continue;
-		if ((rc = rec_for_customer(w->rec, w->txn, id, len, n, NULL, &w->result)) != 0)
+		if ((rc = rec_for_customer(w->rec, w->txn, w->stxn, id, len, n, NULL, &w->result)) != 0)
 			break;
 		if (got++)
 			sb_addc(sb, ',');
-		sb_adds(sb, "{\"customer_id\":");
-		sb_add_json_str(sb, id, len);
-		sb_adds(sb, ",\"segment\":");
-		add_str(sb, segment_name(seg));
-		sb_addc(sb, ',');
-		write_items(sb, a->model, &w->result, explain);
-		sb_addc(sb, '}');
+		write_member(a, w, sb, id, len, seg, &live, explain);
 		last_id = id;
 		last_len = len;
 	}
+	model_iter_end(mit);
+	state_iter_end(sit);
 	if (rc != 0 && rc != STORE_NOTFOUND) {
-		model_iter_end(it);
 		worker_end(w);
 		storage_error(resp, rc);
 		return;
 	}
 	sb_adds(sb, "],\"next_cursor\":");
-	/* Resume after the last customer examined, matched or not. */
+	/* Resume after the last customer returned. */
 	if (more && last_id)
 		add_cursor(sb, last_id, last_len);
 	else
 		sb_adds(sb, "null");
 	sb_addc(sb, '}');
-	model_iter_end(it);
 	worker_end(w);
+}
+
+/* ---- POST /v1/events ---------------------------------------------------- */
+
+/* An id field given as a string or an integer (many shops number their
+ * customers); integers are written into buf. */
+static const char *event_id(json_t *v, char buf[24], size_t *len)
+{
+	if (json_is_string(v)) {
+		*len = json_string_length(v);
+		return json_string_value(v);
+	}
+	if (json_is_integer(v)) {
+		int n = snprintf(buf, 24, "%lld", (long long)json_integer_value(v));
+		*len = n > 0 ? (size_t)n : 0;
+		return buf;
+	}
+	return NULL;
+}
+
+/* Validates one event object into *e. Returns NULL, or the reason it is
+ * rejected as "code: message" (a static string). */
+static const char *parse_event(json_t *o, event_in *e, char ids[2][24], int64_t now)
+{
+	if (!json_is_object(o))
+		return "invalid_event: an event must be a JSON object";
+	json_t *cid = json_object_get(o, "customer_id"), *iid = json_object_get(o, "item_id");
+	json_t *type = json_object_get(o, "event"), *ts = json_object_get(o, "timestamp");
+	json_t *qty = json_object_get(o, "quantity"), *price = json_object_get(o, "price");
+	memset(e, 0, sizeof(*e));
+	if (!cid)
+		return "missing_field: customer_id is required";
+	if (!(e->customer = event_id(cid, ids[0], &e->customer_len)))
+		return "invalid_field: customer_id must be a string";
+	if (!utf8_valid(e->customer, e->customer_len) || !id_normalize(&e->customer, &e->customer_len))
+		return "invalid_id: customer_id is empty, too long or not valid UTF-8";
+	if (!iid)
+		return "missing_field: item_id is required";
+	if (!(e->item = event_id(iid, ids[1], &e->item_len)))
+		return "invalid_field: item_id must be a string";
+	if (!utf8_valid(e->item, e->item_len) || !id_normalize(&e->item, &e->item_len))
+		return "invalid_id: item_id is empty, too long or not valid UTF-8";
+	if (e->item_len > 255)
+		return "invalid_id: item_id is longer than 255 bytes";
+	if (!json_is_string(type))
+		return "missing_field: event is required (view, cart, purchase or remove_from_cart)";
+	const char *t = json_string_value(type);
+	if (strcmp(t, "remove_from_cart") == 0) {
+		e->type = EVENT_REMOVE_FROM_CART;
+	} else {
+		int et = event_parse(t, strlen(t));
+		if (et < 0)
+			return "invalid_event_type: event must be view, cart, purchase or remove_from_cart";
+		e->type = (uint8_t)et;
+	}
+	e->ts = now;
+	if (json_is_string(ts)) {
+		const char *tv = json_string_value(ts);
+		if (time_parse(tv, json_string_length(ts), &e->ts) != 0)
+			return "invalid_timestamp: timestamp is not a date, date-time or Unix seconds";
+	} else if (json_is_number(ts)) {
+		double d = json_number_value(ts);
+		if (!(d >= 0 && d < 253402300800.0))
+			return "invalid_timestamp: timestamp is out of range";
+		e->ts = (int64_t)d;
+	} else if (ts && !json_is_null(ts)) {
+		return "invalid_timestamp: timestamp must be a string or a number";
+	}
+	if (e->ts > now + 86400)
+		return "invalid_timestamp: timestamp is more than a day ahead of the server's clock";
+	e->quantity = 1.0f;
+	if (qty && !json_is_null(qty)) {
+		double q = json_is_number(qty) ? json_number_value(qty) : NAN;
+		if (!isfinite(q) || q == 0 || fabs(q) > 1e6)
+			return "invalid_quantity: quantity must be a non-zero number within +-1000000";
+		e->quantity = (float)q;
+	}
+	if (price && !json_is_null(price)) {
+		double p = json_is_number(price) ? json_number_value(price) : NAN;
+		if (!isfinite(p) || p < 0 || p > 1e9)
+			return "invalid_price: price must be a number from 0 to 1e9";
+		e->price = (float)p;
+	}
+	return NULL;
+}
+
+static void add_rejection(strbuf *sb, size_t index, const char *why, bool *first)
+{
+	const char *colon = strchr(why, ':');
+	if (!*first)
+		sb_addc(sb, ',');
+	*first = false;
+	sb_adds(sb, "{\"index\":");
+	sb_add_u64(sb, index);
+	sb_adds(sb, ",\"code\":");
+	sb_add_json_str(sb, why, (size_t)(colon - why));
+	sb_adds(sb, ",\"message\":");
+	add_str(sb, colon + 2);
+	sb_addc(sb, '}');
+}
+
+static void post_events(api *a, const http_request *req, http_response *resp)
+{
+	struct worker *w = worker_get(a, req, resp);
+	json_error_t jerr;
+	if (!w)
+		return;
+	if (!req->body || req->body_len == 0) {
+		http_error(resp, 400, "invalid_json", "a JSON event object or array is required");
+		return;
+	}
+	json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		http_error(resp, 400, "invalid_json", "body is not valid JSON: %s (at byte %d)",
+			   jerr.text, jerr.position);
+		return;
+	}
+	bool batch = json_is_array(root);
+	size_t total = batch ? json_array_size(root) : 1;
+	if (!batch && !json_is_object(root)) {
+		http_error(resp, 400, "invalid_json", "body must be an event object or an array of them");
+		goto out;
+	}
+	if (total > API_MAX_EVENTS) {
+		http_error(resp, 413, "batch_too_large", "%zu events in one request; the limit is %u",
+			   total, API_MAX_EVENTS);
+		goto out;
+	}
+	if (total == 0) {
+		http_error(resp, 400, "invalid_json", "the array holds no events");
+		goto out;
+	}
+
+	int64_t now = model_now(a->model); /* the default event time */
+	uint32_t accepted = 0, unknown = 0;
+	strbuf rejected = STRBUF_INIT;
+	bool first = true;
+	if (worker_begin(w, resp) != 0) {
+		sb_release(&rejected);
+		goto out;
+	}
+	for (size_t i = 0; i < total; i++) {
+		event_in *e = &w->events[accepted];
+		const char *why = parse_event(batch ? json_array_get(root, i) : root, e,
+					      w->numeric_ids[accepted], now);
+		uint32_t flags = 0;
+		if (!why && state_customer_flags(w->stxn, e->customer, e->customer_len, &flags) == 0 &&
+		    (flags & STATE_ERASED))
+			why = "customer_erased: this customer was erased; events for them are not kept";
+		if (why) {
+			if (!batch) {
+				const char *colon = strchr(why, ':');
+				worker_end(w);
+				strbuf code = STRBUF_INIT;
+				sb_add(&code, why, (size_t)(colon - why));
+				http_error(resp, 400, code.buf, "%s", colon + 2);
+				sb_release(&code);
+				sb_release(&rejected);
+				goto out;
+			}
+			add_rejection(&rejected, i, why, &first);
+			continue;
+		}
+		uint32_t idx;
+		e->known_item = model_item_lookup(w->txn, e->item, e->item_len, &idx) == 0;
+		unknown += !e->known_item;
+		accepted++;
+	}
+	worker_end(w); /* never hold a state snapshot while waiting on the writer */
+
+	if (accepted == 0) {
+		sb_adds(resp->body, "{\"error\":{\"code\":\"no_valid_events\",\"message\":"
+				    "\"every event in the batch was rejected\"},\"accepted\":0,"
+				    "\"rejected\":[");
+		sb_add(resp->body, sb_str(&rejected), rejected.len);
+		sb_adds(resp->body, "]}");
+		resp->status = 400;
+		sb_release(&rejected);
+		goto out;
+	}
+	if (events_append(a->events, w->events, accepted) != 0) {
+		http_error(resp, 503, "unavailable", "events could not be recorded; nothing was kept");
+		sb_release(&rejected);
+		goto out;
+	}
+	sb_adds(resp->body, "{\"accepted\":");
+	sb_add_u64(resp->body, accepted);
+	sb_adds(resp->body, ",\"unknown_items\":");
+	sb_add_u64(resp->body, unknown);
+	sb_adds(resp->body, ",\"rejected\":[");
+	sb_add(resp->body, sb_str(&rejected), rejected.len);
+	sb_adds(resp->body, "]}");
+	sb_release(&rejected);
+out:
+	json_decref(root);
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -935,6 +1197,7 @@ static const struct route routes[] = {
 	{ "POST", { "v1", "recommendations" }, 2, post_recommendations },
 	{ "GET", { "v1", "segments" }, 2, get_segments },
 	{ "GET", { "v1", "audiences", "*" }, 3, get_audience },
+	{ "POST", { "v1", "events" }, 2, post_events },
 };
 
 static bool route_matches(const struct route *r, const http_request *req)

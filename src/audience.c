@@ -3,13 +3,25 @@
  */
 #include "audience.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "timefmt.h"
 
-int audience_parse(const char *name, size_t len, uint32_t days, audience *out)
+int audience_parse(const char *name, size_t len, uint32_t days, uint32_t hours, audience *out)
 {
 	out->days = days ? days : AUDIENCE_DEFAULT_DAYS;
+	if (len == 15 && memcmp(name, "cart_abandoners", 15) == 0) {
+		out->kind = AUDIENCE_CART_ABANDONERS;
+		out->hours = hours ? hours : AUDIENCE_DEFAULT_CART_HOURS;
+		return 0;
+	}
+	if (len == 18 && memcmp(name, "browsed_not_bought", 18) == 0) {
+		out->kind = AUDIENCE_BROWSED_NOT_BOUGHT;
+		out->hours = hours ? hours : AUDIENCE_DEFAULT_BROWSE_HOURS;
+		return 0;
+	}
 	if (len == 8 && memcmp(name, "birthday", 8) == 0) {
 		out->kind = AUDIENCE_BIRTHDAY;
 		return 0;
@@ -29,7 +41,7 @@ int audience_parse(const char *name, size_t len, uint32_t days, audience *out)
 const char *audience_names(void)
 {
 	return "champions, loyal, new, promising, needs_attention, at_risk, dormant, lost, "
-	       "prospect, birthday, all";
+	       "prospect, birthday, all, cart_abandoners, browsed_not_bought";
 }
 
 enum segment customer_segment(const model *m, const model_customer *c, int64_t now,
@@ -79,6 +91,125 @@ bool audience_match(const audience *a, const model *m, const model_customer *c, 
 		return *seg == a->segment;
 	case AUDIENCE_BIRTHDAY:
 		return birthday_within(c->sum.birthday, now, a->days);
+	case AUDIENCE_CART_ABANDONERS:
+	case AUDIENCE_BROWSED_NOT_BOUGHT:
+		return false; /* decided from events: audience_match_events */
 	}
 	return false;
+}
+
+bool audience_is_trigger(const audience *a)
+{
+	return a->kind == AUDIENCE_CART_ABANDONERS || a->kind == AUDIENCE_BROWSED_NOT_BOUGHT;
+}
+
+/* Decodes up to STATE_MAX_EVENTS events, oldest first; returns how many. */
+static uint32_t decode_all(const state_events *ev, event_view *out)
+{
+	size_t pos = 0;
+	uint32_t n = 0;
+	while (n < STATE_MAX_EVENTS && state_events_next(ev, &pos, &out[n]) == 0)
+		n++;
+	return n;
+}
+
+static bool same_item(const event_view *a, const event_view *b)
+{
+	return a->item_len == b->item_len && memcmp(a->item, b->item, a->item_len) == 0;
+}
+
+/* Whether event i's item was bought (or, for carts, taken out) later. */
+static bool resolved_later(const event_view *e, uint32_t n, uint32_t i)
+{
+	for (uint32_t k = i + 1; k < n; k++) {
+		if (!same_item(&e[i], &e[k]))
+			continue;
+		if (e[k].type == EVENT_PURCHASE && e[k].quantity > 0)
+			return true;
+		if (e[i].type == EVENT_CART && e[k].type == EVENT_REMOVE_FROM_CART)
+			return true;
+	}
+	return false;
+}
+
+bool audience_match_events(const audience *a, const state_events *ev, int64_t now)
+{
+	event_view e[STATE_MAX_EVENTS];
+	uint32_t n = decode_all(ev, e);
+	int want = a->kind == AUDIENCE_CART_ABANDONERS ? EVENT_CART : EVENT_VIEW;
+	int64_t since = now - (int64_t)a->hours * 3600;
+	bool bought_after = false;
+	for (uint32_t i = n; i-- > 0;) {
+		if (e[i].type == EVENT_PURCHASE && e[i].quantity > 0)
+			bought_after = true; /* "no purchase since" */
+		if (e[i].ts < since || e[i].type != want)
+			continue;
+		if (a->kind == AUDIENCE_CART_ABANDONERS && bought_after)
+			continue;
+		if (!resolved_later(e, n, i))
+			return true;
+	}
+	return false;
+}
+
+static int cmp_days(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+void customer_live_compute(const model *m, const model_customer *c, const state_events *ev,
+			   int64_t now, customer_live *out)
+{
+	const model_info *info = model_get_info(m);
+	memset(out, 0, sizeof(*out));
+	if (c) {
+		out->figs.first_purchase = c->sum.first_purchase;
+		out->figs.last_purchase = c->sum.last_purchase;
+		out->figs.frequency = c->sum.frequency;
+		out->figs.monetary = c->sum.monetary;
+	}
+	if (!ev || ev->count == 0)
+		return;
+	event_view e[STATE_MAX_EVENTS];
+	int64_t days[STATE_MAX_EVENTS];
+	uint32_t n = decode_all(ev, e), n_days = 0;
+	int64_t known_last_day = out->figs.frequency ? out->figs.last_purchase / 86400 : INT64_MIN;
+	double rate = log(2.0) / (INTENT_HALF_LIFE_HOURS * 3600.0);
+	for (uint32_t i = 0; i < n; i++) {
+		if (e[i].ts > out->last_event)
+			out->last_event = e[i].ts;
+		if (e[i].ts <= info->as_of)
+			continue; /* already in the model's figures */
+		out->events++;
+		if (e[i].type == EVENT_PURCHASE) {
+			out->figs.monetary += e[i].quantity * e[i].price;
+			if (e[i].quantity <= 0)
+				continue;
+			if (out->figs.frequency == 0 && n_days == 0)
+				out->figs.first_purchase = e[i].ts;
+			if (e[i].ts > out->figs.last_purchase)
+				out->figs.last_purchase = e[i].ts;
+			if (e[i].ts / 86400 != known_last_day)
+				days[n_days++] = e[i].ts / 86400;
+		} else if (e[i].type == EVENT_VIEW || e[i].type == EVENT_CART) {
+			if (resolved_later(e, n, i))
+				continue;
+			double age = (double)(now - e[i].ts);
+			float w = e[i].type == EVENT_CART ? 1.0f : 0.3f;
+			out->intent += w * (float)(age > 0 ? exp(-rate * age) : 1.0);
+		}
+	}
+	qsort(days, n_days, sizeof(*days), cmp_days);
+	for (uint32_t i = 0; i < n_days; i++)
+		out->figs.frequency += i == 0 || days[i] != days[i - 1];
+}
+
+enum segment customer_live_segment(const model *m, const customer_live *l, int64_t now,
+				   rfm_scores *scores)
+{
+	rfm_scores s = rfm_score(&model_get_info(m)->rfm, &l->figs, now);
+	if (scores)
+		*scores = s;
+	return rfm_segment(s);
 }

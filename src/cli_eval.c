@@ -115,7 +115,7 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 		if (n_rel == 0)
 			continue;
 
-		int rc = rec_for_customer(ctx, txn, cid, len, k, NULL, res);
+		int rc = rec_for_customer(ctx, txn, NULL, cid, len, k, NULL, res);
 		if (rc) {
 			sb_addf(err, "recommending for %s: %s", cid, store_strerror(rc));
 			goto out;

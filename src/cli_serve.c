@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "events.h"
 #include "cli.h"
 #include "http.h"
 #include "store.h"
@@ -31,12 +32,14 @@ static const char serve_usage[] =
 	"  --threads N        worker threads (default: number of cores)\n"
 	"  --max-body BYTES   largest request body accepted (default 1048576)\n"
 	"  --timeout SECONDS  idle connection timeout (default 30)\n"
+	"  --state-map MB     initial size of the state's map (default 64; it doubles\n"
+	"                     whenever it fills)\n"
 	"\n"
 	"SIGINT or SIGTERM: finish requests in flight and exit.\n";
 
 int cmd_serve(int argc, char **argv)
 {
-	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_HELP };
+	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "state", required_argument, NULL, O_STATE },
@@ -44,13 +47,14 @@ int cmd_serve(int argc, char **argv)
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "max-body", required_argument, NULL, O_BODY },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "state-map", required_argument, NULL, O_MAP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
-		 timeout = 30;
+		 timeout = 30, state_map_mb = 64;
 	int c;
 
 	opterr = 0;
@@ -71,6 +75,10 @@ int cmd_serve(int argc, char **argv)
 		case O_TIMEOUT:
 			if (!cli_parse_u32(optarg, 1, 3600, &timeout))
 				return cli_usage_error("serve", "--timeout %s: expected seconds from 1 to 3600", optarg);
+			break;
+		case O_MAP:
+			if (!cli_parse_u32(optarg, 1, 1u << 20, &state_map_mb))
+				return cli_usage_error("serve", "--state-map %s: expected megabytes from 1 to 1048576", optarg);
 			break;
 		case 'h':
 		case O_HELP: fputs(serve_usage, stdout); return EXIT_OK;
@@ -93,6 +101,7 @@ int cmd_serve(int argc, char **argv)
 	model *m = NULL;
 	state *st = NULL;
 	api *a = NULL;
+	events_writer *ew = NULL;
 	http_server *srv = NULL;
 	int ret = EXIT_RUNTIME;
 
@@ -100,11 +109,15 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	if (state_open(state_dir, &st, &err) != 0) {
+	if (state_open(state_dir, (uint64_t)state_map_mb << 20, &st, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	a = api_create(m, st);
+	if (events_writer_start(st, &ew, &err) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	a = api_create(m, st, ew);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -133,6 +146,7 @@ int cmd_serve(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	http_stop(srv);
+	events_writer_stop(ew); /* after the last request that could queue */
 	api_free(a);
 	state_close(st);
 	model_close(m);

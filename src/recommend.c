@@ -3,6 +3,7 @@
  */
 #include "recommend.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,11 @@ struct rec_ctx {
 	uint8_t *n_because;
 	uint32_t *touched;  /* candidates touched this request */
 	uint32_t n_touched;
+	/* Live events folded per item: affinity added since as_of. */
+	uint32_t *ev_seen;  /* ev_seen[j] == gen: ev_aff[j] valid */
+	float *ev_aff;
+	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
+	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
 };
 
@@ -50,6 +56,8 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->because_w = xcalloc(n, sizeof(*c->because_w));
 	c->n_because = xcalloc(n, sizeof(*c->n_because));
 	c->touched = xcalloc(n, sizeof(*c->touched));
+	c->ev_seen = xcalloc(n, sizeof(*c->ev_seen));
+	c->ev_aff = xcalloc(n, sizeof(*c->ev_aff));
 	return c;
 }
 
@@ -64,6 +72,8 @@ void rec_ctx_free(rec_ctx *c)
 	free(c->because_w);
 	free(c->n_because);
 	free(c->touched);
+	free(c->ev_seen);
+	free(c->ev_aff);
 	free(c);
 }
 
@@ -79,9 +89,11 @@ static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
 		memset(c->seen, 0, (size_t)c->n_items * sizeof(*c->seen));
 		memset(c->banned, 0, (size_t)c->n_items * sizeof(*c->banned));
+		memset(c->ev_seen, 0, (size_t)c->n_items * sizeof(*c->ev_seen));
 		c->gen = 1;
 	}
 	c->n_touched = 0;
+	c->n_ev_items = 0;
 	out->n = 0;
 	out->source = REC_POPULAR;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
@@ -212,35 +224,118 @@ static void ban_purchases(rec_ctx *c, const model_customer *cust, const rec_filt
 	}
 }
 
-int rec_for_customer(rec_ctx *c, model_txn *t, const char *id, size_t len, uint32_t n,
-		     const rec_filter *f, rec_result *out)
+/* 2^(-age / half-life) as exp(-rate * age); events "from the future"
+ * (clock skew) count fully. */
+static float decay(double rate, int64_t age)
+{
+	return rate > 0 && age > 0 ? (float)exp(-rate * (double)age) : 1.0f;
+}
+
+/* Folds the customer's events since the model's as-of time into ev_aff,
+ * banning what they bought. Returns how many events counted (>= 0) or a
+ * STORE_* error. */
+static int fold_events(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
+		       const rec_filter *f, double rate, int64_t now)
+{
+	const model_info *info = model_get_info(model_txn_model(t));
+	state_events ev;
+	event_view e;
+	size_t pos = 0;
+	int rc = state_events_get(st, id, len, &ev);
+	if (rc || ev.count == 0)
+		return rc;
+	/* Only the most recent REC_MAX_EVENTS: skip the older ones. */
+	for (uint32_t skip = ev.count > REC_MAX_EVENTS ? ev.count - REC_MAX_EVENTS : 0; skip; skip--)
+		if ((rc = state_events_next(&ev, &pos, &e)) != 0)
+			return rc;
+	int counted = 0;
+	while ((rc = state_events_next(&ev, &pos, &e)) == 0) {
+		uint32_t j;
+		/* Events up to as_of are already in the model's history. */
+		if (e.ts <= info->as_of || model_item_lookup(t, e.item, e.item_len, &j) != 0)
+			continue;
+		if (c->ev_seen[j] != c->gen) {
+			if (c->n_ev_items == REC_MAX_EVENTS)
+				continue;
+			c->ev_seen[j] = c->gen;
+			c->ev_aff[j] = 0.0f;
+			c->ev_items[c->n_ev_items++] = j;
+		}
+		float d = decay(rate, now - e.ts);
+		switch (e.type) {
+		case EVENT_VIEW:
+		case EVENT_CART:
+			c->ev_aff[j] += info->event_weight[e.type] * d;
+			break;
+		case EVENT_PURCHASE:
+			if (e.quantity > 0) {
+				c->ev_aff[j] += info->event_weight[EVENT_PURCHASE] * d;
+				if (!f || !f->include_purchased)
+					c->banned[j] = c->gen;
+			}
+			break;
+		case EVENT_REMOVE_FROM_CART:
+			c->ev_aff[j] -= info->event_weight[EVENT_CART] * d;
+			break;
+		}
+		counted++;
+	}
+	return rc == STORE_NOTFOUND ? counted : rc;
+}
+
+int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
+		     uint32_t n, const rec_filter *f, rec_result *out)
 {
 	model *m = model_txn_model(t);
+	const model_info *info = model_get_info(m);
 	model_customer cust;
+	int events = 0;
 
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
 	begin(c, f, out);
-	int rc = f && !f->personal ? STORE_NOTFOUND : model_customer_get(t, id, len, &cust);
-	if (rc == STORE_NOTFOUND) {
+	if (f && !f->personal) {
 		fill_popular(c, m, n, f, out);
 		return 0;
 	}
-	if (rc)
+	int rc = model_customer_get(t, id, len, &cust);
+	if (rc && rc != STORE_NOTFOUND)
 		return rc;
+	bool known = rc == 0;
+	int64_t now = model_now(m);
+	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
+	if (st && (events = fold_events(c, t, st, id, len, f, rate, now)) < 0)
+		return events;
+	if (!known && events == 0) {
+		fill_popular(c, m, n, f, out);
+		return 0;
+	}
 
-	ban_purchases(c, &cust, f);
-	/* Histories are stored most recent first: the first REC_MAX_HISTORY
-	 * entries with a weight are the most recent ones. */
-	uint32_t used = 0;
-	for (uint32_t i = 0; i < cust.n_hist && used < REC_MAX_HISTORY; i++) {
-		history_entry e = model_history_at(&cust, i);
-		if (e.weight <= 0.0f)
-			continue;
-		if (e.item >= c->n_items)
-			return STORE_CORRUPT;
-		if ((rc = spread(c, t, e.item, e.weight)) != 0)
+	if (known) {
+		ban_purchases(c, &cust, f);
+		/* History weights are sqrt(sum of decayed event weights) at as_of;
+		 * decayed on to now and merged with the live events' sums. */
+		float age = decay(rate, now - info->as_of);
+		uint32_t used = 0;
+		for (uint32_t i = 0; i < cust.n_hist && used < REC_MAX_HISTORY; i++) {
+			history_entry e = model_history_at(&cust, i);
+			if (e.item >= c->n_items)
+				return STORE_CORRUPT;
+			float sum = e.weight * e.weight * age;
+			if (c->ev_seen[e.item] == c->gen) {
+				sum += c->ev_aff[e.item];
+				c->ev_aff[e.item] = 0.0f; /* folded in here */
+			}
+			if (sum <= 0.0f)
+				continue;
+			if ((rc = spread(c, t, e.item, sqrtf(sum))) != 0)
+				return rc;
+			used++;
+		}
+	}
+	for (uint32_t k = 0; k < c->n_ev_items; k++) {
+		uint32_t j = c->ev_items[k];
+		if (c->ev_aff[j] > 0.0f && (rc = spread(c, t, j, sqrtf(c->ev_aff[j]))) != 0)
 			return rc;
-		used++;
 	}
 	select_top(c, m, n, f, out);
 	return 0;

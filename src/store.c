@@ -430,6 +430,23 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		for (size_t q = 0; q < 4; q++)
 			figs[f].cuts[q] = (float)json_number_value(json_array_get(arr, q));
 	}
+	json_t *params = json_object_get(root, "parameters");
+	json_t *weights = json_object_get(params, "event_weights");
+	json_t *hl = json_object_get(params, "half_life_days");
+	const char *wnames[3] = { "view", "cart", "purchase" };
+	for (int e = 0; e < 3; e++) {
+		json_t *wv = json_object_get(weights, wnames[e]);
+		if (!json_is_number(wv) || json_number_value(wv) < 0) {
+			sb_addf(err, "%s: meta record lacks the event weights", path);
+			goto out;
+		}
+		m->info.event_weight[e] = (float)json_number_value(wv);
+	}
+	if (!json_is_number(hl) || json_number_value(hl) < 0) {
+		sb_addf(err, "%s: meta record lacks the half-life", path);
+		goto out;
+	}
+	m->info.half_life_days = json_number_value(hl);
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);
@@ -659,7 +676,13 @@ int model_category_lookup(const model *m, const char *name, size_t len, uint32_t
 
 int64_t model_now(const model *m)
 {
-	int64_t elapsed = (int64_t)util_now() - m->info.created;
+	int64_t now = (int64_t)util_now();
+	/* Live data ends shortly before training: the wall clock is right.
+	 * Data that ended long before (a historical log, a replay) would make
+	 * every customer look lost: let its clock run from its as-of date. */
+	if (m->info.created - m->info.as_of <= MODEL_REPLAY_AFTER)
+		return now;
+	int64_t elapsed = now - m->info.created;
 	return m->info.as_of + (elapsed > 0 ? elapsed : 0);
 }
 
@@ -845,8 +868,15 @@ struct state {
 	MDB_env *env;
 	MDB_dbi meta;
 	MDB_dbi flags;   /* customer id -> struct flag_record */
+	MDB_dbi events;  /* customer id -> event log (see state_write_events) */
 	char *erasures_path;
 	pthread_mutex_t erasures_lock; /* one appender at a time */
+	/* Growing the map remaps it: no read transaction may be active then.
+	 * Readers hold this shared for the span of a request; the writer
+	 * takes it exclusively only to grow (rare). Writer-preferring, so a
+	 * steady read load cannot starve growth. */
+	pthread_rwlock_t remap_lock;
+	uint64_t map_size;
 };
 
 struct flag_record {
@@ -865,9 +895,14 @@ struct state_txn {
 #define STATE_FORMAT_VERSION 1u
 #define STATE_INITIAL_MAP (64ull << 20)
 
-int state_open(const char *dir, state **out, strbuf *err)
+int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 {
 	state *s = xcalloc(1, sizeof(*s));
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->remap_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	strbuf path = STRBUF_INIT;
 	MDB_txn *txn = NULL;
 	int rc;
@@ -879,7 +914,8 @@ int state_open(const char *dir, state **out, strbuf *err)
 		lmdb_fail(err, "state: create environment", rc);
 		goto fail;
 	}
-	mdb_env_set_mapsize(s->env, STATE_INITIAL_MAP);
+	s->map_size = initial_map ? (initial_map + 4095) & ~4095ull : STATE_INITIAL_MAP;
+	mdb_env_set_mapsize(s->env, (size_t)s->map_size);
 	mdb_env_set_maxdbs(s->env, 16);
 	mdb_env_set_maxreaders(s->env, 512);
 	rc = mdb_env_open(s->env, path.buf, MDB_NOSUBDIR | MDB_NOTLS, 0644);
@@ -887,6 +923,10 @@ int state_open(const char *dir, state **out, strbuf *err)
 		sb_addf(err, "cannot open state %s: %s", path.buf, mdb_strerror(rc));
 		goto fail;
 	}
+	/* The file may have grown past initial_map in an earlier run. */
+	MDB_envinfo ei;
+	if (mdb_env_info(s->env, &ei) == 0 && ei.me_mapsize > s->map_size)
+		s->map_size = ei.me_mapsize;
 	int dead = 0;
 	mdb_reader_check(s->env, &dead); /* slots of a killed process */
 
@@ -898,7 +938,8 @@ int state_open(const char *dir, state **out, strbuf *err)
 	sb_addf(&path, "%s/%s", dir, STATE_FILE);
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0) {
+	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)) != 0) {
 		lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
@@ -947,6 +988,7 @@ void state_close(state *s)
 		mdb_env_close(s->env);
 	if (s->erasures_path)
 		pthread_mutex_destroy(&s->erasures_lock);
+	pthread_rwlock_destroy(&s->remap_lock);
 	free(s->erasures_path);
 	free(s);
 }
@@ -955,7 +997,9 @@ int state_txn_begin(state *s, state_txn **out)
 {
 	state_txn *t = xcalloc(1, sizeof(*t));
 	t->s = s;
+	pthread_rwlock_rdlock(&s->remap_lock);
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn) != 0) {
+		pthread_rwlock_unlock(&s->remap_lock);
 		free(t);
 		return STORE_ERROR;
 	}
@@ -969,6 +1013,7 @@ void state_txn_reset(state_txn *t)
 	if (t->active) {
 		mdb_txn_reset(t->txn);
 		t->active = 0;
+		pthread_rwlock_unlock(&t->s->remap_lock);
 	}
 }
 
@@ -976,8 +1021,11 @@ int state_txn_renew(state_txn *t)
 {
 	if (t->active)
 		return 0;
-	if (mdb_txn_renew(t->txn) != 0)
+	pthread_rwlock_rdlock(&t->s->remap_lock);
+	if (mdb_txn_renew(t->txn) != 0) {
+		pthread_rwlock_unlock(&t->s->remap_lock);
 		return STORE_ERROR;
+	}
 	t->active = 1;
 	return 0;
 }
@@ -986,6 +1034,7 @@ void state_txn_free(state_txn *t)
 {
 	if (!t)
 		return;
+	state_txn_reset(t);
 	mdb_txn_abort(t->txn);
 	free(t);
 }
@@ -1010,9 +1059,13 @@ static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint
 			strbuf *err)
 {
 	MDB_txn *txn;
+	/* A write transaction uses the map too: keep growth out meanwhile. */
+	pthread_rwlock_rdlock(&s->remap_lock);
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc)
+	if (rc) {
+		pthread_rwlock_unlock(&s->remap_lock);
 		return lmdb_fail(err, "state: begin", rc);
+	}
 	MDB_val k = { len, (void *)id }, v;
 	struct flag_record fr = { 0, 0, 0 };
 	rc = mdb_get(txn, s->flags, &k, &v);
@@ -1025,9 +1078,11 @@ static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint
 	rc = mdb_put(txn, s->flags, &k, &v, 0);
 	if (rc) {
 		mdb_txn_abort(txn);
+		pthread_rwlock_unlock(&s->remap_lock);
 		return lmdb_fail(err, "state: write", rc);
 	}
 	rc = mdb_txn_commit(txn); /* synchronous: durable on return */
+	pthread_rwlock_unlock(&s->remap_lock);
 	if (rc)
 		return lmdb_fail(err, "state: commit", rc);
 	return 0;
@@ -1060,4 +1115,227 @@ int state_erase(state *s, const char *id, size_t len, strbuf *err)
 		return STORE_ERROR;
 	}
 	return update_flags(s, id, len, STATE_ERASED, 0, err);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/* A customer's event log: u32 count, u32 reserved, then events oldest
+ * first, each: i64 ts, f32 quantity, f32 price, u8 type, u8 item_len, item
+ * id bytes (22 + item_len bytes, packed). */
+#define EVENT_HEAD 22u
+
+int state_events_next(const state_events *ev, size_t *pos, event_view *out)
+{
+	if (*pos >= ev->size)
+		return STORE_NOTFOUND;
+	if (ev->size - *pos < EVENT_HEAD)
+		return STORE_CORRUPT;
+	const unsigned char *p = ev->data + *pos;
+	memcpy(&out->ts, p, 8);
+	memcpy(&out->quantity, p + 8, 4);
+	memcpy(&out->price, p + 12, 4);
+	out->type = p[16];
+	out->item_len = p[17];
+	/* bytes 18..21 reserved */
+	if (ev->size - *pos - EVENT_HEAD < out->item_len || out->type > EVENT_REMOVE_FROM_CART)
+		return STORE_CORRUPT;
+	out->item = (const char *)p + EVENT_HEAD;
+	*pos += EVENT_HEAD + out->item_len;
+	return 0;
+}
+
+static int decode_events(MDB_val v, state_events *out)
+{
+	if (v.mv_size < 8)
+		return STORE_CORRUPT;
+	memcpy(&out->count, v.mv_data, 4);
+	out->data = (const unsigned char *)v.mv_data + 8;
+	out->size = v.mv_size - 8;
+	return 0;
+}
+
+int state_events_get(state_txn *t, const char *id, size_t len, state_events *out)
+{
+	MDB_val k = { len, (void *)id }, v;
+	memset(out, 0, sizeof(*out));
+	int rc = mdb_get(t->txn, t->s->events, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return STORE_ERROR;
+	return decode_events(v, out);
+}
+
+/* Appends one event to the customer's log inside txn, dropping the oldest
+ * beyond STATE_MAX_EVENTS. `buf` is scratch reused across calls. */
+static int append_event(state *s, MDB_txn *txn, const event_in *e, strbuf *buf)
+{
+	MDB_val k = { e->customer_len, (void *)e->customer }, v;
+	state_events old = { NULL, 0, 0 };
+	int rc = mdb_get(txn, s->events, &k, &v);
+	if (rc == 0 && decode_events(v, &old) != 0)
+		old.count = 0, old.size = 0; /* unreadable log: start afresh */
+	else if (rc && rc != MDB_NOTFOUND)
+		return rc;
+
+	size_t skip = 0;
+	uint32_t count = old.count;
+	while (count >= STATE_MAX_EVENTS) { /* drop the oldest */
+		event_view ev;
+		if (state_events_next(&old, &skip, &ev) != 0)
+			break;
+		count--;
+	}
+	sb_reset(buf);
+	uint32_t head[2] = { count + 1, 0 };
+	sb_add(buf, head, 8);
+	sb_add(buf, old.data + skip, old.size - skip);
+	unsigned char rec[EVENT_HEAD] = { 0 };
+	memcpy(rec, &e->ts, 8);
+	memcpy(rec + 8, &e->quantity, 4);
+	memcpy(rec + 12, &e->price, 4);
+	rec[16] = e->type;
+	rec[17] = (unsigned char)e->item_len;
+	sb_add(buf, rec, EVENT_HEAD);
+	sb_add(buf, e->item, e->item_len);
+	v.mv_size = buf->len;
+	v.mv_data = buf->buf;
+	return mdb_put(txn, s->events, &k, &v, 0);
+}
+
+static int add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	uint64_t val = 0;
+	if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == sizeof(val))
+		memcpy(&val, v.mv_data, sizeof(val));
+	val += delta;
+	v.mv_size = sizeof(val);
+	v.mv_data = &val;
+	return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Doubles the map. No reader may be inside a transaction meanwhile. */
+static int grow_map(state *s)
+{
+	pthread_rwlock_wrlock(&s->remap_lock);
+	uint64_t size = s->map_size * 2;
+	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
+	if (rc == 0)
+		s->map_size = size;
+	pthread_rwlock_unlock(&s->remap_lock);
+	return rc;
+}
+
+int state_write_events(state *s, const event_in *const *batches, const uint32_t *counts,
+		       uint32_t n_batches, strbuf *err)
+{
+	strbuf buf = STRBUF_INIT;
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		MDB_txn *txn;
+		uint64_t total = 0, unknown = 0;
+		rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+		for (uint32_t b = 0; rc == 0 && b < n_batches; b++) {
+			for (uint32_t i = 0; rc == 0 && i < counts[b]; i++) {
+				rc = append_event(s, txn, &batches[b][i], &buf);
+				total++;
+				unknown += !batches[b][i].known_item;
+			}
+		}
+		if (rc == 0)
+			rc = add_counter(s, txn, "events", total);
+		if (rc == 0)
+			rc = add_counter(s, txn, "unknown_items", unknown);
+		if (rc == 0) {
+			rc = mdb_txn_commit(txn); /* synchronous: one fsync for all */
+		} else {
+			mdb_txn_abort(txn);
+		}
+		if (rc != MDB_MAP_FULL || attempt >= 30)
+			break;
+		if ((rc = grow_map(s)) != 0)
+			break;
+	}
+	sb_release(&buf);
+	if (rc) {
+		sb_addf(err, "state: cannot record events: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+struct state_iter {
+	MDB_cursor *cur;
+	const char *after;
+	size_t after_len;
+	int started;
+};
+
+int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
+{
+	state_iter *it = xcalloc(1, sizeof(*it));
+	if (mdb_cursor_open(t->txn, t->s->events, &it->cur) != 0) {
+		free(it);
+		return STORE_ERROR;
+	}
+	it->after = after;
+	it->after_len = after_len;
+	*out = it;
+	return 0;
+}
+
+int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *ev)
+{
+	MDB_val k, v;
+	int rc;
+	if (!it->started) {
+		it->started = 1;
+		if (it->after) {
+			k.mv_size = it->after_len;
+			k.mv_data = (void *)it->after;
+			rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+			if (rc == 0 && k.mv_size == it->after_len &&
+			    memcmp(k.mv_data, it->after, it->after_len) == 0)
+				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+		} else {
+			rc = mdb_cursor_get(it->cur, &k, &v, MDB_FIRST);
+		}
+	} else {
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND)
+		return STORE_NOTFOUND;
+	if (rc)
+		return STORE_ERROR;
+	*id = k.mv_data;
+	*len = k.mv_size;
+	return decode_events(v, ev);
+}
+
+void state_iter_end(state_iter *it)
+{
+	if (!it)
+		return;
+	mdb_cursor_close(it->cur);
+	free(it);
+}
+
+int state_get_counters(state_txn *t, state_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	const char *names[2] = { "events", "unknown_items" };
+	uint64_t *vals[2] = { &out->events, &out->unknown_items };
+	for (int i = 0; i < 2; i++) {
+		MDB_val k = { strlen(names[i]), (void *)names[i] }, v;
+		if (mdb_get(t->txn, t->s->meta, &k, &v) == 0 && v.mv_size == 8)
+			memcpy(vals[i], v.mv_data, 8);
+	}
+	MDB_envinfo ei;
+	MDB_stat st;
+	if (mdb_env_info(t->s->env, &ei) == 0 && mdb_env_stat(t->s->env, &st) == 0) {
+		out->map_size = ei.me_mapsize;
+		out->map_used = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
+	}
+	return 0;
 }
