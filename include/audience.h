@@ -69,14 +69,25 @@ enum segment customer_live_segment(const model *m, const customer_live *l, int64
 /* Whether a trigger audience takes the customer, given their events. */
 bool audience_match_events(const audience *a, const state_events *ev, int64_t now);
 
+/* Walks an audience's members in customer id order: segments and birthday
+ * over the model's customers, triggers over the customers with events.
+ * Erased customers and customers who withdrew consent are never members. */
+typedef struct audience_walk audience_walk;
+
+/* Starts after customer `after` (NULL: from the first). `st` may be NULL
+ * (no state: no events, no erasures). Returns 0 or STORE_ERROR. */
+int audience_walk_begin(const audience *a, model_txn *t, state_txn *st, const char *after,
+			size_t after_len, audience_walk **out);
+/* The next member: 0 with their id (borrowed until the transactions'
+ * reset), segment and live figures; STORE_NOTFOUND at the end; or an error. */
+int audience_walk_next(audience_walk *w, const char **id, size_t *len, enum segment *seg,
+		       customer_live *live, state_events *ev);
+/* audience_walk_end(NULL) does nothing. */
+void audience_walk_end(audience_walk *w);
+
 /* The customer's RFM scores and segment at time now. */
 enum segment customer_segment(const model *m, const model_customer *c, int64_t now,
 			      rfm_scores *scores);
-
-/* Whether the customer belongs to the audience at time now; *seg gets
- * their segment. */
-bool audience_match(const audience *a, const model *m, const model_customer *c, int64_t now,
-		    enum segment *seg);
 
 /* Lists the audience names, comma-separated, for error messages. */
 const char *audience_names(void);

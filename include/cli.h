@@ -28,6 +28,7 @@ int cmd_train(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* ---- training flags, shared by train and eval (cli_train.c) ------------- */
 

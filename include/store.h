@@ -231,8 +231,31 @@ typedef struct state state;
  * the starting map size in bytes (0: 64 MiB); the map doubles whenever it
  * fills. Returns 0 or STORE_ERROR with a message in *err. */
 int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err);
+/* Opens an existing state read-only, for tools running beside the server
+ * (export). Returns 0 or STORE_ERROR with a message in *err. */
+int state_open_readonly(const char *dir, state **out, strbuf *err);
+
 /* state_close(NULL) does nothing. */
 void state_close(state *s);
+
+/* ---- the sent log: what audience exports pushed to whom ------------------ */
+
+/* A separate LMDB file, DIR/sent.mdb, written only by `shopkeeper export`
+ * (one writer at a time), so exports never write the server's state. */
+typedef struct sent_log sent_log;
+
+int sent_log_open(const char *dir, sent_log **out, strbuf *err);
+/* sent_log_close(NULL) does nothing. */
+void sent_log_close(sent_log *l);
+/* Calls fn(item, item_len, ts, arg) for each item sent to the customer.
+ * Returns 0 or STORE_ERROR. */
+int sent_log_each(sent_log *l, const char *customer, size_t len,
+		  void (*fn)(const char *item, size_t item_len, int64_t ts, void *arg), void *arg);
+/* Records that items were sent now (the oldest records beyond 200 per
+ * customer are dropped). Buffered: durable after sent_log_flush. */
+int sent_log_add(sent_log *l, const char *customer, size_t len, const char *const *items,
+		 const size_t *item_lens, uint32_t n, int64_t ts, strbuf *err);
+int sent_log_flush(sent_log *l, strbuf *err);
 
 /* Per-customer flags kept in the state. */
 #define STATE_NO_PERSONALIZATION 1u /* consent withdrawn */

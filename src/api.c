@@ -894,19 +894,13 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	if (worker_begin(w, resp) != 0)
 		return;
 
-	/* Segments walk the model's customers; triggers walk the customers
-	 * with live events. Either way in id order, so a cursor is an id. */
-	bool trigger = audience_is_trigger(&aud);
-	model_iter *mit = NULL;
-	state_iter *sit = NULL;
-	rc = trigger ? state_iter_begin(w->stxn, have_cursor ? after : NULL, after_len, &sit)
-		     : model_iter_begin(w->txn, have_cursor ? after : NULL, after_len, &mit);
-	if (rc) {
+	audience_walk *walk = NULL;
+	if (audience_walk_begin(&aud, w->txn, w->stxn, have_cursor ? after : NULL, after_len,
+				&walk) != 0) {
 		worker_end(w);
 		storage_error(resp, STORE_ERROR);
 		return;
 	}
-	int64_t now = model_now(a->model);
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"audience\":");
 	sb_add_json_str(sb, req->segs[2], req->seg_lens[2]);
@@ -914,64 +908,34 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	write_model_field(sb, a->model);
 	sb_adds(sb, ",\"customers\":[");
 	uint32_t got = 0;
-	const char *id = NULL, *last_id = NULL;
+	const char *id = NULL;
+	char last_id[ID_MAX_LEN];
 	size_t last_len = 0;
 	bool more = false;
-	for (;;) {
-		model_customer c, *cp = NULL;
-		state_events ev = { NULL, 0, 0 };
-		enum segment seg;
-		uint32_t flags;
-		if (trigger) {
-			rc = state_iter_next(sit, &id, &len, &ev);
-			if (rc == 0) {
-				int mrc = model_customer_get(w->txn, id, len, &c);
-				if (mrc == 0)
-					cp = &c;
-				else if (mrc != STORE_NOTFOUND)
-					rc = mrc;
-			}
-		} else {
-			rc = model_iter_next(mit, &id, &len, &c);
-			cp = &c;
-			if (rc == 0)
-				rc = state_events_get(w->stxn, id, len, &ev);
-		}
-		if (rc)
-			break;
+	enum segment seg;
+	customer_live live;
+	state_events ev;
+	while ((rc = audience_walk_next(walk, &id, &len, &seg, &live, &ev)) == 0) {
 		if (got == limit) {
-			more = true; /* at least one customer beyond this page */
+			more = true; /* another member exists: there is a next page */
 			break;
 		}
-		customer_live live;
-		customer_live_compute(a->model, cp, &ev, now, &live);
-		seg = customer_live_segment(a->model, &live, now, NULL);
-		bool match = trigger ? audience_match_events(&aud, &ev, now)
-			     : aud.kind == AUDIENCE_SEGMENT ? seg == aud.segment
-							     : audience_match(&aud, a->model, cp, now, &seg);
-		if (!match)
-			continue;
-		if (state_customer_flags(w->stxn, id, len, &flags) != 0 ||
-		    (flags & (STATE_ERASED | STATE_NO_PERSONALIZATION)))
-			continue;
 		if ((rc = rec_for_customer(w->rec, w->txn, w->stxn, id, len, n, NULL, &w->result)) != 0)
 			break;
 		if (got++)
 			sb_addc(sb, ',');
 		write_member(a, w, sb, id, len, seg, &live, explain);
-		last_id = id;
+		memcpy(last_id, id, len);
 		last_len = len;
 	}
-	model_iter_end(mit);
-	state_iter_end(sit);
+	audience_walk_end(walk);
 	if (rc != 0 && rc != STORE_NOTFOUND) {
 		worker_end(w);
 		storage_error(resp, rc);
 		return;
 	}
 	sb_adds(sb, "],\"next_cursor\":");
-	/* Resume after the last customer returned. */
-	if (more && last_id)
+	if (more)
 		add_cursor(sb, last_id, last_len);
 	else
 		sb_adds(sb, "null");
@@ -1205,8 +1169,11 @@ static bool route_matches(const struct route *r, const http_request *req)
 	if (r->n != req->n_segs)
 		return false;
 	for (unsigned i = 0; i < r->n; i++) {
-		if (strcmp(r->pattern[i], "*") == 0)
+		if (strcmp(r->pattern[i], "*") == 0) {
+			if (req->seg_lens[i] == 0)
+				return false; /* "/v1/customers//x" names no customer */
 			continue;
+		}
 		if (strlen(r->pattern[i]) != req->seg_lens[i] ||
 		    memcmp(r->pattern[i], req->segs[i], req->seg_lens[i]) != 0)
 			return false;

@@ -80,24 +80,6 @@ static bool birthday_within(uint16_t birthday, int64_t now, uint32_t days)
 	return false;
 }
 
-bool audience_match(const audience *a, const model *m, const model_customer *c, int64_t now,
-		    enum segment *seg)
-{
-	*seg = customer_segment(m, c, now, NULL);
-	switch (a->kind) {
-	case AUDIENCE_ALL:
-		return true;
-	case AUDIENCE_SEGMENT:
-		return *seg == a->segment;
-	case AUDIENCE_BIRTHDAY:
-		return birthday_within(c->sum.birthday, now, a->days);
-	case AUDIENCE_CART_ABANDONERS:
-	case AUDIENCE_BROWSED_NOT_BOUGHT:
-		return false; /* decided from events: audience_match_events */
-	}
-	return false;
-}
-
 bool audience_is_trigger(const audience *a)
 {
 	return a->kind == AUDIENCE_CART_ABANDONERS || a->kind == AUDIENCE_BROWSED_NOT_BOUGHT;
@@ -212,4 +194,93 @@ enum segment customer_live_segment(const model *m, const customer_live *l, int64
 	if (scores)
 		*scores = s;
 	return rfm_segment(s);
+}
+
+struct audience_walk {
+	audience aud;
+	model *m;
+	model_txn *t;
+	state_txn *st;
+	model_iter *mit;
+	state_iter *sit;
+	int64_t now;
+};
+
+int audience_walk_begin(const audience *a, model_txn *t, state_txn *st, const char *after,
+			size_t after_len, audience_walk **out)
+{
+	audience_walk *w = calloc(1, sizeof(*w));
+	if (!w)
+		return STORE_ERROR;
+	w->aud = *a;
+	w->t = t;
+	w->st = st;
+	w->m = model_txn_model(t);
+	w->now = model_now(w->m);
+	int rc = 0;
+	if (audience_is_trigger(a)) {
+		if (st)
+			rc = state_iter_begin(st, after, after_len, &w->sit);
+	} else {
+		rc = model_iter_begin(t, after, after_len, &w->mit);
+	}
+	if (rc) {
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int audience_walk_next(audience_walk *w, const char **id, size_t *len, enum segment *seg,
+		       customer_live *live, state_events *ev)
+{
+	for (;;) {
+		model_customer c, *cp = NULL;
+		int rc;
+		memset(ev, 0, sizeof(*ev));
+		if (audience_is_trigger(&w->aud)) {
+			if (!w->sit)
+				return STORE_NOTFOUND;
+			if ((rc = state_iter_next(w->sit, id, len, ev)) != 0)
+				return rc;
+			rc = model_customer_get(w->t, *id, *len, &c);
+			if (rc == 0)
+				cp = &c;
+			else if (rc != STORE_NOTFOUND)
+				return rc;
+		} else {
+			if ((rc = model_iter_next(w->mit, id, len, &c)) != 0)
+				return rc;
+			cp = &c;
+			if (w->st && (rc = state_events_get(w->st, *id, *len, ev)) != 0)
+				return rc;
+		}
+		customer_live_compute(w->m, cp, ev, w->now, live);
+		*seg = customer_live_segment(w->m, live, w->now, NULL);
+		bool match;
+		switch (w->aud.kind) {
+		case AUDIENCE_SEGMENT: match = *seg == w->aud.segment; break;
+		case AUDIENCE_ALL: match = true; break;
+		case AUDIENCE_BIRTHDAY: match = cp && birthday_within(cp->sum.birthday, w->now, w->aud.days); break;
+		default: match = audience_match_events(&w->aud, ev, w->now); break;
+		}
+		if (!match)
+			continue;
+		uint32_t flags = 0;
+		if (w->st && state_customer_flags(w->st, *id, *len, &flags) != 0)
+			return STORE_ERROR;
+		if (flags & (STATE_ERASED | STATE_NO_PERSONALIZATION))
+			continue;
+		return 0;
+	}
+}
+
+void audience_walk_end(audience_walk *w)
+{
+	if (!w)
+		return;
+	model_iter_end(w->mit);
+	state_iter_end(w->sit);
+	free(w);
 }

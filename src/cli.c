@@ -19,6 +19,7 @@ static const char usage[] =
 	"commands:\n"
 	"  train     read interactions CSV, write a model directory\n"
 	"  serve     answer HTTP requests from a model\n"
+	"  export    write an audience with personalised items as JSON Lines\n"
 	"  eval      train on one file, measure recommendations against another\n"
 	"  inspect   print a model's meta record, an item's neighbours or a customer\n"
 	"\n"
@@ -97,6 +98,8 @@ int cli_main(int argc, char **argv)
 		return cmd_inspect(argc - 1, argv + 1);
 	if (strcmp(cmd, "eval") == 0)
 		return cmd_eval(argc - 1, argv + 1);
+	if (strcmp(cmd, "export") == 0)
+		return cmd_export(argc - 1, argv + 1);
 	fprintf(stderr, "shopkeeper: unknown command '%s'\n\n%s", cmd, usage);
 	return EXIT_USAGE;
 }

@@ -22,7 +22,7 @@
 
 #include "util.h"
 
-#define HTTP_MAX_PATH 4096
+#define HTTP_MAX_PATH 8192
 
 /* Per pool thread: reusable buffers and the application's slot. */
 struct http_thread {
@@ -158,7 +158,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
 }
 
 /* Splits the raw path into decoded segments in t->scratch. Returns 0, -1 on
- * a bad escape, -2 on too many segments or too long a path. */
+ * a bad escape, -2 on too long a path, -3 on too many segments. */
 static int split_path(struct http_thread *t, const char *url, http_request *req)
 {
 	size_t n = strlen(url);
@@ -168,17 +168,17 @@ static int split_path(struct http_thread *t, const char *url, http_request *req)
 	sb_grow(&t->scratch, n + HTTP_MAX_SEGMENTS + 1);
 	size_t offs[HTTP_MAX_SEGMENTS];
 	req->n_segs = 0;
+	/* Empty segments are kept ("/a//b" has three), so that an empty id
+	 * is never mistaken for the next segment. */
 	const char *p = url;
+	if (*p == '/')
+		p++;
 	while (*p) {
-		while (*p == '/')
-			p++;
-		if (!*p)
-			break;
 		const char *end = strchr(p, '/');
 		if (!end)
 			end = p + strlen(p);
 		if (req->n_segs == HTTP_MAX_SEGMENTS)
-			return -2;
+			return -3;
 		offs[req->n_segs] = t->scratch.len;
 		long got = http_percent_decode(p, (size_t)(end - p), t->scratch.buf + t->scratch.len,
 					       false);
@@ -186,7 +186,7 @@ static int split_path(struct http_thread *t, const char *url, http_request *req)
 			return -1;
 		req->seg_lens[req->n_segs++] = (size_t)got;
 		t->scratch.len += (size_t)got + 1;
-		p = end;
+		p = *end ? end + 1 : end;
 	}
 	for (unsigned i = 0; i < req->n_segs; i++)
 		req->segs[i] = t->scratch.buf + offs[i];
@@ -262,7 +262,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rc == -1)
 		http_error(&resp, 400, "bad_request", "invalid percent-encoding in the path");
 	else if (rc == -2)
-		http_error(&resp, 404, "not_found", "no such resource (path too long)");
+		http_error(&resp, 414, "uri_too_long", "the path is longer than %d bytes",
+			   HTTP_MAX_PATH);
+	else if (rc == -3)
+		http_error(&resp, 404, "not_found", "no route has more than %d path segments",
+			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
 	return send_body(conn, resp.status, resp.body, resp.allow);
@@ -355,6 +359,9 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+		/* Room for a request line past HTTP_MAX_PATH, so that over-long
+		 * paths reach us and get a JSON 414 instead of the library's page. */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 		MHD_OPTION_END);
 	if (!s->daemon) {
 		sb_addf(err, "cannot listen on %s (address in use, or not an address of this host?)",

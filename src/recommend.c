@@ -172,6 +172,7 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 {
 	const unsigned char *pop = model_popular(m);
 	uint32_t total = MIN(model_get_info(m)->n_items, c->n_items);
+	bool topping_up = out->n > 0;
 	for (uint32_t r = 0; r < total && out->n < n; r++) {
 		neighbor p = model_pair_at(pop, r);
 		if (c->banned[p.item] == c->gen || !allowed(m, f, p.item))
@@ -179,7 +180,9 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 		c->banned[p.item] = c->gen; /* no duplicates */
 		rec_item *it = &out->items[out->n++];
 		it->item = p.item;
-		it->score = p.score;
+		/* Popularity is another scale than similarity sums: below a
+		 * personal list, top-ups score 0 so scores never rise. */
+		it->score = topping_up ? 0.0f : p.score;
 		it->source = REC_POPULAR;
 		it->n_because = 0;
 	}
@@ -219,7 +222,8 @@ static void ban_purchases(rec_ctx *c, const model_customer *cust, const rec_filt
 		return;
 	for (uint32_t i = 0; i < cust->n_hist; i++) {
 		history_entry e = model_history_at(cust, i);
-		if (e.item < c->n_items && (e.flags & HIST_PURCHASED))
+		/* Bought, or bought and sent back: either way not news to them. */
+		if (e.item < c->n_items && (e.flags & (HIST_PURCHASED | HIST_RETURNED)))
 			c->banned[e.item] = c->gen;
 	}
 }

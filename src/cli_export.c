@@ -1,0 +1,294 @@
+/*
+ * cli_export: `shopkeeper export`: an audience as JSON Lines for an e-mail
+ * tool's mail merge, one customer per line with their segment and top items,
+ * titles and the bought items behind each ("Because you bought X...").
+ *
+ * Streams: one customer at a time through an LMDB cursor, so memory stays
+ * constant whatever the audience size. Frequency capping: an item this
+ * customer was sent by an export in the last --cap-days days, or one they
+ * viewed STATE_CAP_VIEWS times or more without carting or buying it, is not
+ * pushed again; what is exported is recorded in STATE/sent.mdb (unless
+ * --no-record).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audience.h"
+#include "cli.h"
+#include "ids.h"
+#include "progress.h"
+#include "recommend.h"
+#include "store.h"
+#include "util.h"
+
+#define EXPORT_CAP_VIEWS 5 /* views without a cart or purchase: stop pushing */
+
+static const char export_usage[] =
+	"usage: shopkeeper export --model DIR --state DIR --audience NAME [options]\n"
+	"\n"
+	"Writes the audience as JSON Lines on stdout: one customer per line with\n"
+	"their segment, intent and top items (titles, and `because` items).\n"
+	"\n"
+	"  --model DIR        model directory\n"
+	"  --state DIR        the server's state directory (read-only; may not exist yet)\n"
+	"  --audience NAME    a segment, birthday, all, cart_abandoners or browsed_not_bought\n"
+	"  --n N              items per customer (default 10, 1..100)\n"
+	"  --days N           birthday window in days (default 7)\n"
+	"  --hours N          trigger window in hours (defaults: 24 carts, 72 views)\n"
+	"  --cap-days N       do not resend an item within N days (default 14; 0: off)\n"
+	"  --no-record        do not record what was exported (a dry run)\n";
+
+struct cap {
+	model_txn *t;
+	rec_filter *f;
+	uint32_t *exclude;
+	uint32_t cap;
+	int64_t since;
+};
+
+static void cap_sent(const char *item, size_t len, int64_t ts, void *arg)
+{
+	struct cap *c = arg;
+	uint32_t idx;
+	if (ts >= c->since && c->f->n_exclude < c->cap &&
+	    model_item_lookup(c->t, item, len, &idx) == 0)
+		c->exclude[c->f->n_exclude++] = idx;
+}
+
+/* Items viewed EXPORT_CAP_VIEWS times or more, never carted or bought. */
+static void cap_views(struct cap *c, const state_events *ev)
+{
+	event_view e[STATE_MAX_EVENTS];
+	uint32_t n = 0;
+	size_t pos = 0;
+	while (n < STATE_MAX_EVENTS && state_events_next(ev, &pos, &e[n]) == 0)
+		n++;
+	for (uint32_t i = 0; i < n; i++) {
+		if (e[i].type != EVENT_VIEW)
+			continue;
+		uint32_t views = 0;
+		bool engaged = false, first = true;
+		for (uint32_t k = 0; k < n; k++) {
+			if (e[k].item_len != e[i].item_len || memcmp(e[k].item, e[i].item, e[i].item_len))
+				continue;
+			if (k < i && e[k].type == EVENT_VIEW)
+				first = false; /* counted at its first view */
+			views += e[k].type == EVENT_VIEW;
+			engaged |= e[k].type == EVENT_CART || e[k].type == EVENT_PURCHASE;
+		}
+		uint32_t idx;
+		if (first && !engaged && views >= EXPORT_CAP_VIEWS && c->f->n_exclude < c->cap &&
+		    model_item_lookup(c->t, e[i].item, e[i].item_len, &idx) == 0)
+			c->exclude[c->f->n_exclude++] = idx;
+	}
+}
+
+static void write_line(const model *m, const char *id, size_t len, enum segment seg,
+		       const customer_live *live, const rec_result *r, strbuf *sb)
+{
+	sb_reset(sb);
+	sb_adds(sb, "{\"customer_id\":");
+	sb_add_json_str(sb, id, len);
+	sb_adds(sb, ",\"segment\":\"");
+	sb_adds(sb, segment_name(seg));
+	sb_adds(sb, "\",\"intent\":");
+	sb_add_double(sb, live->intent, 4);
+	sb_adds(sb, ",\"source\":\"");
+	sb_adds(sb, rec_source_name(r->source));
+	sb_adds(sb, "\",\"items\":[");
+	for (uint32_t i = 0; i < r->n; i++) {
+		const rec_item *it = &r->items[i];
+		size_t n;
+		const char *s;
+		if (i)
+			sb_addc(sb, ',');
+		s = model_item_id(m, it->item, &n);
+		sb_adds(sb, "{\"item_id\":");
+		sb_add_json_str(sb, s, n);
+		s = model_item_title(m, it->item, &n);
+		sb_adds(sb, ",\"title\":");
+		sb_add_json_str(sb, s, n);
+		sb_adds(sb, ",\"score\":");
+		sb_add_double(sb, it->score, 6);
+		sb_adds(sb, ",\"because\":[");
+		for (uint8_t b = 0; b < it->n_because; b++) {
+			if (b)
+				sb_addc(sb, ',');
+			s = model_item_id(m, it->because[b], &n);
+			sb_adds(sb, "{\"item_id\":");
+			sb_add_json_str(sb, s, n);
+			s = model_item_title(m, it->because[b], &n);
+			sb_adds(sb, ",\"title\":");
+			sb_add_json_str(sb, s, n);
+			sb_addc(sb, '}');
+		}
+		sb_adds(sb, "]}");
+	}
+	sb_adds(sb, "]}\n");
+}
+
+int cmd_export(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "state", required_argument, NULL, 's' },
+		{ "audience", required_argument, NULL, 'a' },
+		{ "n", required_argument, NULL, 'n' },
+		{ "days", required_argument, NULL, 'd' },
+		{ "hours", required_argument, NULL, 'H' },
+		{ "cap-days", required_argument, NULL, 'c' },
+		{ "no-record", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *model_dir = NULL, *state_dir = NULL, *name = NULL;
+	uint32_t n = 10, days = 0, hours = 0, cap_days = 14;
+	bool record = true;
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': model_dir = optarg; break;
+		case 's': state_dir = optarg; break;
+		case 'a': name = optarg; break;
+		case 'r': record = false; break;
+		case 'n':
+			if (!cli_parse_u32(optarg, 1, REC_MAX_N, &n))
+				return cli_usage_error("export", "--n %s: expected an integer from 1 to %d", optarg, REC_MAX_N);
+			break;
+		case 'd':
+			if (!cli_parse_u32(optarg, 1, AUDIENCE_MAX_DAYS, &days))
+				return cli_usage_error("export", "--days %s: expected 1 to %u", optarg, AUDIENCE_MAX_DAYS);
+			break;
+		case 'H':
+			if (!cli_parse_u32(optarg, 1, AUDIENCE_MAX_HOURS, &hours))
+				return cli_usage_error("export", "--hours %s: expected 1 to %u", optarg, AUDIENCE_MAX_HOURS);
+			break;
+		case 'c':
+			if (!cli_parse_u32(optarg, 0, 3650, &cap_days))
+				return cli_usage_error("export", "--cap-days %s: expected 0 to 3650", optarg);
+			break;
+		case 'h': fputs(export_usage, stdout); return EXIT_OK;
+		default: return cli_usage_error("export", "unknown or incomplete option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("export", "unexpected argument '%s'", argv[optind]);
+	if (!model_dir || !state_dir || !name)
+		return cli_usage_error("export", "--model DIR, --state DIR and --audience NAME are required");
+	audience aud;
+	if (audience_parse(name, strlen(name), days, hours, &aud) != 0)
+		return cli_usage_error("export", "no audience '%s' (known: %s)", name, audience_names());
+
+	strbuf err = STRBUF_INIT, line = STRBUF_INIT, path = STRBUF_INIT;
+	model *m = NULL;
+	state *st = NULL;
+	model_txn *t = NULL;
+	state_txn *stx = NULL;
+	sent_log *sent = NULL;
+	rec_ctx *ctx = NULL;
+	audience_walk *walk = NULL;
+	rec_result *res = xmalloc(sizeof(*res));
+	uint32_t *exclude = xmallocarray(REC_MAX_N * 4, sizeof(*exclude));
+	int ret = EXIT_RUNTIME;
+
+	if (model_open(model_dir, &m, &err) != 0) {
+		cli_fail("export", "%s", err.buf);
+		goto out;
+	}
+	sb_addf(&path, "%s/state.mdb", state_dir);
+	struct stat sst;
+	/* No state yet (the server never ran): the model alone answers. */
+	if (stat(path.buf, &sst) == 0 && state_open_readonly(state_dir, &st, &err) != 0) {
+		cli_fail("export", "%s", err.buf);
+		goto out;
+	}
+	if (record || cap_days) {
+		mkdir(state_dir, 0755);
+		if (sent_log_open(state_dir, &sent, &err) != 0) {
+			cli_fail("export", "%s", err.buf);
+			goto out;
+		}
+	}
+	if (model_txn_begin(m, &t) != 0 || (st && state_txn_begin(st, &stx) != 0)) {
+		cli_fail("export", "cannot read the model or state");
+		goto out;
+	}
+	ctx = rec_ctx_create(model_get_info(m)->n_items);
+	if (audience_walk_begin(&aud, t, stx, NULL, 0, &walk) != 0) {
+		cli_fail("export", "cannot walk the customers");
+		goto out;
+	}
+
+	int64_t now = model_now(m);
+	uint64_t written = 0, seen = 0;
+	progress prog;
+	progress_begin(&prog, "export", "customers", 0);
+	const char *id;
+	size_t len;
+	enum segment seg;
+	customer_live live;
+	state_events ev;
+	int rc;
+	while ((rc = audience_walk_next(walk, &id, &len, &seg, &live, &ev)) == 0) {
+		rec_filter f;
+		rec_filter_init(&f);
+		f.exclude = exclude;
+		struct cap cap = { t, &f, exclude, REC_MAX_N * 4, now - (int64_t)cap_days * 86400 };
+		if (cap_days && sent && sent_log_each(sent, id, len, cap_sent, &cap) != 0) {
+			cli_fail("export", "the sent log is corrupt");
+			goto out;
+		}
+		cap_views(&cap, &ev);
+		if ((rc = rec_for_customer(ctx, t, stx, id, len, n, &f, res)) != 0)
+			break;
+		write_line(m, id, len, seg, &live, res, &line);
+		if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
+			cli_fail("export", "cannot write to standard output");
+			goto out;
+		}
+		if (record && res->n) {
+			const char *items[REC_MAX_N];
+			size_t lens[REC_MAX_N];
+			for (uint32_t i = 0; i < res->n; i++)
+				items[i] = model_item_id(m, res->items[i].item, &lens[i]);
+			if (sent_log_add(sent, id, len, items, lens, res->n, now, &err) != 0) {
+				cli_fail("export", "%s", err.buf);
+				goto out;
+			}
+		}
+		written++;
+		if ((++seen & 255) == 0)
+			progress_update(&prog, seen);
+	}
+	progress_update(&prog, seen);
+	progress_end(&prog);
+	if (rc != STORE_NOTFOUND) {
+		cli_fail("export", "reading the model failed: %s", store_strerror(rc));
+		goto out;
+	}
+	if (fflush(stdout) != 0 || (sent && sent_log_flush(sent, &err) != 0)) {
+		cli_fail("export", "%s", err.len ? err.buf : "cannot write to standard output");
+		goto out;
+	}
+	fprintf(stderr, "export: %llu customers in audience %s\n", (unsigned long long)written, name);
+	ret = EXIT_OK;
+out:
+	audience_walk_end(walk);
+	rec_ctx_free(ctx);
+	state_txn_free(stx);
+	model_txn_free(t);
+	sent_log_close(sent);
+	state_close(st);
+	model_close(m);
+	free(exclude);
+	free(res);
+	sb_release(&err);
+	sb_release(&line);
+	sb_release(&path);
+	return ret;
+}
