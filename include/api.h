@@ -15,10 +15,22 @@
 
 typedef struct api api;
 
-/* An API over model m, state st and the event writer ew (all borrowed:
- * they must outlive the api). Never fails. */
-api *api_create(model *m, state *st, events_writer *ew);
-/* api_free(NULL) does nothing. Call after http_stop(). */
+/* An API over model m (owned from now on: closed by the api once no
+ * longer current and unused), state st and the event writer ew (borrowed:
+ * they must outlive the api). model_dir is where reloads look. Never
+ * fails. */
+api *api_create(model *m, state *st, events_writer *ew, const char *model_dir);
+
+/* Loads model_dir again and, if it opens and validates, makes it current:
+ * requests in flight finish on the old model, which is closed once no
+ * worker uses it. Returns 0, or -1 with a message in *err (the current
+ * model stays). Safe from any thread (SIGHUP, POST /admin/reload). */
+int api_reload(api *a, strbuf *err);
+
+/* Where /metrics gets the number of open connections. */
+void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);
+/* api_free(NULL) does nothing. Call after http_stop(); releases the
+ * current model. */
 void api_free(api *a);
 
 /* The http_handler and http_config.thread_free for this api. */

@@ -42,6 +42,7 @@ typedef struct http_response {
 	int status;          /* default 200 */
 	strbuf *body;        /* JSON text; per-thread, reset before each call */
 	const char *allow;   /* Allow header for a 405, or NULL */
+	const char *content_type; /* NULL: application/json; charset=utf-8 */
 } http_response;
 
 /* The application's request handler; `app` is http_config.app. */
@@ -64,6 +65,8 @@ typedef struct http_server http_server;
 int http_start(const http_config *cfg, http_server **out, strbuf *err);
 /* The bound port (useful after listening on port 0). */
 unsigned http_port(const http_server *s);
+/* Connections open now (arg: the http_server). */
+unsigned http_connections(void *server);
 /* Stops accepting, finishes the requests in flight, joins the threads and
  * frees the server; http_stop(NULL) does nothing. */
 void http_stop(http_server *s);

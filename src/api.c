@@ -9,6 +9,7 @@
 #include "api.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,21 +31,64 @@
 #define API_SEGMENTS_TTL 60.0    /* seconds GET /v1/segments is cached */
 #define API_MAX_EVENTS 1000u     /* events in one POST /v1/events */
 
+/* A loaded model and the workers using it. The api holds one reference
+ * for as long as the model is current; each worker holds one while it has
+ * a transaction on it. The last release closes the model: an old model is
+ * unmapped once every worker has moved on to the new one. */
+struct model_ref {
+	model *m;
+	atomic_uint refs;
+};
+
+/* Status codes counted in /metrics; the last slot takes the rest. */
+static const int metric_statuses[] = { 200, 400, 401, 403, 404, 405, 413, 414, 429, 500, 503, 0 };
+#define N_STATUS (sizeof(metric_statuses) / sizeof(metric_statuses[0]))
+/* Latency histogram bounds, seconds. */
+static const double metric_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+					  0.005,  0.01,    0.025,  0.1,   1.0 };
+#define N_BUCKETS (sizeof(metric_buckets) / sizeof(metric_buckets[0]))
+#define N_ROUTES 14 /* routes[] plus "unmatched" */
+
+/* Per worker, written only by its thread; /metrics sums them (relaxed
+ * reads of counters that only grow). */
+struct worker_metrics {
+	atomic_ulong requests[N_ROUTES][N_STATUS];
+	atomic_ulong latency[N_BUCKETS + 1]; /* last: over the top bound */
+	atomic_ulong latency_sum_us;
+	atomic_ulong events_accepted, events_rejected;
+};
+
 struct api {
-	model *model;
+	_Atomic(struct model_ref *) current;
 	state *state;
 	events_writer *events;
+	char *model_dir;
+	/* Serialises reloads and the taking of references to `current`. */
+	pthread_mutex_t ref_lock;
+	atomic_ulong reloads, reload_failures;
+	double started;
+	/* Workers, for /metrics; appended once per thread. */
+	pthread_mutex_t workers_lock;
+	struct worker *workers;
 	/* GET /v1/segments walks every customer: cache the answer briefly. */
 	pthread_mutex_t segments_lock;
 	strbuf segments_body;
 	double segments_at;
+	char segments_model[64]; /* model_id the cache was computed on */
+	/* libmicrohttpd's open connections, for /metrics. */
+	unsigned (*connections)(void *arg);
+	void *connections_arg;
 };
 
 /* Per pool thread (see api.h). */
 struct worker {
+	struct model_ref *ref; /* the model this worker's transactions are on */
+	model *m;
 	model_txn *txn;
 	state_txn *stxn;
 	rec_ctx *rec;
+	struct worker_metrics metrics;
+	struct worker *next;
 	rec_result result;
 	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
 	uint32_t basket[API_MAX_BASKET];
@@ -54,56 +98,132 @@ struct worker {
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
 
-api *api_create(model *m, state *st, events_writer *ew)
+static struct model_ref *ref_new(model *m)
+{
+	struct model_ref *r = xcalloc(1, sizeof(*r));
+	r->m = m;
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+static void ref_release(struct model_ref *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		model_close(r->m);
+		free(r);
+	}
+}
+
+api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 {
 	api *a = xcalloc(1, sizeof(*a));
-	a->model = m;
+	atomic_init(&a->current, ref_new(m));
 	a->state = st;
 	a->events = ew;
+	a->model_dir = xstrdup(model_dir);
+	a->started = util_now();
+	pthread_mutex_init(&a->ref_lock, NULL);
+	pthread_mutex_init(&a->workers_lock, NULL);
 	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
+}
+
+void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
+{
+	a->connections = fn;
+	a->connections_arg = arg;
 }
 
 void api_free(api *a)
 {
 	if (!a)
 		return;
+	ref_release(atomic_load(&a->current));
+	pthread_mutex_destroy(&a->ref_lock);
+	pthread_mutex_destroy(&a->workers_lock);
 	pthread_mutex_destroy(&a->segments_lock);
 	sb_release(&a->segments_body);
+	free(a->model_dir);
 	free(a);
+}
+
+/* Drops the worker's transactions and its model reference. */
+static void worker_detach(struct worker *w)
+{
+	model_txn_free(w->txn);
+	rec_ctx_free(w->rec);
+	ref_release(w->ref);
+	w->txn = NULL;
+	w->rec = NULL;
+	w->ref = NULL;
+	w->m = NULL;
 }
 
 void api_thread_free(void *app, void *thread_data)
 {
 	struct worker *w = thread_data;
 	(void)app;
-	if (!w)
-		return;
-	model_txn_free(w->txn);
+	worker_detach(w);
 	state_txn_free(w->stxn);
-	rec_ctx_free(w->rec);
-	free(w);
+	free(w); /* after http_stop: nobody reads its metrics any more */
 }
 
-/* The thread's worker, created on its first request; NULL (and a 503 in
- * resp) if a transaction cannot be opened. */
-static struct worker *worker_get(api *a, const http_request *req, http_response *resp)
+/* The thread's worker, created on its first request and moved to the
+ * current model when a reload has happened; NULL (and a 503 in resp) if a
+ * transaction cannot be opened. The common case is one atomic load. */
+static struct worker *worker_sync(api *a, const http_request *req, http_response *resp)
 {
 	struct worker *w = *req->thread_data;
-	if (w)
+	if (w && w->ref == atomic_load_explicit(&a->current, memory_order_acquire))
 		return w;
-	w = xcalloc(1, sizeof(*w));
-	if (model_txn_begin(a->model, &w->txn) != 0 || state_txn_begin(a->state, &w->stxn) != 0) {
-		model_txn_free(w->txn);
-		free(w);
-		http_error(resp, 503, "unavailable", "cannot open a read transaction");
+	if (!w) {
+		w = xcalloc(1, sizeof(*w));
+		if (state_txn_begin(a->state, &w->stxn) != 0) {
+			free(w);
+			http_error(resp, 503, "unavailable", "cannot open a state transaction");
+			return NULL;
+		}
+		state_txn_reset(w->stxn);
+		pthread_mutex_lock(&a->workers_lock);
+		w->next = a->workers;
+		a->workers = w;
+		pthread_mutex_unlock(&a->workers_lock);
+		*req->thread_data = w;
+	}
+	worker_detach(w);
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *r = atomic_load(&a->current);
+	atomic_fetch_add(&r->refs, 1); /* current holds one: never 0 here */
+	pthread_mutex_unlock(&a->ref_lock);
+	w->ref = r;
+	w->m = r->m;
+	if (model_txn_begin(w->m, &w->txn) != 0) {
+		worker_detach(w);
+		http_error(resp, 503, "unavailable", "cannot open a model transaction");
 		return NULL;
 	}
 	model_txn_reset(w->txn);
-	state_txn_reset(w->stxn);
-	w->rec = rec_ctx_create(model_get_info(a->model)->n_items);
-	*req->thread_data = w;
+	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
 	return w;
+}
+
+int api_reload(api *a, strbuf *err)
+{
+	model *m = NULL;
+	/* Opening validates the whole model; the current one stays on any
+	 * failure. */
+	if (model_open(a->model_dir, &m, err) != 0) {
+		atomic_fetch_add(&a->reload_failures, 1);
+		return -1;
+	}
+	struct model_ref *fresh = ref_new(m);
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *old = atomic_load(&a->current);
+	atomic_store_explicit(&a->current, fresh, memory_order_release);
+	pthread_mutex_unlock(&a->ref_lock);
+	ref_release(old); /* closed when its last worker moves on */
+	atomic_fetch_add(&a->reloads, 1);
+	return 0;
 }
 
 /* Takes fresh snapshots of model and state for this request. */
@@ -257,7 +377,7 @@ static int query_filter(api *a, struct worker *w, const http_request *req, http_
 		http_error(resp, 400, "invalid_parameter", "category is malformed or too long");
 		return -1;
 	}
-	if (rc == 1 && len > 0 && model_category_lookup(a->model, v, len, &f->category) != 0) {
+	if (rc == 1 && len > 0 && model_category_lookup(w->m, v, len, &f->category) != 0) {
 		http_error(resp, 400, "unknown_category", "category %.*s is not in the catalog",
 			   (int)MIN(len, (size_t)128), v);
 		return -1;
@@ -381,17 +501,17 @@ static int lookup_customer(api *a, struct worker *w, const char *id, size_t len,
 	return 0;
 }
 
-static void get_health(api *a, const http_request *req, http_response *resp)
+static void get_health(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	(void)a;
 	(void)req;
 	sb_adds(resp->body, "{\"status\":\"ok\"}");
 }
 
-static void get_ready(api *a, const http_request *req, http_response *resp)
+static void get_ready(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	(void)req;
-	const model_info *info = model_get_info(a->model);
+	const model_info *info = model_get_info(w->m);
 	sb_adds(resp->body, "{\"status\":\"ready\",\"model\":");
 	add_str(resp->body, info->model_id);
 	sb_adds(resp->body, ",\"algorithm\":");
@@ -405,13 +525,12 @@ static void get_ready(api *a, const http_request *req, http_response *resp)
 	sb_addc(resp->body, '}');
 }
 
-static void get_customer(api *a, const http_request *req, http_response *resp)
+static void get_customer(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
 	const char *id;
 	size_t len;
 	struct who who;
-	if (!w || path_id(req, 2, "customer", resp, &id, &len) != 0 || worker_begin(w, resp) != 0)
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0 || worker_begin(w, resp) != 0)
 		return;
 	int rc = lookup_customer(a, w, id, len, &who);
 	if (rc) {
@@ -424,17 +543,17 @@ static void get_customer(api *a, const http_request *req, http_response *resp)
 		http_error(resp, 404, "unknown_customer", "customer %.*s is not known", (int)len, id);
 		return;
 	}
-	int64_t now = model_now(a->model);
+	int64_t now = model_now(w->m);
 	customer_live live;
 	rfm_scores sc;
-	customer_live_compute(a->model, who.known ? &who.cust : NULL, &who.events, now, &live);
-	enum segment seg = customer_live_segment(a->model, &live, now, &sc);
+	customer_live_compute(w->m, who.known ? &who.cust : NULL, &who.events, now, &live);
+	enum segment seg = customer_live_segment(w->m, &live, now, &sc);
 	const rfm_figures *fig = &live.figs;
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"customer_id\":");
 	sb_add_json_str(sb, id, len);
 	sb_addc(sb, ',');
-	write_model_field(sb, a->model);
+	write_model_field(sb, w->m);
 	sb_adds(sb, ",\"segment\":");
 	add_str(sb, segment_name(seg));
 	sb_adds(sb, ",\"rfm\":");
@@ -475,9 +594,8 @@ static void get_customer(api *a, const http_request *req, http_response *resp)
 	worker_end(w);
 }
 
-static void get_customer_recs(api *a, const http_request *req, http_response *resp)
+static void get_customer_recs(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
 	const char *id;
 	size_t len;
 	uint32_t n = API_DEFAULT_N;
@@ -485,7 +603,7 @@ static void get_customer_recs(api *a, const http_request *req, http_response *re
 	rec_filter f;
 	struct who who;
 
-	if (!w || path_id(req, 2, "customer", resp, &id, &len) != 0 ||
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0 ||
 	    param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 || worker_begin(w, resp) != 0)
 		return;
 	int rc = query_filter(a, w, req, resp, &f, &explain);
@@ -498,7 +616,7 @@ static void get_customer_recs(api *a, const http_request *req, http_response *re
 	f.personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
 	rc = f.personal ? rec_for_customer(w->rec, w->txn, w->stxn, id, len, n, &f, &w->result) : 0;
 	if (!f.personal)
-		rec_popular(w->rec, a->model, n, &f, &w->result);
+		rec_popular(w->rec, w->m, n, &f, &w->result);
 	if (rc) {
 		worker_end(w);
 		storage_error(resp, rc);
@@ -508,32 +626,31 @@ static void get_customer_recs(api *a, const http_request *req, http_response *re
 	sb_adds(sb, "{\"customer_id\":");
 	sb_add_json_str(sb, id, len);
 	sb_addc(sb, ',');
-	write_model_field(sb, a->model);
+	write_model_field(sb, w->m);
 	if (f.personal) {
 		customer_live live;
-		int64_t now = model_now(a->model);
-		customer_live_compute(a->model, who.known ? &who.cust : NULL, &who.events, now, &live);
+		int64_t now = model_now(w->m);
+		customer_live_compute(w->m, who.known ? &who.cust : NULL, &who.events, now, &live);
 		sb_adds(sb, ",\"segment\":");
-		add_str(sb, segment_name(customer_live_segment(a->model, &live, now, NULL)));
+		add_str(sb, segment_name(customer_live_segment(w->m, &live, now, NULL)));
 	}
 	sb_adds(sb, ",\"source\":");
 	add_str(sb, rec_source_name(w->result.source));
 	sb_addc(sb, ',');
-	write_items(sb, a->model, &w->result, explain);
+	write_items(sb, w->m, &w->result, explain);
 	sb_addc(sb, '}');
 	worker_end(w);
 }
 
-static void get_item_similar(api *a, const http_request *req, http_response *resp)
+static void get_item_similar(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
 	const char *id;
 	size_t len;
 	uint32_t n = API_DEFAULT_N, idx;
 	bool explain = false;
 	rec_filter f;
 
-	if (!w || path_id(req, 2, "item", resp, &id, &len) != 0 ||
+	if (path_id(req, 2, "item", resp, &id, &len) != 0 ||
 	    param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 || worker_begin(w, resp) != 0)
 		return;
 	if (query_filter(a, w, req, resp, &f, &explain) != 0) {
@@ -556,9 +673,9 @@ static void get_item_similar(api *a, const http_request *req, http_response *res
 	sb_adds(sb, "{\"item_id\":");
 	sb_add_json_str(sb, id, len);
 	sb_addc(sb, ',');
-	write_model_field(sb, a->model);
+	write_model_field(sb, w->m);
 	sb_addc(sb, ',');
-	write_items(sb, a->model, &w->result, false);
+	write_items(sb, w->m, &w->result, false);
 	sb_addc(sb, '}');
 }
 
@@ -606,11 +723,8 @@ static int json_id(json_t *obj, const char *key, const char *what, http_response
 	return check_id(what, resp, id, len);
 }
 
-static void post_recommendations(api *a, const http_request *req, http_response *resp)
+static void post_recommendations(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
-	if (!w)
-		return;
 	json_t *root = body_object(req, resp);
 	if (!root)
 		return;
@@ -697,13 +811,13 @@ static void post_recommendations(api *a, const http_request *req, http_response 
 		sb_add_json_str(sb, cid, clen);
 		sb_addc(sb, ',');
 	}
-	write_model_field(sb, a->model);
+	write_model_field(sb, w->m);
 	sb_adds(sb, ",\"source\":");
 	add_str(sb, rec_source_name(w->result.source));
 	sb_adds(sb, ",\"unknown_items\":");
 	sb_add_u64(sb, unknown);
 	sb_addc(sb, ',');
-	write_items(sb, a->model, &w->result, explain);
+	write_items(sb, w->m, &w->result, explain);
 	sb_addc(sb, '}');
 out:
 	worker_end(w);
@@ -713,7 +827,7 @@ out_json:
 
 /* ---- consent and erasure ------------------------------------------------ */
 
-static void put_consent(api *a, const http_request *req, http_response *resp)
+static void put_consent(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	const char *id;
 	size_t len;
@@ -743,7 +857,7 @@ out:
 	json_decref(root);
 }
 
-static void delete_customer(api *a, const http_request *req, http_response *resp)
+static void delete_customer(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	const char *id;
 	size_t len;
@@ -766,7 +880,7 @@ static void delete_customer(api *a, const http_request *req, http_response *resp
 static void compute_segments(api *a, struct worker *w, strbuf *out)
 {
 	uint64_t counts[SEG_COUNT] = { 0 }, total = 0;
-	int64_t now = model_now(a->model);
+	int64_t now = model_now(w->m);
 	model_iter *it = NULL;
 	const char *id;
 	size_t len;
@@ -776,13 +890,13 @@ static void compute_segments(api *a, struct worker *w, strbuf *out)
 			uint32_t flags;
 			if (state_customer_flags(w->stxn, id, len, &flags) == 0 && (flags & STATE_ERASED))
 				continue;
-			counts[customer_segment(a->model, &c, now, NULL)]++;
+			counts[customer_segment(w->m, &c, now, NULL)]++;
 			total++;
 		}
 		model_iter_end(it);
 	}
 	sb_adds(out, "{");
-	write_model_field(out, a->model);
+	write_model_field(out, w->m);
 	sb_adds(out, ",\"at\":");
 	add_time(out, now);
 	sb_adds(out, ",\"customers\":");
@@ -798,18 +912,18 @@ static void compute_segments(api *a, struct worker *w, strbuf *out)
 	sb_adds(out, "}}");
 }
 
-static void get_segments(api *a, const http_request *req, http_response *resp)
+static void get_segments(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
-	if (!w)
-		return;
 	pthread_mutex_lock(&a->segments_lock);
 	double now = util_monotonic();
-	if (!a->segments_body.len || now - a->segments_at > API_SEGMENTS_TTL) {
+	if (!a->segments_body.len || now - a->segments_at > API_SEGMENTS_TTL ||
+	    strcmp(a->segments_model, model_get_info(w->m)->model_id) != 0) {
 		if (worker_begin(w, resp) == 0) {
 			sb_reset(&a->segments_body);
 			compute_segments(a, w, &a->segments_body);
 			a->segments_at = now;
+			snprintf(a->segments_model, sizeof(a->segments_model), "%s",
+				 model_get_info(w->m)->model_id);
 			worker_end(w);
 		}
 	}
@@ -859,13 +973,12 @@ static void write_member(api *a, struct worker *w, strbuf *sb, const char *id, s
 	sb_adds(sb, ",\"intent\":");
 	sb_add_double(sb, live->intent, 4);
 	sb_addc(sb, ',');
-	write_items(sb, a->model, &w->result, explain);
+	write_items(sb, w->m, &w->result, explain);
 	sb_addc(sb, '}');
 }
 
-static void get_audience(api *a, const http_request *req, http_response *resp)
+static void get_audience(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
 	uint32_t n = API_DEFAULT_N, limit = API_DEFAULT_PAGE, days = 0, hours = 0;
 	audience aud;
 	char after[ID_MAX_LEN];
@@ -874,7 +987,7 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	const char *v;
 	size_t len;
 
-	if (!w || param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
+	if (param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
 	    param_uint(w, req, resp, "limit", 1, API_MAX_PAGE, &limit) != 0 ||
 	    param_uint(w, req, resp, "days", 1, AUDIENCE_MAX_DAYS, &days) != 0 ||
 	    param_uint(w, req, resp, "hours", 1, AUDIENCE_MAX_HOURS, &hours) != 0 ||
@@ -905,7 +1018,7 @@ static void get_audience(api *a, const http_request *req, http_response *resp)
 	sb_adds(sb, "{\"audience\":");
 	sb_add_json_str(sb, req->segs[2], req->seg_lens[2]);
 	sb_addc(sb, ',');
-	write_model_field(sb, a->model);
+	write_model_field(sb, w->m);
 	sb_adds(sb, ",\"customers\":[");
 	uint32_t got = 0;
 	const char *id = NULL;
@@ -1042,12 +1155,9 @@ static void add_rejection(strbuf *sb, size_t index, const char *why, bool *first
 	sb_addc(sb, '}');
 }
 
-static void post_events(api *a, const http_request *req, http_response *resp)
+static void post_events(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
-	struct worker *w = worker_get(a, req, resp);
 	json_error_t jerr;
-	if (!w)
-		return;
 	if (!req->body || req->body_len == 0) {
 		http_error(resp, 400, "invalid_json", "a JSON event object or array is required");
 		return;
@@ -1074,7 +1184,7 @@ static void post_events(api *a, const http_request *req, http_response *resp)
 		goto out;
 	}
 
-	int64_t now = model_now(a->model); /* the default event time */
+	int64_t now = model_now(w->m); /* the default event time */
 	uint32_t accepted = 0, unknown = 0;
 	strbuf rejected = STRBUF_INIT;
 	bool first = true;
@@ -1102,6 +1212,7 @@ static void post_events(api *a, const http_request *req, http_response *resp)
 				goto out;
 			}
 			add_rejection(&rejected, i, why, &first);
+			atomic_fetch_add_explicit(&w->metrics.events_rejected, 1, memory_order_relaxed);
 			continue;
 		}
 		uint32_t idx;
@@ -1126,6 +1237,7 @@ static void post_events(api *a, const http_request *req, http_response *resp)
 		sb_release(&rejected);
 		goto out;
 	}
+	atomic_fetch_add_explicit(&w->metrics.events_accepted, accepted, memory_order_relaxed);
 	sb_adds(resp->body, "{\"accepted\":");
 	sb_add_u64(resp->body, accepted);
 	sb_adds(resp->body, ",\"unknown_items\":");
@@ -1140,7 +1252,8 @@ out:
 
 /* ---- routing ------------------------------------------------------------ */
 
-typedef void (*handler_fn)(api *a, const http_request *req, http_response *resp);
+typedef void (*handler_fn)(api *a, struct worker *w, const http_request *req,
+			   http_response *resp);
 
 /* A route: literal segments, "*" for an id. */
 struct route {
@@ -1149,6 +1262,9 @@ struct route {
 	unsigned n;
 	handler_fn fn;
 };
+
+static void get_metrics(api *a, struct worker *w, const http_request *req, http_response *resp);
+static void post_reload(api *a, struct worker *w, const http_request *req, http_response *resp);
 
 static const struct route routes[] = {
 	{ "GET", { "healthz" }, 1, get_health },
@@ -1162,7 +1278,164 @@ static const struct route routes[] = {
 	{ "GET", { "v1", "segments" }, 2, get_segments },
 	{ "GET", { "v1", "audiences", "*" }, 3, get_audience },
 	{ "POST", { "v1", "events" }, 2, post_events },
+	{ "GET", { "metrics" }, 1, get_metrics },
+	{ "POST", { "admin", "reload" }, 2, post_reload },
 };
+_Static_assert(sizeof(routes) / sizeof(routes[0]) == N_ROUTES - 1, "N_ROUTES is routes + 1");
+
+/* The route's label in /metrics: "GET /v1/customers/{id}/recommendations". */
+static void route_label(size_t i, strbuf *sb)
+{
+	if (i >= ARRAY_SIZE(routes)) {
+		sb_adds(sb, "unmatched");
+		return;
+	}
+	sb_adds(sb, routes[i].method);
+	sb_addc(sb, ' ');
+	for (unsigned k = 0; k < routes[i].n; k++) {
+		sb_addc(sb, '/');
+		sb_adds(sb, strcmp(routes[i].pattern[k], "*") == 0
+				    ? (k == 2 && strcmp(routes[i].pattern[1], "items") == 0 ? "{item}"
+					: k == 2 && strcmp(routes[i].pattern[1], "audiences") == 0 ? "{name}"
+					: "{customer}")
+				    : routes[i].pattern[k]);
+	}
+}
+
+static void get_metrics(api *a, struct worker *w, const http_request *req, http_response *resp)
+{
+	(void)req;
+	static unsigned long requests[N_ROUTES][N_STATUS]; /* summed under workers_lock */
+	unsigned long latency[N_BUCKETS + 1] = { 0 }, sum_us = 0, accepted = 0, rejected = 0;
+	strbuf *sb = resp->body;
+	strbuf label = STRBUF_INIT;
+
+	pthread_mutex_lock(&a->workers_lock);
+	memset(requests, 0, sizeof(requests));
+	for (struct worker *k = a->workers; k; k = k->next) {
+		for (size_t r = 0; r < N_ROUTES; r++)
+			for (size_t st = 0; st < N_STATUS; st++)
+				requests[r][st] += atomic_load_explicit(&k->metrics.requests[r][st],
+									memory_order_relaxed);
+		for (size_t b = 0; b <= N_BUCKETS; b++)
+			latency[b] += atomic_load_explicit(&k->metrics.latency[b], memory_order_relaxed);
+		sum_us += atomic_load_explicit(&k->metrics.latency_sum_us, memory_order_relaxed);
+		accepted += atomic_load_explicit(&k->metrics.events_accepted, memory_order_relaxed);
+		rejected += atomic_load_explicit(&k->metrics.events_rejected, memory_order_relaxed);
+	}
+	sb_adds(sb, "# HELP shopkeeper_requests_total HTTP requests answered, by route and status.\n"
+		    "# TYPE shopkeeper_requests_total counter\n");
+	unsigned long total = 0;
+	for (size_t r = 0; r < N_ROUTES; r++) {
+		for (size_t st = 0; st < N_STATUS; st++) {
+			if (!requests[r][st])
+				continue;
+			total += requests[r][st];
+			sb_reset(&label);
+			route_label(r, &label);
+			sb_addf(sb, "shopkeeper_requests_total{route=\"%s\",status=\"", label.buf);
+			if (metric_statuses[st])
+				sb_addf(sb, "%d", metric_statuses[st]);
+			else
+				sb_adds(sb, "other");
+			sb_addf(sb, "\"} %lu\n", requests[r][st]);
+		}
+	}
+	pthread_mutex_unlock(&a->workers_lock);
+
+	sb_adds(sb, "# HELP shopkeeper_request_duration_seconds Time to compute an answer.\n"
+		    "# TYPE shopkeeper_request_duration_seconds histogram\n");
+	unsigned long cum = 0;
+	for (size_t b = 0; b < N_BUCKETS; b++) {
+		cum += latency[b];
+		sb_addf(sb, "shopkeeper_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
+			metric_buckets[b], cum);
+	}
+	cum += latency[N_BUCKETS];
+	sb_addf(sb, "shopkeeper_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
+	sb_addf(sb, "shopkeeper_request_duration_seconds_sum %.6f\n", (double)sum_us / 1e6);
+	sb_addf(sb, "shopkeeper_request_duration_seconds_count %lu\n", cum);
+
+	sb_addf(sb, "# HELP shopkeeper_events_accepted_total Events recorded durably.\n"
+		    "# TYPE shopkeeper_events_accepted_total counter\n"
+		    "shopkeeper_events_accepted_total %lu\n"
+		    "# HELP shopkeeper_events_rejected_total Events refused as invalid.\n"
+		    "# TYPE shopkeeper_events_rejected_total counter\n"
+		    "shopkeeper_events_rejected_total %lu\n", accepted, rejected);
+	uint64_t commits = 0, written = 0;
+	events_writer_stats(a->events, &commits, &written);
+	sb_addf(sb, "# HELP shopkeeper_event_commits_total Group commits (one fsync each).\n"
+		    "# TYPE shopkeeper_event_commits_total counter\n"
+		    "shopkeeper_event_commits_total %llu\n", (unsigned long long)commits);
+
+	const model_info *info = model_get_info(w->m);
+	sb_adds(sb, "# HELP shopkeeper_model_info The model being served.\n"
+		    "# TYPE shopkeeper_model_info gauge\n");
+	sb_addf(sb, "shopkeeper_model_info{model=\"%s\",algorithm=\"%s\"} 1\n", info->model_id,
+		info->algorithm);
+	sb_addf(sb, "# HELP shopkeeper_model_age_seconds Seconds since the model was trained.\n"
+		    "# TYPE shopkeeper_model_age_seconds gauge\n"
+		    "shopkeeper_model_age_seconds %.0f\n", util_now() - (double)info->created);
+	sb_addf(sb, "# HELP shopkeeper_model_items Items in the model.\n"
+		    "# TYPE shopkeeper_model_items gauge\nshopkeeper_model_items %u\n"
+		    "# HELP shopkeeper_model_customers Customers in the model.\n"
+		    "# TYPE shopkeeper_model_customers gauge\nshopkeeper_model_customers %u\n",
+		info->n_items, info->n_customers);
+	sb_addf(sb, "# HELP shopkeeper_model_reloads_total Model switches, and refused ones.\n"
+		    "# TYPE shopkeeper_model_reloads_total counter\n"
+		    "shopkeeper_model_reloads_total{result=\"ok\"} %lu\n"
+		    "shopkeeper_model_reloads_total{result=\"failed\"} %lu\n",
+		atomic_load(&a->reloads), atomic_load(&a->reload_failures));
+
+	state_counters sc;
+	if (state_txn_renew(w->stxn) == 0) {
+		state_get_counters(w->stxn, &sc);
+		state_txn_reset(w->stxn);
+		sb_addf(sb, "# HELP shopkeeper_state_map_bytes The state's LMDB map: size and use.\n"
+			    "# TYPE shopkeeper_state_map_bytes gauge\n"
+			    "shopkeeper_state_map_bytes{kind=\"size\"} %llu\n"
+			    "shopkeeper_state_map_bytes{kind=\"used\"} %llu\n",
+			(unsigned long long)sc.map_size, (unsigned long long)sc.map_used);
+		sb_addf(sb, "# HELP shopkeeper_state_events_total Events in the state since it was created.\n"
+			    "# TYPE shopkeeper_state_events_total counter\n"
+			    "shopkeeper_state_events_total %llu\n"
+			    "# HELP shopkeeper_state_unknown_item_events_total Of which naming items no model knew.\n"
+			    "# TYPE shopkeeper_state_unknown_item_events_total counter\n"
+			    "shopkeeper_state_unknown_item_events_total %llu\n",
+			(unsigned long long)sc.events, (unsigned long long)sc.unknown_items);
+	}
+	if (a->connections)
+		sb_addf(sb, "# HELP shopkeeper_open_connections Client connections open now.\n"
+			    "# TYPE shopkeeper_open_connections gauge\n"
+			    "shopkeeper_open_connections %u\n", a->connections(a->connections_arg));
+	sb_addf(sb, "# HELP shopkeeper_uptime_seconds Seconds since the server started.\n"
+		    "# TYPE shopkeeper_uptime_seconds gauge\nshopkeeper_uptime_seconds %.0f\n",
+		util_now() - a->started);
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	sb_release(&label);
+}
+
+static void post_reload(api *a, struct worker *w, const http_request *req, http_response *resp)
+{
+	strbuf err = STRBUF_INIT;
+	(void)w;
+	(void)req;
+	if (api_reload(a, &err) != 0) {
+		http_error(resp, 409, "reload_failed", "kept the current model: %s", err.buf);
+		sb_release(&err);
+		return;
+	}
+	sb_release(&err);
+	struct model_ref *r = atomic_load(&a->current);
+	const model_info *info = model_get_info(r->m); /* a holds a reference */
+	sb_adds(resp->body, "{\"reloaded\":true,\"model\":");
+	add_str(resp->body, info->model_id);
+	sb_adds(resp->body, ",\"items\":");
+	sb_add_u64(resp->body, info->n_items);
+	sb_adds(resp->body, ",\"customers\":");
+	sb_add_u64(resp->body, info->n_customers);
+	sb_addc(resp->body, '}');
+}
 
 static bool route_matches(const struct route *r, const http_request *req)
 {
@@ -1181,18 +1454,39 @@ static bool route_matches(const struct route *r, const http_request *req)
 	return true;
 }
 
+static void record(struct worker *w, size_t route, int status, double secs)
+{
+	size_t si = N_STATUS - 1;
+	for (size_t i = 0; i + 1 < N_STATUS; i++)
+		if (metric_statuses[i] == status)
+			si = i;
+	atomic_fetch_add_explicit(&w->metrics.requests[route][si], 1, memory_order_relaxed);
+	size_t b = 0;
+	while (b < N_BUCKETS && secs > metric_buckets[b])
+		b++;
+	atomic_fetch_add_explicit(&w->metrics.latency[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->metrics.latency_sum_us, (unsigned long)(secs * 1e6),
+				  memory_order_relaxed);
+}
+
 void api_handle(void *app, const http_request *req, http_response *resp)
 {
 	api *a = app;
 	char allowed[64] = "";
 	bool head = strcmp(req->method, "HEAD") == 0;
+	double t0 = util_monotonic();
+	size_t route = N_ROUTES - 1; /* unmatched */
 
+	struct worker *w = worker_sync(a, req, resp);
+	if (!w)
+		return;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
 		if (!route_matches(&routes[i], req))
 			continue;
 		if (strcmp(routes[i].method, req->method) == 0 ||
 		    (head && strcmp(routes[i].method, "GET") == 0)) {
-			routes[i].fn(a, req, resp);
+			routes[i].fn(a, w, req, resp);
+			record(w, i, resp->status, util_monotonic() - t0);
 			return;
 		}
 		size_t used = strlen(allowed);
@@ -1206,7 +1500,8 @@ void api_handle(void *app, const http_request *req, http_response *resp)
 		resp->allow = allow_header;
 		http_error(resp, 405, "method_not_allowed", "%s is not allowed here (use %s)",
 			   req->method, allowed);
-		return;
+	} else {
+		http_error(resp, 404, "not_found", "no route for %s %s", req->method, req->url);
 	}
-	http_error(resp, 404, "not_found", "no route for %s %s", req->method, req->url);
+	record(w, route, resp->status, util_monotonic() - t0);
 }

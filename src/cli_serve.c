@@ -35,7 +35,8 @@ static const char serve_usage[] =
 	"  --state-map MB     initial size of the state's map (default 64; it doubles\n"
 	"                     whenever it fills)\n"
 	"\n"
-	"SIGINT or SIGTERM: finish requests in flight and exit.\n";
+	"SIGINT or SIGTERM: finish requests in flight and exit. SIGHUP (or\n"
+	"POST /admin/reload): load the model in --model again and switch to it.\n";
 
 int cmd_serve(int argc, char **argv)
 {
@@ -117,12 +118,17 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	a = api_create(m, st, ew);
+	const model_info *info = model_get_info(m);
+	fprintf(stderr, "shopkeeper %s: model %s (%s, %u items, %u customers)\n", SHOPKEEPER_VERSION,
+		info->model_id, info->algorithm, info->n_items, info->n_customers);
+	a = api_create(m, st, ew, model_dir);
+	m = NULL; /* the api owns it now */
 
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -131,17 +137,24 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	const model_info *info = model_get_info(m);
-	fprintf(stderr,
-		"shopkeeper %s: serving model %s (%s, %u items, %u customers) on port %u, "
-		"listen %s, %u threads\n",
-		SHOPKEEPER_VERSION, info->model_id, info->algorithm, info->n_items,
-		info->n_customers, http_port(srv), listen, threads);
+	fprintf(stderr, "shopkeeper: serving on port %u, listen %s, %u threads, state %s\n",
+		http_port(srv), listen, threads, state_dir);
 	fflush(stderr);
 
+	api_set_connections(a, http_connections, srv);
 	int sig = 0;
-	while (sigwait(&set, &sig) != 0 || (sig != SIGINT && sig != SIGTERM))
-		;
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGINT || sig == SIGTERM)
+			break;
+		/* SIGHUP: switch to the model now in --model, if it is sound. */
+		sb_reset(&err);
+		if (api_reload(a, &err) == 0)
+			fprintf(stderr, "shopkeeper: SIGHUP: reloaded %s\n", model_dir);
+		else
+			fprintf(stderr, "shopkeeper: SIGHUP: kept the current model: %s\n", err.buf);
+	}
 	fprintf(stderr, "shopkeeper: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	ret = EXIT_OK;
 out:

@@ -143,13 +143,14 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 }
 
 static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const strbuf *body,
-				 const char *allow)
+				 const char *allow, const char *content_type)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->buf,
 								 MHD_RESPMEM_MUST_COPY);
 	if (!r)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				content_type ? content_type : "application/json; charset=utf-8");
 	if (allow)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
@@ -213,11 +214,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			/* Refuse before reading it; the daemon then closes the
 			 * connection, which is right for a body we will not read. */
 			struct http_thread *t = this_thread(s);
-			http_response resp = { 413, &t->out, NULL };
+			http_response resp = { 413, &t->out, NULL, NULL };
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
 			*req_cls = &no_body;
-			return send_body(conn, 413, &t->out, NULL);
+			return send_body(conn, 413, &t->out, NULL, NULL);
 		}
 		struct upload *u = xcalloc(1, sizeof(*u));
 		*req_cls = u;
@@ -238,7 +239,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	struct http_thread *t = this_thread(s);
 	sb_reset(&t->out);
-	http_response resp = { 200, &t->out, NULL };
+	http_response resp = { 200, &t->out, NULL, NULL };
 	http_request req;
 	memset(&req, 0, sizeof(req));
 	req.method = method;
@@ -250,7 +251,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			return send_body(conn, resp.status, resp.body, NULL);
+			return send_body(conn, resp.status, resp.body, NULL, NULL);
 		}
 		if (!u->body.buf)
 			sb_grow(&u->body, 0);
@@ -269,7 +270,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
-	return send_body(conn, resp.status, resp.body, resp.allow);
+	return send_body(conn, resp.status, resp.body, resp.allow, resp.content_type);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -379,6 +380,14 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 unsigned http_port(const http_server *s)
 {
 	return s->port;
+}
+
+unsigned http_connections(void *server)
+{
+	http_server *s = server;
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return info ? info->num_connections : 0;
 }
 
 void http_stop(http_server *s)
