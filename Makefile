@@ -93,15 +93,18 @@ $(BUILD) $(BUILD)/tests $(BIN):
 DEMO_DATA  := data/demo/online-retail-sample.csv
 DEMO_MODEL := models/demo
 DEMO_STATE := models/demo-state
-DEMO_COLUMNS := customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice
+DEMO_COLUMNS := customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice,title=Description,birth_date=BirthDate
 
 demo-model: all
-	$(BIN)/shopkeeper train --interactions $(DEMO_DATA) --columns $(DEMO_COLUMNS) --out $(DEMO_MODEL)
+	$(BIN)/shopkeeper train --interactions $(DEMO_DATA) --catalog data/demo/catalog.csv \
+	  --customers data/demo/customers.csv --columns $(DEMO_COLUMNS) --out $(DEMO_MODEL)
 
 demo: demo-model
 	@echo
 	@echo "Try:  curl -s 'http://127.0.0.1:8080/v1/customers/17850/recommendations?n=5'"
+	@echo "      curl -s 'http://127.0.0.1:8080/v1/customers/17850'"
 	@echo "      curl -s 'http://127.0.0.1:8080/v1/items/85123A/similar?n=5'"
+	@echo "      curl -s 'http://127.0.0.1:8080/v1/segments'"
 	@echo "Stop with Ctrl-C."
 	@echo
 	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen 127.0.0.1:8080
