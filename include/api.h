@@ -9,6 +9,7 @@
 #ifndef SHOPKEEPER_API_H
 #define SHOPKEEPER_API_H
 
+#include "auth.h"
 #include "events.h"
 #include "http.h"
 #include "store.h"
@@ -26,6 +27,10 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir);
  * worker uses it. Returns 0, or -1 with a message in *err (the current
  * model stays). Safe from any thread (SIGHUP, POST /admin/reload). */
 int api_reload(api *a, strbuf *err);
+
+/* Requires API keys (borrowed; NULL: none) on writing and admin routes,
+ * and on reading routes too when `reads`; /healthz and /readyz stay open. */
+void api_set_auth(api *a, const auth *keys, bool reads);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

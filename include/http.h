@@ -43,6 +43,7 @@ typedef struct http_response {
 	strbuf *body;        /* JSON text; per-thread, reset before each call */
 	const char *allow;   /* Allow header for a 405, or NULL */
 	const char *content_type; /* NULL: application/json; charset=utf-8 */
+	const char *www_authenticate; /* WWW-Authenticate header for a 401 */
 } http_response;
 
 /* The application's request handler; `app` is http_config.app. */
@@ -53,6 +54,8 @@ typedef struct http_config {
 	unsigned threads;     /* pool size, >= 1 */
 	unsigned timeout_s;   /* idle connection timeout */
 	size_t max_body;      /* bytes; bigger bodies get 413 */
+	unsigned max_connections;        /* 0: libmicrohttpd's default */
+	unsigned max_connections_per_ip; /* 0: no limit */
 	http_handler handler;
 	void *app;
 	void (*thread_free)(void *app, void *thread_data); /* may be NULL */
@@ -76,6 +79,9 @@ void http_stop(http_server *s);
  * -1 when it is malformed or longer than cap - 1. */
 int http_query(const http_request *req, const char *key, char *buf, size_t cap,
 	       const char **out, size_t *len);
+
+/* A request header's value, or NULL (borrowed for the request's life). */
+const char *http_header(const http_request *req, const char *name);
 
 /* Strict percent-decoding of s[0..n) into out (at least n + 1 bytes);
  * `plus_is_space` for query strings. Returns the decoded length or -1 for

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "audience.h"
+#include "auth.h"
 #include "events.h"
 #include "ids.h"
 #include "recommend.h"
@@ -75,6 +76,8 @@ struct api {
 	strbuf segments_body;
 	double segments_at;
 	char segments_model[64]; /* model_id the cache was computed on */
+	const auth *keys;  /* NULL: no authentication */
+	bool auth_reads;   /* read routes need a key too */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
 	void *connections_arg;
@@ -126,6 +129,12 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	pthread_mutex_init(&a->workers_lock, NULL);
 	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
+}
+
+void api_set_auth(api *a, const auth *keys, bool reads)
+{
+	a->keys = keys;
+	a->auth_reads = reads;
 }
 
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
@@ -1256,30 +1265,38 @@ typedef void (*handler_fn)(api *a, struct worker *w, const http_request *req,
 			   http_response *resp);
 
 /* A route: literal segments, "*" for an id. */
+/* Who may call a route when API keys are configured. */
+enum access {
+	OPEN,  /* always (probes) */
+	READ,  /* with a key if --auth-reads */
+	WRITE  /* always with a key: changes state or administers */
+};
+
 struct route {
 	const char *method;
 	const char *pattern[HTTP_MAX_SEGMENTS];
 	unsigned n;
 	handler_fn fn;
+	enum access access;
 };
 
 static void get_metrics(api *a, struct worker *w, const http_request *req, http_response *resp);
 static void post_reload(api *a, struct worker *w, const http_request *req, http_response *resp);
 
 static const struct route routes[] = {
-	{ "GET", { "healthz" }, 1, get_health },
-	{ "GET", { "readyz" }, 1, get_ready },
-	{ "GET", { "v1", "customers", "*" }, 3, get_customer },
-	{ "DELETE", { "v1", "customers", "*" }, 3, delete_customer },
-	{ "GET", { "v1", "customers", "*", "recommendations" }, 4, get_customer_recs },
-	{ "PUT", { "v1", "customers", "*", "consent" }, 4, put_consent },
-	{ "GET", { "v1", "items", "*", "similar" }, 4, get_item_similar },
-	{ "POST", { "v1", "recommendations" }, 2, post_recommendations },
-	{ "GET", { "v1", "segments" }, 2, get_segments },
-	{ "GET", { "v1", "audiences", "*" }, 3, get_audience },
-	{ "POST", { "v1", "events" }, 2, post_events },
-	{ "GET", { "metrics" }, 1, get_metrics },
-	{ "POST", { "admin", "reload" }, 2, post_reload },
+	{ "GET", { "healthz" }, 1, get_health, OPEN },
+	{ "GET", { "readyz" }, 1, get_ready, OPEN },
+	{ "GET", { "v1", "customers", "*" }, 3, get_customer, READ },
+	{ "DELETE", { "v1", "customers", "*" }, 3, delete_customer, WRITE },
+	{ "GET", { "v1", "customers", "*", "recommendations" }, 4, get_customer_recs, READ },
+	{ "PUT", { "v1", "customers", "*", "consent" }, 4, put_consent, WRITE },
+	{ "GET", { "v1", "items", "*", "similar" }, 4, get_item_similar, READ },
+	{ "POST", { "v1", "recommendations" }, 2, post_recommendations, READ },
+	{ "GET", { "v1", "segments" }, 2, get_segments, READ },
+	{ "GET", { "v1", "audiences", "*" }, 3, get_audience, READ },
+	{ "POST", { "v1", "events" }, 2, post_events, WRITE },
+	{ "GET", { "metrics" }, 1, get_metrics, READ },
+	{ "POST", { "admin", "reload" }, 2, post_reload, WRITE },
 };
 _Static_assert(sizeof(routes) / sizeof(routes[0]) == N_ROUTES - 1, "N_ROUTES is routes + 1");
 
@@ -1454,6 +1471,26 @@ static bool route_matches(const struct route *r, const http_request *req)
 	return true;
 }
 
+/* Whether the request may use the route; if not, a 401 or 403 is in resp. */
+static bool authorized(const api *a, const struct route *r, const http_request *req,
+		       http_response *resp)
+{
+	if (!a->keys || r->access == OPEN || (r->access == READ && !a->auth_reads))
+		return true;
+	int rc = auth_check(a->keys, http_header(req, "Authorization"));
+	if (rc == 401) {
+		resp->www_authenticate = "Bearer";
+		http_error(resp, 401, "unauthorized", "this route needs an API key: "
+			   "Authorization: Bearer KEY");
+		return false;
+	}
+	if (rc == 403) {
+		http_error(resp, 403, "forbidden", "the API key is not valid");
+		return false;
+	}
+	return true;
+}
+
 static void record(struct worker *w, size_t route, int status, double secs)
 {
 	size_t si = N_STATUS - 1;
@@ -1485,6 +1522,10 @@ void api_handle(void *app, const http_request *req, http_response *resp)
 			continue;
 		if (strcmp(routes[i].method, req->method) == 0 ||
 		    (head && strcmp(routes[i].method, "GET") == 0)) {
+			if (!authorized(a, &routes[i], req, resp)) {
+				record(w, i, resp->status, util_monotonic() - t0);
+				return;
+			}
 			routes[i].fn(a, w, req, resp);
 			record(w, i, resp->status, util_monotonic() - t0);
 			return;

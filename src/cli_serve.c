@@ -7,6 +7,7 @@
  * handler runs in the middle of a request.
  */
 #include <cblas.h>
+#include <stdlib.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,13 +35,20 @@ static const char serve_usage[] =
 	"  --timeout SECONDS  idle connection timeout (default 30)\n"
 	"  --state-map MB     initial size of the state's map (default 64; it doubles\n"
 	"                     whenever it fills)\n"
+	"  --api-keys FILE    API keys, one per line (also SHOPKEEPER_API_KEYS=k1,k2);\n"
+	"                     with keys, writing and admin routes need\n"
+	"                     'Authorization: Bearer KEY'\n"
+	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
+	"  --max-connections N         (default 10000)\n"
+	"  --max-connections-per-ip N  (default 0: no limit)\n"
 	"\n"
 	"SIGINT or SIGTERM: finish requests in flight and exit. SIGHUP (or\n"
 	"POST /admin/reload): load the model in --model again and switch to it.\n";
 
 int cmd_serve(int argc, char **argv)
 {
-	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_HELP };
+	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
+	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "state", required_argument, NULL, O_STATE },
@@ -49,10 +57,17 @@ int cmd_serve(int argc, char **argv)
 		{ "max-body", required_argument, NULL, O_BODY },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "state-map", required_argument, NULL, O_MAP },
+		{ "api-keys", required_argument, NULL, O_KEYS },
+		{ "auth-reads", no_argument, NULL, O_AUTH_READS },
+		{ "max-connections", required_argument, NULL, O_MAXCONN },
+		{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
+	const char *keys_file = NULL;
+	bool auth_reads = false;
+	uint32_t max_conn = 10000, max_per_ip = 0;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
 		 timeout = 30, state_map_mb = 64;
@@ -81,6 +96,16 @@ int cmd_serve(int argc, char **argv)
 			if (!cli_parse_u32(optarg, 1, 1u << 20, &state_map_mb))
 				return cli_usage_error("serve", "--state-map %s: expected megabytes from 1 to 1048576", optarg);
 			break;
+		case O_KEYS: keys_file = optarg; break;
+		case O_AUTH_READS: auth_reads = true; break;
+		case O_MAXCONN:
+			if (!cli_parse_u32(optarg, 1, 1000000, &max_conn))
+				return cli_usage_error("serve", "--max-connections %s: expected 1 to 1000000", optarg);
+			break;
+		case O_MAXIP:
+			if (!cli_parse_u32(optarg, 0, 1000000, &max_per_ip))
+				return cli_usage_error("serve", "--max-connections-per-ip %s: expected 0 to 1000000", optarg);
+			break;
 		case 'h':
 		case O_HELP: fputs(serve_usage, stdout); return EXIT_OK;
 		default:
@@ -102,10 +127,20 @@ int cmd_serve(int argc, char **argv)
 	model *m = NULL;
 	state *st = NULL;
 	api *a = NULL;
+	auth *keys = NULL;
 	events_writer *ew = NULL;
 	http_server *srv = NULL;
 	int ret = EXIT_RUNTIME;
 
+	if (auth_load(keys_file, getenv("SHOPKEEPER_API_KEYS"), &keys, &err) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	if (auth_reads && !keys) {
+		ret = cli_usage_error("serve", "--auth-reads needs API keys (--api-keys FILE or "
+				      "SHOPKEEPER_API_KEYS)");
+		goto out;
+	}
 	if (model_open(model_dir, &m, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
@@ -123,6 +158,7 @@ int cmd_serve(int argc, char **argv)
 		info->model_id, info->algorithm, info->n_items, info->n_customers);
 	a = api_create(m, st, ew, model_dir);
 	m = NULL; /* the api owns it now */
+	api_set_auth(a, keys, auth_reads);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -132,13 +168,17 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	http_config cfg = { listen, threads, timeout, max_body, api_handle, a, api_thread_free };
+	http_config cfg = { .listen = listen, .threads = threads, .timeout_s = timeout,
+			    .max_body = max_body, .max_connections = max_conn,
+			    .max_connections_per_ip = max_per_ip, .handler = api_handle, .app = a,
+			    .thread_free = api_thread_free };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	fprintf(stderr, "shopkeeper: serving on port %u, listen %s, %u threads, state %s\n",
-		http_port(srv), listen, threads, state_dir);
+	fprintf(stderr, "shopkeeper: serving on port %u, listen %s, %u threads, state %s, "
+		"API keys %s\n", http_port(srv), listen, threads, state_dir,
+		!keys ? "off" : auth_reads ? "on all routes" : "on writing routes");
 	fflush(stderr);
 
 	api_set_connections(a, http_connections, srv);
@@ -161,6 +201,7 @@ out:
 	http_stop(srv);
 	events_writer_stop(ew); /* after the last request that could queue */
 	api_free(a);
+	auth_free(keys);
 	state_close(st);
 	model_close(m);
 	sb_release(&err);

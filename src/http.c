@@ -134,6 +134,11 @@ int http_query(const http_request *req, const char *key, char *buf, size_t cap,
 	return 1;
 }
 
+const char *http_header(const http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 /* The daemon must not unescape: we decode each path segment ourselves. */
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 {
@@ -143,8 +148,10 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 }
 
 static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const strbuf *body,
-				 const char *allow, const char *content_type)
+				 const http_response *resp)
 {
+	const char *allow = resp ? resp->allow : NULL;
+	const char *content_type = resp ? resp->content_type : NULL;
 	struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->buf,
 								 MHD_RESPMEM_MUST_COPY);
 	if (!r)
@@ -153,6 +160,8 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
 				content_type ? content_type : "application/json; charset=utf-8");
 	if (allow)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	if (resp && resp->www_authenticate)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -214,11 +223,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			/* Refuse before reading it; the daemon then closes the
 			 * connection, which is right for a body we will not read. */
 			struct http_thread *t = this_thread(s);
-			http_response resp = { 413, &t->out, NULL, NULL };
+			http_response resp = { 413, &t->out, NULL, NULL, NULL };
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
 			*req_cls = &no_body;
-			return send_body(conn, 413, &t->out, NULL, NULL);
+			return send_body(conn, 413, &t->out, NULL);
 		}
 		struct upload *u = xcalloc(1, sizeof(*u));
 		*req_cls = u;
@@ -239,7 +248,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	struct http_thread *t = this_thread(s);
 	sb_reset(&t->out);
-	http_response resp = { 200, &t->out, NULL, NULL };
+	http_response resp = { 200, &t->out, NULL, NULL, NULL };
 	http_request req;
 	memset(&req, 0, sizeof(req));
 	req.method = method;
@@ -251,7 +260,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			return send_body(conn, resp.status, resp.body, NULL, NULL);
+			return send_body(conn, resp.status, resp.body, NULL);
 		}
 		if (!u->body.buf)
 			sb_grow(&u->body, 0);
@@ -270,7 +279,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
-	return send_body(conn, resp.status, resp.body, resp.allow, resp.content_type);
+	return send_body(conn, resp.status, resp.body, &resp);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -363,6 +372,9 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		/* Room for a request line past HTTP_MAX_PATH, so that over-long
 		 * paths reach us and get a JSON 414 instead of the library's page. */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned int)(cfg->max_connections ? cfg->max_connections : 10000),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,
 		MHD_OPTION_END);
 	if (!s->daemon) {
 		sb_addf(err, "cannot listen on %s (address in use, or not an address of this host?)",
