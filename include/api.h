@@ -32,6 +32,10 @@ int api_reload(api *a, strbuf *err);
  * and on reading routes too when `reads`; /healthz and /readyz stay open. */
 void api_set_auth(api *a, const auth *keys, bool reads);
 
+/* Neighbours per history item that scoring sums (0: the default). Call
+ * before serving. */
+void api_set_neighbors_used(api *a, uint32_t n);
+
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);
 /* api_free(NULL) does nothing. Call after http_stop(); releases the

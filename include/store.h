@@ -17,8 +17,9 @@
  *               "popular" -> (u32 item, f32 score)[count], by recent
  *               popularity (decayed like the model's history), best first
  *   item_index  item id -> u32 item index
- *   neighbors   u32 item index (MDB_INTEGERKEY) -> (u32 item, f32 score)[n],
- *               best first
+ *   neighbors   "all" -> u32 n_items, u32 offsets[n_items+1] (in pairs),
+ *               then every item's (u32 item, f32 score) pairs, best first:
+ *               one value, so a list is found by arithmetic
  *   customers   customer id -> customer_summary, history_entry[n_hist] (most
  *               recent first), then attrs_len bytes of attribute JSON
  *
@@ -44,7 +45,7 @@
 #include "strbuf.h"
 #include "train.h" /* neighbor, history_entry */
 
-#define MODEL_FORMAT_VERSION 2
+#define MODEL_FORMAT_VERSION 3
 #define MODEL_FILE "model.mdb"
 
 enum {
@@ -95,8 +96,10 @@ int model_writer_put_items(model_writer *w, const string_table *ids, const float
 int model_writer_put_catalog(model_writer *w, const string_table *titles,
 			     const string_table *categories, const uint32_t *category,
 			     const float *price, strbuf *err);
-int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *list, uint32_t n,
-			       strbuf *err);
+/* Every item's neighbour list: item i's are lists[i*stride ..
+ * i*stride + counts[i]). */
+int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t stride,
+			       const uint32_t *counts, uint32_t n_items, strbuf *err);
 /* sum->n_hist and sum->attrs_len give the lengths of hist and attrs. */
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
 			      const customer_summary *sum, const history_entry *hist,
@@ -187,8 +190,9 @@ static inline neighbor model_pair_at(const unsigned char *data, uint32_t i)
 	return nb;
 }
 
-/* Item idx's neighbours, best first (zero-copy; an item without neighbours
- * gives n == 0). Returns 0, STORE_CORRUPT or STORE_ERROR. */
+/* Item idx's neighbours, best first (zero-copy, O(1): the table was
+ * checked at model_open; an item without neighbours gives n == 0). Returns
+ * 0, or STORE_CORRUPT for an index out of range. */
 int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out);
 
 /* A borrowed customer record. */

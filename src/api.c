@@ -76,6 +76,7 @@ struct api {
 	strbuf segments_body;
 	double segments_at;
 	char segments_model[64]; /* model_id the cache was computed on */
+	uint32_t neighbors_used; /* see rec_ctx_set_neighbors */
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
 	/* libmicrohttpd's open connections, for /metrics. */
@@ -129,6 +130,11 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	pthread_mutex_init(&a->workers_lock, NULL);
 	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
+}
+
+void api_set_neighbors_used(api *a, uint32_t n)
+{
+	a->neighbors_used = n;
 }
 
 void api_set_auth(api *a, const auth *keys, bool reads)
@@ -213,6 +219,7 @@ static struct worker *worker_sync(api *a, const http_request *req, http_response
 	}
 	model_txn_reset(w->txn);
 	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
+	rec_ctx_set_neighbors(w->rec, a->neighbors_used);
 	return w;
 }
 

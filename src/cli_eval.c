@@ -31,7 +31,8 @@ static const char eval_usage_head[] =
 	"\n"
 	"  --train FILE          interactions to train on\n"
 	"  --test FILE           interactions to score against (purchases count)\n"
-	"  --k K                 cut-off, 1..100 (default 10)\n";
+	"  --k K                 cut-off, 1..100 (default 10)\n"
+	"  --neighbors-used N    neighbours per history item scored (default 30), as serve\n";
 
 struct pair {
 	uint32_t customer; /* test dataset index */
@@ -72,7 +73,7 @@ static struct pair *relevant_pairs(const dataset *train, const dataset *test, si
 }
 
 static int evaluate(const dataset *train, const train_result *tr, const dataset *test,
-		    const char *model_dir, uint32_t k, strbuf *err)
+		    const char *model_dir, uint32_t k, uint32_t neighbors_used, strbuf *err)
 {
 	model *m = NULL;
 	model_txn *txn = NULL;
@@ -90,6 +91,7 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 	if (model_open(model_dir, &m, err) != 0 || model_txn_begin(m, &txn) != 0)
 		goto out;
 	ctx = rec_ctx_create(tr->n_items);
+	rec_ctx_set_neighbors(ctx, neighbors_used);
 	for (size_t i = 0; i < n_pairs;) {
 		size_t j = i;
 		while (j < n_pairs && pairs[j].customer == pairs[i].customer)
@@ -149,19 +151,20 @@ out:
 
 int cmd_eval(int argc, char **argv)
 {
-	enum { O_TRAIN = 1, O_TEST, O_K, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 5] = {
+	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 6] = {
 		{ "train", required_argument, NULL, O_TRAIN },
 		{ "test", required_argument, NULL, O_TEST },
 		{ "k", required_argument, NULL, O_K },
+		{ "neighbors-used", required_argument, NULL, O_NUSED },
 		{ "help", no_argument, NULL, O_HELP },
 	};
-	size_t nopt = 4 + train_flags_options(opts + 4);
+	size_t nopt = 5 + train_flags_options(opts + 5);
 	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
 	struct train_flags f;
 	const char *train_path = NULL, *test_path = NULL;
-	uint32_t k = 10;
+	uint32_t k = 10, neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	int c, rc;
 	train_flags_init(&f);
 	opterr = 0;
@@ -173,6 +176,10 @@ int cmd_eval(int argc, char **argv)
 		case O_K:
 			if (!cli_parse_u32(optarg, 1, REC_MAX_N, &k))
 				return cli_usage_error("eval", "--k %s: expected an integer from 1 to %d", optarg, REC_MAX_N);
+			break;
+		case O_NUSED:
+			if (!cli_parse_u32(optarg, 1, 1000, &neighbors_used))
+				return cli_usage_error("eval", "--neighbors-used %s: expected 1 to 1000", optarg);
 			break;
 		case 'h':
 		case O_HELP:
@@ -219,7 +226,7 @@ int cmd_eval(int argc, char **argv)
 	}
 	made_dir = true;
 	if (train_write(dir, &f, &train, &r, as_of, &err) != 0 ||
-	    evaluate(&train, &r, &test, dir, k, &err) != 0) {
+	    evaluate(&train, &r, &test, dir, k, neighbors_used, &err) != 0) {
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}

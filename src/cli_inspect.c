@@ -13,10 +13,11 @@
 #include "util.h"
 
 static const char inspect_usage[] =
-	"usage: shopkeeper inspect DIR [ITEM_ID | --customer ID]\n"
+	"usage: shopkeeper inspect DIR [ITEM_ID | --customer ID | --list items|customers]\n"
 	"\n"
 	"Without an id: the model's meta record (JSON). With ITEM_ID: the item's\n"
-	"neighbours. With --customer: the customer's stored history.\n";
+	"neighbours. With --customer: the customer's stored history. With --list:\n"
+	"every item or customer id, one per line.\n";
 
 static void print_id(const model *m, uint32_t idx)
 {
@@ -29,16 +30,22 @@ int cmd_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "customer", required_argument, NULL, 'c' },
+		{ "list", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *customer = NULL, *item = NULL, *dir = NULL;
+	const char *customer = NULL, *item = NULL, *dir = NULL, *list = NULL;
 	int c;
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': customer = optarg; break;
+		case 'l':
+			if (strcmp(optarg, "items") != 0 && strcmp(optarg, "customers") != 0)
+				return cli_usage_error("inspect", "--list %s: expected items or customers", optarg);
+			list = optarg;
+			break;
 		case 'h': fputs(inspect_usage, stdout); return EXIT_OK;
 		default: return cli_usage_error("inspect", "unknown or incomplete option '%s'", argv[optind - 1]);
 		}
@@ -48,8 +55,8 @@ int cmd_inspect(int argc, char **argv)
 	dir = argv[optind++];
 	if (optind < argc)
 		item = argv[optind++];
-	if (optind < argc || (item && customer))
-		return cli_usage_error("inspect", "give one ITEM_ID or one --customer ID");
+	if (optind < argc || (item && customer) || (list && (item || customer)))
+		return cli_usage_error("inspect", "give one ITEM_ID, one --customer ID or one --list");
 
 	strbuf err = STRBUF_INIT;
 	model *m = NULL;
@@ -59,13 +66,39 @@ int cmd_inspect(int argc, char **argv)
 		cli_fail("inspect", "%s", err.buf);
 		goto out;
 	}
-	if (!item && !customer) {
+	if (!item && !customer && !list) {
 		puts(model_get_info(m)->meta_json);
 		ret = EXIT_OK;
 		goto out;
 	}
 	if (model_txn_begin(m, &t) != 0) {
 		cli_fail("inspect", "cannot read the model");
+		goto out;
+	}
+	if (list && list[0] == 'i') {
+		for (uint32_t i = 0; i < model_get_info(m)->n_items; i++) {
+			print_id(m, i);
+			putchar('\n');
+		}
+		ret = EXIT_OK;
+		goto out;
+	}
+	if (list) {
+		model_iter *it = NULL;
+		const char *cid;
+		size_t clen;
+		model_customer rec;
+		int rc = model_iter_begin(t, NULL, 0, &it);
+		while (rc == 0 && (rc = model_iter_next(it, &cid, &clen, &rec)) == 0) {
+			fwrite(cid, 1, clen, stdout);
+			putchar('\n');
+		}
+		model_iter_end(it);
+		if (rc != STORE_NOTFOUND) {
+			cli_fail("inspect", "reading customers: %s", store_strerror(rc));
+			goto out;
+		}
+		ret = EXIT_OK;
 		goto out;
 	}
 	const char *id = item ? item : customer;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "recommend.h"
 #include "events.h"
 #include "cli.h"
 #include "http.h"
@@ -39,6 +40,8 @@ static const char serve_usage[] =
 	"                     with keys, writing and admin routes need\n"
 	"                     'Authorization: Bearer KEY'\n"
 	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
+	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
+	"                     (default 30)\n"
 	"  --max-connections N         (default 10000)\n"
 	"  --max-connections-per-ip N  (default 0: no limit)\n"
 	"\n"
@@ -48,7 +51,7 @@ static const char serve_usage[] =
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
-	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_HELP };
+	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "state", required_argument, NULL, O_STATE },
@@ -60,6 +63,7 @@ int cmd_serve(int argc, char **argv)
 		{ "api-keys", required_argument, NULL, O_KEYS },
 		{ "auth-reads", no_argument, NULL, O_AUTH_READS },
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
+		{ "neighbors-used", required_argument, NULL, O_NUSED },
 		{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -67,7 +71,7 @@ int cmd_serve(int argc, char **argv)
 	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
 	const char *keys_file = NULL;
 	bool auth_reads = false;
-	uint32_t max_conn = 10000, max_per_ip = 0;
+	uint32_t max_conn = 10000, max_per_ip = 0, neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
 		 timeout = 30, state_map_mb = 64;
@@ -97,6 +101,10 @@ int cmd_serve(int argc, char **argv)
 				return cli_usage_error("serve", "--state-map %s: expected megabytes from 1 to 1048576", optarg);
 			break;
 		case O_KEYS: keys_file = optarg; break;
+		case O_NUSED:
+			if (!cli_parse_u32(optarg, 1, 1000, &neighbors_used))
+				return cli_usage_error("serve", "--neighbors-used %s: expected 1 to 1000", optarg);
+			break;
 		case O_AUTH_READS: auth_reads = true; break;
 		case O_MAXCONN:
 			if (!cli_parse_u32(optarg, 1, 1000000, &max_conn))
@@ -159,6 +167,7 @@ int cmd_serve(int argc, char **argv)
 	a = api_create(m, st, ew, model_dir);
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, auth_reads);
+	api_set_neighbors_used(a, neighbors_used);
 
 	sigset_t set;
 	sigemptyset(&set);

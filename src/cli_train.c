@@ -348,12 +348,10 @@ int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 	if (!rc)
 		rc = write_items(w, ds, r, err);
 
+	if (!rc)
+		rc = model_writer_put_neighbors(w, r->nbrs, r->k, r->n_nbrs, ni, err);
 	progress prog;
-	progress_begin(&prog, "write", "records", (uint64_t)ni + nc);
-	for (uint32_t i = 0; i < ni && !rc; i++) {
-		rc = model_writer_put_neighbors(w, i, r->nbrs + (size_t)i * r->k, r->n_nbrs[i], err);
-		progress_update(&prog, i);
-	}
+	progress_begin(&prog, "write", "customers", nc);
 	for (uint32_t c = 0; c < nc && !rc; c++) {
 		size_t len;
 		const char *id = idmap_name(ds->customers, c, &len);
@@ -369,7 +367,7 @@ int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 			.birthday = have ? ds->customer_birthday[c] : 0,
 		};
 		rc = model_writer_put_customer(w, id, len, &sum, r->hist + r->hist_off[c], attrs, err);
-		progress_update(&prog, (uint64_t)ni + c);
+		progress_update(&prog, c);
 	}
 	progress_end(&prog);
 	if (rc) {

@@ -10,21 +10,36 @@
 #include "topk.h"
 #include "util.h"
 
+/* What a request knows about one item besides its score. */
+struct cand {
+	uint32_t banned;  /* == gen: never recommend it now */
+	uint32_t ev_seen; /* == gen: ev_aff is this request's */
+	float ev_aff;     /* live events' affinity since as_of */
+};
+
+/* A history item (or event or basket item) the request spread, with the
+ * weight it spread with: the because pass walks them again. */
+struct source {
+	uint32_t item;
+	float weight;
+};
+
+/* Scoring runs in two passes. The first only adds to `acc`, a float per
+ * item that is all zero between requests (reset through `touched`), so the
+ * inner loop is a load and an add in a few KiB of cache. The second walks
+ * the same neighbour lists once more, but only for the n items chosen, to
+ * find the history items that contributed most to each (`because`). */
 struct rec_ctx {
 	uint32_t n_items;
+	uint32_t neighbors_used; /* per history item, best first */
 	uint32_t gen;       /* current request's generation */
-	uint32_t *seen;     /* seen[j] == gen: score[j] valid this request */
-	uint32_t *banned;   /* banned[j] == gen: never recommend j now */
-	float *score;
-	/* Per candidate, its strongest contributors (history item, amount). */
-	uint32_t (*because)[REC_MAX_BECAUSE];
-	float (*because_w)[REC_MAX_BECAUSE];
-	uint8_t *n_because;
-	uint32_t *touched;  /* candidates touched this request */
+	float *acc;         /* per item: score this request (0: untouched) */
+	struct cand *cand;  /* per item */
+	uint8_t *picked;    /* per item: 1 while chosen for this answer */
+	uint32_t *touched;  /* items with acc != 0 */
 	uint32_t n_touched;
-	/* Live events folded per item: affinity added since as_of. */
-	uint32_t *ev_seen;  /* ev_seen[j] == gen: ev_aff[j] valid */
-	float *ev_aff;
+	struct source sources[REC_MAX_HISTORY + REC_MAX_EVENTS + 128];
+	uint32_t n_sources;
 	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
 	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
@@ -49,15 +64,11 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	rec_ctx *c = xcalloc(1, sizeof(*c));
 	size_t n = n_items ? n_items : 1;
 	c->n_items = n_items;
-	c->seen = xcalloc(n, sizeof(*c->seen));
-	c->banned = xcalloc(n, sizeof(*c->banned));
-	c->score = xcalloc(n, sizeof(*c->score));
-	c->because = xcalloc(n, sizeof(*c->because));
-	c->because_w = xcalloc(n, sizeof(*c->because_w));
-	c->n_because = xcalloc(n, sizeof(*c->n_because));
+	c->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
+	c->acc = xcalloc(n, sizeof(*c->acc));
+	c->cand = xcalloc(n, sizeof(*c->cand));
+	c->picked = xcalloc(n, 1);
 	c->touched = xcalloc(n, sizeof(*c->touched));
-	c->ev_seen = xcalloc(n, sizeof(*c->ev_seen));
-	c->ev_aff = xcalloc(n, sizeof(*c->ev_aff));
 	return c;
 }
 
@@ -65,16 +76,16 @@ void rec_ctx_free(rec_ctx *c)
 {
 	if (!c)
 		return;
-	free(c->seen);
-	free(c->banned);
-	free(c->score);
-	free(c->because);
-	free(c->because_w);
-	free(c->n_because);
+	free(c->acc);
+	free(c->cand);
+	free(c->picked);
 	free(c->touched);
-	free(c->ev_seen);
-	free(c->ev_aff);
 	free(c);
+}
+
+void rec_ctx_set_neighbors(rec_ctx *c, uint32_t n)
+{
+	c->neighbors_used = n ? n : REC_DEFAULT_NEIGHBORS_USED;
 }
 
 uint32_t rec_ctx_items(const rec_ctx *c)
@@ -87,18 +98,17 @@ uint32_t rec_ctx_items(const rec_ctx *c)
 static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)
 {
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
-		memset(c->seen, 0, (size_t)c->n_items * sizeof(*c->seen));
-		memset(c->banned, 0, (size_t)c->n_items * sizeof(*c->banned));
-		memset(c->ev_seen, 0, (size_t)c->n_items * sizeof(*c->ev_seen));
+		memset(c->cand, 0, (size_t)c->n_items * sizeof(*c->cand));
 		c->gen = 1;
 	}
 	c->n_touched = 0;
+	c->n_sources = 0;
 	c->n_ev_items = 0;
 	out->n = 0;
 	out->source = REC_POPULAR;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
 		if (f->exclude[i] < c->n_items)
-			c->banned[f->exclude[i]] = c->gen;
+			c->cand[f->exclude[i]].banned = c->gen;
 }
 
 /* Whether the filter's category and price rules let item j through. */
@@ -117,52 +127,72 @@ static bool allowed(const model *m, const rec_filter *f, uint32_t j)
 	return true;
 }
 
-/* Adds w to candidate j's score, crediting history item `from`. */
-static inline void credit(rec_ctx *c, uint32_t j, uint32_t from, float w)
-{
-	if (c->seen[j] != c->gen) {
-		c->seen[j] = c->gen;
-		c->score[j] = 0.0f;
-		c->n_because[j] = 0;
-		c->touched[c->n_touched++] = j;
-	}
-	c->score[j] += w;
-
-	/* Keep the REC_MAX_BECAUSE largest contributions, largest first. */
-	uint8_t nb = c->n_because[j];
-	uint32_t *bi = c->because[j];
-	float *bw = c->because_w[j];
-	int pos = nb;
-	if (nb == REC_MAX_BECAUSE) {
-		if (w <= bw[REC_MAX_BECAUSE - 1])
-			return;
-		pos = REC_MAX_BECAUSE - 1;
-	} else {
-		c->n_because[j] = nb + 1;
-	}
-	while (pos > 0 && bw[pos - 1] < w) {
-		bw[pos] = bw[pos - 1];
-		bi[pos] = bi[pos - 1];
-		pos--;
-	}
-	bw[pos] = w;
-	bi[pos] = from;
-}
-
-/* Adds item `from`'s neighbours, times weight, to the scores. */
+/* Adds item `from`'s neighbours, times weight, to the scores (pass one). */
 static int spread(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 {
 	model_pairs nb;
 	int rc = model_neighbors(t, from, &nb);
 	if (rc)
 		return rc;
-	for (uint32_t r = 0; r < nb.n; r++) {
-		neighbor p = model_pair_at(nb.data, r);
-		if (p.item >= c->n_items)
-			return STORE_CORRUPT;
-		credit(c, p.item, from, p.score * weight);
+	if (c->n_sources < ARRAY_SIZE(c->sources))
+		c->sources[c->n_sources++] = (struct source){ from, weight };
+	uint32_t use = MIN(nb.n, c->neighbors_used);
+	float *acc = c->acc;
+	for (uint32_t r = 0; r < use; r++) {
+		neighbor p = model_pair_at(nb.data, r); /* items checked at model_open */
+		float w = p.score * weight;
+		if (!(w > 0.0f))
+			continue; /* acc stays > 0 for every touched item */
+		if (acc[p.item] == 0.0f)
+			c->touched[c->n_touched++] = p.item;
+		acc[p.item] += w;
 	}
 	return 0;
+}
+
+/* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
+ * most to its score, largest first. */
+static void explain(rec_ctx *c, model_txn *t, rec_result *out, uint32_t first, uint32_t last)
+{
+	for (uint32_t k = first; k < last; k++) {
+		c->picked[out->items[k].item] = 1;
+		out->items[k].n_because = 0;
+	}
+	float because_w[REC_MAX_N][REC_MAX_BECAUSE];
+	for (uint32_t s = 0; s < c->n_sources; s++) {
+		model_pairs nb;
+		if (model_neighbors(t, c->sources[s].item, &nb) != 0)
+			continue;
+		uint32_t use = MIN(nb.n, c->neighbors_used);
+		for (uint32_t r = 0; r < use; r++) {
+			neighbor p = model_pair_at(nb.data, r);
+			if (!c->picked[p.item])
+				continue;
+			float w = p.score * c->sources[s].weight;
+			uint32_t k = first;
+			while (out->items[k].item != p.item)
+				k++;
+			rec_item *it = &out->items[k];
+			float *bw = because_w[k];
+			int pos = it->n_because;
+			if (pos == REC_MAX_BECAUSE) {
+				if (w <= bw[REC_MAX_BECAUSE - 1])
+					continue;
+				pos = REC_MAX_BECAUSE - 1;
+			} else {
+				it->n_because++;
+			}
+			while (pos > 0 && bw[pos - 1] < w) {
+				bw[pos] = bw[pos - 1];
+				it->because[pos] = it->because[pos - 1];
+				pos--;
+			}
+			bw[pos] = w;
+			it->because[pos] = c->sources[s].item;
+		}
+	}
+	for (uint32_t k = first; k < last; k++)
+		c->picked[out->items[k].item] = 0;
 }
 
 /* Tops `out` up to n items from the popularity list, skipping banned items,
@@ -175,9 +205,9 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	bool topping_up = out->n > 0;
 	for (uint32_t r = 0; r < total && out->n < n; r++) {
 		neighbor p = model_pair_at(pop, r);
-		if (c->banned[p.item] == c->gen || !allowed(m, f, p.item))
+		if (c->cand[p.item].banned == c->gen || !allowed(m, f, p.item))
 			continue;
-		c->banned[p.item] = c->gen; /* no duplicates */
+		c->cand[p.item].banned = c->gen; /* no duplicates */
 		rec_item *it = &out->items[out->n++];
 		it->item = p.item;
 		/* Popularity is another scale than similarity sums: below a
@@ -188,30 +218,36 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	}
 }
 
-/* The best n scored candidates that pass, then popular items to fill. */
-static void select_top(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
+/* The best n scored candidates that pass, then popular items to fill.
+ * Leaves acc all zero again. */
+static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
 		       rec_result *out)
 {
+	const model *m = model_txn_model(t);
 	topk heap;
 	topk_init(&heap, c->heap, n);
 	for (uint32_t k = 0; k < c->n_touched; k++) {
 		uint32_t j = c->touched[k];
-		if (c->banned[j] != c->gen && allowed(m, f, j))
-			topk_push(&heap, j, c->score[j]);
+		float score = c->acc[j];
+		c->acc[j] = 0.0f;
+		if (c->cand[j].banned != c->gen && allowed(m, f, j))
+			topk_push(&heap, j, score);
 	}
-	uint32_t got = topk_sort(&heap);
+	c->n_touched = 0;
+	uint32_t got = topk_sort(&heap), first = out->n;
 	for (uint32_t k = 0; k < got; k++) {
 		uint32_t j = c->heap[k].item;
 		rec_item *it = &out->items[out->n++];
 		it->item = j;
 		it->score = c->heap[k].score;
 		it->source = REC_PERSONAL;
-		it->n_because = c->n_because[j];
-		memcpy(it->because, c->because[j], sizeof(it->because));
-		c->banned[j] = c->gen;
+		it->n_because = 0;
+		c->cand[j].banned = c->gen;
 	}
-	if (got > 0)
+	if (got > 0) {
 		out->source = REC_PERSONAL;
+		explain(c, t, out, first, out->n);
+	}
 	fill_popular(c, m, n, f, out);
 }
 
@@ -224,22 +260,28 @@ static void ban_purchases(rec_ctx *c, const model_customer *cust, const rec_filt
 		history_entry e = model_history_at(cust, i);
 		/* Bought, or bought and sent back: either way not news to them. */
 		if (e.item < c->n_items && (e.flags & (HIST_PURCHASED | HIST_RETURNED)))
-			c->banned[e.item] = c->gen;
+			c->cand[e.item].banned = c->gen;
 	}
 }
 
-/* 2^(-age / half-life) as exp(-rate * age); events "from the future"
- * (clock skew) count fully. */
-static float decay(double rate, int64_t age)
+/* An event's weight relative to the model's as-of time: 2^((ts - as_of) /
+ * half-life), so an event a half-life newer than the model counts twice.
+ * Measuring from as_of rather than from now keeps a customer's scores
+ * stable between requests (only their ratio matters); the cap keeps a model
+ * left unretrained for years within float range. */
+static float since_as_of(double rate, int64_t ts, int64_t as_of)
 {
-	return rate > 0 && age > 0 ? (float)exp(-rate * (double)age) : 1.0f;
+	if (rate <= 0)
+		return 1.0f;
+	double g = exp(rate * (double)(ts - as_of));
+	return g < 1e18 ? (float)g : 1e18f;
 }
 
 /* Folds the customer's events since the model's as-of time into ev_aff,
  * banning what they bought. Returns how many events counted (>= 0) or a
  * STORE_* error. */
 static int fold_events(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
-		       const rec_filter *f, double rate, int64_t now)
+		       const rec_filter *f, double rate)
 {
 	const model_info *info = model_get_info(model_txn_model(t));
 	state_events ev;
@@ -258,28 +300,29 @@ static int fold_events(rec_ctx *c, model_txn *t, state_txn *st, const char *id, 
 		/* Events up to as_of are already in the model's history. */
 		if (e.ts <= info->as_of || model_item_lookup(t, e.item, e.item_len, &j) != 0)
 			continue;
-		if (c->ev_seen[j] != c->gen) {
+		struct cand *k = &c->cand[j];
+		if (k->ev_seen != c->gen) {
 			if (c->n_ev_items == REC_MAX_EVENTS)
 				continue;
-			c->ev_seen[j] = c->gen;
-			c->ev_aff[j] = 0.0f;
+			k->ev_seen = c->gen;
+			k->ev_aff = 0.0f;
 			c->ev_items[c->n_ev_items++] = j;
 		}
-		float d = decay(rate, now - e.ts);
+		float d = since_as_of(rate, e.ts, info->as_of);
 		switch (e.type) {
 		case EVENT_VIEW:
 		case EVENT_CART:
-			c->ev_aff[j] += info->event_weight[e.type] * d;
+			k->ev_aff += info->event_weight[e.type] * d;
 			break;
 		case EVENT_PURCHASE:
 			if (e.quantity > 0) {
-				c->ev_aff[j] += info->event_weight[EVENT_PURCHASE] * d;
+				k->ev_aff += info->event_weight[EVENT_PURCHASE] * d;
 				if (!f || !f->include_purchased)
-					c->banned[j] = c->gen;
+					k->banned = c->gen;
 			}
 			break;
 		case EVENT_REMOVE_FROM_CART:
-			c->ev_aff[j] -= info->event_weight[EVENT_CART] * d;
+			k->ev_aff -= info->event_weight[EVENT_CART] * d;
 			break;
 		}
 		counted++;
@@ -305,9 +348,8 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 	if (rc && rc != STORE_NOTFOUND)
 		return rc;
 	bool known = rc == 0;
-	int64_t now = model_now(m);
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
-	if (st && (events = fold_events(c, t, st, id, len, f, rate, now)) < 0)
+	if (st && (events = fold_events(c, t, st, id, len, f, rate)) < 0)
 		return events;
 	if (!known && events == 0) {
 		fill_popular(c, m, n, f, out);
@@ -316,18 +358,18 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 
 	if (known) {
 		ban_purchases(c, &cust, f);
-		/* History weights are sqrt(sum of decayed event weights) at as_of;
-		 * decayed on to now and merged with the live events' sums. */
-		float age = decay(rate, now - info->as_of);
+		/* History weights are sqrt(sum of event weights decayed to
+		 * as_of); the live events' sums are on the same scale. */
 		uint32_t used = 0;
 		for (uint32_t i = 0; i < cust.n_hist && used < REC_MAX_HISTORY; i++) {
 			history_entry e = model_history_at(&cust, i);
 			if (e.item >= c->n_items)
 				return STORE_CORRUPT;
-			float sum = e.weight * e.weight * age;
-			if (c->ev_seen[e.item] == c->gen) {
-				sum += c->ev_aff[e.item];
-				c->ev_aff[e.item] = 0.0f; /* folded in here */
+			float sum = e.weight * e.weight;
+			struct cand *k = &c->cand[e.item];
+			if (k->ev_seen == c->gen) {
+				sum += k->ev_aff;
+				k->ev_aff = 0.0f; /* folded in here */
 			}
 			if (sum <= 0.0f)
 				continue;
@@ -338,10 +380,10 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 	}
 	for (uint32_t k = 0; k < c->n_ev_items; k++) {
 		uint32_t j = c->ev_items[k];
-		if (c->ev_aff[j] > 0.0f && (rc = spread(c, t, j, sqrtf(c->ev_aff[j]))) != 0)
+		if (c->cand[j].ev_aff > 0.0f && (rc = spread(c, t, j, sqrtf(c->cand[j].ev_aff))) != 0)
 			return rc;
 	}
-	select_top(c, m, n, f, out);
+	select_top(c, t, n, f, out);
 	return 0;
 }
 
@@ -349,7 +391,6 @@ int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_i
 		   const char *customer, size_t customer_len, uint32_t n, const rec_filter *f,
 		   rec_result *out)
 {
-	model *m = model_txn_model(t);
 	int rc;
 
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
@@ -365,14 +406,15 @@ int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_i
 	/* The basket is what they have now: never recommend it back. */
 	for (uint32_t i = 0; i < n_items; i++)
 		if (items[i] < c->n_items)
-			c->banned[items[i]] = c->gen;
+			c->cand[items[i]].banned = c->gen;
 	for (uint32_t i = 0; i < n_items && (!f || f->personal); i++) {
-		if (items[i] >= c->n_items)
-			continue;
+		if (items[i] >= c->n_items || c->cand[items[i]].ev_seen == c->gen)
+			continue; /* a basket listing an item twice counts it once */
+		c->cand[items[i]].ev_seen = c->gen;
 		if ((rc = spread(c, t, items[i], 1.0f)) != 0)
 			return rc;
 	}
-	select_top(c, m, n, f, out);
+	select_top(c, t, n, f, out);
 	return 0;
 }
 
@@ -398,7 +440,7 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 		neighbor p = model_pair_at(nb.data, r);
 		if (p.item >= c->n_items)
 			return STORE_CORRUPT;
-		if (c->banned[p.item] == c->gen || !allowed(m, f, p.item))
+		if (c->cand[p.item].banned == c->gen || !allowed(m, f, p.item))
 			continue;
 		rec_item *it = &out->items[out->n++];
 		it->item = p.item;

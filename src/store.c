@@ -155,7 +155,7 @@ int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, s
 		{ "meta", &w->meta, 0 },
 		{ "items", &w->items, 0 },
 		{ "item_index", &w->item_index, 0 },
-		{ "neighbors", &w->neighbors, MDB_INTEGERKEY },
+		{ "neighbors", &w->neighbors, 0 },
 		{ "customers", &w->customers, 0 },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(dbs); i++) {
@@ -257,12 +257,34 @@ int model_writer_put_catalog(model_writer *w, const string_table *titles,
 	return rc;
 }
 
-int model_writer_put_neighbors(model_writer *w, uint32_t item, const neighbor *list, uint32_t n,
-			       strbuf *err)
+int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t stride,
+			       const uint32_t *counts, uint32_t n_items, strbuf *err)
 {
-	unsigned int key = item; /* MDB_INTEGERKEY wants a native unsigned int */
-	return writer_put(w, w->neighbors, &key, sizeof(key), list, (size_t)n * sizeof(*list),
-			  MDB_APPEND, err);
+	/* One value: u32 n_items, u32 offsets[n_items + 1] (in pairs), pairs.
+	 * A request then finds a list by arithmetic, not a B-tree search. */
+	uint64_t pairs = 0;
+	for (uint32_t i = 0; i < n_items; i++)
+		pairs += counts[i];
+	if (pairs > UINT32_MAX) {
+		sb_adds(err, "model: more than 4 billion neighbour pairs");
+		return STORE_ERROR;
+	}
+	size_t head = 4 + 4 * ((size_t)n_items + 1);
+	MDB_val key = { 3, "all" }, val = { head + (size_t)pairs * sizeof(neighbor), NULL };
+	int rc = mdb_put(w->txn, w->neighbors, &key, &val, MDB_RESERVE);
+	if (rc)
+		return lmdb_fail(err, "model: write neighbours", rc);
+	unsigned char *p = val.mv_data;
+	uint32_t off = 0;
+	memcpy(p, &n_items, 4);
+	for (uint32_t i = 0; i < n_items; i++) {
+		memcpy(p + 4 + 4 * (size_t)i, &off, 4);
+		memcpy(p + head + (size_t)off * sizeof(neighbor), lists + (size_t)i * stride,
+		       (size_t)counts[i] * sizeof(neighbor));
+		off += counts[i];
+	}
+	memcpy(p + 4 + 4 * (size_t)n_items, &off, 4);
+	return writer_tick(w, err);
 }
 
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
@@ -347,6 +369,8 @@ struct model {
 	const unsigned char *category, *price; /* u32[n], f32[n] */
 	const unsigned char *popularity;
 	const unsigned char *popular;
+	const unsigned char *nbr_offsets; /* u32[n_items + 1], in pairs */
+	const unsigned char *nbr_pairs;
 	char *meta_json;
 	model_info info;
 };
@@ -536,6 +560,45 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 	return 0;
 }
 
+/* Loads and checks the neighbour table: offsets in order, lists no longer
+ * than K, every neighbour an existing item. */
+static int load_neighbors(model *m, const char *path, strbuf *err)
+{
+	MDB_val v;
+	uint32_t n = m->info.n_items, count, prev = 0, end;
+	size_t head = 4 + 4 * ((size_t)n + 1);
+	if (get_blob(m->blob_txn, m->neighbors, "all", &v) != 0 || v.mv_size < head) {
+		sb_addf(err, "%s: neighbour table missing or truncated", path);
+		return STORE_CORRUPT;
+	}
+	const unsigned char *b = v.mv_data;
+	memcpy(&count, b, 4);
+	memcpy(&end, b + 4 + 4 * (size_t)n, 4);
+	if (count != n || v.mv_size != head + (size_t)end * sizeof(neighbor)) {
+		sb_addf(err, "%s: neighbour table does not match the item count", path);
+		return STORE_CORRUPT;
+	}
+	for (uint32_t i = 0; i <= n; i++) {
+		uint32_t off;
+		memcpy(&off, b + 4 + 4 * (size_t)i, 4);
+		if (off < prev || off > end || (i > 0 && off - prev > m->info.neighbors)) {
+			sb_addf(err, "%s: neighbour table offsets are corrupt", path);
+			return STORE_CORRUPT;
+		}
+		prev = off;
+	}
+	for (uint32_t p = 0; p < end; p++) {
+		neighbor nb = model_pair_at(b + head, p);
+		if (nb.item >= n) {
+			sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item, n);
+			return STORE_CORRUPT;
+		}
+	}
+	m->nbr_offsets = b + 4;
+	m->nbr_pairs = b + head;
+	return 0;
+}
+
 int model_open(const char *dir, model **out, strbuf *err)
 {
 	model *m = xcalloc(1, sizeof(*m));
@@ -579,7 +642,7 @@ int model_open(const char *dir, model **out, strbuf *err)
 	MDB_dbi meta, items;
 	if ((rc = mdb_dbi_open(txn, "meta", 0, &meta)) || (rc = mdb_dbi_open(txn, "items", 0, &items)) ||
 	    (rc = mdb_dbi_open(txn, "item_index", 0, &m->item_index)) ||
-	    (rc = mdb_dbi_open(txn, "neighbors", MDB_INTEGERKEY, &m->neighbors)) ||
+	    (rc = mdb_dbi_open(txn, "neighbors", 0, &m->neighbors)) ||
 	    (rc = mdb_dbi_open(txn, "customers", 0, &m->customers))) {
 		sb_addf(err, "%s is not a shopkeeper model (missing table: %s)", path.buf,
 			mdb_strerror(rc));
@@ -608,6 +671,8 @@ int model_open(const char *dir, model **out, strbuf *err)
 	if ((ret = parse_meta(m, path.buf, err)) != 0)
 		goto fail;
 	if ((ret = load_items(m, items, path.buf, err)) != 0)
+		goto fail;
+	if ((ret = load_neighbors(m, path.buf, err)) != 0)
 		goto fail;
 	sb_release(&path);
 	*out = m;
@@ -758,19 +823,17 @@ int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx)
 
 int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 {
-	unsigned int key = idx;
-	MDB_val k = { sizeof(key), &key }, v;
-	int rc = mdb_get(t->txn, t->m->neighbors, &k, &v);
-	out->data = NULL;
-	out->n = 0;
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return STORE_ERROR;
-	if (v.mv_size % sizeof(neighbor) != 0 || v.mv_size / sizeof(neighbor) > t->m->info.neighbors)
+	const model *m = t->m;
+	uint32_t a, b;
+	if (idx >= m->info.n_items) {
+		out->data = NULL;
+		out->n = 0;
 		return STORE_CORRUPT;
-	out->data = v.mv_data;
-	out->n = (uint32_t)(v.mv_size / sizeof(neighbor));
+	}
+	memcpy(&a, m->nbr_offsets + 4 * (size_t)idx, 4);
+	memcpy(&b, m->nbr_offsets + 4 * ((size_t)idx + 1), 4);
+	out->data = m->nbr_pairs + (size_t)a * sizeof(neighbor);
+	out->n = b - a;
 	return 0;
 }
 

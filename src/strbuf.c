@@ -136,6 +136,50 @@ void sb_add_double(strbuf *sb, double v, int digits)
 {
 	if (!isfinite(v))
 		v = 0;
+	/* Scores on the request path: plain decimals in [1e-4, 1e9) are
+	 * written without printf (a tenth of a request's time otherwise). */
+	double a = fabs(v);
+	if (digits >= 1 && digits <= 9 && (a == 0 || (a >= 1e-4 && a < 1e9))) {
+		int mag = a == 0 ? 0 : (int)floor(log10(a)); /* 10^mag <= a */
+		int decimals = digits - 1 - mag;
+		if (decimals < 0)
+			decimals = 0;
+		if (decimals > 12)
+			decimals = 12;
+		static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
+						1e7, 1e8, 1e9, 1e10, 1e11, 1e12 };
+		uint64_t scaled = (uint64_t)llround(a * pow10[decimals]);
+		uint64_t unit = (uint64_t)pow10[decimals];
+		uint64_t ip = scaled / unit, fp = scaled % unit;
+		char tmp[40];
+		int n = 0;
+		if (v < 0 && scaled)
+			tmp[n++] = '-';
+		char digs[24];
+		int d = 0;
+		do {
+			digs[d++] = (char)('0' + ip % 10);
+			ip /= 10;
+		} while (ip);
+		while (d)
+			tmp[n++] = digs[--d];
+		if (fp) {
+			/* Fraction digits, trailing zeros dropped (as %g does). */
+			int width = decimals;
+			while (fp % 10 == 0) {
+				fp /= 10;
+				width--;
+			}
+			tmp[n++] = '.';
+			for (int i = width - 1; i >= 0; i--) {
+				tmp[n + i] = (char)('0' + fp % 10);
+				fp /= 10;
+			}
+			n += width;
+		}
+		sb_add(sb, tmp, (size_t)n);
+		return;
+	}
 	sb_grow(sb, 32);
 	int n = snprintf(sb->buf + sb->len, sb->cap - sb->len, "%.*g", digits, v);
 	if (n > 0)

@@ -630,9 +630,9 @@ class ErrorTests(Base):
         self.assertError(resp, 400, "invalid_id")
 
     def test_huge_request_line_gets_json_error(self):
-        """A 40 KB request line (under the 64 KiB connection memory) gets our
-        JSON 414, not libmicrohttpd's HTML page."""
-        resp = self.get("/v1/customers/%s/recommendations" % ("x" * 40000))
+        """A 12 KB request line (over the 8 KiB path limit, under the 24 KiB
+        connection memory) gets our JSON 414, not libmicrohttpd's HTML page."""
+        resp = self.get("/v1/customers/%s/recommendations" % ("x" * 12000))
         self.assertServing()
         self.assertError(resp, 414, "uri_too_long")
 

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Load benchmark: shopkeeper against nginx serving the same answers
+# precomputed as static JSON files, in the same run, same thread count,
+# keep-alive on both, wrk on its own core.
+#
+#   bench/load_bench.sh [--data FILE] [--columns MAP] [--model DIR]
+#                       [--threads N] [--connections C] [--duration S] [--runs R]
+#
+# --data     interactions CSV (default: the bundled demo slice); e.g.
+#            ../shared/data/online-retail.csv.gz with the default --columns
+# --model    use an already trained model directory instead of training
+# --threads  server threads = nginx workers (default 1: on this 2-core
+#            machine the server gets core 0, wrk core 1)
+# --runs     wrk runs per route and server (default 3; medians are reported)
+#
+# Reaches only 127.0.0.1. Every process it starts is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/bin/shopkeeper"
+DATA="$ROOT/data/demo/online-retail-sample.csv"
+COLUMNS="customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
+MODEL=""
+THREADS=1
+CONNS=32
+DURATION=10
+RUNS=3
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--data) DATA=$2; shift 2 ;;
+	--columns) COLUMNS=$2; shift 2 ;;
+	--model) MODEL=$2; shift 2 ;;
+	--threads) THREADS=$2; shift 2 ;;
+	--connections) CONNS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	*) echo "load_bench: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+
+need() {
+	command -v "$1" >/dev/null && return 0
+	if [ "$(id -u)" = 0 ]; then
+		echo "load_bench: installing $2" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+	else
+		echo "load_bench: $1 is missing (apt-get install $2)" >&2
+		exit 1
+	fi
+}
+need wrk wrk
+need nginx nginx
+need curl curl
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+make -C "$ROOT" -s all >/dev/null
+
+WORK=$(mktemp -d /tmp/shopkeeper-load.XXXXXX)
+SERVER_PID=""
+NGINX_PID=""
+cleanup() {
+	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "$MODEL" ]; then
+	MODEL="$WORK/model"
+	echo "== training on $DATA" >&2
+	"$BIN" train --interactions "$DATA" --columns "$COLUMNS" --out "$MODEL" --quiet
+fi
+"$BIN" inspect "$MODEL" --list customers | grep -E '^[A-Za-z0-9._-]+$' >"$WORK/customers.txt"
+"$BIN" inspect "$MODEL" --list items | grep -E '^[A-Za-z0-9._-]+$' >"$WORK/items.txt"
+echo "== $(wc -l <"$WORK/customers.txt") customers, $(wc -l <"$WORK/items.txt") items" >&2
+
+# ---- shopkeeper on core 0 ----------------------------------------------------
+taskset -c 0 "$BIN" serve --model "$MODEL" --state "$WORK/state" --listen 127.0.0.1:0 \
+	--threads "$THREADS" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+	PORT=$(grep -o 'on port [0-9]*' "$WORK/serve.log" | grep -o '[0-9]*$' || true)
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+[ -n "${PORT:-}" ] || { cat "$WORK/serve.log" >&2; exit 1; }
+SK="http://127.0.0.1:$PORT"
+
+# ---- the same answers as files, for nginx ----------------------------------
+echo "== precomputing every customer's and item's answer" >&2
+"$PY" - "$PORT" "$WORK" <<'PY'
+import http.client, os, sys
+port, work = int(sys.argv[1]), sys.argv[2]
+conn = http.client.HTTPConnection("127.0.0.1", port)
+def save(path, url):
+    conn.request("GET", url)
+    r = conn.getresponse()
+    body = r.read()
+    assert r.status == 200, (url, r.status, body)
+    full = os.path.join(work, "www", path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "wb") as f:
+        f.write(body)
+for cid in open(os.path.join(work, "customers.txt")).read().split():
+    p = "/v1/customers/%s/recommendations" % cid
+    save(p, p + "?n=10")
+for iid in open(os.path.join(work, "items.txt")).read().split():
+    p = "/v1/items/%s/similar" % iid
+    save(p, p + "?n=10")
+PY
+
+NPORT=$((PORT + 1))
+while ss -ltn | grep -q ":$NPORT "; do NPORT=$((NPORT + 1)); done
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $THREADS;
+worker_cpu_affinity auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	default_type application/json;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_timeout 65;
+	keepalive_requests 100000000;
+	open_file_cache max=1000000 inactive=300s;
+	open_file_cache_valid 300s;
+	client_body_temp_path $WORK/nginx/tmp;
+	proxy_temp_path $WORK/nginx/tmp;
+	fastcgi_temp_path $WORK/nginx/tmp;
+	uwsgi_temp_path $WORK/nginx/tmp;
+	scgi_temp_path $WORK/nginx/tmp;
+	server {
+		listen 127.0.0.1:$NPORT;
+		root $WORK/www;
+		location / { try_files \$uri =404; }
+	}
+}
+EOF
+# nginx's workers run as www-data: let them read the files.
+chmod 755 "$WORK"
+chmod -R a+rX "$WORK/www"
+taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NPORT/" && break; sleep 0.1; done
+NG="http://127.0.0.1:$NPORT"
+# Both must give the same bytes, or the comparison means nothing.
+first=$(head -n 1 "$WORK/customers.txt")
+if ! cmp -s <(curl -s "$SK/v1/customers/$first/recommendations?n=10") \
+	<(curl -s "$NG/v1/customers/$first/recommendations?n=10"); then
+	echo "load_bench: nginx and shopkeeper answers differ for customer $first:" >&2
+	curl -s "$NG/v1/customers/$first/recommendations?n=10" | head -c 300 >&2
+	exit 1
+fi
+
+# ---- wrk -------------------------------------------------------------------
+# One run: prints "rps p50 p90 p99 max errors" (latencies in ms).
+run_wrk() { # url script args...
+	local url=$1 script=$2
+	shift 2
+	taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/$script" \
+		"$url" -- "$@" >"$WORK/wrk.out" 2>&1 || true
+	"$PY" - "$WORK/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(v, u):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", t, re.M)}
+mx = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)", t)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+print(rps, pct["50"], pct["90"], pct["99"], ms(*mx.groups()), errors)
+PY
+}
+
+# Median of R runs: prints the median run's figures by throughput.
+median_runs() {
+	local i
+	for i in $(seq "$RUNS"); do run_wrk "$@"; done | sort -n -k1 | sed -n "$(((RUNS + 1) / 2))p"
+}
+
+printf '\n%-28s %-10s %10s %8s %8s %8s %8s %7s\n' route server req/s p50_ms p90_ms p99_ms max_ms errors
+report() { # label server figures...
+	printf '%-28s %-10s %10.0f %8.3f %8.3f %8.3f %8.2f %7d\n' "$1" "$2" $3 $4 $5 $6 $7 $8
+}
+
+ratio() { # label sk-figures ng-figures
+	"$PY" -c "import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); \
+print('%-28s shopkeeper/nginx: throughput %.2fx, p99 %.2fx' % (sys.argv[3], float(a[0])/float(b[0]), float(a[3])/float(b[3])))" \
+		"$2" "$3" "$1"
+}
+
+declare -a RATIOS
+for route in customer item; do
+	if [ $route = customer ]; then
+		script=random_customer.lua ids="$WORK/customers.txt" label="GET customer recs n=10"
+	else
+		script=random_item.lua ids="$WORK/items.txt" label="GET item similar n=10"
+	fi
+	sk=$(median_runs "$SK" $script "$ids")
+	ng=$(median_runs "$NG" $script "$ids")
+	report "$label" shopkeeper $sk
+	report "$label" nginx $ng
+	RATIOS+=("$(ratio "$label" "$sk" "$ng")")
+done
+report "POST basket n=10" shopkeeper $(median_runs "$SK" basket.lua "$WORK/items.txt")
+for batch in 1 100; do
+	f=$(median_runs "$SK" events.lua "$WORK/customers.txt" "$WORK/items.txt" $batch)
+	report "POST events batch=$batch" shopkeeper $f
+	RATIOS+=("$(printf '%-28s durable events/s: %.0f (fsync per group commit)' "POST events batch=$batch" \
+		"$(echo "$f" | awk -v b=$batch '{print $1 * b}')")")
+done
+echo
+printf '%s\n' "${RATIOS[@]}"
+echo
+echo "threads=$THREADS connections=$CONNS duration=${DURATION}s runs=$RUNS (medians); server and nginx on core 0, wrk on core 1"
