@@ -7,6 +7,7 @@
 #   make test       unit tests + end-to-end tests against the real server
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
+#   make fuzz       every libFuzzer harness for FUZZ_SECONDS (fuzz-smoke: 10 s)
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan + UBSan into build-asan/ and bin-asan/.
@@ -45,8 +46,14 @@ LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+# Each harness with the replay driver (any compiler): run over its corpus
+# by `make test`.
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps demo demo-model test test-unit test-e2e test-asan valgrind clean check-deps
+.PHONY: all deps demo demo-model fuzz fuzz-smoke test test-unit test-e2e test-asan valgrind clean check-deps
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
@@ -85,8 +92,48 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJS) | $(BUILD)/tests
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
 
-$(BUILD) $(BUILD)/tests $(BIN):
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(LIB_OBJS) | $(BUILD)/fuzz
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ $< tests/fuzz/driver.c \
+	  $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD) $(BUILD)/tests $(BUILD)/fuzz $(BIN):
 	mkdir -p $@
+
+# ---- fuzzing (clang's libFuzzer) ----------------------------------------------
+# make fuzz: every harness for FUZZ_SECONDS (default 60) from its corpus;
+# new inputs it finds are kept in build-fuzz/corpus/NAME. make fuzz-smoke:
+# 10 s each, as CI runs it.
+FUZZ_CFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Itests/fuzz \
+	       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=build-fuzz/%.o)
+
+build-fuzz/%.o: src/%.c | check-deps
+	@mkdir -p build-fuzz
+	@echo "  CLANG   $<"
+	$(Q)clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS)
+	@echo "  CLANG   $<"
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) \
+	  $(PKG_LIBS) $(LDLIBS)
+
+fuzz: check-clang $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
+	@for f in $(FUZZ_NAMES); do \
+	  mkdir -p build-fuzz/corpus/$$f; \
+	  echo "== fuzz_$$f for $(FUZZ_SECONDS)s"; \
+	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	    build-fuzz/corpus/$$f tests/fuzz/corpus/$$f 2>&1 | grep -E "^(stat::|#[0-9]+ +DONE|==|SUMMARY)" || exit 1; \
+	done
+
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+.SECONDARY: $(FUZZ_LIB_OBJS)
+
+check-clang:
+	@command -v clang >/dev/null || { echo "make: installing clang for libFuzzer"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null; }
 
 # ---- running -------------------------------------------------------------
 
@@ -110,10 +157,10 @@ demo: demo-model
 	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen 127.0.0.1:8080
 
 # The test runner prints one closing line: "N passed, N failed".
-test: all $(TEST_BINS)
+test: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh
 
-test-unit: all $(TEST_BINS)
+test-unit: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh unit
 
 test-e2e: all
@@ -122,10 +169,10 @@ test-e2e: all
 test-asan:
 	$(MAKE) --no-print-directory SANITIZE=1 test
 
-valgrind: all $(TEST_BINS)
+valgrind: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
 
 clean:
-	rm -rf build build-asan bin bin-asan
+	rm -rf build build-asan build-fuzz bin bin-asan
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(BUILD)/fuzz/*.d)

@@ -11,6 +11,7 @@
 #ifndef SHOPKEEPER_EVENTS_H
 #define SHOPKEEPER_EVENTS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -30,6 +31,12 @@ int events_append(events_writer *w, const event_in *ev, uint32_t n);
 /* Commits what is queued, stops the thread, frees the writer;
  * events_writer_stop(NULL) does nothing. */
 void events_writer_stop(events_writer *w);
+
+/* Validates one event object of POST /v1/events into *e (ids borrowed from
+ * o, or written into ids[] when sent as JSON integers; now is the default
+ * time and the reference for "in the future"). Returns NULL, or why it is
+ * rejected as "code: message" (a static string). */
+const char *events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now);
 
 /* Transactions committed and events written so far (for metrics). */
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events);

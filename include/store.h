@@ -104,6 +104,12 @@ int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t 
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
 			      const customer_summary *sum, const history_entry *hist,
 			      const char *attrs, strbuf *err);
+/* Writes one record as given, bypassing the typed writers above: for tests
+ * and fuzzing of the readers' checks. `table` is "meta", "items",
+ * "item_index", "neighbors" or "customers". Returns 0 or STORE_ERROR. */
+int model_writer_put_raw(model_writer *w, const char *table, const void *key, size_t klen,
+			 const void *val, size_t vlen, strbuf *err);
+
 /* Commits, syncs and renames the file into place; the writer is freed.
  * Returns 0 or STORE_ERROR with a message in *err. */
 int model_writer_finish(model_writer *w, strbuf *err);

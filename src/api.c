@@ -1074,88 +1074,6 @@ static void get_audience(api *a, struct worker *w, const http_request *req, http
 
 /* ---- POST /v1/events ---------------------------------------------------- */
 
-/* An id field given as a string or an integer (many shops number their
- * customers); integers are written into buf. */
-static const char *event_id(json_t *v, char buf[24], size_t *len)
-{
-	if (json_is_string(v)) {
-		*len = json_string_length(v);
-		return json_string_value(v);
-	}
-	if (json_is_integer(v)) {
-		int n = snprintf(buf, 24, "%lld", (long long)json_integer_value(v));
-		*len = n > 0 ? (size_t)n : 0;
-		return buf;
-	}
-	return NULL;
-}
-
-/* Validates one event object into *e. Returns NULL, or the reason it is
- * rejected as "code: message" (a static string). */
-static const char *parse_event(json_t *o, event_in *e, char ids[2][24], int64_t now)
-{
-	if (!json_is_object(o))
-		return "invalid_event: an event must be a JSON object";
-	json_t *cid = json_object_get(o, "customer_id"), *iid = json_object_get(o, "item_id");
-	json_t *type = json_object_get(o, "event"), *ts = json_object_get(o, "timestamp");
-	json_t *qty = json_object_get(o, "quantity"), *price = json_object_get(o, "price");
-	memset(e, 0, sizeof(*e));
-	if (!cid)
-		return "missing_field: customer_id is required";
-	if (!(e->customer = event_id(cid, ids[0], &e->customer_len)))
-		return "invalid_field: customer_id must be a string";
-	if (!utf8_valid(e->customer, e->customer_len) || !id_normalize(&e->customer, &e->customer_len))
-		return "invalid_id: customer_id is empty, too long or not valid UTF-8";
-	if (!iid)
-		return "missing_field: item_id is required";
-	if (!(e->item = event_id(iid, ids[1], &e->item_len)))
-		return "invalid_field: item_id must be a string";
-	if (!utf8_valid(e->item, e->item_len) || !id_normalize(&e->item, &e->item_len))
-		return "invalid_id: item_id is empty, too long or not valid UTF-8";
-	if (e->item_len > 255)
-		return "invalid_id: item_id is longer than 255 bytes";
-	if (!json_is_string(type))
-		return "missing_field: event is required (view, cart, purchase or remove_from_cart)";
-	const char *t = json_string_value(type);
-	if (strcmp(t, "remove_from_cart") == 0) {
-		e->type = EVENT_REMOVE_FROM_CART;
-	} else {
-		int et = event_parse(t, strlen(t));
-		if (et < 0)
-			return "invalid_event_type: event must be view, cart, purchase or remove_from_cart";
-		e->type = (uint8_t)et;
-	}
-	e->ts = now;
-	if (json_is_string(ts)) {
-		const char *tv = json_string_value(ts);
-		if (time_parse(tv, json_string_length(ts), &e->ts) != 0)
-			return "invalid_timestamp: timestamp is not a date, date-time or Unix seconds";
-	} else if (json_is_number(ts)) {
-		double d = json_number_value(ts);
-		if (!(d >= 0 && d < 253402300800.0))
-			return "invalid_timestamp: timestamp is out of range";
-		e->ts = (int64_t)d;
-	} else if (ts && !json_is_null(ts)) {
-		return "invalid_timestamp: timestamp must be a string or a number";
-	}
-	if (e->ts > now + 86400)
-		return "invalid_timestamp: timestamp is more than a day ahead of the server's clock";
-	e->quantity = 1.0f;
-	if (qty && !json_is_null(qty)) {
-		double q = json_is_number(qty) ? json_number_value(qty) : NAN;
-		if (!isfinite(q) || q == 0 || fabs(q) > 1e6)
-			return "invalid_quantity: quantity must be a non-zero number within +-1000000";
-		e->quantity = (float)q;
-	}
-	if (price && !json_is_null(price)) {
-		double p = json_is_number(price) ? json_number_value(price) : NAN;
-		if (!isfinite(p) || p < 0 || p > 1e9)
-			return "invalid_price: price must be a number from 0 to 1e9";
-		e->price = (float)p;
-	}
-	return NULL;
-}
-
 static void add_rejection(strbuf *sb, size_t index, const char *why, bool *first)
 {
 	const char *colon = strchr(why, ':');
@@ -1210,7 +1128,7 @@ static void post_events(api *a, struct worker *w, const http_request *req, http_
 	}
 	for (size_t i = 0; i < total; i++) {
 		event_in *e = &w->events[accepted];
-		const char *why = parse_event(batch ? json_array_get(root, i) : root, e,
+		const char *why = events_parse(batch ? json_array_get(root, i) : root, e,
 					      w->numeric_ids[accepted], now);
 		uint32_t flags = 0;
 		if (!why && state_customer_flags(w->stxn, e->customer, e->customer_len, &flags) == 0 &&

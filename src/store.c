@@ -307,6 +307,31 @@ int model_writer_put_customer(model_writer *w, const char *id, size_t len,
 	return writer_tick(w, err);
 }
 
+int model_writer_put_raw(model_writer *w, const char *table, const void *key, size_t klen,
+			 const void *val, size_t vlen, strbuf *err)
+{
+	MDB_dbi dbi;
+	if (strcmp(table, "meta") == 0)
+		dbi = w->meta;
+	else if (strcmp(table, "items") == 0)
+		dbi = w->items;
+	else if (strcmp(table, "item_index") == 0)
+		dbi = w->item_index;
+	else if (strcmp(table, "neighbors") == 0)
+		dbi = w->neighbors;
+	else if (strcmp(table, "customers") == 0)
+		dbi = w->customers;
+	else {
+		sb_addf(err, "model: no table %s", table);
+		return STORE_ERROR;
+	}
+	if (klen == 0 || klen > 511) {
+		sb_adds(err, "model: key length out of range");
+		return STORE_ERROR;
+	}
+	return writer_put(w, dbi, key, klen, val, vlen, 0, err);
+}
+
 int model_writer_finish(model_writer *w, strbuf *err)
 {
 	int ret = STORE_ERROR;

@@ -48,6 +48,23 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 	done
 fi
 
+if [ "$what" = all ] || [ "$what" = unit ]; then
+	# The fuzz harnesses replay their seed corpora: every input must pass.
+	for t in "$BUILD"/fuzz/replay_*; do
+		[ -x "$t" ] || continue
+		name=$(basename "$t" | sed 's/^replay_//')
+		if [ "${VALGRIND:-0}" = 1 ]; then
+			valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+				"$t" "tests/fuzz/corpus/$name" >"$out" 2>&1
+		else
+			"$t" "tests/fuzz/corpus/$name" >"$out" 2>&1
+		fi
+		rc=$?
+		[ $rc -ne 0 ] && cat "$out"
+		add_counts "$out" $rc "fuzz corpus $name"
+	done
+fi
+
 if [ "$what" = all ] || [ "$what" = e2e ]; then
 	for t in tests/e2e/test_*.py; do
 		[ -f "$t" ] || continue
