@@ -53,7 +53,7 @@ FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps demo demo-model fuzz fuzz-smoke test test-unit test-e2e test-asan valgrind clean check-deps
+.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
@@ -130,6 +130,19 @@ fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 .SECONDARY: $(FUZZ_LIB_OBJS)
+
+# The OpenAPI description, linted by Redocly's CLI from the npm registry
+# (installed once into build-npm/; needs node and npm).
+REDOCLY := build-npm/node_modules/.bin/redocly
+lint-openapi: $(REDOCLY)
+	@$(REDOCLY) lint deploy/openapi.json --format=stylish >build-npm/lint.txt 2>&1; rc=$$?; \
+	  grep -v "^ *[║╔╚]" build-npm/lint.txt; exit $$rc
+
+$(REDOCLY):
+	@command -v npm >/dev/null || { echo "make: installing npm"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	mkdir -p build-npm
+	npm install --prefix build-npm --no-audit --no-fund --silent @redocly/cli@2.77.0
 
 check-clang:
 	@command -v clang >/dev/null || { echo "make: installing clang for libFuzzer"; \
