@@ -1,0 +1,228 @@
+/*
+ * test_ingest: the three CSV files into a dataset.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ingest.h"
+#include "util.h"
+
+static char dir[] = "/tmp/shopkeeper-test-ingest-XXXXXX";
+
+static const char *write_file(const char *name, const char *text)
+{
+	static char paths[8][256]; /* a few may be in use at once */
+	static unsigned next;
+	char *path = paths[next++ % 8];
+	snprintf(path, 256, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static FILE *report;
+
+static int load(const char *path, const char *columns, bool strict, dataset *ds, strbuf *err)
+{
+	ingest_options o = { .columns = columns, .strict = strict, .report = report };
+	dataset_init(ds);
+	sb_reset(err);
+	return ingest_read(path, &o, ds, err);
+}
+
+static const char retail[] =
+	"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+	"536365,85123A,\"WHITE HANGING HEART, T-LIGHT\",6,2010-12-01 08:26:00,2.55,17850.0,UK\n"
+	"536365,71053,\"RECORD FRAME 7\"\" SINGLE\",6,2010-12-01 08:26:00,3.39,17850.0,UK\n"
+	"536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,,UK\n"
+	"C536379,85123A,Discount,-1,2010-12-01 09:41:00,27.5,17850.0,UK\n"
+	"536370,22728,ALARM CLOCK,abc,2010-12-01 08:45:00,3.75,12583.0,France\n"
+	"536370,22727,ALARM CLOCK,24,not a date,3.75,12583.0,France\n"
+	"536370,22726,ALARM CLOCK,24,2010-12-01 08:45:00,-3,12583.0,France\n"
+	"536371,22086,PAPER CHAIN,80,2010-12-01 09:00:00,2.55,13047.0,UK\n";
+static const char retail_cols[] =
+	"customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice";
+
+TEST(online_retail_layout)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *path = write_file("retail.csv", retail);
+	CHECK_INT(load(path, retail_cols, false, &ds, &err), 0);
+	CHECK_INT(ds.records, 8);
+	CHECK_INT(ds.n_rows, 4);
+	CHECK_INT(ds.skipped, 4);
+	CHECK_INT(ds.skipped_by[SKIP_NO_CUSTOMER], 1);
+	CHECK_INT(ds.skipped_by[SKIP_QUANTITY], 1);
+	CHECK_INT(ds.skipped_by[SKIP_TIMESTAMP], 1);
+	CHECK_INT(ds.skipped_by[SKIP_PRICE], 1);
+	CHECK_INT(ds.returns, 1);
+	uint32_t c;
+	CHECK(idmap_find(ds.customers, "17850", 5, &c)); /* ".0" dropped */
+	CHECK_INT(idmap_count(ds.customers), 2);
+	CHECK_INT(ds.ts_min, 1291191960);
+	CHECK_INT(ds.ts_max, 1291196460); /* the return, 09:41, counts too */
+	CHECK_NEAR(ds.rows[2].quantity, -1, 1e-9);
+	CHECK_NEAR(ds.rows[0].price, 2.55, 1e-6);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+TEST(strict_stops_at_the_first_bad_row)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *path = write_file("retail.csv", retail);
+	CHECK_INT(load(path, retail_cols, true, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "line 4") != NULL);
+	CHECK(strstr(sb_str(&err), "no customer id") != NULL);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+TEST(header_problems)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(load(write_file("empty.csv", ""), NULL, false, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "empty") != NULL);
+	dataset_free(&ds);
+	CHECK_INT(load(write_file("nocust.csv", "user,item_id\n1,2\n"), NULL, false, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "customer_id") != NULL);
+	CHECK(strstr(sb_str(&err), "--columns") != NULL);
+	dataset_free(&ds);
+	/* any column order, unknown columns ignored, names matched ignoring case */
+	CHECK_INT(load(write_file("order.csv", "note,Item_ID,CUSTOMER_ID\nx,i1,c1\n"), NULL, false, &ds,
+		       &err), 0);
+	CHECK_INT(ds.n_rows, 1);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+TEST(column_spec)
+{
+	const char *names[COL_COUNT];
+	strbuf store = STRBUF_INIT, err = STRBUF_INIT;
+	CHECK_INT(ingest_parse_columns("customer_id=C,item_id=I,title=Desc", names, &store, &err), 0);
+	CHECK_STR(names[COL_CUSTOMER_ID], "C");
+	CHECK_STR(names[COL_TITLE], "Desc");
+	CHECK_STR(names[COL_PRICE], "price");
+	CHECK_INT(ingest_parse_columns("shoe_size=S", names, &store, &err), -1);
+	CHECK(strstr(sb_str(&err), "shoe_size") != NULL);
+	sb_reset(&err);
+	CHECK_INT(ingest_parse_columns("customer_id", names, &store, &err), -1);
+	sb_reset(&err);
+	CHECK_INT(ingest_parse_columns("customer_id=", names, &store, &err), -1);
+	sb_release(&store);
+	sb_release(&err);
+}
+
+TEST(gzip_reads_the_same)
+{
+	dataset a, b;
+	strbuf err = STRBUF_INIT;
+	const char *plain = write_file("retail.csv", retail);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "gzip -c %s > %s/retail.csv.gz", plain, dir);
+	CHECK_INT(system(cmd), 0);
+	char gz[256];
+	snprintf(gz, sizeof(gz), "%s/retail.csv.gz", dir);
+	CHECK_INT(load(write_file("retail.csv", retail), retail_cols, false, &a, &err), 0);
+	CHECK_INT(load(gz, retail_cols, false, &b, &err), 0);
+	CHECK_INT(a.n_rows, b.n_rows);
+	CHECK(memcmp(a.rows, b.rows, a.n_rows * sizeof(*a.rows)) == 0);
+	dataset_free(&a);
+	dataset_free(&b);
+	/* a corrupt .gz is an error, not a short file read as whole */
+	snprintf(cmd, sizeof(cmd), "head -c 60 %s > %s/cut.csv.gz", gz, dir);
+	CHECK_INT(system(cmd), 0);
+	snprintf(gz, sizeof(gz), "%s/cut.csv.gz", dir);
+	CHECK_INT(load(gz, retail_cols, false, &a, &err), -1);
+	dataset_free(&a);
+	sb_release(&err);
+}
+
+TEST(events_and_as_of)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *path = write_file("ev.csv", "customer_id,item_id,event,timestamp\n"
+						"a,x,view,2024-01-01\na,y,Cart,2024-01-02\n"
+						"a,z,,2024-01-03\na,w,wishlist,2024-01-03\n"
+						"b,x,purchase,2024-02-01\nb,x,purchase,2099-01-01\n");
+	ingest_options o = { .report = report, .has_until = true, .until = 1704240000 /* Jan 3 */ };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(path, &o, &ds, &err), 0);
+	CHECK_INT(ds.n_rows, 3); /* view, cart, default purchase; b's rows are later */
+	CHECK_INT(ds.rows[0].event, EVENT_VIEW);
+	CHECK_INT(ds.rows[1].event, EVENT_CART);
+	CHECK_INT(ds.rows[2].event, EVENT_PURCHASE);
+	CHECK_INT(ds.skipped_by[SKIP_EVENT], 1);
+	CHECK_INT(ds.skipped_by[SKIP_AFTER_AS_OF], 1);
+	CHECK_INT(ds.skipped_by[SKIP_TIMESTAMP], 1); /* 2099: in the future */
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+TEST(catalog_customers_and_exclusions)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *ipath = write_file("i.csv", "customer_id,item_id\nc1,i1\nc2,i2\ngone,i1\n");
+	const char *ex = write_file("erased.txt", "# erased\ngone\n\n");
+	idmap *exclude = NULL;
+	CHECK_INT(ingest_id_list(ex, &exclude, &err), 0);
+	ingest_options o = { .report = report, .exclude = exclude };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(ipath, &o, &ds, &err), 0);
+	CHECK_INT(ds.n_rows, 2);
+	CHECK_INT(ds.skipped_by[SKIP_EXCLUDED], 1);
+	const char *cat = write_file("c.csv", "item_id,title,category,price\ni1,\"Mug, big\",kitchen,3.5\n"
+					       "i3,Tea,,\n,NoId,x,1\ni2,Bad,x,-4\n");
+	CHECK_INT(ingest_catalog(cat, &o, &ds, &err), 0);
+	CHECK_INT(ds.catalog_stats.records, 4);
+	CHECK_INT(ds.catalog_stats.skipped, 2);
+	CHECK_INT(ds.catalog_stats.added, 1); /* i3 */
+	CHECK_STR(ds.item_title[0], "Mug, big");
+	CHECK_NEAR(ds.item_price[0], 3.5, 1e-6);
+	CHECK(ds.item_category[0] != UINT32_MAX);
+	CHECK(ds.item_category[2] == UINT32_MAX);
+	const char *cus = write_file("u.csv", "customer_id,country,birth_date,tier\nc1,JP,1962-02-28,gold\n"
+					       "c9,FR,,\ngone,UK,1980-01-01,x\nc2,DE,1990-02-30,y\n");
+	CHECK_INT(ingest_customers(cus, &o, &ds, &err), 0);
+	CHECK_INT(ds.customer_stats.added, 1);   /* c9 */
+	CHECK_INT(ds.customer_stats.skipped, 2); /* gone (excluded), Feb 30 */
+	uint32_t c1;
+	CHECK(idmap_find(ds.customers, "c1", 2, &c1));
+	CHECK_STR(ds.customer_attrs[c1], "{\"country\":\"JP\",\"birth_date\":\"1962-02-28\",\"tier\":\"gold\"}");
+	CHECK_INT(ds.customer_birthday[c1], 228);
+	uint32_t gone;
+	CHECK(!idmap_find(ds.customers, "gone", 4, &gone));
+	idmap_free(exclude);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir))
+		return 1;
+	report = fopen("/dev/null", "w");
+	RUN(online_retail_layout);
+	RUN(strict_stops_at_the_first_bad_row);
+	RUN(header_problems);
+	RUN(column_spec);
+	RUN(gzip_reads_the_same);
+	RUN(events_and_as_of);
+	RUN(catalog_customers_and_exclusions);
+	fclose(report);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		return 1;
+	return harness_done();
+}

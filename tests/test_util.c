@@ -1,0 +1,203 @@
+/*
+ * test_util: timestamps, ids, UTF-8, strbuf, idmap, RFM scoring, API keys.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "harness.h"
+#include "idmap.h"
+#include "ids.h"
+#include "rfm.h"
+#include "strbuf.h"
+#include "timefmt.h"
+#include "util.h"
+
+static int64_t ts(const char *s)
+{
+	int64_t t = -1;
+	if (time_parse(s, strlen(s), &t) != 0)
+		return -1;
+	return t;
+}
+
+TEST(time_formats)
+{
+	CHECK_INT(ts("2010-12-01 08:26:00"), 1291191960);
+	CHECK_INT(ts("2010-12-01T08:26:00Z"), 1291191960);
+	CHECK_INT(ts("2010-12-01T08:26"), 1291191960);
+	CHECK_INT(ts("2010-12-01"), 1291161600);
+	CHECK_INT(ts("2010-12-01T10:26:00+02:00"), 1291191960);
+	CHECK_INT(ts("2010-12-01T03:26:00-0500"), 1291191960);
+	CHECK_INT(ts("2010-12-01T08:26:00.750Z"), 1291191960);
+	CHECK_INT(ts("1291191960"), 1291191960);
+	CHECK_INT(ts("1291191960.5"), 1291191960);
+	CHECK_INT(ts("2024-02-29"), 1709164800);
+	CHECK_INT(ts("2023-02-29"), -1);
+	CHECK_INT(ts("2011-13-01"), -1);
+	CHECK_INT(ts("2011-04-31"), -1);
+	CHECK_INT(ts("2011-01-01 24:00"), -1);
+	CHECK_INT(ts("1969-12-31"), -1);
+	CHECK_INT(ts(""), -1);
+	CHECK_INT(ts("yesterday"), -1);
+	CHECK_INT(ts("2011-01-01 10:00:00 junk"), -1);
+	char buf[TIME_FMT_LEN];
+	time_format(1291191960, buf);
+	CHECK_STR(buf, "2010-12-01T08:26:00Z");
+	time_format(0, buf);
+	CHECK_STR(buf, "1970-01-01T00:00:00Z");
+}
+
+static const char *norm(const char *s)
+{
+	static char out[512];
+	const char *p = s;
+	size_t n = strlen(s);
+	if (!id_normalize(&p, &n))
+		return "(unusable)";
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return out;
+}
+
+TEST(ids)
+{
+	CHECK_STR(norm("17850.0"), "17850");
+	CHECK_STR(norm("17850.000"), "17850");
+	CHECK_STR(norm(" 42 "), "42");
+	CHECK_STR(norm("1.5"), "1.5");
+	CHECK_STR(norm("abc.0"), "abc.0");
+	CHECK_STR(norm("85123A"), "85123A");
+	CHECK_STR(norm(""), "(unusable)");
+	CHECK_STR(norm("   "), "(unusable)");
+	CHECK_STR(norm("a\nb"), "(unusable)");
+	char long_id[300];
+	memset(long_id, 'x', 257);
+	long_id[257] = '\0';
+	CHECK_STR(norm(long_id), "(unusable)");
+	long_id[256] = '\0';
+	CHECK(strlen(norm(long_id)) == 256);
+}
+
+TEST(utf8)
+{
+	CHECK(utf8_valid("plain", 5));
+	CHECK(utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+	CHECK(!utf8_valid("\xff", 1));
+	CHECK(!utf8_valid("\xc0\xaf", 2));         /* overlong */
+	CHECK(!utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+	CHECK(!utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+	CHECK(!utf8_valid("\xe2\x82", 2));         /* truncated */
+	CHECK(!utf8_valid("a\0b", 3));
+}
+
+TEST(strbuf_json)
+{
+	strbuf sb = STRBUF_INIT;
+	CHECK_STR(sb_str(&sb), "");
+	sb_add_json_str(&sb, "a\"b\\c\n\x01", 7);
+	CHECK_STR(sb.buf, "\"a\\\"b\\\\c\\n\\u0001\"");
+	sb_reset(&sb);
+	for (int i = 0; i < 1000; i++)
+		sb_addf(&sb, "%d,", i);
+	CHECK(sb.len > 3000 && strncmp(sb.buf, "0,1,2,", 6) == 0);
+	sb_reset(&sb);
+	sb_add_double(&sb, 0.00170983, 6);
+	sb_addc(&sb, ' ');
+	sb_add_double(&sb, 0.0 / 0.0, 6);
+	sb_addc(&sb, ' ');
+	sb_add_double(&sb, 5288.6343, 8);
+	sb_addc(&sb, ' ');
+	sb_add_double(&sb, -0.25, 6);
+	sb_addc(&sb, ' ');
+	sb_add_u64(&sb, 18446744073709551615ull);
+	sb_addc(&sb, ' ');
+	sb_add_i64(&sb, -42);
+	CHECK_STR(sb.buf, "0.00170983 0 5288.6343 -0.25 18446744073709551615 -42");
+	size_t len;
+	char *p = sb_detach(&sb, &len);
+	CHECK(sb.buf == NULL && len > 0 && p[len] == '\0');
+	free(p);
+}
+
+TEST(idmap_many)
+{
+	idmap *m = idmap_create();
+	char buf[32];
+	bool created;
+	for (int i = 0; i < 100000; i++) {
+		int n = snprintf(buf, sizeof(buf), "id-%d", i);
+		CHECK_INT(idmap_intern(m, buf, (size_t)n, &created), i);
+		if (!created)
+			CHECK(created);
+	}
+	CHECK_INT(idmap_intern(m, "id-77", 5, &created), 77);
+	CHECK(!created);
+	uint32_t idx;
+	CHECK(idmap_find(m, "id-99999", 8, &idx) && idx == 99999);
+	CHECK(!idmap_find(m, "id-100000", 9, &idx));
+	size_t len;
+	CHECK_STR(idmap_name(m, 4242, &len), "id-4242");
+	CHECK_INT(len, 7);
+	CHECK_INT(idmap_count(m), 100000);
+	idmap_free(m);
+}
+
+TEST(rfm_segments)
+{
+	rfm_cuts cuts = { { 10, 30, 60, 180 }, { 1, 2, 3, 5 }, { 100, 200, 500, 1000 } };
+	rfm_figures best = { 0, 1000 * 86400, 10, 5000 };
+	rfm_scores s = rfm_score(&cuts, &best, 1000 * 86400 + 86400 * 2);
+	CHECK_INT(s.r, 5);
+	CHECK_INT(s.f, 5);
+	CHECK_INT(s.m, 5);
+	CHECK_STR(segment_name(rfm_segment(s)), "champions");
+	/* the same customer, a year later, has lapsed */
+	s = rfm_score(&cuts, &best, 1000 * 86400 + 86400 * 365);
+	CHECK_INT(s.r, 1);
+	CHECK_STR(segment_name(rfm_segment(s)), "at_risk");
+	rfm_figures once = { 0, 0, 1, 10 };
+	s = rfm_score(&cuts, &once, 86400 * 400);
+	CHECK_STR(segment_name(rfm_segment(s)), "lost");
+	s = rfm_score(&cuts, &once, 86400 * 5);
+	CHECK_STR(segment_name(rfm_segment(s)), "new");
+	rfm_figures none = { 0, 0, 0, 0 };
+	s = rfm_score(&cuts, &none, 0);
+	CHECK_STR(segment_name(rfm_segment(s)), "prospect");
+	CHECK_INT(segment_parse("dormant", 7), SEG_DORMANT);
+	CHECK_INT(segment_parse("vip", 3), -1);
+}
+
+TEST(api_keys)
+{
+	auth *a = NULL;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(auth_load(NULL, NULL, &a, &err), 0);
+	CHECK(a == NULL); /* no keys: authentication off */
+	CHECK_INT(auth_load(NULL, "short", &a, &err), -1);
+	CHECK(strstr(sb_str(&err), "short") == NULL); /* the key is not echoed */
+	sb_reset(&err);
+	CHECK_INT(auth_load(NULL, "0123456789abcdef,fedcba9876543210xyz", &a, &err), 0);
+	CHECK(a != NULL);
+	CHECK_INT(auth_check(a, "Bearer 0123456789abcdef"), 0);
+	CHECK_INT(auth_check(a, "bearer fedcba9876543210xyz"), 0);
+	CHECK_INT(auth_check(a, "Bearer 0123456789abcdeF"), 403);
+	CHECK_INT(auth_check(a, "Bearer 0123456789abcde"), 403);
+	CHECK_INT(auth_check(a, "Basic 0123456789abcdef"), 401);
+	CHECK_INT(auth_check(a, NULL), 401);
+	CHECK_INT(auth_check(a, "Bearer "), 401);
+	auth_free(a);
+	sb_release(&err);
+}
+
+int main(void)
+{
+	RUN(time_formats);
+	RUN(ids);
+	RUN(utf8);
+	RUN(strbuf_json);
+	RUN(idmap_many);
+	RUN(rfm_segments);
+	RUN(api_keys);
+	return harness_done();
+}
