@@ -134,7 +134,10 @@ TEST(gzip_reads_the_same)
 	CHECK_INT(load(write_file("retail.csv", retail), retail_cols, false, &a, &err), 0);
 	CHECK_INT(load(gz, retail_cols, false, &b, &err), 0);
 	CHECK_INT(a.n_rows, b.n_rows);
-	CHECK(memcmp(a.rows, b.rows, a.n_rows * sizeof(*a.rows)) == 0);
+	for (size_t i = 0; i < a.n_rows && i < b.n_rows; i++) /* field by field: padding */
+		CHECK(a.rows[i].customer == b.rows[i].customer && a.rows[i].item == b.rows[i].item &&
+		      a.rows[i].ts == b.rows[i].ts && a.rows[i].quantity == b.rows[i].quantity &&
+		      a.rows[i].price == b.rows[i].price && a.rows[i].event == b.rows[i].event);
 	dataset_free(&a);
 	dataset_free(&b);
 	/* a corrupt .gz is an error, not a short file read as whole */
