@@ -82,7 +82,8 @@ $(BIN)/shopkeeper: $(BUILD)/main.o $(LIB_OBJS) | $(BIN)
 
 # The synthetic data generator for benchmarks: plain C, no libraries.
 $(BIN)/shopkeeper-gen: bench/gen.c | $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
+	@echo "  CC      $<"
+	$(Q)$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lm
 
 $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
 	@echo "  CC      $<"
