@@ -246,7 +246,7 @@ TEST(state_flags_and_events)
 		batch[i] = (event_in){ "w", 1, items[i], 199, 1000 + i, 1, 0, EVENT_VIEW, true };
 	}
 	for (int round = 0; round < 12; round++) {
-		char who[8];
+		char who[16];
 		snprintf(who, sizeof(who), "w%d", round);
 		for (int i = 0; i < 600; i++) {
 			batch[i].customer = who;
