@@ -68,6 +68,8 @@ char *sb_detach(strbuf *sb, size_t *len)
 void sb_add(strbuf *sb, const void *data, size_t n)
 {
 	sb_grow(sb, n);
+	if (n == 0)
+		return; /* data may be NULL then (an empty LMDB value, say) */
 	memcpy(sb->buf + sb->len, data, n);
 	sb->len += n;
 	sb->buf[sb->len] = '\0';
