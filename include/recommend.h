@@ -87,6 +87,12 @@ uint32_t rec_ctx_items(const rec_ctx *c);
 int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
 		     uint32_t n, const rec_filter *f, rec_result *out);
 
+/* rec_for_customer for a customer already looked up: `cust` is their model
+ * record (NULL: not in the model) and `ev` their recorded events (NULL or
+ * count 0: none), both borrowed from the caller's transactions. */
+int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		    uint32_t n, const rec_filter *f, rec_result *out);
+
 /* The top n items for a basket or browsing session: items[0..n_items) are
  * scored like a history (weight 1 each) and left out of the answer. With a
  * customer id (NULL: none), what they bought is left out too unless the

@@ -630,7 +630,8 @@ static void get_customer_recs(api *a, struct worker *w, const http_request *req,
 		return;
 	}
 	f.personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
-	rc = f.personal ? rec_for_customer(w->rec, w->txn, w->stxn, id, len, n, &f, &w->result) : 0;
+	rc = f.personal ? rec_for_history(w->rec, w->txn, who.known ? &who.cust : NULL, &who.events,
+					   n, &f, &w->result) : 0;
 	if (!f.personal)
 		rec_popular(w->rec, w->m, n, &f, &w->result);
 	if (rc) {

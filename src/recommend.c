@@ -17,9 +17,12 @@ struct cand {
 	float ev_aff;     /* live events' affinity since as_of */
 };
 
-/* A history item (or event or basket item) the request spread, with the
- * weight it spread with: the because pass walks them again. */
+/* A history item (or event or basket item) the request scores with, the
+ * weight it spreads with, and its neighbours (the `use` best): both passes
+ * walk them. */
 struct source {
+	const unsigned char *pairs; /* model_pairs data, borrowed from the txn */
+	uint32_t use;
 	uint32_t item;
 	float weight;
 };
@@ -29,13 +32,15 @@ struct source {
  * inner loop is a load and an add in a few KiB of cache. The second walks
  * the same neighbour lists once more, but only for the n items chosen, to
  * find the history items that contributed most to each (`because`). */
+_Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
+
 struct rec_ctx {
 	uint32_t n_items;
 	uint32_t neighbors_used; /* per history item, best first */
 	uint32_t gen;       /* current request's generation */
 	float *acc;         /* per item: score this request (0: untouched) */
 	struct cand *cand;  /* per item */
-	uint8_t *picked;    /* per item: 1 while chosen for this answer */
+	uint8_t *picked;    /* per item: slot in the answer + 1 while chosen */
 	uint32_t *touched;  /* items with acc != 0 */
 	uint32_t n_touched;
 	struct source sources[REC_MAX_HISTORY + REC_MAX_EVENTS + 128];
@@ -111,10 +116,16 @@ static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)
 			c->cand[f->exclude[i]].banned = c->gen;
 }
 
+/* Whether the filter has a category or price rule at all. */
+static inline bool has_rules(const rec_filter *f)
+{
+	return f && (f->category != UINT32_MAX || f->min_price >= 0 || f->max_price >= 0);
+}
+
 /* Whether the filter's category and price rules let item j through. */
 static bool allowed(const model *m, const rec_filter *f, uint32_t j)
 {
-	if (!f)
+	if (!has_rules(f))
 		return true;
 	if (f->category != UINT32_MAX && model_item_category(m, j) != f->category)
 		return false;
@@ -127,51 +138,75 @@ static bool allowed(const model *m, const rec_filter *f, uint32_t j)
 	return true;
 }
 
-/* Adds item `from`'s neighbours, times weight, to the scores (pass one). */
-static int spread(rec_ctx *c, model_txn *t, uint32_t from, float weight)
+/* Queues item `from` to spread its neighbours with `weight`, and asks the
+ * memory system for its neighbour list at once. A request reads a few
+ * dozen lists scattered over the model, usually cold after the kernel's
+ * network work: fetched one after the other they cost a cache miss each,
+ * prefetched together the misses overlap. Returns 0 or STORE_CORRUPT. */
+static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 {
 	model_pairs nb;
 	int rc = model_neighbors(t, from, &nb);
 	if (rc)
 		return rc;
-	if (c->n_sources < ARRAY_SIZE(c->sources))
-		c->sources[c->n_sources++] = (struct source){ from, weight };
 	uint32_t use = MIN(nb.n, c->neighbors_used);
-	float *acc = c->acc;
-	for (uint32_t r = 0; r < use; r++) {
-		neighbor p = model_pair_at(nb.data, r); /* items checked at model_open */
-		float w = p.score * weight;
-		if (!(w > 0.0f))
-			continue; /* acc stays > 0 for every touched item */
-		if (acc[p.item] == 0.0f)
-			c->touched[c->n_touched++] = p.item;
-		acc[p.item] += w;
-	}
+	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources))
+		return 0;
+	c->sources[c->n_sources++] = (struct source){ nb.data, use, from, weight };
+	size_t bytes = (size_t)use * sizeof(neighbor);
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch(nb.data + off);
 	return 0;
 }
 
+/* Pass one: adds every source's neighbours, times its weight, to the
+ * scores. The hot loop of every recommendation: an item enters `touched`
+ * the first time its score leaves zero, appended without a branch (the
+ * slot is written every time and kept only when the score was zero),
+ * because whether an item is new is a coin toss the branch predictor
+ * loses. */
+static void spread(rec_ctx *c)
+{
+	float *acc = c->acc;
+	uint32_t *touched = c->touched, n_touched = c->n_touched;
+	for (uint32_t s = 0; s < c->n_sources; s++) {
+		const struct source *src = &c->sources[s];
+		for (uint32_t r = 0; r < src->use; r++) {
+			/* Items and scores were checked at model_open: index in
+			 * range, score finite and > 0. */
+			neighbor p = model_pair_at(src->pairs, r);
+			float w = p.score * src->weight;
+			if (!(w > 0.0f))
+				continue; /* underflow: acc stays > 0 for every touched item */
+			float old = acc[p.item];
+			touched[n_touched] = p.item;
+			n_touched += old == 0.0f;
+			acc[p.item] = old + w;
+		}
+	}
+	c->n_touched = n_touched;
+}
+
 /* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
- * most to its score, largest first. */
-static void explain(rec_ctx *c, model_txn *t, rec_result *out, uint32_t first, uint32_t last)
+ * most to its score, largest first. picked[item] holds the item's slot in
+ * out plus one while it is chosen, so a neighbour is one byte load away
+ * from being skipped. */
+static void explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 {
 	for (uint32_t k = first; k < last; k++) {
-		c->picked[out->items[k].item] = 1;
+		c->picked[out->items[k].item] = (uint8_t)(k + 1);
 		out->items[k].n_because = 0;
 	}
 	float because_w[REC_MAX_N][REC_MAX_BECAUSE];
 	for (uint32_t s = 0; s < c->n_sources; s++) {
-		model_pairs nb;
-		if (model_neighbors(t, c->sources[s].item, &nb) != 0)
-			continue;
-		uint32_t use = MIN(nb.n, c->neighbors_used);
-		for (uint32_t r = 0; r < use; r++) {
-			neighbor p = model_pair_at(nb.data, r);
-			if (!c->picked[p.item])
+		const struct source *src = &c->sources[s];
+		for (uint32_t r = 0; r < src->use; r++) {
+			neighbor p = model_pair_at(src->pairs, r);
+			uint32_t slot = c->picked[p.item];
+			if (!slot)
 				continue;
-			float w = p.score * c->sources[s].weight;
-			uint32_t k = first;
-			while (out->items[k].item != p.item)
-				k++;
+			uint32_t k = slot - 1;
+			float w = p.score * src->weight;
 			rec_item *it = &out->items[k];
 			float *bw = because_w[k];
 			int pos = it->n_because;
@@ -188,7 +223,7 @@ static void explain(rec_ctx *c, model_txn *t, rec_result *out, uint32_t first, u
 				pos--;
 			}
 			bw[pos] = w;
-			it->because[pos] = c->sources[s].item;
+			it->because[pos] = src->item;
 		}
 	}
 	for (uint32_t k = first; k < last; k++)
@@ -219,19 +254,26 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 }
 
 /* The best n scored candidates that pass, then popular items to fill.
- * Leaves acc all zero again. */
+ * Leaves acc all zero again. Most touched items score below the n-th best
+ * so far: they are dropped on one comparison, before the ban and filter
+ * checks and the heap. */
 static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
 		       rec_result *out)
 {
 	const model *m = model_txn_model(t);
+	bool rules = has_rules(f);
+	spread(c);
 	topk heap;
 	topk_init(&heap, c->heap, n);
+	float threshold = topk_threshold(&heap);
 	for (uint32_t k = 0; k < c->n_touched; k++) {
 		uint32_t j = c->touched[k];
 		float score = c->acc[j];
 		c->acc[j] = 0.0f;
-		if (c->cand[j].banned != c->gen && allowed(m, f, j))
-			topk_push(&heap, j, score);
+		if (score < threshold || c->cand[j].banned == c->gen || (rules && !allowed(m, f, j)))
+			continue;
+		topk_push(&heap, j, score);
+		threshold = topk_threshold(&heap);
 	}
 	c->n_touched = 0;
 	uint32_t got = topk_sort(&heap), first = out->n;
@@ -246,7 +288,7 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 	}
 	if (got > 0) {
 		out->source = REC_PERSONAL;
-		explain(c, t, out, first, out->n);
+		explain(c, out, first, out->n);
 	}
 	fill_popular(c, m, n, f, out);
 }
@@ -280,22 +322,21 @@ static float since_as_of(double rate, int64_t ts, int64_t as_of)
 /* Folds the customer's events since the model's as-of time into ev_aff,
  * banning what they bought. Returns how many events counted (>= 0) or a
  * STORE_* error. */
-static int fold_events(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
-		       const rec_filter *f, double rate)
+static int fold_events(rec_ctx *c, model_txn *t, const state_events *ev, const rec_filter *f,
+		       double rate)
 {
 	const model_info *info = model_get_info(model_txn_model(t));
-	state_events ev;
 	event_view e;
 	size_t pos = 0;
-	int rc = state_events_get(st, id, len, &ev);
-	if (rc || ev.count == 0)
-		return rc;
+	int rc;
+	if (!ev || ev->count == 0)
+		return 0;
 	/* Only the most recent REC_MAX_EVENTS: skip the older ones. */
-	for (uint32_t skip = ev.count > REC_MAX_EVENTS ? ev.count - REC_MAX_EVENTS : 0; skip; skip--)
-		if ((rc = state_events_next(&ev, &pos, &e)) != 0)
+	for (uint32_t skip = ev->count > REC_MAX_EVENTS ? ev->count - REC_MAX_EVENTS : 0; skip; skip--)
+		if ((rc = state_events_next(ev, &pos, &e)) != 0)
 			return rc;
 	int counted = 0;
-	while ((rc = state_events_next(&ev, &pos, &e)) == 0) {
+	while ((rc = state_events_next(ev, &pos, &e)) == 0) {
 		uint32_t j;
 		/* Events up to as_of are already in the model's history. */
 		if (e.ts <= info->as_of || model_item_lookup(t, e.item, e.item_len, &j) != 0)
@@ -330,13 +371,12 @@ static int fold_events(rec_ctx *c, model_txn *t, state_txn *st, const char *id, 
 	return rc == STORE_NOTFOUND ? counted : rc;
 }
 
-int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
-		     uint32_t n, const rec_filter *f, rec_result *out)
+int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		    uint32_t n, const rec_filter *f, rec_result *out)
 {
 	model *m = model_txn_model(t);
 	const model_info *info = model_get_info(m);
-	model_customer cust;
-	int events = 0;
+	int events = 0, rc;
 
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
 	begin(c, f, out);
@@ -344,25 +384,21 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 		fill_popular(c, m, n, f, out);
 		return 0;
 	}
-	int rc = model_customer_get(t, id, len, &cust);
-	if (rc && rc != STORE_NOTFOUND)
-		return rc;
-	bool known = rc == 0;
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
-	if (st && (events = fold_events(c, t, st, id, len, f, rate)) < 0)
+	if ((events = fold_events(c, t, ev, f, rate)) < 0)
 		return events;
-	if (!known && events == 0) {
+	if (!cust && events == 0) {
 		fill_popular(c, m, n, f, out);
 		return 0;
 	}
 
-	if (known) {
-		ban_purchases(c, &cust, f);
+	if (cust) {
+		ban_purchases(c, cust, f);
 		/* History weights are sqrt(sum of event weights decayed to
 		 * as_of); the live events' sums are on the same scale. */
 		uint32_t used = 0;
-		for (uint32_t i = 0; i < cust.n_hist && used < REC_MAX_HISTORY; i++) {
-			history_entry e = model_history_at(&cust, i);
+		for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
+			history_entry e = model_history_at(cust, i);
 			if (e.item >= c->n_items)
 				return STORE_CORRUPT;
 			float sum = e.weight * e.weight;
@@ -371,20 +407,34 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 				sum += k->ev_aff;
 				k->ev_aff = 0.0f; /* folded in here */
 			}
-			if (sum <= 0.0f)
+			if (!(sum > 0.0f))
 				continue;
-			if ((rc = spread(c, t, e.item, sqrtf(sum))) != 0)
+			if ((rc = add_source(c, t, e.item, sqrtf(sum))) != 0)
 				return rc;
 			used++;
 		}
 	}
 	for (uint32_t k = 0; k < c->n_ev_items; k++) {
 		uint32_t j = c->ev_items[k];
-		if (c->cand[j].ev_aff > 0.0f && (rc = spread(c, t, j, sqrtf(c->cand[j].ev_aff))) != 0)
+		if (c->cand[j].ev_aff > 0.0f && (rc = add_source(c, t, j, sqrtf(c->cand[j].ev_aff))) != 0)
 			return rc;
 	}
 	select_top(c, t, n, f, out);
 	return 0;
+}
+
+int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
+		     uint32_t n, const rec_filter *f, rec_result *out)
+{
+	model_customer cust;
+	state_events ev = { 0 };
+	int rc = model_customer_get(t, id, len, &cust);
+	if (rc && rc != STORE_NOTFOUND)
+		return rc;
+	bool known = rc == 0;
+	if (st && (!f || f->personal) && (rc = state_events_get(st, id, len, &ev)) != 0)
+		return rc;
+	return rec_for_history(c, t, known ? &cust : NULL, &ev, n, f, out);
 }
 
 int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_items,
@@ -411,7 +461,7 @@ int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_i
 		if (items[i] >= c->n_items || c->cand[items[i]].ev_seen == c->gen)
 			continue; /* a basket listing an item twice counts it once */
 		c->cand[items[i]].ev_seen = c->gen;
-		if ((rc = spread(c, t, items[i], 1.0f)) != 0)
+		if ((rc = add_source(c, t, items[i], 1.0f)) != 0)
 			return rc;
 	}
 	select_top(c, t, n, f, out);

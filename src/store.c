@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <lmdb.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -616,6 +617,11 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 		neighbor nb = model_pair_at(b + head, p);
 		if (nb.item >= n) {
 			sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item, n);
+			return STORE_CORRUPT;
+		}
+		/* train keeps positive scores only; scoring relies on it. */
+		if (!(nb.score > 0.0f) || !isfinite(nb.score)) {
+			sb_addf(err, "%s: a neighbour score is not a positive number", path);
 			return STORE_CORRUPT;
 		}
 	}
