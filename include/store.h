@@ -151,6 +151,9 @@ const char *model_item_id(const model *m, uint32_t idx, size_t *len);
 float model_item_popularity(const model *m, uint32_t idx);
 /* Item idx's title (len 0 when it has none); valid until model_close. */
 const char *model_item_title(const model *m, uint32_t idx, size_t *len);
+/* Starts loading item idx's id and title into the cache, for a caller that
+ * will write them out after other work (a hint: no effect on results). */
+void model_item_prefetch(const model *m, uint32_t idx);
 /* Item idx's category index, or UINT32_MAX. */
 uint32_t model_item_category(const model *m, uint32_t idx);
 /* Item idx's price, < 0 when unknown. */

@@ -286,6 +286,10 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 		it->n_because = 0;
 		c->cand[j].banned = c->gen;
 	}
+	/* The answer will name these items: their ids and titles load while
+	 * the because pass runs. */
+	for (uint32_t k = first; k < out->n; k++)
+		model_item_prefetch(m, out->items[k].item);
 	if (got > 0) {
 		out->source = REC_PERSONAL;
 		explain(c, out, first, out->n);

@@ -743,6 +743,13 @@ const char *model_item_title(const model *m, uint32_t idx, size_t *len)
 	return string_at(m->titles, idx, len);
 }
 
+void model_item_prefetch(const model *m, uint32_t idx)
+{
+	size_t len;
+	__builtin_prefetch(string_at(m->ids, idx, &len));
+	__builtin_prefetch(string_at(m->titles, idx, &len));
+}
+
 uint32_t model_item_category(const model *m, uint32_t idx)
 {
 	uint32_t c;

@@ -630,7 +630,7 @@ class ErrorTests(Base):
         self.assertError(resp, 400, "invalid_id")
 
     def test_huge_request_line_gets_json_error(self):
-        """A 12 KB request line (over the 8 KiB path limit, under the 24 KiB
+        """A 12 KB request line (over the 8 KiB path limit, under the 16 KiB
         connection memory) gets our JSON 414, not libmicrohttpd's HTML page."""
         resp = self.get("/v1/customers/%s/recommendations" % ("x" * 12000))
         self.assertServing()
