@@ -53,9 +53,11 @@ typedef struct rec_filter {
 	uint32_t n_exclude;
 	bool include_purchased;  /* allow items the customer bought */
 	bool personal;           /* false: popular items only (consent) */
+	bool because;            /* name the contributing items (the explain pass) */
 } rec_filter;
 
-/* A filter that lets everything through (personal, purchases excluded). */
+/* A filter that lets everything through (personal, purchases excluded,
+ * because lists on). */
 void rec_filter_init(rec_filter *f);
 
 typedef struct rec_ctx rec_ctx;

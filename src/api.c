@@ -424,6 +424,7 @@ static int query_filter(api *a, struct worker *w, const http_request *req, http_
 	    param_bool(w, req, resp, "include_purchased", &f->include_purchased) ||
 	    param_bool(w, req, resp, "explain", explain))
 		return -1;
+	f->because = *explain;
 	return 0;
 }
 
@@ -783,7 +784,7 @@ static void post_recommendations(api *a, struct worker *w, const http_request *r
 	if (query_filter(a, w, req, resp, &f, &explain) != 0)
 		goto out;
 	if (jexplain)
-		explain = json_is_true(jexplain);
+		f.because = explain = json_is_true(jexplain);
 
 	size_t i;
 	json_t *v;

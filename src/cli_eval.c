@@ -92,6 +92,9 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 		goto out;
 	ctx = rec_ctx_create(tr->n_items);
 	rec_ctx_set_neighbors(ctx, neighbors_used);
+	rec_filter plain; /* what serve does, but nobody reads `because` here */
+	rec_filter_init(&plain);
+	plain.because = false;
 	for (size_t i = 0; i < n_pairs;) {
 		size_t j = i;
 		while (j < n_pairs && pairs[j].customer == pairs[i].customer)
@@ -117,7 +120,7 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 		if (n_rel == 0)
 			continue;
 
-		int rc = rec_for_customer(ctx, txn, NULL, cid, len, k, NULL, res);
+		int rc = rec_for_customer(ctx, txn, NULL, cid, len, k, &plain, res);
 		if (rc) {
 			sb_addf(err, "recommending for %s: %s", cid, store_strerror(rc));
 			goto out;

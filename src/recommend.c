@@ -62,6 +62,7 @@ void rec_filter_init(rec_filter *f)
 	f->min_price = -1.0f;
 	f->max_price = -1.0f;
 	f->personal = true;
+	f->because = true;
 }
 
 rec_ctx *rec_ctx_create(uint32_t n_items)
@@ -292,7 +293,8 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 		model_item_prefetch(m, out->items[k].item);
 	if (got > 0) {
 		out->source = REC_PERSONAL;
-		explain(c, out, first, out->n);
+		if (!f || f->because)
+			explain(c, out, first, out->n);
 	}
 	fill_popular(c, m, n, f, out);
 }
