@@ -885,6 +885,10 @@ static void delete_customer(api *a, struct worker *w, const http_request *req, h
 		sb_release(&err);
 		return;
 	}
+	/* The cached GET /v1/segments counts them: drop it. */
+	pthread_mutex_lock(&a->segments_lock);
+	sb_reset(&a->segments_body);
+	pthread_mutex_unlock(&a->segments_lock);
 	sb_adds(resp->body, "{\"customer_id\":");
 	sb_add_json_str(resp->body, id, len);
 	sb_adds(resp->body, ",\"erased\":true}");
