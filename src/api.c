@@ -814,6 +814,16 @@ static void post_recommendations(api *a, struct worker *w, const http_request *r
 	/* A customer who withdrew consent gets nothing built on their
 	 * behaviour, the basket included. */
 	f.personal = !(who.flags & STATE_NO_PERSONALIZATION);
+	/* Bought since the model was trained is bought too (the model's
+	 * history is left out by rec_for_basket). */
+	if (who.has_events && f.personal && !f.include_purchased) {
+		const int64_t as_of = model_get_info(w->m)->as_of;
+		size_t pos = 0;
+		event_view e;
+		while (state_events_next(&who.events, &pos, &e) == 0)
+			if (e.type == EVENT_PURCHASE && e.quantity > 0 && e.ts > as_of)
+				exclude_id(w, &f, e.item, e.item_len);
+	}
 	int rc = rec_for_basket(w->rec, w->txn, w->basket, n_items, who.known ? cid : NULL, clen, n,
 				&f, &w->result);
 	if (rc) {
