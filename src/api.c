@@ -1217,6 +1217,11 @@ static void post_events(api *a, struct worker *w, const http_request *req, http_
 	}
 
 	int64_t now = model_now(w->m); /* the default event time */
+	/* A replayed log's clock starts at as_of: an event stamped as_of in
+	 * the model's first second would pass for one the model already has,
+	 * and never count. */
+	if (now <= model_get_info(w->m)->as_of)
+		now = model_get_info(w->m)->as_of + 1;
 	uint32_t accepted = 0, unknown = 0;
 	strbuf rejected = STRBUF_INIT;
 	bool first = true;
