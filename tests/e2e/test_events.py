@@ -16,6 +16,7 @@ hours old. Every test that posts events has a server and state of its own.
 
 The last line printed is "N passed, N failed".
 """
+import calendar
 import csv
 import json
 import math
@@ -46,7 +47,7 @@ def unix(ts_text):
         return int(ts_text)
     ts_text = ts_text.rstrip("Z").replace("T", " ")
     fmt = "%Y-%m-%d %H:%M:%S" if " " in ts_text else "%Y-%m-%d"
-    return int(time.mktime(time.strptime(ts_text, fmt)) - time.timezone)
+    return calendar.timegm(time.strptime(ts_text, fmt))
 
 
 def iso(t):

@@ -18,11 +18,11 @@ their own server on a fresh state directory.
 
 The last line printed is "N passed, N failed".
 """
+import calendar
 import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -156,7 +156,7 @@ def wait_model_age(model_dir, seconds):
     """Waits until the model is `seconds` old, so its clock has moved past
     as_of by at least that (see the drift notes above)."""
     meta = json.loads(run(["inspect", model_dir]).stdout)
-    created = time.mktime(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    created = calendar.timegm(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ"))
     delay = created + seconds - time.time()
     if delay > 0:
         time.sleep(min(delay, seconds + 1))
