@@ -816,6 +816,16 @@ static void post_recommendations(api *a, struct worker *w, const http_request *r
 	/* A customer who withdrew consent gets nothing built on their
 	 * behaviour, the basket included. */
 	f.personal = !(who.flags & STATE_NO_PERSONALIZATION);
+	/* Bought since the model was trained is bought too (the model's
+	 * history is left out by rec_for_basket). */
+	if (who.has_events && f.personal && !f.include_purchased) {
+		const int64_t as_of = model_get_info(w->m)->as_of;
+		size_t pos = 0;
+		event_view e;
+		while (state_events_next(&who.events, &pos, &e) == 0)
+			if (e.type == EVENT_PURCHASE && e.quantity > 0 && e.ts > as_of)
+				exclude_id(w, &f, e.item, e.item_len);
+	}
 	int rc = rec_for_basket(w->rec, w->txn, w->basket, n_items, who.known ? cid : NULL, clen, n,
 				&f, &w->result);
 	if (rc) {
@@ -887,6 +897,10 @@ static void delete_customer(api *a, struct worker *w, const http_request *req, h
 		sb_release(&err);
 		return;
 	}
+	/* The cached GET /v1/segments counts them: drop it. */
+	pthread_mutex_lock(&a->segments_lock);
+	sb_reset(&a->segments_body);
+	pthread_mutex_unlock(&a->segments_lock);
 	sb_adds(resp->body, "{\"customer_id\":");
 	sb_add_json_str(resp->body, id, len);
 	sb_adds(resp->body, ",\"erased\":true}");
@@ -995,6 +1009,68 @@ static void write_member(api *a, struct worker *w, strbuf *sb, const char *id, s
 	sb_addc(sb, '}');
 }
 
+/* One candidate of an audience ordered by intent. */
+struct ranked {
+	customer_live live;
+	enum segment seg;
+	size_t len;
+	char id[ID_MAX_LEN];
+};
+
+/* Whether x comes before (intent, id): higher intent first, then customer
+ * id in the state's key order (bytes, a prefix first). */
+static bool ranks_before(const struct ranked *x, float intent, const char *id, size_t len)
+{
+	if (x->live.intent != intent)
+		return x->live.intent > intent;
+	int c = memcmp(x->id, id, MIN(x->len, len));
+	return c ? c < 0 : x->len < len;
+}
+
+/* order=intent: the `limit` members with the highest intent, highest
+ * first. Intent moves with the clock, so this is a top-N, not a paging
+ * order: the whole audience is walked, the best kept in a sorted array.
+ * Runs inside worker_begin/worker_end; writes "customers":[...]. */
+static int audience_by_intent(struct worker *w, audience_walk *walk, uint32_t n, uint32_t limit,
+			      bool explain, strbuf *sb)
+{
+	struct ranked *top = xmallocarray(limit, sizeof(*top));
+	uint32_t count = 0;
+	const char *id;
+	size_t len;
+	enum segment seg;
+	customer_live live;
+	state_events ev;
+	int rc;
+	while ((rc = audience_walk_next(walk, &id, &len, &seg, &live, &ev)) == 0) {
+		if (count == limit && ranks_before(&top[count - 1], live.intent, id, len))
+			continue; /* no better than the last kept: the common case */
+		uint32_t pos = count < limit ? count : limit - 1;
+		while (pos > 0 && !ranks_before(&top[pos - 1], live.intent, id, len))
+			pos--;
+		uint32_t last = count < limit ? count++ : limit - 1; /* the slot given up */
+		memmove(&top[pos + 1], &top[pos], (size_t)(last - pos) * sizeof(*top));
+		top[pos].live = live;
+		top[pos].seg = seg;
+		top[pos].len = len;
+		memcpy(top[pos].id, id, len);
+	}
+	if (rc == STORE_NOTFOUND)
+		rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < count; i++) {
+		rc = rec_for_customer(w->rec, w->txn, w->stxn, top[i].id, top[i].len, n, NULL,
+				      &w->result);
+		if (rc == 0) {
+			if (i)
+				sb_addc(sb, ',');
+			write_member(NULL, w, sb, top[i].id, top[i].len, top[i].seg, &top[i].live,
+				     explain);
+		}
+	}
+	free(top);
+	return rc;
+}
+
 static void get_audience(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	uint32_t n = API_DEFAULT_N, limit = API_DEFAULT_PAGE, days = 0, hours = 0;
@@ -1016,12 +1092,23 @@ static void get_audience(api *a, struct worker *w, const http_request *req, http
 			   (int)MIN(req->seg_lens[2], (size_t)64), req->segs[2], audience_names());
 		return;
 	}
-	int rc = http_query(req, "cursor", w->qbuf, sizeof(w->qbuf), &v, &len);
+	int rc = http_query(req, "order", w->qbuf, sizeof(w->qbuf), &v, &len);
+	bool by_intent = rc == 1 && len == 6 && memcmp(v, "intent", 6) == 0;
+	if (rc < 0 || (rc == 1 && !by_intent && !(len == 2 && memcmp(v, "id", 2) == 0))) {
+		http_error(resp, 400, "invalid_parameter", "order must be id (the default) or intent");
+		return;
+	}
+	rc = http_query(req, "cursor", w->qbuf, sizeof(w->qbuf), &v, &len);
 	if (rc < 0 || (rc == 1 && decode_cursor(v, len, after, &after_len) != 0)) {
 		http_error(resp, 400, "invalid_parameter", "cursor is not one this server gave out");
 		return;
 	}
 	have_cursor = rc == 1;
+	if (have_cursor && by_intent) {
+		http_error(resp, 400, "invalid_parameter",
+			   "order=intent returns the top `limit` members in one answer: no cursor");
+		return;
+	}
 	if (worker_begin(w, resp) != 0)
 		return;
 
@@ -1038,6 +1125,17 @@ static void get_audience(api *a, struct worker *w, const http_request *req, http
 	sb_addc(sb, ',');
 	write_model_field(sb, w->m);
 	sb_adds(sb, ",\"customers\":[");
+	if (by_intent) {
+		rc = audience_by_intent(w, walk, n, limit, explain, sb);
+		audience_walk_end(walk);
+		worker_end(w);
+		if (rc != 0) {
+			storage_error(resp, rc); /* replaces the partial body */
+			return;
+		}
+		sb_adds(sb, "],\"next_cursor\":null}");
+		return;
+	}
 	uint32_t got = 0;
 	const char *id = NULL;
 	char last_id[ID_MAX_LEN];
@@ -1121,6 +1219,11 @@ static void post_events(api *a, struct worker *w, const http_request *req, http_
 	}
 
 	int64_t now = model_now(w->m); /* the default event time */
+	/* A replayed log's clock starts at as_of: an event stamped as_of in
+	 * the model's first second would pass for one the model already has,
+	 * and never count. */
+	if (now <= model_get_info(w->m)->as_of)
+		now = model_get_info(w->m)->as_of + 1;
 	uint32_t accepted = 0, unknown = 0;
 	strbuf rejected = STRBUF_INIT;
 	bool first = true;

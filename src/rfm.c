@@ -71,12 +71,15 @@ static int cmp_float(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The 20/40/60/80th percentiles of v[0..n) (sorted in place). */
+/* The 20/40/60/80th percentiles of v[0..n) (sorted in place), by nearest
+ * rank: cut q is the ceil(n (q+1) / 5)-th smallest value, so with scores
+ * counting the cuts a value exceeds, each fifth of the base gets its own
+ * score (10 distinct values: two per score, the top two score 5). */
 static void quintiles(float *v, uint32_t n, float cuts[4])
 {
 	qsort(v, n, sizeof(*v), cmp_float);
 	for (int q = 0; q < 4; q++)
-		cuts[q] = n ? v[(size_t)n * (size_t)(q + 1) / 5] : 0.0f;
+		cuts[q] = n ? v[((size_t)n * (size_t)(q + 1) + 4) / 5 - 1] : 0.0f;
 }
 
 void rfm_cut_points(const rfm_figures *figs, uint32_t n, int64_t as_of, rfm_cuts *cuts)
