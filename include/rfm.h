@@ -8,7 +8,8 @@
  * points of the three figures over all customers with a purchase are stored
  * with the model. At serving time recency is measured against the current
  * clock and scored with the stored recency cuts, so a customer drifts from
- * `loyal` to `at_risk` as weeks pass, without retraining.
+ * `loyal` to `at_risk` as weeks pass, without retraining. Recency is
+ * counted in whole days elapsed, for the cuts and the scores alike.
  */
 #ifndef SHOPKEEPER_RFM_H
 #define SHOPKEEPER_RFM_H

@@ -82,6 +82,15 @@ static void quintiles(float *v, uint32_t n, float cuts[4])
 		cuts[q] = n ? v[((size_t)n * (size_t)(q + 1) + 4) / 5 - 1] : 0.0f;
 }
 
+/* Whole days from `last` to `now`. Recency is scored in whole days, as
+ * marketers count it: a customer's R score changes when a day passes, not
+ * the second after training for one who sits exactly on a cut point. */
+static float whole_days(int64_t now, int64_t last)
+{
+	int64_t d = now - last;
+	return (float)(d >= 0 ? d / 86400 : -((-d + 86399) / 86400));
+}
+
 void rfm_cut_points(const rfm_figures *figs, uint32_t n, int64_t as_of, rfm_cuts *cuts)
 {
 	float *r = xmallocarray(n ? n : 1, sizeof(*r));
@@ -91,7 +100,7 @@ void rfm_cut_points(const rfm_figures *figs, uint32_t n, int64_t as_of, rfm_cuts
 	for (uint32_t i = 0; i < n; i++) {
 		if (figs[i].frequency == 0)
 			continue;
-		r[k] = (float)(as_of - figs[i].last_purchase) / 86400.0f;
+		r[k] = whole_days(as_of, figs[i].last_purchase);
 		f[k] = (float)figs[i].frequency;
 		m[k] = figs[i].monetary;
 		k++;
@@ -119,7 +128,7 @@ rfm_scores rfm_score(const rfm_cuts *cuts, const rfm_figures *f, int64_t now)
 	rfm_scores s = { 0, 0, 0 };
 	if (f->frequency == 0)
 		return s;
-	float days = (float)(now - f->last_purchase) / 86400.0f;
+	float days = whole_days(now, f->last_purchase);
 	/* Fewer days is better: 5 within the first cut, 1 beyond the last. */
 	s.r = 5;
 	for (int q = 0; q < 4; q++)

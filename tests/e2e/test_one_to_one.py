@@ -77,24 +77,25 @@ def cos(a, b):
 #   dave:  1709715600 = 03-06 09:00: 3 bread 6.3 + dates 6; 03-07 09:00: -1
 #          bread -2.1 -> F 1, M 10.2, first = last = 03-06 09:00
 #   17850: 03-08 16:00 bread 2.1 + cheese 4 + tea 3 -> F 1, M 9.1, 1.7917 days
-# Recency over the 11 customers, sorted: carol 0, judy 1, ivan 1.0417,
-#   17850 1.7917, heidi 2.9583, grace 3.875, dave 4.0833, frank 5.1042,
-#   erin 6.4583, bob 8.0382, alice 9.0833. Cuts (nearest rank, 20/40/60/80 %:
-#   the 3rd, 5th, 7th and 9th values): 1.0417, 2.9583, 4.0833, 6.4583.
+# Recency in whole days elapsed (the rule for cuts and scores alike), sorted:
+#   carol 0, 17850 1 (1.79), ivan 1 (1.04), judy 1, heidi 2 (2.96), grace 3
+#   (3.875), dave 4 (4.08), frank 5 (5.10), erin 6 (6.46), bob 8 (8.04),
+#   alice 9 (9.08). Cuts (nearest rank, 20/40/60/80 %: the 3rd, 5th, 7th and
+#   9th values): 1, 2, 4, 6.
 # Monetary sorted: heidi .5, alice 2.6, frank 4.2, erin 4.5, judy 6, bob 7.1,
 #   17850 9.1, dave 10.2, ivan 11, grace 11.9, carol 14.5 -> cuts 4.2, 6, 9.1, 11.
 # Frequency: all 1 but carol (2) -> cuts 1, 1, 1, 1.
 #   carol: R 5, F 5 (2 > 1), M 5 -> champions
-#   17850: R 4 (1.79 > 1.04 only), F 1, M 3 (9.1 is not above the cut 9.1) -> new
-#   dave:  R 2: his 4.0833 days *is* the third cut at training time and the
-#          model's clock has moved on since (the tests wait 2 s), so he is past
-#          it: R = 5 - 3; F 1; M 4 -> dormant
-# Segments (the same reasoning for everyone; ivan, heidi, dave and erin sit
-# on the recency cuts and are one score lower a second after training):
+#   17850: R 5 (1 day is not above the cut 1), F 1, M 3 (9.1 is not above the
+#          cut 9.1) -> new
+#   dave:  R 3 (4 days: above 1 and 2, not above 4), F 1, M 4 -> needs_attention
+#          (sitting on a cut, he keeps his score until a whole day has passed:
+#          the seconds the tests wait change nothing)
+# Segments (the same reasoning for everyone):
 MAIN_SEGMENTS = {"carol": "champions", "17850": "new", "ivan": "new", "judy": "new",
-                 "grace": "needs_attention", "heidi": "needs_attention",
-                 "dave": "dormant", "frank": "dormant",
-                 "alice": "lost", "bob": "lost", "erin": "lost"}
+                 "heidi": "new", "grace": "needs_attention", "dave": "needs_attention",
+                 "frank": "dormant", "erin": "dormant",
+                 "alice": "lost", "bob": "lost"}
 
 # ---------------------------------------------------------------------------
 # RFM: tests/fixtures/rfm-interactions.csv, as_of 2024-06-30 12:00:00.
@@ -118,20 +119,20 @@ MAIN_SEGMENTS = {"carol": "champions", "17850": "new", "ivan": "new", "judy": "n
 # smallest values):
 #   recency 1, 3, 8, 21   frequency 2, 4, 6, 8   monetary 10, 30, 50, 80
 # Scores: F and M are 1 + the number of cuts the value is above; R is 5 minus
-# the number of cuts the recency is above. At serving time the clock is a
-# few seconds past as_of, so r02, r04, r06 and r08 (exactly on a recency cut
-# at training time) are already past it.
+# the number of cuts the recency (whole days) is above. r02, r04, r06 and r08
+# sit exactly on a recency cut and keep their score while the model's clock
+# stays within the same day.
 # ---------------------------------------------------------------------------
 RFM_TABLE = {
     #      R  F  M  segment            frequency monetary recency first        last
     "r01": (5, 5, 5, "champions", 9, 90, 0, "2024-06-22", "2024-06-30"),
-    "r02": (4, 1, 3, "new", 1, 50, 1, "2024-06-29", "2024-06-29"),
+    "r02": (5, 1, 3, "new", 1, 50, 1, "2024-06-29", "2024-06-29"),
     "r03": (4, 3, 2, "promising", 5, 16, 2, "2024-06-24", "2024-06-28"),
-    "r04": (3, 4, 1, "loyal", 7, 7, 3, "2024-06-21", "2024-06-27"),
+    "r04": (4, 4, 1, "loyal", 7, 7, 3, "2024-06-21", "2024-06-27"),
     "r05": (3, 2, 4, "needs_attention", 3, 60, 5, "2024-06-23", "2024-06-25"),
-    "r06": (2, 3, 2, "at_risk", 6, 30, 8, "2024-06-17", "2024-06-22"),
+    "r06": (3, 3, 2, "needs_attention", 6, 30, 8, "2024-06-17", "2024-06-22"),
     "r07": (2, 1, 4, "dormant", 2, 80, 13, "2024-06-16", "2024-06-17"),
-    "r08": (1, 5, 1, "at_risk", 10, 10, 21, "2024-05-31", "2024-06-09"),
+    "r08": (2, 5, 1, "at_risk", 10, 10, 21, "2024-05-31", "2024-06-09"),
     "r09": (1, 4, 3, "at_risk", 8, 40, 34, "2024-05-20", "2024-05-27"),
     "r10": (1, 2, 5, "lost", 4, 100, 55, "2024-05-03", "2024-05-06"),
 }
@@ -330,8 +331,8 @@ class ProfileTests(Base):
         self.assertEqual(p["first_purchase"], "2024-03-06T09:00:00Z")
         self.assertEqual(p["last_purchase"], "2024-03-06T09:00:00Z")
         self.assertAlmostEqual(rfm["recency_days"], 4 + 2 / 24, delta=0.01)
-        self.assertEqual((rfm["r"], rfm["f"], rfm["m"]), (2, 1, 4))
-        self.assertEqual(p["segment"], "dormant")
+        self.assertEqual((rfm["r"], rfm["f"], rfm["m"]), (3, 1, 4))
+        self.assertEqual(p["segment"], "needs_attention")
         self.assertEqual(p["history_size"], 2)
         self.assertEqual(p["attributes"], {})  # not in customers.csv
 
@@ -341,7 +342,7 @@ class ProfileTests(Base):
             self.assertEqual(p["customer_id"], "17850")
             self.assertEqual(p["segment"], "new")
             rfm = p["rfm"]
-            self.assertEqual((rfm["r"], rfm["f"], rfm["m"]), (4, 1, 3))
+            self.assertEqual((rfm["r"], rfm["f"], rfm["m"]), (5, 1, 3))
             self.assertAlmostEqual(rfm["monetary"], 9.1, delta=TOL)
             self.assertAlmostEqual(rfm["recency_days"], 1 + 19 / 24, delta=0.01)
             self.assertEqual(p["attributes"]["birth_date"], "1955-06-14")
@@ -760,7 +761,7 @@ class ConsentTests(Base):
         # no audience
         ids, _ = self.audience_all_pages("all", "?limit=3&n=1", srv)
         self.assertEqual(sorted(ids), sorted(set(BASKETS) - {"alice"}))
-        self.assertEqual(self.audience_all_pages("lost", "?n=1", srv)[0], ["bob", "erin"])
+        self.assertEqual(self.audience_all_pages("lost", "?n=1", srv)[0], ["bob"])
         # and back
         resp = self.put("alice", {"personalization": True}, srv)
         self.assertEqual(resp.json, {"customer_id": "alice", "consent": {"personalization": True}})
@@ -826,14 +827,14 @@ class ErasureTests(Base):
         srv = self.fresh()
         state = srv.state_dir
         self.assertEqual(self.get("/v1/segments", srv)["customers"], 11)  # fills the cache
-        self.assertEqual(self.get("/v1/segments", srv)["segments"]["lost"], 3)
+        self.assertEqual(self.get("/v1/segments", srv)["segments"]["lost"], 2)
         resp = self.call("DELETE", "/v1/customers/bob", srv=srv)
         self.assertEqual(resp.status, 200, resp)
         self.assertEqual(resp.json, {"customer_id": "bob", "erased": True})
         others = set(BASKETS) - {"bob"}
         self.check_forgotten(srv, "bob", others)
-        self.assertEqual(self.get("/v1/segments", srv)["segments"]["lost"], 2)
-        self.assertEqual(self.audience_all_pages("lost", "", srv)[0], ["alice", "erin"])
+        self.assertEqual(self.get("/v1/segments", srv)["segments"]["lost"], 1)
+        self.assertEqual(self.audience_all_pages("lost", "", srv)[0], ["alice"])
         # a basket naming bob is an anonymous basket
         self.assertEqual(self.basket({"items": ["apple"], "customer_id": "bob"}, srv=srv)["items"],
                          self.basket({"items": ["apple"]}, srv=srv)["items"])
@@ -935,11 +936,12 @@ class AudienceTests(Base):
 
     def test_paging_segment(self):
         ids, pages = self.audience_all_pages("at_risk", "?limit=1&n=2")
-        self.assertEqual(ids, ["r06", "r08", "r09"])
-        self.assertEqual(pages, 3)
-        first = self.audience("at_risk", "?limit=2&n=2")
+        self.assertEqual(ids, ["r08", "r09"])
+        self.assertEqual(pages, 2)
+        first = self.audience("at_risk", "?limit=1&n=2")
         self.assertEqual(first["audience"], "at_risk")
         self.assertEqual(first["model"], SHARED["rfm_meta"]["model_id"])
+        self.assertEqual([m["customer_id"] for m in first["customers"]], ["r08"])
         self.assertIsInstance(first["next_cursor"], str)
         rest = self.audience("at_risk", "?limit=2&n=2&cursor=" + first["next_cursor"])
         self.assertEqual([m["customer_id"] for m in rest["customers"]], ["r09"])
@@ -1028,7 +1030,7 @@ class ExportTests(Base):
                 self.assertEqual(it["title"], TITLES[it["item_id"]])
         # a segment, with the server's own state
         out = self.export(state, "--n", "1", "--no-record", audience="new")
-        self.assertEqual(sorted(out), ["17850", "ivan", "judy"])
+        self.assertEqual(sorted(out), ["17850", "heidi", "ivan", "judy"])
 
     def test_frequency_capping(self):
         state = os.path.join(self.tmp, "state")
@@ -1070,7 +1072,7 @@ class ExportTests(Base):
         out = self.export(srv.state_dir, "--n", "1", "--no-record")
         self.assertEqual(set(out), set(BASKETS) - {"judy", "ivan"})
         out = self.export(srv.state_dir, "--n", "1", "--no-record", audience="new")
-        self.assertEqual(list(out), ["17850"])
+        self.assertEqual(list(out), ["17850", "heidi"])
 
     def test_trigger_and_birthday_export(self):
         srv = self.fresh(SHARED["rfm"])
