@@ -917,15 +917,36 @@ static void compute_segments(api *a, struct worker *w, strbuf *out)
 	const char *id;
 	size_t len;
 	model_customer c;
+	state_events ev;
+	customer_live live;
+	/* The model's customers, with what their events since training add
+	 * (a live purchase moves a customer at once, as in their profile)... */
 	if (model_iter_begin(w->txn, NULL, 0, &it) == 0) {
 		while (model_iter_next(it, &id, &len, &c) == 0) {
 			uint32_t flags;
 			if (state_customer_flags(w->stxn, id, len, &flags) == 0 && (flags & STATE_ERASED))
 				continue;
-			counts[customer_segment(w->m, &c, now, NULL)]++;
+			if (state_events_get(w->stxn, id, len, &ev) != 0)
+				ev.count = 0;
+			customer_live_compute(w->m, &c, ev.count ? &ev : NULL, now, &live);
+			counts[customer_live_segment(w->m, &live, now, NULL)]++;
 			total++;
 		}
 		model_iter_end(it);
+	}
+	/* ...and the customers the model does not know yet, from their events. */
+	state_iter *sit = NULL;
+	if (state_iter_begin(w->stxn, NULL, 0, &sit) == 0) {
+		while (state_iter_next(sit, &id, &len, &ev) == 0) {
+			uint32_t flags;
+			if (ev.count == 0 || model_customer_get(w->txn, id, len, &c) != STORE_NOTFOUND ||
+			    (state_customer_flags(w->stxn, id, len, &flags) == 0 && (flags & STATE_ERASED)))
+				continue;
+			customer_live_compute(w->m, NULL, &ev, now, &live);
+			counts[customer_live_segment(w->m, &live, now, NULL)]++;
+			total++;
+		}
+		state_iter_end(sit);
 	}
 	sb_adds(out, "{");
 	write_model_field(out, w->m);

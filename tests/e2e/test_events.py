@@ -312,6 +312,30 @@ class ImmediateEffectTests(Base):
         self.assertEqual(p["segment"], "new")
         self.assertEqual(body["segment"], "new")
 
+    def test_segment_counts_include_live_events(self):
+        """GET /v1/segments counts with the same live figures as profiles,
+        and counts customers the model does not know yet."""
+        srv = self.fresh()
+        self.events([self.ev("alice", "cheese", "purchase", quantity=2, price=4),
+                     self.ev("first-timer", "apple", "purchase", price=0.5),
+                     self.ev("browser", "apple", "view")], srv)
+        seg = self.get("/v1/segments", srv)
+        # The fixture's 11 customers (oo.MAIN_SEGMENTS) with alice moved from
+        # lost to champions by her purchase (see test_profile_changes_at_once),
+        # plus first-timer (a purchase just now: new) and browser (no
+        # purchase: prospect).
+        self.assertEqual(seg["customers"], 13)
+        self.assertEqual(seg["segments"], {
+            "champions": 2,        # carol, alice
+            "loyal": 0,
+            "new": 5,              # 17850, heidi, ivan, judy, first-timer
+            "promising": 0,
+            "needs_attention": 2,  # grace, dave
+            "at_risk": 0,
+            "dormant": 2,          # frank, erin
+            "lost": 1,             # bob
+            "prospect": 1})        # browser
+
     def test_profile_changes_at_once(self):
         srv = self.fresh()
         p = self.profile("alice", srv)
