@@ -166,7 +166,11 @@ run_wrk() { # url script args...
 	shift 2
 	taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/$script" \
 		"$url" -- "$@" >"$WORK/wrk.out" 2>&1 || true
-	"$PY" - "$WORK/wrk.out" <<'PY'
+	parse_wrk "$WORK/wrk.out"
+}
+
+parse_wrk() { # wrk output file
+	"$PY" - "$1" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 def ms(v, u):
@@ -181,10 +185,41 @@ print(rps, pct["50"], pct["90"], pct["99"], ms(*mx.groups()), errors)
 PY
 }
 
+# Events in batches of 100 and per-customer recommendations at the same
+# time, half the connections each: prints the two figure lines (events
+# first, its rate in requests of 100 events).
+mixed_run() {
+	local half=$(((CONNS + 1) / 2))
+	taskset -c 1 wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/events.lua" \
+		"$SK" -- "$WORK/customers.txt" "$WORK/items.txt" 100 >"$WORK/mixed-ev.out" 2>&1 &
+	local ev=$!
+	taskset -c 1 wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/random_customer.lua" \
+		"$SK" -- "$WORK/customers.txt" >"$WORK/mixed-rec.out" 2>&1 || true
+	wait "$ev" || true
+	parse_wrk "$WORK/mixed-ev.out"
+	parse_wrk "$WORK/mixed-rec.out"
+}
+
 # Median of R runs: prints the median run's figures by throughput.
 median_runs() {
 	local i
 	for i in $(seq "$RUNS"); do run_wrk "$@"; done | sort -n -k1 | sed -n "$(((RUNS + 1) / 2))p"
+}
+
+# R runs against each of two servers, alternating (A B A B ...), so that a
+# noisy neighbour on a shared machine weighs on both alike; prints the two
+# medians on two lines (A first).
+paired_runs() { # url_a url_b script args...
+	local a=$1 b=$2 i
+	shift 2
+	: >"$WORK/pa.txt"
+	: >"$WORK/pb.txt"
+	for i in $(seq "$RUNS"); do
+		run_wrk "$a" "$@" >>"$WORK/pa.txt"
+		run_wrk "$b" "$@" >>"$WORK/pb.txt"
+	done
+	sort -n -k1 "$WORK/pa.txt" | sed -n "$(((RUNS + 1) / 2))p"
+	sort -n -k1 "$WORK/pb.txt" | sed -n "$(((RUNS + 1) / 2))p"
 }
 
 printf '\n%-28s %-10s %10s %8s %8s %8s %8s %7s\n' route server req/s p50_ms p90_ms p99_ms max_ms errors
@@ -205,8 +240,9 @@ for route in customer item; do
 	else
 		script=random_item.lua ids="$WORK/items.txt" label="GET item similar n=10"
 	fi
-	sk=$(median_runs "$SK" $script "$ids")
-	ng=$(median_runs "$NG" $script "$ids")
+	both=$(paired_runs "$SK" "$NG" $script "$ids")
+	sk=$(echo "$both" | sed -n 1p)
+	ng=$(echo "$both" | sed -n 2p)
 	report "$label" shopkeeper $sk
 	report "$label" nginx $ng
 	RATIOS+=("$(ratio "$label" "$sk" "$ng")")
@@ -218,6 +254,11 @@ for batch in 1 100; do
 	RATIOS+=("$(printf '%-28s durable events/s: %.0f (fsync per group commit)' "POST events batch=$batch" \
 		"$(echo "$f" | awk -v b=$batch '{print $1 * b}')")")
 done
+mixed=$(mixed_run)
+report "mixed: POST events batch=100" shopkeeper $(echo "$mixed" | sed -n 1p)
+report "mixed: GET customer recs" shopkeeper $(echo "$mixed" | sed -n 2p)
+RATIOS+=("$(printf '%-28s durable events/s: %.0f while serving %.0f recommendations/s' "mixed, at the same time" \
+	"$(echo "$mixed" | sed -n 1p | awk '{print $1 * 100}')" "$(echo "$mixed" | sed -n 2p | awk '{print $1}')")")
 echo
 printf '%s\n' "${RATIOS[@]}"
 echo

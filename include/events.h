@@ -1,12 +1,13 @@
 /*
  * events: the single writer of real-time events, with group commit.
  *
- * Request threads hand their validated events to events_append(), which
- * queues them and blocks until they are on disk. One writer thread takes
+ * Request threads hand their validated events to the writer, which takes
  * everything queued, writes it in one LMDB transaction and one fsync, and
- * wakes every waiter. Under load, many requests share each fsync, so
- * throughput grows with concurrency while every acknowledged event is
- * durable.
+ * then tells every batch of the group it is on disk. Under load, many
+ * requests share each fsync, so throughput grows with concurrency while
+ * every acknowledged event is durable. events_submit() returns at once and
+ * reports by callback: the HTTP route answers from there, so no server
+ * thread waits on the disk.
  */
 #ifndef SHOPKEEPER_EVENTS_H
 #define SHOPKEEPER_EVENTS_H
@@ -19,14 +20,30 @@
 
 typedef struct events_writer events_writer;
 
+/* Called on the writer thread once a batch is on disk (rc 0) or could not
+ * be written (rc -1: nothing of the batch's transaction is recorded). */
+typedef void (*events_done_fn)(void *arg, int rc);
+
+/* A queued batch: caller-owned storage, opaque, in use from events_submit
+ * until its callback runs. */
+typedef struct events_request {
+	const event_in *ev;
+	uint32_t n;
+	events_done_fn done;
+	void *arg;
+	struct events_request *next;
+} events_request;
+
 /* Starts the writer thread over state s (borrowed). Returns 0, or -1 with a
  * message in *err. */
 int events_writer_start(state *s, events_writer **out, strbuf *err);
 
-/* Writes ev[0..n) durably. Blocks until committed. Returns 0, or -1 when the
- * state could not be written (nothing of this batch is then recorded) or the
- * writer is stopping. Safe from any number of threads. */
-int events_append(events_writer *w, const event_in *ev, uint32_t n);
+/* Queues ev[0..n) (n >= 1; borrowed, with r, until done runs) for the next
+ * group commit and returns at once; done(arg, rc) then runs exactly once on
+ * the writer thread. Returns 0, or -1 when the writer is stopping (done is
+ * not called). Safe from any number of threads. */
+int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
+		  events_done_fn done, void *arg);
 
 /* Commits what is queued, stops the thread, frees the writer;
  * events_writer_stop(NULL) does nothing. */

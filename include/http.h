@@ -38,12 +38,18 @@ typedef struct http_request {
 	void **thread_data;
 } http_request;
 
+/* A request answered later, from any thread (see http_defer). */
+typedef struct http_deferred http_deferred;
+typedef void (*http_deferred_start)(void *arg, http_deferred *d);
+
 typedef struct http_response {
 	int status;          /* default 200 */
 	strbuf *body;        /* JSON text; per-thread, reset before each call */
 	const char *allow;   /* Allow header for a 405, or NULL */
 	const char *content_type; /* NULL: application/json; charset=utf-8 */
 	const char *www_authenticate; /* WWW-Authenticate header for a 401 */
+	http_deferred_start defer; /* set by http_defer */
+	void *defer_arg;
 } http_response;
 
 /* The application's request handler; `app` is http_config.app. */
@@ -70,8 +76,9 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err);
 unsigned http_port(const http_server *s);
 /* Connections open now (arg: the http_server). */
 unsigned http_connections(void *server);
-/* Stops accepting, finishes the requests in flight, joins the threads and
- * frees the server; http_stop(NULL) does nothing. */
+/* Stops accepting, waits (a few seconds at most) for deferred requests to
+ * be answered, finishes the requests in flight, joins the threads and frees
+ * the server; http_stop(NULL) does nothing. */
 void http_stop(http_server *s);
 
 /* Looks a query argument up and percent-decodes it ('+' is a space) into
@@ -87,6 +94,18 @@ const char *http_header(const http_request *req, const char *name);
  * `plus_is_space` for query strings. Returns the decoded length or -1 for
  * an invalid escape. The result is NUL-terminated. */
 long http_percent_decode(const char *s, size_t n, char *out, bool plus_is_space);
+
+/* For a handler whose answer waits on something slow (a disk commit): once
+ * the handler returns, the connection is suspended, the pool thread goes on
+ * serving other connections, and start(arg, d) is called on that thread.
+ * Whoever finishes the work then calls http_deferred_answer(d, ...) exactly
+ * once, from any thread. What the handler wrote into resp is not sent. */
+void http_defer(http_response *resp, http_deferred_start start, void *arg);
+
+/* Answers a deferred request with `status` and body[0..len) (JSON, copied)
+ * and wakes its connection; d is not to be used afterwards. Safe from any
+ * thread. */
+void http_deferred_answer(http_deferred *d, int status, const char *body, size_t len);
 
 /* Writes {"error":{"code":..,"message":..}} into resp with `status`. */
 void http_error(http_response *resp, int status, const char *code, const char *fmt, ...)

@@ -91,6 +91,7 @@ struct worker {
 	model_txn *txn;
 	state_txn *stxn;
 	rec_ctx *rec;
+	size_t route; /* index in routes[] of the request being served */
 	struct worker_metrics metrics;
 	struct worker *next;
 	rec_result result;
@@ -101,6 +102,8 @@ struct worker {
 	char qbuf[512];            /* small decoded query values */
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
+
+static void record(struct worker *w, size_t route, int status, double secs);
 
 static struct model_ref *ref_new(model *m)
 {
@@ -1210,9 +1213,89 @@ static void add_rejection(strbuf *sb, size_t index, const char *why, bool *first
 	sb_addc(sb, '}');
 }
 
+/* A POST /v1/events between its answer being decided and the commit that
+ * lets it be sent: owns copies of its events (the request body and the
+ * worker's arrays are reused meanwhile). Freed by the writer's callback. */
+struct events_post {
+	api *a;
+	struct worker *w;      /* for metrics (atomic counters) */
+	size_t route;          /* for metrics */
+	double t0;             /* when the request was taken up */
+	http_deferred *d;
+	events_request req;
+	uint32_t n;
+	strbuf answer;         /* the 200 body */
+	event_in *events;      /* n events; ids point into `ids` */
+	char ids[];
+};
+
+static struct events_post *events_post_new(api *a, struct worker *w, const event_in *ev,
+					    uint32_t n, double t0)
+{
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += ev[i].customer_len + ev[i].item_len;
+	struct events_post *ep = xmalloc(sizeof(*ep) + bytes);
+	ep->a = a;
+	ep->w = w;
+	ep->route = w->route;
+	ep->t0 = t0;
+	ep->d = NULL;
+	ep->n = n;
+	sb_init(&ep->answer, 128);
+	ep->events = xmallocarray(n, sizeof(*ep->events));
+	char *p = ep->ids;
+	for (uint32_t i = 0; i < n; i++) {
+		event_in *e = &ep->events[i];
+		*e = ev[i];
+		memcpy(p, ev[i].customer, ev[i].customer_len);
+		e->customer = p;
+		p += ev[i].customer_len;
+		memcpy(p, ev[i].item, ev[i].item_len);
+		e->item = p;
+		p += ev[i].item_len;
+	}
+	return ep;
+}
+
+static void events_post_free(struct events_post *ep)
+{
+	sb_release(&ep->answer);
+	free(ep->events);
+	free(ep);
+}
+
+/* The writer thread, once the events are on disk (or not). */
+static void events_post_done(void *arg, int rc)
+{
+	struct events_post *ep = arg;
+	int status = 200;
+	if (rc == 0) {
+		atomic_fetch_add_explicit(&ep->w->metrics.events_accepted, ep->n, memory_order_relaxed);
+	} else {
+		status = 503;
+		sb_reset(&ep->answer);
+		sb_adds(&ep->answer, "{\"error\":{\"code\":\"unavailable\",\"message\":"
+				     "\"events could not be recorded; nothing was kept\"}}");
+	}
+	record(ep->w, ep->route, status, util_monotonic() - ep->t0);
+	http_deferred_answer(ep->d, status, ep->answer.buf, ep->answer.len);
+	events_post_free(ep);
+}
+
+/* The pool thread, once the connection is suspended. */
+static void events_post_start(void *arg, http_deferred *d)
+{
+	struct events_post *ep = arg;
+	ep->d = d;
+	if (events_submit(ep->a->events, &ep->req, ep->events, ep->n, events_post_done, ep) != 0)
+		events_post_done(ep, -1); /* the writer is stopping */
+}
+
 static void post_events(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	json_error_t jerr;
+	double t0 = util_monotonic();
 	if (!req->body || req->body_len == 0) {
 		http_error(resp, 400, "invalid_json", "a JSON event object or array is required");
 		return;
@@ -1292,20 +1375,17 @@ static void post_events(api *a, struct worker *w, const http_request *req, http_
 		sb_release(&rejected);
 		goto out;
 	}
-	if (events_append(a->events, w->events, accepted) != 0) {
-		http_error(resp, 503, "unavailable", "events could not be recorded; nothing was kept");
-		sb_release(&rejected);
-		goto out;
-	}
-	atomic_fetch_add_explicit(&w->metrics.events_accepted, accepted, memory_order_relaxed);
-	sb_adds(resp->body, "{\"accepted\":");
-	sb_add_u64(resp->body, accepted);
-	sb_adds(resp->body, ",\"unknown_items\":");
-	sb_add_u64(resp->body, unknown);
-	sb_adds(resp->body, ",\"rejected\":[");
-	sb_add(resp->body, sb_str(&rejected), rejected.len);
-	sb_adds(resp->body, "]}");
+	struct events_post *ep = events_post_new(a, w, w->events, accepted, t0);
+	sb_adds(&ep->answer, "{\"accepted\":");
+	sb_add_u64(&ep->answer, accepted);
+	sb_adds(&ep->answer, ",\"unknown_items\":");
+	sb_add_u64(&ep->answer, unknown);
+	sb_adds(&ep->answer, ",\"rejected\":[");
+	sb_add(&ep->answer, sb_str(&rejected), rejected.len);
+	sb_adds(&ep->answer, "]}");
 	sb_release(&rejected);
+	/* The answer waits for the commit, the pool thread does not. */
+	http_defer(resp, events_post_start, ep);
 out:
 	json_decref(root);
 }
@@ -1577,8 +1657,10 @@ void api_handle(void *app, const http_request *req, http_response *resp)
 				record(w, i, resp->status, util_monotonic() - t0);
 				return;
 			}
+			w->route = i;
 			routes[i].fn(a, w, req, resp);
-			record(w, i, resp->status, util_monotonic() - t0);
+			if (!resp->defer) /* else recorded when it is answered */
+				record(w, i, resp->status, util_monotonic() - t0);
 			return;
 		}
 		size_t used = strlen(allowed);

@@ -1,10 +1,10 @@
 /*
  * events: the group-commit writer. See events.h.
  *
- * A pending batch lives on the stack of the request thread that waits for
- * it; the queue links them. The writer detaches the whole queue under the
- * lock, writes it without the lock (new batches queue up behind it: they
- * form the next group), then marks every batch done and broadcasts.
+ * The queue links the callers' events_requests. The writer detaches
+ * the whole queue under the lock, writes it without the lock (new batches
+ * queue up behind it: they form the next group), then tells every batch of
+ * the group its result.
  */
 #include "events.h"
 
@@ -23,21 +23,12 @@
 /* The most batches one transaction takes: bounds its size and latency. */
 #define GROUP_MAX_BATCHES 256
 
-struct pending {
-	const event_in *ev;
-	uint32_t n;
-	int rc;
-	bool done;
-	struct pending *next;
-};
-
 struct events_writer {
 	state *s;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t work;  /* queue non-empty, or stopping */
-	pthread_cond_t done;  /* some batches finished */
-	struct pending *head, *tail;
+	events_request *head, *tail;
 	bool stopping;
 	uint64_t commits, events;
 };
@@ -47,7 +38,7 @@ static void *writer_main(void *arg)
 	events_writer *w = arg;
 	const event_in **batches = xmallocarray(GROUP_MAX_BATCHES, sizeof(*batches));
 	uint32_t *counts = xmallocarray(GROUP_MAX_BATCHES, sizeof(*counts));
-	struct pending *group[GROUP_MAX_BATCHES];
+	events_request *group[GROUP_MAX_BATCHES];
 	strbuf err = STRBUF_INIT;
 
 	pthread_mutex_lock(&w->lock);
@@ -59,7 +50,7 @@ static void *writer_main(void *arg)
 		uint32_t n = 0;
 		uint64_t events = 0;
 		while (w->head && n < GROUP_MAX_BATCHES) {
-			struct pending *p = w->head;
+			events_request *p = w->head;
 			w->head = p->next;
 			group[n] = p;
 			batches[n] = p->ev;
@@ -76,16 +67,15 @@ static void *writer_main(void *arg)
 		if (rc)
 			fprintf(stderr, "shopkeeper: events: %s\n", err.buf);
 
+		/* Callbacks run without the lock: they may answer HTTP requests
+		 * and free their batch (group[i] is not touched after). */
+		for (uint32_t i = 0; i < n; i++)
+			group[i]->done(group[i]->arg, rc ? -1 : 0);
 		pthread_mutex_lock(&w->lock);
-		for (uint32_t i = 0; i < n; i++) {
-			group[i]->rc = rc;
-			group[i]->done = true;
-		}
 		if (rc == 0) {
 			w->commits++;
 			w->events += events;
 		}
-		pthread_cond_broadcast(&w->done);
 	}
 	pthread_mutex_unlock(&w->lock);
 	sb_release(&err);
@@ -100,10 +90,8 @@ int events_writer_start(state *s, events_writer **out, strbuf *err)
 	w->s = s;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->work, NULL);
-	pthread_cond_init(&w->done, NULL);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		sb_adds(err, "cannot start the event writer thread");
-		pthread_cond_destroy(&w->done);
 		pthread_cond_destroy(&w->work);
 		pthread_mutex_destroy(&w->lock);
 		free(w);
@@ -113,26 +101,27 @@ int events_writer_start(state *s, events_writer **out, strbuf *err)
 	return 0;
 }
 
-int events_append(events_writer *w, const event_in *ev, uint32_t n)
+int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
+		  events_done_fn done, void *arg)
 {
-	struct pending p = { ev, n, 0, false, NULL };
-	if (n == 0)
-		return 0;
+	r->ev = ev;
+	r->n = n;
+	r->done = done;
+	r->arg = arg;
+	r->next = NULL;
 	pthread_mutex_lock(&w->lock);
 	if (w->stopping) {
 		pthread_mutex_unlock(&w->lock);
 		return -1;
 	}
 	if (w->tail)
-		w->tail->next = &p;
+		w->tail->next = r;
 	else
-		w->head = &p;
-	w->tail = &p;
+		w->head = r;
+	w->tail = r;
 	pthread_cond_signal(&w->work);
-	while (!p.done)
-		pthread_cond_wait(&w->done, &w->lock);
 	pthread_mutex_unlock(&w->lock);
-	return p.rc ? -1 : 0;
+	return 0;
 }
 
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events)
@@ -152,7 +141,6 @@ void events_writer_stop(events_writer *w)
 	pthread_cond_signal(&w->work);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->done);
 	pthread_cond_destroy(&w->work);
 	pthread_mutex_destroy(&w->lock);
 	free(w);

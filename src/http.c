@@ -7,6 +7,11 @@
  * body chunks are appended on the next calls; the last call, with no data,
  * runs the handler and queues the answer. Requests without a body carry a
  * static marker instead of allocated state.
+ *
+ * A deferred request (http_defer) is suspended after its handler returns;
+ * the thread that finishes its work stores the answer in the request's
+ * state and resumes the connection, and libmicrohttpd calls us once more
+ * for it, on its pool thread, to queue that answer.
  */
 #include "http.h"
 
@@ -15,10 +20,13 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -38,14 +46,42 @@ struct http_server {
 	unsigned port;
 	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
 	struct http_thread *threads;
+	atomic_uint deferred; /* suspended or answered but not yet queued */
+	atomic_bool stopping; /* http_stop: new requests get 503 */
 };
 
+enum { DEFER_NONE, DEFER_WAITING, DEFER_ANSWERED };
+
+struct http_deferred {
+	struct MHD_Connection *conn;
+	http_server *server;
+	atomic_int state;   /* DEFER_*: ANSWERED is published after status/answer */
+	int status;
+	strbuf answer;
+};
+
+/* A request's own state (*req_cls), for requests with a body or deferred. */
 struct upload {
 	strbuf body;
 	int too_large;
+	struct http_deferred deferred;
 };
 
 static char no_body; /* *req_cls marker for requests without a body */
+
+static struct upload *upload_new(void)
+{
+	struct upload *u = xcalloc(1, sizeof(*u));
+	atomic_init(&u->deferred.state, DEFER_NONE);
+	return u;
+}
+
+static void upload_free(struct upload *u)
+{
+	sb_release(&u->body);
+	sb_release(&u->deferred.answer);
+	free(u);
+}
 static _Thread_local struct http_thread *tl_thread;
 
 static struct http_thread *this_thread(http_server *s)
@@ -203,6 +239,41 @@ static int split_path(struct http_thread *t, const char *url, http_request *req)
 	return 0;
 }
 
+void http_defer(http_response *resp, http_deferred_start start, void *arg)
+{
+	resp->defer = start;
+	resp->defer_arg = arg;
+}
+
+/* Suspends a request whose handler deferred, then lets the work start:
+ * in that order, so that an answer can never arrive for a connection that
+ * is not suspended yet. */
+static enum MHD_Result suspend(http_server *s, struct MHD_Connection *conn, void **req_cls,
+			       const http_response *resp)
+{
+	if (*req_cls == &no_body)
+		*req_cls = upload_new();
+	struct upload *u = *req_cls;
+	struct http_deferred *d = &u->deferred;
+	d->conn = conn;
+	d->server = s;
+	sb_reset(&d->answer);
+	atomic_store_explicit(&d->state, DEFER_WAITING, memory_order_relaxed);
+	atomic_fetch_add(&s->deferred, 1);
+	MHD_suspend_connection(conn);
+	resp->defer(resp->defer_arg, d);
+	return MHD_YES;
+}
+
+void http_deferred_answer(http_deferred *d, int status, const char *body, size_t len)
+{
+	d->status = status;
+	sb_reset(&d->answer);
+	sb_add(&d->answer, body, len);
+	atomic_store_explicit(&d->state, DEFER_ANSWERED, memory_order_release);
+	MHD_resume_connection(d->conn);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size, void **req_cls)
@@ -223,14 +294,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			/* Refuse before reading it; the daemon then closes the
 			 * connection, which is right for a body we will not read. */
 			struct http_thread *t = this_thread(s);
-			http_response resp = { 413, &t->out, NULL, NULL, NULL };
+			http_response resp = { 413, &t->out, NULL, NULL, NULL, NULL, NULL };
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
 			*req_cls = &no_body;
 			return send_body(conn, 413, &t->out, NULL);
 		}
-		struct upload *u = xcalloc(1, sizeof(*u));
-		*req_cls = u;
+		*req_cls = upload_new();
 		return MHD_YES;
 	}
 
@@ -246,9 +316,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 
+	if (*req_cls != &no_body) {
+		struct upload *u = *req_cls;
+		int state = atomic_load_explicit(&u->deferred.state, memory_order_acquire);
+		if (state == DEFER_WAITING)
+			return MHD_YES; /* not ours to answer yet */
+		if (state == DEFER_ANSWERED) {
+			/* Resumed: the answer is in; no handler runs again. */
+			atomic_store_explicit(&u->deferred.state, DEFER_NONE, memory_order_relaxed);
+			atomic_fetch_sub(&s->deferred, 1);
+			return send_body(conn, u->deferred.status, &u->deferred.answer, NULL);
+		}
+	}
+
 	struct http_thread *t = this_thread(s);
 	sb_reset(&t->out);
-	http_response resp = { 200, &t->out, NULL, NULL, NULL };
+	http_response resp = { 200, &t->out, NULL, NULL, NULL, NULL, NULL };
+	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+		/* Draining: nothing new may start (and defer) now. */
+		http_error(&resp, 503, "unavailable", "the server is shutting down");
+		return send_body(conn, resp.status, resp.body, NULL);
+	}
 	http_request req;
 	memset(&req, 0, sizeof(req));
 	req.method = method;
@@ -279,6 +367,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
+	if (resp.defer)
+		return suspend(s, conn, req_cls, &resp);
 	return send_body(conn, resp.status, resp.body, &resp);
 }
 
@@ -290,8 +380,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	(void)toe;
 	if (*req_cls && *req_cls != &no_body) {
 		struct upload *u = *req_cls;
-		sb_release(&u->body);
-		free(u);
+		/* Closed before its deferred answer was queued. */
+		if (atomic_load(&u->deferred.state) != DEFER_NONE)
+			atomic_fetch_sub(&((http_server *)cls)->deferred, 1);
+		upload_free(u);
 	}
 	*req_cls = NULL;
 }
@@ -357,7 +449,8 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	http_server *s = xcalloc(1, sizeof(*s));
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->threads_lock, NULL);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	if (v6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -409,7 +502,23 @@ void http_stop(http_server *s)
 {
 	if (!s)
 		return;
+	/* Deferred requests are waiting on work elsewhere (the event writer
+	 * commits in milliseconds): let them be answered before the daemon
+	 * closes their connections. */
+	MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+	atomic_store(&s->stopping, true);
+	/* Deferred requests wait on work elsewhere (the event writer commits
+	 * in milliseconds) that will write into their state: they must all be
+	 * answered before the daemon frees it. No new one can start now. */
+	for (unsigned waited = 0; atomic_load(&s->deferred) > 0; waited++) {
+		if (waited % 500 == 499)
+			fprintf(stderr, "shopkeeper: http: waiting for %u deferred requests\n",
+				atomic_load(&s->deferred));
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
 	MHD_stop_daemon(s->daemon);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd); /* quiescing handed it to us */
 	/* Every pool thread has exited: their buffers can go. */
 	struct http_thread *t = s->threads;
 	while (t) {

@@ -41,7 +41,7 @@ struct rec_ctx {
 	float *acc;         /* per item: score this request (0: untouched) */
 	struct cand *cand;  /* per item */
 	uint8_t *picked;    /* per item: slot in the answer + 1 while chosen */
-	uint32_t *touched;  /* items with acc != 0 */
+	uint32_t *touched;  /* items with acc != 0 (n_items + 1 slots) */
 	uint32_t n_touched;
 	struct source sources[REC_MAX_HISTORY + REC_MAX_EVENTS + 128];
 	uint32_t n_sources;
@@ -74,7 +74,9 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->acc = xcalloc(n, sizeof(*c->acc));
 	c->cand = xcalloc(n, sizeof(*c->cand));
 	c->picked = xcalloc(n, 1);
-	c->touched = xcalloc(n, sizeof(*c->touched));
+	/* One spare slot: spread writes the slot past the last touched item
+	 * before it knows whether the item is new. */
+	c->touched = xcalloc(n + 1, sizeof(*c->touched));
 	return c;
 }
 

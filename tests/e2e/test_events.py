@@ -450,6 +450,61 @@ class DurabilityTests(Base):
             self.assertEqual(self.profile("w%d" % t, srv)["events_since_model"], acked[t], t)
         self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sum(acked))
 
+    def test_one_thread_shares_commits_and_keeps_serving(self):
+        """With one pool thread, a request waiting for its commit does not
+        hold the thread: concurrent single-event requests share group
+        commits (a blocked thread would commit them one by one), and reads
+        are answered meanwhile."""
+        srv = self.fresh(extra=("--threads", "1"))
+        port, writers, per_writer = srv.port, 12, 15
+        acked = [0] * writers
+        errors = []
+        reads = [0]
+
+        def writer(t):
+            conn = ts.http.client.HTTPConnection("127.0.0.1", port, timeout=ts.HTTP_TIMEOUT)
+            try:
+                for i in range(per_writer):
+                    body = json.dumps(self.ev("solo%d" % t, "apple", "view")).encode()
+                    conn.request("POST", "/v1/events", body=body, headers=oo.JSON_HEADERS)
+                    resp = ts.read_response(conn.getresponse())
+                    if resp.status != 200:
+                        errors.append((t, i, resp.status))
+                        return
+                    acked[t] += 1
+            except Exception as e:  # reported below
+                errors.append((t, repr(e)))
+            finally:
+                conn.close()
+
+        def reader():
+            conn = ts.http.client.HTTPConnection("127.0.0.1", port, timeout=ts.HTTP_TIMEOUT)
+            try:
+                for _ in range(50):
+                    conn.request("GET", "/v1/customers/alice/recommendations?n=2")
+                    if ts.read_response(conn.getresponse()).status == 200:
+                        reads[0] += 1
+            except Exception as e:
+                errors.append(("reader", repr(e)))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(writers)]
+        threads.append(threading.Thread(target=reader, daemon=True))
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        self.assertEqual(errors, [])
+        self.assertEqual(reads[0], 50)
+        total = writers * per_writer
+        self.assertEqual(sum(acked), total)
+        commits = metric(srv, "shopkeeper_event_commits_total")
+        self.assertLess(commits, total)  # some commits carried several requests
+        self.assertEqual(metric(srv, "shopkeeper_state_events_total"), total)
+        for t in range(writers):
+            self.assertEqual(self.profile("solo%d" % t, srv)["events_since_model"], per_writer)
+
     def test_state_map_grows_under_burst(self):
         srv = self.fresh(extra=("--state-map", "1"))
         start = srv.get("/metrics").body.decode()
