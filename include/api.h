@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "events.h"
 #include "http.h"
+#include "recommend.h"
 #include "store.h"
 
 typedef struct api api;
@@ -32,9 +33,9 @@ int api_reload(api *a, strbuf *err);
  * and on reading routes too when `reads`; /healthz and /readyz stay open. */
 void api_set_auth(api *a, const auth *keys, bool reads);
 
-/* Neighbours per history item that scoring sums (0: the default). Call
- * before serving. */
-void api_set_neighbors_used(api *a, uint32_t n);
+/* How scores are summed (copied; rec_params_init's defaults until then).
+ * Call before serving. */
+void api_set_params(api *a, const rec_params *p);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

@@ -75,5 +75,7 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 bool cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 /* Parses a whole finite decimal number. */
 bool cli_parse_double(const char *s, double *out);
+/* A scoring cutoff share: a number in [0, 1). */
+bool cli_parse_cutoff(const char *s, float *out);
 
 #endif

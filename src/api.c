@@ -76,7 +76,7 @@ struct api {
 	strbuf segments_body;
 	double segments_at;
 	char segments_model[64]; /* model_id the cache was computed on */
-	uint32_t neighbors_used; /* see rec_ctx_set_neighbors */
+	rec_params params; /* scoring, see rec_params */
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
 	/* libmicrohttpd's open connections, for /metrics. */
@@ -128,6 +128,7 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	a->state = st;
 	a->events = ew;
 	a->model_dir = xstrdup(model_dir);
+	rec_params_init(&a->params);
 	a->started = util_now();
 	pthread_mutex_init(&a->ref_lock, NULL);
 	pthread_mutex_init(&a->workers_lock, NULL);
@@ -135,9 +136,9 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	return a;
 }
 
-void api_set_neighbors_used(api *a, uint32_t n)
+void api_set_params(api *a, const rec_params *p)
 {
-	a->neighbors_used = n;
+	a->params = *p;
 }
 
 void api_set_auth(api *a, const auth *keys, bool reads)
@@ -222,7 +223,7 @@ static struct worker *worker_sync(api *a, const http_request *req, http_response
 	}
 	model_txn_reset(w->txn);
 	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
-	rec_ctx_set_neighbors(w->rec, a->neighbors_used);
+	rec_ctx_configure(w->rec, &a->params);
 	return w;
 }
 

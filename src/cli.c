@@ -75,6 +75,15 @@ bool cli_parse_double(const char *s, double *out)
 	return true;
 }
 
+bool cli_parse_cutoff(const char *s, float *out)
+{
+	double v;
+	if (!cli_parse_double(s, &v) || v < 0 || v >= 1)
+		return false;
+	*out = (float)v;
+	return true;
+}
+
 int cli_main(int argc, char **argv)
 {
 	if (argc < 2) {

@@ -32,7 +32,9 @@ static const char eval_usage_head[] =
 	"  --train FILE          interactions to train on\n"
 	"  --test FILE           interactions to score against (purchases count)\n"
 	"  --k K                 cut-off, 1..100 (default 10)\n"
-	"  --neighbors-used N    neighbours per history item scored (default 30), as serve\n";
+	"  --neighbors-used N    neighbours per history item scored (default 30), as serve\n"
+	"  --cutoff R            contributions under R x the strongest skipped (default\n"
+	"                        0.1), as serve\n";
 
 struct pair {
 	uint32_t customer; /* test dataset index */
@@ -73,7 +75,7 @@ static struct pair *relevant_pairs(const dataset *train, const dataset *test, si
 }
 
 static int evaluate(const dataset *train, const train_result *tr, const dataset *test,
-		    const char *model_dir, uint32_t k, uint32_t neighbors_used, strbuf *err)
+		    const char *model_dir, uint32_t k, const rec_params *params, strbuf *err)
 {
 	model *m = NULL;
 	model_txn *txn = NULL;
@@ -91,7 +93,7 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 	if (model_open(model_dir, &m, err) != 0 || model_txn_begin(m, &txn) != 0)
 		goto out;
 	ctx = rec_ctx_create(tr->n_items);
-	rec_ctx_set_neighbors(ctx, neighbors_used);
+	rec_ctx_configure(ctx, params);
 	rec_filter plain; /* what serve does, but nobody reads `because` here */
 	rec_filter_init(&plain);
 	plain.because = false;
@@ -154,20 +156,23 @@ out:
 
 int cmd_eval(int argc, char **argv)
 {
-	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 6] = {
+	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 7] = {
 		{ "train", required_argument, NULL, O_TRAIN },
 		{ "test", required_argument, NULL, O_TEST },
 		{ "k", required_argument, NULL, O_K },
 		{ "neighbors-used", required_argument, NULL, O_NUSED },
+		{ "cutoff", required_argument, NULL, O_CUTOFF },
 		{ "help", no_argument, NULL, O_HELP },
 	};
-	size_t nopt = 5 + train_flags_options(opts + 5);
+	size_t nopt = 6 + train_flags_options(opts + 6);
 	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
 	struct train_flags f;
 	const char *train_path = NULL, *test_path = NULL;
-	uint32_t k = 10, neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
+	uint32_t k = 10;
+	rec_params params;
+	rec_params_init(&params);
 	int c, rc;
 	train_flags_init(&f);
 	opterr = 0;
@@ -181,8 +186,13 @@ int cmd_eval(int argc, char **argv)
 				return cli_usage_error("eval", "--k %s: expected an integer from 1 to %d", optarg, REC_MAX_N);
 			break;
 		case O_NUSED:
-			if (!cli_parse_u32(optarg, 1, 1000, &neighbors_used))
+			if (!cli_parse_u32(optarg, 1, 1000, &params.neighbors_used))
 				return cli_usage_error("eval", "--neighbors-used %s: expected 1 to 1000", optarg);
+			break;
+		case O_CUTOFF:
+			if (!cli_parse_cutoff(optarg, &params.cutoff))
+				return cli_usage_error("eval", "--cutoff %s: expected a number from 0 to below 1",
+						       optarg);
 			break;
 		case 'h':
 		case O_HELP:
@@ -229,7 +239,7 @@ int cmd_eval(int argc, char **argv)
 	}
 	made_dir = true;
 	if (train_write(dir, &f, &train, &r, as_of, &err) != 0 ||
-	    evaluate(&train, &r, &test, dir, k, neighbors_used, &err) != 0) {
+	    evaluate(&train, &r, &test, dir, k, &params, &err) != 0) {
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}

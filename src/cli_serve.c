@@ -42,6 +42,8 @@ static const char serve_usage[] =
 	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
 	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
 	"                     (default 30)\n"
+	"  --cutoff R         ...and skips those contributing under R x the\n"
+	"                     strongest contribution, 0 <= R < 1 (default 0.1)\n"
 	"  --max-connections N         (default 10000)\n"
 	"  --max-connections-per-ip N  (default 0: no limit)\n"
 	"\n"
@@ -51,7 +53,7 @@ static const char serve_usage[] =
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
-	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_HELP };
+	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "state", required_argument, NULL, O_STATE },
@@ -64,6 +66,7 @@ int cmd_serve(int argc, char **argv)
 		{ "auth-reads", no_argument, NULL, O_AUTH_READS },
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
 		{ "neighbors-used", required_argument, NULL, O_NUSED },
+		{ "cutoff", required_argument, NULL, O_CUTOFF },
 		{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -71,7 +74,9 @@ int cmd_serve(int argc, char **argv)
 	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
 	const char *keys_file = NULL;
 	bool auth_reads = false;
-	uint32_t max_conn = 10000, max_per_ip = 0, neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
+	uint32_t max_conn = 10000, max_per_ip = 0;
+	rec_params params;
+	rec_params_init(&params);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
 		 timeout = 30, state_map_mb = 64;
@@ -102,8 +107,13 @@ int cmd_serve(int argc, char **argv)
 			break;
 		case O_KEYS: keys_file = optarg; break;
 		case O_NUSED:
-			if (!cli_parse_u32(optarg, 1, 1000, &neighbors_used))
+			if (!cli_parse_u32(optarg, 1, 1000, &params.neighbors_used))
 				return cli_usage_error("serve", "--neighbors-used %s: expected 1 to 1000", optarg);
+			break;
+		case O_CUTOFF:
+			if (!cli_parse_cutoff(optarg, &params.cutoff))
+				return cli_usage_error("serve", "--cutoff %s: expected a number from 0 to below 1",
+						       optarg);
 			break;
 		case O_AUTH_READS: auth_reads = true; break;
 		case O_MAXCONN:
@@ -167,7 +177,7 @@ int cmd_serve(int argc, char **argv)
 	a = api_create(m, st, ew, model_dir);
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, auth_reads);
-	api_set_neighbors_used(a, neighbors_used);
+	api_set_params(a, &params);
 
 	sigset_t set;
 	sigemptyset(&set);
