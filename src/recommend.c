@@ -28,13 +28,13 @@ struct source {
 	float weight;
 };
 
+_Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
+
 /* Scoring runs in two passes. The first only adds to `acc`, a float per
  * item that is all zero between requests (reset through `touched`), so the
  * inner loop is a load and an add in a few KiB of cache. The second walks
  * the same neighbour lists once more, but only for the n items chosen, to
  * find the history items that contributed most to each (`because`). */
-_Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
-
 struct rec_ctx {
 	uint32_t n_items;
 	uint32_t neighbors_used; /* per history item, best first */
@@ -288,10 +288,11 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	}
 }
 
-/* The best n scored candidates that pass, then popular items to fill.
- * Leaves acc all zero again. Most touched items score below the n-th best
- * so far: they are dropped on one comparison, before the ban and filter
- * checks and the heap. */
+/* Scores the queued sources (pass one), keeps the best n candidates that
+ * pass, names their because items (pass two), then fills up with popular
+ * items. Leaves acc all zero again. Most touched items score below the
+ * n-th best so far: they are dropped on one comparison, before the ban and
+ * filter checks and the heap. */
 static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
 		       rec_result *out)
 {
