@@ -5,6 +5,7 @@
 #
 #   bench/load_bench.sh [--data FILE] [--columns MAP] [--model DIR]
 #                       [--threads N] [--connections C] [--duration S] [--runs R]
+#                       [--sample N]
 #
 # --data     interactions CSV (default: the bundled demo slice); e.g.
 #            ../shared/data/online-retail.csv.gz with the default --columns
@@ -12,6 +13,9 @@
 # --threads  server threads = nginx workers (default 1: on this 2-core
 #            machine the server gets core 0, wrk core 1)
 # --runs     wrk runs per route and server (default 3; medians are reported)
+# --sample   at most N customers (and N items), a fixed random sample, are
+#            precomputed for nginx and asked by wrk (default 100000): a model
+#            of a million customers would otherwise take a million files
 #
 # Reaches only 127.0.0.1. Every process it starts is stopped on exit.
 set -euo pipefail
@@ -25,6 +29,7 @@ THREADS=1
 CONNS=32
 DURATION=10
 RUNS=3
+SAMPLE=100000
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -35,7 +40,8 @@ while [ $# -gt 0 ]; do
 	--connections) CONNS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
-	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	--sample) SAMPLE=$2; shift 2 ;;
+	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "load_bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -73,8 +79,10 @@ if [ -z "$MODEL" ]; then
 	echo "== training on $DATA" >&2
 	"$BIN" train --interactions "$DATA" --columns "$COLUMNS" --out "$MODEL" --quiet
 fi
-"$BIN" inspect "$MODEL" --list customers | grep -E '^[A-Za-z0-9._-]+$' >"$WORK/customers.txt"
-"$BIN" inspect "$MODEL" --list items | grep -E '^[A-Za-z0-9._-]+$' >"$WORK/items.txt"
+# A fixed sample: the same ids for both servers, the same in every run.
+sample() { shuf -n "$SAMPLE" --random-source=<(yes 2>/dev/null) ; }
+"$BIN" inspect "$MODEL" --list customers | grep -E '^[A-Za-z0-9._-]+$' | sample >"$WORK/customers.txt"
+"$BIN" inspect "$MODEL" --list items | grep -E '^[A-Za-z0-9._-]+$' | sample >"$WORK/items.txt"
 echo "== $(wc -l <"$WORK/customers.txt") customers, $(wc -l <"$WORK/items.txt") items" >&2
 
 # ---- shopkeeper on core 0 ----------------------------------------------------
