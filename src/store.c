@@ -392,6 +392,7 @@ struct model {
 	const unsigned char *ids; /* the "ids" string table */
 	const unsigned char *titles, *categories; /* string tables */
 	uint32_t n_categories;
+	uint32_t *category_order; /* category indexes by name, for lookups */
 	const unsigned char *category, *price; /* u32[n], f32[n] */
 	const unsigned char *popularity;
 	const unsigned char *popular;
@@ -543,6 +544,22 @@ static const char *string_at(const unsigned char *table, uint32_t idx, size_t *l
 	return (const char *)table + 4 + 4 * ((size_t)n + 1) + a;
 }
 
+/* Orders category indexes by name (bytes, then length). */
+static int name_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+	return c ? c : (an > bn) - (an < bn);
+}
+
+static int category_cmp(const void *x, const void *y, void *arg)
+{
+	const model *m = arg;
+	size_t an, bn;
+	const char *a = string_at(m->categories, *(const uint32_t *)x, &an);
+	const char *b = string_at(m->categories, *(const uint32_t *)y, &bn);
+	return name_cmp(a, an, b, bn);
+}
+
 /* Loads and checks the item tables against the counts in the meta record. */
 static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 {
@@ -579,6 +596,10 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 	m->ids = ids.mv_data;
 	m->titles = titles.mv_data;
 	m->categories = cats.mv_data;
+	m->category_order = xmallocarray(m->n_categories ? m->n_categories : 1, sizeof(uint32_t));
+	for (uint32_t c = 0; c < m->n_categories; c++)
+		m->category_order[c] = c;
+	qsort_r(m->category_order, m->n_categories, sizeof(uint32_t), category_cmp, m);
 	m->category = category.mv_data;
 	m->price = price.mv_data;
 	m->popularity = pop.mv_data;
@@ -724,6 +745,7 @@ void model_close(model *m)
 		mdb_txn_abort(m->blob_txn);
 	if (m->env)
 		mdb_env_close(m->env);
+	free(m->category_order);
 	free(m->meta_json);
 	free(m);
 }
@@ -766,13 +788,22 @@ float model_item_price(const model *m, uint32_t idx)
 
 int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat)
 {
-	for (uint32_t c = 0; c < m->n_categories; c++) {
+	/* A binary search: a catalog may have thousands of categories and
+	 * category= is checked on every request that names one. */
+	uint32_t lo = 0, hi = m->n_categories;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2, c = m->category_order[mid];
 		size_t n;
 		const char *s = string_at(m->categories, c, &n);
-		if (n == len && memcmp(s, name, len) == 0) {
+		int cmp = name_cmp(s, n, name, len);
+		if (cmp == 0) {
 			*cat = c;
 			return 0;
 		}
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	return STORE_NOTFOUND;
 }

@@ -103,6 +103,14 @@ TEST(round_trip)
 	uint32_t cat;
 	CHECK_INT(model_category_lookup(m, "bakery", 6, &cat), 0);
 	CHECK_INT(model_item_category(m, 1), cat);
+	/* by name, whatever the table's order (fruit is 0, bakery 1) */
+	CHECK_INT(model_category_lookup(m, "fruit", 5, &cat), 0);
+	CHECK_INT(cat, 0);
+	CHECK_INT(model_category_lookup(m, "bak", 3, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "bakeryx", 7, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "fruits", 6, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "", 0, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "zzz", 3, &cat), STORE_NOTFOUND);
 	model_pairs nb;
 	CHECK_INT(model_neighbors(t, 0, &nb), 0);
 	CHECK_INT(nb.n, 2);
