@@ -151,6 +151,25 @@ TEST(scoring)
 	CHECK_INT(r->items[2].item, 2);
 	CHECK_INT(r->items[2].source, REC_POPULAR);
 	CHECK_NEAR(r->items[2].score, 0, 1e-9);
+	/* the cutoff: contributions under a share of the strongest (b's .9
+	 * for a) are skipped. 0.3 -> under .27: c's .25 for a goes, d's .4
+	 * stays; 0.5 -> under .45: d goes too (and is topped up as popular) */
+	rec_params p;
+	rec_params_init(&p);
+	p.cutoff = 0.3f;
+	rec_ctx_configure(ctx, &p);
+	CHECK_INT(rec_for_customer(ctx, t, NULL, "v", 1, 2, NULL, r), 0);
+	CHECK_NEAR(r->items[0].score, 0.9, 1e-6);
+	CHECK_INT(r->items[0].n_because, 1);
+	CHECK_INT(r->items[1].item, 3);
+	CHECK_INT(r->items[1].source, REC_PERSONAL);
+	p.cutoff = 0.5f;
+	rec_ctx_configure(ctx, &p);
+	CHECK_INT(rec_for_customer(ctx, t, NULL, "v", 1, 2, NULL, r), 0);
+	CHECK_INT(r->items[0].item, 0);
+	CHECK_INT(r->items[1].source, REC_POPULAR);
+	rec_params_init(&p);
+	rec_ctx_configure(ctx, &p);
 	/* an unknown customer: popular items, by recent popularity */
 	CHECK_INT(rec_for_customer(ctx, t, NULL, "nobody", 6, 2, NULL, r), 0);
 	CHECK_INT(r->source, REC_POPULAR);
