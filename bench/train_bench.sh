@@ -66,6 +66,8 @@ fi
 mkdir -p "$work"
 results=$work/results.jsonl
 : >"$results"
+# A copy of the trainer, so a rebuild during a long run changes nothing.
+cp "$BIN/shopkeeper" "$work/shopkeeper"
 
 echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "numpy/scipy: $("$PY" -c 'import numpy, scipy; print(numpy.__version__, scipy.__version__)')"
@@ -85,7 +87,7 @@ run_one() {
 				dump_peer="--dump $work/$label-peer-$algo.tsv"
 			fi
 			# shellcheck disable=SC2086
-			"$BIN/shopkeeper" train --interactions "$file" $colarg --algo "$algo" \
+			"$work/shopkeeper" train --interactions "$file" $colarg --algo "$algo" \
 				--neighbors "$neighbors" --out "$work/model-$label-$algo" $dump_ours \
 				2>"$work/ours.log" || { cat "$work/ours.log" >&2; exit 1; }
 			line=$(grep '^seconds' "$work/ours.log")
@@ -102,12 +104,12 @@ run_one() {
 }
 
 if [ -n "$data" ]; then
-	cols=$columns
+	cols=$columns label=$(basename "$data" | sed 's/\..*//')
 	if [ -z "$cols" ] && (gzip -dcf "$data" | head -1 | grep -q StockCode); then
 		cols=$RETAIL_COLS
 	fi
 	echo "== $(basename "$data") ($reps repetitions)"
-	run_one data "$data" "$cols"
+	run_one "$label" "$data" "$cols"
 fi
 if [ -n "$generated" ]; then
 	customers=${customers:-$((generated * 5))}
@@ -116,7 +118,7 @@ if [ -n "$generated" ]; then
 	[ -f "$gen" ] || "$BIN/shopkeeper-gen" --items "$generated" --customers "$customers" \
 		--interactions "$interactions" --out "$gen"
 	echo "== generated: $generated items, $customers customers, $interactions interactions ($reps repetitions)"
-	run_one generated "$gen" ""
+	run_one "generated-$generated" "$gen" ""
 fi
 
 "$PY" - "$work" <<'EOF'

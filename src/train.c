@@ -690,7 +690,7 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 	r->gram_pairs = scatter;
 
 	double t1 = util_monotonic();
-	float *G = xmallocarray((size_t)m * m, sizeof(float));
+	float *G = train_big_alloc((size_t)m * m, sizeof(float));
 	if (scatter)
 		gram_scatter(r, x, col, m, G);
 	else
