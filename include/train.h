@@ -109,7 +109,7 @@ typedef struct train_result {
 	uint32_t *n_nbrs;
 
 	enum train_path path;  /* the path that ran */
-	bool gram_pairs;       /* dense path: G summed pair by pair, not ssyrk */
+	bool gram_sparse;      /* dense path: G added up from sparse rows, not ssyrk */
 	uint32_t ease_items;   /* items EASE covered (all unless restricted) */
 	double secs_matrix, secs_gram, secs_similarity;
 } train_result;

@@ -462,7 +462,7 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 		r->n_customers, r->n_items, (unsigned long long)r->nnz);
 	fprintf(stderr, "model      %s, %u neighbours per item, %s path%s", algo_name(f->topt.algo),
 		r->k, train_path_name(r->path),
-		r->path == PATH_DENSE ? (r->gram_pairs ? " (G by pairs)" : " (G by ssyrk)") : "");
+		r->path == PATH_DENSE ? (r->gram_sparse ? " (G by sparse rows)" : " (G by ssyrk)") : "");
 	if (f->topt.algo == ALGO_EASE && r->ease_items < r->n_items)
 		fprintf(stderr, ", EASE over the %u most popular items", r->ease_items);
 	fputc('\n', stderr);

@@ -354,49 +354,20 @@ static void gram_dense(const train_result *r, const float *x, const uint32_t *co
 	free(X);
 }
 
-/* The same G as gram_dense, by adding x_i x_j for every pair of items of
- * every customer: cheaper than ssyrk when customers have few items each and
- * there are many of them. */
-static void gram_scatter(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
-			 float *G)
-{
-	uint32_t nc = r->n_customers;
-	uint64_t longest = 0;
-	for (uint32_t c = 0; c < nc; c++)
-		longest = MAX(longest, r->hist_off[c + 1] - r->hist_off[c]);
-	neighbor *row = xmallocarray(longest ? longest : 1, sizeof(*row)); /* (column, x) */
-	progress prog;
-	progress_begin(&prog, "gram", "customers", nc);
-
-	memset(G, 0, (size_t)m * m * sizeof(float));
-	for (uint32_t c = 0; c < nc; c++) {
-		uint32_t n = 0;
-		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++) {
-			uint32_t j = col[r->hist[k].item];
-			if (j < m && x[k] > 0)
-				row[n++] = (neighbor){ j, x[k] };
-		}
-		for (uint32_t a = 0; a < n; a++) {
-			float *g = G + (size_t)row[a].item * m;
-			float xa = row[a].score;
-			for (uint32_t b = 0; b < n; b++) /* upper triangle only */
-				if (row[b].item >= row[a].item)
-					g[row[b].item] += xa * row[b].score;
-		}
-		if ((c & 4095) == 0)
-			progress_update(&prog, c);
-	}
-	progress_update(&prog, nc);
-	progress_end(&prog);
-	free(row);
-}
-
-/* Copies the upper triangle of a row-major matrix into its lower one. */
+/* Copies the upper triangle of a row-major matrix into its lower one, in
+ * tiles, so the column-wise writes stay in cache. */
 static void mirror_upper(float *G, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t j = i + 1; j < n; j++)
-			G[(size_t)j * n + i] = G[(size_t)i * n + j];
+	const uint32_t tile = 64;
+	for (uint32_t i0 = 0; i0 < n; i0 += tile) {
+		uint32_t i1 = MIN(i0 + tile, n);
+		for (uint32_t j0 = i0; j0 < n; j0 += tile) {
+			uint32_t j1 = MIN(j0 + tile, n);
+			for (uint32_t i = i0; i < i1; i++)
+				for (uint32_t j = MAX(j0, i + 1); j < j1; j++)
+					G[(size_t)j * n + i] = G[(size_t)i * n + j];
+		}
+	}
 }
 
 /* The two views of X the sparse path streams, positive values only, each
@@ -458,6 +429,91 @@ static void xviews_free(struct xviews *v)
 	free(v->row_off);
 	free(v->row);
 	free(v->ops);
+}
+
+/* How many customers ahead the sparse loops prefetch rows. */
+#define SPARSE_PREFETCH 4
+
+/* Adds x_i times the X rows of the customers who have item i into g (a
+ * dense row of m, indexed by col[item]; items with col >= m are left
+ * out): row i of G, or, swept whole, the accumulator of the sparse path. */
+static inline void add_item_row(const struct xviews *xv, uint32_t i, const uint32_t *col,
+				uint32_t m, float *g)
+{
+	uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
+	for (uint64_t p = p0; p < p1; p++) {
+		/* Rows of customers a few ahead, and the offsets of those
+		 * further ahead: both are cache misses. */
+		if (p + 2 * SPARSE_PREFETCH < p1)
+			__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
+		if (p + SPARSE_PREFETCH < p1)
+			__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
+		uint32_t c = xv->col[p].item;
+		float xi = xv->col[p].score;
+		const neighbor *e = xv->row + xv->row_off[c];
+		const neighbor *end = xv->row + xv->row_off[c + 1];
+		if (!col) {
+			for (; e < end; e++)
+				g[e->item] += xi * e->score;
+		} else {
+			for (; e < end; e++) {
+				uint32_t q = col[e->item];
+				if (q < m)
+					g[q] += xi * e->score;
+			}
+		}
+	}
+}
+
+/* Work shared by the threads building a dense G row by row. */
+struct gram_job {
+	const struct xviews *xv;
+	const uint32_t *col;   /* item -> matrix index (>= m: left out), NULL: identity */
+	const uint32_t *items; /* matrix index -> item, NULL: identity */
+	uint32_t m;
+	float *G;
+	pthread_mutex_t lock;
+	uint32_t next;
+	progress *prog;
+};
+
+static void *gram_rows_worker(void *arg)
+{
+	struct gram_job *job = arg;
+	uint32_t m = job->m;
+	for (;;) {
+		pthread_mutex_lock(&job->lock);
+		uint32_t j0 = job->next, j1 = MIN(j0 + 16, m);
+		job->next = j1;
+		progress_update(job->prog, j0);
+		pthread_mutex_unlock(&job->lock);
+		if (j0 >= m)
+			break;
+		for (uint32_t j = j0; j < j1; j++) {
+			float *g = job->G + (size_t)j * m;
+			memset(g, 0, (size_t)m * sizeof(float));
+			add_item_row(job->xv, job->items ? job->items[j] : j, job->col, m, g);
+		}
+	}
+	return NULL;
+}
+
+/* G (m x m, row-major, full) from the sparse views, one row per item, rows
+ * split between threads. Each entry is a sum over the customers who have
+ * both items, in customer order, so G comes out exactly symmetric: what
+ * adding x_i x_j pair by pair would give, with a row in cache at a time
+ * and no mirroring. */
+static void gram_rows(const struct xviews *xv, const uint32_t *col, const uint32_t *items,
+		      uint32_t m, float *G, uint32_t threads)
+{
+	progress prog;
+	progress_begin(&prog, "gram", "items", m);
+	struct gram_job job = { .xv = xv, .col = col, .items = items, .m = m, .G = G, .prog = &prog };
+	pthread_mutex_init(&job.lock, NULL);
+	run_parallel(threads, gram_rows_worker, &job);
+	pthread_mutex_destroy(&job.lock);
+	progress_update(&prog, m);
+	progress_end(&prog);
 }
 
 /* ---- phase 3: similarity and top-K ------------------------------------- */
@@ -544,9 +600,6 @@ static void *dense_worker(void *arg)
 	return NULL;
 }
 
-/* How many customers ahead the sparse worker prefetches rows. */
-#define SPARSE_PREFETCH 4
-
 static void *sparse_worker(void *arg)
 {
 	struct sim_job *job = arg;
@@ -566,22 +619,19 @@ static void *sparse_worker(void *arg)
 			 * positive, so a zero accumulator is an untouched one. */
 			bool dense = xv->ops[i] * 4 >= n;
 			uint32_t nt = 0;
-			uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
-			for (uint64_t p = p0; p < p1; p++) {
-				/* Rows of customers a few ahead, and the offsets
-				 * of those further ahead: both are cache misses. */
-				if (p + 2 * SPARSE_PREFETCH < p1)
-					__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
-				if (p + SPARSE_PREFETCH < p1)
-					__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
-				uint32_t c = xv->col[p].item;
-				float xi = xv->col[p].score;
-				const neighbor *e = xv->row + xv->row_off[c];
-				const neighbor *end = xv->row + xv->row_off[c + 1];
-				if (dense) {
-					for (; e < end; e++)
-						acc[e->item] += xi * e->score;
-				} else {
+			if (dense) {
+				add_item_row(xv, i, NULL, n, acc);
+			} else {
+				uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
+				for (uint64_t p = p0; p < p1; p++) {
+					if (p + 2 * SPARSE_PREFETCH < p1)
+						__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
+					if (p + SPARSE_PREFETCH < p1)
+						__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
+					uint32_t c = xv->col[p].item;
+					float xi = xv->col[p].score;
+					const neighbor *e = xv->row + xv->row_off[c];
+					const neighbor *end = xv->row + xv->row_off[c + 1];
 					for (; e < end; e++) {
 						uint32_t j = e->item;
 						touched[nt] = j; /* kept only if new */
@@ -683,19 +733,23 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 			col[items[j]] = j;
 	}
 	r->ease_items = opt->algo == ALGO_EASE ? m : 0;
-	/* ssyrk or pair scattering, whichever is estimated cheaper. */
-	double dense_s, scatter_s;
-	estimate_paths(r, x, col, m, &dense_s, &scatter_s);
-	bool scatter = scatter_s < dense_s;
-	r->gram_pairs = scatter;
+	/* ssyrk or sparse rows, whichever is estimated cheaper. */
+	double dense_s, rows_s;
+	estimate_paths(r, x, col, m, &dense_s, &rows_s);
+	bool by_rows = rows_s < dense_s;
+	r->gram_sparse = by_rows;
 
 	double t1 = util_monotonic();
 	float *G = train_big_alloc((size_t)m * m, sizeof(float));
-	if (scatter)
-		gram_scatter(r, x, col, m, G);
-	else
+	if (by_rows) {
+		struct xviews xv;
+		build_views(r, x, &xv);
+		gram_rows(&xv, items ? col : NULL, items, m, G, threads);
+		xviews_free(&xv);
+	} else {
 		gram_dense(r, x, col, m, G);
-	mirror_upper(G, m);
+		mirror_upper(G, m);
+	}
 	float *diag = xmallocarray(m, sizeof(float));
 	for (uint32_t i = 0; i < m; i++)
 		diag[i] = G[(size_t)i * m + i];
