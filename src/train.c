@@ -572,30 +572,57 @@ static void store_row(struct sim_job *job, uint32_t item, topk *t)
 	job->r->n_nbrs[item] = got;
 }
 
+/* Row i's scores against every column of the dense matrix, into out (0:
+ * none). One plain loop per algorithm, which the compiler can vectorise;
+ * the expressions are similarity()'s, so the scores are the same. */
+static void score_row(enum algo algo, const float *g, float gi, const float *diag, uint32_t m,
+		      float *out)
+{
+	switch (algo) {
+	case ALGO_EASE:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = -g[j] / diag[j];
+		break;
+	case ALGO_LIFT:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? g[j] / (gi * diag[j]) : 0.0f;
+		break;
+	case ALGO_JACCARD:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? g[j] / (gi + diag[j] - g[j]) : 0.0f;
+		break;
+	default:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? similarity(algo, g[j], gi, diag[j]) : 0.0f;
+		break;
+	}
+}
+
 static void *dense_worker(void *arg)
 {
 	struct sim_job *job = arg;
 	uint32_t m = job->m, lo, hi;
 	neighbor *scratch = xmallocarray(job->r->k, sizeof(*scratch));
-	bool ease = job->algo == ALGO_EASE;
+	float *score = xmallocarray(m ? m : 1, sizeof(*score));
 
 	while (take_rows(job, &lo, &hi)) {
 		for (uint32_t i = lo; i < hi; i++) {
 			topk t;
 			topk_init(&t, scratch, job->r->k);
-			const float *row = job->G + (size_t)i * m;
-			float gi = job->diag[i];
+			score_row(job->algo, job->G + (size_t)i * m, job->diag[i], job->diag, m, score);
+			/* Once the heap is full most scores fail the first test. */
+			float floor = 0.0f;
 			for (uint32_t j = 0; j < m; j++) {
-				float g = row[j];
-				if (j == i || (!ease && g <= 0.0f))
+				float s = score[j];
+				if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
 					continue;
-				float s = similarity(job->algo, g, gi, job->diag[j]);
-				if (s > 0.0f && isfinite(s))
-					topk_push(&t, job->items ? job->items[j] : j, s);
+				topk_push(&t, job->items ? job->items[j] : j, s);
+				floor = MAX(topk_threshold(&t), 0.0f);
 			}
 			store_row(job, job->items ? job->items[i] : i, &t);
 		}
 	}
+	free(score);
 	free(scratch);
 	return NULL;
 }
