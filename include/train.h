@@ -62,7 +62,8 @@ typedef struct train_options {
 	uint64_t max_dense_bytes; /* largest item x item matrix (default 12 GiB) */
 	uint32_t ease_max_items;  /* EASE uses this many most popular items
 				   * at most (default 20000) */
-	uint32_t threads;      /* default: number of cores */
+	uint32_t threads;      /* default: number of cores (ssyrk's too; EASE's
+				* Cholesky runs on one, see train.c) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u

@@ -711,11 +711,20 @@ static int ease_inverse(float *G, uint32_t n, float lambda)
 	for (uint32_t i = 0; i < n; i++)
 		G[(size_t)i * n + i] += lambda;
 	int nn = (int)n, info = 0;
+	/* One OpenBLAS thread, whatever the machine: its threads wait for each
+	 * other by spinning at every step of the factorisation, and with the
+	 * cores busy (other work, our own threads) a descheduled one stalls
+	 * the rest: under a load of 8 on 2 cores spotri took 2 to 6 times
+	 * longer on two threads than on one, and on an idle machine the
+	 * second thread saves little (spotri's CPU time doubles). One thread
+	 * also makes B the same bits on every machine. */
+	int saved = openblas_get_num_threads();
+	openblas_set_num_threads(1);
 	/* Row-major upper is column-major lower: same bytes, so ask for 'L'. */
 	spotrf_("L", &nn, G, &nn, &info, 1);
-	if (info != 0)
-		return info;
-	spotri_("L", &nn, G, &nn, &info, 1);
+	if (info == 0)
+		spotri_("L", &nn, G, &nn, &info, 1);
+	openblas_set_num_threads(saved);
 	if (info != 0)
 		return info;
 	mirror_upper(G, n);
@@ -851,6 +860,7 @@ int train_run(const dataset *ds, const train_options *opt, train_result *r, strb
 	r->n_items = idmap_count(ds->items);
 	uint32_t n = r->n_items;
 	uint32_t threads = thread_count(opt);
+	openblas_set_num_threads((int)threads); /* ssyrk */
 	uint64_t max_dense = opt->max_dense_bytes ? opt->max_dense_bytes : TRAIN_DEFAULT_MAX_DENSE_BYTES;
 	uint32_t ease_max = opt->ease_max_items ? opt->ease_max_items : TRAIN_DEFAULT_EASE_MAX_ITEMS;
 
