@@ -5,6 +5,8 @@
  * deterministic whatever order the candidates arrive in. Used by the trainer
  * (neighbours per item) and on the request path (top-N recommendations), so
  * everything is inline and nothing allocates: the caller provides the array.
+ * topk_select (topk.c) picks the K best of an array instead, for the
+ * trainer's rows of candidates.
  */
 #ifndef SHOPKEEPER_TOPK_H
 #define SHOPKEEPER_TOPK_H
@@ -91,5 +93,12 @@ static inline uint32_t topk_sort(topk *t)
 	}
 	return n;
 }
+
+/* Moves the best min(k, n) candidates of cand[0..n) to its front, sorted
+ * best first, and returns how many that is; the rest of the array is left
+ * in some order. The order is total (items are distinct), so the result
+ * does not depend on the order the candidates came in. For picking K of
+ * many at once; topk_push is for streams. */
+uint32_t topk_select(neighbor *cand, uint32_t n, uint32_t k);
 
 #endif

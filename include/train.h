@@ -62,7 +62,8 @@ typedef struct train_options {
 	uint64_t max_dense_bytes; /* largest item x item matrix (default 12 GiB) */
 	uint32_t ease_max_items;  /* EASE uses this many most popular items
 				   * at most (default 20000) */
-	uint32_t threads;      /* default: number of cores */
+	uint32_t threads;      /* default: number of cores (ssyrk's too; EASE's
+				* Cholesky runs on one, see train.c) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u
@@ -109,7 +110,7 @@ typedef struct train_result {
 	uint32_t *n_nbrs;
 
 	enum train_path path;  /* the path that ran */
-	bool gram_pairs;       /* dense path: G summed pair by pair, not ssyrk */
+	bool gram_sparse;      /* dense path: G added up from sparse rows, not ssyrk */
 	uint32_t ease_items;   /* items EASE covered (all unless restricted) */
 	double secs_matrix, secs_gram, secs_similarity;
 } train_result;

@@ -2,6 +2,7 @@
  * cli_train: `shopkeeper train`: CSV in, model directory out; and the
  * training flags and pipeline that `eval` shares.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -392,7 +393,41 @@ static const char train_usage_head[] =
 	"\n"
 	"  --interactions FILE   CSV file; '-' for stdin; gzip is detected\n"
 	"  --out DIR             model directory (created; an old model there is replaced)\n";
-static const char train_usage_tail[] = "  --quiet               no summary on stderr\n";
+static const char train_usage_tail[] =
+	"  --dump-neighbors FILE each item's neighbours as text, one line per item:\n"
+	"                        ITEM<TAB>NEIGHBOR:SCORE,... best first (for benchmarks)\n"
+	"  --quiet               no summary on stderr\n";
+
+/* Writes every item's neighbours as "item\tnbr:score,nbr:score,...\n". */
+static int dump_neighbors(const char *path, const dataset *ds, const train_result *r,
+			  strbuf *err)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		sb_addf(err, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (uint32_t i = 0; i < r->n_items; i++) {
+		size_t len;
+		const char *id = idmap_name(ds->items, i, &len);
+		fwrite(id, 1, len, f);
+		fputc('\t', f);
+		const neighbor *nb = r->nbrs + (size_t)i * r->k;
+		for (uint32_t j = 0; j < r->n_nbrs[i]; j++) {
+			const char *nid = idmap_name(ds->items, nb[j].item, &len);
+			if (j)
+				fputc(',', f);
+			fwrite(nid, 1, len, f);
+			fprintf(f, ":%.6g", (double)nb[j].score);
+		}
+		fputc('\n', f);
+	}
+	if (ferror(f) | (fclose(f) != 0)) {
+		sb_addf(err, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 static void print_summary(const char *out, const struct train_flags *f, const dataset *ds,
 			  const train_result *r, const double secs[2])
@@ -427,7 +462,7 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 		r->n_customers, r->n_items, (unsigned long long)r->nnz);
 	fprintf(stderr, "model      %s, %u neighbours per item, %s path%s", algo_name(f->topt.algo),
 		r->k, train_path_name(r->path),
-		r->path == PATH_DENSE ? (r->gram_pairs ? " (G by pairs)" : " (G by ssyrk)") : "");
+		r->path == PATH_DENSE ? (r->gram_sparse ? " (G by sparse rows)" : " (G by ssyrk)") : "");
 	if (f->topt.algo == ALGO_EASE && r->ease_items < r->n_items)
 		fprintf(stderr, ", EASE over the %u most popular items", r->ease_items);
 	fputc('\n', stderr);
@@ -440,18 +475,19 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 
 int cmd_train(int argc, char **argv)
 {
-	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 5] = {
+	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP };
+	struct option opts[TRAIN_FLAG_COUNT + 6] = {
 		{ "interactions", required_argument, NULL, O_INTER },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "dump-neighbors", required_argument, NULL, O_DUMP },
 	};
-	size_t nopt = 4 + train_flags_options(opts + 4);
+	size_t nopt = 5 + train_flags_options(opts + 5);
 	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
 	struct train_flags f;
-	const char *interactions = NULL, *out = NULL;
+	const char *interactions = NULL, *out = NULL, *dump = NULL;
 	bool quiet = false;
 	int c, rc;
 	train_flags_init(&f);
@@ -462,6 +498,7 @@ int cmd_train(int argc, char **argv)
 		case O_INTER: interactions = optarg; break;
 		case O_OUT: out = optarg; break;
 		case O_QUIET: quiet = true; break;
+		case O_DUMP: dump = optarg; break;
 		case 'h':
 		case O_HELP:
 			fputs(train_usage_head, stdout);
@@ -500,6 +537,10 @@ int cmd_train(int argc, char **argv)
 		goto out;
 	}
 	secs[1] = util_monotonic() - t;
+	if (dump && dump_neighbors(dump, &ds, &r, &err) != 0) {
+		cli_fail("train", "%s", err.buf);
+		goto out;
+	}
 	if (!quiet)
 		print_summary(out, &f, &ds, &r, secs);
 	ret = EXIT_OK;

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "progress.h"
@@ -88,6 +89,21 @@ static void run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
 		pthread_join(tids[t], NULL);
 }
 
+/* An array of count * size bytes that is written once, soon: large ones
+ * are advised to transparent huge pages, since the first touch of fresh
+ * memory costs a page fault per 4 KiB page (microseconds each in a VM),
+ * and 2 MiB pages take 512 times fewer. Freed with free(). */
+static void *train_big_alloc(size_t count, size_t size)
+{
+	void *p = xmallocarray(count, size);
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t from = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t to = ((uintptr_t)p + count * size) & ~(huge - 1);
+	if (to > from)
+		madvise((void *)from, to - from, MADV_HUGEPAGE); /* advice only */
+	return p;
+}
+
 /* ---- phase 1: histories ------------------------------------------------ */
 
 /* Most recent first, then by item index: the order histories are stored in,
@@ -111,127 +127,193 @@ static float decay_factor(double rate, int64_t age)
 	return d > 1e-6 ? (float)d : 1e-6f;
 }
 
-/* Per history entry while folding rows; parallel to r->hist. */
+/* Per history entry while folding one customer's rows. */
 struct fold {
 	float purchase_aff; /* decayed weight of purchase rows */
 	float other_aff;    /* decayed weight of view/cart rows */
 	float other_max;    /* strongest view/cart weight */
 };
 
+/* A history entry with its value in X, sorted together. */
+struct entry_x {
+	history_entry e; /* first member: recent_first() compares it */
+	float x;
+};
+
+/* Work shared by the threads folding histories: customer c's rows are
+ * order[start[c] .. start[c+1]); its entries go to hist and x from
+ * start[c] on (a customer has no more entries than rows), their number to
+ * count[c]; a serial pass then closes the gaps. */
+struct hist_job {
+	const dataset *ds;
+	const train_options *opt;
+	const float *w;
+	double decay;           /* ln 2 / half-life in seconds, or 0 */
+	const uint64_t *start;  /* n_customers + 1 */
+	const uint64_t *order;  /* row numbers grouped by customer, file order */
+	history_entry *hist;
+	float *x;
+	uint32_t *count;
+	uint32_t n_customers, n_items;
+	uint64_t longest;       /* most rows of one customer */
+	uint32_t next;          /* next customer to hand out (atomic) */
+};
+
+static void fold_customer(struct hist_job *job, uint32_t c, uint64_t *slot, uint32_t *owner,
+			  struct fold *fold, struct entry_x *tmp)
+{
+	const train_options *opt = job->opt;
+	const float *w = job->w;
+	uint64_t base = job->start[c], n = 0;
+	history_entry *h = job->hist + base;
+	for (uint64_t k = base; k < job->start[c + 1]; k++) {
+		const interaction *row = &job->ds->rows[job->order[k]];
+		history_entry *e;
+		struct fold *f;
+		if (owner[row->item] != c) {
+			owner[row->item] = c;
+			slot[row->item] = n;
+			f = &fold[n];
+			memset(f, 0, sizeof(*f));
+			e = &h[n++];
+			memset(e, 0, sizeof(*e));
+			e->item = row->item;
+			e->last_ts = row->ts;
+		} else {
+			e = &h[slot[row->item]];
+			f = &fold[slot[row->item]];
+		}
+		if (row->ts > e->last_ts)
+			e->last_ts = row->ts;
+		float d = decay_factor(job->decay, opt->as_of - row->ts);
+		if (row->event == EVENT_PURCHASE) {
+			e->quantity += row->quantity;
+			if (row->quantity < 0)
+				e->flags |= HIST_RETURNED;
+			else
+				f->purchase_aff += w[EVENT_PURCHASE] * d;
+		} else {
+			f->other_aff += w[row->event] * d;
+			if (w[row->event] > f->other_max)
+				f->other_max = w[row->event];
+		}
+	}
+	/* A purchase returned in full is history, not taste. */
+	for (uint64_t k = 0; k < n; k++) {
+		history_entry *e = &h[k];
+		const struct fold *f = &fold[k];
+		bool bought = e->quantity > 0;
+		if (bought)
+			e->flags |= HIST_PURCHASED;
+		/* Repeats count, with diminishing returns: a wholesaler's
+		 * fiftieth order of an item should not drown the rest. */
+		e->weight = sqrtf((bought ? f->purchase_aff : 0.0f) + f->other_aff);
+		/* X: the strongest event, decayed by the latest one, so
+		 * similarities follow what sells together lately. */
+		float xv = bought ? MAX(w[EVENT_PURCHASE], f->other_max) : f->other_max;
+		tmp[k].e = *e;
+		tmp[k].x = xv * decay_factor(job->decay, opt->as_of - e->last_ts);
+	}
+	if (n > 1)
+		qsort(tmp, n, sizeof(*tmp), recent_first);
+	for (uint64_t k = 0; k < n; k++) {
+		h[k] = tmp[k].e;
+		job->x[base + k] = tmp[k].x;
+	}
+	job->count[c] = (uint32_t)n;
+}
+
+static void *hist_worker(void *arg)
+{
+	struct hist_job *job = arg;
+	uint32_t ni = job->n_items ? job->n_items : 1;
+	/* slot[item]: position of item in the current customer's history,
+	 * valid when owner[item] is that customer. */
+	uint64_t *slot = xmallocarray(ni, sizeof(*slot));
+	uint32_t *owner = xmallocarray(ni, sizeof(*owner));
+	memset(owner, 0xff, (size_t)ni * sizeof(*owner));
+	size_t longest = job->longest ? job->longest : 1;
+	struct fold *fold = xmallocarray(longest, sizeof(*fold));
+	struct entry_x *tmp = xmallocarray(longest, sizeof(*tmp));
+	const uint32_t chunk = 1024;
+	for (;;) {
+		uint32_t c0 = __atomic_fetch_add(&job->next, chunk, __ATOMIC_RELAXED);
+		if (c0 >= job->n_customers)
+			break;
+		uint32_t c1 = (uint32_t)MIN((uint64_t)c0 + chunk, (uint64_t)job->n_customers);
+		for (uint32_t c = c0; c < c1; c++)
+			fold_customer(job, c, slot, owner, fold, tmp);
+	}
+	free(tmp);
+	free(fold);
+	free(owner);
+	free(slot);
+	return NULL;
+}
+
 /* Builds histories and X's values (x[k] for hist[k]); returns x. */
 static float *build_histories(const dataset *ds, const train_options *opt, const float w[3],
-			      train_result *r)
+			      uint32_t threads, train_result *r)
 {
 	uint32_t nc = r->n_customers, ni = r->n_items;
 	size_t nrows = ds->n_rows ? ds->n_rows : 1;
 	uint64_t *start = xcalloc((size_t)nc + 1, sizeof(*start));
-	uint64_t *order = xmallocarray(nrows, sizeof(*order));
+	uint64_t *order = train_big_alloc(nrows, sizeof(*order));
 
-	/* Counting sort of row numbers by customer, stable in file order. */
+	/* Counting sort of row numbers by customer, stable in file order:
+	 * start[c + 1] counts, then start[c] is where c begins and is bumped
+	 * while filling, ending where c + 1 begins; one shift restores it. */
 	for (size_t i = 0; i < ds->n_rows; i++)
 		start[ds->rows[i].customer + 1]++;
-	for (uint32_t c = 0; c < nc; c++)
+	uint64_t longest = 0;
+	for (uint32_t c = 0; c < nc; c++) {
+		longest = MAX(longest, start[c + 1]);
 		start[c + 1] += start[c];
-	uint64_t *fill = xmallocarray((size_t)nc + 1, sizeof(*fill));
-	memcpy(fill, start, ((size_t)nc + 1) * sizeof(*fill));
+	}
 	for (size_t i = 0; i < ds->n_rows; i++)
-		order[fill[ds->rows[i].customer]++] = i;
-	free(fill);
+		order[start[ds->rows[i].customer]++] = i;
+	memmove(start + 1, start, (size_t)nc * sizeof(*start));
+	start[0] = 0;
 
-	/* slot[item] = position of item in the current customer's history,
-	 * valid when owner[item] == customer. */
-	uint64_t *slot = xmallocarray(ni ? ni : 1, sizeof(*slot));
-	uint32_t *owner = xmallocarray(ni ? ni : 1, sizeof(*owner));
-	memset(owner, 0xff, (size_t)(ni ? ni : 1) * sizeof(*owner));
-	struct fold *fold = xmallocarray(nrows, sizeof(*fold));
-	float *x = xmallocarray(nrows, sizeof(*x));
+	r->hist = train_big_alloc(nrows, sizeof(*r->hist));
+	float *x = train_big_alloc(nrows, sizeof(*x));
+	uint32_t *count = xmallocarray(nc ? nc : 1, sizeof(*count));
 	/* ln 2 / half-life in seconds; 0 disables decay, as does data without
 	 * timestamps (every row at time 0 would look ancient). */
 	double decay = opt->half_life_days > 0 && ds->has_ts
 			       ? log(2.0) / (opt->half_life_days * 86400.0)
 			       : 0;
+	struct hist_job job = { .ds = ds, .opt = opt, .w = w, .decay = decay, .start = start,
+				.order = order, .hist = r->hist, .x = x, .count = count,
+				.n_customers = nc, .n_items = ni, .longest = longest };
+	run_parallel(MIN(threads, MAX(nc / 4096, 1u)), hist_worker, &job);
+	free(order);
 
+	/* Close the gaps, in customer order (so the sums below come out the
+	 * same whatever the threads did), counting popularity on the way. */
 	r->hist_off = xmallocarray((size_t)nc + 1, sizeof(*r->hist_off));
-	r->hist = xmallocarray(nrows, sizeof(*r->hist));
 	r->popularity = xcalloc(ni ? ni : 1, sizeof(*r->popularity));
 	r->recent = xcalloc(ni ? ni : 1, sizeof(*r->recent));
 	uint64_t out = 0;
 	for (uint32_t c = 0; c < nc; c++) {
 		r->hist_off[c] = out;
-		for (uint64_t k = start[c]; k < start[c + 1]; k++) {
-			const interaction *row = &ds->rows[order[k]];
-			history_entry *e;
-			if (owner[row->item] != c) {
-				owner[row->item] = c;
-				slot[row->item] = out;
-				memset(&fold[out], 0, sizeof(fold[out]));
-				e = &r->hist[out++];
-				memset(e, 0, sizeof(*e));
-				e->item = row->item;
-				e->last_ts = row->ts;
-			} else {
-				e = &r->hist[slot[row->item]];
-			}
-			struct fold *f = &fold[e - r->hist];
-			if (row->ts > e->last_ts)
-				e->last_ts = row->ts;
-			float d = decay_factor(decay, opt->as_of - row->ts);
-			if (row->event == EVENT_PURCHASE) {
-				e->quantity += row->quantity;
-				if (row->quantity < 0)
-					e->flags |= HIST_RETURNED;
-				else
-					f->purchase_aff += w[EVENT_PURCHASE] * d;
-			} else {
-				f->other_aff += w[row->event] * d;
-				if (w[row->event] > f->other_max)
-					f->other_max = w[row->event];
-			}
+		if (out != start[c]) {
+			memmove(r->hist + out, r->hist + start[c], count[c] * sizeof(*r->hist));
+			memmove(x + out, x + start[c], count[c] * sizeof(*x));
 		}
-		/* A purchase returned in full is history, not taste. */
-		for (uint64_t k = r->hist_off[c]; k < out; k++) {
-			history_entry *e = &r->hist[k];
-			const struct fold *f = &fold[k];
-			bool bought = e->quantity > 0;
-			if (bought)
-				e->flags |= HIST_PURCHASED;
-			/* Repeats count, with diminishing returns: a wholesaler's
-			 * fiftieth order of an item should not drown the rest. */
-			e->weight = sqrtf((bought ? f->purchase_aff : 0.0f) + f->other_aff);
-			/* X: the strongest event, decayed by the latest one, so
-			 * similarities follow what sells together lately. */
-			x[k] = bought ? MAX(w[EVENT_PURCHASE], f->other_max) : f->other_max;
-			x[k] *= decay_factor(decay, opt->as_of - e->last_ts);
+		for (uint64_t k = out; k < out + count[c]; k++) {
 			if (x[k] > 0) {
-				r->popularity[e->item] += 1.0f;
-				r->recent[e->item] += x[k];
+				r->popularity[r->hist[k].item] += 1.0f;
+				r->recent[r->hist[k].item] += x[k];
 				r->nnz++;
 			}
 		}
-		/* Sort entries and their X values together. */
-		uint64_t n = out - r->hist_off[c];
-		if (n > 1) {
-			history_entry *h = r->hist + r->hist_off[c];
-			struct pair { history_entry e; float x; } *tmp = xmallocarray(n, sizeof(*tmp));
-			for (uint64_t k = 0; k < n; k++) {
-				tmp[k].e = h[k];
-				tmp[k].x = x[r->hist_off[c] + k];
-			}
-			qsort(tmp, n, sizeof(*tmp), recent_first); /* e is first member */
-			for (uint64_t k = 0; k < n; k++) {
-				h[k] = tmp[k].e;
-				x[r->hist_off[c] + k] = tmp[k].x;
-			}
-			free(tmp);
-		}
+		out += count[c];
 	}
 	r->hist_off[nc] = out;
 	r->hist = xreallocarray(r->hist, out ? out : 1, sizeof(*r->hist));
 	x = xreallocarray(x, out ? out : 1, sizeof(*x));
-	free(fold);
-	free(owner);
-	free(slot);
-	free(order);
+	free(count);
 	free(start);
 	return x;
 }
@@ -272,87 +354,166 @@ static void gram_dense(const train_result *r, const float *x, const uint32_t *co
 	free(X);
 }
 
-/* The same G as gram_dense, by adding x_i x_j for every pair of items of
- * every customer: cheaper than ssyrk when customers have few items each and
- * there are many of them. */
-static void gram_scatter(const train_result *r, const float *x, const uint32_t *col, uint32_t m,
-			 float *G)
-{
-	uint32_t nc = r->n_customers;
-	uint64_t longest = 0;
-	for (uint32_t c = 0; c < nc; c++)
-		longest = MAX(longest, r->hist_off[c + 1] - r->hist_off[c]);
-	neighbor *row = xmallocarray(longest ? longest : 1, sizeof(*row)); /* (column, x) */
-	progress prog;
-	progress_begin(&prog, "gram", "customers", nc);
-
-	memset(G, 0, (size_t)m * m * sizeof(float));
-	for (uint32_t c = 0; c < nc; c++) {
-		uint32_t n = 0;
-		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++) {
-			uint32_t j = col[r->hist[k].item];
-			if (j < m && x[k] > 0)
-				row[n++] = (neighbor){ j, x[k] };
-		}
-		for (uint32_t a = 0; a < n; a++) {
-			float *g = G + (size_t)row[a].item * m;
-			float xa = row[a].score;
-			for (uint32_t b = 0; b < n; b++) /* upper triangle only */
-				if (row[b].item >= row[a].item)
-					g[row[b].item] += xa * row[b].score;
-		}
-		if ((c & 4095) == 0)
-			progress_update(&prog, c);
-	}
-	progress_update(&prog, nc);
-	progress_end(&prog);
-	free(row);
-}
-
-/* Copies the upper triangle of a row-major matrix into its lower one. */
+/* Copies the upper triangle of a row-major matrix into its lower one, in
+ * tiles, so the column-wise writes stay in cache. */
 static void mirror_upper(float *G, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t j = i + 1; j < n; j++)
-			G[(size_t)j * n + i] = G[(size_t)i * n + j];
+	const uint32_t tile = 64;
+	for (uint32_t i0 = 0; i0 < n; i0 += tile) {
+		uint32_t i1 = MIN(i0 + tile, n);
+		for (uint32_t j0 = i0; j0 < n; j0 += tile) {
+			uint32_t j1 = MIN(j0 + tile, n);
+			for (uint32_t i = i0; i < i1; i++)
+				for (uint32_t j = MAX(j0, i + 1); j < j1; j++)
+					G[(size_t)j * n + i] = G[(size_t)i * n + j];
+		}
+	}
 }
 
-/* Item -> customers view of X (CSC), for the sparse path. */
-struct csc {
-	uint64_t *off;   /* n_items + 1 */
-	uint32_t *cust;
-	float *val;
+/* The two views of X the sparse path streams, positive values only, each
+ * entry an (index, value) pair in a `neighbor` (8 bytes, so a customer's
+ * row is a few cache lines, not a stride through history entries):
+ *   by item (CSC):     col_off[i] .. col_off[i+1] in col: (customer, x)
+ *   by customer (CSR): row_off[c] .. row_off[c+1] in row: (item, x), items
+ *                      ascending (the accumulator is then swept in order) */
+struct xviews {
+	uint64_t *col_off; /* n_items + 1 */
+	neighbor *col;
+	uint64_t *row_off; /* n_customers + 1 */
+	neighbor *row;
+	uint64_t *ops;     /* per item: entries its row of G adds up */
 };
 
-static void build_csc(const train_result *r, const float *x, struct csc *m)
+static void build_views(const train_result *r, const float *x, struct xviews *v)
 {
 	uint32_t ni = r->n_items, nc = r->n_customers;
-	m->off = xcalloc((size_t)ni + 1, sizeof(*m->off));
-	for (uint64_t k = 0; k < r->hist_off[nc]; k++)
-		if (x[k] > 0)
-			m->off[r->hist[k].item + 1]++;
-	for (uint32_t i = 0; i < ni; i++)
-		m->off[i + 1] += m->off[i];
-	uint64_t nnz = m->off[ni];
-	m->cust = xmallocarray(nnz ? nnz : 1, sizeof(*m->cust));
-	m->val = xmallocarray(nnz ? nnz : 1, sizeof(*m->val));
-	uint64_t *fill = xmallocarray((size_t)ni + 1, sizeof(*fill));
-	memcpy(fill, m->off, ((size_t)ni + 1) * sizeof(*fill));
+	v->col_off = xcalloc((size_t)ni + 1, sizeof(*v->col_off));
+	v->row_off = xcalloc((size_t)nc + 1, sizeof(*v->row_off));
 	for (uint32_t c = 0; c < nc; c++)
 		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
 			if (x[k] > 0) {
-				uint64_t p = fill[r->hist[k].item]++;
-				m->cust[p] = c;
-				m->val[p] = x[k];
+				v->col_off[r->hist[k].item + 1]++;
+				v->row_off[c + 1]++;
 			}
+	for (uint32_t i = 0; i < ni; i++)
+		v->col_off[i + 1] += v->col_off[i];
+	for (uint32_t c = 0; c < nc; c++)
+		v->row_off[c + 1] += v->row_off[c];
+	uint64_t nnz = v->col_off[ni];
+	v->col = train_big_alloc(nnz ? nnz : 1, sizeof(*v->col));
+	v->row = train_big_alloc(nnz ? nnz : 1, sizeof(*v->row));
+
+	/* Customers in index order into the columns... */
+	uint64_t *fill = xmallocarray((size_t)MAX(ni, nc) + 1, sizeof(*fill));
+	memcpy(fill, v->col_off, ((size_t)ni + 1) * sizeof(*fill));
+	for (uint32_t c = 0; c < nc; c++)
+		for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++)
+			if (x[k] > 0)
+				v->col[fill[r->hist[k].item]++] = (neighbor){ c, x[k] };
+	/* ...and the columns in item order into the rows: sorted rows for free. */
+	memcpy(fill, v->row_off, ((size_t)nc + 1) * sizeof(*fill));
+	for (uint32_t i = 0; i < ni; i++)
+		for (uint64_t p = v->col_off[i]; p < v->col_off[i + 1]; p++)
+			v->row[fill[v->col[p].item]++] = (neighbor){ i, v->col[p].score };
 	free(fill);
+	v->ops = xcalloc(ni ? ni : 1, sizeof(*v->ops));
+	for (uint32_t i = 0; i < ni; i++)
+		for (uint64_t p = v->col_off[i]; p < v->col_off[i + 1]; p++)
+			v->ops[i] += v->row_off[v->col[p].item + 1] - v->row_off[v->col[p].item];
 }
 
-static void csc_free(struct csc *m)
+static void xviews_free(struct xviews *v)
 {
-	free(m->off);
-	free(m->cust);
-	free(m->val);
+	free(v->col_off);
+	free(v->col);
+	free(v->row_off);
+	free(v->row);
+	free(v->ops);
+}
+
+/* How many customers ahead the sparse loops prefetch rows. */
+#define SPARSE_PREFETCH 4
+
+/* Adds x_i times the X rows of the customers who have item i into g (a
+ * dense row of m, indexed by col[item]; items with col >= m are left
+ * out): row i of G, or, swept whole, the accumulator of the sparse path. */
+static inline void add_item_row(const struct xviews *xv, uint32_t i, const uint32_t *col,
+				uint32_t m, float *g)
+{
+	uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
+	for (uint64_t p = p0; p < p1; p++) {
+		/* Rows of customers a few ahead, and the offsets of those
+		 * further ahead: both are cache misses. */
+		if (p + 2 * SPARSE_PREFETCH < p1)
+			__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
+		if (p + SPARSE_PREFETCH < p1)
+			__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
+		uint32_t c = xv->col[p].item;
+		float xi = xv->col[p].score;
+		const neighbor *e = xv->row + xv->row_off[c];
+		const neighbor *end = xv->row + xv->row_off[c + 1];
+		if (!col) {
+			for (; e < end; e++)
+				g[e->item] += xi * e->score;
+		} else {
+			for (; e < end; e++) {
+				uint32_t q = col[e->item];
+				if (q < m)
+					g[q] += xi * e->score;
+			}
+		}
+	}
+}
+
+/* Work shared by the threads building a dense G row by row. */
+struct gram_job {
+	const struct xviews *xv;
+	const uint32_t *col;   /* item -> matrix index (>= m: left out), NULL: identity */
+	const uint32_t *items; /* matrix index -> item, NULL: identity */
+	uint32_t m;
+	float *G;
+	pthread_mutex_t lock;
+	uint32_t next;
+	progress *prog;
+};
+
+static void *gram_rows_worker(void *arg)
+{
+	struct gram_job *job = arg;
+	uint32_t m = job->m;
+	for (;;) {
+		pthread_mutex_lock(&job->lock);
+		uint32_t j0 = job->next, j1 = MIN(j0 + 16, m);
+		job->next = j1;
+		progress_update(job->prog, j0);
+		pthread_mutex_unlock(&job->lock);
+		if (j0 >= m)
+			break;
+		for (uint32_t j = j0; j < j1; j++) {
+			float *g = job->G + (size_t)j * m;
+			memset(g, 0, (size_t)m * sizeof(float));
+			add_item_row(job->xv, job->items ? job->items[j] : j, job->col, m, g);
+		}
+	}
+	return NULL;
+}
+
+/* G (m x m, row-major, full) from the sparse views, one row per item, rows
+ * split between threads. Each entry is a sum over the customers who have
+ * both items, in customer order, so G comes out exactly symmetric: what
+ * adding x_i x_j pair by pair would give, with a row in cache at a time
+ * and no mirroring. */
+static void gram_rows(const struct xviews *xv, const uint32_t *col, const uint32_t *items,
+		      uint32_t m, float *G, uint32_t threads)
+{
+	progress prog;
+	progress_begin(&prog, "gram", "items", m);
+	struct gram_job job = { .xv = xv, .col = col, .items = items, .m = m, .G = G, .prog = &prog };
+	pthread_mutex_init(&job.lock, NULL);
+	run_parallel(threads, gram_rows_worker, &job);
+	pthread_mutex_destroy(&job.lock);
+	progress_update(&prog, m);
+	progress_end(&prog);
 }
 
 /* ---- phase 3: similarity and top-K ------------------------------------- */
@@ -384,8 +545,7 @@ struct sim_job {
 	const uint32_t *items; /* matrix index -> item (NULL: identity) */
 	uint32_t m;
 	/* sparse */
-	const struct csc *csc;
-	const float *x;
+	const struct xviews *xv;
 	pthread_mutex_t lock;
 	uint32_t next, total; /* rows handed out / to do */
 	progress *prog;
@@ -412,30 +572,57 @@ static void store_row(struct sim_job *job, uint32_t item, topk *t)
 	job->r->n_nbrs[item] = got;
 }
 
+/* Row i's scores against every column of the dense matrix, into out (0:
+ * none). One plain loop per algorithm, which the compiler can vectorise;
+ * the expressions are similarity()'s, so the scores are the same. */
+static void score_row(enum algo algo, const float *g, float gi, const float *diag, uint32_t m,
+		      float *out)
+{
+	switch (algo) {
+	case ALGO_EASE:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = -g[j] / diag[j];
+		break;
+	case ALGO_LIFT:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? g[j] / (gi * diag[j]) : 0.0f;
+		break;
+	case ALGO_JACCARD:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? g[j] / (gi + diag[j] - g[j]) : 0.0f;
+		break;
+	default:
+		for (uint32_t j = 0; j < m; j++)
+			out[j] = g[j] > 0.0f ? similarity(algo, g[j], gi, diag[j]) : 0.0f;
+		break;
+	}
+}
+
 static void *dense_worker(void *arg)
 {
 	struct sim_job *job = arg;
 	uint32_t m = job->m, lo, hi;
 	neighbor *scratch = xmallocarray(job->r->k, sizeof(*scratch));
-	bool ease = job->algo == ALGO_EASE;
+	float *score = xmallocarray(m ? m : 1, sizeof(*score));
 
 	while (take_rows(job, &lo, &hi)) {
 		for (uint32_t i = lo; i < hi; i++) {
 			topk t;
 			topk_init(&t, scratch, job->r->k);
-			const float *row = job->G + (size_t)i * m;
-			float gi = job->diag[i];
+			score_row(job->algo, job->G + (size_t)i * m, job->diag[i], job->diag, m, score);
+			/* Once the heap is full most scores fail the first test. */
+			float floor = 0.0f;
 			for (uint32_t j = 0; j < m; j++) {
-				float g = row[j];
-				if (j == i || (!ease && g <= 0.0f))
+				float s = score[j];
+				if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
 					continue;
-				float s = similarity(job->algo, g, gi, job->diag[j]);
-				if (s > 0.0f && isfinite(s))
-					topk_push(&t, job->items ? job->items[j] : j, s);
+				topk_push(&t, job->items ? job->items[j] : j, s);
+				floor = MAX(topk_threshold(&t), 0.0f);
 			}
 			store_row(job, job->items ? job->items[i] : i, &t);
 		}
 	}
+	free(score);
 	free(scratch);
 	return NULL;
 }
@@ -444,46 +631,60 @@ static void *sparse_worker(void *arg)
 {
 	struct sim_job *job = arg;
 	const train_result *r = job->r;
-	const struct csc *csc = job->csc;
+	const struct xviews *xv = job->xv;
 	uint32_t n = r->n_items, lo, hi;
 	float *acc = xcalloc(n ? n : 1, sizeof(*acc));
 	uint32_t *touched = xmallocarray(n ? n : 1, sizeof(*touched));
-	neighbor *scratch = xmallocarray(r->k, sizeof(*scratch));
+	neighbor *cand = xmallocarray(n ? n : 1, sizeof(*cand));
 
 	while (take_rows(job, &lo, &hi)) {
 		for (uint32_t i = lo; i < hi; i++) {
-			/* Row i of G: the rows of X of every customer with i. */
+			/* Row i of G: the rows of X of every customer with i.
+			 * A row expected to touch a good part of the catalog is
+			 * accumulated without tracking what it touched, then
+			 * swept whole; a sparse one keeps the list. Values are
+			 * positive, so a zero accumulator is an untouched one. */
+			bool dense = xv->ops[i] * 4 >= n;
 			uint32_t nt = 0;
-			for (uint64_t p = csc->off[i]; p < csc->off[i + 1]; p++) {
-				uint32_t c = csc->cust[p];
-				float xi = csc->val[p];
-				for (uint64_t k = r->hist_off[c]; k < r->hist_off[c + 1]; k++) {
-					float xj = job->x[k];
-					if (xj <= 0.0f)
-						continue;
-					uint32_t j = r->hist[k].item;
-					if (acc[j] == 0.0f)
-						touched[nt++] = j;
-					acc[j] += xi * xj;
+			if (dense) {
+				add_item_row(xv, i, NULL, n, acc);
+			} else {
+				uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
+				for (uint64_t p = p0; p < p1; p++) {
+					if (p + 2 * SPARSE_PREFETCH < p1)
+						__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
+					if (p + SPARSE_PREFETCH < p1)
+						__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
+					uint32_t c = xv->col[p].item;
+					float xi = xv->col[p].score;
+					const neighbor *e = xv->row + xv->row_off[c];
+					const neighbor *end = xv->row + xv->row_off[c + 1];
+					for (; e < end; e++) {
+						uint32_t j = e->item;
+						touched[nt] = j; /* kept only if new */
+						nt += acc[j] == 0.0f;
+						acc[j] += xi * e->score;
+					}
 				}
 			}
-			topk t;
-			topk_init(&t, scratch, r->k);
 			float gi = job->diag[i];
-			for (uint32_t q = 0; q < nt; q++) {
-				uint32_t j = touched[q];
+			uint32_t count = dense ? n : nt, m = 0;
+			for (uint32_t q = 0; q < count; q++) {
+				uint32_t j = dense ? q : touched[q];
 				float g = acc[j];
-				acc[j] = 0.0f;
-				if (j == i)
+				if (g == 0.0f)
 					continue;
-				float s = similarity(job->algo, g, gi, job->diag[j]);
-				if (s > 0.0f && isfinite(s))
-					topk_push(&t, j, s);
+				acc[j] = 0.0f;
+				float sim = similarity(job->algo, g, gi, job->diag[j]);
+				if (j != i && sim > 0.0f && isfinite(sim))
+					cand[m++] = (neighbor){ j, sim };
 			}
-			store_row(job, i, &t);
+			m = topk_select(cand, m, r->k);
+			memcpy(r->nbrs + (size_t)i * r->k, cand, (size_t)m * sizeof(neighbor));
+			r->n_nbrs[i] = m;
 		}
 	}
-	free(scratch);
+	free(cand);
 	free(touched);
 	free(acc);
 	return NULL;
@@ -510,11 +711,20 @@ static int ease_inverse(float *G, uint32_t n, float lambda)
 	for (uint32_t i = 0; i < n; i++)
 		G[(size_t)i * n + i] += lambda;
 	int nn = (int)n, info = 0;
+	/* One OpenBLAS thread, whatever the machine: its threads wait for each
+	 * other by spinning at every step of the factorisation, and with the
+	 * cores busy (other work, our own threads) a descheduled one stalls
+	 * the rest: under a load of 8 on 2 cores spotri took 2 to 6 times
+	 * longer on two threads than on one, and on an idle machine the
+	 * second thread saves little (spotri's CPU time doubles). One thread
+	 * also makes B the same bits on every machine. */
+	int saved = openblas_get_num_threads();
+	openblas_set_num_threads(1);
 	/* Row-major upper is column-major lower: same bytes, so ask for 'L'. */
 	spotrf_("L", &nn, G, &nn, &info, 1);
-	if (info != 0)
-		return info;
-	spotri_("L", &nn, G, &nn, &info, 1);
+	if (info == 0)
+		spotri_("L", &nn, G, &nn, &info, 1);
+	openblas_set_num_threads(saved);
 	if (info != 0)
 		return info;
 	mirror_upper(G, n);
@@ -559,19 +769,23 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 			col[items[j]] = j;
 	}
 	r->ease_items = opt->algo == ALGO_EASE ? m : 0;
-	/* ssyrk or pair scattering, whichever is estimated cheaper. */
-	double dense_s, scatter_s;
-	estimate_paths(r, x, col, m, &dense_s, &scatter_s);
-	bool scatter = scatter_s < dense_s;
-	r->gram_pairs = scatter;
+	/* ssyrk or sparse rows, whichever is estimated cheaper. */
+	double dense_s, rows_s;
+	estimate_paths(r, x, col, m, &dense_s, &rows_s);
+	bool by_rows = rows_s < dense_s;
+	r->gram_sparse = by_rows;
 
 	double t1 = util_monotonic();
-	float *G = xmallocarray((size_t)m * m, sizeof(float));
-	if (scatter)
-		gram_scatter(r, x, col, m, G);
-	else
+	float *G = train_big_alloc((size_t)m * m, sizeof(float));
+	if (by_rows) {
+		struct xviews xv;
+		build_views(r, x, &xv);
+		gram_rows(&xv, items ? col : NULL, items, m, G, threads);
+		xviews_free(&xv);
+	} else {
 		gram_dense(r, x, col, m, G);
-	mirror_upper(G, m);
+		mirror_upper(G, m);
+	}
 	float *diag = xmallocarray(m, sizeof(float));
 	for (uint32_t i = 0; i < m; i++)
 		diag[i] = G[(size_t)i * m + i];
@@ -606,19 +820,19 @@ static void train_sparse(train_result *r, const train_options *opt, const float 
 			 uint32_t threads)
 {
 	double t1 = util_monotonic();
-	struct csc csc;
-	build_csc(r, x, &csc);
+	struct xviews xv;
+	build_views(r, x, &xv);
 	float *diag = xcalloc(r->n_items, sizeof(float));
 	for (uint32_t i = 0; i < r->n_items; i++)
-		for (uint64_t p = csc.off[i]; p < csc.off[i + 1]; p++)
-			diag[i] += csc.val[p] * csc.val[p];
+		for (uint64_t p = xv.col_off[i]; p < xv.col_off[i + 1]; p++)
+			diag[i] += xv.col[p].score * xv.col[p].score;
 	double t2 = util_monotonic();
 	r->secs_gram = t2 - t1;
-	struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .csc = &csc, .x = x };
+	struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .xv = &xv };
 	run_similarity(&job, r->n_items, threads, sparse_worker);
 	r->secs_similarity = util_monotonic() - t2;
 	free(diag);
-	csc_free(&csc);
+	xviews_free(&xv);
 }
 
 /* Estimated seconds of the dense (ssyrk) and sparse (pairwise) ways to G
@@ -646,6 +860,7 @@ int train_run(const dataset *ds, const train_options *opt, train_result *r, strb
 	r->n_items = idmap_count(ds->items);
 	uint32_t n = r->n_items;
 	uint32_t threads = thread_count(opt);
+	openblas_set_num_threads((int)threads); /* ssyrk */
 	uint64_t max_dense = opt->max_dense_bytes ? opt->max_dense_bytes : TRAIN_DEFAULT_MAX_DENSE_BYTES;
 	uint32_t ease_max = opt->ease_max_items ? opt->ease_max_items : TRAIN_DEFAULT_EASE_MAX_ITEMS;
 
@@ -678,7 +893,7 @@ int train_run(const dataset *ds, const train_options *opt, train_result *r, strb
 	}
 
 	double t0 = util_monotonic();
-	float *x = build_histories(ds, opt, w, r);
+	float *x = build_histories(ds, opt, w, threads, r);
 	r->secs_matrix = util_monotonic() - t0;
 	if (r->nnz == 0) {
 		sb_adds(err, "no positive interactions to train on (every purchase was returned, or "

@@ -4,10 +4,12 @@
  * trainer's refusals.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "topk.h"
 #include "train.h"
 #include "util.h"
 
@@ -291,6 +293,152 @@ TEST(refusals)
 	sb_release(&err);
 }
 
+/* The K best by the heap of topk.h, for comparing topk_select against. */
+static uint32_t heap_best(const neighbor *cand, uint32_t n, uint32_t k, neighbor *out)
+{
+	topk t;
+	topk_init(&t, out, k);
+	for (uint32_t q = 0; q < n; q++)
+		topk_push(&t, cand[q].item, cand[q].score);
+	return topk_sort(&t);
+}
+
+TEST(select_matches_heap)
+{
+	/* Scores from a handful of values, so ties are everywhere; sizes on
+	 * both sides of K and of the insertion-sort cutoff. */
+	static const uint32_t sizes[] = { 0, 1, 2, 5, 16, 17, 40, 100, 101, 257, 1000 };
+	static const uint32_t ks[] = { 1, 3, 10, 16, 17, 100 };
+	uint64_t seed = 42;
+	neighbor *cand = xmallocarray(1000, sizeof(*cand));
+	neighbor *want = xmallocarray(1000, sizeof(*want));
+	int cases = 0;
+	for (size_t a = 0; a < ARRAY_SIZE(sizes); a++) {
+		for (size_t b = 0; b < ARRAY_SIZE(ks); b++) {
+			uint32_t n = sizes[a], k = ks[b];
+			for (uint32_t q = 0; q < n; q++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				/* distinct items in a scrambled order */
+				cand[q].item = (uint32_t)((q * 7919u + 13u) % 1009u);
+				cand[q].score = (float)((seed >> 33) % 7) * 0.25f;
+			}
+			uint32_t got_want = heap_best(cand, n, k, want);
+			uint32_t got = topk_select(cand, n, k);
+			CHECK_INT(got, got_want);
+			CHECK_INT(got, MIN(n, k));
+			for (uint32_t q = 0; q < got && q < got_want; q++) {
+				CHECK_INT(cand[q].item, want[q].item);
+				CHECK(cand[q].score == want[q].score);
+			}
+			cases++;
+		}
+	}
+	CHECK_INT(cases, (int)(ARRAY_SIZE(sizes) * ARRAY_SIZE(ks)));
+	free(cand);
+	free(want);
+}
+
+/* A random store: 9000 customers (enough for histories to be folded by
+ * two threads) over 400 items, popularity skewed so that the sparse path
+ * meets both kinds of G rows: popular items touching much of the catalog
+ * (swept whole) and rare ones touching a few items (tracked one by one). */
+static void random_store(dataset *ds)
+{
+	dataset_init(ds);
+	uint64_t seed = 7;
+	char name[32];
+	for (uint32_t c = 0; c < 9000; c++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint32_t len = 1 + (uint32_t)((seed >> 33) % 6);
+		for (uint32_t k = 0; k < len; k++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			double u = (double)(seed >> 11) / 9007199254740992.0;
+			uint32_t item = (uint32_t)(400 * u * u * u); /* skewed to low ids */
+			interaction in = { 0 };
+			snprintf(name, sizeof(name), "c%u", c);
+			in.customer = idmap_intern(ds->customers, name, strlen(name), NULL);
+			snprintf(name, sizeof(name), "i%u", item);
+			in.item = idmap_intern(ds->items, name, strlen(name), NULL);
+			in.ts = (int64_t)(seed >> 40);
+			in.quantity = 1;
+			in.event = (uint8_t)((seed >> 20) % 3);
+			if (ds->n_rows == ds->cap_rows) {
+				ds->cap_rows = ds->cap_rows ? ds->cap_rows * 2 : 1024;
+				ds->rows = xreallocarray(ds->rows, ds->cap_rows, sizeof(*ds->rows));
+			}
+			ds->rows[ds->n_rows++] = in;
+			ds->has_ts = true;
+			ds->ts_max = MAX(ds->ts_max, in.ts);
+		}
+	}
+}
+
+TEST(sparse_dense_and_threads_agree)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	random_store(&ds);
+	uint32_t ni = idmap_count(ds.items);
+	CHECK(ni > 300);
+	for (int algo = ALGO_COSINE; algo <= ALGO_LIFT; algo++) {
+		train_result d, s1, s2;
+		train_options opt = { 0 };
+		opt.algo = (enum algo)algo;
+		opt.neighbors = 20;
+		opt.threads = 1;
+		opt.path = PATH_DENSE;
+		CHECK_INT(train_run(&ds, &opt, &d, &err), 0);
+		opt.path = PATH_SPARSE;
+		CHECK_INT(train_run(&ds, &opt, &s1, &err), 0);
+		opt.threads = 2;
+		CHECK_INT(train_run(&ds, &opt, &s2, &err), 0);
+		/* Both kinds of rows were there (the sparse path sweeps a row
+		 * whole when it adds up at least items/4 entries). */
+		uint32_t swept = 0, tracked = 0;
+		for (uint32_t i = 0; i < ni; i++) {
+			uint64_t ops = 0;
+			for (uint32_t c = 0; c < d.n_customers; c++) {
+				uint64_t len = d.hist_off[c + 1] - d.hist_off[c];
+				for (uint64_t k = d.hist_off[c]; k < d.hist_off[c + 1]; k++)
+					ops += d.hist[k].item == i ? len : 0;
+			}
+			if (ops * 4 >= ni)
+				swept++;
+			else if (ops > 0)
+				tracked++;
+		}
+		CHECK(swept > 10);
+		CHECK(tracked > 10);
+		/* Same lists: best first, same items, same scores up to float
+		 * rounding of G summed in another order. */
+		uint32_t differ = 0;
+		for (uint32_t i = 0; i < ni; i++) {
+			uint32_t nd, ns;
+			const neighbor *ld = nbrs(&d, i, &nd), *ls = nbrs(&s1, i, &ns);
+			CHECK_INT(ns, nd);
+			for (uint32_t k = 0; k < nd && k < ns; k++) {
+				CHECK_NEAR(ls[k].score, ld[k].score, 1e-5 * ld[k].score);
+				differ += ls[k].item != ld[k].item;
+			}
+		}
+		CHECK(differ * 100 < ni); /* only near-ties may swap */
+		/* Threads change nothing at all. */
+		CHECK_INT(s2.nnz, s1.nnz);
+		CHECK(memcmp(s1.hist_off, s2.hist_off, (s1.n_customers + 1) * sizeof(uint64_t)) == 0);
+		CHECK(memcmp(s1.hist, s2.hist, s1.hist_off[s1.n_customers] * sizeof(history_entry)) == 0);
+		CHECK(memcmp(s1.n_nbrs, s2.n_nbrs, ni * sizeof(uint32_t)) == 0);
+		for (uint32_t i = 0; i < ni; i++) /* the filled slots */
+			CHECK(memcmp(s1.nbrs + (size_t)i * s1.k, s2.nbrs + (size_t)i * s1.k,
+				     MIN(s1.n_nbrs[i], s2.n_nbrs[i]) * sizeof(neighbor)) == 0);
+		CHECK(memcmp(s1.popularity, s2.popularity, ni * sizeof(float)) == 0);
+		train_result_free(&d);
+		train_result_free(&s1);
+		train_result_free(&s2);
+	}
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	RUN(cosine_by_hand);
@@ -301,5 +449,7 @@ int main(void)
 	RUN(returns_and_histories);
 	RUN(half_life_decays_history);
 	RUN(refusals);
+	RUN(select_matches_heap);
+	RUN(sparse_dense_and_threads_agree);
 	return harness_done();
 }
