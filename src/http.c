@@ -15,10 +15,13 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -30,6 +33,11 @@ struct http_thread {
 	strbuf scratch; /* decoded path segments */
 	void *app_data;
 	struct http_thread *next;
+	/* Requests begun (headers in) and completed (answer sent or dropped)
+	 * on this thread; each written by this thread only, summed by
+	 * http_drain(). */
+	_Atomic unsigned long started, done;
+	uint32_t rng; /* access-log sampling (xorshift32) */
 };
 
 struct http_server {
@@ -38,6 +46,9 @@ struct http_server {
 	unsigned port;
 	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
 	struct http_thread *threads;
+	atomic_int draining;          /* set by http_drain(): answer with Connection: close */
+	uint32_t log_threshold;       /* log a request when rng < this (sampling) */
+	bool log_all;                 /* access_log_sample >= 1 */
 };
 
 struct upload {
@@ -55,6 +66,7 @@ static struct http_thread *this_thread(http_server *s)
 	struct http_thread *t = xcalloc(1, sizeof(*t));
 	sb_init(&t->out, 4096);
 	sb_init(&t->scratch, 1024);
+	t->rng = (uint32_t)(uintptr_t)t | 1u;
 	pthread_mutex_lock(&s->threads_lock);
 	t->next = s->threads;
 	s->threads = t;
@@ -139,6 +151,78 @@ const char *http_header(const http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+/* One writer per counter (its thread): no locked instruction needed. */
+static inline void count_up(_Atomic unsigned long *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* ---- access log -------------------------------------------------------- */
+
+static bool log_sampled(const http_server *s, struct http_thread *t)
+{
+	if (s->log_all)
+		return true;
+	uint32_t x = t->rng; /* xorshift32 */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	t->rng = x;
+	return x < s->log_threshold;
+}
+
+/* Appends s (at most max bytes of it) as JSON string content: quotes,
+ * backslashes, control bytes and every byte >= 0x7f escaped, so the line
+ * is ASCII whatever the client sent. Returns the new end. */
+static char *log_str(char *o, const char *str, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; str[i] && i < max; i++) {
+		unsigned char c = (unsigned char)str[i];
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c >= 0x20 && c < 0x7f) {
+			*o++ = (char)c;
+		} else {
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[c >> 4];
+			o[5] = hex[c & 15];
+			o += 6;
+		}
+	}
+	return o;
+}
+
+#define LOG_PATH_MAX 512 /* bytes of the path logged: a line stays under PIPE_BUF */
+
+/* One line per request, one write(2): lines from different threads never
+ * interleave (O_APPEND file, or a pipe and under PIPE_BUF). The query
+ * string and headers (Authorization among them) are never logged. */
+static void access_log(const http_server *s, const char *method, const char *url, int status,
+		       size_t bytes, const struct timespec *t0)
+{
+	struct timespec now, wall;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	long long us = (long long)(now.tv_sec - t0->tv_sec) * 1000000 +
+		       (now.tv_nsec - t0->tv_nsec) / 1000;
+	struct tm tm;
+	gmtime_r(&wall.tv_sec, &tm);
+	char line[LOG_PATH_MAX * 6 + 256];
+	char *o = line;
+	o += strftime(o, 64, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	o += snprintf(o, 32, ".%03ldZ\",\"method\":\"", wall.tv_nsec / 1000000);
+	o = log_str(o, method, 16);
+	memcpy(o, "\",\"path\":\"", 10);
+	o = log_str(o + 10, url, LOG_PATH_MAX);
+	o += snprintf(o, 96, "\",\"status\":%d,\"duration_us\":%lld,\"bytes\":%zu}\n", status,
+		      us, bytes);
+	ssize_t w = write(s->cfg.access_log_fd, line, (size_t)(o - line));
+	(void)w; /* a full disk must not fail the request */
+}
+
 /* The daemon must not unescape: we decode each path segment ourselves. */
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 {
@@ -147,8 +231,8 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 	return strlen(uri);
 }
 
-static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const strbuf *body,
-				 const http_response *resp)
+static enum MHD_Result send_body(const http_server *s, struct MHD_Connection *conn, int status,
+				 const strbuf *body, const http_response *resp)
 {
 	const char *allow = resp ? resp->allow : NULL;
 	const char *content_type = resp ? resp->content_type : NULL;
@@ -162,6 +246,8 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	if (resp && resp->www_authenticate)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
+	if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -211,6 +297,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 
 	if (*req_cls == NULL) {
+		count_up(&this_thread(s)->started);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -227,7 +314,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
 			*req_cls = &no_body;
-			return send_body(conn, 413, &t->out, NULL);
+			if (s->cfg.access_log_fd) {
+				struct timespec t0;
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				access_log(s, method, url, 413, t->out.len, &t0);
+			}
+			return send_body(s, conn, 413, &t->out, NULL);
 		}
 		struct upload *u = xcalloc(1, sizeof(*u));
 		*req_cls = u;
@@ -247,6 +339,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	struct http_thread *t = this_thread(s);
+	struct timespec t0;
+	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
+	if (logged)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 	sb_reset(&t->out);
 	http_response resp = { 200, &t->out, NULL, NULL, NULL };
 	http_request req;
@@ -260,7 +356,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			return send_body(conn, resp.status, resp.body, NULL);
+			if (logged)
+				access_log(s, method, url, 413, resp.body->len, &t0);
+			return send_body(s, conn, resp.status, resp.body, NULL);
 		}
 		if (!u->body.buf)
 			sb_grow(&u->body, 0);
@@ -279,15 +377,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
-	return send_body(conn, resp.status, resp.body, &resp);
+	enum MHD_Result ret = send_body(s, conn, resp.status, resp.body, &resp);
+	if (logged)
+		access_log(s, method, url, resp.status, resp.body->len, &t0);
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
 	(void)conn;
 	(void)toe;
+	if (*req_cls)
+		count_up(&this_thread(cls)->done);
 	if (*req_cls && *req_cls != &no_body) {
 		struct upload *u = *req_cls;
 		sb_release(&u->body);
@@ -357,7 +459,13 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	http_server *s = xcalloc(1, sizeof(*s));
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->threads_lock, NULL);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	double rate = cfg->access_log_sample;
+	s->log_all = rate >= 1.0;
+	s->log_threshold = rate > 0 ? (uint32_t)(rate * 4294967295.0) : 0;
+	/* ITC: lets http_drain() take the listening socket away from the
+	 * pool threads (MHD_quiesce_daemon). */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+			 MHD_USE_ITC;
 	if (v6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -401,6 +509,36 @@ unsigned http_connections(void *server)
 	const union MHD_DaemonInfo *info =
 		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	return info ? info->num_connections : 0;
+}
+
+static unsigned in_flight(http_server *s)
+{
+	unsigned long started = 0, done = 0;
+	pthread_mutex_lock(&s->threads_lock);
+	for (struct http_thread *t = s->threads; t; t = t->next) {
+		/* done first: a request counted done is always counted started. */
+		done += atomic_load_explicit(&t->done, memory_order_acquire);
+		started += atomic_load_explicit(&t->started, memory_order_acquire);
+	}
+	pthread_mutex_unlock(&s->threads_lock);
+	return started > done ? (unsigned)(started - done) : 0;
+}
+
+unsigned http_drain(http_server *s, unsigned timeout_ms)
+{
+	if (!s)
+		return 0;
+	atomic_store(&s->draining, 1);
+	MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	struct timespec pause = { 0, 5 * 1000000 };
+	unsigned left = in_flight(s);
+	for (unsigned waited = 0; left > 0 && waited < timeout_ms; waited += 5) {
+		nanosleep(&pause, NULL);
+		left = in_flight(s);
+	}
+	return left;
 }
 
 void http_stop(http_server *s)
