@@ -78,7 +78,8 @@ unsigned http_connections(void *server);
 /* Graceful drain: closes the listening socket (new connections are
  * refused, so a balancer moves on), answers every later response with
  * "Connection: close", and waits until no request is in flight (headers
- * received, answer not yet sent) or `timeout_ms` passes. Returns the number
+ * received, answer not yet sent) for 100 ms, or `timeout_ms` passes
+ * (then http_stop() cuts what is left). Returns the number
  * still in flight (0 when drained). Call http_stop() next. */
 unsigned http_drain(http_server *s, unsigned timeout_ms);
 /* Stops accepting, finishes the requests in flight, joins the threads and

@@ -532,11 +532,15 @@ unsigned http_drain(http_server *s, unsigned timeout_ms)
 	MHD_socket fd = MHD_quiesce_daemon(s->daemon);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	/* Drained once nothing has been in flight for 100 ms: a keep-alive
+	 * client that got its last answer before the drain began may be about
+	 * to send its next request on the open connection. */
 	struct timespec pause = { 0, 5 * 1000000 };
-	unsigned left = in_flight(s);
-	for (unsigned waited = 0; left > 0 && waited < timeout_ms; waited += 5) {
+	unsigned left = in_flight(s), quiet = 0;
+	for (unsigned waited = 0; quiet < 20 && waited < timeout_ms; waited += 5) {
 		nanosleep(&pause, NULL);
 		left = in_flight(s);
+		quiet = left ? 0 : quiet + 1;
 	}
 	return left;
 }
