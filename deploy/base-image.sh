@@ -29,6 +29,9 @@ echo "base-image.sh: debootstrap bookworm into $dir"
 debootstrap --variant=minbase bookworm "$dir" "$MIRROR" >"$dir.log" 2>&1 ||
 	{ tail -n 20 "$dir.log" >&2; rm -f "$dir.log"; exit 1; }
 rm -f "$dir.log"
+# mktemp made the directory 0700: as the image's root it would lock every
+# non-root user out of the whole file system.
+chmod 755 "$dir"
 # What a slim image leaves out: apt lists and caches.
 rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb
 tar -C "$dir" --numeric-owner -cf - . | $PODMAN import --change 'CMD ["bash"]' - "$TAG"

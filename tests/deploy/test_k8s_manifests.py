@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""The offline manifest check (deploy/k8s/validate.mjs) passes on deploy/k8s
+and fails on each kind of broken manifest.
+
+    SHOPKEEPER=bin/shopkeeper python3 tests/deploy/test_k8s_manifests.py
+
+Needs node and the npm packages `make lint-k8s` installs into
+build-npm/k8s/node_modules (K8S_NODE_MODULES overrides). The last line is
+"N passed, N failed".
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+K8S = os.path.join(ROOT, "deploy", "k8s")
+VALIDATE = os.path.join(K8S, "validate.mjs")
+NODE_MODULES = os.path.abspath(os.environ.get("K8S_NODE_MODULES") or
+                               os.path.join(ROOT, "build-npm", "k8s", "node_modules"))
+BIN = os.path.abspath(os.path.join(ROOT, os.environ.get("SHOPKEEPER") or "bin/shopkeeper"))
+S = {}
+
+
+def setUpModule():
+    if not os.path.isdir(os.path.join(NODE_MODULES, "kubernetes-models")):
+        raise AssertionError("%s has no kubernetes-models: run make lint-k8s" % NODE_MODULES)
+    S["tmp"] = tempfile.mkdtemp(prefix="shopkeeper-k8s-")
+    S["help"] = os.path.join(S["tmp"], "help.txt")
+    with open(S["help"], "w") as f:
+        subprocess.run([BIN, "serve", "--help"], stdout=f, check=True, timeout=10)
+
+
+def tearDownModule():
+    shutil.rmtree(S.get("tmp", ""), ignore_errors=True)
+
+
+class Manifests(unittest.TestCase):
+    def check(self, d):
+        return subprocess.run(["node", VALIDATE, d, NODE_MODULES, S["help"]],
+                              capture_output=True, text=True, timeout=60)
+
+    def broken(self, file, old, new, says):
+        """Copies deploy/k8s, replaces `old` by `new` in `file` (which must
+        contain it), and expects the check to fail saying `says`."""
+        d = tempfile.mkdtemp(dir=S["tmp"])
+        d = os.path.join(d, "k8s")
+        shutil.copytree(K8S, d)
+        path = os.path.join(d, file)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(old, text, "the test's edit no longer applies to %s" % file)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new, 1))
+        p = self.check(d)
+        self.assertEqual(p.returncode, 1, (file, new, p.stdout, p.stderr))
+        self.assertRegex(p.stderr, says)
+
+    def test_the_real_manifests_pass(self):
+        p = self.check(K8S)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"k8s: \d+ objects in \d+ files valid")
+
+    def test_schema_errors_fail(self):
+        self.broken("statefulset.yaml", "containerPort: 8080", 'containerPort: "eighty"',
+                    r"containerPort must be integer")
+        self.broken("statefulset.yaml", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: shopkeeper\n  template:",
+                    "  template:", r"must have required property '?selector")
+        self.broken("hpa.yaml", "minReplicas: 3", "minReplicas: three", r"schema")
+        self.broken("cronjob.yaml", "restartPolicy: Never", "restartPolicy: [Never]", r"schema")
+
+    def test_broken_yaml_fails(self):
+        self.broken("services.yaml", "  clusterIP: None", "  clusterIP: [None", r"YAML")
+        self.broken("pdb.yaml", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgetz",
+                    r"unknown apiVersion/kind")
+
+    def test_deployment_mistakes_fail(self):
+        self.broken("statefulset.yaml", "path: /readyz", "path: /ready", r"expected /readyz")
+        self.broken("statefulset.yaml", "path: /healthz", "path: /readyz", r"expected /healthz")
+        self.broken("configmap.yaml", "SHOPKEEPER_ACCESS_LOG_SAMPLE", "SHOPKEEPER_ACCESS_LOG_SAMPLES",
+                    r"SHOPKEEPER_ACCESS_LOG_SAMPLES: not an option")
+        self.broken("configmap.yaml", '"0.0.0.0:8080"', '"0.0.0.0:9090"', r"no containerPort 9090")
+        self.broken("configmap.yaml", 'SHOPKEEPER_DRAIN_TIMEOUT: "10"', 'SHOPKEEPER_DRAIN_TIMEOUT: "40"',
+                    r"do not fit in terminationGracePeriodSeconds")
+        self.broken("statefulset.yaml", "              cpu: \"2\"\n", "", r"no resources.limits.cpu")
+        self.broken("statefulset.yaml", "  volumeClaimTemplates:", "  volumeClaimTemplatez:",
+                    r"no volumeClaimTemplates")
+        self.broken("hpa.yaml", "    name: shopkeeper\n  minReplicas", "    name: shopkeepr\n  minReplicas",
+                    r"scaleTargetRef StatefulSet/shopkeepr: no such object")
+        self.broken("services.yaml", "targetPort: http", "targetPort: web", r"targetPort web")
+        self.broken("statefulset.yaml", "  serviceName: shopkeeper-headless",
+                    "  serviceName: shopkeeper", r"is not headless")
+        self.broken("ingress.yaml", "name: shopkeeper\n                port", "name: nope\n                port",
+                    r"backend nope: no such Service")
+        self.broken("kustomization.yaml", "  - ingress.yaml\n", "", r"ingress.yaml: not listed")
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    result = unittest.main(exit=False, verbosity=int(os.environ.get("VERBOSE", "1"))).result
+    n_fail = len(result.failures) + len(result.errors)
+    n_pass = result.testsRun - n_fail - len(result.skipped)
+    print("k8s_manifests: %.1f s" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (n_pass, n_fail))
+    sys.exit(1 if n_fail else 0)
