@@ -24,11 +24,17 @@ RUN BUILD_SH_CLEAN_APT=1 /usr/local/lib/shopkeeper/build.sh runtime-deps \
        --shell /usr/sbin/nologin shopkeeper \
     && mkdir -p /model /state && chown shopkeeper:shopkeeper /state
 COPY --from=build /out/ /
-RUN /usr/local/lib/shopkeeper/build.sh check-ldd /usr/local/bin/shopkeeper
+# shopkeeper-publish: train a new model version and roll it out
+# (deploy/publish-model.sh; the compose retrain job and the k8s CronJob).
+COPY deploy/publish-model.sh /usr/local/bin/shopkeeper-publish
+RUN /usr/local/lib/shopkeeper/build.sh check-ldd /usr/local/bin/shopkeeper \
+    && mkdir -p /models && chown shopkeeper:shopkeeper /models /model
 
 USER shopkeeper
-# /model: a trained model directory (read-only; or a directory of models
-#         with a `current` symlink, SHOPKEEPER_MODEL=/model/current).
+# /model: a trained model directory, mounted read-only.
+# /models (compose, Kubernetes): a directory of model versions with a
+#         `current` symlink (SHOPKEEPER_MODEL=/models/current), written by
+#         shopkeeper-publish.
 # /state: the server's own LMDB state; keep it across restarts.
 VOLUME ["/model", "/state"]
 ENV SHOPKEEPER_MODEL=/model \

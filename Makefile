@@ -213,7 +213,7 @@ test-deploy: all check-deploy-tools lint-k8s
 K8S_NODE_MODULES := build-npm/k8s/node_modules
 lint-k8s: $(BIN)/shopkeeper $(K8S_NODE_MODULES)/kubernetes-models/package.json
 	@$(BIN)/shopkeeper serve --help >build-npm/k8s/serve-help.txt
-	@node deploy/k8s/validate.mjs deploy/k8s $(K8S_NODE_MODULES) build-npm/k8s/serve-help.txt
+	@node deploy/k8s/validate.mjs $(K8S_NODE_MODULES) build-npm/k8s/serve-help.txt deploy/k8s
 
 $(K8S_NODE_MODULES)/kubernetes-models/package.json:
 	@command -v npm >/dev/null || { echo "make: installing npm"; \

@@ -1,7 +1,9 @@
 // Offline check of the Kubernetes manifests: no cluster, no network.
 //
-//   node deploy/k8s/validate.mjs DIR NODE_MODULES SERVE_HELP_FILE
+//   node deploy/k8s/validate.mjs NODE_MODULES SERVE_HELP_FILE DIR [DIR...]
 //
+// Each DIR is checked on its own (the tests check many broken copies in one
+// run); problems are printed as "k8s: DIR: FILE: ...".
 // 1. Every YAML document parses, and every file in DIR is listed in its
 //    kustomization.yaml (and the other way round).
 // 2. Every object is checked against the Kubernetes OpenAPI schema of its
@@ -19,39 +21,56 @@
 import fs from "node:fs";
 import path from "node:path";
 
-const [dir, nodeModules, helpFile] = process.argv.slice(2);
-if (!dir || !nodeModules || !helpFile) {
-  console.error("usage: node validate.mjs DIR NODE_MODULES SERVE_HELP_FILE");
+const [nodeModules, helpFile, ...dirs] = process.argv.slice(2);
+if (!nodeModules || !helpFile || dirs.length === 0) {
+  console.error("usage: node validate.mjs NODE_MODULES SERVE_HELP_FILE DIR [DIR...]");
   process.exit(2);
 }
 const YAML = (await import(path.resolve(nodeModules, "yaml/dist/index.js"))).default;
-const problems = [];
-const problem = (where, msg) => problems.push(`${where}: ${msg}`);
-
-// ---- 1. files and documents ------------------------------------------------
-const kustPath = path.join(dir, "kustomization.yaml");
-const kust = YAML.parse(fs.readFileSync(kustPath, "utf8"));
-const listed = new Set(kust.resources || []);
-const files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
-for (const f of files) if (!listed.has(f)) problem(f, "not listed in kustomization.yaml");
-for (const f of listed) if (!files.includes(f)) problem("kustomization.yaml", `lists ${f}, which is missing`);
-
-const objects = []; // { file, obj }
-for (const f of files.sort()) {
-  const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(dir, f), "utf8"));
-  for (const doc of docs) {
-    if (doc.errors.length) {
-      for (const e of doc.errors) problem(f, `YAML: ${e.message.split("\n")[0]}`);
-      continue;
-    }
-    const obj = doc.toJS();
-    if (obj === null || obj === undefined) continue;
-    if (typeof obj !== "object" || !obj.apiVersion || !obj.kind || !obj.metadata?.name) {
-      problem(f, "a document without apiVersion, kind and metadata.name");
-      continue;
-    }
-    objects.push({ file: f, obj });
+let failed = 0;
+for (const dir of dirs) {
+  const problems = await validateDir(dir);
+  for (const p of problems) console.error(`k8s: ${dir}: ${p}`);
+  if (problems.length) {
+    console.error(`k8s: ${dir}: ${problems.length} problem(s)`);
+    failed++;
   }
+}
+process.exit(failed ? 1 : 0);
+
+async function validateDir(dir) {
+  const problems = [];
+  const problem = (where, msg) => problems.push(`${where}: ${msg}`);
+
+  // ---- 1. files and documents ------------------------------------------------
+  const kustPath = path.join(dir, "kustomization.yaml");
+  let kust = {};
+  try {
+    kust = YAML.parse(fs.readFileSync(kustPath, "utf8")) || {};
+  } catch (e) {
+    problem("kustomization.yaml", `${e.message.split("\n")[0]}`);
+  }
+  const listed = new Set(kust.resources || []);
+  const files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== "kustomization.yaml");
+  for (const f of files) if (!listed.has(f)) problem(f, "not listed in kustomization.yaml");
+  for (const f of listed) if (!files.includes(f)) problem("kustomization.yaml", `lists ${f}, which is missing`);
+
+  const objects = []; // { file, obj }
+  for (const f of files.sort()) {
+    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(dir, f), "utf8"));
+    for (const doc of docs) {
+      if (doc.errors.length) {
+        for (const e of doc.errors) problem(f, `YAML: ${e.message.split("\n")[0]}`);
+        continue;
+      }
+      const obj = doc.toJS();
+      if (obj === null || obj === undefined) continue;
+      if (typeof obj !== "object" || !obj.apiVersion || !obj.kind || !obj.metadata?.name) {
+        problem(f, "a document without apiVersion, kind and metadata.name");
+        continue;
+      }
+      objects.push({ file: f, obj });
+    }
 }
 const label = ({ file, obj }) => `${file}: ${obj.kind}/${obj.metadata.name}`;
 
@@ -190,9 +209,7 @@ for (const o of byKind("Ingress")) {
     }
 }
 
-if (problems.length) {
-  for (const p of problems) console.error(`k8s: ${p}`);
-  console.error(`k8s: ${problems.length} problem(s) in ${dir}`);
-  process.exit(1);
+if (!problems.length)
+  console.log(`k8s: ${dir}: ${objects.length} objects in ${files.length} files valid (schemas and cross-checks)`);
+return problems;
 }
-console.log(`k8s: ${objects.length} objects in ${files.length} files valid (schemas and cross-checks)`);

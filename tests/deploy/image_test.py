@@ -16,7 +16,9 @@ free loopback port). It checks:
     and answers curl from the host (healthz, readyz, recommendations, events);
   - the image's HEALTHCHECK command succeeds inside the image;
   - the state volume is written by the server (events are durable there);
-  - SIGTERM drains and the server exits 0.
+  - SIGTERM drains and the server exits 0;
+  - shopkeeper-publish (the compose retrain job, the k8s CronJob) trains a new
+    version into /models, switches /models/current, and the server reloads it.
 
 Python 3 standard library; needs root, podman, unshare, chroot, curl. The
 last line is "N passed, N failed" and the time taken.
@@ -64,6 +66,7 @@ def in_image(argv, env, user=True):
     binds = " && ".join([
         "mount --bind %s %s/model" % (shlex.quote(S["model"]), mnt),
         "mount --bind %s %s/state" % (shlex.quote(S["state"]), mnt),
+        "mount --bind %s %s/models" % (shlex.quote(S["models"]), mnt),
         "mount --bind -o ro %s %s/mnt" % (shlex.quote(DEMO), mnt),
         "mount -t proc proc %s/proc" % mnt,
     ])
@@ -102,7 +105,7 @@ def setUpModule():
     if uid is None:
         raise AssertionError("the image's USER %r is not in its /etc/passwd" % user)
     S["uid"], S["userspec"] = uid, "%d:%d" % (uid, gid)
-    for d in ("model", "state"):
+    for d in ("model", "state", "models"):
         S[d] = os.path.join(S["tmp"], d)
         os.mkdir(S[d])
         os.chown(S[d], uid, gid)
@@ -200,6 +203,51 @@ class ImageTests(unittest.TestCase):
             self.assertEqual(proc.wait(timeout=15), 0)
             with open(errp) as f:
                 self.assertIn("drained; stopping", f.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def test_publish_and_reload_in_image(self):
+        """The compose retrain job and the k8s CronJob: shopkeeper-publish
+        trains a version into /models, switches /models/current, and the
+        server reloads it on POST /admin/reload."""
+        env = self.image_env(SHOPKEEPER_MODEL="/models/current")
+        publish = ["shopkeeper-publish", "/models", "--", "--interactions",
+                   "/mnt/online-retail-sample.csv", "--columns", DEMO_COLUMNS]
+        p = sh(in_image(publish, env))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        first = p.stdout.strip()
+        self.assertEqual(os.readlink(os.path.join(S["models"], "current")), first)
+
+        port = free_port()
+        env["SHOPKEEPER_LISTEN"] = "127.0.0.1:%d" % port
+        errp = os.path.join(S["tmp"], "serve2.stderr")
+        argv = S["config"]["Entrypoint"] + (S["config"].get("Cmd") or [])
+        with open(errp, "wb") as errf:
+            proc = subprocess.Popen(in_image(argv, env), stdout=subprocess.DEVNULL, stderr=errf)
+        try:
+            deadline = time.monotonic() + 15
+            code, body = 0, ""
+            while time.monotonic() < deadline and proc.poll() is None:
+                code, body = self.curl(port, "/readyz")
+                if code == 200:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(code, 200, open(errp).read())
+            before = json.loads(body)["model"]
+            time.sleep(1.1)  # model ids have one-second resolution
+            p = sh(in_image(publish[:2] + ["--notify", "http://127.0.0.1:%d" % port] +
+                            publish[2:], env))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("reloaded", p.stderr)
+            second = p.stdout.strip()
+            self.assertNotEqual(second, first)
+            self.assertEqual(os.readlink(os.path.join(S["models"], "current")), second)
+            code, body = self.curl(port, "/readyz")
+            self.assertNotEqual(json.loads(body)["model"], before)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=15), 0)
         finally:
             if proc.poll() is None:
                 proc.kill()

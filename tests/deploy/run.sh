@@ -13,7 +13,7 @@ for t in tests/deploy/test_*.py; do
 	SHOPKEEPER="$BIN/shopkeeper" python3 "$t" >"$out" 2>&1
 	rc=$?
 	[ $rc -ne 0 ] && cat "$out"
-	grep -E '^[a-z_]+: [0-9.]+ s' "$out" # timings the suites print
+	grep -E '^[a-z0-9_]+: [0-9.]+ s' "$out" # timings the suites print
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
 	if [ -z "$line" ]; then
 		echo "$name: no result line (exit $rc)"

@@ -24,6 +24,7 @@ prove, through nginx:
 Python 3 standard library only; needs nginx (apt-get install nginx). The last
 line printed is "N passed, N failed".
 """
+import datetime
 import http.client
 import json
 import os
@@ -190,6 +191,10 @@ def setUpModule():
         tearDownModule()
         raise
     ENV["startup_s"] = time.monotonic() - t0
+    meta = json.loads(subprocess.run([BIN, "inspect", os.path.join(ENV["dir"], "models", "current")],
+                                     capture_output=True, text=True, timeout=30, check=True).stdout)
+    as_of = datetime.datetime.strptime(meta["as_of"], "%Y-%m-%dT%H:%M:%SZ")
+    ENV["after_as_of"] = (as_of + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tearDownModule():
@@ -227,7 +232,10 @@ class BalancerTests(unittest.TestCase):
         before = [metric(p, "shopkeeper_events_accepted_total") for p in ENV["replicas"]]
         owner = {}
         for i, c in enumerate(customers()):
-            ev = {"customer_id": c, "item_id": "85123A" if i % 2 else "22423", "event": "cart"}
+            # Timestamped after the model's as-of (an event without one takes
+            # the model's clock, equal to as-of while the model is under 1 s old).
+            ev = {"customer_id": c, "item_id": "85123A" if i % 2 else "22423", "event": "cart",
+                  "timestamp": ENV["after_as_of"]}
             status, h, data = lb("POST", "/v1/events", ev, {"X-Customer-Id": c})
             self.assertEqual(status, 200, data)
             self.assertEqual(data["accepted"], 1, data)

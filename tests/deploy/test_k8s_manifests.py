@@ -9,7 +9,6 @@ build-npm/k8s/node_modules (K8S_NODE_MODULES overrides). The last line is
 "N passed, N failed".
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,64 +39,73 @@ def tearDownModule():
     shutil.rmtree(S.get("tmp", ""), ignore_errors=True)
 
 
-class Manifests(unittest.TestCase):
-    def check(self, d):
-        return subprocess.run(["node", VALIDATE, d, NODE_MODULES, S["help"]],
-                              capture_output=True, text=True, timeout=60)
+# Each broken copy: (file, text in it, replacement, what the check must say).
+BROKEN = [
+    # schemas
+    ("statefulset.yaml", "containerPort: 8080", 'containerPort: "eighty"',
+     r"containerPort must be integer"),
+    ("statefulset.yaml", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: shopkeeper\n"
+     "  template:", "  template:", r"must have required property '?selector"),
+    ("hpa.yaml", "minReplicas: 3", "minReplicas: three", r"schema"),
+    ("cronjob.yaml", "restartPolicy: Never", "restartPolicy: [Never]", r"schema"),
+    # YAML and kinds
+    ("services.yaml", "  clusterIP: None", "  clusterIP: [None", r"YAML"),
+    ("pdb.yaml", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgetz",
+     r"unknown apiVersion/kind"),
+    # what the deployment relies on
+    ("statefulset.yaml", "path: /readyz", "path: /ready", r"expected /readyz"),
+    ("statefulset.yaml", "path: /healthz", "path: /readyz", r"expected /healthz"),
+    ("configmap.yaml", "SHOPKEEPER_ACCESS_LOG_SAMPLE", "SHOPKEEPER_ACCESS_LOG_SAMPLES",
+     r"SHOPKEEPER_ACCESS_LOG_SAMPLES: not an option"),
+    ("configmap.yaml", '"0.0.0.0:8080"', '"0.0.0.0:9090"', r"no containerPort 9090"),
+    ("configmap.yaml", 'SHOPKEEPER_DRAIN_TIMEOUT: "10"', 'SHOPKEEPER_DRAIN_TIMEOUT: "40"',
+     r"do not fit in terminationGracePeriodSeconds"),
+    ("statefulset.yaml", '              cpu: "2"\n', "", r"no resources.limits.cpu"),
+    ("statefulset.yaml", "  volumeClaimTemplates:", "  volumeClaimTemplatez:",
+     r"no volumeClaimTemplates"),
+    ("hpa.yaml", "    name: shopkeeper\n  minReplicas", "    name: shopkeepr\n  minReplicas",
+     r"scaleTargetRef StatefulSet/shopkeepr: no such object"),
+    ("services.yaml", "targetPort: http", "targetPort: web", r"targetPort web"),
+    ("statefulset.yaml", "  serviceName: shopkeeper-headless", "  serviceName: shopkeeper",
+     r"is not headless"),
+    ("ingress.yaml", "name: shopkeeper\n                port", "name: nope\n                port",
+     r"backend nope: no such Service"),
+    ("kustomization.yaml", "  - ingress.yaml\n", "", r"ingress.yaml: not listed"),
+]
 
-    def broken(self, file, old, new, says):
-        """Copies deploy/k8s, replaces `old` by `new` in `file` (which must
-        contain it), and expects the check to fail saying `says`."""
-        d = tempfile.mkdtemp(dir=S["tmp"])
-        d = os.path.join(d, "k8s")
-        shutil.copytree(K8S, d)
-        path = os.path.join(d, file)
-        with open(path) as f:
-            text = f.read()
-        self.assertIn(old, text, "the test's edit no longer applies to %s" % file)
-        with open(path, "w") as f:
-            f.write(text.replace(old, new, 1))
-        p = self.check(d)
-        self.assertEqual(p.returncode, 1, (file, new, p.stdout, p.stderr))
-        self.assertRegex(p.stderr, says)
+
+class Manifests(unittest.TestCase):
+    def check(self, *dirs):
+        return subprocess.run(["node", VALIDATE, NODE_MODULES, S["help"]] + list(dirs),
+                              capture_output=True, text=True, timeout=120)
 
     def test_the_real_manifests_pass(self):
         p = self.check(K8S)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertRegex(p.stdout, r"k8s: \d+ objects in \d+ files valid")
+        self.assertRegex(p.stdout, r"k8s: \S+: \d+ objects in \d+ files valid")
 
-    def test_schema_errors_fail(self):
-        self.broken("statefulset.yaml", "containerPort: 8080", 'containerPort: "eighty"',
-                    r"containerPort must be integer")
-        self.broken("statefulset.yaml", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: shopkeeper\n  template:",
-                    "  template:", r"must have required property '?selector")
-        self.broken("hpa.yaml", "minReplicas: 3", "minReplicas: three", r"schema")
-        self.broken("cronjob.yaml", "restartPolicy: Never", "restartPolicy: [Never]", r"schema")
-
-    def test_broken_yaml_fails(self):
-        self.broken("services.yaml", "  clusterIP: None", "  clusterIP: [None", r"YAML")
-        self.broken("pdb.yaml", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgetz",
-                    r"unknown apiVersion/kind")
-
-    def test_deployment_mistakes_fail(self):
-        self.broken("statefulset.yaml", "path: /readyz", "path: /ready", r"expected /readyz")
-        self.broken("statefulset.yaml", "path: /healthz", "path: /readyz", r"expected /healthz")
-        self.broken("configmap.yaml", "SHOPKEEPER_ACCESS_LOG_SAMPLE", "SHOPKEEPER_ACCESS_LOG_SAMPLES",
-                    r"SHOPKEEPER_ACCESS_LOG_SAMPLES: not an option")
-        self.broken("configmap.yaml", '"0.0.0.0:8080"', '"0.0.0.0:9090"', r"no containerPort 9090")
-        self.broken("configmap.yaml", 'SHOPKEEPER_DRAIN_TIMEOUT: "10"', 'SHOPKEEPER_DRAIN_TIMEOUT: "40"',
-                    r"do not fit in terminationGracePeriodSeconds")
-        self.broken("statefulset.yaml", "              cpu: \"2\"\n", "", r"no resources.limits.cpu")
-        self.broken("statefulset.yaml", "  volumeClaimTemplates:", "  volumeClaimTemplatez:",
-                    r"no volumeClaimTemplates")
-        self.broken("hpa.yaml", "    name: shopkeeper\n  minReplicas", "    name: shopkeepr\n  minReplicas",
-                    r"scaleTargetRef StatefulSet/shopkeepr: no such object")
-        self.broken("services.yaml", "targetPort: http", "targetPort: web", r"targetPort web")
-        self.broken("statefulset.yaml", "  serviceName: shopkeeper-headless",
-                    "  serviceName: shopkeeper", r"is not headless")
-        self.broken("ingress.yaml", "name: shopkeeper\n                port", "name: nope\n                port",
-                    r"backend nope: no such Service")
-        self.broken("kustomization.yaml", "  - ingress.yaml\n", "", r"ingress.yaml: not listed")
+    def test_every_broken_copy_fails(self):
+        """One copy of deploy/k8s per mistake, all checked in one node run;
+        each copy must fail, saying what is wrong."""
+        dirs = []
+        for n, (file, old, new, _) in enumerate(BROKEN):
+            d = os.path.join(S["tmp"], "broken-%02d" % n)
+            shutil.copytree(K8S, d)
+            path = os.path.join(d, file)
+            with open(path) as f:
+                text = f.read()
+            self.assertIn(old, text, "the test's edit no longer applies to %s" % file)
+            with open(path, "w") as f:
+                f.write(text.replace(old, new, 1))
+            dirs.append(d)
+        p = self.check(*dirs)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        for d, (file, old, new, says) in zip(dirs, BROKEN):
+            with self.subTest(file=file, new=new):
+                mine = "\n".join(l for l in p.stderr.splitlines() if l.startswith("k8s: %s: " % d))
+                self.assertRegex(mine, r"problem\(s\)")
+                self.assertRegex(mine, says)
+        self.assertNotIn("valid", p.stdout)
 
 
 if __name__ == "__main__":
