@@ -388,8 +388,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	(void)conn;
 	(void)toe;
-	if (*req_cls)
-		count_up(&this_thread(cls)->done);
+	(void)cls;
+	/* On the connection's thread, which counted the start (never allocate
+	 * here: at shutdown this could be another thread). */
+	if (*req_cls && tl_thread)
+		count_up(&tl_thread->done);
 	if (*req_cls && *req_cls != &no_body) {
 		struct upload *u = *req_cls;
 		sb_release(&u->body);
