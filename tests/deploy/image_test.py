@@ -23,6 +23,7 @@ free loopback port). It checks:
 Python 3 standard library; needs root, podman, unshare, chroot, curl. The
 last line is "N passed, N failed" and the time taken.
 """
+import datetime
 import json
 import os
 import re
@@ -89,6 +90,8 @@ def setUpModule():
         raise AssertionError("no image %s (make image): %s" % (IMAGE, p.stderr))
     info = json.loads(p.stdout)[0]
     S["config"] = info["Config"]
+    # podman shows a docker-format image's HEALTHCHECK beside Config.
+    S["config"].setdefault("Healthcheck", info.get("Healthcheck"))
     p = sh(PODMAN + ["image", "mount", IMAGE])
     if p.returncode != 0:
         raise AssertionError("podman image mount: %s" % p.stderr)
@@ -179,8 +182,14 @@ class ImageTests(unittest.TestCase):
             code, body = self.curl(port, "/v1/customers/17850/recommendations?n=3")
             self.assertEqual(code, 200, body)
             self.assertEqual(len(json.loads(body)["items"]), 3)
+            # Timestamped after the model's as-of (without one, an event takes
+            # the model's clock, still equal to as-of in the model's first second).
+            as_of = datetime.datetime.strptime(json.loads(self.curl(port, "/readyz")[1])["as_of"],
+                                               "%Y-%m-%dT%H:%M:%SZ")
+            when = (as_of + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             code, body = self.curl(port, "/v1/events", "-X", "POST", "-d",
-                                   '{"customer_id":"img","item_id":"85123A","event":"cart"}')
+                                   '{"customer_id":"img","item_id":"85123A","event":"cart",'
+                                   '"timestamp":"%s"}' % when)
             self.assertEqual(code, 200, body)
             self.assertEqual(json.loads(body)["accepted"], 1)
             code, body = self.curl(port, "/v1/customers/img")
