@@ -8,7 +8,9 @@ Needs node and the npm packages `make lint-k8s` installs into
 build-npm/k8s/node_modules (K8S_NODE_MODULES overrides). The last line is
 "N passed, N failed".
 """
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +108,68 @@ class Manifests(unittest.TestCase):
                 self.assertRegex(mine, r"problem\(s\)")
                 self.assertRegex(mine, says)
         self.assertNotIn("valid", p.stdout)
+
+
+class Compose(unittest.TestCase):
+    """deploy/compose.yaml has no engine to run it here: check that it fits
+    the image, the binary and the nginx template the loopback test runs."""
+
+    def load(self):
+        yaml_js = os.path.join(NODE_MODULES, "yaml", "dist", "index.js")
+        code = ("import fs from 'node:fs'; const Y = (await import(process.argv[1])).default;"
+                "console.log(JSON.stringify(Y.parse(fs.readFileSync(process.argv[2], 'utf8'),"
+                " {merge: true})));")
+        p = subprocess.run(["node", "--input-type=module", "-e", code, yaml_js,
+                            os.path.join(ROOT, "deploy", "compose.yaml")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def test_compose_matches_image_binary_and_template(self):
+        c = self.load()
+        svc = c["services"]
+        with open(S["help"]) as f:
+            flags = set(re.findall(r"^\s+--([a-z][a-z-]*)", f.read(), re.M)) - {"help"}
+        accepted = {"SHOPKEEPER_" + f.upper().replace("-", "_") for f in flags}
+        accepted |= {"SHOPKEEPER_API_KEYS", "SHOPKEEPER_API_KEYS_FILE"}
+        # Three replicas, each with its own state volume and the shared models.
+        states = set()
+        for n in (1, 2, 3):
+            r = svc["replica-%d" % n]
+            env = r["environment"]
+            for k in env:
+                self.assertIn(k, accepted, "replica-%d: %s is no serve option" % (n, k))
+            vols = {v.split(":")[1]: v for v in r["volumes"]}  # mount point -> spec
+            self.assertIn(env["SHOPKEEPER_STATE"], vols)
+            states.add(vols[env["SHOPKEEPER_STATE"]].split(":")[0])
+            model_dir = os.path.dirname(env["SHOPKEEPER_MODEL"])
+            self.assertTrue(vols[model_dir].endswith(":ro"), vols[model_dir])
+            self.assertEqual(r["depends_on"]["trainer"]["condition"],
+                             "service_completed_successfully")
+        self.assertEqual(len(states), 3, "replicas share a state volume: %r" % states)
+        # The trainer writes the models volume with the script the image ships.
+        t = svc["trainer"]
+        self.assertIn("shopkeeper-publish", " ".join(t["entrypoint"]))
+        self.assertTrue(any(v.startswith("models:/models") and not v.endswith(":ro")
+                            for v in t["volumes"]))
+        with open(os.path.join(ROOT, "Dockerfile")) as f:
+            self.assertIn("/usr/local/bin/shopkeeper-publish", f.read())
+        for v in t["volumes"]:
+            src = v.split(":")[0]
+            if src.startswith("."):
+                self.assertTrue(os.path.isdir(os.path.join(ROOT, "deploy", src)), v)
+        # nginx: the loopback test's template, every variable it uses set, and
+        # the replicas named.
+        ng = svc["nginx"]
+        mount = [v for v in ng["volumes"] if "template" in v][0]
+        tpl = os.path.join(ROOT, "deploy", mount.split(":")[0])
+        with open(tpl) as f:
+            used = set(re.findall(r"\$\{(SHOPKEEPER_[A-Z0-9_]+)\}", f.read()))
+        self.assertEqual(used - set(ng["environment"]), set())
+        for n in (1, 2, 3):
+            self.assertEqual(ng["environment"]["SHOPKEEPER_REPLICA_%d" % n],
+                             "replica-%d:8080" % n)
+            self.assertEqual(ng["depends_on"]["replica-%d" % n]["condition"], "service_healthy")
 
 
 if __name__ == "__main__":
