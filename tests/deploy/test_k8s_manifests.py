@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The offline manifest check (deploy/k8s/validate.mjs) passes on deploy/k8s
-and fails on each kind of broken manifest.
+and fails on each kind of broken manifest; deploy/compose.yaml fits the
+image, the binary's options and the nginx template the loopback test runs.
 
     SHOPKEEPER=bin/shopkeeper python3 tests/deploy/test_k8s_manifests.py
 
@@ -73,6 +74,8 @@ BROKEN = [
     ("ingress.yaml", "name: shopkeeper\n                port", "name: nope\n                port",
      r"backend nope: no such Service"),
     ("kustomization.yaml", "  - ingress.yaml\n", "", r"ingress.yaml: not listed"),
+    ("statefulset.yaml", "enableServiceLinks: false", "enableServiceLinks: true",
+     r"enableServiceLinks is not false"),
 ]
 
 
