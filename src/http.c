@@ -210,7 +210,7 @@ static void access_log(const http_server *s, const char *method, const char *url
 		       (now.tv_nsec - t0->tv_nsec) / 1000;
 	struct tm tm;
 	gmtime_r(&wall.tv_sec, &tm);
-	char line[LOG_PATH_MAX * 6 + 256];
+	char line[LOG_PATH_MAX * 6 + 512]; /* 6: the widest escape; 512: the rest */
 	char *o = line;
 	o += strftime(o, 64, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
 	o += snprintf(o, 32, ".%03ldZ\",\"method\":\"", wall.tv_nsec / 1000000);
