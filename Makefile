@@ -58,7 +58,7 @@ FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps \
-	image test-image test-deploy lint-k8s
+	image test-image test-deploy lint-k8s check-deploy-tools
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
