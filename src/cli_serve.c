@@ -179,7 +179,13 @@ static int access_log_open(const char *path)
 {
 	if (!strcmp(path, "-"))
 		return STDOUT_FILENO;
-	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd == 0) { /* stdin was closed; 0 means "off" to the http layer */
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		close(fd);
+		fd = high;
+	}
+	return fd;
 }
 
 int cmd_serve(int argc, char **argv)
