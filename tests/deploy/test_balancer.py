@@ -122,9 +122,10 @@ def customers():
 
 
 class Load:
-    """Requests through the balancer from two threads until stopped: customer
-    recommendations for every test customer and item neighbours. Counts
-    answers by status (and transport errors as "error")."""
+    """Requests through the balancer from three threads until stopped:
+    customer recommendations for every test customer, item neighbours, and
+    events (POST, not retried by nginx once sent). Counts answers by status
+    (and transport errors as "error")."""
 
     def __init__(self, max_seconds=60):
         self.stop_at = time.monotonic() + max_seconds  # bounded whatever happens
@@ -132,7 +133,7 @@ class Load:
         self.counts = {}
         self.failures = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(k,)) for k in range(2)]
+        self.threads = [threading.Thread(target=self._run, args=(k,)) for k in range(3)]
 
     def _run(self, k):
         conn = None
@@ -140,12 +141,21 @@ class Load:
         names = customers()
         while not self.stopping.is_set() and time.monotonic() < self.stop_at:
             i += 1
-            path = ("/v1/customers/%s/recommendations?n=5" % names[i % len(names)] if k == 0
-                    else "/v1/items/85123A/similar?n=5")
+            name = names[i % len(names)]
+            method, body, hdrs = "GET", None, {}
+            if k == 0:
+                path = "/v1/customers/%s/recommendations?n=5" % name
+            elif k == 1:
+                path = "/v1/items/85123A/similar?n=5"
+            else:  # events of other customers, routed by the header to their replica
+                name = "load-" + name
+                method, path, hdrs = "POST", "/v1/events", {"X-Customer-Id": name}
+                body = json.dumps({"customer_id": name, "item_id": "85123A", "event": "view",
+                                   "timestamp": ENV["after_as_of"]})
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", ENV["lb"], timeout=HTTP_TIMEOUT)
-                conn.request("GET", path)
+                conn.request(method, path, body=body, headers=hdrs)
                 r = conn.getresponse()
                 r.read()
                 key = r.status
