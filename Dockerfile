@@ -1,27 +1,50 @@
 # shopkeeper: multi-stage build on Debian bookworm.
-#   docker build -t shopkeeper .
-#   docker run -p 8080:8080 -v $PWD/models/demo:/model:ro -v shopkeeper-state:/state shopkeeper
+#
+#   docker build -t shopkeeper .          (or: make image, with podman; see README "Deploy")
+#   docker run -p 8080:8080 -v "$PWD/models/demo:/model:ro" -v shopkeeper-state:/state shopkeeper
+#
+# The build steps live in deploy/build.sh, which CI runs natively too.
+# Configuration: flags after the image name (`... shopkeeper serve --threads 4`)
+# or SHOPKEEPER_* environment variables (SHOPKEEPER_THREADS=4); a flag wins.
+
 FROM docker.io/library/debian:bookworm-slim AS build
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        build-essential pkg-config libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY deploy/build.sh deploy/build.sh
+RUN deploy/build.sh deps
 COPY Makefile ./
 COPY include ./include
 COPY src ./src
-COPY bench ./bench
-RUN make -j2 all
+COPY bench/gen.c ./bench/gen.c
+RUN deploy/build.sh build && deploy/build.sh check-runtime && deploy/build.sh install /out
 
 FROM docker.io/library/debian:bookworm-slim
-RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        libmicrohttpd12 libjansson4 liblmdb0 libopenblas0-pthread curl gzip \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /nonexistent shopkeeper \
-    && mkdir -p /model /state && chown shopkeeper /state
-COPY --from=build /src/bin/shopkeeper /usr/local/bin/shopkeeper
+COPY deploy/build.sh /usr/local/lib/shopkeeper/build.sh
+RUN BUILD_SH_CLEAN_APT=1 /usr/local/lib/shopkeeper/build.sh runtime-deps \
+    && useradd --system --uid 10001 --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin shopkeeper \
+    && mkdir -p /model /state && chown shopkeeper:shopkeeper /state
+COPY --from=build /out/ /
+# shopkeeper-publish: train a new model version and roll it out
+# (deploy/publish-model.sh; the compose retrain job and the k8s CronJob).
+COPY deploy/publish-model.sh /usr/local/bin/shopkeeper-publish
+RUN /usr/local/lib/shopkeeper/build.sh check-ldd /usr/local/bin/shopkeeper \
+    && mkdir -p /models && chown shopkeeper:shopkeeper /models /model
+
 USER shopkeeper
+# /model: a trained model directory, mounted read-only.
+# /models (compose, Kubernetes): a directory of model versions with a
+#         `current` symlink (SHOPKEEPER_MODEL=/models/current), written by
+#         shopkeeper-publish.
+# /state: the server's own LMDB state; keep it across restarts.
 VOLUME ["/model", "/state"]
+ENV SHOPKEEPER_MODEL=/model \
+    SHOPKEEPER_STATE=/state \
+    SHOPKEEPER_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=2s CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+# SIGTERM: stop accepting, finish requests in flight (SHOPKEEPER_DRAIN_TIMEOUT,
+# 5 s by default: keep it under the engine's stop timeout), exit 0.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
+    CMD curl -fsS -o /dev/null "http://127.0.0.1:${SHOPKEEPER_LISTEN##*:}/healthz" || exit 1
 ENTRYPOINT ["shopkeeper"]
-CMD ["serve", "--model", "/model", "--state", "/state", "--listen", "0.0.0.0:8080"]
+CMD ["serve"]

@@ -8,6 +8,10 @@
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
 #   make fuzz       every libFuzzer harness for FUZZ_SECONDS (fuzz-smoke: 10 s)
+#   make test-deploy  the deploy/ topology on loopback through nginx, serve's
+#                   operations (env, access log, drain, promtool), k8s manifests
+#   make image      the container image with podman (base made by debootstrap)
+#   make test-image start the server inside the built image's file system (slow)
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan + UBSan into build-asan/ and bin-asan/.
@@ -53,7 +57,8 @@ FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps
+.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps \
+	image test-image test-deploy lint-k8s check-deploy-tools
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
@@ -185,6 +190,54 @@ test-asan:
 
 valgrind: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
+
+# ---- deploy ----------------------------------------------------------------
+# The deploy/ topology on loopback (three replicas, Debian's nginx), serve's
+# operational behaviour, and the Kubernetes manifests checked offline.
+# Tools come from apt when missing (nginx, prometheus for promtool, curl).
+DEPLOY_TOOLS := nginx:nginx promtool:prometheus curl:curl
+
+check-deploy-tools:
+	@for t in $(DEPLOY_TOOLS); do \
+	  command -v $${t%%:*} >/dev/null || PATH=$$PATH:/usr/sbin command -v $${t%%:*} >/dev/null || { \
+	    echo "make: installing $${t#*:}"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $${t#*:} >/dev/null; }; \
+	done
+
+test-deploy: all check-deploy-tools lint-k8s
+	@BIN=$(BIN) sh tests/deploy/run.sh
+
+# The Kubernetes manifests, checked offline (kubectl's dry run needs a
+# cluster): schemas from the npm package kubernetes-models, and the
+# cross-checks in deploy/k8s/validate.mjs.
+K8S_NODE_MODULES := build-npm/k8s/node_modules
+lint-k8s: $(BIN)/shopkeeper $(K8S_NODE_MODULES)/kubernetes-models/package.json
+	@$(BIN)/shopkeeper serve --help >build-npm/k8s/serve-help.txt
+	@node deploy/k8s/validate.mjs $(K8S_NODE_MODULES) build-npm/k8s/serve-help.txt deploy/k8s
+
+$(K8S_NODE_MODULES)/kubernetes-models/package.json:
+	@command -v npm >/dev/null || { echo "make: installing npm"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	mkdir -p build-npm/k8s
+	npm install --prefix build-npm/k8s --no-audit --no-fund --silent kubernetes-models@5.1.0 yaml@2.9.1
+
+# The container image, built for real with Debian's podman (vfs storage,
+# chroot isolation: no daemon, no overlay, no user namespace needed). The
+# base image is made locally by debootstrap (no registry is needed).
+PODMAN := podman --storage-driver vfs
+IMAGE  ?= localhost/shopkeeper:latest
+
+image:
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "make: installing podman and debootstrap"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman debootstrap >/dev/null; }
+	deploy/base-image.sh
+	$(PODMAN) build --isolation chroot --format docker -t $(IMAGE) .
+
+# Starts the image's own entrypoint in the image's file system (podman image
+# mount + chroot; containers cannot start on these machines) and talks to it.
+test-image: image
+	@IMAGE=$(IMAGE) python3 tests/deploy/image_test.py
 
 clean:
 	rm -rf build build-asan build-fuzz bin bin-asan

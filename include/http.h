@@ -65,6 +65,11 @@ typedef struct http_config {
 	http_handler handler;
 	void *app;
 	void (*thread_free)(void *app, void *thread_data); /* may be NULL */
+	/* Access log: one JSON line per sampled request, written with one
+	 * write(2) (open the file O_APPEND). 0: off (the default; fd 0 is never
+	 * a log), else the descriptor. Costs one branch per request when off. */
+	int access_log_fd;
+	double access_log_sample; /* fraction of requests logged, (0, 1] */
 } http_config;
 
 typedef struct http_server http_server;
@@ -76,9 +81,18 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err);
 unsigned http_port(const http_server *s);
 /* Connections open now (arg: the http_server). */
 unsigned http_connections(void *server);
-/* Stops accepting, waits (a few seconds at most) for deferred requests to
- * be answered, finishes the requests in flight, joins the threads and frees
- * the server; http_stop(NULL) does nothing. */
+/* Graceful drain: closes the listening socket (new connections are
+ * refused, so a balancer moves on), answers every later response with
+ * "Connection: close", and waits until no request is in flight (headers
+ * received, answer not yet sent) for 100 ms, or `timeout_ms` passes
+ * (then http_stop() cuts what is left). Returns the number
+ * still in flight (0 when drained). Call http_stop() next. */
+unsigned http_drain(http_server *s, unsigned timeout_ms);
+/* Stops accepting; answers any new request 503; waits until every deferred
+ * request is answered (their state must outlive the work they wait on);
+ * joins the threads and frees the server; http_stop(NULL) does nothing.
+ * Connections still open are closed: call http_drain() first for a
+ * graceful stop. */
 void http_stop(http_server *s);
 
 /* Looks a query argument up and percent-decodes it ('+' is a space) into

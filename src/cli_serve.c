@@ -5,8 +5,14 @@
  * Signals are blocked before the daemon's threads start (they inherit the
  * mask) and taken synchronously with sigwait() in the main thread, so no
  * handler runs in the middle of a request.
+ *
+ * Every option has an environment variable (SHOPKEEPER_THREADS for
+ * --threads), read before the flags so that a flag wins: a container is
+ * configured either way.
  */
 #include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <getopt.h>
 #include <signal.h>
@@ -46,124 +52,232 @@ static const char serve_usage[] =
 	"                     strongest contribution, 0 <= R < 1 (default 0.1)\n"
 	"  --max-connections N         (default 10000)\n"
 	"  --max-connections-per-ip N  (default 0: no limit)\n"
+	"  --access-log FILE|-         one JSON line per request (time, method, path,\n"
+	"                              status, duration_us, bytes); '-' is stdout;\n"
+	"                              off by default; reopened on SIGHUP\n"
+	"  --access-log-sample RATE    fraction of requests logged, 0 < RATE <= 1\n"
+	"                              (default 1)\n"
+	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
+	"                              take to finish (default 5; 0 to 600)\n"
 	"\n"
-	"SIGINT or SIGTERM: finish requests in flight and exit. SIGHUP (or\n"
-	"POST /admin/reload): load the model in --model again and switch to it.\n";
+	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
+	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
+	"SHOPKEEPER_THREADS=4, SHOPKEEPER_AUTH_READS=1; --api-keys is\n"
+	"SHOPKEEPER_API_KEYS_FILE). A flag wins over its variable.\n"
+	"\n"
+	"SIGINT or SIGTERM: stop accepting connections, finish requests in flight\n"
+	"(up to --drain-timeout), exit 0. SIGHUP (or POST /admin/reload): load the\n"
+	"model in --model again and switch to it; SIGHUP also reopens the access log.\n";
+
+/* Everything the flags (or their environment variables) set. */
+struct serve_opts {
+	const char *model_dir, *state_dir, *listen, *keys_file, *access_log;
+	bool auth_reads;
+	rec_params params; /* scoring */
+	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
+		drain_s;
+	double log_sample;
+};
+
+enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
+       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
+       O_HELP };
+
+static const struct option serve_opts_table[] = {
+	{ "model", required_argument, NULL, O_MODEL },
+	{ "state", required_argument, NULL, O_STATE },
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "threads", required_argument, NULL, O_THREADS },
+	{ "max-body", required_argument, NULL, O_BODY },
+	{ "timeout", required_argument, NULL, O_TIMEOUT },
+	{ "state-map", required_argument, NULL, O_MAP },
+	{ "api-keys", required_argument, NULL, O_KEYS },
+	{ "auth-reads", no_argument, NULL, O_AUTH_READS },
+	{ "max-connections", required_argument, NULL, O_MAXCONN },
+	{ "neighbors-used", required_argument, NULL, O_NUSED },
+	{ "cutoff", required_argument, NULL, O_CUTOFF },
+	{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
+	{ "access-log", required_argument, NULL, O_ALOG },
+	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
+	{ "drain-timeout", required_argument, NULL, O_DRAIN },
+	{ "help", no_argument, NULL, O_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Applies one option; `what` names it for messages ("--threads 0" or
+ * "SHOPKEEPER_THREADS=0"). Returns 0 or EXIT_USAGE (message printed). */
+static int serve_apply(struct serve_opts *o, int code, const char *arg, const char *what)
+{
+	switch (code) {
+	case O_MODEL: o->model_dir = arg; break;
+	case O_STATE: o->state_dir = arg; break;
+	case O_LISTEN: o->listen = arg; break;
+	case O_THREADS:
+		if (!cli_parse_u32(arg, 1, 256, &o->threads))
+			return cli_usage_error("serve", "%s: expected an integer from 1 to 256", what);
+		break;
+	case O_BODY:
+		if (!cli_parse_u32(arg, 1024, 1u << 30, &o->max_body))
+			return cli_usage_error("serve", "%s: expected bytes from 1024 to 1073741824", what);
+		break;
+	case O_TIMEOUT:
+		if (!cli_parse_u32(arg, 1, 3600, &o->timeout))
+			return cli_usage_error("serve", "%s: expected seconds from 1 to 3600", what);
+		break;
+	case O_MAP:
+		if (!cli_parse_u32(arg, 1, 1u << 20, &o->state_map_mb))
+			return cli_usage_error("serve", "%s: expected megabytes from 1 to 1048576", what);
+		break;
+	case O_KEYS: o->keys_file = arg; break;
+	case O_NUSED:
+		if (!cli_parse_u32(arg, 1, 1000, &o->params.neighbors_used))
+			return cli_usage_error("serve", "%s: expected 1 to 1000", what);
+		break;
+	case O_CUTOFF:
+		if (!cli_parse_cutoff(arg, &o->params.cutoff))
+			return cli_usage_error("serve", "%s: expected a number from 0 to below 1", what);
+		break;
+	case O_AUTH_READS:
+		/* A flag has no argument; its variable says 1/0. */
+		if (!arg || !strcmp(arg, "1") || !strcmp(arg, "true") || !strcmp(arg, "yes"))
+			o->auth_reads = true;
+		else if (!strcmp(arg, "0") || !strcmp(arg, "false") || !strcmp(arg, "no") || !*arg)
+			o->auth_reads = false;
+		else
+			return cli_usage_error("serve", "%s: expected 1 or 0", what);
+		break;
+	case O_MAXCONN:
+		if (!cli_parse_u32(arg, 1, 1000000, &o->max_conn))
+			return cli_usage_error("serve", "%s: expected 1 to 1000000", what);
+		break;
+	case O_MAXIP:
+		if (!cli_parse_u32(arg, 0, 1000000, &o->max_per_ip))
+			return cli_usage_error("serve", "%s: expected 0 to 1000000", what);
+		break;
+	case O_ALOG:
+		if (!*arg)
+			return cli_usage_error("serve", "%s: expected a file name or '-'", what);
+		o->access_log = arg;
+		break;
+	case O_ALOG_SAMPLE:
+		if (!cli_parse_double(arg, &o->log_sample) || !(o->log_sample > 0) ||
+		    o->log_sample > 1)
+			return cli_usage_error("serve", "%s: expected a fraction, 0 < RATE <= 1", what);
+		break;
+	case O_DRAIN:
+		if (!cli_parse_u32(arg, 0, 600, &o->drain_s))
+			return cli_usage_error("serve", "%s: expected seconds from 0 to 600", what);
+		break;
+	}
+	return 0;
+}
+
+/* SHOPKEEPER_<NAME> for an option: capitals, '_' for '-'; --api-keys is
+ * SHOPKEEPER_API_KEYS_FILE (SHOPKEEPER_API_KEYS holds the keys themselves). */
+static void serve_env_name(const char *opt, char *out, size_t cap)
+{
+	size_t n = (size_t)snprintf(out, cap, "SHOPKEEPER_%s", opt);
+	for (size_t i = 11; i < n && i < cap; i++)
+		out[i] = out[i] == '-' ? '_' : (char)(out[i] >= 'a' && out[i] <= 'z' ? out[i] - 32 : out[i]);
+	if (!strcmp(opt, "api-keys"))
+		snprintf(out, cap, "SHOPKEEPER_API_KEYS_FILE");
+}
+
+/* Opens the access log: "-" is stdout. Returns the descriptor or -1. */
+static int access_log_open(const char *path)
+{
+	if (!strcmp(path, "-"))
+		return STDOUT_FILENO;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd == 0) { /* stdin was closed; 0 means "off" to the http layer */
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		close(fd);
+		fd = high;
+	}
+	return fd;
+}
 
 int cmd_serve(int argc, char **argv)
 {
-	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
-	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_HELP };
-	static const struct option opts[] = {
-		{ "model", required_argument, NULL, O_MODEL },
-		{ "state", required_argument, NULL, O_STATE },
-		{ "listen", required_argument, NULL, O_LISTEN },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "max-body", required_argument, NULL, O_BODY },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "state-map", required_argument, NULL, O_MAP },
-		{ "api-keys", required_argument, NULL, O_KEYS },
-		{ "auth-reads", no_argument, NULL, O_AUTH_READS },
-		{ "max-connections", required_argument, NULL, O_MAXCONN },
-		{ "neighbors-used", required_argument, NULL, O_NUSED },
-		{ "cutoff", required_argument, NULL, O_CUTOFF },
-		{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *model_dir = NULL, *state_dir = NULL, *listen = "127.0.0.1:8080";
-	const char *keys_file = NULL;
-	bool auth_reads = false;
-	uint32_t max_conn = 10000, max_per_ip = 0;
-	rec_params params;
-	rec_params_init(&params);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
-		 timeout = 30, state_map_mb = 64;
+	struct serve_opts o = {
+		.listen = "127.0.0.1:8080", .max_conn = 10000,
+		.params = { REC_DEFAULT_NEIGHBORS_USED, REC_DEFAULT_CUTOFF },
+		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
+		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
+	};
 	int c;
 
+	/* The environment first, so that flags win. */
+	for (const struct option *op = serve_opts_table; op->name; op++) {
+		char env[64], what[160];
+		if (op->val == O_HELP)
+			continue;
+		serve_env_name(op->name, env, sizeof(env));
+		const char *v = getenv(env);
+		if (!v)
+			continue;
+		snprintf(what, sizeof(what), "%s=%.80s", env, v);
+		if (serve_apply(&o, op->val, v, what) != 0)
+			return EXIT_USAGE;
+	}
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_MODEL: model_dir = optarg; break;
-		case O_STATE: state_dir = optarg; break;
-		case O_LISTEN: listen = optarg; break;
-		case O_THREADS:
-			if (!cli_parse_u32(optarg, 1, 256, &threads))
-				return cli_usage_error("serve", "--threads %s: expected an integer from 1 to 256", optarg);
-			break;
-		case O_BODY:
-			if (!cli_parse_u32(optarg, 1024, 1u << 30, &max_body))
-				return cli_usage_error("serve", "--max-body %s: expected bytes from 1024 to 1073741824", optarg);
-			break;
-		case O_TIMEOUT:
-			if (!cli_parse_u32(optarg, 1, 3600, &timeout))
-				return cli_usage_error("serve", "--timeout %s: expected seconds from 1 to 3600", optarg);
-			break;
-		case O_MAP:
-			if (!cli_parse_u32(optarg, 1, 1u << 20, &state_map_mb))
-				return cli_usage_error("serve", "--state-map %s: expected megabytes from 1 to 1048576", optarg);
-			break;
-		case O_KEYS: keys_file = optarg; break;
-		case O_NUSED:
-			if (!cli_parse_u32(optarg, 1, 1000, &params.neighbors_used))
-				return cli_usage_error("serve", "--neighbors-used %s: expected 1 to 1000", optarg);
-			break;
-		case O_CUTOFF:
-			if (!cli_parse_cutoff(optarg, &params.cutoff))
-				return cli_usage_error("serve", "--cutoff %s: expected a number from 0 to below 1",
-						       optarg);
-			break;
-		case O_AUTH_READS: auth_reads = true; break;
-		case O_MAXCONN:
-			if (!cli_parse_u32(optarg, 1, 1000000, &max_conn))
-				return cli_usage_error("serve", "--max-connections %s: expected 1 to 1000000", optarg);
-			break;
-		case O_MAXIP:
-			if (!cli_parse_u32(optarg, 0, 1000000, &max_per_ip))
-				return cli_usage_error("serve", "--max-connections-per-ip %s: expected 0 to 1000000", optarg);
-			break;
-		case 'h':
-		case O_HELP: fputs(serve_usage, stdout); return EXIT_OK;
-		default:
-			return cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
+	while ((c = getopt_long(argc, argv, "h", serve_opts_table, NULL)) != -1) {
+		if (c == 'h' || c == O_HELP) {
+			fputs(serve_usage, stdout);
+			return EXIT_OK;
 		}
+		if (c == '?' || c == ':')
+			return cli_usage_error("serve", "unknown or incomplete option '%s'", argv[optind - 1]);
+		char what[160];
+		const struct option *op = serve_opts_table;
+		while (op->name && op->val != c)
+			op++;
+		snprintf(what, sizeof(what), "--%s %.80s", op->name ? op->name : "?",
+			 optarg ? optarg : "");
+		if (serve_apply(&o, c, optarg, what) != 0)
+			return EXIT_USAGE;
 	}
 	if (optind < argc)
 		return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-	if (!model_dir)
+	if (!o.model_dir)
 		return cli_usage_error("serve", "--model DIR is required");
-	if (!state_dir)
+	if (!o.state_dir)
 		return cli_usage_error("serve", "--state DIR is required");
 
 	/* Requests are single-threaded computations; BLAS threads here would
 	 * only fight the pool for cores. */
 	openblas_set_num_threads(1);
 
-	strbuf err = STRBUF_INIT;
+	strbuf err = STRBUF_INIT, desc = STRBUF_INIT;
 	model *m = NULL;
 	state *st = NULL;
 	api *a = NULL;
 	auth *keys = NULL;
 	events_writer *ew = NULL;
 	http_server *srv = NULL;
+	int log_fd = -1;
 	int ret = EXIT_RUNTIME;
 
-	if (auth_load(keys_file, getenv("SHOPKEEPER_API_KEYS"), &keys, &err) != 0) {
+	if (auth_load(o.keys_file, getenv("SHOPKEEPER_API_KEYS"), &keys, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	if (auth_reads && !keys) {
+	if (o.auth_reads && !keys) {
 		ret = cli_usage_error("serve", "--auth-reads needs API keys (--api-keys FILE or "
 				      "SHOPKEEPER_API_KEYS)");
 		goto out;
 	}
-	if (model_open(model_dir, &m, &err) != 0) {
+	if (o.access_log && (log_fd = access_log_open(o.access_log)) < 0) {
+		cli_fail("serve", "--access-log %s: %s", o.access_log, strerror(errno));
+		goto out;
+	}
+	if (model_open(o.model_dir, &m, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	if (state_open(state_dir, (uint64_t)state_map_mb << 20, &st, &err) != 0) {
+	if (state_open(o.state_dir, (uint64_t)o.state_map_mb << 20, &st, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
@@ -171,13 +285,14 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
+	/* Described now: once serving, a reload may free this model's info. */
 	const model_info *info = model_get_info(m);
-	fprintf(stderr, "shopkeeper %s: model %s (%s, %u items, %u customers)\n", SHOPKEEPER_VERSION,
-		info->model_id, info->algorithm, info->n_items, info->n_customers);
-	a = api_create(m, st, ew, model_dir);
+	sb_addf(&desc, "model %s (%s, %u items, %u customers) from %s", info->model_id,
+		info->algorithm, info->n_items, info->n_customers, o.model_dir);
+	a = api_create(m, st, ew, o.model_dir);
 	m = NULL; /* the api owns it now */
-	api_set_auth(a, keys, auth_reads);
-	api_set_params(a, &params);
+	api_set_auth(a, keys, o.auth_reads);
+	api_set_params(a, &o.params);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -187,20 +302,24 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	http_config cfg = { .listen = listen, .threads = threads, .timeout_s = timeout,
-			    .max_body = max_body, .max_connections = max_conn,
-			    .max_connections_per_ip = max_per_ip, .handler = api_handle, .app = a,
-			    .thread_free = api_thread_free };
+	http_config cfg = { .listen = o.listen, .threads = o.threads, .timeout_s = o.timeout,
+			    .max_body = o.max_body, .max_connections = o.max_conn,
+			    .max_connections_per_ip = o.max_per_ip, .handler = api_handle, .app = a,
+			    .thread_free = api_thread_free, .access_log_fd = log_fd > 0 ? log_fd : 0,
+			    .access_log_sample = o.log_sample };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
-	fprintf(stderr, "shopkeeper: serving on port %u, listen %s, %u threads, state %s, "
-		"API keys %s\n", http_port(srv), listen, threads, state_dir,
-		!keys ? "off" : auth_reads ? "on all routes" : "on writing routes");
+	api_set_connections(a, http_connections, srv);
+	/* The startup line: one line with what an operator checks first. */
+	fprintf(stderr, "shopkeeper %s: serving on port %u, listen %s, %u threads, %s, state %s, "
+		"API keys %s, access log %s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
+		sb_str(&desc), o.state_dir,
+		!keys ? "off" : o.auth_reads ? "on all routes" : "on writing routes",
+		o.access_log ? o.access_log : "off");
 	fflush(stderr);
 
-	api_set_connections(a, http_connections, srv);
 	int sig = 0;
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
@@ -210,11 +329,28 @@ int cmd_serve(int argc, char **argv)
 		/* SIGHUP: switch to the model now in --model, if it is sound. */
 		sb_reset(&err);
 		if (api_reload(a, &err) == 0)
-			fprintf(stderr, "shopkeeper: SIGHUP: reloaded %s\n", model_dir);
+			fprintf(stderr, "shopkeeper: SIGHUP: reloaded %s\n", o.model_dir);
 		else
 			fprintf(stderr, "shopkeeper: SIGHUP: kept the current model: %s\n", err.buf);
+		/* ... and reopen the access log, for logrotate: dup2 swaps the file
+		 * under the same descriptor, atomically for the writing threads. */
+		if (log_fd > STDOUT_FILENO) {
+			int fd = access_log_open(o.access_log);
+			if (fd < 0 || dup2(fd, log_fd) < 0)
+				fprintf(stderr, "shopkeeper: SIGHUP: cannot reopen %s: %s\n", o.access_log,
+					strerror(errno));
+			if (fd >= 0)
+				close(fd);
+		}
 	}
-	fprintf(stderr, "shopkeeper: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	fprintf(stderr, "shopkeeper: %s received, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	fflush(stderr);
+	unsigned left = http_drain(srv, o.drain_s * 1000);
+	if (left)
+		fprintf(stderr, "shopkeeper: %u requests still in flight after %u s; stopping\n", left,
+			o.drain_s);
+	else
+		fprintf(stderr, "shopkeeper: drained; stopping\n");
 	ret = EXIT_OK;
 out:
 	http_stop(srv);
@@ -223,6 +359,9 @@ out:
 	auth_free(keys);
 	state_close(st);
 	model_close(m);
+	if (log_fd > STDOUT_FILENO)
+		close(log_fd);
+	sb_release(&desc);
 	sb_release(&err);
 	return ret;
 }

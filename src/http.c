@@ -38,6 +38,11 @@ struct http_thread {
 	strbuf scratch; /* decoded path segments */
 	void *app_data;
 	struct http_thread *next;
+	/* Requests begun (headers in) and completed (answer sent or dropped)
+	 * on this thread; each written by this thread only, summed by
+	 * http_drain(). */
+	_Atomic unsigned long started, done;
+	uint32_t rng; /* access-log sampling (xorshift32) */
 };
 
 struct http_server {
@@ -46,8 +51,12 @@ struct http_server {
 	unsigned port;
 	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
 	struct http_thread *threads;
-	atomic_uint deferred; /* suspended or answered but not yet queued */
-	atomic_bool stopping; /* http_stop: new requests get 503 */
+	atomic_int draining;          /* set by http_drain(): answer with Connection: close */
+	atomic_bool quiesced;         /* the listening socket is closed */
+	atomic_uint deferred;         /* suspended or answered but not yet queued */
+	atomic_bool stopping;         /* http_stop: new requests get 503 */
+	uint32_t log_threshold;       /* log a request when rng < this (sampling) */
+	bool log_all;                 /* access_log_sample >= 1 */
 };
 
 enum { DEFER_NONE, DEFER_WAITING, DEFER_ANSWERED };
@@ -58,6 +67,9 @@ struct http_deferred {
 	atomic_int state;   /* DEFER_*: ANSWERED is published after status/answer */
 	int status;
 	strbuf answer;
+	bool logged;        /* sampled for the access log: */
+	struct timespec t0; /* when it was taken up */
+	const char *method, *url; /* libmicrohttpd's, valid for the request */
 };
 
 /* A request's own state (*req_cls), for requests with a body or deferred. */
@@ -91,6 +103,7 @@ static struct http_thread *this_thread(http_server *s)
 	struct http_thread *t = xcalloc(1, sizeof(*t));
 	sb_init(&t->out, 4096);
 	sb_init(&t->scratch, 1024);
+	t->rng = (uint32_t)(uintptr_t)t | 1u;
 	pthread_mutex_lock(&s->threads_lock);
 	t->next = s->threads;
 	s->threads = t;
@@ -175,6 +188,78 @@ const char *http_header(const http_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+/* One writer per counter (its thread): no locked instruction needed. */
+static inline void count_up(_Atomic unsigned long *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* ---- access log -------------------------------------------------------- */
+
+static bool log_sampled(const http_server *s, struct http_thread *t)
+{
+	if (s->log_all)
+		return true;
+	uint32_t x = t->rng; /* xorshift32 */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	t->rng = x;
+	return x < s->log_threshold;
+}
+
+/* Appends s (at most max bytes of it) as JSON string content: quotes,
+ * backslashes, control bytes and every byte >= 0x7f escaped, so the line
+ * is ASCII whatever the client sent. Returns the new end. */
+static char *log_str(char *o, const char *str, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; str[i] && i < max; i++) {
+		unsigned char c = (unsigned char)str[i];
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c >= 0x20 && c < 0x7f) {
+			*o++ = (char)c;
+		} else {
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[c >> 4];
+			o[5] = hex[c & 15];
+			o += 6;
+		}
+	}
+	return o;
+}
+
+#define LOG_PATH_MAX 512 /* bytes of the path logged: a line stays under PIPE_BUF */
+
+/* One line per request, one write(2): lines from different threads never
+ * interleave (O_APPEND file, or a pipe and under PIPE_BUF). The query
+ * string and headers (Authorization among them) are never logged. */
+static void access_log(const http_server *s, const char *method, const char *url, int status,
+		       size_t bytes, const struct timespec *t0)
+{
+	struct timespec now, wall;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	long long us = (long long)(now.tv_sec - t0->tv_sec) * 1000000 +
+		       (now.tv_nsec - t0->tv_nsec) / 1000;
+	struct tm tm;
+	gmtime_r(&wall.tv_sec, &tm);
+	char line[LOG_PATH_MAX * 6 + 512]; /* 6: the widest escape; 512: the rest */
+	char *o = line;
+	o += strftime(o, 64, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	o += snprintf(o, 32, ".%03ldZ\",\"method\":\"", wall.tv_nsec / 1000000);
+	o = log_str(o, method, 16);
+	memcpy(o, "\",\"path\":\"", 10);
+	o = log_str(o + 10, url, LOG_PATH_MAX);
+	o += snprintf(o, 96, "\",\"status\":%d,\"duration_us\":%lld,\"bytes\":%zu}\n", status,
+		      us, bytes);
+	ssize_t w = write(s->cfg.access_log_fd, line, (size_t)(o - line));
+	(void)w; /* a full disk must not fail the request */
+}
+
 /* The daemon must not unescape: we decode each path segment ourselves. */
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 {
@@ -183,8 +268,8 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 	return strlen(uri);
 }
 
-static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const strbuf *body,
-				 const http_response *resp)
+static enum MHD_Result send_body(const http_server *s, struct MHD_Connection *conn, int status,
+				 const strbuf *body, const http_response *resp)
 {
 	const char *allow = resp ? resp->allow : NULL;
 	const char *content_type = resp ? resp->content_type : NULL;
@@ -198,6 +283,8 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	if (resp && resp->www_authenticate)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
+	if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -249,7 +336,8 @@ void http_defer(http_response *resp, http_deferred_start start, void *arg)
  * in that order, so that an answer can never arrive for a connection that
  * is not suspended yet. */
 static enum MHD_Result suspend(http_server *s, struct MHD_Connection *conn, void **req_cls,
-			       const http_response *resp)
+			       const http_response *resp, const struct timespec *logged_t0,
+			       const char *method, const char *url)
 {
 	if (*req_cls == &no_body)
 		*req_cls = upload_new();
@@ -257,6 +345,11 @@ static enum MHD_Result suspend(http_server *s, struct MHD_Connection *conn, void
 	struct http_deferred *d = &u->deferred;
 	d->conn = conn;
 	d->server = s;
+	d->logged = logged_t0 != NULL;
+	if (logged_t0)
+		d->t0 = *logged_t0;
+	d->method = method;
+	d->url = url;
 	sb_reset(&d->answer);
 	atomic_store_explicit(&d->state, DEFER_WAITING, memory_order_relaxed);
 	atomic_fetch_add(&s->deferred, 1);
@@ -282,6 +375,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 
 	if (*req_cls == NULL) {
+		count_up(&this_thread(s)->started);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -298,7 +392,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
 			*req_cls = &no_body;
-			return send_body(conn, 413, &t->out, NULL);
+			if (s->cfg.access_log_fd) {
+				struct timespec t0;
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				access_log(s, method, url, 413, t->out.len, &t0);
+			}
+			return send_body(s, conn, 413, &t->out, NULL);
 		}
 		*req_cls = upload_new();
 		return MHD_YES;
@@ -325,17 +424,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			/* Resumed: the answer is in; no handler runs again. */
 			atomic_store_explicit(&u->deferred.state, DEFER_NONE, memory_order_relaxed);
 			atomic_fetch_sub(&s->deferred, 1);
-			return send_body(conn, u->deferred.status, &u->deferred.answer, NULL);
+			struct http_deferred *d = &u->deferred;
+			enum MHD_Result ret = send_body(s, conn, d->status, &d->answer, NULL);
+			if (d->logged)
+				access_log(s, d->method, d->url, d->status, d->answer.len, &d->t0);
+			return ret;
 		}
 	}
 
 	struct http_thread *t = this_thread(s);
+	struct timespec t0;
+	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
+	if (logged)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 	sb_reset(&t->out);
 	http_response resp = { 200, &t->out, NULL, NULL, NULL, NULL, NULL };
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");
-		return send_body(conn, resp.status, resp.body, NULL);
+		return send_body(s, conn, resp.status, resp.body, NULL);
 	}
 	http_request req;
 	memset(&req, 0, sizeof(req));
@@ -348,7 +455,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			return send_body(conn, resp.status, resp.body, NULL);
+			if (logged)
+				access_log(s, method, url, 413, resp.body->len, &t0);
+			return send_body(s, conn, resp.status, resp.body, NULL);
 		}
 		if (!u->body.buf)
 			sb_grow(&u->body, 0);
@@ -368,16 +477,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
 	if (resp.defer)
-		return suspend(s, conn, req_cls, &resp);
-	return send_body(conn, resp.status, resp.body, &resp);
+		return suspend(s, conn, req_cls, &resp, logged ? &t0 : NULL, method, url);
+	enum MHD_Result ret = send_body(s, conn, resp.status, resp.body, &resp);
+	if (logged)
+		access_log(s, method, url, resp.status, resp.body->len, &t0);
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
 	(void)conn;
 	(void)toe;
+	(void)cls;
+	/* On the connection's thread, which counted the start (never allocate
+	 * here: at shutdown this could be another thread). */
+	if (*req_cls && tl_thread)
+		count_up(&tl_thread->done);
 	if (*req_cls && *req_cls != &no_body) {
 		struct upload *u = *req_cls;
 		/* Closed before its deferred answer was queued. */
@@ -449,8 +565,14 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	http_server *s = xcalloc(1, sizeof(*s));
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->threads_lock, NULL);
+	double rate = cfg->access_log_sample;
+	s->log_all = rate >= 1.0;
+	s->log_threshold = rate > 0 ? (uint32_t)(rate * 4294967295.0) : 0;
+	/* ITC: lets http_drain() take the listening socket away from the
+	 * pool threads (MHD_quiesce_daemon); suspend/resume: deferred
+	 * answers (http_defer). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-			 MHD_ALLOW_SUSPEND_RESUME;
+			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 	if (v6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -498,14 +620,53 @@ unsigned http_connections(void *server)
 	return info ? info->num_connections : 0;
 }
 
+static unsigned in_flight(http_server *s)
+{
+	unsigned long started = 0, done = 0;
+	pthread_mutex_lock(&s->threads_lock);
+	for (struct http_thread *t = s->threads; t; t = t->next) {
+		/* done first: a request counted done is always counted started. */
+		done += atomic_load_explicit(&t->done, memory_order_acquire);
+		started += atomic_load_explicit(&t->started, memory_order_acquire);
+	}
+	pthread_mutex_unlock(&s->threads_lock);
+	return started > done ? (unsigned)(started - done) : 0;
+}
+
+/* Closes the listening socket, once: new connections are refused. */
+static void quiesce(http_server *s)
+{
+	if (atomic_exchange(&s->quiesced, true))
+		return;
+	MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd); /* quiescing handed it to us */
+}
+
+unsigned http_drain(http_server *s, unsigned timeout_ms)
+{
+	if (!s)
+		return 0;
+	atomic_store(&s->draining, 1);
+	quiesce(s);
+	/* Drained once nothing has been in flight for 100 ms: a keep-alive
+	 * client that got its last answer before the drain began may be about
+	 * to send its next request on the open connection. */
+	struct timespec pause = { 0, 5 * 1000000 };
+	unsigned left = in_flight(s), quiet = 0;
+	for (unsigned waited = 0; quiet < 20 && waited < timeout_ms; waited += 5) {
+		nanosleep(&pause, NULL);
+		left = in_flight(s);
+		quiet = left ? 0 : quiet + 1;
+	}
+	return left;
+}
+
 void http_stop(http_server *s)
 {
 	if (!s)
 		return;
-	/* Deferred requests are waiting on work elsewhere (the event writer
-	 * commits in milliseconds): let them be answered before the daemon
-	 * closes their connections. */
-	MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+	quiesce(s);
 	atomic_store(&s->stopping, true);
 	/* Deferred requests wait on work elsewhere (the event writer commits
 	 * in milliseconds) that will write into their state: they must all be
@@ -517,8 +678,6 @@ void http_stop(http_server *s)
 		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}
 	MHD_stop_daemon(s->daemon);
-	if (listen_fd != MHD_INVALID_SOCKET)
-		close(listen_fd); /* quiescing handed it to us */
 	/* Every pool thread has exited: their buffers can go. */
 	struct http_thread *t = s->threads;
 	while (t) {
