@@ -17,7 +17,9 @@
 #            precomputed for nginx and asked by wrk (default 100000): a model
 #            of a million customers would otherwise take a million files
 #
-# Reaches only 127.0.0.1. Every process it starts is stopped on exit.
+# Reaches only 127.0.0.1. Every process it starts is stopped on exit; its
+# work directory (models, nginx's files, wrk's output) is removed unless
+# KEEP_WORK=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,7 +72,7 @@ NGINX_PID=""
 cleanup() {
 	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
 	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-	rm -rf "$WORK"
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
