@@ -42,8 +42,13 @@ static const char serve_usage[] =
 	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
 	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
 	"                     (default 30)\n"
-	"  --max-connections N         (default 10000)\n"
-	"  --max-connections-per-ip N  (default 0: no limit)\n"
+	"  --max-connections N         open connections at once; more wait in the\n"
+	"                              listen backlog (default 10000)\n"
+	"  --max-connections-per-ip N  per client address; more are closed at\n"
+	"                              once (default 0: no limit)\n"
+	"  --connection-memory BYTES   per-connection memory for the request line\n"
+	"                              and headers; more is a 431 (default 24576,\n"
+	"                              16384 to 1048576)\n"
 	"\n"
 	"SIGINT or SIGTERM: finish requests in flight and exit. SIGHUP (or\n"
 	"POST /admin/reload): load the model in --model again and switch to it.\n";
@@ -51,7 +56,7 @@ static const char serve_usage[] =
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
-	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_HELP };
+	       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CONNMEM, O_HELP };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "state", required_argument, NULL, O_STATE },
@@ -65,6 +70,7 @@ int cmd_serve(int argc, char **argv)
 		{ "max-connections", required_argument, NULL, O_MAXCONN },
 		{ "neighbors-used", required_argument, NULL, O_NUSED },
 		{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
+		{ "connection-memory", required_argument, NULL, O_CONNMEM },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -72,6 +78,7 @@ int cmd_serve(int argc, char **argv)
 	const char *keys_file = NULL;
 	bool auth_reads = false;
 	uint32_t max_conn = 10000, max_per_ip = 0, neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
+	uint32_t conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t threads = ncpu > 0 ? (uint32_t)ncpu : 1, max_body = HTTP_MAX_BODY_DEFAULT,
 		 timeout = 30, state_map_mb = 64;
@@ -113,6 +120,12 @@ int cmd_serve(int argc, char **argv)
 		case O_MAXIP:
 			if (!cli_parse_u32(optarg, 0, 1000000, &max_per_ip))
 				return cli_usage_error("serve", "--max-connections-per-ip %s: expected 0 to 1000000", optarg);
+			break;
+		case O_CONNMEM:
+			/* Under 16 KiB a path near its 8 KiB limit would no longer
+			 * reach the JSON 414. */
+			if (!cli_parse_u32(optarg, 16384, 1u << 20, &conn_memory))
+				return cli_usage_error("serve", "--connection-memory %s: expected bytes from 16384 to 1048576", optarg);
 			break;
 		case 'h':
 		case O_HELP: fputs(serve_usage, stdout); return EXIT_OK;
@@ -179,7 +192,8 @@ int cmd_serve(int argc, char **argv)
 
 	http_config cfg = { .listen = listen, .threads = threads, .timeout_s = timeout,
 			    .max_body = max_body, .max_connections = max_conn,
-			    .max_connections_per_ip = max_per_ip, .handler = api_handle, .app = a,
+			    .max_connections_per_ip = max_per_ip, .connection_memory = conn_memory,
+			    .handler = api_handle, .app = a,
 			    .thread_free = api_thread_free };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);

@@ -372,7 +372,9 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		/* Room for a request line past HTTP_MAX_PATH, so that over-long
 		 * paths reach us and get a JSON 414 instead of the library's page.
 		 * Not more: the library clears this pool for every request. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(24 * 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(cfg->connection_memory ? cfg->connection_memory
+						: HTTP_CONNECTION_MEMORY_DEFAULT),
 		MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(cfg->max_connections ? cfg->max_connections : 10000),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,
