@@ -52,6 +52,8 @@ FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 # by `make test`.
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
+# make fuzz FUZZ=http runs one harness.
+FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
 .PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps
 
@@ -102,9 +104,11 @@ $(BUILD) $(BUILD)/tests $(BUILD)/fuzz $(BIN):
 	mkdir -p $@
 
 # ---- fuzzing (clang's libFuzzer) ----------------------------------------------
-# make fuzz: every harness for FUZZ_SECONDS (default 60) from its corpus;
-# new inputs it finds are kept in build-fuzz/corpus/NAME. make fuzz-smoke:
-# 10 s each, as CI runs it.
+# make fuzz: every harness (or FUZZ=NAME) for FUZZ_SECONDS (default 60) from
+# its corpus and tests/fuzz/NAME.dict if there is one; new inputs it finds are
+# kept in build-fuzz/corpus/NAME, the log in build-fuzz/fuzz_NAME.log, a
+# crashing input in build-fuzz/NAME-crash-*; a finding fails the target.
+# make fuzz-smoke: 10 s each, as CI runs it.
 FUZZ_CFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Itests/fuzz \
 	       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=build-fuzz/%.o)
@@ -119,12 +123,17 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS)
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) \
 	  $(PKG_LIBS) $(LDLIBS)
 
-fuzz: check-clang $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
-	@for f in $(FUZZ_NAMES); do \
+fuzz: check-clang $(FUZZ_RUN:%=build-fuzz/fuzz_%)
+	@for f in $(FUZZ_RUN); do \
 	  mkdir -p build-fuzz/corpus/$$f; \
 	  echo "== fuzz_$$f for $(FUZZ_SECONDS)s"; \
+	  dict=; [ ! -f tests/fuzz/$$f.dict ] || dict=-dict=tests/fuzz/$$f.dict; \
 	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
-	    build-fuzz/corpus/$$f tests/fuzz/corpus/$$f 2>&1 | grep -E "^(stat::|#[0-9]+ +DONE|==|SUMMARY)" || exit 1; \
+	    -artifact_prefix=build-fuzz/$$f- $$dict build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	    >build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
+	  grep -E "^(stat::|#[0-9]+ +DONE|SUMMARY)" build-fuzz/fuzz_$$f.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; \
+	    echo "fuzz_$$f: a finding (exit $$rc): build-fuzz/fuzz_$$f.log, build-fuzz/$$f-*"; exit 1; fi; \
 	done
 
 fuzz-smoke:

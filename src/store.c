@@ -1297,7 +1297,8 @@ static int append_event(state *s, MDB_txn *txn, const event_in *e, strbuf *buf)
 	sb_reset(buf);
 	uint32_t head[2] = { count + 1, 0 };
 	sb_add(buf, head, 8);
-	sb_add(buf, old.data + skip, old.size - skip);
+	if (old.size > skip) /* a first event has no old log (data is NULL) */
+		sb_add(buf, old.data + skip, old.size - skip);
 	unsigned char rec[EVENT_HEAD] = { 0 };
 	memcpy(rec, &e->ts, 8);
 	memcpy(rec + 8, &e->quantity, 4);
