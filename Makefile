@@ -7,6 +7,7 @@
 #   make test       unit tests + end-to-end tests against the real server
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
+#   make valgrind-e2e  the end-to-end suites with the server under valgrind
 #   make fuzz       every libFuzzer harness for FUZZ_SECONDS (fuzz-smoke: 10 s)
 #   make clean
 #
@@ -55,7 +56,7 @@ FUZZ_SECONDS ?= 60
 # make fuzz FUZZ=http runs one harness.
 FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
-.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps
+.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind valgrind-e2e clean check-deps
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
@@ -194,6 +195,25 @@ test-asan:
 
 valgrind: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
+
+# Every end-to-end suite with each shopkeeper process (servers and CLI runs)
+# under valgrind memcheck through tests/valgrind/shopkeeper; time bounds in
+# the tests are stretched VALGRIND_TIME_FACTOR times. Fails on any memcheck
+# error or definite leak (a non-empty log in build/valgrind/) or a failed test.
+VALGRIND_TIME_FACTOR ?= 10
+valgrind-e2e: all
+	@command -v valgrind >/dev/null || { echo "make: installing valgrind"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	@t0=$$(date +%s); \
+	 BIN=$(BIN) BUILD=$(BUILD) E2E_SHOPKEEPER=$(CURDIR)/tests/valgrind/shopkeeper \
+	   SHOPKEEPER_REAL=$(CURDIR)/$(BIN)/shopkeeper VALGRIND_LOGS=$(CURDIR)/$(BUILD)/valgrind \
+	   SHOPKEEPER_TIME_FACTOR=$(VALGRIND_TIME_FACTOR) sh tests/run.sh e2e; rc=$$?; \
+	 logs=$$(find $(BUILD)/valgrind -name 'vg.*.log' -size +0 | sort); \
+	 echo "valgrind-e2e: $$(ls $(BUILD)/valgrind | wc -l) processes, $$(($$(date +%s) - t0)) s"; \
+	 if [ -n "$$logs" ]; then for l in $$logs; do echo "== $$l"; head -n 60 $$l; done; \
+	   echo "valgrind-e2e: memcheck found errors or definite leaks in $$(echo $$logs | wc -w) processes"; exit 1; fi; \
+	 exit $$rc
 
 clean:
 	rm -rf build build-asan build-fuzz bin bin-asan

@@ -296,8 +296,16 @@ class SlowClientTests(Base):
                          "they went idle" % (len(open_socks), deadline - t_idle))
         self.assertGreater(min(closed_at), self.TIMEOUT - 1.0,
                            "slow connections closed before the idle timeout")
-        self.assertLessEqual(self.open_connections(), 2)
+        # The server's own count follows (the /metrics request is one).
+        deadline = time.monotonic() + 3 * FACTOR
+        while self.open_connections() > 2:
+            self.assertLess(time.monotonic(), deadline, "the server still counts the slow "
+                            "connections")
+            time.sleep(0.2)
         self.assertServing()
+        if os.environ.get("VERBOSE"):
+            print("slowloris: %d slow connections, others: %d answers, max %.1f ms"
+                  % (len(slow), others.ok, 1000 * max(others.latencies)))
 
     def test_idle_keepalive_closed_after_timeout(self):
         s = self.sock()
@@ -535,6 +543,9 @@ class RateTests(Base):
             rt.join(timeout=30 * FACTOR)
         others.check(self, min_ok=3)
         self.assertEqual(got[0], self.N, "pipelined answers lost")
+        if os.environ.get("VERBOSE"):
+            print("pipelined flood: %d answers; others: %d answers, max %.1f ms"
+                  % (got[0], others.ok, 1000 * max(others.latencies)))
 
     def test_slow_reader_closed_by_timeout(self):
         """A client that pipelines requests and never reads the answers
