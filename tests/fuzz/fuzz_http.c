@@ -171,6 +171,15 @@ static void add_target(strbuf *sb, const uint8_t *p, size_t n)
 	}
 }
 
+static void add_chunk(strbuf *sb, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return; /* a zero-size chunk would end the body */
+	sb_addf(sb, "%zx\r\n", n);
+	sb_add(sb, p, n);
+	sb_adds(sb, "\r\n");
+}
+
 static void build_request(const uint8_t *data, size_t size, strbuf *req, int *method)
 {
 	static const char *methods[] = { "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "GET" };
@@ -204,11 +213,8 @@ static void build_request(const uint8_t *data, size_t size, strbuf *req, int *me
 		sb_adds(req, "Transfer-Encoding: chunked\r\n\r\n");
 		/* two chunks, to cross a chunk boundary inside the JSON */
 		size_t half = blen / 2;
-		if (half)
-			sb_addf(req, "%zx\r\n", half), sb_add(req, body, half), sb_adds(req, "\r\n");
-		if (blen - half)
-			sb_addf(req, "%zx\r\n", blen - half), sb_add(req, body + half, blen - half),
-				sb_adds(req, "\r\n");
+		add_chunk(req, body, half);
+		add_chunk(req, body + half, blen - half);
 		sb_adds(req, "0\r\n\r\n");
 	} else {
 		sb_addf(req, "Content-Length: %zu\r\n\r\n", blen);
