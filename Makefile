@@ -132,7 +132,7 @@ fuzz: check-clang $(FUZZ_RUN:%=build-fuzz/fuzz_%)
 	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
 	    -artifact_prefix=build-fuzz/$$f- $$dict build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
 	    >build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
-	  grep -E "^(stat::|#[0-9]+ +DONE|SUMMARY)" build-fuzz/fuzz_$$f.log; \
+	  grep -E "^(stat::|#[0-9]+[[:space:]]+DONE|SUMMARY)" build-fuzz/fuzz_$$f.log; \
 	  if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; \
 	    echo "fuzz_$$f: a finding (exit $$rc): build-fuzz/fuzz_$$f.log, build-fuzz/$$f-*"; exit 1; fi; \
 	done
