@@ -14,7 +14,6 @@
  * are percent-encoded, so the router sees them), then the body.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -89,20 +88,6 @@ static void write_file(const char *name, const char *text)
 		abort();
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void cleanup(void)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Trains the model and starts the server; the server lives as long as the
  * process (its objects stay reachable from these statics). */
 static void start_server(void)
@@ -111,15 +96,10 @@ static void start_server(void)
 	static api *a;
 	static auth *keys;
 	strbuf err = STRBUF_INIT;
-	struct stat st;
-	/* tmpfs when there is one: every write route commits synchronously. */
-	snprintf(dir, sizeof(dir), "%s/shopkeeper-fuzz-http-%d",
-		 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp",
-		 (int)getpid());
-	cleanup();
-	if (mkdir(dir, 0700) != 0)
+	const char *scratch = fuzz_scratch_dir("http");
+	if (strlen(scratch) >= sizeof(dir))
 		abort();
-	atexit(cleanup);
+	memcpy(dir, scratch, strlen(scratch) + 1);
 	write_file("interactions.csv", interactions);
 	write_file("catalog.csv", catalog);
 	write_file("customers.csv", customers);

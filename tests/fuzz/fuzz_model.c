@@ -6,11 +6,9 @@
  * (LMDB's own pages are not fuzzed: a model file is written by train and
  * renamed into place whole, so it is never half a B-tree.)
  */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -75,32 +73,11 @@ static void good_record(unsigned i, unsigned char *buf, size_t *len)
 	}
 }
 
-static char dir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void cleanup(void)
-{
-	nftw(dir, rm_entry, 4, FTW_DEPTH | FTW_PHYS);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!dir[0]) {
-		/* tmpfs when there is one: the writer fsyncs every model. */
-		struct stat st;
-		snprintf(dir, sizeof(dir), "%s/shopkeeper-fuzz-model-%d",
-			 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp",
-			 (int)getpid());
-		atexit(cleanup);
-	}
+	static const char *dir;
+	if (!dir)
+		dir = fuzz_scratch_dir("model");
 	if (size == 0)
 		return 0;
 	unsigned victim = data[0] % N_SLOTS;
