@@ -7,6 +7,7 @@
 #   make test       unit tests + end-to-end tests against the real server
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
+#   make valgrind-e2e  the end-to-end suites with the server under valgrind
 #   make fuzz       every libFuzzer harness for FUZZ_SECONDS (fuzz-smoke: 10 s)
 #   make test-deploy  the deploy/ topology on loopback through nginx, serve's
 #                   operations (env, access log, drain, promtool), k8s manifests
@@ -56,9 +57,11 @@ FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 # by `make test`.
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
 FUZZ_SECONDS ?= 60
+# make fuzz FUZZ=http runs one harness.
+FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
-.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind clean check-deps \
-	image test-image test-deploy lint-k8s check-deploy-tools
+.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
+	valgrind-e2e clean check-deps image test-image test-deploy lint-k8s check-deploy-tools
 
 all: check-deps $(BIN)/shopkeeper $(GEN)
 
@@ -107,9 +110,11 @@ $(BUILD) $(BUILD)/tests $(BUILD)/fuzz $(BIN):
 	mkdir -p $@
 
 # ---- fuzzing (clang's libFuzzer) ----------------------------------------------
-# make fuzz: every harness for FUZZ_SECONDS (default 60) from its corpus;
-# new inputs it finds are kept in build-fuzz/corpus/NAME. make fuzz-smoke:
-# 10 s each, as CI runs it.
+# make fuzz: every harness (or FUZZ=NAME) for FUZZ_SECONDS (default 60) from
+# its corpus and tests/fuzz/NAME.dict if there is one; new inputs it finds are
+# kept in build-fuzz/corpus/NAME, the log in build-fuzz/fuzz_NAME.log, a
+# crashing input in build-fuzz/NAME-crash-*; a finding fails the target.
+# make fuzz-smoke: 10 s each, as CI runs it.
 FUZZ_CFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Itests/fuzz \
 	       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=build-fuzz/%.o)
@@ -124,12 +129,17 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS)
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJS) \
 	  $(PKG_LIBS) $(LDLIBS)
 
-fuzz: check-clang $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
-	@for f in $(FUZZ_NAMES); do \
+fuzz: check-clang $(FUZZ_RUN:%=build-fuzz/fuzz_%)
+	@for f in $(FUZZ_RUN); do \
 	  mkdir -p build-fuzz/corpus/$$f; \
 	  echo "== fuzz_$$f for $(FUZZ_SECONDS)s"; \
+	  dict=; [ ! -f tests/fuzz/$$f.dict ] || dict=-dict=tests/fuzz/$$f.dict; \
 	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
-	    build-fuzz/corpus/$$f tests/fuzz/corpus/$$f 2>&1 | grep -E "^(stat::|#[0-9]+ +DONE|==|SUMMARY)" || exit 1; \
+	    -artifact_prefix=build-fuzz/$$f- $$dict build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	    >build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
+	  grep -E "^(stat::|#[0-9]+[[:space:]]+DONE|SUMMARY)" build-fuzz/fuzz_$$f.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 build-fuzz/fuzz_$$f.log; \
+	    echo "fuzz_$$f: a finding (exit $$rc): build-fuzz/fuzz_$$f.log, build-fuzz/$$f-*"; exit 1; fi; \
 	done
 
 fuzz-smoke:
@@ -190,6 +200,25 @@ test-asan:
 
 valgrind: all $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
+
+# Every end-to-end suite with each shopkeeper process (servers and CLI runs)
+# under valgrind memcheck through tests/valgrind/shopkeeper; time bounds in
+# the tests are stretched VALGRIND_TIME_FACTOR times. Fails on any memcheck
+# error or definite leak (a non-empty log in build/valgrind/) or a failed test.
+VALGRIND_TIME_FACTOR ?= 10
+valgrind-e2e: all
+	@command -v valgrind >/dev/null || { echo "make: installing valgrind"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	@t0=$$(date +%s); \
+	 BIN=$(BIN) BUILD=$(BUILD) E2E_SHOPKEEPER=$(CURDIR)/tests/valgrind/shopkeeper \
+	   SHOPKEEPER_REAL=$(CURDIR)/$(BIN)/shopkeeper VALGRIND_LOGS=$(CURDIR)/$(BUILD)/valgrind \
+	   SHOPKEEPER_TIME_FACTOR=$(VALGRIND_TIME_FACTOR) sh tests/run.sh e2e; rc=$$?; \
+	 logs=$$(find $(BUILD)/valgrind -name 'vg.*.log' -size +0 | sort); \
+	 echo "valgrind-e2e: $$(ls $(BUILD)/valgrind | wc -l) processes, $$(($$(date +%s) - t0)) s"; \
+	 if [ -n "$$logs" ]; then for l in $$logs; do echo "== $$l"; head -n 60 $$l; done; \
+	   echo "valgrind-e2e: memcheck found errors or definite leaks in $$(echo $$logs | wc -w) processes"; exit 1; fi; \
+	 exit $$rc
 
 # ---- deploy ----------------------------------------------------------------
 # The deploy/ topology on loopback (three replicas, Debian's nginx), serve's

@@ -23,6 +23,9 @@
 
 #define HTTP_MAX_SEGMENTS 8
 #define HTTP_MAX_BODY_DEFAULT (1u << 20) /* 1 MiB */
+/* Per-connection memory (request line and headers; past it: 431).
+ * libmicrohttpd clears it with memset for every request: keep it small. */
+#define HTTP_CONNECTION_MEMORY_DEFAULT (16u * 1024)
 
 typedef struct http_request {
 	const char *method;  /* "GET", "POST", ... */
@@ -62,6 +65,8 @@ typedef struct http_config {
 	size_t max_body;      /* bytes; bigger bodies get 413 */
 	unsigned max_connections;        /* 0: libmicrohttpd's default */
 	unsigned max_connections_per_ip; /* 0: no limit */
+	size_t connection_memory;        /* per-connection pool for the request line
+					  * and headers; 0: HTTP_CONNECTION_MEMORY_DEFAULT */
 	http_handler handler;
 	void *app;
 	void (*thread_free)(void *app, void *thread_data); /* may be NULL */

@@ -1004,7 +1004,8 @@ static void add_cursor(strbuf *sb, const char *id, size_t len)
 
 static int decode_cursor(const char *s, size_t n, char *out, size_t *len)
 {
-	if (n % 2 || n / 2 > ID_MAX_LEN)
+	/* Never empty: ids are not, and LMDB refuses an empty key (500). */
+	if (n == 0 || n % 2 || n / 2 > ID_MAX_LEN)
 		return -1;
 	for (size_t i = 0; i < n; i += 2) {
 		int hi = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;

@@ -50,8 +50,13 @@ static const char serve_usage[] =
 	"                     (default 30)\n"
 	"  --cutoff R         ...and skips those contributing under R x the\n"
 	"                     strongest contribution, 0 <= R < 1 (default 0.1)\n"
-	"  --max-connections N         (default 10000)\n"
-	"  --max-connections-per-ip N  (default 0: no limit)\n"
+	"  --max-connections N         open connections at once; more wait in the\n"
+	"                              listen backlog (default 10000)\n"
+	"  --max-connections-per-ip N  per client address; more are closed at\n"
+	"                              once (default 0: no limit)\n"
+	"  --connection-memory BYTES   per-connection memory for the request line\n"
+	"                              and headers; more is a 431 (default 16384,\n"
+	"                              16384 to 1048576)\n"
 	"  --access-log FILE|-         one JSON line per request (time, method, path,\n"
 	"                              status, duration_us, bytes); '-' is stdout;\n"
 	"                              off by default; reopened on SIGHUP\n"
@@ -75,13 +80,13 @@ struct serve_opts {
 	bool auth_reads;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
-		drain_s;
+		drain_s, conn_memory;
 	double log_sample;
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_HELP };
+       O_CONNMEM, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -100,6 +105,7 @@ static const struct option serve_opts_table[] = {
 	{ "access-log", required_argument, NULL, O_ALOG },
 	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
+	{ "connection-memory", required_argument, NULL, O_CONNMEM },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -168,6 +174,12 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 		if (!cli_parse_u32(arg, 0, 600, &o->drain_s))
 			return cli_usage_error("serve", "%s: expected seconds from 0 to 600", what);
 		break;
+	case O_CONNMEM:
+		/* Under 16 KiB a path near its 8 KiB limit would no longer reach
+		 * the JSON 414. */
+		if (!cli_parse_u32(arg, 16384, 1u << 20, &o->conn_memory))
+			return cli_usage_error("serve", "%s: expected bytes from 16384 to 1048576", what);
+		break;
 	}
 	return 0;
 }
@@ -205,6 +217,7 @@ int cmd_serve(int argc, char **argv)
 		.params = { REC_DEFAULT_NEIGHBORS_USED, REC_DEFAULT_CUTOFF },
 		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
+		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
 	};
 	int c;
 
@@ -306,7 +319,7 @@ int cmd_serve(int argc, char **argv)
 			    .max_body = o.max_body, .max_connections = o.max_conn,
 			    .max_connections_per_ip = o.max_per_ip, .handler = api_handle, .app = a,
 			    .thread_free = api_thread_free, .access_log_fd = log_fd > 0 ? log_fd : 0,
-			    .access_log_sample = o.log_sample };
+			    .access_log_sample = o.log_sample, .connection_memory = o.conn_memory };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;

@@ -589,7 +589,9 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		 * Not more: the library clears this pool (and more) with memset
 		 * for every request, which at 24 KiB cost a tenth of a
 		 * recommendation's instructions and flushed its scratch from L1. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)(cfg->connection_memory ? cfg->connection_memory
+						: HTTP_CONNECTION_MEMORY_DEFAULT),
 		MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(cfg->max_connections ? cfg->max_connections : 10000),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,

@@ -673,6 +673,12 @@ int model_open(const char *dir, model **out, strbuf *err)
 		ret = STORE_NOTFOUND;
 		goto fail;
 	}
+	if (st.st_size == 0) {
+		sb_addf(err, "model %s is empty (half written or damaged); retrain with shopkeeper "
+			     "train --out %s", path.buf, dir);
+		ret = STORE_CORRUPT;
+		goto fail;
+	}
 	if ((rc = mdb_env_create(&m->env)) != 0) {
 		lmdb_fail(err, "model: create environment", rc);
 		goto fail;
@@ -683,6 +689,20 @@ int model_open(const char *dir, model **out, strbuf *err)
 	if (rc) {
 		sb_addf(err, "cannot open model %s: %s", path.buf, mdb_strerror(rc));
 		ret = rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ? STORE_CORRUPT : STORE_ERROR;
+		goto fail;
+	}
+	/* The map is read in place: a page past the end of a truncated file
+	 * would be a SIGBUS at the first read, so the file must hold every
+	 * page its header names. */
+	MDB_envinfo ei;
+	MDB_stat es;
+	if (mdb_env_info(m->env, &ei) == 0 && mdb_env_stat(m->env, &es) == 0 &&
+	    (uint64_t)st.st_size < ((uint64_t)ei.me_last_pgno + 1) * es.ms_psize) {
+		sb_addf(err, "model %s is truncated (%lld bytes, its pages need %llu): half written "
+			     "or damaged; retrain with shopkeeper train --out %s", path.buf,
+			(long long)st.st_size,
+			(unsigned long long)(((uint64_t)ei.me_last_pgno + 1) * es.ms_psize), dir);
+		ret = STORE_CORRUPT;
 		goto fail;
 	}
 
@@ -1321,7 +1341,8 @@ static int append_event(state *s, MDB_txn *txn, const event_in *e, strbuf *buf)
 	sb_reset(buf);
 	uint32_t head[2] = { count + 1, 0 };
 	sb_add(buf, head, 8);
-	sb_add(buf, old.data + skip, old.size - skip);
+	if (old.size > skip) /* a first event has no old log (data is NULL) */
+		sb_add(buf, old.data + skip, old.size - skip);
 	unsigned char rec[EVENT_HEAD] = { 0 };
 	memcpy(rec, &e->ts, 8);
 	memcpy(rec + 8, &e->quantity, 4);

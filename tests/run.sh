@@ -2,7 +2,8 @@
 # Runs the unit test binaries and the end-to-end suite, adds up their
 # closing lines and prints one: "N passed, N failed".
 #   BIN=bin BUILD=build sh tests/run.sh [unit|e2e]
-# VALGRIND=1 runs the unit tests under valgrind memcheck.
+# VALGRIND=1 runs the unit tests under valgrind memcheck; E2E_SHOPKEEPER
+# replaces the binary the end-to-end tests run (make valgrind-e2e).
 set -u
 BIN=${BIN:-bin}
 BUILD=${BUILD:-build}
@@ -69,7 +70,7 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 	for t in tests/e2e/test_*.py; do
 		[ -f "$t" ] || continue
 		name=$(basename "$t" .py)
-		SHOPKEEPER="$BIN/shopkeeper" python3 "$t" >"$out" 2>&1
+		SHOPKEEPER="${E2E_SHOPKEEPER:-$BIN/shopkeeper}" python3 "$t" >"$out" 2>&1
 		rc=$?
 		[ $rc -ne 0 ] && cat "$out"
 		add_counts "$out" $rc "$name"

@@ -75,9 +75,9 @@ static void good_record(unsigned i, unsigned char *buf, size_t *len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char dir[64];
-	if (!dir[0])
-		snprintf(dir, sizeof(dir), "/tmp/shopkeeper-fuzz-model-%d", (int)getpid());
+	static const char *dir;
+	if (!dir)
+		dir = fuzz_scratch_dir("model");
 	if (size == 0)
 		return 0;
 	unsigned victim = data[0] % N_SLOTS;
