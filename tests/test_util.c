@@ -114,6 +114,18 @@ TEST(strbuf_json)
 	sb_addc(&sb, ' ');
 	sb_add_i64(&sb, -42);
 	CHECK_STR(sb.buf, "0.00170983 0 5288.6343 -0.25 18446744073709551615 -42");
+	/* Decade edges: the digit count follows the magnitude exactly (6
+	 * significant digits, rounded half away from zero on the double; large
+	 * values keep their integer digits). */
+	sb_reset(&sb);
+	const double edges[] = { 1e-4, 0.000999999, 0.001, 0.0123456789, 0.1, 0.99999949, 1,
+				 9.9999994, 10, 123.456789, 99999.95, 100000, 123456789 };
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		sb_add_double(&sb, edges[i], 6);
+		sb_addc(&sb, ' ');
+	}
+	CHECK_STR(sb.buf, "0.0001 0.000999999 0.001 0.0123457 0.1 0.999999 1 10 10 123.457 "
+			  "100000 100000 123456789 ");
 	size_t len;
 	char *p = sb_detach(&sb, &len);
 	CHECK(sb.buf == NULL && len > 0 && p[len] == '\0');
