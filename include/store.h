@@ -183,7 +183,8 @@ int model_txn_renew(model_txn *t);
 void model_txn_free(model_txn *t);
 model *model_txn_model(const model_txn *t);
 
-/* Looks an item id up. Returns 0 and *idx, STORE_NOTFOUND or STORE_ERROR. */
+/* Looks an item id up (in an index built in memory at model_open). Returns
+ * 0 and *idx, or STORE_NOTFOUND. */
 int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
 
 /* A borrowed list of (u32 item, f32 score) pairs. */

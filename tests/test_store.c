@@ -95,6 +95,13 @@ TEST(round_trip)
 	CHECK_INT(model_item_lookup(t, "c", 1, &idx), 0);
 	CHECK_INT(idx, 2);
 	CHECK_INT(model_item_lookup(t, "zz", 2, &idx), STORE_NOTFOUND);
+	const char *all[] = { "a", "b", "c", "d" };
+	for (uint32_t i = 0; i < 4; i++) {
+		CHECK_INT(model_item_lookup(t, all[i], 1, &idx), 0);
+		CHECK_INT(idx, i);
+	}
+	CHECK_INT(model_item_lookup(t, "", 0, &idx), STORE_NOTFOUND);
+	CHECK_INT(model_item_lookup(t, "ab", 2, &idx), STORE_NOTFOUND);
 	size_t len;
 	const char *title = model_item_title(m, 0, &len);
 	CHECK(len == 5 && strncmp(title, "Apple", len) == 0);
