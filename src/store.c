@@ -1059,7 +1059,7 @@ struct state {
 	MDB_env *env;
 	MDB_dbi meta;
 	MDB_dbi flags;   /* customer id -> struct flag_record */
-	MDB_dbi events;  /* customer id -> event log (see state_write_events) */
+	MDB_dbi events;  /* customer id -> event log chunks (see append_event) */
 	char *erasures_path;
 	pthread_mutex_t erasures_lock; /* one appender at a time */
 	/* Growing the map remaps it: no read transaction may be active then.
@@ -1079,12 +1079,20 @@ struct flag_record {
 struct state_txn {
 	state *s;
 	MDB_txn *txn;
+	MDB_cursor *events; /* on the event chunks, renewed with the txn */
+	strbuf buf;         /* a customer's chunks joined (state_events_get) */
 	int active;
 };
 
 #define STATE_FILE "state.mdb"
-#define STATE_FORMAT_VERSION 1u
+/* 1: one record per customer holding their whole event log. 2: the log in
+ * chunks (see append_event); a version 1 state is converted at open. */
+#define STATE_FORMAT_VERSION 2u
+#define STATE_EVENTS_DB "event_chunks"
 #define STATE_INITIAL_MAP (64ull << 20)
+
+static int convert_v1(state *s, MDB_txn *txn);
+static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *err);
 
 int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 {
@@ -1130,7 +1138,7 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)) != 0) {
+	    (rc = mdb_dbi_open(txn, STATE_EVENTS_DB, MDB_CREATE | MDB_DUPSORT, &s->events)) != 0) {
 		lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
@@ -1144,7 +1152,15 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		uint32_t ver = 0;
 		if (v.mv_size == sizeof(ver))
 			memcpy(&ver, v.mv_data, sizeof(ver));
-		if (ver != STATE_FORMAT_VERSION) {
+		if (ver == 1) {
+			if ((rc = convert_v1(s, txn)) != 0) {
+				lmdb_fail(err, "state: converting the event logs of format 1", rc);
+				goto fail;
+			}
+			ver = STATE_FORMAT_VERSION;
+			MDB_val nv = { sizeof(ver), &ver };
+			rc = mdb_put(txn, s->meta, &k, &nv, 0);
+		} else if (ver != STATE_FORMAT_VERSION) {
 			sb_addf(err, "state %s has format version %u; this build uses %u", path.buf,
 				ver, STATE_FORMAT_VERSION);
 			goto fail;
@@ -1194,6 +1210,12 @@ int state_txn_begin(state *s, state_txn **out)
 		free(t);
 		return STORE_ERROR;
 	}
+	if (mdb_cursor_open(t->txn, s->events, &t->events) != 0) {
+		mdb_txn_abort(t->txn);
+		pthread_rwlock_unlock(&s->remap_lock);
+		free(t);
+		return STORE_ERROR;
+	}
 	t->active = 1;
 	*out = t;
 	return 0;
@@ -1213,7 +1235,8 @@ int state_txn_renew(state_txn *t)
 	if (t->active)
 		return 0;
 	pthread_rwlock_rdlock(&t->s->remap_lock);
-	if (mdb_txn_renew(t->txn) != 0) {
+	if (mdb_txn_renew(t->txn) != 0 || mdb_cursor_renew(t->txn, t->events) != 0) {
+		mdb_txn_reset(t->txn);
 		pthread_rwlock_unlock(&t->s->remap_lock);
 		return STORE_ERROR;
 	}
@@ -1226,7 +1249,9 @@ void state_txn_free(state_txn *t)
 	if (!t)
 		return;
 	state_txn_reset(t);
+	mdb_cursor_close(t->events);
 	mdb_txn_abort(t->txn);
+	sb_release(&t->buf);
 	free(t);
 }
 
@@ -1335,13 +1360,86 @@ int state_events_next(const state_events *ev, size_t *pos, event_view *out)
 	return 0;
 }
 
-static int decode_events(MDB_val v, state_events *out)
+/* ---- event log chunks ----
+ *
+ * A customer's event log is a run of chunks: sorted duplicates of their id
+ * (MDB_DUPSORT), each [be32 sequence][u16 events][u16 events in the whole
+ * log, kept up to date in the last chunk][events...] and at most CHUNK_MAX
+ * bytes. A whole log in one record grew past LMDB's node
+ * size into overflow pages, and every append then rewrote the log and
+ * searched the free list for contiguous pages: writing slowed from 70,000
+ * to 14,000 events a second as logs filled up. Chunks stay small, so an
+ * append rewrites one chunk of a few hundred bytes. The big-endian
+ * sequence keeps chunks in time order. */
+#define CHUNK_HEAD 8u
+#define CHUNK_MAX 480u /* under LMDB's 511-byte limit for duplicates */
+_Static_assert(STATE_MAX_EVENTS < 65536, "a log's size must fit a chunk's u16");
+
+static uint32_t chunk_seq(MDB_val v)
 {
-	if (v.mv_size < 8)
-		return STORE_CORRUPT;
-	memcpy(&out->count, v.mv_data, 4);
-	out->data = (const unsigned char *)v.mv_data + 8;
-	out->size = v.mv_size - 8;
+	const unsigned char *p = v.mv_data;
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint16_t chunk_count(MDB_val v)
+{
+	uint16_t n;
+	memcpy(&n, (const unsigned char *)v.mv_data + 4, 2);
+	return n;
+}
+
+/* The whole log's size, as the last chunk records it. */
+static uint16_t chunk_total(MDB_val v)
+{
+	uint16_t n;
+	memcpy(&n, (const unsigned char *)v.mv_data + 6, 2);
+	return n;
+}
+
+/* Starts a chunk in buf. */
+static void chunk_begin(strbuf *buf, uint32_t seq, uint16_t count, uint16_t total)
+{
+	unsigned char head[CHUNK_HEAD] = { (unsigned char)(seq >> 24), (unsigned char)(seq >> 16),
+					   (unsigned char)(seq >> 8), (unsigned char)seq, 0, 0, 0, 0 };
+	memcpy(head + 4, &count, 2);
+	memcpy(head + 6, &total, 2);
+	sb_reset(buf);
+	sb_add(buf, head, CHUNK_HEAD);
+}
+
+/* Joins the chunks of the key the cursor is on (at its first chunk, v)
+ * into *out: in place for a single chunk, else copied into buf. Leaves the
+ * cursor on the key's last chunk. */
+static int gather_chunks(MDB_cursor *c, MDB_val v, strbuf *buf, state_events *out)
+{
+	MDB_val k;
+	const unsigned char *first = NULL;
+	size_t first_size = 0;
+	uint32_t n = 0, count = 0;
+	int rc;
+	do {
+		if (v.mv_size < CHUNK_HEAD)
+			return STORE_CORRUPT;
+		count += chunk_count(v);
+		const unsigned char *data = (const unsigned char *)v.mv_data + CHUNK_HEAD;
+		size_t size = v.mv_size - CHUNK_HEAD;
+		if (n == 0) {
+			first = data;
+			first_size = size;
+		} else {
+			if (n == 1) {
+				sb_reset(buf);
+				sb_add(buf, first, first_size);
+			}
+			sb_add(buf, data, size);
+		}
+		n++;
+	} while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) == 0);
+	if (rc != MDB_NOTFOUND)
+		return STORE_ERROR;
+	out->count = count;
+	out->data = n == 1 ? first : (const unsigned char *)buf->buf;
+	out->size = n == 1 ? first_size : buf->len;
 	return 0;
 }
 
@@ -1349,50 +1447,152 @@ int state_events_get(state_txn *t, const char *id, size_t len, state_events *out
 {
 	MDB_val k = { len, (void *)id }, v;
 	memset(out, 0, sizeof(*out));
-	int rc = mdb_get(t->txn, t->s->events, &k, &v);
+	if (len == 0)
+		return 0;
+	int rc = mdb_cursor_get(t->events, &k, &v, MDB_SET_KEY);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
 		return STORE_ERROR;
-	return decode_events(v, out);
+	return gather_chunks(t->events, v, &t->buf, out);
 }
 
-/* Appends one event to the customer's log inside txn, dropping the oldest
- * beyond STATE_MAX_EVENTS. `buf` is scratch reused across calls. */
-static int append_event(state *s, MDB_txn *txn, const event_in *e, strbuf *buf)
+/* Drops the customer's oldest event: the cursor's key, at its first chunk
+ * (v). */
+static int drop_oldest(state *s, MDB_txn *txn, MDB_cursor *c, MDB_val key, MDB_val v, strbuf *buf)
 {
-	MDB_val k = { e->customer_len, (void *)e->customer }, v;
-	state_events old = { NULL, 0, 0 };
-	int rc = mdb_get(txn, s->events, &k, &v);
-	if (rc == 0 && decode_events(v, &old) != 0)
-		old.count = 0, old.size = 0; /* unreadable log: start afresh */
-	else if (rc && rc != MDB_NOTFOUND)
-		return rc;
+	uint16_t count = chunk_count(v);
+	const unsigned char *data = (const unsigned char *)v.mv_data + CHUNK_HEAD;
+	size_t size = v.mv_size - CHUNK_HEAD;
+	if (count <= 1 || size < EVENT_HEAD)
+		return mdb_cursor_del(c, 0);
+	size_t first = EVENT_HEAD + data[17];
+	if (first > size)
+		return MDB_CORRUPTED;
+	/* The total it records is rewritten with the last chunk. */
+	chunk_begin(buf, chunk_seq(v), (uint16_t)(count - 1), chunk_total(v));
+	sb_add(buf, data + first, size - first);
+	int rc = mdb_cursor_del(c, 0); /* v is gone from here on */
+	MDB_val nv = { buf->len, buf->buf };
+	return rc ? rc : mdb_put(txn, s->events, &key, &nv, 0);
+}
 
-	size_t skip = 0;
-	uint32_t count = old.count;
-	while (count >= STATE_MAX_EVENTS) { /* drop the oldest */
-		event_view ev;
-		if (state_events_next(&old, &skip, &ev) != 0)
-			break;
-		count--;
-	}
-	sb_reset(buf);
-	uint32_t head[2] = { count + 1, 0 };
-	sb_add(buf, head, 8);
-	if (old.size > skip) /* a first event has no old log (data is NULL) */
-		sb_add(buf, old.data + skip, old.size - skip);
-	unsigned char rec[EVENT_HEAD] = { 0 };
+/* Appends one event to the customer's log inside txn (c: a cursor on the
+ * chunks), dropping the oldest beyond STATE_MAX_EVENTS. */
+static int append_event(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, strbuf *buf)
+{
+	MDB_val key = { e->customer_len, (void *)e->customer }, k = key, v;
+	unsigned char rec[EVENT_HEAD + 255] = { 0 };
+	size_t rlen = EVENT_HEAD + e->item_len;
 	memcpy(rec, &e->ts, 8);
 	memcpy(rec + 8, &e->quantity, 4);
 	memcpy(rec + 12, &e->price, 4);
 	rec[16] = e->type;
 	rec[17] = (unsigned char)e->item_len;
-	sb_add(buf, rec, EVENT_HEAD);
-	sb_add(buf, e->item, e->item_len);
-	v.mv_size = buf->len;
-	v.mv_data = buf->buf;
-	return mdb_put(txn, s->events, &k, &v, 0);
+	/* bytes 18..21 reserved */
+	memcpy(rec + EVENT_HEAD, e->item, e->item_len);
+
+	/* The last chunk says how long the log is: a full log loses its
+	 * oldest event first, from the first chunk. */
+	uint32_t total = 0;
+	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+	if (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP)) == 0) {
+		if (v.mv_size < CHUNK_HEAD)
+			return MDB_CORRUPTED;
+		total = chunk_total(v);
+		if (total >= STATE_MAX_EVENTS) {
+			MDB_val first;
+			k = key;
+			if ((rc = mdb_cursor_get(c, &k, &first, MDB_SET_KEY)) != 0 ||
+			    (rc = drop_oldest(s, txn, c, key, first, buf)) != 0)
+				return rc;
+			total = STATE_MAX_EVENTS - 1;
+			k = key; /* the last chunk again: it may have been the first */
+			rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+			if (rc == 0)
+				rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP);
+		}
+	}
+	uint16_t new_total = (uint16_t)(total + 1);
+	if (rc == MDB_NOTFOUND) { /* the customer's first event (or all dropped) */
+		chunk_begin(buf, 0, 1, new_total);
+	} else if (rc) {
+		return rc;
+	} else if (v.mv_size < CHUNK_HEAD) {
+		return MDB_CORRUPTED;
+	} else if (v.mv_size + rlen <= CHUNK_MAX) { /* room in the last chunk */
+		chunk_begin(buf, chunk_seq(v), (uint16_t)(chunk_count(v) + 1), new_total);
+		sb_add(buf, (const unsigned char *)v.mv_data + CHUNK_HEAD, v.mv_size - CHUNK_HEAD);
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			return rc;
+	} else {
+		chunk_begin(buf, chunk_seq(v) + 1, 1, new_total);
+	}
+	sb_add(buf, rec, rlen);
+	MDB_val nv = { buf->len, buf->buf };
+	return mdb_put(txn, s->events, &key, &nv, 0);
+}
+
+/* Format 1 kept a customer's whole log in one record of the "events"
+ * table: rewrite every log as chunks, then drop the old table. */
+static int convert_v1(state *s, MDB_txn *txn)
+{
+	MDB_dbi old;
+	MDB_cursor *rd = NULL, *wr = NULL;
+	strbuf buf = STRBUF_INIT, id = STRBUF_INIT;
+	int rc = mdb_dbi_open(txn, "events", 0, &old);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc || (rc = mdb_cursor_open(txn, old, &rd)) != 0 ||
+	    (rc = mdb_cursor_open(txn, s->events, &wr)) != 0)
+		goto out;
+	MDB_val k, v;
+	for (rc = mdb_cursor_get(rd, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(rd, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < 8 || k.mv_size == 0)
+			continue; /* unreadable: as format 1 treated it, no log */
+		state_events ev;
+		memcpy(&ev.count, v.mv_data, 4);
+		ev.data = (const unsigned char *)v.mv_data + 8;
+		ev.size = v.mv_size - 8;
+		sb_reset(&id);
+		sb_add(&id, k.mv_data, k.mv_size);
+		event_view e;
+		size_t pos = 0;
+		while (state_events_next(&ev, &pos, &e) == 0) {
+			event_in in = { id.buf, id.len, e.item, e.item_len, e.ts, e.quantity, e.price,
+					e.type, false };
+			if ((rc = append_event(s, txn, wr, &in, &buf)) != 0)
+				goto out;
+		}
+	}
+	if (rc == MDB_NOTFOUND) {
+		mdb_cursor_close(rd);
+		rd = NULL;
+		rc = mdb_drop(txn, old, 1);
+	}
+out:
+	if (rd)
+		mdb_cursor_close(rd);
+	if (wr)
+		mdb_cursor_close(wr);
+	sb_release(&buf);
+	sb_release(&id);
+	return rc;
+}
+
+/* A read-only open needs the current format (serve converts older ones). */
+static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *err)
+{
+	MDB_val k = { 14, "format_version" }, v;
+	uint32_t ver = 0;
+	if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == sizeof(ver))
+		memcpy(&ver, v.mv_data, sizeof(ver));
+	if (ver == STATE_FORMAT_VERSION)
+		return 0;
+	sb_addf(err, "state %s has format version %u; this build reads %u (start `shopkeeper "
+		     "serve` on it once to convert it)", path, ver, STATE_FORMAT_VERSION);
+	return MDB_INCOMPATIBLE;
 }
 
 static int add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta)
@@ -1427,10 +1627,13 @@ int state_write_events(state *s, const event_in *const *batches, const uint32_t 
 	for (int attempt = 0;; attempt++) {
 		MDB_txn *txn;
 		uint64_t total = 0, unknown = 0;
-		rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+		MDB_cursor *cur = NULL; /* closed with the write txn */
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+			break;
+		rc = mdb_cursor_open(txn, s->events, &cur);
 		for (uint32_t b = 0; rc == 0 && b < n_batches; b++) {
 			for (uint32_t i = 0; rc == 0 && i < counts[b]; i++) {
-				rc = append_event(s, txn, &batches[b][i], &buf);
+				rc = append_event(s, txn, cur, &batches[b][i], &buf);
 				total++;
 				unknown += !batches[b][i].known_item;
 			}
@@ -1462,6 +1665,7 @@ struct state_iter {
 	const char *after;
 	size_t after_len;
 	int started;
+	strbuf buf; /* the current customer's chunks joined */
 };
 
 int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
@@ -1483,18 +1687,19 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 	int rc;
 	if (!it->started) {
 		it->started = 1;
-		if (it->after) {
+		if (it->after && it->after_len) {
 			k.mv_size = it->after_len;
 			k.mv_data = (void *)it->after;
 			rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
 			if (rc == 0 && k.mv_size == it->after_len &&
 			    memcmp(k.mv_data, it->after, it->after_len) == 0)
-				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT_NODUP);
 		} else {
 			rc = mdb_cursor_get(it->cur, &k, &v, MDB_FIRST);
 		}
 	} else {
-		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
+		/* From the last chunk of the customer before. */
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT_NODUP);
 	}
 	if (rc == MDB_NOTFOUND)
 		return STORE_NOTFOUND;
@@ -1502,7 +1707,7 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 		return STORE_ERROR;
 	*id = k.mv_data;
 	*len = k.mv_size;
-	return decode_events(v, ev);
+	return gather_chunks(it->cur, v, &it->buf, ev);
 }
 
 void state_iter_end(state_iter *it)
@@ -1510,6 +1715,7 @@ void state_iter_end(state_iter *it)
 	if (!it)
 		return;
 	mdb_cursor_close(it->cur);
+	sb_release(&it->buf);
 	free(it);
 }
 
@@ -1557,7 +1763,8 @@ int state_open_readonly(const char *dir, state **out, strbuf *err)
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", 0, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "customer_flags", 0, &s->flags)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "events", 0, &s->events)) != 0 ||
+	    (rc = readonly_version(s, txn, path.buf, err)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_EVENTS_DB, MDB_DUPSORT, &s->events)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		if (txn && rc != 0)
 			mdb_txn_abort(txn);

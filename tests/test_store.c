@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "harness.h"
 #include "recommend.h"
 #include "store.h"
@@ -322,6 +324,176 @@ TEST(state_flags_and_events)
 	sb_release(&err);
 }
 
+
+/* Every event of customer `who` (in txn t) in order: checks count and that
+ * the timestamps run from `first_ts` up by one, item ids as written. */
+static void check_log(state_txn *t, const char *who, uint32_t count, int64_t first_ts)
+{
+	state_events ev;
+	CHECK_INT(state_events_get(t, who, strlen(who), &ev), 0);
+	CHECK_INT(ev.count, count);
+	size_t pos = 0;
+	event_view e;
+	uint32_t seen = 0;
+	while (state_events_next(&ev, &pos, &e) == 0) {
+		char want[32];
+		int n = snprintf(want, sizeof(want), "item-%lld", (long long)e.ts);
+		if (e.ts != first_ts + seen || e.item_len != (size_t)n ||
+		    memcmp(e.item, want, (size_t)n) != 0) {
+			CHECK(!"event out of order or damaged");
+			return;
+		}
+		seen++;
+	}
+	CHECK_INT(seen, count);
+}
+
+/* The log is kept in chunks: many customers written in interleaved
+ * batches, one past the cap, logs read whole and in order, walked by the
+ * iterator once per customer (also from a cursor). */
+TEST(event_log_chunks)
+{
+	state *s = NULL;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(state_open(sub("chunks"), 1 << 20, &s, &err), 0);
+	if (!s)
+		return;
+	static char items[3][700][32];
+	static event_in batch[3 * 700];
+	const char *who[3] = { "a", "b", "c" };
+	const int per[3] = { 700, 3, 120 }; /* a goes past STATE_MAX_EVENTS */
+	uint32_t n = 0;
+	for (int i = 0; i < 700; i++)
+		for (int c = 0; c < 3; c++) {
+			if (i >= per[c])
+				continue;
+			int64_t ts = 1000 * (c + 1) + i;
+			int len = snprintf(items[c][i], 32, "item-%lld", (long long)ts);
+			batch[n++] = (event_in){ who[c], 1, items[c][i], (size_t)len, ts, 1, 0,
+						 EVENT_VIEW, true };
+		}
+	/* in several commits, so chunks are appended to as well as made */
+	for (uint32_t done = 0; done < n;) {
+		uint32_t take = n - done < 97 ? n - done : 97;
+		const event_in *b[1] = { batch + done };
+		CHECK_INT(state_write_events(s, b, &take, 1, &err), 0);
+		done += take;
+	}
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "a", STATE_MAX_EVENTS, 1000 + 700 - STATE_MAX_EVENTS);
+	check_log(t, "b", 3, 2000);
+	check_log(t, "c", 120, 3000);
+	state_events ev;
+	CHECK_INT(state_events_get(t, "nobody", 6, &ev), 0);
+	CHECK_INT(ev.count, 0);
+	state_iter *it;
+	const char *id;
+	size_t len;
+	CHECK_INT(state_iter_begin(t, NULL, 0, &it), 0);
+	const uint32_t counts[3] = { STATE_MAX_EVENTS, 3, 120 };
+	for (int c = 0; c < 3; c++) {
+		CHECK_INT(state_iter_next(it, &id, &len, &ev), 0);
+		CHECK(len == 1 && id[0] == who[c][0]);
+		CHECK_INT(ev.count, counts[c]);
+	}
+	CHECK_INT(state_iter_next(it, &id, &len, &ev), STORE_NOTFOUND);
+	state_iter_end(it);
+	CHECK_INT(state_iter_begin(t, "a", 1, &it), 0);
+	CHECK_INT(state_iter_next(it, &id, &len, &ev), 0);
+	CHECK(len == 1 && id[0] == 'b');
+	state_iter_end(it);
+	state_txn_free(t);
+	state_close(s);
+	sb_release(&err);
+}
+
+/* A state of format 1 (a customer's whole log in one record of "events")
+ * is converted when opened, events intact. */
+TEST(state_format_1_converted)
+{
+	char dir[256], path[300];
+	snprintf(dir, sizeof(dir), "%s", sub("v1"));
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/state.mdb", dir);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta_db, flags, events;
+	CHECK_INT(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	CHECK_INT(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
+	CHECK_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_INT(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), 0);
+	CHECK_INT(mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &flags), 0);
+	CHECK_INT(mdb_dbi_open(txn, "events", MDB_CREATE, &events), 0);
+	uint32_t ver = 1;
+	MDB_val k = { 14, "format_version" }, v = { 4, &ver };
+	CHECK_INT(mdb_put(txn, meta_db, &k, &v, 0), 0);
+	/* 40 events of customer "old", then one of "z" */
+	unsigned char rec[8 + 40 * 40];
+	size_t size = 8;
+	for (int i = 0; i < 40; i++) {
+		unsigned char *p = rec + size;
+		int64_t ts = 500 + i;
+		float q = 1, price = 2;
+		char item[16];
+		int len = snprintf(item, sizeof(item), "item-%d", 500 + i);
+		memset(p, 0, 22);
+		memcpy(p, &ts, 8);
+		memcpy(p + 8, &q, 4);
+		memcpy(p + 12, &price, 4);
+		p[16] = EVENT_PURCHASE;
+		p[17] = (unsigned char)len;
+		memcpy(p + 22, item, (size_t)len);
+		size += 22 + (size_t)len;
+	}
+	uint32_t head[2] = { 40, 0 };
+	memcpy(rec, head, 8);
+	k = (MDB_val){ 3, "old" };
+	v = (MDB_val){ size, rec };
+	CHECK_INT(mdb_put(txn, events, &k, &v, 0), 0);
+	head[0] = 1; /* z: the same first event */
+	memcpy(rec, head, 8);
+	k = (MDB_val){ 1, "z" };
+	v = (MDB_val){ 8 + 22 + 8, rec };
+	CHECK_INT(mdb_put(txn, events, &k, &v, 0), 0);
+	CHECK_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	state *s = NULL;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(state_open(dir, 1 << 20, &s, &err), 0);
+	if (!s) {
+		fprintf(stderr, "%s\n", sb_str(&err));
+		return;
+	}
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "old", 40, 500);
+	check_log(t, "z", 1, 500);
+	state_events ev;
+	CHECK_INT(state_events_get(t, "old", 3, &ev), 0);
+	event_view e;
+	size_t pos = 0;
+	CHECK_INT(state_events_next(&ev, &pos, &e), 0);
+	CHECK_INT(e.type, EVENT_PURCHASE);
+	CHECK_NEAR(e.price, 2, 1e-9);
+	state_txn_free(t);
+	/* still appendable after the conversion */
+	event_in more = { "old", 3, "item-540", 8, 540, 1, 2, EVENT_PURCHASE, true };
+	const event_in *b[1] = { &more };
+	uint32_t one = 1;
+	CHECK_INT(state_write_events(s, b, &one, 1, &err), 0);
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "old", 41, 500);
+	state_txn_free(t);
+	state_close(s);
+	/* and a read-only open (export) takes the converted state */
+	CHECK_INT(state_open_readonly(dir, &s, &err), 0);
+	state_close(s);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (!mkdtemp(root))
@@ -330,6 +502,8 @@ int main(void)
 	RUN(scoring);
 	RUN(refusals);
 	RUN(state_flags_and_events);
+	RUN(event_log_chunks);
+	RUN(state_format_1_converted);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	if (system(cmd) != 0)
