@@ -122,8 +122,10 @@ for iid in open(os.path.join(work, "items.txt")).read().split():
     save(p, p + "?n=10")
 PY
 
-NPORT=$((PORT + 1))
-while ss -ltn | grep -q ":$NPORT "; do NPORT=$((NPORT + 1)); done
+# nginx cannot listen on port 0: take a port below the ephemeral range
+# (where client connections never hold one) that no socket uses.
+NPORT=$((20000 + $$ % 10000))
+while [ -n "$(ss -tanH "( sport = :$NPORT )")" ]; do NPORT=$((NPORT + 1)); done
 mkdir -p "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes $THREADS;
