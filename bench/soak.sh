@@ -184,18 +184,17 @@ PIDS+=("$!")
 ) &
 PIDS+=("$!")
 
-# wrk runs until N requests are done: its rate is measured in a short run
-# first, then one run of the length that makes up N.
-taskset -c 1 wrk -t1 -c"$CONNS" -d5s -s "$ROOT/bench/wrk/random_customer.lua" \
-	"http://127.0.0.1:$PORT" -- "$WORK/customers.txt" >"$WORK/wrk0.out" 2>&1
-rate=$(awk '/Requests\/sec/ {print int($2)}' "$WORK/wrk0.out")
-done0=$(awk '/requests in/ {print $1}' "$WORK/wrk0.out")
-left=$((REQUESTS - done0))
-rate=$((rate * 9 / 10 > 0 ? rate * 9 / 10 : 1)) # a margin: rates vary between runs
-secs=$(( left > 0 ? (left + rate - 1) / rate : 1 ))
-echo "== $rate req/s: running $secs s more for $REQUESTS requests, switching models every ${SWITCH}s" >&2
-taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" -s "$ROOT/bench/wrk/random_customer.lua" \
-	"http://127.0.0.1:$PORT" -- "$WORK/customers.txt" >"$WORK/wrk1.out" 2>&1
+# wrk runs of 10 s each until N requests are done (bounded: at most 1,000
+# runs).
+done_total=0
+runs=0
+while [ "$done_total" -lt "$REQUESTS" ] && [ "$runs" -lt 1000 ]; do
+	taskset -c 1 wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/wrk/random_customer.lua" \
+		"http://127.0.0.1:$PORT" -- "$WORK/customers.txt" >"$WORK/wrk-$runs.out" 2>&1
+	done_total=$((done_total + $(awk '/requests in/ {print $1}' "$WORK/wrk-$runs.out")))
+	runs=$((runs + 1))
+	echo "== $done_total requests" >&2
+done
 touch "$WORK/stop"
 wait "$CHECKER" || true
 RSS1=$(rss_anon)
@@ -204,8 +203,9 @@ RSS1=$(rss_anon)
 import re, sys
 work, rss0, rss1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 total = errors = 0
-for f in ("wrk0.out", "wrk1.out"):
-    t = open("%s/%s" % (work, f)).read()
+import glob
+for f in sorted(glob.glob(work + "/wrk-*.out")):
+    t = open(f).read()
     total += int(re.search(r"(\d+) requests in", t).group(1))
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
     s = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
