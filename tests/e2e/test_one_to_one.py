@@ -1097,32 +1097,5 @@ class ExportTests(Base):
 # ---------------------------------------------------------------------------
 # Runner
 # ---------------------------------------------------------------------------
-def main(argv):
-    verbosity = 2 if "-v" in argv else 1
-    names = [a for a in argv if not a.startswith("-")]
-    loader = unittest.TestLoader()
-    module = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(names, module) if names else loader.loadTestsFromModule(module)
-    if not os.access(ts.BIN, os.X_OK):
-        print("no executable shopkeeper at %s (set SHOPKEEPER)" % ts.BIN)
-        print("0 passed, 1 failed")
-        return 1
-    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=verbosity,
-                                     resultclass=ts.CountingResult)
-    t0 = time.monotonic()
-    try:
-        result = runner.run(suite)
-    finally:
-        for s in list(ts._LIVE_SERVERS):
-            s.kill()
-        shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-1to1"), ignore_errors=True)
-    failed_tests = {id(getattr(t, "test_case", t)) for t, _ in result.failures + result.errors}
-    failed = len(failed_tests) + len(result.unexpectedSuccesses)
-    sys.stdout.flush()
-    print("e2e: %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (result.passed, failed))
-    return 1 if failed or not result.wasSuccessful() else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], 'e2e'))

@@ -1240,11 +1240,15 @@ class CountingResult(unittest.TextTestResult):
         self.passed += 1
 
 
-def main(argv):
+def run_suite(module_name, argv, tmp_dirs=lambda: (), label="e2e"):
+    """Runs the tests of module `module_name` (all, or the names in argv;
+    -v for verbose), kills every server left, removes tmp_dirs, and prints
+    the closing lines tests/run.sh reads. Returns the exit code. Shared by
+    every e2e suite."""
     verbosity = 2 if "-v" in argv else 1
     names = [a for a in argv if not a.startswith("-")]
     loader = unittest.TestLoader()
-    module = sys.modules[__name__]
+    module = sys.modules[module_name]
     if names:
         suite = loader.loadTestsFromNames(names, module)
     else:
@@ -1261,16 +1265,17 @@ def main(argv):
     finally:
         for s in list(_LIVE_SERVERS):
             s.kill()
-        shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-e2e"), ignore_errors=True)
+        for d in tmp_dirs():
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
     # A test with failing subtests is counted once, as failed.
     failed_tests = {id(getattr(t, "test_case", t)) for t, _ in result.failures + result.errors}
     failed = len(failed_tests) + len(result.unexpectedSuccesses)
-    passed = result.passed
     sys.stdout.flush()
-    print("e2e: %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (passed, failed))
+    print("%s: %.1f s" % (label, time.monotonic() - t0))
+    print("%d passed, %d failed" % (result.passed, failed))
     return 1 if failed or not result.wasSuccessful() else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")]))
