@@ -436,10 +436,14 @@ static void xviews_free(struct xviews *v)
 
 /* Adds x_i times the X rows of the customers who have item i into g (a
  * dense row of m, indexed by col[item]; items with col >= m are left
- * out): row i of G, or, swept whole, the accumulator of the sparse path. */
-static inline void add_item_row(const struct xviews *xv, uint32_t i, const uint32_t *col,
-				uint32_t m, float *g)
+ * out): row i of G, or the accumulator of the sparse path. With `touched`
+ * (col must be NULL then), the items g had at zero before are listed
+ * there (one spare slot past the last), and their count returned: values
+ * are positive, so a zero accumulator is an untouched one. */
+static inline uint32_t add_item_row(const struct xviews *xv, uint32_t i, const uint32_t *col,
+				    uint32_t m, float *g, uint32_t *touched)
 {
+	uint32_t nt = 0;
 	uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
 	for (uint64_t p = p0; p < p1; p++) {
 		/* Rows of customers a few ahead, and the offsets of those
@@ -452,7 +456,14 @@ static inline void add_item_row(const struct xviews *xv, uint32_t i, const uint3
 		float xi = xv->col[p].score;
 		const neighbor *e = xv->row + xv->row_off[c];
 		const neighbor *end = xv->row + xv->row_off[c + 1];
-		if (!col) {
+		if (touched) {
+			for (; e < end; e++) {
+				uint32_t j = e->item;
+				touched[nt] = j; /* kept only if new */
+				nt += g[j] == 0.0f;
+				g[j] += xi * e->score;
+			}
+		} else if (!col) {
 			for (; e < end; e++)
 				g[e->item] += xi * e->score;
 		} else {
@@ -463,6 +474,7 @@ static inline void add_item_row(const struct xviews *xv, uint32_t i, const uint3
 			}
 		}
 	}
+	return nt;
 }
 
 /* Work shared by the threads building a dense G row by row. */
@@ -492,7 +504,7 @@ static void *gram_rows_worker(void *arg)
 		for (uint32_t j = j0; j < j1; j++) {
 			float *g = job->G + (size_t)j * m;
 			memset(g, 0, (size_t)m * sizeof(float));
-			add_item_row(job->xv, job->items ? job->items[j] : j, job->col, m, g);
+			add_item_row(job->xv, job->items ? job->items[j] : j, job->col, m, g, NULL);
 		}
 	}
 	return NULL;
@@ -634,7 +646,7 @@ static void *sparse_worker(void *arg)
 	const struct xviews *xv = job->xv;
 	uint32_t n = r->n_items, lo, hi;
 	float *acc = xcalloc(n ? n : 1, sizeof(*acc));
-	uint32_t *touched = xmallocarray(n ? n : 1, sizeof(*touched));
+	uint32_t *touched = xmallocarray((size_t)n + 1, sizeof(*touched));
 	neighbor *cand = xmallocarray(n ? n : 1, sizeof(*cand));
 
 	while (take_rows(job, &lo, &hi)) {
@@ -645,28 +657,7 @@ static void *sparse_worker(void *arg)
 			 * swept whole; a sparse one keeps the list. Values are
 			 * positive, so a zero accumulator is an untouched one. */
 			bool dense = xv->ops[i] * 4 >= n;
-			uint32_t nt = 0;
-			if (dense) {
-				add_item_row(xv, i, NULL, n, acc);
-			} else {
-				uint64_t p0 = xv->col_off[i], p1 = xv->col_off[i + 1];
-				for (uint64_t p = p0; p < p1; p++) {
-					if (p + 2 * SPARSE_PREFETCH < p1)
-						__builtin_prefetch(xv->row_off + xv->col[p + 2 * SPARSE_PREFETCH].item);
-					if (p + SPARSE_PREFETCH < p1)
-						__builtin_prefetch(xv->row + xv->row_off[xv->col[p + SPARSE_PREFETCH].item]);
-					uint32_t c = xv->col[p].item;
-					float xi = xv->col[p].score;
-					const neighbor *e = xv->row + xv->row_off[c];
-					const neighbor *end = xv->row + xv->row_off[c + 1];
-					for (; e < end; e++) {
-						uint32_t j = e->item;
-						touched[nt] = j; /* kept only if new */
-						nt += acc[j] == 0.0f;
-						acc[j] += xi * e->score;
-					}
-				}
-			}
+			uint32_t nt = add_item_row(xv, i, NULL, n, acc, dense ? NULL : touched);
 			float gi = job->diag[i];
 			uint32_t count = dense ? n : nt, m = 0;
 			for (uint32_t q = 0; q < count; q++) {
