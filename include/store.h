@@ -358,9 +358,9 @@ typedef struct state_counters {
 } state_counters;
 int state_get_counters(state_txn *t, state_counters *out);
 
-/* Erases a customer: flags them STATE_ERASED and appends the id to
- * DIR/erasures.txt (the list `train --exclude-customers` reads), both
- * durably. Returns 0 or STORE_ERROR with a message in *err. */
+/* Erases a customer: flags them STATE_ERASED, deletes their event log (in
+ * the flag's commit) and appends the id to DIR/erasures.txt (the list
+ * `train --exclude-customers` reads), all durably. Returns 0 or STORE_ERROR with a message in *err. */
 int state_erase(state *s, const char *id, size_t len, strbuf *err);
 
 #endif

@@ -27,6 +27,8 @@ void sb_init(strbuf *sb, size_t hint);
 void sb_release(strbuf *sb);
 /* Empties the buffer but keeps its allocation (for reuse per request). */
 void sb_reset(strbuf *sb);
+/* Keeps the first `len` bytes (no-op when len >= sb->len). */
+void sb_truncate(strbuf *sb, size_t len);
 /* Makes room for `extra` more bytes. */
 void sb_grow(strbuf *sb, size_t extra);
 /* The contents as a C string; "" for a never-used strbuf. */

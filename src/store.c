@@ -1059,7 +1059,8 @@ struct state {
 	MDB_env *env;
 	MDB_dbi meta;
 	MDB_dbi flags;   /* customer id -> struct flag_record */
-	MDB_dbi events;  /* customer id -> event log chunks (see append_event) */
+	MDB_dbi chunks;  /* customer id -> sealed event log chunks (see "event logs") */
+	MDB_dbi tails;   /* customer id -> the log's tail, where events are appended */
 	char *erasures_path;
 	pthread_mutex_t erasures_lock; /* one appender at a time */
 	/* Growing the map remaps it: no read transaction may be active then.
@@ -1079,19 +1080,23 @@ struct flag_record {
 struct state_txn {
 	state *s;
 	MDB_txn *txn;
-	MDB_cursor *events; /* on the event chunks, renewed with the txn */
-	strbuf buf;         /* a customer's chunks joined (state_events_get) */
+	MDB_cursor *chunks; /* on the event chunks, renewed with the txn */
+	strbuf buf;         /* a customer's log joined (state_events_get) */
 	int active;
 };
 
 #define STATE_FILE "state.mdb"
 /* 1: one record per customer holding their whole event log. 2: the log in
- * chunks (see append_event); a version 1 state is converted at open. */
-#define STATE_FORMAT_VERSION 2u
-#define STATE_EVENTS_DB "event_chunks"
+ * chunks. 3: a tail and sealed chunks (see "event logs"). Older states are
+ * converted at open. */
+#define STATE_FORMAT_VERSION 3u
+#define STATE_CHUNKS_DB "event_chunks"
+#define STATE_TAILS_DB "event_tails"
 #define STATE_INITIAL_MAP (64ull << 20)
 
 static int convert_v1(state *s, MDB_txn *txn);
+static int convert_v2(state *s, MDB_txn *txn);
+static int delete_log(state *s, MDB_txn *txn, MDB_val key);
 static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *err);
 
 int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
@@ -1138,7 +1143,8 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
-	    (rc = mdb_dbi_open(txn, STATE_EVENTS_DB, MDB_CREATE | MDB_DUPSORT, &s->events)) != 0) {
+	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_CREATE | MDB_DUPSORT, &s->chunks)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0) {
 		lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
@@ -1152,9 +1158,11 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		uint32_t ver = 0;
 		if (v.mv_size == sizeof(ver))
 			memcpy(&ver, v.mv_data, sizeof(ver));
-		if (ver == 1) {
-			if ((rc = convert_v1(s, txn)) != 0) {
-				lmdb_fail(err, "state: converting the event logs of format 1", rc);
+		if (ver == 1 || ver == 2) {
+			/* Format 1 is rewritten straight into the current one. */
+			if ((rc = ver == 1 ? convert_v1(s, txn) : convert_v2(s, txn)) != 0) {
+				sb_addf(err, "state: converting the event logs of format %u: %s", ver,
+					mdb_strerror(rc));
 				goto fail;
 			}
 			ver = STATE_FORMAT_VERSION;
@@ -1210,7 +1218,7 @@ int state_txn_begin(state *s, state_txn **out)
 		free(t);
 		return STORE_ERROR;
 	}
-	if (mdb_cursor_open(t->txn, s->events, &t->events) != 0) {
+	if (mdb_cursor_open(t->txn, s->chunks, &t->chunks) != 0) {
 		mdb_txn_abort(t->txn);
 		pthread_rwlock_unlock(&s->remap_lock);
 		free(t);
@@ -1235,7 +1243,7 @@ int state_txn_renew(state_txn *t)
 	if (t->active)
 		return 0;
 	pthread_rwlock_rdlock(&t->s->remap_lock);
-	if (mdb_txn_renew(t->txn) != 0 || mdb_cursor_renew(t->txn, t->events) != 0) {
+	if (mdb_txn_renew(t->txn) != 0 || mdb_cursor_renew(t->txn, t->chunks) != 0) {
 		mdb_txn_reset(t->txn);
 		pthread_rwlock_unlock(&t->s->remap_lock);
 		return STORE_ERROR;
@@ -1249,7 +1257,7 @@ void state_txn_free(state_txn *t)
 	if (!t)
 		return;
 	state_txn_reset(t);
-	mdb_cursor_close(t->events);
+	mdb_cursor_close(t->chunks);
 	mdb_txn_abort(t->txn);
 	sb_release(&t->buf);
 	free(t);
@@ -1292,6 +1300,9 @@ static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint
 	v.mv_size = sizeof(fr);
 	v.mv_data = &fr;
 	rc = mdb_put(txn, s->flags, &k, &v, 0);
+	/* An erased customer's events go in the same commit as the flag. */
+	if (rc == 0 && (set & STATE_ERASED))
+		rc = delete_log(s, txn, (MDB_val){ len, (void *)id });
 	if (rc) {
 		mdb_txn_abort(txn);
 		pthread_rwlock_unlock(&s->remap_lock);
@@ -1360,128 +1371,220 @@ int state_events_next(const state_events *ev, size_t *pos, event_view *out)
 	return 0;
 }
 
-/* ---- event log chunks ----
+/* ---- event logs ----
  *
- * A customer's event log is a run of chunks: sorted duplicates of their id
- * (MDB_DUPSORT), each [be32 sequence][u16 events][u16 events in the whole
- * log, kept up to date in the last chunk][events...] and at most CHUNK_MAX
- * bytes. A whole log in one record grew past LMDB's node
- * size into overflow pages, and every append then rewrote the log and
- * searched the free list for contiguous pages: writing slowed from 70,000
- * to 14,000 events a second as logs filled up. Chunks stay small, so an
- * append rewrites one chunk of a few hundred bytes. The big-endian
- * sequence keeps chunks in time order. */
+ * A customer's event log is a tail and, behind it, sealed chunks.
+ *
+ * - The tail ("event_tails", id -> [be32 seq][u16 count][u16 total]
+ *   [u16 skip][u16 first][events...]) takes every append. `total` is the
+ *   whole log's size; `first` the number of events in the first chunk (0:
+ *   no chunks, so readers need not look), of which `skip` are already
+ *   dropped; `seq` is the number the tail gets when sealed.
+ * - When an append would take the tail past CHUNK_MAX it is sealed: moved
+ *   as a chunk ([be32 seq][u16 count][u16 0][events...]) into
+ *   "event_chunks", sorted duplicates of the id (MDB_DUPSORT; the
+ *   big-endian seq keeps them in time order), and a new tail is started.
+ * - A full log drops its oldest event by counting it in `skip`; the first
+ *   chunk is deleted once all its events are skipped.
+ *
+ * Why: each page a commit dirties is copied, written and synced. When
+ * every append rewrote the last of the customer's own chunks, an event
+ * dirtied two or three pages (the chunk's leaf, the customer's sub-tree,
+ * its record in the main tree) and dropping the oldest rewrote one more:
+ * 9.7 KB written per event with full logs. Tails of many customers share
+ * pages, so a commit of thousands of events dirties each tail page once,
+ * and the chunks are written once per sealed tail (about 16 events). */
 #define CHUNK_HEAD 8u
+#define TAIL_HEAD 12u
 #define CHUNK_MAX 480u /* under LMDB's 511-byte limit for duplicates */
-_Static_assert(STATE_MAX_EVENTS < 65536, "a log's size must fit a chunk's u16");
+#define LOG_EVENTS_MAX (CHUNK_MAX - CHUNK_HEAD) /* event bytes in a tail or chunk */
+_Static_assert(STATE_MAX_EVENTS < 65536, "a log's size must fit a u16");
+_Static_assert(EVENT_HEAD + 255 <= LOG_EVENTS_MAX, "an event must fit an empty tail");
 
-static uint32_t chunk_seq(MDB_val v)
+struct tail_head {
+	uint32_t seq;   /* the tail's number once sealed */
+	uint16_t count; /* events in the tail */
+	uint16_t total; /* events in the whole log */
+	uint16_t skip;  /* events of the first chunk already dropped */
+	uint16_t first; /* events in the first chunk; 0: there are no chunks */
+};
+
+static uint32_t be32_get(const unsigned char *p)
 {
-	const unsigned char *p = v.mv_data;
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static uint16_t chunk_count(MDB_val v)
+static void be32_put(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static uint16_t u16_get(const unsigned char *p)
 {
 	uint16_t n;
-	memcpy(&n, (const unsigned char *)v.mv_data + 4, 2);
+	memcpy(&n, p, 2);
 	return n;
 }
 
-/* The whole log's size, as the last chunk records it. */
-static uint16_t chunk_total(MDB_val v)
+static void u16_put(unsigned char *p, uint16_t v)
 {
-	uint16_t n;
-	memcpy(&n, (const unsigned char *)v.mv_data + 6, 2);
-	return n;
+	memcpy(p, &v, 2);
 }
 
-/* Starts a chunk in buf. */
-static void chunk_begin(strbuf *buf, uint32_t seq, uint16_t count, uint16_t total)
+/* Splits a tail record into its head and events (borrowed from v).
+ * Returns 0 or MDB_CORRUPTED. */
+static int tail_parse(MDB_val v, struct tail_head *h, MDB_val *events)
 {
-	unsigned char head[CHUNK_HEAD] = { (unsigned char)(seq >> 24), (unsigned char)(seq >> 16),
-					   (unsigned char)(seq >> 8), (unsigned char)seq, 0, 0, 0, 0 };
-	memcpy(head + 4, &count, 2);
-	memcpy(head + 6, &total, 2);
+	if (v.mv_size < TAIL_HEAD || v.mv_size > TAIL_HEAD + LOG_EVENTS_MAX)
+		return MDB_CORRUPTED;
+	const unsigned char *p = v.mv_data;
+	h->seq = be32_get(p);
+	h->count = u16_get(p + 4);
+	h->total = u16_get(p + 6);
+	h->skip = u16_get(p + 8);
+	h->first = u16_get(p + 10);
+	if (h->first ? h->skip >= h->first : h->skip != 0)
+		return MDB_CORRUPTED;
+	events->mv_data = (void *)(p + TAIL_HEAD);
+	events->mv_size = v.mv_size - TAIL_HEAD;
+	return 0;
+}
+
+static void tail_head_put(unsigned char *p, const struct tail_head *h)
+{
+	be32_put(p, h->seq);
+	u16_put(p + 4, h->count);
+	u16_put(p + 6, h->total);
+	u16_put(p + 8, h->skip);
+	u16_put(p + 10, h->first);
+}
+
+/* Bytes of the first event in data[0..size), or 0 when it is cut short. */
+static size_t event_size(const unsigned char *data, size_t size)
+{
+	if (size < EVENT_HEAD || size < EVENT_HEAD + (size_t)data[17])
+		return 0;
+	return EVENT_HEAD + (size_t)data[17];
+}
+
+static int store_code(int rc)
+{
+	return rc == MDB_CORRUPTED ? STORE_CORRUPT : STORE_ERROR;
+}
+
+/* The whole log of `key` whose tail is (h, tail): its chunks (through the
+ * cursor c, on "event_chunks"), the skipped events left out, then the
+ * tail. Borrowed from the transaction when there are no chunks, else
+ * copied into buf. Returns 0, STORE_CORRUPT or STORE_ERROR. */
+static int read_log(MDB_cursor *c, MDB_val key, const struct tail_head *h, MDB_val tail,
+		    strbuf *buf, state_events *out)
+{
+	if (h->first == 0) { /* all in the tail */
+		out->data = tail.mv_data;
+		out->size = tail.mv_size;
+		out->count = h->count;
+		return 0;
+	}
+	MDB_val k = key, v;
+	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+	if (rc == MDB_NOTFOUND)
+		return STORE_CORRUPT; /* the tail says there are chunks */
+	if (rc)
+		return STORE_ERROR;
 	sb_reset(buf);
-	sb_add(buf, head, CHUNK_HEAD);
-}
-
-/* Joins the chunks of the key the cursor is on (at its first chunk, v)
- * into *out: in place for a single chunk, else copied into buf. Leaves the
- * cursor on the key's last chunk. */
-static int gather_chunks(MDB_cursor *c, MDB_val v, strbuf *buf, state_events *out)
-{
-	MDB_val k;
-	const unsigned char *first = NULL;
-	size_t first_size = 0;
-	uint32_t n = 0, count = 0;
-	int rc;
+	uint32_t count = 0, skip = h->skip;
 	do {
 		if (v.mv_size < CHUNK_HEAD)
 			return STORE_CORRUPT;
-		count += chunk_count(v);
 		const unsigned char *data = (const unsigned char *)v.mv_data + CHUNK_HEAD;
 		size_t size = v.mv_size - CHUNK_HEAD;
-		if (n == 0) {
-			first = data;
-			first_size = size;
-		} else {
-			if (n == 1) {
-				sb_reset(buf);
-				sb_add(buf, first, first_size);
-			}
-			sb_add(buf, data, size);
+		uint32_t n = u16_get((const unsigned char *)v.mv_data + 4);
+		if (skip >= n && skip > 0)
+			return STORE_CORRUPT;
+		for (n -= skip; skip > 0; skip--) {
+			size_t len = event_size(data, size);
+			if (len == 0)
+				return STORE_CORRUPT;
+			data += len;
+			size -= len;
 		}
-		n++;
+		sb_add(buf, data, size);
+		count += n;
 	} while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) == 0);
 	if (rc != MDB_NOTFOUND)
 		return STORE_ERROR;
-	out->count = count;
-	out->data = n == 1 ? first : (const unsigned char *)buf->buf;
-	out->size = n == 1 ? first_size : buf->len;
+	sb_add(buf, tail.mv_data, tail.mv_size);
+	out->data = (const unsigned char *)buf->buf;
+	out->size = buf->len;
+	out->count = count + h->count;
 	return 0;
 }
 
 int state_events_get(state_txn *t, const char *id, size_t len, state_events *out)
 {
-	MDB_val k = { len, (void *)id }, v;
+	MDB_val k = { len, (void *)id }, v, tail;
+	struct tail_head h;
 	memset(out, 0, sizeof(*out));
 	if (len == 0)
 		return 0;
-	int rc = mdb_cursor_get(t->events, &k, &v, MDB_SET_KEY);
+	int rc = mdb_get(t->txn, t->s->tails, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 0;
-	if (rc)
-		return STORE_ERROR;
-	return gather_chunks(t->events, v, &t->buf, out);
+	if (rc || (rc = tail_parse(v, &h, &tail)) != 0)
+		return store_code(rc);
+	return read_log(t->chunks, k, &h, tail, &t->buf, out);
 }
 
-/* Drops the customer's oldest event: the cursor's key, at its first chunk
- * (v). */
-static int drop_oldest(state *s, MDB_txn *txn, MDB_cursor *c, MDB_val key, MDB_val v, strbuf *buf)
+/* The number of events in key's first chunk (0 when it has none), through
+ * the cursor c on the chunks. */
+static int first_chunk_count(MDB_cursor *c, MDB_val key, uint16_t *count)
 {
-	uint16_t count = chunk_count(v);
-	const unsigned char *data = (const unsigned char *)v.mv_data + CHUNK_HEAD;
-	size_t size = v.mv_size - CHUNK_HEAD;
-	if (count <= 1 || size < EVENT_HEAD)
-		return mdb_cursor_del(c, 0);
-	size_t first = EVENT_HEAD + data[17];
-	if (first > size)
+	MDB_val k = key, v;
+	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+	*count = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0 && v.mv_size < CHUNK_HEAD)
 		return MDB_CORRUPTED;
-	/* The total it records is rewritten with the last chunk. */
-	chunk_begin(buf, chunk_seq(v), (uint16_t)(count - 1), chunk_total(v));
-	sb_add(buf, data + first, size - first);
-	int rc = mdb_cursor_del(c, 0); /* v is gone from here on */
-	MDB_val nv = { buf->len, buf->buf };
-	return rc ? rc : mdb_put(txn, s->events, &key, &nv, 0);
+	if (rc == 0)
+		*count = u16_get((const unsigned char *)v.mv_data + 4);
+	return rc;
+}
+
+/* Drops the oldest event of the log being written: the tail's events are
+ * in buf after TAIL_HEAD, the chunks reached through c. */
+static int drop_oldest(MDB_cursor *c, MDB_val key, struct tail_head *h, strbuf *buf)
+{
+	int rc = 0;
+	if (h->first == 0) { /* the whole log is in the tail */
+		unsigned char *events = (unsigned char *)buf->buf + TAIL_HEAD;
+		size_t size = buf->len - TAIL_HEAD, len = event_size(events, size);
+		if (len == 0)
+			return MDB_CORRUPTED;
+		memmove(events, events + len, size - len);
+		sb_truncate(buf, buf->len - len);
+		h->count--;
+	} else if (++h->skip >= h->first) { /* the first chunk is all dropped */
+		MDB_val k = key, v;
+		h->skip = 0;
+		if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY)) != 0 ||
+		    (rc = mdb_cursor_del(c, 0)) != 0 ||
+		    (rc = first_chunk_count(c, key, &h->first)) != 0)
+			return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+	}
+	h->total--;
+	return rc;
 }
 
 /* Appends one event to the customer's log inside txn (c: a cursor on the
  * chunks), dropping the oldest beyond STATE_MAX_EVENTS. */
 static int append_event(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, strbuf *buf)
 {
-	MDB_val key = { e->customer_len, (void *)e->customer }, k = key, v;
+	MDB_val key = { e->customer_len, (void *)e->customer }, v, old = { 0, NULL };
+	struct tail_head h = { 0, 0, 0, 0, 0 };
 	unsigned char rec[EVENT_HEAD + 255] = { 0 };
 	size_t rlen = EVENT_HEAD + e->item_len;
 	memcpy(rec, &e->ts, 8);
@@ -1492,45 +1595,96 @@ static int append_event(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e
 	/* bytes 18..21 reserved */
 	memcpy(rec + EVENT_HEAD, e->item, e->item_len);
 
-	/* The last chunk says how long the log is: a full log loses its
-	 * oldest event first, from the first chunk. */
-	uint32_t total = 0;
-	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-	if (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP)) == 0) {
-		if (v.mv_size < CHUNK_HEAD)
-			return MDB_CORRUPTED;
-		total = chunk_total(v);
-		if (total >= STATE_MAX_EVENTS) {
-			MDB_val first;
-			k = key;
-			if ((rc = mdb_cursor_get(c, &k, &first, MDB_SET_KEY)) != 0 ||
-			    (rc = drop_oldest(s, txn, c, key, first, buf)) != 0)
-				return rc;
-			total = STATE_MAX_EVENTS - 1;
-			k = key; /* the last chunk again: it may have been the first */
-			rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-			if (rc == 0)
-				rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP);
-		}
-	}
-	uint16_t new_total = (uint16_t)(total + 1);
-	if (rc == MDB_NOTFOUND) { /* the customer's first event (or all dropped) */
-		chunk_begin(buf, 0, 1, new_total);
-	} else if (rc) {
+	int rc = mdb_get(txn, s->tails, &key, &v);
+	if (rc == 0)
+		rc = tail_parse(v, &h, &old);
+	else if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc)
 		return rc;
-	} else if (v.mv_size < CHUNK_HEAD) {
-		return MDB_CORRUPTED;
-	} else if (v.mv_size + rlen <= CHUNK_MAX) { /* room in the last chunk */
-		chunk_begin(buf, chunk_seq(v), (uint16_t)(chunk_count(v) + 1), new_total);
-		sb_add(buf, (const unsigned char *)v.mv_data + CHUNK_HEAD, v.mv_size - CHUNK_HEAD);
-		if ((rc = mdb_cursor_del(c, 0)) != 0)
+	if (old.mv_size + rlen > LOG_EVENTS_MAX) { /* seal the tail */
+		unsigned char chunk[CHUNK_MAX];
+		be32_put(chunk, h.seq);
+		u16_put(chunk + 4, h.count);
+		u16_put(chunk + 6, 0);
+		memcpy(chunk + CHUNK_HEAD, old.mv_data, old.mv_size);
+		MDB_val cv = { CHUNK_HEAD + old.mv_size, chunk };
+		if ((rc = mdb_put(txn, s->chunks, &key, &cv, 0)) != 0)
 			return rc;
-	} else {
-		chunk_begin(buf, chunk_seq(v) + 1, 1, new_total);
+		if (h.first == 0)
+			h.first = h.count;
+		h.seq++;
+		h.count = 0;
+		old.mv_size = 0; /* and old.mv_data may be stale: not read again */
 	}
+	static const unsigned char head_room[TAIL_HEAD];
+	sb_reset(buf);
+	sb_add(buf, head_room, TAIL_HEAD); /* written last, when h is final */
+	if (old.mv_size)
+		sb_add(buf, old.mv_data, old.mv_size);
 	sb_add(buf, rec, rlen);
+	h.count++;
+	h.total++;
+	if (h.total > STATE_MAX_EVENTS && (rc = drop_oldest(c, key, &h, buf)) != 0)
+		return rc;
+	tail_head_put((unsigned char *)buf->buf, &h);
 	MDB_val nv = { buf->len, buf->buf };
-	return mdb_put(txn, s->events, &key, &nv, 0);
+	return mdb_put(txn, s->tails, &key, &nv, 0);
+}
+
+/* Deletes a customer's whole log (erasure). */
+static int delete_log(state *s, MDB_txn *txn, MDB_val key)
+{
+	int rc = mdb_del(txn, s->chunks, &key, NULL);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		rc = mdb_del(txn, s->tails, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Format 2 kept every event in chunks, the last one holding the log's
+ * size: the last chunk of each customer becomes their tail. */
+static int convert_v2(state *s, MDB_txn *txn)
+{
+	MDB_cursor *c = NULL;
+	strbuf id = STRBUF_INIT, tail = STRBUF_INIT;
+	int rc = mdb_cursor_open(txn, s->chunks, &c);
+	MDB_val k, v;
+	if (rc == 0)
+		rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (rc == 0) {
+		if ((rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP)) != 0)
+			break;
+		if (v.mv_size < CHUNK_HEAD) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		const unsigned char *p = v.mv_data;
+		struct tail_head h = { be32_get(p), u16_get(p + 4), u16_get(p + 6), 0, 0 };
+		sb_reset(&tail);
+		static const unsigned char head_room[TAIL_HEAD];
+		sb_add(&tail, head_room, TAIL_HEAD); /* the head is written below */
+		sb_add(&tail, p + CHUNK_HEAD, v.mv_size - CHUNK_HEAD);
+		sb_reset(&id);
+		sb_add(&id, k.mv_data, k.mv_size);
+		MDB_val key = { id.len, id.buf };
+		if ((rc = mdb_cursor_del(c, 0)) != 0 ||
+		    (rc = first_chunk_count(c, key, &h.first)) != 0)
+			break;
+		tail_head_put((unsigned char *)tail.buf, &h);
+		MDB_val nv = { tail.len, tail.buf };
+		if ((rc = mdb_put(txn, s->tails, &key, &nv, 0)) != 0)
+			break;
+		/* Onwards from the first key after this customer's. */
+		k = key;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == id.len && memcmp(k.mv_data, id.buf, id.len) == 0)
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_NODUP);
+	}
+	if (c)
+		mdb_cursor_close(c);
+	sb_release(&id);
+	sb_release(&tail);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* Format 1 kept a customer's whole log in one record of the "events"
@@ -1544,7 +1698,7 @@ static int convert_v1(state *s, MDB_txn *txn)
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc || (rc = mdb_cursor_open(txn, old, &rd)) != 0 ||
-	    (rc = mdb_cursor_open(txn, s->events, &wr)) != 0)
+	    (rc = mdb_cursor_open(txn, s->chunks, &wr)) != 0)
 		goto out;
 	MDB_val k, v;
 	for (rc = mdb_cursor_get(rd, &k, &v, MDB_FIRST); rc == 0;
@@ -1630,7 +1784,7 @@ int state_write_events(state *s, const event_in *const *batches, const uint32_t 
 		MDB_cursor *cur = NULL; /* closed with the write txn */
 		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 			break;
-		rc = mdb_cursor_open(txn, s->events, &cur);
+		rc = mdb_cursor_open(txn, s->chunks, &cur);
 		for (uint32_t b = 0; rc == 0 && b < n_batches; b++) {
 			for (uint32_t i = 0; rc == 0 && i < counts[b]; i++) {
 				rc = append_event(s, txn, cur, &batches[b][i], &buf);
@@ -1661,18 +1815,20 @@ int state_write_events(state *s, const event_in *const *batches, const uint32_t 
 }
 
 struct state_iter {
-	MDB_cursor *cur;
+	MDB_cursor *cur;    /* on the tails: one per customer with a log */
+	MDB_cursor *chunks; /* on the chunks */
 	const char *after;
 	size_t after_len;
 	int started;
-	strbuf buf; /* the current customer's chunks joined */
+	strbuf buf; /* the current customer's log joined */
 };
 
 int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
 {
 	state_iter *it = xcalloc(1, sizeof(*it));
-	if (mdb_cursor_open(t->txn, t->s->events, &it->cur) != 0) {
-		free(it);
+	if (mdb_cursor_open(t->txn, t->s->tails, &it->cur) != 0 ||
+	    mdb_cursor_open(t->txn, t->s->chunks, &it->chunks) != 0) {
+		state_iter_end(it);
 		return STORE_ERROR;
 	}
 	it->after = after;
@@ -1683,7 +1839,8 @@ int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_it
 
 int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *ev)
 {
-	MDB_val k, v;
+	MDB_val k, v, tail;
+	struct tail_head h;
 	int rc;
 	if (!it->started) {
 		it->started = 1;
@@ -1693,28 +1850,30 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 			rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
 			if (rc == 0 && k.mv_size == it->after_len &&
 			    memcmp(k.mv_data, it->after, it->after_len) == 0)
-				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT_NODUP);
+				rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
 		} else {
 			rc = mdb_cursor_get(it->cur, &k, &v, MDB_FIRST);
 		}
 	} else {
-		/* From the last chunk of the customer before. */
-		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT_NODUP);
+		rc = mdb_cursor_get(it->cur, &k, &v, MDB_NEXT);
 	}
 	if (rc == MDB_NOTFOUND)
 		return STORE_NOTFOUND;
-	if (rc)
-		return STORE_ERROR;
+	if (rc || (rc = tail_parse(v, &h, &tail)) != 0)
+		return store_code(rc);
 	*id = k.mv_data;
 	*len = k.mv_size;
-	return gather_chunks(it->cur, v, &it->buf, ev);
+	return read_log(it->chunks, k, &h, tail, &it->buf, ev);
 }
 
 void state_iter_end(state_iter *it)
 {
 	if (!it)
 		return;
-	mdb_cursor_close(it->cur);
+	if (it->cur)
+		mdb_cursor_close(it->cur);
+	if (it->chunks)
+		mdb_cursor_close(it->chunks);
 	sb_release(&it->buf);
 	free(it);
 }
@@ -1764,7 +1923,8 @@ int state_open_readonly(const char *dir, state **out, strbuf *err)
 	    (rc = mdb_dbi_open(txn, "meta", 0, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "customer_flags", 0, &s->flags)) != 0 ||
 	    (rc = readonly_version(s, txn, path.buf, err)) != 0 ||
-	    (rc = mdb_dbi_open(txn, STATE_EVENTS_DB, MDB_DUPSORT, &s->events)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_DUPSORT, &s->chunks)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, 0, &s->tails)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		if (txn && rc != 0)
 			mdb_txn_abort(txn);

@@ -32,6 +32,14 @@ void sb_reset(strbuf *sb)
 		sb->buf[0] = '\0';
 }
 
+void sb_truncate(strbuf *sb, size_t len)
+{
+	if (len < sb->len) {
+		sb->len = len;
+		sb->buf[len] = '\0';
+	}
+}
+
 void sb_grow(strbuf *sb, size_t extra)
 {
 	size_t need = sb->len + extra + 1;

@@ -494,6 +494,146 @@ TEST(state_format_1_converted)
 	sb_release(&err);
 }
 
+/* Erasing a customer deletes their log in the same commit as the flag;
+ * other customers' logs stay whole. */
+TEST(erasure_deletes_the_log)
+{
+	state *s = NULL;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(state_open(sub("erase"), 1 << 20, &s, &err), 0);
+	if (!s)
+		return;
+	static char items[2][60][32];
+	static event_in batch[120];
+	const char *who[2] = { "keep", "drop" };
+	uint32_t n = 0;
+	for (int i = 0; i < 60; i++)
+		for (int c = 0; c < 2; c++) {
+			int64_t ts = 100 * (c + 1) + i;
+			int len = snprintf(items[c][i], 32, "item-%lld", (long long)ts);
+			batch[n++] = (event_in){ who[c], 4, items[c][i], (size_t)len, ts, 1, 0,
+						 EVENT_CART, true };
+		}
+	const event_in *b[1] = { batch };
+	CHECK_INT(state_write_events(s, b, &n, 1, &err), 0);
+	CHECK_INT(state_erase(s, "drop", 4, &err), 0);
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "keep", 60, 100);
+	check_log(t, "drop", 0, 0);
+	state_iter *it;
+	const char *id;
+	size_t len;
+	state_events ev;
+	CHECK_INT(state_iter_begin(t, NULL, 0, &it), 0);
+	CHECK_INT(state_iter_next(it, &id, &len, &ev), 0);
+	CHECK(len == 4 && memcmp(id, "keep", 4) == 0);
+	CHECK_INT(state_iter_next(it, &id, &len, &ev), STORE_NOTFOUND);
+	state_iter_end(it);
+	state_txn_free(t);
+	state_close(s);
+	sb_release(&err);
+}
+
+/* Appends a format-2 chunk of events ts .. ts+count-1 for `who`. */
+static void put_v2_chunk(MDB_txn *txn, MDB_dbi chunks, const char *who, uint32_t seq,
+			 int64_t ts, int count, uint16_t total)
+{
+	unsigned char rec[480];
+	size_t size = 8;
+	rec[0] = (unsigned char)(seq >> 24);
+	rec[1] = (unsigned char)(seq >> 16);
+	rec[2] = (unsigned char)(seq >> 8);
+	rec[3] = (unsigned char)seq;
+	uint16_t c16 = (uint16_t)count;
+	memcpy(rec + 4, &c16, 2);
+	memcpy(rec + 6, &total, 2);
+	for (int i = 0; i < count; i++, ts++) {
+		unsigned char *p = rec + size;
+		float q = 1, price = 0;
+		char item[16];
+		int len = snprintf(item, sizeof(item), "item-%lld", (long long)ts);
+		memset(p, 0, 22);
+		memcpy(p, &ts, 8);
+		memcpy(p + 8, &q, 4);
+		memcpy(p + 12, &price, 4);
+		p[16] = EVENT_VIEW;
+		p[17] = (unsigned char)len;
+		memcpy(p + 22, item, (size_t)len);
+		size += 22 + (size_t)len;
+	}
+	MDB_val k = { strlen(who), (void *)who }, v = { size, rec };
+	CHECK_INT(mdb_put(txn, chunks, &k, &v, 0), 0);
+}
+
+/* A state of format 2 (every event in chunks, the last holding the log's
+ * size) is converted when opened: logs intact, still appendable up to the
+ * cap, readable by a read-only open. */
+TEST(state_format_2_converted)
+{
+	char dir[256], path[300];
+	snprintf(dir, sizeof(dir), "%s", sub("v2"));
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/state.mdb", dir);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta_db, flags, chunks;
+	CHECK_INT(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	CHECK_INT(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
+	CHECK_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_INT(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), 0);
+	CHECK_INT(mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &flags), 0);
+	CHECK_INT(mdb_dbi_open(txn, "event_chunks", MDB_CREATE | MDB_DUPSORT, &chunks), 0);
+	uint32_t ver = 2;
+	MDB_val k = { 14, "format_version" }, v = { 4, &ver };
+	CHECK_INT(mdb_put(txn, meta_db, &k, &v, 0), 0);
+	/* "a": 490 events in 35 chunks of 14; "b": one chunk of 3; "c": 2 */
+	for (uint32_t i = 0; i < 35; i++)
+		put_v2_chunk(txn, chunks, "a", i, 1000 + 14 * i, 14, i == 34 ? 490 : 0);
+	put_v2_chunk(txn, chunks, "b", 0, 2000, 3, 3);
+	put_v2_chunk(txn, chunks, "c", 0, 3000, 2, 2);
+	CHECK_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	state *s = NULL;
+	strbuf err = STRBUF_INIT;
+	CHECK_INT(state_open(dir, 1 << 20, &s, &err), 0);
+	if (!s) {
+		fprintf(stderr, "%s\n", sb_str(&err));
+		return;
+	}
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "a", 490, 1000);
+	check_log(t, "b", 3, 2000);
+	check_log(t, "c", 2, 3000);
+	state_txn_reset(t);
+	/* 30 more for "a": the 20 oldest go */
+	static char items[30][32];
+	static event_in more[30];
+	for (int i = 0; i < 30; i++) {
+		int len = snprintf(items[i], 32, "item-%d", 1490 + i);
+		more[i] = (event_in){ "a", 1, items[i], (size_t)len, 1490 + i, 1, 0, EVENT_VIEW, true };
+	}
+	const event_in *b[1] = { more };
+	uint32_t n = 30;
+	CHECK_INT(state_write_events(s, b, &n, 1, &err), 0);
+	CHECK_INT(state_txn_renew(t), 0);
+	check_log(t, "a", STATE_MAX_EVENTS, 1000 + 520 - STATE_MAX_EVENTS);
+	check_log(t, "b", 3, 2000);
+	state_txn_free(t);
+	state_close(s);
+	CHECK_INT(state_open_readonly(dir, &s, &err), 0);
+	if (s) {
+		CHECK_INT(state_txn_begin(s, &t), 0);
+		check_log(t, "a", STATE_MAX_EVENTS, 1000 + 520 - STATE_MAX_EVENTS);
+		state_txn_free(t);
+	}
+	state_close(s);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (!mkdtemp(root))
@@ -504,6 +644,8 @@ int main(void)
 	RUN(state_flags_and_events);
 	RUN(event_log_chunks);
 	RUN(state_format_1_converted);
+	RUN(erasure_deletes_the_log);
+	RUN(state_format_2_converted);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	if (system(cmd) != 0)
