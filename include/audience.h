@@ -62,6 +62,11 @@ typedef struct customer_live {
 void customer_live_compute(const model *m, const model_customer *c, const state_events *ev,
 			   int64_t now, customer_live *out);
 
+/* The same without the intent score (left 0): all a segment needs, and
+ * cheaper (no decay, no search for settled views and carts). */
+void customer_live_figures(const model *m, const model_customer *c, const state_events *ev,
+			   customer_live *out);
+
 /* Segment from live figures. */
 enum segment customer_live_segment(const model *m, const customer_live *l, int64_t now,
 				   rfm_scores *scores);

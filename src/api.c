@@ -652,7 +652,7 @@ static void get_customer_recs(api *a, struct worker *w, const http_request *req,
 	if (f.personal) {
 		customer_live live;
 		int64_t now = model_now(w->m);
-		customer_live_compute(w->m, who.known ? &who.cust : NULL, &who.events, now, &live);
+		customer_live_figures(w->m, who.known ? &who.cust : NULL, &who.events, &live);
 		sb_adds(sb, ",\"segment\":");
 		add_str(sb, segment_name(customer_live_segment(w->m, &live, now, NULL)));
 	}
@@ -932,7 +932,7 @@ static void compute_segments(api *a, struct worker *w, strbuf *out)
 				continue;
 			if (state_events_get(w->stxn, id, len, &ev) != 0)
 				ev.count = 0;
-			customer_live_compute(w->m, &c, ev.count ? &ev : NULL, now, &live);
+			customer_live_figures(w->m, &c, ev.count ? &ev : NULL, &live);
 			counts[customer_live_segment(w->m, &live, now, NULL)]++;
 			total++;
 		}
@@ -946,7 +946,7 @@ static void compute_segments(api *a, struct worker *w, strbuf *out)
 			if (ev.count == 0 || model_customer_get(w->txn, id, len, &c) != STORE_NOTFOUND ||
 			    (state_customer_flags(w->stxn, id, len, &flags) == 0 && (flags & STATE_ERASED)))
 				continue;
-			customer_live_compute(w->m, NULL, &ev, now, &live);
+			customer_live_figures(w->m, NULL, &ev, &live);
 			counts[customer_live_segment(w->m, &live, now, NULL)]++;
 			total++;
 		}

@@ -173,8 +173,10 @@ static int cmp_days(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-void customer_live_compute(const model *m, const model_customer *c, const state_events *ev,
-			   int64_t now, customer_live *out)
+/* The model's figures plus the purchases among e[0..n) after as-of (e may
+ * be NULL when n is 0). */
+static void live_figures(const model *m, const model_customer *c, const event_view *e, uint32_t n,
+			 customer_live *out)
 {
 	const model_info *info = model_get_info(m);
 	memset(out, 0, sizeof(*out));
@@ -184,42 +186,60 @@ void customer_live_compute(const model *m, const model_customer *c, const state_
 		out->figs.frequency = c->sum.frequency;
 		out->figs.monetary = c->sum.monetary;
 	}
-	if (!ev || ev->count == 0)
-		return;
-	event_view e[STATE_MAX_EVENTS];
 	int64_t days[STATE_MAX_EVENTS];
-	bool resolved[STATE_MAX_EVENTS];
-	uint32_t n = decode_all(ev, e), n_days = 0;
-	mark_resolved(e, n, resolved);
+	uint32_t n_days = 0;
 	int64_t known_last_day = out->figs.frequency ? out->figs.last_purchase / 86400 : INT64_MIN;
-	double rate = log(2.0) / (INTENT_HALF_LIFE_HOURS * 3600.0);
 	for (uint32_t i = 0; i < n; i++) {
 		if (e[i].ts > out->last_event)
 			out->last_event = e[i].ts;
 		if (e[i].ts <= info->as_of)
 			continue; /* already in the model's figures */
 		out->events++;
-		if (e[i].type == EVENT_PURCHASE) {
-			out->figs.monetary += e[i].quantity * e[i].price;
-			if (e[i].quantity <= 0)
-				continue;
-			if (out->figs.frequency == 0 && n_days == 0)
-				out->figs.first_purchase = e[i].ts;
-			if (e[i].ts > out->figs.last_purchase)
-				out->figs.last_purchase = e[i].ts;
-			if (e[i].ts / 86400 != known_last_day)
-				days[n_days++] = e[i].ts / 86400;
-		} else if (e[i].type == EVENT_VIEW || e[i].type == EVENT_CART) {
-			if (resolved[i])
-				continue;
-			double age = (double)(now - e[i].ts);
-			float w = e[i].type == EVENT_CART ? 1.0f : 0.3f;
-			out->intent += w * (float)(age > 0 ? exp(-rate * age) : 1.0);
-		}
+		if (e[i].type != EVENT_PURCHASE)
+			continue;
+		out->figs.monetary += e[i].quantity * e[i].price;
+		if (e[i].quantity <= 0)
+			continue;
+		if (out->figs.frequency == 0 && n_days == 0)
+			out->figs.first_purchase = e[i].ts;
+		if (e[i].ts > out->figs.last_purchase)
+			out->figs.last_purchase = e[i].ts;
+		if (e[i].ts / 86400 != known_last_day)
+			days[n_days++] = e[i].ts / 86400;
 	}
 	qsort(days, n_days, sizeof(*days), cmp_days);
 	for (uint32_t i = 0; i < n_days; i++)
 		out->figs.frequency += i == 0 || days[i] != days[i - 1];
+}
+
+void customer_live_figures(const model *m, const model_customer *c, const state_events *ev,
+			   customer_live *out)
+{
+	event_view e[STATE_MAX_EVENTS];
+	uint32_t n = ev && ev->count ? decode_all(ev, e) : 0;
+	live_figures(m, c, n ? e : NULL, n, out);
+}
+
+void customer_live_compute(const model *m, const model_customer *c, const state_events *ev,
+			   int64_t now, customer_live *out)
+{
+	event_view e[STATE_MAX_EVENTS];
+	bool resolved[STATE_MAX_EVENTS];
+	uint32_t n = ev && ev->count ? decode_all(ev, e) : 0;
+	live_figures(m, c, n ? e : NULL, n, out);
+	if (n == 0)
+		return;
+	mark_resolved(e, n, resolved);
+	int64_t as_of = model_get_info(m)->as_of;
+	double rate = log(2.0) / (INTENT_HALF_LIFE_HOURS * 3600.0);
+	for (uint32_t i = 0; i < n; i++) {
+		if (e[i].ts <= as_of || resolved[i] ||
+		    (e[i].type != EVENT_VIEW && e[i].type != EVENT_CART))
+			continue;
+		double age = (double)(now - e[i].ts);
+		float w = e[i].type == EVENT_CART ? 1.0f : 0.3f;
+		out->intent += w * (float)(age > 0 ? exp(-rate * age) : 1.0);
+	}
 }
 
 enum segment customer_live_segment(const model *m, const customer_live *l, int64_t now,
