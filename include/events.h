@@ -1,9 +1,10 @@
 /*
  * events: the single writer of real-time events, with group commit.
  *
- * Request threads hand their validated events to the writer, which takes
- * everything queued, writes it in one LMDB transaction and one fsync, and
- * then tells every batch of the group it is on disk. Under load, many
+ * Request threads hand their validated events (and consent and erasure
+ * changes) to the writer, which takes everything queued, writes it in one
+ * LMDB transaction and one fsync, and then tells every request of the
+ * group it is on disk. Under load, many
  * requests share each fsync, so throughput grows with concurrency while
  * every acknowledged event is durable. events_submit() returns at once and
  * reports by callback: the HTTP route answers from there, so no server
@@ -24,11 +25,10 @@ typedef struct events_writer events_writer;
  * be written (rc -1: nothing of the batch's transaction is recorded). */
 typedef void (*events_done_fn)(void *arg, int rc);
 
-/* A queued batch: caller-owned storage, opaque, in use from events_submit
- * until its callback runs. */
+/* A queued request: caller-owned storage, opaque, in use from
+ * events_submit or events_submit_flags until its callback runs. */
 typedef struct events_request {
-	const event_in *ev;
-	uint32_t n;
+	state_write write;
 	events_done_fn done;
 	void *arg;
 	struct events_request *next;
@@ -44,6 +44,15 @@ int events_writer_start(state *s, events_writer **out, strbuf *err);
  * not called). Safe from any number of threads. */
 int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
 		  events_done_fn done, void *arg);
+
+/* Queues a change of one customer's STATE_* flags (set, then clear) like
+ * events_submit. Setting STATE_ERASED erases: the id is listed in
+ * erasures.txt (state_list_erasures, one fsync for the group's erasures)
+ * before the commit, and the customer's event log is deleted with it.
+ * `customer` is borrowed until done runs. Returns 0, or -1 when the writer
+ * is stopping (done is not called). */
+int events_submit_flags(events_writer *w, events_request *r, const char *customer, size_t len,
+			uint32_t set, uint32_t clear, events_done_fn done, void *arg);
 
 /* Commits what is queued, stops the thread, frees the writer;
  * events_writer_stop(NULL) does nothing. */

@@ -312,12 +312,26 @@ typedef struct event_in {
 	bool known_item; /* the current model knows the item (for counts) */
 } event_in;
 
-/* Writes batches of events in ONE synchronous write transaction: when it
- * returns 0 they are on disk. A full map is doubled and the transaction
- * retried. Meant for a single writer thread (events.c). Returns 0 or
- * STORE_ERROR with a message in *err. */
-int state_write_events(state *s, const event_in *const *batches, const uint32_t *counts,
-		       uint32_t n_batches, strbuf *err);
+/* One part of a group commit: a batch of events, or (events NULL) a
+ * change to one customer's flags. Strings are borrowed. */
+typedef struct state_write {
+	const event_in *events; /* n events, or NULL */
+	uint32_t n;
+	const char *customer;   /* the flag change's customer */
+	size_t customer_len;
+	uint32_t set, clear;    /* STATE_* bits; setting STATE_ERASED also
+				 * deletes the customer's event log */
+} state_write;
+
+/* Writes writes[0..n), in order, in ONE synchronous write transaction:
+ * when it returns 0 all are on disk, else none is. Events of a customer
+ * flagged STATE_ERASED (by then) are left out. A full map is doubled
+ * and the transaction retried. Meant for a single writer thread
+ * (events.c), though safe from any. Returns 0 or STORE_ERROR with a
+ * message in *err. */
+int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
+/* state_commit of one batch of n events. */
+int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err);
 
 /* A customer's recorded events, oldest first (borrowed from a state_txn). */
 typedef struct state_events {
@@ -358,9 +372,17 @@ typedef struct state_counters {
 } state_counters;
 int state_get_counters(state_txn *t, state_counters *out);
 
-/* Erases a customer: flags them STATE_ERASED, deletes their event log (in
- * the flag's commit) and appends the id to DIR/erasures.txt (the list
- * `train --exclude-customers` reads), all durably. Returns 0 or STORE_ERROR with a message in *err. */
+/* Appends ids[0..n) (lens[i] bytes each) to DIR/erasures.txt, the list
+ * `train --exclude-customers` reads, with one fsync. An erasure lists the
+ * id first, then sets STATE_ERASED (state_commit): a crash between the two
+ * leaves an id excluded from training but still served until the retry,
+ * never the reverse. Returns 0 or STORE_ERROR with a message in *err. */
+int state_list_erasures(state *s, const char *const *ids, const size_t *lens, uint32_t n,
+			strbuf *err);
+
+/* Erases a customer synchronously: state_list_erasures, then STATE_ERASED
+ * set and their event log deleted in one commit. Returns 0 or STORE_ERROR
+ * with a message in *err. */
 int state_erase(state *s, const char *id, size_t len, strbuf *err);
 
 #endif

@@ -857,60 +857,6 @@ out_json:
 	json_decref(root);
 }
 
-/* ---- consent and erasure ------------------------------------------------ */
-
-static void put_consent(api *a, struct worker *w, const http_request *req, http_response *resp)
-{
-	const char *id;
-	size_t len;
-	strbuf err = STRBUF_INIT;
-	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
-		return;
-	json_t *root = body_object(req, resp);
-	if (!root)
-		return;
-	json_t *p = json_object_get(root, "personalization");
-	if (!json_is_boolean(p)) {
-		http_error(resp, 400, "invalid_field", "personalization must be true or false");
-		goto out;
-	}
-	bool allowed = json_is_true(p);
-	if (state_set_consent(a->state, id, len, allowed, &err) != 0) {
-		http_error(resp, 500, "internal", "%s", err.buf);
-		goto out;
-	}
-	sb_adds(resp->body, "{\"customer_id\":");
-	sb_add_json_str(resp->body, id, len);
-	sb_adds(resp->body, ",\"consent\":{\"personalization\":");
-	sb_adds(resp->body, allowed ? "true" : "false");
-	sb_adds(resp->body, "}}");
-out:
-	sb_release(&err);
-	json_decref(root);
-}
-
-static void delete_customer(api *a, struct worker *w, const http_request *req, http_response *resp)
-{
-	const char *id;
-	size_t len;
-	strbuf err = STRBUF_INIT;
-	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
-		return;
-	if (state_erase(a->state, id, len, &err) != 0) {
-		http_error(resp, 500, "internal", "%s", err.buf);
-		sb_release(&err);
-		return;
-	}
-	/* The cached GET /v1/segments counts them: drop it. */
-	pthread_mutex_lock(&a->segments_lock);
-	sb_reset(&a->segments_body);
-	pthread_mutex_unlock(&a->segments_lock);
-	sb_adds(resp->body, "{\"customer_id\":");
-	sb_add_json_str(resp->body, id, len);
-	sb_adds(resp->body, ",\"erased\":true}");
-	sb_release(&err);
-}
-
 /* ---- segments and audiences --------------------------------------------- */
 
 static void compute_segments(api *a, struct worker *w, strbuf *out)
@@ -1215,9 +1161,10 @@ static void add_rejection(strbuf *sb, size_t index, const char *why, bool *first
 	sb_addc(sb, '}');
 }
 
-/* A POST /v1/events between its answer being decided and the commit that
- * lets it be sent: owns copies of its events (the request body and the
- * worker's arrays are reused meanwhile). Freed by the writer's callback. */
+/* A write to the state (POST /v1/events, PUT consent, DELETE customer)
+ * between its answer being decided and the commit that lets it be sent:
+ * owns copies of what it writes (the request body and the worker's arrays
+ * are reused meanwhile). Freed by the writer's callback. */
 struct events_post {
 	api *a;
 	struct worker *w;      /* for metrics (atomic counters) */
@@ -1225,11 +1172,30 @@ struct events_post {
 	double t0;             /* when the request was taken up */
 	http_deferred *d;
 	events_request req;
-	uint32_t n;
+	uint32_t n;            /* events; 0 for a flag change */
+	uint32_t set, clear;   /* the flag change's STATE_* bits */
+	size_t id_len;         /* the flag change's customer, in `ids` */
 	strbuf answer;         /* the 200 body */
 	event_in *events;      /* n events; ids point into `ids` */
 	char ids[];
 };
+
+/* A post with `bytes` of room for ids, its answer empty. */
+static struct events_post *events_post_alloc(api *a, struct worker *w, double t0, size_t bytes)
+{
+	struct events_post *ep = xmalloc(sizeof(*ep) + bytes);
+	ep->a = a;
+	ep->w = w;
+	ep->route = w->route;
+	ep->t0 = t0;
+	ep->d = NULL;
+	ep->n = 0;
+	ep->set = ep->clear = 0;
+	ep->id_len = 0;
+	ep->events = NULL;
+	sb_init(&ep->answer, 128);
+	return ep;
+}
 
 static struct events_post *events_post_new(api *a, struct worker *w, const event_in *ev,
 					    uint32_t n, double t0)
@@ -1237,14 +1203,8 @@ static struct events_post *events_post_new(api *a, struct worker *w, const event
 	size_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++)
 		bytes += ev[i].customer_len + ev[i].item_len;
-	struct events_post *ep = xmalloc(sizeof(*ep) + bytes);
-	ep->a = a;
-	ep->w = w;
-	ep->route = w->route;
-	ep->t0 = t0;
-	ep->d = NULL;
+	struct events_post *ep = events_post_alloc(a, w, t0, bytes);
 	ep->n = n;
-	sb_init(&ep->answer, 128);
 	ep->events = xmallocarray(n, sizeof(*ep->events));
 	char *p = ep->ids;
 	for (uint32_t i = 0; i < n; i++) {
@@ -1257,6 +1217,18 @@ static struct events_post *events_post_new(api *a, struct worker *w, const event
 		e->item = p;
 		p += ev[i].item_len;
 	}
+	return ep;
+}
+
+/* The same for a change of one customer's flags. */
+static struct events_post *flags_post_new(api *a, struct worker *w, const char *id, size_t len,
+					   uint32_t set, uint32_t clear)
+{
+	struct events_post *ep = events_post_alloc(a, w, util_monotonic(), len);
+	memcpy(ep->ids, id, len);
+	ep->id_len = len;
+	ep->set = set;
+	ep->clear = clear;
 	return ep;
 }
 
@@ -1274,11 +1246,19 @@ static void events_post_done(void *arg, int rc)
 	int status = 200;
 	if (rc == 0) {
 		atomic_fetch_add_explicit(&ep->w->metrics.events_accepted, ep->n, memory_order_relaxed);
+		if (ep->set & STATE_ERASED) {
+			/* The cached GET /v1/segments counts them: drop it. */
+			pthread_mutex_lock(&ep->a->segments_lock);
+			sb_reset(&ep->a->segments_body);
+			pthread_mutex_unlock(&ep->a->segments_lock);
+		}
 	} else {
 		status = 503;
 		sb_reset(&ep->answer);
-		sb_adds(&ep->answer, "{\"error\":{\"code\":\"unavailable\",\"message\":"
-				     "\"events could not be recorded; nothing was kept\"}}");
+		sb_adds(&ep->answer, ep->n ? "{\"error\":{\"code\":\"unavailable\",\"message\":"
+					     "\"events could not be recorded; nothing was kept\"}}"
+					   : "{\"error\":{\"code\":\"unavailable\",\"message\":"
+					     "\"the change could not be recorded; try again\"}}");
 	}
 	record(ep->w, ep->route, status, util_monotonic() - ep->t0);
 	http_deferred_answer(ep->d, status, ep->answer.buf, ep->answer.len);
@@ -1290,7 +1270,11 @@ static void events_post_start(void *arg, http_deferred *d)
 {
 	struct events_post *ep = arg;
 	ep->d = d;
-	if (events_submit(ep->a->events, &ep->req, ep->events, ep->n, events_post_done, ep) != 0)
+	int rc = ep->n ? events_submit(ep->a->events, &ep->req, ep->events, ep->n,
+				       events_post_done, ep)
+		       : events_submit_flags(ep->a->events, &ep->req, ep->ids, ep->id_len, ep->set,
+					     ep->clear, events_post_done, ep);
+	if (rc != 0)
 		events_post_done(ep, -1); /* the writer is stopping */
 }
 
@@ -1390,6 +1374,50 @@ static void post_events(api *a, struct worker *w, const http_request *req, http_
 	http_defer(resp, events_post_start, ep);
 out:
 	json_decref(root);
+}
+
+/* ---- consent and erasure ------------------------------------------------ */
+
+static void put_consent(api *a, struct worker *w, const http_request *req, http_response *resp)
+{
+	const char *id;
+	size_t len;
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
+		return;
+	json_t *root = body_object(req, resp);
+	if (!root)
+		return;
+	json_t *p = json_object_get(root, "personalization");
+	if (!json_is_boolean(p)) {
+		http_error(resp, 400, "invalid_field", "personalization must be true or false");
+		goto out;
+	}
+	bool allowed = json_is_true(p);
+	struct events_post *ep = flags_post_new(a, w, id, len, allowed ? 0 : STATE_NO_PERSONALIZATION,
+						allowed ? STATE_NO_PERSONALIZATION : 0);
+	sb_adds(&ep->answer, "{\"customer_id\":");
+	sb_add_json_str(&ep->answer, id, len);
+	sb_adds(&ep->answer, ",\"consent\":{\"personalization\":");
+	sb_adds(&ep->answer, allowed ? "true" : "false");
+	sb_adds(&ep->answer, "}}");
+	/* Answered after the group commit, like events. */
+	http_defer(resp, events_post_start, ep);
+out:
+	json_decref(root);
+}
+
+static void delete_customer(api *a, struct worker *w, const http_request *req, http_response *resp)
+{
+	const char *id;
+	size_t len;
+	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
+		return;
+	struct events_post *ep = flags_post_new(a, w, id, len, STATE_ERASED, 0);
+	sb_adds(&ep->answer, "{\"customer_id\":");
+	sb_add_json_str(&ep->answer, id, len);
+	sb_adds(&ep->answer, ",\"erased\":true}");
+	/* Answered after the group commit, like events. */
+	http_defer(resp, events_post_start, ep);
 }
 
 /* ---- routing ------------------------------------------------------------ */

@@ -33,11 +33,39 @@ struct events_writer {
 	uint64_t commits, events;
 };
 
+/* Lists the group's erasures in erasures.txt (one fsync). If that fails,
+ * those requests are answered with an error and dropped from the group.
+ * Returns the group's new size. */
+static uint32_t list_erasures(events_writer *w, events_request **group, uint32_t n, strbuf *err)
+{
+	const char *ids[GROUP_MAX_BATCHES];
+	size_t lens[GROUP_MAX_BATCHES];
+	uint32_t n_erase = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const state_write *sw = &group[i]->write;
+		if (!sw->events && (sw->set & STATE_ERASED)) {
+			ids[n_erase] = sw->customer;
+			lens[n_erase++] = sw->customer_len;
+		}
+	}
+	if (n_erase == 0 || state_list_erasures(w->s, ids, lens, n_erase, err) == 0)
+		return n;
+	fprintf(stderr, "shopkeeper: events: %s\n", err->buf);
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const state_write *sw = &group[i]->write;
+		if (!sw->events && (sw->set & STATE_ERASED))
+			group[i]->done(group[i]->arg, -1);
+		else
+			group[kept++] = group[i];
+	}
+	return kept;
+}
+
 static void *writer_main(void *arg)
 {
 	events_writer *w = arg;
-	const event_in **batches = xmallocarray(GROUP_MAX_BATCHES, sizeof(*batches));
-	uint32_t *counts = xmallocarray(GROUP_MAX_BATCHES, sizeof(*counts));
+	state_write *writes = xmallocarray(GROUP_MAX_BATCHES, sizeof(*writes));
 	events_request *group[GROUP_MAX_BATCHES];
 	strbuf err = STRBUF_INIT;
 
@@ -48,39 +76,39 @@ static void *writer_main(void *arg)
 		if (!w->head && w->stopping)
 			break;
 		uint32_t n = 0;
-		uint64_t events = 0;
 		while (w->head && n < GROUP_MAX_BATCHES) {
-			events_request *p = w->head;
-			w->head = p->next;
-			group[n] = p;
-			batches[n] = p->ev;
-			counts[n] = p->n;
-			events += p->n;
-			n++;
+			group[n++] = w->head;
+			w->head = w->head->next;
 		}
 		if (!w->head)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->lock);
 
 		sb_reset(&err);
-		int rc = state_write_events(w->s, batches, counts, n, &err);
+		n = list_erasures(w, group, n, &err);
+		uint64_t events = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			writes[i] = group[i]->write;
+			events += writes[i].events ? writes[i].n : 0;
+		}
+		sb_reset(&err);
+		int rc = n ? state_commit(w->s, writes, n, &err) : 0;
 		if (rc)
 			fprintf(stderr, "shopkeeper: events: %s\n", err.buf);
-
 		/* Callbacks run without the lock: they may answer HTTP requests
-		 * and free their batch (group[i] is not touched after). */
+		 * and free their request (group[i] is not touched after). */
 		for (uint32_t i = 0; i < n; i++)
 			group[i]->done(group[i]->arg, rc ? -1 : 0);
+
 		pthread_mutex_lock(&w->lock);
-		if (rc == 0) {
+		if (rc == 0 && n) {
 			w->commits++;
 			w->events += events;
 		}
 	}
 	pthread_mutex_unlock(&w->lock);
 	sb_release(&err);
-	free(batches);
-	free(counts);
+	free(writes);
 	return NULL;
 }
 
@@ -101,11 +129,9 @@ int events_writer_start(state *s, events_writer **out, strbuf *err)
 	return 0;
 }
 
-int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
-		  events_done_fn done, void *arg)
+/* Links r at the queue's end and wakes the writer. */
+static int enqueue(events_writer *w, events_request *r, events_done_fn done, void *arg)
 {
-	r->ev = ev;
-	r->n = n;
 	r->done = done;
 	r->arg = arg;
 	r->next = NULL;
@@ -122,6 +148,21 @@ int events_submit(events_writer *w, events_request *r, const event_in *ev, uint3
 	pthread_cond_signal(&w->work);
 	pthread_mutex_unlock(&w->lock);
 	return 0;
+}
+
+int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
+		  events_done_fn done, void *arg)
+{
+	r->write = (state_write){ .events = ev, .n = n };
+	return enqueue(w, r, done, arg);
+}
+
+int events_submit_flags(events_writer *w, events_request *r, const char *customer, size_t len,
+			uint32_t set, uint32_t clear, events_done_fn done, void *arg)
+{
+	r->write = (state_write){ .customer = customer, .customer_len = len, .set = set,
+				  .clear = clear };
+	return enqueue(w, r, done, arg);
 }
 
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events)

@@ -1278,21 +1278,25 @@ int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *fla
 	return 0;
 }
 
-/* Sets and clears flag bits of one customer in one durable transaction. */
-static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint32_t clear,
-			strbuf *err)
+/* Whether the customer is flagged STATE_ERASED (as txn sees it). */
+static bool erased(state *s, MDB_txn *txn, const char *id, size_t len)
 {
-	MDB_txn *txn;
-	/* A write transaction uses the map too: keep growth out meanwhile. */
-	pthread_rwlock_rdlock(&s->remap_lock);
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc) {
-		pthread_rwlock_unlock(&s->remap_lock);
-		return lmdb_fail(err, "state: begin", rc);
-	}
+	MDB_val k = { len, (void *)id }, v;
+	struct flag_record fr;
+	if (mdb_get(txn, s->flags, &k, &v) != 0 || v.mv_size != sizeof(fr))
+		return false;
+	memcpy(&fr, v.mv_data, sizeof(fr));
+	return fr.flags & STATE_ERASED;
+}
+
+/* Sets and clears flag bits of one customer inside txn; STATE_ERASED also
+ * deletes their event log. */
+static int apply_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
+		       uint32_t clear)
+{
 	MDB_val k = { len, (void *)id }, v;
 	struct flag_record fr = { 0, 0, 0 };
-	rc = mdb_get(txn, s->flags, &k, &v);
+	int rc = mdb_get(txn, s->flags, &k, &v);
 	if (rc == 0 && v.mv_size == sizeof(fr))
 		memcpy(&fr, v.mv_data, sizeof(fr));
 	fr.flags = (fr.flags | set) & ~clear;
@@ -1300,19 +1304,17 @@ static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint
 	v.mv_size = sizeof(fr);
 	v.mv_data = &fr;
 	rc = mdb_put(txn, s->flags, &k, &v, 0);
-	/* An erased customer's events go in the same commit as the flag. */
 	if (rc == 0 && (set & STATE_ERASED))
-		rc = delete_log(s, txn, (MDB_val){ len, (void *)id });
-	if (rc) {
-		mdb_txn_abort(txn);
-		pthread_rwlock_unlock(&s->remap_lock);
-		return lmdb_fail(err, "state: write", rc);
-	}
-	rc = mdb_txn_commit(txn); /* synchronous: durable on return */
-	pthread_rwlock_unlock(&s->remap_lock);
-	if (rc)
-		return lmdb_fail(err, "state: commit", rc);
-	return 0;
+		rc = delete_log(s, txn, k);
+	return rc;
+}
+
+/* One customer's flags in one durable transaction of its own. */
+static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint32_t clear,
+			strbuf *err)
+{
+	const state_write w = { .customer = id, .customer_len = len, .set = set, .clear = clear };
+	return state_commit(s, &w, 1, err);
 }
 
 int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err)
@@ -1321,26 +1323,37 @@ int state_set_consent(state *s, const char *id, size_t len, bool personalization
 			       : update_flags(s, id, len, STATE_NO_PERSONALIZATION, 0, err);
 }
 
+int state_list_erasures(state *s, const char *const *ids, const size_t *lens, uint32_t n,
+			strbuf *err)
+{
+	strbuf lines = STRBUF_INIT;
+	for (uint32_t i = 0; i < n; i++) {
+		sb_add(&lines, ids[i], lens[i]);
+		sb_addc(&lines, '\n');
+	}
+	pthread_mutex_lock(&s->erasures_lock);
+	int fd = open(s->erasures_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, lines.buf, lines.len) == (ssize_t)lines.len &&
+		  fsync(fd) == 0;
+	int saved = errno;
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&s->erasures_lock);
+	sb_release(&lines);
+	if (!ok) {
+		sb_addf(err, "state: cannot append to %s: %s", s->erasures_path,
+			saved ? strerror(saved) : "short write");
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
 int state_erase(state *s, const char *id, size_t len, strbuf *err)
 {
 	/* The list first: a crash between the two leaves an id listed for
 	 * exclusion but still served until the retry, never the reverse. */
-	pthread_mutex_lock(&s->erasures_lock);
-	int fd = open(s->erasures_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	int ok = fd >= 0;
-	if (ok) {
-		strbuf line = STRBUF_INIT;
-		sb_add(&line, id, len);
-		sb_addc(&line, '\n');
-		ok = write(fd, line.buf, line.len) == (ssize_t)line.len && fsync(fd) == 0;
-		sb_release(&line);
-		close(fd);
-	}
-	pthread_mutex_unlock(&s->erasures_lock);
-	if (!ok) {
-		sb_addf(err, "state: cannot append to %s: %s", s->erasures_path, strerror(errno));
+	if (state_list_erasures(s, &id, &len, 1, err) != 0)
 		return STORE_ERROR;
-	}
 	return update_flags(s, id, len, STATE_ERASED, 0, err);
 }
 
@@ -1773,8 +1786,7 @@ static int grow_map(state *s)
 	return rc;
 }
 
-int state_write_events(state *s, const event_in *const *batches, const uint32_t *counts,
-		       uint32_t n_batches, strbuf *err)
+int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
 {
 	strbuf buf = STRBUF_INIT;
 	int rc;
@@ -1782,25 +1794,41 @@ int state_write_events(state *s, const event_in *const *batches, const uint32_t 
 		MDB_txn *txn;
 		uint64_t total = 0, unknown = 0;
 		MDB_cursor *cur = NULL; /* closed with the write txn */
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+		/* A write transaction uses the map too: keep growth out meanwhile
+		 * (only this thread writes, so it cannot wait on itself). */
+		pthread_rwlock_rdlock(&s->remap_lock);
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+			pthread_rwlock_unlock(&s->remap_lock);
 			break;
+		}
 		rc = mdb_cursor_open(txn, s->chunks, &cur);
-		for (uint32_t b = 0; rc == 0 && b < n_batches; b++) {
-			for (uint32_t i = 0; rc == 0 && i < counts[b]; i++) {
-				rc = append_event(s, txn, cur, &batches[b][i], &buf);
+		for (uint32_t b = 0; rc == 0 && b < n; b++) {
+			const state_write *w = &writes[b];
+			if (!w->events) {
+				rc = apply_flags(s, txn, w->customer, w->customer_len, w->set, w->clear);
+				continue;
+			}
+			for (uint32_t i = 0; rc == 0 && i < w->n; i++) {
+				const event_in *e = &w->events[i];
+				/* Checked when the request was taken, but an erasure
+				 * may have been committed since. */
+				if (erased(s, txn, e->customer, e->customer_len))
+					continue;
+				rc = append_event(s, txn, cur, e, &buf);
 				total++;
-				unknown += !batches[b][i].known_item;
+				unknown += !e->known_item;
 			}
 		}
-		if (rc == 0)
+		if (rc == 0 && total)
 			rc = add_counter(s, txn, "events", total);
-		if (rc == 0)
+		if (rc == 0 && unknown)
 			rc = add_counter(s, txn, "unknown_items", unknown);
 		if (rc == 0) {
 			rc = mdb_txn_commit(txn); /* synchronous: one fsync for all */
 		} else {
 			mdb_txn_abort(txn);
 		}
+		pthread_rwlock_unlock(&s->remap_lock);
 		if (rc != MDB_MAP_FULL || attempt >= 30)
 			break;
 		if ((rc = grow_map(s)) != 0)
@@ -1808,10 +1836,16 @@ int state_write_events(state *s, const event_in *const *batches, const uint32_t 
 	}
 	sb_release(&buf);
 	if (rc) {
-		sb_addf(err, "state: cannot record events: %s", mdb_strerror(rc));
+		sb_addf(err, "state: cannot write: %s", mdb_strerror(rc));
 		return STORE_ERROR;
 	}
 	return 0;
+}
+
+int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err)
+{
+	const state_write w = { .events = events, .n = n };
+	return state_commit(s, &w, 1, err);
 }
 
 struct state_iter {

@@ -288,9 +288,7 @@ TEST(state_flags_and_events)
 			batch[i].customer = who;
 			batch[i].customer_len = strlen(who);
 		}
-		const event_in *b[1] = { batch };
-		uint32_t n[1] = { 600 };
-		CHECK_INT(state_write_events(s, b, n, 1, &err), 0);
+		CHECK_INT(state_write_events(s, batch, 600, &err), 0);
 	}
 	CHECK_INT(state_txn_renew(t), 0);
 	state_counters sc;
@@ -375,8 +373,7 @@ TEST(event_log_chunks)
 	/* in several commits, so chunks are appended to as well as made */
 	for (uint32_t done = 0; done < n;) {
 		uint32_t take = n - done < 97 ? n - done : 97;
-		const event_in *b[1] = { batch + done };
-		CHECK_INT(state_write_events(s, b, &take, 1, &err), 0);
+		CHECK_INT(state_write_events(s, batch + done, take, &err), 0);
 		done += take;
 	}
 	state_txn *t;
@@ -481,9 +478,7 @@ TEST(state_format_1_converted)
 	state_txn_free(t);
 	/* still appendable after the conversion */
 	event_in more = { "old", 3, "item-540", 8, 540, 1, 2, EVENT_PURCHASE, true };
-	const event_in *b[1] = { &more };
-	uint32_t one = 1;
-	CHECK_INT(state_write_events(s, b, &one, 1, &err), 0);
+	CHECK_INT(state_write_events(s, &more, 1, &err), 0);
 	CHECK_INT(state_txn_begin(s, &t), 0);
 	check_log(t, "old", 41, 500);
 	state_txn_free(t);
@@ -514,12 +509,16 @@ TEST(erasure_deletes_the_log)
 			batch[n++] = (event_in){ who[c], 4, items[c][i], (size_t)len, ts, 1, 0,
 						 EVENT_CART, true };
 		}
-	const event_in *b[1] = { batch };
-	CHECK_INT(state_write_events(s, b, &n, 1, &err), 0);
+	CHECK_INT(state_write_events(s, batch, n, &err), 0);
 	CHECK_INT(state_erase(s, "drop", 4, &err), 0);
+	/* events written after the erasure (accepted just before it) are not
+	 * kept; the other customer's are */
+	event_in late[2] = { { "drop", 4, "late", 4, 999, 1, 0, EVENT_VIEW, true },
+			     { "keep", 4, "item-160", 8, 160, 1, 0, EVENT_VIEW, true } };
+	CHECK_INT(state_write_events(s, late, 2, &err), 0);
 	state_txn *t;
 	CHECK_INT(state_txn_begin(s, &t), 0);
-	check_log(t, "keep", 60, 100);
+	check_log(t, "keep", 61, 100);
 	check_log(t, "drop", 0, 0);
 	state_iter *it;
 	const char *id;
@@ -616,9 +615,7 @@ TEST(state_format_2_converted)
 		int len = snprintf(items[i], 32, "item-%d", 1490 + i);
 		more[i] = (event_in){ "a", 1, items[i], (size_t)len, 1490 + i, 1, 0, EVENT_VIEW, true };
 	}
-	const event_in *b[1] = { more };
-	uint32_t n = 30;
-	CHECK_INT(state_write_events(s, b, &n, 1, &err), 0);
+	CHECK_INT(state_write_events(s, more, 30, &err), 0);
 	CHECK_INT(state_txn_renew(t), 0);
 	check_log(t, "a", STATE_MAX_EVENTS, 1000 + 520 - STATE_MAX_EVENTS);
 	check_log(t, "b", 3, 2000);
