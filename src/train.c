@@ -71,22 +71,9 @@ void train_result_free(train_result *r)
 static uint32_t thread_count(const train_options *opt)
 {
 	if (opt->threads)
-		return MIN(opt->threads, 64u);
+		return MIN(opt->threads, (uint32_t)UTIL_MAX_THREADS);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return (uint32_t)MIN(MAX(n, 1), 64);
-}
-
-/* Runs fn(arg) on `threads` threads (the caller's among them). */
-static void run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
-{
-	pthread_t tids[64];
-	uint32_t started = 0;
-	for (uint32_t t = 1; t < threads; t++)
-		if (pthread_create(&tids[started], NULL, fn, arg) == 0)
-			started++;
-	fn(arg);
-	for (uint32_t t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
+	return (uint32_t)MIN(MAX(n, 1), UTIL_MAX_THREADS);
 }
 
 /* An array of count * size bytes that is written once, soon: large ones
@@ -286,7 +273,7 @@ static float *build_histories(const dataset *ds, const train_options *opt, const
 	struct hist_job job = { .ds = ds, .opt = opt, .w = w, .decay = decay, .start = start,
 				.order = order, .hist = r->hist, .x = x, .count = count,
 				.n_customers = nc, .n_items = ni, .longest = longest };
-	run_parallel(MIN(threads, MAX(nc / 4096, 1u)), hist_worker, &job);
+	util_run_parallel(MIN(threads, MAX(nc / 4096, 1u)), hist_worker, &job);
 	free(order);
 
 	/* Close the gaps, in customer order (so the sums below come out the
@@ -522,7 +509,7 @@ static void gram_rows(const struct xviews *xv, const uint32_t *col, const uint32
 	progress_begin(&prog, "gram", "items", m);
 	struct gram_job job = { .xv = xv, .col = col, .items = items, .m = m, .G = G, .prog = &prog };
 	pthread_mutex_init(&job.lock, NULL);
-	run_parallel(threads, gram_rows_worker, &job);
+	util_run_parallel(threads, gram_rows_worker, &job);
 	pthread_mutex_destroy(&job.lock);
 	progress_update(&prog, m);
 	progress_end(&prog);
@@ -690,7 +677,7 @@ static void run_similarity(struct sim_job *job, uint32_t rows, uint32_t threads,
 	job->next = 0;
 	job->total = rows;
 	job->prog = &prog;
-	run_parallel(threads, worker, job);
+	util_run_parallel(threads, worker, job);
 	progress_update(&prog, rows);
 	progress_end(&prog);
 	pthread_mutex_destroy(&job->lock);
