@@ -162,7 +162,7 @@ static void check_same_bits(uint32_t n, uint32_t nb)
 TEST(inverse_same_bits_on_any_threads)
 {
 	check_same_bits(777, SYMMAT_BLOCK);
-	check_same_bits(777, 48);
+	check_same_bits(300, 24);
 	check_same_bits(130, 8);
 }
 
