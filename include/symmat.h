@@ -25,7 +25,9 @@
 #include <stdint.h>
 
 /* The tile size symmat_invert uses, fixed so the bits do not depend on
- * the machine's thread count (bench/inverse_bench.c times others). */
+ * the thread count. At n = 8000 on 2 threads 128 and 512 were slower, 192
+ * and 384 within the noise (README, Training speed; bench/inverse_bench.c
+ * times others). */
 #define SYMMAT_BLOCK 256
 
 /* Inverts the symmetric positive-definite n x n matrix `a` in place.
