@@ -49,6 +49,7 @@ SRCS    := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
+INV_BENCH := $(BIN)/shopkeeper-inverse-bench
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -63,7 +64,7 @@ FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 .PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
 	valgrind-e2e clean check-deps image test-image test-deploy lint-k8s check-deploy-tools
 
-all: check-deps $(BIN)/shopkeeper $(GEN)
+all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH)
 
 # Installing packages needs root and the network; only do it when a header is
 # actually missing, and say so.
@@ -92,6 +93,12 @@ $(BIN)/shopkeeper: $(BUILD)/main.o $(LIB_OBJS) | $(BIN)
 $(BIN)/shopkeeper-gen: bench/gen.c | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lm
+
+# EASE's inverse timed against LAPACK's (bench/inverse_bench.c).
+$(INV_BENCH): bench/inverse_bench.c $(LIB_OBJS) | $(BIN)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/inverse_bench.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
+	  $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
 	@echo "  CC      $<"

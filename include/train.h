@@ -10,7 +10,7 @@
  *   jaccard  G_ij / (G_ii + G_jj - G_ij)
  *   lift     G_ij / (G_ii G_jj)                       (as in Microsoft SAR)
  *   ease     B = I - P diagMat(1/diag(P)), P = (G + lambda I)^-1 (Steck 2019),
- *            by Cholesky (LAPACK spotrf/spotri)
+ *            by a blocked Cholesky inverse on all threads (symmat.h)
  * Only positive similarities are kept; each item keeps its K best, ties
  * broken by item index so training is deterministic.
  *
@@ -62,8 +62,9 @@ typedef struct train_options {
 	uint64_t max_dense_bytes; /* largest item x item matrix (default 12 GiB) */
 	uint32_t ease_max_items;  /* EASE uses this many most popular items
 				   * at most (default 20000) */
-	uint32_t threads;      /* default: number of cores (ssyrk's too; EASE's
-				* Cholesky runs on one, see train.c) */
+	uint32_t threads;      /* default: number of cores (ssyrk's too, and
+				* EASE's inverse, whose result does not
+				* depend on it) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u

@@ -1,5 +1,6 @@
 /*
- * util: allocation that cannot fail, clocks, UTF-8 validation.
+ * util: allocation that cannot fail, clocks, UTF-8 validation, running a
+ * function on several threads.
  *
  * Out-of-memory is not a recoverable condition for this program: like Redis'
  * zmalloc, the x* allocators print one line and abort instead of making every
@@ -32,6 +33,14 @@ double util_monotonic(void);
  * nothing above U+10FFFF). NUL bytes are rejected as well: ids and CSV fields
  * are C strings further on. */
 bool utf8_valid(const char *s, size_t n);
+
+/* Runs fn(arg) on `threads` threads, the caller's among them, and returns
+ * when all have returned. A thread that cannot be started is done without
+ * (fn runs at least once, on the caller's), so fn must share its work out
+ * through arg rather than count on a number of threads. At most
+ * UTIL_MAX_THREADS are used. */
+#define UTIL_MAX_THREADS 64
+void util_run_parallel(uint32_t threads, void *(*fn)(void *), void *arg);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t util_peak_rss(void);

@@ -18,15 +18,9 @@
 #include <unistd.h>
 
 #include "progress.h"
+#include "symmat.h"
 #include "topk.h"
 #include "util.h"
-
-/* LAPACK from OpenBLAS; Debian ships no LAPACKE, so the Fortran symbols are
- * declared here, with gfortran's hidden length argument for CHARACTER args. */
-extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info,
-		    size_t uplo_len);
-extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info,
-		    size_t uplo_len);
 
 static const char *const algo_names[ALGO_COUNT] = { "cosine", "jaccard", "lift", "ease" };
 static const char *const path_names[] = { "auto", "dense", "sparse" };
@@ -71,22 +65,9 @@ void train_result_free(train_result *r)
 static uint32_t thread_count(const train_options *opt)
 {
 	if (opt->threads)
-		return MIN(opt->threads, 64u);
+		return MIN(opt->threads, (uint32_t)UTIL_MAX_THREADS);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return (uint32_t)MIN(MAX(n, 1), 64);
-}
-
-/* Runs fn(arg) on `threads` threads (the caller's among them). */
-static void run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
-{
-	pthread_t tids[64];
-	uint32_t started = 0;
-	for (uint32_t t = 1; t < threads; t++)
-		if (pthread_create(&tids[started], NULL, fn, arg) == 0)
-			started++;
-	fn(arg);
-	for (uint32_t t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
+	return (uint32_t)MIN(MAX(n, 1), UTIL_MAX_THREADS);
 }
 
 /* An array of count * size bytes that is written once, soon: large ones
@@ -286,7 +267,7 @@ static float *build_histories(const dataset *ds, const train_options *opt, const
 	struct hist_job job = { .ds = ds, .opt = opt, .w = w, .decay = decay, .start = start,
 				.order = order, .hist = r->hist, .x = x, .count = count,
 				.n_customers = nc, .n_items = ni, .longest = longest };
-	run_parallel(MIN(threads, MAX(nc / 4096, 1u)), hist_worker, &job);
+	util_run_parallel(MIN(threads, MAX(nc / 4096, 1u)), hist_worker, &job);
 	free(order);
 
 	/* Close the gaps, in customer order (so the sums below come out the
@@ -352,22 +333,6 @@ static void gram_dense(const train_result *r, const float *x, const uint32_t *co
 	}
 	progress_end(&prog);
 	free(X);
-}
-
-/* Copies the upper triangle of a row-major matrix into its lower one, in
- * tiles, so the column-wise writes stay in cache. */
-static void mirror_upper(float *G, uint32_t n)
-{
-	const uint32_t tile = 64;
-	for (uint32_t i0 = 0; i0 < n; i0 += tile) {
-		uint32_t i1 = MIN(i0 + tile, n);
-		for (uint32_t j0 = i0; j0 < n; j0 += tile) {
-			uint32_t j1 = MIN(j0 + tile, n);
-			for (uint32_t i = i0; i < i1; i++)
-				for (uint32_t j = MAX(j0, i + 1); j < j1; j++)
-					G[(size_t)j * n + i] = G[(size_t)i * n + j];
-		}
-	}
 }
 
 /* The two views of X the sparse path streams, positive values only, each
@@ -522,7 +487,7 @@ static void gram_rows(const struct xviews *xv, const uint32_t *col, const uint32
 	progress_begin(&prog, "gram", "items", m);
 	struct gram_job job = { .xv = xv, .col = col, .items = items, .m = m, .G = G, .prog = &prog };
 	pthread_mutex_init(&job.lock, NULL);
-	run_parallel(threads, gram_rows_worker, &job);
+	util_run_parallel(threads, gram_rows_worker, &job);
 	pthread_mutex_destroy(&job.lock);
 	progress_update(&prog, m);
 	progress_end(&prog);
@@ -690,36 +655,20 @@ static void run_similarity(struct sim_job *job, uint32_t rows, uint32_t threads,
 	job->next = 0;
 	job->total = rows;
 	job->prog = &prog;
-	run_parallel(threads, worker, job);
+	util_run_parallel(threads, worker, job);
 	progress_update(&prog, rows);
 	progress_end(&prog);
 	pthread_mutex_destroy(&job->lock);
 }
 
-/* P = (G + lambda I)^-1 in place, by Cholesky. Returns 0 or LAPACK's info. */
-static int ease_inverse(float *G, uint32_t n, float lambda)
+/* P = (G + lambda I)^-1 in place (G full, row-major), on `threads` of our
+ * own threads, each tile on one OpenBLAS thread (symmat.h says why): the
+ * same bits whatever the thread count. Returns 0 or LAPACK's info. */
+static int ease_inverse(float *G, uint32_t n, float lambda, uint32_t threads)
 {
 	for (uint32_t i = 0; i < n; i++)
 		G[(size_t)i * n + i] += lambda;
-	int nn = (int)n, info = 0;
-	/* One OpenBLAS thread, whatever the machine: its threads wait for each
-	 * other by spinning at every step of the factorisation, and with the
-	 * cores busy (other work, our own threads) a descheduled one stalls
-	 * the rest: under a load of 8 on 2 cores spotri took 2 to 6 times
-	 * longer on two threads than on one, and on an idle machine the
-	 * second thread saves little (spotri's CPU time doubles). One thread
-	 * also makes B the same bits on every machine. */
-	int saved = openblas_get_num_threads();
-	openblas_set_num_threads(1);
-	/* Row-major upper is column-major lower: same bytes, so ask for 'L'. */
-	spotrf_("L", &nn, G, &nn, &info, 1);
-	if (info == 0)
-		spotri_("L", &nn, G, &nn, &info, 1);
-	openblas_set_num_threads(saved);
-	if (info != 0)
-		return info;
-	mirror_upper(G, n);
-	return 0;
+	return symmat_invert(G, n, threads);
 }
 
 /* Orders item indexes by popularity, most popular first (ties by index). */
@@ -775,7 +724,7 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 		xviews_free(&xv);
 	} else {
 		gram_dense(r, x, col, m, G);
-		mirror_upper(G, m);
+		symmat_mirror_upper(G, m, threads);
 	}
 	float *diag = xmallocarray(m, sizeof(float));
 	for (uint32_t i = 0; i < m; i++)
@@ -786,7 +735,7 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 	int ret = 0;
 	if (opt->algo == ALGO_EASE) {
 		float lambda = opt->lambda > 0 ? opt->lambda : TRAIN_DEFAULT_LAMBDA;
-		int info = ease_inverse(G, m, lambda);
+		int info = ease_inverse(G, m, lambda, threads);
 		if (info != 0) {
 			sb_addf(err, "EASE: Cholesky factorisation failed (LAPACK info %d); try a "
 				     "larger --lambda", info);

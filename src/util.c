@@ -1,8 +1,10 @@
 /*
- * util: allocation that cannot fail, clocks, UTF-8 validation.
+ * util: allocation that cannot fail, clocks, UTF-8 validation, running a
+ * function on several threads.
  */
 #include "util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,4 +130,16 @@ uint64_t util_peak_rss(void)
 	if (getrusage(RUSAGE_SELF, &ru) != 0)
 		return 0;
 	return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
+}
+
+void util_run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
+{
+	pthread_t tids[UTIL_MAX_THREADS];
+	uint32_t started = 0;
+	for (uint32_t t = 1; t < threads && t < UTIL_MAX_THREADS; t++)
+		if (pthread_create(&tids[started], NULL, fn, arg) == 0)
+			started++;
+	fn(arg);
+	for (uint32_t t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
 }

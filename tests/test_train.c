@@ -439,6 +439,36 @@ TEST(sparse_dense_and_threads_agree)
 	sb_release(&err);
 }
 
+/* EASE over 400 items (the inverse cut into several tiles): the same
+ * neighbours, score bits included, on 1 thread and on 3. */
+TEST(ease_same_on_any_threads)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	random_store(&ds);
+	train_result r1, r3;
+	train_options opt = { 0 };
+	opt.algo = ALGO_EASE;
+	opt.neighbors = 20;
+	opt.threads = 1;
+	CHECK_INT(train_run(&ds, &opt, &r1, &err), 0);
+	opt.threads = 3;
+	CHECK_INT(train_run(&ds, &opt, &r3, &err), 0);
+	CHECK(r1.n_items > 300);
+	CHECK_INT(r3.n_items, r1.n_items);
+	bool same = r3.k == r1.k;
+	for (uint32_t i = 0; same && i < r1.n_items; i++) {
+		uint32_t n1, n3;
+		const neighbor *l1 = nbrs(&r1, i, &n1), *l3 = nbrs(&r3, i, &n3);
+		same = n1 == n3 && memcmp(l1, l3, n1 * sizeof(*l1)) == 0;
+	}
+	CHECK(same);
+	train_result_free(&r3);
+	train_result_free(&r1);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	RUN(cosine_by_hand);
@@ -451,5 +481,6 @@ int main(void)
 	RUN(refusals);
 	RUN(select_matches_heap);
 	RUN(sparse_dense_and_threads_agree);
+	RUN(ease_same_on_any_threads);
 	return harness_done();
 }
