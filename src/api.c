@@ -1378,6 +1378,18 @@ out:
 
 /* ---- consent and erasure ------------------------------------------------ */
 
+/* Queues a change of the customer's flags and answers after its commit,
+ * like events: {"customer_id":ID then `rest`. */
+static void defer_flag_change(api *a, struct worker *w, http_response *resp, const char *id,
+			      size_t len, uint32_t set, uint32_t clear, const char *rest)
+{
+	struct events_post *ep = flags_post_new(a, w, id, len, set, clear);
+	sb_adds(&ep->answer, "{\"customer_id\":");
+	sb_add_json_str(&ep->answer, id, len);
+	sb_adds(&ep->answer, rest);
+	http_defer(resp, events_post_start, ep);
+}
+
 static void put_consent(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	const char *id;
@@ -1392,16 +1404,12 @@ static void put_consent(api *a, struct worker *w, const http_request *req, http_
 		http_error(resp, 400, "invalid_field", "personalization must be true or false");
 		goto out;
 	}
-	bool allowed = json_is_true(p);
-	struct events_post *ep = flags_post_new(a, w, id, len, allowed ? 0 : STATE_NO_PERSONALIZATION,
-						allowed ? STATE_NO_PERSONALIZATION : 0);
-	sb_adds(&ep->answer, "{\"customer_id\":");
-	sb_add_json_str(&ep->answer, id, len);
-	sb_adds(&ep->answer, ",\"consent\":{\"personalization\":");
-	sb_adds(&ep->answer, allowed ? "true" : "false");
-	sb_adds(&ep->answer, "}}");
-	/* Answered after the group commit, like events. */
-	http_defer(resp, events_post_start, ep);
+	if (json_is_true(p))
+		defer_flag_change(a, w, resp, id, len, 0, STATE_NO_PERSONALIZATION,
+				  ",\"consent\":{\"personalization\":true}}");
+	else
+		defer_flag_change(a, w, resp, id, len, STATE_NO_PERSONALIZATION, 0,
+				  ",\"consent\":{\"personalization\":false}}");
 out:
 	json_decref(root);
 }
@@ -1412,12 +1420,7 @@ static void delete_customer(api *a, struct worker *w, const http_request *req, h
 	size_t len;
 	if (path_id(req, 2, "customer", resp, &id, &len) != 0)
 		return;
-	struct events_post *ep = flags_post_new(a, w, id, len, STATE_ERASED, 0);
-	sb_adds(&ep->answer, "{\"customer_id\":");
-	sb_add_json_str(&ep->answer, id, len);
-	sb_adds(&ep->answer, ",\"erased\":true}");
-	/* Answered after the group commit, like events. */
-	http_defer(resp, events_post_start, ep);
+	defer_flag_change(a, w, resp, id, len, STATE_ERASED, 0, ",\"erased\":true}");
 }
 
 /* ---- routing ------------------------------------------------------------ */

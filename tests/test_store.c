@@ -346,6 +346,26 @@ static void check_log(state_txn *t, const char *who, uint32_t count, int64_t fir
 	CHECK_INT(seen, count);
 }
 
+/* Fills batch with per[c] views of customer who[c] (c < n_who), customers
+ * taking turns; customer c's events are at base * (c + 1) + i, each on
+ * item "item-TS" (its name in items[c * stride + i]). Returns how many. */
+static uint32_t interleaved(event_in *batch, char (*items)[32], uint32_t stride,
+			    const char *const *who, const int *per, int n_who, int64_t base)
+{
+	uint32_t n = 0;
+	for (int i = 0; i < (int)stride; i++)
+		for (int c = 0; c < n_who; c++) {
+			if (i >= per[c])
+				continue;
+			int64_t ts = base * (c + 1) + i;
+			char *item = items[(uint32_t)c * stride + (uint32_t)i];
+			int len = snprintf(item, 32, "item-%lld", (long long)ts);
+			batch[n++] = (event_in){ who[c], strlen(who[c]), item, (size_t)len, ts, 1, 0,
+						 EVENT_VIEW, true };
+		}
+	return n;
+}
+
 /* The log is kept in chunks: many customers written in interleaved
  * batches, one past the cap, logs read whole and in order, walked by the
  * iterator once per customer (also from a cursor). */
@@ -356,20 +376,11 @@ TEST(event_log_chunks)
 	CHECK_INT(state_open(sub("chunks"), 1 << 20, &s, &err), 0);
 	if (!s)
 		return;
-	static char items[3][700][32];
+	static char items[3 * 700][32];
 	static event_in batch[3 * 700];
 	const char *who[3] = { "a", "b", "c" };
 	const int per[3] = { 700, 3, 120 }; /* a goes past STATE_MAX_EVENTS */
-	uint32_t n = 0;
-	for (int i = 0; i < 700; i++)
-		for (int c = 0; c < 3; c++) {
-			if (i >= per[c])
-				continue;
-			int64_t ts = 1000 * (c + 1) + i;
-			int len = snprintf(items[c][i], 32, "item-%lld", (long long)ts);
-			batch[n++] = (event_in){ who[c], 1, items[c][i], (size_t)len, ts, 1, 0,
-						 EVENT_VIEW, true };
-		}
+	uint32_t n = interleaved(batch, items, 700, who, per, 3, 1000);
 	/* in several commits, so chunks are appended to as well as made */
 	for (uint32_t done = 0; done < n;) {
 		uint32_t take = n - done < 97 ? n - done : 97;
@@ -405,45 +416,74 @@ TEST(event_log_chunks)
 	sb_release(&err);
 }
 
+/* Writes an event as every state format stores it, item "item-TS",
+ * quantity 1; returns its size. */
+static size_t put_event_record(unsigned char *p, int64_t ts, uint8_t type, float price)
+{
+	float q = 1;
+	char item[24];
+	int len = snprintf(item, sizeof(item), "item-%lld", (long long)ts);
+	memset(p, 0, 22);
+	memcpy(p, &ts, 8);
+	memcpy(p + 8, &q, 4);
+	memcpy(p + 12, &price, 4);
+	p[16] = type;
+	p[17] = (unsigned char)len;
+	memcpy(p + 22, item, (size_t)len);
+	return 22 + (size_t)len;
+}
+
+/* Creates the state file of an older format in sub(name), as that version
+ * laid it out: meta with the version, customer_flags, and the events table
+ * (db_flags), left open in *txn for the caller to fill and commit. */
+static MDB_env *old_state(const char *name, uint32_t version, const char *events_table,
+			  unsigned db_flags, MDB_txn **txn, MDB_dbi *events)
+{
+	char dir[256], path[300];
+	snprintf(dir, sizeof(dir), "%s", sub(name));
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/state.mdb", dir);
+	MDB_env *env;
+	MDB_dbi meta_db, flags;
+	CHECK_INT(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	CHECK_INT(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
+	CHECK_INT(mdb_txn_begin(env, NULL, 0, txn), 0);
+	CHECK_INT(mdb_dbi_open(*txn, "meta", MDB_CREATE, &meta_db), 0);
+	CHECK_INT(mdb_dbi_open(*txn, "customer_flags", MDB_CREATE, &flags), 0);
+	CHECK_INT(mdb_dbi_open(*txn, events_table, MDB_CREATE | db_flags, events), 0);
+	MDB_val k = { 14, "format_version" }, v = { 4, &version };
+	CHECK_INT(mdb_put(*txn, meta_db, &k, &v, 0), 0);
+	return env;
+}
+
+/* Commits an old_state's contents and opens it as a state (converting
+ * it); NULL, with the message printed, when that fails. */
+static state *open_converted(MDB_env *env, MDB_txn *txn, const char *dir, strbuf *err)
+{
+	state *s = NULL;
+	CHECK_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	CHECK_INT(state_open(dir, 1 << 20, &s, err), 0);
+	if (!s)
+		fprintf(stderr, "%s\n", sb_str(err));
+	return s;
+}
+
 /* A state of format 1 (a customer's whole log in one record of "events")
  * is converted when opened, events intact. */
 TEST(state_format_1_converted)
 {
-	char dir[256], path[300];
-	snprintf(dir, sizeof(dir), "%s", sub("v1"));
-	mkdir(dir, 0755);
-	snprintf(path, sizeof(path), "%s/state.mdb", dir);
-	MDB_env *env;
+	const char *dir = sub("v1");
 	MDB_txn *txn;
-	MDB_dbi meta_db, flags, events;
-	CHECK_INT(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 8);
-	CHECK_INT(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
-	CHECK_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	CHECK_INT(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), 0);
-	CHECK_INT(mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &flags), 0);
-	CHECK_INT(mdb_dbi_open(txn, "events", MDB_CREATE, &events), 0);
-	uint32_t ver = 1;
-	MDB_val k = { 14, "format_version" }, v = { 4, &ver };
-	CHECK_INT(mdb_put(txn, meta_db, &k, &v, 0), 0);
+	MDB_dbi events;
+	MDB_env *env = old_state("v1", 1, "events", 0, &txn, &events);
+	MDB_val k, v;
 	/* 40 events of customer "old", then one of "z" */
 	unsigned char rec[8 + 40 * 40];
 	size_t size = 8;
-	for (int i = 0; i < 40; i++) {
-		unsigned char *p = rec + size;
-		int64_t ts = 500 + i;
-		float q = 1, price = 2;
-		char item[16];
-		int len = snprintf(item, sizeof(item), "item-%d", 500 + i);
-		memset(p, 0, 22);
-		memcpy(p, &ts, 8);
-		memcpy(p + 8, &q, 4);
-		memcpy(p + 12, &price, 4);
-		p[16] = EVENT_PURCHASE;
-		p[17] = (unsigned char)len;
-		memcpy(p + 22, item, (size_t)len);
-		size += 22 + (size_t)len;
-	}
+	for (int i = 0; i < 40; i++)
+		size += put_event_record(rec + size, 500 + i, EVENT_PURCHASE, 2);
 	uint32_t head[2] = { 40, 0 };
 	memcpy(rec, head, 8);
 	k = (MDB_val){ 3, "old" };
@@ -454,16 +494,10 @@ TEST(state_format_1_converted)
 	k = (MDB_val){ 1, "z" };
 	v = (MDB_val){ 8 + 22 + 8, rec };
 	CHECK_INT(mdb_put(txn, events, &k, &v, 0), 0);
-	CHECK_INT(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
-
-	state *s = NULL;
 	strbuf err = STRBUF_INIT;
-	CHECK_INT(state_open(dir, 1 << 20, &s, &err), 0);
-	if (!s) {
-		fprintf(stderr, "%s\n", sb_str(&err));
+	state *s = open_converted(env, txn, dir, &err);
+	if (!s)
 		return;
-	}
 	state_txn *t;
 	CHECK_INT(state_txn_begin(s, &t), 0);
 	check_log(t, "old", 40, 500);
@@ -498,17 +532,11 @@ TEST(erasure_deletes_the_log)
 	CHECK_INT(state_open(sub("erase"), 1 << 20, &s, &err), 0);
 	if (!s)
 		return;
-	static char items[2][60][32];
+	static char items[2 * 60][32];
 	static event_in batch[120];
 	const char *who[2] = { "keep", "drop" };
-	uint32_t n = 0;
-	for (int i = 0; i < 60; i++)
-		for (int c = 0; c < 2; c++) {
-			int64_t ts = 100 * (c + 1) + i;
-			int len = snprintf(items[c][i], 32, "item-%lld", (long long)ts);
-			batch[n++] = (event_in){ who[c], 4, items[c][i], (size_t)len, ts, 1, 0,
-						 EVENT_CART, true };
-		}
+	const int per[2] = { 60, 60 };
+	uint32_t n = interleaved(batch, items, 60, who, per, 2, 100);
 	CHECK_INT(state_write_events(s, batch, n, &err), 0);
 	CHECK_INT(state_erase(s, "drop", 4, &err), 0);
 	/* events written after the erasure (accepted just before it) are not
@@ -547,20 +575,8 @@ static void put_v2_chunk(MDB_txn *txn, MDB_dbi chunks, const char *who, uint32_t
 	uint16_t c16 = (uint16_t)count;
 	memcpy(rec + 4, &c16, 2);
 	memcpy(rec + 6, &total, 2);
-	for (int i = 0; i < count; i++, ts++) {
-		unsigned char *p = rec + size;
-		float q = 1, price = 0;
-		char item[16];
-		int len = snprintf(item, sizeof(item), "item-%lld", (long long)ts);
-		memset(p, 0, 22);
-		memcpy(p, &ts, 8);
-		memcpy(p + 8, &q, 4);
-		memcpy(p + 12, &price, 4);
-		p[16] = EVENT_VIEW;
-		p[17] = (unsigned char)len;
-		memcpy(p + 22, item, (size_t)len);
-		size += 22 + (size_t)len;
-	}
+	for (int i = 0; i < count; i++)
+		size += put_event_record(rec + size, ts + i, EVENT_VIEW, 0);
 	MDB_val k = { strlen(who), (void *)who }, v = { size, rec };
 	CHECK_INT(mdb_put(txn, chunks, &k, &v, 0), 0);
 }
@@ -570,38 +586,19 @@ static void put_v2_chunk(MDB_txn *txn, MDB_dbi chunks, const char *who, uint32_t
  * cap, readable by a read-only open. */
 TEST(state_format_2_converted)
 {
-	char dir[256], path[300];
-	snprintf(dir, sizeof(dir), "%s", sub("v2"));
-	mkdir(dir, 0755);
-	snprintf(path, sizeof(path), "%s/state.mdb", dir);
-	MDB_env *env;
+	const char *dir = sub("v2");
 	MDB_txn *txn;
-	MDB_dbi meta_db, flags, chunks;
-	CHECK_INT(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 8);
-	CHECK_INT(mdb_env_open(env, path, MDB_NOSUBDIR, 0644), 0);
-	CHECK_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	CHECK_INT(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), 0);
-	CHECK_INT(mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &flags), 0);
-	CHECK_INT(mdb_dbi_open(txn, "event_chunks", MDB_CREATE | MDB_DUPSORT, &chunks), 0);
-	uint32_t ver = 2;
-	MDB_val k = { 14, "format_version" }, v = { 4, &ver };
-	CHECK_INT(mdb_put(txn, meta_db, &k, &v, 0), 0);
+	MDB_dbi chunks;
+	MDB_env *env = old_state("v2", 2, "event_chunks", MDB_DUPSORT, &txn, &chunks);
 	/* "a": 490 events in 35 chunks of 14; "b": one chunk of 3; "c": 2 */
 	for (uint32_t i = 0; i < 35; i++)
 		put_v2_chunk(txn, chunks, "a", i, 1000 + 14 * i, 14, i == 34 ? 490 : 0);
 	put_v2_chunk(txn, chunks, "b", 0, 2000, 3, 3);
 	put_v2_chunk(txn, chunks, "c", 0, 3000, 2, 2);
-	CHECK_INT(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
-
-	state *s = NULL;
 	strbuf err = STRBUF_INIT;
-	CHECK_INT(state_open(dir, 1 << 20, &s, &err), 0);
-	if (!s) {
-		fprintf(stderr, "%s\n", sb_str(&err));
+	state *s = open_converted(env, txn, dir, &err);
+	if (!s)
 		return;
-	}
 	state_txn *t;
 	CHECK_INT(state_txn_begin(s, &t), 0);
 	check_log(t, "a", 490, 1000);
