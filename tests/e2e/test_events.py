@@ -450,6 +450,62 @@ class DurabilityTests(Base):
             self.assertEqual(self.profile("w%d" % t, srv)["events_since_model"], acked[t], t)
         self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sum(acked))
 
+    def test_consent_and_erasure_in_the_same_commits(self):
+        """PUT consent and DELETE are queued to the event writer like events:
+        interleaved with event batches from other connections, every
+        acknowledged change survives kill -9."""
+        srv = self.fresh()
+        for i in range(6):
+            self.assertEqual(self.events([self.ev("d%d" % i, "eggs", "cart")] * 3 +
+                                         [self.ev("c%d" % i, "eggs", "view")], srv)["accepted"], 4)
+        acked = [0] * 3
+        errors = []
+        stop = threading.Event()
+
+        def writer(t):
+            conn = ts.http.client.HTTPConnection("127.0.0.1", srv.port, timeout=ts.HTTP_TIMEOUT)
+            try:
+                for i in range(200):
+                    if stop.is_set() and i >= 5:
+                        return
+                    batch = [self.ev("w%d" % t, "flour", "view")] * (1 + i % 3)
+                    conn.request("POST", "/v1/events", body=json.dumps(batch).encode(),
+                                 headers=oo.JSON_HEADERS)
+                    resp = ts.read_response(conn.getresponse())
+                    if resp.status != 200:
+                        errors.append((t, i, resp))
+                        return
+                    acked[t] += len(batch)
+            except Exception as e:  # reported below
+                errors.append((t, repr(e)))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(3)]
+        for th in threads:
+            th.start()
+        for i in range(6):
+            self.assertEqual(self.call("PUT", "/v1/customers/c%d/consent" % i,
+                                       {"personalization": False}, srv).status, 200)
+            resp = self.call("DELETE", "/v1/customers/d%d" % i, srv=srv)
+            self.assertEqual(resp.json, {"customer_id": "d%d" % i, "erased": True})
+        stop.set()
+        for th in threads:
+            th.join(timeout=60)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=ts.STOP_TIMEOUT)
+        srv.kill()
+        self.assertEqual(errors, [])
+        srv = self.fresh()
+        for i in range(6):
+            self.assertEqual(self.profile("c%d" % i, srv)["consent"], {"personalization": False})
+            self.assertError(self.call("GET", "/v1/customers/d%d" % i, srv=srv), 404)
+        for t in range(3):
+            self.assertEqual(self.profile("w%d" % t, srv)["events_since_model"], acked[t], t)
+        with open(os.path.join(srv.state_dir, "erasures.txt")) as f:
+            self.assertEqual(sorted(f.read().splitlines()), ["d%d" % i for i in range(6)])
+        self.assertEqual(self.audience("cart_abandoners", "", srv)["customers"], [])
+
     def test_one_thread_shares_commits_and_keeps_serving(self):
         """With one pool thread, a request waiting for its commit does not
         hold the thread: concurrent single-event requests share group
