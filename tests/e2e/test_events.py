@@ -413,17 +413,20 @@ class DurabilityTests(Base):
         self.check_rounds(srv, done)
         self.assertEqual(metric(srv, "shopkeeper_state_events_total"), total)
 
-    def test_kill_9_under_concurrent_writers(self):
-        srv = self.fresh()
-        acked = [0] * 4
+    def start_writers(self, srv, n, item, rounds, stop=None):
+        """n threads, each on a connection of its own, posting batches of 1,
+        2, 3... views of `item` for customer w<t>, `rounds` times (or until
+        `stop` is set, after 5). Returns (threads, acked per thread, errors)."""
+        acked = [0] * n
         errors = []
-        port = srv.port
 
         def writer(t):
-            conn = ts.http.client.HTTPConnection("127.0.0.1", port, timeout=ts.HTTP_TIMEOUT)
+            conn = ts.http.client.HTTPConnection("127.0.0.1", srv.port, timeout=ts.HTTP_TIMEOUT)
             try:
-                for i in range(15):
-                    batch = [self.ev("w%d" % t, "eggs", "view") for _ in range(1 + i % 4)]
+                for i in range(rounds):
+                    if stop is not None and stop.is_set() and i >= 5:
+                        return
+                    batch = [self.ev("w%d" % t, item, "view") for _ in range(1 + i % 4)]
                     conn.request("POST", "/v1/events", body=json.dumps(batch).encode(),
                                  headers=oo.JSON_HEADERS)
                     resp = ts.read_response(conn.getresponse())
@@ -431,21 +434,32 @@ class DurabilityTests(Base):
                         errors.append((t, i, resp))
                         return
                     acked[t] += len(batch)
-            except Exception as e:  # reported below
+            except Exception as e:  # reported by the caller
                 errors.append((t, repr(e)))
             finally:
                 conn.close()
 
-        threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
+        threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(n)]
         for th in threads:
             th.start()
+        return threads, acked, errors
+
+    def join_kill_9_restart(self, srv, threads, errors):
+        """Waits for the writers, kills the server with SIGKILL (no
+        shutdown), checks the writers saw no error, and starts a new server
+        on the same state."""
         for th in threads:
             th.join(timeout=60)
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(timeout=ts.STOP_TIMEOUT)
         srv.kill()
         self.assertEqual(errors, [])
+        return self.fresh()
+
+    def test_kill_9_under_concurrent_writers(self):
         srv = self.fresh()
+        threads, acked, errors = self.start_writers(srv, 4, "eggs", 15)
+        srv = self.join_kill_9_restart(srv, threads, errors)
         for t in range(4):
             self.assertEqual(self.profile("w%d" % t, srv)["events_since_model"], acked[t], t)
         self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sum(acked))
@@ -458,45 +472,15 @@ class DurabilityTests(Base):
         for i in range(6):
             self.assertEqual(self.events([self.ev("d%d" % i, "eggs", "cart")] * 3 +
                                          [self.ev("c%d" % i, "eggs", "view")], srv)["accepted"], 4)
-        acked = [0] * 3
-        errors = []
         stop = threading.Event()
-
-        def writer(t):
-            conn = ts.http.client.HTTPConnection("127.0.0.1", srv.port, timeout=ts.HTTP_TIMEOUT)
-            try:
-                for i in range(200):
-                    if stop.is_set() and i >= 5:
-                        return
-                    batch = [self.ev("w%d" % t, "flour", "view")] * (1 + i % 3)
-                    conn.request("POST", "/v1/events", body=json.dumps(batch).encode(),
-                                 headers=oo.JSON_HEADERS)
-                    resp = ts.read_response(conn.getresponse())
-                    if resp.status != 200:
-                        errors.append((t, i, resp))
-                        return
-                    acked[t] += len(batch)
-            except Exception as e:  # reported below
-                errors.append((t, repr(e)))
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(3)]
-        for th in threads:
-            th.start()
+        threads, acked, errors = self.start_writers(srv, 3, "flour", 200, stop)
         for i in range(6):
             self.assertEqual(self.call("PUT", "/v1/customers/c%d/consent" % i,
                                        {"personalization": False}, srv).status, 200)
             resp = self.call("DELETE", "/v1/customers/d%d" % i, srv=srv)
             self.assertEqual(resp.json, {"customer_id": "d%d" % i, "erased": True})
         stop.set()
-        for th in threads:
-            th.join(timeout=60)
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=ts.STOP_TIMEOUT)
-        srv.kill()
-        self.assertEqual(errors, [])
-        srv = self.fresh()
+        srv = self.join_kill_9_restart(srv, threads, errors)
         for i in range(6):
             self.assertEqual(self.profile("c%d" % i, srv)["consent"], {"personalization": False})
             self.assertError(self.call("GET", "/v1/customers/d%d" % i, srv=srv), 404)
