@@ -254,11 +254,19 @@ TEST(refusals)
 	sb_release(&err);
 }
 
-TEST(state_flags_and_events)
+/* Opens (creating) a state in sub(name) with a 1 MiB map; NULL, the
+ * failure counted, when that fails. */
+static state *new_state(const char *name, strbuf *err)
 {
 	state *s = NULL;
+	CHECK_INT(state_open(sub(name), 1 << 20, &s, err), 0);
+	return s;
+}
+
+TEST(state_flags_and_events)
+{
 	strbuf err = STRBUF_INIT;
-	CHECK_INT(state_open(sub("state"), 1 << 20, &s, &err), 0);
+	state *s = new_state("state", &err);
 	if (!s)
 		return;
 	CHECK_INT(state_set_consent(s, "u", 1, false, &err), 0);
@@ -371,9 +379,8 @@ static uint32_t interleaved(event_in *batch, char (*items)[32], uint32_t stride,
  * iterator once per customer (also from a cursor). */
 TEST(event_log_chunks)
 {
-	state *s = NULL;
 	strbuf err = STRBUF_INIT;
-	CHECK_INT(state_open(sub("chunks"), 1 << 20, &s, &err), 0);
+	state *s = new_state("chunks", &err);
 	if (!s)
 		return;
 	static char items[3 * 700][32];
@@ -527,9 +534,8 @@ TEST(state_format_1_converted)
  * other customers' logs stay whole. */
 TEST(erasure_deletes_the_log)
 {
-	state *s = NULL;
 	strbuf err = STRBUF_INIT;
-	CHECK_INT(state_open(sub("erase"), 1 << 20, &s, &err), 0);
+	state *s = new_state("erase", &err);
 	if (!s)
 		return;
 	static char items[2 * 60][32];
