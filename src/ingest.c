@@ -180,7 +180,6 @@ struct ingest_scan {
 	const ingest_options *opt;
 	FILE *report;
 	unsigned reported;
-	void *arg;                   /* the record function's */
 	strbuf *err;
 	int64_t now;
 	uint64_t *records, *skipped; /* this file's counters */
@@ -223,13 +222,14 @@ static void repeats_note(struct repeats *r, uint32_t idx, const char *id, size_t
 	}
 }
 
-/* The warning for a file with repeated ids; `advice` says what to do. */
+/* Counts the repeats into *st and, after a whole file was read (`report`
+ * not NULL), warns; `advice` says what to do. Releases r. */
 static void repeats_report(struct repeats *r, ingest_stats *st, FILE *report, const char *label,
 			   const char *path, const char *noun, const char *advice)
 {
 	st->duplicate_rows = r->rows;
 	st->duplicate_ids = r->ids;
-	if (r->rows)
+	if (r->rows && report)
 		fprintf(report, "%s: warning: %s repeats %llu %s on %llu more rows (first: %s%s); %s\n",
 			label, path, (unsigned long long)r->ids, noun,
 			(unsigned long long)r->rows, sb_str(&r->first), r->ids > REPEATS_SHOWN ? ", ..." : "",
@@ -596,7 +596,8 @@ static int resolve_columns(const csv_record *hdr, const char *path, const char *
 		if (cols[c] >= 0 || !own[c])
 			continue;
 		sb_addf(err, "%s: %s maps %s to \"%s\", but the header has neither \"%s\" nor \"%s\"",
-			path, file_flag, column_names[c], own[c], own[c], column_names[c]);
+			path, file_flag ? file_flag : "the file's own map", column_names[c], own[c],
+			own[c], column_names[c]);
 		describe_header(err, hdr);
 		return -1;
 	}
@@ -654,7 +655,7 @@ static int scan_file(const char *path, const ingest_options *opt, const char *fi
 	for (size_t i = 0; i < n_header; i++)
 		header[i] = xstrndup(rec.fields[i], rec.lens[i]);
 
-	struct ingest_scan sc = { opt, opt->report ? opt->report : stderr, 0, arg, err,
+	struct ingest_scan sc = { opt, opt->report ? opt->report : stderr, 0, err,
 				  (int64_t)util_now(), records, skipped, skipped_by, cols,
 				  (const char *const *)header, n_header };
 	const char *label = opt->label ? opt->label : "ingest";
@@ -739,8 +740,8 @@ int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, str
 	struct file_ctx fc = { ds, { 0 } };
 	int rc = scan_file(path, opt, "--catalog-columns", required, NULL, catalog_record, &fc,
 			   &ds->catalog_stats.records, &ds->catalog_stats.skipped, NULL, err);
-	repeats_report(&fc.rep, &ds->catalog_stats, report_of(opt), opt->label ? opt->label : "catalog",
-		       path, "item ids",
+	repeats_report(&fc.rep, &ds->catalog_stats, rc == 0 ? report_of(opt) : NULL,
+		       opt->label ? opt->label : "catalog", path, "item ids",
 		       "each item keeps its last row. A catalog has one row per item; if this is "
 		       "a sales log, make one with: shopkeeper catalog --from-interactions FILE");
 	return rc;
@@ -758,7 +759,7 @@ int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, s
 	struct file_ctx fc = { ds, { 0 } };
 	int rc = scan_file(path, opt, "--customers-columns", required, NULL, customer_record, &fc,
 			   &ds->customer_stats.records, &ds->customer_stats.skipped, NULL, err);
-	repeats_report(&fc.rep, &ds->customer_stats, report_of(opt),
+	repeats_report(&fc.rep, &ds->customer_stats, rc == 0 ? report_of(opt) : NULL,
 		       opt->label ? opt->label : "customers", path, "customer ids",
 		       "each customer keeps the attributes of its last row. A customers file has "
 		       "one row per customer; if this is a sales log, make one with: shopkeeper "
