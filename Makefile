@@ -3,6 +3,7 @@
 #   make            build bin/shopkeeper (installs missing -dev packages first)
 #   make deps       apt-get install the libraries and tools the build and tests use
 #   make demo       build, train on the bundled demo data, serve on 127.0.0.1:8080
+#                   (make demo PORT=9090, or SHOPKEEPER_LISTEN=HOST:PORT)
 #   make demo-model only train the demo model (models/demo)
 #   make test       unit tests + end-to-end tests against the real server
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
@@ -182,15 +183,31 @@ demo-model: all
 	$(BIN)/shopkeeper train --interactions $(DEMO_DATA) --catalog data/demo/catalog.csv \
 	  --customers data/demo/customers.csv --columns $(DEMO_COLUMNS) --out $(DEMO_MODEL)
 
+# Where the demo listens: `make demo PORT=9090`, else SHOPKEEPER_LISTEN as
+# serve itself reads it (HOST:PORT), else 127.0.0.1:8080. The curl lines
+# below follow it; a wildcard host is reached on loopback.
+ifeq ($(origin PORT),command line)
+DEMO_LISTEN := 127.0.0.1:$(PORT)
+else ifneq ($(SHOPKEEPER_LISTEN),)
+DEMO_LISTEN := $(SHOPKEEPER_LISTEN)
+else
+DEMO_LISTEN := 127.0.0.1:$(or $(PORT),8080)
+endif
+DEMO_PORT := $(lastword $(subst :, ,$(DEMO_LISTEN)))
+DEMO_HOST := $(patsubst %:$(DEMO_PORT),%,$(DEMO_LISTEN))
+DEMO_HOST := $(if $(filter-out 0.0.0.0,$(DEMO_HOST)),$(DEMO_HOST),127.0.0.1)
+DEMO_HOST := $(if $(filter-out [::],$(DEMO_HOST)),$(DEMO_HOST),[::1])
+DEMO_URL  := http://$(DEMO_HOST):$(DEMO_PORT)
+
 demo: demo-model
 	@echo
-	@echo "Try:  curl -s 'http://127.0.0.1:8080/v1/customers/17850/recommendations?n=5'"
-	@echo "      curl -s 'http://127.0.0.1:8080/v1/customers/17850'"
-	@echo "      curl -s 'http://127.0.0.1:8080/v1/items/85123A/similar?n=5'"
-	@echo "      curl -s 'http://127.0.0.1:8080/v1/segments'"
-	@echo "Stop with Ctrl-C."
+	@echo "Try:  curl -s '$(DEMO_URL)/v1/customers/17850/recommendations?n=5'"
+	@echo "      curl -s '$(DEMO_URL)/v1/customers/17850'"
+	@echo "      curl -s '$(DEMO_URL)/v1/items/85123A/similar?n=5'"
+	@echo "      curl -s '$(DEMO_URL)/v1/segments'"
+	@echo "Stop with Ctrl-C. Port taken? make demo PORT=9090"
 	@echo
-	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen 127.0.0.1:8080
+	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen $(DEMO_LISTEN)
 
 # The test runner prints one closing line: "N passed, N failed".
 test: all $(TEST_BINS) $(FUZZ_REPLAY)

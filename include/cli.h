@@ -29,6 +29,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_catalog(int argc, char **argv);   /* cli_catalog.c */
+int cmd_customers(int argc, char **argv); /* cli_catalog.c */
 
 /* ---- training flags, shared by train and eval (cli_train.c) ------------- */
 
@@ -37,6 +39,8 @@ struct train_flags {
 	const char *customers; /* --customers */
 	const char *exclude;   /* --exclude-customers */
 	const char *columns;  /* --columns */
+	const char *catalog_columns;   /* --catalog-columns */
+	const char *customers_columns; /* --customers-columns */
 	bool strict;          /* --strict */
 	bool has_as_of;       /* --as-of given */
 	int64_t as_of;
@@ -45,7 +49,7 @@ struct train_flags {
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 14
+#define TRAIN_FLAG_COUNT 16
 
 void train_flags_init(struct train_flags *f);
 /* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */

@@ -1,5 +1,5 @@
 /*
- * csv: a streaming RFC 4180 reader.
+ * csv: a streaming RFC 4180 reader, and the field quoting of its writers.
  *
  * Reads records one at a time from a FILE* through a fixed buffer, so memory
  * is bounded by the record limit, not by the file. Quoted fields may hold
@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "strbuf.h"
 
 enum {
 	CSV_OK = 0,                /* a record was read */
@@ -65,5 +67,11 @@ uint64_t csv_bytes_read(const csv_reader *r);
 
 /* Frees the reader; csv_close(NULL) does nothing. */
 void csv_close(csv_reader *r);
+
+/* Appends s[0..n) to sb as one RFC 4180 field: in double quotes, with each
+ * quote doubled, when it holds a comma, a quote, CR or LF, or starts or
+ * ends with a blank (which readers may trim); as it is otherwise. What
+ * csv_read() gives back for it is s[0..n) exactly. */
+void csv_add_field(strbuf *sb, const char *s, size_t n);
 
 #endif

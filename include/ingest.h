@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "csv.h"
 #include "idmap.h"
 #include "strbuf.h"
 
@@ -51,6 +52,9 @@ const char *skip_reason_name(enum skip_reason r);
 typedef struct ingest_stats {
 	uint64_t records, skipped;
 	uint64_t added; /* items or customers that only this file named */
+	/* Rows that repeat an id an earlier row of the same file had, and how
+	 * many ids were repeated: a sales log passed as a catalog shows here. */
+	uint64_t duplicate_rows, duplicate_ids;
 } ingest_stats;
 
 typedef struct dataset {
@@ -102,6 +106,15 @@ enum column {
 #define INGEST_MAX_ATTRS 4096 /* a customer's attributes as JSON */
 
 
+/* Which header a logical column is read from, in order: the file's own map
+ * (`file_columns`, from --catalog-columns or --customers-columns) or, for
+ * a column it does not map, `columns` (--columns, written for the
+ * interactions file and shared by all three); then the standard name. So `--columns item_id=StockCode` reads a
+ * sales log and a catalog whose header says item_id alike. A file's own map
+ * that names a missing header is an error, and so is a --columns map of a
+ * column the file itself is read for (`checked` in ingest_scan_file) that
+ * neither header nor standard name satisfies: a typo is not silently a
+ * column left out. */
 typedef struct ingest_options {
 	const char *columns;   /* "logical=Header,..." or NULL */
 	bool strict;           /* first bad row is fatal */
@@ -111,6 +124,7 @@ typedef struct ingest_options {
 	bool has_until;        /* skip rows with a timestamp after `until` */
 	int64_t until;         /* Unix seconds (training "as of" a date) */
 	const idmap *exclude;  /* customer ids to leave out (erasure), or NULL */
+	const char *file_columns; /* this file's own map, wins over `columns`; or NULL */
 } ingest_options;
 
 /* Reads a list of customer ids, one per line (blank lines and lines
@@ -125,16 +139,25 @@ int ingest_id_list(const char *path, idmap **out, strbuf *err);
 int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf *storage,
 			 strbuf *err);
 
+/* As ingest_parse_columns, only checking; messages name `flag`
+ * ("--catalog-columns"). Returns 0, or -1 with a message in *err. */
+int ingest_check_columns(const char *flag, const char *spec, strbuf *err);
+
 /* Reads the catalog file (item_id; title, category, price optional) into
  * ds: items it names that no interaction did are added (with no history).
  * Call after ingest_read(). Returns 0, or -1 with a message in *err. Bad
  * rows are skipped, counted in ds->catalog_stats, and reported like
- * interaction rows. */
+ * interaction rows. An item listed on several rows keeps its last row; the
+ * repeats are counted and a warning with the first few ids goes to the
+ * report stream (it is what a sales log passed as a catalog looks like).
+ * The file's own map comes from --catalog-columns (opt->file_columns). */
 int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
 
 /* Reads the customers file (customer_id; country, birth_date and any other
  * columns as attributes) into ds; customers only this file names are added.
- * Call after ingest_read(). Returns 0, or -1 with a message in *err. */
+ * Call after ingest_read(). Returns 0, or -1 with a message in *err.
+ * Repeated customer ids are counted and warned about as in ingest_catalog;
+ * the last row's attributes win. Own map: --customers-columns. */
 int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
 
 /* Makes the per-item and per-customer attribute arrays as long as the id
@@ -151,5 +174,41 @@ void dataset_free(dataset *ds);
  * message in *err: file unreadable, header missing a required column, a read
  * error, or a bad row in strict mode. */
 int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
+
+/* ---- scanning any CSV file with logical columns --------------------------
+ * The readers above are built on this; so are the tables derived from a
+ * sales log (sales.h). */
+
+typedef struct ingest_scan ingest_scan; /* one file being read; opaque */
+
+/* Called for every well-formed data record; returns 0 to go on, -1 to stop
+ * (the message in the scan's err, as ingest_skip leaves it in strict mode). */
+typedef int (*ingest_record_fn)(ingest_scan *sc, const csv_record *rec, void *arg);
+
+/* Reads `path` ("-" for stdin, gzip detected): finds the columns (see
+ * ingest_options), fails when one of `required` is missing or a map is
+ * wrong (`checked`: columns whose --columns map must be satisfied; both
+ * lists end with COL_COUNT; `checked` may be NULL), then hands each record
+ * to fn. Counts go to stats->records and stats->skipped (malformed CSV
+ * records are skipped here). `what` names the file in messages
+ * ("interactions"); `file_flag` is the option of the file's own map, for
+ * messages, or NULL. Progress is shown on a terminal under opt->label.
+ * Returns 0, or -1 with a message in *err. */
+int ingest_scan_file(const char *path, const ingest_options *opt, const char *file_flag,
+		     const enum column *required, const enum column *checked,
+		     ingest_record_fn fn, void *arg, ingest_stats *stats, strbuf *err);
+
+/* The field of logical column c in rec, NUL-terminated ("" when the file
+ * has no such column); valid until the next record. */
+void ingest_field(const ingest_scan *sc, const csv_record *rec, enum column c, const char **s,
+		  size_t *n);
+/* Whether the file has logical column c. */
+bool ingest_has_column(const ingest_scan *sc, enum column c);
+/* Counts a skipped row and describes it within the report budget. Returns
+ * -1 in strict mode (message in the scan's err), else 0. */
+int ingest_skip(ingest_scan *sc, uint64_t line, enum skip_reason why, const char *detail);
+/* A strict decimal number: the whole field (blanks around allowed), finite,
+ * no "inf", "nan" or hex. */
+bool ingest_parse_number(const char *s, size_t n, double *out);
 
 #endif

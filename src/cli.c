@@ -22,6 +22,8 @@ static const char usage[] =
 	"  export    write an audience with personalised items as JSON Lines\n"
 	"  eval      train on one file, measure recommendations against another\n"
 	"  inspect   print a model's meta record, an item's neighbours or a customer\n"
+	"  catalog   make a catalog CSV (one row per item) from a sales log\n"
+	"  customers make a customers CSV (one row per customer) from a sales log\n"
 	"\n"
 	"Run 'shopkeeper COMMAND --help' for the options of a command.\n";
 
@@ -109,6 +111,10 @@ int cli_main(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (strcmp(cmd, "export") == 0)
 		return cmd_export(argc - 1, argv + 1);
+	if (strcmp(cmd, "catalog") == 0)
+		return cmd_catalog(argc - 1, argv + 1);
+	if (strcmp(cmd, "customers") == 0)
+		return cmd_customers(argc - 1, argv + 1);
 	fprintf(stderr, "shopkeeper: unknown command '%s'\n\n%s", cmd, usage);
 	return EXIT_USAGE;
 }

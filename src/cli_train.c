@@ -38,12 +38,17 @@ const char train_flags_usage[] =
 	"  --path P              auto (default), dense or sparse item-item computation\n"
 	"  --ease-max-items N    EASE covers the N most popular items (default 20000)\n"
 	"  --threads N           training threads (default: number of cores)\n"
-	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode\n"
+	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode;\n"
+	"                        used for every file, where a file lacks a mapped header\n"
+	"                        its standard name (item_id) is read instead\n"
+	"  --catalog-columns MAP     header names of the catalog file only (win there)\n"
+	"  --customers-columns MAP   header names of the customers file only (win there)\n"
 	"  --strict              stop at the first bad row instead of skipping it\n";
 
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
-	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE
+	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE, F_CATALOG_COLS,
+	F_CUSTOMERS_COLS
 };
 
 size_t train_flags_options(struct option *opts)
@@ -63,6 +68,8 @@ size_t train_flags_options(struct option *opts)
 		{ "catalog", required_argument, NULL, F_CATALOG },
 		{ "customers", required_argument, NULL, F_CUSTOMERS },
 		{ "exclude-customers", required_argument, NULL, F_EXCLUDE },
+		{ "catalog-columns", required_argument, NULL, F_CATALOG_COLS },
+		{ "customers-columns", required_argument, NULL, F_CUSTOMERS_COLS },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -159,14 +166,16 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 			return cli_usage_error(cmd, "--threads %s: expected an integer from 1 to 64", arg);
 		f->topt.threads = u;
 		return 0;
-	case F_COLS: {
-		const char *names[COL_COUNT];
-		strbuf store = STRBUF_INIT, err = STRBUF_INIT;
-		int bad = ingest_parse_columns(arg, names, &store, &err);
-		int ret = bad ? cli_usage_error(cmd, "%s", err.buf) : 0;
-		sb_release(&store);
+	case F_COLS:
+	case F_CATALOG_COLS:
+	case F_CUSTOMERS_COLS: {
+		const char *flag = code == F_COLS ? "--columns"
+				   : code == F_CATALOG_COLS ? "--catalog-columns" : "--customers-columns";
+		strbuf err = STRBUF_INIT;
+		int ret = ingest_check_columns(flag, arg, &err) ? cli_usage_error(cmd, "%s", err.buf) : 0;
 		sb_release(&err);
-		f->columns = arg;
+		*(code == F_COLS ? &f->columns
+		  : code == F_CATALOG_COLS ? &f->catalog_columns : &f->customers_columns) = arg;
 		return ret;
 	}
 	case F_STRICT:
@@ -195,14 +204,16 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	if (f->exclude && ingest_id_list(f->exclude, &exclude, err) != 0)
 		return -1;
 	ingest_options iopt = { f->columns, f->strict, 5, stderr, "ingest", f->has_as_of, f->as_of,
-				exclude };
+				exclude, NULL };
 	if (ingest_read(path, &iopt, ds, err) != 0)
 		goto out;
 	iopt.label = "catalog";
 	iopt.has_until = false;
+	iopt.file_columns = f->catalog_columns;
 	if (f->catalog && ingest_catalog(f->catalog, &iopt, ds, err) != 0)
 		goto out;
 	iopt.label = "customers";
+	iopt.file_columns = f->customers_columns;
 	if (f->customers && ingest_customers(f->customers, &iopt, ds, err) != 0)
 		goto out;
 	*secs_ingest = util_monotonic() - t0;

@@ -1,5 +1,5 @@
 /*
- * csv: a streaming RFC 4180 reader.
+ * csv: a streaming RFC 4180 reader, and field quoting for writers.
  *
  * A byte-at-a-time state machine over a 64 KiB input buffer. Field bytes go
  * into one growing `data` buffer, each field followed by a NUL, and their
@@ -276,4 +276,24 @@ int csv_read(csv_reader *r, csv_record *rec)
 		rec->lens = r->lens;
 		return CSV_OK;
 	}
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+void csv_add_field(strbuf *sb, const char *s, size_t n)
+{
+	bool quote = n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t');
+	for (size_t i = 0; i < n && !quote; i++)
+		quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+	if (!quote) {
+		sb_add(sb, s, n);
+		return;
+	}
+	sb_addc(sb, '"');
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"')
+			sb_addc(sb, '"');
+		sb_addc(sb, s[i]);
+	}
+	sb_addc(sb, '"');
 }

@@ -87,11 +87,13 @@ void dataset_free(dataset *ds)
 	memset(ds, 0, sizeof(*ds));
 }
 
-int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf *storage,
-			 strbuf *err)
+/* Parses "logical=Header,..." into names[] (NULL for columns not named),
+ * pointing into `storage`. Messages start with `flag`. */
+static int parse_spec(const char *flag, const char *spec, const char *names[COL_COUNT],
+		      strbuf *storage, strbuf *err)
 {
 	for (int c = 0; c < COL_COUNT; c++)
-		names[c] = column_names[c];
+		names[c] = NULL;
 	if (!spec || !*spec)
 		return 0;
 
@@ -105,7 +107,7 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
 			*comma = '\0';
 		char *eq = strchr(p, '=');
 		if (!eq || eq == p || eq[1] == '\0') {
-			sb_addf(err, "--columns: expected NAME=HEADER, got \"%s\"", p);
+			sb_addf(err, "%s: expected NAME=HEADER, got \"%s\"", flag, p);
 			return -1;
 		}
 		*eq = '\0';
@@ -114,9 +116,10 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
 			if (strcmp(p, column_names[c]) == 0)
 				found = c;
 		if (found < 0) {
-			sb_addf(err, "--columns: unknown column \"%s\" (known: customer_id, item_id, "
-				     "timestamp, event, quantity, price, title, category, country, "
-				     "birth_date)", p);
+			sb_addf(err, "%s: unknown column \"%s\" (known:", flag, p);
+			for (int c = 0; c < COL_COUNT; c++)
+				sb_addf(err, "%s %s", c ? "," : "", column_names[c]);
+			sb_addc(err, ')');
 			return -1;
 		}
 		names[found] = eq + 1;
@@ -127,8 +130,27 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
 	return 0;
 }
 
-/* A strict decimal number: the whole field, finite. */
-static bool parse_number(const char *s, size_t n, double *out)
+int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf *storage,
+			 strbuf *err)
+{
+	if (parse_spec("--columns", spec, names, storage, err) != 0)
+		return -1;
+	for (int c = 0; c < COL_COUNT; c++)
+		if (!names[c])
+			names[c] = column_names[c];
+	return 0;
+}
+
+int ingest_check_columns(const char *flag, const char *spec, strbuf *err)
+{
+	const char *names[COL_COUNT];
+	strbuf store = STRBUF_INIT;
+	int rc = parse_spec(flag, spec, names, &store, err);
+	sb_release(&store);
+	return rc;
+}
+
+bool ingest_parse_number(const char *s, size_t n, double *out)
 {
 	while (n > 0 && isspace((unsigned char)*s)) {
 		s++;
@@ -154,11 +176,10 @@ static bool parse_number(const char *s, size_t n, double *out)
 	return true;
 }
 
-struct row_ctx {
+struct ingest_scan {
 	const ingest_options *opt;
 	FILE *report;
 	unsigned reported;
-	dataset *ds;
 	strbuf *err;
 	int64_t now;
 	uint64_t *records, *skipped; /* this file's counters */
@@ -168,9 +189,65 @@ struct row_ctx {
 	size_t n_header;
 };
 
+/* Ids a catalog or customers file lists more than once (one byte per id
+ * index: 0 unseen, 1 once, 2 repeated), and the first few of them. */
+#define REPEATS_SHOWN 5
+struct repeats {
+	uint8_t *seen;
+	uint32_t cap;
+	uint64_t rows, ids;
+	strbuf first; /* display text: "a", "b" */
+};
+
+static void repeats_note(struct repeats *r, uint32_t idx, const char *id, size_t len)
+{
+	if (idx >= r->cap) {
+		uint32_t cap = MAX(idx + 1, r->cap ? r->cap * 2 : 4096);
+		r->seen = xrealloc(r->seen, cap);
+		memset(r->seen + r->cap, 0, cap - r->cap);
+		r->cap = cap;
+	}
+	if (r->seen[idx] == 0) {
+		r->seen[idx] = 1;
+		return;
+	}
+	r->rows++;
+	if (r->seen[idx] == 2)
+		return;
+	r->seen[idx] = 2;
+	if (r->ids++ < REPEATS_SHOWN) {
+		if (r->first.len)
+			sb_adds(&r->first, ", ");
+		sb_add_json_str(&r->first, id, len);
+	}
+}
+
+/* Counts the repeats into *st and, after a whole file was read (`report`
+ * not NULL), warns; `advice` says what to do. Releases r. */
+static void repeats_report(struct repeats *r, ingest_stats *st, FILE *report, const char *label,
+			   const char *path, const char *noun, const char *advice)
+{
+	st->duplicate_rows = r->rows;
+	st->duplicate_ids = r->ids;
+	if (r->rows && report)
+		fprintf(report, "%s: warning: %s repeats %llu %s on %llu more rows (first: %s%s); %s\n",
+			label, path, (unsigned long long)r->ids, noun,
+			(unsigned long long)r->rows, sb_str(&r->first), r->ids > REPEATS_SHOWN ? ", ..." : "",
+			advice);
+	free(r->seen);
+	sb_release(&r->first);
+	memset(r, 0, sizeof(*r));
+}
+
+/* What a record function of this file sees through ingest_scan.arg. */
+struct file_ctx {
+	dataset *ds;
+	struct repeats rep;
+};
+
 /* Counts a skipped row, describes it if still within the report budget.
  * Returns -1 in strict mode (with the message in err), else 0. */
-static int skip_row(struct row_ctx *rc, uint64_t line, enum skip_reason why, const char *detail)
+int ingest_skip(struct ingest_scan *rc, uint64_t line, enum skip_reason why, const char *detail)
 {
 	(*rc->skipped)++;
 	if (rc->skipped_by)
@@ -213,8 +290,19 @@ static void field(const csv_record *rec, int col, const char **s, size_t *n)
 	}
 }
 
+void ingest_field(const ingest_scan *sc, const csv_record *rec, enum column c, const char **s,
+		  size_t *n)
+{
+	field(rec, sc->cols[c], s, n);
+}
+
+bool ingest_has_column(const ingest_scan *sc, enum column c)
+{
+	return sc->cols[c] >= 0;
+}
+
 /* An erased customer's rows are left out quietly: counted, not reported. */
-static bool excluded(struct row_ctx *rc, const char *id, size_t len)
+static bool excluded(struct ingest_scan *rc, const char *id, size_t len)
 {
 	uint32_t idx;
 	if (!rc->opt->exclude || !idmap_find(rc->opt->exclude, id, len, &idx))
@@ -227,10 +315,10 @@ static bool excluded(struct row_ctx *rc, const char *id, size_t len)
 
 /* Parses one interactions record. Returns 0 (kept or skipped) or -1
  * (strict). */
-static int interaction_record(struct row_ctx *rc, const csv_record *rec)
+static int interaction_record(struct ingest_scan *rc, const csv_record *rec, void *arg)
 {
 	const int *cols = rc->cols;
-	dataset *ds = rc->ds;
+	dataset *ds = ((struct file_ctx *)arg)->ds;
 	const char *s;
 	size_t n;
 	interaction row = { 0, 0, 0, 1.0f, 0.0f, EVENT_PURCHASE };
@@ -239,14 +327,14 @@ static int interaction_record(struct row_ctx *rc, const csv_record *rec)
 	const char *cid = s;
 	size_t cid_len = n;
 	if (!id_normalize(&cid, &cid_len))
-		return skip_row(rc, rec->line, SKIP_NO_CUSTOMER,
+		return ingest_skip(rc, rec->line, SKIP_NO_CUSTOMER,
 				n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
 
 	field(rec, cols[COL_ITEM_ID], &s, &n);
 	const char *iid = s;
 	size_t iid_len = n;
 	if (!id_normalize(&iid, &iid_len))
-		return skip_row(rc, rec->line, SKIP_NO_ITEM,
+		return ingest_skip(rc, rec->line, SKIP_NO_ITEM,
 				n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
 	if (excluded(rc, cid, cid_len))
 		return 0;
@@ -254,18 +342,18 @@ static int interaction_record(struct row_ctx *rc, const csv_record *rec)
 	if (cols[COL_TIMESTAMP] >= 0) {
 		field(rec, cols[COL_TIMESTAMP], &s, &n);
 		if (time_parse(s, n, &row.ts) != 0)
-			return skip_row(rc, rec->line, SKIP_TIMESTAMP, n ? s : "empty");
+			return ingest_skip(rc, rec->line, SKIP_TIMESTAMP, n ? s : "empty");
 		/* A clock a day ahead is skew; beyond that the row is wrong, and
 		 * keeping it would make it the as-of time of everything. */
 		if (row.ts > rc->now + 86400)
-			return skip_row(rc, rec->line, SKIP_TIMESTAMP, "in the future");
+			return ingest_skip(rc, rec->line, SKIP_TIMESTAMP, "in the future");
 	}
 	if (cols[COL_EVENT] >= 0) {
 		field(rec, cols[COL_EVENT], &s, &n);
 		if (n > 0) {
 			int e = event_parse(s, n);
 			if (e < 0)
-				return skip_row(rc, rec->line, SKIP_EVENT, s);
+				return ingest_skip(rc, rec->line, SKIP_EVENT, s);
 			row.event = (uint8_t)e;
 		}
 	}
@@ -273,8 +361,8 @@ static int interaction_record(struct row_ctx *rc, const csv_record *rec)
 		field(rec, cols[COL_QUANTITY], &s, &n);
 		if (n > 0) {
 			double q;
-			if (!parse_number(s, n, &q) || q == 0 || fabs(q) > MAX_ABS_QUANTITY)
-				return skip_row(rc, rec->line, SKIP_QUANTITY, s);
+			if (!ingest_parse_number(s, n, &q) || q == 0 || fabs(q) > MAX_ABS_QUANTITY)
+				return ingest_skip(rc, rec->line, SKIP_QUANTITY, s);
 			row.quantity = (float)q;
 		}
 	}
@@ -282,8 +370,8 @@ static int interaction_record(struct row_ctx *rc, const csv_record *rec)
 		field(rec, cols[COL_PRICE], &s, &n);
 		if (n > 0) {
 			double p;
-			if (!parse_number(s, n, &p) || p < 0 || p > MAX_PRICE)
-				return skip_row(rc, rec->line, SKIP_PRICE, s);
+			if (!ingest_parse_number(s, n, &p) || p < 0 || p > MAX_PRICE)
+				return ingest_skip(rc, rec->line, SKIP_PRICE, s);
 			row.price = (float)p;
 		}
 	}
@@ -356,9 +444,10 @@ static char *trimmed_copy(const char *s, size_t n)
 	return n ? xstrndup(s, n) : NULL;
 }
 
-static int catalog_record(struct row_ctx *rc, const csv_record *rec)
+static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *arg)
 {
-	dataset *ds = rc->ds;
+	struct file_ctx *fc = arg;
+	dataset *ds = fc->ds;
 	const char *s;
 	size_t n;
 
@@ -366,20 +455,21 @@ static int catalog_record(struct row_ctx *rc, const csv_record *rec)
 	const char *iid = s;
 	size_t iid_len = n;
 	if (!id_normalize(&iid, &iid_len))
-		return skip_row(rc, rec->line, SKIP_NO_ITEM, n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
+		return ingest_skip(rc, rec->line, SKIP_NO_ITEM, n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
 	float price = -1.0f;
 	field(rec, rc->cols[COL_PRICE], &s, &n);
 	if (n > 0) {
 		double p;
-		if (!parse_number(s, n, &p) || p < 0 || p > MAX_PRICE)
-			return skip_row(rc, rec->line, SKIP_PRICE, s);
+		if (!ingest_parse_number(s, n, &p) || p < 0 || p > MAX_PRICE)
+			return ingest_skip(rc, rec->line, SKIP_PRICE, s);
 		price = (float)p;
 	}
 
 	bool created;
 	uint32_t item = idmap_intern(ds->items, iid, iid_len, &created);
 	if (created)
-		rc->ds->catalog_stats.added++;
+		ds->catalog_stats.added++;
+	repeats_note(&fc->rep, item, iid, iid_len);
 	dataset_fit_attributes(ds);
 	field(rec, rc->cols[COL_TITLE], &s, &n);
 	free(ds->item_title[item]); /* a later row for the same item wins */
@@ -410,9 +500,10 @@ static uint16_t parse_birthday(const char *s, size_t n)
 	return (uint16_t)(m * 100 + d);
 }
 
-static int customer_record(struct row_ctx *rc, const csv_record *rec)
+static int customer_record(struct ingest_scan *rc, const csv_record *rec, void *arg)
 {
-	dataset *ds = rc->ds;
+	struct file_ctx *fc = arg;
+	dataset *ds = fc->ds;
 	const char *s;
 	size_t n;
 
@@ -420,14 +511,14 @@ static int customer_record(struct row_ctx *rc, const csv_record *rec)
 	const char *cid = s;
 	size_t cid_len = n;
 	if (!id_normalize(&cid, &cid_len))
-		return skip_row(rc, rec->line, SKIP_NO_CUSTOMER,
+		return ingest_skip(rc, rec->line, SKIP_NO_CUSTOMER,
 				n > ID_MAX_LEN ? "longer than 256 bytes" : NULL);
 	if (excluded(rc, cid, cid_len))
 		return 0;
 	uint16_t birthday = 0;
 	field(rec, rc->cols[COL_BIRTH_DATE], &s, &n);
 	if (n > 0 && (birthday = parse_birthday(s, n)) == 0)
-		return skip_row(rc, rec->line, SKIP_TIMESTAMP, "birth_date is not a YYYY-MM-DD date");
+		return ingest_skip(rc, rec->line, SKIP_TIMESTAMP, "birth_date is not a YYYY-MM-DD date");
 
 	/* Every column but the id becomes an attribute, by its header name. */
 	strbuf attrs = STRBUF_INIT;
@@ -449,13 +540,14 @@ static int customer_record(struct row_ctx *rc, const csv_record *rec)
 	sb_addc(&attrs, '}');
 	if (attrs.len > INGEST_MAX_ATTRS) {
 		sb_release(&attrs);
-		return skip_row(rc, rec->line, SKIP_CSV, "attributes longer than 4096 bytes");
+		return ingest_skip(rc, rec->line, SKIP_CSV, "attributes longer than 4096 bytes");
 	}
 
 	bool created;
 	uint32_t c = idmap_intern(ds->customers, cid, cid_len, &created);
 	if (created)
-		rc->ds->customer_stats.added++;
+		ds->customer_stats.added++;
+	repeats_note(&fc->rep, c, cid, cid_len);
 	dataset_fit_attributes(ds);
 	free(ds->customer_attrs[c]);
 	ds->customer_attrs[c] = first ? NULL : sb_detach(&attrs, NULL);
@@ -464,18 +556,73 @@ static int customer_record(struct row_ctx *rc, const csv_record *rec)
 	return 0;
 }
 
-typedef int (*record_fn)(struct row_ctx *rc, const csv_record *rec);
+/* Appends the header's first fields to err, for "no such column" messages. */
+static void describe_header(strbuf *err, const csv_record *hdr)
+{
+	sb_adds(err, " (header: ");
+	for (size_t i = 0; i < hdr->nfields && i < 12; i++)
+		sb_addf(err, "%s%s", i ? "," : "", hdr->fields[i]);
+	sb_addf(err, "%s)", hdr->nfields > 12 ? ",..." : "");
+}
 
-/* Reads one CSV file: header, then every record through fn. `required`
- * lists the logical columns the header must have (COL_COUNT ends it). */
-static int read_table(const char *path, const ingest_options *opt, dataset *ds,
-		      const enum column *required, record_fn fn, uint64_t *records,
-		      uint64_t *skipped, uint64_t *skipped_by, strbuf *err)
+/* Finds each logical column (see ingest_options for the order) and checks
+ * the maps. Returns 0, or -1 with a message in *err. */
+static int resolve_columns(const csv_record *hdr, const char *path, const char *file_flag,
+			   const char *const general[COL_COUNT], const char *const own[COL_COUNT],
+			   const enum column *required, const enum column *checked,
+			   int cols[COL_COUNT], strbuf *err)
+{
+	for (int c = 0; c < COL_COUNT; c++) {
+		/* A file's own map replaces --columns for that column. */
+		const char *mapped = own[c] ? own[c] : general[c];
+		cols[c] = mapped ? find_column(hdr, mapped) : -1;
+		if (cols[c] < 0)
+			cols[c] = find_column(hdr, column_names[c]);
+	}
+	for (const enum column *c = required; *c != COL_COUNT; c++) {
+		if (cols[*c] >= 0)
+			continue;
+		sb_addf(err, "%s: no ", path);
+		const char *mapped = own[*c] ? own[*c] : general[*c];
+		if (mapped && strcasecmp(mapped, column_names[*c]) != 0)
+			sb_addf(err, "\"%s\" or ", mapped);
+		sb_addf(err, "\"%s\" column in the header", column_names[*c]);
+		describe_header(err, hdr);
+		sb_addf(err, "; map one with %s %s=HEADER", file_flag ? file_flag : "--columns",
+			column_names[*c]);
+		return -1;
+	}
+	for (int c = 0; c < COL_COUNT; c++) {
+		if (cols[c] >= 0 || !own[c])
+			continue;
+		sb_addf(err, "%s: %s maps %s to \"%s\", but the header has neither \"%s\" nor \"%s\"",
+			path, file_flag ? file_flag : "the file's own map", column_names[c], own[c],
+			own[c], column_names[c]);
+		describe_header(err, hdr);
+		return -1;
+	}
+	for (const enum column *c = checked; c && *c != COL_COUNT; c++) {
+		if (cols[*c] >= 0 || !general[*c])
+			continue;
+		sb_addf(err, "%s: --columns maps %s to \"%s\", but the header has neither \"%s\" nor \"%s\"",
+			path, column_names[*c], general[*c], general[*c], column_names[*c]);
+		describe_header(err, hdr);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads one CSV file: header, then every record through fn (see
+ * ingest_scan_file); the counters are the caller's. */
+static int scan_file(const char *path, const ingest_options *opt, const char *file_flag,
+		     const enum column *required, const enum column *checked, ingest_record_fn fn,
+		     void *arg, uint64_t *records, uint64_t *skipped, uint64_t *skipped_by,
+		     strbuf *err)
 {
 	input in;
 	csv_reader *csv = NULL;
-	strbuf colstore = STRBUF_INIT;
-	const char *names[COL_COUNT];
+	strbuf general_store = STRBUF_INIT, own_store = STRBUF_INIT;
+	const char *general[COL_COUNT], *own[COL_COUNT];
 	int cols[COL_COUNT];
 	char **header = NULL;
 	size_t n_header = 0;
@@ -483,7 +630,9 @@ static int read_table(const char *path, const ingest_options *opt, dataset *ds,
 	csv_record rec;
 	progress prog;
 
-	if (ingest_parse_columns(opt->columns, names, &colstore, err) != 0)
+	if (parse_spec("--columns", opt->columns, general, &general_store, err) != 0 ||
+	    parse_spec(file_flag ? file_flag : "--columns", opt->file_columns, own, &own_store,
+		       err) != 0)
 		goto out_nofile;
 	if (input_open(&in, path, err) != 0)
 		goto out_nofile;
@@ -499,26 +648,16 @@ static int read_table(const char *path, const ingest_options *opt, dataset *ds,
 		sb_addf(err, "%s: cannot read the header row: %s", path, csv_strerror(rc));
 		goto out;
 	}
-	for (int c = 0; c < COL_COUNT; c++)
-		cols[c] = find_column(&rec, names[c]);
-	for (const enum column *c = required; *c != COL_COUNT; c++) {
-		if (cols[*c] >= 0)
-			continue;
-		sb_addf(err, "%s: no \"%s\" column in the header (", path, names[*c]);
-		for (size_t i = 0; i < rec.nfields && i < 12; i++)
-			sb_addf(err, "%s%s", i ? "," : "", rec.fields[i]);
-		sb_addf(err, "%s); map one with --columns %s=HEADER", rec.nfields > 12 ? ",..." : "",
-			column_names[*c]);
+	if (resolve_columns(&rec, path, file_flag, general, own, required, checked, cols, err) != 0)
 		goto out;
-	}
 	n_header = rec.nfields;
 	header = xmallocarray(n_header, sizeof(*header));
 	for (size_t i = 0; i < n_header; i++)
 		header[i] = xstrndup(rec.fields[i], rec.lens[i]);
 
-	struct row_ctx rctx = { opt, opt->report ? opt->report : stderr, 0, ds, err,
-				(int64_t)util_now(), records, skipped, skipped_by, cols,
-				(const char *const *)header, n_header };
+	struct ingest_scan sc = { opt, opt->report ? opt->report : stderr, 0, err,
+				  (int64_t)util_now(), records, skipped, skipped_by, cols,
+				  (const char *const *)header, n_header };
 	const char *label = opt->label ? opt->label : "ingest";
 	bool by_bytes = !in.compressed && in.size > 0;
 	progress_begin(&prog, label, by_bytes ? "bytes" : "rows", by_bytes ? in.size : 0);
@@ -532,20 +671,20 @@ static int read_table(const char *path, const ingest_options *opt, dataset *ds,
 		}
 		(*records)++;
 		if (rc != CSV_OK) {
-			if (skip_row(&rctx, rec.line, SKIP_CSV, csv_strerror(rc)) != 0)
+			if (ingest_skip(&sc, rec.line, SKIP_CSV, csv_strerror(rc)) != 0)
 				goto out_prog;
 			continue;
 		}
-		if (fn(&rctx, &rec) != 0)
+		if (fn(&sc, &rec, arg) != 0)
 			goto out_prog;
 		if ((*records & 0xffff) == 0)
 			progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	}
 	progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	ret = 0;
-	if (rctx.reported < *skipped && !opt->strict)
-		fprintf(rctx.report, "%s: %llu more bad rows not shown\n", label,
-			(unsigned long long)(*skipped - rctx.reported));
+	if (sc.reported < *skipped && !opt->strict)
+		fprintf(sc.report, "%s: %llu more bad rows not shown\n", label,
+			(unsigned long long)(*skipped - sc.reported));
 out_prog:
 	progress_end(&prog);
 out:
@@ -556,15 +695,35 @@ out:
 	if (input_close(&in, err) != 0)
 		ret = -1;
 out_nofile:
-	sb_release(&colstore);
+	sb_release(&general_store);
+	sb_release(&own_store);
 	return ret;
+}
+
+int ingest_scan_file(const char *path, const ingest_options *opt, const char *file_flag,
+		     const enum column *required, const enum column *checked,
+		     ingest_record_fn fn, void *arg, ingest_stats *stats, strbuf *err)
+{
+	return scan_file(path, opt, file_flag, required, checked, fn, arg, &stats->records,
+			 &stats->skipped, NULL, err);
 }
 
 int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
 {
 	static const enum column required[] = { COL_CUSTOMER_ID, COL_ITEM_ID, COL_COUNT };
-	return read_table(path, opt, ds, required, interaction_record, &ds->records, &ds->skipped,
-			  ds->skipped_by, err);
+	static const enum column checked[] = { COL_TIMESTAMP, COL_EVENT, COL_QUANTITY, COL_PRICE,
+					       COL_COUNT };
+	/* The interactions file's own map is --columns itself. */
+	ingest_options o = *opt;
+	o.file_columns = NULL;
+	struct file_ctx fc = { ds, { 0 } };
+	return scan_file(path, &o, NULL, required, checked, interaction_record, &fc, &ds->records,
+			 &ds->skipped, ds->skipped_by, err);
+}
+
+static FILE *report_of(const ingest_options *opt)
+{
+	return opt->report ? opt->report : stderr;
 }
 
 int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
@@ -578,8 +737,14 @@ int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, str
 		ds->item_price = xmalloc(sizeof(*ds->item_price));
 		dataset_fit_attributes(ds);
 	}
-	return read_table(path, opt, ds, required, catalog_record, &ds->catalog_stats.records,
-			  &ds->catalog_stats.skipped, NULL, err);
+	struct file_ctx fc = { ds, { 0 } };
+	int rc = scan_file(path, opt, "--catalog-columns", required, NULL, catalog_record, &fc,
+			   &ds->catalog_stats.records, &ds->catalog_stats.skipped, NULL, err);
+	repeats_report(&fc.rep, &ds->catalog_stats, rc == 0 ? report_of(opt) : NULL,
+		       opt->label ? opt->label : "catalog", path, "item ids",
+		       "each item keeps its last row. A catalog has one row per item; if this is "
+		       "a sales log, make one with: shopkeeper catalog --from-interactions FILE");
+	return rc;
 }
 
 int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
@@ -591,8 +756,15 @@ int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, s
 		ds->customer_birthday = xmalloc(sizeof(*ds->customer_birthday));
 		dataset_fit_attributes(ds);
 	}
-	return read_table(path, opt, ds, required, customer_record, &ds->customer_stats.records,
-			  &ds->customer_stats.skipped, NULL, err);
+	struct file_ctx fc = { ds, { 0 } };
+	int rc = scan_file(path, opt, "--customers-columns", required, NULL, customer_record, &fc,
+			   &ds->customer_stats.records, &ds->customer_stats.skipped, NULL, err);
+	repeats_report(&fc.rep, &ds->customer_stats, rc == 0 ? report_of(opt) : NULL,
+		       opt->label ? opt->label : "customers", path, "customer ids",
+		       "each customer keeps the attributes of its last row. A customers file has "
+		       "one row per customer; if this is a sales log, make one with: shopkeeper "
+		       "customers --from-interactions FILE");
+	return rc;
 }
 
 int ingest_id_list(const char *path, idmap **out, strbuf *err)

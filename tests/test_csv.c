@@ -132,6 +132,33 @@ TEST(empty_input)
 	CHECK_STR(READ("\n\n"), "");
 }
 
+/* What the writer quotes, the reader gives back unchanged. */
+TEST(written_fields_read_back)
+{
+	static const char *const fields[] = { "plain", "a, b", "RECORD FRAME 7\" SINGLE", "two\nlines",
+					      "cr\rhere", " padded ", "", "\"", "tab\t" };
+	strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (i)
+			sb_addc(&sb, ',');
+		csv_add_field(&sb, fields[i], strlen(fields[i]));
+	}
+	sb_addc(&sb, '\n');
+	CHECK_STR(sb.buf, "plain,\"a, b\",\"RECORD FRAME 7\"\" SINGLE\",\"two\nlines\",\"cr\rhere\","
+			  "\" padded \",,\"\"\"\",\"tab\t\"\n");
+	FILE *f = fmemopen(sb.buf, sb.len, "rb");
+	csv_reader *r = csv_open(f, NULL);
+	csv_record rec;
+	CHECK_INT(csv_read(r, &rec), CSV_OK);
+	CHECK_INT(rec.nfields, sizeof(fields) / sizeof(fields[0]));
+	for (size_t i = 0; i < rec.nfields && i < sizeof(fields) / sizeof(fields[0]); i++)
+		CHECK_STR(rec.fields[i], fields[i]);
+	CHECK_INT(csv_read(r, &rec), CSV_EOF);
+	csv_close(r);
+	fclose(f);
+	sb_release(&sb);
+}
+
 int main(void)
 {
 	RUN(simple_records);
@@ -145,5 +172,6 @@ int main(void)
 	RUN(invalid_utf8);
 	RUN(record_across_buffer_boundary);
 	RUN(empty_input);
+	RUN(written_fields_read_back);
 	return harness_done();
 }

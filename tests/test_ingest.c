@@ -210,6 +210,112 @@ TEST(catalog_customers_and_exclusions)
 	sb_release(&err);
 }
 
+/* Issue 20, point 12: --columns is written for the interactions file; a
+ * catalog or customers file that uses the standard names must still read. */
+TEST(columns_fall_back_to_standard_names_per_file)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *ipath = write_file("fb-i.csv", "CustomerID,StockCode\nc1,i1\nc2,i2\n");
+	ingest_options o = { .columns = "customer_id=CustomerID,item_id=StockCode,title=Description",
+			     .report = report };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(ipath, &o, &ds, &err), 0);
+	const char *cat = write_file("fb-c.csv", "item_id,title,price\ni1,Mug,3.5\ni3,Tea,1\n");
+	CHECK_INT(ingest_catalog(cat, &o, &ds, &err), 0);
+	CHECK_INT(ds.catalog_stats.records, 2);
+	CHECK_INT(ds.catalog_stats.added, 1);
+	CHECK_STR(ds.item_title[0], "Mug");
+	const char *cus = write_file("fb-u.csv", "customer_id,country\nc1,JP\n");
+	CHECK_INT(ingest_customers(cus, &o, &ds, &err), 0);
+	CHECK_STR(ds.customer_attrs[0], "{\"country\":\"JP\"}");
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
+/* A file's own map wins over --columns there; a map naming a header that a
+ * file lacks, with no standard name to fall back to, is an error naming
+ * the file and the column. */
+TEST(file_columns_and_missing_mapped_headers)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	const char *ipath = write_file("fc-i.csv", "CustomerID,StockCode,Description\nc1,i1,Mug\n");
+	ingest_options o = { .columns = "customer_id=CustomerID,item_id=StockCode,title=Description",
+			     .report = report };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(ipath, &o, &ds, &err), 0);
+	/* title=Description would find the catalog's Description; its own map wins */
+	const char *cat = write_file("fc-c.csv", "sku,Description,name\ni1,long text,Short\n");
+	o.file_columns = "item_id=sku,title=name";
+	CHECK_INT(ingest_catalog(cat, &o, &ds, &err), 0);
+	CHECK_STR(ds.item_title[0], "Short");
+	/* its own map naming a missing header */
+	o.file_columns = "item_id=sku,title=Name2";
+	CHECK_INT(ingest_catalog(cat, &o, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "fc-c.csv") != NULL);
+	CHECK(strstr(sb_str(&err), "--catalog-columns maps title to \"Name2\"") != NULL);
+	/* a required column found by none of the three names */
+	sb_reset(&err);
+	o.file_columns = NULL;
+	CHECK_INT(ingest_catalog(cat, &o, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "no \"StockCode\" or \"item_id\" column") != NULL);
+	CHECK(strstr(sb_str(&err), "--catalog-columns item_id=HEADER") != NULL);
+	dataset_free(&ds);
+
+	/* interactions: a mapped optional column that is not there */
+	sb_reset(&err);
+	o.columns = "customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDat";
+	CHECK_INT(load(ipath, o.columns, false, &ds, &err), -1);
+	CHECK(strstr(sb_str(&err), "fc-i.csv") != NULL);
+	CHECK(strstr(sb_str(&err), "--columns maps timestamp to \"InvoiceDat\"") != NULL);
+	dataset_free(&ds);
+	/* ...but catalog and customer columns in --columns are not the
+	 * interactions file's business */
+	CHECK_INT(load(ipath, "customer_id=CustomerID,item_id=StockCode,birth_date=Born", false, &ds,
+		       &err), 0);
+	dataset_free(&ds);
+	CHECK_INT(ingest_check_columns("--customers-columns", "shoe=S", &err), -1);
+	CHECK(strstr(sb_str(&err), "--customers-columns: unknown column \"shoe\"") != NULL);
+	sb_release(&err);
+}
+
+/* A catalog or customers file that lists an id twice (a sales log passed
+ * as --catalog) is read, counted and warned about. */
+TEST(repeated_ids_are_counted_and_warned)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *rep = open_memstream(&text, &len);
+	ingest_options o = { .report = rep };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(write_file("rp-i.csv", "customer_id,item_id\nc1,i1\n"), &o, &ds, &err), 0);
+	CHECK_INT(ingest_catalog(write_file("rp-c.csv", "item_id,title\ni1,A\ni2,B\ni1,C\ni1,D\n"
+							"i2,E\ni3,F\n"), &o, &ds, &err), 0);
+	CHECK_INT(ds.catalog_stats.duplicate_rows, 3);
+	CHECK_INT(ds.catalog_stats.duplicate_ids, 2);
+	CHECK_STR(ds.item_title[0], "D");
+	CHECK_INT(ingest_customers(write_file("rp-u.csv", "customer_id,country\nc1,JP\nc1,FR\n"), &o, &ds,
+				   &err), 0);
+	CHECK_INT(ds.customer_stats.duplicate_rows, 1);
+	fflush(rep);
+	CHECK(strstr(text, "repeats 2 item ids on 3 more rows (first: \"i1\", \"i2\")") != NULL);
+	CHECK(strstr(text, "shopkeeper catalog --from-interactions") != NULL);
+	CHECK(strstr(text, "shopkeeper customers --from-interactions") != NULL);
+	fclose(rep);
+	free(text);
+	/* a clean file: nothing counted */
+	dataset_free(&ds);
+	dataset_init(&ds);
+	o.report = report;
+	CHECK_INT(ingest_catalog(write_file("rp-ok.csv", "item_id\ni1\ni2\n"), &o, &ds, &err), 0);
+	CHECK_INT(ds.catalog_stats.duplicate_rows, 0);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -222,6 +328,9 @@ int main(void)
 	RUN(gzip_reads_the_same);
 	RUN(events_and_as_of);
 	RUN(catalog_customers_and_exclusions);
+	RUN(columns_fall_back_to_standard_names_per_file);
+	RUN(file_columns_and_missing_mapped_headers);
+	RUN(repeated_ids_are_counted_and_warned);
 	fclose(report);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
