@@ -21,7 +21,7 @@
 CC      ?= cc
 PKGS    := libmicrohttpd jansson lmdb openblas
 DEBS    := libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev pkg-config \
-           python3 lmdb-utils
+           python3 lmdb-utils curl
 HEADERS := /usr/include/microhttpd.h /usr/include/jansson.h /usr/include/lmdb.h
 
 ifeq ($(SANITIZE),1)
