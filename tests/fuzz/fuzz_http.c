@@ -397,12 +397,29 @@ static size_t check_one(const char *r, size_t len, int method)
 static void check_response(const strbuf *resp, int method, uint8_t framing)
 {
 	size_t off = 0, answers = 0;
+	/* libmicrohttpd 0.9.75 answers a Content-Length that is not a number
+	 * with its own 400 whose head is sent twice (the second copy is read
+	 * as the body): the library's bug, before any code of ours runs
+	 * (docs/http-limits.md). Only its status line is checked. */
+	if (resp->len && memmem(resp->buf, resp->len, "wrong value for <b>Content-Length</b>", 37)) {
+		if (resp->len < 13 || memcmp(resp->buf, "HTTP/1.1 400 ", 13) != 0) {
+			fprintf(stderr, "fuzz_http: not the library's 400\n%.*s\n", (int)resp->len,
+				resp->buf);
+			abort();
+		}
+		return;
+	}
 	while (off < resp->len) {
 		off += check_one(resp->buf + off, resp->len - off, method);
 		answers++;
 	}
 	if (!(framing & FR_REFUSED))
 		return;
+	if (answers != 1) {
+		fprintf(stderr, "fuzz_http: framing 0x%02x: %zu answers, expected one 400\n%.*s\n",
+			framing, answers, (int)resp->len, resp->len ? resp->buf : "");
+		abort();
+	}
 	const char *end = memmem(resp->buf, resp->len, "\r\n\r\n", 4);
 	size_t head = end ? (size_t)(end - resp->buf) + 2 : 0;
 	const char *ct = head ? find_header(resp->buf, head, "Content-Type") : NULL;
@@ -410,7 +427,8 @@ static void check_response(const strbuf *resp, int method, uint8_t framing)
 	bool ours = ct && strncmp(ct, " application/json", 17) == 0;
 	if (answers != 1 || atoi(resp->buf + 9) != 400 ||
 	    (ours && (!conn || strncasecmp(conn, " close", 6) != 0 ||
-		      !memmem(resp->buf, resp->len, "request framing refused", 23)))) {
+		      (method != 4 && /* HEAD: no body to say why */
+		       !memmem(resp->buf, resp->len, "request framing refused", 23))))) {
 		fprintf(stderr, "fuzz_http: framing 0x%02x: %zu answers, expected one 400 with "
 				"Connection: close\n%.*s\n", framing, answers, (int)resp->len, resp->buf);
 		abort();
