@@ -11,6 +11,16 @@
  * Paths are decoded here, strictly: an invalid %XX escape is answered with
  * 400 before the handler runs. The daemon is told not to unescape anything
  * itself, so "%2F" inside an id stays part of that id.
+ *
+ * Framing is checked before any routing (docs/http-limits.md): a request
+ * whose length a proxy in front could read differently (two Content-Length
+ * headers, Content-Length with Transfer-Encoding, a coding other than
+ * "chunked", a NUL byte in the request line) is answered 400 with
+ * "Connection: close", as nginx answers it.
+ *
+ * Answers waiting to be sent hold memory until the client reads them: the
+ * layer bounds it per connection and in total (http_config.max_unsent_*)
+ * and answers 503 past a bound instead of holding more.
  */
 #ifndef SHOPKEEPER_HTTP_H
 #define SHOPKEEPER_HTTP_H
@@ -26,6 +36,17 @@
 /* Per-connection memory (request line and headers; past it: 431).
  * libmicrohttpd clears it with memset for every request: keep it small. */
 #define HTTP_CONNECTION_MEMORY_DEFAULT (16u * 1024)
+/* Bytes of answers queued but not yet sent (a client that does not read
+ * holds its answer): the largest one answer may be, and the most all may
+ * hold together. 200 unread 6.4 MB answers held 1.03 GB before these. */
+#define HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT ((size_t)8 << 20)  /* 8 MiB */
+#define HTTP_MAX_UNSENT_TOTAL_DEFAULT ((size_t)256 << 20)         /* 256 MiB */
+/* Answers this small are never refused for the total bound (errors, health
+ * probes, the 503 itself); they are counted all the same. */
+#define HTTP_UNSENT_ALWAYS (16u * 1024)
+/* Lines the library logs (an abandoned connection writes one) per second;
+ * past it they are counted and summed up in one "suppressed" line. */
+#define HTTP_LOG_LINES_PER_SECOND 10
 
 typedef struct http_request {
 	const char *method;  /* "GET", "POST", ... */
@@ -67,6 +88,12 @@ typedef struct http_config {
 	unsigned max_connections_per_ip; /* 0: no limit */
 	size_t connection_memory;        /* per-connection pool for the request line
 					  * and headers; 0: HTTP_CONNECTION_MEMORY_DEFAULT */
+	size_t max_unsent_per_connection; /* bytes of one answer (libmicrohttpd holds
+					   * one per connection); over it: 503;
+					   * 0: HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT */
+	size_t max_unsent_total;          /* bytes of all answers not yet sent; an
+					   * answer over HTTP_UNSENT_ALWAYS that would
+					   * pass it: 503; 0: HTTP_MAX_UNSENT_TOTAL_DEFAULT */
 	http_handler handler;
 	void *app;
 	void (*thread_free)(void *app, void *thread_data); /* may be NULL */
@@ -99,6 +126,31 @@ unsigned http_drain(http_server *s, unsigned timeout_ms);
  * Connections still open are closed: call http_drain() first for a
  * graceful stop. */
 void http_stop(http_server *s);
+
+/* The http layer's own figures in Prometheus text, appended to `out`
+ * (arg: the http_server): bytes of answers not yet sent, answers refused
+ * for the unsent bounds, requests refused for their framing, and the
+ * library's log lines written and suppressed (the last two count for the
+ * whole process). */
+void http_metrics(void *server, strbuf *out);
+
+/* What http_split_path found. */
+enum http_path_status {
+	HTTP_PATH_OK = 0,
+	HTTP_PATH_BAD_ESCAPE = -1,        /* an invalid %XX escape: 400 */
+	HTTP_PATH_TOO_LONG = -2,          /* over HTTP_MAX_PATH bytes: 414 */
+	HTTP_PATH_TOO_MANY_SEGMENTS = -3, /* over HTTP_MAX_SEGMENTS: no route has them */
+};
+#define HTTP_MAX_PATH 8192
+
+/* Splits the raw path `url` ("/a/b%2Fc", no query string) into
+ * percent-decoded, NUL-terminated segments kept in `scratch` (reset first),
+ * and sets req->n_segs, req->segs (pointing into scratch: valid until it
+ * changes) and req->seg_lens. A leading '/' is skipped; empty segments are
+ * kept ("/a//b" has three), so an empty id is never mistaken for the next
+ * segment; one trailing '/' ends the path ("/a/" has one). Returns an http_path_status; on an error req's segments
+ * are not to be used. */
+enum http_path_status http_split_path(const char *url, strbuf *scratch, http_request *req);
 
 /* Looks a query argument up and percent-decodes it ('+' is a space) into
  * `buf` (size `cap`). Returns 1 and *out / *len when present, 0 when absent,

@@ -9,6 +9,7 @@
 #ifndef SHOPKEEPER_UTIL_H
 #define SHOPKEEPER_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,14 @@ bool utf8_valid(const char *s, size_t n);
  * UTIL_MAX_THREADS are used. */
 #define UTIL_MAX_THREADS 64
 void util_run_parallel(uint32_t threads, void *(*fn)(void *), void *arg);
+
+/* Writes one line to stderr with one write(2): "shopkeeper: " (or
+ * `prefix`), the formatted message, and exactly one '\n'. Lines from
+ * different threads never interleave (stderr a file opened O_APPEND, or a
+ * pipe: a line is kept under PIPE_BUF, longer ones end in "..."). Never
+ * allocates, so it is safe where memory ran out. */
+void util_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void util_vlog(const char *prefix, const char *fmt, va_list ap);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 uint64_t util_peak_rss(void);

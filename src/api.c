@@ -1589,6 +1589,8 @@ static void get_metrics(api *a, struct worker *w, const http_request *req, http_
 		sb_addf(sb, "# HELP shopkeeper_open_connections Client connections open now.\n"
 			    "# TYPE shopkeeper_open_connections gauge\n"
 			    "shopkeeper_open_connections %u\n", a->connections(a->connections_arg));
+	if (a->connections) /* the http layer's own figures (issue 21: bugs 4, 5, 9) */
+		http_metrics(a->connections_arg, sb);
 	sb_addf(sb, "# HELP shopkeeper_uptime_seconds Seconds since the server started.\n"
 		    "# TYPE shopkeeper_uptime_seconds gauge\nshopkeeper_uptime_seconds %.0f\n",
 		util_now() - a->started);

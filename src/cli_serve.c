@@ -57,6 +57,13 @@ static const char serve_usage[] =
 	"  --connection-memory BYTES   per-connection memory for the request line\n"
 	"                              and headers; more is a 431 (default 16384,\n"
 	"                              16384 to 1048576)\n"
+	"  --max-unsent-per-connection BYTES  largest answer a connection may hold\n"
+	"                              unsent; a bigger one is a 503 (default\n"
+	"                              8388608; 65536 to 1073741824)\n"
+	"  --max-unsent-total BYTES    answers held unsent by all connections (clients\n"
+	"                              that do not read); past it answers over 16 KiB\n"
+	"                              are a 503 (default 268435456; 1048576 to\n"
+	"                              4294967295)\n"
 	"  --access-log FILE|-         one JSON line per request (time, method, path,\n"
 	"                              status, duration_us, bytes); '-' is stdout;\n"
 	"                              off by default; reopened on SIGHUP\n"
@@ -80,13 +87,13 @@ struct serve_opts {
 	bool auth_reads;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
-		drain_s, conn_memory;
+		drain_s, conn_memory, max_unsent_conn, max_unsent_total;
 	double log_sample;
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_HELP };
+       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -106,6 +113,8 @@ static const struct option serve_opts_table[] = {
 	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
 	{ "connection-memory", required_argument, NULL, O_CONNMEM },
+	{ "max-unsent-per-connection", required_argument, NULL, O_UNSENT_CONN },
+	{ "max-unsent-total", required_argument, NULL, O_UNSENT_TOTAL },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -180,6 +189,16 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 		if (!cli_parse_u32(arg, 16384, 1u << 20, &o->conn_memory))
 			return cli_usage_error("serve", "%s: expected bytes from 16384 to 1048576", what);
 		break;
+	case O_UNSENT_CONN:
+		if (!cli_parse_u32(arg, 65536, 1u << 30, &o->max_unsent_conn))
+			return cli_usage_error("serve", "%s: expected bytes from 65536 to 1073741824",
+					       what);
+		break;
+	case O_UNSENT_TOTAL:
+		if (!cli_parse_u32(arg, 1u << 20, UINT32_MAX, &o->max_unsent_total))
+			return cli_usage_error("serve", "%s: expected bytes from 1048576 to 4294967295",
+					       what);
+		break;
 	}
 	return 0;
 }
@@ -218,6 +237,8 @@ int cmd_serve(int argc, char **argv)
 		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
+		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
+		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT,
 	};
 	int c;
 
@@ -319,7 +340,9 @@ int cmd_serve(int argc, char **argv)
 			    .max_body = o.max_body, .max_connections = o.max_conn,
 			    .max_connections_per_ip = o.max_per_ip, .handler = api_handle, .app = a,
 			    .thread_free = api_thread_free, .access_log_fd = log_fd > 0 ? log_fd : 0,
-			    .access_log_sample = o.log_sample, .connection_memory = o.conn_memory };
+			    .access_log_sample = o.log_sample, .connection_memory = o.conn_memory,
+			    .max_unsent_per_connection = o.max_unsent_conn,
+			    .max_unsent_total = o.max_unsent_total };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;

@@ -12,6 +12,20 @@
  * the thread that finishes its work stores the answer in the request's
  * state and resumes the connection, and libmicrohttpd calls us once more
  * for it, on its pool thread, to queue that answer.
+ *
+ * Framing (bug 5 of issue 21): libmicrohttpd 0.9.75 reads a body by the
+ * first of two Content-Length headers, takes Content-Length beside
+ * Transfer-Encoding, waits forever on a coding it does not know, and cuts
+ * the path at a NUL byte. A proxy in front may read the same bytes
+ * otherwise, so the rest of a body could pass as a request of its own. The
+ * first call for a request checks every header (duplicates included) and
+ * the request line's length before anything is routed, and answers 400
+ * with "Connection: close". What the library hides from us is listed in
+ * docs/http-limits.md.
+ *
+ * Unsent answers: every answer is copied into a block of its own that is
+ * counted in s->unsent from when it is queued until libmicrohttpd lets it
+ * go (sent, or the connection closed); see send_body().
  */
 #include "http.h"
 
@@ -21,16 +35,16 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util.h"
-
-#define HTTP_MAX_PATH 8192
 
 /* Per pool thread: reusable buffers and the application's slot. */
 struct http_thread {
@@ -57,6 +71,11 @@ struct http_server {
 	atomic_bool stopping;         /* http_stop: new requests get 503 */
 	uint32_t log_threshold;       /* log a request when rng < this (sampling) */
 	bool log_all;                 /* access_log_sample >= 1 */
+	size_t conn_memory;           /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
+	size_t max_unsent_conn, max_unsent_total; /* the configured bounds */
+	atomic_size_t unsent;         /* bytes of answers queued and not yet let go */
+	atomic_ulong refused_unsent;  /* 503s for the unsent bounds */
+	atomic_ulong refused_framing; /* 400s for framing */
 };
 
 enum { DEFER_NONE, DEFER_WAITING, DEFER_ANSWERED };
@@ -79,7 +98,27 @@ struct upload {
 	struct http_deferred deferred;
 };
 
-static char no_body; /* *req_cls marker for requests without a body */
+/* *req_cls marker for requests without a body; aligned, so that its
+ * address is never taken for a URI length (uri_seen). */
+static _Alignas(8) char no_body;
+
+/* The URI callback leaves the request line's URI length in *req_cls as an
+ * odd value: no pointer we store there is odd, and the first call for the
+ * request finds it there (libmicrohttpd's docs: the callback's answer is
+ * *req_cls from then on). */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)c;
+	/* Called before the library touches the URI: '?' is still there, and
+	 * strlen stops at the first NUL, embedded or final. */
+	return (void *)(((uintptr_t)strlen(uri) << 1) | 1);
+}
+
+static bool is_uri_len(const void *p)
+{
+	return ((uintptr_t)p & 1) != 0;
+}
 
 static struct upload *upload_new(void)
 {
@@ -268,41 +307,172 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *uri)
 	return strlen(uri);
 }
 
-static enum MHD_Result send_body(const http_server *s, struct MHD_Connection *conn, int status,
-				 const strbuf *body, const http_response *resp)
+/* An answer's own copy, counted in s->unsent until the library lets it go. */
+struct unsent {
+	http_server *s;
+	size_t len;
+	char data[];
+};
+
+static void unsent_free(void *cls)
+{
+	struct unsent *u = cls;
+	atomic_fetch_sub_explicit(&u->s->unsent, u->len, memory_order_relaxed);
+	free(u);
+}
+
+enum { UNSENT_OK, UNSENT_TOO_LARGE, UNSENT_FULL };
+
+/* Counts len bytes in, if the bounds allow it. Two threads near the total
+ * may both be refused where one would have fitted: refusing errs safe. */
+static int unsent_reserve(http_server *s, size_t len)
+{
+	if (len > s->max_unsent_conn)
+		return UNSENT_TOO_LARGE;
+	size_t before = atomic_fetch_add_explicit(&s->unsent, len, memory_order_relaxed);
+	if (len > HTTP_UNSENT_ALWAYS && before + len > s->max_unsent_total) {
+		atomic_fetch_sub_explicit(&s->unsent, len, memory_order_relaxed);
+		return UNSENT_FULL;
+	}
+	return UNSENT_OK;
+}
+
+/* Queues body (copied) with `status`; `close` adds "Connection: close".
+ * An answer over an unsent bound is replaced by a 503 (and the status
+ * changed in *status for the access log). */
+static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, int *status,
+				 const strbuf *body, const http_response *resp, bool close)
 {
 	const char *allow = resp ? resp->allow : NULL;
 	const char *content_type = resp ? resp->content_type : NULL;
-	struct MHD_Response *r = MHD_create_response_from_buffer(body->len, body->buf,
-								 MHD_RESPMEM_MUST_COPY);
-	if (!r)
+	int why = unsent_reserve(s, body->len);
+	if (why != UNSENT_OK) {
+		atomic_fetch_add_explicit(&s->refused_unsent, 1, memory_order_relaxed);
+		strbuf small = STRBUF_INIT;
+		http_response r = { 503, &small, NULL, NULL, NULL, NULL, NULL };
+		if (why == UNSENT_TOO_LARGE)
+			http_error(&r, 503, "answer_too_large",
+				   "the answer is %zu bytes, over the %zu-byte limit for one answer; "
+				   "ask for fewer items (limit, n)", body->len, s->max_unsent_conn);
+		else
+			http_error(&r, 503, "overloaded",
+				   "answers not yet read by their clients hold over %zu bytes; try "
+				   "again later", s->max_unsent_total);
+		*status = 503;
+		enum MHD_Result ret = send_body(s, conn, status, &small, NULL, close);
+		sb_release(&small);
+		return ret;
+	}
+	/* The one copy MHD_RESPMEM_MUST_COPY made as well, in a block that
+	 * knows its size for the count. */
+	struct unsent *u = xmalloc(sizeof(*u) + body->len);
+	u->s = s;
+	u->len = body->len;
+	if (body->len)
+		memcpy(u->data, body->buf, body->len);
+	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+		body->len, u->data, unsent_free, u);
+	if (!r) {
+		unsent_free(u);
 		return MHD_NO;
+	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 				content_type ? content_type : "application/json; charset=utf-8");
 	if (allow)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	if (resp && resp->www_authenticate)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
-	if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+	if (close || atomic_load_explicit(&s->draining, memory_order_relaxed))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)*status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
-/* Splits the raw path into decoded segments in t->scratch. Returns 0, -1 on
- * a bad escape, -2 on too long a path, -3 on too many segments. */
-static int split_path(struct http_thread *t, const char *url, http_request *req)
+/* ---- framing ------------------------------------------------------------- */
+
+struct framing {
+	unsigned content_length, transfer_encoding;
+	bool cl_bad, te_not_chunked, name_bad;
+};
+
+/* RFC 9110 token characters: what a header name is made of. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				      size_t key_size, const char *value, size_t value_size)
+{
+	(void)kind;
+	struct framing *f = cls;
+	static const char cl[] = "content-length", te[] = "transfer-encoding";
+	for (size_t i = 0; i < key_size; i++)
+		if (!is_tchar((unsigned char)key[i]))
+			f->name_bad = true; /* "Content-Length :" is no Content-Length to us */
+	if (key_size == sizeof(cl) - 1 && strncasecmp(key, cl, key_size) == 0) {
+		f->content_length++;
+		bool digits = value && value_size > 0 && value_size <= 19;
+		for (size_t i = 0; digits && i < value_size; i++)
+			digits = value[i] >= '0' && value[i] <= '9';
+		f->cl_bad |= !digits;
+	} else if (key_size == sizeof(te) - 1 && strncasecmp(key, te, key_size) == 0) {
+		f->transfer_encoding++;
+		f->te_not_chunked |= !value || value_size != 7 || strncasecmp(value, "chunked", 7) != 0;
+	} else if ((key_size > sizeof(cl) - 1 && strncasecmp(key, cl, sizeof(cl) - 1) == 0) ||
+		   (key_size > sizeof(te) - 1 && strncasecmp(key, te, sizeof(te) - 1) == 0)) {
+		/* The library glues a folded line onto the name
+		 * ("Transfer-Encoding:\r\n chunked" comes as
+		 * "Transfer-Encodingchunked"): a proxy may have read a coding. */
+		f->name_bad = true;
+	}
+	return MHD_YES;
+}
+
+/* Why the request's framing is refused, or NULL. `uri_len` is the URI's
+ * length as the URI callback saw it (SIZE_MAX: unknown). */
+static const char *framing_error(struct MHD_Connection *conn, const char *url,
+				 const char *version, size_t uri_len, size_t conn_memory)
+{
+	/* libmicrohttpd 0.9.75 splits the request line in place: the URI
+	 * ends with the NUL written over the space before the version, so
+	 * the URI had version - url - 1 bytes. strlen saw fewer: a NUL
+	 * inside it, where the path (or a query value) was cut. Checked only
+	 * where that layout holds (both in the connection's buffer). */
+	if (uri_len != SIZE_MAX && version[0] && version > url &&
+	    (size_t)(version - url) <= conn_memory && (size_t)(version - url) - 1 != uri_len)
+		return "a NUL byte in the request line";
+	struct framing f = { 0 };
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_header, &f);
+	if (f.name_bad)
+		return "a header name with a byte no header name has (a space before ':', "
+		       "a folded line)";
+	if (f.content_length > 1)
+		return "more than one Content-Length header";
+	if (f.cl_bad)
+		return "a Content-Length that is not a number";
+	if (f.transfer_encoding > 1)
+		return "more than one Transfer-Encoding header";
+	if (f.transfer_encoding && f.content_length)
+		return "both Content-Length and Transfer-Encoding";
+	if (f.te_not_chunked)
+		return "a Transfer-Encoding other than chunked";
+	if (f.transfer_encoding && strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+		return "Transfer-Encoding in a request older than HTTP/1.1";
+	return NULL;
+}
+
+enum http_path_status http_split_path(const char *url, strbuf *scratch, http_request *req)
 {
 	size_t n = strlen(url);
-	if (n > HTTP_MAX_PATH)
-		return -2;
-	sb_reset(&t->scratch);
-	sb_grow(&t->scratch, n + HTTP_MAX_SEGMENTS + 1);
-	size_t offs[HTTP_MAX_SEGMENTS];
 	req->n_segs = 0;
-	/* Empty segments are kept ("/a//b" has three), so that an empty id
-	 * is never mistaken for the next segment. */
+	if (n > HTTP_MAX_PATH)
+		return HTTP_PATH_TOO_LONG;
+	sb_reset(scratch);
+	sb_grow(scratch, n + HTTP_MAX_SEGMENTS + 1);
+	size_t offs[HTTP_MAX_SEGMENTS];
 	const char *p = url;
 	if (*p == '/')
 		p++;
@@ -311,19 +481,19 @@ static int split_path(struct http_thread *t, const char *url, http_request *req)
 		if (!end)
 			end = p + strlen(p);
 		if (req->n_segs == HTTP_MAX_SEGMENTS)
-			return -3;
-		offs[req->n_segs] = t->scratch.len;
-		long got = http_percent_decode(p, (size_t)(end - p), t->scratch.buf + t->scratch.len,
+			return HTTP_PATH_TOO_MANY_SEGMENTS;
+		offs[req->n_segs] = scratch->len;
+		long got = http_percent_decode(p, (size_t)(end - p), scratch->buf + scratch->len,
 					       false);
 		if (got < 0)
-			return -1;
+			return HTTP_PATH_BAD_ESCAPE;
 		req->seg_lens[req->n_segs++] = (size_t)got;
-		t->scratch.len += (size_t)got + 1;
+		scratch->len += (size_t)got + 1;
 		p = *end ? end + 1 : end;
 	}
 	for (unsigned i = 0; i < req->n_segs; i++)
-		req->segs[i] = t->scratch.buf + offs[i];
-	return 0;
+		req->segs[i] = scratch->buf + offs[i];
+	return HTTP_PATH_OK;
 }
 
 void http_defer(http_response *resp, http_deferred_start start, void *arg)
@@ -367,38 +537,65 @@ void http_deferred_answer(http_deferred *d, int status, const char *body, size_t
 	MHD_resume_connection(d->conn);
 }
 
+/* Answers an error on the request's first call, with "Connection: close":
+ * what is left of the request is never read. */
+static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
+				  struct MHD_Connection *conn, const char *method, const char *url,
+				  int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 8, 9)));
+
+static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
+				  struct MHD_Connection *conn, const char *method, const char *url,
+				  int status, const char *code, const char *fmt, ...)
+{
+	struct timespec t0;
+	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
+	if (logged)
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+	strbuf msg = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	sb_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	sb_reset(&t->out);
+	http_response resp = { status, &t->out, NULL, NULL, NULL, NULL, NULL };
+	http_error(&resp, status, code, "%s", sb_str(&msg));
+	sb_release(&msg);
+	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, true);
+	if (logged)
+		access_log(s, method, url, resp.status, resp.body->len, &t0);
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
 	http_server *s = cls;
-	(void)version;
 
-	if (*req_cls == NULL) {
-		count_up(&this_thread(s)->started);
+	if (*req_cls == NULL || is_uri_len(*req_cls)) {
+		size_t uri_len = *req_cls ? (size_t)((uintptr_t)*req_cls >> 1) : SIZE_MAX;
+		struct http_thread *t = this_thread(s);
+		count_up(&t->started);
+		*req_cls = &no_body;
+		/* Before any routing, and before the library reads a body
+		 * (answering now makes it close the connection). */
+		const char *bad = framing_error(conn, url, version, uri_len, s->conn_memory);
+		if (bad) {
+			atomic_fetch_add_explicit(&s->refused_framing, 1, memory_order_relaxed);
+			return answer_now(s, t, conn, method, url, 400, "bad_request",
+					  "request framing refused: %s", bad);
+		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_TRANSFER_ENCODING);
-		if (!cl && !te) {
-			*req_cls = &no_body;
+		if (!cl && !te)
 			return MHD_YES;
-		}
-		if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) {
-			/* Refuse before reading it; the daemon then closes the
-			 * connection, which is right for a body we will not read. */
-			struct http_thread *t = this_thread(s);
-			http_response resp = { 413, &t->out, NULL, NULL, NULL, NULL, NULL };
-			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
-				   s->cfg.max_body);
-			*req_cls = &no_body;
-			if (s->cfg.access_log_fd) {
-				struct timespec t0;
-				clock_gettime(CLOCK_MONOTONIC, &t0);
-				access_log(s, method, url, 413, t->out.len, &t0);
-			}
-			return send_body(s, conn, 413, &t->out, NULL);
-		}
+		if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body)
+			/* Refused before it is read. */
+			return answer_now(s, t, conn, method, url, 413, "body_too_large",
+					  "request body is over the %zu-byte limit", s->cfg.max_body);
 		*req_cls = upload_new();
 		return MHD_YES;
 	}
@@ -425,7 +622,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			atomic_store_explicit(&u->deferred.state, DEFER_NONE, memory_order_relaxed);
 			atomic_fetch_sub(&s->deferred, 1);
 			struct http_deferred *d = &u->deferred;
-			enum MHD_Result ret = send_body(s, conn, d->status, &d->answer, NULL);
+			enum MHD_Result ret = send_body(s, conn, &d->status, &d->answer, NULL, false);
 			if (d->logged)
 				access_log(s, d->method, d->url, d->status, d->answer.len, &d->t0);
 			return ret;
@@ -442,7 +639,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");
-		return send_body(s, conn, resp.status, resp.body, NULL);
+		return send_body(s, conn, &resp.status, resp.body, NULL, false);
 	}
 	http_request req;
 	memset(&req, 0, sizeof(req));
@@ -455,9 +652,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
+			enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, false);
 			if (logged)
-				access_log(s, method, url, 413, resp.body->len, &t0);
-			return send_body(s, conn, resp.status, resp.body, NULL);
+				access_log(s, method, url, resp.status, resp.body->len, &t0);
+			return ret;
 		}
 		if (!u->body.buf)
 			sb_grow(&u->body, 0);
@@ -465,20 +663,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req.body_len = u->body.len;
 	}
 
-	int rc = split_path(t, url, &req);
-	if (rc == -1)
+	enum http_path_status rc = http_split_path(url, &t->scratch, &req);
+	if (rc == HTTP_PATH_BAD_ESCAPE)
 		http_error(&resp, 400, "bad_request", "invalid percent-encoding in the path");
-	else if (rc == -2)
+	else if (rc == HTTP_PATH_TOO_LONG)
 		http_error(&resp, 414, "uri_too_long", "the path is longer than %d bytes",
 			   HTTP_MAX_PATH);
-	else if (rc == -3)
+	else if (rc == HTTP_PATH_TOO_MANY_SEGMENTS)
 		http_error(&resp, 404, "not_found", "no route has more than %d path segments",
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
 	if (resp.defer)
 		return suspend(s, conn, req_cls, &resp, logged ? &t0 : NULL, method, url);
-	enum MHD_Result ret = send_body(s, conn, resp.status, resp.body, &resp);
+	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, &resp, false);
 	if (logged)
 		access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
@@ -492,9 +690,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	(void)cls;
 	/* On the connection's thread, which counted the start (never allocate
 	 * here: at shutdown this could be another thread). */
-	if (*req_cls && tl_thread)
+	if (!*req_cls || is_uri_len(*req_cls)) {
+		*req_cls = NULL; /* refused by the library before our first call */
+		return;
+	}
+	if (tl_thread)
 		count_up(&tl_thread->done);
-	if (*req_cls && *req_cls != &no_body) {
+	if (*req_cls != &no_body) {
 		struct upload *u = *req_cls;
 		/* Closed before its deferred answer was queued. */
 		if (atomic_load(&u->deferred.state) != DEFER_NONE)
@@ -504,11 +706,60 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	*req_cls = NULL;
 }
 
+/* ---- the library's log ----------------------------------------------------
+ * Every abandoned connection makes the library write a line, so a client
+ * without a key could fill the disk under stderr: at most
+ * HTTP_LOG_LINES_PER_SECOND lines a second are written (each whole, with
+ * one write), the rest counted and summed up once the second is over. The
+ * logger is the process's, as stderr is. */
+static struct {
+	pthread_mutex_t lock;
+	time_t second;         /* the second being counted (monotonic) */
+	unsigned written;      /* lines written in it */
+	unsigned long dropped; /* lines suppressed in it */
+} log_limit = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 };
+static atomic_ulong log_lines_written, log_lines_suppressed;
+
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
-	fputs("shopkeeper: http: ", stderr);
-	vfprintf(stderr, fmt, ap);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	unsigned long dropped_before = 0;
+	bool write_it, first_dropped = false;
+	pthread_mutex_lock(&log_limit.lock);
+	if (now.tv_sec != log_limit.second) {
+		dropped_before = log_limit.dropped;
+		log_limit.second = now.tv_sec;
+		log_limit.written = 0;
+		log_limit.dropped = 0;
+	}
+	write_it = log_limit.written < HTTP_LOG_LINES_PER_SECOND;
+	if (write_it)
+		log_limit.written++;
+	else
+		first_dropped = log_limit.dropped++ == 0;
+	pthread_mutex_unlock(&log_limit.lock);
+	unsigned long notes = 0;
+	if (dropped_before) {
+		util_log("http: %lu more lines from the HTTP library were suppressed", dropped_before);
+		notes++;
+	}
+	if (first_dropped) {
+		/* Said at once: the count may only come with a later line. */
+		util_log("http: over %d lines a second from the HTTP library: the rest of this "
+			 "second's are counted (shopkeeper_http_log_lines_total), not written",
+			 HTTP_LOG_LINES_PER_SECOND);
+		notes++;
+	}
+	if (write_it) {
+		util_vlog("shopkeeper: http: ", fmt, ap);
+		notes++;
+	} else {
+		atomic_fetch_add_explicit(&log_lines_suppressed, 1, memory_order_relaxed);
+	}
+	if (notes)
+		atomic_fetch_add_explicit(&log_lines_written, notes, memory_order_relaxed);
 }
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
@@ -568,6 +819,15 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	double rate = cfg->access_log_sample;
 	s->log_all = rate >= 1.0;
 	s->log_threshold = rate > 0 ? (uint32_t)(rate * 4294967295.0) : 0;
+	s->conn_memory = cfg->connection_memory ? cfg->connection_memory
+						: HTTP_CONNECTION_MEMORY_DEFAULT;
+	s->max_unsent_conn = cfg->max_unsent_per_connection ? cfg->max_unsent_per_connection
+							    : HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT;
+	s->max_unsent_total = cfg->max_unsent_total ? cfg->max_unsent_total
+						    : HTTP_MAX_UNSENT_TOTAL_DEFAULT;
+	/* The 503 that replaces a refused answer must itself fit. */
+	s->max_unsent_conn = MAX(s->max_unsent_conn, (size_t)HTTP_UNSENT_ALWAYS);
+	atomic_init(&s->unsent, 0);
 	/* ITC: lets http_drain() take the listening socket away from the
 	 * pool threads (MHD_quiesce_daemon); suspend/resume: deferred
 	 * answers (http_defer). */
@@ -591,15 +851,14 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_seen, s,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
 		/* Room for a request line past HTTP_MAX_PATH, so that over-long
 		 * paths reach us and get a JSON 414 instead of the library's page.
 		 * Not more: the library clears this pool (and more) with memset
 		 * for every request, which at 24 KiB cost a tenth of a
 		 * recommendation's instructions and flushed its scratch from L1. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)(cfg->connection_memory ? cfg->connection_memory
-						: HTTP_CONNECTION_MEMORY_DEFAULT),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->conn_memory,
 		MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(cfg->max_connections ? cfg->max_connections : 10000),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,
@@ -628,6 +887,33 @@ unsigned http_connections(void *server)
 	const union MHD_DaemonInfo *info =
 		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	return info ? info->num_connections : 0;
+}
+
+void http_metrics(void *server, strbuf *out)
+{
+	http_server *s = server;
+	sb_addf(out, "# HELP shopkeeper_http_unsent_bytes Bytes of answers queued and not yet "
+		     "sent (clients that do not read hold them).\n"
+		     "# TYPE shopkeeper_http_unsent_bytes gauge\n"
+		     "shopkeeper_http_unsent_bytes %zu\n"
+		     "# HELP shopkeeper_http_unsent_refused_total Answers replaced by a 503 for the "
+		     "unsent bounds.\n"
+		     "# TYPE shopkeeper_http_unsent_refused_total counter\n"
+		     "shopkeeper_http_unsent_refused_total %lu\n"
+		     "# HELP shopkeeper_http_framing_refused_total Requests refused for their "
+		     "framing (duplicate lengths, codings, NUL bytes).\n"
+		     "# TYPE shopkeeper_http_framing_refused_total counter\n"
+		     "shopkeeper_http_framing_refused_total %lu\n"
+		     "# HELP shopkeeper_http_log_lines_total Lines the HTTP library logged, by "
+		     "whether the rate limit let them through.\n"
+		     "# TYPE shopkeeper_http_log_lines_total counter\n"
+		     "shopkeeper_http_log_lines_total{outcome=\"written\"} %lu\n"
+		     "shopkeeper_http_log_lines_total{outcome=\"suppressed\"} %lu\n",
+		atomic_load_explicit(&s->unsent, memory_order_relaxed),
+		atomic_load_explicit(&s->refused_unsent, memory_order_relaxed),
+		atomic_load_explicit(&s->refused_framing, memory_order_relaxed),
+		atomic_load_explicit(&log_lines_written, memory_order_relaxed),
+		atomic_load_explicit(&log_lines_suppressed, memory_order_relaxed));
 }
 
 static unsigned in_flight(http_server *s)
@@ -683,8 +969,7 @@ void http_stop(http_server *s)
 	 * answered before the daemon frees it. No new one can start now. */
 	for (unsigned waited = 0; atomic_load(&s->deferred) > 0; waited++) {
 		if (waited % 500 == 499)
-			fprintf(stderr, "shopkeeper: http: waiting for %u deferred requests\n",
-				atomic_load(&s->deferred));
+			util_log("http: waiting for %u deferred requests", atomic_load(&s->deferred));
 		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}
 	MHD_stop_daemon(s->daemon);

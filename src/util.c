@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t size)
 {
@@ -122,6 +123,36 @@ bool utf8_valid(const char *str, size_t n)
 		i += len;
 	}
 	return true;
+}
+
+#define LOG_LINE_MAX 1024 /* under PIPE_BUF (4096 on Linux): one atomic write */
+
+void util_vlog(const char *prefix, const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_MAX];
+	size_t cap = sizeof(line) - 1; /* room kept for the '\n' */
+	int n = snprintf(line, cap, "%s", prefix ? prefix : "shopkeeper: ");
+	size_t len = n < 0 ? 0 : MIN((size_t)n, cap - 1);
+	n = vsnprintf(line + len, cap - len, fmt, ap);
+	if (n >= 0 && (size_t)n >= cap - len) { /* cut: say so */
+		len = cap - 1;
+		memcpy(line + len - 3, "...", 3);
+	} else if (n > 0) {
+		len += (size_t)n;
+	}
+	while (len > 0 && line[len - 1] == '\n')
+		len--;
+	line[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, len);
+	(void)w; /* nowhere left to report a failing stderr */
+}
+
+void util_log(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	util_vlog(NULL, fmt, ap);
+	va_end(ap);
 }
 
 uint64_t util_peak_rss(void)
