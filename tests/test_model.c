@@ -1,0 +1,118 @@
+/*
+ * test_model: the model's write/read round trip and the reader's refusals
+ * (model_writer.c, model.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "model.h"
+#include "model_writer.h"
+#include "store_fixture.h"
+
+TEST(round_trip)
+{
+	CHECK_INT(write_model(sub("m1")), 0);
+	model *m = open_model(sub("m1"));
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	const model_info *info = model_get_info(m);
+	CHECK_INT(info->n_items, 4);
+	CHECK_STR(info->model_id, "t-1");
+	model_txn *t;
+	CHECK_INT(model_txn_begin(m, &t), 0);
+	uint32_t idx;
+	CHECK_INT(model_item_lookup(t, "c", 1, &idx), 0);
+	CHECK_INT(idx, 2);
+	CHECK_INT(model_item_lookup(t, "zz", 2, &idx), STORE_NOTFOUND);
+	const char *all[] = { "a", "b", "c", "d" };
+	for (uint32_t i = 0; i < 4; i++) {
+		CHECK_INT(model_item_lookup(t, all[i], 1, &idx), 0);
+		CHECK_INT(idx, i);
+	}
+	CHECK_INT(model_item_lookup(t, "", 0, &idx), STORE_NOTFOUND);
+	CHECK_INT(model_item_lookup(t, "ab", 2, &idx), STORE_NOTFOUND);
+	size_t len;
+	const char *title = model_item_title(m, 0, &len);
+	CHECK(len == 5 && strncmp(title, "Apple", len) == 0);
+	model_item_title(m, 2, &len);
+	CHECK_INT(len, 0);
+	uint32_t cat;
+	CHECK_INT(model_category_lookup(m, "bakery", 6, &cat), 0);
+	CHECK_INT(model_item_category(m, 1), cat);
+	/* by name, whatever the table's order (fruit is 0, bakery 1) */
+	CHECK_INT(model_category_lookup(m, "fruit", 5, &cat), 0);
+	CHECK_INT(cat, 0);
+	CHECK_INT(model_category_lookup(m, "bak", 3, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "bakeryx", 7, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "fruits", 6, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "", 0, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "zzz", 3, &cat), STORE_NOTFOUND);
+	model_pairs nb;
+	CHECK_INT(model_neighbors(t, 0, &nb), 0);
+	CHECK_INT(nb.n, 2);
+	CHECK_INT(model_pair_at(nb.data, 1).item, 2);
+	/* popular list by recent popularity: b, c, d, a */
+	CHECK_INT(model_pair_at(model_popular(m), 0).item, 1);
+	model_customer c;
+	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
+	CHECK_INT(c.n_hist, 2);
+	CHECK_INT(model_history_at(&c, 1).item, 2);
+	CHECK_INT(c.sum.last_purchase, 200);
+	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
+	CHECK(c.attrs_len == 2 && memcmp(c.attrs, "{}", 2) == 0);
+	model_txn_free(t);
+	model_close(m);
+}
+
+TEST(refusals)
+{
+	model *m = NULL;
+	strbuf err = STRBUF_INIT;
+	mkdir(sub("empty"), 0755);
+	CHECK_INT(model_open(sub("empty"), &m, &err), STORE_NOTFOUND);
+	CHECK(strstr(sb_str(&err), "shopkeeper train") != NULL);
+
+	mkdir(sub("half"), 0755);
+	FILE *f = fopen(sub("half/model.mdb.tmp"), "w");
+	fputs("partial", f);
+	fclose(f);
+	sb_reset(&err);
+	CHECK(model_open(sub("half"), &m, &err) != 0);
+	CHECK(strstr(sb_str(&err), "half written") != NULL);
+
+	mkdir(sub("garbage"), 0755);
+	f = fopen(sub("garbage/model.mdb"), "w");
+	for (int i = 0; i < 20000; i++)
+		fputc(i * 7 % 251, f);
+	fclose(f);
+	sb_reset(&err);
+	CHECK(model_open(sub("garbage"), &m, &err) != 0);
+	CHECK(err.len > 0);
+
+	/* another format version, through a raw record */
+	model_writer *w = NULL;
+	CHECK_INT(model_writer_open(sub("v99"), 1 << 20, &w, &err), 0);
+	const char v99[] = "{\"format_version\":99,\"byte_order\":\"little\"}";
+	CHECK_INT(model_writer_put_raw(w, "meta", "meta", 4, v99, sizeof(v99), &err), 0);
+	CHECK_INT(model_writer_finish(w, &err), 0);
+	sb_reset(&err);
+	CHECK_INT(model_open(sub("v99"), &m, &err), STORE_CORRUPT);
+	CHECK(strstr(sb_str(&err), "format version 99") != NULL);
+	sb_release(&err);
+}
+
+int main(void)
+{
+	if (scratch_begin() != 0)
+		return 1;
+	RUN(round_trip);
+	RUN(refusals);
+	if (scratch_end() != 0)
+		return 1;
+	return harness_done();
+}
