@@ -5,8 +5,11 @@
  * docs/design.md ("Model and state formats") has the picture.
  *
  * A model is one LMDB file, DIR/model.mdb, written once by `train` and only
- * read afterwards. It is built as DIR/model.mdb.tmp and renamed into place
- * after an fsync, so a model file that exists is complete. Named databases:
+ * read afterwards, and its checksum file DIR/model.sum. The model is built
+ * as DIR/model.mdb.tmp and renamed into place after an fsync, so a model
+ * file that exists is complete; the checksum is written after the rename,
+ * so a model with a matching checksum is the one train wrote. Named
+ * databases:
  *
  *   meta        "meta" -> JSON text: format_version, model_id, algorithm,
  *               parameters, counts, as_of, created
@@ -36,6 +39,10 @@
 
 #define MODEL_FORMAT_VERSION 3
 #define MODEL_FILE "model.mdb"
+/* Beside it, written last by train and checked before any page of the
+ * model is read: "crc32c HEX SIZE\n", the CRC-32C and size of model.mdb
+ * (LMDB does not checksum pages; model_sum.c says why CRC-32C). */
+#define MODEL_SUM_FILE "model.sum"
 
 /* History entry flags. */
 #define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -286,7 +287,10 @@ int model_open(const char *dir, model **out, strbuf *err)
 
 	sb_addf(&path, "%s/%s", dir, MODEL_FILE);
 	struct stat st;
-	if (stat(path.buf, &st) != 0) {
+	/* The file the checksum is checked on, and then compared with the one
+	 * LMDB opened: train may rename a new model into place meanwhile. */
+	int fd = open(path.buf, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
 		strbuf tmp = STRBUF_INIT;
 		sb_addf(&tmp, "%s.tmp", path.buf);
 		if (access(tmp.buf, F_OK) == 0)
@@ -325,6 +329,22 @@ int model_open(const char *dir, model **out, strbuf *err)
 		ret = STORE_CORRUPT;
 		goto fail;
 	}
+	/* LMDB does not checksum its pages: a damaged one would abort the
+	 * process inside mdb.c at the first request through it. So the whole
+	 * file is checked before any page beyond the header is read. */
+	if ((ret = model_sum_check(dir, path.buf, fd, err)) != 0)
+		goto fail;
+	struct stat lst;
+	int lfd;
+	if (mdb_env_get_fd(m->env, &lfd) != 0 || fstat(lfd, &lst) != 0 || lst.st_ino != st.st_ino ||
+	    lst.st_dev != st.st_dev) {
+		sb_addf(err, "model %s was replaced while it was being opened; try again", path.buf);
+		ret = STORE_ERROR;
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	ret = STORE_ERROR;
 
 	/* Table handles opened in a read transaction become shared on commit. */
 	if ((rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn)) != 0) {
@@ -370,6 +390,8 @@ int model_open(const char *dir, model **out, strbuf *err)
 	*out = m;
 	return 0;
 fail:
+	if (fd >= 0)
+		close(fd);
 	if (txn)
 		mdb_txn_abort(txn);
 	sb_release(&path);

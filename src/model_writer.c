@@ -279,18 +279,26 @@ int model_writer_finish(model_writer *w, strbuf *err)
 	}
 	mdb_env_close(w->env);
 	w->env = NULL;
+	/* The old model's checksum goes first: until the new one is written,
+	 * the new model is refused as unchecked, not as damaged. */
+	strbuf sum = STRBUF_INIT;
+	sb_addf(&sum, "%s/%s", w->dir, MODEL_SUM_FILE);
+	if (unlink(sum.buf) != 0 && errno != ENOENT) {
+		sb_addf(err, "model: cannot remove the old %s: %s", sum.buf, strerror(errno));
+		sb_release(&sum);
+		goto out;
+	}
+	sb_release(&sum);
 	if (rename(w->tmp_path, w->final_path) != 0) {
 		sb_addf(err, "model: cannot rename %s to %s: %s", w->tmp_path, w->final_path,
 			strerror(errno));
 		goto out;
 	}
-	store_fsync_dir(w->dir);
-	ret = 0;
+	free(w->tmp_path);
+	w->tmp_path = NULL; /* renamed: nothing left to remove */
+	/* Last: the checksum of the file in place, then the directory synced. */
+	ret = model_sum_write(w->dir, w->final_path, err);
 out:
-	if (ret == 0) {
-		free(w->tmp_path);
-		w->tmp_path = NULL; /* nothing left to remove */
-	}
 	model_writer_abort(w);
 	return ret;
 }

@@ -39,6 +39,18 @@ int store_lmdb_fail(strbuf *err, const char *what, int rc);
  * MDB_CORRUPTED -> STORE_CORRUPT, anything else STORE_ERROR. */
 int store_code(int rc);
 
+/* ---- the model's checksum file (model_sum.c) ---------------------------------- */
+
+/* Writes DIR/MODEL_SUM_FILE for the model file at data_path (already
+ * synced and in place): through a temporary file, fsynced, renamed, the
+ * directory fsynced. Returns 0 or STORE_ERROR with a message in *err. */
+int model_sum_write(const char *dir, const char *data_path, strbuf *err);
+/* Checks the model file open on fd (at data_path, in dir) against
+ * DIR/MODEL_SUM_FILE. Returns 0; STORE_CORRUPT with a message telling to
+ * retrain when the file is missing, unreadable as a checksum, or does not
+ * match; STORE_ERROR when reading fails. */
+int model_sum_check(const char *dir, const char *data_path, int fd, strbuf *err);
+
 /* ---- offset tables: u32 n, u32 off[n + 1], then the payload ----------------
  *
  * Entry i is payload units off[i] .. off[i+1]; a unit is a byte in a string

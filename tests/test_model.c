@@ -106,12 +106,106 @@ TEST(refusals)
 	sb_release(&err);
 }
 
+/* Copies file `name` of directory from into directory to (created); 0 when
+ * there is no such file, 1 when copied, -1 on failure. */
+static int copy_file(const char *from, const char *to, const char *name)
+{
+	char src[300], dst[300];
+	snprintf(src, sizeof(src), "%s/%s", from, name);
+	snprintf(dst, sizeof(dst), "%s/%s", to, name);
+	mkdir(to, 0755);
+	FILE *in = fopen(src, "rb");
+	if (!in)
+		return 0;
+	FILE *out = fopen(dst, "wb");
+	char buf[4096];
+	size_t n;
+	int ok = out != NULL;
+	while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok = fwrite(buf, 1, n, out) == n;
+	fclose(in);
+	if (out && fclose(out) != 0)
+		ok = 0;
+	return ok ? 1 : -1;
+}
+
+enum damage { ZERO_PAGE, FLIP_BYTE, NO_SUM, BAD_SUM };
+
+/* Does `d` to the model in dir. */
+static void damage_model(const char *dir, enum damage d)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", dir, d == NO_SUM || d == BAD_SUM ? "model.sum"
+										: MODEL_FILE);
+	if (d == NO_SUM) {
+		CHECK_INT(unlink(path), 0);
+		return;
+	}
+	FILE *f = fopen(path, "r+b");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	if (d == ZERO_PAGE) {
+		static const char zeros[4096];
+		long pages = size / 4096;
+		fseek(f, pages / 2 * 4096, SEEK_SET);
+		fwrite(zeros, 1, sizeof(zeros), f);
+	} else { /* one bit of a byte past the middle; the checksum line's first */
+		long at = d == BAD_SUM ? 0 : size / 2 + 100;
+		fseek(f, at, SEEK_SET);
+		int c = fgetc(f);
+		fseek(f, at, SEEK_SET);
+		fputc(c ^ 0x10, f);
+	}
+	fclose(f);
+}
+
+/* LMDB does not checksum pages: a damaged model must be refused by
+ * model_open (the checksum file train writes beside it), never opened to
+ * abort the server in mdb.c at the first request through the bad page. */
+TEST(damaged_models_refused)
+{
+	static const struct {
+		const char *name;
+		enum damage damage;
+		const char *says;
+	} cases[] = {
+		{ "zeroed-page", ZERO_PAGE, "is damaged" },
+		{ "flipped-byte", FLIP_BYTE, "is damaged" },
+		{ "no-sum", NO_SUM, "retrain with shopkeeper train" },
+		{ "bad-sum", BAD_SUM, "checksum file" },
+	};
+	CHECK_INT(write_model(sub("good")), 0);
+	model *m = open_model(sub("good"));
+	CHECK(m != NULL);
+	model_close(m);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *dir = sub(cases[i].name);
+		CHECK_INT(copy_file(sub("good"), dir, MODEL_FILE), 1);
+		copy_file(sub("good"), dir, "model.sum");
+		damage_model(dir, cases[i].damage);
+		strbuf err = STRBUF_INIT;
+		m = NULL;
+		int rc = model_open(dir, &m, &err);
+		if (rc != STORE_CORRUPT || !strstr(sb_str(&err), cases[i].says))
+			fprintf(stderr, "case %s: %d: %s\n", cases[i].name, rc, sb_str(&err));
+		CHECK_INT(rc, STORE_CORRUPT);
+		CHECK(strstr(sb_str(&err), cases[i].says) != NULL);
+		CHECK(strstr(sb_str(&err), dir) != NULL);
+		model_close(m);
+		sb_release(&err);
+	}
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
 		return 1;
 	RUN(round_trip);
 	RUN(refusals);
+	RUN(damaged_models_refused);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();
