@@ -361,8 +361,7 @@ int model_open(const char *dir, model **out, strbuf *err)
 		ret = STORE_CORRUPT;
 		goto fail;
 	}
-	rc = mdb_txn_commit(txn);
-	txn = NULL;
+	rc = store_txn_commit(&txn);
 	if (rc) {
 		store_lmdb_fail(err, "model: commit", rc);
 		goto fail;

@@ -44,8 +44,7 @@ static int writer_tick(model_writer *w, strbuf *err)
 {
 	if (++w->puts < WRITER_BATCH)
 		return 0;
-	int rc = mdb_txn_commit(w->txn);
-	w->txn = NULL;
+	int rc = store_txn_commit(&w->txn);
 	if (rc)
 		return store_lmdb_fail(err, "model: commit", rc);
 	return writer_begin(w, err);
@@ -267,8 +266,7 @@ int model_writer_put_raw(model_writer *w, const char *table, const void *key, si
 int model_writer_finish(model_writer *w, strbuf *err)
 {
 	int ret = STORE_ERROR;
-	int rc = mdb_txn_commit(w->txn);
-	w->txn = NULL;
+	int rc = store_txn_commit(&w->txn);
 	if (rc) {
 		store_lmdb_fail(err, "model: commit", rc);
 		goto out;

@@ -33,8 +33,8 @@ int sent_log_open(const char *dir, sent_log **out, strbuf *err)
 		goto fail;
 	if ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "sent", MDB_CREATE, &l->dbi)) != 0 ||
-	    (rc = mdb_txn_commit(txn)) != 0) {
-		if (txn && rc)
+	    (rc = store_txn_commit(&txn)) != 0) {
+		if (txn)
 			mdb_txn_abort(txn);
 		sb_addf(err, "cannot open the sent log %s: %s", path.buf, mdb_strerror(rc));
 		goto fail;
@@ -117,8 +117,7 @@ int sent_log_flush(sent_log *l, strbuf *err)
 {
 	if (!l->txn)
 		return 0;
-	int rc = mdb_txn_commit(l->txn);
-	l->txn = NULL;
+	int rc = store_txn_commit(&l->txn);
 	l->pending = 0;
 	if (rc)
 		return store_lmdb_fail(err, "sent log: commit", rc);

@@ -98,8 +98,7 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		store_lmdb_fail(err, "state: initialise", rc);
 		goto fail;
 	}
-	rc = mdb_txn_commit(txn);
-	txn = NULL;
+	rc = store_txn_commit(&txn);
 	if (rc) {
 		store_lmdb_fail(err, "state: initialise", rc);
 		goto fail;
@@ -413,8 +412,8 @@ int state_open_readonly(const char *dir, state **out, strbuf *err)
 	    (rc = readonly_version(s, txn, path.buf, err)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_DUPSORT, &s->chunks)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, 0, &s->tails)) != 0 ||
-	    (rc = mdb_txn_commit(txn)) != 0) {
-		if (txn && rc != 0)
+	    (rc = store_txn_commit(&txn)) != 0) {
+		if (txn)
 			mdb_txn_abort(txn);
 		store_lmdb_fail(err, "state: open tables", rc);
 		goto fail;

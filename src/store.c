@@ -65,9 +65,45 @@ int store_fsync_dir(const char *dir)
 	return rc;
 }
 
+/* LMDB's default reader slots, and the bytes one takes in the lock file
+ * (a cache line); the lock file's head is a few more lines. */
+#define LMDB_DEFAULT_READERS 126u
+#define LMDB_READER_BYTES 64u
+
+/* Allocates the blocks of the lock file LMDB will map for `path`. LMDB
+ * ftruncates it and writes it through the map: on a full disk the blocks
+ * of a sparse file cannot be allocated, and the first write into the map
+ * is a SIGBUS, with no message. Allocated here first, a full disk is
+ * ENOSPC, said in words. Returns 0, or -1 with a message in *err; a lock
+ * file it cannot open (a read-only directory, where LMDB reads without
+ * one) is left to LMDB. */
+static int lock_file_allocate(const char *path, unsigned maxreaders, const char *what,
+			      strbuf *err)
+{
+	strbuf lock = STRBUF_INIT;
+	sb_addf(&lock, "%s-lock", path); /* MDB_NOSUBDIR's name */
+	int ret = 0, fd = open(lock.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		off_t bytes = (off_t)((maxreaders ? maxreaders : LMDB_DEFAULT_READERS) + 8) *
+			      LMDB_READER_BYTES;
+		int rc = posix_fallocate(fd, 0, bytes);
+		if (rc == ENOSPC || rc == EDQUOT) {
+			sb_addf(err, "cannot open %s %s: no room for its lock file %s (%lld bytes): %s",
+				what, path, lock.buf, (long long)bytes, strerror(rc));
+			ret = -1;
+		}
+		close(fd);
+	}
+	sb_release(&lock);
+	return ret;
+}
+
 int store_env_open(const char *path, unsigned flags, unsigned maxdbs, uint64_t mapsize,
 		   unsigned maxreaders, const char *what, MDB_env **env, strbuf *err)
 {
+	*env = NULL;
+	if (!(flags & MDB_NOLOCK) && lock_file_allocate(path, maxreaders, what, err) != 0)
+		return ENOSPC;
 	int rc = mdb_env_create(env);
 	if (rc == 0 && mapsize)
 		rc = mdb_env_set_mapsize(*env, (size_t)mapsize);
@@ -82,6 +118,13 @@ int store_env_open(const char *path, unsigned flags, unsigned maxdbs, uint64_t m
 		mdb_env_close(*env); /* also after a failed open, as LMDB asks */
 		*env = NULL;
 	}
+	return rc;
+}
+
+int store_txn_commit(MDB_txn **txn)
+{
+	int rc = mdb_txn_commit(*txn);
+	*txn = NULL;
 	return rc;
 }
 

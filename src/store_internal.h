@@ -33,6 +33,11 @@ int store_fsync_dir(const char *dir);
 int store_env_open(const char *path, unsigned flags, unsigned maxdbs, uint64_t mapsize,
 		   unsigned maxreaders, const char *what, MDB_env **env, strbuf *err);
 
+/* Commits *txn and sets it NULL: LMDB frees a transaction whether its
+ * commit succeeds or not, so it must not be aborted after. Returns an LMDB
+ * code. */
+int store_txn_commit(MDB_txn **txn);
+
 /* Appends "what: LMDB's message" to *err; returns STORE_ERROR. */
 int store_lmdb_fail(strbuf *err, const char *what, int rc);
 /* An LMDB code as a STORE_* code: 0, MDB_NOTFOUND -> STORE_NOTFOUND,
