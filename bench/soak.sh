@@ -66,7 +66,7 @@ for algo in ease cosine; do
 done
 "$BIN" inspect "$WORK/ease" --list customers | grep -E '^[A-Za-z0-9._-]+$' >"$WORK/customers.txt"
 mkdir -p "$WORK/live"
-cp "$WORK/ease/model.mdb" "$WORK/live/model.mdb"
+cp "$WORK/ease/model.mdb" "$WORK/ease/model.sum" "$WORK/live/"
 
 taskset -c 0 "$BIN" serve --model "$WORK/live" --state "$WORK/state" --listen 127.0.0.1:0 \
 	--threads "$THREADS" 2>"$WORK/serve.log" &
@@ -176,7 +176,9 @@ PIDS+=("$!")
 		[ -e "$WORK/stop" ] && break
 		if [ $((n % 2)) = 0 ]; then src=cosine; else src=ease; fi
 		cp "$WORK/$src/model.mdb" "$WORK/live/model.mdb.next"
+		cp "$WORK/$src/model.sum" "$WORK/live/model.sum.next"
 		mv "$WORK/live/model.mdb.next" "$WORK/live/model.mdb"
+		mv "$WORK/live/model.sum.next" "$WORK/live/model.sum" # with its checksum
 		kill -HUP "$SERVER"
 		n=$((n + 1))
 		echo $n >"$WORK/switches"

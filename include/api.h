@@ -13,7 +13,8 @@
 #include "events.h"
 #include "http.h"
 #include "recommend.h"
-#include "store.h"
+#include "model.h"
+#include "state.h"
 
 typedef struct api api;
 

@@ -15,7 +15,8 @@
 #include <stdint.h>
 
 #include "rfm.h"
-#include "store.h"
+#include "model.h"
+#include "state_events.h"
 
 enum audience_kind {
 	AUDIENCE_SEGMENT,

@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "state.h"
 #include "strbuf.h"
 
 typedef struct events_writer events_writer;

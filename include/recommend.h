@@ -19,7 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "model.h"
+#include "state_events.h"
 
 #define REC_MAX_N 100      /* most items one answer may hold */
 #define REC_MAX_BECAUSE 3  /* history items named per recommendation */

@@ -15,9 +15,10 @@
 #define SHOPKEEPER_RFM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "ingest.h"
+struct dataset; /* ingest.h */
 
 enum segment {
 	SEG_CHAMPIONS = 0, /* 優良顧客: bought recently, often, and spent the most */
@@ -58,7 +59,7 @@ typedef struct rfm_scores {
 
 /* Figures for every customer of ds (out has idmap_count(ds->customers)
  * entries; the caller allocates). */
-void rfm_compute(const dataset *ds, rfm_figures *out);
+void rfm_compute(const struct dataset *ds, rfm_figures *out);
 
 /* Quintile cuts over the customers with a purchase, recency measured at
  * as_of. All-zero cuts when nobody bought. */

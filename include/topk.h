@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "train.h" /* neighbor */
+#include "model_format.h" /* neighbor */
 
 typedef struct topk {
 	neighbor *heap; /* caller-owned array of k slots */

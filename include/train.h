@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "ingest.h"
+#include "model_format.h" /* neighbor, history_entry */
 #include "strbuf.h"
 
 enum algo { ALGO_COSINE = 0, ALGO_JACCARD, ALGO_LIFT, ALGO_EASE, ALGO_COUNT };
@@ -74,25 +75,6 @@ typedef struct train_options {
 #define TRAIN_DEFAULT_WEIGHT_VIEW 0.2f
 #define TRAIN_DEFAULT_WEIGHT_CART 0.5f
 #define TRAIN_DEFAULT_WEIGHT_PURCHASE 1.0f
-
-/* History entry flags. */
-#define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */
-#define HIST_RETURNED 2u  /* some units came back */
-
-typedef struct neighbor {
-	uint32_t item;
-	float score;
-} neighbor;
-
-typedef struct history_entry {
-	uint32_t item;
-	uint32_t flags;   /* HIST_* */
-	float weight;     /* affinity used to score: sum over the customer's
-			   * events with this item of event weight x recency
-			   * decay (0: no taste, e.g. returned in full) */
-	float quantity;   /* net units bought (returns subtracted) */
-	int64_t last_ts;  /* latest interaction with this item */
-} history_entry;
 
 typedef struct train_result {
 	uint32_t n_customers, n_items;

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "events.h"
 #include "ids.h"
+#include "ingest.h" /* enum event_type */
 #include "recommend.h"
 #include "rfm.h"
 #include "timefmt.h"

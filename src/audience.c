@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h" /* enum event_type */
+#include "state.h"
 #include "timefmt.h"
 
 int audience_parse(const char *name, size_t len, uint32_t days, uint32_t hours, audience *out)

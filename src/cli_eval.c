@@ -20,7 +20,7 @@
 #include "cli.h"
 #include "eval.h"
 #include "recommend.h"
-#include "store.h"
+#include "model.h"
 #include "util.h"
 
 static const char eval_usage_head[] =

@@ -21,7 +21,9 @@
 #include "ids.h"
 #include "progress.h"
 #include "recommend.h"
-#include "store.h"
+#include "model.h"
+#include "sent_log.h"
+#include "state.h"
 #include "util.h"
 
 #define EXPORT_CAP_VIEWS 5 /* views without a cart or purchase: stop pushing */

@@ -8,7 +8,7 @@
 
 #include "cli.h"
 #include "ids.h"
-#include "store.h"
+#include "model.h"
 #include "timefmt.h"
 #include "util.h"
 

@@ -25,7 +25,8 @@
 #include "events.h"
 #include "cli.h"
 #include "http.h"
-#include "store.h"
+#include "model.h"
+#include "state.h"
 #include "util.h"
 
 static const char serve_usage[] =

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,7 @@
 #include "ingest.h"
 #include "progress.h"
 #include "rfm.h"
-#include "store.h"
+#include "model_writer.h"
 #include "timefmt.h"
 #include "train.h"
 #include "util.h"
@@ -233,165 +232,10 @@ out:
 	return ret;
 }
 
-/* A float as the short decimal people wrote (0.2, not 0.200000003). */
-static double tidy(float f)
-{
-	char buf[32];
-	snprintf(buf, sizeof(buf), "%g", (double)f);
-	return strtod(buf, NULL);
-}
-
-static json_t *cuts_json(const float c[4])
-{
-	return json_pack("[f,f,f,f]", tidy(c[0]), tidy(c[1]), tidy(c[2]), tidy(c[3]));
-}
-
-static char *meta_json(const struct train_flags *f, const dataset *ds, const train_result *r,
-		       const rfm_cuts *cuts, int64_t as_of, double created)
-{
-	char as_of_s[TIME_FMT_LEN], created_s[TIME_FMT_LEN], id[64];
-	time_format(as_of, as_of_s);
-	time_format((int64_t)created, created_s);
-	/* "cosine-20261122T101500Z-1a2b3c": readable, sortable, unique enough
-	 * for two runs in the same second. */
-	char compact[TIME_FMT_LEN];
-	size_t k = 0;
-	for (const char *p = created_s; *p; p++)
-		if (*p != '-' && *p != ':')
-			compact[k++] = *p;
-	compact[k] = '\0';
-	char seed[64];
-	snprintf(seed, sizeof(seed), "%.9f-%zu-%u", created, ds->n_rows, r->n_items);
-	snprintf(id, sizeof(id), "%s-%s-%06llx", algo_name(f->topt.algo), compact,
-		 (unsigned long long)(idmap_hash(seed, strlen(seed)) & 0xffffff));
-
-	const train_options *o = &f->topt;
-	json_t *params = json_pack("{s:i, s:f, s:f, s:{s:f, s:f, s:f}, s:s, s:i}", "neighbors",
-				   (json_int_t)o->neighbors, "lambda", tidy(o->lambda), "half_life_days",
-				   o->half_life_days, "event_weights", "view",
-				   tidy(o->event_weight[EVENT_VIEW]), "cart",
-				   tidy(o->event_weight[EVENT_CART]), "purchase",
-				   tidy(o->event_weight[EVENT_PURCHASE]), "path", train_path_name(r->path),
-				   "ease_items", (json_int_t)r->ease_items);
-	json_t *rfm = json_pack("{s:o, s:o, s:o}", "recency_days", cuts_json(cuts->recency_days),
-				"frequency", cuts_json(cuts->frequency), "monetary",
-				cuts_json(cuts->monetary));
-	json_t *root = json_pack(
-		"{s:i, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-		"format_version", MODEL_FORMAT_VERSION, "byte_order", "little", "model_id", id,
-		"algorithm", algo_name(o->algo), "as_of", as_of_s, "created", created_s,
-		"parameters", params, "rfm", rfm, "neighbors", (json_int_t)r->k, "items",
-		(json_int_t)r->n_items, "customers", (json_int_t)r->n_customers, "interactions",
-		(json_int_t)r->nnz, "rows_read", (json_int_t)ds->records, "rows_skipped",
-		(json_int_t)ds->skipped, "categories",
-		(json_int_t)(ds->categories ? idmap_count(ds->categories) : 0));
-	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(root);
-	return s;
-}
-
-/* A string table over an idmap's names. */
-static string_table names_table(const idmap *m, const char ***strs, size_t **lens)
-{
-	uint32_t n = m ? idmap_count(m) : 0;
-	*strs = xmallocarray(n ? n : 1, sizeof(**strs));
-	*lens = xmallocarray(n ? n : 1, sizeof(**lens));
-	for (uint32_t i = 0; i < n; i++)
-		(*strs)[i] = idmap_name(m, i, &(*lens)[i]);
-	return (string_table){ *strs, *lens, n };
-}
-
-static int write_items(model_writer *w, const dataset *ds, const train_result *r, strbuf *err)
-{
-	uint32_t ni = r->n_items;
-	const char **ids, **cats;
-	size_t *id_lens, *cat_lens;
-	string_table idt = names_table(ds->items, &ids, &id_lens);
-	string_table catt = names_table(ds->categories, &cats, &cat_lens);
-	const char **titles = xcalloc(ni ? ni : 1, sizeof(*titles));
-	size_t *title_lens = xcalloc(ni ? ni : 1, sizeof(*title_lens));
-	uint32_t *category = xmallocarray(ni ? ni : 1, sizeof(*category));
-	float *price = xmallocarray(ni ? ni : 1, sizeof(*price));
-	for (uint32_t i = 0; i < ni; i++) {
-		bool have = ds->item_title && i < ds->items_cap;
-		titles[i] = have ? ds->item_title[i] : NULL;
-		title_lens[i] = titles[i] ? strlen(titles[i]) : 0;
-		category[i] = have ? ds->item_category[i] : UINT32_MAX;
-		price[i] = have ? ds->item_price[i] : -1.0f;
-	}
-	string_table tt = { titles, title_lens, ni };
-	int rc = model_writer_put_items(w, &idt, r->popularity, r->recent, err);
-	if (!rc)
-		rc = model_writer_put_catalog(w, &tt, &catt, category, price, err);
-	free(ids);
-	free(id_lens);
-	free(cats);
-	free(cat_lens);
-	free(titles);
-	free(title_lens);
-	free(category);
-	free(price);
-	return rc;
-}
-
 int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 		const train_result *r, int64_t as_of, strbuf *err)
 {
-	model_writer *w = NULL;
-	uint32_t ni = r->n_items, nc = r->n_customers;
-	rfm_figures *figs = xmallocarray(nc ? nc : 1, sizeof(*figs));
-	rfm_cuts cuts;
-	rfm_compute(ds, figs);
-	rfm_cut_points(figs, nc, as_of, &cuts);
-	char *meta = meta_json(f, ds, r, &cuts, as_of, util_now());
-	int rc = -1;
-	if (!meta) {
-		sb_adds(err, "cannot build the meta record");
-		goto out;
-	}
-	uint64_t hint = (uint64_t)ni * (r->k * sizeof(neighbor) + 128) +
-			(uint64_t)nc * (sizeof(customer_summary) + 96) +
-			r->hist_off[nc] * sizeof(history_entry);
-	for (uint32_t c = 0; ds->customer_attrs && c < nc && c < ds->customers_cap; c++)
-		hint += ds->customer_attrs[c] ? strlen(ds->customer_attrs[c]) : 0;
-	if (model_writer_open(out, hint, &w, err) != 0)
-		goto out;
-	rc = model_writer_put_meta(w, meta, err);
-	if (!rc)
-		rc = write_items(w, ds, r, err);
-
-	if (!rc)
-		rc = model_writer_put_neighbors(w, r->nbrs, r->k, r->n_nbrs, ni, err);
-	progress prog;
-	progress_begin(&prog, "write", "customers", nc);
-	for (uint32_t c = 0; c < nc && !rc; c++) {
-		size_t len;
-		const char *id = idmap_name(ds->customers, c, &len);
-		bool have = ds->customer_attrs && c < ds->customers_cap;
-		const char *attrs = have ? ds->customer_attrs[c] : NULL;
-		customer_summary sum = {
-			.n_hist = (uint32_t)(r->hist_off[c + 1] - r->hist_off[c]),
-			.attrs_len = attrs ? (uint32_t)strlen(attrs) : 0,
-			.first_purchase = figs[c].first_purchase,
-			.last_purchase = figs[c].last_purchase,
-			.frequency = figs[c].frequency,
-			.monetary = figs[c].monetary,
-			.birthday = have ? ds->customer_birthday[c] : 0,
-		};
-		rc = model_writer_put_customer(w, id, len, &sum, r->hist + r->hist_off[c], attrs, err);
-		progress_update(&prog, c);
-	}
-	progress_end(&prog);
-	if (rc) {
-		model_writer_abort(w);
-		rc = -1;
-		goto out;
-	}
-	rc = model_writer_finish(w, err) == 0 ? 0 : -1;
-out:
-	free(meta);
-	free(figs);
-	return rc;
+	return model_write(out, &f->topt, ds, r, as_of, err) == 0 ? 0 : -1;
 }
 
 /* ---- the train command -------------------------------------------------- */

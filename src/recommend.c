@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h" /* enum event_type */
 #include "topk.h"
 #include "util.h"
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h"
 #include "util.h"
 
 static const char *const segment_names[SEG_COUNT] = {

@@ -734,7 +734,8 @@ class CrashSafetyTests(unittest.TestCase):
 
 def model_copy(src_dir, dst_dir):
     os.makedirs(dst_dir, exist_ok=True)
-    shutil.copyfile(os.path.join(src_dir, "model.mdb"), os.path.join(dst_dir, "model.mdb"))
+    for name in ("model.mdb", "model.sum"):
+        shutil.copyfile(os.path.join(src_dir, name), os.path.join(dst_dir, name))
 
 
 def write_aside_and_rename(model_dir, data):
@@ -770,21 +771,25 @@ class BadModelTests(unittest.TestCase):
             self.good = f.read()
 
     def bad_models(self):
-        """(name, model.mdb bytes, what the message must say)"""
+        """(name, model.mdb bytes, what the message must say), each checked
+        against the good model's model.sum"""
+        middle = len(self.good) // 4096 // 2 * 4096
+        zeroed = self.good[:middle] + bytes(4096) + self.good[middle + 4096:]
         out = [("half", self.good[:len(self.good) // 2], "truncated"),
+               ("zeroed page", zeroed, "is damaged"),
                ("one page short", self.good[:-4096], "truncated"),
                ("empty", b"", "empty"),
                ("not lmdb", b"x" * 8192, "model")]
         v99 = wrong_version_model(SHARED["model"], self.tmp)
         if v99 is not None:
-            out.append(("version 99", v99, "format version 99"))
+            out.append(("version 99", v99, "checksum file"))  # the format: test_model
         return out
 
     def test_refused_at_start(self):
         for name, data, says in self.bad_models():
             with self.subTest(name):
                 d = os.path.join(self.tmp, "m-" + name.replace(" ", "-"))
-                os.makedirs(d)
+                model_copy(SHARED["model"], d)
                 with open(os.path.join(d, "model.mdb"), "wb") as f:
                     f.write(data)
                 p = run(["serve", "--model", d, "--state", os.path.join(self.tmp, "st"),

@@ -44,7 +44,8 @@
 #include "events.h"
 #include "fuzz.h"
 #include "http.h"
-#include "store.h"
+#include "model.h"
+#include "state.h"
 #include "strbuf.h"
 
 #define FUZZ_KEY "fuzz-key-0123456789abcdef"

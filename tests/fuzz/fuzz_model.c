@@ -13,7 +13,8 @@
 
 #include "fuzz.h"
 #include "recommend.h"
-#include "store.h"
+#include "model.h"
+#include "model_writer.h"
 
 _Static_assert(MODEL_FORMAT_VERSION == 3, "the meta record below names format 3");
 

@@ -1,0 +1,150 @@
+/*
+ * model: reads a model directory (model_format.h has the records;
+ * docs/design.md "Model and state formats"). The serving path's view of a
+ * model: the meta record, the item tables, neighbours, customers.
+ *
+ * model_open checks every table once (offsets, counts, item indexes,
+ * scores); afterwards the accessors trust them, which keeps them O(1) and
+ * free of checks on the hot path. Values are borrowed from the map: valid
+ * until model_close, or for those read through a model_txn until its reset.
+ *
+ * The model is opened MDB_RDONLY | MDB_NOLOCK: nobody ever writes it again,
+ * so readers need no lock file and no reader table, and the model directory
+ * may be read-only.
+ *
+ * Errors: 0 or a negative STORE_* code (store.h).
+ */
+#ifndef SHOPKEEPER_MODEL_H
+#define SHOPKEEPER_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "model_format.h"
+#include "rfm.h"
+#include "store.h"
+#include "strbuf.h"
+
+typedef struct model model;
+
+typedef struct model_info {
+	uint32_t format_version;
+	uint32_t n_items, n_customers;
+	uint32_t neighbors; /* K */
+	char model_id[64];
+	char algorithm[16];
+	int64_t as_of;      /* Unix seconds */
+	int64_t created;    /* when train wrote it */
+	rfm_cuts rfm;       /* quintile cuts at as_of */
+	float event_weight[3]; /* view, cart, purchase, as trained */
+	double half_life_days; /* as trained (0: no decay) */
+	const char *meta_json; /* the whole meta record, NUL-terminated */
+} model_info;
+
+/* Opens DIR/model.mdb read-only and checks its meta record and tables.
+ * Returns 0, or STORE_NOTFOUND / STORE_CORRUPT / STORE_ERROR with a message
+ * in *err (no model there, half-written, other format version...). */
+int model_open(const char *dir, model **out, strbuf *err);
+/* Closes the model. Every model_txn on it must have been freed first.
+ * model_close(NULL) does nothing. */
+void model_close(model *m);
+const model_info *model_get_info(const model *m);
+
+/* In the accessors below, idx < n_items is the caller's precondition
+ * (asserted). */
+
+/* The id of item `idx`; points into the map, valid until model_close, not
+ * NUL-terminated. */
+const char *model_item_id(const model *m, uint32_t idx, size_t *len);
+/* Customers with a positive interaction with item idx. */
+float model_item_popularity(const model *m, uint32_t idx);
+/* Item idx's title (len 0 when it has none); valid until model_close. */
+const char *model_item_title(const model *m, uint32_t idx, size_t *len);
+/* Starts loading item idx's id and title into the cache, for a caller that
+ * will write them out after other work (a hint: no effect on results). */
+void model_item_prefetch(const model *m, uint32_t idx);
+/* Item idx's category index, or UINT32_MAX. */
+uint32_t model_item_category(const model *m, uint32_t idx);
+/* Item idx's price, < 0 when unknown. */
+float model_item_price(const model *m, uint32_t idx);
+/* Finds a category by name: 0 and *cat, or STORE_NOTFOUND. */
+int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat);
+/* The model's clock. Normally the wall clock; for a model whose data ended
+ * more than MODEL_REPLAY_AFTER before it was trained (a historical log),
+ * as_of plus the time since training, so it ages from its own as-of date
+ * instead of showing every customer as long gone. */
+#define MODEL_REPLAY_AFTER (30 * 86400)
+int64_t model_now(const model *m);
+/* Items by popularity, most popular first: n_items packed (u32, f32)
+ * pairs, decoded with model_pair_at(); valid until model_close. */
+const unsigned char *model_popular(const model *m);
+
+/* A read transaction, one per thread, reused across requests. */
+typedef struct model_txn model_txn;
+
+/* Starts a read transaction on m. Returns 0 or STORE_ERROR. */
+int model_txn_begin(model *m, model_txn **out);
+/* Releases the snapshot between requests / takes a fresh one. Values read
+ * through a txn are valid only until its reset. */
+void model_txn_reset(model_txn *t);
+int model_txn_renew(model_txn *t);
+/* Aborts and frees; model_txn_free(NULL) does nothing. */
+void model_txn_free(model_txn *t);
+model *model_txn_model(const model_txn *t);
+
+/* Looks an item id up (in an index built in memory at model_open). Returns
+ * 0 and *idx, or STORE_NOTFOUND. */
+int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
+
+/* A borrowed list of (u32 item, f32 score) pairs. */
+typedef struct model_pairs {
+	const unsigned char *data;
+	uint32_t n;
+} model_pairs;
+
+static inline neighbor model_pair_at(const unsigned char *data, uint32_t i)
+{
+	neighbor nb;
+	memcpy(&nb, data + (size_t)i * sizeof(neighbor), sizeof(nb));
+	return nb;
+}
+
+/* Item idx's neighbours, best first (zero-copy, O(1): the table was
+ * checked at model_open; an item without neighbours gives n == 0). Returns
+ * 0, or STORE_CORRUPT for an index out of range. */
+int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out);
+
+/* A borrowed customer record. */
+typedef struct model_customer {
+	customer_summary sum;  /* copied out */
+	const unsigned char *entries;
+	uint32_t n_hist;
+	const char *attrs;     /* JSON object text, attrs_len bytes (0: none) */
+	uint32_t attrs_len;
+} model_customer;
+
+static inline history_entry model_history_at(const model_customer *c, uint32_t i)
+{
+	history_entry e;
+	memcpy(&e, c->entries + (size_t)i * sizeof(history_entry), sizeof(e));
+	return e;
+}
+
+/* Looks a customer up. Returns 0, STORE_NOTFOUND, STORE_CORRUPT or
+ * STORE_ERROR. */
+int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out);
+
+/* Walks the customers in id order. */
+typedef struct model_iter model_iter;
+
+/* Starts after id `after` (NULL or empty: from the first); `after` is
+ * borrowed until the first model_iter_next. Returns 0 or STORE_ERROR. */
+int model_iter_begin(model_txn *t, const char *after, size_t after_len, model_iter **out);
+/* The next customer: 0 with its id and length (borrowed, valid until the txn's
+ * reset) and *c; STORE_NOTFOUND at the end; STORE_CORRUPT / STORE_ERROR. */
+int model_iter_next(model_iter *it, const char **id, size_t *len, model_customer *c);
+/* model_iter_end(NULL) does nothing. */
+void model_iter_end(model_iter *it);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * model_format: the records of a model file, shared by its writer
+ * (model_writer.h, train) and its reader (model.h, the server). Plain
+ * types, no functions: the serving path includes this, not train.h.
+ * docs/design.md ("Model and state formats") has the picture.
+ *
+ * A model is one LMDB file, DIR/model.mdb, written once by `train` and only
+ * read afterwards, and its checksum file DIR/model.sum. The model is built
+ * as DIR/model.mdb.tmp and renamed into place after an fsync, so a model
+ * file that exists is complete; the checksum is written after the rename,
+ * so a model with a matching checksum is the one train wrote. Named
+ * databases:
+ *
+ *   meta        "meta" -> JSON text: format_version, model_id, algorithm,
+ *               parameters, counts, as_of, created
+ *   items       "ids" -> a string table: u32 count, u32 offsets[count+1], bytes
+ *               "titles" -> a string table of titles ("" for none)
+ *               "categories" -> a string table of category names
+ *               "category" -> u32[count] category index (UINT32_MAX: none)
+ *               "price" -> f32[count] (< 0: unknown)
+ *               "popularity" -> f32[count], customers per item
+ *               "popular" -> (u32 item, f32 score)[count], by recent
+ *               popularity (decayed like the model's history), best first
+ *   item_index  item id -> u32 item index
+ *   neighbors   "all" -> u32 n_items, u32 offsets[n_items+1] (in pairs),
+ *               then every item's (u32 item, f32 score) pairs, best first:
+ *               one value, so a list is found by arithmetic
+ *   customers   customer id -> customer_summary, history_entry[n_hist] (most
+ *               recent first), then attrs_len bytes of attribute JSON
+ *
+ * Records are in host byte order (little-endian on every platform we build
+ * for; the meta record says so). LMDB places values at 2-byte alignment, so
+ * records are decoded with memcpy, never through cast pointers.
+ */
+#ifndef SHOPKEEPER_MODEL_FORMAT_H
+#define SHOPKEEPER_MODEL_FORMAT_H
+
+#include <stdint.h>
+
+#define MODEL_FORMAT_VERSION 3
+#define MODEL_FILE "model.mdb"
+/* Beside it, written last by train and checked before any page of the
+ * model is read: "crc32c HEX SIZE\n", the CRC-32C and size of model.mdb
+ * (LMDB does not checksum pages; model_sum.c says why CRC-32C). */
+#define MODEL_SUM_FILE "model.sum"
+
+/* History entry flags. */
+#define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */
+#define HIST_RETURNED 2u  /* some units came back */
+
+typedef struct neighbor {
+	uint32_t item;
+	float score;
+} neighbor;
+
+typedef struct history_entry {
+	uint32_t item;
+	uint32_t flags;   /* HIST_* */
+	float weight;     /* affinity used to score: sum over the customer's
+			   * events with this item of event weight x recency
+			   * decay (0: no taste, e.g. returned in full) */
+	float quantity;   /* net units bought (returns subtracted) */
+	int64_t last_ts;  /* latest interaction with this item */
+} history_entry;
+
+/* The fixed head of a customer record (40 bytes, no padding). */
+typedef struct customer_summary {
+	uint32_t n_hist;
+	uint32_t attrs_len;
+	int64_t first_purchase; /* valid when frequency > 0 */
+	int64_t last_purchase;
+	uint32_t frequency;     /* distinct purchase days */
+	float monetary;         /* net spend */
+	uint16_t birthday;      /* month * 100 + day, 0: unknown */
+	uint16_t reserved16;
+	uint32_t reserved32;
+} customer_summary;
+
+_Static_assert(sizeof(neighbor) == 8, "neighbour pairs are stored packed");
+_Static_assert(sizeof(history_entry) == 24, "history entries are stored as laid out here");
+_Static_assert(sizeof(customer_summary) == 40, "the customer head is stored as laid out here");
+
+#endif

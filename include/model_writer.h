@@ -1,0 +1,78 @@
+/*
+ * model_writer: writes a model directory (model_format.h has the records).
+ * Used by `train` and `eval` (model_write, the whole model from a training
+ * run) and by tests and fuzzing (the record writers, to build models by
+ * hand). Only a finished writer leaves a model.mdb behind: it is built as
+ * model.mdb.tmp, synced and renamed into place.
+ *
+ * Errors: 0, or STORE_ERROR with a message in *err.
+ */
+#ifndef SHOPKEEPER_MODEL_WRITER_H
+#define SHOPKEEPER_MODEL_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model_format.h"
+#include "store.h"
+#include "strbuf.h"
+#include "train.h" /* train_options, train_result, dataset */
+
+/* Writes the model of a training run into DIR (created if needed; a model
+ * there is replaced): the meta record (built here from o, the data counts,
+ * the RFM cut points at as_of and the current time), items, catalog,
+ * neighbours and every customer, with progress on a terminal. All
+ * arguments are borrowed. Returns 0 or STORE_ERROR with a message in *err. */
+int model_write(const char *dir, const train_options *o, const dataset *ds, const train_result *r,
+		int64_t as_of, strbuf *err);
+
+/* ---- the record writers -------------------------------------------------- */
+
+/* A string table as stored: count, offsets, bytes. Borrowed. */
+typedef struct string_table {
+	const char *const *strs; /* NULL entries are written as "" */
+	const size_t *lens;
+	uint32_t count;
+} string_table;
+
+typedef struct model_writer model_writer;
+
+/* Creates DIR (if needed) and starts DIR/model.mdb.tmp. `size_hint` is the
+ * expected payload in bytes (the map is sized from it). Returns 0, or
+ * STORE_ERROR with a message in *err. */
+int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, strbuf *err);
+/* The records; each returns 0 or STORE_ERROR with a message in *err. */
+int model_writer_put_meta(model_writer *w, const char *json, strbuf *err);
+/* Item tables: ids, popularity (customers per item) and `recent` (the
+ * popularity the popular list is ordered by), count entries each. */
+int model_writer_put_items(model_writer *w, const string_table *ids, const float *popularity,
+			   const float *recent, strbuf *err);
+/* Catalog tables: titles (count entries), category names, each item's
+ * category index (UINT32_MAX: none) and price (< 0: unknown). */
+int model_writer_put_catalog(model_writer *w, const string_table *titles,
+			     const string_table *categories, const uint32_t *category,
+			     const float *price, strbuf *err);
+/* Every item's neighbour list: item i's are lists[i*stride ..
+ * i*stride + counts[i]); counts[i] <= stride. */
+int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t stride,
+			       const uint32_t *counts, uint32_t n_items, strbuf *err);
+/* sum->n_hist and sum->attrs_len give the lengths of hist and attrs (attrs
+ * may be NULL when attrs_len is 0). */
+int model_writer_put_customer(model_writer *w, const char *id, size_t len,
+			      const customer_summary *sum, const history_entry *hist,
+			      const char *attrs, strbuf *err);
+/* Writes one record as given, bypassing the typed writers above: for tests
+ * and fuzzing of the readers' checks (test only). `table` is "meta",
+ * "items", "item_index", "neighbors" or "customers". Returns 0 or
+ * STORE_ERROR. */
+int model_writer_put_raw(model_writer *w, const char *table, const void *key, size_t klen,
+			 const void *val, size_t vlen, strbuf *err);
+
+/* Commits, syncs and renames the file into place; the writer is freed.
+ * Returns 0 or STORE_ERROR with a message in *err. */
+int model_writer_finish(model_writer *w, strbuf *err);
+/* Abandons the model: the temporary file is removed, the writer freed.
+ * model_writer_abort(NULL) does nothing. */
+void model_writer_abort(model_writer *w);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * state: the server's read-write state, DIR/state.mdb: per-customer flags
+ * (consent, erasure), each customer's event log (state_events.h) and
+ * counters, plus DIR/erasures.txt, the list `train --exclude-customers`
+ * reads. docs/design.md ("Model and state formats", "Durability") has the
+ * layout and the durability contract.
+ *
+ * Writes go through state_commit: one synchronous LMDB transaction for a
+ * whole group of writes (the events module's writer thread batches them),
+ * so when it returns 0 everything in it is on disk. The map doubles when
+ * it fills; read transactions hold it in place for the span of a request.
+ *
+ * Errors: 0 or a negative STORE_* code (store.h); messages for people in a
+ * caller's strbuf where one is passed.
+ */
+#ifndef SHOPKEEPER_STATE_H
+#define SHOPKEEPER_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state_events.h"
+#include "store.h"
+#include "strbuf.h"
+
+typedef struct state state;
+
+/* Opens (creating if needed) the read-write state environment in DIR,
+ * clearing stale reader slots left by a crashed process and converting an
+ * older format. `initial_map` is the starting map size in bytes (0: 64
+ * MiB); the map doubles whenever it fills. Returns 0 or STORE_ERROR with a
+ * message in *err. */
+int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err);
+/* Opens an existing state read-only, for tools running beside the server
+ * (export). Returns 0 or STORE_ERROR with a message in *err. */
+int state_open_readonly(const char *dir, state **out, strbuf *err);
+
+/* Every state_txn on s must have been freed first. state_close(NULL) does
+ * nothing. */
+void state_close(state *s);
+
+/* Per-customer flags kept in the state. */
+#define STATE_NO_PERSONALIZATION 1u /* consent withdrawn */
+#define STATE_ERASED 2u             /* DELETE /v1/customers/{id} */
+
+/* A read transaction on the state, one per thread, reused like model_txn.
+ * While one is active (begun or renewed, not yet reset) the map cannot be
+ * grown, so keep them short: the span of one request. state_txn_begin and
+ * state_txn_renew return 0 or STORE_ERROR; state_txn_free(NULL) does
+ * nothing. */
+int state_txn_begin(state *s, state_txn **out);
+void state_txn_reset(state_txn *t);
+int state_txn_renew(state_txn *t);
+void state_txn_free(state_txn *t);
+
+/* The customer's STATE_* flags (0 when the state knows nothing of them).
+ * Returns 0, STORE_CORRUPT (a record of the wrong size) or STORE_ERROR. */
+int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
+
+/* Records consent (personalization allowed or not), durably: when this
+ * returns 0 the change is on disk. Returns 0 or STORE_ERROR with a message
+ * in *err. */
+int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err);
+
+/* One part of a group commit: a batch of events, or (events NULL) a
+ * change to one customer's flags. Strings are borrowed. */
+typedef struct state_write {
+	const event_in *events; /* n events, or NULL */
+	uint32_t n;
+	const char *customer;   /* the flag change's customer */
+	size_t customer_len;
+	uint32_t set, clear;    /* STATE_* bits; setting STATE_ERASED also
+				 * deletes the customer's event log */
+} state_write;
+
+/* Writes writes[0..n), in order, in ONE synchronous write transaction:
+ * when it returns 0 all are on disk, else none is. Events of a customer
+ * flagged STATE_ERASED (by then) are left out. A full map is doubled
+ * and the transaction retried. Meant for a single writer thread
+ * (events.c), though safe from any. Returns 0 or STORE_ERROR with a
+ * message in *err. */
+int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
+/* state_commit of one batch of n events. */
+int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err);
+
+/* Totals since the state was created. */
+typedef struct state_counters {
+	uint64_t events;        /* accepted */
+	uint64_t unknown_items; /* accepted events naming items no model knew */
+	uint64_t map_size;      /* bytes mapped now */
+	uint64_t map_used;      /* bytes in use */
+} state_counters;
+/* Returns 0 (a counter never written reads 0). */
+int state_get_counters(state_txn *t, state_counters *out);
+
+/* Appends ids[0..n) (lens[i] bytes each) to DIR/erasures.txt, the list
+ * `train --exclude-customers` reads, with one fsync. An erasure lists the
+ * id first, then sets STATE_ERASED (state_commit): a crash between the two
+ * leaves an id excluded from training but still served until the retry,
+ * never the reverse. Returns 0 or STORE_ERROR with a message in *err. */
+int state_list_erasures(state *s, const char *const *ids, const size_t *lens, uint32_t n,
+			strbuf *err);
+
+/* Erases a customer synchronously: state_list_erasures, then STATE_ERASED
+ * set and their event log deleted in one commit. Returns 0 or STORE_ERROR
+ * with a message in *err. */
+int state_erase(state *s, const char *id, size_t len, strbuf *err);
+
+#endif

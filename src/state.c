@@ -1,0 +1,429 @@
+/*
+ * state: opens the server's state, its read transactions, customer flags,
+ * erasures, group commits, map growth and counters. The event logs inside
+ * it are state_events.c's. See state.h.
+ */
+#include "state.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "state_internal.h"
+#include "util.h"
+
+struct flag_record {
+	uint32_t flags;
+	uint32_t reserved;
+	int64_t changed; /* Unix seconds of the last change */
+};
+
+#define STATE_FILE "state.mdb"
+/* 1: one record per customer holding their whole event log. 2: the log in
+ * chunks. 3: a tail and sealed chunks (state_events.c). Older states are
+ * converted at open. */
+#define STATE_FORMAT_VERSION 3u
+#define STATE_INITIAL_MAP (64ull << 20)
+
+int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
+{
+	state *s = xcalloc(1, sizeof(*s));
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->remap_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	strbuf path = STRBUF_INIT;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (store_make_dirs(dir, err) != 0)
+		goto fail;
+	sb_addf(&path, "%s/%s", dir, STATE_FILE);
+	s->map_size = initial_map ? (initial_map + 4095) & ~4095ull : STATE_INITIAL_MAP;
+	if (store_env_open(path.buf, MDB_NOTLS, 16, s->map_size, 512, "state", &s->env, err) != 0)
+		goto fail;
+	/* The file may have grown past initial_map in an earlier run. */
+	MDB_envinfo ei;
+	if (mdb_env_info(s->env, &ei) == 0 && ei.me_mapsize > s->map_size)
+		s->map_size = ei.me_mapsize;
+	int dead = 0;
+	mdb_reader_check(s->env, &dead); /* slots of a killed process */
+
+	pthread_mutex_init(&s->erasures_lock, NULL);
+	sb_reset(&path);
+	sb_addf(&path, "%s/erasures.txt", dir);
+	s->erasures_path = xstrdup(path.buf);
+	sb_reset(&path);
+	sb_addf(&path, "%s/%s", dir, STATE_FILE);
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_CREATE | MDB_DUPSORT, &s->chunks)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0) {
+		store_lmdb_fail(err, "state: open", rc);
+		goto fail;
+	}
+	MDB_val k = { 14, "format_version" }, v;
+	rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		uint32_t ver = STATE_FORMAT_VERSION;
+		MDB_val nv = { sizeof(ver), &ver };
+		rc = mdb_put(txn, s->meta, &k, &nv, 0);
+	} else if (rc == 0) {
+		uint32_t ver = 0;
+		if (v.mv_size == sizeof(ver))
+			memcpy(&ver, v.mv_data, sizeof(ver));
+		if (ver == 1 || ver == 2) {
+			/* Format 1 is rewritten straight into the current one. */
+			if ((rc = ver == 1 ? state_log_convert_v1(s, txn) : state_log_convert_v2(s, txn)) != 0) {
+				sb_addf(err, "state: converting the event logs of format %u: %s", ver,
+					mdb_strerror(rc));
+				goto fail;
+			}
+			ver = STATE_FORMAT_VERSION;
+			MDB_val nv = { sizeof(ver), &ver };
+			rc = mdb_put(txn, s->meta, &k, &nv, 0);
+		} else if (ver != STATE_FORMAT_VERSION) {
+			sb_addf(err, "state %s has format version %u; this build uses %u", path.buf,
+				ver, STATE_FORMAT_VERSION);
+			goto fail;
+		}
+	}
+	if (rc) {
+		store_lmdb_fail(err, "state: initialise", rc);
+		goto fail;
+	}
+	rc = store_txn_commit(&txn);
+	if (rc) {
+		store_lmdb_fail(err, "state: initialise", rc);
+		goto fail;
+	}
+	sb_release(&path);
+	*out = s;
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	sb_release(&path);
+	state_close(s);
+	return STORE_ERROR;
+}
+
+void state_close(state *s)
+{
+	if (!s)
+		return;
+	if (s->env)
+		mdb_env_close(s->env);
+	if (s->erasures_path)
+		pthread_mutex_destroy(&s->erasures_lock);
+	pthread_rwlock_destroy(&s->remap_lock);
+	free(s->erasures_path);
+	free(s);
+}
+
+int state_txn_begin(state *s, state_txn **out)
+{
+	state_txn *t = xcalloc(1, sizeof(*t));
+	t->s = s;
+	pthread_rwlock_rdlock(&s->remap_lock);
+	if (store_reader_begin(s->env, &t->r) != 0) {
+		pthread_rwlock_unlock(&s->remap_lock);
+		free(t);
+		return STORE_ERROR;
+	}
+	if (mdb_cursor_open(t->r.txn, s->chunks, &t->chunks) != 0) {
+		mdb_txn_abort(t->r.txn);
+		pthread_rwlock_unlock(&s->remap_lock);
+		free(t);
+		return STORE_ERROR;
+	}
+	*out = t;
+	return 0;
+}
+
+void state_txn_reset(state_txn *t)
+{
+	if (store_reader_reset(&t->r))
+		pthread_rwlock_unlock(&t->s->remap_lock);
+}
+
+int state_txn_renew(state_txn *t)
+{
+	if (t->r.active)
+		return 0;
+	pthread_rwlock_rdlock(&t->s->remap_lock);
+	if (store_reader_renew(&t->r) != 0 || mdb_cursor_renew(t->r.txn, t->chunks) != 0) {
+		store_reader_reset(&t->r);
+		pthread_rwlock_unlock(&t->s->remap_lock);
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+void state_txn_free(state_txn *t)
+{
+	if (!t)
+		return;
+	state_txn_reset(t);
+	mdb_cursor_close(t->chunks);
+	mdb_txn_abort(t->r.txn);
+	sb_release(&t->buf);
+	free(t);
+}
+
+int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags)
+{
+	MDB_val k = { len, (void *)id }, v;
+	*flags = 0;
+	int rc = mdb_get(t->r.txn, t->s->flags, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return store_code(rc);
+	if (v.mv_size != sizeof(struct flag_record))
+		return STORE_CORRUPT;
+	struct flag_record fr;
+	memcpy(&fr, v.mv_data, sizeof(fr));
+	*flags = fr.flags;
+	return 0;
+}
+
+/* Whether the customer is flagged STATE_ERASED (as txn sees it). */
+static bool erased(state *s, MDB_txn *txn, const char *id, size_t len)
+{
+	MDB_val k = { len, (void *)id }, v;
+	struct flag_record fr;
+	if (mdb_get(txn, s->flags, &k, &v) != 0 || v.mv_size != sizeof(fr))
+		return false;
+	memcpy(&fr, v.mv_data, sizeof(fr));
+	return fr.flags & STATE_ERASED;
+}
+
+/* Sets and clears flag bits of one customer inside txn; STATE_ERASED also
+ * deletes their event log. */
+static int apply_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
+		       uint32_t clear)
+{
+	MDB_val k = { len, (void *)id }, v;
+	struct flag_record fr = { 0, 0, 0 };
+	int rc = mdb_get(txn, s->flags, &k, &v);
+	if (rc == 0 && v.mv_size == sizeof(fr))
+		memcpy(&fr, v.mv_data, sizeof(fr));
+	fr.flags = (fr.flags | set) & ~clear;
+	fr.changed = (int64_t)util_now();
+	v.mv_size = sizeof(fr);
+	v.mv_data = &fr;
+	rc = mdb_put(txn, s->flags, &k, &v, 0);
+	if (rc == 0 && (set & STATE_ERASED))
+		rc = state_log_delete(s, txn, k);
+	return rc;
+}
+
+/* One customer's flags in one durable transaction of its own. */
+static int update_flags(state *s, const char *id, size_t len, uint32_t set, uint32_t clear,
+			strbuf *err)
+{
+	const state_write w = { .customer = id, .customer_len = len, .set = set, .clear = clear };
+	return state_commit(s, &w, 1, err);
+}
+
+int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err)
+{
+	return personalization ? update_flags(s, id, len, 0, STATE_NO_PERSONALIZATION, err)
+			       : update_flags(s, id, len, STATE_NO_PERSONALIZATION, 0, err);
+}
+
+int state_list_erasures(state *s, const char *const *ids, const size_t *lens, uint32_t n,
+			strbuf *err)
+{
+	strbuf lines = STRBUF_INIT;
+	for (uint32_t i = 0; i < n; i++) {
+		sb_add(&lines, ids[i], lens[i]);
+		sb_addc(&lines, '\n');
+	}
+	pthread_mutex_lock(&s->erasures_lock);
+	int fd = open(s->erasures_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, lines.buf, lines.len) == (ssize_t)lines.len &&
+		  fsync(fd) == 0;
+	int saved = errno;
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&s->erasures_lock);
+	sb_release(&lines);
+	if (!ok) {
+		sb_addf(err, "state: cannot append to %s: %s", s->erasures_path,
+			saved ? strerror(saved) : "short write");
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+int state_erase(state *s, const char *id, size_t len, strbuf *err)
+{
+	/* The list first: a crash between the two leaves an id listed for
+	 * exclusion but still served until the retry, never the reverse. */
+	if (state_list_erasures(s, &id, &len, 1, err) != 0)
+		return STORE_ERROR;
+	return update_flags(s, id, len, STATE_ERASED, 0, err);
+}
+
+static int add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	uint64_t val = 0;
+	if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == sizeof(val))
+		memcpy(&val, v.mv_data, sizeof(val));
+	val += delta;
+	v.mv_size = sizeof(val);
+	v.mv_data = &val;
+	return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Doubles the map. No reader may be inside a transaction meanwhile. */
+static int grow_map(state *s)
+{
+	pthread_rwlock_wrlock(&s->remap_lock);
+	uint64_t size = s->map_size * 2;
+	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
+	if (rc == 0)
+		s->map_size = size;
+	pthread_rwlock_unlock(&s->remap_lock);
+	return rc;
+}
+
+int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
+{
+	strbuf buf = STRBUF_INIT;
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		MDB_txn *txn;
+		uint64_t total = 0, unknown = 0;
+		MDB_cursor *cur = NULL; /* closed with the write txn */
+		/* A write transaction uses the map too: keep growth out meanwhile
+		 * (only this thread writes, so it cannot wait on itself). */
+		pthread_rwlock_rdlock(&s->remap_lock);
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+			pthread_rwlock_unlock(&s->remap_lock);
+			break;
+		}
+		rc = mdb_cursor_open(txn, s->chunks, &cur);
+		for (uint32_t b = 0; rc == 0 && b < n; b++) {
+			const state_write *w = &writes[b];
+			if (!w->events) {
+				rc = apply_flags(s, txn, w->customer, w->customer_len, w->set, w->clear);
+				continue;
+			}
+			for (uint32_t i = 0; rc == 0 && i < w->n; i++) {
+				const event_in *e = &w->events[i];
+				/* Checked when the request was taken, but an erasure
+				 * may have been committed since. */
+				if (erased(s, txn, e->customer, e->customer_len))
+					continue;
+				rc = state_log_append(s, txn, cur, e, &buf);
+				total++;
+				unknown += !e->known_item;
+			}
+		}
+		if (rc == 0 && total)
+			rc = add_counter(s, txn, "events", total);
+		if (rc == 0 && unknown)
+			rc = add_counter(s, txn, "unknown_items", unknown);
+		if (rc == 0) {
+			rc = mdb_txn_commit(txn); /* synchronous: one fsync for all */
+		} else {
+			mdb_txn_abort(txn);
+		}
+		pthread_rwlock_unlock(&s->remap_lock);
+		if (rc != MDB_MAP_FULL || attempt >= 30)
+			break;
+		if ((rc = grow_map(s)) != 0)
+			break;
+	}
+	sb_release(&buf);
+	if (rc) {
+		sb_addf(err, "state: cannot write: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err)
+{
+	const state_write w = { .events = events, .n = n };
+	return state_commit(s, &w, 1, err);
+}
+
+int state_get_counters(state_txn *t, state_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	const char *names[2] = { "events", "unknown_items" };
+	uint64_t *vals[2] = { &out->events, &out->unknown_items };
+	for (int i = 0; i < 2; i++) {
+		MDB_val k = { strlen(names[i]), (void *)names[i] }, v;
+		if (mdb_get(t->r.txn, t->s->meta, &k, &v) == 0 && v.mv_size == 8)
+			memcpy(vals[i], v.mv_data, 8);
+	}
+	MDB_envinfo ei;
+	MDB_stat st;
+	if (mdb_env_info(t->s->env, &ei) == 0 && mdb_env_stat(t->s->env, &st) == 0) {
+		out->map_size = ei.me_mapsize;
+		out->map_used = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
+	}
+	return 0;
+}
+
+/* A read-only open needs the current format (serve converts older ones). */
+static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *err)
+{
+	MDB_val k = { 14, "format_version" }, v;
+	uint32_t ver = 0;
+	if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == sizeof(ver))
+		memcpy(&ver, v.mv_data, sizeof(ver));
+	if (ver == STATE_FORMAT_VERSION)
+		return 0;
+	sb_addf(err, "state %s has format version %u; this build reads %u (start `shopkeeper "
+		     "serve` on it once to convert it)", path, ver, STATE_FORMAT_VERSION);
+	return MDB_INCOMPATIBLE;
+}
+
+int state_open_readonly(const char *dir, state **out, strbuf *err)
+{
+	state *s = xcalloc(1, sizeof(*s));
+	strbuf path = STRBUF_INIT;
+	MDB_txn *txn = NULL;
+	int rc;
+	pthread_rwlock_init(&s->remap_lock, NULL);
+	sb_addf(&path, "%s/%s", dir, STATE_FILE);
+	if (access(path.buf, R_OK) != 0) {
+		sb_addf(err, "no state in %s (%s: %s)", dir, path.buf, strerror(errno));
+		goto fail;
+	}
+	if (store_env_open(path.buf, MDB_NOTLS | MDB_RDONLY, 16, 0, 512, "state", &s->env, err) != 0)
+		goto fail;
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", 0, &s->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "customer_flags", 0, &s->flags)) != 0 ||
+	    (rc = readonly_version(s, txn, path.buf, err)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_DUPSORT, &s->chunks)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, 0, &s->tails)) != 0 ||
+	    (rc = store_txn_commit(&txn)) != 0) {
+		if (txn)
+			mdb_txn_abort(txn);
+		store_lmdb_fail(err, "state: open tables", rc);
+		goto fail;
+	}
+	sb_release(&path);
+	*out = s;
+	return 0;
+fail:
+	sb_release(&path);
+	state_close(s);
+	return STORE_ERROR;
+}
+

@@ -1,0 +1,54 @@
+/*
+ * state_internal: what state.c and state_events.c share: the state's
+ * handles and the event-log operations a commit and an open call. Private
+ * to those two files.
+ */
+#ifndef SHOPKEEPER_STATE_INTERNAL_H
+#define SHOPKEEPER_STATE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "state.h"
+#include "store_internal.h"
+
+struct state {
+	MDB_env *env;
+	MDB_dbi meta;
+	MDB_dbi flags;   /* customer id -> struct flag_record */
+	MDB_dbi chunks;  /* customer id -> sealed event log chunks (state_events.c) */
+	MDB_dbi tails;   /* customer id -> the log's tail, where events are appended */
+	char *erasures_path;
+	pthread_mutex_t erasures_lock; /* one appender at a time */
+	/* Growing the map remaps it: no read transaction may be active then.
+	 * Readers hold this shared for the span of a request; the writer
+	 * takes it exclusively only to grow (rare). Writer-preferring, so a
+	 * steady read load cannot starve growth. */
+	pthread_rwlock_t remap_lock;
+	uint64_t map_size;
+};
+
+struct state_txn {
+	state *s;
+	store_reader r;     /* while active, holds remap_lock shared */
+	MDB_cursor *chunks; /* on the event chunks, renewed with the txn */
+	strbuf buf;         /* a customer's log joined (state_events_get) */
+};
+
+#define STATE_CHUNKS_DB "event_chunks"
+#define STATE_TAILS_DB "event_tails"
+
+/* The operations below work inside the caller's write transaction and
+ * return LMDB codes (MDB_CORRUPTED for a damaged log); the public
+ * functions in state.c turn them into STORE_* codes. */
+
+/* Appends one event to its customer's log (c: a cursor on the chunks; buf:
+ * scratch), dropping the oldest beyond STATE_MAX_EVENTS. */
+int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, strbuf *buf);
+/* Deletes a customer's whole log (erasure). */
+int state_log_delete(state *s, MDB_txn *txn, MDB_val key);
+/* Rewrites the event logs of a state of format 1 or 2 into the current
+ * format. */
+int state_log_convert_v1(state *s, MDB_txn *txn);
+int state_log_convert_v2(state *s, MDB_txn *txn);
+
+#endif

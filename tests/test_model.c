@@ -1,0 +1,212 @@
+/*
+ * test_model: the model's write/read round trip and the reader's refusals
+ * (model_writer.c, model.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "model.h"
+#include "model_writer.h"
+#include "store_fixture.h"
+
+TEST(round_trip)
+{
+	CHECK_INT(write_model(sub("m1")), 0);
+	model *m = open_model(sub("m1"));
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	const model_info *info = model_get_info(m);
+	CHECK_INT(info->n_items, 4);
+	CHECK_STR(info->model_id, "t-1");
+	model_txn *t;
+	CHECK_INT(model_txn_begin(m, &t), 0);
+	uint32_t idx;
+	CHECK_INT(model_item_lookup(t, "c", 1, &idx), 0);
+	CHECK_INT(idx, 2);
+	CHECK_INT(model_item_lookup(t, "zz", 2, &idx), STORE_NOTFOUND);
+	const char *all[] = { "a", "b", "c", "d" };
+	for (uint32_t i = 0; i < 4; i++) {
+		CHECK_INT(model_item_lookup(t, all[i], 1, &idx), 0);
+		CHECK_INT(idx, i);
+	}
+	CHECK_INT(model_item_lookup(t, "", 0, &idx), STORE_NOTFOUND);
+	CHECK_INT(model_item_lookup(t, "ab", 2, &idx), STORE_NOTFOUND);
+	size_t len;
+	const char *title = model_item_title(m, 0, &len);
+	CHECK(len == 5 && strncmp(title, "Apple", len) == 0);
+	model_item_title(m, 2, &len);
+	CHECK_INT(len, 0);
+	uint32_t cat;
+	CHECK_INT(model_category_lookup(m, "bakery", 6, &cat), 0);
+	CHECK_INT(model_item_category(m, 1), cat);
+	/* by name, whatever the table's order (fruit is 0, bakery 1) */
+	CHECK_INT(model_category_lookup(m, "fruit", 5, &cat), 0);
+	CHECK_INT(cat, 0);
+	CHECK_INT(model_category_lookup(m, "bak", 3, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "bakeryx", 7, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "fruits", 6, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "", 0, &cat), STORE_NOTFOUND);
+	CHECK_INT(model_category_lookup(m, "zzz", 3, &cat), STORE_NOTFOUND);
+	model_pairs nb;
+	CHECK_INT(model_neighbors(t, 0, &nb), 0);
+	CHECK_INT(nb.n, 2);
+	CHECK_INT(model_pair_at(nb.data, 1).item, 2);
+	/* popular list by recent popularity: b, c, d, a */
+	CHECK_INT(model_pair_at(model_popular(m), 0).item, 1);
+	model_customer c;
+	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
+	CHECK_INT(c.n_hist, 2);
+	CHECK_INT(model_history_at(&c, 1).item, 2);
+	CHECK_INT(c.sum.last_purchase, 200);
+	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
+	CHECK(c.attrs_len == 2 && memcmp(c.attrs, "{}", 2) == 0);
+	model_txn_free(t);
+	model_close(m);
+}
+
+TEST(refusals)
+{
+	model *m = NULL;
+	strbuf err = STRBUF_INIT;
+	mkdir(sub("empty"), 0755);
+	CHECK_INT(model_open(sub("empty"), &m, &err), STORE_NOTFOUND);
+	CHECK(strstr(sb_str(&err), "shopkeeper train") != NULL);
+
+	mkdir(sub("half"), 0755);
+	FILE *f = fopen(sub("half/model.mdb.tmp"), "w");
+	fputs("partial", f);
+	fclose(f);
+	sb_reset(&err);
+	CHECK(model_open(sub("half"), &m, &err) != 0);
+	CHECK(strstr(sb_str(&err), "half written") != NULL);
+
+	mkdir(sub("garbage"), 0755);
+	f = fopen(sub("garbage/model.mdb"), "w");
+	for (int i = 0; i < 20000; i++)
+		fputc(i * 7 % 251, f);
+	fclose(f);
+	sb_reset(&err);
+	CHECK(model_open(sub("garbage"), &m, &err) != 0);
+	CHECK(err.len > 0);
+
+	/* another format version, through a raw record */
+	model_writer *w = NULL;
+	CHECK_INT(model_writer_open(sub("v99"), 1 << 20, &w, &err), 0);
+	const char v99[] = "{\"format_version\":99,\"byte_order\":\"little\"}";
+	CHECK_INT(model_writer_put_raw(w, "meta", "meta", 4, v99, sizeof(v99), &err), 0);
+	CHECK_INT(model_writer_finish(w, &err), 0);
+	sb_reset(&err);
+	CHECK_INT(model_open(sub("v99"), &m, &err), STORE_CORRUPT);
+	CHECK(strstr(sb_str(&err), "format version 99") != NULL);
+	sb_release(&err);
+}
+
+/* Copies file `name` of directory from into directory to (created); 0 when
+ * there is no such file, 1 when copied, -1 on failure. */
+static int copy_file(const char *from, const char *to, const char *name)
+{
+	char src[300], dst[300];
+	snprintf(src, sizeof(src), "%s/%s", from, name);
+	snprintf(dst, sizeof(dst), "%s/%s", to, name);
+	mkdir(to, 0755);
+	FILE *in = fopen(src, "rb");
+	if (!in)
+		return 0;
+	FILE *out = fopen(dst, "wb");
+	char buf[4096];
+	size_t n;
+	int ok = out != NULL;
+	while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok = fwrite(buf, 1, n, out) == n;
+	fclose(in);
+	if (out && fclose(out) != 0)
+		ok = 0;
+	return ok ? 1 : -1;
+}
+
+enum damage { ZERO_PAGE, FLIP_BYTE, NO_SUM, BAD_SUM };
+
+/* Does `d` to the model in dir. */
+static void damage_model(const char *dir, enum damage d)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%s", dir, d == NO_SUM || d == BAD_SUM ? "model.sum"
+										: MODEL_FILE);
+	if (d == NO_SUM) {
+		CHECK_INT(unlink(path), 0);
+		return;
+	}
+	FILE *f = fopen(path, "r+b");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	if (d == ZERO_PAGE) {
+		static const char zeros[4096];
+		long pages = size / 4096;
+		fseek(f, pages / 2 * 4096, SEEK_SET);
+		fwrite(zeros, 1, sizeof(zeros), f);
+	} else { /* one bit of a byte past the middle; the checksum line's first */
+		long at = d == BAD_SUM ? 0 : size / 2 + 100;
+		fseek(f, at, SEEK_SET);
+		int c = fgetc(f);
+		fseek(f, at, SEEK_SET);
+		fputc(c ^ 0x10, f);
+	}
+	fclose(f);
+}
+
+/* LMDB does not checksum pages: a damaged model must be refused by
+ * model_open (the checksum file train writes beside it), never opened to
+ * abort the server in mdb.c at the first request through the bad page. */
+TEST(damaged_models_refused)
+{
+	static const struct {
+		const char *name;
+		enum damage damage;
+		const char *says;
+	} cases[] = {
+		{ "zeroed-page", ZERO_PAGE, "is damaged" },
+		{ "flipped-byte", FLIP_BYTE, "is damaged" },
+		{ "no-sum", NO_SUM, "retrain with shopkeeper train" },
+		{ "bad-sum", BAD_SUM, "checksum file" },
+	};
+	CHECK_INT(write_model(sub("good")), 0);
+	model *m = open_model(sub("good"));
+	CHECK(m != NULL);
+	model_close(m);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *dir = sub(cases[i].name);
+		CHECK_INT(copy_file(sub("good"), dir, MODEL_FILE), 1);
+		copy_file(sub("good"), dir, "model.sum");
+		damage_model(dir, cases[i].damage);
+		strbuf err = STRBUF_INIT;
+		m = NULL;
+		int rc = model_open(dir, &m, &err);
+		if (rc != STORE_CORRUPT || !strstr(sb_str(&err), cases[i].says))
+			fprintf(stderr, "case %s: %d: %s\n", cases[i].name, rc, sb_str(&err));
+		CHECK_INT(rc, STORE_CORRUPT);
+		CHECK(strstr(sb_str(&err), cases[i].says) != NULL);
+		CHECK(strstr(sb_str(&err), dir) != NULL);
+		model_close(m);
+		sb_release(&err);
+	}
+}
+
+int main(void)
+{
+	if (scratch_begin() != 0)
+		return 1;
+	RUN(round_trip);
+	RUN(refusals);
+	RUN(damaged_models_refused);
+	if (scratch_end() != 0)
+		return 1;
+	return harness_done();
+}

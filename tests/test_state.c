@@ -1,0 +1,100 @@
+/*
+ * test_state: flags, erasures, map growth and reopening (state.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ingest.h" /* EVENT_VIEW, EVENT_PURCHASE */
+#include "state.h"
+#include "store_fixture.h"
+
+/* Opens (creating) a state in sub(name) with a 1 MiB map; NULL, the
+ * failure counted, when that fails. */
+static state *new_state(const char *name, strbuf *err)
+{
+	state *s = NULL;
+	CHECK_INT(state_open(sub(name), 1 << 20, &s, err), 0);
+	return s;
+}
+
+TEST(state_flags_and_events)
+{
+	strbuf err = STRBUF_INIT;
+	state *s = new_state("state", &err);
+	if (!s)
+		return;
+	CHECK_INT(state_set_consent(s, "u", 1, false, &err), 0);
+	CHECK_INT(state_erase(s, "gone", 4, &err), 0);
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	uint32_t flags;
+	CHECK_INT(state_customer_flags(t, "u", 1, &flags), 0);
+	CHECK_INT(flags, STATE_NO_PERSONALIZATION);
+	CHECK_INT(state_customer_flags(t, "gone", 4, &flags), 0);
+	CHECK_INT(flags, STATE_ERASED);
+	CHECK_INT(state_customer_flags(t, "x", 1, &flags), 0);
+	CHECK_INT(flags, 0);
+	state_txn_reset(t);
+
+	/* enough events to outgrow a 1 MiB map: it must double, not fail */
+	static char items[600][200];
+	event_in *batch = calloc(600, sizeof(*batch));
+	for (int i = 0; i < 600; i++) {
+		memset(items[i], 'a' + i % 26, 199);
+		batch[i] = (event_in){ "w", 1, items[i], 199, 1000 + i, 1, 0, EVENT_VIEW, true };
+	}
+	for (int round = 0; round < 12; round++) {
+		char who[16];
+		snprintf(who, sizeof(who), "w%d", round);
+		for (int i = 0; i < 600; i++) {
+			batch[i].customer = who;
+			batch[i].customer_len = strlen(who);
+		}
+		CHECK_INT(state_write_events(s, batch, 600, &err), 0);
+	}
+	CHECK_INT(state_txn_renew(t), 0);
+	state_counters sc;
+	state_get_counters(t, &sc);
+	CHECK_INT(sc.events, 7200);
+	CHECK(sc.map_size > (1u << 20));
+	state_events ev;
+	CHECK_INT(state_events_get(t, "w3", 2, &ev), 0);
+	CHECK_INT(ev.count, STATE_MAX_EVENTS); /* 600 sent, the oldest dropped */
+	size_t pos = 0;
+	event_view e;
+	CHECK_INT(state_events_next(&ev, &pos, &e), 0);
+	CHECK_INT(e.ts, 1000 + 600 - STATE_MAX_EVENTS);
+	CHECK_INT(e.item_len, 199);
+	state_txn_free(t);
+	free(batch);
+	state_close(s);
+	/* reopened, everything is still there and the erasure is listed */
+	CHECK_INT(state_open(sub("state"), 1 << 20, &s, &err), 0);
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	CHECK_INT(state_events_get(t, "w11", 3, &ev), 0);
+	CHECK_INT(ev.count, STATE_MAX_EVENTS);
+	state_txn_free(t);
+	state_close(s);
+	FILE *f = fopen(sub("state/erasures.txt"), "r");
+	char line[64] = "";
+	CHECK(f && fgets(line, sizeof(line), f));
+	CHECK_STR(line, "gone\n");
+	if (f)
+		fclose(f);
+	sb_release(&err);
+}
+
+
+int main(void)
+{
+	if (scratch_begin() != 0)
+		return 1;
+	RUN(state_flags_and_events);
+	if (scratch_end() != 0)
+		return 1;
+	return harness_done();
+}
