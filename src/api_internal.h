@@ -34,7 +34,10 @@
 #define API_MAX_AUDIENCE_ITEMS 20000u
 #define API_SEGMENTS_TTL 60.0    /* seconds GET /v1/segments is cached */
 #define API_MAX_EVENTS 1000u     /* events in one POST /v1/events */
-#define API_QUERY_MAX 512        /* room for one decoded query value */
+/* Room for one decoded query value: a cursor (an id hex-encoded, two
+ * characters a byte) even when its every character is percent-encoded.
+ * (512 bytes refused the cursor of a 256-byte id: issue 21.) */
+#define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
 #define API_N_ROUTES 14

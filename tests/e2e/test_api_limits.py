@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The API's limits and edge answers (issue 21): audience paging over the
+longest ids, the item bound of one audience answer, consent for an erased
+customer, and reload errors that keep the server's paths to its log.
+
+    SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_api_limits.py [-v] [Class[.test]]
+
+Against the real binary on 127.0.0.1. Python 3 standard library only;
+builds on the helpers of test_server.py. The last line printed is
+"N passed, N failed".
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_server as ts  # noqa: E402  (the shared helpers: Server, train, run)
+from test_server import JSON_CT, Server, q, train  # noqa: E402
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+MAX_ITEMS = 20000  # limit x n in one audience answer
+ID_MAX = 256       # bytes in an id
+SHARED = {}
+
+
+def setUpModule():
+    tmp = tempfile.mkdtemp(prefix="shopkeeper-limits-")
+    SHARED["tmp"] = tmp
+    SHARED["model"] = os.path.join(tmp, "model")
+    train(SHARED["model"])
+
+
+def tearDownModule():
+    for s in list(ts._LIVE_SERVERS):
+        s.kill()
+    shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-limits"), ignore_errors=True)
+
+
+class Base(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=SHARED["tmp"])
+
+    def fresh(self, model=None):
+        srv = Server(model or SHARED["model"], os.path.join(self.tmp, "state"))
+        self.addCleanup(srv.kill)
+        return srv
+
+    def call(self, srv, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        return srv.request(method, path, body=data, headers=JSON_HEADERS if data else None)
+
+    def ok(self, srv, method, path, body=None):
+        resp = self.call(srv, method, path, body)
+        self.assertEqual(resp.status, 200, (method, path, resp))
+        return resp.json
+
+    def assertError(self, resp, status, code):
+        self.assertEqual(resp.status, status, resp)
+        self.assertEqual(resp.headers.get("content-type"), JSON_CT, resp)
+        self.assertEqual(resp.json["error"]["code"], code, resp)
+        self.assertTrue(resp.json["error"]["message"], resp)
+        return resp.json["error"]["message"]
+
+
+# ---------------------------------------------------------------------------
+# Audience paging over ids of every length (bug 6)
+# ---------------------------------------------------------------------------
+class CursorTests(Base):
+    # Valid ids at and near the 256-byte limit, multi-byte UTF-8 among them,
+    # and bytes that mean something in a URL.
+    IDS = ["a" * ID_MAX, "b" * (ID_MAX - 1), "\u00e9" * (ID_MAX // 2), "c/%+ &?=#" * 28,
+           "z"]
+
+    def setUp(self):
+        super().setUp()
+        self.srv = self.fresh()
+        for cid in self.IDS:
+            self.assertLessEqual(len(cid.encode()), ID_MAX)
+            self.ok(self.srv, "POST", "/v1/events",
+                    {"customer_id": cid, "item_id": "apple", "event": "cart"})
+
+    def pages(self, query, encode=lambda c: c, max_pages=20):
+        ids, cursor = [], None
+        for _ in range(max_pages):
+            path = "/v1/audiences/cart_abandoners?n=1&" + query
+            if cursor is not None:
+                path += "&cursor=" + encode(cursor)
+            resp = self.srv.get(path)
+            self.assertEqual(resp.status, 200, (path[:120], resp))
+            ids += [c["customer_id"] for c in resp.json["customers"]]
+            cursor = resp.json["next_cursor"]
+            if cursor is None:
+                return ids
+        self.fail("more than %d pages" % max_pages)
+
+    def test_every_id_pages_one_at_a_time(self):
+        ids = self.pages("limit=1")
+        self.assertEqual(sorted(ids, key=lambda s: s.encode()), ids)
+        self.assertEqual(sorted(ids), sorted(self.IDS))
+
+    def test_two_at_a_time(self):
+        self.assertEqual(sorted(self.pages("limit=2")), sorted(self.IDS))
+
+    def test_percent_encoded_cursor(self):
+        """A cursor may reach us percent-encoded, every character of it."""
+        every = lambda c: "".join("%%%02X" % ord(ch) for ch in c)  # noqa: E731
+        self.assertEqual(sorted(self.pages("limit=1", every)), sorted(self.IDS))
+
+    def test_cursors_not_handed_out_refused(self):
+        for cursor in ("61" * (ID_MAX + 1), "6", "zz", "", "%ZZ"):
+            with self.subTest(cursor=cursor[:20]):
+                resp = self.srv.get("/v1/audiences/cart_abandoners?cursor=" + cursor)
+                self.assertError(resp, 400, "invalid_parameter")
+
+
+if __name__ == "__main__":
+    sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], "api_limits"))
