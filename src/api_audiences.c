@@ -205,6 +205,13 @@ void api_get_audience(api *a, struct worker *w, const http_request *req, http_re
 	    api_param_uint(w, req, resp, "hours", 1, AUDIENCE_MAX_HOURS, &hours) != 0 ||
 	    api_param_bool(w, req, resp, "explain", &explain) != 0)
 		return;
+	if ((uint64_t)limit * n > API_MAX_AUDIENCE_ITEMS) {
+		http_error(resp, 400, "invalid_parameter",
+			   "limit x n asks for %llu items; one answer holds at most %u: lower limit "
+			   "or n (order=id pages on with the cursor)",
+			   (unsigned long long)limit * n, API_MAX_AUDIENCE_ITEMS);
+		return;
+	}
 	if (audience_parse(req->segs[2], req->seg_lens[2], days, hours, &aud) != 0) {
 		http_error(resp, 404, "unknown_audience", "no audience %.*s (known: %s)",
 			   (int)MIN(req->seg_lens[2], (size_t)64), req->segs[2], audience_names());

@@ -120,5 +120,40 @@ class CursorTests(Base):
                 self.assertError(resp, 400, "invalid_parameter")
 
 
+# ---------------------------------------------------------------------------
+# limit x n (bug 4, the API's part)
+# ---------------------------------------------------------------------------
+class AnswerSizeTests(Base):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(SHARED["model"], os.path.join(SHARED["tmp"], "state-size"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_over_the_bound_400(self):
+        for query in ("limit=1000&n=21", "limit=201&n=100", "limit=1000&n=100",
+                      "limit=1000&n=100&order=intent", "limit=401&n=50&cursor=616c696365"):
+            with self.subTest(query):
+                msg = self.assertError(self.srv.get("/v1/audiences/all?" + query), 400,
+                                       "invalid_parameter")
+                self.assertIn("20000", msg)
+                self.assertIn("limit", msg)
+
+    def test_at_the_bound_served(self):
+        for query in ("limit=200&n=100", "limit=1000&n=20", "limit=1000", "n=100",
+                      "limit=200&n=100&order=intent"):
+            with self.subTest(query):
+                resp = self.srv.get("/v1/audiences/all?" + query)
+                self.assertEqual(resp.status, 200, resp)
+
+    def test_each_parameter_still_checked_alone(self):
+        for query in ("limit=1001", "n=101", "limit=0", "n=0"):
+            with self.subTest(query):
+                self.assertError(self.srv.get("/v1/audiences/all?" + query), 400,
+                                 "invalid_parameter")
+
+
 if __name__ == "__main__":
     sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], "api_limits"))
