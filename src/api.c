@@ -282,6 +282,8 @@ struct route {
 	enum route_txn txn;
 };
 
+/* A write that reads (events, consent) reads in a snapshot that ends when
+ * its handler returns, before its deferred answer waits on the writer. */
 static const struct route routes[] = {
 	{ "GET", "/healthz", get_health, OPEN, API_TXN_NONE },
 	{ "GET", "/readyz", get_ready, OPEN, API_TXN_NONE },
@@ -289,13 +291,11 @@ static const struct route routes[] = {
 	{ "DELETE", "/v1/customers/{customer}", api_delete_customer, WRITE, API_TXN_NONE },
 	{ "GET", "/v1/customers/{customer}/recommendations", api_get_customer_recs, READ,
 	  API_TXN_SNAPSHOT },
-	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_NONE },
+	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/items/{item}/similar", api_get_item_similar, READ, API_TXN_SNAPSHOT },
 	{ "POST", "/v1/recommendations", api_post_recommendations, READ, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT },
-	/* The snapshot ends when the handler returns, before the deferred
-	 * answer waits on the writer. */
 	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT },
 	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT },
 	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE },

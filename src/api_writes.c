@@ -3,7 +3,8 @@
  * /v1/customers/{id}/consent and DELETE /v1/customers/{id}. Each checks
  * its request on the pool thread, hands the change to the event writer
  * (events.h) and answers only once the group commit holding it is on disk;
- * the pool thread does not wait for that (http_defer).
+ * the pool thread does not wait for that (http_defer). The snapshots a
+ * handler reads in are closed before that wait begins.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -257,8 +258,20 @@ void api_put_consent(api *a, struct worker *w, const http_request *req, http_res
 {
 	const char *id;
 	size_t len;
+	uint32_t flags = 0;
 	if (api_path_id(req, 2, "customer", resp, &id, &len) != 0)
 		return;
+	assert(w->in_txn);
+	if (state_customer_flags(w->stxn, id, len, &flags) != 0) {
+		api_storage_error(resp, STORE_ERROR);
+		return;
+	}
+	/* As the profile answers: an erased customer is not known. (Consent
+	 * for a customer not seen yet is kept, for when they come.) */
+	if (flags & STATE_ERASED) {
+		http_error(resp, 404, "unknown_customer", "customer %.*s is not known", (int)len, id);
+		return;
+	}
 	json_t *root = api_body_object(req, resp);
 	if (!root)
 		return;

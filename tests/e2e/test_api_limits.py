@@ -155,5 +155,39 @@ class AnswerSizeTests(Base):
                                  "invalid_parameter")
 
 
+# ---------------------------------------------------------------------------
+# Consent for an erased customer (bug 8)
+# ---------------------------------------------------------------------------
+class ErasedConsentTests(Base):
+    def test_consent_for_erased_customer_404(self):
+        srv = self.fresh()
+        # alice is in the model; "ghost" is known from events only.
+        self.ok(srv, "POST", "/v1/events", {"customer_id": "ghost", "item_id": "apple",
+                                            "event": "view"})
+        for cid in ("alice", "ghost", "x" * ID_MAX):
+            with self.subTest(cid[:10]):
+                self.ok(srv, "DELETE", "/v1/customers/" + q(cid))
+                self.assertError(srv.get("/v1/customers/" + q(cid)), 404, "unknown_customer")
+                for value in (True, False):
+                    resp = self.call(srv, "PUT", "/v1/customers/%s/consent" % q(cid),
+                                     {"personalization": value})
+                    self.assertError(resp, 404, "unknown_customer")
+        # Nothing was recorded for them: they stay erased and unknown.
+        self.assertError(srv.get("/v1/customers/alice"), 404, "unknown_customer")
+        self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_consent_for_others_unchanged(self):
+        srv = self.fresh()
+        # A customer not seen yet may still withdraw consent ahead of time.
+        self.assertEqual(self.ok(srv, "PUT", "/v1/customers/newcomer/consent",
+                                 {"personalization": False}),
+                         {"customer_id": "newcomer", "consent": {"personalization": False}})
+        self.assertEqual(self.ok(srv, "PUT", "/v1/customers/alice/consent",
+                                 {"personalization": False})["consent"],
+                         {"personalization": False})
+        self.assertEqual(srv.get("/v1/customers/alice").json["consent"],
+                         {"personalization": False})
+
+
 if __name__ == "__main__":
     sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], "api_limits"))
