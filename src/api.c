@@ -14,6 +14,7 @@
 #include "api.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,11 +243,40 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 	add_counts(resp->body, info);
 }
 
+/* Appends msg with the model directory taken out: "DIR/model.mdb" becomes
+ * "model.mdb", DIR alone "the model directory". Answers say what is wrong
+ * with a model, not where the server keeps its files. */
+static void add_without_dir(strbuf *sb, const char *msg, const char *dir)
+{
+	size_t dlen = strlen(dir);
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	const char *p = msg, *hit;
+	while (dlen && (hit = memmem(p, strlen(p), dir, dlen)) != NULL) {
+		sb_add(sb, p, (size_t)(hit - p));
+		p = hit + dlen;
+		if (*p == '/') {
+			while (*p == '/')
+				p++;
+		} else {
+			sb_adds(sb, "the model directory");
+		}
+	}
+	sb_adds(sb, p);
+}
+
 static void post_reload(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	strbuf err = STRBUF_INIT;
 	if (api_reload(a, &err) != 0) {
-		http_error(resp, 409, "reload_failed", "kept the current model: %s", err.buf);
+		/* The whole story, paths and all, goes to the operator's log. */
+		fprintf(stderr, "shopkeeper: POST /admin/reload: kept the current model: %s\n",
+			sb_str(&err));
+		strbuf msg = STRBUF_INIT;
+		add_without_dir(&msg, err.buf, a->model_dir);
+		http_error(resp, 409, "reload_failed", "kept the current model: %s (paths are in "
+			   "the server's log)", sb_str(&msg));
+		sb_release(&msg);
 		sb_release(&err);
 		return;
 	}

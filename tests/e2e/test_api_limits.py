@@ -189,5 +189,39 @@ class ErasedConsentTests(Base):
                          {"personalization": False})
 
 
+# ---------------------------------------------------------------------------
+# Reload errors (issue 21, design limits)
+# ---------------------------------------------------------------------------
+class ReloadErrorTests(Base):
+    def test_reload_error_names_no_path(self):
+        model = os.path.abspath(os.path.join(self.tmp, "served-model"))
+        os.makedirs(model)
+        shutil.copyfile(os.path.join(SHARED["model"], "model.mdb"),
+                        os.path.join(model, "model.mdb"))
+        srv = self.fresh(model)
+        before = srv.get("/readyz").json
+        for name, data, says in (("empty", b"", "empty"), ("half", None, "truncated")):
+            with self.subTest(name):
+                if data is None:
+                    with open(os.path.join(SHARED["model"], "model.mdb"), "rb") as f:
+                        good = f.read()
+                    data = good[:len(good) // 2]
+                tmp = os.path.join(model, "model.mdb.new")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.rename(tmp, os.path.join(model, "model.mdb"))  # the server maps the old one
+                resp = srv.request("POST", "/admin/reload")
+                msg = self.assertError(resp, 409, "reload_failed")
+                self.assertIn(says, msg)
+                self.assertNotIn(model.encode(), resp.body)
+                self.assertNotIn(self.tmp.encode(), resp.body)
+                self.assertNotIn(b"/model.mdb", resp.body)
+                # The operator still finds the whole story in the log.
+                self.assertIn(model, srv.stderr())
+                self.assertIn(says, srv.stderr())
+        self.assertEqual(srv.get("/readyz").json, before)
+        self.assertEqual(srv.stop(), 0, srv.stderr())
+
+
 if __name__ == "__main__":
     sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], "api_limits"))
