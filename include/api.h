@@ -2,8 +2,9 @@
  * api: the HTTP API v1 of DESIGN.md: routing, parameter checks, handlers
  * and the JSON they answer with.
  *
- * Each pool thread gets a worker on its first request: a model read
- * transaction (reset between requests, renewed at the next) and the
+ * Each pool thread gets a worker on its first request: a model and a state
+ * read transaction (reset between requests; api_handle renews them for the
+ * routes that read, and resets them when the handler returns) and the
  * recommendation scratch, so the request path allocates nothing of its own.
  */
 #ifndef SHOPKEEPER_API_H

@@ -43,10 +43,6 @@ typedef struct audience {
  * 0, or -1 for an unknown name. */
 int audience_parse(const char *name, size_t len, uint32_t days, uint32_t hours, audience *out);
 
-/* Whether the audience is built from live events (triggers) rather than
- * from the model's customers. */
-bool audience_is_trigger(const audience *a);
-
 /* What live events add to a customer's picture. */
 typedef struct customer_live {
 	rfm_figures figs; /* the model's figures plus purchases since as_of */
@@ -72,9 +68,6 @@ void customer_live_figures(const model *m, const model_customer *c, const state_
 enum segment customer_live_segment(const model *m, const customer_live *l, int64_t now,
 				   rfm_scores *scores);
 
-/* Whether a trigger audience takes the customer, given their events. */
-bool audience_match_events(const audience *a, const state_events *ev, int64_t now);
-
 /* Walks an audience's members in customer id order: segments and birthday
  * over the model's customers, triggers over the customers with events.
  * Erased customers and customers who withdrew consent are never members. */
@@ -84,16 +77,19 @@ typedef struct audience_walk audience_walk;
  * (no state: no events, no erasures). Returns 0 or STORE_ERROR. */
 int audience_walk_begin(const audience *a, model_txn *t, state_txn *st, const char *after,
 			size_t after_len, audience_walk **out);
-/* The next member: 0 with their id (borrowed until the transactions'
- * reset), segment and live figures; STORE_NOTFOUND at the end; or an error. */
-int audience_walk_next(audience_walk *w, const char **id, size_t *len, enum segment *seg,
-		       customer_live *live, state_events *ev);
+/* A member, as audience_walk_next finds them. */
+typedef struct audience_member {
+	const char *id;       /* borrowed until the transactions' reset */
+	size_t len;
+	enum segment seg;
+	customer_live live;
+	state_events events;  /* their events (count 0: none), borrowed likewise */
+} audience_member;
+
+/* The next member into *out: 0; STORE_NOTFOUND at the end; or an error. */
+int audience_walk_next(audience_walk *w, audience_member *out);
 /* audience_walk_end(NULL) does nothing. */
 void audience_walk_end(audience_walk *w);
-
-/* The customer's RFM scores and segment at time now. */
-enum segment customer_segment(const model *m, const model_customer *c, int64_t now,
-			      rfm_scores *scores);
 
 /* Lists the audience names, comma-separated, for error messages. */
 const char *audience_names(void);

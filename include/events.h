@@ -58,11 +58,36 @@ int events_submit_flags(events_writer *w, events_request *r, const char *custome
  * events_writer_stop(NULL) does nothing. */
 void events_writer_stop(events_writer *w);
 
+/* Why an event is refused: one vocabulary for the validator and the API,
+ * which answers with events_code_name() as the JSON error code. */
+enum events_code {
+	EVENTS_OK = 0,
+	EVENTS_INVALID_EVENT,      /* not a JSON object */
+	EVENTS_MISSING_FIELD,      /* customer_id, item_id or event absent */
+	EVENTS_INVALID_FIELD,      /* an id neither a string nor an integer */
+	EVENTS_INVALID_ID,         /* empty, too long, control bytes, not UTF-8 */
+	EVENTS_INVALID_EVENT_TYPE, /* not view, cart, purchase or remove_from_cart */
+	EVENTS_INVALID_TIMESTAMP,
+	EVENTS_INVALID_QUANTITY,
+	EVENTS_INVALID_PRICE,
+	EVENTS_CUSTOMER_ERASED,    /* set by the API: the customer was erased */
+	EVENTS_CODES
+};
+
+/* A refusal: its code and a message for people (a static string). */
+typedef struct events_error {
+	enum events_code code;
+	const char *message;
+} events_error;
+
+/* The code's name in answers ("invalid_timestamp"); never NULL. */
+const char *events_code_name(enum events_code code);
+
 /* Validates one event object of POST /v1/events into *e (ids borrowed from
  * o, or written into ids[] when sent as JSON integers; now is the default
- * time and the reference for "in the future"). Returns NULL, or why it is
- * rejected as "code: message" (a static string). */
-const char *events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now);
+ * time and the reference for "in the future"). Returns 0, or the code of
+ * why it is refused (non-zero), also set with its message in *err. */
+int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_error *err);
 
 /* Transactions committed and events written so far (for metrics). */
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events);

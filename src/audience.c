@@ -3,6 +3,7 @@
  */
 #include "audience.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,17 +47,6 @@ const char *audience_names(void)
 	       "prospect, birthday, all, cart_abandoners, browsed_not_bought";
 }
 
-enum segment customer_segment(const model *m, const model_customer *c, int64_t now,
-			      rfm_scores *scores)
-{
-	rfm_figures f = { c->sum.first_purchase, c->sum.last_purchase, c->sum.frequency,
-			  c->sum.monetary };
-	rfm_scores s = rfm_score(&model_get_info(m)->rfm, &f, now);
-	if (scores)
-		*scores = s;
-	return rfm_segment(s);
-}
-
 /* Month * 100 + day of Unix time t (UTC). */
 static unsigned month_day(int64_t t)
 {
@@ -82,7 +72,9 @@ static bool birthday_within(uint16_t birthday, int64_t now, uint32_t days)
 	return false;
 }
 
-bool audience_is_trigger(const audience *a)
+/* Whether the audience is built from live events (triggers) rather than
+ * from the model's customers. */
+static bool audience_is_trigger(const audience *a)
 {
 	return a->kind == AUDIENCE_CART_ABANDONERS || a->kind == AUDIENCE_BROWSED_NOT_BOUGHT;
 }
@@ -147,7 +139,8 @@ static void mark_resolved(const event_view *e, uint32_t n, bool *resolved)
 	}
 }
 
-bool audience_match_events(const audience *a, const state_events *ev, int64_t now)
+/* Whether a trigger audience takes the customer, given their events. */
+static bool audience_match_events(const audience *a, const state_events *ev, int64_t now)
 {
 	event_view e[STATE_MAX_EVENTS];
 	bool resolved[STATE_MAX_EVENTS];
@@ -266,6 +259,7 @@ struct audience_walk {
 int audience_walk_begin(const audience *a, model_txn *t, state_txn *st, const char *after,
 			size_t after_len, audience_walk **out)
 {
+	assert(a && t && out && (after || after_len == 0));
 	audience_walk *w = calloc(1, sizeof(*w));
 	if (!w)
 		return STORE_ERROR;
@@ -289,9 +283,11 @@ int audience_walk_begin(const audience *a, model_txn *t, state_txn *st, const ch
 	return 0;
 }
 
-int audience_walk_next(audience_walk *w, const char **id, size_t *len, enum segment *seg,
-		       customer_live *live, state_events *ev)
+int audience_walk_next(audience_walk *w, audience_member *out)
 {
+	const char **id = &out->id;
+	size_t *len = &out->len;
+	state_events *ev = &out->events;
 	for (;;) {
 		model_customer c, *cp = NULL;
 		int rc;
@@ -313,11 +309,11 @@ int audience_walk_next(audience_walk *w, const char **id, size_t *len, enum segm
 			if (w->st && (rc = state_events_get(w->st, *id, *len, ev)) != 0)
 				return rc;
 		}
-		customer_live_compute(w->m, cp, ev, w->now, live);
-		*seg = customer_live_segment(w->m, live, w->now, NULL);
+		customer_live_compute(w->m, cp, ev, w->now, &out->live);
+		out->seg = customer_live_segment(w->m, &out->live, w->now, NULL);
 		bool match;
 		switch (w->aud.kind) {
-		case AUDIENCE_SEGMENT: match = *seg == w->aud.segment; break;
+		case AUDIENCE_SEGMENT: match = out->seg == w->aud.segment; break;
 		case AUDIENCE_ALL: match = true; break;
 		case AUDIENCE_BIRTHDAY: match = cp && birthday_within(cp->sum.birthday, w->now, w->aud.days); break;
 		default: match = audience_match_events(&w->aud, ev, w->now); break;

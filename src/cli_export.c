@@ -1,7 +1,8 @@
 /*
  * cli_export: `shopkeeper export`: an audience as JSON Lines for an e-mail
  * tool's mail merge, one customer per line with their segment and top items,
- * titles and the bought items behind each ("Because you bought X...").
+ * titles and the bought items behind each ("Because you bought X..."), in
+ * rec_json's REC_JSON_EXPORT shape.
  *
  * Streams: one customer at a time through an LMDB cursor, so memory stays
  * constant whatever the audience size. Frequency capping: an item this
@@ -20,6 +21,7 @@
 #include "cli.h"
 #include "ids.h"
 #include "progress.h"
+#include "rec_json.h"
 #include "recommend.h"
 #include "model.h"
 #include "sent_log.h"
@@ -86,50 +88,6 @@ static void cap_views(struct cap *c, const state_events *ev)
 		    model_item_lookup(c->t, e[i].item, e[i].item_len, &idx) == 0)
 			c->exclude[c->f->n_exclude++] = idx;
 	}
-}
-
-static void write_line(const model *m, const char *id, size_t len, enum segment seg,
-		       const customer_live *live, const rec_result *r, strbuf *sb)
-{
-	sb_reset(sb);
-	sb_adds(sb, "{\"customer_id\":");
-	sb_add_json_str(sb, id, len);
-	sb_adds(sb, ",\"segment\":\"");
-	sb_adds(sb, segment_name(seg));
-	sb_adds(sb, "\",\"intent\":");
-	sb_add_double(sb, live->intent, 4);
-	sb_adds(sb, ",\"source\":\"");
-	sb_adds(sb, rec_source_name(r->source));
-	sb_adds(sb, "\",\"items\":[");
-	for (uint32_t i = 0; i < r->n; i++) {
-		const rec_item *it = &r->items[i];
-		size_t n;
-		const char *s;
-		if (i)
-			sb_addc(sb, ',');
-		s = model_item_id(m, it->item, &n);
-		sb_adds(sb, "{\"item_id\":");
-		sb_add_json_str(sb, s, n);
-		s = model_item_title(m, it->item, &n);
-		sb_adds(sb, ",\"title\":");
-		sb_add_json_str(sb, s, n);
-		sb_adds(sb, ",\"score\":");
-		sb_add_double(sb, it->score, 6);
-		sb_adds(sb, ",\"because\":[");
-		for (uint8_t b = 0; b < it->n_because; b++) {
-			if (b)
-				sb_addc(sb, ',');
-			s = model_item_id(m, it->because[b], &n);
-			sb_adds(sb, "{\"item_id\":");
-			sb_add_json_str(sb, s, n);
-			s = model_item_title(m, it->because[b], &n);
-			sb_adds(sb, ",\"title\":");
-			sb_add_json_str(sb, s, n);
-			sb_addc(sb, '}');
-		}
-		sb_adds(sb, "]}");
-	}
-	sb_adds(sb, "]}\n");
 }
 
 int cmd_export(int argc, char **argv)
@@ -230,13 +188,11 @@ int cmd_export(int argc, char **argv)
 	uint64_t written = 0, seen = 0;
 	progress prog;
 	progress_begin(&prog, "export", "customers", 0);
-	const char *id;
-	size_t len;
-	enum segment seg;
-	customer_live live;
-	state_events ev;
+	audience_member mb;
 	int rc;
-	while ((rc = audience_walk_next(walk, &id, &len, &seg, &live, &ev)) == 0) {
+	while ((rc = audience_walk_next(walk, &mb)) == 0) {
+		const char *id = mb.id;
+		size_t len = mb.len;
 		rec_filter f;
 		rec_filter_init(&f);
 		f.exclude = exclude;
@@ -245,10 +201,12 @@ int cmd_export(int argc, char **argv)
 			cli_fail("export", "the sent log is corrupt");
 			goto out;
 		}
-		cap_views(&cap, &ev);
+		cap_views(&cap, &mb.events);
 		if ((rc = rec_for_customer(ctx, t, stx, id, len, n, &f, res)) != 0)
 			break;
-		write_line(m, id, len, seg, &live, res, &line);
+		sb_reset(&line);
+		rec_json_member(&line, m, id, len, mb.seg, mb.live.intent, res, REC_JSON_EXPORT, true);
+		sb_addc(&line, '\n');
 		if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
 			cli_fail("export", "cannot write to standard output");
 			goto out;

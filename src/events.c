@@ -8,6 +8,7 @@
  */
 #include "events.h"
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -153,6 +154,7 @@ static int enqueue(events_writer *w, events_request *r, events_done_fn done, voi
 int events_submit(events_writer *w, events_request *r, const event_in *ev, uint32_t n,
 		  events_done_fn done, void *arg)
 {
+	assert(w && r && ev && n >= 1 && done);
 	r->write = (state_write){ .events = ev, .n = n };
 	return enqueue(w, r, done, arg);
 }
@@ -160,6 +162,7 @@ int events_submit(events_writer *w, events_request *r, const event_in *ev, uint3
 int events_submit_flags(events_writer *w, events_request *r, const char *customer, size_t len,
 			uint32_t set, uint32_t clear, events_done_fn done, void *arg)
 {
+	assert(w && r && customer && len > 0 && done);
 	r->write = (state_write){ .customer = customer, .customer_len = len, .set = set,
 				  .clear = clear };
 	return enqueue(w, r, done, arg);
@@ -205,69 +208,105 @@ static const char *event_id(json_t *v, char buf[24], size_t *len)
 	return NULL;
 }
 
-/* Validates one event object into *e. Returns NULL, or the reason it is
- * rejected as "code: message" (a static string). */
-const char *events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now)
+static const char *const code_names[EVENTS_CODES] = {
+	[EVENTS_OK] = "ok",
+	[EVENTS_INVALID_EVENT] = "invalid_event",
+	[EVENTS_MISSING_FIELD] = "missing_field",
+	[EVENTS_INVALID_FIELD] = "invalid_field",
+	[EVENTS_INVALID_ID] = "invalid_id",
+	[EVENTS_INVALID_EVENT_TYPE] = "invalid_event_type",
+	[EVENTS_INVALID_TIMESTAMP] = "invalid_timestamp",
+	[EVENTS_INVALID_QUANTITY] = "invalid_quantity",
+	[EVENTS_INVALID_PRICE] = "invalid_price",
+	[EVENTS_CUSTOMER_ERASED] = "customer_erased",
+};
+
+const char *events_code_name(enum events_code code)
+{
+	assert((unsigned)code < EVENTS_CODES);
+	return code_names[code];
+}
+
+/* Fills *err; returns its code (for `return refuse(...)`). */
+static int refuse(events_error *err, enum events_code code, const char *message)
+{
+	err->code = code;
+	err->message = message;
+	return code;
+}
+
+int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_error *err)
 {
 	if (!json_is_object(o))
-		return "invalid_event: an event must be a JSON object";
+		return refuse(err, EVENTS_INVALID_EVENT, "an event must be a JSON object");
 	json_t *cid = json_object_get(o, "customer_id"), *iid = json_object_get(o, "item_id");
 	json_t *type = json_object_get(o, "event"), *ts = json_object_get(o, "timestamp");
 	json_t *qty = json_object_get(o, "quantity"), *price = json_object_get(o, "price");
 	memset(e, 0, sizeof(*e));
 	if (!cid)
-		return "missing_field: customer_id is required";
+		return refuse(err, EVENTS_MISSING_FIELD, "customer_id is required");
 	if (!(e->customer = event_id(cid, ids[0], &e->customer_len)))
-		return "invalid_field: customer_id must be a string";
+		return refuse(err, EVENTS_INVALID_FIELD, "customer_id must be a string");
 	if (!utf8_valid(e->customer, e->customer_len) || !id_normalize(&e->customer, &e->customer_len))
-		return "invalid_id: customer_id is empty, too long or not valid UTF-8";
+		return refuse(err, EVENTS_INVALID_ID,
+			      "customer_id is empty, too long or not valid UTF-8");
 	if (!iid)
-		return "missing_field: item_id is required";
+		return refuse(err, EVENTS_MISSING_FIELD, "item_id is required");
 	if (!(e->item = event_id(iid, ids[1], &e->item_len)))
-		return "invalid_field: item_id must be a string";
+		return refuse(err, EVENTS_INVALID_FIELD, "item_id must be a string");
 	if (!utf8_valid(e->item, e->item_len) || !id_normalize(&e->item, &e->item_len))
-		return "invalid_id: item_id is empty, too long or not valid UTF-8";
+		return refuse(err, EVENTS_INVALID_ID,
+			      "item_id is empty, too long or not valid UTF-8");
 	if (e->item_len > 255)
-		return "invalid_id: item_id is longer than 255 bytes";
+		return refuse(err, EVENTS_INVALID_ID, "item_id is longer than 255 bytes");
 	if (!json_is_string(type))
-		return "missing_field: event is required (view, cart, purchase or remove_from_cart)";
+		return refuse(err, EVENTS_MISSING_FIELD,
+			      "event is required (view, cart, purchase or remove_from_cart)");
 	const char *t = json_string_value(type);
 	if (strcmp(t, "remove_from_cart") == 0) {
 		e->type = EVENT_REMOVE_FROM_CART;
 	} else {
 		int et = event_parse(t, strlen(t));
 		if (et < 0)
-			return "invalid_event_type: event must be view, cart, purchase or remove_from_cart";
+			return refuse(err, EVENTS_INVALID_EVENT_TYPE,
+				      "event must be view, cart, purchase or remove_from_cart");
 		e->type = (uint8_t)et;
 	}
 	e->ts = now;
 	if (json_is_string(ts)) {
 		const char *tv = json_string_value(ts);
 		if (time_parse(tv, json_string_length(ts), &e->ts) != 0)
-			return "invalid_timestamp: timestamp is not a date, date-time or Unix seconds";
+			return refuse(err, EVENTS_INVALID_TIMESTAMP,
+				      "timestamp is not a date, date-time or Unix seconds");
 	} else if (json_is_number(ts)) {
 		double d = json_number_value(ts);
 		if (!(d >= 0 && d < 253402300800.0))
-			return "invalid_timestamp: timestamp is out of range";
+			return refuse(err, EVENTS_INVALID_TIMESTAMP, "timestamp is out of range");
 		e->ts = (int64_t)d;
 	} else if (ts && !json_is_null(ts)) {
-		return "invalid_timestamp: timestamp must be a string or a number";
+		return refuse(err, EVENTS_INVALID_TIMESTAMP,
+			      "timestamp must be a string or a number");
 	}
 	if (e->ts > now + 86400)
-		return "invalid_timestamp: timestamp is more than a day ahead of the server's clock";
+		return refuse(err, EVENTS_INVALID_TIMESTAMP,
+			      "timestamp is more than a day ahead of the server's clock");
 	e->quantity = 1.0f;
 	if (qty && !json_is_null(qty)) {
 		double q = json_is_number(qty) ? json_number_value(qty) : NAN;
 		if (!isfinite(q) || q == 0 || fabs(q) > 1e6)
-			return "invalid_quantity: quantity must be a non-zero number within +-1000000";
+			return refuse(err, EVENTS_INVALID_QUANTITY,
+				      "quantity must be a non-zero number within +-1000000");
 		e->quantity = (float)q;
 	}
 	if (price && !json_is_null(price)) {
 		double p = json_is_number(price) ? json_number_value(price) : NAN;
 		if (!isfinite(p) || p < 0 || p > 1e9)
-			return "invalid_price: price must be a number from 0 to 1e9";
+			return refuse(err, EVENTS_INVALID_PRICE,
+				      "price must be a number from 0 to 1e9");
 		e->price = (float)p;
 	}
-	return NULL;
+	err->code = EVENTS_OK;
+	err->message = NULL;
+	return 0;
 }
 

@@ -55,8 +55,9 @@ def tearDownModule():
 
 
 def big_model():
-    """A model with 1,500 customers over 300 items (seeded), so that an
-    audience answer runs to megabytes; trained once."""
+    """A model with 1,500 customers over 300 items (seeded) with long titles,
+    so that an audience answer within the 20,000-item bound (limit x n) runs
+    to megabytes; trained once."""
     if "big" not in SHARED:
         rnd = random.Random(21)
         path = os.path.join(SHARED["tmp"], "big.csv")
@@ -66,8 +67,13 @@ def big_model():
                 for it in rnd.sample(range(300), 20):
                     f.write("c%05d,item-%04d,purchase,2024-0%d-1%d\n"
                             % (c, it, rnd.randint(1, 9), rnd.randint(0, 9)))
+        catalog = os.path.join(SHARED["tmp"], "big-catalog.csv")
+        with open(catalog, "w") as f:
+            f.write("item_id,title\n")
+            for it in range(300):
+                f.write("item-%04d,%s\n" % (it, ("LONG TITLE %04d " % it) * 12))
         SHARED["big"] = os.path.join(SHARED["tmp"], "big-model")
-        train(SHARED["big"], path)
+        train(SHARED["big"], path, "--catalog", catalog)
     return SHARED["big"]
 
 
@@ -270,7 +276,7 @@ class UnsentAnswerTests(unittest.TestCase):
         # Each answer over what the kernel's socket buffers take in (an
         # answer of 1.6 MB was taken in whole, and freed at once).
         clients = 32
-        path = "/v1/audiences/all?limit=600&n=100"  # about 4.7 MB each
+        path = "/v1/audiences/all?limit=200&n=100"  # about 4.5 MB each
         total = 16 << 20
         with Server(big_model(), os.path.join(self.tmp, "st"),
                     extra=("--max-unsent-total", str(total))) as srv:

@@ -235,11 +235,10 @@ class OpenApiTests(unittest.TestCase):
         table = src[src.index("static const struct route routes[]"):]
         table = table[:table.index("};")]
         routes = set()
-        for method, parts in re.findall(r'\{ "(\w+)", \{ ([^}]*) \}', table):
-            segs = [p.strip().strip('"') for p in parts.split(",")]
-            path = "/" + "/".join("{id}" if s == "*" else s for s in segs)
-            path = path.replace("/audiences/{id}", "/audiences/{name}")
+        for method, path in re.findall(r'\{ "(\w+)", "([^"]*)"', table):
+            path = re.sub(r"\{(customer|item)\}", "{id}", path)
             routes.add((method.lower(), path))
+        self.assertGreater(len(routes), 10)
         spec = {(m, p) for p, ops in self.spec["paths"].items() for m in ops}
         self.assertEqual(routes, spec)
 

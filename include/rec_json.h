@@ -1,0 +1,46 @@
+/*
+ * rec_json: a recommendation result as JSON, in the two documented shapes.
+ *
+ * The HTTP routes and `shopkeeper export` answer with the same result
+ * (rec_result) for different readers: an API client gets item ids it can
+ * look up, a mail merge gets titles it can print. One writer keeps the two
+ * from drifting apart (tests/e2e/test_rec_json.py pins both byte for byte).
+ *
+ *   REC_JSON_API     {"item_id","score","title"?,"source"?,"because"?:[ids]}
+ *                    title only when the catalog has one; "source":"popular"
+ *                    on an item that tops up a personal answer; because
+ *                    (item ids) only when asked for.
+ *   REC_JSON_EXPORT  {"item_id","title","score","because":[{"item_id","title"}]}
+ *                    title always ("" when unknown), because always.
+ *
+ * Writes into a strbuf: nothing here allocates but the buffer's growth.
+ */
+#ifndef SHOPKEEPER_REC_JSON_H
+#define SHOPKEEPER_REC_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "recommend.h"
+#include "rfm.h"
+#include "model.h"
+#include "strbuf.h"
+
+enum rec_json_shape {
+	REC_JSON_API,
+	REC_JSON_EXPORT,
+};
+
+/* Appends "items":[...] for r, whose item indexes are m's (both borrowed).
+ * `because` asks for the because lists in REC_JSON_API; REC_JSON_EXPORT
+ * always writes them. */
+void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_json_shape shape,
+		    bool because);
+
+/* Appends one audience member as an object: {"customer_id","segment",
+ * "intent", then in REC_JSON_EXPORT "source", then "items"} (id[0..len)
+ * borrowed; rec_json_items writes the items). */
+void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enum segment seg,
+		     float intent, const rec_result *r, enum rec_json_shape shape, bool because);
+
+#endif

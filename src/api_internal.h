@@ -1,0 +1,189 @@
+/*
+ * api_internal: what the api_*.c files share. Private to them; the api's
+ * public face is include/api.h.
+ *
+ *   api.c            lifecycle, model references, workers, the route table,
+ *                    authorization, and api_handle, which opens and closes
+ *                    each route's transactions (handlers never do)
+ *   api_params.c     query and body parameters, ids, filters, cursors
+ *   api_metrics.c    request counters and GET /metrics
+ *   api_reads.c      customers, their recommendations, similar items, baskets
+ *   api_audiences.c  GET /v1/segments and GET /v1/audiences/{name}
+ *   api_writes.c     events, consent and erasure: answered after the commit
+ *   rec_json.c       the recommendation JSON writer, shared with `export`
+ */
+#ifndef SHOPKEEPER_API_INTERNAL_H
+#define SHOPKEEPER_API_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "api.h"
+#include "ids.h"
+#include "recommend.h"
+
+#define API_DEFAULT_N 10u
+#define API_MAX_BASKET 100u      /* items in a POST /v1/recommendations */
+#define API_MAX_EXCLUDE 100u     /* ids in exclude= */
+#define API_DEFAULT_PAGE 100u    /* customers per audience page */
+#define API_MAX_PAGE 1000u
+/* Items in one audience answer (limit x n) at most: the largest answers
+ * were 6.4 MB at limit=1000&n=100, and 200 clients that never read them
+ * held 1 GB (issue 21). 20,000 items are about 1.3 MB. */
+#define API_MAX_AUDIENCE_ITEMS 20000u
+#define API_SEGMENTS_TTL 60.0    /* seconds GET /v1/segments is cached */
+#define API_MAX_EVENTS 1000u     /* events in one POST /v1/events */
+/* Room for one decoded query value: a cursor (an id hex-encoded, two
+ * characters a byte) even when its every character is percent-encoded.
+ * (512 bytes refused the cursor of a 256-byte id: issue 21.) */
+#define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
+
+/* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
+#define API_N_ROUTES 14
+/* Statuses counted in /metrics (the last slot takes the rest) and latency
+ * histogram bounds (api_metrics.c). */
+#define API_N_STATUS 12
+#define API_N_BUCKETS 10
+
+/* A loaded model and the workers using it. The api holds one reference
+ * for as long as the model is current; each worker holds one while it has
+ * a transaction on it. The last release closes the model: an old model is
+ * unmapped once every worker has moved on to the new one. */
+struct model_ref {
+	model *m;
+	atomic_uint refs;
+};
+
+/* Per worker, written only by its thread; /metrics sums them (relaxed
+ * reads of counters that only grow). */
+struct worker_metrics {
+	atomic_ulong requests[API_N_ROUTES][API_N_STATUS];
+	atomic_ulong latency[API_N_BUCKETS + 1]; /* last: over the top bound */
+	atomic_ulong latency_sum_us;
+	atomic_ulong events_accepted, events_rejected;
+};
+
+struct api {
+	_Atomic(struct model_ref *) current;
+	state *state;
+	events_writer *events;
+	char *model_dir;
+	/* Serialises reloads and the taking of references to `current`. */
+	pthread_mutex_t ref_lock;
+	atomic_ulong reloads, reload_failures;
+	double started;
+	/* Workers, for /metrics; appended once per thread. */
+	pthread_mutex_t workers_lock;
+	struct worker *workers;
+	/* GET /v1/segments walks every customer: cache the answer briefly. */
+	pthread_mutex_t segments_lock;
+	strbuf segments_body;
+	double segments_at;
+	char segments_model[64]; /* model_id the cache was computed on */
+	rec_params params; /* scoring, see rec_params */
+	const auth *keys;  /* NULL: no authentication */
+	bool auth_reads;   /* read routes need a key too */
+	/* libmicrohttpd's open connections, for /metrics. */
+	unsigned (*connections)(void *arg);
+	void *connections_arg;
+};
+
+/* Per pool thread (see api.h). */
+struct worker {
+	struct model_ref *ref; /* the model this worker's transactions are on */
+	model *m;
+	model_txn *txn;   /* live only inside a route's API_TXN_SNAPSHOT */
+	state_txn *stxn;  /* likewise */
+	bool in_txn;      /* txn and stxn are live (for asserts) */
+	rec_ctx *rec;
+	size_t route; /* index in the route table of the request being served */
+	struct worker_metrics metrics;
+	struct worker *next;
+	rec_result result;
+	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
+	uint32_t basket[API_MAX_BASKET];
+	event_in events[API_MAX_EVENTS];
+	char numeric_ids[API_MAX_EVENTS][2][24]; /* ids sent as JSON numbers */
+	char qbuf[API_QUERY_MAX];  /* small decoded query values */
+	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
+};
+
+/* A route's handler. It runs inside the transactions its route declares
+ * (api.c's table) and answers in resp, or defers (http_defer). */
+typedef void (*api_handler)(api *a, struct worker *w, const http_request *req,
+			    http_response *resp);
+
+/* ---- api.c -------------------------------------------------------------- */
+
+/* The route's label in /metrics ("GET /v1/customers/{customer}"), or
+ * "unmatched" for API_N_ROUTES - 1. */
+void api_route_label(size_t route, strbuf *sb);
+/* A 500 for a failed model or state read (rc a STORE_* code). */
+void api_storage_error(http_response *resp, int rc);
+/* JSON helpers: a C string, a time as ISO 8601, "model":"<model_id>". */
+void api_add_str(strbuf *sb, const char *s);
+void api_add_time(strbuf *sb, int64_t t);
+void api_add_model_field(strbuf *sb, const model *m);
+
+/* ---- api_params.c -------------------------------------------------------- */
+
+/* Each reads one parameter into *out (left alone when absent) or answers
+ * 400 and returns -1. */
+int api_param_uint(struct worker *w, const http_request *req, http_response *resp,
+		   const char *name, uint32_t min, uint32_t max, uint32_t *out);
+int api_param_bool(struct worker *w, const http_request *req, http_response *resp,
+		   const char *name, bool *out);
+/* Checks and normalises an id (what: "customer", "item" in messages). */
+int api_check_id(const char *what, http_response *resp, const char **id, size_t *len);
+/* The id in path segment `seg`, checked. */
+int api_path_id(const http_request *req, unsigned seg, const char *what, http_response *resp,
+		const char **id, size_t *len);
+/* Adds an item id to f's exclusions (unknown ids are ignored). Needs the
+ * transactions. */
+void api_exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len);
+/* The business rules from the query string: category, exclude, price
+ * range, include_purchased, and explain (because lists). Needs the
+ * transactions (ids are looked up). */
+int api_query_filter(struct worker *w, const http_request *req, http_response *resp,
+		     rec_filter *f, bool *explain);
+/* The body as JSON (the caller owns it), or NULL and a 400 (`required`,
+ * the message when there is no body). */
+json_t *api_body_json(const http_request *req, http_response *resp, const char *required);
+/* The body as a JSON object (the caller owns it), or NULL and a 400. */
+json_t *api_body_object(const http_request *req, http_response *resp);
+/* A JSON string field as an id; *id NULL when absent. */
+int api_json_id(json_t *obj, const char *key, const char *what, http_response *resp,
+		const char **id, size_t *len);
+/* Audience cursors: the last customer id of a page, hex-encoded (opaque to
+ * clients and safe in a URL). Decoding returns 0, or -1 for anything this
+ * server did not hand out; `out` has room for ID_MAX_LEN bytes. */
+void api_add_cursor(strbuf *sb, const char *id, size_t len);
+int api_decode_cursor(const char *s, size_t n, char *out, size_t *len);
+
+/* ---- api_metrics.c ------------------------------------------------------- */
+
+/* Counts one answer of `route` with `status` that took `secs`. */
+void api_record(struct worker *w, size_t route, int status, double secs);
+
+/* ---- handlers, by file --------------------------------------------------- */
+
+void api_get_metrics(api *a, struct worker *w, const http_request *req, http_response *resp);
+
+void api_get_customer(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
+			   http_response *resp);
+void api_get_item_similar(api *a, struct worker *w, const http_request *req,
+			  http_response *resp);
+void api_post_recommendations(api *a, struct worker *w, const http_request *req,
+			      http_response *resp);
+
+void api_get_segments(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_audience(api *a, struct worker *w, const http_request *req, http_response *resp);
+
+void api_post_events(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_put_consent(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_delete_customer(api *a, struct worker *w, const http_request *req,
+			 http_response *resp);
+
+#endif

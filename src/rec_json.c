@@ -1,0 +1,94 @@
+/*
+ * rec_json: the recommendation JSON writer. See rec_json.h for the shapes.
+ */
+#include "rec_json.h"
+
+#include <assert.h>
+#include <string.h>
+
+static void add_item_id(strbuf *sb, const model *m, uint32_t idx)
+{
+	size_t len;
+	const char *id = model_item_id(m, idx, &len);
+	sb_add_json_str(sb, id, len);
+}
+
+/* "title":"..." with a comma before it: only when known, unless `always`. */
+static void add_title(strbuf *sb, const model *m, uint32_t idx, bool always)
+{
+	size_t len;
+	const char *title = model_item_title(m, idx, &len);
+	if (!len && !always)
+		return;
+	sb_adds(sb, ",\"title\":");
+	sb_add_json_str(sb, title, len);
+}
+
+static void add_because(strbuf *sb, const model *m, const rec_item *it, enum rec_json_shape shape)
+{
+	sb_adds(sb, ",\"because\":[");
+	for (uint8_t b = 0; b < it->n_because; b++) {
+		if (b)
+			sb_addc(sb, ',');
+		if (shape == REC_JSON_API) {
+			add_item_id(sb, m, it->because[b]);
+			continue;
+		}
+		sb_adds(sb, "{\"item_id\":");
+		add_item_id(sb, m, it->because[b]);
+		add_title(sb, m, it->because[b], true);
+		sb_addc(sb, '}');
+	}
+	sb_addc(sb, ']');
+}
+
+void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_json_shape shape,
+		    bool because)
+{
+	assert(shape == REC_JSON_API || shape == REC_JSON_EXPORT);
+	assert(r->n <= REC_MAX_N);
+	sb_adds(sb, "\"items\":[");
+	for (uint32_t i = 0; i < r->n; i++) {
+		const rec_item *it = &r->items[i];
+		if (i)
+			sb_addc(sb, ',');
+		sb_adds(sb, "{\"item_id\":");
+		add_item_id(sb, m, it->item);
+		if (shape == REC_JSON_EXPORT) {
+			add_title(sb, m, it->item, true);
+			sb_adds(sb, ",\"score\":");
+			sb_add_double(sb, it->score, 6);
+			add_because(sb, m, it, shape);
+		} else {
+			sb_adds(sb, ",\"score\":");
+			sb_add_double(sb, it->score, 6);
+			add_title(sb, m, it->item, false);
+			if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
+				sb_adds(sb, ",\"source\":\"popular\"");
+			if (because)
+				add_because(sb, m, it, shape);
+		}
+		sb_addc(sb, '}');
+	}
+	sb_addc(sb, ']');
+}
+
+void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enum segment seg,
+		     float intent, const rec_result *r, enum rec_json_shape shape, bool because)
+{
+	const char *name = segment_name(seg);
+	sb_adds(sb, "{\"customer_id\":");
+	sb_add_json_str(sb, id, len);
+	sb_adds(sb, ",\"segment\":");
+	sb_add_json_str(sb, name, strlen(name));
+	sb_adds(sb, ",\"intent\":");
+	sb_add_double(sb, intent, 4);
+	if (shape == REC_JSON_EXPORT) {
+		const char *source = rec_source_name(r->source);
+		sb_adds(sb, ",\"source\":");
+		sb_add_json_str(sb, source, strlen(source));
+	}
+	sb_addc(sb, ',');
+	rec_json_items(sb, m, r, shape, because);
+	sb_addc(sb, '}');
+}
