@@ -14,7 +14,6 @@ RUN deploy/build.sh deps
 COPY Makefile ./
 COPY include ./include
 COPY src ./src
-COPY bench/gen.c ./bench/gen.c
 RUN deploy/build.sh build && deploy/build.sh check-runtime && deploy/build.sh install /out
 
 FROM docker.io/library/debian:bookworm-slim
