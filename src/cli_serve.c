@@ -2,9 +2,9 @@
  * cli_serve: `shopkeeper serve`: open the model and state, run the HTTP
  * daemon, stop cleanly on SIGINT or SIGTERM.
  *
- * Signals are blocked before the daemon's threads start (they inherit the
- * mask) and taken synchronously with sigwait() in the main thread, so no
- * handler runs in the middle of a request.
+ * Signals: see "signals" below. In short, every thread we start blocks
+ * SIGINT, SIGTERM and SIGHUP from birth, a handler catches them in any thread
+ * we could not reach, and the main thread is the one place that acts on them.
  *
  * Every option has an environment variable (SHOPKEEPER_THREADS for
  * --threads), read before the flags so that a flag wins: a container is
@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -209,6 +211,56 @@ static int access_log_open(const char *path)
 	return fd;
 }
 
+/* ---- signals -------------------------------------------------------------
+ * A process-directed signal goes to any thread that does not block it, and
+ * SIGHUP's and SIGTERM's default action ends the whole process: one thread
+ * with an empty mask is enough to turn a logrotate SIGHUP into a death
+ * (issue 21: exit 143, no drain). So serve_signals_block() runs before we
+ * start any thread (events writer, daemon pool, log filter), which all
+ * inherit its mask. That does not reach threads started before main: the
+ * pthread build of OpenBLAS starts nproc - 1 pool threads in a library
+ * constructor, with nothing blocked. Hence the handler too: whichever thread
+ * takes a signal only sets a flag and writes a byte to a pipe (both
+ * async-signal-safe), and the main thread, which alone unblocks them, reads
+ * the pipe and acts. A storm of SIGHUPs sets the same flag: reloads coalesce. */
+static int sig_pipe[2] = { -1, -1 };
+static atomic_int sig_stop;   /* SIGINT or SIGTERM taken: its number */
+static atomic_bool sig_reload; /* SIGHUP taken since the last reload */
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	if (sig == SIGHUP)
+		atomic_store(&sig_reload, true);
+	else
+		atomic_store(&sig_stop, sig);
+	char c = 0;
+	ssize_t w = write(sig_pipe[1], &c, 1);
+	(void)w; /* a full pipe already wakes the reader */
+	errno = saved;
+}
+
+/* Blocks the handled signals in this thread (and every thread it starts
+ * from now on) and installs the handler. Returns 0 or -1 (errno set). */
+static int serve_signals_block(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, set, NULL) != 0)
+		return -1;
+	if (pipe2(sig_pipe, O_CLOEXEC) != 0)
+		return -1;
+	fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+	atomic_store(&sig_stop, 0);
+	atomic_store(&sig_reload, false);
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	sigfillset(&sa.sa_mask);
+	return sigaction(SIGINT, &sa, NULL) | sigaction(SIGTERM, &sa, NULL) |
+	       sigaction(SIGHUP, &sa, NULL);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -273,6 +325,14 @@ int cmd_serve(int argc, char **argv)
 	int log_fd = -1;
 	int ret = EXIT_RUNTIME;
 
+	/* Before the first thread we start: see "signals". */
+	sigset_t sigs;
+	if (serve_signals_block(&sigs) != 0) {
+		cli_fail("serve", "cannot set up signal handling: %s", strerror(errno));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
 	if (auth_load(o.keys_file, getenv("SHOPKEEPER_API_KEYS"), &keys, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
@@ -307,12 +367,6 @@ int cmd_serve(int argc, char **argv)
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
 
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	http_config cfg = { .listen = o.listen, .threads = o.threads, .timeout_s = o.timeout,
@@ -333,12 +387,17 @@ int cmd_serve(int argc, char **argv)
 		o.access_log ? o.access_log : "off");
 	fflush(stderr);
 
-	int sig = 0;
+	/* From here on the main thread takes the signals (see "signals"). */
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGINT || sig == SIGTERM)
+		if (atomic_load(&sig_stop))
 			break;
+		if (!atomic_exchange(&sig_reload, false)) {
+			char buf[64];
+			ssize_t n = read(sig_pipe[0], buf, sizeof(buf));
+			(void)n; /* the flags say what happened; EINTR just loops */
+			continue;
+		}
 		/* SIGHUP: switch to the model now in --model, if it is sound. */
 		sb_reset(&err);
 		if (api_reload(a, &err) == 0)
@@ -356,6 +415,7 @@ int cmd_serve(int argc, char **argv)
 				close(fd);
 		}
 	}
+	int sig = atomic_load(&sig_stop);
 	fprintf(stderr, "shopkeeper: %s received, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	fflush(stderr);
 	unsigned left = http_drain(srv, o.drain_s * 1000);
@@ -376,5 +436,10 @@ out:
 		close(log_fd);
 	sb_release(&desc);
 	sb_release(&err);
+	for (int i = 0; i < 2; i++)
+		if (sig_pipe[i] >= 0) {
+			close(sig_pipe[i]);
+			sig_pipe[i] = -1;
+		}
 	return ret;
 }
