@@ -48,6 +48,9 @@ static const char serve_usage[] =
 	"                     with keys, writing and admin routes need\n"
 	"                     'Authorization: Bearer KEY'\n"
 	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
+	"  --insecure-no-auth without keys on a non-loopback --listen, serve writing\n"
+	"                     and admin routes anyway (by default they answer 403\n"
+	"                     protected_mode there; reads are served either way)\n"
 	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
 	"                     (default 30)\n"
 	"  --cutoff R         ...and skips those contributing under R x the\n"
@@ -79,7 +82,7 @@ static const char serve_usage[] =
 /* Everything the flags (or their environment variables) set. */
 struct serve_opts {
 	const char *model_dir, *state_dir, *listen, *keys_file, *access_log;
-	bool auth_reads;
+	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory;
@@ -88,7 +91,7 @@ struct serve_opts {
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_HELP };
+       O_CONNMEM, O_INSECURE, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -100,6 +103,7 @@ static const struct option serve_opts_table[] = {
 	{ "state-map", required_argument, NULL, O_MAP },
 	{ "api-keys", required_argument, NULL, O_KEYS },
 	{ "auth-reads", no_argument, NULL, O_AUTH_READS },
+	{ "insecure-no-auth", no_argument, NULL, O_INSECURE },
 	{ "max-connections", required_argument, NULL, O_MAXCONN },
 	{ "neighbors-used", required_argument, NULL, O_NUSED },
 	{ "cutoff", required_argument, NULL, O_CUTOFF },
@@ -146,14 +150,17 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected a number from 0 to below 1", what);
 		break;
 	case O_AUTH_READS:
+	case O_INSECURE: {
+		bool *flag = code == O_AUTH_READS ? &o->auth_reads : &o->insecure_no_auth;
 		/* A flag has no argument; its variable says 1/0. */
 		if (!arg || !strcmp(arg, "1") || !strcmp(arg, "true") || !strcmp(arg, "yes"))
-			o->auth_reads = true;
+			*flag = true;
 		else if (!strcmp(arg, "0") || !strcmp(arg, "false") || !strcmp(arg, "no") || !*arg)
-			o->auth_reads = false;
+			*flag = false;
 		else
 			return cli_usage_error("serve", "%s: expected 1 or 0", what);
 		break;
+	}
 	case O_MAXCONN:
 		if (!cli_parse_u32(arg, 1, 1000000, &o->max_conn))
 			return cli_usage_error("serve", "%s: expected 1 to 1000000", what);
@@ -342,6 +349,15 @@ int cmd_serve(int argc, char **argv)
 				      "SHOPKEEPER_API_KEYS)");
 		goto out;
 	}
+	if (o.insecure_no_auth && keys) {
+		ret = cli_usage_error("serve", "--insecure-no-auth and API keys contradict each "
+				      "other: choose one");
+		goto out;
+	}
+	/* Protected mode: see auth.h. Decided before the daemon starts, so no
+	 * request is ever served under the wrong rule. */
+	if (!keys && !o.insecure_no_auth && !auth_listen_is_loopback(o.listen))
+		keys = auth_protected();
 	if (o.access_log && (log_fd = access_log_open(o.access_log)) < 0) {
 		cli_fail("serve", "--access-log %s: %s", o.access_log, strerror(errno));
 		goto out;
@@ -383,7 +399,9 @@ int cmd_serve(int argc, char **argv)
 	fprintf(stderr, "shopkeeper %s: serving on port %u, listen %s, %u threads, %s, state %s, "
 		"API keys %s, access log %s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
 		sb_str(&desc), o.state_dir,
-		!keys ? "off" : o.auth_reads ? "on all routes" : "on writing routes",
+		!keys ? (o.insecure_no_auth ? "off (--insecure-no-auth)" : "off")
+		: auth_is_protected(keys) ? "off (protected mode: writing and admin routes refused)"
+		: o.auth_reads ? "on all routes" : "on writing routes",
 		o.access_log ? o.access_log : "off");
 	fflush(stderr);
 

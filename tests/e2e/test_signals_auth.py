@@ -199,5 +199,122 @@ class Signals(unittest.TestCase):
             self.assertEqual(srv.stderr().count("draining"), 1, srv.stderr())
 
 
+def serve_env(**kw):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEEPER_")}
+    env.update(kw)
+    return env
+
+
+def serve_once(args, env=None, timeout=10):
+    """Runs serve expecting it to refuse to start; returns CompletedProcess."""
+    try:
+        return subprocess.run([ts.BIN, "serve", "--model", SHARED["model"], "--state", state_dir(),
+                               "--listen", "127.0.0.1:0"] + list(args),
+                              env=env or serve_env(), capture_output=True, text=True,
+                              timeout=timeout * FACTOR)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("serve %s started instead of refusing: %s" % (args, e.stderr))
+
+
+class KeysFailClosed(unittest.TestCase):
+    """A key source that is named but gives no key refuses to start."""
+
+    def test_empty_sources_refuse_to_start(self):
+        d = tempfile.mkdtemp(dir=SHARED["tmp"])
+        empty = os.path.join(d, "empty")
+        open(empty, "w").close()
+        comments = os.path.join(d, "comments")
+        with open(comments, "w") as f:
+            f.write("# production keys go here\n\n   \n# " + KEY + "\n")
+        cases = [
+            (["--api-keys", empty], None, "names no API key"),
+            (["--api-keys", comments], None, "names no API key"),
+            (["--api-keys", d], None, "cannot read API keys"),  # a directory
+            (["--api-keys", os.path.join(d, "missing")], None, "cannot read API keys"),
+            ([], serve_env(SHOPKEEPER_API_KEYS=""), "SHOPKEEPER_API_KEYS is set but names no key"),
+            ([], serve_env(SHOPKEEPER_API_KEYS=" , "), "SHOPKEEPER_API_KEYS is set but names no key"),
+            ([], serve_env(SHOPKEEPER_API_KEYS_FILE=empty), "names no API key"),
+        ]
+        for args, env, says in cases:
+            with self.subTest(args=args, env=env and {k: v for k, v in env.items()
+                                                     if k.startswith("SHOPKEEPER_")}):
+                p = serve_once(args, env)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(says, p.stderr)
+                self.assertNotIn("serving on port", p.stderr)
+
+    def test_insecure_no_auth_with_keys_is_a_usage_error(self):
+        p = serve_once(["--insecure-no-auth"], serve_env(SHOPKEEPER_API_KEYS=KEY))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--insecure-no-auth", p.stderr)
+
+
+WRITES = [  # (method, path, body): every writing and admin route
+    ("POST", "/v1/events", json.dumps({"customer_id": "zed", "item_id": "apple",
+                                       "event": "view"})),
+    ("PUT", "/v1/customers/alice/consent", json.dumps({"personalization": False})),
+    ("DELETE", "/v1/customers/bob", None),
+    ("POST", "/admin/reload", None),
+]
+READS = ["/v1/customers/alice/recommendations?n=2", "/v1/customers/alice",
+         "/v1/items/apple/similar", "/v1/segments", "/metrics", "/healthz", "/readyz"]
+
+
+class ProtectedMode(unittest.TestCase):
+    def check_writes(self, srv, want, headers=None):
+        for method, path, body in WRITES:
+            r = srv.request(method, path, body=body, headers=headers)
+            self.assertEqual(r.status, want, (method, path, r))
+            if want == 403:
+                err = r.json["error"]
+                self.assertEqual(err["code"], "protected_mode", r)
+                self.assertIn("--api-keys", err["message"])
+                self.assertIn("--insecure-no-auth", err["message"])
+
+    def check_reads(self, srv):
+        for path in READS:
+            self.assertEqual(srv.get(path).status, 200, path)
+
+    def test_beyond_loopback_without_keys_refuses_writes(self):
+        for listen in ["0.0.0.0:0", ":0"]:
+            with self.subTest(listen=listen), \
+                    Server(SHARED["model"], state_dir(), extra=["--listen", listen]) as srv:
+                self.assertIn("API keys off (protected mode", srv.stderr())
+                self.check_reads(srv)
+                self.check_writes(srv, 403)
+                # A key does not help: there are none to match.
+                self.check_writes(srv, 403, {"Authorization": "Bearer " + KEY})
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_insecure_no_auth_opens_writes(self):
+        with Server(SHARED["model"], state_dir(),
+                    extra=["--listen", "0.0.0.0:0", "--insecure-no-auth"]) as srv:
+            self.assertIn("API keys off (--insecure-no-auth)", srv.stderr())
+            self.check_reads(srv)
+            self.check_writes(srv, 200)
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_keys_beyond_loopback(self):
+        d = tempfile.mkdtemp(dir=SHARED["tmp"])
+        keys = os.path.join(d, "keys")
+        with open(keys, "w") as f:
+            f.write(KEY + "\n")
+        with Server(SHARED["model"], state_dir(),
+                    extra=["--listen", "0.0.0.0:0", "--api-keys", keys]) as srv:
+            self.check_reads(srv)
+            r = srv.request("POST", "/admin/reload")
+            self.assertEqual((r.status, r.json["error"]["code"]), (401, "unauthorized"))
+            r = srv.request("POST", "/admin/reload", headers={"Authorization": "Bearer x" + KEY})
+            self.assertEqual((r.status, r.json["error"]["code"]), (403, "forbidden"))
+            self.check_writes(srv, 200, {"Authorization": "Bearer " + KEY})
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_loopback_without_keys_stays_open(self):
+        with Server(SHARED["model"], state_dir(), extra=["--listen", "127.0.0.1:0"]) as srv:
+            self.assertRegex(srv.stderr(), r"API keys off, access log")
+            self.check_writes(srv, 200)
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+
+
 if __name__ == "__main__":
     sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [], "signals_auth"))
