@@ -27,6 +27,7 @@
 #include "events.h"
 #include "cli.h"
 #include "http.h"
+#include "logids.h"
 #include "store.h"
 #include "util.h"
 
@@ -67,6 +68,13 @@ static const char serve_usage[] =
 	"                              off by default; reopened on SIGHUP\n"
 	"  --access-log-sample RATE    fraction of requests logged, 0 < RATE <= 1\n"
 	"                              (default 1)\n"
+	"  --access-log-ids hash|raw   customer ids in logged paths: 'hash' (the\n"
+	"                              default) logs ~ and a keyed hash (SipHash-2-4)\n"
+	"                              in place of the id, so an erased customer's id\n"
+	"                              is not left in the log; 'raw' logs the path as sent\n"
+	"  --access-log-key FILE       the hash's key, 32 hex digits (default\n"
+	"                              STATE/access-log.key, made when missing); give\n"
+	"                              replicas the same key to follow one customer\n"
 	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
 	"                              take to finish (default 5; 0 to 600)\n"
 	"\n"
@@ -81,7 +89,8 @@ static const char serve_usage[] =
 
 /* Everything the flags (or their environment variables) set. */
 struct serve_opts {
-	const char *model_dir, *state_dir, *listen, *keys_file, *access_log;
+	const char *model_dir, *state_dir, *listen, *keys_file, *access_log, *access_log_key;
+	bool access_log_raw_ids;
 	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
@@ -91,7 +100,7 @@ struct serve_opts {
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_INSECURE, O_HELP };
+       O_CONNMEM, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -110,6 +119,8 @@ static const struct option serve_opts_table[] = {
 	{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 	{ "access-log", required_argument, NULL, O_ALOG },
 	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
+	{ "access-log-ids", required_argument, NULL, O_ALOG_IDS },
+	{ "access-log-key", required_argument, NULL, O_ALOG_KEY },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
 	{ "connection-memory", required_argument, NULL, O_CONNMEM },
 	{ "help", no_argument, NULL, O_HELP },
@@ -178,6 +189,16 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 		if (!cli_parse_double(arg, &o->log_sample) || !(o->log_sample > 0) ||
 		    o->log_sample > 1)
 			return cli_usage_error("serve", "%s: expected a fraction, 0 < RATE <= 1", what);
+		break;
+	case O_ALOG_IDS:
+		if (strcmp(arg, "hash") && strcmp(arg, "raw"))
+			return cli_usage_error("serve", "%s: expected hash or raw", what);
+		o->access_log_raw_ids = !strcmp(arg, "raw");
+		break;
+	case O_ALOG_KEY:
+		if (!*arg)
+			return cli_usage_error("serve", "%s: expected a file name", what);
+		o->access_log_key = arg;
 		break;
 	case O_DRAIN:
 		if (!cli_parse_u32(arg, 0, 600, &o->drain_s))
@@ -329,7 +350,8 @@ int cmd_serve(int argc, char **argv)
 	auth *keys = NULL;
 	events_writer *ew = NULL;
 	http_server *srv = NULL;
-	int log_fd = -1;
+	logids_filter *log_filter = NULL;
+	int log_fd = -1, log_pipe = 0; /* log_pipe: what the daemon writes to */
 	int ret = EXIT_RUNTIME;
 
 	/* Before the first thread we start: see "signals". */
@@ -370,6 +392,26 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
+	if (log_fd >= 0) {
+		log_pipe = log_fd;
+		if (!o.access_log_raw_ids) {
+			strbuf keypath = STRBUF_INIT;
+			logids_key key;
+			if (o.access_log_key)
+				sb_adds(&keypath, o.access_log_key);
+			else
+				sb_addf(&keypath, "%s/access-log.key", o.state_dir);
+			int rc = logids_key_load(sb_str(&keypath), !o.access_log_key, &key, &err);
+			if (rc == 0)
+				rc = logids_filter_start(log_fd, &key, &log_pipe, &log_filter, &err);
+			memset(&key, 0, sizeof(key));
+			sb_release(&keypath);
+			if (rc != 0) {
+				cli_fail("serve", "%s", err.buf);
+				goto out;
+			}
+		}
+	}
 	if (events_writer_start(st, &ew, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
@@ -388,7 +430,7 @@ int cmd_serve(int argc, char **argv)
 	http_config cfg = { .listen = o.listen, .threads = o.threads, .timeout_s = o.timeout,
 			    .max_body = o.max_body, .max_connections = o.max_conn,
 			    .max_connections_per_ip = o.max_per_ip, .handler = api_handle, .app = a,
-			    .thread_free = api_thread_free, .access_log_fd = log_fd > 0 ? log_fd : 0,
+			    .thread_free = api_thread_free, .access_log_fd = log_pipe > 0 ? log_pipe : 0,
 			    .access_log_sample = o.log_sample, .connection_memory = o.conn_memory };
 	if (http_start(&cfg, &srv, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
@@ -397,12 +439,13 @@ int cmd_serve(int argc, char **argv)
 	api_set_connections(a, http_connections, srv);
 	/* The startup line: one line with what an operator checks first. */
 	fprintf(stderr, "shopkeeper %s: serving on port %u, listen %s, %u threads, %s, state %s, "
-		"API keys %s, access log %s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
+		"API keys %s, access log %s%s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
 		sb_str(&desc), o.state_dir,
 		!keys ? (o.insecure_no_auth ? "off (--insecure-no-auth)" : "off")
 		: auth_is_protected(keys) ? "off (protected mode: writing and admin routes refused)"
 		: o.auth_reads ? "on all routes" : "on writing routes",
-		o.access_log ? o.access_log : "off");
+		o.access_log ? o.access_log : "off",
+		!o.access_log ? "" : o.access_log_raw_ids ? " (raw ids)" : " (customer ids hashed)");
 	fflush(stderr);
 
 	/* From here on the main thread takes the signals (see "signals"). */
@@ -445,6 +488,7 @@ int cmd_serve(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	http_stop(srv);
+	logids_filter_stop(log_filter); /* the daemon wrote its last line */
 	events_writer_stop(ew); /* after the last request that could queue */
 	api_free(a);
 	auth_free(keys);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Signals and authentication defaults (issue 21, bugs 1 and 3).
+"""Signals, authentication defaults and ids in the access log (issue 21).
 
     SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_signals_auth.py [-v] [TestClass[.test]]
 
@@ -10,6 +10,8 @@
   start. Protected mode: without keys, a server listening beyond loopback
   answers writing and admin routes 403 `protected_mode` (reads are served)
   unless --insecure-no-auth says so.
+- The access log names customers by a keyed hash (SipHash-2-4, checked here
+  against an implementation of its own), so an erasure leaves no id there.
 
 SHOPKEEPER_TIME_FACTOR=N stretches every time bound N times (for a server
 under valgrind). The last line printed is "N passed, N failed".
@@ -22,9 +24,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import re
+import struct
 import threading
 import time
 import unittest
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -314,6 +319,121 @@ class ProtectedMode(unittest.TestCase):
             self.assertRegex(srv.stderr(), r"API keys off, access log")
             self.check_writes(srv, 200)
             self.assertEqual(srv.stop(), 0, srv.stderr())
+
+
+
+def siphash24(key, data):
+    """SipHash-2-4 (64-bit), written from the paper, for checking the server's."""
+    mask = (1 << 64) - 1
+
+    def rotl(x, b):
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    k0, k1 = struct.unpack("<QQ", key)
+    v = [k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d,
+         k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573]
+
+    def rounds(n):
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & mask; v[1] = rotl(v[1], 13) ^ v[0]; v[0] = rotl(v[0], 32)
+            v[2] = (v[2] + v[3]) & mask; v[3] = rotl(v[3], 16) ^ v[2]
+            v[0] = (v[0] + v[3]) & mask; v[3] = rotl(v[3], 21) ^ v[0]
+            v[2] = (v[2] + v[1]) & mask; v[1] = rotl(v[1], 17) ^ v[2]; v[2] = rotl(v[2], 32)
+
+    tail = len(data) % 8
+    words = [struct.unpack("<Q", data[i:i + 8])[0] for i in range(0, len(data) - tail, 8)]
+    words.append(int.from_bytes(data[len(data) - tail:], "little") | ((len(data) & 0xff) << 56))
+    for m in words:
+        v[3] ^= m
+        rounds(2)
+        v[0] ^= m
+    v[2] ^= 0xff
+    rounds(4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+class AccessLogIds(unittest.TestCase):
+    """Erasure cannot reach lines already logged: ids are hashed there."""
+
+    def key_of(self, path):
+        with open(path) as f:
+            return bytes.fromhex(f.read().strip())
+
+    def serve_logged(self, *extra):
+        st = state_dir()
+        log = st + ".access.log"
+        srv = Server(SHARED["model"], st, extra=["--access-log", log] + list(extra))
+        return srv, st, log
+
+    def exercise(self, srv, customer):
+        c = urllib.parse.quote(customer, safe="")
+        ev = json.dumps({"customer_id": customer, "item_id": "apple", "event": "view"})
+        self.assertEqual(srv.request("POST", "/v1/events", body=ev).status, 200)
+        self.assertEqual(srv.get("/v1/customers/%s/recommendations?n=2" % c).status, 200)
+        self.assertEqual(srv.get("/v1/customers/%s" % c).status, 200)
+        self.assertEqual(srv.request("DELETE", "/v1/customers/%s" % c).status, 200)
+        self.assertEqual(srv.get("/v1/customers/%s" % c).status, 404)
+
+    def test_ids_are_hashed_by_default(self):
+        customer = "erase-me \u00e9/42"
+        srv, st, log = self.serve_logged()
+        with srv:
+            self.assertIn("access log %s (customer ids hashed)" % log, srv.stderr())
+            self.exercise(srv, customer)
+            self.assertEqual(srv.get("/v1/items/apple/similar").status, 200)
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+        keyfile = os.path.join(st, "access-log.key")
+        self.assertEqual(os.stat(keyfile).st_mode & 0o777, 0o600)
+        want = "~%016x" % siphash24(self.key_of(keyfile), customer.encode())
+        with open(log) as f:
+            text = f.read()
+        self.assertNotIn("erase-me", text)
+        lines = [json.loads(l) for l in text.splitlines()]
+        lines = [l for l in lines if l["path"] != "/healthz"]  # Server's readiness probes
+        self.assertEqual(len(lines), 6, text)
+        paths = [l["path"] for l in lines]
+        self.assertEqual(paths[0], "/v1/events")
+        self.assertEqual(paths[1:5], ["/v1/customers/%s/recommendations" % want] +
+                         ["/v1/customers/%s" % want] * 3)
+        self.assertEqual(paths[5], "/v1/items/apple/similar")  # item ids stay
+        self.assertEqual([l["status"] for l in lines], [200, 200, 200, 200, 404, 200])
+
+    def test_raw_ids_on_request_and_a_shared_key(self):
+        srv, st, log = self.serve_logged("--access-log-ids", "raw")
+        with srv:
+            self.assertIn("(raw ids)", srv.stderr())
+            self.exercise(srv, "raw-one")
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+        with open(log) as f:
+            self.assertIn("/v1/customers/raw-one/recommendations", f.read())
+        self.assertFalse(os.path.exists(os.path.join(st, "access-log.key")))
+        # Two replicas given one key log one customer alike.
+        key = os.path.join(SHARED["tmp"], "shared.key")
+        with open(key, "w") as f:
+            f.write("00112233445566778899aabbccddeeff\n")
+        hashes = []
+        for _ in range(2):
+            srv, st, log = self.serve_logged("--access-log-key", key)
+            with srv:
+                self.assertEqual(srv.get("/v1/customers/alice").status, 200)
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            with open(log) as f:
+                hashes += [json.loads(l)["path"] for l in f if "/healthz" not in l]
+            self.assertFalse(os.path.exists(os.path.join(st, "access-log.key")))
+        want = "/v1/customers/~%016x" % siphash24(bytes.fromhex("00112233445566778899aabbccddeeff"),
+                                                   b"alice")
+        self.assertEqual(hashes, [want, want])
+
+    def test_bad_key_or_option_refuses_to_start(self):
+        key = os.path.join(SHARED["tmp"], "bad.key")
+        with open(key, "w") as f:
+            f.write("not a key\n")
+        p = serve_once(["--access-log", "-", "--access-log-key", key])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("32 hex digits", p.stderr)
+        p = serve_once(["--access-log", "-", "--access-log-ids", "sometimes"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("expected hash or raw", p.stderr)
 
 
 if __name__ == "__main__":
