@@ -8,8 +8,9 @@
  * hash is stable (one customer's lines can still be followed and counted)
  * but without the key it cannot be turned back into an id, even for the
  * short, guessable ids shops use; delete or rotate the key and old logs
- * are pseudonymous for good. SipHash is a keyed PRF made for short inputs:
- * about 20 ns for a typical id, and no crypto library to link.
+ * are pseudonymous for good. SipHash is a keyed PRF made for short inputs,
+ * with no crypto library to link: rewriting a typical line (hash included)
+ * measured 0.55 to 0.76 us on a loaded 2-core machine, off the request path.
  *
  * The access log is written by the http layer, one line per write(2); the
  * filter sits between: the daemon writes to a pipe, one thread rewrites the

@@ -190,8 +190,6 @@ size_t logids_rewrite(const logids_key *key, const char *in, size_t n, char *out
 	char id[LOG_ID_RAW_MAX];
 	long idn = http_percent_decode(raw, rn, id, false);
 	uint64_t h = idn >= 0 ? logids_siphash(key, id, (size_t)idn) : logids_siphash(key, raw, rn);
-	memset(id, 0, sizeof(id));
-	memset(raw, 0, sizeof(raw));
 
 	size_t o = 0;
 	memcpy(out, in, seg);
