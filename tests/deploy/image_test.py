@@ -59,6 +59,11 @@ def sh(args, **kw):
                           **kw)
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -264,8 +269,8 @@ class ImageTests(unittest.TestCase):
                 if code == 200:
                     break
                 time.sleep(0.1)
-            self.assertEqual(code, 200, open(errp).read())
-            self.assertIn("protected mode", open(errp).read())
+            self.assertEqual(code, 200, read(errp))
+            self.assertIn("protected mode", read(errp))
             code, _ = self.curl(port, "/v1/customers/17850/recommendations?n=3")
             self.assertEqual(code, 200)
             code, body = self.curl(port, "/admin/reload", "-X", "POST")
@@ -305,7 +310,7 @@ class ImageTests(unittest.TestCase):
                 if code == 200:
                     break
                 time.sleep(0.1)
-            self.assertEqual(code, 200, open(errp).read())
+            self.assertEqual(code, 200, read(errp))
             before = json.loads(body)["model"]
             time.sleep(1.1)  # model ids have one-second resolution
             p = sh(in_image(publish[:2] + ["--notify", "http://127.0.0.1:%d" % port] +
