@@ -57,6 +57,12 @@ typedef struct logids_filter logids_filter;
 int logids_filter_start(int out_fd, const logids_key *key, int *write_fd, logids_filter **out,
 			strbuf *err);
 
+/* Reopens the log (SIGHUP, for logrotate): `new_fd` (owned by the filter
+ * from now on) replaces out_fd, with dup2, once the lines already in the
+ * pipe are written to the old file, so that no line logged before the call
+ * lands in the new one. */
+void logids_filter_reopen(logids_filter *f, int new_fd);
+
 /* Once nothing writes to the pipe any more (after http_stop): closes the
  * write end, writes what is left, joins the thread, frees the filter.
  * logids_filter_stop(NULL) does nothing. */

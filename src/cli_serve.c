@@ -469,6 +469,10 @@ int cmd_serve(int argc, char **argv)
 		 * under the same descriptor, atomically for the writing threads. */
 		if (log_fd > STDOUT_FILENO) {
 			int fd = access_log_open(o.access_log);
+			if (fd >= 0 && log_filter) {
+				logids_filter_reopen(log_filter, fd); /* after the lines it holds */
+				continue;
+			}
 			if (fd < 0 || dup2(fd, log_fd) < 0)
 				fprintf(stderr, "shopkeeper: SIGHUP: cannot reopen %s: %s\n", o.access_log,
 					strerror(errno));

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -207,8 +209,13 @@ size_t logids_rewrite(const logids_key *key, const char *in, size_t n, char *out
  * server's lines go out in few writes. */
 #define FILTER_BUF (64 * 1024)
 
+/* A line the http layer never writes (it escapes control bytes): where in
+ * the stream a reopen takes effect. */
+static const char reopen_mark[] = "\x01\n";
+
 struct logids_filter {
 	int read_fd, write_fd, out_fd;
+	atomic_int reopen_fd; /* the file to dup2 over out_fd at the mark, or -1 */
 	logids_key key;
 	pthread_t thread;
 	char in[FILTER_BUF];
@@ -245,6 +252,18 @@ static void *filter_main(void *arg)
 			if (!nl)
 				break;
 			size_t len = (size_t)(nl - (f->in + done)) + 1;
+			if (len == sizeof(reopen_mark) - 1 && f->in[done] == reopen_mark[0]) {
+				write_all(f->out_fd, f->out, o); /* to the old file */
+				o = 0;
+				done += len;
+				int fd = atomic_exchange(&f->reopen_fd, -1);
+				if (fd >= 0 && dup2(fd, f->out_fd) < 0)
+					fprintf(stderr, "shopkeeper: access log: cannot reopen: %s\n",
+						strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
 			if (o + len + LOGIDS_HASH_LEN > sizeof(f->out)) {
 				write_all(f->out_fd, f->out, o);
 				o = 0;
@@ -281,6 +300,7 @@ int logids_filter_start(int out_fd, const logids_key *key, int *write_fd, logids
 	f->write_fd = p[1];
 	f->out_fd = out_fd;
 	f->key = *key;
+	atomic_init(&f->reopen_fd, -1);
 	if (pthread_create(&f->thread, NULL, filter_main, f) != 0) {
 		sb_addf(err, "access log: cannot start the filter thread");
 		close(p[0]);
@@ -293,12 +313,23 @@ int logids_filter_start(int out_fd, const logids_key *key, int *write_fd, logids
 	return 0;
 }
 
+void logids_filter_reopen(logids_filter *f, int new_fd)
+{
+	int old = atomic_exchange(&f->reopen_fd, new_fd);
+	if (old >= 0)
+		close(old); /* two reopens before the mark: the newer file wins */
+	write_all(f->write_fd, reopen_mark, sizeof(reopen_mark) - 1);
+}
+
 void logids_filter_stop(logids_filter *f)
 {
 	if (!f)
 		return;
 	close(f->write_fd);
 	pthread_join(f->thread, NULL);
+	int fd = atomic_load(&f->reopen_fd);
+	if (fd >= 0)
+		close(fd);
 	close(f->read_fd);
 	memset(&f->key, 0, sizeof(f->key));
 	free(f);

@@ -424,6 +424,36 @@ class AccessLogIds(unittest.TestCase):
                                                    b"alice")
         self.assertEqual(hashes, [want, want])
 
+    def test_sighup_reopens_after_the_lines_already_logged(self):
+        """logrotate: rename, SIGHUP; every line logged before the signal is
+        in the old file (the filter holds lines in flight), later ones in
+        the new."""
+        srv, st, log = self.serve_logged()
+        with srv:
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=HTTP_TIMEOUT)
+            for _ in range(50):
+                c.request("GET", "/v1/customers/alice")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+            c.close()
+            time.sleep(0.01 * FACTOR)  # the last line is written just after its answer
+            os.rename(log, log + ".1")
+            srv.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5 * FACTOR
+            while not os.path.exists(log) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(os.path.exists(log), srv.stderr())
+            self.assertEqual(srv.get("/v1/items/apple/similar").status, 200)
+            self.assertEqual(srv.stop(), 0, srv.stderr())
+        with open(log + ".1") as f:
+            old = [json.loads(l)["path"] for l in f if "/healthz" not in l]
+        with open(log) as f:
+            new = [json.loads(l)["path"] for l in f]
+        self.assertEqual(len(old), 50)
+        self.assertTrue(all(re.match(r"^/v1/customers/~[0-9a-f]{16}$", p) for p in old), old)
+        self.assertEqual(new, ["/v1/items/apple/similar"])
+
     def test_bad_key_or_option_refuses_to_start(self):
         key = os.path.join(SHARED["tmp"], "bad.key")
         with open(key, "w") as f:
