@@ -9,8 +9,9 @@
  * but without the key it cannot be turned back into an id, even for the
  * short, guessable ids shops use; delete or rotate the key and old logs
  * are pseudonymous for good. SipHash is a keyed PRF made for short inputs,
- * with no crypto library to link: rewriting a typical line (hash included)
- * measured 0.55 to 0.76 us on a loaded 2-core machine, off the request path.
+ * with no crypto library to link: rewriting a typical line measured 0.24 us
+ * (0.08 us of it the hash) on 2 shared cores at load 5, under 1 us at load
+ * 10, in the filter thread, off the request path.
  *
  * The access log is written by the http layer, one line per write(2); the
  * filter sits between: the daemon writes to a pipe, one thread rewrites the
