@@ -1,7 +1,14 @@
 # shopkeeper: multi-stage build on Debian bookworm.
 #
 #   docker build -t shopkeeper .          (or: make image, with podman; see README "Deploy")
-#   docker run -p 8080:8080 -v "$PWD/models/demo:/model:ro" -v shopkeeper-state:/state shopkeeper
+#   docker run -p 8080:8080 -v "$PWD/models/demo:/model:ro" -v shopkeeper-state:/state \
+#     -v "$PWD/deploy/api-keys:/run/secrets/shopkeeper-api-keys:ro" \
+#     -e SHOPKEEPER_API_KEYS_FILE=/run/secrets/shopkeeper-api-keys shopkeeper
+#
+# API keys come from a secret (compose: `secrets:`; Kubernetes: a Secret
+# volume, see deploy/). Without keys the server, listening on 0.0.0.0, is in
+# protected mode: reads are served, writing and admin routes answer 403
+# protected_mode (--insecure-no-auth turns that off, on a trusted network).
 #
 # The build steps live in deploy/build.sh, which CI runs natively too.
 # Configuration: flags after the image name (`... shopkeeper serve --threads 4`)
@@ -14,7 +21,6 @@ RUN deploy/build.sh deps
 COPY Makefile ./
 COPY include ./include
 COPY src ./src
-COPY bench/gen.c ./bench/gen.c
 RUN deploy/build.sh build && deploy/build.sh check-runtime && deploy/build.sh install /out
 
 FROM docker.io/library/debian:bookworm-slim

@@ -1,6 +1,8 @@
 # shopkeeper: one hand-written Makefile.
 #
-#   make            build bin/shopkeeper (installs missing -dev packages first)
+#   make            build bin/shopkeeper and the bench tools (installs missing
+#                   -dev packages first)
+#   make server     build bin/shopkeeper only: what the container image ships
 #   make deps       apt-get install the libraries and tools the build and tests use
 #   make demo       build, train on the bundled demo data, serve on 127.0.0.1:8080
 #                   (make demo PORT=9090, or SHOPKEEPER_LISTEN=HOST:PORT)
@@ -62,10 +64,14 @@ FUZZ_SECONDS ?= 60
 # make fuzz FUZZ=http runs one harness.
 FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
-.PHONY: all deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
+.PHONY: all server deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
 	valgrind-e2e clean check-deps image test-image test-deploy lint-k8s check-deploy-tools
 
 all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH)
+
+# Only the shipped binary: the image's build stage copies include/ and src/
+# alone, so a new bench tool cannot break it (issue 21, bug 0).
+server: check-deps $(BIN)/shopkeeper
 
 # Installing packages needs root and the network; only do it when a header is
 # actually missing, and say so.

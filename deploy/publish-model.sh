@@ -14,7 +14,8 @@
 #   --notify     base URLs of the servers (http://replica-1:8080,...) to reload;
 #                also SHOPKEEPER_NOTIFY
 #   --key-file   a file holding an API key for /admin/reload (when the servers
-#                have keys); also SHOPKEEPER_ADMIN_KEY
+#                have keys; the server's key file will do: its first key is
+#                used); also SHOPKEEPER_ADMIN_KEY
 #   TRAIN-ARGS   passed to `shopkeeper train` (everything but --out)
 #
 # SHOPKEEPER (default: shopkeeper on PATH) names the binary. Exit 0 when the
@@ -23,7 +24,7 @@
 set -eu
 SK=${SHOPKEEPER:-shopkeeper}
 say() { echo "publish-model: $*" >&2; }
-[ $# -ge 1 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 models=$1
 shift
 keep=3
@@ -33,7 +34,10 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--keep) keep=$2; shift 2 ;;
 	--notify) notify=$2; shift 2 ;;
-	--key-file) key=$(head -n 1 "$2"); shift 2 ;;
+	--key-file) # the first key: the server's key files allow blank lines and # comments
+		key=$(grep -v '^[[:space:]]*#' "$2" | tr -d ' \t\r' | grep -m 1 .) ||
+			{ say "--key-file $2: no key in it"; exit 2; }
+		shift 2 ;;
 	--) shift; break ;;
 	*) say "unknown option $1 (train arguments go after --)"; exit 2 ;;
 	esac

@@ -367,17 +367,20 @@ static bool authorized(const api *a, const struct route *r, const http_request *
 	if (!a->keys || r->access == OPEN || (r->access == READ && !a->auth_reads))
 		return true;
 	int rc = auth_check(a->keys, http_header(req, "Authorization"));
-	if (rc == 401) {
+	switch (rc) {
+	case AUTH_OK:
+		return true;
+	case AUTH_MISSING:
 		resp->www_authenticate = "Bearer";
-		http_error(resp, 401, "unauthorized", "this route needs an API key: "
-			   "Authorization: Bearer KEY");
+		http_error(resp, 401, "unauthorized", "%s", auth_strerror(rc));
+		return false;
+	case AUTH_PROTECTED_MODE:
+		http_error(resp, 403, "protected_mode", "%s", auth_strerror(rc));
+		return false;
+	default: /* AUTH_WRONG */
+		http_error(resp, 403, "forbidden", "%s", auth_strerror(rc));
 		return false;
 	}
-	if (rc == 403) {
-		http_error(resp, 403, "forbidden", "the API key is not valid");
-		return false;
-	}
-	return true;
 }
 
 /* Runs the route's handler inside the transactions it declares: the one

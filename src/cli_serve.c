@@ -2,9 +2,9 @@
  * cli_serve: `shopkeeper serve`: open the model and state, run the HTTP
  * daemon, stop cleanly on SIGINT or SIGTERM.
  *
- * Signals are blocked before the daemon's threads start (they inherit the
- * mask) and taken synchronously with sigwait() in the main thread, so no
- * handler runs in the middle of a request.
+ * Signals: see "signals" below. In short, every thread we start blocks
+ * SIGINT, SIGTERM and SIGHUP from birth, a handler catches them in any thread
+ * we could not reach, and the main thread is the one place that acts on them.
  *
  * Every option has an environment variable (SHOPKEEPER_THREADS for
  * --threads), read before the flags so that a flag wins: a container is
@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 #include "events.h"
 #include "cli.h"
 #include "http.h"
+#include "logids.h"
 #include "model.h"
 #include "state.h"
 #include "util.h"
@@ -47,6 +50,9 @@ static const char serve_usage[] =
 	"                     with keys, writing and admin routes need\n"
 	"                     'Authorization: Bearer KEY'\n"
 	"  --auth-reads       reading routes need a key too (/healthz, /readyz never)\n"
+	"  --insecure-no-auth without keys on a non-loopback --listen, serve writing\n"
+	"                     and admin routes anyway (by default they answer 403\n"
+	"                     protected_mode there; reads are served either way)\n"
 	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
 	"                     (default 30)\n"
 	"  --cutoff R         ...and skips those contributing under R x the\n"
@@ -70,6 +76,13 @@ static const char serve_usage[] =
 	"                              off by default; reopened on SIGHUP\n"
 	"  --access-log-sample RATE    fraction of requests logged, 0 < RATE <= 1\n"
 	"                              (default 1)\n"
+	"  --access-log-ids hash|raw   customer ids in logged paths: 'hash' (the\n"
+	"                              default) logs ~ and a keyed hash (SipHash-2-4)\n"
+	"                              in place of the id, so an erased customer's id\n"
+	"                              is not left in the log; 'raw' logs the path as sent\n"
+	"  --access-log-key FILE       the hash's key, 32 hex digits (default\n"
+	"                              STATE/access-log.key, made when missing); give\n"
+	"                              replicas the same key to follow one customer\n"
 	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
 	"                              take to finish (default 5; 0 to 600)\n"
 	"\n"
@@ -84,8 +97,9 @@ static const char serve_usage[] =
 
 /* Everything the flags (or their environment variables) set. */
 struct serve_opts {
-	const char *model_dir, *state_dir, *listen, *keys_file, *access_log;
-	bool auth_reads;
+	const char *model_dir, *state_dir, *listen, *keys_file, *access_log, *access_log_key;
+	bool access_log_raw_ids;
+	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory, max_unsent_conn, max_unsent_total;
@@ -94,7 +108,7 @@ struct serve_opts {
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_HELP };
+       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -106,12 +120,15 @@ static const struct option serve_opts_table[] = {
 	{ "state-map", required_argument, NULL, O_MAP },
 	{ "api-keys", required_argument, NULL, O_KEYS },
 	{ "auth-reads", no_argument, NULL, O_AUTH_READS },
+	{ "insecure-no-auth", no_argument, NULL, O_INSECURE },
 	{ "max-connections", required_argument, NULL, O_MAXCONN },
 	{ "neighbors-used", required_argument, NULL, O_NUSED },
 	{ "cutoff", required_argument, NULL, O_CUTOFF },
 	{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 	{ "access-log", required_argument, NULL, O_ALOG },
 	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
+	{ "access-log-ids", required_argument, NULL, O_ALOG_IDS },
+	{ "access-log-key", required_argument, NULL, O_ALOG_KEY },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN },
 	{ "connection-memory", required_argument, NULL, O_CONNMEM },
 	{ "max-unsent-per-connection", required_argument, NULL, O_UNSENT_CONN },
@@ -154,14 +171,17 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected a number from 0 to below 1", what);
 		break;
 	case O_AUTH_READS:
+	case O_INSECURE: {
+		bool *flag = code == O_AUTH_READS ? &o->auth_reads : &o->insecure_no_auth;
 		/* A flag has no argument; its variable says 1/0. */
 		if (!arg || !strcmp(arg, "1") || !strcmp(arg, "true") || !strcmp(arg, "yes"))
-			o->auth_reads = true;
+			*flag = true;
 		else if (!strcmp(arg, "0") || !strcmp(arg, "false") || !strcmp(arg, "no") || !*arg)
-			o->auth_reads = false;
+			*flag = false;
 		else
 			return cli_usage_error("serve", "%s: expected 1 or 0", what);
 		break;
+	}
 	case O_MAXCONN:
 		if (!cli_parse_u32(arg, 1, 1000000, &o->max_conn))
 			return cli_usage_error("serve", "%s: expected 1 to 1000000", what);
@@ -179,6 +199,16 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 		if (!cli_parse_double(arg, &o->log_sample) || !(o->log_sample > 0) ||
 		    o->log_sample > 1)
 			return cli_usage_error("serve", "%s: expected a fraction, 0 < RATE <= 1", what);
+		break;
+	case O_ALOG_IDS:
+		if (strcmp(arg, "hash") && strcmp(arg, "raw"))
+			return cli_usage_error("serve", "%s: expected hash or raw", what);
+		o->access_log_raw_ids = !strcmp(arg, "raw");
+		break;
+	case O_ALOG_KEY:
+		if (!*arg)
+			return cli_usage_error("serve", "%s: expected a file name", what);
+		o->access_log_key = arg;
 		break;
 	case O_DRAIN:
 		if (!cli_parse_u32(arg, 0, 600, &o->drain_s))
@@ -227,6 +257,56 @@ static int access_log_open(const char *path)
 		fd = high;
 	}
 	return fd;
+}
+
+/* ---- signals -------------------------------------------------------------
+ * A process-directed signal goes to any thread that does not block it, and
+ * SIGHUP's and SIGTERM's default action ends the whole process: one thread
+ * with an empty mask is enough to turn a logrotate SIGHUP into a death
+ * (issue 21: exit 143, no drain). So serve_signals_block() runs before we
+ * start any thread (events writer, daemon pool, log filter), which all
+ * inherit its mask. That does not reach threads started before main: the
+ * pthread build of OpenBLAS starts nproc - 1 pool threads in a library
+ * constructor, with nothing blocked. Hence the handler too: whichever thread
+ * takes a signal only sets a flag and writes a byte to a pipe (both
+ * async-signal-safe), and the main thread, which alone unblocks them, reads
+ * the pipe and acts. A storm of SIGHUPs sets the same flag: reloads coalesce. */
+static int sig_pipe[2] = { -1, -1 };
+static atomic_int sig_stop;   /* SIGINT or SIGTERM taken: its number */
+static atomic_bool sig_reload; /* SIGHUP taken since the last reload */
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	if (sig == SIGHUP)
+		atomic_store(&sig_reload, true);
+	else
+		atomic_store(&sig_stop, sig);
+	char c = 0;
+	ssize_t w = write(sig_pipe[1], &c, 1);
+	(void)w; /* a full pipe already wakes the reader */
+	errno = saved;
+}
+
+/* Blocks the handled signals in this thread (and every thread it starts
+ * from now on) and installs the handler. Returns 0 or -1 (errno set). */
+static int serve_signals_block(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, set, NULL) != 0)
+		return -1;
+	if (pipe2(sig_pipe, O_CLOEXEC) != 0)
+		return -1;
+	fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+	atomic_store(&sig_stop, 0);
+	atomic_store(&sig_reload, false);
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
+	sigfillset(&sa.sa_mask);
+	return sigaction(SIGINT, &sa, NULL) | sigaction(SIGTERM, &sa, NULL) |
+	       sigaction(SIGHUP, &sa, NULL);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -292,8 +372,17 @@ int cmd_serve(int argc, char **argv)
 	auth *keys = NULL;
 	events_writer *ew = NULL;
 	http_server *srv = NULL;
-	int log_fd = -1;
+	logids_filter *log_filter = NULL;
+	int log_fd = -1, log_pipe = 0; /* log_pipe: what the daemon writes to */
 	int ret = EXIT_RUNTIME;
+
+	/* Before the first thread we start: see "signals". */
+	sigset_t sigs;
+	if (serve_signals_block(&sigs) != 0) {
+		cli_fail("serve", "cannot set up signal handling: %s", strerror(errno));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
 
 	if (auth_load(o.keys_file, getenv("SHOPKEEPER_API_KEYS"), &keys, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
@@ -304,6 +393,15 @@ int cmd_serve(int argc, char **argv)
 				      "SHOPKEEPER_API_KEYS)");
 		goto out;
 	}
+	if (o.insecure_no_auth && keys) {
+		ret = cli_usage_error("serve", "--insecure-no-auth and API keys contradict each "
+				      "other: choose one");
+		goto out;
+	}
+	/* Protected mode: see auth.h. Decided before the daemon starts, so no
+	 * request is ever served under the wrong rule. */
+	if (!keys && !o.insecure_no_auth && !auth_listen_is_loopback(o.listen))
+		keys = auth_protected();
 	if (o.access_log && (log_fd = access_log_open(o.access_log)) < 0) {
 		cli_fail("serve", "--access-log %s: %s", o.access_log, strerror(errno));
 		goto out;
@@ -315,6 +413,26 @@ int cmd_serve(int argc, char **argv)
 	if (state_open(o.state_dir, (uint64_t)o.state_map_mb << 20, &st, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
+	}
+	if (log_fd >= 0) {
+		log_pipe = log_fd;
+		if (!o.access_log_raw_ids) {
+			strbuf keypath = STRBUF_INIT;
+			logids_key key;
+			if (o.access_log_key)
+				sb_adds(&keypath, o.access_log_key);
+			else
+				sb_addf(&keypath, "%s/access-log.key", o.state_dir);
+			int rc = logids_key_load(sb_str(&keypath), !o.access_log_key, &key, &err);
+			if (rc == 0)
+				rc = logids_filter_start(log_fd, &key, &log_pipe, &log_filter, &err);
+			memset(&key, 0, sizeof(key));
+			sb_release(&keypath);
+			if (rc != 0) {
+				cli_fail("serve", "%s", err.buf);
+				goto out;
+			}
+		}
 	}
 	if (events_writer_start(st, &ew, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
@@ -329,18 +447,12 @@ int cmd_serve(int argc, char **argv)
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
 
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	http_config cfg = { .listen = o.listen, .threads = o.threads, .timeout_s = o.timeout,
 			    .max_body = o.max_body, .max_connections = o.max_conn,
 			    .max_connections_per_ip = o.max_per_ip, .handler = api_handle, .app = a,
-			    .thread_free = api_thread_free, .access_log_fd = log_fd > 0 ? log_fd : 0,
+			    .thread_free = api_thread_free, .access_log_fd = log_pipe > 0 ? log_pipe : 0,
 			    .access_log_sample = o.log_sample, .connection_memory = o.conn_memory,
 			    .max_unsent_per_connection = o.max_unsent_conn,
 			    .max_unsent_total = o.max_unsent_total };
@@ -351,18 +463,26 @@ int cmd_serve(int argc, char **argv)
 	api_set_connections(a, http_connections, srv);
 	/* The startup line: one line with what an operator checks first. */
 	fprintf(stderr, "shopkeeper %s: serving on port %u, listen %s, %u threads, %s, state %s, "
-		"API keys %s, access log %s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
+		"API keys %s, access log %s%s\n", SHOPKEEPER_VERSION, http_port(srv), o.listen, o.threads,
 		sb_str(&desc), o.state_dir,
-		!keys ? "off" : o.auth_reads ? "on all routes" : "on writing routes",
-		o.access_log ? o.access_log : "off");
+		!keys ? (o.insecure_no_auth ? "off (--insecure-no-auth)" : "off")
+		: auth_is_protected(keys) ? "off (protected mode: writing and admin routes refused)"
+		: o.auth_reads ? "on all routes" : "on writing routes",
+		o.access_log ? o.access_log : "off",
+		!o.access_log ? "" : o.access_log_raw_ids ? " (raw ids)" : " (customer ids hashed)");
 	fflush(stderr);
 
-	int sig = 0;
+	/* From here on the main thread takes the signals (see "signals"). */
+	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGINT || sig == SIGTERM)
+		if (atomic_load(&sig_stop))
 			break;
+		if (!atomic_exchange(&sig_reload, false)) {
+			char buf[64];
+			ssize_t n = read(sig_pipe[0], buf, sizeof(buf));
+			(void)n; /* the flags say what happened; EINTR just loops */
+			continue;
+		}
 		/* SIGHUP: switch to the model now in --model, if it is sound. */
 		sb_reset(&err);
 		if (api_reload(a, &err) == 0)
@@ -373,6 +493,10 @@ int cmd_serve(int argc, char **argv)
 		 * under the same descriptor, atomically for the writing threads. */
 		if (log_fd > STDOUT_FILENO) {
 			int fd = access_log_open(o.access_log);
+			if (fd >= 0 && log_filter) {
+				logids_filter_reopen(log_filter, fd); /* after the lines it holds */
+				continue;
+			}
 			if (fd < 0 || dup2(fd, log_fd) < 0)
 				fprintf(stderr, "shopkeeper: SIGHUP: cannot reopen %s: %s\n", o.access_log,
 					strerror(errno));
@@ -380,6 +504,7 @@ int cmd_serve(int argc, char **argv)
 				close(fd);
 		}
 	}
+	int sig = atomic_load(&sig_stop);
 	fprintf(stderr, "shopkeeper: %s received, draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	fflush(stderr);
 	unsigned left = http_drain(srv, o.drain_s * 1000);
@@ -391,6 +516,7 @@ int cmd_serve(int argc, char **argv)
 	ret = EXIT_OK;
 out:
 	http_stop(srv);
+	logids_filter_stop(log_filter); /* the daemon wrote its last line */
 	events_writer_stop(ew); /* after the last request that could queue */
 	api_free(a);
 	auth_free(keys);
@@ -400,5 +526,10 @@ out:
 		close(log_fd);
 	sb_release(&desc);
 	sb_release(&err);
+	for (int i = 0; i < 2; i++)
+		if (sig_pipe[i] >= 0) {
+			close(sig_pipe[i]);
+			sig_pipe[i] = -1;
+		}
 	return ret;
 }

@@ -1,10 +1,10 @@
 /*
- * test_util: timestamps, ids, UTF-8, strbuf, idmap, RFM scoring, API keys.
+ * test_util: timestamps, ids, UTF-8, strbuf, idmap, RFM scoring (API keys:
+ * test_auth).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
 #include "harness.h"
 #include "idmap.h"
 #include "ids.h"
@@ -180,28 +180,6 @@ TEST(rfm_segments)
 	CHECK_INT(segment_parse("vip", 3), -1);
 }
 
-TEST(api_keys)
-{
-	auth *a = NULL;
-	strbuf err = STRBUF_INIT;
-	CHECK_INT(auth_load(NULL, NULL, &a, &err), 0);
-	CHECK(a == NULL); /* no keys: authentication off */
-	CHECK_INT(auth_load(NULL, "short", &a, &err), -1);
-	CHECK(strstr(sb_str(&err), "short") == NULL); /* the key is not echoed */
-	sb_reset(&err);
-	CHECK_INT(auth_load(NULL, "0123456789abcdef,fedcba9876543210xyz", &a, &err), 0);
-	CHECK(a != NULL);
-	CHECK_INT(auth_check(a, "Bearer 0123456789abcdef"), 0);
-	CHECK_INT(auth_check(a, "bearer fedcba9876543210xyz"), 0);
-	CHECK_INT(auth_check(a, "Bearer 0123456789abcdeF"), 403);
-	CHECK_INT(auth_check(a, "Bearer 0123456789abcde"), 403);
-	CHECK_INT(auth_check(a, "Basic 0123456789abcdef"), 401);
-	CHECK_INT(auth_check(a, NULL), 401);
-	CHECK_INT(auth_check(a, "Bearer "), 401);
-	auth_free(a);
-	sb_release(&err);
-}
-
 int main(void)
 {
 	RUN(time_formats);
@@ -210,6 +188,5 @@ int main(void)
 	RUN(strbuf_json);
 	RUN(idmap_many);
 	RUN(rfm_segments);
-	RUN(api_keys);
 	return harness_done();
 }

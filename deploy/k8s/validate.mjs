@@ -153,6 +153,21 @@ async function validateDir(dir) {
       const model = configEnv.SHOPKEEPER_MODEL || "";
       if (!(c.volumeMounts || []).some((m) => model.startsWith(m.mountPath + "/") || model === m.mountPath))
         problem(w, `no volume mounted at SHOPKEEPER_MODEL ${model}`);
+      // Keys from a Secret: without keys, a server listening beyond
+      // loopback is in protected mode and refuses every write.
+      const envOf = (name) => (c.env || []).find((e) => e.name === name) ?? (name in configEnv ? { value: configEnv[name] } : null);
+      const loopback = /^(127\.|\[::1\]:|localhost:)/.test(listen);
+      const keysFile = envOf("SHOPKEEPER_API_KEYS_FILE")?.value;
+      const keysEnv = envOf("SHOPKEEPER_API_KEYS");
+      if (keysFile) {
+        const m = (c.volumeMounts || []).find((vm) => keysFile.startsWith(vm.mountPath + "/"));
+        const vol = m && (podSpec.volumes || []).find((v) => v.name === m.name);
+        if (!vol?.secret) problem(w, `SHOPKEEPER_API_KEYS_FILE ${keysFile} is not in a mounted Secret`);
+      } else if (keysEnv) {
+        if (!keysEnv.valueFrom?.secretKeyRef) problem(w, "SHOPKEEPER_API_KEYS is not taken from a Secret (secretKeyRef)");
+      } else if (!loopback && !["1", "true", "yes"].includes(envOf("SHOPKEEPER_INSECURE_NO_AUTH")?.value)) {
+        problem(w, `no API keys (SHOPKEEPER_API_KEYS_FILE from a Secret): listening on ${listen}, the server would be in protected mode and refuse every write`);
+      }
       // The drain must fit in the grace period, after preStop.
       const grace = podSpec.terminationGracePeriodSeconds ?? 30;
       const pre = c.lifecycle?.preStop?.exec?.command?.join(" ").match(/sleep (\d+)/);

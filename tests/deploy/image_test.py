@@ -7,13 +7,18 @@ Containers cannot start on these machines (`podman run` fails on setrlimit),
 so this runs the image's own file system instead: `podman image mount`, then,
 in a private mount namespace (unshare), the test's model and state
 directories bound over the image's /model and /state volumes and /proc
-mounted, and `chroot --userspec` into it as the image's USER, with exactly
-the image's ENV, ENTRYPOINT and CMD (only SHOPKEEPER_LISTEN is moved to a
-free loopback port). It checks:
+mounted, an API key file bound where compose mounts its secret
+(/run/secrets/shopkeeper-api-keys), and `chroot --userspec` into it as the
+image's USER, with exactly the image's ENV, ENTRYPOINT and CMD (only the port
+of SHOPKEEPER_LISTEN moves to a free one, and SHOPKEEPER_API_KEYS_FILE names
+the secret). It checks:
 
   - the image's binary trains the demo data (as the image's user, into /model);
   - the server starts from ENTRYPOINT + CMD + ENV alone, as a non-root user,
-    and answers curl from the host (healthz, readyz, recommendations, events);
+    and answers curl from the host (healthz, readyz, recommendations, events
+    with the key; without it 401);
+  - without keys, on the image's own 0.0.0.0, it is in protected mode: reads
+    served, writes 403 protected_mode;
   - the image's HEALTHCHECK command succeeds inside the image;
   - the state volume is written by the server (events are durable there);
   - SIGTERM drains and the server exits 0;
@@ -45,11 +50,18 @@ DEMO = os.path.join(ROOT, "data", "demo")
 DEMO_COLUMNS = ("customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,"
                 "quantity=Quantity,price=UnitPrice,title=Description,birth_date=BirthDate")
 S = {}
+KEY = "image-test-key-0123456789abcdef"
+SECRET = "/run/secrets/shopkeeper-api-keys"
 
 
 def sh(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=kw.pop("timeout", 120),
                           **kw)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def free_port():
@@ -70,6 +82,13 @@ def in_image(argv, env, user=True):
         "mount --bind %s %s/models" % (shlex.quote(S["models"]), mnt),
         "mount --bind -o ro %s %s/mnt" % (shlex.quote(DEMO), mnt),
         "mount -t proc proc %s/proc" % mnt,
+        # The secret, as compose mounts it: a tmpfs over /run, readable by
+        # the image's user only.
+        "mount -t tmpfs -o mode=755 tmpfs %s/run" % mnt,
+        "mkdir -p %s/run/secrets" % mnt,
+        "cp %s %s%s" % (shlex.quote(S["keys"]), mnt, SECRET),
+        "chown %s %s%s" % (S["userspec"], mnt, SECRET),
+        "chmod 400 %s%s" % (mnt, SECRET),
     ])
     userspec = ["--userspec=%s" % S["userspec"]] if user else []
     envv = ["%s=%s" % kv for kv in env.items()]
@@ -108,6 +127,9 @@ def setUpModule():
     if uid is None:
         raise AssertionError("the image's USER %r is not in its /etc/passwd" % user)
     S["uid"], S["userspec"] = uid, "%d:%d" % (uid, gid)
+    S["keys"] = os.path.join(S["tmp"], "api-keys")
+    with open(S["keys"], "w") as f:
+        f.write("# one key per line\n%s\n" % KEY)
     for d in ("model", "state", "models"):
         S[d] = os.path.join(S["tmp"], d)
         os.mkdir(S[d])
@@ -151,9 +173,13 @@ class ImageTests(unittest.TestCase):
         self.assertEqual(os.stat(os.path.join(S["model"], "model.mdb")).st_uid, S["uid"])
         S["train_s"] = time.monotonic() - t0
 
-        # Serving: ENTRYPOINT + CMD with the image's ENV; only the port moves.
+        # Serving: ENTRYPOINT + CMD with the image's ENV; the port moves and
+        # the keys come from the secret.
         port = free_port()
-        env = self.image_env(SHOPKEEPER_LISTEN="127.0.0.1:%d" % port, SHOPKEEPER_THREADS="2")
+        host = self.image_env()["SHOPKEEPER_LISTEN"].rsplit(":", 1)[0]
+        self.assertEqual(host, "0.0.0.0")
+        env = self.image_env(SHOPKEEPER_LISTEN="%s:%d" % (host, port), SHOPKEEPER_THREADS="2",
+                             SHOPKEEPER_API_KEYS_FILE=SECRET)
         errp = os.path.join(S["tmp"], "serve.stderr")
         argv = cfg["Entrypoint"] + (cfg.get("Cmd") or [])
         with open(errp, "wb") as errf:
@@ -170,8 +196,8 @@ class ImageTests(unittest.TestCase):
                 err = f.read()
             self.assertEqual(code, 200, err)
             self.assertRegex(err, r"shopkeeper \d+\.\d+\.\d+: serving on port %d, listen "
-                                  r"127\.0\.0\.1:%d, 2 threads, model \S+ .* from /model, "
-                                  r"state /state" % (port, port))
+                                  r"0\.0\.0\.0:%d, 2 threads, model \S+ .* from /model, "
+                                  r"state /state, API keys on writing routes" % (port, port))
             # Not root: the server's uid, seen from the host.
             with open("/proc/%d/status" % proc.pid) as f:
                 uids = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
@@ -187,9 +213,12 @@ class ImageTests(unittest.TestCase):
             as_of = datetime.datetime.strptime(json.loads(self.curl(port, "/readyz")[1])["as_of"],
                                                "%Y-%m-%dT%H:%M:%SZ")
             when = (as_of + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            code, body = self.curl(port, "/v1/events", "-X", "POST", "-d",
-                                   '{"customer_id":"img","item_id":"85123A","event":"cart",'
-                                   '"timestamp":"%s"}' % when)
+            event = ('{"customer_id":"img","item_id":"85123A","event":"cart",'
+                     '"timestamp":"%s"}' % when)
+            code, body = self.curl(port, "/v1/events", "-X", "POST", "-d", event)
+            self.assertEqual(code, 401, body)
+            code, body = self.curl(port, "/v1/events", "-X", "POST", "-d", event,
+                                   "-H", "Authorization: Bearer " + KEY)
             self.assertEqual(code, 200, body)
             self.assertEqual(json.loads(body)["accepted"], 1)
             code, body = self.curl(port, "/v1/customers/img")
@@ -217,12 +246,50 @@ class ImageTests(unittest.TestCase):
                 proc.kill()
                 proc.wait(timeout=10)
 
+    def test_protected_mode_without_keys(self):
+        """The image's own ENV with no keys: 0.0.0.0, so reads are served and
+        writes refused with 403 protected_mode."""
+        if not os.path.exists(os.path.join(S["model"], "model.mdb")):
+            p = sh(in_image(["shopkeeper", "train", "--interactions",
+                             "/mnt/online-retail-sample.csv", "--columns", DEMO_COLUMNS,
+                             "--out", "/model", "--quiet"], self.image_env()))
+            self.assertEqual(p.returncode, 0, p.stderr)
+        port = free_port()
+        env = self.image_env(SHOPKEEPER_LISTEN="0.0.0.0:%d" % port, SHOPKEEPER_THREADS="1")
+        self.assertNotIn("SHOPKEEPER_API_KEYS_FILE", self.image_env())
+        errp = os.path.join(S["tmp"], "serve-protected.stderr")
+        argv = S["config"]["Entrypoint"] + (S["config"].get("Cmd") or [])
+        with open(errp, "wb") as errf:
+            proc = subprocess.Popen(in_image(argv, env), stdout=subprocess.DEVNULL, stderr=errf)
+        try:
+            deadline = time.monotonic() + 15
+            code = 0
+            while time.monotonic() < deadline and proc.poll() is None:
+                code, _ = self.curl(port, "/readyz")
+                if code == 200:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(code, 200, read(errp))
+            self.assertIn("protected mode", read(errp))
+            code, _ = self.curl(port, "/v1/customers/17850/recommendations?n=3")
+            self.assertEqual(code, 200)
+            code, body = self.curl(port, "/admin/reload", "-X", "POST")
+            self.assertEqual(code, 403, body)
+            self.assertEqual(json.loads(body)["error"]["code"], "protected_mode")
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=15), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
     def test_publish_and_reload_in_image(self):
         """The compose retrain job and the k8s CronJob: shopkeeper-publish
         trains a version into /models, switches /models/current, and the
         server reloads it on POST /admin/reload."""
-        env = self.image_env(SHOPKEEPER_MODEL="/models/current")
-        publish = ["shopkeeper-publish", "/models", "--", "--interactions",
+        env = self.image_env(SHOPKEEPER_MODEL="/models/current",
+                             SHOPKEEPER_API_KEYS_FILE=SECRET)
+        publish = ["shopkeeper-publish", "/models", "--key-file", SECRET, "--", "--interactions",
                    "/mnt/online-retail-sample.csv", "--columns", DEMO_COLUMNS]
         p = sh(in_image(publish, env))
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -230,7 +297,7 @@ class ImageTests(unittest.TestCase):
         self.assertEqual(os.readlink(os.path.join(S["models"], "current")), first)
 
         port = free_port()
-        env["SHOPKEEPER_LISTEN"] = "127.0.0.1:%d" % port
+        env["SHOPKEEPER_LISTEN"] = "0.0.0.0:%d" % port
         errp = os.path.join(S["tmp"], "serve2.stderr")
         argv = S["config"]["Entrypoint"] + (S["config"].get("Cmd") or [])
         with open(errp, "wb") as errf:
@@ -243,7 +310,7 @@ class ImageTests(unittest.TestCase):
                 if code == 200:
                     break
                 time.sleep(0.1)
-            self.assertEqual(code, 200, open(errp).read())
+            self.assertEqual(code, 200, read(errp))
             before = json.loads(body)["model"]
             time.sleep(1.1)  # model ids have one-second resolution
             p = sh(in_image(publish[:2] + ["--notify", "http://127.0.0.1:%d" % port] +

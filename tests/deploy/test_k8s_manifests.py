@@ -76,6 +76,11 @@ BROKEN = [
     ("kustomization.yaml", "  - ingress.yaml\n", "", r"ingress.yaml: not listed"),
     ("statefulset.yaml", "enableServiceLinks: false", "enableServiceLinks: true",
      r"enableServiceLinks is not false"),
+    # keys: without them the servers would refuse writes (protected mode)
+    ("configmap.yaml", "  SHOPKEEPER_API_KEYS_FILE: /etc/shopkeeper/keys/keys\n", "",
+     r"no API keys .*protected mode"),
+    ("configmap.yaml", "SHOPKEEPER_API_KEYS_FILE: /etc/shopkeeper/keys/keys",
+     "SHOPKEEPER_API_KEYS_FILE: /tmp/keys", r"/tmp/keys is not in a mounted Secret"),
 ]
 
 
@@ -150,6 +155,21 @@ class Compose(unittest.TestCase):
             self.assertEqual(r["depends_on"]["trainer"]["condition"],
                              "service_completed_successfully")
         self.assertEqual(len(states), 3, "replicas share a state volume: %r" % states)
+        # Keys from a compose secret: the replicas listen on 0.0.0.0, where
+        # without keys they would refuse every write (protected mode); the
+        # retrain job reloads them with the same secret.
+        secrets = c.get("secrets", {})
+        for n in (1, 2, 3):
+            r = svc["replica-%d" % n]
+            keys = r["environment"].get("SHOPKEEPER_API_KEYS_FILE", "")
+            self.assertTrue(keys.startswith("/run/secrets/"), keys)
+            name = keys.rsplit("/", 1)[1]
+            self.assertIn(name, r.get("secrets", []))
+            self.assertIn(name, secrets)
+        rt = svc["retrain"]
+        self.assertIn(name, rt.get("secrets", []))
+        self.assertIn("--key-file", rt["entrypoint"])
+        self.assertEqual(rt["entrypoint"][rt["entrypoint"].index("--key-file") + 1], keys)
         # The trainer writes the models volume with the script the image ships.
         t = svc["trainer"]
         self.assertIn("shopkeeper-publish", " ".join(t["entrypoint"]))
