@@ -1027,9 +1027,10 @@ int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, st
 	int rc = ensure_connected(log, true);
 	if (rc)
 		return rc;
-	char aof[32], fsync[32];
+	char aof[32], fsync[32], policy[32];
 	if (config_get(log, "appendonly", aof, sizeof(aof), &rc) != 0 ||
-	    config_get(log, "appendfsync", fsync, sizeof(fsync), &rc) != 0) {
+	    config_get(log, "appendfsync", fsync, sizeof(fsync), &rc) != 0 ||
+	    config_get(log, "maxmemory-policy", policy, sizeof(policy), &rc) != 0) {
 		if (rc)
 			return rc;
 		sb_addf(msg, "event log %s: could not check that Redis writes every append to disk "
@@ -1039,9 +1040,18 @@ int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, st
 		sb_reset(&log->err);
 		return 0;
 	}
-	if (strcmp(aof, "yes") == 0 && strcmp(fsync, "always") == 0) {
+	if (strcmp(policy, "noeviction") != 0) {
+		/* Eviction would drop the stream, the erasure index or the
+		 * compacted flags without a trace: as bad as losing the disk. */
+		*level = EVENTLOG_WEAK;
+		sb_addf(msg, "event log %s: WARNING: Redis runs with maxmemory-policy %s, so it may "
+			"evict the event log's keys when memory runs short; set maxmemory-policy "
+			"noeviction (appendonly %s, appendfsync %s)",
+			log->addr, policy, aof, fsync);
+	} else if (strcmp(aof, "yes") == 0 && strcmp(fsync, "always") == 0) {
 		*level = EVENTLOG_DURABLE;
-		sb_addf(msg, "event log %s: appendonly yes, appendfsync always", log->addr);
+		sb_addf(msg, "event log %s: appendonly yes, appendfsync always, maxmemory-policy "
+			"noeviction", log->addr);
 	} else {
 		*level = EVENTLOG_WEAK;
 		sb_addf(msg, "event log %s: WARNING: Redis runs with appendonly %s and appendfsync "

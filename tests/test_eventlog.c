@@ -720,6 +720,16 @@ TEST(durability_check)
 	CHECK(strstr(sb_str(&msg), "WARNING") && strstr(sb_str(&msg), "appendfsync everysec"));
 	r = redisCommand(c, "CONFIG SET appendfsync always");
 	freeReplyObject(r);
+	/* eviction could drop the log's keys */
+	r = redisCommand(c, "CONFIG SET maxmemory-policy allkeys-lru");
+	freeReplyObject(r);
+	CHECK_INT(eventlog_check_durability(log, &d, &msg), 0);
+	CHECK_INT(d, EVENTLOG_WEAK);
+	CHECK(strstr(sb_str(&msg), "maxmemory-policy allkeys-lru") != NULL);
+	r = redisCommand(c, "CONFIG SET maxmemory-policy noeviction");
+	freeReplyObject(r);
+	CHECK_INT(eventlog_check_durability(log, &d, &msg), 0);
+	CHECK_INT(d, EVENTLOG_DURABLE);
 	redisFree(c);
 	eventlog_close(log);
 
