@@ -356,7 +356,9 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
  * latest erasure, which deletes it): kind EVENTLOG_ERASURE or
  * EVENTLOG_CONSENT, customer and personalization set, id the entry that
  * set it. A replica that bootstraps applies these, then replays the
- * stream. fn returns 0 to go on, anything else to stop (returned then).
+ * stream. HSCAN may report a customer twice while the hash changes;
+ * applying a flag twice changes nothing. fn returns 0 to go on, anything
+ * else to stop (returned then).
  * Entries that do not decode (a buggy writer) are skipped and counted in
  * *skipped (may be NULL). Returns 0, fn's value, EVENTLOG_EUNAVAILABLE or
  * EVENTLOG_EREDIS. */
