@@ -21,10 +21,11 @@
 # SANITIZE=1 builds everything with ASan + UBSan into build-asan/ and bin-asan/.
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson lmdb openblas
-DEBS    := libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev pkg-config \
+PKGS    := libmicrohttpd jansson lmdb openblas hiredis
+DEBS    := libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev libhiredis-dev pkg-config \
            python3 lmdb-utils curl
-HEADERS := /usr/include/microhttpd.h /usr/include/jansson.h /usr/include/lmdb.h
+HEADERS := /usr/include/microhttpd.h /usr/include/jansson.h /usr/include/lmdb.h \
+           /usr/include/hiredis/hiredis.h
 
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan
@@ -53,6 +54,8 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
 GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 INV_BENCH := $(BIN)/shopkeeper-inverse-bench
+# The shared event log's append throughput against a real redis-server.
+EL_BENCH := $(if $(wildcard bench/eventlog_bench.c),$(BIN)/shopkeeper-eventlog-bench)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -65,9 +68,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
 .PHONY: all server deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
-	valgrind-e2e clean check-deps image test-image test-deploy lint-k8s check-deploy-tools
+	valgrind-e2e clean check-deps check-redis image test-image test-deploy lint-k8s check-deploy-tools
 
-all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH)
+all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH)
 
 # Only the shipped binary: the image's build stage copies include/ and src/
 # alone, so a new bench tool cannot break it (issue 21, bug 0).
@@ -105,6 +108,12 @@ $(BIN)/shopkeeper-gen: bench/gen.c | $(BIN)
 $(INV_BENCH): bench/inverse_bench.c $(LIB_OBJS) | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/inverse_bench.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
+	  $(PKG_LIBS) $(LDLIBS)
+
+# bench/eventlog_bench.c: durable appends/s through the event log.
+$(BIN)/shopkeeper-eventlog-bench: bench/eventlog_bench.c $(LIB_OBJS) | $(BIN)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/eventlog_bench.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
 	  $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
@@ -216,10 +225,19 @@ demo: demo-model
 	$(BIN)/shopkeeper serve --model $(DEMO_MODEL) --state $(DEMO_STATE) --listen $(DEMO_LISTEN)
 
 # The test runner prints one closing line: "N passed, N failed".
-test: all $(TEST_BINS) $(FUZZ_REPLAY)
+# tests/test_eventlog starts real redis-server and redis-sentinel
+# processes (and fails when they are missing): install them if we can.
+check-redis:
+	@for t in redis-server redis-sentinel; do command -v $$t >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "make: installing $$t"; apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$t >/dev/null; \
+	  else echo "make: $$t is missing (apt-get install $$t): test_eventlog will fail"; fi; }; \
+	done
+
+test: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh
 
-test-unit: all $(TEST_BINS) $(FUZZ_REPLAY)
+test-unit: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh unit
 
 test-e2e: all
@@ -228,7 +246,7 @@ test-e2e: all
 test-asan:
 	$(MAKE) --no-print-directory SANITIZE=1 test
 
-valgrind: all $(TEST_BINS) $(FUZZ_REPLAY)
+valgrind: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh unit
 
 # Every end-to-end suite with each shopkeeper process (servers and CLI runs)

@@ -16,11 +16,12 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev"
-# What the binary links, plus: curl for HEALTHCHECK, gzip for compressed
+BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev liblmdb-dev libopenblas-dev libhiredis-dev"
+# What the binary links (libhiredis for --event-log; Redis itself runs
+# elsewhere), plus: curl for HEALTHCHECK, gzip for compressed
 # training input (read through `gzip -dc`), lmdb-utils for `mdb_copy`
 # backups of the state while serving.
-RUNTIME_LIBS="libmicrohttpd12 libjansson4 liblmdb0 libopenblas0-pthread"
+RUNTIME_LIBS="libmicrohttpd12 libjansson4 liblmdb0 libopenblas0-pthread libhiredis0.14"
 RUNTIME_PKGS="$RUNTIME_LIBS curl ca-certificates gzip lmdb-utils"
 # Always present in a Debian base image (priority required).
 BASE_PKGS="libc6 libgcc-s1"

@@ -1,0 +1,1654 @@
+/*
+ * eventlog: the shared event log in a Redis stream. See eventlog.h for the
+ * key layout, the append script, trimming and the connection rules.
+ */
+#include "eventlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define DEFAULT_STREAM "shopkeeper:events"
+#define DEFAULT_CONNECT_TIMEOUT_MS 500
+#define DEFAULT_TIMEOUT_MS 2000
+#define STREAM_KEY_MAX 512
+#define PASSWORD_MAX 4096
+#define APPEND_MAX 10000
+#define READ_COUNT_MAX 100000
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 1000
+#define FORMAT_VERSION 1
+
+const char *eventlog_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "ok";
+	case EVENTLOG_EINVAL:
+		return "invalid argument";
+	case EVENTLOG_EUNAVAILABLE:
+		return "event log unavailable";
+	case EVENTLOG_EREPLICAS:
+		return "too few Redis replicas acknowledged";
+	case EVENTLOG_EREDIS:
+		return "Redis refused the command";
+	case EVENTLOG_EDECODE:
+		return "not a valid event log record";
+	case EVENTLOG_EVERSION:
+		return "event log record of a newer format";
+	default:
+		return "unknown event log error";
+	}
+}
+
+/* ---- entry ids ------------------------------------------------------------ */
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+	if (n == 0 || n > 20)
+		return -1;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		unsigned d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+int eventlog_id_parse(const char *s, size_t n, eventlog_id *out)
+{
+	const char *dash = memchr(s, '-', n);
+	eventlog_id id;
+	if (!dash || parse_u64(s, (size_t)(dash - s), &id.ms) != 0 ||
+	    parse_u64(dash + 1, n - (size_t)(dash - s) - 1, &id.seq) != 0)
+		return EVENTLOG_EINVAL;
+	*out = id;
+	return 0;
+}
+
+size_t eventlog_id_format(eventlog_id id, char buf[EVENTLOG_ID_LEN])
+{
+	return (size_t)snprintf(buf, EVENTLOG_ID_LEN, "%llu-%llu", (unsigned long long)id.ms,
+				(unsigned long long)id.seq);
+}
+
+int eventlog_id_cmp(eventlog_id a, eventlog_id b)
+{
+	if (a.ms != b.ms)
+		return a.ms < b.ms ? -1 : 1;
+	if (a.seq != b.seq)
+		return a.seq < b.seq ? -1 : 1;
+	return 0;
+}
+
+eventlog_id eventlog_id_next(eventlog_id id)
+{
+	if (id.seq < UINT64_MAX)
+		id.seq++;
+	else if (id.ms < UINT64_MAX)
+		id = (eventlog_id){ id.ms + 1, 0 };
+	return id;
+}
+
+/* The id just before id; false when id is the first possible. */
+static bool id_prev(eventlog_id id, eventlog_id *out)
+{
+	if (id.seq > 0)
+		*out = (eventlog_id){ id.ms, id.seq - 1 };
+	else if (id.ms > 0)
+		*out = (eventlog_id){ id.ms - 1, UINT64_MAX };
+	else
+		return false;
+	return true;
+}
+
+/* ---- the record codec ------------------------------------------------------ */
+
+#define EVENT_FLAG_REC_ID 1u
+#define CONSENT_FLAG_PERSONALIZATION 1u
+
+static bool valid_string(const char *s, size_t n, size_t min, size_t max)
+{
+	return n >= min && n <= max && (n == 0 || (s && utf8_valid(s, n)));
+}
+
+static int check_record(const eventlog_record *r)
+{
+	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_ERASURE ||
+	    !valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX))
+		return EVENTLOG_EINVAL;
+	if (r->kind != EVENTLOG_EVENT)
+		return 0;
+	if (!valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) ||
+	    !valid_string(r->rec_id, r->rec_id_len, 0, EVENTLOG_REC_ID_MAX) || r->ts < 0 ||
+	    r->ts > EVENTLOG_TS_MAX || !isfinite(r->quantity) || r->quantity == 0 ||
+	    !isfinite(r->price) || !(r->price >= 0) || r->type > EVENTLOG_TYPE_MAX)
+		return EVENTLOG_EINVAL;
+	return 0;
+}
+
+static void put_len(strbuf *out, size_t n)
+{
+	/* Lengths are at most 256 (checked), so two LEB128 bytes suffice. */
+	if (n < 0x80) {
+		sb_addc(out, (char)n);
+	} else {
+		sb_addc(out, (char)(0x80 | (n & 0x7f)));
+		sb_addc(out, (char)(n >> 7));
+	}
+}
+
+static void put_str(strbuf *out, const char *s, size_t n)
+{
+	put_len(out, n);
+	sb_add(out, s, n);
+}
+
+static void put_u32(strbuf *out, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+			       (unsigned char)(v >> 24) };
+	sb_add(out, b, 4);
+}
+
+static void put_f32(strbuf *out, float f)
+{
+	uint32_t v;
+	memcpy(&v, &f, 4);
+	put_u32(out, v);
+}
+
+int eventlog_encode(const eventlog_record *r, strbuf *out)
+{
+	if (check_record(r) != 0)
+		return EVENTLOG_EINVAL;
+	sb_addc(out, FORMAT_VERSION);
+	sb_addc(out, (char)r->kind);
+	switch (r->kind) {
+	case EVENTLOG_EVENT: {
+		sb_addc(out, (char)r->type);
+		sb_addc(out, r->rec_id_len ? EVENT_FLAG_REC_ID : 0);
+		put_str(out, r->customer, r->customer_len);
+		put_str(out, r->item, r->item_len);
+		uint64_t ts = (uint64_t)r->ts;
+		put_u32(out, (uint32_t)ts);
+		put_u32(out, (uint32_t)(ts >> 32));
+		put_f32(out, r->quantity);
+		put_f32(out, r->price);
+		if (r->rec_id_len)
+			put_str(out, r->rec_id, r->rec_id_len);
+		break;
+	}
+	case EVENTLOG_CONSENT:
+		sb_addc(out, r->personalization ? CONSENT_FLAG_PERSONALIZATION : 0);
+		put_str(out, r->customer, r->customer_len);
+		break;
+	default:
+		put_str(out, r->customer, r->customer_len);
+		break;
+	}
+	return 0;
+}
+
+/* A cursor over the bytes being decoded; every get checks the bounds. */
+typedef struct reader {
+	const unsigned char *p, *end;
+} reader;
+
+static bool get_u8(reader *rd, uint8_t *v)
+{
+	if (rd->p >= rd->end)
+		return false;
+	*v = *rd->p++;
+	return true;
+}
+
+static bool get_u32(reader *rd, uint32_t *v)
+{
+	if (rd->end - rd->p < 4)
+		return false;
+	*v = (uint32_t)rd->p[0] | (uint32_t)rd->p[1] << 8 | (uint32_t)rd->p[2] << 16 |
+	     (uint32_t)rd->p[3] << 24;
+	rd->p += 4;
+	return true;
+}
+
+/* A minimal varint of at most two bytes, then that many bytes of valid
+ * UTF-8, min..max long. */
+static bool get_str(reader *rd, size_t min, size_t max, const char **s, size_t *n)
+{
+	uint8_t b0, b1;
+	size_t len;
+	if (!get_u8(rd, &b0))
+		return false;
+	if (b0 < 0x80) {
+		len = b0;
+	} else {
+		if (!get_u8(rd, &b1) || b1 == 0 || b1 >= 0x80)
+			return false; /* not minimal, or a third byte */
+		len = (size_t)(b0 & 0x7f) | (size_t)b1 << 7;
+	}
+	if (len < min || len > max || (size_t)(rd->end - rd->p) < len)
+		return false;
+	*s = (const char *)rd->p;
+	*n = len;
+	rd->p += len;
+	return len == 0 || utf8_valid(*s, len);
+}
+
+int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
+{
+	memset(r, 0, sizeof(*r));
+	reader rd = { buf, (const unsigned char *)buf + n };
+	uint8_t version, kind, type, flags;
+	eventlog_record t = { 0 };
+	if (!get_u8(&rd, &version) || version == 0)
+		return EVENTLOG_EDECODE;
+	if (version > FORMAT_VERSION)
+		return EVENTLOG_EVERSION;
+	if (!get_u8(&rd, &kind))
+		return EVENTLOG_EDECODE;
+	t.kind = kind;
+	switch (kind) {
+	case EVENTLOG_EVENT: {
+		uint32_t lo, hi, q, p;
+		if (!get_u8(&rd, &type) || type > EVENTLOG_TYPE_MAX || !get_u8(&rd, &flags) ||
+		    (flags & ~EVENT_FLAG_REC_ID) ||
+		    !get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
+		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len) || !get_u32(&rd, &lo) ||
+		    !get_u32(&rd, &hi) || !get_u32(&rd, &q) || !get_u32(&rd, &p))
+			return EVENTLOG_EDECODE;
+		if ((flags & EVENT_FLAG_REC_ID) &&
+		    !get_str(&rd, 1, EVENTLOG_REC_ID_MAX, &t.rec_id, &t.rec_id_len))
+			return EVENTLOG_EDECODE;
+		uint64_t ts = (uint64_t)lo | (uint64_t)hi << 32;
+		if (ts > EVENTLOG_TS_MAX)
+			return EVENTLOG_EDECODE;
+		t.ts = (int64_t)ts;
+		t.type = type;
+		memcpy(&t.quantity, &q, 4);
+		memcpy(&t.price, &p, 4);
+		if (!isfinite(t.quantity) || t.quantity == 0 || !isfinite(t.price) || !(t.price >= 0))
+			return EVENTLOG_EDECODE;
+		break;
+	}
+	case EVENTLOG_CONSENT:
+		if (!get_u8(&rd, &flags) || (flags & ~CONSENT_FLAG_PERSONALIZATION) ||
+		    !get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len))
+			return EVENTLOG_EDECODE;
+		t.personalization = flags & CONSENT_FLAG_PERSONALIZATION;
+		break;
+	case EVENTLOG_ERASURE:
+		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len))
+			return EVENTLOG_EDECODE;
+		break;
+	default:
+		return EVENTLOG_EDECODE;
+	}
+	if (rd.p != rd.end)
+		return EVENTLOG_EDECODE;
+	*r = t;
+	return 0;
+}
+
+/* ---- URL parsing ------------------------------------------------------------- */
+
+static int url_error(eventlog_config *cfg, strbuf *err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int url_error(eventlog_config *cfg, strbuf *err, const char *fmt, ...)
+{
+	eventlog_config_free(cfg);
+	if (err) {
+		va_list ap;
+		sb_reset(err);
+		sb_adds(err, "event log URL: ");
+		va_start(ap, fmt);
+		sb_vaddf(err, fmt, ap);
+		va_end(ap);
+	}
+	return EVENTLOG_EINVAL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes s[0..n) into a new NUL-terminated string (length in
+ * *len); NULL on a bad escape or a decoded NUL byte. */
+static char *pct_decode(const char *s, size_t n, size_t *len)
+{
+	char *out = xmalloc(n + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int h = i + 2 < n ? hexval(s[i + 1]) : -1;
+			int l = i + 2 < n ? hexval(s[i + 2]) : -1;
+			if (h < 0 || l < 0) {
+				free(out);
+				return NULL;
+			}
+			c = (char)(h << 4 | l);
+			i += 2;
+		}
+		if (c == '\0') {
+			free(out);
+			return NULL;
+		}
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	*len = o;
+	return out;
+}
+
+/* The secret in PATH, trailing newlines dropped: a new string, or NULL
+ * with why in *why (static or errno text). */
+static char *read_secret(const char *path, const char **why)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	char *buf = xmalloc(PASSWORD_MAX + 2);
+	size_t n = 0;
+	while (n < PASSWORD_MAX + 1) {
+		ssize_t got = read(fd, buf + n, PASSWORD_MAX + 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			*why = strerror(errno);
+			close(fd);
+			free(buf);
+			return NULL;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	*why = n > PASSWORD_MAX ? "longer than 4096 bytes"
+	       : n == 0		? "empty"
+	       : memchr(buf, '\0', n) ? "holds a NUL byte"
+				      : NULL;
+	if (*why) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static bool host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_';
+}
+
+/* One HOST[:PORT] or [V6][:PORT] of s[0..n) into *h. */
+static int parse_host(const char *s, size_t n, int default_port, eventlog_host *h,
+		      eventlog_config *cfg, strbuf *err)
+{
+	size_t hl, i;
+	const char *host, *rest;
+	if (n == 0)
+		return url_error(cfg, err, "empty host");
+	if (s[0] == '[') {
+		const char *close = memchr(s, ']', n);
+		if (!close)
+			return url_error(cfg, err, "'[' without ']' in '%.*s'", (int)n, s);
+		host = s + 1;
+		hl = (size_t)(close - host);
+		rest = close + 1;
+		bool colon = false;
+		for (i = 0; i < hl; i++) {
+			char c = host[i];
+			colon |= c == ':';
+			if (!(hexval(c) >= 0 || c == ':' || c == '.'))
+				return url_error(cfg, err, "'%.*s' is not an IPv6 address", (int)hl,
+						 host);
+		}
+		if (hl == 0 || !colon)
+			return url_error(cfg, err, "'%.*s' is not an IPv6 address", (int)hl, host);
+	} else {
+		host = s;
+		for (hl = 0; hl < n && s[hl] != ':'; hl++)
+			if (!host_char(s[hl]))
+				return url_error(cfg, err, "bad character '%c' in host '%.*s'", s[hl],
+						 (int)n, s);
+		if (hl == 0)
+			return url_error(cfg, err, "empty host in '%.*s'", (int)n, s);
+		rest = s + hl;
+	}
+	if (hl > EVENTLOG_HOST_MAX)
+		return url_error(cfg, err, "host longer than %d bytes", EVENTLOG_HOST_MAX);
+	memcpy(h->host, host, hl);
+	h->host[hl] = '\0';
+	size_t rl = n - (size_t)(rest - s);
+	h->port = default_port;
+	if (rl == 0)
+		return 0;
+	if (rest[0] != ':')
+		return url_error(cfg, err, "expected ':PORT' after '%.*s'", (int)(rest - s), s);
+	uint64_t port;
+	if (parse_u64(rest + 1, rl - 1, &port) != 0 || port == 0 || port > 65535)
+		return url_error(cfg, err, "bad port '%.*s' (1 to 65535)", (int)(rl - 1), rest + 1);
+	h->port = (int)port;
+	return 0;
+}
+
+static int parse_timeout(const char *v, size_t n, int *out)
+{
+	uint64_t t;
+	if (parse_u64(v, n, &t) != 0 || t == 0 || t > 600000)
+		return -1;
+	*out = (int)t;
+	return 0;
+}
+
+/* The query string s[0..n): stream, password_file, sentinel_password_file,
+ * connect_timeout_ms, timeout_ms. */
+static int parse_query(const char *s, size_t n, eventlog_config *cfg, strbuf *err)
+{
+	bool seen[5] = { false };
+	static const char *const names[5] = { "stream", "password_file", "sentinel_password_file",
+					      "connect_timeout_ms", "timeout_ms" };
+	const char *end = s + n;
+	while (s < end) {
+		const char *amp = memchr(s, '&', (size_t)(end - s));
+		const char *pe = amp ? amp : end;
+		const char *eq = memchr(s, '=', (size_t)(pe - s));
+		if (!eq)
+			return url_error(cfg, err, "parameter '%.*s' without '=VALUE'", (int)(pe - s),
+					 s);
+		size_t kl = (size_t)(eq - s), vl = (size_t)(pe - eq - 1);
+		int k;
+		for (k = 0; k < 5; k++)
+			if (strlen(names[k]) == kl && memcmp(names[k], s, kl) == 0)
+				break;
+		if (k == 5)
+			return url_error(cfg, err,
+					 "unknown parameter '%.*s' (stream, password_file, "
+					 "sentinel_password_file, connect_timeout_ms, timeout_ms)",
+					 (int)kl, s);
+		if (seen[k])
+			return url_error(cfg, err, "parameter '%s' given twice", names[k]);
+		seen[k] = true;
+		size_t dl;
+		char *value = pct_decode(eq + 1, vl, &dl);
+		if (!value)
+			return url_error(cfg, err, "bad percent-encoding in parameter '%s'", names[k]);
+		if (dl == 0) {
+			free(value);
+			return url_error(cfg, err, "parameter '%s' is empty", names[k]);
+		}
+		int bad = 0;
+		const char *why = NULL;
+		switch (k) {
+		case 0:
+			if (dl > STREAM_KEY_MAX) {
+				free(value);
+				return url_error(cfg, err, "stream key longer than %d bytes",
+						 STREAM_KEY_MAX);
+			}
+			free(cfg->stream);
+			cfg->stream = value;
+			cfg->stream_len = dl;
+			value = NULL;
+			break;
+		case 1:
+		case 2: {
+			char *secret = read_secret(value, &why);
+			if (!secret) {
+				url_error(cfg, err, "%s %s: %s", names[k], value, why);
+				free(value);
+				return EVENTLOG_EINVAL;
+			}
+			char **dst = k == 1 ? &cfg->password : &cfg->sentinel_password;
+			if (*dst) { /* only the URL's password can be there */
+				free(secret);
+				free(value);
+				return url_error(cfg, err,
+						 "a password in the URL and password_file both");
+			}
+			*dst = secret;
+			break;
+		}
+		case 3:
+			bad = parse_timeout(value, dl, &cfg->connect_timeout_ms);
+			break;
+		default:
+			bad = parse_timeout(value, dl, &cfg->timeout_ms);
+			break;
+		}
+		free(value);
+		if (bad)
+			return url_error(cfg, err, "%s must be 1 to 600000 (milliseconds)", names[k]);
+		s = amp ? amp + 1 : end;
+		if (amp && s == end)
+			return url_error(cfg, err, "trailing '&'");
+	}
+	return 0;
+}
+
+int eventlog_config_parse(const char *url, eventlog_config *cfg, strbuf *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+	cfg->timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!url)
+		return url_error(cfg, err, "missing");
+	const char *p;
+	if (strncmp(url, "redis://", 8) == 0) {
+		p = url + 8;
+	} else if (strncmp(url, "sentinel://", 11) == 0) {
+		p = url + 11;
+		cfg->sentinel = true;
+	} else {
+		const char *colon = strstr(url, "://");
+		if (colon)
+			return url_error(cfg, err, "unknown scheme '%.*s' (redis:// or sentinel://)",
+					 (int)(colon - url), url);
+		return url_error(cfg, err, "'%s' is not redis://HOST:PORT or "
+				 "sentinel://HOST:PORT,.../MASTER", url);
+	}
+	size_t len = strlen(p);
+	const char *q = memchr(p, '?', len);
+	const char *end = q ? q : p + len;
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	const char *auth_end = slash ? slash : end;
+
+	/* [:PASSWORD@]: the last '@' before the path, so an unencoded '@' in
+	 * the password still works. */
+	const char *at = NULL;
+	for (const char *c = p; c < auth_end; c++)
+		if (*c == '@')
+			at = c;
+	if (at) {
+		if (p[0] != ':')
+			return url_error(cfg, err, "user names are not supported: write "
+				         "redis://:PASSWORD@HOST:PORT");
+		size_t pl;
+		cfg->password = pct_decode(p + 1, (size_t)(at - p - 1), &pl);
+		if (!cfg->password)
+			return url_error(cfg, err, "bad percent-encoding in the password");
+		if (pl == 0)
+			return url_error(cfg, err, "empty password before '@'");
+		p = at + 1;
+	}
+
+	/* HOST:PORT[,HOST:PORT...] */
+	int default_port = cfg->sentinel ? 26379 : 6379;
+	const char *h = p;
+	while (1) {
+		const char *comma = memchr(h, ',', (size_t)(auth_end - h));
+		const char *he = comma ? comma : auth_end;
+		if (cfg->nhosts == EVENTLOG_MAX_HOSTS)
+			return url_error(cfg, err, "more than %d hosts", EVENTLOG_MAX_HOSTS);
+		if (parse_host(h, (size_t)(he - h), default_port, &cfg->hosts[cfg->nhosts], cfg, err))
+			return EVENTLOG_EINVAL;
+		cfg->nhosts++;
+		if (!comma)
+			break;
+		h = comma + 1;
+	}
+	if (!cfg->sentinel && cfg->nhosts > 1)
+		return url_error(cfg, err, "redis:// takes one HOST:PORT; several are "
+				 "sentinel://HOST:PORT,.../MASTER");
+
+	/* /MASTERNAME */
+	if (cfg->sentinel) {
+		if (!slash || slash + 1 == end)
+			return url_error(cfg, err, "sentinel:// needs the master's name: "
+				         "sentinel://HOST:PORT,.../MASTER");
+		size_t ml = (size_t)(end - slash - 1);
+		for (size_t i = 0; i < ml; i++)
+			if (!host_char(slash[1 + i]))
+				return url_error(cfg, err, "bad character '%c' in master name",
+						 slash[1 + i]);
+		if (ml > EVENTLOG_HOST_MAX)
+			return url_error(cfg, err, "master name too long");
+		cfg->master = xstrndup(slash + 1, ml);
+	} else if (slash && slash + 1 != end) {
+		return url_error(cfg, err, "unexpected path '%.*s' (database numbers are not "
+				 "supported; the stream is ?stream=KEY)", (int)(end - slash), slash);
+	}
+
+	if (q && parse_query(q + 1, strlen(q + 1), cfg, err))
+		return EVENTLOG_EINVAL;
+	if (!cfg->stream) {
+		cfg->stream = xstrdup(DEFAULT_STREAM);
+		cfg->stream_len = strlen(DEFAULT_STREAM);
+	}
+	return 0;
+}
+
+void eventlog_config_free(eventlog_config *cfg)
+{
+	if (!cfg)
+		return;
+	if (cfg->password)
+		explicit_bzero(cfg->password, strlen(cfg->password));
+	if (cfg->sentinel_password)
+		explicit_bzero(cfg->sentinel_password, strlen(cfg->sentinel_password));
+	free(cfg->password);
+	free(cfg->sentinel_password);
+	free(cfg->master);
+	free(cfg->stream);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* ---- the connection ---------------------------------------------------------- */
+
+struct eventlog {
+	eventlog_config cfg;   /* own copy */
+	redisContext *c;       /* NULL while disconnected */
+	char addr[EVENTLOG_HOST_MAX + 16];
+	strbuf err;            /* eventlog_errmsg */
+	strbuf connect_err;    /* why the last connect failed, for the back-off */
+	double next_try;       /* monotonic seconds: no connect before this */
+	int backoff_ms;
+	int io_timeout_ms;     /* what the socket has now */
+	uint64_t connects;
+	uint32_t sentinel_next; /* the sentinel to ask first */
+	bool auth_failed;      /* the last connect failed on AUTH */
+	/* scratch for building commands, kept across calls */
+	strbuf keys;           /* K:c:..., K:consent, ... */
+	strbuf enc;            /* encoded records of an append */
+	const char **argv;
+	size_t *argl;
+	size_t argcap;
+};
+
+int eventlog_open(const eventlog_config *cfg, eventlog **out)
+{
+	if (!cfg || cfg->nhosts == 0 || !cfg->stream || (cfg->sentinel && !cfg->master))
+		return EVENTLOG_EINVAL;
+	eventlog *log = xcalloc(1, sizeof(*log));
+	log->cfg = *cfg;
+	log->cfg.master = dup_or_null(cfg->master);
+	log->cfg.password = dup_or_null(cfg->password);
+	log->cfg.sentinel_password = dup_or_null(cfg->sentinel_password);
+	log->cfg.stream = xmalloc(cfg->stream_len + 1);
+	memcpy(log->cfg.stream, cfg->stream, cfg->stream_len);
+	log->cfg.stream[cfg->stream_len] = '\0';
+	sb_init(&log->err, 128);
+	sb_init(&log->connect_err, 128);
+	*out = log;
+	return 0;
+}
+
+static void disconnect(eventlog *log)
+{
+	if (log->c)
+		redisFree(log->c);
+	log->c = NULL;
+	log->addr[0] = '\0';
+}
+
+void eventlog_close(eventlog *log)
+{
+	if (!log)
+		return;
+	disconnect(log);
+	eventlog_config_free(&log->cfg);
+	sb_release(&log->err);
+	sb_release(&log->connect_err);
+	sb_release(&log->keys);
+	sb_release(&log->enc);
+	free(log->argv);
+	free(log->argl);
+	free(log);
+}
+
+const char *eventlog_errmsg(const eventlog *log)
+{
+	return sb_str(&log->err);
+}
+
+const char *eventlog_address(const eventlog *log)
+{
+	return log->addr;
+}
+
+uint64_t eventlog_connects(const eventlog *log)
+{
+	return log->connects;
+}
+
+static int fail(eventlog *log, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(eventlog *log, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	sb_reset(&log->err);
+	va_start(ap, fmt);
+	sb_vaddf(&log->err, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static struct timeval ms_tv(int ms)
+{
+	return (struct timeval){ .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+}
+
+static void set_io_timeout(eventlog *log, int ms)
+{
+	if (log->c && log->io_timeout_ms != ms && redisSetTimeout(log->c, ms_tv(ms)) == REDIS_OK)
+		log->io_timeout_ms = ms;
+}
+
+static void free_reply(redisReply *r)
+{
+	if (r)
+		freeReplyObject(r);
+}
+
+/* Connects to host:port, authenticates with password (may be NULL).
+ * Returns the context, or NULL with why appended to *why. */
+static redisContext *connect_node(eventlog *log, const char *host, int port, const char *password,
+				  strbuf *why)
+{
+	redisContext *c = redisConnectWithTimeout(host, port, ms_tv(log->cfg.connect_timeout_ms));
+	if (!c || c->err) {
+		sb_addf(why, "%s:%d: %s", host, port, c ? c->errstr : "out of memory");
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	if (redisSetTimeout(c, ms_tv(log->cfg.timeout_ms)) != REDIS_OK ||
+	    redisEnableKeepAlive(c) != REDIS_OK) {
+		sb_addf(why, "%s:%d: %s", host, port, c->errstr);
+		redisFree(c);
+		return NULL;
+	}
+	if (password) {
+		redisReply *r = redisCommand(c, "AUTH %s", password);
+		if (!r || r->type == REDIS_REPLY_ERROR) {
+			sb_addf(why, "%s:%d: AUTH: %s", host, port, r ? r->str : c->errstr);
+			log->auth_failed = r != NULL;
+			free_reply(r);
+			redisFree(c);
+			return NULL;
+		}
+		free_reply(r);
+	}
+	return c;
+}
+
+/* Asks the sentinels in turn for the primary, connects to it and checks
+ * that it says it is one. */
+static redisContext *discover(eventlog *log, strbuf *why, char *addr, size_t addr_size)
+{
+	const eventlog_config *cfg = &log->cfg;
+	for (uint32_t k = 0; k < cfg->nhosts; k++) {
+		uint32_t s = (log->sentinel_next + k) % cfg->nhosts;
+		const eventlog_host *h = &cfg->hosts[s];
+		if (why->len)
+			sb_adds(why, "; ");
+		redisContext *sc = connect_node(log, h->host, h->port, cfg->sentinel_password, why);
+		if (!sc)
+			continue;
+		redisReply *r = redisCommand(sc, "SENTINEL get-master-addr-by-name %s", cfg->master);
+		char host[EVENTLOG_HOST_MAX + 1];
+		uint64_t port = 0;
+		bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+			  r->element[0]->type == REDIS_REPLY_STRING &&
+			  r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len > 0 &&
+			  r->element[0]->len <= EVENTLOG_HOST_MAX &&
+			  parse_u64(r->element[1]->str, r->element[1]->len, &port) == 0 &&
+			  port > 0 && port <= 65535;
+		if (ok) {
+			memcpy(host, r->element[0]->str, r->element[0]->len);
+			host[r->element[0]->len] = '\0';
+		} else if (!r) {
+			sb_addf(why, "sentinel %s:%d: %s", h->host, h->port, sc->errstr);
+		} else if (r->type == REDIS_REPLY_ERROR) {
+			sb_addf(why, "sentinel %s:%d: %s", h->host, h->port, r->str);
+		} else {
+			sb_addf(why, "sentinel %s:%d does not know master '%s'", h->host, h->port,
+				cfg->master);
+		}
+		free_reply(r);
+		redisFree(sc);
+		if (!ok)
+			continue;
+		redisContext *c = connect_node(log, host, (int)port, cfg->password, why);
+		if (!c)
+			continue;
+		/* A sentinel may still name the old primary just after a failover:
+		 * only a node that says it is the master will do. */
+		r = redisCommand(c, "ROLE");
+		bool master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+			      r->element[0]->type == REDIS_REPLY_STRING &&
+			      strcmp(r->element[0]->str, "master") == 0;
+		if (!master)
+			sb_addf(why, "%s:%d (from sentinel %s:%d) is not the primary: %s", host,
+				(int)port, h->host, h->port,
+				!r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "ROLE says replica");
+		free_reply(r);
+		if (!master) {
+			redisFree(c);
+			continue;
+		}
+		log->sentinel_next = s;
+		snprintf(addr, addr_size, "%s:%d", host, (int)port);
+		return c;
+	}
+	return NULL;
+}
+
+/* Connects unless connected; a failed connect holds further attempts
+ * back (force skips that). */
+static int ensure_connected(eventlog *log, bool force)
+{
+	if (log->c)
+		return 0;
+	double now = util_monotonic();
+	if (!force && now < log->next_try)
+		return fail(log, EVENTLOG_EUNAVAILABLE, "event log: not connected (next attempt in "
+			    "%.0f ms): %s", (log->next_try - now) * 1000, sb_str(&log->connect_err));
+	sb_reset(&log->connect_err);
+	log->auth_failed = false;
+	char addr[sizeof(log->addr)];
+	redisContext *c;
+	if (log->cfg.sentinel) {
+		c = discover(log, &log->connect_err, addr, sizeof(addr));
+	} else {
+		const eventlog_host *h = &log->cfg.hosts[0];
+		c = connect_node(log, h->host, h->port, log->cfg.password, &log->connect_err);
+		snprintf(addr, sizeof(addr), "%s:%d", h->host, h->port);
+	}
+	if (!c) {
+		log->backoff_ms = log->backoff_ms ? MIN(log->backoff_ms * 2, BACKOFF_MAX_MS)
+						  : BACKOFF_FIRST_MS;
+		log->next_try = now + log->backoff_ms / 1000.0;
+		return fail(log, log->auth_failed ? EVENTLOG_EREDIS : EVENTLOG_EUNAVAILABLE, "event log: %s%s",
+			    log->cfg.sentinel ? "no primary found: " : "",
+			    sb_str(&log->connect_err));
+	}
+	log->c = c;
+	log->io_timeout_ms = log->cfg.timeout_ms;
+	log->backoff_ms = 0;
+	log->next_try = 0;
+	log->connects++;
+	memcpy(log->addr, addr, sizeof(addr));
+	return 0;
+}
+
+/* Error replies that mean "this is not (or no longer) a usable primary":
+ * drop the connection so the next call finds the primary again. */
+static bool error_means_reconnect(const redisReply *r)
+{
+	static const char *const codes[] = { "READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS" };
+	for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
+		if (strncmp(r->str, codes[i], strlen(codes[i])) == 0)
+			return true;
+	return false;
+}
+
+/* What a reply (NULL: the connection failed) means for the caller; on
+ * failure the message is set and the connection dropped when it is no
+ * longer good. `what` names the command in messages. */
+static int check_reply(eventlog *log, const redisReply *r, const char *what)
+{
+	if (!r) {
+		int rc = fail(log, EVENTLOG_EUNAVAILABLE, "event log %s: %s: %s", log->addr, what,
+			      log->c && log->c->errstr[0] ? log->c->errstr : "connection lost");
+		disconnect(log);
+		return rc;
+	}
+	if (r->type != REDIS_REPLY_ERROR)
+		return 0;
+	int rc = fail(log, error_means_reconnect(r) ? EVENTLOG_EUNAVAILABLE : EVENTLOG_EREDIS,
+		      "event log %s: %s: %s", log->addr, what, r->str);
+	if (rc == EVENTLOG_EUNAVAILABLE)
+		disconnect(log);
+	return rc;
+}
+
+/* Runs one command given as argv; *out gets a non-error reply. */
+static int run_argv(eventlog *log, redisReply **out, int argc, const char **argv,
+		    const size_t *argl)
+{
+	*out = NULL;
+	int rc = ensure_connected(log, false);
+	if (rc)
+		return rc;
+	redisReply *r = redisCommandArgv(log->c, argc, argv, argl);
+	rc = check_reply(log, r, argv[0]);
+	if (rc) {
+		free_reply(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+/* The scratch argv arrays, at least n long. */
+static void argv_reserve(eventlog *log, size_t n)
+{
+	if (n <= log->argcap)
+		return;
+	size_t cap = MAX(n, log->argcap * 2);
+	log->argv = xreallocarray(log->argv, cap, sizeof(*log->argv));
+	log->argl = xreallocarray(log->argl, cap, sizeof(*log->argl));
+	log->argcap = cap;
+}
+
+/* argv[i] = s (NUL-terminated) */
+#define ARG(log, i, s) ((log)->argv[i] = (s), (log)->argl[i] = strlen(s))
+#define ARGB(log, i, s, n) ((log)->argv[i] = (s), (log)->argl[i] = (n))
+
+/* K followed by suffix (and bytes s[0..n)) in log->keys at offset *at. */
+static size_t key_add(eventlog *log, const char *suffix, const char *s, size_t n)
+{
+	size_t at = log->keys.len;
+	sb_add(&log->keys, log->cfg.stream, log->cfg.stream_len);
+	sb_adds(&log->keys, suffix);
+	if (n)
+		sb_add(&log->keys, s, n);
+	sb_addc(&log->keys, '\0'); /* keys are separated, lengths kept apart */
+	return at;
+}
+
+int eventlog_ping(eventlog *log)
+{
+	sb_reset(&log->err);
+	int rc = ensure_connected(log, true);
+	if (rc)
+		return rc;
+	redisReply *r = redisCommand(log->c, "PING");
+	rc = check_reply(log, r, "PING");
+	free_reply(r);
+	return rc;
+}
+
+/* The value of CONFIG GET name, copied into buf; -1 when CONFIG failed
+ * (reason in log->err, connection errors in *rc). */
+static int config_get(eventlog *log, const char *name, char *buf, size_t size, int *rc)
+{
+	redisReply *r = redisCommand(log->c, "CONFIG GET %s", name);
+	*rc = check_reply(log, r, "CONFIG GET");
+	if (*rc == EVENTLOG_EREDIS)
+		*rc = 0; /* refused: say we could not check */
+	else if (*rc) {
+		free_reply(r);
+		return -1;
+	}
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[1]->type != REDIS_REPLY_STRING) {
+		if (r && r->type != REDIS_REPLY_ERROR)
+			fail(log, 0, "CONFIG GET %s answered no value", name);
+		free_reply(r);
+		return -1;
+	}
+	snprintf(buf, size, "%.*s", (int)r->element[1]->len, r->element[1]->str);
+	free_reply(r);
+	return 0;
+}
+
+int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, strbuf *msg)
+{
+	sb_reset(&log->err);
+	sb_reset(msg);
+	*level = EVENTLOG_UNKNOWN;
+	int rc = ensure_connected(log, true);
+	if (rc)
+		return rc;
+	char aof[32], fsync[32], policy[32];
+	if (config_get(log, "appendonly", aof, sizeof(aof), &rc) != 0 ||
+	    config_get(log, "appendfsync", fsync, sizeof(fsync), &rc) != 0 ||
+	    config_get(log, "maxmemory-policy", policy, sizeof(policy), &rc) != 0) {
+		if (rc)
+			return rc;
+		sb_addf(msg, "event log %s: could not check that Redis writes every append to disk "
+			"(%s); make sure it runs with appendonly yes and appendfsync always, or an "
+			"acknowledged write may be lost when Redis crashes",
+			log->addr, sb_str(&log->err));
+		sb_reset(&log->err);
+		return 0;
+	}
+	if (strcmp(policy, "noeviction") != 0) {
+		/* Eviction would drop the stream, the erasure index or the
+		 * compacted flags without a trace: as bad as losing the disk. */
+		*level = EVENTLOG_WEAK;
+		sb_addf(msg, "event log %s: WARNING: Redis runs with maxmemory-policy %s, so it may "
+			"evict the event log's keys when memory runs short; set maxmemory-policy "
+			"noeviction (appendonly %s, appendfsync %s)",
+			log->addr, policy, aof, fsync);
+	} else if (strcmp(aof, "yes") == 0 && strcmp(fsync, "always") == 0) {
+		*level = EVENTLOG_DURABLE;
+		sb_addf(msg, "event log %s: appendonly yes, appendfsync always, maxmemory-policy "
+			"noeviction", log->addr);
+	} else {
+		*level = EVENTLOG_WEAK;
+		sb_addf(msg, "event log %s: WARNING: Redis runs with appendonly %s and appendfsync "
+			"%s, so a crash of Redis can lose writes already acknowledged with a 2xx; "
+			"set appendonly yes and appendfsync always",
+			log->addr, aof, fsync);
+	}
+	return 0;
+}
+
+/* ---- appending ------------------------------------------------------------------- */
+
+/* The append script; see eventlog.h for what it does per record. ARGV
+ * holds triples: tag ('e' event, '1'/'0' consent with personalization on
+ * or off, 'x' erasure), customer, encoded record. It returns the new ids.
+ * XDEL takes the erased ids in slices so unpack stays far below Lua's
+ * stack limit (about 8000 values). */
+static const char append_script[] =
+	"local s = KEYS[1]\n"
+	"local ids = {}\n"
+	"for i = 1, #ARGV, 3 do\n"
+	"  local k, c = ARGV[i], ARGV[i + 1]\n"
+	"  local ck = s .. ':c:' .. c\n"
+	"  if k == 'x' then\n"
+	"    local old = redis.call('LRANGE', ck, 0, -1)\n"
+	"    for j = 1, #old, 500 do\n"
+	"      redis.call('XDEL', s, unpack(old, j, math.min(j + 499, #old)))\n"
+	"    end\n"
+	"    redis.call('DEL', ck)\n"
+	"    redis.call('HDEL', s .. ':consent', c)\n"
+	"  end\n"
+	"  local id = redis.call('XADD', s, '*', 'r', ARGV[i + 2])\n"
+	"  if k == 'x' then\n"
+	"    redis.call('HSET', s .. ':erased', c, id)\n"
+	"  else\n"
+	"    redis.call('RPUSH', ck, id)\n"
+	"    if k ~= 'e' then\n"
+	"      redis.call('HSET', s .. ':consent', c, k .. id)\n"
+	"    end\n"
+	"  end\n"
+	"  ids[#ids + 1] = id\n"
+	"end\n"
+	"return ids\n";
+
+int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventlog_id *ids,
+		    int replicas, int wait_ms, int *acked)
+{
+	sb_reset(&log->err);
+	if (acked)
+		*acked = 0;
+	if (n == 0 || n > APPEND_MAX || replicas < 0 || (replicas > 0 && wait_ms <= 0))
+		return fail(log, EVENTLOG_EINVAL, "event log append: bad arguments");
+
+	/* Encode everything first: a bad record sends nothing. Offsets are
+	 * kept, pointers taken once the buffer stops growing. */
+	sb_reset(&log->enc);
+	size_t *off = xmallocarray(n + 1, sizeof(*off));
+	for (size_t i = 0; i < n; i++) {
+		off[i] = log->enc.len;
+		if (eventlog_encode(&recs[i], &log->enc) != 0) {
+			free(off);
+			return fail(log, EVENTLOG_EINVAL, "event log append: record %zu is invalid", i);
+		}
+	}
+	off[n] = log->enc.len;
+	int rc = ensure_connected(log, false);
+	if (rc) {
+		free(off);
+		return rc;
+	}
+
+	static const char *const tags[] = { "e", "1", "0", "x" };
+	argv_reserve(log, 4 + 3 * n);
+	ARG(log, 0, "EVAL");
+	ARGB(log, 1, append_script, sizeof(append_script) - 1);
+	ARG(log, 2, "1");
+	ARGB(log, 3, log->cfg.stream, log->cfg.stream_len);
+	for (size_t i = 0; i < n; i++) {
+		const eventlog_record *r = &recs[i];
+		const char *tag = r->kind == EVENTLOG_EVENT	? tags[0]
+				  : r->kind == EVENTLOG_ERASURE ? tags[3]
+				  : r->personalization		? tags[1]
+								: tags[2];
+		ARG(log, 4 + 3 * i, tag);
+		ARGB(log, 5 + 3 * i, r->customer, r->customer_len);
+		ARGB(log, 6 + 3 * i, log->enc.buf + off[i], off[i + 1] - off[i]);
+	}
+	free(off);
+	redisAppendCommandArgv(log->c, (int)(4 + 3 * n), log->argv, log->argl);
+	if (replicas > 0) {
+		/* In the same round trip: the WAIT reply follows the script's. */
+		redisAppendCommand(log->c, "WAIT %d %d", replicas, wait_ms);
+		set_io_timeout(log, log->cfg.timeout_ms + wait_ms);
+	}
+
+	redisReply *r = NULL, *w = NULL;
+	if (redisGetReply(log->c, (void **)&r) != REDIS_OK)
+		r = NULL;
+	rc = check_reply(log, r, "EVAL (append)");
+	if (replicas > 0 && log->c) {
+		if (redisGetReply(log->c, (void **)&w) != REDIS_OK)
+			w = NULL;
+		int wrc = check_reply(log, w, "WAIT");
+		if (!rc && wrc)
+			rc = wrc;
+	}
+	set_io_timeout(log, log->cfg.timeout_ms);
+	if (rc)
+		goto done;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+		rc = fail(log, EVENTLOG_EREDIS, "event log %s: append: unexpected reply", log->addr);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = r->element[i];
+		eventlog_id id;
+		if (e->type != REDIS_REPLY_STRING || eventlog_id_parse(e->str, e->len, &id) != 0) {
+			rc = fail(log, EVENTLOG_EREDIS, "event log %s: append: bad id in reply",
+				  log->addr);
+			goto done;
+		}
+		if (ids)
+			ids[i] = id;
+	}
+	if (replicas > 0) {
+		if (w->type != REDIS_REPLY_INTEGER) {
+			rc = fail(log, EVENTLOG_EREDIS, "event log %s: WAIT: unexpected reply",
+				  log->addr);
+			goto done;
+		}
+		if (acked)
+			*acked = (int)MIN(w->integer, INT32_MAX);
+		if (w->integer < replicas)
+			rc = fail(log, EVENTLOG_EREPLICAS,
+				  "event log %s: %lld of %d replicas acknowledged within %d ms",
+				  log->addr, w->integer, replicas, wait_ms);
+	}
+done:
+	free_reply(r);
+	free_reply(w);
+	return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+void eventlog_batch_release(eventlog_batch *b)
+{
+	if (!b)
+		return;
+	free(b->entries);
+	free_reply(b->reply);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Empties b but keeps its entry array. */
+static void batch_clear(eventlog_batch *b)
+{
+	free_reply(b->reply);
+	b->reply = NULL;
+	b->n = 0;
+}
+
+/* Fills b from an array of XRANGE-shaped entries [[id, [field, value, ...]],
+ * ...] with ids strictly increasing and after `after`; takes ownership of
+ * `reply` (the root the entries belong to). */
+static int batch_fill(eventlog_batch *b, redisReply *reply, const redisReply *entries,
+		      eventlog_id after, bool check_after)
+{
+	batch_clear(b);
+	b->reply = reply;
+	if (entries->type != REDIS_REPLY_ARRAY)
+		goto bad;
+	if (entries->elements > b->cap) {
+		b->entries = xreallocarray(b->entries, entries->elements, sizeof(*b->entries));
+		b->cap = entries->elements;
+	}
+	eventlog_id prev = after;
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i];
+		eventlog_entry *out = &b->entries[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    eventlog_id_parse(e->element[0]->str, e->element[0]->len, &out->id) != 0)
+			goto bad;
+		if ((i > 0 || check_after) && eventlog_id_cmp(out->id, prev) <= 0)
+			goto bad;
+		prev = out->id;
+		const redisReply *f = e->element[1];
+		if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 &&
+		    f->element[0]->type == REDIS_REPLY_STRING && f->element[0]->len == 1 &&
+		    f->element[0]->str[0] == 'r' && f->element[1]->type == REDIS_REPLY_STRING) {
+			out->status = eventlog_decode(f->element[1]->str, f->element[1]->len, &out->rec);
+		} else {
+			memset(&out->rec, 0, sizeof(out->rec));
+			out->status = EVENTLOG_EDECODE;
+		}
+	}
+	b->n = entries->elements;
+	return 0;
+bad:
+	batch_clear(b);
+	return EVENTLOG_EDECODE;
+}
+
+/* An XREAD reply: nil (nothing new) or [[key, entries]]. */
+static int batch_from_xread(eventlog_batch *b, redisReply *reply, eventlog_id after)
+{
+	if (reply->type == REDIS_REPLY_NIL) {
+		batch_clear(b);
+		b->reply = reply;
+		return 0;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+	    reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2) {
+		batch_clear(b);
+		freeReplyObject(reply);
+		return EVENTLOG_EDECODE;
+	}
+	return batch_fill(b, reply, reply->element[0]->element[1], after, true);
+}
+
+int eventlog_batch_from_resp(const void *buf, size_t n, bool xread, eventlog_batch *out)
+{
+	redisReader *rd = redisReaderCreate();
+	void *reply = NULL;
+	int rc = EVENTLOG_EDECODE;
+	if (!rd)
+		abort();
+	rd->maxbuf = 0;
+	if (redisReaderFeed(rd, buf, n) == REDIS_OK && redisReaderGetReply(rd, &reply) == REDIS_OK &&
+	    reply) {
+		if (xread)
+			rc = batch_from_xread(out, reply, EVENTLOG_ID_MIN);
+		else
+			rc = batch_fill(out, reply, reply, EVENTLOG_ID_MIN, false);
+		reply = NULL;
+	} else {
+		batch_clear(out);
+	}
+	free_reply(reply);
+	redisReaderFree(rd);
+	return rc;
+}
+
+static int read_once(eventlog *log, eventlog_id after, size_t count, int block_ms,
+		     eventlog_batch *out)
+{
+	char id[EVENTLOG_ID_LEN], cnt[24], blk[24];
+	eventlog_id_format(after, id);
+	snprintf(cnt, sizeof(cnt), "%zu", count);
+	snprintf(blk, sizeof(blk), "%d", block_ms);
+	const char *argv[8];
+	size_t argl[8];
+	int argc = 0;
+#define PUSH(s, l) (argv[argc] = (s), argl[argc++] = (l))
+	PUSH("XREAD", 5);
+	PUSH("COUNT", 5);
+	PUSH(cnt, strlen(cnt));
+	if (block_ms > 0) {
+		PUSH("BLOCK", 5);
+		PUSH(blk, strlen(blk));
+	}
+	PUSH("STREAMS", 7);
+	PUSH(log->cfg.stream, log->cfg.stream_len);
+	PUSH(id, strlen(id));
+#undef PUSH
+	int rc = ensure_connected(log, false);
+	if (rc)
+		return rc;
+	if (block_ms > 0)
+		set_io_timeout(log, log->cfg.timeout_ms + block_ms);
+	redisReply *r = redisCommandArgv(log->c, argc, argv, argl);
+	set_io_timeout(log, log->cfg.timeout_ms);
+	rc = check_reply(log, r, "XREAD");
+	if (rc) {
+		free_reply(r);
+		return rc;
+	}
+	if (batch_from_xread(out, r, after) != 0)
+		return fail(log, EVENTLOG_EREDIS, "event log %s: XREAD: malformed reply", log->addr);
+	return 0;
+}
+
+/* An idempotent read may be retried once when it failed on a connection
+ * that was up: a server restart or failover costs the caller nothing. */
+#define RETRY_ONCE(log, call)                                                 \
+	do {                                                                  \
+		bool was_up_ = (log)->c != NULL;                              \
+		rc = (call);                                                  \
+		if (rc == EVENTLOG_EUNAVAILABLE && was_up_ && !(log)->c)      \
+			rc = (call);                                          \
+	} while (0)
+
+int eventlog_read(eventlog *log, eventlog_id after, size_t count, int block_ms,
+		  eventlog_batch *out)
+{
+	int rc;
+	sb_reset(&log->err);
+	batch_clear(out);
+	if (count == 0 || count > READ_COUNT_MAX || block_ms < 0)
+		return fail(log, EVENTLOG_EINVAL, "event log read: bad arguments");
+	RETRY_ONCE(log, read_once(log, after, count, block_ms, out));
+	return rc;
+}
+
+static int range_once(eventlog *log, eventlog_id from, eventlog_id to, size_t count,
+		      eventlog_batch *out, bool reverse)
+{
+	char a[EVENTLOG_ID_LEN], b[EVENTLOG_ID_LEN], cnt[24];
+	eventlog_id_format(reverse ? to : from, a);
+	eventlog_id_format(reverse ? from : to, b);
+	snprintf(cnt, sizeof(cnt), "%zu", count);
+	const char *argv[] = { reverse ? "XREVRANGE" : "XRANGE", log->cfg.stream, a, b, "COUNT", cnt };
+	size_t argl[] = { strlen(argv[0]), log->cfg.stream_len, strlen(a), strlen(b), 5, strlen(cnt) };
+	redisReply *r;
+	int rc = run_argv(log, &r, 6, argv, argl);
+	if (rc)
+		return rc;
+	if (reverse) {
+		/* Newest first: only the count-1 case is used, no order to check. */
+		if (r->type != REDIS_REPLY_ARRAY || r->elements > 1) {
+			free_reply(r);
+			return fail(log, EVENTLOG_EREDIS, "event log: XREVRANGE: malformed reply");
+		}
+	}
+	if (batch_fill(out, r, r, EVENTLOG_ID_MIN, false) != 0)
+		return fail(log, EVENTLOG_EREDIS, "event log %s: XRANGE: malformed reply", log->addr);
+	return 0;
+}
+
+int eventlog_range(eventlog *log, eventlog_id from, eventlog_id to, size_t count,
+		   eventlog_batch *out)
+{
+	int rc;
+	sb_reset(&log->err);
+	batch_clear(out);
+	if (count == 0 || count > READ_COUNT_MAX)
+		return fail(log, EVENTLOG_EINVAL, "event log range: bad arguments");
+	RETRY_ONCE(log, range_once(log, from, to, count, out, false));
+	return rc;
+}
+
+/* ---- erasure, trimming, bootstrap, failover ---------------------------------- */
+
+int eventlog_customer_entries(eventlog *log, const char *customer, size_t len, uint64_t *count)
+{
+	sb_reset(&log->err);
+	sb_reset(&log->keys);
+	key_add(log, ":c:", customer, len);
+	const char *argv[] = { "LLEN", log->keys.buf };
+	size_t argl[] = { 4, log->cfg.stream_len + 3 + len };
+	redisReply *r;
+	int rc = run_argv(log, &r, 2, argv, argl);
+	if (rc)
+		return rc;
+	*count = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 0;
+	free_reply(r);
+	return 0;
+}
+
+/* Reads key K:trimmed (EVENTLOG_ID_MIN when unset) into *id. */
+static int get_trimmed(eventlog *log, eventlog_id *id)
+{
+	sb_reset(&log->keys);
+	key_add(log, ":trimmed", NULL, 0);
+	const char *argv[] = { "GET", log->keys.buf };
+	size_t argl[] = { 3, log->keys.len - 1 };
+	redisReply *r;
+	int rc = run_argv(log, &r, 2, argv, argl);
+	if (rc)
+		return rc;
+	*id = EVENTLOG_ID_MIN;
+	if (r->type == REDIS_REPLY_STRING)
+		eventlog_id_parse(r->str, r->len, id);
+	free_reply(r);
+	return 0;
+}
+
+int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trimmed)
+{
+	sb_reset(&log->err);
+	if (trimmed)
+		*trimmed = 0;
+	if (chunk == 0)
+		chunk = 1000;
+	if (chunk > READ_COUNT_MAX)
+		return fail(log, EVENTLOG_EINVAL, "event log trim: chunk too large");
+	eventlog_id last;
+	if (!id_prev(minid, &last))
+		return 0; /* nothing is before 0-0 */
+
+	/* Record the trim point first: if the trim stops midway, entries
+	 * already gone are explained (eventlog_check_entry), and those still
+	 * there are found. Only ever raised (one trimmer: publish-model). */
+	eventlog_id old;
+	int rc = get_trimmed(log, &old);
+	if (rc)
+		return rc;
+	if (eventlog_id_cmp(minid, old) > 0) {
+		char id[EVENTLOG_ID_LEN];
+		eventlog_id_format(minid, id);
+		const char *argv[] = { "SET", log->keys.buf, id };
+		size_t argl[] = { 3, log->keys.len - 1, strlen(id) };
+		redisReply *r;
+		if ((rc = run_argv(log, &r, 3, argv, argl)) != 0)
+			return rc;
+		free_reply(r);
+	}
+
+	eventlog_batch b = { 0 };
+	while (1) {
+		rc = eventlog_range(log, EVENTLOG_ID_MIN, last, chunk, &b);
+		if (rc || b.n == 0)
+			break;
+		/* One pipeline: the chunk's ids off their customers' lists, then
+		 * XTRIM up to just after the chunk. */
+		char next[EVENTLOG_ID_LEN];
+		eventlog_id_format(eventlog_id_next(b.entries[b.n - 1].id), next);
+		sb_reset(&log->keys);
+		size_t *koff = xmallocarray(b.n, sizeof(*koff));
+		for (size_t i = 0; i < b.n; i++) {
+			const eventlog_entry *e = &b.entries[i];
+			koff[i] = SIZE_MAX;
+			if (e->status == 0 && e->rec.kind != EVENTLOG_ERASURE)
+				koff[i] = key_add(log, ":c:", e->rec.customer, e->rec.customer_len);
+		}
+		int sent = 0;
+		for (size_t i = 0; i < b.n; i++) {
+			if (koff[i] == SIZE_MAX)
+				continue;
+			char id[EVENTLOG_ID_LEN];
+			size_t il = eventlog_id_format(b.entries[i].id, id);
+			const char *argv[] = { "LREM", log->keys.buf + koff[i], "1", id };
+			size_t argl[] = { 4, strlen(log->keys.buf + koff[i]), 1, il };
+			/* Customer ids hold no NUL (validated), so strlen is the key's
+			 * length. */
+			redisAppendCommandArgv(log->c, 4, argv, argl);
+			sent++;
+		}
+		free(koff);
+		const char *targv[] = { "XTRIM", log->cfg.stream, "MINID", next };
+		size_t targl[] = { 5, log->cfg.stream_len, 5, strlen(next) };
+		redisAppendCommandArgv(log->c, 4, targv, targl);
+		for (int i = 0; i <= sent && rc == 0; i++) {
+			redisReply *r = NULL;
+			if (redisGetReply(log->c, (void **)&r) != REDIS_OK)
+				r = NULL;
+			rc = check_reply(log, r, i < sent ? "LREM" : "XTRIM");
+			if (!rc && i == sent && trimmed && r->type == REDIS_REPLY_INTEGER)
+				*trimmed += (uint64_t)r->integer;
+			free_reply(r);
+		}
+		if (rc || b.n < chunk)
+			break;
+	}
+	eventlog_batch_release(&b);
+	return rc;
+}
+
+/* HSCAN of K<suffix>, calling fn per field. */
+static int flags_scan(eventlog *log, const char *suffix, bool consent, eventlog_flags_fn fn,
+		      void *arg, uint64_t *skipped)
+{
+	char cursor[24] = "0";
+	sb_reset(&log->keys);
+	key_add(log, suffix, NULL, 0);
+	char *key = xstrdup(log->keys.buf);
+	size_t keylen = log->keys.len - 1;
+	int rc = 0;
+	do {
+		const char *argv[] = { "HSCAN", key, cursor, "COUNT", "500" };
+		size_t argl[] = { 5, keylen, strlen(cursor), 5, 3 };
+		redisReply *r;
+		if ((rc = run_argv(log, &r, 5, argv, argl)) != 0)
+			break;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2) {
+			free_reply(r);
+			rc = fail(log, EVENTLOG_EREDIS, "event log %s: HSCAN: malformed reply",
+				  log->addr);
+			break;
+		}
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		const redisReply *kv = r->element[1];
+		for (size_t i = 0; i + 1 < kv->elements && rc == 0; i += 2) {
+			const redisReply *c = kv->element[i], *v = kv->element[i + 1];
+			eventlog_record rec = { .kind = consent ? EVENTLOG_CONSENT : EVENTLOG_ERASURE };
+			eventlog_id id;
+			const char *idp = v->str;
+			size_t idl = v->len;
+			if (consent && v->type == REDIS_REPLY_STRING && v->len > 0 &&
+			    (v->str[0] == '0' || v->str[0] == '1')) {
+				rec.personalization = v->str[0] == '1';
+				idp++;
+				idl--;
+			} else if (consent) {
+				idp = NULL;
+			}
+			if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || !idp ||
+			    eventlog_id_parse(idp, idl, &id) != 0 ||
+			    !valid_string(c->str, c->len, 1, EVENTLOG_CUSTOMER_MAX)) {
+				if (skipped)
+					(*skipped)++;
+				continue;
+			}
+			rec.customer = c->str;
+			rec.customer_len = c->len;
+			rc = fn(arg, &rec, id);
+		}
+		free_reply(r);
+	} while (rc == 0 && strcmp(cursor, "0") != 0);
+	free(key);
+	return rc;
+}
+
+int eventlog_flags_each(eventlog *log, eventlog_flags_fn fn, void *arg, uint64_t *skipped)
+{
+	sb_reset(&log->err);
+	if (skipped)
+		*skipped = 0;
+	int rc = flags_scan(log, ":erased", false, fn, arg, skipped);
+	if (rc == 0)
+		rc = flags_scan(log, ":consent", true, fn, arg, skipped);
+	return rc;
+}
+
+static int check_once(eventlog *log, eventlog_id id, const char *customer, size_t len,
+		      enum eventlog_presence *out)
+{
+	eventlog_batch b = { 0 };
+	int rc = range_once(log, id, id, 1, &b, false);
+	size_t found = b.n;
+	eventlog_batch_release(&b);
+	if (rc)
+		return rc;
+	if (found) {
+		*out = EVENTLOG_PRESENT;
+		return 0;
+	}
+	eventlog_id trimmed;
+	if ((rc = get_trimmed(log, &trimmed)) != 0)
+		return rc;
+	if (eventlog_id_cmp(id, trimmed) < 0) {
+		*out = EVENTLOG_TRIMMED;
+		return 0;
+	}
+	sb_reset(&log->keys);
+	key_add(log, ":erased", NULL, 0);
+	const char *argv[] = { "HGET", log->keys.buf, customer };
+	size_t argl[] = { 4, log->keys.len - 1, len };
+	redisReply *r;
+	if ((rc = run_argv(log, &r, 3, argv, argl)) != 0)
+		return rc;
+	eventlog_id erased;
+	*out = r->type == REDIS_REPLY_STRING && eventlog_id_parse(r->str, r->len, &erased) == 0 &&
+			       eventlog_id_cmp(erased, id) > 0
+		       ? EVENTLOG_ERASED
+		       : EVENTLOG_LOST;
+	free_reply(r);
+	return 0;
+}
+
+int eventlog_check_entry(eventlog *log, eventlog_id id, const char *customer, size_t len,
+			 enum eventlog_presence *out)
+{
+	int rc;
+	sb_reset(&log->err);
+	if (!valid_string(customer, len, 1, EVENTLOG_CUSTOMER_MAX))
+		return fail(log, EVENTLOG_EINVAL, "event log check: bad customer id");
+	RETRY_ONCE(log, check_once(log, id, customer, len, out));
+	return rc;
+}
+
+static int tail_once(eventlog *log, eventlog_id *last, uint64_t *length)
+{
+	eventlog_batch b = { 0 };
+	int rc = range_once(log, EVENTLOG_ID_MIN, EVENTLOG_ID_MAX, 1, &b, true);
+	*last = rc == 0 && b.n ? b.entries[0].id : EVENTLOG_ID_MIN;
+	eventlog_batch_release(&b);
+	if (rc)
+		return rc;
+	const char *argv[] = { "XLEN", log->cfg.stream };
+	size_t argl[] = { 4, log->cfg.stream_len };
+	redisReply *r;
+	if ((rc = run_argv(log, &r, 2, argv, argl)) != 0)
+		return rc;
+	*length = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 0;
+	free_reply(r);
+	return 0;
+}
+
+int eventlog_tail(eventlog *log, eventlog_id *last, uint64_t *length)
+{
+	int rc;
+	sb_reset(&log->err);
+	RETRY_ONCE(log, tail_once(log, last, length));
+	return rc;
+}
