@@ -162,6 +162,14 @@ def train(out_dir, interactions=INTERACTIONS, *extra):
     return p
 
 
+def model_meta(model_dir):
+    """The model's meta record, as `shopkeeper inspect` prints it."""
+    p = run(["inspect", model_dir])
+    if p.returncode != 0:
+        raise AssertionError("inspect failed (%d): %s" % (p.returncode, p.stderr))
+    return json.loads(p.stdout)
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status  # None when no answer came
@@ -296,6 +304,17 @@ class Server:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+def stop_shared(srv):
+    """Stops a server tests shared (SIGTERM); raises AssertionError when it
+    died during the tests or did not exit 0 (a crash no test saw)."""
+    alive = srv.alive()
+    rc = srv.stop()
+    if not alive:
+        raise AssertionError("the shared server died during the tests: %s" % srv.stderr())
+    if rc != 0:
+        raise AssertionError("shared server exited %r after SIGTERM: %s" % (rc, srv.stderr()))
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_one_to_one as oo  # noqa: E402
 from lib import (EXPECTED, HTTP_TIMEOUT, INTERACTIONS, JSON_HEADERS, MUG,  # noqa: E402
                  START_TIMEOUT, STOP_TIMEOUT, TEA, TOL, ErrorCase, Server, kill_servers,
-                 read_response, run, run_suite)
+                 model_meta, read_response, run_suite)
 from test_one_to_one import cos  # noqa: E402
 
 E = {}
@@ -77,7 +77,7 @@ def setUpModule():
     E["live"] = os.path.join(tmp, "live")
     oo.train_main(E["live"], live_csv)
     E["main_meta"] = oo.wait_model_age(E["main"], 2)
-    E["live_meta"] = json.loads(run(["inspect", E["live"]]).stdout)
+    E["live_meta"] = model_meta(E["live"])
 
 
 def tearDownModule():
@@ -735,9 +735,9 @@ class ModelSwitchTests(Base):
         with open(csv_path, "w") as f:
             f.write(text + "%s,cheese,,2,alice,4.00,purchase\n" % t.replace("T", " ").rstrip("Z"))
         oo.train_main(model, csv_path)
-        new_id = json.loads(run(["inspect", model]).stdout)["model_id"]
+        new_id = model_meta(model)["model_id"]
         self.assertNotEqual(new_id, old_id)
-        self.assertEqual(json.loads(run(["inspect", model]).stdout)["as_of"], t)
+        self.assertEqual(model_meta(model)["as_of"], t)
         srv.proc.send_signal(signal.SIGHUP)
         self.wait_model(srv, new_id)
 

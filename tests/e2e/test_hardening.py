@@ -33,7 +33,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from lib import (FACTOR, INTERACTIONS, ITEMS, ApiTestCase, Response, Server,  # noqa: E402
-                 kill_servers, raw_exchange, read_response, run, run_suite, train)
+                 kill_servers, model_meta, raw_exchange, read_response, run, run_suite,
+                 stop_shared, train)
 
 LATENCY = 2.0 * FACTOR   # longest wait another client may see while a limit is pushed
 HTTP_TIMEOUT = 5 * FACTOR
@@ -48,7 +49,7 @@ def setUpModule():
     SHARED["tmp"] = tmp
     SHARED["model"] = os.path.join(tmp, "model")
     train(SHARED["model"])
-    SHARED["meta"] = json.loads(run(["inspect", SHARED["model"]]).stdout)
+    SHARED["meta"] = model_meta(SHARED["model"])
 
 
 def tearDownModule():
@@ -177,11 +178,7 @@ class Base(ApiTestCase):
     @classmethod
     def tearDownClass(cls):
         try:
-            alive = cls.srv.alive()
-            rc = cls.srv.stop()
-            if not alive or rc != 0:
-                raise AssertionError("server died or failed to stop (%r): %s"
-                                     % (rc, cls.srv.stderr()))
+            stop_shared(cls.srv)
         finally:
             cls.srv.kill()
             shutil.rmtree(cls.tmp, ignore_errors=True)

@@ -30,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import (BASKETS, EXPECTED, FIXTURES, INTERACTIONS, ITEMS, JSON_HEADERS,  # noqa: E402
-                 MUG, TEA, TOL, ApiTestCase, ErrorCase, Server, kill_servers, q, run,
-                 run_suite, train)
+                 MUG, TEA, TOL, ApiTestCase, ErrorCase, Server, kill_servers, model_meta, q,
+                 run, run_suite, stop_shared, train)
 
 CATALOG = os.path.join(FIXTURES, "catalog.csv")
 CUSTOMERS = os.path.join(FIXTURES, "customers.csv")
@@ -155,7 +155,7 @@ SHARED = {}
 def wait_model_age(model_dir, seconds):
     """Waits until the model is `seconds` old, so its clock has moved past
     as_of by at least that (see the drift notes above)."""
-    meta = json.loads(run(["inspect", model_dir]).stdout)
+    meta = model_meta(model_dir)
     created = calendar.timegm(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ"))
     delay = created + seconds - time.time()
     if delay > 0:
@@ -185,15 +185,8 @@ def setUpModule():
 def tearDownModule():
     try:
         for key in ("srv", "rfm_srv"):
-            srv = SHARED.get(key)
-            if srv is None:
-                continue
-            alive = srv.alive()
-            rc = srv.stop()
-            if not alive:
-                raise AssertionError("the shared server died during the tests: %s" % srv.stderr())
-            if rc != 0:
-                raise AssertionError("shared server exited %r: %s" % (rc, srv.stderr()))
+            if SHARED.get(key) is not None:
+                stop_shared(SHARED[key])
     finally:
         kill_servers()
         shutil.rmtree(SHARED.get("tmp", ""), ignore_errors=True)
@@ -817,7 +810,7 @@ class ErasureTests(Base):
         erasures = os.path.join(srv.state_dir, "erasures.txt")
         model = os.path.join(self.tmp, "retrained")
         train_main(model, INTERACTIONS, "--exclude-customers", erasures)
-        meta = json.loads(run(["inspect", model]).stdout)
+        meta = model_meta(model)
         self.assertEqual(meta["customers"], 9)
         for cust in ("bob", "judy"):
             p = run(["inspect", model, "--customer", cust])

@@ -34,8 +34,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import (BASKETS, BIN, EXPECTED, HTTP_TIMEOUT, INTERACTIONS, ITEMS,  # noqa: E402
                  JSON_CT, MUG, RETAIL, RETAIL_COLUMNS, START_TIMEOUT, STOP_TIMEOUT, TEA, TOL,
-                 ApiTestCase, ErrorCase, Server, kill_servers, q, read_response, run,
-                 run_suite, train)
+                 ApiTestCase, ErrorCase, Server, kill_servers, model_meta, q, read_response,
+                 run, run_suite, stop_shared, train)
 # Suites written before lib.py import these from here too; new code imports
 # them from lib.
 from lib import (FIXTURES, ROOT, CountingResult, Response, raw_exchange,  # noqa: E402,F401
@@ -53,22 +53,14 @@ def setUpModule():
     model = os.path.join(tmp, "model")
     train(model)
     SHARED["model"] = model
-    meta = run(["inspect", model])
-    SHARED["meta"] = json.loads(meta.stdout)
+    SHARED["meta"] = model_meta(model)
     SHARED["server"] = Server(model, os.path.join(tmp, "state"))
 
 
 def tearDownModule():
     try:
-        srv = SHARED.get("server")
-        if srv is not None:
-            alive = srv.alive()
-            rc = srv.stop()
-            if not alive:
-                raise AssertionError("the shared server died during the tests: %s" % srv.stderr())
-            if rc != 0:
-                raise AssertionError("shared server exited %r after SIGTERM: %s"
-                                     % (rc, srv.stderr()))
+        if SHARED.get("server") is not None:
+            stop_shared(SHARED["server"])
     finally:
         kill_servers()
         shutil.rmtree(SHARED.get("tmp", ""), ignore_errors=True)
@@ -511,7 +503,7 @@ class LifecycleTests(Base):
         try:
             before = srv.get("/readyz").json
             train(model, INTERACTIONS, "--algo", "jaccard")
-            self.assertEqual(json.loads(run(["inspect", model]).stdout)["algorithm"], "jaccard")
+            self.assertEqual(model_meta(model)["algorithm"], "jaccard")
             for _ in range(3):
                 self.assertEqual(srv.get("/readyz").json, before)
                 self.assertItems(srv.get("/v1/items/apple/similar").json["items"],
@@ -587,7 +579,7 @@ class AlgorithmTests(Base):
             with self.subTest(algo=algo):
                 model = os.path.join(self.tmp, "m-" + algo)
                 train(model, INTERACTIONS, "--algo", algo)
-                meta = json.loads(run(["inspect", model]).stdout)
+                meta = model_meta(model)
                 self.assertEqual(meta["algorithm"], algo)
                 srv = Server(model, os.path.join(self.tmp, "s-" + algo))
                 try:
@@ -674,29 +666,31 @@ class CliTests(Base):
             ([], "usage"),
         ]
         for args, needle in cases:
-            p = run(args)
-            self.assertFails(p, 2, needle)
+            with self.subTest(" ".join(args).replace(self.tmp, "$tmp")):
+                self.assertFails(run(args), 2, needle)
         self.assertFalse(os.path.exists(out))
 
-    def test_nonexistent_file_exit_1(self):
-        missing = os.path.join(self.tmp, "no-such.csv")
-        p = run(["train", "--interactions", missing, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, missing)
+    # (what, the interactions file's text or None for no file, what stderr
+    # must name: {path} is the file's path)
+    BAD_INPUT = [
+        ("no such file", None, "{path}"),
+        ("empty file", "", "empty"),
+        ("header only", "customer_id,item_id\n", "no usable rows"),
+        ("no customer column", "user,item_id\nu1,a\nu2,b\n", "customer_id"),
+        ("every row bad", "customer_id,item_id,quantity\n,a,1\nc1,,1\nc2,b,zero\nc3,c,0\n", None),
+    ]
 
-    def test_empty_file_exit_1(self):
-        path = self.write("empty.csv", "")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "empty")
-
-    def test_header_only_exit_1(self):
-        path = self.write("header.csv", "customer_id,item_id\n")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "no usable rows")
-
-    def test_missing_customer_column_exit_1(self):
-        path = self.write("nocust.csv", "user,item_id\nu1,a\nu2,b\n")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "customer_id")
+    def test_bad_input_exit_1(self):
+        """train refuses each file of BAD_INPUT: exit 1, a message, no model."""
+        for i, (what, text, says) in enumerate(self.BAD_INPUT):
+            with self.subTest(what):
+                path = os.path.join(self.tmp, "in-%d.csv" % i)
+                if text is not None:
+                    self.write(os.path.basename(path), text)
+                out = os.path.join(self.tmp, "m-%d" % i)
+                p = run(["train", "--interactions", path, "--out", out])
+                self.assertFails(p, 1, *([says.format(path=path)] if says else []))
+                self.assertFalse(os.path.exists(os.path.join(out, "model.mdb")))
 
     def test_strict_bad_row_names_line(self):
         # line 1 header, lines 2-3 one record (quoted newline), line 4 no customer
@@ -709,15 +703,8 @@ class CliTests(Base):
         p = run(["train", "--interactions", path, "--out", out, "--quiet"])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("line 4", p.stderr)
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["rows_read"], meta["rows_skipped"]), (3, 1))
-
-    def test_all_rows_bad_exit_1(self):
-        text = "customer_id,item_id,quantity\n,a,1\nc1,,1\nc2,b,zero\nc3,c,0\n"
-        path = self.write("allbad.csv", text)
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, "m", "model.mdb")))
 
     def test_gzip_input_trains_same_model(self):
         gz = os.path.join(self.tmp, "interactions.csv.gz")
@@ -729,8 +716,8 @@ class CliTests(Base):
         a, b = inspect_items(plain), inspect_items(packed)
         self.assertEqual(a, b)
         self.assertTrue(all(rc == 0 for rc, _ in a.values()), a)
-        ma = json.loads(run(["inspect", plain]).stdout)
-        mb = json.loads(run(["inspect", packed]).stdout)
+        ma = model_meta(plain)
+        mb = model_meta(packed)
         for key in ("items", "customers", "interactions", "rows_read", "rows_skipped", "as_of"):
             self.assertEqual(ma[key], mb[key], key)
 
@@ -746,7 +733,7 @@ class CliTests(Base):
         # rows up to 2024-03-05 00:00: alice, bob, carol (first visit), erin
         out = os.path.join(self.tmp, "asof")
         train(out, INTERACTIONS, "--as-of", "2024-03-05")
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["customers"], meta["items"], meta["rows_read"],
                           meta["rows_skipped"]), (4, 4, 31, 21))
         self.assertEqual(meta["as_of"], "2024-03-05T00:00:00Z")
@@ -771,7 +758,7 @@ class CliTests(Base):
         out = os.path.join(self.tmp, "retail")
         train(out, RETAIL, "--columns", RETAIL_COLUMNS)
         self.assertEqual(inspect_items(out), inspect_items(SHARED["model"]))
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["items"], meta["customers"], meta["interactions"]), (8, 11, 26))
         self.assertEqual((meta["rows_read"], meta["rows_skipped"]), (31, 1))
         for asked in ("17850", "17850.0"):
