@@ -18,6 +18,7 @@ The last line printed is "N passed, N failed".
 """
 import calendar
 import csv
+import http.client
 import json
 import math
 import os
@@ -28,12 +29,12 @@ import sys
 import tempfile
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_server as ts  # noqa: E402
 import test_one_to_one as oo  # noqa: E402
-from test_server import BASKETS, EXPECTED, MUG, TEA, TOL, Server, q, run  # noqa: E402
+from lib import (EXPECTED, HTTP_TIMEOUT, INTERACTIONS, JSON_HEADERS, MUG,  # noqa: E402
+                 START_TIMEOUT, STOP_TIMEOUT, TEA, TOL, ErrorCase, Server, kill_servers,
+                 model_meta, read_response, run_suite)
 from test_one_to_one import cos  # noqa: E402
 
 E = {}
@@ -56,7 +57,7 @@ def iso(t):
 
 def write_shifted(path, end):
     """interactions.csv with every time moved so the newest row is at `end`."""
-    with open(ts.INTERACTIONS, newline="") as f:
+    with open(INTERACTIONS, newline="") as f:
         rows = list(csv.reader(f))
     col = rows[0].index("timestamp")
     newest = max(unix(r[col]) for r in rows[1:])
@@ -76,12 +77,11 @@ def setUpModule():
     E["live"] = os.path.join(tmp, "live")
     oo.train_main(E["live"], live_csv)
     E["main_meta"] = oo.wait_model_age(E["main"], 2)
-    E["live_meta"] = json.loads(run(["inspect", E["live"]]).stdout)
+    E["live_meta"] = model_meta(E["live"])
 
 
 def tearDownModule():
-    for s in list(ts._LIVE_SERVERS):
-        s.kill()
+    kill_servers()
     shutil.rmtree(E.get("tmp", ""), ignore_errors=True)
 
 
@@ -190,15 +190,14 @@ class PostEventsTests(Base):
             (self.ev("ann", "eggs", "purchase", quantity=2e6), "invalid_quantity", "quantity"),
             (self.ev("ann", "eggs", "purchase", price="cheap"), "invalid_price", "price"),
         ]
-        for body, code, field in cases:
-            with self.subTest(body=body):
-                err = self.assertError(self.post(body, srv), 400, code)
-                self.assertIn(field, err["message"])
-        # malformed JSON and wrong shapes
-        for raw in (b"{", b'{"customer_id":"ann",}', b"", b"null", b"42", b"[]",
-                    b'{"customer_id":"a","customer_id":"b","item_id":"x","event":"view"}'):
-            with self.subTest(raw=raw):
-                self.assertError(self.post(raw, srv), 400, "invalid_json")
+        self.assertErrorCases(
+            [ErrorCase("bad event", "POST", "/v1/events", 400, code, body, says=field)
+             for body, code, field in cases]
+            # malformed JSON and wrong shapes
+            + [ErrorCase("not an event", "POST", "/v1/events", 400, "invalid_json", raw)
+               for raw in (b"{", b'{"customer_id":"ann",}', b"", b"null", b"42", b"[]",
+                           b'{"customer_id":"a","customer_id":"b","item_id":"x",'
+                           b'"event":"view"}')], srv)
         # a batch with nothing valid
         resp = self.post([self.ev("ann", "eggs", "like"), {}], srv)
         self.assertEqual(resp.status, 400, resp)
@@ -405,7 +404,7 @@ class DurabilityTests(Base):
             self.assertEqual(self.events(batch, srv)["accepted"], len(batch))
             self.assertEqual(self.events(self.ev(cust, "eggs", "cart"), srv)["accepted"], 1)
             srv.proc.send_signal(signal.SIGKILL)  # at once, no shutdown
-            srv.proc.wait(timeout=ts.STOP_TIMEOUT)
+            srv.proc.wait(timeout=STOP_TIMEOUT)
             srv.kill()
             done[rnd] = len(batch) + 1
             total += len(batch) + 1
@@ -421,15 +420,15 @@ class DurabilityTests(Base):
         errors = []
 
         def writer(t):
-            conn = ts.http.client.HTTPConnection("127.0.0.1", srv.port, timeout=ts.HTTP_TIMEOUT)
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=HTTP_TIMEOUT)
             try:
                 for i in range(rounds):
                     if stop is not None and stop.is_set() and i >= 5:
                         return
                     batch = [self.ev("w%d" % t, item, "view") for _ in range(1 + i % 4)]
                     conn.request("POST", "/v1/events", body=json.dumps(batch).encode(),
-                                 headers=oo.JSON_HEADERS)
-                    resp = ts.read_response(conn.getresponse())
+                                 headers=JSON_HEADERS)
+                    resp = read_response(conn.getresponse())
                     if resp.status != 200:
                         errors.append((t, i, resp))
                         return
@@ -451,7 +450,7 @@ class DurabilityTests(Base):
         for th in threads:
             th.join(timeout=60)
         srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=ts.STOP_TIMEOUT)
+        srv.proc.wait(timeout=STOP_TIMEOUT)
         srv.kill()
         self.assertEqual(errors, [])
         return self.fresh()
@@ -502,12 +501,12 @@ class DurabilityTests(Base):
         reads = [0]
 
         def writer(t):
-            conn = ts.http.client.HTTPConnection("127.0.0.1", port, timeout=ts.HTTP_TIMEOUT)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
             try:
                 for i in range(per_writer):
                     body = json.dumps(self.ev("solo%d" % t, "apple", "view")).encode()
-                    conn.request("POST", "/v1/events", body=body, headers=oo.JSON_HEADERS)
-                    resp = ts.read_response(conn.getresponse())
+                    conn.request("POST", "/v1/events", body=body, headers=JSON_HEADERS)
+                    resp = read_response(conn.getresponse())
                     if resp.status != 200:
                         errors.append((t, i, resp.status))
                         return
@@ -518,11 +517,11 @@ class DurabilityTests(Base):
                 conn.close()
 
         def reader():
-            conn = ts.http.client.HTTPConnection("127.0.0.1", port, timeout=ts.HTTP_TIMEOUT)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
             try:
                 for _ in range(50):
                     conn.request("GET", "/v1/customers/alice/recommendations?n=2")
-                    if ts.read_response(conn.getresponse()).status == 200:
+                    if read_response(conn.getresponse()).status == 200:
                         reads[0] += 1
             except Exception as e:
                 errors.append(("reader", repr(e)))
@@ -707,7 +706,7 @@ class TriggerTests(Base):
 # ---------------------------------------------------------------------------
 class ModelSwitchTests(Base):
     def wait_model(self, srv, model_id):
-        deadline = time.monotonic() + ts.START_TIMEOUT
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if srv.get("/readyz").json["model"] == model_id:
                 return
@@ -731,14 +730,14 @@ class ModelSwitchTests(Base):
 
         # retrain with alice's purchase in the log, as the nightly job would
         csv_path = os.path.join(self.tmp, "with-alice.csv")
-        with open(ts.INTERACTIONS) as f:
+        with open(INTERACTIONS) as f:
             text = f.read()
         with open(csv_path, "w") as f:
             f.write(text + "%s,cheese,,2,alice,4.00,purchase\n" % t.replace("T", " ").rstrip("Z"))
         oo.train_main(model, csv_path)
-        new_id = json.loads(run(["inspect", model]).stdout)["model_id"]
+        new_id = model_meta(model)["model_id"]
         self.assertNotEqual(new_id, old_id)
-        self.assertEqual(json.loads(run(["inspect", model]).stdout)["as_of"], t)
+        self.assertEqual(model_meta(model)["as_of"], t)
         srv.proc.send_signal(signal.SIGHUP)
         self.wait_model(srv, new_id)
 
@@ -778,4 +777,4 @@ class ModelSwitchTests(Base):
 
 
 if __name__ == "__main__":
-    sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [E.get("tmp")], 'e2e'))
+    sys.exit(run_suite(__name__, sys.argv[1:], lambda: [E.get("tmp")], 'e2e'))

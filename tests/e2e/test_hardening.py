@@ -8,7 +8,7 @@ real binary on 127.0.0.1, and must get its documented answer while other
 clients keep being served. The crash-safety loop kills the server with
 SIGKILL while a client posts events and checks that nothing acknowledged
 was lost. Python 3 standard library only; builds on the helpers of
-test_server.py.
+lib.py.
 
 SHOPKEEPER_TIME_FACTOR=N stretches every time bound N times (for a server
 under valgrind). The last line printed is "N passed, N failed".
@@ -32,14 +32,14 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers: Server, train, raw_exchange)
-from test_server import JSON_CT, Server, raw_exchange, read_response, run, train  # noqa: E402
+from lib import (FACTOR, INTERACTIONS, ITEMS, ApiTestCase, Response, Server,  # noqa: E402
+                 kill_servers, model_meta, raw_exchange, read_response, run, run_suite,
+                 stop_shared, train)
 
-FACTOR = float(os.environ.get("SHOPKEEPER_TIME_FACTOR", "1"))
 LATENCY = 2.0 * FACTOR   # longest wait another client may see while a limit is pushed
 HTTP_TIMEOUT = 5 * FACTOR
 REC_PATH = "/v1/customers/alice/recommendations?n=4"
-REC_ITEMS = ["cheese", "dates", "tea/green", "eggs"]  # test_server.EXPECTED["alice"]
+REC_ITEMS = ["cheese", "dates", "tea/green", "eggs"]  # lib.EXPECTED["alice"]
 
 SHARED = {}
 
@@ -49,12 +49,11 @@ def setUpModule():
     SHARED["tmp"] = tmp
     SHARED["model"] = os.path.join(tmp, "model")
     train(SHARED["model"])
-    SHARED["meta"] = json.loads(run(["inspect", SHARED["model"]]).stdout)
+    SHARED["meta"] = model_meta(SHARED["model"])
 
 
 def tearDownModule():
-    for s in list(ts._LIVE_SERVERS):
-        s.kill()
+    kill_servers()
     shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-hard"), ignore_errors=True)
 
 
@@ -166,8 +165,7 @@ class Others:
                         "another client waited %.2f s" % max(self.latencies))
 
 
-class Base(unittest.TestCase):
-    maxDiff = None
+class Base(ApiTestCase):
     SERVER_ARGS = ()  # extra `serve` options for the class's server
     THREADS = 2
 
@@ -180,11 +178,7 @@ class Base(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         try:
-            alive = cls.srv.alive()
-            rc = cls.srv.stop()
-            if not alive or rc != 0:
-                raise AssertionError("server died or failed to stop (%r): %s"
-                                     % (rc, cls.srv.stderr()))
+            stop_shared(cls.srv)
         finally:
             cls.srv.kill()
             shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -218,17 +212,6 @@ class Base(unittest.TestCase):
                                 "were served" % (len(conns), n))
                 time.sleep(0.1)
         return conns
-
-    def assertServing(self):
-        self.assertTrue(self.srv.alive(), "server died: %s" % self.srv.stderr())
-        self.assertEqual(self.srv.get("/healthz").status, 200)
-
-    def assertJSONError(self, status, headers, body, want_status, code):
-        self.assertEqual(status, want_status, body[:300])
-        self.assertEqual(headers.get("content-type"), JSON_CT, headers)
-        err = json.loads(body)["error"]
-        self.assertEqual(err["code"], code, err)
-        self.assertTrue(err["message"], err)
 
     def open_connections(self):
         m = re.search(r"(?m)^shopkeeper_open_connections (\d+)$",
@@ -351,7 +334,7 @@ class HeaderLimitTests(Base):
                     % ("x" * 9000)).encode()
             status, headers, body, s = raw_exchange(self.srv.port, head)
             s.close()
-            self.assertJSONError(status, headers, body, 414, "uri_too_long")
+            self.assertError(Response(status, headers, body), 414, "uri_too_long")
             time.sleep(0.2)
         others.check(self)
 
@@ -410,9 +393,9 @@ class BodyLimitTests(Base):
             # Refused on the headers alone, before any body byte is sent.
             for cl in (self.LIMIT + 1, 10 ** 9):
                 status, headers, body = self.post([], content_length=cl)
-                self.assertJSONError(status, headers, body, 413, "body_too_large")
+                self.assertError(Response(status, headers, body), 413, "body_too_large")
             status, headers, body = self.post([b"[" + b" " * 9999], content_length=10000)
-            self.assertJSONError(status, headers, body, 413, "body_too_large")
+            self.assertError(Response(status, headers, body), 413, "body_too_large")
             # A length past 64 bits is no way around it.
             status, headers, body = self.post([], content_length="9" * 30)
             self.assertIn(status, (400, 413), body)
@@ -425,7 +408,7 @@ class BodyLimitTests(Base):
         with Others(self.srv.port) as others:
             status, headers, body = self.post([b"[" + b" " * 1999, b" " * 2000, b" " * 2000],
                                               chunked=True)
-            self.assertJSONError(status, headers, body, 413, "body_too_large")
+            self.assertError(Response(status, headers, body), 413, "body_too_large")
             time.sleep(0.2)
         others.check(self)
         self.assertServing()
@@ -629,7 +612,7 @@ class EventPoster(threading.Thread):
                 evs = []
                 for _ in range(k):
                     self.seq += 1
-                    evs.append({"customer_id": cust, "item_id": ts.ITEMS[self.seq % 8],
+                    evs.append({"customer_id": cust, "item_id": ITEMS[self.seq % 8],
                                 "event": ("view", "cart", "purchase")[self.seq % 3],
                                 "price": 1.5, "timestamp": self.ts0 + self.seq})
                 self.sent[cust] = self.sent.get(cust, 0) + k
@@ -825,7 +808,7 @@ class BadModelTests(unittest.TestCase):
                     self.assertEqual(srv.get("/readyz").json, before)
                     self.assertEqual(srv.get(REC_PATH).json["items"], alice)
             # A sound model is taken again.
-            train(d, ts.INTERACTIONS, "--algo", "jaccard")
+            train(d, INTERACTIONS, "--algo", "jaccard")
             resp = srv.request("POST", "/admin/reload")
             self.assertEqual(resp.status, 200, resp)
             self.assertEqual(srv.get("/readyz").json["algorithm"], "jaccard")
@@ -835,4 +818,4 @@ class BadModelTests(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [], 'hardening'))
+    sys.exit(run_suite(__name__, sys.argv[1:], lambda: [], 'hardening'))

@@ -17,9 +17,9 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_server as ts  # noqa: E402  (the shared helpers)
+from lib import ROOT, Server, run_suite, train  # noqa: E402
 
-SPEC_PATH = os.path.join(ts.ROOT, "deploy", "openapi.json")
+SPEC_PATH = os.path.join(ROOT, "deploy", "openapi.json")
 DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -128,8 +128,8 @@ class OpenApiTests(unittest.TestCase):
         cls.validator = Validator(cls.spec)
         cls.tmp = tempfile.mkdtemp(prefix="shopkeeper-openapi-")
         cls.model = os.path.join(cls.tmp, "model")
-        ts.train(cls.model)
-        cls.server = ts.Server(cls.model, os.path.join(cls.tmp, "state"))
+        train(cls.model)
+        cls.server = Server(cls.model, os.path.join(cls.tmp, "state"))
         cls.checked = set()
 
     @classmethod
@@ -231,7 +231,7 @@ class OpenApiTests(unittest.TestCase):
 
     def test_spec_covers_every_route(self):
         """Every route the server has is in the spec, and nothing more."""
-        src = open(os.path.join(ts.ROOT, "src", "api.c")).read()
+        src = open(os.path.join(ROOT, "src", "api.c")).read()
         table = src[src.index("static const struct route routes[]"):]
         table = table[:table.index("};")]
         routes = set()
@@ -243,18 +243,5 @@ class OpenApiTests(unittest.TestCase):
         self.assertEqual(routes, spec)
 
 
-def main():
-    suite = unittest.TestLoader().loadTestsFromTestCase(OpenApiTests)
-    runner = unittest.TextTestRunner(stream=sys.stdout, resultclass=ts.CountingResult)
-    try:
-        result = runner.run(suite)
-    finally:
-        for s in list(ts._LIVE_SERVERS):
-            s.kill()
-    failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed" % (result.passed, failed))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite(__name__, sys.argv[1:], label="openapi"))

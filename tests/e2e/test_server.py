@@ -6,10 +6,12 @@
 Trains models from the hand-written fixtures in tests/fixtures/, starts
 `shopkeeper serve` on 127.0.0.1 with an ephemeral port (read from the startup
 line on stderr), and checks the answers against values worked out by hand
-(see EXPECTED below). Python 3 standard library only.
+(lib.EXPECTED). The helpers every suite shares are in lib.py; this file
+imports the ones it uses from there by name, and other suites may still
+import those from here. Python 3 standard library only.
 
-The last line printed is "N passed, N failed" (tests/run.sh reads it); the
-exit code is 1 when anything failed.
+The last line printed is "N passed, N failed" (tests/run.sh reads it; a
+table's rows count one each); the exit code is 1 when anything failed.
 
 Tests whose docstring starts with "BUG:" expose a defect of the server that
 is still open; they are meant to fail until it is fixed.
@@ -28,268 +30,16 @@ import sys
 import tempfile
 import threading
 import time
-import unittest
-import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-INTERACTIONS = os.path.join(FIXTURES, "interactions.csv")
-RETAIL = os.path.join(FIXTURES, "online-retail.csv")
-RETAIL_COLUMNS = ("customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,"
-                  "quantity=Quantity,price=UnitPrice")
-
-CMD_TIMEOUT = 30        # seconds for any one CLI run
-START_TIMEOUT = 10      # seconds for a server to print its port and answer /healthz
-STOP_TIMEOUT = 10       # seconds for a server to exit after SIGTERM
-HTTP_TIMEOUT = 5        # seconds per HTTP request
-JSON_CT = "application/json; charset=utf-8"
-TOL = 1e-4              # scores are float32 on the server side
-
-
-def find_binary():
-    path = os.environ.get("SHOPKEEPER") or os.path.join(ROOT, "bin", "shopkeeper")
-    if not os.path.isabs(path) and not os.path.exists(path):
-        path = os.path.join(ROOT, path)  # relative to the repository root
-    return os.path.abspath(path)
-
-
-BIN = find_binary()
-
-# ---------------------------------------------------------------------------
-# What the fixture should produce, worked out by hand.
-#
-# tests/fixtures/interactions.csv, after folding rows per customer and item
-# (a purchase returned in full is not a purchase; --half-life 0 so every
-# kept customer-item pair has X = 1):
-#
-#   alice: apple bread            bob:   apple bread cheese
-#   carol: apple cheese dates     dave:  bread dates   (bought 3 bread, returned 1)
-#   erin:  apple cheese           frank: eggs flour
-#   grace: eggs flour Mug         heidi: apple         (flour returned in full)
-#   17850: bread cheese tea/green ("17850.0" in the file)
-#   ivan:  tea/green Mug          judy:  apple cheese eggs
-#   (and one row without a customer, skipped)
-#
-# Customers per item: apple 6, cheese 5, bread 4, eggs 3,
-#                     dates 2, flour 2, Mug 2, tea/green 2.
-# cosine(i, j) = |Ci & Cj| / sqrt(|Ci| |Cj|); a customer's score for j is
-# the sum of cosine(i, j) over the items i they bought (history weight 1).
-# ---------------------------------------------------------------------------
-MUG = 'Mug, "Big"'
-TEA = "tea/green"
-ITEMS = ["apple", "bread", "cheese", "dates", "eggs", "flour", MUG, TEA]
-BASKETS = {
-    "alice": {"apple", "bread"},
-    "bob": {"apple", "bread", "cheese"},
-    "carol": {"apple", "cheese", "dates"},
-    "dave": {"bread", "dates"},
-    "erin": {"apple", "cheese"},
-    "frank": {"eggs", "flour"},
-    "grace": {"eggs", "flour", MUG},
-    "heidi": {"apple", "flour"},  # flour returned in full: not recommended back
-    "17850": {"bread", "cheese", TEA},
-    "ivan": {TEA, MUG},
-    "judy": {"apple", "cheese", "eggs"},
-}
-r = math.sqrt
-EXPECTED = {
-    # similar items: (id, cosine), best first
-    "similar_apple": [("cheese", 4 / r(6 * 5)), ("bread", 2 / r(6 * 4)),
-                      ("dates", 1 / r(6 * 2)), ("eggs", 1 / r(6 * 3))],
-    # heidi's returned flour must not pair flour with apple
-    "similar_flour": [("eggs", 2 / r(2 * 3)), (MUG, 1 / r(2 * 2))],
-    "similar_tea": [(MUG, 1 / r(2 * 2)), ("bread", 1 / r(2 * 4)), ("cheese", 1 / r(2 * 5))],
-    # alice bought apple, bread:
-    #   cheese = cos(apple,cheese) + cos(bread,cheese) = 4/sqrt30 + 2/sqrt20 = 1.1775
-    #   dates  = cos(apple,dates)  + cos(bread,dates)  = 1/sqrt12 + 1/sqrt8  = 0.6422
-    #   tea    = cos(bread,tea)                        = 1/sqrt8             = 0.3536
-    #   eggs   = cos(apple,eggs)                       = 1/sqrt18            = 0.2357
-    # because: the contributors, largest contribution first.
-    "alice": [("cheese", 4 / r(30) + 2 / r(20), ["apple", "bread"]),
-              ("dates", 1 / r(12) + 1 / r(8), ["bread", "apple"]),
-              (TEA, 1 / r(8), ["bread"]),
-              ("eggs", 1 / r(18), ["apple"])],
-    # 17850 bought bread, cheese, tea/green:
-    #   apple = cos(bread,apple) + cos(cheese,apple) = 2/sqrt24 + 4/sqrt30 = 1.1385
-    #   dates = cos(bread,dates) + cos(cheese,dates) = 1/sqrt8 + 1/sqrt10  = 0.6698
-    #   Mug   = cos(tea,Mug) = 1/2;  eggs = cos(cheese,eggs) = 1/sqrt15 = 0.2582
-    "17850": [("apple", 2 / r(24) + 4 / r(30), ["cheese", "bread"]),
-              ("dates", 1 / r(8) + 1 / r(10), ["bread", "cheese"]),
-              (MUG, 1 / 2, [TEA]),
-              ("eggs", 1 / r(15), ["cheese"])],
-    # heidi: only apple counts (flour came back): apple's neighbours.
-    "heidi": [("cheese", 4 / r(30), ["apple"]), ("bread", 2 / r(24), ["apple"]),
-              ("dates", 1 / r(12), ["apple"]), ("eggs", 1 / r(18), ["apple"])],
-    # popularity: customers per item; the four at 2 tie
-    "popular_head": [("apple", 6), ("cheese", 5), ("bread", 4), ("eggs", 3)],
-    "popular_tail": {"dates", "flour", MUG, TEA},
-}
-del r
-
-
-def q(s):
-    """Percent-encodes one path segment (everything but unreserved chars)."""
-    return urllib.parse.quote(s, safe="")
-
-
-# ---------------------------------------------------------------------------
-# Processes
-# ---------------------------------------------------------------------------
-_LIVE_SERVERS = []  # every Server started and not yet stopped
-
-
-def run(args, timeout=CMD_TIMEOUT, stdin=None):
-    """Runs the binary; returns CompletedProcess (text)."""
-    return subprocess.run([BIN] + list(args), input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def train(out_dir, interactions=INTERACTIONS, *extra):
-    """Trains a model (cosine, no decay unless extra overrides) into out_dir."""
-    args = ["train", "--interactions", interactions, "--out", out_dir, "--quiet",
-            "--algo", "cosine", "--half-life", "0"] + list(extra)
-    p = run(args)
-    if p.returncode != 0:
-        raise AssertionError("train failed (%d): %s" % (p.returncode, p.stderr))
-    return p
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # lower-cased names
-        self.body = body
-        self._json = None
-
-    @property
-    def json(self):
-        if self._json is None:
-            self._json = json.loads(self.body.decode("utf-8"))
-        return self._json
-
-    def __repr__(self):
-        return "<%d %r>" % (self.status, self.body[:300])
-
-
-def read_response(resp):
-    body = resp.read()
-    headers = {k.lower(): v for k, v in resp.getheaders()}
-    return Response(resp.status, headers, body)
-
-
-class Server:
-    """One `shopkeeper serve` process on 127.0.0.1 and an ephemeral port."""
-
-    def __init__(self, model_dir, state_dir, threads=2, extra=()):
-        self.model_dir = model_dir
-        self.state_dir = state_dir
-        self.stderr_path = state_dir + ".stderr"
-        self.port = None
-        self.proc = None
-        self.returncode = None
-        self._errf = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--model", model_dir, "--state", state_dir, "--listen",
-             "127.0.0.1:0", "--threads", str(threads)] + list(extra),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._errf)
-        _LIVE_SERVERS.append(self)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-
-    def stderr(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def _wait_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.port is None:
-            m = re.search(r"on port (\d+)", self.stderr())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                raise AssertionError("serve exited with %d before listening: %s"
-                                     % (self.proc.returncode, self.stderr()))
-            if time.monotonic() > deadline:
-                raise AssertionError("serve printed no port within %ds: %s"
-                                     % (START_TIMEOUT, self.stderr()))
-            time.sleep(0.02)
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                if self.get("/healthz").status == 200:
-                    return
-            except OSError as e:
-                last = e
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("serve not healthy within %ds (%r): %s"
-                             % (START_TIMEOUT, last, self.stderr()))
-
-    def connection(self):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
-
-    def request(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        c = self.connection() if own else conn
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            return read_response(c.getresponse())
-        finally:
-            if own:
-                c.close()
-
-    def get(self, path, conn=None):
-        return self.request("GET", path, conn=conn)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM, wait; returns the exit code (kills it if it hangs)."""
-        if self.returncode is not None:
-            return self.returncode
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.returncode = self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
-                self.returncode = "hung after SIGTERM"
-        finally:
-            self._close()
-        return self.returncode
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.returncode is None and self.proc:
-            self.returncode = self.proc.returncode
-        self._close()
-
-    def _close(self):
-        if self in _LIVE_SERVERS:
-            _LIVE_SERVERS.remove(self)
-        if not self._errf.closed:
-            self._errf.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.kill()
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import (BASKETS, BIN, EXPECTED, HTTP_TIMEOUT, INTERACTIONS, ITEMS,  # noqa: E402
+                 JSON_CT, MUG, RETAIL, RETAIL_COLUMNS, START_TIMEOUT, STOP_TIMEOUT, TEA, TOL,
+                 ApiTestCase, ErrorCase, Server, kill_servers, model_meta, q, read_response,
+                 run, run_suite, stop_shared, train)
+# Suites written before lib.py import these from here too; new code imports
+# them from lib.
+from lib import (FIXTURES, ROOT, CountingResult, Response, raw_exchange,  # noqa: E402,F401
+                 LIVE_SERVERS as _LIVE_SERVERS)
 
 # ---------------------------------------------------------------------------
 # The shared model and server (module fixture)
@@ -303,31 +53,20 @@ def setUpModule():
     model = os.path.join(tmp, "model")
     train(model)
     SHARED["model"] = model
-    meta = run(["inspect", model])
-    SHARED["meta"] = json.loads(meta.stdout)
+    SHARED["meta"] = model_meta(model)
     SHARED["server"] = Server(model, os.path.join(tmp, "state"))
 
 
 def tearDownModule():
     try:
-        srv = SHARED.get("server")
-        if srv is not None:
-            alive = srv.alive()
-            rc = srv.stop()
-            if not alive:
-                raise AssertionError("the shared server died during the tests: %s" % srv.stderr())
-            if rc != 0:
-                raise AssertionError("shared server exited %r after SIGTERM: %s"
-                                     % (rc, srv.stderr()))
+        if SHARED.get("server") is not None:
+            stop_shared(SHARED["server"])
     finally:
-        for s in list(_LIVE_SERVERS):
-            s.kill()
+        kill_servers()
         shutil.rmtree(SHARED.get("tmp", ""), ignore_errors=True)
 
 
-class Base(unittest.TestCase):
-    maxDiff = None
-
+class Base(ApiTestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="shopkeeper-e2e-t-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -338,29 +77,6 @@ class Base(unittest.TestCase):
 
     def get(self, path, conn=None):
         return self.srv.get(path, conn=conn)
-
-    def assertJSON(self, resp):
-        self.assertEqual(resp.headers.get("content-type"), JSON_CT, resp)
-        return resp.json
-
-    def assertError(self, resp, status, code=None):
-        """An error answer: status, JSON content type, {"error":{"code","message"}}."""
-        self.assertEqual(resp.status, status, resp)
-        body = self.assertJSON(resp)
-        self.assertEqual(set(body), {"error"}, body)
-        err = body["error"]
-        self.assertIsInstance(err.get("code"), str, body)
-        self.assertIsInstance(err.get("message"), str, body)
-        self.assertTrue(err["message"], body)
-        if code is not None:
-            self.assertEqual(err["code"], code, body)
-        return err
-
-    def assertServing(self, srv=None):
-        srv = srv or self.srv
-        self.assertTrue(srv.alive(), "server died: %s" % srv.stderr())
-        resp = srv.get("/healthz")
-        self.assertEqual(resp.status, 200, resp)
 
     def recs(self, customer, n=None, raw=False):
         path = "/v1/customers/%s/recommendations" % (customer if raw else q(customer))
@@ -373,14 +89,6 @@ class Base(unittest.TestCase):
         if n is not None:
             path += "?n=%s" % n
         return self.get(path)
-
-    def assertItems(self, items, expected, because=True):
-        """items (from JSON) match expected [(id, score[, because])] in order."""
-        self.assertEqual([it["item_id"] for it in items], [e[0] for e in expected], items)
-        for it, e in zip(items, expected):
-            self.assertAlmostEqual(it["score"], e[1], delta=TOL, msg=it)
-            if because and len(e) > 2:
-                self.assertEqual(it["because"], e[2], it)
 
 
 # ---------------------------------------------------------------------------
@@ -556,42 +264,64 @@ class SimilarItemTests(Base):
         got = [it["item_id"] for it in self.recs("17850", 4).json["items"]]
         self.assertIn(MUG, got)
 
-    def test_unknown_item_404(self):
-        for item in ("nope", "Apple", "caf\u00e9"):
-            err = self.assertError(self.similar(item), 404, "unknown_item")
-            self.assertIn(item, err["message"])
-        self.assertServing()
-
 
 # ---------------------------------------------------------------------------
-# Errors
+# Errors: one table of requests and the error answers they must get
 # ---------------------------------------------------------------------------
+BODY_LIMIT = 1 << 20  # the default --max-body
+REC = "/v1/customers/%s/recommendations"
+SIM = "/v1/items/%s/similar"
+ERROR_CASES = (
+    [ErrorCase("unknown route", "GET", path, 404, "not_found") for path in (
+        "/", "/v1", "/v2/customers/alice/recommendations", "/v1/customerz/alice",
+        "/v1/customers/alice/recommendations/extra", "/v1/items/apple",
+        "/v1/customers//recommendations", "/healthz/x", "/a/b/c/d/e/f/g/h/i/j",
+        "/v1/customers%2Falice/recommendations")]  # a decoded slash splits no path
+    + [ErrorCase("wrong method", method, path, 405, "method_not_allowed", b'{"x":1}',
+                 allow="GET")
+       for method, path in (("POST", "/healthz"), ("DELETE", "/readyz"),
+                            ("PUT", REC % "alice"), ("POST", SIM % "apple"))]
+    + [ErrorCase("bad n", "GET", path + "?n=" + n, 400, "invalid_parameter", says="n")
+       for n in ("0", "101", "abc", "-1", "", "1.5", "1e2", "5x", "%ZZ", "1000", "99999999999")
+       for path in (REC % "alice", REC % "nobody", SIM % "apple")]
+    + [ErrorCase("bad percent-encoding", "GET", path, 400) for path in (
+        REC % "%ZZ", REC % "ab%4", "/v1/customers/%4", SIM % "apple" + "%4", SIM % "%G1",
+        REC % "%", "/healthz%")]
+    + [ErrorCase("id over 256 bytes", "GET", path, 400, "invalid_id") for path in (
+        REC % ("x" * 257), SIM % ("y" * 257),
+        REC % ("%C3%A9" * 129),  # 258 bytes
+        REC % ("z" * 1000),
+        REC % ("x" * 5000))]  # 5 KB: an id over the limit, not a missing route
+    # 12 KB: over the 8 KiB path limit, under the 16 KiB connection memory.
+    # Our JSON 414, not libmicrohttpd's HTML page.
+    + [ErrorCase("request line over 8 KiB", "GET", REC % ("x" * 12000), 414, "uri_too_long")]
+    + [ErrorCase("id not UTF-8", "GET", path, 400, "invalid_id") for path in (
+        REC % "%FF", SIM % "%FF", REC % "ab%C3", REC % "%C0%AF", REC % "%ED%A0%80",
+        REC % "a%00b")]
+    + [ErrorCase("unusable id", "GET", path, 400, "invalid_id") for path in (
+        REC % "%01", REC % "%20", SIM % "a%0Ab", SIM % "%09%20")]
+    # "apple/x": an encoded slash is part of the id
+    + [ErrorCase("unknown item", "GET", SIM % q(item), 404, "unknown_item", says=item)
+       for item in ("nope", "Apple", "caf\u00e9", "apple/x")]
+    # Refused on the headers alone, before any body byte is sent.
+    + [ErrorCase("body over the limit, headers only", "POST", path, 413, "body_too_large",
+                 headers={"Content-Type": "application/json", "Content-Length": BODY_LIMIT + 1})
+       for path in ("/v1/events", "/healthz", "/nope")]
+    + [ErrorCase("body over the limit, sent", "POST", "/v1/recommendations", 413,
+                 "body_too_large", [b"x" * (2 * BODY_LIMIT)], {"Content-Length": 2 * BODY_LIMIT})]
+    + [ErrorCase("chunked body over the limit", "POST", "/healthz", 413, "body_too_large",
+                 [b"10000\r\n" + b"y" * 0x10000 + b"\r\n"] * 17 + [b"0\r\n\r\n"],  # 1.06 MiB
+                 {"Transfer-Encoding": "chunked"})]
+    # Exactly the limit is allowed: the route answers (405 here), not the limit.
+    + [ErrorCase("body of %d bytes read" % n, "POST", "/healthz", 405, "method_not_allowed",
+                 b"z" * n) for n in (10, BODY_LIMIT)]
+)
+
+
 class ErrorTests(Base):
-    def test_unknown_route_404(self):
-        for path in ("/", "/v1", "/v2/customers/alice/recommendations", "/v1/customerz/alice",
-                     "/v1/customers/alice/recommendations/extra", "/v1/items/apple",
-                     "/v1/customers//recommendations", "/healthz/x", "/a/b/c/d/e/f/g/h/i/j"):
-            self.assertError(self.get(path), 404, "not_found")
-        self.assertServing()
-
-    def test_wrong_method_405_with_allow(self):
-        for method, path in (("POST", "/healthz"), ("DELETE", "/readyz"),
-                             ("PUT", "/v1/customers/alice/recommendations"),
-                             ("POST", "/v1/items/apple/similar")):
-            resp = self.srv.request(method, path, body=b'{"x":1}',
-                                    headers={"Content-Type": "application/json"})
-            self.assertError(resp, 405, "method_not_allowed")
-            self.assertEqual(resp.headers.get("allow"), "GET", resp.headers)
-        self.assertServing()
-
-    def test_bad_n_400(self):
-        for n in ("0", "101", "abc", "-1", "", "1.5", "1e2", "5x", "%ZZ", "1000", "99999999999"):
-            for path in ("/v1/customers/alice/recommendations?n=" + n,
-                         "/v1/customers/nobody/recommendations?n=" + n,
-                         "/v1/items/apple/similar?n=" + n):
-                err = self.assertError(self.get(path), 400, "invalid_parameter")
-                self.assertIn("n", err["message"])
-        self.assertServing()
+    def test_error_answers(self):
+        """Each request of ERROR_CASES gets its JSON error; the server serves on."""
+        self.assertErrorCases(ERROR_CASES)
 
     def test_n_bounds_accepted(self):
         for n, want in (("1", 1), ("100", 6), ("010", 6), ("%33", 3)):
@@ -599,56 +329,12 @@ class ErrorTests(Base):
             self.assertEqual(resp.status, 200, (n, resp))
             self.assertEqual(len(resp.json["items"]), want, n)
 
-    def test_bad_percent_encoding_400(self):
-        for path in ("/v1/customers/%ZZ/recommendations", "/v1/customers/ab%4/recommendations",
-                     "/v1/customers/%4", "/v1/items/apple/similar%4", "/v1/items/%G1/similar",
-                     "/v1/customers/%/recommendations", "/healthz%"):
-            self.assertError(self.get(path), 400)
-        self.assertServing()
-
     def test_encoded_slash_is_part_of_id(self):
-        err = self.assertError(self.get("/v1/items/apple%2Fx/similar"), 404, "unknown_item")
-        self.assertIn("apple/x", err["message"])
+        """(apple%2Fx, an unknown item, and a slash that splits no route:
+        ERROR_CASES.)"""
         body = self.get("/v1/customers/a%2Fb/recommendations").json
         self.assertEqual(body["customer_id"], "a/b")
         self.assertEqual(body["source"], "popular")
-        # the decoded slash does not split the path either way
-        self.assertError(self.get("/v1/customers%2Falice/recommendations"), 404, "not_found")
-
-    def test_id_over_256_bytes_400(self):
-        for path in ("/v1/customers/%s/recommendations" % ("x" * 257),
-                     "/v1/items/%s/similar" % ("y" * 257),
-                     "/v1/customers/%s/recommendations" % ("%C3%A9" * 129),  # 258 bytes
-                     "/v1/customers/%s/recommendations" % ("z" * 1000)):
-            self.assertError(self.get(path), 400, "invalid_id")
-        self.assertServing()
-
-    def test_very_long_id_400(self):
-        """An id of 5 KB is an id over the limit, not a missing route."""
-        resp = self.get("/v1/customers/%s/recommendations" % ("x" * 5000))
-        self.assertServing()
-        self.assertError(resp, 400, "invalid_id")
-
-    def test_huge_request_line_gets_json_error(self):
-        """A 12 KB request line (over the 8 KiB path limit, under the 16 KiB
-        connection memory) gets our JSON 414, not libmicrohttpd's HTML page."""
-        resp = self.get("/v1/customers/%s/recommendations" % ("x" * 12000))
-        self.assertServing()
-        self.assertError(resp, 414, "uri_too_long")
-
-    def test_invalid_utf8_id_400(self):
-        for path in ("/v1/customers/%FF/recommendations", "/v1/items/%FF/similar",
-                     "/v1/customers/ab%C3/recommendations", "/v1/customers/%C0%AF/recommendations",
-                     "/v1/customers/%ED%A0%80/recommendations", "/v1/customers/a%00b/recommendations"):
-            err = self.assertError(self.get(path), 400, "invalid_id")
-            err["message"].encode("utf-8")  # JSON text stayed valid
-        self.assertServing()
-
-    def test_unusable_id_400(self):
-        for path in ("/v1/customers/%01/recommendations", "/v1/customers/%20/recommendations",
-                     "/v1/items/a%0Ab/similar", "/v1/items/%09%20/similar"):
-            self.assertError(self.get(path), 400, "invalid_id")
-        self.assertServing()
 
     def test_every_error_leaves_server_serving(self):
         bad = ["/nope", "/v1/customers/%ZZ/recommendations", "/v1/items/none/similar",
@@ -715,89 +401,6 @@ class KeepAliveTests(Base):
         statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
         self.assertEqual(statuses, [200, 200, 404, 200], data)
         self.assertIn(b'"item_id":"cheese"', data)
-
-
-# ---------------------------------------------------------------------------
-# Request body limit
-# ---------------------------------------------------------------------------
-def raw_exchange(port, head, body_chunks=(), timeout=HTTP_TIMEOUT):
-    """Sends head (+ chunks, ignoring a reset while sending) on a raw socket and
-    reads one response; returns (status, headers, body, sock)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(head)
-        for chunk in body_chunks:
-            s.sendall(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server may answer and close before reading everything
-    data = b""
-    deadline = time.monotonic() + timeout
-    status, headers, body = None, {}, b""
-    try:
-        while time.monotonic() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if b"\r\n\r\n" in data:
-                head_b, _, body = data.partition(b"\r\n\r\n")
-                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head_b)
-                if m and len(body) >= int(m.group(1)):
-                    break
-    except ConnectionResetError:
-        pass
-    if b"\r\n\r\n" in data:
-        head_b, _, body = data.partition(b"\r\n\r\n")
-        lines = head_b.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-    return status, headers, body, s
-
-
-class BodyLimitTests(Base):
-    LIMIT = 1 << 20
-
-    def check_413(self, status, headers, body):
-        self.assertEqual(status, 413, body)
-        self.assertEqual(headers.get("content-type"), JSON_CT, headers)
-        err = json.loads(body)["error"]
-        self.assertEqual(err["code"], "body_too_large")
-        self.assertIsInstance(err["message"], str)
-
-    def test_content_length_over_limit_headers_only(self):
-        for path in ("/v1/events", "/healthz", "/nope"):
-            head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    "Content-Length: %d\r\n\r\n" % (path, self.LIMIT + 1)).encode()
-            status, headers, body, s = raw_exchange(self.srv.port, head)
-            s.close()
-            self.check_413(status, headers, body)
-            self.assertServing()
-
-    def test_content_length_over_limit_with_body(self):
-        n = 2 * self.LIMIT
-        head = ("POST /v1/recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                "Content-Length: %d\r\n\r\n" % n).encode()
-        status, headers, body, s = raw_exchange(self.srv.port, head, [b"x" * n])
-        s.close()
-        self.check_413(status, headers, body)
-        self.assertServing()
-
-    def test_chunked_body_over_limit(self):
-        head = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        chunks = [b"10000\r\n" + b"y" * 0x10000 + b"\r\n"] * 17 + [b"0\r\n\r\n"]  # 1.06 MiB
-        status, headers, body, s = raw_exchange(self.srv.port, head, chunks)
-        s.close()
-        self.check_413(status, headers, body)
-        self.assertServing()
-
-    def test_body_at_limit_is_read(self):
-        """Exactly 1 MiB is allowed: the route answers (405 here), not 413."""
-        for n in (10, self.LIMIT):
-            resp = self.srv.request("POST", "/healthz", body=b"z" * n)
-            self.assertError(resp, 405, "method_not_allowed")
-        self.assertServing()
 
 
 # ---------------------------------------------------------------------------
@@ -900,7 +503,7 @@ class LifecycleTests(Base):
         try:
             before = srv.get("/readyz").json
             train(model, INTERACTIONS, "--algo", "jaccard")
-            self.assertEqual(json.loads(run(["inspect", model]).stdout)["algorithm"], "jaccard")
+            self.assertEqual(model_meta(model)["algorithm"], "jaccard")
             for _ in range(3):
                 self.assertEqual(srv.get("/readyz").json, before)
                 self.assertItems(srv.get("/v1/items/apple/similar").json["items"],
@@ -976,7 +579,7 @@ class AlgorithmTests(Base):
             with self.subTest(algo=algo):
                 model = os.path.join(self.tmp, "m-" + algo)
                 train(model, INTERACTIONS, "--algo", algo)
-                meta = json.loads(run(["inspect", model]).stdout)
+                meta = model_meta(model)
                 self.assertEqual(meta["algorithm"], algo)
                 srv = Server(model, os.path.join(self.tmp, "s-" + algo))
                 try:
@@ -1063,29 +666,31 @@ class CliTests(Base):
             ([], "usage"),
         ]
         for args, needle in cases:
-            p = run(args)
-            self.assertFails(p, 2, needle)
+            with self.subTest(" ".join(args).replace(self.tmp, "$tmp")):
+                self.assertFails(run(args), 2, needle)
         self.assertFalse(os.path.exists(out))
 
-    def test_nonexistent_file_exit_1(self):
-        missing = os.path.join(self.tmp, "no-such.csv")
-        p = run(["train", "--interactions", missing, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, missing)
+    # (what, the interactions file's text or None for no file, what stderr
+    # must name: {path} is the file's path)
+    BAD_INPUT = [
+        ("no such file", None, "{path}"),
+        ("empty file", "", "empty"),
+        ("header only", "customer_id,item_id\n", "no usable rows"),
+        ("no customer column", "user,item_id\nu1,a\nu2,b\n", "customer_id"),
+        ("every row bad", "customer_id,item_id,quantity\n,a,1\nc1,,1\nc2,b,zero\nc3,c,0\n", None),
+    ]
 
-    def test_empty_file_exit_1(self):
-        path = self.write("empty.csv", "")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "empty")
-
-    def test_header_only_exit_1(self):
-        path = self.write("header.csv", "customer_id,item_id\n")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "no usable rows")
-
-    def test_missing_customer_column_exit_1(self):
-        path = self.write("nocust.csv", "user,item_id\nu1,a\nu2,b\n")
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1, "customer_id")
+    def test_bad_input_exit_1(self):
+        """train refuses each file of BAD_INPUT: exit 1, a message, no model."""
+        for i, (what, text, says) in enumerate(self.BAD_INPUT):
+            with self.subTest(what):
+                path = os.path.join(self.tmp, "in-%d.csv" % i)
+                if text is not None:
+                    self.write(os.path.basename(path), text)
+                out = os.path.join(self.tmp, "m-%d" % i)
+                p = run(["train", "--interactions", path, "--out", out])
+                self.assertFails(p, 1, *([says.format(path=path)] if says else []))
+                self.assertFalse(os.path.exists(os.path.join(out, "model.mdb")))
 
     def test_strict_bad_row_names_line(self):
         # line 1 header, lines 2-3 one record (quoted newline), line 4 no customer
@@ -1098,15 +703,8 @@ class CliTests(Base):
         p = run(["train", "--interactions", path, "--out", out, "--quiet"])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("line 4", p.stderr)
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["rows_read"], meta["rows_skipped"]), (3, 1))
-
-    def test_all_rows_bad_exit_1(self):
-        text = "customer_id,item_id,quantity\n,a,1\nc1,,1\nc2,b,zero\nc3,c,0\n"
-        path = self.write("allbad.csv", text)
-        p = run(["train", "--interactions", path, "--out", os.path.join(self.tmp, "m")])
-        self.assertFails(p, 1)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, "m", "model.mdb")))
 
     def test_gzip_input_trains_same_model(self):
         gz = os.path.join(self.tmp, "interactions.csv.gz")
@@ -1118,8 +716,8 @@ class CliTests(Base):
         a, b = inspect_items(plain), inspect_items(packed)
         self.assertEqual(a, b)
         self.assertTrue(all(rc == 0 for rc, _ in a.values()), a)
-        ma = json.loads(run(["inspect", plain]).stdout)
-        mb = json.loads(run(["inspect", packed]).stdout)
+        ma = model_meta(plain)
+        mb = model_meta(packed)
         for key in ("items", "customers", "interactions", "rows_read", "rows_skipped", "as_of"):
             self.assertEqual(ma[key], mb[key], key)
 
@@ -1135,7 +733,7 @@ class CliTests(Base):
         # rows up to 2024-03-05 00:00: alice, bob, carol (first visit), erin
         out = os.path.join(self.tmp, "asof")
         train(out, INTERACTIONS, "--as-of", "2024-03-05")
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["customers"], meta["items"], meta["rows_read"],
                           meta["rows_skipped"]), (4, 4, 31, 21))
         self.assertEqual(meta["as_of"], "2024-03-05T00:00:00Z")
@@ -1160,7 +758,7 @@ class CliTests(Base):
         out = os.path.join(self.tmp, "retail")
         train(out, RETAIL, "--columns", RETAIL_COLUMNS)
         self.assertEqual(inspect_items(out), inspect_items(SHARED["model"]))
-        meta = json.loads(run(["inspect", out]).stdout)
+        meta = model_meta(out)
         self.assertEqual((meta["items"], meta["customers"], meta["interactions"]), (8, 11, 26))
         self.assertEqual((meta["rows_read"], meta["rows_skipped"]), (31, 1))
         for asked in ("17850", "17850.0"):
@@ -1225,56 +823,6 @@ class CliTests(Base):
                  "--listen", "127.0.0.1:%d" % self.srv.port], timeout=START_TIMEOUT)
         self.assertFails(p, 1)
         self.assertServing()
-
-
-# ---------------------------------------------------------------------------
-# Runner: unittest underneath, one closing "N passed, N failed" line.
-# ---------------------------------------------------------------------------
-class CountingResult(unittest.TextTestResult):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.passed = 0
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.passed += 1
-
-
-def run_suite(module_name, argv, tmp_dirs=lambda: (), label="e2e"):
-    """Runs the tests of module `module_name` (all, or the names in argv;
-    -v for verbose), kills every server left, removes tmp_dirs, and prints
-    the closing lines tests/run.sh reads. Returns the exit code. Shared by
-    every e2e suite."""
-    verbosity = 2 if "-v" in argv else 1
-    names = [a for a in argv if not a.startswith("-")]
-    loader = unittest.TestLoader()
-    module = sys.modules[module_name]
-    if names:
-        suite = loader.loadTestsFromNames(names, module)
-    else:
-        suite = loader.loadTestsFromModule(module)
-    if not os.access(BIN, os.X_OK):
-        print("no executable shopkeeper at %s (set SHOPKEEPER)" % BIN)
-        print("0 passed, 1 failed")
-        return 1
-    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=verbosity,
-                                     resultclass=CountingResult)
-    t0 = time.monotonic()
-    try:
-        result = runner.run(suite)
-    finally:
-        for s in list(_LIVE_SERVERS):
-            s.kill()
-        for d in tmp_dirs():
-            if d:
-                shutil.rmtree(d, ignore_errors=True)
-    # A test with failing subtests is counted once, as failed.
-    failed_tests = {id(getattr(t, "test_case", t)) for t, _ in result.failures + result.errors}
-    failed = len(failed_tests) + len(result.unexpectedSuccesses)
-    sys.stdout.flush()
-    print("%s: %.1f s" % (label, time.monotonic() - t0))
-    print("%d passed, %d failed" % (result.passed, failed))
-    return 1 if failed or not result.wasSuccessful() else 0
 
 
 if __name__ == "__main__":
