@@ -6,7 +6,7 @@ customer, and reload errors that keep the server's paths to its log.
     SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_api_limits.py [-v] [Class[.test]]
 
 Against the real binary on 127.0.0.1. Python 3 standard library only;
-builds on the helpers of test_server.py. The last line printed is
+builds on the helpers of lib.py. The last line printed is
 "N passed, N failed".
 """
 import json
@@ -19,8 +19,8 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers: Server, train, run)
-from test_server import JSON_CT, Server, q, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers: Server, train, run)
+from lib import JSON_CT, Server, q, train  # noqa: E402
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 MAX_ITEMS = 20000  # limit x n in one audience answer
@@ -36,7 +36,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    for s in list(ts._LIVE_SERVERS):
+    for s in list(ts.LIVE_SERVERS):
         s.kill()
     shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-limits"), ignore_errors=True)
 

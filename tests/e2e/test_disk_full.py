@@ -19,8 +19,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers)
-from test_server import run, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers)
+from lib import run, train  # noqa: E402
 
 SHARED = {}
 

@@ -14,7 +14,7 @@
   printed curl lines say so (the model is trained here, `make -o` skips the
   build and the demo training).
 
-The helpers (Server, run, train) come from test_server.py. The last line
+The helpers (Server, run, train) come from lib.py. The last line
 printed is "N passed, N failed".
 """
 import gzip
@@ -30,8 +30,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_server as ts  # noqa: E402  (the shared helpers)
-from test_server import Server, run, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers)
+from lib import Server, run, train  # noqa: E402
 
 RETAIL = ts.RETAIL                      # tests/fixtures/online-retail.csv
 RETAIL_COLUMNS = ts.RETAIL_COLUMNS      # customer_id=CustomerID,item_id=StockCode,...

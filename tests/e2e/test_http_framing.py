@@ -14,7 +14,7 @@
 - The library's log: abandoned connections write rate-limited whole lines,
   counted in /metrics.
 
-Python 3 standard library only; builds on the helpers of test_server.py.
+Python 3 standard library only; builds on the helpers of lib.py.
 The last line printed is "N passed, N failed".
 """
 import http.client
@@ -32,8 +32,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers)
-from test_server import JSON_CT, Server, run, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers)
+from lib import JSON_CT, Server, run, train  # noqa: E402
 
 FACTOR = float(os.environ.get("SHOPKEEPER_TIME_FACTOR", "1"))
 TIMEOUT = 5 * FACTOR  # per raw exchange; the unfixed server waited 30 s on some
@@ -49,7 +49,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    for s in list(ts._LIVE_SERVERS):
+    for s in list(ts.LIVE_SERVERS):
         s.kill()
     shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-framing"), ignore_errors=True)
 

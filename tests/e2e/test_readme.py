@@ -45,8 +45,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers: Server, run, run_suite)
-from test_server import Server, run  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers: Server, run, run_suite)
+from lib import Server, run  # noqa: E402
 
 ROOT = ts.ROOT
 README = os.path.join(ROOT, "README.md")
@@ -299,7 +299,7 @@ def tearDownModule():
                                      % ("died" if not alive else "failed to stop", rc,
                                         srv.stderr()))
     finally:
-        for s in list(ts._LIVE_SERVERS):
+        for s in list(ts.LIVE_SERVERS):
             s.kill()
         shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-readme"), ignore_errors=True)
 

@@ -25,8 +25,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers: Server, train, run)
-from test_server import Server, run, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers: Server, train, run)
+from lib import Server, run, train  # noqa: E402
 
 GOLDEN = os.path.join(HERE, "golden", "rec_json")
 UPDATE = os.environ.get("SHOPKEEPER_UPDATE_GOLDEN") == "1"

@@ -33,8 +33,8 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_server as ts  # noqa: E402  (the shared helpers: Server, train, run)
-from test_server import Server, run, train  # noqa: E402
+import lib as ts  # noqa: E402  (the shared helpers: Server, train, run)
+from lib import Server, run, train  # noqa: E402
 
 FACTOR = float(os.environ.get("SHOPKEEPER_TIME_FACTOR", "1"))
 HTTP_TIMEOUT = 5 * FACTOR
@@ -51,7 +51,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    for s in list(ts._LIVE_SERVERS):
+    for s in list(ts.LIVE_SERVERS):
         s.kill()
     shutil.rmtree(SHARED.get("tmp", "/nonexistent-shopkeeper-sigauth"), ignore_errors=True)
 
