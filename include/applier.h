@@ -106,6 +106,7 @@ typedef struct applier_stats {
 				  * (0 when caught up) */
 	uint64_t lag_entries;    /* entries not yet applied, counted up to
 				  * APPLIER_LAG_COUNT_MAX */
+	eventlog_id position;    /* the last entry applied */
 	uint64_t applied;        /* entries applied since start */
 	uint64_t skipped;        /* entries that did not decode, or of an event
 				  * type or size this build does not keep */

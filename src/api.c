@@ -272,8 +272,11 @@ static bool log_ready(api *a, http_response *resp, strbuf *extra)
 			st.lag_seconds, (unsigned long long)st.lag_entries, a->max_lag);
 		return false;
 	}
-	sb_addf(extra, ",\"event_log\":{\"connected\":%s,\"lag_seconds\":%.3f,\"lag_entries\":%llu}",
-		st.connected ? "true" : "false", st.lag_seconds, (unsigned long long)st.lag_entries);
+	char id[EVENTLOG_ID_LEN];
+	eventlog_id_format(st.position, id);
+	sb_addf(extra, ",\"event_log\":{\"connected\":%s,\"lag_seconds\":%.3f,\"lag_entries\":%llu,"
+		"\"position\":\"%s\"}", st.connected ? "true" : "false", st.lag_seconds,
+		(unsigned long long)st.lag_entries, id);
 	return true;
 }
 

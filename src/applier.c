@@ -676,6 +676,7 @@ void applier_get_stats(applier *ap, applier_stats *out)
 {
 	pthread_mutex_lock(&ap->lock);
 	*out = ap->st;
+	out->position = ap->applied;
 	if (ap->pending_ms) {
 		double lag = util_now() - (double)ap->pending_ms / 1000.0;
 		out->lag_seconds = lag > 0 ? lag : 0;
