@@ -99,6 +99,8 @@ enum applier_phase {
 			       * its first read: /readyz goes by the lag) */
 };
 
+#define APPLIER_LAG_BUCKETS 12
+
 typedef struct applier_stats {
 	enum applier_phase phase;
 	bool connected;          /* the last Redis call succeeded */
@@ -114,7 +116,14 @@ typedef struct applier_stats {
 				  * covers them */
 	uint64_t bootstraps, rebuilds;
 	uint64_t read_errors;    /* failed reads (Redis unreachable) */
+	/* Applied entries by how long after their append (the entry id's
+	 * time, Redis' clock) their commit here ended: counts per bucket of
+	 * applier_lag_buckets, the last one over the top bound. */
+	uint64_t lag_hist[APPLIER_LAG_BUCKETS + 1];
+	double lag_sum;          /* seconds, summed over those entries */
 } applier_stats;
+
+extern const double applier_lag_buckets[APPLIER_LAG_BUCKETS];
 
 #define APPLIER_LAG_COUNT_MAX 10000
 

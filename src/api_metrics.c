@@ -142,6 +142,19 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 			(unsigned long long)st.skipped, (unsigned long long)st.covered,
 			(unsigned long long)st.read_errors, (unsigned long long)st.bootstraps,
 			(unsigned long long)st.rebuilds, st.connected ? 1 : 0);
+		sb_adds(sb, "# HELP shopkeeper_event_log_apply_lag_seconds From an entry's append (its id's time) to its commit here.\n"
+			    "# TYPE shopkeeper_event_log_apply_lag_seconds histogram\n");
+		uint64_t lcum = 0;
+		for (size_t k = 0; k < APPLIER_LAG_BUCKETS; k++) {
+			lcum += st.lag_hist[k];
+			sb_addf(sb, "shopkeeper_event_log_apply_lag_seconds_bucket{le=\"%g\"} %llu\n",
+				applier_lag_buckets[k], (unsigned long long)lcum);
+		}
+		lcum += st.lag_hist[APPLIER_LAG_BUCKETS];
+		sb_addf(sb, "shopkeeper_event_log_apply_lag_seconds_bucket{le=\"+Inf\"} %llu\n"
+			    "shopkeeper_event_log_apply_lag_seconds_sum %.6f\n"
+			    "shopkeeper_event_log_apply_lag_seconds_count %llu\n",
+			(unsigned long long)lcum, st.lag_sum, (unsigned long long)lcum);
 	}
 
 	const model_info *info = model_get_info(w->m);

@@ -60,6 +60,10 @@ struct applier {
 	size_t cap;
 };
 
+const double applier_lag_buckets[APPLIER_LAG_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025,
+							   0.05,  0.1,    0.25,  0.5,  1,
+							   2.5,   10 };
+
 const char *applier_phase_name(enum applier_phase p)
 {
 	static const char *const names[] = { "starting", "bootstrap", "rebuild", "newer_format",
@@ -463,7 +467,23 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 	}
 	sb_release(&err);
 	ap->pos = pos;
+	/* Each entry's lag: from its append (its id's time) to this commit. */
+	double now_ms = util_now() * 1000.0;
+	uint64_t hist[APPLIER_LAG_BUCKETS + 1] = { 0 };
+	double sum = 0;
+	for (size_t i = 0; i < use; i++) {
+		double lag = (now_ms - (double)b->entries[i].id.ms) / 1000.0;
+		lag = lag > 0 ? lag : 0;
+		size_t k = 0;
+		while (k < APPLIER_LAG_BUCKETS && lag > applier_lag_buckets[k])
+			k++;
+		hist[k]++;
+		sum += lag;
+	}
 	pthread_mutex_lock(&ap->lock);
+	for (size_t k = 0; k <= APPLIER_LAG_BUCKETS; k++)
+		ap->st.lag_hist[k] += hist[k];
+	ap->st.lag_sum += sum;
 	ap->applied = pos_id(&pos);
 	ap->st.applied += use;
 	ap->st.skipped += skipped;
