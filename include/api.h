@@ -10,6 +10,7 @@
 #ifndef SHOPKEEPER_API_H
 #define SHOPKEEPER_API_H
 
+#include "applier.h"
 #include "auth.h"
 #include "events.h"
 #include "http.h"
@@ -38,6 +39,16 @@ void api_set_auth(api *a, const auth *keys, bool reads);
 /* How scores are summed (copied; rec_params_init's defaults until then).
  * Call before serving. */
 void api_set_params(api *a, const rec_params *p);
+
+/* With `serve --event-log`: the applier (borrowed: it must outlive the
+ * api) whose progress /readyz and /metrics report, and which model
+ * switches are told to; /readyz answers 503 while its lag is over max_lag
+ * seconds, or while it bootstraps or rebuilds. Call before serving. */
+void api_set_event_log(api *a, applier *ap, double max_lag);
+/* Drops the answers cached from the state (GET /v1/segments): called when
+ * a customer was erased. Safe from any thread; `arg` is the api, so it
+ * can be given as a hook (applier_set_erasure_hook). */
+void api_forget_segments(void *arg);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

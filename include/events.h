@@ -22,7 +22,14 @@
 typedef struct events_writer events_writer;
 
 /* Called on the writer thread once a batch is on disk (rc 0) or could not
- * be written (rc -1: nothing of the batch's transaction is recorded). */
+ * be written (rc -1: nothing of the batch's transaction is recorded). With
+ * the event log (events_writer_start_log) it runs on the applier's thread
+ * once the batch is in the log and applied to this replica's state (rc 0),
+ * or with rc EVENTS_ELOG when the log is unreachable, too slow, or fewer
+ * Redis replicas than asked acknowledged: the batch is not acknowledged
+ * (it may still be in the log, see docs/event-log.md). */
+#define EVENTS_EFAILED (-1)
+#define EVENTS_ELOG (-2)
 typedef void (*events_done_fn)(void *arg, int rc);
 
 /* A queued request: caller-owned storage, opaque, in use from
@@ -32,11 +39,32 @@ typedef struct events_request {
 	events_done_fn done;
 	void *arg;
 	struct events_request *next;
+	/* With the event log: the id of its last entry, and until when the
+	 * applier may take to apply it (applier.h). */
+	uint64_t wait_ms, wait_seq;
+	double deadline;
 } events_request;
 
 /* Starts the writer thread over state s (borrowed). Returns 0, or -1 with a
  * message in *err. */
 int events_writer_start(state *s, events_writer **out, strbuf *err);
+
+/* The same writer for `serve --event-log`: each group of writes is
+ * appended to the shared log (as few eventlog_append calls as the batch
+ * limit allows, each atomic; with `replicas` > 0 also WAITed for, up to
+ * wait_ms) instead of committed here, and each request is answered once
+ * the applier `ap` (borrowed; applier.h) has applied its entries to the
+ * state. `log` is copied (the writer opens its own connection). A flag
+ * change is an EVENTLOG_CONSENT record (STATE_NO_PERSONALIZATION set or
+ * cleared) or an EVENTLOG_ERASURE record (STATE_ERASED set); any other
+ * change cannot go through the log yet and is answered EVENTS_EFAILED (the
+ * hook for later write kinds: a new record kind in eventlog.h, a case in
+ * log_records() here and in the applier). Returns 0, or -1 with a message
+ * in *err. */
+struct applier;
+struct eventlog_config;
+int events_writer_start_log(state *s, const struct eventlog_config *log, struct applier *ap,
+			    int replicas, int wait_ms, events_writer **out, strbuf *err);
 
 /* Queues ev[0..n) (n >= 1; borrowed, with r, until done runs) for the next
  * group commit and returns at once; done(arg, rc) then runs exactly once on
@@ -91,5 +119,9 @@ int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_er
 
 /* Transactions committed and events written so far (for metrics). */
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events);
+/* With the event log: entries appended, appends (round trips), and
+ * requests answered EVENTS_ELOG, so far. */
+void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appends,
+			     uint64_t *unavailable);
 
 #endif

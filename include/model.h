@@ -17,6 +17,7 @@
 #ifndef SHOPKEEPER_MODEL_H
 #define SHOPKEEPER_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -39,6 +40,11 @@ typedef struct model_info {
 	rfm_cuts rfm;       /* quintile cuts at as_of */
 	float event_weight[3]; /* view, cart, purchase, as trained */
 	double half_life_days; /* as trained (0: no decay) */
+	/* The last entry of the shared event log the model covers (meta
+	 * "event_log_position", "MS-SEQ"); has_log_position false without it:
+	 * a replica then replays the log from its start. */
+	bool has_log_position;
+	uint64_t log_position_ms, log_position_seq;
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 

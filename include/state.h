@@ -72,6 +72,9 @@ typedef struct state_write {
 	size_t customer_len;
 	uint32_t set, clear;    /* STATE_* bits; setting STATE_ERASED also
 				 * deletes the customer's event log */
+	uint32_t log_sec;       /* the events' event-log entries' second (their
+				 * ids' milliseconds / 1000), kept with each
+				 * event for state_drop_before; 0: none */
 } state_write;
 
 /* Writes writes[0..n), in order, in ONE synchronous write transaction:
@@ -83,6 +86,62 @@ typedef struct state_write {
 int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
 /* state_commit of one batch of n events. */
 int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err);
+
+/* ---- the event log's position (serve --event-log) ------------------------
+ *
+ * With the shared event log, the state is a materialised view of a Redis
+ * stream, written only by the applier (applier.h). It records how far it
+ * has applied in the meta record "event_log_position", written in the
+ * same transaction as the entries it covers (state_commit_log), so a crash
+ * never applies an entry twice or skips one. A state without the record
+ * has never applied anything from a log. */
+
+/* Where the state stands in the log. */
+enum state_log_phase {
+	STATE_LOG_NONE = 0,      /* no record: never bootstrapped */
+	STATE_LOG_BOOTSTRAP = 1, /* emptied, the compacted flags being restored:
+				  * a crash here means starting the bootstrap
+				  * over */
+	STATE_LOG_APPLYING = 2   /* bootstrapped: entries after (ms, seq) follow */
+};
+
+typedef struct state_log_pos {
+	uint8_t phase;          /* enum state_log_phase */
+	uint64_t ms, seq;       /* the last entry applied (or the entry before
+				 * the first to apply, after a bootstrap) */
+	uint32_t floor_sec;     /* events of entries before this second are
+				 * covered by the model and not kept */
+	char customer[256];     /* the customer of entry (ms, seq), for the
+				 * failover check; customer_len 0 after a
+				 * bootstrap (no entry applied yet) */
+	size_t customer_len;
+} state_log_pos;
+
+/* Reads the position (phase STATE_LOG_NONE, all zero, when there is
+ * none). Returns 0, STORE_CORRUPT or STORE_ERROR. */
+int state_log_position(state *s, state_log_pos *out);
+
+/* state_commit, also writing *pos (NULL: as state_commit) in the same
+ * transaction. */
+int state_commit_log(state *s, const state_write *writes, uint32_t n, const state_log_pos *pos,
+		     strbuf *err);
+
+/* Empties the state (flags, event logs; not the counters, not
+ * erasures.txt) and records *pos, in one durable transaction: the start of
+ * a bootstrap or of a rebuild after a lost entry. Returns 0 or STORE_ERROR
+ * with a message in *err. */
+int state_clear(state *s, const state_log_pos *pos, strbuf *err);
+
+/* Drops, from the logs of at most max_customers customers after `*cursor`
+ * (empty: from the first; replaced by the last one visited), the events
+ * carried by log entries of seconds before `sec` (event_in.log_sec), in one
+ * durable transaction; *done once the walk has passed the last customer,
+ * *dropped counts the events dropped. A model switch calls it until done,
+ * so the state holds only what the new model does not cover, a bounded
+ * transaction at a time. Returns 0 or STORE_ERROR with a message in
+ * *err. */
+int state_drop_before(state *s, uint32_t sec, strbuf *cursor, uint32_t max_customers,
+		      bool *done, uint64_t *dropped, strbuf *err);
 
 /* Totals since the state was created. */
 typedef struct state_counters {

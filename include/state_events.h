@@ -50,6 +50,8 @@ typedef struct event_view {
 	uint8_t type;
 	const char *item; /* not NUL-terminated */
 	size_t item_len;
+	uint32_t log_sec; /* the second of the event-log entry that carried it
+			   * (state_write.log_sec); 0: not from the event log */
 } event_view;
 
 /* Returns 0 (count may be 0 when none) or STORE_CORRUPT / STORE_ERROR. */

@@ -66,6 +66,9 @@ typedef struct train_options {
 	uint32_t threads;      /* default: number of cores (ssyrk's too, and
 				* EASE's inverse, whose result does not
 				* depend on it) */
+	const char *event_log_position; /* "MS-SEQ": the last entry of the
+					 * shared event log the data covers,
+					 * kept in the meta record; NULL: none */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u

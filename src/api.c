@@ -67,6 +67,20 @@ void api_set_auth(api *a, const auth *keys, bool reads)
 	a->auth_reads = reads;
 }
 
+void api_set_event_log(api *a, applier *ap, double max_lag)
+{
+	a->applier = ap;
+	a->max_lag = max_lag;
+}
+
+void api_forget_segments(void *arg)
+{
+	api *a = arg;
+	pthread_mutex_lock(&a->segments_lock);
+	sb_reset(&a->segments_body);
+	pthread_mutex_unlock(&a->segments_lock);
+}
+
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
 {
 	a->connections = fn;
@@ -95,6 +109,12 @@ int api_reload(api *a, strbuf *err)
 		atomic_fetch_add(&a->reload_failures, 1);
 		return -1;
 	}
+	const model_info *info = model_get_info(m);
+	/* Before the swap, while m is surely ours: the applier drops the
+	 * events the new model covers (applier.h). */
+	if (a->applier)
+		applier_model_switched(a->applier, info->has_log_position, info->log_position_ms,
+				       info->log_position_seq);
 	struct model_ref *fresh = ref_new(m);
 	pthread_mutex_lock(&a->ref_lock);
 	struct model_ref *old = atomic_load(&a->current);
@@ -231,10 +251,48 @@ static void add_counts(strbuf *sb, const model_info *info)
 	sb_addc(sb, '}');
 }
 
+/* With the event log: 503 {"status":"not_ready","reason":...} while the
+ * applier bootstraps, rebuilds, is stopped at a newer format or lags more
+ * than --max-lag; else ,"event_log":{...} is added to the ready answer
+ * (written in *extra). Returns whether ready. */
+static bool log_ready(api *a, http_response *resp, strbuf *extra)
+{
+	applier_stats st;
+	applier_get_stats(a->applier, &st);
+	const char *reason = NULL;
+	if (st.phase != APPLIER_APPLYING)
+		reason = applier_phase_name(st.phase);
+	else if (st.lag_seconds > a->max_lag)
+		reason = "lag";
+	if (reason) {
+		resp->status = 503;
+		sb_adds(resp->body, "{\"status\":\"not_ready\",\"reason\":");
+		api_add_str(resp->body, reason);
+		sb_addf(resp->body, ",\"lag_seconds\":%.3f,\"lag_entries\":%llu,\"max_lag\":%g}",
+			st.lag_seconds, (unsigned long long)st.lag_entries, a->max_lag);
+		return false;
+	}
+	char id[EVENTLOG_ID_LEN];
+	eventlog_id_format(st.position, id);
+	sb_addf(extra, ",\"event_log\":{\"connected\":%s,\"lag_seconds\":%.3f,\"lag_entries\":%llu,"
+		"\"position\":\"%s\"}", st.connected ? "true" : "false", st.lag_seconds,
+		(unsigned long long)st.lag_entries, id);
+	return true;
+}
+
 static void get_ready(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	const model_info *info = model_get_info(w->m);
-	sb_adds(resp->body, "{\"status\":\"ready\",\"model\":");
+	strbuf extra = STRBUF_INIT;
+	if (a->applier && !log_ready(a, resp, &extra)) {
+		sb_release(&extra);
+		return;
+	}
+	sb_adds(resp->body, "{\"status\":\"ready\"");
+	if (extra.len)
+		sb_add(resp->body, extra.buf, extra.len);
+	sb_release(&extra);
+	sb_adds(resp->body, ",\"model\":");
 	api_add_str(resp->body, info->model_id);
 	sb_adds(resp->body, ",\"algorithm\":");
 	api_add_str(resp->body, info->algorithm);

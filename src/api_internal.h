@@ -84,6 +84,8 @@ struct api {
 	rec_params params; /* scoring, see rec_params */
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
+	applier *applier;  /* with --event-log, else NULL */
+	double max_lag;    /* --max-lag: /readyz 503 beyond it */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
 	void *connections_arg;

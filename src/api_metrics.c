@@ -97,6 +97,66 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_event_commits_total counter\n"
 		    "shopkeeper_event_commits_total %llu\n", (unsigned long long)commits);
 
+	if (a->applier) {
+		uint64_t entries = 0, appends = 0, unavailable = 0;
+		applier_stats st;
+		events_writer_log_stats(a->events, &entries, &appends, &unavailable);
+		applier_get_stats(a->applier, &st);
+		sb_addf(sb, "# HELP shopkeeper_event_log_lag_entries Entries of the shared event log not yet applied here (counted up to %d).\n"
+			    "# TYPE shopkeeper_event_log_lag_entries gauge\n"
+			    "shopkeeper_event_log_lag_entries %llu\n"
+			    "# HELP shopkeeper_event_log_lag_seconds Age of the oldest entry not yet applied here.\n"
+			    "# TYPE shopkeeper_event_log_lag_seconds gauge\n"
+			    "shopkeeper_event_log_lag_seconds %.3f\n",
+			APPLIER_LAG_COUNT_MAX, (unsigned long long)st.lag_entries, st.lag_seconds);
+		sb_addf(sb, "# HELP shopkeeper_event_log_appended_total Entries this replica appended to the log.\n"
+			    "# TYPE shopkeeper_event_log_appended_total counter\n"
+			    "shopkeeper_event_log_appended_total %llu\n"
+			    "# HELP shopkeeper_event_log_appends_total Appends (one round trip each).\n"
+			    "# TYPE shopkeeper_event_log_appends_total counter\n"
+			    "shopkeeper_event_log_appends_total %llu\n"
+			    "# HELP shopkeeper_event_log_applied_total Entries of the log applied to this replica's state.\n"
+			    "# TYPE shopkeeper_event_log_applied_total counter\n"
+			    "shopkeeper_event_log_applied_total %llu\n"
+			    "# HELP shopkeeper_event_log_unavailable_total Writes answered 503 event_log_unavailable.\n"
+			    "# TYPE shopkeeper_event_log_unavailable_total counter\n"
+			    "shopkeeper_event_log_unavailable_total %llu\n",
+			(unsigned long long)entries, (unsigned long long)appends,
+			(unsigned long long)st.applied, (unsigned long long)unavailable);
+		sb_addf(sb, "# HELP shopkeeper_event_log_skipped_total Entries skipped: not a valid record, or a kind this build does not keep.\n"
+			    "# TYPE shopkeeper_event_log_skipped_total counter\n"
+			    "shopkeeper_event_log_skipped_total %llu\n"
+			    "# HELP shopkeeper_event_log_covered_total Events not kept because the model covers them.\n"
+			    "# TYPE shopkeeper_event_log_covered_total counter\n"
+			    "shopkeeper_event_log_covered_total %llu\n"
+			    "# HELP shopkeeper_event_log_read_errors_total Failed reads of the log (Redis unreachable).\n"
+			    "# TYPE shopkeeper_event_log_read_errors_total counter\n"
+			    "shopkeeper_event_log_read_errors_total %llu\n"
+			    "# HELP shopkeeper_event_log_rebuilds_total State bootstraps and rebuilds from the model and the log.\n"
+			    "# TYPE shopkeeper_event_log_rebuilds_total counter\n"
+			    "shopkeeper_event_log_rebuilds_total{reason=\"bootstrap\"} %llu\n"
+			    "shopkeeper_event_log_rebuilds_total{reason=\"rebuild\"} %llu\n"
+			    "# HELP shopkeeper_event_log_connected Whether the last call to the log succeeded.\n"
+			    "# TYPE shopkeeper_event_log_connected gauge\n"
+			    "shopkeeper_event_log_connected %d\n",
+			(unsigned long long)st.skipped, (unsigned long long)st.covered,
+			(unsigned long long)st.read_errors, (unsigned long long)st.bootstraps,
+			(unsigned long long)st.rebuilds, st.connected ? 1 : 0);
+		sb_adds(sb, "# HELP shopkeeper_event_log_apply_lag_seconds From an entry's append (its id's time) to its commit here.\n"
+			    "# TYPE shopkeeper_event_log_apply_lag_seconds histogram\n");
+		uint64_t lcum = 0;
+		for (size_t k = 0; k < APPLIER_LAG_BUCKETS; k++) {
+			lcum += st.lag_hist[k];
+			sb_addf(sb, "shopkeeper_event_log_apply_lag_seconds_bucket{le=\"%g\"} %llu\n",
+				applier_lag_buckets[k], (unsigned long long)lcum);
+		}
+		lcum += st.lag_hist[APPLIER_LAG_BUCKETS];
+		sb_addf(sb, "shopkeeper_event_log_apply_lag_seconds_bucket{le=\"+Inf\"} %llu\n"
+			    "shopkeeper_event_log_apply_lag_seconds_sum %.6f\n"
+			    "shopkeeper_event_log_apply_lag_seconds_count %llu\n",
+			(unsigned long long)lcum, st.lag_sum, (unsigned long long)lcum);
+	}
+
 	const model_info *info = model_get_info(w->m);
 	sb_adds(sb, "# HELP shopkeeper_model_info The model being served.\n"
 		    "# TYPE shopkeeper_model_info gauge\n");

@@ -104,6 +104,12 @@ static void events_post_done(void *arg, int rc)
 			sb_reset(&ep->a->segments_body);
 			pthread_mutex_unlock(&ep->a->segments_lock);
 		}
+	} else if (rc == EVENTS_ELOG) {
+		status = 503;
+		sb_reset(&ep->answer);
+		sb_adds(&ep->answer, "{\"error\":{\"code\":\"event_log_unavailable\",\"message\":"
+				     "\"the shared event log could not take the write in time; nothing "
+				     "was acknowledged: try again\"}}");
 	} else {
 		status = 503;
 		sb_reset(&ep->answer);

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "applier.h"
+#include "eventlog.h"
 #include "recommend.h"
 #include "events.h"
 #include "cli.h"
@@ -85,6 +87,15 @@ static const char serve_usage[] =
 	"                              replicas the same key to follow one customer\n"
 	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
 	"                              take to finish (default 5; 0 to 600)\n"
+	"  --event-log URL             share live state with other replicas through a\n"
+	"                              Redis stream: redis://[:PASSWORD@]HOST:PORT[?stream=KEY]\n"
+	"                              or sentinel://[:PASSWORD@]HOST:PORT,.../MASTER[?...]\n"
+	"                              (docs/event-log.md); writes go to the log first and\n"
+	"                              are answered once applied here\n"
+	"  --event-log-replicas N      a write is acknowledged only once N Redis replicas\n"
+	"                              have it too (WAIT N; default 0)\n"
+	"  --max-lag SECONDS           /readyz answers 503 while this replica is more\n"
+	"                              than SECONDS behind the log (default 5)\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -104,11 +115,15 @@ struct serve_opts {
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory, max_unsent_conn, max_unsent_total;
 	double log_sample;
+	const char *event_log; /* URL, or NULL: single node */
+	uint32_t log_replicas;
+	double max_lag;
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY, O_HELP };
+       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
+       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -133,6 +148,9 @@ static const struct option serve_opts_table[] = {
 	{ "connection-memory", required_argument, NULL, O_CONNMEM },
 	{ "max-unsent-per-connection", required_argument, NULL, O_UNSENT_CONN },
 	{ "max-unsent-total", required_argument, NULL, O_UNSENT_TOTAL },
+	{ "event-log", required_argument, NULL, O_EVENT_LOG },
+	{ "event-log-replicas", required_argument, NULL, O_LOG_REPLICAS },
+	{ "max-lag", required_argument, NULL, O_MAX_LAG },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -225,6 +243,17 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected bytes from 65536 to 1073741824",
 					       what);
 		break;
+	case O_EVENT_LOG:
+		o->event_log = *arg ? arg : NULL; /* an empty variable: single node */
+		break;
+	case O_LOG_REPLICAS:
+		if (!cli_parse_u32(arg, 0, 100, &o->log_replicas))
+			return cli_usage_error("serve", "%s: expected 0 to 100 Redis replicas", what);
+		break;
+	case O_MAX_LAG:
+		if (!cli_parse_double(arg, &o->max_lag) || !(o->max_lag > 0) || o->max_lag > 86400)
+			return cli_usage_error("serve", "%s: expected seconds, 0 < SECONDS <= 86400", what);
+		break;
 	case O_UNSENT_TOTAL:
 		if (!cli_parse_u32(arg, 1u << 20, UINT32_MAX, &o->max_unsent_total))
 			return cli_usage_error("serve", "%s: expected bytes from 1048576 to 4294967295",
@@ -309,6 +338,42 @@ static int serve_signals_block(sigset_t *set)
 	       sigaction(SIGHUP, &sa, NULL);
 }
 
+/* ---- the shared event log --------------------------------------------------
+ * Checks what Redis promises (a warning, loud, when a 2xx would not be
+ * durable), then starts the applier and the writer in log mode. Redis
+ * unreachable at start is not fatal: reads are served from the local
+ * state, writes answer 503 until it is back, the applier retries. */
+static int event_log_start(const eventlog_config *lcfg, const struct serve_opts *o, state *st,
+			   const model *m, applier **ap, events_writer **ew, strbuf *err)
+{
+	eventlog *chk = NULL;
+	strbuf msg = STRBUF_INIT;
+	enum eventlog_durability level = EVENTLOG_UNKNOWN;
+	if (eventlog_open(lcfg, &chk) != 0) {
+		sb_adds(err, "cannot open the event log");
+		return -1;
+	}
+	if (eventlog_check_durability(chk, &level, &msg) != 0)
+		fprintf(stderr, "shopkeeper: event log: unreachable at start (%s): serving reads from "
+			"the local state; writes answer 503 until it is back\n", eventlog_errmsg(chk));
+	else if (level != EVENTLOG_DURABLE)
+		fprintf(stderr, "shopkeeper: WARNING: %s; an acknowledged write may be lost "
+			"(docs/event-log.md)\n", msg.buf);
+	else
+		fprintf(stderr, "shopkeeper: stream %s: %s\n", lcfg->stream, msg.buf);
+	sb_release(&msg);
+	eventlog_close(chk);
+
+	const model_info *info = model_get_info(m);
+	applier_config acfg = { .state = st, .log = lcfg, .model_has_pos = info->has_log_position,
+				.model_ms = info->log_position_ms, .model_seq = info->log_position_seq };
+	if (applier_start(&acfg, ap, err) != 0)
+		return -1;
+	/* WAIT must give up before the connection's reply timeout does. */
+	int wait_ms = lcfg->timeout_ms > 1 ? lcfg->timeout_ms / 2 : 1;
+	return events_writer_start_log(st, lcfg, *ap, (int)o->log_replicas, wait_ms, ew, err);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -319,7 +384,7 @@ int cmd_serve(int argc, char **argv)
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
 		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
-		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT,
+		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT, .max_lag = 5.0,
 	};
 	int c;
 
@@ -361,6 +426,17 @@ int cmd_serve(int argc, char **argv)
 	if (!o.state_dir)
 		return cli_usage_error("serve", "--state DIR is required");
 
+	eventlog_config lcfg = { 0 };
+	strbuf lerr = STRBUF_INIT;
+	if (o.event_log && eventlog_config_parse(o.event_log, &lcfg, &lerr) != 0) {
+		int rc = cli_usage_error("serve", "%s", lerr.buf);
+		sb_release(&lerr);
+		return rc;
+	}
+	sb_release(&lerr);
+	if (!o.event_log && o.log_replicas)
+		return cli_usage_error("serve", "--event-log-replicas needs --event-log URL");
+
 	/* Requests are single-threaded computations; BLAS threads here would
 	 * only fight the pool for cores. */
 	openblas_set_num_threads(1);
@@ -371,6 +447,7 @@ int cmd_serve(int argc, char **argv)
 	api *a = NULL;
 	auth *keys = NULL;
 	events_writer *ew = NULL;
+	applier *ap = NULL;
 	http_server *srv = NULL;
 	logids_filter *log_filter = NULL;
 	int log_fd = -1, log_pipe = 0; /* log_pipe: what the daemon writes to */
@@ -434,7 +511,12 @@ int cmd_serve(int argc, char **argv)
 			}
 		}
 	}
-	if (events_writer_start(st, &ew, &err) != 0) {
+	if (o.event_log) {
+		if (event_log_start(&lcfg, &o, st, m, &ap, &ew, &err) != 0) {
+			cli_fail("serve", "%s", err.buf);
+			goto out;
+		}
+	} else if (events_writer_start(st, &ew, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}
@@ -446,6 +528,10 @@ int cmd_serve(int argc, char **argv)
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
+	if (ap) {
+		api_set_event_log(a, ap, o.max_lag);
+		applier_set_erasure_hook(ap, api_forget_segments, a);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 
@@ -518,6 +604,7 @@ out:
 	http_stop(srv);
 	logids_filter_stop(log_filter); /* the daemon wrote its last line */
 	events_writer_stop(ew); /* after the last request that could queue */
+	applier_stop(ap);       /* after the writer: answers what still waits */
 	api_free(a);
 	auth_free(keys);
 	state_close(st);
@@ -526,6 +613,7 @@ out:
 		close(log_fd);
 	sb_release(&desc);
 	sb_release(&err);
+	eventlog_config_free(&lcfg);
 	for (int i = 0; i < 2; i++)
 		if (sig_pipe[i] >= 0) {
 			close(sig_pipe[i]);

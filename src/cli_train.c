@@ -17,6 +17,7 @@
 #include "model_writer.h"
 #include "timefmt.h"
 #include "train.h"
+#include "eventlog.h"
 #include "util.h"
 
 #define CLI_DEFAULT_ALGO ALGO_EASE
@@ -249,6 +250,10 @@ static const char train_usage_head[] =
 	"  --interactions FILE   CSV file; '-' for stdin; gzip is detected\n"
 	"  --out DIR             model directory (created; an old model there is replaced)\n";
 static const char train_usage_tail[] =
+	"  --event-log-position ID  the last entry (MS-SEQ) of the shared event log\n"
+	"                        (serve --event-log) these interactions cover: kept in\n"
+	"                        the model's meta record, a new replica replays the log\n"
+	"                        from there (without it: from the log's start)\n"
 	"  --dump-neighbors FILE each item's neighbours as text, one line per item:\n"
 	"                        ITEM<TAB>NEIGHBOR:SCORE,... best first (for benchmarks)\n"
 	"  --quiet               no summary on stderr\n";
@@ -330,15 +335,16 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 
 int cmd_train(int argc, char **argv)
 {
-	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP };
-	struct option opts[TRAIN_FLAG_COUNT + 6] = {
+	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP, O_LOGPOS };
+	struct option opts[TRAIN_FLAG_COUNT + 7] = {
 		{ "interactions", required_argument, NULL, O_INTER },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "dump-neighbors", required_argument, NULL, O_DUMP },
+		{ "event-log-position", required_argument, NULL, O_LOGPOS },
 	};
-	size_t nopt = 5 + train_flags_options(opts + 5);
+	size_t nopt = 6 + train_flags_options(opts + 6);
 	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
 	struct train_flags f;
@@ -354,6 +360,14 @@ int cmd_train(int argc, char **argv)
 		case O_OUT: out = optarg; break;
 		case O_QUIET: quiet = true; break;
 		case O_DUMP: dump = optarg; break;
+		case O_LOGPOS: {
+			eventlog_id id;
+			if (eventlog_id_parse(optarg, strlen(optarg), &id) != 0)
+				return cli_usage_error("train", "--event-log-position %s: expected a stream "
+						       "entry id MS-SEQ, e.g. 1767225600000-0", optarg);
+			f.topt.event_log_position = optarg;
+			break;
+		}
 		case 'h':
 		case O_HELP:
 			fputs(train_usage_head, stdout);

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "applier.h"
+#include "eventlog.h"
 #include "ids.h"
 #include "ingest.h"
 #include "timefmt.h"
@@ -32,7 +34,19 @@ struct events_writer {
 	events_request *head, *tail;
 	bool stopping;
 	uint64_t commits, events;
+	/* With the event log (events_writer_start_log), else NULL: */
+	eventlog *log;
+	applier *ap;
+	int replicas, wait_ms;
+	uint64_t log_entries, log_appends, log_unavailable;
+	eventlog_record *recs; /* a group's records, and their ids */
+	eventlog_id *ids;
+	size_t recs_cap;
+	double logged_at; /* when the last append failure was logged */
 };
+
+/* eventlog_append takes at most this many records at once. */
+#define LOG_APPEND_MAX 10000u
 
 /* Lists the group's erasures in erasures.txt (one fsync). If that fails,
  * those requests are answered with an error and dropped from the group.
@@ -63,6 +77,102 @@ static uint32_t list_erasures(events_writer *w, events_request **group, uint32_t
 	return kept;
 }
 
+/* ---- the event log --------------------------------------------------------- */
+
+/* The records of one request, appended to w->recs from *n on. Returns 0,
+ * or -1 for a change the log cannot carry. */
+static int log_records(events_writer *w, const state_write *sw, size_t *n)
+{
+	if (sw->events) {
+		for (uint32_t i = 0; i < sw->n; i++) {
+			const event_in *e = &sw->events[i];
+			w->recs[(*n)++] = (eventlog_record){
+				.kind = EVENTLOG_EVENT, .customer = e->customer,
+				.customer_len = e->customer_len, .item = e->item, .item_len = e->item_len,
+				.ts = e->ts, .quantity = e->quantity, .price = e->price, .type = e->type };
+		}
+		return 0;
+	}
+	eventlog_record r = { .customer = sw->customer, .customer_len = sw->customer_len };
+	if (sw->set == STATE_ERASED && !sw->clear) {
+		r.kind = EVENTLOG_ERASURE;
+	} else if (sw->set == STATE_NO_PERSONALIZATION && !sw->clear) {
+		r.kind = EVENTLOG_CONSENT;
+		r.personalization = false;
+	} else if (sw->clear == STATE_NO_PERSONALIZATION && !sw->set) {
+		r.kind = EVENTLOG_CONSENT;
+		r.personalization = true;
+	} else {
+		return -1; /* a write kind without a record yet */
+	}
+	w->recs[(*n)++] = r;
+	return 0;
+}
+
+/* Appends one run of requests (group[0..n), at most LOG_APPEND_MAX
+ * records) in one eventlog_append and hands each to the applier to wait
+ * for, or answers them all EVENTS_ELOG. */
+static void log_append_run(events_writer *w, events_request **group, uint32_t n, size_t nrec,
+			   const size_t *last)
+{
+	int acked = 0;
+	int rc = eventlog_append(w->log, w->recs, nrec, w->ids, w->replicas, w->wait_ms, &acked);
+	if (rc != 0) {
+		double now = util_monotonic();
+		if (now - w->logged_at >= 1.0) { /* at most a line a second while down */
+			w->logged_at = now;
+			fprintf(stderr, "shopkeeper: event log: %u writes answered 503: %s (%s)\n", n,
+				eventlog_strerror(rc), eventlog_errmsg(w->log));
+		}
+		pthread_mutex_lock(&w->lock);
+		w->log_unavailable += n;
+		pthread_mutex_unlock(&w->lock);
+		for (uint32_t i = 0; i < n; i++)
+			group[i]->done(group[i]->arg, rc == EVENTLOG_EINVAL ? EVENTS_EFAILED : EVENTS_ELOG);
+		return;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->log_entries += nrec;
+	w->log_appends++;
+	pthread_mutex_unlock(&w->lock);
+	for (uint32_t i = 0; i < n; i++)
+		applier_wait(w->ap, group[i], w->ids[last[i]]);
+}
+
+/* A group through the log: runs of whole requests, each one append. */
+static void log_group(events_writer *w, events_request **group, uint32_t n)
+{
+	size_t need = 0, last[GROUP_MAX_BATCHES];
+	for (uint32_t i = 0; i < n; i++)
+		need += group[i]->write.events ? group[i]->write.n : 1;
+	if (need > w->recs_cap) {
+		free(w->recs);
+		free(w->ids);
+		w->recs_cap = need;
+		w->recs = xmallocarray(need, sizeof(*w->recs));
+		w->ids = xmallocarray(need, sizeof(*w->ids));
+	}
+	uint32_t first = 0, kept = 0;
+	size_t nrec = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const state_write *sw = &group[i]->write;
+		size_t k = sw->events ? sw->n : 1;
+		if (nrec + k > LOG_APPEND_MAX && kept > first) {
+			log_append_run(w, group + first, kept - first, nrec, last + first);
+			first = kept;
+			nrec = 0;
+		}
+		if (log_records(w, sw, &nrec) != 0) {
+			group[i]->done(group[i]->arg, EVENTS_EFAILED);
+			continue;
+		}
+		last[kept] = nrec - 1;
+		group[kept++] = group[i];
+	}
+	if (kept > first)
+		log_append_run(w, group + first, kept - first, nrec, last + first);
+}
+
 static void *writer_main(void *arg)
 {
 	events_writer *w = arg;
@@ -85,6 +195,11 @@ static void *writer_main(void *arg)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->lock);
 
+		if (w->log) { /* the applier writes the state and answers */
+			log_group(w, group, n);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
 		sb_reset(&err);
 		n = list_erasures(w, group, n, &err);
 		uint64_t events = 0;
@@ -115,14 +230,32 @@ static void *writer_main(void *arg)
 
 int events_writer_start(state *s, events_writer **out, strbuf *err)
 {
+	return events_writer_start_log(s, NULL, NULL, 0, 0, out, err);
+}
+
+int events_writer_start_log(state *s, const struct eventlog_config *log, struct applier *ap,
+			    int replicas, int wait_ms, events_writer **out, strbuf *err)
+{
 	events_writer *w = xcalloc(1, sizeof(*w));
 	w->s = s;
+	if (log) {
+		assert(ap);
+		if (eventlog_open(log, &w->log) != 0) {
+			sb_adds(err, "cannot open the event log");
+			free(w);
+			return -1;
+		}
+		w->ap = ap;
+		w->replicas = replicas;
+		w->wait_ms = wait_ms;
+	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->work, NULL);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		sb_adds(err, "cannot start the event writer thread");
 		pthread_cond_destroy(&w->work);
 		pthread_mutex_destroy(&w->lock);
+		eventlog_close(w->log);
 		free(w);
 		return -1;
 	}
@@ -176,6 +309,16 @@ void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events)
 	pthread_mutex_unlock(&w->lock);
 }
 
+void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appends,
+			     uint64_t *unavailable)
+{
+	pthread_mutex_lock(&w->lock);
+	*entries = w->log_entries;
+	*appends = w->log_appends;
+	*unavailable = w->log_unavailable;
+	pthread_mutex_unlock(&w->lock);
+}
+
 void events_writer_stop(events_writer *w)
 {
 	if (!w)
@@ -187,6 +330,9 @@ void events_writer_stop(events_writer *w)
 	pthread_join(w->thread, NULL);
 	pthread_cond_destroy(&w->work);
 	pthread_mutex_destroy(&w->lock);
+	eventlog_close(w->log);
+	free(w->recs);
+	free(w->ids);
 	free(w);
 }
 

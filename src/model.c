@@ -3,6 +3,7 @@
  * lookups from the map. See model.h and model_format.h.
  */
 #include "model.h"
+#include "eventlog.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -133,6 +134,18 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		goto out;
 	}
 	m->info.half_life_days = json_number_value(hl);
+	json_t *lp = json_object_get(root, "event_log_position");
+	if (lp) {
+		eventlog_id pos;
+		const char *lps = json_string_value(lp);
+		if (!lps || eventlog_id_parse(lps, strlen(lps), &pos) != 0) {
+			sb_addf(err, "%s: meta record has a bad event_log_position", path);
+			goto out;
+		}
+		m->info.has_log_position = true;
+		m->info.log_position_ms = pos.ms;
+		m->info.log_position_seq = pos.seq;
+	}
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);

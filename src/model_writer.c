@@ -370,6 +370,10 @@ static char *meta_json(const train_options *o, const dataset *ds, const train_re
 		(json_int_t)r->nnz, "rows_read", (json_int_t)ds->records, "rows_skipped",
 		(json_int_t)ds->skipped, "categories",
 		(json_int_t)(ds->categories ? idmap_count(ds->categories) : 0));
+	/* Where a replica of a fleet sharing an event log starts replaying
+	 * (docs/event-log.md "Bootstrap"). */
+	if (root && o->event_log_position)
+		json_object_set_new(root, "event_log_position", json_string(o->event_log_position));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;

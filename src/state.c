@@ -297,7 +297,176 @@ static int grow_map(state *s)
 	return rc;
 }
 
+/* ---- the event log's position ---------------------------------------------
+ * Meta record "event_log_position": u8 phase, u8 0 x3, u32 floor_sec, u64
+ * ms, u64 seq, then the customer's id (0 to 256 bytes). */
+#define LOG_POS_KEY "event_log_position"
+#define LOG_POS_HEAD 24u
+
+static int put_log_pos(state *s, MDB_txn *txn, const state_log_pos *pos)
+{
+	unsigned char rec[LOG_POS_HEAD + sizeof(pos->customer)] = { 0 };
+	assert(pos->customer_len <= sizeof(pos->customer));
+	rec[0] = pos->phase;
+	memcpy(rec + 4, &pos->floor_sec, 4);
+	memcpy(rec + 8, &pos->ms, 8);
+	memcpy(rec + 16, &pos->seq, 8);
+	memcpy(rec + LOG_POS_HEAD, pos->customer, pos->customer_len);
+	MDB_val k = { strlen(LOG_POS_KEY), LOG_POS_KEY }, v = { LOG_POS_HEAD + pos->customer_len, rec };
+	return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+int state_log_position(state *s, state_log_pos *out)
+{
+	MDB_txn *txn;
+	memset(out, 0, sizeof(*out));
+	pthread_rwlock_rdlock(&s->remap_lock);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		pthread_rwlock_unlock(&s->remap_lock);
+		return STORE_ERROR;
+	}
+	MDB_val k = { strlen(LOG_POS_KEY), LOG_POS_KEY }, v;
+	rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == 0) {
+		const unsigned char *p = v.mv_data;
+		if (v.mv_size < LOG_POS_HEAD || v.mv_size > LOG_POS_HEAD + sizeof(out->customer) ||
+		    p[0] < STATE_LOG_BOOTSTRAP || p[0] > STATE_LOG_APPLYING) {
+			rc = STORE_CORRUPT;
+		} else {
+			out->phase = p[0];
+			memcpy(&out->floor_sec, p + 4, 4);
+			memcpy(&out->ms, p + 8, 8);
+			memcpy(&out->seq, p + 16, 8);
+			out->customer_len = v.mv_size - LOG_POS_HEAD;
+			memcpy(out->customer, p + LOG_POS_HEAD, out->customer_len);
+		}
+	} else {
+		rc = rc == MDB_NOTFOUND ? 0 : STORE_ERROR;
+	}
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->remap_lock);
+	return rc;
+}
+
+/* Runs fn(s, txn, arg) in one write transaction and commits it (one
+ * fsync), growing the map and retrying when it fills. Returns an LMDB
+ * code. */
+static int write_txn(state *s, int (*fn)(state *s, MDB_txn *txn, void *arg), void *arg)
+{
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		MDB_txn *txn;
+		pthread_rwlock_rdlock(&s->remap_lock);
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+			pthread_rwlock_unlock(&s->remap_lock);
+			return rc;
+		}
+		rc = fn(s, txn, arg);
+		if (rc == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		pthread_rwlock_unlock(&s->remap_lock);
+		if (rc != MDB_MAP_FULL || attempt >= 30)
+			return rc;
+		if ((rc = grow_map(s)) != 0)
+			return rc;
+	}
+}
+
+static int clear_fn(state *s, MDB_txn *txn, void *arg)
+{
+	int rc;
+	if ((rc = mdb_drop(txn, s->flags, 0)) != 0 || (rc = mdb_drop(txn, s->chunks, 0)) != 0 ||
+	    (rc = mdb_drop(txn, s->tails, 0)) != 0)
+		return rc;
+	return put_log_pos(s, txn, arg);
+}
+
+int state_clear(state *s, const state_log_pos *pos, strbuf *err)
+{
+	int rc = write_txn(s, clear_fn, (void *)pos);
+	if (rc) {
+		sb_addf(err, "state: cannot clear: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+struct drop_job {
+	uint32_t sec, max;
+	strbuf *cursor;
+	bool done;
+	uint64_t dropped;
+};
+
+static int drop_fn(state *s, MDB_txn *txn, void *arg)
+{
+	struct drop_job *j = arg;
+	strbuf ids = STRBUF_INIT, buf = STRBUF_INIT, scratch = STRBUF_INIT;
+	store_walk walk;
+	MDB_val k, v;
+	uint32_t n = 0;
+	int rc;
+	j->done = false;
+	j->dropped = 0;
+	/* The keys first (u16 length, bytes each), then the rewrites: a log
+	 * is rewritten with puts and deletes the walking cursor must not see. */
+	if ((rc = store_walk_open(&walk, txn, s->tails, j->cursor->buf, j->cursor->len)) != 0)
+		goto out;
+	while (n < j->max && (rc = store_walk_next(&walk, &k, &v)) == 0) {
+		uint16_t len = (uint16_t)k.mv_size;
+		sb_add(&ids, &len, 2);
+		sb_add(&ids, k.mv_data, k.mv_size);
+		n++;
+	}
+	mdb_cursor_close(walk.cur);
+	if (rc == MDB_NOTFOUND) {
+		j->done = true;
+		rc = 0;
+	}
+	for (size_t p = 0; rc == 0 && p < ids.len;) {
+		uint16_t len;
+		memcpy(&len, ids.buf + p, 2);
+		MDB_val key = { len, ids.buf + p + 2 };
+		uint32_t dropped = 0;
+		rc = state_log_drop_before(s, txn, key, j->sec, &buf, &scratch, &dropped);
+		j->dropped += dropped;
+		p += 2 + (size_t)len;
+		if (p == ids.len) {
+			sb_reset(j->cursor);
+			sb_add(j->cursor, key.mv_data, key.mv_size);
+		}
+	}
+out:
+	sb_release(&ids);
+	sb_release(&buf);
+	sb_release(&scratch);
+	return rc;
+}
+
+int state_drop_before(state *s, uint32_t sec, strbuf *cursor, uint32_t max_customers,
+		      bool *done, uint64_t *dropped, strbuf *err)
+{
+	struct drop_job j = { sec, max_customers ? max_customers : 1, cursor, false, 0 };
+	int rc = write_txn(s, drop_fn, &j);
+	if (rc) {
+		sb_addf(err, "state: cannot drop covered events: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	*done = j.done;
+	*dropped = j.dropped;
+	return 0;
+}
+
 int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
+{
+	return state_commit_log(s, writes, n, NULL, err);
+}
+
+int state_commit_log(state *s, const state_write *writes, uint32_t n, const state_log_pos *pos,
+		     strbuf *err)
 {
 	strbuf buf = STRBUF_INIT;
 	int rc;
@@ -325,7 +494,7 @@ int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
 				 * may have been committed since. */
 				if (erased(s, txn, e->customer, e->customer_len))
 					continue;
-				rc = state_log_append(s, txn, cur, e, &buf);
+				rc = state_log_append_sec(s, txn, cur, e, w->log_sec, &buf);
 				total++;
 				unknown += !e->known_item;
 			}
@@ -334,6 +503,8 @@ int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
 			rc = add_counter(s, txn, "events", total);
 		if (rc == 0 && unknown)
 			rc = add_counter(s, txn, "unknown_items", unknown);
+		if (rc == 0 && pos)
+			rc = put_log_pos(s, txn, pos);
 		if (rc == 0) {
 			rc = mdb_txn_commit(txn); /* synchronous: one fsync for all */
 		} else {

@@ -34,7 +34,7 @@ int state_events_next(const state_events *ev, size_t *pos, event_view *out)
 	memcpy(&out->price, p + 12, 4);
 	out->type = p[16];
 	out->item_len = p[17];
-	/* bytes 18..21 reserved */
+	memcpy(&out->log_sec, p + 18, 4);
 	if (ev->size - *pos - EVENT_HEAD < out->item_len || out->type > EVENT_REMOVE_FROM_CART)
 		return STORE_CORRUPT;
 	out->item = (const char *)p + EVENT_HEAD;
@@ -247,6 +247,12 @@ static int drop_oldest(MDB_cursor *c, MDB_val key, struct tail_head *h, strbuf *
 
 int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, strbuf *buf)
 {
+	return state_log_append_sec(s, txn, c, e, 0, buf);
+}
+
+int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e,
+			 uint32_t log_sec, strbuf *buf)
+{
 	MDB_val key = { e->customer_len, (void *)e->customer }, v, old = { 0, NULL };
 	struct tail_head h = { 0, 0, 0, 0, 0 };
 	unsigned char rec[EVENT_HEAD + STATE_MAX_ITEM_LEN] = { 0 };
@@ -257,7 +263,7 @@ int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, s
 	memcpy(rec + 12, &e->price, 4);
 	rec[16] = e->type;
 	rec[17] = (unsigned char)e->item_len;
-	/* bytes 18..21 reserved */
+	memcpy(rec + 18, &log_sec, 4); /* 0 on a single node */
 	memcpy(rec + EVENT_HEAD, e->item, e->item_len);
 
 	int rc = mdb_get(txn, s->tails, &key, &v);
@@ -436,4 +442,54 @@ void state_iter_end(state_iter *it)
 		mdb_cursor_close(it->chunks);
 	sb_release(&it->buf);
 	free(it);
+}
+
+/* ---- dropping what a new model covers (the event log) -------------------- */
+
+int state_log_drop_before(state *s, MDB_txn *txn, MDB_val key, uint32_t sec, strbuf *buf,
+			  strbuf *scratch, uint32_t *dropped)
+{
+	MDB_val v, tail;
+	struct tail_head h;
+	state_events ev;
+	MDB_cursor *c = NULL;
+	*dropped = 0;
+	int rc = mdb_get(txn, s->tails, &key, &v);
+	if (rc)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if ((rc = tail_parse(v, &h, &tail)) != 0 || (rc = mdb_cursor_open(txn, s->chunks, &c)) != 0)
+		return rc;
+	rc = read_log(c, key, &h, tail, buf, &ev);
+	if (rc) {
+		mdb_cursor_close(c);
+		return rc == STORE_CORRUPT ? MDB_CORRUPTED : MDB_PANIC;
+	}
+	/* Copy the log (it may be borrowed from the tail we are about to
+	 * delete), then rewrite it with the events the model does not cover. */
+	sb_reset(scratch);
+	sb_add(scratch, ev.data, ev.size);
+	state_events copy = { (const unsigned char *)scratch->buf, scratch->len, ev.count };
+	size_t pos = 0;
+	event_view e;
+	bool any = false;
+	while ((rc = state_events_next(&copy, &pos, &e)) == 0)
+		any |= e.log_sec != 0 && e.log_sec < sec;
+	if (rc != STORE_NOTFOUND) {
+		mdb_cursor_close(c);
+		return MDB_CORRUPTED;
+	}
+	rc = 0;
+	if (any)
+		rc = state_log_delete(s, txn, key);
+	for (pos = 0; any && rc == 0 && state_events_next(&copy, &pos, &e) == 0;) {
+		if (e.log_sec != 0 && e.log_sec < sec) {
+			(*dropped)++;
+			continue;
+		}
+		event_in in = { key.mv_data, key.mv_size, e.item, e.item_len, e.ts, e.quantity,
+				e.price, e.type, true };
+		rc = state_log_append_sec(s, txn, c, &in, e.log_sec, buf);
+	}
+	mdb_cursor_close(c);
+	return rc;
 }

@@ -44,8 +44,18 @@ struct state_txn {
 /* Appends one event to its customer's log (c: a cursor on the chunks; buf:
  * scratch), dropping the oldest beyond STATE_MAX_EVENTS. */
 int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, strbuf *buf);
+/* The same, recording the second of the event-log entry that carried it
+ * (0: none; kept in the event's reserved bytes 18..21). */
+int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e,
+			 uint32_t log_sec, strbuf *buf);
 /* Deletes a customer's whole log (erasure). */
 int state_log_delete(state *s, MDB_txn *txn, MDB_val key);
+/* Rewrites key's log without the events carried by event-log entries of
+ * seconds before `sec` (log_sec 0 < log_sec < sec), counting them in
+ * *dropped; a log with none is not written. buf and scratch: scratch
+ * space. */
+int state_log_drop_before(state *s, MDB_txn *txn, MDB_val key, uint32_t sec, strbuf *buf,
+			  strbuf *scratch, uint32_t *dropped);
 /* Rewrites the event logs of a state of format 1 or 2 into the current
  * format. */
 int state_log_convert_v1(state *s, MDB_txn *txn);

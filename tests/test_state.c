@@ -88,12 +88,86 @@ TEST(state_flags_and_events)
 	sb_release(&err);
 }
 
+/* The event log's position: written with the entries it covers, read back
+ * after a reopen; state_clear empties all but it; state_drop_before keeps
+ * the events of entries from its second on, a bounded walk at a time. */
+TEST(state_log_position_clear_and_drop)
+{
+	strbuf err = STRBUF_INIT, cursor = STRBUF_INIT;
+	state *s = new_state("logpos", &err);
+	if (!s)
+		return;
+	state_log_pos pos;
+	CHECK_INT(state_log_position(s, &pos), 0);
+	CHECK_INT(pos.phase, STATE_LOG_NONE);
+
+	/* Three customers, events of log seconds 100 and 200. */
+	const char *who[3] = { "a", "b", "c" };
+	for (int sec = 100; sec <= 200; sec += 100) {
+		event_in ev[3];
+		for (int i = 0; i < 3; i++)
+			ev[i] = (event_in){ who[i], 1, "item", 4, sec, 1, 0, EVENT_VIEW, true };
+		state_write w = { .events = ev, .n = 3, .log_sec = (uint32_t)sec };
+		state_log_pos p = { .phase = STATE_LOG_APPLYING, .ms = (uint64_t)sec * 1000,
+				    .seq = 7, .floor_sec = 5, .customer_len = 1 };
+		p.customer[0] = 'c';
+		CHECK_INT(state_commit_log(s, &w, 1, &p, &err), 0);
+	}
+	state_close(s);
+	CHECK_INT(state_open(sub("logpos"), 1 << 20, &s, &err), 0);
+	CHECK_INT(state_log_position(s, &pos), 0);
+	CHECK_INT(pos.phase, STATE_LOG_APPLYING);
+	CHECK(pos.ms == 200000 && pos.seq == 7 && pos.floor_sec == 5);
+	CHECK(pos.customer_len == 1 && pos.customer[0] == 'c');
+
+	/* Two customers per step: two steps, then done. */
+	bool done = false;
+	uint64_t dropped = 0, total = 0;
+	int steps = 0;
+	while (!done && steps < 10) {
+		CHECK_INT(state_drop_before(s, 150, &cursor, 2, &done, &dropped, &err), 0);
+		total += dropped;
+		steps++;
+	}
+	CHECK_INT(total, 3);
+	CHECK(steps >= 2);
+	state_txn *t;
+	state_events ev;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(state_events_get(t, who[i], 1, &ev), 0);
+		CHECK_INT(ev.count, 1);
+		event_view e;
+		size_t at = 0;
+		CHECK_INT(state_events_next(&ev, &at, &e), 0);
+		CHECK_INT(e.log_sec, 200);
+		CHECK_INT(e.ts, 200);
+	}
+	state_txn_reset(t);
+
+	CHECK_INT(state_set_consent(s, "a", 1, false, &err), 0);
+	state_log_pos fresh = { .phase = STATE_LOG_BOOTSTRAP, .ms = 41 };
+	CHECK_INT(state_clear(s, &fresh, &err), 0);
+	CHECK_INT(state_txn_renew(t), 0);
+	uint32_t flags = 1;
+	CHECK_INT(state_customer_flags(t, "a", 1, &flags), 0);
+	CHECK_INT(flags, 0);
+	CHECK_INT(state_events_get(t, "b", 1, &ev), 0);
+	CHECK_INT(ev.count, 0);
+	state_txn_free(t);
+	CHECK_INT(state_log_position(s, &pos), 0);
+	CHECK(pos.phase == STATE_LOG_BOOTSTRAP && pos.ms == 41 && pos.customer_len == 0);
+	state_close(s);
+	sb_release(&cursor);
+	sb_release(&err);
+}
 
 int main(void)
 {
 	if (scratch_begin() != 0)
 		return 1;
 	RUN(state_flags_and_events);
+	RUN(state_log_position_clear_and_drop);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

@@ -1,0 +1,728 @@
+/*
+ * applier: applies the shared event log to this replica's state. See
+ * applier.h; docs/event-log.md has the picture.
+ *
+ * One thread, one Redis connection. The loop: act on a model switch (a
+ * bounded drop, or a rebuild), bootstrap when the state has never applied
+ * anything, check the last applied entry after every new connection, read
+ * a batch, apply it with its position in one transaction, then answer the
+ * writes waiting for entries up to there.
+ */
+#include "applier.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+#define DEFAULT_WAIT_MS 10000
+#define DEFAULT_BATCH 1000u
+#define BLOCK_MS 100              /* XREAD BLOCK: also how often deadlines are checked */
+#define RETRY_MS 200              /* pause after a failed read or bootstrap */
+#define DROP_CUSTOMERS 500u       /* customers per transaction of a model-switch drop */
+#define FLAGS_PER_COMMIT 1000u    /* restored flags per transaction of a bootstrap */
+
+struct applier {
+	state *s;
+	eventlog *log;
+	pthread_t thread;
+	uint32_t batch;
+	int wait_ms;
+
+	pthread_mutex_t lock;  /* guards what follows */
+	pthread_cond_t wake;   /* stopping */
+	bool stopping;
+	events_request *head, *tail; /* writes waiting, in id order */
+	eventlog_id applied;   /* the last entry applied (what waiters compare to) */
+	bool switched;         /* a model switch to act on */
+	bool model_has_pos;    /* the current model's coverage */
+	eventlog_id model_pos;
+	void (*erasure_hook)(void *arg);
+	void *erasure_arg;
+	applier_stats st;
+	uint64_t pending_ms;   /* ms of the oldest entry known and not applied; 0: none */
+
+	/* The applier thread's own: */
+	state_log_pos pos;     /* as in the state */
+	uint32_t floor;        /* in effect: pos.floor_sec, or a switch's higher one */
+	bool dropping;         /* a model-switch drop is under way */
+	strbuf drop_cursor;
+	uint64_t checked_connects; /* eventlog_connects when the entry was last checked */
+	double counted_at;     /* when lag_entries was last counted */
+	eventlog_batch b;
+	event_in *events;      /* a batch's events and writes */
+	state_write *writes;
+	size_t cap;
+};
+
+const double applier_lag_buckets[APPLIER_LAG_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025,
+							   0.05,  0.1,    0.25,  0.5,  1,
+							   2.5,   10 };
+
+const char *applier_phase_name(enum applier_phase p)
+{
+	static const char *const names[] = { "starting", "bootstrap", "rebuild", "newer_format",
+					     "applying" };
+	return (unsigned)p < ARRAY_SIZE(names) ? names[p] : "?";
+}
+
+static eventlog_id pos_id(const state_log_pos *p)
+{
+	return (eventlog_id){ p->ms, p->seq };
+}
+
+/* The second a model's coverage falls in: the state keeps the events of
+ * entries from that second on (whole seconds, as the state records them). */
+static uint32_t model_floor(bool has, eventlog_id id)
+{
+	return has ? (uint32_t)(id.ms / 1000) : 0;
+}
+
+static void set_phase(applier *ap, enum applier_phase p)
+{
+	pthread_mutex_lock(&ap->lock);
+	ap->st.phase = p;
+	pthread_mutex_unlock(&ap->lock);
+}
+
+/* Sleeps ms, or less when stopping. Returns whether stopping. */
+static bool pause_ms(applier *ap, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ap->lock);
+	if (!ap->stopping)
+		pthread_cond_timedwait(&ap->wake, &ap->lock, &ts);
+	bool stop = ap->stopping;
+	pthread_mutex_unlock(&ap->lock);
+	return stop;
+}
+
+/* ---- waiting writes ---------------------------------------------------------- */
+
+/* Answers the waiting writes whose entries are applied, and those past
+ * their deadline (EVENTS_ELOG); all of them when `all`. Callbacks run
+ * without the lock. */
+static void answer_waiters(applier *ap, bool all)
+{
+	double now = util_monotonic();
+	for (;;) {
+		pthread_mutex_lock(&ap->lock);
+		events_request *r = ap->head;
+		int rc = 1;
+		if (r) {
+			eventlog_id id = { r->wait_ms, r->wait_seq };
+			if (eventlog_id_cmp(id, ap->applied) <= 0)
+				rc = 0;
+			else if (all || r->deadline < now)
+				rc = EVENTS_ELOG;
+		}
+		if (rc == 1) {
+			pthread_mutex_unlock(&ap->lock);
+			return;
+		}
+		ap->head = r->next;
+		if (!ap->head)
+			ap->tail = NULL;
+		pthread_mutex_unlock(&ap->lock);
+		r->done(r->arg, rc);
+	}
+}
+
+void applier_wait(applier *ap, events_request *r, eventlog_id id)
+{
+	r->wait_ms = id.ms;
+	r->wait_seq = id.seq;
+	r->deadline = util_monotonic() + ap->wait_ms / 1000.0;
+	r->next = NULL;
+	pthread_mutex_lock(&ap->lock);
+	if (!ap->head && eventlog_id_cmp(id, ap->applied) <= 0) {
+		pthread_mutex_unlock(&ap->lock);
+		r->done(r->arg, 0); /* applied before we got here */
+		return;
+	}
+	if (ap->tail)
+		ap->tail->next = r;
+	else
+		ap->head = r;
+	ap->tail = r;
+	pthread_mutex_unlock(&ap->lock);
+}
+
+/* ---- position ------------------------------------------------------------------ */
+
+/* Publishes pos as applied (for waiters and stats). */
+static void publish(applier *ap)
+{
+	pthread_mutex_lock(&ap->lock);
+	ap->applied = pos_id(&ap->pos);
+	pthread_mutex_unlock(&ap->lock);
+}
+
+/* ---- bootstrap and rebuild ------------------------------------------------------- */
+
+struct flags_job {
+	applier *ap;
+	state_write *writes;
+	uint32_t n;
+	strbuf ids;        /* the customers' ids, back to back */
+	size_t *offsets;   /* of each write's id in ids */
+	strbuf err;
+	int rc;
+};
+
+/* Lists the erasures among the job's writes, then commits them. */
+static int flags_flush(struct flags_job *j)
+{
+	const char *ids[FLAGS_PER_COMMIT];
+	size_t lens[FLAGS_PER_COMMIT];
+	uint32_t ne = 0;
+	for (uint32_t i = 0; i < j->n; i++) {
+		j->writes[i].customer = j->ids.buf + j->offsets[i];
+		if (j->writes[i].set & STATE_ERASED) {
+			ids[ne] = j->writes[i].customer;
+			lens[ne++] = j->writes[i].customer_len;
+		}
+	}
+	int rc = 0;
+	if (ne)
+		rc = state_list_erasures(j->ap->s, ids, lens, ne, &j->err);
+	if (rc == 0 && j->n)
+		rc = state_commit(j->ap->s, j->writes, j->n, &j->err);
+	j->n = 0;
+	sb_reset(&j->ids);
+	return rc;
+}
+
+static int flags_fn(void *arg, const eventlog_record *rec, eventlog_id id)
+{
+	struct flags_job *j = arg;
+	(void)id;
+	state_write *w = &j->writes[j->n];
+	*w = (state_write){ .customer_len = rec->customer_len };
+	if (rec->kind == EVENTLOG_ERASURE)
+		w->set = STATE_ERASED;
+	else if (rec->personalization)
+		w->clear = STATE_NO_PERSONALIZATION;
+	else
+		w->set = STATE_NO_PERSONALIZATION;
+	j->offsets[j->n++] = j->ids.len;
+	sb_add(&j->ids, rec->customer, rec->customer_len);
+	if (j->n == FLAGS_PER_COMMIT && (j->rc = flags_flush(j)) != 0)
+		return 1;
+	return 0;
+}
+
+/* Empties the state, restores the compacted consent and erasure flags and
+ * sets the position to just before the first entry of the model's
+ * second. Returns 0, or -1 (logged; the caller retries later). */
+static int bootstrap(applier *ap, bool rebuild)
+{
+	strbuf err = STRBUF_INIT;
+	set_phase(ap, rebuild ? APPLIER_REBUILD : APPLIER_BOOTSTRAP);
+	pthread_mutex_lock(&ap->lock);
+	bool has = ap->model_has_pos;
+	eventlog_id mpos = ap->model_pos;
+	ap->switched = false; /* this bootstrap uses the model now current */
+	pthread_mutex_unlock(&ap->lock);
+
+	uint32_t floor = model_floor(has, mpos);
+	state_log_pos pos = { .phase = STATE_LOG_BOOTSTRAP, .floor_sec = floor };
+	if (floor > 0) { /* the entry before the floor second's first */
+		pos.ms = (uint64_t)floor * 1000 - 1;
+		pos.seq = UINT64_MAX;
+	}
+	/* Reach Redis before emptying anything: a down Redis leaves the state
+	 * as it is (a rebuild keeps serving the old one meanwhile). */
+	if (eventlog_ping(ap->log) != 0) {
+		sb_release(&err);
+		return -1;
+	}
+	fprintf(stderr, "shopkeeper: event log: %s: emptying the state, restoring consent and "
+		"erasures, replaying the log from %s\n", rebuild ? "rebuild" : "bootstrap",
+		floor ? "the second the model covers" : "its start");
+	if (state_clear(ap->s, &pos, &err) != 0) {
+		fprintf(stderr, "shopkeeper: event log: %s\n", err.buf);
+		sb_release(&err);
+		return -1;
+	}
+	struct flags_job j = { .ap = ap, .ids = STRBUF_INIT, .err = STRBUF_INIT };
+	j.writes = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.writes));
+	j.offsets = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.offsets));
+	uint64_t skipped = 0;
+	int rc = eventlog_flags_each(ap->log, flags_fn, &j, &skipped);
+	if (rc == 0)
+		rc = flags_flush(&j);
+	else if (rc == 1)
+		rc = j.rc;
+	if (rc == 0) {
+		pos.phase = STATE_LOG_APPLYING;
+		rc = state_commit_log(ap->s, NULL, 0, &pos, &j.err);
+	}
+	if (rc != 0)
+		fprintf(stderr, "shopkeeper: event log: %s failed, will retry: %s%s\n",
+			rebuild ? "rebuild" : "bootstrap", j.err.len ? j.err.buf : "",
+			j.err.len ? "" : eventlog_errmsg(ap->log));
+	if (skipped)
+		fprintf(stderr, "shopkeeper: event log: %llu compacted flags did not decode; "
+			"skipped\n", (unsigned long long)skipped);
+	free(j.writes);
+	free(j.offsets);
+	sb_release(&j.ids);
+	sb_release(&j.err);
+	sb_release(&err);
+	if (rc != 0)
+		return -1;
+	ap->pos = pos;
+	ap->floor = floor;
+	ap->dropping = false;
+	ap->checked_connects = eventlog_connects(ap->log);
+	publish(ap);
+	pthread_mutex_lock(&ap->lock);
+	if (rebuild)
+		ap->st.rebuilds++;
+	else
+		ap->st.bootstraps++;
+	pthread_mutex_unlock(&ap->lock);
+	if (ap->erasure_hook)
+		ap->erasure_hook(ap->erasure_arg);
+	return 0;
+}
+
+/* ---- model switches ------------------------------------------------------------- */
+
+void applier_model_switched(applier *ap, bool has, uint64_t ms, uint64_t seq)
+{
+	pthread_mutex_lock(&ap->lock);
+	ap->model_has_pos = has;
+	ap->model_pos = (eventlog_id){ ms, seq };
+	ap->switched = true;
+	pthread_mutex_unlock(&ap->lock);
+}
+
+/* Compares the current model's floor with the state's. Returns true when
+ * the state must be rebuilt (the model covers less than it dropped). */
+static bool take_switch(applier *ap)
+{
+	pthread_mutex_lock(&ap->lock);
+	bool sw = ap->switched;
+	uint32_t floor = model_floor(ap->model_has_pos, ap->model_pos);
+	ap->switched = false;
+	pthread_mutex_unlock(&ap->lock);
+	if (!sw)
+		return false;
+	if (floor < ap->pos.floor_sec) {
+		fprintf(stderr, "shopkeeper: event log: the model covers less of the log than the "
+			"state dropped (second %u < %u): rebuilding\n", floor, ap->pos.floor_sec);
+		return true;
+	}
+	if (floor > ap->floor) {
+		ap->floor = floor; /* entries before it are not applied from now on */
+		ap->dropping = true;
+		sb_reset(&ap->drop_cursor);
+	}
+	return false;
+}
+
+/* One bounded step of dropping what the model covers; the last one records
+ * the new floor. */
+static void drop_step(applier *ap)
+{
+	strbuf err = STRBUF_INIT;
+	bool done = false;
+	uint64_t dropped = 0;
+	if (state_drop_before(ap->s, ap->floor, &ap->drop_cursor, DROP_CUSTOMERS, &done, &dropped,
+			      &err) != 0) {
+		fprintf(stderr, "shopkeeper: event log: %s\n", err.buf);
+		sb_release(&err);
+		pause_ms(ap, RETRY_MS);
+		return;
+	}
+	pthread_mutex_lock(&ap->lock);
+	ap->st.covered += dropped;
+	pthread_mutex_unlock(&ap->lock);
+	if (done) {
+		state_log_pos pos = ap->pos;
+		pos.floor_sec = ap->floor;
+		if (state_commit_log(ap->s, NULL, 0, &pos, &err) == 0) {
+			ap->pos = pos;
+			ap->dropping = false;
+		} else {
+			fprintf(stderr, "shopkeeper: event log: %s\n", err.buf);
+		}
+	}
+	sb_release(&err);
+}
+
+/* ---- applying ---------------------------------------------------------------------- */
+
+/* Turns the batch's entries into state writes (consecutive events of one
+ * second share a write) and commits them with the position of the last
+ * entry. Returns 0, 1 when stopped at an entry of a newer format (the
+ * entries before it applied), or -1 (logged; not applied). */
+static int apply_batch(applier *ap, eventlog_batch *b)
+{
+	size_t n = b->n, nw = 0, ne = 0, use = n;
+	uint64_t skipped = 0, covered = 0;
+	bool erasure = false, newer = false;
+	if (n > ap->cap) {
+		free(ap->events);
+		free(ap->writes);
+		ap->cap = n;
+		ap->events = xmallocarray(n, sizeof(*ap->events));
+		ap->writes = xmallocarray(n, sizeof(*ap->writes));
+	}
+	for (size_t i = 0; i < n; i++) {
+		const eventlog_entry *en = &b->entries[i];
+		if (en->status == EVENTLOG_EVERSION) {
+			use = i;
+			newer = true;
+			break;
+		}
+		if (en->status != 0) {
+			char id[EVENTLOG_ID_LEN];
+			eventlog_id_format(en->id, id);
+			fprintf(stderr, "shopkeeper: event log: entry %s is not a valid record "
+				"(%s); skipped\n", id, eventlog_strerror(en->status));
+			skipped++;
+			continue;
+		}
+		const eventlog_record *r = &en->rec;
+		uint32_t sec = (uint32_t)(en->id.ms / 1000);
+		if (r->kind == EVENTLOG_EVENT) {
+			if (r->type > EVENT_REMOVE_FROM_CART || r->item_len > STATE_MAX_ITEM_LEN) {
+				skipped++; /* a type this build does not keep */
+				continue;
+			}
+			if (sec < ap->floor) {
+				covered++; /* the model has it */
+				continue;
+			}
+			ap->events[ne] = (event_in){ r->customer, r->customer_len, r->item, r->item_len,
+						     r->ts, r->quantity, r->price, r->type, true };
+			state_write *last = nw ? &ap->writes[nw - 1] : NULL;
+			if (last && last->events && last->log_sec == sec &&
+			    last->events + last->n == &ap->events[ne]) {
+				last->n++;
+			} else {
+				ap->writes[nw++] = (state_write){ .events = &ap->events[ne], .n = 1,
+								  .log_sec = sec };
+			}
+			ne++;
+			continue;
+		}
+		state_write *w = &ap->writes[nw++];
+		*w = (state_write){ .customer = r->customer, .customer_len = r->customer_len };
+		if (r->kind == EVENTLOG_ERASURE) {
+			w->set = STATE_ERASED;
+			erasure = true;
+		} else if (r->personalization) {
+			w->clear = STATE_NO_PERSONALIZATION;
+		} else {
+			w->set = STATE_NO_PERSONALIZATION;
+		}
+	}
+	if (use == 0)
+		return newer ? 1 : 0;
+
+	strbuf err = STRBUF_INIT;
+	int rc = 0;
+	if (erasure) { /* listed for training first, as a single node does */
+		const char **ids = xmallocarray(nw, sizeof(*ids));
+		size_t *lens = xmallocarray(nw, sizeof(*lens));
+		uint32_t k = 0;
+		for (size_t i = 0; i < nw; i++)
+			if (!ap->writes[i].events && (ap->writes[i].set & STATE_ERASED)) {
+				ids[k] = ap->writes[i].customer;
+				lens[k++] = ap->writes[i].customer_len;
+			}
+		rc = state_list_erasures(ap->s, ids, lens, k, &err);
+		free(ids);
+		free(lens);
+	}
+	state_log_pos pos = ap->pos;
+	const eventlog_entry *tail_entry = &b->entries[use - 1];
+	pos.ms = tail_entry->id.ms;
+	pos.seq = tail_entry->id.seq;
+	pos.customer_len = tail_entry->status == 0 ? tail_entry->rec.customer_len : 0;
+	if (pos.customer_len)
+		memcpy(pos.customer, tail_entry->rec.customer, pos.customer_len);
+	if (rc == 0)
+		rc = state_commit_log(ap->s, ap->writes, (uint32_t)nw, &pos, &err);
+	if (rc != 0) {
+		fprintf(stderr, "shopkeeper: event log: cannot apply: %s\n", err.buf);
+		sb_release(&err);
+		return -1;
+	}
+	sb_release(&err);
+	ap->pos = pos;
+	/* Each entry's lag: from its append (its id's time) to this commit. */
+	double now_ms = util_now() * 1000.0;
+	uint64_t hist[APPLIER_LAG_BUCKETS + 1] = { 0 };
+	double sum = 0;
+	for (size_t i = 0; i < use; i++) {
+		double lag = (now_ms - (double)b->entries[i].id.ms) / 1000.0;
+		lag = lag > 0 ? lag : 0;
+		size_t k = 0;
+		while (k < APPLIER_LAG_BUCKETS && lag > applier_lag_buckets[k])
+			k++;
+		hist[k]++;
+		sum += lag;
+	}
+	pthread_mutex_lock(&ap->lock);
+	for (size_t k = 0; k <= APPLIER_LAG_BUCKETS; k++)
+		ap->st.lag_hist[k] += hist[k];
+	ap->st.lag_sum += sum;
+	ap->applied = pos_id(&pos);
+	ap->st.applied += use;
+	ap->st.skipped += skipped;
+	ap->st.covered += covered;
+	pthread_mutex_unlock(&ap->lock);
+	if (erasure && ap->erasure_hook)
+		ap->erasure_hook(ap->erasure_arg);
+	return newer ? 1 : 0;
+}
+
+/* Lag after a read of `got` entries (batch full: more are waiting). */
+static void update_lag(applier *ap, const eventlog_batch *b, bool full)
+{
+	uint64_t pending = 0, entries = 0;
+	double now = util_now();
+	if (full) {
+		/* The next entry is at least as new as the last applied. */
+		pending = b->n ? b->entries[b->n - 1].id.ms : 0;
+		if (now - ap->counted_at >= 1.0) {
+			/* Counted, up to a bound, at most once a second: a full
+			 * read says only that there are more. */
+			eventlog_batch cnt = { 0 };
+			if (eventlog_range(ap->log, eventlog_id_next(pos_id(&ap->pos)), EVENTLOG_ID_MAX,
+					   APPLIER_LAG_COUNT_MAX, &cnt) == 0)
+				entries = cnt.n;
+			eventlog_batch_release(&cnt);
+			ap->counted_at = now;
+		} else {
+			pthread_mutex_lock(&ap->lock);
+			entries = ap->st.lag_entries > b->n ? ap->st.lag_entries - b->n : 1;
+			pthread_mutex_unlock(&ap->lock);
+		}
+	}
+	pthread_mutex_lock(&ap->lock);
+	ap->pending_ms = pending;
+	ap->st.lag_entries = entries;
+	pthread_mutex_unlock(&ap->lock);
+}
+
+/* After a new connection: is the last applied entry still in the log?
+ * Returns true when it is LOST (the caller rebuilds). */
+static bool lost_entry(applier *ap)
+{
+	uint64_t c = eventlog_connects(ap->log);
+	if (c == ap->checked_connects)
+		return false;
+	if (ap->pos.customer_len == 0) { /* no entry applied since the bootstrap */
+		ap->checked_connects = c;
+		return false;
+	}
+	enum eventlog_presence p;
+	if (eventlog_check_entry(ap->log, pos_id(&ap->pos), ap->pos.customer, ap->pos.customer_len,
+				 &p) != 0)
+		return false; /* checked again after the next connection */
+	ap->checked_connects = eventlog_connects(ap->log);
+	if (p != EVENTLOG_LOST)
+		return false;
+	char id[EVENTLOG_ID_LEN];
+	eventlog_id_format(pos_id(&ap->pos), id);
+	fprintf(stderr, "shopkeeper: event log: the last applied entry %s is gone from %s without "
+		"a trim or an erasure to explain it (a failover lost it): rebuilding the state "
+		"from the model and the log\n", id, eventlog_address(ap->log));
+	return true;
+}
+
+static void *applier_main(void *arg)
+{
+	applier *ap = arg;
+	strbuf err = STRBUF_INIT;
+	bool need_bootstrap = false, rebuild = false;
+
+	if (state_log_position(ap->s, &ap->pos) != 0) {
+		fprintf(stderr, "shopkeeper: event log: the state's position record is damaged: "
+			"rebuilding\n");
+		ap->pos = (state_log_pos){ 0 };
+	}
+	if (ap->pos.phase != STATE_LOG_APPLYING) {
+		need_bootstrap = true;
+	} else {
+		/* A restart: ready unless the lag says otherwise. */
+		ap->floor = ap->pos.floor_sec;
+		publish(ap);
+		set_phase(ap, APPLIER_APPLYING);
+		pthread_mutex_lock(&ap->lock);
+		ap->switched = true; /* compare the model with the state's floor */
+		pthread_mutex_unlock(&ap->lock);
+	}
+	bool caught_up = false;
+	for (;;) {
+		pthread_mutex_lock(&ap->lock);
+		bool stop = ap->stopping;
+		pthread_mutex_unlock(&ap->lock);
+		if (stop)
+			break;
+		if (!need_bootstrap && take_switch(ap)) {
+			need_bootstrap = rebuild = true;
+		}
+		if (need_bootstrap) {
+			if (bootstrap(ap, rebuild) != 0) {
+				pthread_mutex_lock(&ap->lock);
+				ap->st.connected = false;
+				ap->st.read_errors++;
+				pthread_mutex_unlock(&ap->lock);
+				answer_waiters(ap, false);
+				pause_ms(ap, RETRY_MS);
+				continue;
+			}
+			need_bootstrap = false;
+			caught_up = false;
+		}
+		if (ap->dropping)
+			drop_step(ap);
+
+		int rc = eventlog_read(ap->log, pos_id(&ap->pos), ap->batch, ap->dropping ? 0 : BLOCK_MS,
+				       &ap->b);
+		if (rc != 0) {
+			pthread_mutex_lock(&ap->lock);
+			if (ap->st.connected)
+				fprintf(stderr, "shopkeeper: event log: cannot read: %s; retrying\n",
+					eventlog_errmsg(ap->log));
+			ap->st.connected = false;
+			ap->st.read_errors++;
+			pthread_mutex_unlock(&ap->lock);
+			answer_waiters(ap, false);
+			pause_ms(ap, RETRY_MS);
+			continue;
+		}
+		pthread_mutex_lock(&ap->lock);
+		if (!ap->st.connected && ap->st.read_errors)
+			fprintf(stderr, "shopkeeper: event log: reading again from %s\n",
+				eventlog_address(ap->log));
+		ap->st.connected = true;
+		if (ap->b.n)
+			ap->pending_ms = ap->b.entries[0].id.ms;
+		pthread_mutex_unlock(&ap->lock);
+		if (lost_entry(ap)) {
+			need_bootstrap = rebuild = true;
+			continue; /* the batch came from a log without our last entry */
+		}
+		bool full = ap->b.n == ap->batch;
+		rc = ap->b.n ? apply_batch(ap, &ap->b) : 0;
+		if (rc < 0) {
+			pause_ms(ap, RETRY_MS);
+			continue;
+		}
+		if (rc == 1) {
+			char id[EVENTLOG_ID_LEN];
+			eventlog_id_format(eventlog_id_next(pos_id(&ap->pos)), id);
+			fprintf(stderr, "shopkeeper: event log: the entry after %s is of a newer "
+				"record format than this build reads: upgrade shopkeeper; not applying "
+				"anything until then\n", id);
+			set_phase(ap, APPLIER_NEWER_FORMAT);
+			answer_waiters(ap, false);
+			pause_ms(ap, 1000);
+			continue;
+		}
+		update_lag(ap, &ap->b, full);
+		answer_waiters(ap, false);
+		if (!full && !caught_up && !ap->dropping) {
+			caught_up = true;
+			set_phase(ap, APPLIER_APPLYING);
+		}
+	}
+	eventlog_batch_release(&ap->b);
+	sb_release(&err);
+	return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+int applier_start(const applier_config *cfg, applier **out, strbuf *err)
+{
+	applier *ap = xcalloc(1, sizeof(*ap));
+	ap->s = cfg->state;
+	ap->batch = cfg->batch ? cfg->batch : DEFAULT_BATCH;
+	ap->wait_ms = cfg->wait_timeout_ms > 0 ? cfg->wait_timeout_ms : DEFAULT_WAIT_MS;
+	ap->model_has_pos = cfg->model_has_pos;
+	ap->model_pos = (eventlog_id){ cfg->model_ms, cfg->model_seq };
+	sb_init(&ap->drop_cursor, 64);
+	pthread_mutex_init(&ap->lock, NULL);
+	pthread_cond_init(&ap->wake, NULL);
+	if (eventlog_open(cfg->log, &ap->log) != 0) {
+		sb_adds(err, "cannot open the event log");
+		goto fail;
+	}
+	if (pthread_create(&ap->thread, NULL, applier_main, ap) != 0) {
+		sb_adds(err, "cannot start the event log's applier thread");
+		goto fail;
+	}
+	*out = ap;
+	return 0;
+fail:
+	eventlog_close(ap->log);
+	pthread_cond_destroy(&ap->wake);
+	pthread_mutex_destroy(&ap->lock);
+	sb_release(&ap->drop_cursor);
+	free(ap);
+	return -1;
+}
+
+void applier_set_erasure_hook(applier *ap, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&ap->lock);
+	ap->erasure_hook = fn;
+	ap->erasure_arg = arg;
+	pthread_mutex_unlock(&ap->lock);
+}
+
+void applier_get_stats(applier *ap, applier_stats *out)
+{
+	pthread_mutex_lock(&ap->lock);
+	*out = ap->st;
+	out->position = ap->applied;
+	if (ap->pending_ms) {
+		double lag = util_now() - (double)ap->pending_ms / 1000.0;
+		out->lag_seconds = lag > 0 ? lag : 0;
+		if (!out->lag_entries)
+			out->lag_entries = 1;
+	} else {
+		out->lag_seconds = 0;
+	}
+	pthread_mutex_unlock(&ap->lock);
+}
+
+void applier_stop(applier *ap)
+{
+	if (!ap)
+		return;
+	pthread_mutex_lock(&ap->lock);
+	ap->stopping = true;
+	pthread_cond_broadcast(&ap->wake);
+	pthread_mutex_unlock(&ap->lock);
+	pthread_join(ap->thread, NULL);
+	answer_waiters(ap, true);
+	eventlog_close(ap->log);
+	pthread_cond_destroy(&ap->wake);
+	pthread_mutex_destroy(&ap->lock);
+	sb_release(&ap->drop_cursor);
+	free(ap->events);
+	free(ap->writes);
+	free(ap);
+}
