@@ -38,6 +38,7 @@ struct train_flags {
 	const char *catalog;   /* --catalog */
 	const char *customers; /* --customers */
 	const char *exclude;   /* --exclude-customers */
+	const char *exclude_items; /* --exclude-items */
 	const char *columns;  /* --columns */
 	const char *catalog_columns;   /* --catalog-columns */
 	const char *customers_columns; /* --customers-columns */
@@ -49,7 +50,7 @@ struct train_flags {
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 16
+#define TRAIN_FLAG_COUNT 17
 
 void train_flags_init(struct train_flags *f);
 /* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */

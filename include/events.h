@@ -82,6 +82,13 @@ int events_submit(events_writer *w, events_request *r, const event_in *ev, uint3
 int events_submit_flags(events_writer *w, events_request *r, const char *customer, size_t len,
 			uint32_t set, uint32_t clear, events_done_fn done, void *arg);
 
+/* Queues a change of one item's STATE_ITEM_* flags (set, then clear; PUT
+ * /v1/items/{id}) like events_submit_flags: one more kind of write in the
+ * same group commits, acknowledged after the commit. `item` is borrowed
+ * until done runs. Returns 0, or -1 when the writer is stopping. */
+int events_submit_item_flags(events_writer *w, events_request *r, const char *item, size_t len,
+			     uint32_t set, uint32_t clear, events_done_fn done, void *arg);
+
 /* Commits what is queued, stops the thread, frees the writer;
  * events_writer_stop(NULL) does nothing. */
 void events_writer_stop(events_writer *w);

@@ -44,6 +44,7 @@ enum skip_reason {
 	SKIP_PRICE,        /* not a number or negative */
 	SKIP_AFTER_AS_OF,  /* timestamp after ingest_options.until */
 	SKIP_EXCLUDED,     /* customer in ingest_options.exclude (erased) */
+	SKIP_FIELD,        /* a catalog's recommendable or URL field unusable */
 	SKIP_REASONS
 };
 const char *skip_reason_name(enum skip_reason r);
@@ -74,8 +75,12 @@ typedef struct dataset {
 	char **item_title;       /* NULL entries: no title */
 	uint32_t *item_category; /* index into categories, UINT32_MAX: none */
 	float *item_price;       /* < 0: unknown */
+	uint8_t *item_flags;     /* MODEL_ITEM_* bits (catalog recommendable,
+				  * dataset_exclude_items) */
+	char **item_image_url;   /* NULL entries: none */
+	char **item_url;         /* NULL entries: none */
 	idmap *categories;
-	uint32_t items_cap;      /* length of the three arrays above */
+	uint32_t items_cap;      /* length of the six arrays above */
 	ingest_stats catalog_stats;
 
 	/* From the customers file, per customer index (NULL when none). */
@@ -97,6 +102,9 @@ enum column {
 	COL_CATEGORY,   /* catalog */
 	COL_COUNTRY,    /* customers */
 	COL_BIRTH_DATE, /* customers */
+	COL_RECOMMENDABLE, /* catalog: true/false (yes/no, 1/0; empty: true) */
+	COL_IMAGE_URL,  /* catalog */
+	COL_URL,        /* catalog */
 	COL_COUNT
 };
 
@@ -104,6 +112,8 @@ enum column {
 #define INGEST_MAX_TITLE 512
 #define INGEST_MAX_CATEGORY 128
 #define INGEST_MAX_ATTRS 4096 /* a customer's attributes as JSON */
+#define INGEST_MAX_URL 2048   /* an image or page URL (a longer one is a bad row:
+			       * cut short, it would lead nowhere) */
 
 
 /* Which header a logical column is read from, in order: the file's own map
@@ -127,7 +137,7 @@ typedef struct ingest_options {
 	const char *file_columns; /* this file's own map, wins over `columns`; or NULL */
 } ingest_options;
 
-/* Reads a list of customer ids, one per line (blank lines and lines
+/* Reads a list of ids (customers or items), one per line (blank lines and lines
  * starting with '#' ignored), into a new idmap in *out. Returns 0, or -1
  * with a message in *err. */
 int ingest_id_list(const char *path, idmap **out, strbuf *err);
@@ -143,7 +153,8 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
  * ("--catalog-columns"). Returns 0, or -1 with a message in *err. */
 int ingest_check_columns(const char *flag, const char *spec, strbuf *err);
 
-/* Reads the catalog file (item_id; title, category, price optional) into
+/* Reads the catalog file (item_id; title, category, price, recommendable,
+ * image_url, url optional) into
  * ds: items it names that no interaction did are added (with no history).
  * Call after ingest_read(). Returns 0, or -1 with a message in *err. Bad
  * rows are skipped, counted in ds->catalog_stats, and reported like
@@ -159,6 +170,12 @@ int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, str
  * Repeated customer ids are counted and warned about as in ingest_catalog;
  * the last row's attributes win. Own map: --customers-columns. */
 int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
+
+/* Flags the items `ids` names as not recommendable (train --exclude-items:
+ * fees, postage, adjustments), creating the catalog arrays if there is no
+ * catalog. Ids the data does not have are counted in *unknown and
+ * otherwise ignored. Call after the catalog is read. */
+void dataset_exclude_items(dataset *ds, const idmap *ids, uint32_t *unknown);
 
 /* Makes the per-item and per-customer attribute arrays as long as the id
  * maps (new entries empty). Called by the readers; harmless to repeat. */

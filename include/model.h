@@ -17,6 +17,7 @@
 #ifndef SHOPKEEPER_MODEL_H
 #define SHOPKEEPER_MODEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,51 @@ void model_item_prefetch(const model *m, uint32_t idx);
 uint32_t model_item_category(const model *m, uint32_t idx);
 /* Item idx's price, < 0 when unknown. */
 float model_item_price(const model *m, uint32_t idx);
+/* The name of category `cat` (< the model's category count, as
+ * model_item_category gives it); valid until model_close. */
+const char *model_category_name(const model *m, uint32_t cat, size_t *len);
+/* Item idx's image and page URLs (len 0 when it has none); valid until
+ * model_close. */
+const char *model_item_image_url(const model *m, uint32_t idx, size_t *len);
+const char *model_item_url(const model *m, uint32_t idx, size_t *len);
+/* Whether training left item idx recommendable (catalog column
+ * recommendable, train --exclude-items): false for fees and the like,
+ * which have no neighbours and are in no answer. */
+bool model_item_recommendable(const model *m, uint32_t idx);
+
+/* ---- live item overrides --------------------------------------------------
+ * The model file never changes, but whether an item may be shown does
+ * (PUT /v1/items/{id}: out of stock, not recommendable). Two bitmaps over
+ * the items, in memory beside the map, say what serving may do now:
+ *   hidden     bit set: the item is in no answer (not recommendable by the
+ *              model or by an override, or not available)
+ *   unsourced  bit set: the item adds to no score (not recommendable); an
+ *              item merely out of stock still says what its buyers like
+ * The request path reads them with one relaxed load per item checked, no
+ * lock; an override changes one bit with one atomic operation, so nothing
+ * is swapped and nothing freed while readers run. A request that starts
+ * after model_item_override returned sees the change (the answer to the
+ * change is sent after it, and the next request reaches a server thread
+ * through the HTTP library's locks). */
+typedef struct model_item_bits {
+	const _Atomic uint64_t *hidden;
+	const _Atomic uint64_t *unsourced;
+} model_item_bits;
+
+/* The bitmaps (valid until model_close). */
+model_item_bits model_get_item_bits(const model *m);
+
+static inline bool model_bit(const _Atomic uint64_t *bits, uint32_t idx)
+{
+	return (atomic_load_explicit(&bits[idx / 64], memory_order_relaxed) >> (idx % 64)) & 1u;
+}
+
+/* Sets item idx's live state: available (in stock) and recommendable, as
+ * the state's override says (true, true: no override). The model's own
+ * MODEL_ITEM_NOT_RECOMMENDABLE wins over recommendable. Safe from any
+ * thread while requests read; callers serialise changes of one model among
+ * themselves (the api does, under its reference lock). */
+void model_item_override(model *m, uint32_t idx, bool available, bool recommendable);
 /* Finds a category by name: 0 and *cat, or STORE_NOTFOUND. */
 int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat);
 /* The model's clock. Normally the wall clock; for a model whose data ended
@@ -102,6 +148,8 @@ model *model_txn_model(const model_txn *t);
 /* Looks an item id up (in an index built in memory at model_open). Returns
  * 0 and *idx, or STORE_NOTFOUND. */
 int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
+/* The same without a transaction (the index is in memory). */
+int model_item_find(const model *m, const char *id, size_t len, uint32_t *idx);
 
 /* A borrowed list of (u32 item, f32 score) pairs. */
 typedef struct model_pairs {

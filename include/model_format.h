@@ -19,12 +19,17 @@
  *               "category" -> u32[count] category index (UINT32_MAX: none)
  *               "price" -> f32[count] (< 0: unknown)
  *               "popularity" -> f32[count], customers per item
+ *               "flags" -> u8[count], MODEL_ITEM_* bits (version 4)
+ *               "image_urls", "urls" -> string tables ("" for none;
+ *               version 4)
  *               "popular" -> (u32 item, f32 score)[count], by recent
  *               popularity (decayed like the model's history), best first
  *   item_index  item id -> u32 item index
  *   neighbors   "all" -> u32 n_items, u32 offsets[n_items+1] (in pairs),
  *               then every item's (u32 item, f32 score) pairs, best first:
- *               one value, so a list is found by arithmetic
+ *               one value, so a list is found by arithmetic. An item
+ *               flagged MODEL_ITEM_NOT_RECOMMENDABLE has no list and is in
+ *               no other item's list.
  *   customers   customer id -> customer_summary, history_entry[n_hist] (most
  *               recent first), then attrs_len bytes of attribute JSON
  *
@@ -37,12 +42,21 @@
 
 #include <stdint.h>
 
-#define MODEL_FORMAT_VERSION 3
+/* 4: the items' flags and their image and page URLs. Version 3 models
+ * are still read (every item recommendable, no URLs); older ones are
+ * refused with a message to retrain. */
+#define MODEL_FORMAT_VERSION 4
+#define MODEL_FORMAT_OLDEST 3
 #define MODEL_FILE "model.mdb"
 /* Beside it, written last by train and checked before any page of the
  * model is read: "crc32c HEX SIZE\n", the CRC-32C and size of model.mdb
  * (LMDB does not checksum pages; model_sum.c says why CRC-32C). */
 #define MODEL_SUM_FILE "model.sum"
+
+/* Item flags ("flags" table). */
+#define MODEL_ITEM_NOT_RECOMMENDABLE 1u /* a fee, postage, an adjustment: never
+					 * in an answer, no neighbours (catalog
+					 * recommendable=false, --exclude-items) */
 
 /* History entry flags. */
 #define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */

@@ -52,10 +52,20 @@ int model_writer_put_items(model_writer *w, const string_table *ids, const float
 int model_writer_put_catalog(model_writer *w, const string_table *titles,
 			     const string_table *categories, const uint32_t *category,
 			     const float *price, strbuf *err);
+/* Version 4's item tables: each item's MODEL_ITEM_* flags, image URL and
+ * page URL (image_urls->count == urls->count entries each). */
+int model_writer_put_item_flags(model_writer *w, const uint8_t *flags,
+				const string_table *image_urls, const string_table *urls, strbuf *err);
 /* Every item's neighbour list: item i's are lists[i*stride ..
  * i*stride + counts[i]); counts[i] <= stride. */
 int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t stride,
 			       const uint32_t *counts, uint32_t n_items, strbuf *err);
+/* The same, leaving out items flagged MODEL_ITEM_NOT_RECOMMENDABLE in
+ * flags[0..n_items) (NULL: none): their own lists are written empty and
+ * they are dropped from every other list. */
+int model_writer_put_neighbors_except(model_writer *w, const neighbor *lists, uint32_t stride,
+				      const uint32_t *counts, uint32_t n_items,
+				      const uint8_t *flags, strbuf *err);
 /* sum->n_hist and sum->attrs_len give the lengths of hist and attrs (attrs
  * may be NULL when attrs_len is 0). */
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,

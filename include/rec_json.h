@@ -6,12 +6,16 @@
  * look up, a mail merge gets titles it can print. One writer keeps the two
  * from drifting apart (tests/e2e/test_rec_json.py pins both byte for byte).
  *
- *   REC_JSON_API     {"item_id","score","title"?,"source"?,"because"?:[ids]}
- *                    title only when the catalog has one; "source":"popular"
- *                    on an item that tops up a personal answer; because
- *                    (item ids) only when asked for.
- *   REC_JSON_EXPORT  {"item_id","title","score","because":[{"item_id","title"}]}
- *                    title always ("" when unknown), because always.
+ *   REC_JSON_API     {"item_id","score","title"?,"price"?,"category"?,
+ *                     "image_url"?,"url"?,"source"?,"because"?:[ids]}
+ *                    catalog fields only when the catalog has them;
+ *                    "source":"popular" on an item that tops up a personal
+ *                    answer; because (item ids) only when asked for.
+ *   REC_JSON_EXPORT  {"item_id","title","price","category","image_url","url",
+ *                     "score","because":[{"item_id","title"}]}
+ *                    every field always (a mail merge's columns): "" for
+ *                    unknown text, null for an unknown price; because always.
+ * A price is written rounded to cents.
  *
  * Writes into a strbuf: nothing here allocates but the buffer's growth.
  */

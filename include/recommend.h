@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "state.h"
 #include "state_events.h"
 
 #define REC_MAX_N 100      /* most items one answer may hold */
@@ -126,5 +127,18 @@ void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, re
  * or a STORE_* error. */
 int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_filter *f,
 		rec_result *out);
+
+/* ---- live item overrides (PUT /v1/items/{id}) ---------------------------
+ * Every route above leaves out items that are out of stock or not
+ * recommendable (model_item_bits); these put the state's overrides into a
+ * model's bitmaps. */
+
+/* Applies one item's STATE_ITEM_* flags to m. Returns 0, or STORE_NOTFOUND
+ * when m does not know the item (the override waits in the state for a
+ * model that does). */
+int rec_apply_item_override(model *m, const char *id, size_t len, uint32_t flags);
+/* Applies every override in the state to m: call when a model is opened,
+ * before it serves. Returns 0 or a STORE_* error. */
+int rec_load_item_overrides(model *m, state *s);
 
 #endif

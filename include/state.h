@@ -1,7 +1,7 @@
 /*
  * state: the server's read-write state, DIR/state.mdb: per-customer flags
- * (consent, erasure), each customer's event log (state_events.h) and
- * counters, plus DIR/erasures.txt, the list `train --exclude-customers`
+ * (consent, erasure), each customer's event log (state_events.h), per-item
+ * overrides (out of stock, not recommendable) and counters, plus DIR/erasures.txt, the list `train --exclude-customers`
  * reads. docs/design.md ("Model and state formats", "Durability") has the
  * layout and the durability contract.
  *
@@ -63,18 +63,42 @@ int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *fla
  * in *err. */
 int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err);
 
+/* Per-item overrides (PUT /v1/items/{id}), in bits of their own: no item
+ * flag is a customer flag, so neither can be taken for the other. */
+#define STATE_ITEM_UNAVAILABLE 0x100u       /* out of stock */
+#define STATE_ITEM_NOT_RECOMMENDABLE 0x200u /* never to be recommended */
+
+/* The item's STATE_ITEM_* flags (0 when none was recorded). Returns 0,
+ * STORE_CORRUPT (a record too short) or STORE_ERROR. */
+int state_item_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
+
+/* The same outside any state_txn, in a read snapshot of its own: the
+ * event writer's thread reads what it has just committed. */
+int state_item_flags_now(state *s, const char *id, size_t len, uint32_t *flags);
+
+/* Called once per item override: its id (borrowed for the call) and flags. */
+typedef void (*state_item_fn)(void *arg, const char *id, size_t len, uint32_t flags);
+/* Calls fn for every item with a recorded override, in id order, in one
+ * read snapshot of its own (no state_txn of this thread may be active).
+ * Returns 0, STORE_CORRUPT or STORE_ERROR. */
+int state_items_each(state *s, state_item_fn fn, void *arg);
+
 /* One part of a group commit: a batch of events, or (events NULL) a
- * change to one customer's flags. Strings are borrowed. */
+ * change to one customer's flags, or (item set) to one item's flags.
+ * Strings are borrowed. */
 typedef struct state_write {
 	const event_in *events; /* n events, or NULL */
 	uint32_t n;
 	const char *customer;   /* the flag change's customer */
 	size_t customer_len;
 	uint32_t set, clear;    /* STATE_* bits; setting STATE_ERASED also
-				 * deletes the customer's event log */
+				 * deletes the customer's event log. For an
+				 * item: STATE_ITEM_* bits */
 	uint32_t log_sec;       /* the events' event-log entries' second (their
 				 * ids' milliseconds / 1000), kept with each
 				 * event for state_drop_before; 0: none */
+	const char *item;       /* the flag change's item (NULL: a customer's) */
+	size_t item_len;
 } state_write;
 
 /* Writes writes[0..n), in order, in ONE synchronous write transaction:

@@ -40,9 +40,20 @@ static void ref_release(struct model_ref *r)
 	}
 }
 
+/* Puts the state's item overrides into a model about to become current. A
+ * failure leaves the model serving without them: said in the log. */
+static void load_overrides(model *m, state *st)
+{
+	int rc = rec_load_item_overrides(m, st);
+	if (rc)
+		fprintf(stderr, "shopkeeper: cannot read the item overrides (PUT /v1/items): %s; "
+				"serving without them\n", store_strerror(rc));
+}
+
 api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 {
 	assert(m && st && ew && model_dir);
+	load_overrides(m, st);
 	api *a = xcalloc(1, sizeof(*a));
 	atomic_init(&a->current, ref_new(m));
 	a->state = st;
@@ -117,6 +128,9 @@ int api_reload(api *a, strbuf *err)
 				       info->log_position_seq);
 	struct model_ref *fresh = ref_new(m);
 	pthread_mutex_lock(&a->ref_lock);
+	/* Under the lock: a committed override is applied either here or,
+	 * after, by its writer callback to this model (api_items.c). */
+	load_overrides(m, a->state);
 	struct model_ref *old = atomic_load(&a->current);
 	atomic_store_explicit(&a->current, fresh, memory_order_release);
 	pthread_mutex_unlock(&a->ref_lock);
@@ -381,6 +395,7 @@ static const struct route routes[] = {
 	  API_TXN_SNAPSHOT },
 	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/items/{item}/similar", api_get_item_similar, READ, API_TXN_SNAPSHOT },
+	{ "PUT", "/v1/items/{item}", api_put_item, WRITE, API_TXN_SNAPSHOT },
 	{ "POST", "/v1/recommendations", api_post_recommendations, READ, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT },
 	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT },

@@ -10,6 +10,7 @@
  *   api_reads.c      customers, their recommendations, similar items, baskets
  *   api_audiences.c  GET /v1/segments and GET /v1/audiences/{name}
  *   api_writes.c     events, consent and erasure: answered after the commit
+ *   api_items.c      PUT /v1/items/{id}: out of stock, not recommendable
  *   rec_json.c       the recommendation JSON writer, shared with `export`
  */
 #ifndef SHOPKEEPER_API_INTERNAL_H
@@ -40,7 +41,7 @@
 #define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
-#define API_N_ROUTES 14
+#define API_N_ROUTES 15
 /* Statuses counted in /metrics (the last slot takes the rest) and latency
  * histogram bounds (api_metrics.c). */
 #define API_N_STATUS 12
@@ -187,5 +188,7 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 void api_put_consent(api *a, struct worker *w, const http_request *req, http_response *resp);
 void api_delete_customer(api *a, struct worker *w, const http_request *req,
 			 http_response *resp);
+
+void api_put_item(api *a, struct worker *w, const http_request *req, http_response *resp);
 
 #endif

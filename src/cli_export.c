@@ -167,6 +167,11 @@ int cmd_export(int argc, char **argv)
 		cli_fail("export", "%s", err.buf);
 		goto out;
 	}
+	/* Items out of stock or not recommendable (PUT /v1/items) stay out. */
+	if (st && rec_load_item_overrides(m, st) != 0) {
+		cli_fail("export", "cannot read the item overrides in %s", state_dir);
+		goto out;
+	}
 	if (record || cap_days) {
 		mkdir(state_dir, 0755);
 		if (sent_log_open(state_dir, &sent, &err) != 0) {

@@ -28,6 +28,9 @@ const char train_flags_usage[] =
 	"  --customers FILE      customer_id, country, birth_date and other attributes\n"
 	"  --exclude-customers FILE  ids to leave out, one per line (the server's\n"
 	"                        STATE/erasures.txt: customers erased by DELETE)\n"
+	"  --exclude-items FILE  item ids never to recommend, one per line (fees,\n"
+	"                        postage, adjustments): in no answer and no reason\n"
+	"                        for one; like the catalog column recommendable=false\n"
 	"  --algo NAME           ease (default), cosine, jaccard or lift\n"
 	"  --neighbors K         neighbours kept per item (default 100, 1..1000)\n"
 	"  --lambda L            EASE regularisation (default 200, > 0)\n"
@@ -48,7 +51,7 @@ const char train_flags_usage[] =
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
 	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE, F_CATALOG_COLS,
-	F_CUSTOMERS_COLS
+	F_CUSTOMERS_COLS, F_EXCLUDE_ITEMS
 };
 
 size_t train_flags_options(struct option *opts)
@@ -70,6 +73,7 @@ size_t train_flags_options(struct option *opts)
 		{ "exclude-customers", required_argument, NULL, F_EXCLUDE },
 		{ "catalog-columns", required_argument, NULL, F_CATALOG_COLS },
 		{ "customers-columns", required_argument, NULL, F_CUSTOMERS_COLS },
+		{ "exclude-items", required_argument, NULL, F_EXCLUDE_ITEMS },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -190,8 +194,48 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 	case F_EXCLUDE:
 		f->exclude = arg;
 		return 0;
+	case F_EXCLUDE_ITEMS:
+		f->exclude_items = arg;
+		return 0;
 	}
 	return 1;
+}
+
+/* Items more than half of all customers have (and still recommendable)
+ * are more likely postage or a fee than a product: POSTAGE is in the top
+ * 10 of 409 of Online Retail's 4,371 customers when nothing is left out.
+ * Names the first few; the caller decides. */
+#define EVERYBODY_SHOWN 5
+/* Below this many customers, a good product half of them bought is no
+ * surprise (a fixture, a tiny demo): no warning. */
+#define EVERYBODY_MIN_CUSTOMERS 100
+static void warn_everybodys_items(const dataset *ds, const train_result *r)
+{
+	strbuf names = STRBUF_INIT;
+	uint32_t found = 0;
+	if (r->n_customers < EVERYBODY_MIN_CUSTOMERS)
+		return;
+	for (uint32_t i = 0; i < r->n_items; i++) {
+		if (!(r->popularity[i] * 2.0f > (float)r->n_customers))
+			continue;
+		if (ds->item_flags && i < ds->items_cap &&
+		    (ds->item_flags[i] & MODEL_ITEM_NOT_RECOMMENDABLE))
+			continue;
+		if (found++ < EVERYBODY_SHOWN) {
+			size_t len;
+			const char *id = idmap_name(ds->items, i, &len);
+			sb_addf(&names, "%s%.*s (%.0f%%)", found > 1 ? ", " : "", (int)len, id,
+				100.0 * r->popularity[i] / (r->n_customers ? r->n_customers : 1));
+		}
+	}
+	if (found)
+		fprintf(stderr, "train: warning: %u item%s bought by more than half of all "
+				"customers: %s%s. If %s postage, a fee or an adjustment, leave %s out "
+				"with --exclude-items FILE (one id per line) or the catalog column "
+				"recommendable=false\n", found, found > 1 ? "s" : "", names.buf,
+			found > EVERYBODY_SHOWN ? ", ..." : "", found > 1 ? "these are" : "it is",
+			found > 1 ? "them" : "it");
+	sb_release(&names);
 }
 
 int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result *r,
@@ -216,6 +260,17 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	iopt.file_columns = f->customers_columns;
 	if (f->customers && ingest_customers(f->customers, &iopt, ds, err) != 0)
 		goto out;
+	if (f->exclude_items) {
+		idmap *items = NULL;
+		uint32_t unknown;
+		if (ingest_id_list(f->exclude_items, &items, err) != 0)
+			goto out;
+		dataset_exclude_items(ds, items, &unknown);
+		if (unknown)
+			fprintf(stderr, "train: %s: %u of its %u item ids are not in the data\n",
+				f->exclude_items, unknown, idmap_count(items));
+		idmap_free(items);
+	}
 	*secs_ingest = util_monotonic() - t0;
 	*as_of = f->has_as_of ? f->as_of : ds->has_ts ? ds->ts_max : (int64_t)util_now();
 	f->topt.as_of = *as_of;
@@ -227,6 +282,7 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 		sb_release(&msg);
 		goto out;
 	}
+	warn_everybodys_items(ds, r);
 	ret = 0;
 out:
 	idmap_free(exclude);

@@ -58,7 +58,7 @@ static uint32_t list_erasures(events_writer *w, events_request **group, uint32_t
 	uint32_t n_erase = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const state_write *sw = &group[i]->write;
-		if (!sw->events && (sw->set & STATE_ERASED)) {
+		if (!sw->events && !sw->item && (sw->set & STATE_ERASED)) {
 			ids[n_erase] = sw->customer;
 			lens[n_erase++] = sw->customer_len;
 		}
@@ -69,7 +69,7 @@ static uint32_t list_erasures(events_writer *w, events_request **group, uint32_t
 	uint32_t kept = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const state_write *sw = &group[i]->write;
-		if (!sw->events && (sw->set & STATE_ERASED))
+		if (!sw->events && !sw->item && (sw->set & STATE_ERASED))
 			group[i]->done(group[i]->arg, -1);
 		else
 			group[kept++] = group[i];
@@ -298,6 +298,14 @@ int events_submit_flags(events_writer *w, events_request *r, const char *custome
 	assert(w && r && customer && len > 0 && done);
 	r->write = (state_write){ .customer = customer, .customer_len = len, .set = set,
 				  .clear = clear };
+	return enqueue(w, r, done, arg);
+}
+
+int events_submit_item_flags(events_writer *w, events_request *r, const char *item, size_t len,
+			     uint32_t set, uint32_t clear, events_done_fn done, void *arg)
+{
+	assert(w && r && item && len > 0 && done);
+	r->write = (state_write){ .item = item, .item_len = len, .set = set, .clear = clear };
 	return enqueue(w, r, done, arg);
 }
 

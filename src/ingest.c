@@ -12,6 +12,7 @@
 
 #include "csv.h"
 #include "ids.h"
+#include "model_format.h" /* MODEL_ITEM_* */
 #include "input.h"
 #include "progress.h"
 #include "timefmt.h"
@@ -23,6 +24,8 @@ static const char *const column_names[COL_COUNT] = {
 	[COL_QUANTITY] = "quantity",       [COL_PRICE] = "price",
 	[COL_TITLE] = "title",             [COL_CATEGORY] = "category",
 	[COL_COUNTRY] = "country",         [COL_BIRTH_DATE] = "birth_date",
+	[COL_RECOMMENDABLE] = "recommendable", [COL_IMAGE_URL] = "image_url",
+	[COL_URL] = "url",
 };
 
 static const char *const event_names[EVENT_TYPES] = { "view", "cart", "purchase" };
@@ -37,6 +40,7 @@ static const char *const skip_names[SKIP_REASONS] = {
 	[SKIP_PRICE] = "bad price",
 	[SKIP_AFTER_AS_OF] = "after --as-of",
 	[SKIP_EXCLUDED] = "excluded customer",
+	[SKIP_FIELD] = "bad catalog field",
 };
 
 /* Quantities beyond this are data errors, not orders (Online Retail has a
@@ -71,8 +75,14 @@ void dataset_init(dataset *ds)
 
 void dataset_free(dataset *ds)
 {
-	for (uint32_t i = 0; ds->item_title && i < ds->items_cap; i++)
+	for (uint32_t i = 0; ds->item_title && i < ds->items_cap; i++) {
 		free(ds->item_title[i]);
+		free(ds->item_image_url[i]);
+		free(ds->item_url[i]);
+	}
+	free(ds->item_flags);
+	free(ds->item_image_url);
+	free(ds->item_url);
 	for (uint32_t i = 0; ds->customer_attrs && i < ds->customers_cap; i++)
 		free(ds->customer_attrs[i]);
 	free(ds->item_title);
@@ -412,10 +422,16 @@ void dataset_fit_attributes(dataset *ds)
 		ds->item_title = xreallocarray(ds->item_title, cap, sizeof(*ds->item_title));
 		ds->item_category = xreallocarray(ds->item_category, cap, sizeof(*ds->item_category));
 		ds->item_price = xreallocarray(ds->item_price, cap, sizeof(*ds->item_price));
+		ds->item_flags = xreallocarray(ds->item_flags, cap, sizeof(*ds->item_flags));
+		ds->item_image_url = xreallocarray(ds->item_image_url, cap, sizeof(*ds->item_image_url));
+		ds->item_url = xreallocarray(ds->item_url, cap, sizeof(*ds->item_url));
 		for (uint32_t i = ds->items_cap; i < cap; i++) {
 			ds->item_title[i] = NULL;
 			ds->item_category[i] = UINT32_MAX;
 			ds->item_price[i] = -1.0f;
+			ds->item_flags[i] = 0;
+			ds->item_image_url[i] = NULL;
+			ds->item_url[i] = NULL;
 		}
 		ds->items_cap = cap;
 	}
@@ -444,6 +460,29 @@ static char *trimmed_copy(const char *s, size_t n)
 	return n ? xstrndup(s, n) : NULL;
 }
 
+/* true/false, yes/no, 1/0 (case and surrounding blanks ignored). */
+static bool parse_bool(const char *s, size_t n, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "1" }, *const no[] = { "false", "no", "0" };
+	while (n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	for (size_t i = 0; i < 3; i++) {
+		if (strlen(yes[i]) == n && strncasecmp(s, yes[i], n) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strlen(no[i]) == n && strncasecmp(s, no[i], n) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
 static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *arg)
 {
 	struct file_ctx *fc = arg;
@@ -464,6 +503,17 @@ static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *a
 			return ingest_skip(rc, rec->line, SKIP_PRICE, s);
 		price = (float)p;
 	}
+	bool recommendable = true;
+	field(rec, rc->cols[COL_RECOMMENDABLE], &s, &n);
+	if (n > 0 && !parse_bool(s, n, &recommendable))
+		return ingest_skip(rc, rec->line, SKIP_FIELD,
+				   "recommendable is not true or false (yes/no, 1/0)");
+	const char *image_url, *url;
+	size_t image_len, url_len;
+	field(rec, rc->cols[COL_IMAGE_URL], &image_url, &image_len);
+	field(rec, rc->cols[COL_URL], &url, &url_len);
+	if (image_len > INGEST_MAX_URL || url_len > INGEST_MAX_URL)
+		return ingest_skip(rc, rec->line, SKIP_FIELD, "a URL longer than 2048 bytes");
 
 	bool created;
 	uint32_t item = idmap_intern(ds->items, iid, iid_len, &created);
@@ -479,6 +529,11 @@ static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *a
 	ds->item_category[item] = cat ? idmap_intern(ds->categories, cat, strlen(cat), NULL) : UINT32_MAX;
 	free(cat);
 	ds->item_price[item] = price;
+	ds->item_flags[item] = recommendable ? 0 : MODEL_ITEM_NOT_RECOMMENDABLE;
+	free(ds->item_image_url[item]);
+	ds->item_image_url[item] = trimmed_copy(image_url, image_len);
+	free(ds->item_url[item]);
+	ds->item_url[item] = trimmed_copy(url, url_len);
 	return 0;
 }
 
@@ -726,17 +781,41 @@ static FILE *report_of(const ingest_options *opt)
 	return opt->report ? opt->report : stderr;
 }
 
+/* Creates the per-item catalog arrays (empty entries), once. */
+static void catalog_arrays(dataset *ds)
+{
+	if (ds->item_title)
+		return;
+	ds->categories = idmap_create();
+	ds->items_cap = 0;
+	ds->item_title = xmalloc(sizeof(*ds->item_title));
+	ds->item_category = xmalloc(sizeof(*ds->item_category));
+	ds->item_price = xmalloc(sizeof(*ds->item_price));
+	ds->item_flags = xmalloc(sizeof(*ds->item_flags));
+	ds->item_image_url = xmalloc(sizeof(*ds->item_image_url));
+	ds->item_url = xmalloc(sizeof(*ds->item_url));
+	dataset_fit_attributes(ds);
+}
+
+void dataset_exclude_items(dataset *ds, const idmap *ids, uint32_t *unknown)
+{
+	catalog_arrays(ds);
+	*unknown = 0;
+	for (uint32_t i = 0; i < idmap_count(ids); i++) {
+		size_t len;
+		const char *id = idmap_name(ids, i, &len);
+		uint32_t item;
+		if (idmap_find(ds->items, id, len, &item))
+			ds->item_flags[item] |= MODEL_ITEM_NOT_RECOMMENDABLE;
+		else
+			(*unknown)++;
+	}
+}
+
 int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, strbuf *err)
 {
 	static const enum column required[] = { COL_ITEM_ID, COL_COUNT };
-	if (!ds->item_title) {
-		ds->categories = idmap_create();
-		ds->items_cap = 0;
-		ds->item_title = xmalloc(sizeof(*ds->item_title));
-		ds->item_category = xmalloc(sizeof(*ds->item_category));
-		ds->item_price = xmalloc(sizeof(*ds->item_price));
-		dataset_fit_attributes(ds);
-	}
+	catalog_arrays(ds);
 	struct file_ctx fc = { ds, { 0 } };
 	int rc = scan_file(path, opt, "--catalog-columns", required, NULL, catalog_record, &fc,
 			   &ds->catalog_stats.records, &ds->catalog_stats.skipped, NULL, err);
@@ -787,7 +866,7 @@ int ingest_id_list(const char *path, idmap **out, strbuf *err)
 		if (n == 0 || line[0] == '#')
 			continue;
 		if (!utf8_valid(id, n) || !id_normalize(&id, &n)) {
-			sb_addf(err, "%s: line %llu is not a usable customer id", path,
+			sb_addf(err, "%s: line %llu is not a usable id", path,
 				(unsigned long long)lineno);
 			ret = -1;
 			break;

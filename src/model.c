@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,13 @@ struct model {
 	 * no writer it costs nothing. */
 	MDB_txn *blob_txn;
 	offtab ids, titles, categories; /* string tables */
+	offtab image_urls, urls;  /* string tables (count 0: a version 3 model) */
+	const unsigned char *flags; /* u8[n] MODEL_ITEM_* (NULL: version 3, none) */
+	/* What serving may do with each item now: bit i of hidden set keeps
+	 * item i out of every answer, of unsourced out of every score sum.
+	 * From the flags at open, then changed in place by the live
+	 * overrides (model_item_override), one word at a time. */
+	_Atomic uint64_t *hidden, *unsourced;
 	uint32_t *category_order; /* category indexes by name, for lookups */
 	uint32_t *item_slots;     /* open addressing: item index + 1 (0: empty) */
 	uint64_t item_mask;       /* slots - 1 (a power of two) */
@@ -65,10 +73,11 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		goto out;
 	}
 	m->info.format_version = (uint32_t)json_integer_value(v);
-	if (m->info.format_version != MODEL_FORMAT_VERSION) {
-		sb_addf(err, "%s: model format version %u, this build reads version %u; retrain "
-			     "with this shopkeeper", path, m->info.format_version,
-			MODEL_FORMAT_VERSION);
+	if (m->info.format_version < MODEL_FORMAT_OLDEST ||
+	    m->info.format_version > MODEL_FORMAT_VERSION) {
+		sb_addf(err, "%s: model format version %u, this build reads versions %u to %u; "
+			     "retrain with this shopkeeper", path, m->info.format_version,
+			MODEL_FORMAT_OLDEST, MODEL_FORMAT_VERSION);
 		goto out;
 	}
 	const char *order = json_string_value(json_object_get(root, "byte_order"));
@@ -247,6 +256,29 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 			return STORE_CORRUPT;
 		}
 	}
+	/* Version 4's tables; a version 3 model has none of them. */
+	MDB_val flags, image_urls, urls;
+	int missing = !!get_blob(m->blob_txn, items, "flags", &flags) +
+		      !!get_blob(m->blob_txn, items, "image_urls", &image_urls) +
+		      !!get_blob(m->blob_txn, items, "urls", &urls);
+	if (m->info.format_version >= 4) {
+		if (missing || flags.mv_size != n ||
+		    offtab_check(image_urls.mv_data, image_urls.mv_size, 1, n, 0, &m->image_urls) ||
+		    offtab_check(urls.mv_data, urls.mv_size, 1, n, 0, &m->urls)) {
+			sb_addf(err, "%s: item flags or URL tables are missing or do not match the "
+				     "item count", path);
+			return STORE_CORRUPT;
+		}
+		m->flags = flags.mv_data;
+	}
+	size_t words = ((size_t)n + 63) / 64 + 1;
+	m->hidden = xcalloc(words, sizeof(*m->hidden));
+	m->unsourced = xcalloc(words, sizeof(*m->unsourced));
+	for (uint32_t i = 0; m->flags && i < n; i++)
+		if (m->flags[i] & MODEL_ITEM_NOT_RECOMMENDABLE) {
+			atomic_fetch_or(&m->hidden[i / 64], 1ull << (i % 64));
+			atomic_fetch_or(&m->unsourced[i / 64], 1ull << (i % 64));
+		}
 	uint32_t n_cats = m->categories.n;
 	m->category_order = xmallocarray(n_cats ? n_cats : 1, sizeof(uint32_t));
 	for (uint32_t c = 0; c < n_cats; c++)
@@ -421,6 +453,8 @@ void model_close(model *m)
 		mdb_env_close(m->env);
 	free(m->category_order);
 	free(m->item_slots);
+	free(m->hidden);
+	free(m->unsourced);
 	free(m->meta_json);
 	free(m);
 }
@@ -448,6 +482,62 @@ void model_item_prefetch(const model *m, uint32_t idx)
 	assert(idx < m->info.n_items);
 	__builtin_prefetch(string_at(&m->ids, idx, &len));
 	__builtin_prefetch(string_at(&m->titles, idx, &len));
+}
+
+const char *model_category_name(const model *m, uint32_t cat, size_t *len)
+{
+	assert(cat < m->categories.n);
+	return string_at(&m->categories, cat, len);
+}
+
+const char *model_item_image_url(const model *m, uint32_t idx, size_t *len)
+{
+	assert(idx < m->info.n_items);
+	if (!m->image_urls.n) {
+		*len = 0;
+		return "";
+	}
+	return string_at(&m->image_urls, idx, len);
+}
+
+const char *model_item_url(const model *m, uint32_t idx, size_t *len)
+{
+	assert(idx < m->info.n_items);
+	if (!m->urls.n) {
+		*len = 0;
+		return "";
+	}
+	return string_at(&m->urls, idx, len);
+}
+
+bool model_item_recommendable(const model *m, uint32_t idx)
+{
+	assert(idx < m->info.n_items);
+	return !m->flags || !(m->flags[idx] & MODEL_ITEM_NOT_RECOMMENDABLE);
+}
+
+model_item_bits model_get_item_bits(const model *m)
+{
+	return (model_item_bits){ m->hidden, m->unsourced };
+}
+
+static void set_bit(_Atomic uint64_t *bits, uint32_t idx, bool on)
+{
+	uint64_t bit = 1ull << (idx % 64);
+	if (on)
+		atomic_fetch_or_explicit(&bits[idx / 64], bit, memory_order_release);
+	else
+		atomic_fetch_and_explicit(&bits[idx / 64], ~bit, memory_order_release);
+}
+
+void model_item_override(model *m, uint32_t idx, bool available, bool recommendable)
+{
+	assert(idx < m->info.n_items);
+	/* The model's own flag wins: such an item was trained without
+	 * neighbours, so there is nothing to bring back. */
+	bool unrec = !recommendable || !model_item_recommendable(m, idx);
+	set_bit(m->unsourced, idx, unrec);
+	set_bit(m->hidden, idx, unrec || !available);
 }
 
 uint32_t model_item_category(const model *m, uint32_t idx)
@@ -550,7 +640,11 @@ model *model_txn_model(const model_txn *t)
 
 int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx)
 {
-	const model *m = t->m;
+	return model_item_find(t->m, id, len, idx);
+}
+
+int model_item_find(const model *m, const char *id, size_t len, uint32_t *idx)
+{
 	for (uint64_t h = id_hash(id, len) & m->item_mask;; h = (h + 1) & m->item_mask) {
 		uint32_t slot = m->item_slots[h];
 		if (!slot)

@@ -189,30 +189,80 @@ int model_writer_put_catalog(model_writer *w, const string_table *titles,
 	return rc;
 }
 
+int model_writer_put_item_flags(model_writer *w, const uint8_t *flags,
+				const string_table *image_urls, const string_table *urls, strbuf *err)
+{
+	assert(image_urls->count == urls->count);
+	int rc = writer_put(w, w->items, "flags", 5, flags, urls->count, 0, err);
+	if (!rc)
+		rc = put_string_table(w, "image_urls", image_urls, err);
+	if (!rc)
+		rc = put_string_table(w, "urls", urls, err);
+	return rc;
+}
+
+/* Whether item i is left out of the neighbour table. */
+static inline bool dropped(const uint8_t *flags, uint32_t i)
+{
+	return flags && (flags[i] & MODEL_ITEM_NOT_RECOMMENDABLE);
+}
+
+/* Item i's pairs that are kept: `out` gets them (room for counts[i]);
+ * returns how many. */
+static uint32_t kept_pairs(const neighbor *list, uint32_t count, const uint8_t *flags,
+			   neighbor *out)
+{
+	uint32_t n = 0;
+	for (uint32_t j = 0; j < count; j++)
+		if (!dropped(flags, list[j].item))
+			out[n++] = list[j];
+	return n;
+}
+
 int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t stride,
 			       const uint32_t *counts, uint32_t n_items, strbuf *err)
+{
+	return model_writer_put_neighbors_except(w, lists, stride, counts, n_items, NULL, err);
+}
+
+int model_writer_put_neighbors_except(model_writer *w, const neighbor *lists, uint32_t stride,
+				      const uint32_t *counts, uint32_t n_items,
+				      const uint8_t *flags, strbuf *err)
 {
 	/* One value: u32 n_items, u32 offsets[n_items + 1] (in pairs), pairs.
 	 * A request then finds a list by arithmetic, not a B-tree search. */
 	uint64_t pairs = 0;
+	neighbor *scratch = xmallocarray(stride ? stride : 1, sizeof(*scratch));
 	for (uint32_t i = 0; i < n_items; i++)
-		pairs += counts[i];
+		pairs += dropped(flags, i) ? 0
+			 : flags ? kept_pairs(lists + (size_t)i * stride, counts[i], flags, scratch)
+				 : counts[i];
 	if (pairs > UINT32_MAX) {
+		free(scratch);
 		sb_adds(err, "model: more than 4 billion neighbour pairs");
 		return STORE_ERROR;
 	}
 	MDB_val key = { 3, "all" },
 		val = { offtab_head(n_items) + (size_t)pairs * sizeof(neighbor), NULL };
 	int rc = mdb_put(w->txn, w->neighbors, &key, &val, MDB_RESERVE);
-	if (rc)
+	if (rc) {
+		free(scratch);
 		return store_lmdb_fail(err, "model: write neighbours", rc);
+	}
 	offtab_writer ow;
 	offtab_put_begin(&ow, val.mv_data, n_items, sizeof(neighbor));
 	for (uint32_t i = 0; i < n_items; i++) {
+		const neighbor *list = lists + (size_t)i * stride;
 		assert(counts[i] <= stride);
-		offtab_put(&ow, lists + (size_t)i * stride, counts[i]);
+		if (dropped(flags, i))
+			offtab_put(&ow, list, 0);
+		else if (flags)
+			offtab_put(&ow, scratch, kept_pairs(list, counts[i], flags, scratch));
+		else
+			offtab_put(&ow, list, counts[i]);
 	}
 	offtab_put_end(&ow);
+	free(scratch);
 	return writer_tick(w, err);
 }
 
@@ -332,6 +382,15 @@ static json_t *cuts_json(const float c[4])
 	return json_pack("[f,f,f,f]", tidy(c[0]), tidy(c[1]), tidy(c[2]), tidy(c[3]));
 }
 
+/* Items the data flags MODEL_ITEM_NOT_RECOMMENDABLE. */
+static uint32_t not_recommendable(const dataset *ds, uint32_t n_items)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; ds->item_flags && i < n_items && i < ds->items_cap; i++)
+		n += (ds->item_flags[i] & MODEL_ITEM_NOT_RECOMMENDABLE) != 0;
+	return n;
+}
+
 static char *meta_json(const train_options *o, const dataset *ds, const train_result *r,
 		       const rfm_cuts *cuts, int64_t as_of, double created)
 {
@@ -374,6 +433,9 @@ static char *meta_json(const train_options *o, const dataset *ds, const train_re
 	 * (docs/event-log.md "Bootstrap"). */
 	if (root && o->event_log_position)
 		json_object_set_new(root, "event_log_position", json_string(o->event_log_position));
+	if (root)
+		json_object_set_new(root, "items_not_recommendable",
+				    json_integer(not_recommendable(ds, r->n_items)));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;
@@ -401,17 +463,39 @@ static int write_items(model_writer *w, const dataset *ds, const train_result *r
 	size_t *title_lens = xcalloc(ni ? ni : 1, sizeof(*title_lens));
 	uint32_t *category = xmallocarray(ni ? ni : 1, sizeof(*category));
 	float *price = xmallocarray(ni ? ni : 1, sizeof(*price));
+	uint8_t *flags = xcalloc(ni ? ni : 1, sizeof(*flags));
+	const char **images = xcalloc(ni ? ni : 1, sizeof(*images));
+	const char **urls = xcalloc(ni ? ni : 1, sizeof(*urls));
+	size_t *image_lens = xcalloc(ni ? ni : 1, sizeof(*image_lens));
+	size_t *url_lens = xcalloc(ni ? ni : 1, sizeof(*url_lens));
 	for (uint32_t i = 0; i < ni; i++) {
 		bool have = ds->item_title && i < ds->items_cap;
 		titles[i] = have ? ds->item_title[i] : NULL;
 		title_lens[i] = titles[i] ? strlen(titles[i]) : 0;
 		category[i] = have ? ds->item_category[i] : UINT32_MAX;
 		price[i] = have ? ds->item_price[i] : -1.0f;
+		flags[i] = have ? ds->item_flags[i] : 0;
+		images[i] = have ? ds->item_image_url[i] : NULL;
+		image_lens[i] = images[i] ? strlen(images[i]) : 0;
+		urls[i] = have ? ds->item_url[i] : NULL;
+		url_lens[i] = urls[i] ? strlen(urls[i]) : 0;
 	}
 	string_table tt = { titles, title_lens, ni };
+	string_table it = { images, image_lens, ni }, ut = { urls, url_lens, ni };
 	int rc = model_writer_put_items(w, &idt, r->popularity, r->recent, err);
 	if (!rc)
 		rc = model_writer_put_catalog(w, &tt, &catt, category, price, err);
+	if (!rc)
+		rc = model_writer_put_item_flags(w, flags, &it, &ut, err);
+	/* Not recommendable: no neighbours, and in no item's list, so such an
+	 * item is neither recommended nor a reason for a recommendation. */
+	if (!rc)
+		rc = model_writer_put_neighbors_except(w, r->nbrs, r->k, r->n_nbrs, ni, flags, err);
+	free(flags);
+	free(images);
+	free(urls);
+	free(image_lens);
+	free(url_lens);
 	free(ids);
 	free(id_lens);
 	free(cats);
@@ -443,14 +527,14 @@ int model_write(const char *dir, const train_options *o, const dataset *ds, cons
 			r->hist_off[nc] * sizeof(history_entry);
 	for (uint32_t c = 0; ds->customer_attrs && c < nc && c < ds->customers_cap; c++)
 		hint += ds->customer_attrs[c] ? strlen(ds->customer_attrs[c]) : 0;
+	for (uint32_t i = 0; ds->item_url && i < ni && i < ds->items_cap; i++)
+		hint += (ds->item_url[i] ? strlen(ds->item_url[i]) : 0) +
+			(ds->item_image_url[i] ? strlen(ds->item_image_url[i]) : 0);
 	if (model_writer_open(dir, hint, &w, err) != 0)
 		goto out;
 	rc = model_writer_put_meta(w, meta, err);
 	if (!rc)
-		rc = write_items(w, ds, r, err);
-
-	if (!rc)
-		rc = model_writer_put_neighbors(w, r->nbrs, r->k, r->n_nbrs, ni, err);
+		rc = write_items(w, ds, r, err); /* the neighbours too */
 	progress prog;
 	progress_begin(&prog, "write", "customers", nc);
 	for (uint32_t c = 0; c < nc && !rc; c++) {

@@ -4,6 +4,7 @@
 #include "rec_json.h"
 
 #include <assert.h>
+#include <math.h>
 #include <string.h>
 
 static void add_item_id(strbuf *sb, const model *m, uint32_t idx)
@@ -22,6 +23,39 @@ static void add_title(strbuf *sb, const model *m, uint32_t idx, bool always)
 		return;
 	sb_adds(sb, ",\"title\":");
 	sb_add_json_str(sb, title, len);
+}
+
+/* ,"key":"value", only when value is not empty, unless `always`. */
+static void add_text(strbuf *sb, const char *key, const char *s, size_t len, bool always)
+{
+	if (!len && !always)
+		return;
+	sb_addc(sb, ',');
+	sb_adds(sb, key);
+	sb_add_json_str(sb, s, len);
+}
+
+/* What a page renders besides the title: "price" (cents; null when unknown,
+ * left out then unless `always`), "category", "image_url", "url" (left
+ * out when none, unless `always`: ""). */
+static void add_catalog(strbuf *sb, const model *m, uint32_t idx, bool always)
+{
+	size_t len;
+	const char *s;
+	float price = model_item_price(m, idx);
+	if (price >= 0) {
+		sb_adds(sb, ",\"price\":");
+		sb_add_double(sb, round((double)price * 100.0) / 100.0, 9);
+	} else if (always) {
+		sb_adds(sb, ",\"price\":null");
+	}
+	uint32_t cat = model_item_category(m, idx);
+	s = cat != UINT32_MAX ? model_category_name(m, cat, &len) : (len = 0, "");
+	add_text(sb, "\"category\":", s, len, always);
+	s = model_item_image_url(m, idx, &len);
+	add_text(sb, "\"image_url\":", s, len, always);
+	s = model_item_url(m, idx, &len);
+	add_text(sb, "\"url\":", s, len, always);
 }
 
 static void add_because(strbuf *sb, const model *m, const rec_item *it, enum rec_json_shape shape)
@@ -56,6 +90,7 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 		add_item_id(sb, m, it->item);
 		if (shape == REC_JSON_EXPORT) {
 			add_title(sb, m, it->item, true);
+			add_catalog(sb, m, it->item, true);
 			sb_adds(sb, ",\"score\":");
 			sb_add_double(sb, it->score, 6);
 			add_because(sb, m, it, shape);
@@ -63,6 +98,7 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 			sb_adds(sb, ",\"score\":");
 			sb_add_double(sb, it->score, 6);
 			add_title(sb, m, it->item, false);
+			add_catalog(sb, m, it->item, false);
 			if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
 				sb_adds(sb, ",\"source\":\"popular\"");
 			if (because)

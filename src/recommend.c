@@ -52,6 +52,7 @@ struct rec_ctx {
 	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
 	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
+	model_item_bits bits; /* this request's model's live item bitmaps */
 };
 
 const char *rec_source_name(enum rec_source s)
@@ -115,8 +116,9 @@ uint32_t rec_ctx_items(const rec_ctx *c)
 
 /* Starts a request: a fresh generation makes every stamp stale at once;
  * the filter's exclusions are banned up front. */
-static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)
+static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *out)
 {
+	c->bits = model_get_item_bits(m);
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
 		memset(c->cand, 0, (size_t)c->n_items * sizeof(*c->cand));
 		c->gen = 1;
@@ -165,7 +167,9 @@ static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 	if (rc)
 		return rc;
 	uint32_t use = MIN(nb.n, c->neighbors_used);
-	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources))
+	/* An item made not recommendable since training adds nothing. */
+	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources) ||
+	    model_bit(c->bits.unsourced, from))
 		return 0;
 	c->sources[c->n_sources++] = (struct source){ nb.data, use, from, weight };
 	size_t bytes = (size_t)use * sizeof(neighbor);
@@ -276,7 +280,8 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	bool topping_up = out->n > 0;
 	for (uint32_t r = 0; r < total && out->n < n; r++) {
 		neighbor p = model_pair_at(pop, r);
-		if (c->cand[p.item].banned == c->gen || !allowed(m, f, p.item))
+		if (c->cand[p.item].banned == c->gen || model_bit(c->bits.hidden, p.item) ||
+		    !allowed(m, f, p.item))
 			continue;
 		c->cand[p.item].banned = c->gen; /* no duplicates */
 		rec_item *it = &out->items[out->n++];
@@ -308,7 +313,10 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 		uint32_t j = c->touched[k];
 		float score = c->acc[j];
 		c->acc[j] = 0.0f;
-		if (score < threshold || c->cand[j].banned == c->gen || (rules && !allowed(m, f, j)))
+		/* The hidden check costs a load only for the few items good
+		 * enough to enter the heap. */
+		if (score < threshold || c->cand[j].banned == c->gen ||
+		    model_bit(c->bits.hidden, j) || (rules && !allowed(m, f, j)))
 			continue;
 		topk_push(&heap, j, score);
 		threshold = topk_threshold(&heap);
@@ -422,7 +430,7 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 	int events = 0, rc;
 
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	begin(c, f, out);
+	begin(c, m, f, out);
 	if (f && !f->personal) {
 		fill_popular(c, m, n, f, out);
 		return 0;
@@ -487,7 +495,7 @@ int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_i
 	int rc;
 
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	begin(c, f, out);
+	begin(c, model_txn_model(t), f, out);
 	if (customer && (!f || f->personal)) {
 		model_customer cust;
 		rc = model_customer_get(t, customer, customer_len, &cust);
@@ -514,7 +522,7 @@ int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_i
 void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, rec_result *out)
 {
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	begin(c, f, out);
+	begin(c, m, f, out);
 	fill_popular(c, m, n, f, out);
 }
 
@@ -524,7 +532,7 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 	model *m = model_txn_model(t);
 	model_pairs nb;
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	begin(c, f, out);
+	begin(c, m, f, out);
 	out->source = REC_PERSONAL;
 	int rc = model_neighbors(t, idx, &nb);
 	if (rc)
@@ -533,7 +541,8 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 		neighbor p = model_pair_at(nb.data, r);
 		if (p.item >= c->n_items)
 			return STORE_CORRUPT;
-		if (c->cand[p.item].banned == c->gen || !allowed(m, f, p.item))
+		if (c->cand[p.item].banned == c->gen || model_bit(c->bits.hidden, p.item) ||
+		    !allowed(m, f, p.item))
 			continue;
 		rec_item *it = &out->items[out->n++];
 		it->item = p.item;
@@ -542,4 +551,26 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 		it->n_because = 0;
 	}
 	return 0;
+}
+
+/* ---- live item overrides -------------------------------------------------- */
+
+int rec_apply_item_override(model *m, const char *id, size_t len, uint32_t flags)
+{
+	uint32_t idx;
+	if (model_item_find(m, id, len, &idx) != 0)
+		return STORE_NOTFOUND;
+	model_item_override(m, idx, !(flags & STATE_ITEM_UNAVAILABLE),
+			    !(flags & STATE_ITEM_NOT_RECOMMENDABLE));
+	return 0;
+}
+
+static void apply_one(void *arg, const char *id, size_t len, uint32_t flags)
+{
+	rec_apply_item_override(arg, id, len, flags);
+}
+
+int rec_load_item_overrides(model *m, state *s)
+{
+	return state_items_each(s, apply_one, m);
 }

@@ -22,6 +22,15 @@ struct flag_record {
 	int64_t changed; /* Unix seconds of the last change */
 };
 
+/* An item's override. Issue 18 appends catalog fields (title, category,
+ * price, first_seen) after this head: readers take the head of any record
+ * at least this long and leave the rest. */
+struct item_record {
+	uint32_t flags;    /* STATE_ITEM_* */
+	uint32_t reserved;
+	int64_t changed;   /* Unix seconds of the last change */
+};
+
 #define STATE_FILE "state.mdb"
 /* 1: one record per customer holding their whole event log. 2: the log in
  * chunks. 3: a tail and sealed chunks (state_events.c). Older states are
@@ -64,10 +73,12 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_CREATE | MDB_DUPSORT, &s->chunks)) != 0 ||
-	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0) {
+	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_ITEMS_DB, MDB_CREATE, &s->items)) != 0) {
 		store_lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
+	s->has_items = true;
 	MDB_val k = { 14, "format_version" }, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -223,6 +234,96 @@ static int apply_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint3
 	if (rc == 0 && (set & STATE_ERASED))
 		rc = state_log_delete(s, txn, k);
 	return rc;
+}
+
+/* Sets and clears flag bits of one item inside txn. */
+static int apply_item_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
+			    uint32_t clear)
+{
+	MDB_val k = { len, (void *)id }, v;
+	struct item_record ir = { 0, 0, 0 };
+	int rc = mdb_get(txn, s->items, &k, &v);
+	if (rc == 0 && v.mv_size >= sizeof(ir))
+		memcpy(&ir, v.mv_data, sizeof(ir));
+	ir.flags = (ir.flags | set) & ~clear;
+	ir.changed = (int64_t)util_now();
+	v.mv_size = sizeof(ir);
+	v.mv_data = &ir;
+	return mdb_put(txn, s->items, &k, &v, 0);
+}
+
+/* Decodes an item record's flags. Returns an LMDB code, MDB_CORRUPTED
+ * for a record too short. */
+static int item_record_flags(MDB_txn *txn, state *s, const char *id, size_t len, uint32_t *flags)
+{
+	MDB_val k = { len, (void *)id }, v;
+	*flags = 0;
+	int rc = mdb_get(txn, s->items, &k, &v);
+	if (rc)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (v.mv_size < sizeof(struct item_record))
+		return MDB_CORRUPTED;
+	struct item_record ir;
+	memcpy(&ir, v.mv_data, sizeof(ir));
+	*flags = ir.flags;
+	return 0;
+}
+
+int state_item_flags(state_txn *t, const char *id, size_t len, uint32_t *flags)
+{
+	*flags = 0;
+	if (!t->s->has_items)
+		return 0;
+	int rc = item_record_flags(t->r.txn, t->s, id, len, flags);
+	return rc ? store_code(rc) : 0;
+}
+
+int state_item_flags_now(state *s, const char *id, size_t len, uint32_t *flags)
+{
+	MDB_txn *txn = NULL;
+	*flags = 0;
+	if (!s->has_items)
+		return 0;
+	pthread_rwlock_rdlock(&s->remap_lock);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0) {
+		rc = item_record_flags(txn, s, id, len, flags);
+		mdb_txn_abort(txn);
+	}
+	pthread_rwlock_unlock(&s->remap_lock);
+	return rc ? store_code(rc) : 0;
+}
+
+int state_items_each(state *s, state_item_fn fn, void *arg)
+{
+	if (!s->has_items)
+		return 0;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, ret = STORE_ERROR;
+	pthread_rwlock_rdlock(&s->remap_lock);
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0 ||
+	    mdb_cursor_open(txn, s->items, &cur) != 0)
+		goto out;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < sizeof(struct item_record)) {
+			ret = STORE_CORRUPT;
+			goto out;
+		}
+		struct item_record ir;
+		memcpy(&ir, v.mv_data, sizeof(ir));
+		fn(arg, k.mv_data, k.mv_size, ir.flags);
+	}
+	ret = rc == MDB_NOTFOUND ? 0 : store_code(rc);
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->remap_lock);
+	return ret;
 }
 
 /* One customer's flags in one durable transaction of its own. */
@@ -484,6 +585,10 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 		rc = mdb_cursor_open(txn, s->chunks, &cur);
 		for (uint32_t b = 0; rc == 0 && b < n; b++) {
 			const state_write *w = &writes[b];
+			if (!w->events && w->item) {
+				rc = apply_item_flags(s, txn, w->item, w->item_len, w->set, w->clear);
+				continue;
+			}
 			if (!w->events) {
 				rc = apply_flags(s, txn, w->customer, w->customer_len, w->set, w->clear);
 				continue;
@@ -563,6 +668,15 @@ static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *er
 	return MDB_INCOMPATIBLE;
 }
 
+/* The item overrides' table, which a state written before it lacks
+ * (then there are none). Returns an LMDB code. */
+static int open_items_readonly(state *s, MDB_txn *txn)
+{
+	int rc = mdb_dbi_open(txn, STATE_ITEMS_DB, 0, &s->items);
+	s->has_items = rc == 0;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int state_open_readonly(const char *dir, state **out, strbuf *err)
 {
 	state *s = xcalloc(1, sizeof(*s));
@@ -583,7 +697,7 @@ int state_open_readonly(const char *dir, state **out, strbuf *err)
 	    (rc = readonly_version(s, txn, path.buf, err)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_DUPSORT, &s->chunks)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, 0, &s->tails)) != 0 ||
-	    (rc = store_txn_commit(&txn)) != 0) {
+	    (rc = open_items_readonly(s, txn)) != 0 || (rc = store_txn_commit(&txn)) != 0) {
 		if (txn)
 			mdb_txn_abort(txn);
 		store_lmdb_fail(err, "state: open tables", rc);

@@ -7,6 +7,7 @@
 #define SHOPKEEPER_STATE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "state.h"
 #include "store_internal.h"
@@ -17,6 +18,8 @@ struct state {
 	MDB_dbi flags;   /* customer id -> struct flag_record */
 	MDB_dbi chunks;  /* customer id -> sealed event log chunks (state_events.c) */
 	MDB_dbi tails;   /* customer id -> the log's tail, where events are appended */
+	MDB_dbi items;   /* item id -> struct item_record (live overrides) */
+	bool has_items;  /* false: a read-only open of a state older than the table */
 	char *erasures_path;
 	pthread_mutex_t erasures_lock; /* one appender at a time */
 	/* Growing the map remaps it: no read transaction may be active then.
@@ -36,6 +39,7 @@ struct state_txn {
 
 #define STATE_CHUNKS_DB "event_chunks"
 #define STATE_TAILS_DB "event_tails"
+#define STATE_ITEMS_DB "items"
 
 /* The operations below work inside the caller's write transaction and
  * return LMDB codes (MDB_CORRUPTED for a damaged log); the public

@@ -17,7 +17,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import ROOT, Server, run_suite, train  # noqa: E402
+from lib import FIXTURES, INTERACTIONS, ROOT, Server, run_suite, train  # noqa: E402
 
 SPEC_PATH = os.path.join(ROOT, "deploy", "openapi.json")
 DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -128,7 +128,16 @@ class OpenApiTests(unittest.TestCase):
         cls.validator = Validator(cls.spec)
         cls.tmp = tempfile.mkdtemp(prefix="shopkeeper-openapi-")
         cls.model = os.path.join(cls.tmp, "model")
-        train(cls.model)
+        # A catalog with every column an answer carries (price, category,
+        # image_url, url), so the Item schema is checked on all of them.
+        catalog = os.path.join(cls.tmp, "catalog.csv")
+        with open(os.path.join(FIXTURES, "catalog.csv"), encoding="utf-8") as src, \
+                open(catalog, "w", encoding="utf-8") as dst:
+            lines = src.read().splitlines()
+            dst.write(lines[0] + ",image_url,url\n")
+            for n, line in enumerate(lines[1:]):
+                dst.write(line + ",https://img.example/%d.jpg,https://shop.example/p/%d\n" % (n, n))
+        train(cls.model, INTERACTIONS, "--catalog", catalog)
         cls.server = Server(cls.model, os.path.join(cls.tmp, "state"))
         cls.checked = set()
 
@@ -192,6 +201,15 @@ class OpenApiTests(unittest.TestCase):
         self.assertEqual(self.call("PUT", "/v1/customers/bob/consent", c, {"personalization": "no"})[0], 400)
         self.assertEqual(self.call("PUT", "/v1/customers/bob/consent", c, {"personalization": True})[0], 200)
         self.assertEqual(self.call("DELETE", "/v1/customers/zed-erased", t)[0], 200)
+
+    def test_items(self):
+        t = "/v1/items/{id}"
+        self.assertEqual(self.call("PUT", "/v1/items/dates", t, {"available": False})[0], 200)
+        self.assertEqual(self.call("PUT", "/v1/items/dates", t, {"available": True,
+                                                                 "recommendable": True})[0], 200)
+        self.assertEqual(self.call("PUT", "/v1/items/dates", t, {"stock": 3})[0], 400)
+        self.assertEqual(self.call("PUT", "/v1/items/nope", t, {"available": False})[0], 404)
+        self.assertEqual(self.call("PUT", "/v1/items/dates", t, b"x" * 5000)[0], 413)
 
     def test_events(self):
         t = "/v1/events"

@@ -274,13 +274,15 @@ SIM = "/v1/items/%s/similar"
 ERROR_CASES = (
     [ErrorCase("unknown route", "GET", path, 404, "not_found") for path in (
         "/", "/v1", "/v2/customers/alice/recommendations", "/v1/customerz/alice",
-        "/v1/customers/alice/recommendations/extra", "/v1/items/apple",
+        "/v1/customers/alice/recommendations/extra", "/v1/items/apple/x",
         "/v1/customers//recommendations", "/healthz/x", "/a/b/c/d/e/f/g/h/i/j",
         "/v1/customers%2Falice/recommendations")]  # a decoded slash splits no path
     + [ErrorCase("wrong method", method, path, 405, "method_not_allowed", b'{"x":1}',
                  allow="GET")
        for method, path in (("POST", "/healthz"), ("DELETE", "/readyz"),
                             ("PUT", REC % "alice"), ("POST", SIM % "apple"))]
+    + [ErrorCase("wrong method", "GET", "/v1/items/apple", 405, "method_not_allowed",
+                 allow="PUT")]
     + [ErrorCase("bad n", "GET", path + "?n=" + n, 400, "invalid_parameter", says="n")
        for n in ("0", "101", "abc", "-1", "", "1.5", "1e2", "5x", "%ZZ", "1000", "99999999999")
        for path in (REC % "alice", REC % "nobody", SIM % "apple")]

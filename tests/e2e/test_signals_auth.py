@@ -258,6 +258,7 @@ WRITES = [  # (method, path, body): every writing and admin route
     ("POST", "/v1/events", json.dumps({"customer_id": "zed", "item_id": "apple",
                                        "event": "view"})),
     ("PUT", "/v1/customers/alice/consent", json.dumps({"personalization": False})),
+    ("PUT", "/v1/items/apple", json.dumps({"available": True})),
     ("DELETE", "/v1/customers/bob", None),
     ("POST", "/admin/reload", None),
 ]

@@ -16,10 +16,10 @@
 #include "model.h"
 #include "model_writer.h"
 
-_Static_assert(MODEL_FORMAT_VERSION == 3, "the meta record below names format 3");
+_Static_assert(MODEL_FORMAT_VERSION == 4, "the meta record below names format 4");
 
 static const char meta[] =
-	"{\"format_version\":3,\"byte_order\":\"little\",\"model_id\":\"fuzz\",\"algorithm\":\"ease\","
+	"{\"format_version\":4,\"byte_order\":\"little\",\"model_id\":\"fuzz\",\"algorithm\":\"ease\","
 	"\"as_of\":\"2024-01-01T00:00:00Z\",\"created\":\"2024-01-02T00:00:00Z\",\"items\":3,"
 	"\"customers\":1,\"neighbors\":2,\"parameters\":{\"half_life_days\":30,"
 	"\"event_weights\":{\"view\":0.2,\"cart\":0.5,\"purchase\":1}},"
@@ -32,7 +32,8 @@ static const struct {
 	{ "meta", "meta" },	  { "items", "ids" },	     { "items", "titles" },
 	{ "items", "categories" }, { "items", "category" },  { "items", "price" },
 	{ "items", "popularity" }, { "items", "popular" },   { "neighbors", "all" },
-	{ "customers", "c1" },	   { "item_index", "b" },
+	{ "customers", "c1" },	   { "item_index", "b" },     { "items", "flags" },
+	{ "items", "image_urls" }, { "items", "urls" },
 };
 #define N_SLOTS (sizeof(slots) / sizeof(slots[0]))
 
@@ -71,6 +72,9 @@ static void good_record(unsigned i, unsigned char *buf, size_t *len)
 		  memcpy(buf + sizeof(sum) + sizeof(e), "{}", 2);
 		  *len = sizeof(sum) + sizeof(e) + 2; break; }
 	case 10: { uint32_t idx = 1; memcpy(buf, &idx, 4); *len = 4; break; }
+	case 11: { uint8_t f[3] = { 0, MODEL_ITEM_NOT_RECOMMENDABLE, 0 }; memcpy(buf, f, 3); *len = 3; break; }
+	case 12: table3(buf, len, "https://i/a.jpg", "", "https://i/c.jpg"); break;
+	case 13: table3(buf, len, "https://s/a", "https://s/b", ""); break;
 	}
 }
 
@@ -119,7 +123,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				model_neighbors(t, i, &nb);
 				model_item_id(m, i, &len);
 				model_item_title(m, i, &len);
-				model_item_category(m, i);
+				uint32_t cat = model_item_category(m, i);
+				if (cat != UINT32_MAX)
+					model_category_name(m, cat, &len);
+				model_item_image_url(m, i, &len);
+				model_item_url(m, i, &len);
+				model_item_recommendable(m, i);
+				model_item_override(m, i, i % 2, true);
 				if (res)
 					rec_similar(ctx, t, i, 10, NULL, res);
 			}
