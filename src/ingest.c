@@ -188,6 +188,7 @@ struct ingest_scan {
 	const int *cols;             /* column index per logical column */
 	const char *const *header;   /* header names (customers: attributes) */
 	size_t n_header;
+	uint64_t excluded;           /* rows left out quietly (erased customers) */
 };
 
 /* Ids a catalog or customers file lists more than once (one byte per id
@@ -309,6 +310,7 @@ static bool excluded(struct ingest_scan *rc, const char *id, size_t len)
 	if (!rc->opt->exclude || !idmap_find(rc->opt->exclude, id, len, &idx))
 		return false;
 	(*rc->skipped)++;
+	rc->excluded++;
 	if (rc->skipped_by)
 		rc->skipped_by[SKIP_EXCLUDED]++;
 	return true;
@@ -702,7 +704,7 @@ static int scan_file(const char *path, const ingest_options *opt, const char *fi
 
 	struct ingest_scan sc = { opt, opt->report ? opt->report : stderr, 0, err,
 				  (int64_t)util_now(), records, skipped, skipped_by, cols,
-				  (const char *const *)header, n_header };
+				  (const char *const *)header, n_header, 0 };
 	const char *label = opt->label ? opt->label : "ingest";
 	bool by_bytes = !in.compressed && in.size > 0;
 	progress_begin(&prog, label, by_bytes ? "bytes" : "rows", by_bytes ? in.size : 0);
@@ -727,9 +729,11 @@ static int scan_file(const char *path, const ingest_options *opt, const char *fi
 	}
 	progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	ret = 0;
-	if (sc.reported < *skipped && !opt->strict)
+	/* Rows of erased customers are no bad rows: they are not announced. */
+	uint64_t bad = *skipped - sc.excluded;
+	if (sc.reported < bad && !opt->strict)
 		fprintf(sc.report, "%s: %llu more bad rows not shown\n", label,
-			(unsigned long long)(*skipped - sc.reported));
+			(unsigned long long)(bad - sc.reported));
 out_prog:
 	progress_end(&prog);
 out:

@@ -63,7 +63,7 @@ int train_events_open(const char *source, train_events **out, strbuf *err)
 			goto fail;
 		}
 		if (eventlog_ping(te->log) != 0) {
-			sb_addf(err, "event log %s: %s", te->label, eventlog_errmsg(te->log));
+			sb_addf(err, "--events-from %s: %s", te->label, eventlog_errmsg(te->log));
 			goto fail;
 		}
 	} else {

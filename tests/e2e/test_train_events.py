@@ -104,6 +104,12 @@ class TrainEventsFromState(unittest.TestCase):
         self.assertNotIn("alice", p.stdout.split())
         self.assertNotIn("gone", p.stdout.split())
 
+    def test_erased_rows_are_not_reported_as_bad_rows(self):
+        # The fixture's one bad row is reported; alice's two excluded rows
+        # are left out quietly, not announced as "2 more bad rows".
+        self.assertIn("line 32 skipped: no customer id", S["train"].stderr)
+        self.assertNotIn("more bad rows not shown", S["train"].stderr)
+
     def test_no_consent_keeps_only_the_exports(self):
         self.assertEqual(history(S["m2"], "bob"), history(S["m1"], "bob"))
         self.assertIsNone(history(S["m2"], "shy"))
