@@ -346,14 +346,15 @@ TEST(trim_keeps_consent_and_erasure)
 /* deploy/publish-model.sh --event-log, run by sh as operators do: three
  * versions trained from the log, --keep 2; the stream keeps everything
  * after what the oldest kept version covers. */
-static int publish(const char *log_url, const char *models)
+static int publish(const char *log_url, const char *models, bool from_log)
 {
 	const char *bin = getenv("BIN") ? getenv("BIN") : "bin";
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd),
 		 "SHOPKEEPER=%s/shopkeeper sh deploy/publish-model.sh %s --keep 2 --event-log '%s' "
-		 "-- --interactions %s --events-from '%s' --algo cosine >>%s/publish.log 2>&1",
-		 bin, models, log_url, csv, log_url, scratch);
+		 "-- --interactions %s %s%s%s --algo cosine >>%s/publish.log 2>&1",
+		 bin, models, log_url, csv, from_log ? "--events-from '" : "", from_log ? log_url : "",
+		 from_log ? "'" : "", scratch);
 	int rc = system(cmd);
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
@@ -376,15 +377,15 @@ TEST(publish_trims_to_the_oldest_kept_model)
 	eventlog_id a[3], b[2], c[1], last;
 	uint64_t len;
 	CHECK_INT(eventlog_append(log, recs, 3, a, 0, 0, NULL), 0);
-	CHECK_INT(publish(url2, models), 0); /* v1 covers a[2] */
+	CHECK_INT(publish(url2, models, true), 0); /* v1 covers a[2] */
 	CHECK_INT(eventlog_tail(log, &last, &len), 0);
 	CHECK_INT(len, 1); /* v1, the only version, covers up to a[2] (kept) */
 	CHECK_INT(eventlog_append(log, recs, 2, b, 0, 0, NULL), 0);
-	CHECK_INT(publish(url2, models), 0); /* v2 covers b[1]; v1 still kept */
+	CHECK_INT(publish(url2, models, true), 0); /* v2 covers b[1]; v1 still kept */
 	CHECK_INT(eventlog_tail(log, &last, &len), 0);
 	CHECK_INT(len, 3); /* a[2], b[0], b[1] */
 	CHECK_INT(eventlog_append(log, recs, 1, c, 0, 0, NULL), 0);
-	CHECK_INT(publish(url2, models), 0); /* v3; v1 pruned, v2 the oldest */
+	CHECK_INT(publish(url2, models, true), 0); /* v3; v1 pruned, v2 the oldest */
 	CHECK_INT(eventlog_tail(log, &last, &len), 0);
 	CHECK_INT(len, 2); /* b[1], c[0] */
 	eventlog_batch bt = { 0 };
@@ -392,6 +393,21 @@ TEST(publish_trims_to_the_oldest_kept_model)
 	CHECK(bt.n == 2 && eventlog_id_cmp(bt.entries[0].id, b[1]) == 0 &&
 	      eventlog_id_cmp(bt.entries[1].id, c[0]) == 0);
 	eventlog_batch_release(&bt);
+	/* A version that records no position (trained without the log) stops
+	 * the trim while it is kept: a replica may bootstrap from it. */
+	CHECK_INT(eventlog_append(log, recs, 1, c, 0, 0, NULL), 0);
+	CHECK_INT(publish(url2, models, false), 0);
+	CHECK_INT(eventlog_tail(log, &last, &len), 0);
+	CHECK_INT(len, 3); /* nothing trimmed */
+	char path[400], text[16384];
+	snprintf(path, sizeof(path), "%s/publish.log", scratch);
+	FILE *f = fopen(path, "r");
+	size_t got = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+	text[got] = '\0';
+	if (f)
+		fclose(f);
+	CHECK(strstr(text, "event log not trimmed: no stream position recorded in") != NULL);
+	CHECK(strstr(text, "event log trimmed before") != NULL);
 	eventlog_close(log);
 }
 
