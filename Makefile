@@ -269,10 +269,12 @@ valgrind-e2e: all
 	 exit $$rc
 
 # ---- deploy ----------------------------------------------------------------
-# The deploy/ topology on loopback (three replicas, Debian's nginx), serve's
-# operational behaviour, and the Kubernetes manifests checked offline.
-# Tools come from apt when missing (nginx, prometheus for promtool, curl).
-DEPLOY_TOOLS := nginx:nginx promtool:prometheus curl:curl
+# The deploy/ topology on loopback (replicas on a Redis event log with
+# Sentinel, Debian's nginx), serve's operational behaviour, and the
+# Kubernetes manifests checked offline. Tools come from apt when missing
+# (nginx, prometheus for promtool, curl, redis-server, redis-sentinel).
+DEPLOY_TOOLS := nginx:nginx promtool:prometheus curl:curl redis-server:redis-server \
+	redis-sentinel:redis-sentinel
 
 check-deploy-tools:
 	@for t in $(DEPLOY_TOOLS); do \

@@ -7,7 +7,8 @@
 # the old model until the new one is open and validated, so no request
 # fails; the old directory stays readable for requests still on it.
 #
-#   publish-model.sh MODELS [--keep N] [--notify URL[,URL...]] [--key-file F] -- TRAIN-ARGS...
+#   publish-model.sh MODELS [--keep N] [--notify URL[,URL...]] [--key-file F]
+#                    [--event-log URL] -- TRAIN-ARGS...
 #
 #   MODELS       the directory of model versions (a shared volume)
 #   --keep N     versions kept, current included (default 3)
@@ -16,24 +17,36 @@
 #   --key-file   a file holding an API key for /admin/reload (when the servers
 #                have keys; the server's key file will do: its first key is
 #                used); also SHOPKEEPER_ADMIN_KEY
+#   --event-log  the replicas' shared event log (serve --event-log URL); also
+#                SHOPKEEPER_EVENT_LOG. After publishing, the stream is trimmed
+#                (shopkeeper eventlog trim) up to what the OLDEST kept version
+#                covers: its meta record's event_log_position, else the last
+#                entry `train --events-from` read (live_events.last_id). A
+#                kept version that records neither stops the trim (said so):
+#                a replica may still run it, or bootstrap from it, and must
+#                find every entry after its position. Consent and erasure
+#                records survive any trim (the log's compacted flags).
 #   TRAIN-ARGS   passed to `shopkeeper train` (everything but --out)
 #
 # SHOPKEEPER (default: shopkeeper on PATH) names the binary. Exit 0 when the
-# model is published and every server reloaded; 1 otherwise (the new model is
-# still published when only a reload failed; the message says which).
+# model is published, every server reloaded and the log trimmed as asked; 1
+# otherwise (the new model is still published when only a reload or the trim
+# failed; the message says which).
 set -eu
 SK=${SHOPKEEPER:-shopkeeper}
 say() { echo "publish-model: $*" >&2; }
-[ $# -ge 1 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,35p' "$0" >&2; exit 2; }
 models=$1
 shift
 keep=3
 notify=${SHOPKEEPER_NOTIFY:-}
 key=${SHOPKEEPER_ADMIN_KEY:-}
+event_log=${SHOPKEEPER_EVENT_LOG:-}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--keep) keep=$2; shift 2 ;;
 	--notify) notify=$2; shift 2 ;;
+	--event-log) event_log=$2; shift 2 ;;
 	--key-file) # the first key: the server's key files allow blank lines and # comments
 		key=$(grep -v '^[[:space:]]*#' "$2" | tr -d ' \t\r' | grep -m 1 .) ||
 			{ say "--key-file $2: no key in it"; exit 2; }
@@ -77,6 +90,26 @@ if [ -n "$notify" ]; then
 		*) say "$url did not reload: $out"; rc=1 ;;
 		esac
 	done
+fi
+# Retention: the stream keeps every entry a kept version does not cover.
+if [ -n "$event_log" ]; then
+	oldest= missing=
+	for v in $(ls -1 "$models" | grep -E '^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$'); do
+		meta=$("$SK" inspect "$models/$v" 2>/dev/null) || { missing="$missing $v"; continue; }
+		pos=$(printf '%s' "$meta" | sed -n 's/.*"event_log_position":"\([0-9]*-[0-9]*\)".*/\1/p')
+		[ -n "$pos" ] || pos=$(printf '%s' "$meta" | sed -n 's/.*"last_id":"\([0-9]*-[0-9]*\)".*/\1/p')
+		if [ -z "$pos" ]; then missing="$missing $v"; continue; fi
+		oldest=$(printf '%s\n%s\n' "$oldest" "$pos" | grep . | sort -t- -k1,1n -k2,2n | head -n 1)
+	done
+	if [ -n "$missing" ]; then
+		say "event log not trimmed: no stream position recorded in$missing"
+	elif [ -n "$oldest" ]; then
+		if out=$("$SK" eventlog trim --event-log "$event_log" --min-id "$oldest" 2>&1); then
+			say "event log trimmed before $oldest: $out"
+		else
+			say "event log trim failed: $out"; rc=1
+		fi
+	fi
 fi
 echo "$version"
 exit $rc

@@ -31,6 +31,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);   /* cli_catalog.c */
 int cmd_customers(int argc, char **argv); /* cli_catalog.c */
+int cmd_eventlog(int argc, char **argv);  /* cli_eventlog.c: trim, tail */
 
 /* ---- training flags, shared by train and eval (cli_train.c) ------------- */
 
@@ -39,6 +40,7 @@ struct train_flags {
 	const char *customers; /* --customers */
 	const char *exclude;   /* --exclude-customers */
 	const char *exclude_items; /* --exclude-items */
+	const char *events_from; /* train --events-from: STATE_DIR or a log URL */
 	const char *columns;  /* --columns */
 	const char *catalog_columns;   /* --catalog-columns */
 	const char *customers_columns; /* --customers-columns */

@@ -58,6 +58,20 @@ typedef struct ingest_stats {
 	uint64_t duplicate_rows, duplicate_ids;
 } ingest_stats;
 
+/* What was fed from the server's collected events, for the summary and the
+ * model's meta record. */
+typedef struct ingest_live {
+	char *source;       /* where they came from, without secrets; owned by
+			     * the dataset (freed by dataset_free), NULL: none */
+	char last_id[48];   /* the newest stream entry read ("" from a state) */
+	uint64_t read;      /* events offered to ingest_add_event */
+	uint64_t added;     /* kept as training rows */
+	uint64_t skipped_by[SKIP_REASONS];
+	uint64_t covered;   /* left out by the source: at or before the exports'
+			     * newest timestamp, so already in them */
+	uint64_t no_consent; /* left out by the source: personalization withdrawn */
+} ingest_live;
+
 typedef struct dataset {
 	idmap *customers;
 	idmap *items;
@@ -88,6 +102,10 @@ typedef struct dataset {
 	uint16_t *customer_birthday; /* month * 100 + day, 0: unknown */
 	uint32_t customers_cap;    /* length of the two arrays above */
 	ingest_stats customer_stats;
+
+	/* Events the server collected, added by ingest_add_event
+	 * (train --events-from); all zero when none were offered. */
+	ingest_live live;
 } dataset;
 
 /* Logical column names, of all three files (DESIGN.md "Input files"). */
@@ -191,6 +209,31 @@ void dataset_free(dataset *ds);
  * message in *err: file unreadable, header missing a required column, a read
  * error, or a bad row in strict mode. */
 int ingest_read(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
+
+/* One event the server collected (POST /v1/events, then its state or the
+ * shared event log), to be trained on like an interactions row. Strings
+ * are borrowed and need not be NUL-terminated. `type` is the server's:
+ * enum event_type, or a live-only type (remove-from-cart, clicks, ...),
+ * which is not a training signal and is skipped as SKIP_EVENT. */
+typedef struct ingest_event {
+	const char *customer;
+	size_t customer_len;
+	const char *item;
+	size_t item_len;
+	int64_t ts;     /* Unix seconds */
+	float quantity; /* negative: a return */
+	float price;
+	uint8_t type;
+} ingest_event;
+
+/* Adds one collected event to ds as a training row, with the interactions
+ * file's rules: ids normalised, opt->exclude (erased customers) and
+ * opt->until (--as-of) honoured, a timestamp more than a day ahead, a zero
+ * or absurd quantity or a bad price skipped. Counts go to ds->live, never
+ * to the file's counters. Returns true when added, else false with the
+ * reason in *why (may be NULL). */
+bool ingest_add_event(dataset *ds, const ingest_options *opt, const ingest_event *ev,
+		      enum skip_reason *why);
 
 /* ---- scanning any CSV file with logical columns --------------------------
  * The readers above are built on this; so are the tables derived from a

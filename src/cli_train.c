@@ -18,6 +18,7 @@
 #include "timefmt.h"
 #include "train.h"
 #include "eventlog.h"
+#include "train_events.h"
 #include "util.h"
 
 #define CLI_DEFAULT_ALGO ALGO_EASE
@@ -243,13 +244,21 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 {
 	double t0 = util_monotonic();
 	idmap *exclude = NULL;
+	train_events *te = NULL;
 	int ret = -1;
 	memset(r, 0, sizeof(*r));
 	if (f->exclude && ingest_id_list(f->exclude, &exclude, err) != 0)
 		return -1;
+	/* The source's erasures are known before the first CSV row is read. */
+	if (f->events_from && (train_events_open(f->events_from, &te, err) != 0 ||
+			       train_events_exclusions(te, &exclude, err) != 0))
+		goto out;
 	ingest_options iopt = { f->columns, f->strict, 5, stderr, "ingest", f->has_as_of, f->as_of,
 				exclude, NULL };
 	if (ingest_read(path, &iopt, ds, err) != 0)
+		goto out;
+	if (te && (train_events_feed(te, &iopt, ds->has_ts, ds->ts_max, ds, err) != 0 ||
+		   train_events_recheck(te, exclude, err) != 0))
 		goto out;
 	iopt.label = "catalog";
 	iopt.has_until = false;
@@ -285,6 +294,7 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	warn_everybodys_items(ds, r);
 	ret = 0;
 out:
+	train_events_close(te);
 	idmap_free(exclude);
 	return ret;
 }
@@ -304,7 +314,15 @@ static const char train_usage_head[] =
 	"event, quantity, price) and writes a model to DIR/model.mdb.\n"
 	"\n"
 	"  --interactions FILE   CSV file; '-' for stdin; gzip is detected\n"
-	"  --out DIR             model directory (created; an old model there is replaced)\n";
+	"  --out DIR             model directory (created; an old model there is replaced)\n"
+	"  --events-from SOURCE  also train on the events the server collected since the\n"
+	"                        exports: its state directory (single node) or the shared\n"
+	"                        event log (redis://... or sentinel://..., as serve's\n"
+	"                        --event-log). Events at or before the exports' newest\n"
+	"                        timestamp are taken to be in them; erased customers are\n"
+	"                        left out entirely, those without consent lose their\n"
+	"                        live events. The model's meta record says what was fed\n"
+	"                        (live_events)\n";
 static const char train_usage_tail[] =
 	"  --event-log-position ID  the last entry (MS-SEQ) of the shared event log\n"
 	"                        (serve --event-log) these interactions cover: kept in\n"
@@ -374,6 +392,17 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 			(unsigned long long)ds->customer_stats.records,
 			(unsigned long long)ds->customer_stats.skipped,
 			(unsigned long long)ds->customer_stats.added);
+	if (ds->live.source) {
+		uint64_t skipped = 0;
+		for (int k = 0; k < SKIP_REASONS; k++)
+			skipped += ds->live.skipped_by[k];
+		fprintf(stderr, "live       %llu events from %s: %llu added, %llu already in the exports, "
+			"%llu without consent, %llu skipped\n",
+			(unsigned long long)(ds->live.read + ds->live.covered + ds->live.no_consent),
+			ds->live.source, (unsigned long long)ds->live.added,
+			(unsigned long long)ds->live.covered, (unsigned long long)ds->live.no_consent,
+			(unsigned long long)skipped);
+	}
 	fprintf(stderr, "data       %u customers, %u items, %llu customer-item pairs\n",
 		r->n_customers, r->n_items, (unsigned long long)r->nnz);
 	fprintf(stderr, "model      %s, %u neighbours per item, %s path%s", algo_name(f->topt.algo),
@@ -391,16 +420,17 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 
 int cmd_train(int argc, char **argv)
 {
-	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP, O_LOGPOS };
-	struct option opts[TRAIN_FLAG_COUNT + 7] = {
+	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP, O_LOGPOS, O_EVENTS };
+	struct option opts[TRAIN_FLAG_COUNT + 8] = {
 		{ "interactions", required_argument, NULL, O_INTER },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "dump-neighbors", required_argument, NULL, O_DUMP },
 		{ "event-log-position", required_argument, NULL, O_LOGPOS },
+		{ "events-from", required_argument, NULL, O_EVENTS },
 	};
-	size_t nopt = 6 + train_flags_options(opts + 6);
+	size_t nopt = 7 + train_flags_options(opts + 7);
 	memset(&opts[nopt], 0, sizeof(opts[nopt]));
 
 	struct train_flags f;
@@ -424,6 +454,7 @@ int cmd_train(int argc, char **argv)
 			f.topt.event_log_position = optarg;
 			break;
 		}
+		case O_EVENTS: f.events_from = optarg; break;
 		case 'h':
 		case O_HELP:
 			fputs(train_usage_head, stdout);

@@ -94,6 +94,7 @@ void dataset_free(dataset *ds)
 	idmap_free(ds->customers);
 	idmap_free(ds->items);
 	free(ds->rows);
+	free(ds->live.source);
 	memset(ds, 0, sizeof(*ds));
 }
 
@@ -197,6 +198,7 @@ struct ingest_scan {
 	const int *cols;             /* column index per logical column */
 	const char *const *header;   /* header names (customers: attributes) */
 	size_t n_header;
+	uint64_t excluded;           /* rows left out quietly (erased customers) */
 };
 
 /* Ids a catalog or customers file lists more than once (one byte per id
@@ -318,9 +320,33 @@ static bool excluded(struct ingest_scan *rc, const char *id, size_t len)
 	if (!rc->opt->exclude || !idmap_find(rc->opt->exclude, id, len, &idx))
 		return false;
 	(*rc->skipped)++;
+	rc->excluded++;
 	if (rc->skipped_by)
 		rc->skipped_by[SKIP_EXCLUDED]++;
 	return true;
+}
+
+/* Appends a row for customer cid and item iid (interned here), keeping the
+ * dataset's returns and time range up to date. */
+static void add_row(dataset *ds, interaction *row, const char *cid, size_t cid_len,
+		    const char *iid, size_t iid_len, bool has_ts)
+{
+	row->customer = idmap_intern(ds->customers, cid, cid_len, NULL);
+	row->item = idmap_intern(ds->items, iid, iid_len, NULL);
+	if (row->quantity < 0)
+		ds->returns++;
+	if (has_ts) {
+		if (!ds->has_ts || row->ts < ds->ts_min)
+			ds->ts_min = row->ts;
+		if (!ds->has_ts || row->ts > ds->ts_max)
+			ds->ts_max = row->ts;
+		ds->has_ts = true;
+	}
+	if (ds->n_rows == ds->cap_rows) {
+		ds->cap_rows = ds->cap_rows ? ds->cap_rows * 2 : 65536;
+		ds->rows = xreallocarray(ds->rows, ds->cap_rows, sizeof(*ds->rows));
+	}
+	ds->rows[ds->n_rows++] = *row;
 }
 
 /* Parses one interactions record. Returns 0 (kept or skipped) or -1
@@ -393,23 +419,44 @@ static int interaction_record(struct ingest_scan *rc, const csv_record *rec, voi
 		return 0;
 	}
 
-	row.customer = idmap_intern(ds->customers, cid, cid_len, NULL);
-	row.item = idmap_intern(ds->items, iid, iid_len, NULL);
-	if (row.quantity < 0)
-		ds->returns++;
-	if (cols[COL_TIMESTAMP] >= 0) {
-		if (!ds->has_ts || row.ts < ds->ts_min)
-			ds->ts_min = row.ts;
-		if (!ds->has_ts || row.ts > ds->ts_max)
-			ds->ts_max = row.ts;
-		ds->has_ts = true;
-	}
-	if (ds->n_rows == ds->cap_rows) {
-		ds->cap_rows = ds->cap_rows ? ds->cap_rows * 2 : 65536;
-		ds->rows = xreallocarray(ds->rows, ds->cap_rows, sizeof(*ds->rows));
-	}
-	ds->rows[ds->n_rows++] = row;
+	add_row(ds, &row, cid, cid_len, iid, iid_len, cols[COL_TIMESTAMP] >= 0);
 	return 0;
+}
+
+bool ingest_add_event(dataset *ds, const ingest_options *opt, const ingest_event *ev,
+		      enum skip_reason *why)
+{
+	enum skip_reason r;
+	const char *cid = ev->customer, *iid = ev->item;
+	size_t cid_len = ev->customer_len, iid_len = ev->item_len;
+	uint32_t idx;
+	ds->live.read++;
+	if (!utf8_valid(cid, cid_len) || !id_normalize(&cid, &cid_len))
+		r = SKIP_NO_CUSTOMER;
+	else if (!utf8_valid(iid, iid_len) || !id_normalize(&iid, &iid_len))
+		r = SKIP_NO_ITEM;
+	else if (opt->exclude && idmap_find(opt->exclude, cid, cid_len, &idx))
+		r = SKIP_EXCLUDED;
+	else if (ev->type >= EVENT_TYPES)
+		r = SKIP_EVENT; /* remove-from-cart and later live types */
+	else if (ev->ts < 0 || ev->ts > (int64_t)util_now() + 86400)
+		r = SKIP_TIMESTAMP;
+	else if (!(ev->quantity != 0) || !(fabsf(ev->quantity) <= MAX_ABS_QUANTITY))
+		r = SKIP_QUANTITY;
+	else if (!(ev->price >= 0) || !(ev->price <= MAX_PRICE))
+		r = SKIP_PRICE;
+	else if (opt->has_until && ev->ts > opt->until)
+		r = SKIP_AFTER_AS_OF;
+	else {
+		interaction row = { 0, 0, ev->ts, ev->quantity, ev->price, ev->type };
+		add_row(ds, &row, cid, cid_len, iid, iid_len, true);
+		ds->live.added++;
+		return true;
+	}
+	ds->live.skipped_by[r]++;
+	if (why)
+		*why = r;
+	return false;
 }
 
 void dataset_fit_attributes(dataset *ds)
@@ -712,7 +759,7 @@ static int scan_file(const char *path, const ingest_options *opt, const char *fi
 
 	struct ingest_scan sc = { opt, opt->report ? opt->report : stderr, 0, err,
 				  (int64_t)util_now(), records, skipped, skipped_by, cols,
-				  (const char *const *)header, n_header };
+				  (const char *const *)header, n_header, 0 };
 	const char *label = opt->label ? opt->label : "ingest";
 	bool by_bytes = !in.compressed && in.size > 0;
 	progress_begin(&prog, label, by_bytes ? "bytes" : "rows", by_bytes ? in.size : 0);
@@ -737,9 +784,11 @@ static int scan_file(const char *path, const ingest_options *opt, const char *fi
 	}
 	progress_update(&prog, by_bytes ? csv_bytes_read(csv) : *records);
 	ret = 0;
-	if (sc.reported < *skipped && !opt->strict)
+	/* Rows of erased customers are no bad rows: they are not announced. */
+	uint64_t bad = *skipped - sc.excluded;
+	if (sc.reported < bad && !opt->strict)
 		fprintf(sc.report, "%s: %llu more bad rows not shown\n", label,
-			(unsigned long long)(*skipped - sc.reported));
+			(unsigned long long)(bad - sc.reported));
 out_prog:
 	progress_end(&prog);
 out:

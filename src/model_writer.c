@@ -391,6 +391,21 @@ static uint32_t not_recommendable(const dataset *ds, uint32_t n_items)
 	return n;
 }
 
+/* What `train --events-from` fed (train_events.h). */
+static json_t *live_json(const ingest_live *l)
+{
+	uint64_t skipped = 0;
+	for (int k = 0; k < SKIP_REASONS; k++)
+		skipped += l->skipped_by[k];
+	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "source", l->source, "events",
+			      (json_int_t)(l->read + l->covered + l->no_consent), "added",
+			      (json_int_t)l->added, "covered_by_exports", (json_int_t)l->covered,
+			      "no_consent", (json_int_t)l->no_consent, "skipped", (json_int_t)skipped);
+	if (o && l->last_id[0])
+		json_object_set_new(o, "last_id", json_string(l->last_id));
+	return o;
+}
+
 static char *meta_json(const train_options *o, const dataset *ds, const train_result *r,
 		       const rfm_cuts *cuts, int64_t as_of, double created)
 {
@@ -436,6 +451,8 @@ static char *meta_json(const train_options *o, const dataset *ds, const train_re
 	if (root)
 		json_object_set_new(root, "items_not_recommendable",
 				    json_integer(not_recommendable(ds, r->n_items)));
+	if (root && ds->live.source)
+		json_object_set_new(root, "live_events", live_json(&ds->live));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;

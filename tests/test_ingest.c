@@ -316,6 +316,63 @@ TEST(repeated_ids_are_counted_and_warned)
 	sb_release(&err);
 }
 
+TEST(collected_events_follow_the_file_rules)
+{
+	dataset ds;
+	dataset_init(&ds);
+	idmap *erased = idmap_create();
+	idmap_intern(erased, "gone", 4, NULL);
+	ingest_options opt = { .exclude = erased, .has_until = true, .until = 1750000000 };
+	int64_t ok_ts = 1700000000;
+	static const struct {
+		const char *customer, *item;
+		int64_t ts;
+		float qty, price;
+		uint8_t type;
+		int why; /* -1: added */
+	} cases[] = {
+		{ "ann", "apple", 1700000000, 1, 0.5f, EVENT_PURCHASE, -1 },
+		{ " ann ", "pear", 1700000100, 2, 0, EVENT_VIEW, -1 },    /* ids trimmed */
+		{ "ann", "apple", 1700000200, -1, 0.5f, EVENT_PURCHASE, -1 }, /* a return */
+		{ "gone", "apple", 1700000000, 1, 0, EVENT_CART, SKIP_EXCLUDED },
+		{ "ann", "apple", 1700000000, 1, 0, 3, SKIP_EVENT },        /* remove from cart */
+		{ "ann", "apple", 1700000000, 1, 0, 9, SKIP_EVENT },
+		{ "", "apple", 1700000000, 1, 0, EVENT_VIEW, SKIP_NO_CUSTOMER },
+		{ "ann", "  ", 1700000000, 1, 0, EVENT_VIEW, SKIP_NO_ITEM },
+		{ "ann", "apple", 1700000000, 0, 0, EVENT_VIEW, SKIP_QUANTITY },
+		{ "ann", "apple", 1700000000, 2e6f, 0, EVENT_VIEW, SKIP_QUANTITY },
+		{ "ann", "apple", 1700000000, 1, -1, EVENT_VIEW, SKIP_PRICE },
+		{ "ann", "apple", 1750000001, 1, 0, EVENT_VIEW, SKIP_AFTER_AS_OF },
+		{ "ann", "apple", 4000000000, 1, 0, EVENT_VIEW, SKIP_TIMESTAMP }, /* future */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		ingest_event ev = { cases[i].customer, strlen(cases[i].customer), cases[i].item,
+				    strlen(cases[i].item), cases[i].ts, cases[i].qty, cases[i].price,
+				    cases[i].type };
+		enum skip_reason why = SKIP_REASONS;
+		bool added = ingest_add_event(&ds, &opt, &ev, &why);
+		if (added != (cases[i].why < 0) || (!added && (int)why != cases[i].why))
+			fprintf(stderr, "case %zu: added %d why %d\n", i, added, (int)why);
+		CHECK(added == (cases[i].why < 0));
+		if (!added)
+			CHECK_INT(why, cases[i].why);
+	}
+	CHECK_INT(ds.n_rows, 3);
+	CHECK_INT(ds.live.read, ARRAY_SIZE(cases));
+	CHECK_INT(ds.live.added, 3);
+	CHECK_INT(ds.live.skipped_by[SKIP_EVENT], 2);
+	CHECK_INT(ds.records, 0); /* the interactions file's counters are untouched */
+	CHECK_INT(ds.skipped, 0);
+	CHECK_INT(ds.returns, 1);
+	CHECK_INT(idmap_count(ds.customers), 1);
+	uint32_t idx;
+	CHECK(idmap_find(ds.items, "pear", 4, &idx));
+	CHECK(ds.has_ts && ds.ts_min == ok_ts && ds.ts_max == ok_ts + 200);
+	CHECK(!idmap_find(ds.customers, "gone", 4, &idx));
+	idmap_free(erased);
+	dataset_free(&ds);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -331,6 +388,7 @@ int main(void)
 	RUN(columns_fall_back_to_standard_names_per_file);
 	RUN(file_columns_and_missing_mapped_headers);
 	RUN(repeated_ids_are_counted_and_warned);
+	RUN(collected_events_follow_the_file_rules);
 	fclose(report);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

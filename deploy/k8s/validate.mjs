@@ -15,7 +15,12 @@
 //    from volumeClaimTemplates mounted where SHOPKEEPER_STATE points, Services
 //    and the HPA pointing at what exists, a drain that fits in the grace
 //    period, and every SHOPKEEPER_* variable one `shopkeeper serve --help`
-//    accepts (SERVE_HELP_FILE is its output).
+//    accepts (SERVE_HELP_FILE is its output). The shared event log: the
+//    servers have SHOPKEEPER_EVENT_LOG; when it names Services here, they
+//    are Redis (or Sentinel) pods on the URL's ports, with the URL's master
+//    name, appendonly yes and appendfsync always; its password file is in
+//    a mounted Secret; the ingress has no customer affinity left; the
+//    training CronJob feeds the log's events (--events-from).
 //
 // Prints each problem and exits 1 if there is any.
 import fs from "node:fs";
@@ -103,7 +108,6 @@ async function validateDir(dir) {
     accepted.add(m[1] === "api-keys" ? "SHOPKEEPER_API_KEYS_FILE" : "SHOPKEEPER_" + m[1].toUpperCase().replace(/-/g, "_"));
   }
   if (accepted.size < 5) problem(helpFile, "does not look like `shopkeeper serve --help`");
-
   const configEnv = {};
   for (const o of byKind("ConfigMap")) {
     for (const [k, v] of Object.entries(o.obj.data || {})) {
@@ -115,7 +119,7 @@ async function validateDir(dir) {
   const matches = (selector, labels) =>
     selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
-  function checkContainers(where, podSpec, { server }) {
+  function checkContainers(where, podSpec, { server, claims }) {
     const volumes = new Set((podSpec.volumes || []).map((v) => v.name));
     // Services named shopkeeper* inject SHOPKEEPER_<SERVICE>_... variables.
     if (podSpec.enableServiceLinks !== false && byKind("Service").some((o) => /^shopkeeper/.test(o.obj.metadata.name)))
@@ -130,7 +134,7 @@ async function validateDir(dir) {
       for (const ref of c.envFrom || [])
         if (ref.configMapRef && !find("ConfigMap", ref.configMapRef.name)) problem(w, `envFrom: no ConfigMap ${ref.configMapRef.name}`);
       for (const m of c.volumeMounts || [])
-        if (!volumes.has(m.name) && !server?.claims?.has(m.name)) problem(w, `mounts ${m.name}, which is no volume`);
+        if (!volumes.has(m.name) && !(claims || server?.claims)?.has(m.name)) problem(w, `mounts ${m.name}, which is no volume`);
       if (!server) continue;
       const ports = c.ports || [];
       const listen = configEnv.SHOPKEEPER_LISTEN || "";
@@ -177,8 +181,36 @@ async function validateDir(dir) {
     }
   }
 
-  const sets = byKind("StatefulSet");
-  if (sets.length !== 1) problem(dir, `expected one StatefulSet, found ${sets.length}`);
+  // The servers' StatefulSet runs `serve`; Redis' runs redis-server.
+  const runs = (o, what) => (o.obj.spec.template?.spec?.containers || []).some((c) =>
+    [...(c.command || []), ...(c.args || [])].some((a) => String(a) === what));
+  const sets = byKind("StatefulSet").filter((o) => runs(o, "serve"));
+  const redisSets = byKind("StatefulSet").filter((o) => runs(o, "redis-server") || (o.obj.spec.template?.spec?.containers || []).some((c) => (c.command || [])[0] === "redis-server"));
+  for (const o of byKind("StatefulSet"))
+    if (!sets.includes(o) && !redisSets.includes(o)) problem(label(o), "runs neither `shopkeeper serve` nor redis-server");
+  if (sets.length !== 1) problem(dir, `expected one StatefulSet running serve, found ${sets.length}`);
+  const podsOf = (selector) => byKind("StatefulSet").find((o) => matches(selector, o.obj.spec.template?.metadata?.labels));
+  for (const svc of byKind("Service")) {
+    const set = podsOf(svc.obj.spec.selector);
+    if (!set) { problem(label(svc), "selector matches no pod of a StatefulSet"); continue; }
+    const ports = (set.obj.spec.template.spec.containers || []).flatMap((c) => c.ports || []);
+    for (const p of svc.obj.spec.ports || [])
+      if (!ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort))
+        problem(label(svc), `targetPort ${p.targetPort} is no container port`);
+  }
+  for (const pdb of byKind("PodDisruptionBudget"))
+    if (!podsOf(pdb.obj.spec.selector?.matchLabels)) problem(label(pdb), "selector matches no pod of a StatefulSet");
+  for (const o of redisSets) {
+    const s = o.obj.spec;
+    if (!matches(s.selector?.matchLabels, s.template?.metadata?.labels)) problem(label(o), "selector does not match the pod template's labels");
+    const headless = find("Service", s.serviceName);
+    if (!headless || headless.obj.spec.clusterIP !== "None") problem(label(o), `serviceName ${s.serviceName}: no headless Service`);
+    const claims = new Set((s.volumeClaimTemplates || []).map((v) => v.metadata?.name));
+    if (claims.size === 0) problem(label(o), "no volumeClaimTemplates: the log (AOF) would not survive the pod");
+    checkContainers(label(o), s.template?.spec || {}, { server: null, claims });
+    for (const c of s.template?.spec?.initContainers || [])
+      checkContainers(`${label(o)} init`, { ...s.template.spec, containers: [c] }, { server: null, claims });
+  }
   for (const o of sets) {
     const s = o.obj.spec;
     const podLabels = s.template?.metadata?.labels;
@@ -189,15 +221,67 @@ async function validateDir(dir) {
     if (!headless) problem(label(o), `serviceName ${s.serviceName}: no such Service`);
     else if (headless.obj.spec.clusterIP !== "None") problem(label(o), `serviceName ${s.serviceName} is not headless`);
     checkContainers(label(o), s.template?.spec || {}, { server: { claims } });
-    for (const svc of byKind("Service")) {
-      if (!matches(svc.obj.spec.selector, podLabels)) problem(label(svc), "selector matches no server pod");
-      const ports = (s.template.spec.containers || []).flatMap((c) => c.ports || []);
-      for (const p of svc.obj.spec.ports || [])
-        if (!ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort))
-          problem(label(svc), `targetPort ${p.targetPort} is no container port`);
+    checkEventLog(o, s.template?.spec || {});
+  }
+
+  // ---- the shared event log -----------------------------------------------------
+  // All the text of the objects' configuration, for what Redis is told.
+  function redisText(o) {
+    const spec = o.obj.spec.template?.spec || {};
+    let text = JSON.stringify([...(spec.initContainers || []), ...(spec.containers || [])].map((c) => [c.command, c.args]));
+    for (const v of spec.volumes || [])
+      if (v.configMap) text += "\n" + Object.values(find("ConfigMap", v.configMap.name)?.obj.data || {}).join("\n");
+    return text;
+  }
+  function checkEventLog(o, podSpec) {
+    const url = configEnv.SHOPKEEPER_EVENT_LOG;
+    if (!url) {
+      problem(label(o), "no SHOPKEEPER_EVENT_LOG: behind a round-robin balancer each replica would hold only the live state it took itself");
+      return;
     }
-    for (const pdb of byKind("PodDisruptionBudget"))
-      if (!matches(pdb.obj.spec.selector?.matchLabels, podLabels)) problem(label(pdb), "selector matches no server pod");
+    const m = url.match(/^(redis|sentinel):\/\/(?:[^@/]*@)?([^/?]+)(?:\/([^?]*))?(?:\?(.*))?$/);
+    if (!m) { problem(label(o), `SHOPKEEPER_EVENT_LOG ${url}: not redis://... or sentinel://...`); return; }
+    const [, scheme, hostList, master, query] = m;
+    if (scheme === "sentinel" && !master) problem(label(o), "SHOPKEEPER_EVENT_LOG: a sentinel:// URL without /MASTERNAME");
+    const defPort = scheme === "sentinel" ? 26379 : 6379;
+    let inCluster = 0;
+    for (const h of hostList.split(",")) {
+      const hm = h.match(/^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/);
+      if (!hm) { problem(label(o), `SHOPKEEPER_EVENT_LOG: bad host ${h}`); continue; }
+      const port = Number(hm[2] || defPort);
+      const parts = hm[1].split(".");
+      // POD.SERVICE, SERVICE, or SERVICE.NAMESPACE.svc...: a Service named here?
+      const svc = find("Service", parts.length >= 2 && find("Service", parts[1]) ? parts[1] : parts[0]);
+      if (!svc) continue; // an external Redis
+      inCluster++;
+      if (!(svc.obj.spec.ports || []).some((p) => p.port === port)) problem(label(o), `SHOPKEEPER_EVENT_LOG: ${h}: Service ${svc.obj.metadata.name} has no port ${port}`);
+      const set = podsOf(svc.obj.spec.selector);
+      if (!redisSets.includes(set)) { problem(label(o), `SHOPKEEPER_EVENT_LOG: ${h}: Service ${svc.obj.metadata.name} selects no Redis pods`); continue; }
+      const text = redisText(set);
+      if (scheme === "sentinel") {
+        const mon = text.match(/sentinel monitor (\S+)/);
+        if (!mon) problem(label(set), "no `sentinel monitor` in its configuration, but the servers go through sentinels");
+        else if (master && mon[1] !== master) problem(label(o), `SHOPKEEPER_EVENT_LOG names master ${master}, the sentinels monitor ${mon[1]}`);
+        const pod = parts.length >= 2 && /-(\d+)$/.exec(parts[0]);
+        if (pod && Number(pod[1]) >= (set.obj.spec.replicas ?? 1)) problem(label(o), `SHOPKEEPER_EVENT_LOG: ${h}: ${set.obj.metadata.name} has no pod ${parts[0]}`);
+      }
+    }
+    if (redisSets.length && !inCluster) problem(label(o), `SHOPKEEPER_EVENT_LOG names no Service of ${redisSets.map((r) => r.obj.metadata.name).join(", ")}: Redis here is unused (an external Redis: leave redis.yaml out)`);
+    for (const r of redisSets) {
+      const text = redisText(r);
+      if (!/appendonly "?yes/.test(text) || !/appendfsync "?always/.test(text))
+        problem(label(r), "Redis without appendonly yes and appendfsync always: a crash could lose writes the servers acknowledged");
+    }
+    // A password from a file: in a mounted Secret of every pod that uses the URL.
+    const pwFile = new URLSearchParams(query || "").get("password_file");
+    if (pwFile) {
+      for (const [where, spec] of [[label(o), podSpec], ...byKind("CronJob").map((cj) => [label(cj), cj.obj.spec.jobTemplate?.spec?.template?.spec || {}])])
+        for (const c of spec.containers || []) {
+          const mnt = (c.volumeMounts || []).find((vm) => pwFile.startsWith(vm.mountPath + "/"));
+          const vol = mnt && (spec.volumes || []).find((v) => v.name === mnt.name);
+          if (!vol?.secret) problem(`${where} container ${c.name}`, `SHOPKEEPER_EVENT_LOG's password_file ${pwFile} is not in a mounted Secret`);
+        }
+    }
   }
   for (const o of byKind("HorizontalPodAutoscaler")) {
     const t = o.obj.spec.scaleTargetRef;
@@ -205,6 +289,9 @@ async function validateDir(dir) {
     if ((o.obj.spec.minReplicas ?? 1) < 2) problem(label(o), "minReplicas below 2: one replica is no balancing");
   }
   for (const o of byKind("CronJob")) {
+    const script = JSON.stringify(o.obj.spec.jobTemplate?.spec?.template?.spec?.containers || []);
+    if (configEnv.SHOPKEEPER_EVENT_LOG && !/--events-from/.test(script))
+      problem(label(o), "trains without --events-from: the events the servers collected would never reach a model");
     const fields = o.obj.spec.schedule.trim().split(/\s+/);
     if (fields.length !== 5) problem(label(o), `schedule "${o.obj.spec.schedule}" is not 5 cron fields`);
     const pod = o.obj.spec.jobTemplate?.spec?.template?.spec || {};
@@ -218,6 +305,9 @@ async function validateDir(dir) {
     if (!used) problem(label(o), "no pod uses it");
   }
   for (const o of byKind("Ingress")) {
+    for (const a of ["upstream-hash-by", "affinity", "session-cookie-name"])
+      if (o.obj.metadata.annotations?.[`nginx.ingress.kubernetes.io/${a}`])
+        problem(label(o), `nginx.ingress.kubernetes.io/${a}: customer affinity is retired; every replica knows every customer (round-robin)`);
     for (const rule of o.obj.spec.rules || [])
       for (const p of rule.http?.paths || []) {
         const svc = find("Service", p.backend?.service?.name);

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The offline manifest check (deploy/k8s/validate.mjs) passes on deploy/k8s
 and fails on each kind of broken manifest; deploy/compose.yaml fits the
-image, the binary's options and the nginx template the loopback test runs.
+image, the binary's options and the nginx template the loopback test runs:
+replicas on the shared event log (Redis with Sentinel, AOF always) behind
+round-robin.
 
     SHOPKEEPER=bin/shopkeeper python3 tests/deploy/test_k8s_manifests.py
 
@@ -81,6 +83,28 @@ BROKEN = [
      r"no API keys .*protected mode"),
     ("configmap.yaml", "SHOPKEEPER_API_KEYS_FILE: /etc/shopkeeper/keys/keys",
      "SHOPKEEPER_API_KEYS_FILE: /tmp/keys", r"/tmp/keys is not in a mounted Secret"),
+    # the shared event log (issue 13)
+    ("configmap.yaml", "  SHOPKEEPER_EVENT_LOG:", "  SHOPKEEPER_EVENT_LOGS:",
+     r"no SHOPKEEPER_EVENT_LOG: behind a round-robin"),
+    ("configmap.yaml", "/shopkeeper?password_file", "/shopkeepr?password_file",
+     r"names master shopkeepr, the sentinels monitor shopkeeper"),
+    ("configmap.yaml", "shopkeeper-redis-2.shopkeeper-redis:26379",
+     "shopkeeper-redis-2.shopkeeper-redis:26380", r"has no port 26380"),
+    ("redis.yaml", "replicas: 3\n  podManagementPolicy", "replicas: 2\n  podManagementPolicy",
+     r"has no pod shopkeeper-redis-2"),
+    ("configmap.yaml", "shopkeeper-redis-0.shopkeeper-redis:26379,shopkeeper-redis-1.shopkeeper-redis:26379,"
+     "shopkeeper-redis-2.shopkeeper-redis:26379", "redis.example.com:26379",
+     r"names no Service of shopkeeper-redis: Redis here is unused"),
+    ("redis.yaml", "    appendfsync always\n", "    appendfsync everysec\n",
+     r"without appendonly yes and appendfsync always"),
+    ("statefulset.yaml", "            - name: redis-password\n              mountPath: /etc/shopkeeper/redis\n"
+     "              readOnly: true\n", "", r"password_file /etc/shopkeeper/redis/password is not in a mounted Secret"),
+    ("ingress.yaml", "load-balance: round_robin", "upstream-hash-by: \"$shopkeeper_key\"",
+     r"customer affinity is retired"),
+    ("cronjob.yaml", ' \\\n                    --events-from "$SHOPKEEPER_EVENT_LOG"', "",
+     r"trains without --events-from"),
+    ("redis.yaml", "        name: data\n      spec:", "        name: dat\n      spec:",
+     r"mounts data, which is no volume"),
 ]
 
 
@@ -133,43 +157,69 @@ class Compose(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
-    def test_compose_matches_image_binary_and_template(self):
-        c = self.load()
-        svc = c["services"]
+    def accepted(self):
         with open(S["help"]) as f:
             flags = set(re.findall(r"^\s+--([a-z][a-z-]*)", f.read(), re.M)) - {"help"}
         accepted = {"SHOPKEEPER_" + f.upper().replace("-", "_") for f in flags}
         accepted |= {"SHOPKEEPER_API_KEYS", "SHOPKEEPER_API_KEYS_FILE"}
-        # Three replicas, each with its own state volume and the shared models.
-        states = set()
-        for n in (1, 2, 3):
-            r = svc["replica-%d" % n]
-            env = r["environment"]
-            for k in env:
-                self.assertIn(k, accepted, "replica-%d: %s is no serve option" % (n, k))
-            vols = {v.split(":")[1]: v for v in r["volumes"]}  # mount point -> spec
-            self.assertIn(env["SHOPKEEPER_STATE"], vols)
-            states.add(vols[env["SHOPKEEPER_STATE"]].split(":")[0])
-            model_dir = os.path.dirname(env["SHOPKEEPER_MODEL"])
-            self.assertTrue(vols[model_dir].endswith(":ro"), vols[model_dir])
-            self.assertEqual(r["depends_on"]["trainer"]["condition"],
-                             "service_completed_successfully")
-        self.assertEqual(len(states), 3, "replicas share a state volume: %r" % states)
+        return accepted
+
+    def test_replicas_share_the_event_log(self):
+        c = self.load()
+        svc = c["services"]
+        r = svc["replica"]
+        env = r["environment"]
+        for k in env:
+            self.assertIn(k, self.accepted(), "replica: %s is no serve option" % k)
+        self.assertGreaterEqual(r["deploy"]["replicas"], 2)
+        # The state: each container's own (an anonymous volume), the model shared, read-only.
+        self.assertIn(env["SHOPKEEPER_STATE"], r["volumes"])
+        vols = {v.split(":")[1]: v for v in r["volumes"] if ":" in v}
+        model_dir = os.path.dirname(env["SHOPKEEPER_MODEL"])
+        self.assertTrue(vols[model_dir].endswith(":ro"), vols[model_dir])
+        self.assertEqual(r["depends_on"]["trainer"]["condition"], "service_completed_successfully")
+        self.assertIn("/readyz", " ".join(r["healthcheck"]["test"]))
+        # The log through the sentinels, which watch the primary by the URL's name.
+        m = re.match(r"^sentinel://([^/]+)/([^?]+)", env["SHOPKEEPER_EVENT_LOG"])
+        self.assertIsNotNone(m, env["SHOPKEEPER_EVENT_LOG"])
+        hosts, master = m.group(1).split(","), m.group(2)
+        self.assertEqual(len(hosts), 3)
+        for h in hosts:
+            name, port = h.split(":")
+            self.assertEqual(port, "26379")
+            script = svc[name]["command"][0]
+            self.assertIn("sentinel monitor %s redis-primary 6379 2" % master, script)
+            self.assertIn("redis-sentinel", script)
+        # Redis: AOF with fsync on every write, nothing evicted; the replica follows.
+        for name in ("redis-primary", "redis-replica"):
+            cmd = " ".join(svc[name]["command"])
+            for want in ("--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"):
+                self.assertIn(want, cmd, name)
+        self.assertIn("--replicaof redis-primary 6379", " ".join(svc["redis-replica"]["command"]))
+        self.assertNotIn("ports", svc["redis-primary"], "Redis is not published")
+
+    def test_keys_and_retrain(self):
+        c = self.load()
+        svc = c["services"]
+        r = svc["replica"]
         # Keys from a compose secret: the replicas listen on 0.0.0.0, where
         # without keys they would refuse every write (protected mode); the
         # retrain job reloads them with the same secret.
         secrets = c.get("secrets", {})
-        for n in (1, 2, 3):
-            r = svc["replica-%d" % n]
-            keys = r["environment"].get("SHOPKEEPER_API_KEYS_FILE", "")
-            self.assertTrue(keys.startswith("/run/secrets/"), keys)
-            name = keys.rsplit("/", 1)[1]
-            self.assertIn(name, r.get("secrets", []))
-            self.assertIn(name, secrets)
+        keys = r["environment"].get("SHOPKEEPER_API_KEYS_FILE", "")
+        self.assertTrue(keys.startswith("/run/secrets/"), keys)
+        name = keys.rsplit("/", 1)[1]
+        self.assertIn(name, r.get("secrets", []))
+        self.assertIn(name, secrets)
         rt = svc["retrain"]
         self.assertIn(name, rt.get("secrets", []))
-        self.assertIn("--key-file", rt["entrypoint"])
-        self.assertEqual(rt["entrypoint"][rt["entrypoint"].index("--key-file") + 1], keys)
+        script = " ".join(rt["entrypoint"])
+        self.assertIn("--key-file %s" % keys, script)
+        # Retraining feeds the log's events and trims the log (SHOPKEEPER_EVENT_LOG).
+        self.assertIn("--events-from", script)
+        self.assertEqual(rt["environment"]["SHOPKEEPER_EVENT_LOG"],
+                         r["environment"]["SHOPKEEPER_EVENT_LOG"])
+        self.assertIn("getent ahostsv4 replica", script)
         # The trainer writes the models volume with the script the image ships.
         t = svc["trainer"]
         self.assertIn("shopkeeper-publish", " ".join(t["entrypoint"]))
@@ -181,18 +231,27 @@ class Compose(unittest.TestCase):
             src = v.split(":")[0]
             if src.startswith("."):
                 self.assertTrue(os.path.isdir(os.path.join(ROOT, "deploy", src)), v)
-        # nginx: the loopback test's template, every variable it uses set, and
-        # the replicas named.
-        ng = svc["nginx"]
+
+    def test_nginx_round_robin_over_every_replica(self):
+        c = self.load()
+        ng = c["services"]["nginx"]
         mount = [v for v in ng["volumes"] if "template" in v][0]
         tpl = os.path.join(ROOT, "deploy", mount.split(":")[0])
         with open(tpl) as f:
-            used = set(re.findall(r"\$\{(SHOPKEEPER_[A-Z0-9_]+)\}", f.read()))
+            text = f.read()
+        used = set(re.findall(r"\$\{(SHOPKEEPER_[A-Z0-9_]+)\}", text))
         self.assertEqual(used - set(ng["environment"]), set())
-        for n in (1, 2, 3):
-            self.assertEqual(ng["environment"]["SHOPKEEPER_REPLICA_%d" % n],
-                             "replica-%d:8080" % n)
-            self.assertEqual(ng["depends_on"]["replica-%d" % n]["condition"], "service_healthy")
+        # No customer affinity left in the template.
+        rules = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+        self.assertNotRegex(rules, r"\bhash\b|X-Customer-Id|sticky")
+        # The upstream servers: the file mounted where the template includes it,
+        # naming the replica service.
+        target = ng["environment"]["SHOPKEEPER_UPSTREAM_SERVERS"]
+        src = [v.split(":")[0] for v in ng["volumes"] if v.split(":")[1] == target]
+        self.assertEqual(len(src), 1, ng["volumes"])
+        with open(os.path.join(ROOT, "deploy", src[0])) as f:
+            self.assertRegex(f.read(), r"(?m)^server replica:8080 resolve")
+        self.assertEqual(ng["depends_on"]["replica"]["condition"], "service_healthy")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import threading
 import time
 import unittest
 
+from lib import BIN, run_main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -44,14 +46,6 @@ HTTP_TIMEOUT = 5
 KEY = "ops-test-key-0123456789abcdef"
 
 
-def find_binary():
-    path = os.environ.get("SHOPKEEPER") or os.path.join(ROOT, "bin", "shopkeeper")
-    if not os.path.isabs(path):
-        path = os.path.join(ROOT, path)
-    return os.path.abspath(path)
-
-
-BIN = find_binary()
 SHARED = {}
 LIVE = []
 
@@ -530,10 +524,4 @@ class Metrics(Base):
 
 
 if __name__ == "__main__":
-    t0 = time.monotonic()
-    result = unittest.main(exit=False, verbosity=int(os.environ.get("VERBOSE", "1"))).result
-    n_fail = len(result.failures) + len(result.errors)
-    n_pass = result.testsRun - n_fail - len(result.skipped)
-    print("serve_ops: %.1f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (n_pass, n_fail))
-    sys.exit(1 if n_fail else 0)
+    run_main("serve_ops")
