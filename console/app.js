@@ -185,7 +185,9 @@
   // ---- view 1: customers at a glance ----------------------------------------------
 
   function barChart(segs, total) {
-    var rowH = 30, labelW = 150, valueW = 70, W = 640;
+    // Drawn to the width it gets, so its text stays legible at 360 px.
+    var W = Math.max(300, Math.min(640, $("overview").clientWidth || 640));
+    var rowH = 30, labelW = W < 480 ? 118 : 150, valueW = 50;
     var max = 1;
     SEGMENTS.forEach(function (s) { max = Math.max(max, segs[s] ? segs[s].customers : 0); });
     var ns = "http://www.w3.org/2000/svg";
@@ -261,6 +263,8 @@
              : h("p", { id: "no-moves", text: t("no_moves") }),
            h("p", { "class": "note" }, t("unchanged") + ": ", h("span", { id: "stayed", "data-value": stayed, text: num(stayed) })));
       out.setAttribute("data-loaded", "1");
+      // for the browser test's load figure: ms since navigation started
+      out.setAttribute("data-loaded-ms", Math.round(performance.now()));
       status("");
     }, failed(out));
   }

@@ -97,8 +97,10 @@ void api_get_items(api *a, struct worker *w, const http_request *req, http_respo
 	const char *q = NULL;
 	size_t qlen = 0;
 	int rc = http_query(req, "q", w->qbuf, sizeof(w->qbuf), &q, &qlen);
-	if (rc < 0 || (rc == 1 && qlen > ID_MAX_LEN)) {
-		http_error(resp, 400, "invalid_parameter", "q must be at most %u bytes", ID_MAX_LEN);
+	if (rc < 0 || (rc == 1 && (qlen > ID_MAX_LEN || !utf8_valid(q, qlen)))) {
+		/* q goes back in the answer: JSON needs it valid UTF-8 */
+		http_error(resp, 400, "invalid_parameter", "q must be UTF-8 of at most %u bytes",
+			   ID_MAX_LEN);
 		return;
 	}
 	char needle[ID_MAX_LEN];
@@ -113,11 +115,7 @@ void api_get_items(api *a, struct worker *w, const http_request *req, http_respo
 	sb_addc(sb, '{');
 	api_add_model_field(sb, m);
 	sb_adds(sb, ",\"q\":");
-	sb_add_json_str(sb, needle, 0);
-	if (qlen) {
-		sb_truncate(sb, sb->len - 2);
-		sb_add_json_str(sb, q, qlen);
-	}
+	sb_add_json_str(sb, qlen ? q : "", qlen);
 	sb_adds(sb, ",\"items\":[");
 	/* Most popular first: what a person searching most likely means. */
 	for (uint32_t i = 0; i < n_items; i++) {

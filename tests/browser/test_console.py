@@ -63,6 +63,7 @@ WAIT = 15 * FACTOR       # seconds for a view to show its data
 KEY = "k-0123456789abcdef-console"
 SEGMENTS = ["champions", "loyal", "new", "promising", "needs_attention", "at_risk", "dormant",
             "lost", "prospect"]
+DOC_VIEWS = ("overview", "audiences", "customer", "experiments", "model")
 JA = {"champions": "優良顧客", "dormant": "休眠顧客", "lost": "離反顧客"}
 
 TMP = None
@@ -169,12 +170,16 @@ class ConsoleCase(unittest.TestCase):
     def finds(self, css):
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
+    # Read in one script: the console may replace the element between a
+    # find and a read (a stale element otherwise).
     def text(self, css):
-        els = self.finds(css)
-        return els[0].text if els else None
+        return self.driver.execute_script(
+            "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;", css)
 
     def value(self, css):
-        return self.find(css).get_attribute("data-value")
+        return self.driver.execute_script(
+            "var e = document.querySelector(arguments[0]);"
+            "return e ? e.getAttribute('data-value') : null;", css)
 
     def api(self, path, key=None):
         headers = {"Authorization": "Bearer " + key} if key else {}
@@ -223,8 +228,10 @@ class ConsoleCase(unittest.TestCase):
                 overflow = d.execute_script(
                     "return document.documentElement.scrollWidth - window.innerWidth")
                 self.assertLessEqual(overflow, 1, "%s scrolls sideways at 360 px" % view)
-            if width == 1280 and os.environ.get("CONSOLE_DOCS_SCREENSHOTS") == "1":
-                d.set_window_size(1024, min(max(height, 600), 1400))
+            if width == 1280 and view in DOC_VIEWS and \
+                    os.environ.get("CONSOLE_DOCS_SCREENSHOTS") == "1":
+                # the README's pictures: the top of the page, small
+                d.set_window_size(1024, 760)
                 d.execute_script("window.scrollTo(0, 0)")
                 time.sleep(0.2)
                 d.save_screenshot(os.path.join(DOCS, "console-%s.png" % view))
@@ -238,15 +245,22 @@ class Views(ConsoleCase):
     expected_network = ((("/v1/experiments", "404"), "view 4 says experiments are off"),)
 
     def test_overview(self):
-        t0 = time.monotonic()
-        self.open("#/overview")
-        self.wait("#overview[data-loaded] .chart")
-        shown = time.monotonic() - t0
-        nav = self.driver.execute_script("""
-            var n = performance.getEntriesByType('navigation')[0];
-            return [n.domContentLoadedEventEnd, n.loadEventEnd, n.transferSize];""")
-        TIMINGS.append("DOMContentLoaded %.0f ms, load %.0f ms, overview with data %.0f ms "
-                       "(%s)" % (nav[0], nav[1], shown * 1000, os.path.basename(DATA)))
+        # Twice, each a new document (not a new #fragment): the first load
+        # of a browser just started, then one with its cache warm (the
+        # files revalidate: 304). The browser's own clock: navigation
+        # timing, and when the view had its data (performance.now() as
+        # app.js recorded it).
+        for when in ("first", "again"):
+            self.driver.get("about:blank")
+            self.open("#/overview")
+            self.wait("#overview[data-loaded] .chart")
+            nav = self.driver.execute_script("""
+                var n = performance.getEntriesByType('navigation')[0];
+                return [n.domContentLoadedEventEnd, n.loadEventEnd];""")
+            shown = float(self.find("#overview").get_attribute("data-loaded-ms"))
+            TIMINGS.append("%s: DOMContentLoaded %.0f ms, load %.0f ms, customers view with its "
+                           "data %.0f ms (%s)" % (when, nav[0], nav[1], shown,
+                                                  os.path.basename(DATA)))
         tr = self.api("/v1/segments/transitions")
         seg = self.api("/v1/segments")
         self.assertEqual(int(self.value("#kpi-customers .kpi-value")), seg["customers"])
@@ -350,10 +364,14 @@ class Views(ConsoleCase):
         self.assertEqual(self.value('dd[data-field="model"]'), m["model"])
         self.assertEqual(float(self.text('tr[data-param="lambda"] td')),
                          m["meta"]["parameters"]["lambda"])
+        # a word of the most popular item's title (its id when the model
+        # has no titles)
+        top = self.api("/v1/items?limit=1")["items"][0]
+        word = top["title"].split()[-1].lower() if top.get("title") else top["item_id"]
         box = self.find("#item-q")
-        box.send_keys("heart" + Keys.ENTER)
+        box.send_keys(word + Keys.ENTER)
         self.wait("#item-results")
-        found = self.api("/v1/items?limit=20&q=heart")
+        found = self.api("/v1/items?limit=20&q=" + q(word))
         buttons = self.finds("#item-results button")
         self.assertEqual([b.get_attribute("data-item") for b in buttons],
                          [i["item_id"] for i in found["items"]])

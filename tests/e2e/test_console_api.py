@@ -177,6 +177,7 @@ class ConsoleRoutes(ApiTestCase):
             ErrorCase("limit 0", "GET", "/v1/items?limit=0", 400, "invalid_parameter"),
             ErrorCase("limit too large", "GET", "/v1/items?limit=201", 400, "invalid_parameter"),
             ErrorCase("q too long", "GET", "/v1/items?q=" + "x" * 300, 400, "invalid_parameter"),
+            ErrorCase("q not UTF-8", "GET", "/v1/items?q=%FF%FE", 400, "invalid_parameter"),
             ErrorCase("timeline of nobody", "GET", "/v1/customers/nobody/events", 404,
                       "unknown_customer"),
             ErrorCase("timeline limit", "GET", "/v1/customers/alice/events?limit=501", 400,
