@@ -21,6 +21,7 @@ RUN deploy/build.sh deps
 COPY Makefile ./
 COPY include ./include
 COPY src ./src
+COPY console ./console
 RUN deploy/build.sh build && deploy/build.sh check-runtime && deploy/build.sh install /out
 
 FROM docker.io/library/debian:bookworm-slim

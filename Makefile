@@ -7,7 +7,9 @@
 #   make demo       build, train on the bundled demo data, serve on 127.0.0.1:8080
 #                   (make demo PORT=9090, or SHOPKEEPER_LISTEN=HOST:PORT)
 #   make demo-model only train the demo model (models/demo)
-#   make test       unit tests + end-to-end tests against the real server
+#   make test       unit tests + end-to-end tests against the real server +
+#                   the console in Chromium (screenshots in build/console/)
+#   make test-browser  only the console in Chromium
 #   make test-asan  the same suite built with AddressSanitizer + UBSan
 #   make valgrind   the unit tests under valgrind memcheck
 #   make valgrind-e2e  the end-to-end suites with the server under valgrind
@@ -51,7 +53,12 @@ LDLIBS  := -lpthread -lm
 
 SRCS    := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
-LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o)
+# The console's files (console/), compiled into the binary: console/embed.c,
+# a build tool, writes them into $(BUILD)/console_assets.c (generated, never
+# committed), linked with the rest (src/console.c serves them).
+CONSOLE_FILES := $(sort $(wildcard console/*.html console/*.css console/*.js))
+CONSOLE_OBJ := $(BUILD)/console_assets.o
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o) $(CONSOLE_OBJ)
 GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 INV_BENCH := $(BIN)/shopkeeper-inverse-bench
 # The shared event log's append throughput against a real redis-server.
@@ -68,7 +75,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 
 .PHONY: all server deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
-	valgrind-e2e clean check-deps check-redis image test-image test-deploy lint-k8s check-deploy-tools
+	valgrind-e2e clean check-deps check-redis check-browser test-browser image test-image test-deploy lint-k8s check-deploy-tools
 
 all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH)
 
@@ -120,6 +127,19 @@ $(BUILD)/%.o: src/%.c | $(BUILD) check-deps
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
+# Built without the sanitizers: it runs on the build host, not in tests.
+$(BUILD)/console-embed: console/embed.c | $(BUILD)
+	@echo "  CC      $<"
+	$(Q)$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/console_assets.c: $(BUILD)/console-embed $(CONSOLE_FILES)
+	@echo "  EMBED   $(CONSOLE_FILES)"
+	$(Q)$(BUILD)/console-embed $@ $(CONSOLE_FILES)
+
+$(BUILD)/console_assets.o: $(BUILD)/console_assets.c include/console.h | check-deps
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJS) | $(BUILD)/tests
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
@@ -140,12 +160,17 @@ $(BUILD) $(BUILD)/tests $(BUILD)/fuzz $(BIN):
 # make fuzz-smoke: 10 s each, as CI runs it.
 FUZZ_CFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Itests/fuzz \
 	       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=build-fuzz/%.o)
+FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=build-fuzz/%.o) build-fuzz/console_assets.o
 
 build-fuzz/%.o: src/%.c | check-deps
 	@mkdir -p build-fuzz
 	@echo "  CLANG   $<"
 	$(Q)clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build-fuzz/console_assets.o: $(BUILD)/console_assets.c
+	@mkdir -p build-fuzz
+	@echo "  CLANG   $<"
+	$(Q)clang $(FUZZ_CFLAGS) -c -o $@ $<
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS)
 	@echo "  CLANG   $<"
@@ -234,7 +259,20 @@ check-redis:
 	  else echo "make: $$t is missing (apt-get install $$t): test_eventlog will fail"; fi; }; \
 	done
 
-test: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
+# tests/browser drives the console in Debian's chromium through
+# chromium-driver and python3-selenium: installed when missing (as root).
+BROWSER_TOOLS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver \
+		 /usr/lib/python3/dist-packages/selenium:python3-selenium
+
+check-browser:
+	@missing=""; for t in $(BROWSER_TOOLS); do [ -e $${t%%:*} ] || missing="$$missing $${t#*:}"; done; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ]; then echo "make: installing$$missing"; apt-get update -qq; \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	   else echo "make: missing$$missing (apt-get install them): the browser tests will fail"; fi; \
+	 fi
+
+test: all check-redis check-browser $(TEST_BINS) $(FUZZ_REPLAY)
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh
 
 test-unit: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
@@ -242,6 +280,9 @@ test-unit: all check-redis $(TEST_BINS) $(FUZZ_REPLAY)
 
 test-e2e: all
 	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh e2e
+
+test-browser: all check-browser
+	@BIN=$(BIN) BUILD=$(BUILD) sh tests/run.sh browser
 
 test-asan:
 	$(MAKE) --no-print-directory SANITIZE=1 test

@@ -74,6 +74,10 @@ typedef struct http_response {
 	const char *www_authenticate; /* WWW-Authenticate header for a 401 */
 	http_deferred_start defer; /* set by http_defer */
 	void *defer_arg;
+	/* More headers: name, value, name, value, ..., NULL; or NULL. The
+	 * array and its strings must outlive the handler's return (static, or
+	 * per thread until the thread's next request). */
+	const char *const *headers;
 } http_response;
 
 /* The application's request handler; `app` is http_config.app. */

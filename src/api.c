@@ -402,6 +402,13 @@ static const struct route routes[] = {
 	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT },
 	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT },
 	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE },
+	{ "GET", "/console", api_get_console, OPEN, API_TXN_NONE },
+	{ "GET", "/console/{asset}", api_get_console, OPEN, API_TXN_NONE },
+	{ "GET", "/v1/model", api_get_model, READ, API_TXN_NONE },
+	{ "GET", "/v1/items", api_get_items, READ, API_TXN_NONE },
+	{ "GET", "/v1/segments/transitions", api_get_segment_transitions, READ, API_TXN_SNAPSHOT },
+	{ "GET", "/v1/customers/{customer}/events", api_get_customer_events, READ,
+	  API_TXN_SNAPSHOT },
 };
 _Static_assert(ARRAY_SIZE(routes) == API_N_ROUTES - 1, "API_N_ROUTES is routes + 1");
 

@@ -11,6 +11,8 @@
  *   api_audiences.c  GET /v1/segments and GET /v1/audiences/{name}
  *   api_writes.c     events, consent and erasure: answered after the commit
  *   api_items.c      PUT /v1/items/{id}: out of stock, not recommendable
+ *   api_console.c    the console's files and the routes it reads: the model,
+ *                    item search, segment transitions, a customer's timeline
  *   rec_json.c       the recommendation JSON writer, shared with `export`
  */
 #ifndef SHOPKEEPER_API_INTERNAL_H
@@ -41,7 +43,7 @@
 #define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
-#define API_N_ROUTES 15
+#define API_N_ROUTES 21
 /* Statuses counted in /metrics (the last slot takes the rest) and latency
  * histogram bounds (api_metrics.c). */
 #define API_N_STATUS 12
@@ -183,6 +185,14 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 
 void api_get_segments(api *a, struct worker *w, const http_request *req, http_response *resp);
 void api_get_audience(api *a, struct worker *w, const http_request *req, http_response *resp);
+
+void api_get_console(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_model(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_items(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_segment_transitions(api *a, struct worker *w, const http_request *req,
+				 http_response *resp);
+void api_get_customer_events(api *a, struct worker *w, const http_request *req,
+			     http_response *resp);
 
 void api_post_events(api *a, struct worker *w, const http_request *req, http_response *resp);
 void api_put_consent(api *a, struct worker *w, const http_request *req, http_response *resp);

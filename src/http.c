@@ -349,7 +349,7 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, in
 	if (why != UNSENT_OK) {
 		atomic_fetch_add_explicit(&s->refused_unsent, 1, memory_order_relaxed);
 		strbuf small = STRBUF_INIT;
-		http_response r = { 503, &small, NULL, NULL, NULL, NULL, NULL };
+		http_response r = { 503, &small, NULL, NULL, NULL, NULL, NULL, NULL };
 		if (why == UNSENT_TOO_LARGE)
 			http_error(&r, 503, "answer_too_large",
 				   "the answer is %zu bytes, over the %zu-byte limit for one answer; "
@@ -382,6 +382,8 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, in
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	if (resp && resp->www_authenticate)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
+	for (const char *const *h = resp ? resp->headers : NULL; h && h[0] && h[1]; h += 2)
+		MHD_add_response_header(r, h[0], h[1]);
 	if (close || atomic_load_explicit(&s->draining, memory_order_relaxed))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)*status, r);
@@ -558,7 +560,7 @@ static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
 	sb_vaddf(&msg, fmt, ap);
 	va_end(ap);
 	sb_reset(&t->out);
-	http_response resp = { status, &t->out, NULL, NULL, NULL, NULL, NULL };
+	http_response resp = { status, &t->out, NULL, NULL, NULL, NULL, NULL, NULL };
 	http_error(&resp, status, code, "%s", sb_str(&msg));
 	sb_release(&msg);
 	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, true);
@@ -635,7 +637,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (logged)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 	sb_reset(&t->out);
-	http_response resp = { 200, &t->out, NULL, NULL, NULL, NULL, NULL };
+	http_response resp = { 200, &t->out, NULL, NULL, NULL, NULL, NULL, NULL };
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");

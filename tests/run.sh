@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the unit test binaries and the end-to-end suite, adds up their
 # closing lines and prints one: "N passed, N failed".
-#   BIN=bin BUILD=build sh tests/run.sh [unit|e2e]
+#   BIN=bin BUILD=build sh tests/run.sh [unit|e2e|browser]
 # VALGRIND=1 runs the unit tests under valgrind memcheck; E2E_SHOPKEEPER
 # replaces the binary the end-to-end tests run (make valgrind-e2e).
 set -u
@@ -74,6 +74,25 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
 		rc=$?
 		[ $rc -ne 0 ] && cat "$out"
 		add_counts "$out" $rc "$name"
+	done
+fi
+
+if [ "$what" = all ] || [ "$what" = browser ]; then
+	# The console in Chromium (make check-browser installs it): Debian's
+	# python3-selenium is in Debian's own python3, which another python3
+	# first on PATH (pyenv) would not see.
+	py=python3
+	if ! python3 -c 'import selenium' 2>/dev/null && [ -x /usr/bin/python3 ]; then
+		py=/usr/bin/python3
+	fi
+	for t in tests/browser/test_*.py; do
+		[ -f "$t" ] || continue
+		name=$(basename "$t" .py)
+		BUILD="$BUILD" SHOPKEEPER="${E2E_SHOPKEEPER:-$BIN/shopkeeper}" "$py" "$t" >"$out" 2>&1
+		rc=$?
+		[ $rc -ne 0 ] && cat "$out"
+		grep -E '^(\*\*\* SKIPPED|console load:)' "$out"
+		add_counts "$out" $rc "browser $name"
 	done
 fi
 
