@@ -462,13 +462,14 @@ static int check_param(void *arg, const char *key, const char *value)
  * naming the first other one is in resp. */
 static bool params_known(const struct route *r, const http_request *req, http_response *resp)
 {
-	struct param_check c = { r->params, "" };
+	const char *list = r->params ? r->params : ""; /* a row without a list takes none */
+	struct param_check c = { list, "" };
 	if (http_query_each(req, check_param, &c) == 0)
 		return true;
-	if (r->params[0])
+	if (list[0])
 		http_error(resp, 400, "unknown_parameter",
 			   "unknown query parameter '%s' (%s %s takes: %s)", c.name, r->method, r->path,
-			   r->params);
+			   list);
 	else
 		http_error(resp, 400, "unknown_parameter",
 			   "unknown query parameter '%s' (%s %s takes none)", c.name, r->method,
