@@ -182,8 +182,8 @@ int cmd_export(int argc, char **argv)
 	audience_member mb;
 	int rc;
 	sb_reset(&line);
-	export_header(&line, format, n);
-	if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
+	export_header(&line, format, n); /* CSV only: JSON Lines have none */
+	if (line.len && fwrite(line.buf, 1, line.len, stdout) != line.len) {
 		cli_fail("export", "cannot write to standard output");
 		goto out;
 	}
