@@ -427,14 +427,8 @@ void api_get_audience_export(api *a, struct worker *w, const http_request *req,
 	if (api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &d->n) != 0 ||
 	    parse_audience(w, req, resp, &d->store, &d->aud) != 0)
 		goto fail;
-	/* The filter's strings moved with the store: point at the copies. */
-	audience_filter *f = &d->aud.filter;
-	if (f->country)
-		f->country = d->store.country;
-	for (uint32_t i = 0; i < f->n_attrs; i++) {
-		f->attrs[i].name = d->store.names[i];
-		f->attrs[i].value = d->store.values[i];
-	}
+	/* d->aud.filter borrows its strings from d->store: both live as long
+	 * as the download. */
 	d->a = a;
 	d->ref = api_model_acquire(a);
 	if (model_txn_begin(d->ref->m, &d->txn) != 0 || state_txn_begin(a->state, &d->stxn) != 0) {
