@@ -78,6 +78,7 @@ typedef struct http_response {
 	 * array and its strings must outlive the handler's return (static, or
 	 * per thread until the thread's next request). */
 	const char *const *headers;
+	struct http_stream *stream; /* set by http_stream */
 } http_response;
 
 /* The application's request handler; `app` is http_config.app. */
@@ -162,6 +163,13 @@ enum http_path_status http_split_path(const char *url, strbuf *scratch, http_req
 int http_query(const http_request *req, const char *key, char *buf, size_t cap,
 	       const char **out, size_t *len);
 
+/* Calls fn(arg, key, value) for each query argument, in the order sent,
+ * with the key and value as sent (still percent-encoded; value "" for a
+ * bare key). Stops at the first fn that returns non-zero and returns it;
+ * 0 when every call returned 0. */
+typedef int (*http_query_fn)(void *arg, const char *key, const char *value);
+int http_query_each(const http_request *req, http_query_fn fn, void *arg);
+
 /* A request header's value, or NULL (borrowed for the request's life). */
 const char *http_header(const http_request *req, const char *name);
 
@@ -181,6 +189,25 @@ void http_defer(http_response *resp, http_deferred_start start, void *arg);
  * and wakes its connection; d is not to be used afterwards. Safe from any
  * thread. */
 void http_deferred_answer(http_deferred *d, int status, const char *body, size_t len);
+
+/* A streamed answer, for one too large to build in memory (an audience
+ * download): after the handler returns, the layer sends the status and
+ * headers, then calls fill(arg, buf, max) on the connection's thread each
+ * time the socket takes more, until it returns HTTP_STREAM_END; the body
+ * goes out chunked, HTTP_STREAM_BLOCK bytes at a time at most, so the
+ * answer holds that much memory whatever its length. fill returns the
+ * bytes it wrote (1..max), HTTP_STREAM_END, or HTTP_STREAM_ERROR (the
+ * connection is cut: the client sees the chunked body end early, never a
+ * complete-looking short answer). done(arg) is called once when the answer
+ * is over or abandoned (on the same thread, or at http_stop). Whatever the
+ * handler wrote into resp->body is not sent; resp->status and
+ * content_type are. Returns 0, or -1 (nothing was set up: done was
+ * called, answer an error instead). */
+#define HTTP_STREAM_BLOCK (32u * 1024)
+#define HTTP_STREAM_END (-1L)
+#define HTTP_STREAM_ERROR (-2L)
+typedef long (*http_stream_fill)(void *arg, char *buf, size_t max);
+int http_stream(http_response *resp, http_stream_fill fill, void (*done)(void *arg), void *arg);
 
 /* Writes {"error":{"code":..,"message":..}} into resp with `status`. */
 void http_error(http_response *resp, int status, const char *code, const char *fmt, ...)

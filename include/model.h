@@ -122,11 +122,28 @@ static inline bool model_bit(const _Atomic uint64_t *bits, uint32_t idx)
 void model_item_override(model *m, uint32_t idx, bool available, bool recommendable);
 /* Finds a category by name: 0 and *cat, or STORE_NOTFOUND. */
 int model_category_lookup(const model *m, const char *name, size_t len, uint32_t *cat);
-/* The model's clock. Normally the wall clock; for a model whose data ended
- * more than MODEL_REPLAY_AFTER before it was trained (a historical log),
- * as_of plus the time since training, so it ages from its own as-of date
- * instead of showing every customer as long gone. */
+/* The model's clock (serve --clock):
+ *   MODEL_CLOCK_WALL   the wall clock;
+ *   MODEL_CLOCK_MODEL  as_of plus the time since training, so a model of a
+ *                      historical log ages from its own as-of date instead
+ *                      of showing every customer as long gone;
+ *   MODEL_CLOCK_AUTO   (the default) the model clock for a model whose data
+ *                      ended more than MODEL_REPLAY_AFTER before it was
+ *                      trained, else the wall clock. */
 #define MODEL_REPLAY_AFTER (30 * 86400)
+enum model_clock { MODEL_CLOCK_AUTO, MODEL_CLOCK_MODEL, MODEL_CLOCK_WALL };
+/* Sets the rule for every model of the process. Call it before the first
+ * model_open (messages are prepared there) and before threads start. */
+void model_set_clock(enum model_clock c);
+/* "auto", "model", "wall": 0 and *out, or -1. */
+int model_clock_parse(const char *s, enum model_clock *out);
+/* The rule set ("auto", "model", "wall"). */
+const char *model_clock_setting(void);
+/* The clock m runs on under that rule: "model" or "wall". */
+const char *model_clock_name(const model *m);
+/* For an event stamped more than a day ahead of model_now: which clock
+ * refused it and how to change that (valid until model_close). */
+const char *model_clock_ahead_message(const model *m);
 int64_t model_now(const model *m);
 /* Items by popularity, most popular first: n_items packed (u32, f32)
  * pairs, decoded with model_pair_at(); valid until model_close. */

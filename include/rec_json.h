@@ -35,6 +35,17 @@ enum rec_json_shape {
 	REC_JSON_EXPORT,
 };
 
+/* Fixed precisions of the figures in answers (docs/api.md, "Numbers"):
+ * money is rounded to cents, intent to 4 decimals; scores keep 6
+ * significant digits (they rank; their scale depends on the model). Each
+ * is written as the shortest JSON number of that value: 4309.9976 of money
+ * is 4310, 12.50 is 12.5. */
+#define REC_JSON_MONEY_DECIMALS 2
+#define REC_JSON_INTENT_DECIMALS 4
+#define REC_JSON_SCORE_DIGITS 6
+void rec_json_add_money(strbuf *sb, double v);
+void rec_json_add_intent(strbuf *sb, double v);
+
 /* Appends "items":[...] for r, whose item indexes are m's (both borrowed).
  * `because` asks for the because lists in REC_JSON_API; REC_JSON_EXPORT
  * always writes them. */

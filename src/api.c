@@ -111,6 +111,20 @@ void api_free(api *a)
 	free(a);
 }
 
+struct model_ref *api_model_acquire(api *a)
+{
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *r = atomic_load(&a->current);
+	atomic_fetch_add(&r->refs, 1); /* current holds one: never 0 here */
+	pthread_mutex_unlock(&a->ref_lock);
+	return r;
+}
+
+void api_model_release(struct model_ref *r)
+{
+	ref_release(r);
+}
+
 int api_reload(api *a, strbuf *err)
 {
 	model *m = NULL;
@@ -312,6 +326,11 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 	api_add_str(resp->body, info->algorithm);
 	sb_adds(resp->body, ",\"as_of\":");
 	api_add_time(resp->body, info->as_of);
+	sb_adds(resp->body, ",\"clock\":{\"setting\":");
+	api_add_str(resp->body, model_clock_setting());
+	sb_adds(resp->body, ",\"runs_on\":");
+	api_add_str(resp->body, model_clock_name(w->m));
+	sb_addc(resp->body, '}');
 	add_counts(resp->body, info);
 }
 
@@ -382,33 +401,53 @@ struct route {
 	api_handler fn;
 	enum access access;
 	enum route_txn txn;
+	/* The query parameters the route takes, comma-separated ("" none; a
+	 * name ending in ".*" takes every name with that prefix). The router
+	 * answers any other with 400 unknown_parameter, so a typo (count=3
+	 * for n=3) is never silently ignored. */
+	const char *params;
 };
+
+/* The recommendation routes' business rules (api_query_filter). */
+#define FILTER_PARAMS "category,exclude,min_price,max_price,include_purchased,explain"
+/* Who is in an audience (api_audiences.c's audience filter). */
+#define AUDIENCE_PARAMS                                                                      \
+	"days,hours,country,attr.*,min_monetary,max_monetary,last_purchase_before,"          \
+	"last_purchase_after"
 
 /* A write that reads (events, consent) reads in a snapshot that ends when
  * its handler returns, before its deferred answer waits on the writer. */
 static const struct route routes[] = {
-	{ "GET", "/healthz", get_health, OPEN, API_TXN_NONE },
-	{ "GET", "/readyz", get_ready, OPEN, API_TXN_NONE },
-	{ "GET", "/v1/customers/{customer}", api_get_customer, READ, API_TXN_SNAPSHOT },
-	{ "DELETE", "/v1/customers/{customer}", api_delete_customer, WRITE, API_TXN_NONE },
+	{ "GET", "/healthz", get_health, OPEN, API_TXN_NONE, "" },
+	{ "GET", "/readyz", get_ready, OPEN, API_TXN_NONE, "" },
+	{ "GET", "/v1/customers/{customer}", api_get_customer, READ, API_TXN_SNAPSHOT, "" },
+	{ "DELETE", "/v1/customers/{customer}", api_delete_customer, WRITE, API_TXN_NONE, "" },
 	{ "GET", "/v1/customers/{customer}/recommendations", api_get_customer_recs, READ,
-	  API_TXN_SNAPSHOT },
-	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT },
-	{ "GET", "/v1/items/{item}/similar", api_get_item_similar, READ, API_TXN_SNAPSHOT },
-	{ "PUT", "/v1/items/{item}", api_put_item, WRITE, API_TXN_SNAPSHOT },
-	{ "POST", "/v1/recommendations", api_post_recommendations, READ, API_TXN_SNAPSHOT },
-	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT },
-	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT },
-	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT },
-	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT },
-	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE },
-	{ "GET", "/console", api_get_console, OPEN, API_TXN_NONE },
-	{ "GET", "/console/{asset}", api_get_console, OPEN, API_TXN_NONE },
-	{ "GET", "/v1/model", api_get_model, READ, API_TXN_NONE },
-	{ "GET", "/v1/items", api_get_items, READ, API_TXN_NONE },
-	{ "GET", "/v1/segments/transitions", api_get_segment_transitions, READ, API_TXN_SNAPSHOT },
+	  API_TXN_SNAPSHOT, "n," FILTER_PARAMS },
+	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT, "" },
+	{ "GET", "/v1/items/{item}/similar", api_get_item_similar, READ, API_TXN_SNAPSHOT,
+	  "n," FILTER_PARAMS },
+	{ "PUT", "/v1/items/{item}", api_put_item, WRITE, API_TXN_SNAPSHOT, "" },
+	{ "POST", "/v1/recommendations", api_post_recommendations, READ, API_TXN_SNAPSHOT,
+	  FILTER_PARAMS },
+	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT, "" },
+	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT,
+	  "n,limit,cursor,order,explain," AUDIENCE_PARAMS },
+	/* Streams: opens its own snapshots, one per block it sends. */
+	{ "GET", "/v1/audiences/{name}/export", api_get_audience_export, READ, API_TXN_NONE,
+	  "format,n," AUDIENCE_PARAMS },
+	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT, "" },
+	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT, "" },
+	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE, "" },
+	/* The console's page takes ?lang=ja (console/i18n.js). */
+	{ "GET", "/console", api_get_console, OPEN, API_TXN_NONE, "lang" },
+	{ "GET", "/console/{asset}", api_get_console, OPEN, API_TXN_NONE, "lang" },
+	{ "GET", "/v1/model", api_get_model, READ, API_TXN_NONE, "" },
+	{ "GET", "/v1/items", api_get_items, READ, API_TXN_NONE, "q,limit" },
+	{ "GET", "/v1/segments/transitions", api_get_segment_transitions, READ, API_TXN_SNAPSHOT,
+	  "" },
 	{ "GET", "/v1/customers/{customer}/events", api_get_customer_events, READ,
-	  API_TXN_SNAPSHOT },
+	  API_TXN_SNAPSHOT, "limit,cursor" },
 };
 _Static_assert(ARRAY_SIZE(routes) == API_N_ROUTES - 1, "API_N_ROUTES is routes + 1");
 
@@ -463,6 +502,63 @@ static bool authorized(const api *a, const struct route *r, const http_request *
 	}
 }
 
+/* Whether `name` (decoded, n bytes) is in the route's parameter list. */
+static bool param_listed(const char *list, const char *name, size_t n)
+{
+	for (const char *p = list; *p;) {
+		const char *end = strchrnul(p, ',');
+		size_t k = (size_t)(end - p);
+		if (k >= 2 && p[k - 2] == '.' && p[k - 1] == '*') {
+			if (n > k - 1 && memcmp(p, name, k - 1) == 0)
+				return true; /* "attr.*" takes "attr.tier", not "attr." */
+		} else if (k == n && memcmp(p, name, n) == 0) {
+			return true;
+		}
+		p = *end ? end + 1 : end;
+	}
+	return false;
+}
+
+struct param_check {
+	const char *list;
+	char name[65]; /* the first unknown name, decoded and cut for the message */
+};
+
+static int check_param(void *arg, const char *key, const char *value)
+{
+	(void)value;
+	struct param_check *c = arg;
+	char dec[128];
+	size_t raw = strlen(key);
+	long n = raw < sizeof(dec) ? http_percent_decode(key, raw, dec, true) : -1;
+	if (n >= 0 && param_listed(c->list, dec, (size_t)n))
+		return 0;
+	const char *name = n >= 0 ? dec : key;
+	size_t len = strnlen(name, sizeof(c->name) - 1);
+	memcpy(c->name, name, len); /* cut: the message names it, not all of it */
+	c->name[len] = '\0';
+	return 1;
+}
+
+/* Whether every query parameter is one the route takes; if not, a 400
+ * naming the first other one is in resp. */
+static bool params_known(const struct route *r, const http_request *req, http_response *resp)
+{
+	const char *list = r->params ? r->params : ""; /* a row without a list takes none */
+	struct param_check c = { list, "" };
+	if (http_query_each(req, check_param, &c) == 0)
+		return true;
+	if (list[0])
+		http_error(resp, 400, "unknown_parameter",
+			   "unknown query parameter '%s' (%s %s takes: %s)", c.name, r->method, r->path,
+			   list);
+	else
+		http_error(resp, 400, "unknown_parameter",
+			   "unknown query parameter '%s' (%s %s takes none)", c.name, r->method,
+			   r->path);
+	return false;
+}
+
 /* Runs the route's handler inside the transactions it declares: the one
  * place they are opened and closed. */
 static void run_route(api *a, struct worker *w, const struct route *r, const http_request *req,
@@ -494,7 +590,8 @@ void api_handle(void *app, const http_request *req, http_response *resp)
 			continue;
 		if (strcmp(routes[i].method, req->method) == 0 ||
 		    (head && strcmp(routes[i].method, "GET") == 0)) {
-			if (!authorized(a, &routes[i], req, resp)) {
+			if (!authorized(a, &routes[i], req, resp) ||
+			    !params_known(&routes[i], req, resp)) {
 				api_record(w, i, resp->status, util_monotonic() - t0);
 				return;
 			}

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 
 #include "api.h"
+#include "audience.h"
 #include "ids.h"
 #include "recommend.h"
 
@@ -43,7 +44,7 @@
 #define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
-#define API_N_ROUTES 21
+#define API_N_ROUTES 22
 /* Statuses counted in /metrics (the last slot takes the rest) and latency
  * histogram bounds (api_metrics.c). */
 #define API_N_STATUS 12
@@ -124,6 +125,10 @@ typedef void (*api_handler)(api *a, struct worker *w, const http_request *req,
 /* The route's label in /metrics ("GET /v1/customers/{customer}"), or
  * "unmatched" for API_N_ROUTES - 1. */
 void api_route_label(size_t route, strbuf *sb);
+/* A reference to the current model, for work that outlives the request
+ * (a streamed download); give it back with api_model_release. */
+struct model_ref *api_model_acquire(api *a);
+void api_model_release(struct model_ref *r);
 /* A 500 for a failed model or state read (rc a STORE_* code). */
 void api_storage_error(http_response *resp, int rc);
 /* JSON helpers: a C string, a time as ISO 8601, "model":"<model_id>". */
@@ -160,6 +165,17 @@ json_t *api_body_object(const http_request *req, http_response *resp);
 /* A JSON string field as an id; *id NULL when absent. */
 int api_json_id(json_t *obj, const char *key, const char *what, http_response *resp,
 		const char **id, size_t *len);
+/* Room for an audience filter's strings, which the filter borrows. */
+struct api_filter_store {
+	char country[256];
+	char names[AUDIENCE_MAX_ATTRS][128];
+	char values[AUDIENCE_MAX_ATTRS][256];
+};
+/* The audience filter from the query string (country, attr.NAME,
+ * min_monetary, max_monetary, last_purchase_before, last_purchase_after)
+ * into *f, its strings in *store. */
+int api_audience_filter(struct worker *w, const http_request *req, http_response *resp,
+			struct api_filter_store *store, audience_filter *f);
 /* Audience cursors: the last customer id of a page, hex-encoded (opaque to
  * clients and safe in a URL). Decoding returns 0, or -1 for anything this
  * server did not hand out; `out` has room for ID_MAX_LEN bytes. */
@@ -185,6 +201,8 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 
 void api_get_segments(api *a, struct worker *w, const http_request *req, http_response *resp);
 void api_get_audience(api *a, struct worker *w, const http_request *req, http_response *resp);
+void api_get_audience_export(api *a, struct worker *w, const http_request *req,
+			     http_response *resp);
 
 void api_get_console(api *a, struct worker *w, const http_request *req, http_response *resp);
 void api_get_model(api *a, struct worker *w, const http_request *req, http_response *resp);

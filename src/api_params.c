@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "timefmt.h"
 #include "util.h"
 
 /* Parses a whole unsigned decimal within [min, max]. */
@@ -83,6 +84,103 @@ static int param_price(struct worker *w, const http_request *req, http_response 
 		return -1;
 	}
 	*out = (float)d;
+	return 0;
+}
+
+/* A money bound: any finite number (net spend is negative after returns). */
+static int param_money(struct worker *w, const http_request *req, http_response *resp,
+		       const char *name, double *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	char *end = NULL;
+	double d = rc == 1 && len > 0 && len < 32 ? strtod(v, &end) : NAN;
+	if (rc != 1 || !end || *end || !isfinite(d)) {
+		http_error(resp, 400, "invalid_parameter", "%s must be a number", name);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+/* A date bound: YYYY-MM-DD (or a date-time, or Unix seconds). */
+static int param_date(struct worker *w, const http_request *req, http_response *resp,
+		      const char *name, int64_t *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	if (rc != 1 || time_parse(v, len, out) != 0) {
+		http_error(resp, 400, "invalid_parameter", "%s must be a date (YYYY-MM-DD)", name);
+		return -1;
+	}
+	return 0;
+}
+
+struct attr_scan {
+	struct api_filter_store *store;
+	audience_filter *f;
+	http_response *resp;
+};
+
+static int scan_attr(void *arg, const char *key, const char *value)
+{
+	struct attr_scan *sc = arg;
+	audience_filter *f = sc->f;
+	char name[sizeof(sc->store->names[0]) + 5];
+	size_t klen = strlen(key), vlen = strlen(value);
+	long n = klen < sizeof(name) ? http_percent_decode(key, klen, name, true) : -1;
+	if (n < 0 || n < 6 || memcmp(name, "attr.", 5) != 0)
+		return 0; /* not an attribute filter (the router checked the names) */
+	if (f->n_attrs == AUDIENCE_MAX_ATTRS) {
+		http_error(sc->resp, 400, "invalid_parameter", "at most %d attr.NAME filters",
+			   AUDIENCE_MAX_ATTRS);
+		return -1;
+	}
+	char *val = sc->store->values[f->n_attrs];
+	long vn = vlen < sizeof(sc->store->values[0]) ? http_percent_decode(value, vlen, val, true)
+						      : -1;
+	if (vn < 0) {
+		http_error(sc->resp, 400, "invalid_parameter",
+			   "%.*s is malformed or longer than %zu bytes", (int)MIN((size_t)n, 64), name,
+			   sizeof(sc->store->values[0]) - 1);
+		return -1;
+	}
+	char *nm = sc->store->names[f->n_attrs];
+	memcpy(nm, name + 5, (size_t)n - 5 + 1);
+	f->attrs[f->n_attrs++] = (struct audience_attr){ nm, val, (size_t)n - 5, (size_t)vn };
+	return 0;
+}
+
+int api_audience_filter(struct worker *w, const http_request *req, http_response *resp,
+			struct api_filter_store *store, audience_filter *f)
+{
+	const char *v;
+	size_t len;
+	audience_filter_init(f);
+	int rc = http_query(req, "country", w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc < 0 || (rc == 1 && len >= sizeof(store->country))) {
+		http_error(resp, 400, "invalid_parameter", "country is malformed or too long");
+		return -1;
+	}
+	if (rc == 1) {
+		memcpy(store->country, v, len + 1);
+		f->country = store->country;
+		f->country_len = len;
+	}
+	struct attr_scan sc = { store, f, resp };
+	if (http_query_each(req, scan_attr, &sc) != 0)
+		return -1;
+	if (param_money(w, req, resp, "min_monetary", &f->min_monetary) ||
+	    param_money(w, req, resp, "max_monetary", &f->max_monetary) ||
+	    param_date(w, req, resp, "last_purchase_before", &f->purchased_before) ||
+	    param_date(w, req, resp, "last_purchase_after", &f->purchased_after))
+		return -1;
 	return 0;
 }
 

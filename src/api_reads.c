@@ -84,7 +84,7 @@ void api_get_customer(api *a, struct worker *w, const http_request *req, http_re
 		sb_adds(sb, ",\"frequency\":");
 		sb_add_u64(sb, fig->frequency);
 		sb_adds(sb, ",\"monetary\":");
-		sb_add_double(sb, fig->monetary, 8);
+		rec_json_add_money(sb, fig->monetary);
 		sb_addf(sb, ",\"r\":%u,\"f\":%u,\"m\":%u}", sc.r, sc.f, sc.m);
 		sb_adds(sb, ",\"first_purchase\":");
 		api_add_time(sb, fig->first_purchase);
@@ -94,7 +94,7 @@ void api_get_customer(api *a, struct worker *w, const http_request *req, http_re
 		sb_adds(sb, "null,\"first_purchase\":null,\"last_purchase\":null");
 	}
 	sb_adds(sb, ",\"intent\":");
-	sb_add_double(sb, live.intent, 4);
+	rec_json_add_intent(sb, live.intent);
 	sb_adds(sb, ",\"history_size\":");
 	sb_add_u64(sb, who.known ? who.cust.n_hist : 0);
 	sb_adds(sb, ",\"events_since_model\":");

@@ -200,6 +200,8 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 		events_error why;
 		int rc = events_parse(batch ? json_array_get(root, i) : root, e,
 				      w->numeric_ids[accepted], now, &why);
+		if (rc == EVENTS_INVALID_TIMESTAMP && e->ts > now + 86400)
+			why.message = model_clock_ahead_message(w->m); /* names the clock */
 		uint32_t flags = 0;
 		if (rc == 0 && state_customer_flags(w->stxn, e->customer, e->customer_len, &flags) == 0 &&
 		    (flags & STATE_ERASED)) {

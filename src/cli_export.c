@@ -1,15 +1,17 @@
 /*
- * cli_export: `shopkeeper export`: an audience as JSON Lines for an e-mail
- * tool's mail merge, one customer per line with their segment and top items,
- * titles and the bought items behind each ("Because you bought X..."), in
- * rec_json's REC_JSON_EXPORT shape.
+ * cli_export: `shopkeeper export`: an audience for an e-mail tool's mail
+ * merge, one customer per line with their segment and top items, titles
+ * and the bought items behind each ("Because you bought X..."): JSON Lines
+ * in rec_json's REC_JSON_EXPORT shape, or CSV (export_fmt.h has both).
+ * GET /v1/audiences/{name}/export writes the same lines.
  *
  * Streams: one customer at a time through an LMDB cursor, so memory stays
- * constant whatever the audience size. Frequency capping: an item this
- * customer was sent by an export in the last --cap-days days, or one they
- * viewed STATE_CAP_VIEWS times or more without carting or buying it, is not
- * pushed again; what is exported is recorded in STATE/sent.mdb (unless
- * --no-record).
+ * constant whatever the audience size. Frequency capping: an item the
+ * customer viewed AUDIENCE_CAP_VIEWS times or more without carting or
+ * buying it is not pushed (as in every audience answer); nor, unless
+ * --cap-days 0, an item an export recorded as sent to them in the last
+ * --cap-days days. Sends are recorded in STATE/sent.mdb only with
+ * --record: previewing an export uses up nothing.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,31 +21,37 @@
 
 #include "audience.h"
 #include "cli.h"
+#include "export_fmt.h"
 #include "ids.h"
 #include "progress.h"
-#include "rec_json.h"
 #include "recommend.h"
 #include "model.h"
 #include "sent_log.h"
 #include "state.h"
 #include "util.h"
 
-#define EXPORT_CAP_VIEWS 5 /* views without a cart or purchase: stop pushing */
-
 static const char export_usage[] =
 	"usage: shopkeeper export --model DIR --state DIR --audience NAME [options]\n"
 	"\n"
-	"Writes the audience as JSON Lines on stdout: one customer per line with\n"
-	"their segment, intent and top items (titles, and `because` items).\n"
+	"Writes the audience on stdout, one customer per line with their segment,\n"
+	"intent and top items (titles, and `because` items): JSON Lines, or CSV\n"
+	"with --format csv. Reads the model and the state; changes nothing unless\n"
+	"--record is given.\n"
 	"\n"
 	"  --model DIR        model directory\n"
-	"  --state DIR        the server's state directory (read-only; may not exist yet)\n"
+	"  --state DIR        the server's state directory (may not exist yet)\n"
 	"  --audience NAME    a segment, birthday, all, cart_abandoners or browsed_not_bought\n"
+	"  --format FORMAT    jsonl (default) or csv: customer_id, then itemK_id,\n"
+	"                     itemK_title, itemK_price, itemK_url, itemK_because for K = 1..n\n"
 	"  --n N              items per customer (default 10, 1..100)\n"
 	"  --days N           birthday window in days (default 7)\n"
 	"  --hours N          trigger window in hours (defaults: 24 carts, 72 views)\n"
-	"  --cap-days N       do not resend an item within N days (default 14; 0: off)\n"
-	"  --no-record        do not record what was exported (a dry run)\n";
+	"  --cap-days N       leave out items recorded as sent to the customer within\n"
+	"                     N days (default 14; 0: off)\n"
+	"  --record           record what is exported as sent, in STATE/sent.mdb: this\n"
+	"                     CHANGES THE STATE, and later exports leave those items out\n"
+	"                     for --cap-days days. Without it (or with --no-record, the\n"
+	"                     default) an export is a preview.\n";
 
 struct cap {
 	model_txn *t;
@@ -62,34 +70,6 @@ static void cap_sent(const char *item, size_t len, int64_t ts, void *arg)
 		c->exclude[c->f->n_exclude++] = idx;
 }
 
-/* Items viewed EXPORT_CAP_VIEWS times or more, never carted or bought. */
-static void cap_views(struct cap *c, const state_events *ev)
-{
-	event_view e[STATE_MAX_EVENTS];
-	uint32_t n = 0;
-	size_t pos = 0;
-	while (n < STATE_MAX_EVENTS && state_events_next(ev, &pos, &e[n]) == 0)
-		n++;
-	for (uint32_t i = 0; i < n; i++) {
-		if (e[i].type != EVENT_VIEW)
-			continue;
-		uint32_t views = 0;
-		bool engaged = false, first = true;
-		for (uint32_t k = 0; k < n; k++) {
-			if (e[k].item_len != e[i].item_len || memcmp(e[k].item, e[i].item, e[i].item_len))
-				continue;
-			if (k < i && e[k].type == EVENT_VIEW)
-				first = false; /* counted at its first view */
-			views += e[k].type == EVENT_VIEW;
-			engaged |= e[k].type == EVENT_CART || e[k].type == EVENT_PURCHASE;
-		}
-		uint32_t idx;
-		if (first && !engaged && views >= EXPORT_CAP_VIEWS && c->f->n_exclude < c->cap &&
-		    model_item_lookup(c->t, e[i].item, e[i].item_len, &idx) == 0)
-			c->exclude[c->f->n_exclude++] = idx;
-	}
-}
-
 int cmd_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -100,13 +80,16 @@ int cmd_export(int argc, char **argv)
 		{ "days", required_argument, NULL, 'd' },
 		{ "hours", required_argument, NULL, 'H' },
 		{ "cap-days", required_argument, NULL, 'c' },
-		{ "no-record", no_argument, NULL, 'r' },
+		{ "record", no_argument, NULL, 'R' },
+		{ "no-record", no_argument, NULL, 'r' }, /* the default now; kept for scripts */
+		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_dir = NULL, *state_dir = NULL, *name = NULL;
 	uint32_t n = 10, days = 0, hours = 0, cap_days = 14;
-	bool record = true;
+	bool record = false;
+	enum export_format format = EXPORT_JSONL;
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -115,7 +98,12 @@ int cmd_export(int argc, char **argv)
 		case 'm': model_dir = optarg; break;
 		case 's': state_dir = optarg; break;
 		case 'a': name = optarg; break;
+		case 'R': record = true; break;
 		case 'r': record = false; break;
+		case 'f':
+			if (export_format_parse(optarg, strlen(optarg), &format) != 0)
+				return cli_usage_error("export", "--format %s: expected jsonl or csv", optarg);
+			break;
 		case 'n':
 			if (!cli_parse_u32(optarg, 1, REC_MAX_N, &n))
 				return cli_usage_error("export", "--n %s: expected an integer from 1 to %d", optarg, REC_MAX_N);
@@ -172,7 +160,10 @@ int cmd_export(int argc, char **argv)
 		cli_fail("export", "cannot read the item overrides in %s", state_dir);
 		goto out;
 	}
-	if (record || cap_days) {
+	sb_reset(&path);
+	sb_addf(&path, "%s/sent.mdb", state_dir);
+	/* A preview reads the sent log when there is one, and never creates it. */
+	if (record || (cap_days && stat(path.buf, &sst) == 0)) {
 		mkdir(state_dir, 0755);
 		if (sent_log_open(state_dir, &sent, &err) != 0) {
 			cli_fail("export", "%s", err.buf);
@@ -195,23 +186,26 @@ int cmd_export(int argc, char **argv)
 	progress_begin(&prog, "export", "customers", 0);
 	audience_member mb;
 	int rc;
+	sb_reset(&line);
+	export_header(&line, format, n); /* CSV only: JSON Lines have none */
+	if (line.len && fwrite(line.buf, 1, line.len, stdout) != line.len) {
+		cli_fail("export", "cannot write to standard output");
+		goto out;
+	}
 	while ((rc = audience_walk_next(walk, &mb)) == 0) {
 		const char *id = mb.id;
 		size_t len = mb.len;
 		rec_filter f;
-		rec_filter_init(&f);
-		f.exclude = exclude;
+		export_cap_filter(&f, t, &mb, exclude, REC_MAX_N * 4);
 		struct cap cap = { t, &f, exclude, REC_MAX_N * 4, now - (int64_t)cap_days * 86400 };
 		if (cap_days && sent && sent_log_each(sent, id, len, cap_sent, &cap) != 0) {
 			cli_fail("export", "the sent log is corrupt");
 			goto out;
 		}
-		cap_views(&cap, &mb.events);
 		if ((rc = rec_for_customer(ctx, t, stx, id, len, n, &f, res)) != 0)
 			break;
 		sb_reset(&line);
-		rec_json_member(&line, m, id, len, mb.seg, mb.live.intent, res, REC_JSON_EXPORT, true);
-		sb_addc(&line, '\n');
+		export_line(&line, format, m, t, &aud, &mb, res, n);
 		if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
 			cli_fail("export", "cannot write to standard output");
 			goto out;
@@ -240,7 +234,10 @@ int cmd_export(int argc, char **argv)
 		cli_fail("export", "%s", err.len ? err.buf : "cannot write to standard output");
 		goto out;
 	}
-	fprintf(stderr, "export: %llu customers in audience %s\n", (unsigned long long)written, name);
+	if (aud.kind == AUDIENCE_BIRTHDAY && !audience_walk_saw_birth_dates(walk))
+		fprintf(stderr, "export: warning: no birth_date column in the customers file\n");
+	fprintf(stderr, "export: %llu customers in audience %s%s\n", (unsigned long long)written,
+		name, record ? " (recorded as sent)" : "");
 	ret = EXIT_OK;
 out:
 	audience_walk_end(walk);

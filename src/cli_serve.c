@@ -32,6 +32,7 @@
 #include "logids.h"
 #include "model.h"
 #include "state.h"
+#include "timefmt.h"
 #include "util.h"
 
 static const char serve_usage[] =
@@ -85,6 +86,11 @@ static const char serve_usage[] =
 	"  --access-log-key FILE       the hash's key, 32 hex digits (default\n"
 	"                              STATE/access-log.key, made when missing); give\n"
 	"                              replicas the same key to follow one customer\n"
+	"  --clock auto|model|wall     the clock segments, triggers and events run\n"
+	"                     on: 'wall' is real time; 'model' runs from the data's\n"
+	"                     as-of time, advancing since training (for a historical\n"
+	"                     log); 'auto' (default) is 'model' when the data ended\n"
+	"                     over 30 days before training, else 'wall'\n"
 	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
 	"                              take to finish (default 5; 0 to 600)\n"
 	"  --event-log URL             share live state with other replicas through a\n"
@@ -118,12 +124,13 @@ struct serve_opts {
 	const char *event_log; /* URL, or NULL: single node */
 	uint32_t log_replicas;
 	double max_lag;
+	enum model_clock clock;
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
-       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_HELP };
+       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -151,6 +158,7 @@ static const struct option serve_opts_table[] = {
 	{ "event-log", required_argument, NULL, O_EVENT_LOG },
 	{ "event-log-replicas", required_argument, NULL, O_LOG_REPLICAS },
 	{ "max-lag", required_argument, NULL, O_MAX_LAG },
+	{ "clock", required_argument, NULL, O_CLOCK },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -180,6 +188,10 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected megabytes from 1 to 1048576", what);
 		break;
 	case O_KEYS: o->keys_file = arg; break;
+	case O_CLOCK:
+		if (model_clock_parse(arg, &o->clock) != 0)
+			return cli_usage_error("serve", "%s: expected auto, model or wall", what);
+		break;
 	case O_NUSED:
 		if (!cli_parse_u32(arg, 1, 1000, &o->params.neighbors_used))
 			return cli_usage_error("serve", "%s: expected 1 to 1000", what);
@@ -483,6 +495,7 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("serve", "--access-log %s: %s", o.access_log, strerror(errno));
 		goto out;
 	}
+	model_set_clock(o.clock); /* before the model is opened: see model.h */
 	if (model_open(o.model_dir, &m, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
@@ -524,6 +537,12 @@ int cmd_serve(int argc, char **argv)
 	const model_info *info = model_get_info(m);
 	sb_addf(&desc, "model %s (%s, %u items, %u customers) from %s", info->model_id,
 		info->algorithm, info->n_items, info->n_customers, o.model_dir);
+	{
+		char now[TIME_FMT_LEN];
+		time_format(model_now(m), now);
+		sb_addf(&desc, ", clock %s (%s clock, now %s)", model_clock_setting(),
+			model_clock_name(m), now);
+	}
 	a = api_create(m, st, ew, o.model_dir);
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, o.auth_reads);

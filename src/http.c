@@ -222,6 +222,28 @@ int http_query(const http_request *req, const char *key, char *buf, size_t cap,
 	return 1;
 }
 
+struct query_each {
+	http_query_fn fn;
+	void *arg;
+	int rc;
+};
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	(void)kind;
+	struct query_each *q = cls;
+	q->rc = q->fn(q->arg, key, value ? value : "");
+	return q->rc ? MHD_NO : MHD_YES;
+}
+
+int http_query_each(const http_request *req, http_query_fn fn, void *arg)
+{
+	struct query_each q = { fn, arg, 0 };
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+	return q.rc;
+}
+
 const char *http_header(const http_request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -349,7 +371,7 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, in
 	if (why != UNSENT_OK) {
 		atomic_fetch_add_explicit(&s->refused_unsent, 1, memory_order_relaxed);
 		strbuf small = STRBUF_INIT;
-		http_response r = { 503, &small, NULL, NULL, NULL, NULL, NULL, NULL };
+		http_response r = { .status = 503, .body = &small };
 		if (why == UNSENT_TOO_LARGE)
 			http_error(&r, 503, "answer_too_large",
 				   "the answer is %zu bytes, over the %zu-byte limit for one answer; "
@@ -387,6 +409,68 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, in
 	if (close || atomic_load_explicit(&s->draining, memory_order_relaxed))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)*status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* ---- streamed answers ------------------------------------------------------ */
+
+struct http_stream {
+	http_stream_fill fill;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+int http_stream(http_response *resp, http_stream_fill fill, void (*done)(void *arg), void *arg)
+{
+	struct http_stream *st = malloc(sizeof(*st));
+	if (!st) {
+		done(arg);
+		return -1;
+	}
+	st->fill = fill;
+	st->done = done;
+	st->arg = arg;
+	resp->stream = st;
+	return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct http_stream *st = cls;
+	long n = st->fill(st->arg, buf, max);
+	if (n == HTTP_STREAM_END)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n <= 0 || (size_t)n > max)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct http_stream *st = cls;
+	st->done(st->arg);
+	free(st);
+}
+
+/* Queues resp's stream. Its memory is the library's block (not counted in
+ * the unsent bounds: it does not grow with the answer). */
+static enum MHD_Result send_stream(http_server *s, struct MHD_Connection *conn,
+				   const http_response *resp)
+{
+	struct MHD_Response *r = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, stream_read, resp->stream, stream_free);
+	if (!r) {
+		stream_free(resp->stream);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				resp->content_type ? resp->content_type
+						   : "application/json; charset=utf-8");
+	if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -560,7 +644,7 @@ static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
 	sb_vaddf(&msg, fmt, ap);
 	va_end(ap);
 	sb_reset(&t->out);
-	http_response resp = { status, &t->out, NULL, NULL, NULL, NULL, NULL, NULL };
+	http_response resp = { .status = status, .body = &t->out };
 	http_error(&resp, status, code, "%s", sb_str(&msg));
 	sb_release(&msg);
 	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, true);
@@ -637,7 +721,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (logged)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 	sb_reset(&t->out);
-	http_response resp = { 200, &t->out, NULL, NULL, NULL, NULL, NULL, NULL };
+	http_response resp = { .status = 200, .body = &t->out };
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");
@@ -678,6 +762,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		s->cfg.handler(s->cfg.app, &req, &resp);
 	if (resp.defer)
 		return suspend(s, conn, req_cls, &resp, logged ? &t0 : NULL, method, url);
+	if (resp.stream) {
+		enum MHD_Result ret = send_stream(s, conn, &resp);
+		if (logged)
+			access_log(s, method, url, resp.status, 0, &t0); /* length unknown */
+		return ret;
+	}
 	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, &resp, false);
 	if (logged)
 		access_log(s, method, url, resp.status, resp.body->len, &t0);

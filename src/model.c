@@ -45,6 +45,8 @@ struct model {
 	offtab nbrs; /* every item's neighbours */
 	char *meta_json;
 	model_info info;
+	bool model_clock;      /* model_now runs from as_of (see model_set_clock) */
+	char clock_msg[320];   /* model_clock_ahead_message */
 };
 
 struct model_txn {
@@ -323,6 +325,8 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 	return 0;
 }
 
+static void clock_setup(model *m);
+
 int model_open(const char *dir, model **out, strbuf *err)
 {
 	model *m = xcalloc(1, sizeof(*m));
@@ -431,6 +435,7 @@ int model_open(const char *dir, model **out, strbuf *err)
 	if ((ret = load_neighbors(m, path.buf, err)) != 0)
 		goto fail;
 	sb_release(&path);
+	clock_setup(m);
 	*out = m;
 	return 0;
 fail:
@@ -578,13 +583,66 @@ int model_category_lookup(const model *m, const char *name, size_t len, uint32_t
 	return STORE_NOTFOUND;
 }
 
-int64_t model_now(const model *m)
+static enum model_clock clock_rule = MODEL_CLOCK_AUTO;
+
+void model_set_clock(enum model_clock c)
 {
-	int64_t now = (int64_t)util_now();
+	clock_rule = c;
+}
+
+int model_clock_parse(const char *s, enum model_clock *out)
+{
+	static const char *const names[] = { "auto", "model", "wall" };
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum model_clock)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *model_clock_setting(void)
+{
+	return clock_rule == MODEL_CLOCK_MODEL ? "model" : clock_rule == MODEL_CLOCK_WALL ? "wall" : "auto";
+}
+
+const char *model_clock_name(const model *m)
+{
+	return m->model_clock ? "model" : "wall";
+}
+
+const char *model_clock_ahead_message(const model *m)
+{
+	return m->clock_msg;
+}
+
+/* Decides m's clock under the rule, and words the refusal it leads to. */
+static void clock_setup(model *m)
+{
 	/* Live data ends shortly before training: the wall clock is right.
 	 * Data that ended long before (a historical log, a replay) would make
 	 * every customer look lost: let its clock run from its as-of date. */
-	if (m->info.created - m->info.as_of <= MODEL_REPLAY_AFTER)
+	bool old_data = m->info.created - m->info.as_of > MODEL_REPLAY_AFTER;
+	m->model_clock = clock_rule == MODEL_CLOCK_MODEL || (clock_rule == MODEL_CLOCK_AUTO && old_data);
+	char as_of[TIME_FMT_LEN];
+	time_format(m->info.as_of, as_of);
+	if (m->model_clock)
+		snprintf(m->clock_msg, sizeof(m->clock_msg),
+			 "timestamp is more than a day ahead of the model's clock, which runs from the "
+			 "data's as-of time %s (serve --clock %s%s); to accept events stamped with "
+			 "real time, restart the server with --clock wall", as_of, model_clock_setting(),
+			 clock_rule == MODEL_CLOCK_AUTO ? ": the data ended over 30 days before training"
+							: "");
+	else
+		snprintf(m->clock_msg, sizeof(m->clock_msg),
+			 "timestamp is more than a day ahead of the server's wall clock (serve --clock "
+			 "%s); check the sending system's clock", model_clock_setting());
+}
+
+int64_t model_now(const model *m)
+{
+	int64_t now = (int64_t)util_now();
+	if (!m->model_clock)
 		return now;
 	int64_t elapsed = now - m->info.created;
 	return m->info.as_of + (elapsed > 0 ? elapsed : 0);

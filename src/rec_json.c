@@ -5,7 +5,49 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* v rounded to `decimals` places, trailing zeros dropped. */
+static void add_fixed(strbuf *sb, double v, int decimals)
+{
+	static const double scale[] = { 1, 10, 100, 1000, 10000 };
+	assert(decimals >= 0 && decimals <= 4);
+	if (!isfinite(v))
+		v = 0;
+	double a = fabs(v) * scale[decimals];
+	if (a >= 9e15) { /* past exact integers in a double: printf rounds */
+		sb_addf(sb, "%.*f", decimals, v);
+		return;
+	}
+	uint64_t scaled = (uint64_t)llround(a), unit = (uint64_t)scale[decimals];
+	uint64_t ip = scaled / unit, fp = scaled % unit;
+	if (v < 0 && scaled)
+		sb_addc(sb, '-');
+	sb_add_u64(sb, ip);
+	if (!fp)
+		return;
+	int width = decimals;
+	while (fp % 10 == 0) {
+		fp /= 10;
+		width--;
+	}
+	char digits[8];
+	for (int i = width - 1; i >= 0; i--, fp /= 10)
+		digits[i] = (char)('0' + fp % 10);
+	sb_addc(sb, '.');
+	sb_add(sb, digits, (size_t)width);
+}
+
+void rec_json_add_money(strbuf *sb, double v)
+{
+	add_fixed(sb, v, REC_JSON_MONEY_DECIMALS);
+}
+
+void rec_json_add_intent(strbuf *sb, double v)
+{
+	add_fixed(sb, v, REC_JSON_INTENT_DECIMALS);
+}
 
 static void add_item_id(strbuf *sb, const model *m, uint32_t idx)
 {
@@ -45,7 +87,7 @@ static void add_catalog(strbuf *sb, const model *m, uint32_t idx, bool always)
 	float price = model_item_price(m, idx);
 	if (price >= 0) {
 		sb_adds(sb, ",\"price\":");
-		sb_add_double(sb, round((double)price * 100.0) / 100.0, 9);
+		rec_json_add_money(sb, price);
 	} else if (always) {
 		sb_adds(sb, ",\"price\":null");
 	}
@@ -92,11 +134,11 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 			add_title(sb, m, it->item, true);
 			add_catalog(sb, m, it->item, true);
 			sb_adds(sb, ",\"score\":");
-			sb_add_double(sb, it->score, 6);
+			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
 			add_because(sb, m, it, shape);
 		} else {
 			sb_adds(sb, ",\"score\":");
-			sb_add_double(sb, it->score, 6);
+			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
 			add_title(sb, m, it->item, false);
 			add_catalog(sb, m, it->item, false);
 			if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
@@ -118,7 +160,7 @@ void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enu
 	sb_adds(sb, ",\"segment\":");
 	sb_add_json_str(sb, name, strlen(name));
 	sb_adds(sb, ",\"intent\":");
-	sb_add_double(sb, intent, 4);
+	rec_json_add_intent(sb, intent);
 	if (shape == REC_JSON_EXPORT) {
 		const char *source = rec_source_name(r->source);
 		sb_adds(sb, ",\"source\":");

@@ -154,7 +154,8 @@ class StartupAndEnvironment(Base):
             self.assertEqual(len(line), 1, srv.stderr())
             m = re.match(r"shopkeeper (\d+\.\d+\.\d+): serving on port (\d+), listen "
                          r"127\.0\.0\.1:0, 2 threads, model (\S+) \((\w+), (\d+) items, "
-                         r"(\d+) customers\) from (\S+), state (\S+), API keys off, "
+                         r"(\d+) customers\) from (\S+), clock auto \((model|wall) clock, now "
+                         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\), state (\S+), API keys off, "
                          r"access log off$", line[0])
             self.assertIsNotNone(m, line[0])
             version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout
@@ -256,7 +257,7 @@ class AccessLog(Base):
         try:
             auth = {"Authorization": "Bearer " + KEY}
             sent = [
-                ("GET", "/v1/customers/12001/recommendations?n=2&token=hush", None, auth),
+                ("GET", "/v1/customers/12001/recommendations?n=2&exclude=hush", None, auth),
                 ("GET", "/v1/items/no-such-item/similar", None, None),
                 ("GET", "/v1/items/%C3%A9%22%5C/similar", None, None),
                 ("POST", "/v1/events", json.dumps({"customer_id": "z", "item_id": "apple",

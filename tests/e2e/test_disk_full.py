@@ -82,9 +82,10 @@ class DiskFullTests(unittest.TestCase):
         self.check_refused(p, "serve")
 
     def test_export_on_a_full_disk(self):
-        # export records what it sends in STATE/sent.mdb, on the full disk
+        # export --record records what it sends in STATE/sent.mdb, on the full disk
         state = os.path.join(self.mnt, "export-state")
-        p = run(["export", "--model", SHARED["model"], "--state", state, "--audience", "all"])
+        p = run(["export", "--model", SHARED["model"], "--state", state, "--audience", "all",
+                 "--record"])
         self.check_refused(p, "export")
         self.assertIn(state, p.stderr)
 

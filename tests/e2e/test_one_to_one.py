@@ -1008,7 +1008,7 @@ class ExportTests(Base):
         first = self.export(state, "--n", "3", "--no-record")
         again = self.export(state, "--n", "3", "--no-record")
         self.assertEqual(first, again)  # a dry run records nothing
-        sent = self.export(state, "--n", "3")
+        sent = self.export(state, "--n", "3", "--record")
         self.assertEqual(sent, first)
         capped = self.export(state, "--n", "3")
         for cust in BASKETS:
