@@ -54,6 +54,8 @@ struct applier {
 	bool dropping;         /* a model-switch drop is under way */
 	strbuf drop_cursor;
 	uint64_t checked_connects; /* eventlog_connects when the entry was last checked */
+	strbuf pending_items;  /* items a bootstrap dropped before the model hooks
+				* were set (u16 length, bytes): told once they are */
 	double counted_at;     /* when lag_entries was last counted */
 	eventlog_batch b;
 	event_in *events;      /* a batch's events and writes */
@@ -210,28 +212,34 @@ static void list_item(void *arg, const char *id, size_t len, uint32_t flags)
 	sb_add(&l->ids, id, n);
 }
 
+/* Tells the model in use the flags now of every item in ids (u16 length,
+ * bytes, per item). */
+static void list_to_model(applier *ap, const strbuf *ids)
+{
+	for (size_t p = 0; p + 2 <= ids->len;) {
+		uint16_t n;
+		memcpy(&n, ids->buf + p, 2);
+		item_to_model(ap, ids->buf + p + 2, n);
+		p += 2 + (size_t)n;
+	}
+}
+
 /* After a bootstrap: every item with an override before it (l) or after it
  * gets its flags now, so the model in use drops overrides a rebuild did not
- * restore and takes the restored ones. */
+ * restore and takes the restored ones. Before the api set the hooks (a
+ * bootstrap at start), the api reads the restored overrides itself once it
+ * sets them (api_set_event_log), but a dropped one would stay in the model
+ * it loaded before: those wait in pending_items for the hooks. */
 static void items_to_model(applier *ap, struct items_list *l)
 {
-	if (!get_hooks(ap).item_flags)
+	if (!get_hooks(ap).item_flags) {
+		sb_add(&ap->pending_items, l->ids.buf, l->ids.len);
 		return;
-	for (size_t p = 0; p + 2 <= l->ids.len;) {
-		uint16_t n;
-		memcpy(&n, l->ids.buf + p, 2);
-		item_to_model(ap, l->ids.buf + p + 2, n);
-		p += 2 + (size_t)n;
 	}
+	list_to_model(ap, &l->ids);
 	sb_reset(&l->ids);
-	if (state_items_each(ap->s, list_item, l) != 0)
-		return;
-	for (size_t p = 0; p + 2 <= l->ids.len;) {
-		uint16_t n;
-		memcpy(&n, l->ids.buf + p, 2);
-		item_to_model(ap, l->ids.buf + p + 2, n);
-		p += 2 + (size_t)n;
-	}
+	if (state_items_each(ap->s, list_item, l) == 0)
+		list_to_model(ap, &l->ids);
 }
 
 /* ---- bootstrap and rebuild ------------------------------------------------------- */
@@ -706,6 +714,10 @@ static void *applier_main(void *arg)
 			need_bootstrap = false;
 			caught_up = false;
 		}
+		if (ap->pending_items.len && get_hooks(ap).item_flags) {
+			list_to_model(ap, &ap->pending_items);
+			sb_release(&ap->pending_items);
+		}
 		if (ap->dropping)
 			drop_step(ap);
 
@@ -841,6 +853,7 @@ void applier_stop(applier *ap)
 	pthread_cond_destroy(&ap->wake);
 	pthread_mutex_destroy(&ap->lock);
 	sb_release(&ap->drop_cursor);
+	sb_release(&ap->pending_items);
 	free(ap->events);
 	free(ap->writes);
 	free(ap);

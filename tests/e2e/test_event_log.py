@@ -591,6 +591,19 @@ class TestItemOverrides(EventLogCase):
             self.assertIn(gone, popular(s), s.port)
         self.assertEqual(self.redis.cmd("HLEN", "shopkeeper:events:items"), 0)
 
+    def test_a_single_node_override_does_not_outlive_the_bootstrap(self):
+        # A state written by a single node: its override was never in the log,
+        # and the bootstrap empties the state, so no replica may keep it.
+        single = Server(self.model, os.path.join(self.dir, "a"))
+        gone = popular(single)[0]
+        self.assertEqual(put_item(single, gone, {"available": False}).status, 200)
+        self.assertNotIn(gone, popular(single))
+        single.stop()
+        a, b = self.start("a"), self.start("b")
+        wait_converged(self, [a, b], self.redis)
+        self.assertIn(gone, popular(a))
+        self.assertEqual(popular(a), popular(b))
+
     def test_unknown_item_events_are_counted_on_every_replica(self):
         a, b = self.start("a"), self.start("b")
         wait_converged(self, [a, b], self.redis)
