@@ -43,7 +43,10 @@ void api_set_params(api *a, const rec_params *p);
 /* With `serve --event-log`: the applier (borrowed: it must outlive the
  * api) whose progress /readyz and /metrics report, and which model
  * switches are told to; /readyz answers 503 while its lag is over max_lag
- * seconds, or while it bootstraps or rebuilds. Call before serving. */
+ * seconds, or while it bootstraps or rebuilds. Also lends the applier the
+ * model in use (applier_set_model_hooks): item overrides from the log reach
+ * its bitmaps, and events naming items it does not know are counted. Call
+ * before serving. */
 void api_set_event_log(api *a, applier *ap, double max_lag);
 /* Drops the answers cached from the state (GET /v1/segments): called when
  * a customer was erased. Safe from any thread; `arg` is the api, so it

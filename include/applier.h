@@ -14,8 +14,8 @@
  *
  * What it does besides, each documented in docs/event-log.md:
  * - Bootstrap: a state that never applied anything (new, or its directory
- *   gone) is emptied, every customer's compacted consent and erasure is
- *   restored (eventlog_flags_each), and the stream is replayed from the
+ *   gone) is emptied, every customer's compacted consent and erasure and
+ *   every item's override is restored (eventlog_flags_each), and the stream is replayed from the
  *   second the model's meta "event_log_position" falls in (from its start
  *   without one). /readyz answers 503 meanwhile.
  * - Model switch (applier_model_switched): the events of entries from
@@ -75,6 +75,31 @@ void applier_stop(applier *ap);
  * the api drops the answers it caches (GET /v1/segments). Set before
  * serving; fn NULL: none. */
 void applier_set_erasure_hook(applier *ap, void (*fn)(void *arg), void *arg);
+
+/* What the applier needs of the model in use. The api owns the model and
+ * its lock; it lends the applier these two calls (applier_set_model_hooks)
+ * so the applier never reaches into api internals. Both run on the
+ * applier's thread, without any applier lock held. */
+typedef struct applier_model_hooks {
+	/* Sets ev[i].known_item for ev[0..n) by whether the model in use
+	 * knows the item, before the events are committed (the state counts
+	 * the unknown ones, shopkeeper_state_unknown_item_events_total, as a
+	 * single node does). NULL: every item counts as known. */
+	void (*mark_known)(void *arg, event_in *ev, size_t n);
+	/* After a commit (or a bootstrap) left item[0..len) with the
+	 * override flags `flags` (STATE_ITEM_*; 0: none): the model in use
+	 * serves the item accordingly from now on, on every replica. The api
+	 * must make a reload that reads the state concurrently see either
+	 * the commit or this call (it applies both under its reference
+	 * lock). NULL: none. */
+	void (*item_flags)(void *arg, const char *item, size_t len, uint32_t flags);
+	void *arg;
+} applier_model_hooks;
+
+/* Sets the model hooks (copied); safe from any thread. item_flags runs for
+ * every item commit whose end follows this call, so a caller that also
+ * reloads the overrides from the state after the call misses none. */
+void applier_set_model_hooks(applier *ap, const applier_model_hooks *h);
 
 /* The writer's side of read-your-writes: r->done(r->arg, 0) runs once the
  * entry `id` (the last of r's entries) is applied, on the applier's thread

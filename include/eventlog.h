@@ -1,12 +1,12 @@
 /*
  * eventlog: the shared event log of a fleet of replicas, a Redis stream.
  *
- * With `serve --event-log URL`, every write (events, consent, erasure) is
- * appended here first; each replica applies the whole stream to its own
- * LMDB state (a materialised view that stores the last applied entry id in
- * the same transaction). This module is the client of that log: URL
- * parsing, connecting (directly or through Sentinel), the record codec,
- * appending, reading, erasure, trimming, and the checks an operator and the
+ * With `serve --event-log URL`, every write (events, consent, erasure,
+ * item overrides) is appended here first; each replica applies the whole
+ * stream to its own LMDB state (a materialised view that stores the last
+ * applied entry id in the same transaction). This module is the client of
+ * that log: URL parsing, connecting (directly or through Sentinel), the
+ * record codec, appending, reading, erasure, trimming, and the checks an operator and the
  * failover logic need. It knows nothing of LMDB or HTTP.
  *
  * ---- URLs ------------------------------------------------------------------
@@ -42,6 +42,10 @@
  *   K:consent      hash CUSTOMER -> "1ID" or "0ID": the customer's latest
  *                  consent (personalization allowed or not) and its entry id
  *   K:erased       hash CUSTOMER -> the id of the customer's latest erasure
+ *   K:items        hash ITEM -> "FID": the item's current override flags F
+ *                  (a digit, EVENTLOG_ITEM_* bits, never 0: a field whose
+ *                  flags fall to 0 is deleted) and the id of the item
+ *                  record that set them (PUT /v1/items/{id})
  *   K:trimmed      the MINID of the latest eventlog_trim
  * All on one Redis (primary plus replicas, Sentinel): Redis Cluster is not
  * supported, as the append script touches keys it builds itself.
@@ -69,18 +73,23 @@
  *   consent:  XADD, RPUSH, HSET K:consent CUSTOMER "1ID"/"0ID";
  *   erasure:  XDEL every id in K:c:CUSTOMER, DEL it, HDEL K:consent,
  *             XADD the erasure record (never indexed: it must stay),
- *             HSET K:erased CUSTOMER ID.
+ *             HSET K:erased CUSTOMER ID;
+ *   item:     XADD, then F = (old F | set) & ~clear: HSET K:items ITEM "FID",
+ *             or HDEL when F is 0. Never indexed: no customer's.
  * So an erasure costs O(the customer's entries), never a scan of the
  * stream, and only the erasure record remains of the customer.
  *
  * ---- trimming and the compacted flags ---------------------------------------
  *
  * Events older than every model in use are trimmed (eventlog_trim, XTRIM
- * MINID). Consent and erasure must never be lost that way (the model
- * carries none of them), so their current values live on in K:consent and
- * K:erased, which trimming never touches: a bootstrapping replica reads
- * them (eventlog_flags_each) and then replays the stream from the point
- * its model covers. eventlog_trim also removes the trimmed ids from the
+ * MINID). Consent, erasure and item overrides must never be lost that way
+ * (the model carries none of them), so their current values live on in
+ * K:consent, K:erased and K:items, which trimming never touches: a
+ * bootstrapping replica reads them (eventlog_flags_each) and then replays
+ * the stream from the point its model covers. Replaying item records still
+ * in the stream on top of the restored flags changes nothing: each record
+ * sets, clears or keeps each bit, so applying a suffix of the records twice
+ * gives what applying it once does. eventlog_trim also removes the trimmed ids from the
  * customers' lists, so the index does not grow without bound.
  *
  * ---- connections -------------------------------------------------------------
@@ -149,7 +158,18 @@ eventlog_id eventlog_id_next(eventlog_id id);
 
 /* ---- records and their encoding -------------------------------------------------- */
 
-enum eventlog_kind { EVENTLOG_EVENT = 1, EVENTLOG_CONSENT = 2, EVENTLOG_ERASURE = 3 };
+enum eventlog_kind {
+	EVENTLOG_EVENT = 1,
+	EVENTLOG_CONSENT = 2,
+	EVENTLOG_ERASURE = 3,
+	EVENTLOG_ITEM = 4 /* an item's override flags (PUT /v1/items/{id}) */
+};
+
+/* An item record's flag bits (the log's own, not the state's STATE_ITEM_*:
+ * the format must not move when the state's bits do). */
+#define EVENTLOG_ITEM_UNAVAILABLE 1u       /* out of stock */
+#define EVENTLOG_ITEM_NOT_RECOMMENDABLE 2u /* never to be recommended */
+#define EVENTLOG_ITEM_ALL 3u
 
 /* Bounds the encoder and the decoder both hold records to. */
 #define EVENTLOG_CUSTOMER_MAX 256 /* bytes (ID_MAX_LEN) */
@@ -166,10 +186,11 @@ enum eventlog_kind { EVENTLOG_EVENT = 1, EVENTLOG_CONSENT = 2, EVENTLOG_ERASURE 
  * strings are valid UTF-8 without NUL bytes. */
 typedef struct eventlog_record {
 	uint8_t kind;            /* enum eventlog_kind */
-	const char *customer;    /* 1..EVENTLOG_CUSTOMER_MAX bytes, every kind */
+	const char *customer;    /* 1..EVENTLOG_CUSTOMER_MAX bytes, every kind
+				  * but EVENTLOG_ITEM (NULL and 0 there) */
 	size_t customer_len;
-	/* EVENTLOG_EVENT only (zero otherwise): */
-	const char *item;        /* 1..EVENTLOG_ITEM_MAX bytes */
+	const char *item;        /* 1..EVENTLOG_ITEM_MAX bytes: EVENTLOG_EVENT
+				  * and EVENTLOG_ITEM (zero otherwise) */
 	size_t item_len;
 	const char *rec_id;      /* the recommendation it answers, optional:
 				  * 0..EVENTLOG_REC_ID_MAX bytes, 0 = none */
@@ -180,23 +201,33 @@ typedef struct eventlog_record {
 	uint8_t type;            /* 0..EVENTLOG_TYPE_MAX */
 	/* EVENTLOG_CONSENT only: */
 	bool personalization;
+	/* EVENTLOG_ITEM only: EVENTLOG_ITEM_* bits set, then cleared; disjoint,
+	 * not both 0, no other bits. */
+	uint8_t item_set, item_clear;
 } eventlog_record;
 
 /*
- * The encoding, version 1 (all integers little-endian; LEN is an unsigned
- * LEB128 varint of at most two bytes, minimal):
- *   byte 0      format version (1)
+ * The encoding (all integers little-endian; LEN is an unsigned LEB128
+ * varint of at most two bytes, minimal):
+ *   byte 0      format version: the version that brought the record's kind
+ *               (1 for event, consent, erasure; 2 for item)
  *   byte 1      kind (enum eventlog_kind)
  *   event:      u8 type, u8 flags (bit 0: rec_id follows), LEN customer,
  *               LEN item, i64 ts, f32 quantity, f32 price, [LEN rec_id]
  *   consent:    u8 flags (bit 0: personalization), LEN customer
  *   erasure:    LEN customer
+ *   item (v2):  u8 set, u8 clear (EVENTLOG_ITEM_* bits), LEN item
  * About 30 bytes plus the ids for an event: compact in Redis' memory and
  * on the wire. Unknown flag bits, trailing bytes, a non-minimal varint,
- * any bound above broken: EVENTLOG_EDECODE. Every valid encoding is the
- * one eventlog_encode writes for what eventlog_decode returns (tested by
- * the fuzz harness). A version above 1: EVENTLOG_EVERSION, so an old
- * replica can stop and say "upgrade" instead of skipping entries.
+ * any bound above broken, a kind under a version other than its own:
+ * EVENTLOG_EDECODE. Every valid encoding is the one eventlog_encode writes
+ * for what eventlog_decode returns (tested by the fuzz harness). A version
+ * above 2: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
+ * instead of skipping entries. A new kind gets a new version for that
+ * reason: a build of version 1 stops at an item record (EVERSION) rather
+ * than skip it as undecodable and differ from upgraded replicas, while the
+ * kinds it knows keep their version-1 bytes, so it applies every entry
+ * before the first item record during a rolling upgrade.
  */
 
 /* Appends r's encoding to out. Returns 0, or EVENTLOG_EINVAL when r breaks
@@ -355,7 +386,10 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
  * then consents (a consent in K:consent was given after the customer's
  * latest erasure, which deletes it): kind EVENTLOG_ERASURE or
  * EVENTLOG_CONSENT, customer and personalization set, id the entry that
- * set it. A replica that bootstraps applies these, then replays the
+ * set it; then every item's current override (K:items): kind
+ * EVENTLOG_ITEM, item set, item_set its flags and item_clear the other
+ * EVENTLOG_ITEM_* bits, so applying the record gives exactly those
+ * flags. A replica that bootstraps applies these, then replays the
  * stream. HSCAN may report a customer twice while the hash changes;
  * applying a flag twice changes nothing. fn returns 0 to go on, anything
  * else to stop (returned then).
@@ -368,7 +402,8 @@ int eventlog_flags_each(eventlog *log, eventlog_flags_fn fn, void *arg, uint64_t
 /* Is entry id still in the stream, and if not, why? For the failover
  * check of an applier after a reconnect: its last applied entry (of
  * `customer`) must be on the new primary unless a trim or an erasure
- * removed it. */
+ * removed it. len 0 (customer may be NULL): an entry of no customer (an
+ * item record, or one that did not decode), which no erasure removes. */
 enum eventlog_presence {
 	EVENTLOG_PRESENT = 0, /* XRANGE id id finds it */
 	EVENTLOG_TRIMMED = 1, /* gone, and before the latest trim's MINID */

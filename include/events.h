@@ -56,15 +56,21 @@ int events_writer_start(state *s, events_writer **out, strbuf *err);
  * the applier `ap` (borrowed; applier.h) has applied its entries to the
  * state. `log` is copied (the writer opens its own connection). A flag
  * change is an EVENTLOG_CONSENT record (STATE_NO_PERSONALIZATION set or
- * cleared) or an EVENTLOG_ERASURE record (STATE_ERASED set); any other
- * change cannot go through the log yet and is answered EVENTS_EFAILED (the
- * hook for later write kinds: a new record kind in eventlog.h, a case in
- * log_records() here and in the applier). Returns 0, or -1 with a message
- * in *err. */
+ * cleared), an EVENTLOG_ERASURE record (STATE_ERASED set) or, for an item,
+ * an EVENTLOG_ITEM record (its STATE_ITEM_* bits set and cleared); any
+ * other change cannot go through the log yet and is answered
+ * EVENTS_EFAILED (the hook for later write kinds: a new record kind in
+ * eventlog.h, a case in log_records() here and in the applier). Returns 0,
+ * or -1 with a message in *err. */
 struct applier;
 struct eventlog_config;
 int events_writer_start_log(state *s, const struct eventlog_config *log, struct applier *ap,
 			    int replicas, int wait_ms, events_writer **out, strbuf *err);
+
+/* An item change's STATE_ITEM_* bits as the log's EVENTLOG_ITEM_* bits and
+ * back (other bits are dropped): the log's format keeps bits of its own. */
+uint32_t events_item_bits_to_log(uint32_t state_bits);
+uint32_t events_item_bits_from_log(uint32_t log_bits);
 
 /* Queues ev[0..n) (n >= 1; borrowed, with r, until done runs) for the next
  * group commit and returns at once; done(arg, rc) then runs exactly once on

@@ -150,7 +150,7 @@ int state_log_position(state *s, state_log_pos *out);
 int state_commit_log(state *s, const state_write *writes, uint32_t n, const state_log_pos *pos,
 		     strbuf *err);
 
-/* Empties the state (flags, event logs; not the counters, not
+/* Empties the state (flags, event logs, item overrides; not the counters, not
  * erasures.txt) and records *pos, in one durable transaction: the start of
  * a bootstrap or of a rebuild after a lost entry. Returns 0 or STORE_ERROR
  * with a message in *err. */

@@ -78,10 +78,46 @@ void api_set_auth(api *a, const auth *keys, bool reads)
 	a->auth_reads = reads;
 }
 
+/* applier_model_hooks.mark_known: one model reference for the batch, then
+ * a hash lookup per event (no transaction: model_item_find). */
+static void log_mark_known(void *arg, event_in *ev, size_t n)
+{
+	api *a = arg;
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *r = atomic_load(&a->current);
+	atomic_fetch_add(&r->refs, 1); /* current holds one: never 0 here */
+	pthread_mutex_unlock(&a->ref_lock);
+	uint32_t idx;
+	for (size_t i = 0; i < n; i++)
+		ev[i].known_item = model_item_find(r->m, ev[i].item, ev[i].item_len, &idx) == 0;
+	ref_release(r);
+}
+
+/* applier_model_hooks.item_flags: an override applied from the log (PUT
+ * /v1/items on any replica) reaches the model in use, under the reference
+ * lock as api_items.c's own callback does, so a concurrent reload either
+ * read the state after the commit or is the model changed here. An item
+ * the model does not know waits in the state. */
+static void log_item_flags(void *arg, const char *item, size_t len, uint32_t flags)
+{
+	api *a = arg;
+	pthread_mutex_lock(&a->ref_lock);
+	rec_apply_item_override(atomic_load(&a->current)->m, item, len, flags);
+	pthread_mutex_unlock(&a->ref_lock);
+}
+
 void api_set_event_log(api *a, applier *ap, double max_lag)
 {
 	a->applier = ap;
 	a->max_lag = max_lag;
+	applier_model_hooks h = { .mark_known = log_mark_known, .item_flags = log_item_flags,
+				  .arg = a };
+	applier_set_model_hooks(ap, &h);
+	/* The applier ran before the hooks were set: what it committed since
+	 * api_create read the overrides is read again (applier.h). */
+	pthread_mutex_lock(&a->ref_lock);
+	load_overrides(atomic_load(&a->current)->m, a->state);
+	pthread_mutex_unlock(&a->ref_lock);
 }
 
 void api_forget_segments(void *arg)

@@ -10,7 +10,11 @@
  * changed (model_item_override), under the api's reference lock, so a
  * reload cannot build its bitmaps from an older state meanwhile: either
  * the reload's read of the state comes after this commit, or this change
- * is applied to the model the reload made current.
+ * is applied to the model the reload made current. With --event-log the
+ * change is an item record of the shared log: every replica's applier
+ * applies it to its state and, through the model hooks the api lends it
+ * (api_set_event_log), to its model in use the same way; this callback
+ * then runs on the applier's thread and finds the change already there.
  *
  * Body: {"available"?: bool, "recommendable"?: bool}, at least one. Issue
  * 18 adds "title", "category", "price" and "first_seen" (and items the

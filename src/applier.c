@@ -44,6 +44,7 @@ struct applier {
 	eventlog_id model_pos;
 	void (*erasure_hook)(void *arg);
 	void *erasure_arg;
+	applier_model_hooks model_hooks;
 	applier_stats st;
 	uint64_t pending_ms;   /* ms of the oldest entry known and not applied; 0: none */
 
@@ -53,6 +54,8 @@ struct applier {
 	bool dropping;         /* a model-switch drop is under way */
 	strbuf drop_cursor;
 	uint64_t checked_connects; /* eventlog_connects when the entry was last checked */
+	strbuf pending_items;  /* items a bootstrap dropped before the model hooks
+				* were set (u16 length, bytes): told once they are */
 	double counted_at;     /* when lag_entries was last counted */
 	eventlog_batch b;
 	event_in *events;      /* a batch's events and writes */
@@ -170,13 +173,82 @@ static void publish(applier *ap)
 	pthread_mutex_unlock(&ap->lock);
 }
 
+/* ---- the model in use (applier_model_hooks) ---------------------------------------- */
+
+static applier_model_hooks get_hooks(applier *ap)
+{
+	pthread_mutex_lock(&ap->lock);
+	applier_model_hooks h = ap->model_hooks;
+	pthread_mutex_unlock(&ap->lock);
+	return h;
+}
+
+/* Tells the model in use item's flags as the state has them now. Read
+ * after the commit (hooks included): see applier_set_model_hooks. */
+static void item_to_model(applier *ap, const char *item, size_t len)
+{
+	applier_model_hooks h = get_hooks(ap);
+	uint32_t flags = 0;
+	if (!h.item_flags)
+		return;
+	if (state_item_flags_now(ap->s, item, len, &flags) != 0) {
+		fprintf(stderr, "shopkeeper: event log: cannot read item %.*s's override; the model "
+			"in use learns it at the next reload\n", (int)(len > 256 ? 256 : len), item);
+		return;
+	}
+	h.item_flags(h.arg, item, len, flags);
+}
+
+struct items_list {
+	strbuf ids; /* u16 length, then the bytes, per item */
+};
+
+static void list_item(void *arg, const char *id, size_t len, uint32_t flags)
+{
+	struct items_list *l = arg;
+	uint16_t n = (uint16_t)len; /* item ids are at most STATE_MAX_ITEM_LEN bytes */
+	(void)flags;
+	sb_add(&l->ids, &n, 2);
+	sb_add(&l->ids, id, n);
+}
+
+/* Tells the model in use the flags now of every item in ids (u16 length,
+ * bytes, per item). */
+static void list_to_model(applier *ap, const strbuf *ids)
+{
+	for (size_t p = 0; p + 2 <= ids->len;) {
+		uint16_t n;
+		memcpy(&n, ids->buf + p, 2);
+		item_to_model(ap, ids->buf + p + 2, n);
+		p += 2 + (size_t)n;
+	}
+}
+
+/* After a bootstrap: every item with an override before it (l) or after it
+ * gets its flags now, so the model in use drops overrides a rebuild did not
+ * restore and takes the restored ones. Before the api set the hooks (a
+ * bootstrap at start), the api reads the restored overrides itself once it
+ * sets them (api_set_event_log), but a dropped one would stay in the model
+ * it loaded before: those wait in pending_items for the hooks. */
+static void items_to_model(applier *ap, struct items_list *l)
+{
+	if (!get_hooks(ap).item_flags) {
+		sb_add(&ap->pending_items, l->ids.buf, l->ids.len);
+		return;
+	}
+	list_to_model(ap, &l->ids);
+	sb_reset(&l->ids);
+	if (state_items_each(ap->s, list_item, l) == 0)
+		list_to_model(ap, &l->ids);
+}
+
 /* ---- bootstrap and rebuild ------------------------------------------------------- */
 
 struct flags_job {
 	applier *ap;
 	state_write *writes;
 	uint32_t n;
-	strbuf ids;        /* the customers' ids, back to back */
+	strbuf ids;        /* the customers' (items') ids, back to back */
 	size_t *offsets;   /* of each write's id in ids */
 	strbuf err;
 	int rc;
@@ -189,6 +261,10 @@ static int flags_flush(struct flags_job *j)
 	size_t lens[FLAGS_PER_COMMIT];
 	uint32_t ne = 0;
 	for (uint32_t i = 0; i < j->n; i++) {
+		if (j->writes[i].item) {
+			j->writes[i].item = j->ids.buf + j->offsets[i];
+			continue;
+		}
 		j->writes[i].customer = j->ids.buf + j->offsets[i];
 		if (j->writes[i].set & STATE_ERASED) {
 			ids[ne] = j->writes[i].customer;
@@ -211,14 +287,26 @@ static int flags_fn(void *arg, const eventlog_record *rec, eventlog_id id)
 	(void)id;
 	state_write *w = &j->writes[j->n];
 	*w = (state_write){ .customer_len = rec->customer_len };
-	if (rec->kind == EVENTLOG_ERASURE)
-		w->set = STATE_ERASED;
-	else if (rec->personalization)
-		w->clear = STATE_NO_PERSONALIZATION;
-	else
-		w->set = STATE_NO_PERSONALIZATION;
-	j->offsets[j->n++] = j->ids.len;
-	sb_add(&j->ids, rec->customer, rec->customer_len);
+	if (rec->kind == EVENTLOG_ITEM) {
+		if (rec->item_len > STATE_MAX_ITEM_LEN)
+			return 0; /* never applied from the log either */
+		/* .item is pointed into ids by flags_flush, once ids stops
+		 * growing. */
+		*w = (state_write){ .item = "", .item_len = rec->item_len,
+				    .set = events_item_bits_from_log(rec->item_set),
+				    .clear = events_item_bits_from_log(rec->item_clear) };
+		j->offsets[j->n++] = j->ids.len;
+		sb_add(&j->ids, rec->item, rec->item_len);
+	} else {
+		if (rec->kind == EVENTLOG_ERASURE)
+			w->set = STATE_ERASED;
+		else if (rec->personalization)
+			w->clear = STATE_NO_PERSONALIZATION;
+		else
+			w->set = STATE_NO_PERSONALIZATION;
+		j->offsets[j->n++] = j->ids.len;
+		sb_add(&j->ids, rec->customer, rec->customer_len);
+	}
 	if (j->n == FLAGS_PER_COMMIT && (j->rc = flags_flush(j)) != 0)
 		return 1;
 	return 0;
@@ -249,12 +337,18 @@ static int bootstrap(applier *ap, bool rebuild)
 		sb_release(&err);
 		return -1;
 	}
-	fprintf(stderr, "shopkeeper: event log: %s: emptying the state, restoring consent and "
-		"erasures, replaying the log from %s\n", rebuild ? "rebuild" : "bootstrap",
-		floor ? "the second the model covers" : "its start");
+	fprintf(stderr, "shopkeeper: event log: %s: emptying the state, restoring consent, "
+		"erasures and item overrides, replaying the log from %s\n",
+		rebuild ? "rebuild" : "bootstrap", floor ? "the second the model covers" : "its start");
+	/* The items overridden so far: the model in use must forget what the
+	 * restore does not bring back. */
+	struct items_list items = { STRBUF_INIT };
+	if (state_items_each(ap->s, list_item, &items) != 0)
+		sb_reset(&items.ids); /* unreadable: only the restored ones are told */
 	if (state_clear(ap->s, &pos, &err) != 0) {
 		fprintf(stderr, "shopkeeper: event log: %s\n", err.buf);
 		sb_release(&err);
+		sb_release(&items.ids);
 		return -1;
 	}
 	struct flags_job j = { .ap = ap, .ids = STRBUF_INIT, .err = STRBUF_INIT };
@@ -282,8 +376,12 @@ static int bootstrap(applier *ap, bool rebuild)
 	sb_release(&j.ids);
 	sb_release(&j.err);
 	sb_release(&err);
-	if (rc != 0)
+	if (rc != 0) {
+		sb_release(&items.ids);
 		return -1;
+	}
+	items_to_model(ap, &items);
+	sb_release(&items.ids);
 	ap->pos = pos;
 	ap->floor = floor;
 	ap->dropping = false;
@@ -375,7 +473,7 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 {
 	size_t n = b->n, nw = 0, ne = 0, use = n;
 	uint64_t skipped = 0, covered = 0;
-	bool erasure = false, newer = false;
+	bool erasure = false, newer = false, items = false;
 	if (n > ap->cap) {
 		free(ap->events);
 		free(ap->writes);
@@ -422,6 +520,18 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 			ne++;
 			continue;
 		}
+		if (r->kind == EVENTLOG_ITEM) {
+			if (r->item_len > STATE_MAX_ITEM_LEN) {
+				skipped++; /* no such item in this build's state */
+				continue;
+			}
+			ap->writes[nw++] = (state_write){
+				.item = r->item, .item_len = r->item_len,
+				.set = events_item_bits_from_log(r->item_set),
+				.clear = events_item_bits_from_log(r->item_clear) };
+			items = true;
+			continue;
+		}
 		state_write *w = &ap->writes[nw++];
 		*w = (state_write){ .customer = r->customer, .customer_len = r->customer_len };
 		if (r->kind == EVENTLOG_ERASURE) {
@@ -435,6 +545,9 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 	}
 	if (use == 0)
 		return newer ? 1 : 0;
+	applier_model_hooks hooks = get_hooks(ap);
+	if (ne && hooks.mark_known)
+		hooks.mark_known(hooks.arg, ap->events, ne);
 
 	strbuf err = STRBUF_INIT;
 	int rc = 0;
@@ -443,7 +556,8 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 		size_t *lens = xmallocarray(nw, sizeof(*lens));
 		uint32_t k = 0;
 		for (size_t i = 0; i < nw; i++)
-			if (!ap->writes[i].events && (ap->writes[i].set & STATE_ERASED)) {
+			if (!ap->writes[i].events && !ap->writes[i].item &&
+			    (ap->writes[i].set & STATE_ERASED)) {
 				ids[k] = ap->writes[i].customer;
 				lens[k++] = ap->writes[i].customer_len;
 			}
@@ -491,6 +605,10 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 	pthread_mutex_unlock(&ap->lock);
 	if (erasure && ap->erasure_hook)
 		ap->erasure_hook(ap->erasure_arg);
+	if (items) /* the model in use follows, on every replica */
+		for (size_t i = 0; i < nw; i++)
+			if (ap->writes[i].item)
+				item_to_model(ap, ap->writes[i].item, ap->writes[i].item_len);
 	return newer ? 1 : 0;
 }
 
@@ -530,7 +648,9 @@ static bool lost_entry(applier *ap)
 	uint64_t c = eventlog_connects(ap->log);
 	if (c == ap->checked_connects)
 		return false;
-	if (ap->pos.customer_len == 0) { /* no entry applied since the bootstrap */
+	/* A bootstrap's position is no entry's: 0-0, or the one before its
+	 * floor second's first (seq UINT64_MAX, which Redis never hands out). */
+	if ((ap->pos.ms == 0 && ap->pos.seq == 0) || ap->pos.seq == UINT64_MAX) {
 		ap->checked_connects = c;
 		return false;
 	}
@@ -593,6 +713,10 @@ static void *applier_main(void *arg)
 			}
 			need_bootstrap = false;
 			caught_up = false;
+		}
+		if (ap->pending_items.len && get_hooks(ap).item_flags) {
+			list_to_model(ap, &ap->pending_items);
+			sb_release(&ap->pending_items);
 		}
 		if (ap->dropping)
 			drop_step(ap);
@@ -692,6 +816,13 @@ void applier_set_erasure_hook(applier *ap, void (*fn)(void *arg), void *arg)
 	pthread_mutex_unlock(&ap->lock);
 }
 
+void applier_set_model_hooks(applier *ap, const applier_model_hooks *h)
+{
+	pthread_mutex_lock(&ap->lock);
+	ap->model_hooks = *h;
+	pthread_mutex_unlock(&ap->lock);
+}
+
 void applier_get_stats(applier *ap, applier_stats *out)
 {
 	pthread_mutex_lock(&ap->lock);
@@ -722,6 +853,7 @@ void applier_stop(applier *ap)
 	pthread_cond_destroy(&ap->wake);
 	pthread_mutex_destroy(&ap->lock);
 	sb_release(&ap->drop_cursor);
+	sb_release(&ap->pending_items);
 	free(ap->events);
 	free(ap->writes);
 	free(ap);

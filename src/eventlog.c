@@ -26,7 +26,8 @@
 #define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2  /* the newest this build reads */
+#define ITEM_VERSION 2    /* the version that brought EVENTLOG_ITEM */
 
 const char *eventlog_strerror(int rc)
 {
@@ -126,8 +127,26 @@ static bool valid_string(const char *s, size_t n, size_t min, size_t max)
 	return n >= min && n <= max && (n == 0 || (s && utf8_valid(s, n)));
 }
 
+/* The item record's set and clear bits: disjoint, not both empty. */
+static bool valid_item_bits(unsigned set, unsigned clear)
+{
+	return !((set | clear) & ~EVENTLOG_ITEM_ALL) && !(set & clear) && (set | clear);
+}
+
+/* The format version a kind is written with (eventlog.h). */
+static uint8_t kind_version(uint8_t kind)
+{
+	return kind == EVENTLOG_ITEM ? ITEM_VERSION : 1;
+}
+
 static int check_record(const eventlog_record *r)
 {
+	if (r->kind == EVENTLOG_ITEM)
+		return r->customer_len == 0 &&
+				       valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) &&
+				       valid_item_bits(r->item_set, r->item_clear)
+			       ? 0
+			       : EVENTLOG_EINVAL;
 	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_ERASURE ||
 	    !valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX))
 		return EVENTLOG_EINVAL;
@@ -176,7 +195,7 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 {
 	if (check_record(r) != 0)
 		return EVENTLOG_EINVAL;
-	sb_addc(out, FORMAT_VERSION);
+	sb_addc(out, (char)kind_version(r->kind));
 	sb_addc(out, (char)r->kind);
 	switch (r->kind) {
 	case EVENTLOG_EVENT: {
@@ -196,6 +215,11 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 	case EVENTLOG_CONSENT:
 		sb_addc(out, r->personalization ? CONSENT_FLAG_PERSONALIZATION : 0);
 		put_str(out, r->customer, r->customer_len);
+		break;
+	case EVENTLOG_ITEM:
+		sb_addc(out, (char)r->item_set);
+		sb_addc(out, (char)r->item_clear);
+		put_str(out, r->item, r->item_len);
 		break;
 	default:
 		put_str(out, r->customer, r->customer_len);
@@ -260,8 +284,8 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		return EVENTLOG_EDECODE;
 	if (version > FORMAT_VERSION)
 		return EVENTLOG_EVERSION;
-	if (!get_u8(&rd, &kind))
-		return EVENTLOG_EDECODE;
+	if (!get_u8(&rd, &kind) || version != kind_version(kind))
+		return EVENTLOG_EDECODE; /* a kind under another version: not canonical */
 	t.kind = kind;
 	switch (kind) {
 	case EVENTLOG_EVENT: {
@@ -294,6 +318,12 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		break;
 	case EVENTLOG_ERASURE:
 		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len))
+			return EVENTLOG_EDECODE;
+		break;
+	case EVENTLOG_ITEM:
+		if (!get_u8(&rd, &t.item_set) || !get_u8(&rd, &t.item_clear) ||
+		    !valid_item_bits(t.item_set, t.item_clear) ||
+		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len))
 			return EVENTLOG_EDECODE;
 		break;
 	default:
@@ -1066,7 +1096,9 @@ int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, st
 
 /* The append script; see eventlog.h for what it does per record. ARGV
  * holds triples: tag ('e' event, '1'/'0' consent with personalization on
- * or off, 'x' erasure), customer, encoded record. It returns the new ids.
+ * or off, 'x' erasure; 'i' and two digits, the set and clear bits, for an
+ * item), customer (an item record's item), encoded record. It returns the
+ * new ids.
  * XDEL takes the erased ids in slices so unpack stays far below Lua's
  * stack limit (about 8000 values). */
 static const char append_script[] =
@@ -1075,6 +1107,20 @@ static const char append_script[] =
 	"for i = 1, #ARGV, 3 do\n"
 	"  local k, c = ARGV[i], ARGV[i + 1]\n"
 	"  local ck = s .. ':c:' .. c\n"
+	"  if string.sub(k, 1, 1) == 'i' then\n"
+	"    local id = redis.call('XADD', s, '*', 'r', ARGV[i + 2])\n"
+	"    local ik = s .. ':items'\n"
+	"    local old = redis.call('HGET', ik, c)\n"
+	"    local f = old and tonumber(string.sub(old, 1, 1)) or 0\n"
+	"    f = bit.band(bit.bor(f, tonumber(string.sub(k, 2, 2))),\n"
+	"                 bit.bnot(tonumber(string.sub(k, 3, 3))))\n"
+	"    if f == 0 then\n"
+	"      redis.call('HDEL', ik, c)\n"
+	"    else\n"
+	"      redis.call('HSET', ik, c, f .. id)\n"
+	"    end\n"
+	"    ids[#ids + 1] = id\n"
+	"  else\n"
 	"  if k == 'x' then\n"
 	"    local old = redis.call('LRANGE', ck, 0, -1)\n"
 	"    for j = 1, #old, 500 do\n"
@@ -1093,6 +1139,7 @@ static const char append_script[] =
 	"    end\n"
 	"  end\n"
 	"  ids[#ids + 1] = id\n"
+	"  end\n"
 	"end\n"
 	"return ids\n";
 
@@ -1124,6 +1171,9 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	}
 
 	static const char *const tags[] = { "e", "1", "0", "x" };
+	static const char *const itags[16] = { "i00", "i01", "i02", "i03", "i10", "i11",
+					       "i12", "i13", "i20", "i21", "i22", "i23",
+					       "i30", "i31", "i32", "i33" }; /* "i" SET CLEAR */
 	argv_reserve(log, 4 + 3 * n);
 	ARG(log, 0, "EVAL");
 	ARGB(log, 1, append_script, sizeof(append_script) - 1);
@@ -1135,6 +1185,13 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 				  : r->kind == EVENTLOG_ERASURE ? tags[3]
 				  : r->personalization		? tags[1]
 								: tags[2];
+		if (r->kind == EVENTLOG_ITEM) {
+			/* Bits checked by the encoder: both below 4. */
+			ARG(log, 4 + 3 * i, itags[r->item_set * 4 + r->item_clear]);
+			ARGB(log, 5 + 3 * i, r->item, r->item_len);
+			ARGB(log, 6 + 3 * i, log->enc.buf + off[i], off[i + 1] - off[i]);
+			continue;
+		}
 		ARG(log, 4 + 3 * i, tag);
 		ARGB(log, 5 + 3 * i, r->customer, r->customer_len);
 		ARGB(log, 6 + 3 * i, log->enc.buf + off[i], off[i + 1] - off[i]);
@@ -1475,7 +1532,8 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
 		for (size_t i = 0; i < b.n; i++) {
 			const eventlog_entry *e = &b.entries[i];
 			koff[i] = SIZE_MAX;
-			if (e->status == 0 && e->rec.kind != EVENTLOG_ERASURE)
+			if (e->status == 0 && (e->rec.kind == EVENTLOG_EVENT ||
+					       e->rec.kind == EVENTLOG_CONSENT))
 				koff[i] = key_add(log, ":c:", e->rec.customer, e->rec.customer_len);
 		}
 		int sent = 0;
@@ -1511,10 +1569,11 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
 	return rc;
 }
 
-/* HSCAN of K<suffix>, calling fn per field. */
-static int flags_scan(eventlog *log, const char *suffix, bool consent, eventlog_flags_fn fn,
+/* HSCAN of K<suffix> (of records of `kind`), calling fn per field. */
+static int flags_scan(eventlog *log, const char *suffix, uint8_t kind, eventlog_flags_fn fn,
 		      void *arg, uint64_t *skipped)
 {
+	bool consent = kind == EVENTLOG_CONSENT, item = kind == EVENTLOG_ITEM;
 	char cursor[24] = "0";
 	sb_reset(&log->keys);
 	key_add(log, suffix, NULL, 0);
@@ -1540,7 +1599,7 @@ static int flags_scan(eventlog *log, const char *suffix, bool consent, eventlog_
 		const redisReply *kv = r->element[1];
 		for (size_t i = 0; i + 1 < kv->elements && rc == 0; i += 2) {
 			const redisReply *c = kv->element[i], *v = kv->element[i + 1];
-			eventlog_record rec = { .kind = consent ? EVENTLOG_CONSENT : EVENTLOG_ERASURE };
+			eventlog_record rec = { .kind = kind };
 			eventlog_id id;
 			const char *idp = v->str;
 			size_t idl = v->len;
@@ -1549,18 +1608,30 @@ static int flags_scan(eventlog *log, const char *suffix, bool consent, eventlog_
 				rec.personalization = v->str[0] == '1';
 				idp++;
 				idl--;
-			} else if (consent) {
+			} else if (item && v->type == REDIS_REPLY_STRING && v->len > 0 &&
+				   v->str[0] >= '1' && v->str[0] <= '0' + (int)EVENTLOG_ITEM_ALL) {
+				rec.item_set = (uint8_t)(v->str[0] - '0');
+				rec.item_clear = (uint8_t)(EVENTLOG_ITEM_ALL & ~rec.item_set);
+				idp++;
+				idl--;
+			} else if (consent || item) {
 				idp = NULL;
 			}
 			if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || !idp ||
 			    eventlog_id_parse(idp, idl, &id) != 0 ||
-			    !valid_string(c->str, c->len, 1, EVENTLOG_CUSTOMER_MAX)) {
+			    !valid_string(c->str, c->len, 1,
+					  item ? EVENTLOG_ITEM_MAX : EVENTLOG_CUSTOMER_MAX)) {
 				if (skipped)
 					(*skipped)++;
 				continue;
 			}
-			rec.customer = c->str;
-			rec.customer_len = c->len;
+			if (item) {
+				rec.item = c->str;
+				rec.item_len = c->len;
+			} else {
+				rec.customer = c->str;
+				rec.customer_len = c->len;
+			}
 			rc = fn(arg, &rec, id);
 		}
 		free_reply(r);
@@ -1574,9 +1645,11 @@ int eventlog_flags_each(eventlog *log, eventlog_flags_fn fn, void *arg, uint64_t
 	sb_reset(&log->err);
 	if (skipped)
 		*skipped = 0;
-	int rc = flags_scan(log, ":erased", false, fn, arg, skipped);
+	int rc = flags_scan(log, ":erased", EVENTLOG_ERASURE, fn, arg, skipped);
 	if (rc == 0)
-		rc = flags_scan(log, ":consent", true, fn, arg, skipped);
+		rc = flags_scan(log, ":consent", EVENTLOG_CONSENT, fn, arg, skipped);
+	if (rc == 0)
+		rc = flags_scan(log, ":items", EVENTLOG_ITEM, fn, arg, skipped);
 	return rc;
 }
 
@@ -1600,6 +1673,10 @@ static int check_once(eventlog *log, eventlog_id id, const char *customer, size_
 		*out = EVENTLOG_TRIMMED;
 		return 0;
 	}
+	if (len == 0) { /* no customer's: no erasure deletes it */
+		*out = EVENTLOG_LOST;
+		return 0;
+	}
 	sb_reset(&log->keys);
 	key_add(log, ":erased", NULL, 0);
 	const char *argv[] = { "HGET", log->keys.buf, customer };
@@ -1621,7 +1698,7 @@ int eventlog_check_entry(eventlog *log, eventlog_id id, const char *customer, si
 {
 	int rc;
 	sb_reset(&log->err);
-	if (!valid_string(customer, len, 1, EVENTLOG_CUSTOMER_MAX))
+	if (!valid_string(customer, len, 0, EVENTLOG_CUSTOMER_MAX))
 		return fail(log, EVENTLOG_EINVAL, "event log check: bad customer id");
 	RETRY_ONCE(log, check_once(log, id, customer, len, out));
 	return rc;

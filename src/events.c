@@ -79,6 +79,18 @@ static uint32_t list_erasures(events_writer *w, events_request **group, uint32_t
 
 /* ---- the event log --------------------------------------------------------- */
 
+uint32_t events_item_bits_to_log(uint32_t state_bits)
+{
+	return (state_bits & STATE_ITEM_UNAVAILABLE ? EVENTLOG_ITEM_UNAVAILABLE : 0) |
+	       (state_bits & STATE_ITEM_NOT_RECOMMENDABLE ? EVENTLOG_ITEM_NOT_RECOMMENDABLE : 0);
+}
+
+uint32_t events_item_bits_from_log(uint32_t log_bits)
+{
+	return (log_bits & EVENTLOG_ITEM_UNAVAILABLE ? STATE_ITEM_UNAVAILABLE : 0) |
+	       (log_bits & EVENTLOG_ITEM_NOT_RECOMMENDABLE ? STATE_ITEM_NOT_RECOMMENDABLE : 0);
+}
+
 /* The records of one request, appended to w->recs from *n on. Returns 0,
  * or -1 for a change the log cannot carry. */
 static int log_records(events_writer *w, const state_write *sw, size_t *n)
@@ -91,6 +103,16 @@ static int log_records(events_writer *w, const state_write *sw, size_t *n)
 				.customer_len = e->customer_len, .item = e->item, .item_len = e->item_len,
 				.ts = e->ts, .quantity = e->quantity, .price = e->price, .type = e->type };
 		}
+		return 0;
+	}
+	if (sw->item) {
+		eventlog_record r = { .kind = EVENTLOG_ITEM, .item = sw->item,
+				      .item_len = sw->item_len,
+				      .item_set = (uint8_t)events_item_bits_to_log(sw->set),
+				      .item_clear = (uint8_t)events_item_bits_to_log(sw->clear) };
+		if ((sw->set | sw->clear) & ~(STATE_ITEM_UNAVAILABLE | STATE_ITEM_NOT_RECOMMENDABLE))
+			return -1;
+		w->recs[(*n)++] = r;
 		return 0;
 	}
 	eventlog_record r = { .customer = sw->customer, .customer_len = sw->customer_len };

@@ -480,7 +480,8 @@ static int clear_fn(state *s, MDB_txn *txn, void *arg)
 {
 	int rc;
 	if ((rc = mdb_drop(txn, s->flags, 0)) != 0 || (rc = mdb_drop(txn, s->chunks, 0)) != 0 ||
-	    (rc = mdb_drop(txn, s->tails, 0)) != 0)
+	    (rc = mdb_drop(txn, s->tails, 0)) != 0 ||
+	    (s->has_items && (rc = mdb_drop(txn, s->items, 0)) != 0))
 		return rc;
 	return put_log_pos(s, txn, arg);
 }

@@ -249,12 +249,19 @@ static eventlog_record flag(int kind, const char *customer, bool personalization
 				  .personalization = personalization };
 }
 
+static eventlog_record item_rec(const char *item, unsigned set, unsigned clear)
+{
+	return (eventlog_record){ .kind = EVENTLOG_ITEM, .item = item, .item_len = strlen(item),
+				  .item_set = (uint8_t)set, .item_clear = (uint8_t)clear };
+}
+
 static bool rec_eq(const eventlog_record *a, const eventlog_record *b)
 {
 #define SEQ(f) (a->f##_len == b->f##_len && (a->f##_len == 0 || memcmp(a->f, b->f, a->f##_len) == 0))
 	return a->kind == b->kind && SEQ(customer) && SEQ(item) && SEQ(rec_id) && a->ts == b->ts &&
 	       a->quantity == b->quantity && a->price == b->price && a->type == b->type &&
-	       a->personalization == b->personalization;
+	       a->personalization == b->personalization && a->item_set == b->item_set &&
+	       a->item_clear == b->item_clear;
 #undef SEQ
 }
 
@@ -457,6 +464,8 @@ TEST(codec)
 		flag(EVENTLOG_CONSENT, "c2", true),
 		flag(EVENTLOG_CONSENT, "c3", false),
 		flag(EVENTLOG_ERASURE, "c4", false),
+		item_rec("i9", EVENTLOG_ITEM_UNAVAILABLE, EVENTLOG_ITEM_NOT_RECOMMENDABLE),
+		item_rec("ü", 0, EVENTLOG_ITEM_ALL),
 	};
 	char longid[EVENTLOG_CUSTOMER_MAX + 1];
 	memset(longid, 'a', sizeof(longid));
@@ -490,13 +499,16 @@ TEST(codec)
 	eventlog_record bad[] = { ev("", "i", 1), ev("c", "", 1), ev("c", "i", 0), ev("c", "i", NAN),
 				  ev("c", "i", 1), ev("c", "i", 1), ev("c", "i", 1), ev("c", "i", 1),
 				  ev("c\0d", "i", 1), flag(9, "c", 0), flag(EVENTLOG_ERASURE, "", 0),
-				  ev("c", "\xff", 1) };
+				  ev("c", "\xff", 1), item_rec("i", 1, 1), item_rec("i", 0, 0),
+				  item_rec("i", 4, 0), item_rec("", 1, 0), item_rec("i", 1, 0) };
 	bad[4].price = -1;
 	bad[5].type = EVENTLOG_TYPE_MAX + 1;
 	bad[6].ts = -1;
 	bad[7].rec_id = longid;
 	bad[7].rec_id_len = EVENTLOG_REC_ID_MAX + 1;
 	bad[8].customer_len = 3;
+	bad[16].customer = "c"; /* an item record has no customer */
+	bad[16].customer_len = 1;
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		sb_reset(&sb);
 		if (eventlog_encode(&bad[i], &sb) != EVENTLOG_EINVAL) {
@@ -514,7 +526,14 @@ TEST(codec)
 	} dec[] = {
 		{ "", 0, EVENTLOG_EDECODE },
 		{ "\x00\x03\x01x", 4, EVENTLOG_EDECODE },           /* version 0 */
-		{ "\x02\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x03\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x02\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v2 */
+		{ "\x01\x04\x01\x00\x01x", 6, EVENTLOG_EDECODE },   /* item under v1 */
+		{ "\x02\x04\x01\x02\x01x", 6, 0 },                  /* item: set 1, clear 2 */
+		{ "\x02\x04\x01\x01\x01x", 6, EVENTLOG_EDECODE },   /* set and clear overlap */
+		{ "\x02\x04\x00\x00\x01x", 6, EVENTLOG_EDECODE },   /* no change */
+		{ "\x02\x04\x04\x00\x01x", 6, EVENTLOG_EDECODE },   /* unknown bit */
+		{ "\x02\x04\x01\x00\x00", 5, EVENTLOG_EDECODE },    /* empty item */
 		{ "\x01\x04\x01x", 4, EVENTLOG_EDECODE },           /* unknown kind */
 		{ "\x01\x03\x01x", 4, 0 },                          /* erasure of "x" */
 		{ "\x01\x03\x00", 3, EVENTLOG_EDECODE },            /* empty customer */
@@ -812,17 +831,28 @@ TEST(erasure_index)
 
 typedef struct flags_seen {
 	int erased, consent_on, consent_off, order_ok;
-	bool consent_started;
+	bool consent_started, items_started;
+	int items, sku1, sku3; /* item records; sku1's and sku3's flags */
 } flags_seen;
 
 static int on_flag(void *arg, const eventlog_record *r, eventlog_id id)
 {
 	flags_seen *s = arg;
 	(void)id;
-	if (r->kind == EVENTLOG_ERASURE) {
+	if (r->kind == EVENTLOG_ITEM) {
+		s->items_started = true;
+		s->items++;
+		s->order_ok &= r->customer_len == 0 && (r->item_set | r->item_clear) ==
+							       EVENTLOG_ITEM_ALL;
+		if (r->item_len == 4 && memcmp(r->item, "sku1", 4) == 0)
+			s->sku1 = r->item_set;
+		if (r->item_len == 4 && memcmp(r->item, "sku3", 4) == 0)
+			s->sku3 = r->item_set;
+	} else if (r->kind == EVENTLOG_ERASURE) {
 		s->erased++;
-		s->order_ok &= !s->consent_started;
+		s->order_ok &= !s->consent_started && !s->items_started;
 	} else {
+		s->order_ok &= !s->items_started;
 		s->consent_started = true;
 		if (r->personalization)
 			s->consent_on++;
@@ -851,6 +881,13 @@ TEST(trim_and_compacted_flags)
 	recs[40] = flag(EVENTLOG_ERASURE, "u3", false); /* deletes u3's consent too */
 	recs[50] = flag(EVENTLOG_ERASURE, "u4", false);
 	recs[60] = flag(EVENTLOG_CONSENT, "u4", true); /* after the erasure: kept */
+	/* item overrides: flags kept per item, a field of flags 0 deleted */
+	recs[70] = item_rec("sku1", EVENTLOG_ITEM_UNAVAILABLE, 0);
+	recs[71] = item_rec("sku1", EVENTLOG_ITEM_NOT_RECOMMENDABLE, 0); /* now 3 */
+	recs[72] = item_rec("sku2", EVENTLOG_ITEM_ALL, 0);
+	recs[73] = item_rec("sku2", 0, EVENTLOG_ITEM_ALL); /* back to none */
+	recs[74] = item_rec("sku3", EVENTLOG_ITEM_ALL, 0);
+	recs[75] = item_rec("sku3", 0, EVENTLOG_ITEM_UNAVAILABLE); /* 2 */
 	eventlog_id *ids = xcalloc(N, sizeof(*ids));
 	CHECK_INT(eventlog_append(log, recs, N, ids, 0, 0, NULL), 0);
 	eventlog_record after = ev("u7", "late", 1);
@@ -860,6 +897,10 @@ TEST(trim_and_compacted_flags)
 	uint64_t trimmed = 0, n = 0;
 	CHECK_INT(eventlog_trim(log, eventlog_id_next(ids[N - 1]), 300, &trimmed), 0);
 	CHECK_INT(trimmed, N - 3); /* the erasures took u3's 2 and u4's 1 */
+	/* the trimmed entry is gone, and no erasure can explain an item's */
+	enum eventlog_presence p;
+	CHECK_INT(eventlog_check_entry(log, ids[70], NULL, 0, &p), 0);
+	CHECK_INT(p, EVENTLOG_TRIMMED);
 	CHECK_INT(scan_all(log, 100, NULL, NULL), 1);
 	/* the index holds only what is still in the stream */
 	CHECK_INT(eventlog_customer_entries(log, "u7", 2, &n), 0);
@@ -875,8 +916,10 @@ TEST(trim_and_compacted_flags)
 	CHECK_INT(s.consent_on, 2);  /* u2, u4 */
 	CHECK_INT(s.order_ok, 1);
 	CHECK_INT(skipped, 0);
+	CHECK_INT(s.items, 2);
+	CHECK_INT(s.sku1, EVENTLOG_ITEM_ALL);
+	CHECK_INT(s.sku3, EVENTLOG_ITEM_NOT_RECOMMENDABLE);
 
-	enum eventlog_presence p;
 	CHECK_INT(eventlog_check_entry(log, ids[5], "u5", 2, &p), 0);
 	CHECK_INT(p, EVENTLOG_TRIMMED);
 	CHECK_INT(eventlog_check_entry(log, late, "u7", 2, &p), 0);

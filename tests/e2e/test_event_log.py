@@ -23,6 +23,10 @@ on a free port, files in a temporary directory) and two or three
   from an older append-only file no longer holds, as after a failover to a
   replica that had not received it) makes every replica rebuild its state
   from the model and the log, and they agree again;
+- PUT /v1/items/{id} through one replica reaches every replica's state and
+  model in use, and a replica bootstrapped after the stream was trimmed
+  still has it (the compacted item overrides); events from the log naming
+  items the model does not know are counted on every replica;
 - a model switch drops the events the new model covers
   (train --event-log-position): a replica that lived through it answers as
   one bootstrapped from the new model.
@@ -146,8 +150,11 @@ class Redis:
 
 
 def record_customer(rec):
-    """(kind, customer) of an encoded record (docs/event-log.md's format)."""
+    """(kind, customer) of an encoded record (docs/event-log.md's format);
+    customer None for an item record (kind 4)."""
     kind = rec[1]
+    if kind == 4:
+        return kind, None
     at = {1: 4, 2: 3, 3: 2}[kind]
     n = rec[at]
     if n & 0x80:
@@ -523,6 +530,91 @@ class TestLostEntry(EventLogCase):
         # its first append may answer 503, as any write during an outage).
         r = retry_post(a, [{"customer_id": "after", "item_id": "apple", "event": "cart"}])
         self.assertEqual(r.status, 200, r)
+
+
+def put_item(srv, item, body):
+    return srv.request("PUT", "/v1/items/%s" % q(item), json.dumps(body).encode(),
+                       {"Content-Type": "application/json"})
+
+
+def popular(srv, n=50):
+    r = srv.get("/v1/customers/nobody/recommendations?n=%d" % n)
+    assert r.status == 200, r
+    return [x["item_id"] for x in r.json["items"]]
+
+
+def trim_everything(redis, stream="shopkeeper:events"):
+    """What eventlog_trim does up to after the newest entry: records the trim
+    point, then XTRIM MINID (the erasure index is left alone: not read
+    here)."""
+    tail = redis.cmd("XREVRANGE", stream, "+", "-", "COUNT", 1)
+    ms, seq = id_tuple(tail[0][0].decode())
+    minid = "%d-%d" % (ms, seq + 1)
+    redis.cmd("SET", stream + ":trimmed", minid)
+    redis.cmd("XTRIM", stream, "MINID", minid)
+    assert redis.cmd("XLEN", stream) == 0
+
+
+class TestItemOverrides(EventLogCase):
+    def test_put_item_through_one_replica_reaches_all_and_survives_a_trim(self):
+        a, b = self.start("a"), self.start("b")
+        wait_converged(self, [a, b], self.redis)
+        items = popular(b)
+        self.assertGreaterEqual(len(items), 3, items)
+        gone, back = items[0], items[1]
+        r = put_item(a, gone, {"available": False})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["available"], False, r.json)
+        # set, then cleared again: nothing of it may remain anywhere
+        self.assertEqual(put_item(b, back, {"recommendable": False}).status, 200)
+        self.assertEqual(put_item(a, back, {"recommendable": True}).status, 200)
+        # read your writes on the replica that took it
+        self.assertNotIn(gone, popular(a))
+        wait_converged(self, [a, b], self.redis)
+        for s in (a, b):
+            self.assertNotIn(gone, popular(s), s.port)
+            self.assertIn(back, popular(s), s.port)
+        self.assertEqual(self.redis.cmd("HKEYS", "shopkeeper:events:items"),
+                         [gone.encode()])
+
+        # A replica bootstrapped from a stream with no item record left.
+        trim_everything(self.redis)
+        c = self.start("c")
+        wait_converged(self, [a, b, c], self.redis)
+        self.assertNotIn(gone, popular(c))
+        self.assertIn(back, popular(c))
+        self.assertEqual(popular(a), popular(c))
+        # and it comes back everywhere
+        self.assertEqual(put_item(c, gone, {"available": True}).status, 200)
+        wait_converged(self, [a, b, c], self.redis)
+        for s in (a, b, c):
+            self.assertIn(gone, popular(s), s.port)
+        self.assertEqual(self.redis.cmd("HLEN", "shopkeeper:events:items"), 0)
+
+    def test_a_single_node_override_does_not_outlive_the_bootstrap(self):
+        # A state written by a single node: its override was never in the log,
+        # and the bootstrap empties the state, so no replica may keep it.
+        single = Server(self.model, os.path.join(self.dir, "a"))
+        gone = popular(single)[0]
+        self.assertEqual(put_item(single, gone, {"available": False}).status, 200)
+        self.assertNotIn(gone, popular(single))
+        single.stop()
+        a, b = self.start("a"), self.start("b")
+        wait_converged(self, [a, b], self.redis)
+        self.assertIn(gone, popular(a))
+        self.assertEqual(popular(a), popular(b))
+
+    def test_unknown_item_events_are_counted_on_every_replica(self):
+        a, b = self.start("a"), self.start("b")
+        wait_converged(self, [a, b], self.redis)
+        r = post_events(a, [{"customer_id": "u1", "item_id": "no-such-item", "event": "view"},
+                            {"customer_id": "u1", "item_id": "apple", "event": "view"}])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["unknown_items"], 1, r.json)
+        wait_converged(self, [a, b], self.redis)
+        for s in (a, b):
+            self.assertEqual(metric(s, "shopkeeper_state_unknown_item_events_total"), 1, s.port)
+            self.assertEqual(metric(s, "shopkeeper_state_events_total"), 2, s.port)
 
 
 class TestModelSwitch(EventLogCase):

@@ -5,7 +5,8 @@
  *   'R'  an XRANGE reply in RESP, 'X' an XREAD reply (eventlog_batch_from_resp)
  *   else the rest is one stream entry's value (eventlog_decode)
  * Properties: no crash; a decoded record is one eventlog_encode accepts and
- * writes back byte for byte (the encoding is canonical); a parsed URL has
+ * writes back byte for byte (the encoding is canonical, the version byte
+ * included: an item record is version 2, the older kinds version 1); a parsed URL has
  * hosts, ports and a stream.
  */
 #include <stdlib.h>
@@ -18,6 +19,12 @@
 static void check_record(const eventlog_record *r, const uint8_t *bytes, size_t n)
 {
 	strbuf sb = STRBUF_INIT;
+	/* an item record names an item and no customer; the others a customer */
+	if (r->kind == EVENTLOG_ITEM ? (r->customer_len || !r->item_len ||
+					!(r->item_set | r->item_clear) ||
+					(r->item_set & r->item_clear))
+				     : !r->customer_len)
+		abort();
 	if (eventlog_encode(r, &sb) != 0)
 		abort();
 	if (bytes && (sb.len != n || memcmp(sb.buf, bytes, n) != 0))
