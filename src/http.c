@@ -30,6 +30,8 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -897,12 +899,51 @@ bad:
 	return -1;
 }
 
+/* Binds a throwaway socket to the address first, so that a port in use or
+ * a foreign address gets a message that names it and says what to do.
+ * Left to the library, the failure reads "Failed to bind to port 0" (it is
+ * handed the address, not the port), which sent users looking for port 0
+ * (issue 20). The same options as the library's: SO_REUSEADDR, and
+ * IPV6_V6ONLY for an IPv6 address. */
+static int probe_listen(const struct sockaddr_storage *ss, socklen_t len, const char *listen,
+			strbuf *err)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0; /* let the library say what it makes of it */
+	int on = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ss->ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	int rc = bind(fd, (const struct sockaddr *)ss, len);
+	int e = errno;
+	close(fd);
+	if (rc == 0)
+		return 0;
+	if (e == EADDRINUSE)
+		sb_addf(err, "cannot listen on %s: the port is in use (another server, or an "
+			     "earlier shopkeeper still running?); stop it, or choose another port "
+			     "with --listen HOST:PORT or SHOPKEEPER_LISTEN (make demo PORT=N)", listen);
+	else if (e == EADDRNOTAVAIL)
+		sb_addf(err, "cannot listen on %s: not an address of this host; use one of its "
+			     "own (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
+			listen);
+	else if (e == EACCES)
+		sb_addf(err, "cannot listen on %s: ports below 1024 need root or "
+			     "CAP_NET_BIND_SERVICE; choose a port from 1024 up", listen);
+	else
+		sb_addf(err, "cannot listen on %s: %s", listen, strerror(e));
+	return -1;
+}
+
 int http_start(const http_config *cfg, http_server **out, strbuf *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int v6;
 	if (parse_listen(cfg->listen, &ss, &sslen, &v6, err) != 0)
+		return -1;
+	if (probe_listen(&ss, sslen, cfg->listen, err) != 0)
 		return -1;
 
 	http_server *s = xcalloc(1, sizeof(*s));

@@ -377,6 +377,25 @@ class MakeDemoTests(Base):
         self.assertEqual(served, port)
         self.check_demo(stdout, port)
 
+    def test_port_in_use_is_named(self):
+        """Issue 20, point 11: a taken port gets a message naming it and the
+        way out, not the library's "Failed to bind to port 0"."""
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        try:
+            port = holder.getsockname()[1]
+            p = run(["serve", "--model", self.model, "--state", tmp_path("busy-state"),
+                     "--listen", "127.0.0.1:%d" % port], timeout=ts.START_TIMEOUT)
+        finally:
+            holder.close()
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("127.0.0.1:%d" % port, p.stderr)
+        self.assertIn("in use", p.stderr)
+        self.assertIn("--listen", p.stderr)
+        self.assertNotIn("port 0", p.stderr)
+
 
 if __name__ == "__main__":
     sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")], "e2e"))
