@@ -46,6 +46,11 @@
 #include "train.h" /* neighbor, history_entry */
 
 #define MODEL_FORMAT_VERSION 3
+/* Format 4 is format 3 whose neighbour lists may end in negative weights
+ * (EASE's strongest, train_options.negatives): positives best first, then
+ * negatives strongest first. Written only for such models, so a model
+ * without them stays readable by older builds. */
+#define MODEL_FORMAT_VERSION_NEGATIVES 4
 #define MODEL_FILE "model.mdb"
 
 enum {
@@ -132,6 +137,10 @@ typedef struct model_info {
 	rfm_cuts rfm;       /* quintile cuts at as_of */
 	float event_weight[3]; /* view, cart, purchase, as trained */
 	double half_life_days; /* as trained (0: no decay) */
+	/* The serving knobs the model's tuning chose (meta "tuning"."serving"):
+	 * 0 and < 0 when it has none. */
+	uint32_t serve_neighbors_used;
+	float serve_cutoff;
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 
@@ -187,10 +196,13 @@ model *model_txn_model(const model_txn *t);
  * 0 and *idx, or STORE_NOTFOUND. */
 int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
 
-/* A borrowed list of (u32 item, f32 score) pairs. */
+/* A borrowed list of (u32 item, f32 score) pairs: n positive ones at data,
+ * best first, then (format 4) n_neg negative ones at neg, strongest first. */
 typedef struct model_pairs {
 	const unsigned char *data;
 	uint32_t n;
+	const unsigned char *neg;
+	uint32_t n_neg;
 } model_pairs;
 
 static inline neighbor model_pair_at(const unsigned char *data, uint32_t i)

@@ -400,6 +400,7 @@ struct model {
 	const unsigned char *popular;
 	const unsigned char *nbr_offsets; /* u32[n_items + 1], in pairs */
 	const unsigned char *nbr_pairs;
+	uint32_t *nbr_pos; /* format 4 with negatives: positives per list, else NULL */
 	char *meta_json;
 	model_info info;
 };
@@ -431,7 +432,8 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		goto out;
 	}
 	m->info.format_version = (uint32_t)json_integer_value(v);
-	if (m->info.format_version != MODEL_FORMAT_VERSION) {
+	if (m->info.format_version != MODEL_FORMAT_VERSION &&
+	    m->info.format_version != MODEL_FORMAT_VERSION_NEGATIVES) {
 		sb_addf(err, "%s: model format version %u, this build reads version %u; retrain "
 			     "with this shopkeeper", path, m->info.format_version,
 			MODEL_FORMAT_VERSION);
@@ -500,6 +502,17 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		goto out;
 	}
 	m->info.half_life_days = json_number_value(hl);
+	json_t *serving = json_object_get(json_object_get(root, "tuning"), "serving");
+	json_t *nu = json_object_get(serving, "neighbors_used");
+	json_t *cut = json_object_get(serving, "cutoff");
+	m->info.serve_neighbors_used = json_is_integer(nu) && json_integer_value(nu) >= 1 &&
+					       json_integer_value(nu) <= 100000
+				       ? (uint32_t)json_integer_value(nu)
+				       : 0;
+	m->info.serve_cutoff = json_is_number(cut) && json_number_value(cut) >= 0 &&
+				       json_number_value(cut) < 1
+			       ? (float)json_number_value(cut)
+			       : -1.0f;
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);
@@ -670,16 +683,29 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 		}
 		prev = off;
 	}
-	for (uint32_t p = 0; p < end; p++) {
-		neighbor nb = model_pair_at(b + head, p);
-		if (nb.item >= n) {
-			sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item, n);
-			return STORE_CORRUPT;
-		}
-		/* train keeps positive scores only; scoring relies on it. */
-		if (!(nb.score > 0.0f) || !isfinite(nb.score)) {
-			sb_addf(err, "%s: a neighbour score is not a positive number", path);
-			return STORE_CORRUPT;
+	/* train keeps positive scores, and in format 4 may follow them with
+	 * negative ones; scoring relies on the order of signs. */
+	bool negatives = m->info.format_version == MODEL_FORMAT_VERSION_NEGATIVES;
+	if (negatives)
+		m->nbr_pos = xcalloc((size_t)n + 1, sizeof(*m->nbr_pos));
+	for (uint32_t i = 0, p = 0; i < n; i++) {
+		uint32_t to;
+		memcpy(&to, b + 4 + 4 * ((size_t)i + 1), 4);
+		bool neg_seen = false;
+		for (; p < to; p++) {
+			neighbor nb = model_pair_at(b + head, p);
+			if (nb.item >= n) {
+				sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item, n);
+				return STORE_CORRUPT;
+			}
+			neg_seen |= negatives && nb.score < 0.0f;
+			if (!isfinite(nb.score) || !(neg_seen ? nb.score < 0.0f : nb.score > 0.0f)) {
+				sb_addf(err, "%s: a neighbour score is not a %s number", path,
+					negatives ? "non-zero" : "positive");
+				return STORE_CORRUPT;
+			}
+			if (negatives && !neg_seen)
+				m->nbr_pos[i]++;
 		}
 	}
 	m->nbr_offsets = b + 4;
@@ -803,6 +829,7 @@ void model_close(model *m)
 		mdb_env_close(m->env);
 	free(m->category_order);
 	free(m->item_slots);
+	free(m->nbr_pos);
 	free(m->meta_json);
 	free(m);
 }
@@ -954,14 +981,16 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 	const model *m = t->m;
 	uint32_t a, b;
 	if (idx >= m->info.n_items) {
-		out->data = NULL;
-		out->n = 0;
+		out->data = out->neg = NULL;
+		out->n = out->n_neg = 0;
 		return STORE_CORRUPT;
 	}
 	memcpy(&a, m->nbr_offsets + 4 * (size_t)idx, 4);
 	memcpy(&b, m->nbr_offsets + 4 * ((size_t)idx + 1), 4);
 	out->data = m->nbr_pairs + (size_t)a * sizeof(neighbor);
-	out->n = b - a;
+	out->n = m->nbr_pos ? m->nbr_pos[idx] : b - a;
+	out->neg = out->data + (size_t)out->n * sizeof(neighbor);
+	out->n_neg = b - a - out->n;
 	return 0;
 }
 
