@@ -18,6 +18,7 @@
 #include "store.h"
 #include "timefmt.h"
 #include "train.h"
+#include "tune.h"
 #include "util.h"
 
 #define CLI_DEFAULT_ALGO ALGO_EASE
@@ -39,11 +40,17 @@ const char train_flags_usage[] =
 	"  --ease-max-items N    EASE covers the N most popular items (default 20000)\n"
 	"  --threads N           training threads (default: number of cores)\n"
 	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode\n"
-	"  --strict              stop at the first bad row instead of skipping it\n";
+	"  --strict              stop at the first bad row instead of skipping it\n"
+	"  --no-tune             fit once with the parameters given or the defaults\n"
+	"                        (default: tune them on the data's own last days first)\n"
+	"  --tune-budget SECONDS time for tuning (default: about 5 single fits)\n"
+	"  --params-from DIR     take the parameters model DIR was tuned to (or trained\n"
+	"                        with), without searching again\n";
 
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
-	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE
+	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE, F_NO_TUNE, F_TUNE_BUDGET,
+	F_PARAMS_FROM
 };
 
 size_t train_flags_options(struct option *opts)
@@ -63,6 +70,9 @@ size_t train_flags_options(struct option *opts)
 		{ "catalog", required_argument, NULL, F_CATALOG },
 		{ "customers", required_argument, NULL, F_CUSTOMERS },
 		{ "exclude-customers", required_argument, NULL, F_EXCLUDE },
+		{ "no-tune", no_argument, NULL, F_NO_TUNE },
+		{ "tune-budget", required_argument, NULL, F_TUNE_BUDGET },
+		{ "params-from", required_argument, NULL, F_PARAMS_FROM },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -81,6 +91,14 @@ void train_flags_init(struct train_flags *f)
 	f->topt.event_weight[EVENT_VIEW] = TRAIN_DEFAULT_WEIGHT_VIEW;
 	f->topt.event_weight[EVENT_CART] = TRAIN_DEFAULT_WEIGHT_CART;
 	f->topt.event_weight[EVENT_PURCHASE] = TRAIN_DEFAULT_WEIGHT_PURCHASE;
+	rec_params_init(&f->serve);
+}
+
+void train_flags_release(struct train_flags *f)
+{
+	tune_result_free(f->tuning);
+	free(f->tuning);
+	f->tuning = NULL;
 }
 
 /* "view=0.2,cart=0.5,purchase=1": names not given keep their weight. */
@@ -114,6 +132,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (algo < 0)
 			return cli_usage_error(cmd, "--algo %s: expected cosine, jaccard, lift or ease", arg);
 		f->topt.algo = (enum algo)algo;
+		f->pinned |= TUNE_PIN_ALGO;
 		return 0;
 	}
 	case F_NEIGH:
@@ -124,11 +143,13 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (!cli_parse_double(arg, &d) || d <= 0 || d > 1e12)
 			return cli_usage_error(cmd, "--lambda %s: expected a number greater than 0", arg);
 		f->topt.lambda = (float)d;
+		f->pinned |= TUNE_PIN_LAMBDA;
 		return 0;
 	case F_HALF:
 		if (!cli_parse_double(arg, &d) || d < 0 || d > 1e6)
 			return cli_usage_error(cmd, "--half-life %s: expected days >= 0 (0: no decay)", arg);
 		f->topt.half_life_days = d;
+		f->pinned |= TUNE_PIN_HALF_LIFE;
 		return 0;
 	case F_ASOF:
 		if (time_parse(arg, strlen(arg), &f->as_of) != 0)
@@ -139,6 +160,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (!parse_weights(arg, f->topt.event_weight))
 			return cli_usage_error(cmd, "--event-weights %s: expected e.g. view=0.2,cart=0.5,purchase=1 "
 					       "(weights >= 0, not all 0)", arg);
+		f->pinned |= TUNE_PIN_WEIGHTS;
 		return 0;
 	case F_PATH:
 		if (strcmp(arg, "auto") == 0)
@@ -181,6 +203,17 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 	case F_EXCLUDE:
 		f->exclude = arg;
 		return 0;
+	case F_NO_TUNE:
+		f->no_tune = true;
+		return 0;
+	case F_TUNE_BUDGET:
+		if (!cli_parse_double(arg, &d) || !(d > 0) || d > 1e6)
+			return cli_usage_error(cmd, "--tune-budget %s: expected seconds > 0", arg);
+		f->tune_budget = d;
+		return 0;
+	case F_PARAMS_FROM:
+		f->params_from = arg;
+		return 0;
 	}
 	return 1;
 }
@@ -208,6 +241,17 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	*secs_ingest = util_monotonic() - t0;
 	*as_of = f->has_as_of ? f->as_of : ds->has_ts ? ds->ts_max : (int64_t)util_now();
 	f->topt.as_of = *as_of;
+	if (!f->no_tune || f->params_from) {
+		tune_options to = { .budget = f->tune_budget, .setup_secs = *secs_ingest,
+				    .pinned = f->pinned, .serve = f->serve,
+				    .verbose = progress_enabled() };
+		f->tuning = xcalloc(1, sizeof(*f->tuning));
+		int rc = f->params_from ? tune_from_model(f->params_from, &f->topt, &to, f->tuning, err)
+					: tune_run(ds, &f->topt, &to, f->tuning, err);
+		if (rc != 0)
+			goto out;
+		f->topt = f->tuning->chosen;
+	}
 	if (train_run(ds, &f->topt, r, err) != 0) {
 		strbuf msg = STRBUF_INIT;
 		sb_addf(&msg, "%s: %s", path, err->buf);
@@ -274,6 +318,13 @@ static char *meta_json(const struct train_flags *f, const dataset *ds, const tra
 		(json_int_t)r->nnz, "rows_read", (json_int_t)ds->records, "rows_skipped",
 		(json_int_t)ds->skipped, "categories",
 		(json_int_t)(ds->categories ? idmap_count(ds->categories) : 0));
+	if (root && r->k_neg) {
+		/* Negative weights in the lists: format 4 (store.h). */
+		json_object_set_new(root, "format_version", json_integer(MODEL_FORMAT_VERSION_NEGATIVES));
+		json_object_set_new(params, "negatives", json_integer(r->k_neg));
+	}
+	if (root && f->tuning)
+		json_object_set_new(root, "tuning", tune_result_json(f->tuning));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;
@@ -470,6 +521,8 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 		secs[0], r->secs_matrix, r->secs_gram, r->secs_similarity, secs[1]);
 	fprintf(stderr, "memory     peak RSS %.0f MiB\n", (double)util_peak_rss() / 1048576.0);
 	fprintf(stderr, "written    %s (%.1f MiB)\n", path.buf, mb);
+	if (f->tuning)
+		tune_print(f->tuning, stderr);
 	sb_release(&path);
 }
 
@@ -545,6 +598,7 @@ int cmd_train(int argc, char **argv)
 		print_summary(out, &f, &ds, &r, secs);
 	ret = EXIT_OK;
 out:
+	train_flags_release(&f);
 	train_result_free(&r);
 	dataset_free(&ds);
 	sb_release(&err);

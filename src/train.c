@@ -576,38 +576,66 @@ static void *dense_worker(void *arg)
 	uint32_t m = job->m, lo, hi, kneg = job->negatives, kpos = r->k - kneg;
 	neighbor *scratch = xmallocarray(r->k, sizeof(*scratch));
 	float *score = xmallocarray(m ? m : 1, sizeof(*score));
+	/* A K near the row's length makes the heap cost a sift per score: then
+	 * the candidates are gathered and selected at once (the same pairs in
+	 * the same order, topk.h). */
+	bool gather = (uint64_t)r->k * 8 >= m;
+	neighbor *cand = gather ? xmallocarray(2 * (size_t)(m ? m : 1), sizeof(*cand)) : NULL;
 
 	while (take_rows(job, &lo, &hi)) {
 		for (uint32_t i = lo; i < hi; i++) {
-			topk t, tn;
-			topk_init(&t, scratch, kpos);
-			topk_init(&tn, scratch + kpos, kneg);
-			score_row(job->algo, job->G + (size_t)i * m, job->diag[i], job->diag, m, score);
-			/* Once the heap is full most scores fail the first test. */
-			float floor = 0.0f, neg_floor = 0.0f;
-			for (uint32_t j = 0; j < m; j++) {
-				float s = score[j];
-				if (kneg && s < 0.0f && -s >= neg_floor && j != i && isfinite(s)) {
-					/* The strongest negatives: a heap of sizes. */
-					topk_push(&tn, job->items ? job->items[j] : j, -s);
-					neg_floor = MAX(topk_threshold(&tn), 0.0f);
-				}
-				if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
-					continue;
-				topk_push(&t, job->items ? job->items[j] : j, s);
-				floor = MAX(topk_threshold(&t), 0.0f);
-			}
 			uint32_t item = job->items ? job->items[i] : i;
-			uint32_t got = topk_sort(&t), got_neg = topk_sort(&tn);
 			neighbor *dst = r->nbrs + (size_t)item * r->k;
-			memcpy(dst, t.heap, (size_t)got * sizeof(neighbor));
-			for (uint32_t q = 0; q < got_neg; q++)
-				dst[got + q] = (neighbor){ tn.heap[q].item, -tn.heap[q].score };
+			uint32_t got, got_neg;
+			score_row(job->algo, job->G + (size_t)i * m, job->diag[i], job->diag, m, score);
+			if (gather) {
+				neighbor *pos = cand, *neg = cand + m;
+				uint32_t np = 0, nn = 0;
+				for (uint32_t j = 0; j < m; j++) {
+					float s = score[j];
+					if (j == i || !isfinite(s))
+						continue;
+					uint32_t id = job->items ? job->items[j] : j;
+					if (s > 0.0f)
+						pos[np++] = (neighbor){ id, s };
+					else if (kneg && s < 0.0f)
+						neg[nn++] = (neighbor){ id, -s };
+				}
+				got = topk_select(pos, np, kpos);
+				got_neg = topk_select(neg, nn, kneg);
+				memcpy(dst, pos, (size_t)got * sizeof(neighbor));
+				for (uint32_t q = 0; q < got_neg; q++)
+					dst[got + q] = (neighbor){ neg[q].item, -neg[q].score };
+			} else {
+				topk t, tn;
+				topk_init(&t, scratch, kpos);
+				topk_init(&tn, scratch + kpos, kneg);
+				/* Once the heap is full most scores fail the first test. */
+				float floor = 0.0f, neg_floor = 0.0f;
+				for (uint32_t j = 0; j < m; j++) {
+					float s = score[j];
+					if (kneg && s < 0.0f && -s >= neg_floor && j != i && isfinite(s)) {
+						/* The strongest negatives: a heap of sizes. */
+						topk_push(&tn, job->items ? job->items[j] : j, -s);
+						neg_floor = MAX(topk_threshold(&tn), 0.0f);
+					}
+					if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
+						continue;
+					topk_push(&t, job->items ? job->items[j] : j, s);
+					floor = MAX(topk_threshold(&t), 0.0f);
+				}
+				got = topk_sort(&t);
+				got_neg = topk_sort(&tn);
+				memcpy(dst, t.heap, (size_t)got * sizeof(neighbor));
+				for (uint32_t q = 0; q < got_neg; q++)
+					dst[got + q] = (neighbor){ tn.heap[q].item, -tn.heap[q].score };
+			}
 			r->n_nbrs[item] = got + got_neg;
 			if (r->n_neg)
 				r->n_neg[item] = got_neg;
 		}
 	}
+	free(cand);
 	free(score);
 	free(scratch);
 	return NULL;

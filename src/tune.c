@@ -1,0 +1,1067 @@
+/*
+ * tune: the validation split, the candidates' fits and scores, the search.
+ * See tune.h for what is searched and why in that order.
+ */
+#include "tune.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eval.h"
+#include "progress.h"
+#include "store.h"
+#include "timefmt.h"
+#include "util.h"
+
+#define TUNE_K 10                /* nDCG@10, as the issue and eval's default */
+#define TUNE_MAX_NEIGHBORS 1000u /* K the candidates keep (the flags' limit) */
+#define TUNE_MAX_NEGATIVES 100u  /* negative weights they keep */
+/* The candidates' neighbour tables stay under this (K is lowered to fit). */
+#define TUNE_MAX_TABLE_BYTES (512ull << 20)
+/* The winner must beat the defaults by this many standard errors of the
+ * paired difference. */
+#define TUNE_NOISE_SE 2.0
+#define TUNE_SEED 0x5eed5eedull
+
+static const double holdout_shares[] = { 0.10, 0.20, 0.30 };
+
+/* ---- the split ---------------------------------------------------------- */
+
+struct pair {
+	uint32_t customer, item;
+	float qty; /* net purchased units (train side) */
+};
+
+static int by_pair(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+	if (x->customer != y->customer)
+		return x->customer < y->customer ? -1 : 1;
+	return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static int by_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	return x ^ (x >> 33);
+}
+
+/* The validation split: the training part as a dataset sharing ds's id
+ * maps (rows owned), and the customers to score with their relevant items:
+ * rel[rel_off[u] .. rel_off[u+1]) for customer cust[u], ascending. */
+struct split {
+	dataset sub;
+	uint32_t *cust;
+	uint64_t *rel_off;
+	uint32_t *rel;
+	uint32_t n;
+};
+
+static void split_free(struct split *s)
+{
+	free(s->sub.rows);
+	free(s->cust);
+	free(s->rel_off);
+	free(s->rel);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Net purchased units per (customer, item) over rows where keep(row) says
+ * train, sorted; *n_out pairs. */
+static struct pair *train_purchases(const dataset *ds, const uint8_t *train_row, size_t *n_out)
+{
+	struct pair *p = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*p));
+	size_t n = 0;
+	for (size_t i = 0; i < ds->n_rows; i++) {
+		const interaction *r = &ds->rows[i];
+		if (train_row[i] && r->event == EVENT_PURCHASE)
+			p[n++] = (struct pair){ r->customer, r->item, r->quantity };
+	}
+	qsort(p, n, sizeof(*p), by_pair);
+	size_t u = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (u && p[u - 1].customer == p[i].customer && p[u - 1].item == p[i].item)
+			p[u - 1].qty += p[i].qty;
+		else
+			p[u++] = p[i];
+	}
+	*n_out = u;
+	return p;
+}
+
+static bool bought_before(const struct pair *tp, size_t n, uint32_t c, uint32_t i)
+{
+	struct pair key = { c, i, 0 };
+	const struct pair *hit = bsearch(&key, tp, n, sizeof(*tp), by_pair);
+	return hit && hit->qty > 0;
+}
+
+/* Builds the split from train_row[] (1: the row trains) and the held-out
+ * purchases val[0..n_val) (customer, item pairs): relevant are those whose
+ * customer and item both have a training row and that the customer had not
+ * bought before, as eval counts them. Returns the customers scored. */
+static uint32_t split_build(const dataset *ds, const uint8_t *train_row, struct pair *val,
+			    size_t n_val, struct split *s)
+{
+	uint32_t nc = idmap_count(ds->customers), ni = idmap_count(ds->items);
+	uint8_t *cust_seen = xcalloc(nc ? nc : 1, 1), *item_seen = xcalloc(ni ? ni : 1, 1);
+	memset(&s->sub, 0, sizeof(s->sub));
+	s->sub = *ds; /* the id maps and catalog are shared, read-only */
+	s->sub.rows = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(interaction));
+	s->sub.n_rows = 0;
+	s->sub.has_ts = false;
+	for (size_t i = 0; i < ds->n_rows; i++) {
+		if (!train_row[i])
+			continue;
+		const interaction *r = &ds->rows[i];
+		s->sub.rows[s->sub.n_rows++] = *r;
+		cust_seen[r->customer] = item_seen[r->item] = 1;
+		if (ds->has_ts) {
+			if (!s->sub.has_ts || r->ts < s->sub.ts_min)
+				s->sub.ts_min = r->ts;
+			if (!s->sub.has_ts || r->ts > s->sub.ts_max)
+				s->sub.ts_max = r->ts;
+			s->sub.has_ts = true;
+		}
+	}
+	s->sub.cap_rows = s->sub.n_rows;
+	size_t n_tp;
+	struct pair *tp = train_purchases(ds, train_row, &n_tp);
+	qsort(val, n_val, sizeof(*val), by_pair);
+	s->cust = xmallocarray(n_val ? n_val : 1, sizeof(*s->cust));
+	s->rel_off = xmallocarray(n_val + 1, sizeof(*s->rel_off));
+	s->rel = xmallocarray(n_val ? n_val : 1, sizeof(*s->rel));
+	s->n = 0;
+	uint64_t nr = 0;
+	for (size_t i = 0; i < n_val;) {
+		size_t j = i;
+		uint64_t start = nr;
+		for (; j < n_val && val[j].customer == val[i].customer; j++) {
+			const struct pair *p = &val[j];
+			if (j > i && p->item == val[j - 1].item)
+				continue;
+			if (!cust_seen[p->customer] || !item_seen[p->item] ||
+			    bought_before(tp, n_tp, p->customer, p->item))
+				continue;
+			s->rel[nr++] = p->item;
+		}
+		if (nr > start) {
+			s->cust[s->n] = val[i].customer;
+			s->rel_off[s->n++] = start;
+		}
+		i = j;
+	}
+	s->rel_off[s->n] = nr;
+	free(tp);
+	free(cust_seen);
+	free(item_seen);
+	return s->n;
+}
+
+/* By time: the purchases on the last `share` of the distinct days. */
+static uint32_t split_by_time(const dataset *ds, const int64_t *days, size_t n_days, double share,
+			      struct split *s, int64_t *cut)
+{
+	size_t hold = (size_t)ceil(share * (double)n_days);
+	hold = MAX(hold, (size_t)1);
+	*cut = days[n_days - hold] * 86400;
+	uint8_t *train_row = xmallocarray(ds->n_rows ? ds->n_rows : 1, 1);
+	struct pair *val = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*val));
+	size_t n_val = 0;
+	for (size_t i = 0; i < ds->n_rows; i++) {
+		const interaction *r = &ds->rows[i];
+		train_row[i] = r->ts < *cut;
+		if (!train_row[i] && r->event == EVENT_PURCHASE && r->quantity > 0)
+			val[n_val++] = (struct pair){ r->customer, r->item, 0 };
+	}
+	uint32_t n = split_build(ds, train_row, val, n_val, s);
+	free(val);
+	free(train_row);
+	return n;
+}
+
+/* Without time: a fifth of the purchased items of each customer with three
+ * or more, chosen by a seeded hash (at least one item stays). */
+static uint32_t split_random(const dataset *ds, struct split *s)
+{
+	uint8_t *all = xmallocarray(ds->n_rows ? ds->n_rows : 1, 1);
+	memset(all, 1, ds->n_rows ? ds->n_rows : 1);
+	size_t n;
+	struct pair *p = train_purchases(ds, all, &n);
+	/* held[k]: pair k is held out */
+	uint8_t *held = xcalloc(n ? n : 1, 1);
+	for (size_t i = 0; i < n;) {
+		size_t j = i, bought = 0, kept = 0;
+		for (; j < n && p[j].customer == p[i].customer; j++)
+			bought += p[j].qty > 0;
+		if (bought >= 3) {
+			for (size_t k = i; k < j; k++) {
+				uint64_t h = mix64(TUNE_SEED ^ ((uint64_t)p[k].customer << 32 | p[k].item));
+				held[k] = p[k].qty > 0 && h % 5 == 0;
+				kept += !held[k];
+			}
+			for (size_t k = i; k < j && kept == 0; k++)
+				if (held[k]) {
+					held[k] = 0;
+					kept = 1;
+				}
+		}
+		i = j;
+	}
+	struct pair *val = xmallocarray(n ? n : 1, sizeof(*val));
+	size_t n_val = 0;
+	for (size_t k = 0; k < n; k++)
+		if (held[k])
+			val[n_val++] = p[k];
+	/* Every row of a held-out pair leaves training, views included. */
+	for (size_t i = 0; i < ds->n_rows; i++) {
+		struct pair key = { ds->rows[i].customer, ds->rows[i].item, 0 };
+		const struct pair *hit = bsearch(&key, p, n, sizeof(*p), by_pair);
+		all[i] = !(hit && held[hit - p]);
+	}
+	uint32_t got = split_build(ds, all, val, n_val, s);
+	free(val);
+	free(held);
+	free(p);
+	free(all);
+	return got;
+}
+
+/* ---- fitted candidates and their scores -------------------------------- */
+
+struct fitted {
+	train_result r;
+	uint32_t *n_pos;   /* positives per list */
+	neighbor *popular; /* the model's popular list */
+	double secs;       /* training, this fit's share */
+	bool live;
+};
+
+static int pop_cmp(const void *a, const void *b)
+{
+	const neighbor *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static void fitted_free(struct fitted *f)
+{
+	if (!f->live)
+		return;
+	train_result_free(&f->r);
+	free(f->n_pos);
+	free(f->popular);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Derives the scoring tables; `hist` (may be f itself) gives the popular
+ * list when f holds only neighbour lists. */
+static void fitted_finish(struct fitted *f, const train_result *hist)
+{
+	uint32_t n = f->r.n_items;
+	f->n_pos = xmallocarray(n ? n : 1, sizeof(*f->n_pos));
+	for (uint32_t i = 0; i < n; i++)
+		f->n_pos[i] = f->r.n_nbrs[i] - (f->r.n_neg ? f->r.n_neg[i] : 0);
+	f->popular = xmallocarray(n ? n : 1, sizeof(*f->popular));
+	for (uint32_t i = 0; i < n; i++)
+		f->popular[i] = (neighbor){ i, hist->recent[i] };
+	qsort(f->popular, n, sizeof(*f->popular), pop_cmp);
+	f->live = true;
+}
+
+/* Per scoring run, shared by its threads. */
+struct score_job {
+	const struct split *s;
+	const train_result *hist; /* histories */
+	rec_table table;
+	rec_params knobs;
+	double *ndcg, *recall; /* per validation customer */
+	uint8_t *shown;        /* per item */
+	uint32_t next;         /* next customer (atomic) */
+};
+
+static void *score_worker(void *arg)
+{
+	struct score_job *job = arg;
+	const struct split *s = job->s;
+	rec_ctx *ctx = rec_ctx_create(job->table.n_items);
+	rec_ctx_configure(ctx, &job->knobs);
+	rec_result *res = xmalloc(sizeof(*res));
+	uint32_t recs[REC_MAX_N];
+	for (;;) {
+		uint32_t u0 = __atomic_fetch_add(&job->next, 64, __ATOMIC_RELAXED);
+		if (u0 >= s->n)
+			break;
+		uint32_t u1 = MIN(u0 + 64, s->n);
+		for (uint32_t u = u0; u < u1; u++) {
+			uint32_t c = s->cust[u];
+			const train_result *h = job->hist;
+			uint64_t a = h->hist_off[c], b = h->hist_off[c + 1];
+			rec_for_table(ctx, &job->table, h->hist + a, (uint32_t)(b - a), TUNE_K, res);
+			for (uint32_t r = 0; r < res->n; r++) {
+				recs[r] = res->items[r].item;
+				__atomic_store_n(&job->shown[recs[r]], 1, __ATOMIC_RELAXED);
+			}
+			const uint32_t *rel = s->rel + s->rel_off[u];
+			uint32_t n_rel = (uint32_t)(s->rel_off[u + 1] - s->rel_off[u]);
+			eval_totals t = { 0 };
+			eval_add(&t, recs, res->n, rel, n_rel, TUNE_K);
+			job->ndcg[u] = t.ndcg;
+			job->recall[u] = t.recall;
+		}
+	}
+	free(res);
+	rec_ctx_free(ctx);
+	return NULL;
+}
+
+/* Scores fit f (histories from `hist`) with knobs into c's figures and
+ * ndcg[] (per validation customer). Sums run in customer order, so the
+ * figures do not depend on the threads. */
+static void score(const struct split *s, const struct fitted *f, const train_result *hist,
+		  const rec_params *knobs, uint32_t threads, double *ndcg, tune_candidate *c)
+{
+	double t0 = util_monotonic();
+	uint32_t ni = f->r.n_items;
+	struct score_job job = {
+		.s = s, .hist = hist,
+		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni },
+		.knobs = *knobs, .ndcg = ndcg,
+		.recall = xmallocarray(s->n ? s->n : 1, sizeof(double)),
+		.shown = xcalloc(ni ? ni : 1, 1),
+	};
+	util_run_parallel(MIN(threads, MAX(s->n / 256, 1u)), score_worker, &job);
+	double sum = 0, sq = 0, rec = 0;
+	for (uint32_t u = 0; u < s->n; u++) {
+		sum += ndcg[u];
+		sq += ndcg[u] * ndcg[u];
+		rec += job.recall[u];
+	}
+	uint32_t covered = 0;
+	for (uint32_t i = 0; i < ni; i++)
+		covered += job.shown[i];
+	double n = s->n ? s->n : 1;
+	c->ndcg = sum / n;
+	double var = s->n > 1 ? (sq - sum * sum / n) / (n - 1) : 0;
+	c->ndcg_se = var > 0 ? sqrt(var / n) : 0;
+	c->recall = rec / n;
+	c->coverage = ni ? (double)covered / ni : 0;
+	c->serve = *knobs;
+	c->secs = f->secs + (util_monotonic() - t0);
+	free(job.recall);
+	free(job.shown);
+}
+
+/* ---- the search --------------------------------------------------------- */
+
+struct search {
+	const tune_options *opt;
+	const struct split *s;
+	tune_result *out;
+	train_options base;  /* K and negatives for the candidates */
+	uint32_t threads;
+	double t0, budget;
+	uint32_t cap;        /* room in out->cands */
+	/* the best so far: its fit (owned), figures and per-customer nDCG */
+	struct fitted best_fit;
+	tune_candidate best;
+	uint32_t best_idx;
+	double *best_ndcg, *scratch_ndcg, *base_ndcg;
+	double fit_secs[ALGO_COUNT]; /* the last fit's seconds, per algorithm */
+	double score_secs;           /* the last scoring's seconds */
+	bool has_neg;                /* EASE candidates keep negatives */
+	strbuf *err;
+};
+
+static double elapsed(const struct search *S)
+{
+	return util_monotonic() - S->t0;
+}
+
+/* Whether `secs` more fit in the budget; marks the result when not. */
+static bool affordable(struct search *S, double secs)
+{
+	if (S->budget <= 0 || elapsed(S) + secs <= S->budget)
+		return true;
+	S->out->budget_hit = true;
+	return false;
+}
+
+static void describe(FILE *f, const tune_candidate *c)
+{
+	fprintf(f, "%-8s", algo_name(c->algo));
+	if (c->algo == ALGO_EASE)
+		fprintf(f, " λ %-6g", (double)c->lambda);
+	else
+		fprintf(f, "         ");
+	if (c->half_life_days > 0)
+		fprintf(f, " half-life %6.1fd", c->half_life_days);
+	else
+		fprintf(f, " half-life   none");
+	fprintf(f, " used %4u cutoff %-5g neg %3u", c->serve.neighbors_used,
+		(double)c->serve.cutoff, c->serve.negatives_used);
+}
+
+/* Records candidate c; makes it the best if it is. Returns whether it is. */
+static bool record(struct search *S, const tune_candidate *c, const double *ndcg)
+{
+	tune_result *out = S->out;
+	if (out->n_cands == S->cap) {
+		S->cap = S->cap ? 2 * S->cap : 32;
+		out->cands = xreallocarray(out->cands, S->cap, sizeof(*out->cands));
+	}
+	uint32_t idx = out->n_cands++;
+	out->cands[idx] = *c;
+	/* Strictly better only: earlier (cheaper, nearer the defaults) wins ties. */
+	bool better = idx == 0 || c->ndcg > S->best.ndcg;
+	if (better) {
+		S->best = *c;
+		S->best_idx = idx;
+		memcpy(S->best_ndcg, ndcg, (size_t)S->s->n * sizeof(double));
+	}
+	if (S->opt->verbose) {
+		fprintf(stderr, "tune %3u %-9s ", idx + 1, c->step);
+		describe(stderr, c);
+		fprintf(stderr, "  nDCG %.4f ±%.4f recall %.4f coverage %.3f %6.2fs%s\n", c->ndcg,
+			c->ndcg_se, c->recall, c->coverage, c->secs, better ? "  *" : "");
+	}
+	return better;
+}
+
+/* Options for candidate c's fit. */
+static train_options fit_options(const struct search *S, const tune_candidate *c)
+{
+	train_options o = S->base;
+	o.algo = c->algo;
+	o.lambda = c->lambda;
+	o.half_life_days = c->half_life_days;
+	memcpy(o.event_weight, c->event_weight, sizeof(o.event_weight));
+	o.negatives = c->algo == ALGO_EASE && S->has_neg ? S->base.negatives : 0;
+	o.as_of = S->s->sub.has_ts ? S->s->sub.ts_max : S->base.as_of;
+	return o;
+}
+
+/* Keeps f as the best fit when its candidate won; frees it otherwise. */
+static void keep_or_free(struct search *S, struct fitted *f, bool won)
+{
+	if (won) {
+		fitted_free(&S->best_fit);
+		S->best_fit = *f;
+		memset(f, 0, sizeof(*f));
+	} else {
+		fitted_free(f);
+	}
+}
+
+/* Scores fit f at knobs and records it under `step`; true if it won. */
+static bool try_knobs(struct search *S, const struct fitted *f, tune_candidate c,
+		      const rec_params *knobs, const char *step)
+{
+	c.step = step;
+	score(S->s, f, &f->r, knobs, S->threads, S->scratch_ndcg, &c);
+	c.secs -= f->secs; /* the fit was counted where it was made */
+	S->score_secs = c.secs;
+	return record(S, &c, S->scratch_ndcg);
+}
+
+/* Fits the candidates cands[0..n) that differ only in lambda (EASE) or one
+ * (any algorithm), scores each at the best knobs so far, records them.
+ * Returns 0 or -1 (error in S->err). */
+static int fit_and_score(struct search *S, tune_candidate *cands, uint32_t n, const char *step)
+{
+	train_options o = fit_options(S, &cands[0]);
+	float lambdas[16];
+	struct fitted f[16];
+	assert(n >= 1 && n <= 16);
+	memset(f, 0, sizeof(f));
+	for (uint32_t l = 0; l < n; l++)
+		lambdas[l] = cands[l].lambda;
+	train_result more[15];
+	double t = util_monotonic();
+	if (train_run_lambdas(&S->s->sub, &o, lambdas, n, &f[0].r, more, S->err) != 0) {
+		/* A candidate training cannot do (Cholesky failing at a small
+		 * lambda) is no candidate; anything else is the caller's. */
+		train_result_free(&f[0].r);
+		for (uint32_t l = 1; l < n; l++)
+			train_result_free(&more[l - 1]);
+		if (o.algo == ALGO_EASE && n > 1) {
+			sb_reset(S->err);
+			return 0;
+		}
+		return -1;
+	}
+	for (uint32_t l = 1; l < n; l++)
+		f[l].r = more[l - 1];
+	double secs = util_monotonic() - t;
+	S->fit_secs[o.algo] = secs / (o.algo == ALGO_EASE ? n : 1);
+	for (uint32_t l = 0; l < n; l++) {
+		fitted_finish(&f[l], &f[0].r);
+		f[l].secs = secs / n;
+	}
+	int won = -1;
+	for (uint32_t l = 0; l < n; l++) {
+		rec_params k = S->best.serve;
+		if (cands[l].algo != ALGO_EASE)
+			k.negatives_used = 0;
+		cands[l].step = step;
+		score(S->s, &f[l], &f[0].r, &k, S->threads, S->scratch_ndcg, &cands[l]);
+		S->score_secs = cands[l].secs - f[l].secs;
+		if (record(S, &cands[l], S->scratch_ndcg))
+			won = (int)l;
+	}
+	/* The winner keeps the histories it was scored with. */
+	if (won > 0) {
+		struct fitted *w = &f[won];
+		w->r.hist_off = f[0].r.hist_off;
+		w->r.hist = f[0].r.hist;
+		w->r.popularity = f[0].r.popularity;
+		w->r.recent = f[0].r.recent;
+		f[0].r.hist_off = NULL;
+		f[0].r.hist = NULL;
+		f[0].r.popularity = NULL;
+		f[0].r.recent = NULL;
+	}
+	for (uint32_t l = 0; l < n; l++)
+		keep_or_free(S, &f[l], (int)l == won);
+	return 0;
+}
+
+/* The serving knobs, one at a time from the best so far, on the best fit. */
+static void search_knobs(struct search *S)
+{
+	static const uint32_t used[] = { 10, 30, 100, 300, 1000 };
+	static const float cutoffs[] = { 0.0f, 0.02f, 0.05f, 0.1f, 0.2f };
+	static const uint32_t negs[] = { 0, 10, 30, 100 };
+	unsigned pin = S->opt->pinned;
+	const struct fitted *f = &S->best_fit;
+	uint32_t kmax = f->r.k - f->r.k_neg;
+	for (int knob = 0; knob < 3; knob++) {
+		tune_candidate base = S->best;
+		if (knob == 0 && !(pin & TUNE_PIN_NEIGHBORS_USED)) {
+			for (size_t i = 0; i < ARRAY_SIZE(used); i++) {
+				uint32_t u = MIN(used[i], kmax);
+				if (u == base.serve.neighbors_used || (i > 0 && MIN(used[i - 1], kmax) == u) ||
+				    !affordable(S, S->score_secs))
+					continue;
+				rec_params k = base.serve;
+				k.neighbors_used = u;
+				try_knobs(S, &S->best_fit, base, &k, "serving");
+			}
+		} else if (knob == 1 && !(pin & TUNE_PIN_CUTOFF)) {
+			for (size_t i = 0; i < ARRAY_SIZE(cutoffs); i++) {
+				if (cutoffs[i] == base.serve.cutoff || !affordable(S, S->score_secs))
+					continue;
+				rec_params k = base.serve;
+				k.cutoff = cutoffs[i];
+				try_knobs(S, &S->best_fit, base, &k, "serving");
+			}
+		} else if (knob == 2 && !(pin & TUNE_PIN_NEGATIVES) && f->r.k_neg) {
+			for (size_t i = 0; i < ARRAY_SIZE(negs); i++) {
+				uint32_t g = MIN(negs[i], f->r.k_neg);
+				if (g == base.serve.negatives_used || !affordable(S, S->score_secs))
+					continue;
+				rec_params k = base.serve;
+				k.negatives_used = g;
+				try_knobs(S, &S->best_fit, base, &k, "serving");
+			}
+		}
+	}
+}
+
+/* The median gap, in days, between a customer's distinct purchase days,
+ * over every customer with two or more; 0 when there is none. */
+static double purchase_rhythm(const dataset *ds)
+{
+	size_t n = 0;
+	struct pair *p = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*p));
+	for (size_t i = 0; i < ds->n_rows; i++) {
+		const interaction *r = &ds->rows[i];
+		if (r->event == EVENT_PURCHASE && r->quantity > 0)
+			p[n++] = (struct pair){ r->customer, (uint32_t)(r->ts / 86400), 0 };
+	}
+	qsort(p, n, sizeof(*p), by_pair);
+	int64_t *gaps = xmallocarray(n ? n : 1, sizeof(*gaps));
+	size_t ng = 0;
+	for (size_t i = 1; i < n; i++)
+		if (p[i].customer == p[i - 1].customer && p[i].item != p[i - 1].item)
+			gaps[ng++] = (int64_t)p[i].item - p[i - 1].item;
+	double med = 0;
+	if (ng) {
+		qsort(gaps, ng, sizeof(*gaps), by_i64);
+		med = (double)gaps[ng / 2];
+	}
+	free(gaps);
+	free(p);
+	return med;
+}
+
+/* Half-lives to try: none, and 1, 3 and 10 times the purchase rhythm,
+ * within a day and twice the span, no two within a factor 1.5. */
+static uint32_t half_lives(const dataset *sub, double out[5])
+{
+	uint32_t n = 0;
+	out[n++] = 0;
+	if (!sub->has_ts)
+		return n;
+	double span = (double)(sub->ts_max - sub->ts_min) / 86400.0;
+	double g = purchase_rhythm(sub);
+	if (!(g > 0))
+		g = span / 10;
+	const double mult[] = { 1, 3, 10 };
+	for (size_t i = 0; i < ARRAY_SIZE(mult); i++) {
+		double h = g * mult[i];
+		h = MIN(MAX(h, 1.0), MAX(2 * span, 1.0));
+		h = round(h * 10) / 10;
+		bool near = false;
+		for (uint32_t j = 1; j < n; j++)
+			near |= h < out[j] * 1.5 && out[j] < h * 1.5;
+		if (!near)
+			out[n++] = h;
+	}
+	return n;
+}
+
+static tune_candidate candidate_from(const train_options *o, const rec_params *k)
+{
+	tune_candidate c = { 0 };
+	c.algo = o->algo;
+	c.lambda = o->lambda > 0 ? o->lambda : TRAIN_DEFAULT_LAMBDA;
+	c.half_life_days = o->half_life_days;
+	memcpy(c.event_weight, o->event_weight, sizeof(c.event_weight));
+	c.serve = *k;
+	return c;
+}
+
+static int search_run(struct search *S)
+{
+	const tune_options *opt = S->opt;
+	unsigned pin = opt->pinned;
+	tune_candidate c;
+
+	/* 1. The defaults (or the flags given): the baseline. */
+	rec_params dk;
+	rec_params_init(&dk);
+	dk.negatives_used = 0;
+	if (pin & TUNE_PIN_NEIGHBORS_USED)
+		dk.neighbors_used = opt->serve.neighbors_used;
+	if (pin & TUNE_PIN_CUTOFF)
+		dk.cutoff = opt->serve.cutoff;
+	c = candidate_from(&S->base, &dk);
+	S->best.serve = dk;
+	if (fit_and_score(S, &c, 1, "defaults") != 0)
+		return -1;
+	memcpy(S->base_ndcg, S->best_ndcg, (size_t)S->s->n * sizeof(double));
+	if (S->budget <= 0)
+		S->budget = TUNE_BUDGET_FITS * (opt->setup_secs + S->out->cands[0].secs);
+	S->budget = MAX(S->budget, TUNE_MIN_BUDGET);
+	if (opt->budget > 0)
+		S->budget = opt->budget;
+	S->out->budget = S->budget;
+
+	/* 2. The serving knobs of the baseline model. */
+	search_knobs(S);
+
+	/* 3. Half-life, at the best lambda and algorithm so far. */
+	if (!(pin & TUNE_PIN_HALF_LIFE)) {
+		double hl[5];
+		uint32_t n = half_lives(&S->s->sub, hl);
+		double start = S->best.half_life_days;
+		for (uint32_t i = 0; i < n; i++) {
+			if (hl[i] == start || !affordable(S, S->fit_secs[S->best.algo] + S->score_secs))
+				continue;
+			c = S->best;
+			c.half_life_days = hl[i];
+			if (fit_and_score(S, &c, 1, "half-life") != 0)
+				return -1;
+		}
+	}
+
+	/* 4. Lambda, coarse then fine, on one Gram matrix each. */
+	if (S->best.algo == ALGO_EASE && !(pin & TUNE_PIN_LAMBDA)) {
+		for (int round = 0; round < 2; round++) {
+			float center = S->best.lambda, step = round == 0 ? 4.0f : 2.0f;
+			const float mults[] = { 1 / (step * step), 1 / step, step, step * step };
+			tune_candidate cs[4];
+			uint32_t n = 0;
+			for (size_t i = 0; i < ARRAY_SIZE(mults); i++) {
+				if (round == 1 && (i == 0 || i == 3))
+					continue;
+				cs[n] = S->best;
+				cs[n].lambda = center * mults[i];
+				n++;
+			}
+			double cost = S->fit_secs[ALGO_EASE] * (n + 0.5) + S->score_secs * n;
+			if (!affordable(S, cost))
+				break;
+			if (fit_and_score(S, cs, n, "lambda") != 0)
+				return -1;
+		}
+	}
+
+	/* 5. The other algorithms, at the best half-life; lift only stays if
+	 * it wins. */
+	if (!(pin & TUNE_PIN_ALGO)) {
+		const enum algo others[] = { ALGO_EASE, ALGO_COSINE, ALGO_JACCARD, ALGO_LIFT };
+		tune_candidate from = S->best;
+		for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
+			if (others[i] == from.algo)
+				continue;
+			double cost = (S->fit_secs[others[i]] > 0 ? S->fit_secs[others[i]]
+								  : S->fit_secs[from.algo]) +
+				      S->score_secs;
+			if (!affordable(S, cost))
+				continue;
+			c = from;
+			c.algo = others[i];
+			c.lambda = others[i] == ALGO_EASE ? TRAIN_DEFAULT_LAMBDA : from.lambda;
+			if (fit_and_score(S, &c, 1, "algorithm") != 0)
+				return -1;
+		}
+	}
+
+	/* 6. Event weights, when views or carts are there to weigh. */
+	bool others_seen = false;
+	for (size_t i = 0; i < S->s->sub.n_rows && !others_seen; i++)
+		others_seen = S->s->sub.rows[i].event != EVENT_PURCHASE;
+	if (others_seen && !(pin & TUNE_PIN_WEIGHTS)) {
+		const float scale[] = { 0.25f, 2.0f };
+		tune_candidate from = S->best;
+		for (size_t i = 0; i < ARRAY_SIZE(scale); i++) {
+			if (!affordable(S, S->fit_secs[from.algo] + S->score_secs))
+				break;
+			c = from;
+			c.event_weight[EVENT_VIEW] = MIN(from.event_weight[EVENT_VIEW] * scale[i], 1.0f);
+			c.event_weight[EVENT_CART] = MIN(from.event_weight[EVENT_CART] * scale[i], 1.0f);
+			if (fit_and_score(S, &c, 1, "weights") != 0)
+				return -1;
+		}
+	}
+
+	/* 7. The serving knobs of the winner. */
+	search_knobs(S);
+	return 0;
+}
+
+/* ---- the public face ---------------------------------------------------- */
+
+static void set_defaults_kept(tune_result *out, const train_options *base)
+{
+	out->tuned = false;
+	out->best = 0;
+	out->chosen = *base;
+	rec_params_init(&out->serve);
+}
+
+int tune_run(const dataset *ds, const train_options *base, const tune_options *opt,
+	     tune_result *out, strbuf *err)
+{
+	memset(out, 0, sizeof(*out));
+	double t0 = util_monotonic();
+	set_defaults_kept(out, base);
+	struct split s = { 0 };
+	uint32_t got = 0;
+
+	/* The split: by time when there are days to split, else random. */
+	int64_t *days = xmallocarray(ds->n_rows ? ds->n_rows : 1, sizeof(*days));
+	size_t n_days = 0;
+	for (size_t i = 0; ds->has_ts && i < ds->n_rows; i++)
+		days[n_days++] = ds->rows[i].ts / 86400;
+	qsort(days, n_days, sizeof(*days), by_i64);
+	size_t u = 0;
+	for (size_t i = 0; i < n_days; i++)
+		if (u == 0 || days[u - 1] != days[i])
+			days[u++] = days[i];
+	n_days = u;
+	if (n_days >= 2) {
+		out->by_time = true;
+		for (size_t i = 0; i < ARRAY_SIZE(holdout_shares); i++) {
+			split_free(&s);
+			got = split_by_time(ds, days, n_days, holdout_shares[i], &s, &out->cut);
+			out->holdout_share = holdout_shares[i];
+			if (got >= TUNE_MIN_CUSTOMERS)
+				break;
+		}
+	} else {
+		got = split_random(ds, &s);
+		out->holdout_share = 0.2;
+	}
+	free(days);
+	out->train_rows = s.sub.n_rows;
+	out->customers = got;
+
+	int ret = 0;
+	if (got < TUNE_MIN_CUSTOMERS) {
+		snprintf(out->reason, sizeof(out->reason),
+			 "kept the defaults: %u customers bought something new in the validation "
+			 "split, fewer than the %d needed to tell candidates apart", got,
+			 TUNE_MIN_CUSTOMERS);
+		goto done;
+	}
+
+	struct search S = { .opt = opt, .s = &s, .out = out, .base = *base, .t0 = t0,
+			    .budget = opt->budget, .err = err };
+	S.threads = base->threads;
+	if (!S.threads) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		S.threads = (uint32_t)MAX(nc, 1);
+	}
+	uint32_t ni = idmap_count(ds->items);
+	uint64_t kmax = TUNE_MAX_TABLE_BYTES / ((uint64_t)MAX(ni, 1u) * sizeof(neighbor));
+	S.base.neighbors = (uint32_t)MIN(MIN(kmax, (uint64_t)TUNE_MAX_NEIGHBORS),
+					 (uint64_t)MAX(ni, 2u) - 1);
+	S.base.neighbors = MAX(S.base.neighbors, MIN(base->neighbors, (uint32_t)kmax));
+	S.base.negatives = MIN(TUNE_MAX_NEGATIVES, S.base.neighbors);
+	S.has_neg = !(opt->pinned & TUNE_PIN_NEGATIVES) || opt->serve.negatives_used > 0;
+	S.best_ndcg = xmallocarray(got, sizeof(double));
+	S.scratch_ndcg = xmallocarray(got, sizeof(double));
+	S.base_ndcg = xmallocarray(got, sizeof(double));
+	ret = search_run(&S);
+	if (ret == 0) {
+		/* Paired: the winner against the defaults, customer by customer. */
+		double sum = 0, sq = 0, n = got;
+		for (uint32_t k = 0; k < got; k++) {
+			double d = S.best_ndcg[k] - S.base_ndcg[k];
+			sum += d;
+			sq += d * d;
+		}
+		double var = (sq - sum * sum / n) / (n - 1);
+		double se = var > 0 ? sqrt(var / n) : 0, gain = sum / n;
+		if (S.best_idx == 0 || !(gain > TUNE_NOISE_SE * se)) {
+			snprintf(out->reason, sizeof(out->reason),
+				 "kept the defaults: the best candidate's nDCG@10 gain %+.4f is within "
+				 "%.0f standard errors (%.4f) of the defaults on %u customers",
+				 gain, TUNE_NOISE_SE, se, got);
+		} else {
+			const tune_candidate *b = &S.best;
+			out->tuned = true;
+			out->best = S.best_idx;
+			out->chosen.algo = b->algo;
+			out->chosen.lambda = b->lambda;
+			out->chosen.half_life_days = b->half_life_days;
+			memcpy(out->chosen.event_weight, b->event_weight, sizeof(b->event_weight));
+			/* Keep what serving will use: K at least the default. */
+			uint32_t used = b->serve.neighbors_used;
+			out->chosen.neighbors = MAX(used, base->neighbors);
+			out->chosen.negatives = b->algo == ALGO_EASE ? b->serve.negatives_used : 0;
+			out->serve = b->serve;
+			out->serve.negatives_used = REC_DEFAULT_NEGATIVES_USED;
+			snprintf(out->reason, sizeof(out->reason),
+				 "nDCG@10 %.4f against %.4f for the defaults (%+.4f, standard error of "
+				 "the difference %.4f) on %u customers",
+				 b->ndcg, out->cands[0].ndcg, gain, se, got);
+		}
+	}
+	fitted_free(&S.best_fit);
+	free(S.best_ndcg);
+	free(S.scratch_ndcg);
+	free(S.base_ndcg);
+done:
+	split_free(&s);
+	out->secs = util_monotonic() - t0;
+	return ret;
+}
+
+void tune_result_free(tune_result *r)
+{
+	if (!r)
+		return;
+	free(r->cands);
+	free((char *)r->from_model);
+	memset(r, 0, sizeof(*r));
+}
+
+/* A float as the short decimal people wrote (0.2, not 0.200000003). */
+static double tidy(double f)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%.6g", f);
+	return strtod(buf, NULL);
+}
+
+static json_t *weights_json(const float w[EVENT_TYPES])
+{
+	return json_pack("{s:f, s:f, s:f}", "view", tidy(w[EVENT_VIEW]), "cart",
+			 tidy(w[EVENT_CART]), "purchase", tidy(w[EVENT_PURCHASE]));
+}
+
+static json_t *serving_json(const rec_params *k)
+{
+	return json_pack("{s:I, s:f, s:I}", "neighbors_used", (json_int_t)k->neighbors_used,
+			 "cutoff", tidy(k->cutoff), "negatives_used",
+			 (json_int_t)k->negatives_used);
+}
+
+json_t *tune_result_json(const tune_result *r)
+{
+	const train_options *o = &r->chosen;
+	const char *status = r->from_model ? "params-from" : r->tuned ? "tuned" : "defaults";
+	json_t *root = json_pack(
+		"{s:s, s:s, s:{s:s, s:f, s:f, s:o, s:I, s:I}, s:o, s:f, s:f, s:b}",
+		"status", status, "reason", r->reason, "chosen", "algorithm", algo_name(o->algo),
+		"lambda", tidy(o->lambda > 0 ? o->lambda : TRAIN_DEFAULT_LAMBDA), "half_life_days",
+		tidy(o->half_life_days), "event_weights", weights_json(o->event_weight), "neighbors",
+		(json_int_t)(o->neighbors ? o->neighbors : TRAIN_DEFAULT_NEIGHBORS), "negatives",
+		(json_int_t)o->negatives, "serving", serving_json(&r->serve), "seconds",
+		tidy(r->secs), "budget_seconds", tidy(r->budget), "budget_hit", r->budget_hit);
+	if (!root)
+		return NULL;
+	if (r->from_model) {
+		json_object_set_new(root, "from_model", json_string(r->from_model));
+		return root;
+	}
+	json_t *split = json_pack("{s:s, s:f, s:I, s:I}", "kind", r->by_time ? "time" : "random",
+				  "holdout_share", tidy(r->holdout_share), "train_rows",
+				  (json_int_t)r->train_rows, "customers", (json_int_t)r->customers);
+	if (split && r->by_time) {
+		char cut[TIME_FMT_LEN];
+		time_format(r->cut, cut);
+		json_object_set_new(split, "cut", json_string(cut));
+	}
+	json_object_set_new(root, "split", split ? split : json_null());
+	json_t *cands = json_array();
+	for (uint32_t i = 0; i < r->n_cands; i++) {
+		const tune_candidate *c = &r->cands[i];
+		json_t *o2 = json_pack(
+			"{s:s, s:s, s:f, s:f, s:o, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:b}",
+			"step", c->step, "algorithm", algo_name(c->algo), "lambda",
+			tidy(c->algo == ALGO_EASE ? c->lambda : 0), "half_life_days",
+			tidy(c->half_life_days), "event_weights", weights_json(c->event_weight),
+			"neighbors_used", (json_int_t)c->serve.neighbors_used, "cutoff",
+			tidy(c->serve.cutoff), "negatives_used", (json_int_t)c->serve.negatives_used,
+			"ndcg", tidy(c->ndcg), "ndcg_se", tidy(c->ndcg_se), "recall", tidy(c->recall),
+			"coverage", tidy(c->coverage), "seconds", tidy(c->secs), "chosen",
+			r->tuned && i == r->best);
+		if (o2)
+			json_array_append_new(cands, o2);
+	}
+	json_object_set_new(root, "candidates", cands);
+	return root;
+}
+
+void tune_print(const tune_result *r, FILE *f)
+{
+	if (r->from_model) {
+		fprintf(f, "tuning     parameters from model %s: ", r->from_model);
+	} else if (r->n_cands) {
+		fprintf(f, "tuning     %u candidates in %.1f s (budget %.1f s%s), split by %s: %u "
+			   "customers, %.0f%% held out\n",
+			r->n_cands, r->secs, r->budget, r->budget_hit ? ", some steps left out" : "",
+			r->by_time ? "time" : "random holdout", r->customers,
+			100 * r->holdout_share);
+		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg   "
+			   "nDCG@10 ±se      recall  coverage  seconds\n");
+		for (uint32_t i = 0; i < r->n_cands; i++) {
+			const tune_candidate *c = &r->cands[i];
+			char lam[16] = "-", hl[16] = "none";
+			if (c->algo == ALGO_EASE)
+				snprintf(lam, sizeof(lam), "%g", (double)c->lambda);
+			if (c->half_life_days > 0)
+				snprintf(hl, sizeof(hl), "%.1f d", c->half_life_days);
+			fprintf(f, "%c%3u %-9s %-10s %-7s %-11s %5u %-6g %3u  %.4f ±%.4f  %.4f  %.3f  %7.2f\n",
+				r->tuned && i == r->best ? '*' : ' ', i + 1, c->step,
+				algo_name(c->algo), lam, hl, c->serve.neighbors_used,
+				(double)c->serve.cutoff, c->serve.negatives_used, c->ndcg, c->ndcg_se,
+				c->recall, c->coverage, c->secs);
+		}
+		fprintf(f, "tuning     %s\n", r->reason);
+	} else {
+		fprintf(f, "tuning     %s\n", r->reason);
+	}
+	const train_options *o = &r->chosen;
+	if (r->from_model || r->tuned) {
+		if (!r->from_model)
+			fprintf(f, "chosen     ");
+		fprintf(f, "%s", algo_name(o->algo));
+		if (o->algo == ALGO_EASE)
+			fprintf(f, " λ %g", (double)o->lambda);
+		if (o->half_life_days > 0)
+			fprintf(f, ", half-life %.1f days", o->half_life_days);
+		else
+			fprintf(f, ", no decay");
+		fprintf(f, ", %u neighbours kept", o->neighbors);
+		if (o->negatives)
+			fprintf(f, " + %u negative", o->negatives);
+		fprintf(f, "; serving: %u used, cutoff %g\n", r->serve.neighbors_used,
+			(double)r->serve.cutoff);
+	}
+}
+
+/* Reads a number member into *out when it is there and sane. */
+static void get_num(json_t *o, const char *key, double lo, double hi, double *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (json_is_number(v) && json_number_value(v) >= lo && json_number_value(v) <= hi)
+		*out = json_number_value(v);
+}
+
+int tune_from_model(const char *dir, const train_options *base, const tune_options *opt,
+		    tune_result *out, strbuf *err)
+{
+	memset(out, 0, sizeof(*out));
+	set_defaults_kept(out, base);
+	model *m = NULL;
+	strbuf msg = STRBUF_INIT;
+	if (model_open(dir, &m, &msg) != 0) {
+		sb_addf(err, "--params-from %s: %s", dir, msg.buf);
+		sb_release(&msg);
+		return -1;
+	}
+	sb_release(&msg);
+	const model_info *info = model_get_info(m);
+	json_t *root = json_loads(info->meta_json, 0, NULL);
+	json_t *tuning = json_object_get(root, "tuning");
+	json_t *chosen = json_object_get(tuning, "chosen");
+	json_t *params = chosen ? chosen : json_object_get(root, "parameters");
+	const char *algo = json_string_value(
+		json_object_get(chosen ? chosen : root, "algorithm"));
+	train_options *o = &out->chosen;
+	unsigned pin = opt->pinned;
+	if (algo && algo_parse(algo) >= 0 && !(pin & TUNE_PIN_ALGO))
+		o->algo = (enum algo)algo_parse(algo);
+	double d;
+	if (!(pin & TUNE_PIN_LAMBDA)) {
+		d = o->lambda;
+		get_num(params, "lambda", 1e-6, 1e12, &d);
+		o->lambda = (float)d;
+	}
+	if (!(pin & TUNE_PIN_HALF_LIFE))
+		get_num(params, "half_life_days", 0, 1e6, &o->half_life_days);
+	json_t *w = json_object_get(params, "event_weights");
+	const char *names[EVENT_TYPES] = { "view", "cart", "purchase" };
+	for (int e = 0; e < EVENT_TYPES && !(pin & TUNE_PIN_WEIGHTS); e++) {
+		d = o->event_weight[e];
+		get_num(w, names[e], 0, 1e6, &d);
+		o->event_weight[e] = (float)d;
+	}
+	d = o->neighbors;
+	get_num(params, "neighbors", 1, 100000, &d);
+	o->neighbors = (uint32_t)d;
+	d = o->negatives;
+	get_num(params, "negatives", 0, 100000, &d);
+	o->negatives = (uint32_t)d;
+	rec_params_init(&out->serve);
+	if (info->serve_neighbors_used)
+		out->serve.neighbors_used = info->serve_neighbors_used;
+	if (info->serve_cutoff >= 0)
+		out->serve.cutoff = info->serve_cutoff;
+	out->tuned = true;
+	out->from_model = xstrdup(info->model_id);
+	snprintf(out->reason, sizeof(out->reason), "parameters of model %s (%s), not searched again",
+		 info->model_id, chosen ? "its tuning choice" : "its parameters");
+	json_decref(root);
+	model_close(m);
+	return 0;
+}
