@@ -141,6 +141,7 @@ typedef struct model_info {
 	 * 0 and < 0 when it has none. */
 	uint32_t serve_neighbors_used;
 	float serve_cutoff;
+	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 

@@ -545,6 +545,10 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 	sb_add_u64(resp->body, info->n_items);
 	sb_adds(resp->body, ",\"customers\":");
 	sb_add_u64(resp->body, info->n_customers);
+	if (info->tuning_json) { /* what train chose, and why (tune.h) */
+		sb_adds(resp->body, ",\"tuning\":");
+		sb_adds(resp->body, info->tuning_json);
+	}
 	sb_addc(resp->body, '}');
 }
 

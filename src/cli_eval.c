@@ -239,7 +239,7 @@ int cmd_eval(int argc, char **argv)
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}
-	if (f.tuning && progress_enabled())
+	if (f.tuning) /* like train's summary: stdout stays the JSON object */
 		tune_print(f.tuning, stderr);
 	ingest_options topt = { .columns = f.columns, .strict = f.strict, .report = stderr, .label = "test" };
 	if (ingest_read(test_path, &topt, &test, &err) != 0) {

@@ -401,6 +401,7 @@ struct model {
 	const unsigned char *nbr_offsets; /* u32[n_items + 1], in pairs */
 	const unsigned char *nbr_pairs;
 	uint32_t *nbr_pos; /* format 4 with negatives: positives per list, else NULL */
+	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;
 };
@@ -502,7 +503,10 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		goto out;
 	}
 	m->info.half_life_days = json_number_value(hl);
-	json_t *serving = json_object_get(json_object_get(root, "tuning"), "serving");
+	json_t *tuning = json_object_get(root, "tuning");
+	if (json_is_object(tuning))
+		m->info.tuning_json = m->tuning_json = json_dumps(tuning, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *serving = json_object_get(tuning, "serving");
 	json_t *nu = json_object_get(serving, "neighbors_used");
 	json_t *cut = json_object_get(serving, "cutoff");
 	m->info.serve_neighbors_used = json_is_integer(nu) && json_integer_value(nu) >= 1 &&
@@ -830,6 +834,7 @@ void model_close(model *m)
 	free(m->category_order);
 	free(m->item_slots);
 	free(m->nbr_pos);
+	free(m->tuning_json);
 	free(m->meta_json);
 	free(m);
 }
