@@ -53,7 +53,7 @@ struct train_flags {
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 17
+#define TRAIN_FLAG_COUNT 18
 
 void train_flags_init(struct train_flags *f);
 /* Frees what train_fit left in f (the tuning record). */

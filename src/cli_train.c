@@ -38,6 +38,8 @@ const char train_flags_usage[] =
 	"  --event-weights W     e.g. view=0.2,cart=0.5,purchase=1 (the default)\n"
 	"  --path P              auto (default), dense or sparse item-item computation\n"
 	"  --ease-max-items N    EASE covers the N most popular items (default 20000)\n"
+	"  --negatives N         EASE keeps each item's N strongest negative weights\n"
+	"                        too, and scoring subtracts them (default 0)\n"
 	"  --threads N           training threads (default: number of cores)\n"
 	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode\n"
 	"  --strict              stop at the first bad row instead of skipping it\n"
@@ -50,7 +52,7 @@ const char train_flags_usage[] =
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
 	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE, F_NO_TUNE, F_TUNE_BUDGET,
-	F_PARAMS_FROM
+	F_PARAMS_FROM, F_NEGATIVES
 };
 
 size_t train_flags_options(struct option *opts)
@@ -73,6 +75,7 @@ size_t train_flags_options(struct option *opts)
 		{ "no-tune", no_argument, NULL, F_NO_TUNE },
 		{ "tune-budget", required_argument, NULL, F_TUNE_BUDGET },
 		{ "params-from", required_argument, NULL, F_PARAMS_FROM },
+		{ "negatives", required_argument, NULL, F_NEGATIVES },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -213,6 +216,12 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		return 0;
 	case F_PARAMS_FROM:
 		f->params_from = arg;
+		return 0;
+	case F_NEGATIVES:
+		if (!cli_parse_u32(arg, 0, 1000, &f->topt.negatives))
+			return cli_usage_error(cmd, "--negatives %s: expected an integer from 0 to 1000", arg);
+		f->pinned |= TUNE_PIN_NEGATIVES;
+		f->serve.negatives_used = f->topt.negatives;
 		return 0;
 	}
 	return 1;

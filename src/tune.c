@@ -21,9 +21,13 @@
 #define TUNE_MAX_NEGATIVES 100u  /* negative weights they keep */
 /* The candidates' neighbour tables stay under this (K is lowered to fit). */
 #define TUNE_MAX_TABLE_BYTES (512ull << 20)
-/* The winner must beat the defaults by this many standard errors of the
- * paired difference. */
+/* The split separates candidates when one differs from the defaults by
+ * more than this many standard errors of the paired difference; when none
+ * does, the defaults are kept. */
 #define TUNE_NOISE_SE 2.0
+/* Within a step, candidates this many paired standard errors below the
+ * step's best count as equal to it (the one-standard-error rule). */
+#define TUNE_ONE_SE 1.0
 #define TUNE_SEED 0x5eed5eedull
 
 static const double holdout_shares[] = { 0.10, 0.20, 0.30 };
@@ -246,6 +250,7 @@ struct fitted {
 	uint32_t *n_pos;   /* positives per list */
 	neighbor *popular; /* the model's popular list */
 	double secs;       /* training, this fit's share */
+	int hist_fit;      /* in its step, the fit holding its histories */
 	bool live;
 };
 
@@ -367,6 +372,25 @@ static void score(const struct split *s, const struct fitted *f, const train_res
 
 /* ---- the search --------------------------------------------------------- */
 
+/* One candidate of a step: its figures, its fit (an index into the step's
+ * fits, or -1 for the best fit so far) and its nDCG per customer. */
+struct entry {
+	tune_candidate c;
+	int fit;
+	uint32_t idx;   /* in out->cands; UINT32_MAX: the incumbent */
+	double *ndcg;   /* owned */
+	double pref;    /* among equals, the higher is preferred */
+};
+
+#define STEP_MAX 24
+
+struct step {
+	struct entry e[STEP_MAX];
+	uint32_t n;
+	struct fitted fits[16];
+	uint32_t n_fits;
+};
+
 struct search {
 	const tune_options *opt;
 	const struct split *s;
@@ -379,7 +403,8 @@ struct search {
 	struct fitted best_fit;
 	tune_candidate best;
 	uint32_t best_idx;
-	double *best_ndcg, *scratch_ndcg, *base_ndcg;
+	double *best_ndcg, *base_ndcg;
+	bool separated;      /* some candidate differs from the defaults beyond noise */
 	double fit_secs[ALGO_COUNT]; /* the last fit's seconds, per algorithm */
 	double score_secs;           /* the last scoring's seconds */
 	bool has_neg;                /* EASE candidates keep negatives */
@@ -415,8 +440,22 @@ static void describe(FILE *f, const tune_candidate *c)
 		(double)c->serve.cutoff, c->serve.negatives_used);
 }
 
-/* Records candidate c; makes it the best if it is. Returns whether it is. */
-static bool record(struct search *S, const tune_candidate *c, const double *ndcg)
+/* Mean and standard error of a[u] - b[u] over the n customers. */
+static void paired(const double *a, const double *b, uint32_t n, double *mean, double *se)
+{
+	double sum = 0, sq = 0;
+	for (uint32_t u = 0; u < n; u++) {
+		double d = a[u] - b[u];
+		sum += d;
+		sq += d * d;
+	}
+	*mean = n ? sum / n : 0;
+	double var = n > 1 ? (sq - sum * sum / n) / (n - 1) : 0;
+	*se = var > 0 ? sqrt(var / n) : 0;
+}
+
+/* Appends candidate c to the table (and says so on a terminal). */
+static uint32_t record(struct search *S, const tune_candidate *c)
 {
 	tune_result *out = S->out;
 	if (out->n_cands == S->cap) {
@@ -425,20 +464,13 @@ static bool record(struct search *S, const tune_candidate *c, const double *ndcg
 	}
 	uint32_t idx = out->n_cands++;
 	out->cands[idx] = *c;
-	/* Strictly better only: earlier (cheaper, nearer the defaults) wins ties. */
-	bool better = idx == 0 || c->ndcg > S->best.ndcg;
-	if (better) {
-		S->best = *c;
-		S->best_idx = idx;
-		memcpy(S->best_ndcg, ndcg, (size_t)S->s->n * sizeof(double));
-	}
 	if (S->opt->verbose) {
 		fprintf(stderr, "tune %3u %-9s ", idx + 1, c->step);
 		describe(stderr, c);
-		fprintf(stderr, "  nDCG %.4f ±%.4f recall %.4f coverage %.3f %6.2fs%s\n", c->ndcg,
-			c->ndcg_se, c->recall, c->coverage, c->secs, better ? "  *" : "");
+		fprintf(stderr, "  nDCG %.4f ±%.4f recall %.4f coverage %.3f %6.2fs\n", c->ndcg,
+			c->ndcg_se, c->recall, c->coverage, c->secs);
 	}
-	return better;
+	return idx;
 }
 
 /* Options for candidate c's fit. */
@@ -454,130 +486,187 @@ static train_options fit_options(const struct search *S, const tune_candidate *c
 	return o;
 }
 
-/* Keeps f as the best fit when its candidate won; frees it otherwise. */
-static void keep_or_free(struct search *S, struct fitted *f, bool won)
+/* Starts a step with the incumbent (the best so far) as its first entry. */
+static void step_begin(struct search *S, struct step *st, double pref)
 {
-	if (won) {
-		fitted_free(&S->best_fit);
-		S->best_fit = *f;
-		memset(f, 0, sizeof(*f));
-	} else {
-		fitted_free(f);
-	}
+	memset(st, 0, sizeof(*st));
+	struct entry *e = &st->e[st->n++];
+	e->c = S->best;
+	e->fit = -1;
+	e->idx = UINT32_MAX;
+	e->ndcg = xmallocarray(S->s->n, sizeof(double));
+	memcpy(e->ndcg, S->best_ndcg, (size_t)S->s->n * sizeof(double));
+	e->pref = pref;
 }
 
-/* Scores fit f at knobs and records it under `step`; true if it won. */
-static bool try_knobs(struct search *S, const struct fitted *f, tune_candidate c,
-		      const rec_params *knobs, const char *step)
+static const struct fitted *entry_fit(const struct search *S, const struct step *st, int fit)
 {
+	return fit < 0 ? &S->best_fit : &st->fits[fit];
+}
+
+/* Scores candidate c on fit `fit` (of the step; -1: the best fit) at its
+ * knobs, records it and adds it to the step. `fit_secs`: the fit's share
+ * to count (0 for knobs tried on a fit already counted). */
+static void step_score(struct search *S, struct step *st, int fit, tune_candidate c,
+		       const char *step, double pref, double fit_secs)
+{
+	if (st->n == STEP_MAX)
+		return;
+	const struct fitted *f = entry_fit(S, st, fit);
+	const train_result *hist = fit < 0 ? &S->best_fit.r : &st->fits[st->fits[fit].hist_fit].r;
+	struct entry *e = &st->e[st->n++];
+	e->ndcg = xmallocarray(S->s->n, sizeof(double));
 	c.step = step;
-	score(S->s, f, &f->r, knobs, S->threads, S->scratch_ndcg, &c);
-	c.secs -= f->secs; /* the fit was counted where it was made */
-	S->score_secs = c.secs;
-	return record(S, &c, S->scratch_ndcg);
+	double t = util_monotonic();
+	score(S->s, f, hist, &c.serve, S->threads, e->ndcg, &c);
+	S->score_secs = util_monotonic() - t;
+	c.secs = fit_secs + S->score_secs;
+	e->c = c;
+	e->fit = fit;
+	e->pref = pref;
+	e->idx = record(S, &c);
+	double mean, se;
+	paired(e->ndcg, S->base_ndcg, S->s->n, &mean, &se);
+	S->separated |= fabs(mean) > TUNE_NOISE_SE * se && se > 0;
+}
+
+/* Ends a step: among the entries whose nDCG is within TUNE_ONE_SE paired
+ * standard errors of the step's best, the one preferred (the highest pref,
+ * then the higher nDCG) becomes the best so far, as in the one-standard-
+ * error rule: what the split cannot tell apart is decided by which choice
+ * regularises more or serves cheaper, not by noise. */
+static void step_end(struct search *S, struct step *st)
+{
+	uint32_t b = 0;
+	for (uint32_t i = 1; i < st->n; i++)
+		if (st->e[i].c.ndcg > st->e[b].c.ndcg)
+			b = i;
+	uint32_t pick = b;
+	for (uint32_t i = 0; i < st->n; i++) {
+		double mean, se;
+		paired(st->e[i].ndcg, st->e[b].ndcg, S->s->n, &mean, &se);
+		if (!(mean >= -TUNE_ONE_SE * se))
+			continue;
+		const struct entry *p = &st->e[pick], *e = &st->e[i];
+		if (e->pref > p->pref || (e->pref == p->pref && e->c.ndcg > p->c.ndcg))
+			pick = i;
+	}
+	struct entry *w = &st->e[pick];
+	if (w->idx != UINT32_MAX) {
+		S->best = w->c;
+		S->best_idx = w->idx;
+		memcpy(S->best_ndcg, w->ndcg, (size_t)S->s->n * sizeof(double));
+		if (w->fit >= 0) {
+			struct fitted *f = &st->fits[w->fit];
+			if (!f->r.hist) { /* a lambda path's: take the histories along */
+				struct fitted *h = &st->fits[f->hist_fit];
+				f->r.hist_off = h->r.hist_off;
+				f->r.hist = h->r.hist;
+				f->r.popularity = h->r.popularity;
+				f->r.recent = h->r.recent;
+				h->r.hist_off = NULL;
+				h->r.hist = NULL;
+				h->r.popularity = NULL;
+				h->r.recent = NULL;
+			}
+			fitted_free(&S->best_fit);
+			S->best_fit = *f;
+			memset(f, 0, sizeof(*f));
+		}
+	}
+	for (uint32_t i = 0; i < st->n_fits; i++)
+		fitted_free(&st->fits[i]);
+	for (uint32_t i = 0; i < st->n; i++)
+		free(st->e[i].ndcg);
+	memset(st, 0, sizeof(*st));
 }
 
 /* Fits the candidates cands[0..n) that differ only in lambda (EASE) or one
- * (any algorithm), scores each at the best knobs so far, records them.
- * Returns 0 or -1 (error in S->err). */
-static int fit_and_score(struct search *S, tune_candidate *cands, uint32_t n, const char *step)
+ * (any algorithm) into the step. Returns the index of the first fit, -2
+ * when training refused a lambda (no candidate, not an error), or -1 with
+ * a message in S->err. */
+static int step_fit(struct search *S, struct step *st, const tune_candidate *cands, uint32_t n,
+		    double *secs_each)
 {
 	train_options o = fit_options(S, &cands[0]);
 	float lambdas[16];
-	struct fitted f[16];
-	assert(n >= 1 && n <= 16);
-	memset(f, 0, sizeof(f));
+	train_result more[15];
+	assert(n >= 1 && n <= 16 && st->n_fits + n <= ARRAY_SIZE(st->fits));
 	for (uint32_t l = 0; l < n; l++)
 		lambdas[l] = cands[l].lambda;
-	train_result more[15];
+	uint32_t first = st->n_fits;
 	double t = util_monotonic();
-	if (train_run_lambdas(&S->s->sub, &o, lambdas, n, &f[0].r, more, S->err) != 0) {
-		/* A candidate training cannot do (Cholesky failing at a small
-		 * lambda) is no candidate; anything else is the caller's. */
-		train_result_free(&f[0].r);
+	if (train_run_lambdas(&S->s->sub, &o, lambdas, n, &st->fits[first].r, more, S->err) != 0) {
+		train_result_free(&st->fits[first].r);
 		for (uint32_t l = 1; l < n; l++)
 			train_result_free(&more[l - 1]);
-		if (o.algo == ALGO_EASE && n > 1) {
+		/* A lambda too small for the Cholesky factorisation is no
+		 * candidate; anything else is the caller's. */
+		if (o.algo == ALGO_EASE) {
 			sb_reset(S->err);
-			return 0;
+			return -2;
 		}
 		return -1;
 	}
-	for (uint32_t l = 1; l < n; l++)
-		f[l].r = more[l - 1];
 	double secs = util_monotonic() - t;
-	S->fit_secs[o.algo] = secs / (o.algo == ALGO_EASE ? n : 1);
+	S->fit_secs[o.algo] = secs / n;
+	*secs_each = secs / n;
+	for (uint32_t l = 1; l < n; l++)
+		st->fits[first + l].r = more[l - 1];
 	for (uint32_t l = 0; l < n; l++) {
-		fitted_finish(&f[l], &f[0].r);
-		f[l].secs = secs / n;
+		fitted_finish(&st->fits[first + l], &st->fits[first].r);
+		st->fits[first + l].hist_fit = (int)first;
 	}
-	int won = -1;
-	for (uint32_t l = 0; l < n; l++) {
-		rec_params k = S->best.serve;
-		if (cands[l].algo != ALGO_EASE)
-			k.negatives_used = 0;
-		cands[l].step = step;
-		score(S->s, &f[l], &f[0].r, &k, S->threads, S->scratch_ndcg, &cands[l]);
-		S->score_secs = cands[l].secs - f[l].secs;
-		if (record(S, &cands[l], S->scratch_ndcg))
-			won = (int)l;
-	}
-	/* The winner keeps the histories it was scored with. */
-	if (won > 0) {
-		struct fitted *w = &f[won];
-		w->r.hist_off = f[0].r.hist_off;
-		w->r.hist = f[0].r.hist;
-		w->r.popularity = f[0].r.popularity;
-		w->r.recent = f[0].r.recent;
-		f[0].r.hist_off = NULL;
-		f[0].r.hist = NULL;
-		f[0].r.popularity = NULL;
-		f[0].r.recent = NULL;
-	}
-	for (uint32_t l = 0; l < n; l++)
-		keep_or_free(S, &f[l], (int)l == won);
-	return 0;
+	st->n_fits += n;
+	return (int)first;
 }
 
-/* The serving knobs, one at a time from the best so far, on the best fit. */
+/* The serving knobs, one at a time from the best so far, on the best fit:
+ * fewer neighbours, a larger cutoff and fewer negatives preferred among
+ * equals (they cost less per request). */
 static void search_knobs(struct search *S)
 {
 	static const uint32_t used[] = { 10, 30, 100, 300, 1000 };
 	static const float cutoffs[] = { 0.0f, 0.02f, 0.05f, 0.1f, 0.2f };
 	static const uint32_t negs[] = { 0, 10, 30, 100 };
 	unsigned pin = S->opt->pinned;
-	const struct fitted *f = &S->best_fit;
-	uint32_t kmax = f->r.k - f->r.k_neg;
-	for (int knob = 0; knob < 3; knob++) {
-		tune_candidate base = S->best;
-		if (knob == 0 && !(pin & TUNE_PIN_NEIGHBORS_USED)) {
-			for (size_t i = 0; i < ARRAY_SIZE(used); i++) {
-				uint32_t u = MIN(used[i], kmax);
-				if (u == base.serve.neighbors_used || (i > 0 && MIN(used[i - 1], kmax) == u) ||
-				    !affordable(S, S->score_secs))
-					continue;
-				rec_params k = base.serve;
-				k.neighbors_used = u;
-				try_knobs(S, &S->best_fit, base, &k, "serving");
-			}
-		} else if (knob == 1 && !(pin & TUNE_PIN_CUTOFF)) {
-			for (size_t i = 0; i < ARRAY_SIZE(cutoffs); i++) {
-				if (cutoffs[i] == base.serve.cutoff || !affordable(S, S->score_secs))
-					continue;
-				rec_params k = base.serve;
-				k.cutoff = cutoffs[i];
-				try_knobs(S, &S->best_fit, base, &k, "serving");
-			}
-		} else if (knob == 2 && !(pin & TUNE_PIN_NEGATIVES) && f->r.k_neg) {
-			for (size_t i = 0; i < ARRAY_SIZE(negs); i++) {
-				uint32_t g = MIN(negs[i], f->r.k_neg);
-				if (g == base.serve.negatives_used || !affordable(S, S->score_secs))
-					continue;
-				rec_params k = base.serve;
-				k.negatives_used = g;
-				try_knobs(S, &S->best_fit, base, &k, "serving");
-			}
+	uint32_t kmax = S->best_fit.r.k - S->best_fit.r.k_neg, kneg = S->best_fit.r.k_neg;
+	struct step st;
+	if (!(pin & TUNE_PIN_NEIGHBORS_USED)) {
+		step_begin(S, &st, -(double)S->best.serve.neighbors_used);
+		for (size_t i = 0; i < ARRAY_SIZE(used); i++) {
+			uint32_t u = MIN(used[i], kmax);
+			if (u == S->best.serve.neighbors_used || (i > 0 && MIN(used[i - 1], kmax) == u) ||
+			    !affordable(S, S->score_secs))
+				continue;
+			tune_candidate c = S->best;
+			c.serve.neighbors_used = u;
+			step_score(S, &st, -1, c, "serving", -(double)u, 0);
 		}
+		step_end(S, &st);
+	}
+	if (!(pin & TUNE_PIN_CUTOFF)) {
+		step_begin(S, &st, S->best.serve.cutoff);
+		for (size_t i = 0; i < ARRAY_SIZE(cutoffs); i++) {
+			if (cutoffs[i] == S->best.serve.cutoff || !affordable(S, S->score_secs))
+				continue;
+			tune_candidate c = S->best;
+			c.serve.cutoff = cutoffs[i];
+			step_score(S, &st, -1, c, "serving", cutoffs[i], 0);
+		}
+		step_end(S, &st);
+	}
+	if (!(pin & TUNE_PIN_NEGATIVES) && kneg) {
+		step_begin(S, &st, -(double)S->best.serve.negatives_used);
+		for (size_t i = 0; i < ARRAY_SIZE(negs); i++) {
+			uint32_t g = MIN(negs[i], kneg);
+			if (g == S->best.serve.negatives_used || !affordable(S, S->score_secs))
+				continue;
+			tune_candidate c = S->best;
+			c.serve.negatives_used = g;
+			step_score(S, &st, -1, c, "serving", -(double)g, 0);
+		}
+		step_end(S, &st);
 	}
 }
 
@@ -645,10 +734,52 @@ static tune_candidate candidate_from(const train_options *o, const rec_params *k
 	return c;
 }
 
+/* A half-life's preference among equals: the longer (no decay longest). */
+static double hl_pref(double h)
+{
+	return h > 0 ? h : 1e12;
+}
+
+/* Fits and scores the candidates cands[0..n) (one fit, or one lambda path)
+ * in step st at the best knobs so far. Returns 0 or -1. */
+static int fit_into(struct search *S, struct step *st, tune_candidate *cands, uint32_t n,
+		    const char *name, double (*pref)(const tune_candidate *))
+{
+	double secs;
+	int first = step_fit(S, st, cands, n, &secs);
+	if (first == -1)
+		return -1;
+	for (uint32_t l = 0; first >= 0 && l < n; l++) {
+		tune_candidate c = cands[l];
+		c.serve = S->best.serve;
+		if (c.algo != ALGO_EASE)
+			c.serve.negatives_used = 0;
+		step_score(S, st, first + (int)l, c, name, pref(&c), secs);
+	}
+	return 0;
+}
+
+static double pref_hl(const tune_candidate *c)
+{
+	return hl_pref(c->half_life_days);
+}
+
+static double pref_lambda(const tune_candidate *c)
+{
+	return c->lambda;
+}
+
+static double pref_none(const tune_candidate *c)
+{
+	(void)c;
+	return 0;
+}
+
 static int search_run(struct search *S)
 {
 	const tune_options *opt = S->opt;
 	unsigned pin = opt->pinned;
+	struct step st;
 	tune_candidate c;
 
 	/* 1. The defaults (or the flags given): the baseline. */
@@ -660,10 +791,22 @@ static int search_run(struct search *S)
 	if (pin & TUNE_PIN_CUTOFF)
 		dk.cutoff = opt->serve.cutoff;
 	c = candidate_from(&S->base, &dk);
-	S->best.serve = dk;
-	if (fit_and_score(S, &c, 1, "defaults") != 0)
+	double secs;
+	memset(&st, 0, sizeof(st));
+	if (step_fit(S, &st, &c, 1, &secs) < 0) {
+		step_end(S, &st);
 		return -1;
-	memcpy(S->base_ndcg, S->best_ndcg, (size_t)S->s->n * sizeof(double));
+	}
+	c.step = "defaults";
+	st.e[0].ndcg = xmallocarray(S->s->n, sizeof(double));
+	score(S->s, &st.fits[0], &st.fits[0].r, &dk, S->threads, st.e[0].ndcg, &c);
+	S->score_secs = c.secs - st.fits[0].secs;
+	c.secs = secs + S->score_secs;
+	st.e[0].c = c;
+	st.e[0].idx = record(S, &c);
+	st.n = 1;
+	memcpy(S->base_ndcg, st.e[0].ndcg, (size_t)S->s->n * sizeof(double));
+	step_end(S, &st); /* the baseline is the best so far */
 	if (S->budget <= 0)
 		S->budget = TUNE_BUDGET_FITS * (opt->setup_secs + S->out->cands[0].secs);
 	S->budget = MAX(S->budget, TUNE_MIN_BUDGET);
@@ -678,37 +821,40 @@ static int search_run(struct search *S)
 	if (!(pin & TUNE_PIN_HALF_LIFE)) {
 		double hl[5];
 		uint32_t n = half_lives(&S->s->sub, hl);
+		step_begin(S, &st, hl_pref(S->best.half_life_days));
 		double start = S->best.half_life_days;
 		for (uint32_t i = 0; i < n; i++) {
 			if (hl[i] == start || !affordable(S, S->fit_secs[S->best.algo] + S->score_secs))
 				continue;
 			c = S->best;
 			c.half_life_days = hl[i];
-			if (fit_and_score(S, &c, 1, "half-life") != 0)
-				return -1;
+			if (fit_into(S, &st, &c, 1, "half-life", pref_hl) != 0)
+				goto fail;
 		}
+		step_end(S, &st);
 	}
 
 	/* 4. Lambda, coarse then fine, on one Gram matrix each. */
-	if (S->best.algo == ALGO_EASE && !(pin & TUNE_PIN_LAMBDA)) {
-		for (int round = 0; round < 2; round++) {
-			float center = S->best.lambda, step = round == 0 ? 4.0f : 2.0f;
-			const float mults[] = { 1 / (step * step), 1 / step, step, step * step };
-			tune_candidate cs[4];
-			uint32_t n = 0;
-			for (size_t i = 0; i < ARRAY_SIZE(mults); i++) {
-				if (round == 1 && (i == 0 || i == 3))
-					continue;
-				cs[n] = S->best;
-				cs[n].lambda = center * mults[i];
-				n++;
-			}
-			double cost = S->fit_secs[ALGO_EASE] * (n + 0.5) + S->score_secs * n;
-			if (!affordable(S, cost))
-				break;
-			if (fit_and_score(S, cs, n, "lambda") != 0)
-				return -1;
+	for (int round = 0; round < 2 && S->best.algo == ALGO_EASE && !(pin & TUNE_PIN_LAMBDA);
+	     round++) {
+		float center = S->best.lambda, f = round == 0 ? 4.0f : 2.0f;
+		const float mults[] = { 1 / (f * f), 1 / f, f, f * f };
+		tune_candidate cs[4];
+		uint32_t n = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(mults); i++) {
+			if (round == 1 && (i == 0 || i == 3))
+				continue;
+			cs[n] = S->best;
+			cs[n].lambda = center * mults[i];
+			n++;
 		}
+		double cost = S->fit_secs[ALGO_EASE] * (n + 0.5) + S->score_secs * n;
+		if (!affordable(S, cost))
+			break;
+		step_begin(S, &st, S->best.lambda);
+		if (fit_into(S, &st, cs, n, "lambda", pref_lambda) != 0)
+			goto fail;
+		step_end(S, &st);
 	}
 
 	/* 5. The other algorithms, at the best half-life; lift only stays if
@@ -716,6 +862,7 @@ static int search_run(struct search *S)
 	if (!(pin & TUNE_PIN_ALGO)) {
 		const enum algo others[] = { ALGO_EASE, ALGO_COSINE, ALGO_JACCARD, ALGO_LIFT };
 		tune_candidate from = S->best;
+		step_begin(S, &st, 0);
 		for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
 			if (others[i] == from.algo)
 				continue;
@@ -727,9 +874,10 @@ static int search_run(struct search *S)
 			c = from;
 			c.algo = others[i];
 			c.lambda = others[i] == ALGO_EASE ? TRAIN_DEFAULT_LAMBDA : from.lambda;
-			if (fit_and_score(S, &c, 1, "algorithm") != 0)
-				return -1;
+			if (fit_into(S, &st, &c, 1, "algorithm", pref_none) != 0)
+				goto fail;
 		}
+		step_end(S, &st);
 	}
 
 	/* 6. Event weights, when views or carts are there to weigh. */
@@ -739,20 +887,25 @@ static int search_run(struct search *S)
 	if (others_seen && !(pin & TUNE_PIN_WEIGHTS)) {
 		const float scale[] = { 0.25f, 2.0f };
 		tune_candidate from = S->best;
+		step_begin(S, &st, 0);
 		for (size_t i = 0; i < ARRAY_SIZE(scale); i++) {
 			if (!affordable(S, S->fit_secs[from.algo] + S->score_secs))
 				break;
 			c = from;
 			c.event_weight[EVENT_VIEW] = MIN(from.event_weight[EVENT_VIEW] * scale[i], 1.0f);
 			c.event_weight[EVENT_CART] = MIN(from.event_weight[EVENT_CART] * scale[i], 1.0f);
-			if (fit_and_score(S, &c, 1, "weights") != 0)
-				return -1;
+			if (fit_into(S, &st, &c, 1, "weights", pref_none) != 0)
+				goto fail;
 		}
+		step_end(S, &st);
 	}
 
 	/* 7. The serving knobs of the winner. */
 	search_knobs(S);
 	return 0;
+fail:
+	step_end(S, &st);
+	return -1;
 }
 
 /* ---- the public face ---------------------------------------------------- */
@@ -826,24 +979,17 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	S.base.negatives = MIN(TUNE_MAX_NEGATIVES, S.base.neighbors);
 	S.has_neg = !(opt->pinned & TUNE_PIN_NEGATIVES) || opt->serve.negatives_used > 0;
 	S.best_ndcg = xmallocarray(got, sizeof(double));
-	S.scratch_ndcg = xmallocarray(got, sizeof(double));
 	S.base_ndcg = xmallocarray(got, sizeof(double));
 	ret = search_run(&S);
 	if (ret == 0) {
 		/* Paired: the winner against the defaults, customer by customer. */
-		double sum = 0, sq = 0, n = got;
-		for (uint32_t k = 0; k < got; k++) {
-			double d = S.best_ndcg[k] - S.base_ndcg[k];
-			sum += d;
-			sq += d * d;
-		}
-		double var = (sq - sum * sum / n) / (n - 1);
-		double se = var > 0 ? sqrt(var / n) : 0, gain = sum / n;
-		if (S.best_idx == 0 || !(gain > TUNE_NOISE_SE * se)) {
+		double gain, se;
+		paired(S.best_ndcg, S.base_ndcg, got, &gain, &se);
+		if (!S.separated) {
 			snprintf(out->reason, sizeof(out->reason),
-				 "kept the defaults: the best candidate's nDCG@10 gain %+.4f is within "
-				 "%.0f standard errors (%.4f) of the defaults on %u customers",
-				 gain, TUNE_NOISE_SE, se, got);
+				 "kept the defaults: no candidate's nDCG@10 differed from theirs by more "
+				 "than %.0f standard errors on %u customers (best %+.4f, standard error "
+				 "%.4f)", TUNE_NOISE_SE, got, gain, se);
 		} else {
 			const tune_candidate *b = &S.best;
 			out->tuned = true;
@@ -866,7 +1012,6 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	}
 	fitted_free(&S.best_fit);
 	free(S.best_ndcg);
-	free(S.scratch_ndcg);
 	free(S.base_ndcg);
 done:
 	split_free(&s);
