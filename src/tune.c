@@ -404,6 +404,7 @@ struct search {
 	tune_candidate best;
 	uint32_t best_idx;
 	double *best_ndcg, *base_ndcg;
+	double top, *top_ndcg; /* the highest nDCG seen, and per customer */
 	bool separated;      /* some candidate differs from the defaults beyond noise */
 	double fit_secs[ALGO_COUNT]; /* the last fit's seconds, per algorithm */
 	double score_secs;           /* the last scoring's seconds */
@@ -525,31 +526,40 @@ static void step_score(struct search *S, struct step *st, int fit, tune_candidat
 	e->fit = fit;
 	e->pref = pref;
 	e->idx = record(S, &c);
+	if (c.ndcg > S->top) {
+		S->top = c.ndcg;
+		memcpy(S->top_ndcg, e->ndcg, (size_t)S->s->n * sizeof(double));
+	}
 	double mean, se;
 	paired(e->ndcg, S->base_ndcg, S->s->n, &mean, &se);
 	S->separated |= fabs(mean) > TUNE_NOISE_SE * se && se > 0;
 }
 
 /* Ends a step: among the entries whose nDCG is within TUNE_ONE_SE paired
- * standard errors of the step's best, the one preferred (the highest pref,
- * then the higher nDCG) becomes the best so far, as in the one-standard-
- * error rule: what the split cannot tell apart is decided by which choice
- * regularises more or serves cheaper, not by noise. */
+ * standard errors of the best seen in any step so far, the one preferred
+ * (the highest pref, then the higher nDCG) becomes the best so far, as in
+ * the one-standard-error rule: what the split cannot tell apart is decided
+ * by which choice regularises more or serves cheaper, not by noise.
+ * Measuring from the best of all steps, not of this one, keeps the choices
+ * from drifting a standard error further at every step. */
 static void step_end(struct search *S, struct step *st)
 {
-	uint32_t b = 0;
-	for (uint32_t i = 1; i < st->n; i++)
-		if (st->e[i].c.ndcg > st->e[b].c.ndcg)
-			b = i;
-	uint32_t pick = b;
+	uint32_t pick = UINT32_MAX;
 	for (uint32_t i = 0; i < st->n; i++) {
 		double mean, se;
-		paired(st->e[i].ndcg, st->e[b].ndcg, S->s->n, &mean, &se);
+		paired(st->e[i].ndcg, S->top_ndcg, S->s->n, &mean, &se);
 		if (!(mean >= -TUNE_ONE_SE * se))
 			continue;
-		const struct entry *p = &st->e[pick], *e = &st->e[i];
-		if (e->pref > p->pref || (e->pref == p->pref && e->c.ndcg > p->c.ndcg))
+		const struct entry *e = &st->e[i];
+		if (pick == UINT32_MAX || e->pref > st->e[pick].pref ||
+		    (e->pref == st->e[pick].pref && e->c.ndcg > st->e[pick].c.ndcg))
 			pick = i;
+	}
+	if (pick == UINT32_MAX) { /* none near the best: this step's best */
+		pick = 0;
+		for (uint32_t i = 1; i < st->n; i++)
+			if (st->e[i].c.ndcg > st->e[pick].c.ndcg)
+				pick = i;
 	}
 	struct entry *w = &st->e[pick];
 	if (w->idx != UINT32_MAX) {
@@ -806,6 +816,8 @@ static int search_run(struct search *S)
 	st.e[0].idx = record(S, &c);
 	st.n = 1;
 	memcpy(S->base_ndcg, st.e[0].ndcg, (size_t)S->s->n * sizeof(double));
+	memcpy(S->top_ndcg, st.e[0].ndcg, (size_t)S->s->n * sizeof(double));
+	S->top = c.ndcg;
 	step_end(S, &st); /* the baseline is the best so far */
 	if (S->budget <= 0)
 		S->budget = TUNE_BUDGET_FITS * (opt->setup_secs + S->out->cands[0].secs);
@@ -980,6 +992,7 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	S.has_neg = !(opt->pinned & TUNE_PIN_NEGATIVES) || opt->serve.negatives_used > 0;
 	S.best_ndcg = xmallocarray(got, sizeof(double));
 	S.base_ndcg = xmallocarray(got, sizeof(double));
+	S.top_ndcg = xmallocarray(got, sizeof(double));
 	ret = search_run(&S);
 	if (ret == 0) {
 		/* Paired: the winner against the defaults, customer by customer. */
@@ -1013,6 +1026,7 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	fitted_free(&S.best_fit);
 	free(S.best_ndcg);
 	free(S.base_ndcg);
+	free(S.top_ndcg);
 done:
 	split_free(&s);
 	out->secs = util_monotonic() - t0;
