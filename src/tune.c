@@ -631,9 +631,20 @@ static int step_fit(struct search *S, struct step *st, const tune_candidate *can
 	return (int)first;
 }
 
-/* The serving knobs, one at a time from the best so far, on the best fit:
- * fewer neighbours, a larger cutoff and fewer negatives preferred among
- * equals (they cost less per request). */
+/* How much a request's scoring costs under knobs k, as a preference:
+ * cheaper is higher (the neighbours and negatives walked; a cutoff stops
+ * lists early). */
+static double knob_pref(const rec_params *k)
+{
+	return -(double)(k->neighbors_used + k->negatives_used) + 100.0 * k->cutoff;
+}
+
+/* The serving knobs on the best fit: first everything at once (all the
+ * neighbours kept, no cutoff, with and without the negative weights: the
+ * knobs matter together, and one at a time from the defaults' a long list
+ * looks useless under a cutoff and a cutoff under a short list), then one
+ * at a time from the best so far. Cheaper knobs are preferred among
+ * equals (knob_pref). */
 static void search_knobs(struct search *S)
 {
 	static const uint32_t used[] = { 10, 30, 100, 300, 1000 };
@@ -642,39 +653,54 @@ static void search_knobs(struct search *S)
 	unsigned pin = S->opt->pinned;
 	uint32_t kmax = S->best_fit.r.k - S->best_fit.r.k_neg, kneg = S->best_fit.r.k_neg;
 	struct step st;
+	tune_candidate c;
+	step_begin(S, &st, knob_pref(&S->best.serve));
+	for (int neg = 0; neg < (kneg ? 2 : 1); neg++) {
+		c = S->best;
+		if (!(pin & TUNE_PIN_NEIGHBORS_USED))
+			c.serve.neighbors_used = kmax;
+		if (!(pin & TUNE_PIN_CUTOFF))
+			c.serve.cutoff = 0;
+		if (!(pin & TUNE_PIN_NEGATIVES))
+			c.serve.negatives_used = neg ? kneg : 0;
+		if (!memcmp(&c.serve, &S->best.serve, sizeof(c.serve)) || !affordable(S, S->score_secs))
+			continue;
+		step_score(S, &st, -1, c, "serving", knob_pref(&c.serve), 0);
+	}
+	step_end(S, &st);
 	if (!(pin & TUNE_PIN_NEIGHBORS_USED)) {
-		step_begin(S, &st, -(double)S->best.serve.neighbors_used);
+		step_begin(S, &st, knob_pref(&S->best.serve));
 		for (size_t i = 0; i < ARRAY_SIZE(used); i++) {
 			uint32_t u = MIN(used[i], kmax);
 			if (u == S->best.serve.neighbors_used || (i > 0 && MIN(used[i - 1], kmax) == u) ||
 			    !affordable(S, S->score_secs))
 				continue;
-			tune_candidate c = S->best;
+			c = S->best;
 			c.serve.neighbors_used = u;
-			step_score(S, &st, -1, c, "serving", -(double)u, 0);
+			step_score(S, &st, -1, c, "serving", knob_pref(&c.serve), 0);
 		}
 		step_end(S, &st);
 	}
 	if (!(pin & TUNE_PIN_CUTOFF)) {
-		step_begin(S, &st, S->best.serve.cutoff);
+		step_begin(S, &st, knob_pref(&S->best.serve));
 		for (size_t i = 0; i < ARRAY_SIZE(cutoffs); i++) {
 			if (cutoffs[i] == S->best.serve.cutoff || !affordable(S, S->score_secs))
 				continue;
-			tune_candidate c = S->best;
+			c = S->best;
 			c.serve.cutoff = cutoffs[i];
-			step_score(S, &st, -1, c, "serving", cutoffs[i], 0);
+			step_score(S, &st, -1, c, "serving", knob_pref(&c.serve), 0);
 		}
 		step_end(S, &st);
 	}
 	if (!(pin & TUNE_PIN_NEGATIVES) && kneg) {
-		step_begin(S, &st, -(double)S->best.serve.negatives_used);
+		step_begin(S, &st, knob_pref(&S->best.serve));
 		for (size_t i = 0; i < ARRAY_SIZE(negs); i++) {
 			uint32_t g = MIN(negs[i], kneg);
 			if (g == S->best.serve.negatives_used || !affordable(S, S->score_secs))
 				continue;
-			tune_candidate c = S->best;
+			c = S->best;
 			c.serve.negatives_used = g;
-			step_score(S, &st, -1, c, "serving", -(double)g, 0);
+			step_score(S, &st, -1, c, "serving", knob_pref(&c.serve), 0);
 		}
 		step_end(S, &st);
 	}
