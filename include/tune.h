@@ -13,24 +13,34 @@
  *
  * Search, coordinate descent, cheapest and most telling first, each step
  * from the best so far:
- *   1. the documented defaults (the baseline every choice must beat);
+ *   1. the documented defaults (the baseline);
  *   2. the serving knobs (neighbours used, cutoff, negative weights used):
- *      they need no retraining, the candidates are trained with many
- *      neighbours (K large) and EASE's strongest negative weights, and
- *      scored with fewer;
- *   3. half-life: none, and multiples of the data's own purchase rhythm
- *      (the median gap between a customer's purchase days), never fixed day
- *      counts;
- *   4. EASE's lambda on a log grid, coarse (x4) then fine (x2), every value
- *      on one Gram matrix (train_run_lambdas);
+ *      they need no retraining: the candidates keep many neighbours (K up
+ *      to 1000) and EASE's 100 strongest negative weights, and are scored
+ *      with fewer. All of them at once first (every neighbour, no cutoff,
+ *      with and without negatives), then one at a time;
+ *   3. half-life: none, and 1, 3 and 10 times the data's own purchase
+ *      rhythm (the median gap between a customer's purchase days), never
+ *      fixed day counts;
+ *   4. EASE's lambda on a log grid, coarse (x4 either way) then fine (x2),
+ *      each pair on one Gram matrix (train_run_lambdas);
  *   5. the other algorithms (cosine, jaccard, lift) at the best half-life;
- *   6. event weights, when the data has views or carts;
+ *   6. event weights (views and carts x0.25 and x2), when there are any;
  *   7. the serving knobs again, on the winner.
  * A step that would overrun the budget is left out (and the result says
- * so). The winner must beat the defaults by more than twice the standard
- * error of the paired difference, else the defaults are kept: small data
- * cannot tell candidates apart, and guessing is worse than the documented
- * choice.
+ * so).
+ *
+ * Choosing within a step: the one-standard-error rule. Candidates whose
+ * nDCG is within one standard error (paired, customer by customer) of the
+ * best seen so far count as equal; among them the step prefers the one
+ * that regularises more or serves cheaper (a longer half-life, a larger
+ * lambda, fewer neighbours walked per request). So noise does not decide,
+ * and the choice does not drift, step by step, away from the best.
+ *
+ * Small data: with fewer than TUNE_MIN_CUSTOMERS validation customers, or
+ * when no candidate differs from the defaults by more than two standard
+ * errors (the split cannot separate candidates), the documented defaults
+ * are kept and the record says why.
  */
 #ifndef SHOPKEEPER_TUNE_H
 #define SHOPKEEPER_TUNE_H

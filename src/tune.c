@@ -872,25 +872,19 @@ static int search_run(struct search *S)
 		step_end(S, &st);
 	}
 
-	/* 4. Lambda, coarse then fine, on one Gram matrix each. */
+	/* 4. Lambda, coarse (x4 either way) then fine (x2 around the better),
+	 * each pair on one Gram matrix. */
 	for (int round = 0; round < 2 && S->best.algo == ALGO_EASE && !(pin & TUNE_PIN_LAMBDA);
 	     round++) {
 		float center = S->best.lambda, f = round == 0 ? 4.0f : 2.0f;
-		const float mults[] = { 1 / (f * f), 1 / f, f, f * f };
-		tune_candidate cs[4];
-		uint32_t n = 0;
-		for (size_t i = 0; i < ARRAY_SIZE(mults); i++) {
-			if (round == 1 && (i == 0 || i == 3))
-				continue;
-			cs[n] = S->best;
-			cs[n].lambda = center * mults[i];
-			n++;
-		}
-		double cost = S->fit_secs[ALGO_EASE] * (n + 0.5) + S->score_secs * n;
+		tune_candidate cs[2] = { S->best, S->best };
+		cs[0].lambda = center / f;
+		cs[1].lambda = center * f;
+		double cost = S->fit_secs[ALGO_EASE] * 2 + S->score_secs * 2;
 		if (!affordable(S, cost))
 			break;
 		step_begin(S, &st, S->best.lambda);
-		if (fit_into(S, &st, cs, n, "lambda", pref_lambda) != 0)
+		if (fit_into(S, &st, cs, 2, "lambda", pref_lambda) != 0)
 			goto fail;
 		step_end(S, &st);
 	}
