@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Tuning against today's fixed defaults on data of other rhythms.
 
-    bench/tune_bench.py [--retail online-retail.csv.gz] [--work DIR] [--only NAME,...]
+    bench/tune_bench.py [--retail online-retail.csv.gz] [--work DIR] [--only NAME,...] [--peer]
 
 For each data set: a train/test cut by time, then `shopkeeper eval` with
 --no-tune (the fixed defaults: EASE, lambda 200, 30-day half-life, 30
 neighbours used, cutoff 0.1) and with tuning (the default), same files.
 Prints a Markdown table: nDCG@10 of both, the seconds of the tuned run
-(tuning, final fit and scoring), and what the tuner chose.
+(tuning, final fit and scoring), and what the tuner chose. --peer adds
+bench/peer_ease_eval.py (a plain numpy EASE, lambda 500, no decay, every
+neighbour and negative weight: the issue's held-out peer) on the same files
+(needs python3-numpy).
 
 Data sets:
   gen-fast, gen-slow     bin/shopkeeper-gen --cycle-days 3 / 60 (taste drift
@@ -101,6 +104,7 @@ def main():
                                                      "online-retail.csv.gz"))
     ap.add_argument("--work", default="/tmp/shopkeeper-tune-bench")
     ap.add_argument("--only", default="")
+    ap.add_argument("--peer", action="store_true")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     os.makedirs(args.work, exist_ok=True)
@@ -128,15 +132,21 @@ def main():
                 d = os.path.join(args.work, name)
                 os.makedirs(d, exist_ok=True)
                 sets.append((name, "", *filter_retail(split, d, keep), RETAIL_COLS))
-    print("| data | fixed defaults nDCG@10 | tuned nDCG@10 | change | test customers | "
-          "tuned run (s) | chosen |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | fixed defaults nDCG@10 | tuned nDCG@10 | change |%s test customers | "
+          "tuned run (s) | chosen |" % (" numpy EASE λ 500 |" if args.peer else ""))
+    print("|---|---|---|---|%s---|---|---|" % ("---|" if args.peer else ""))
     for name, what, train, test, cols in sets:
         fixed, _, _ = evaluate(train, test, cols, False)
         tuned, secs, chosen = evaluate(train, test, cols, True)
-        print("| %s %s | %.4f | %.4f | %+.4f | %d | %.1f | %s |" % (
+        peer = ""
+        if args.peer:
+            cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench", "peer_ease_eval.py"),
+                   "--train", train, "--test", test] + (["--columns", cols] if cols else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            peer = " %.4f |" % json.loads(p.stdout)["ndcg"]
+        print("| %s %s | %.4f | %.4f | %+.4f |%s %d | %.1f | %s |" % (
             name, ("(" + what + ")") if what else "", fixed["ndcg"], tuned["ndcg"],
-            tuned["ndcg"] - fixed["ndcg"], tuned["users"], secs, chosen), flush=True)
+            tuned["ndcg"] - fixed["ndcg"], peer, tuned["users"], secs, chosen), flush=True)
 
 
 if __name__ == "__main__":
