@@ -45,7 +45,8 @@ const char train_flags_usage[] =
 	"  --strict              stop at the first bad row instead of skipping it\n"
 	"  --no-tune             fit once with the parameters given or the defaults\n"
 	"                        (default: tune them on the data's own last days first)\n"
-	"  --tune-budget SECONDS time for tuning (default: about 5 single fits)\n"
+	"  --tune-budget SECONDS time for tuning (default: 5 single fits, at least 60 s;\n"
+	"                        steps that would overrun it are left out)\n"
 	"  --params-from DIR     take the parameters model DIR was tuned to (or trained\n"
 	"                        with), without searching again\n";
 
