@@ -3,7 +3,7 @@
  * shop's own training data.
  *
  * Split: with timestamps, the purchases of the last 10% of days are held
- * out (20%, then 30%, when fewer than TUNE_MIN_CUSTOMERS customers bought
+ * out (20%, then 30%, when fewer than TUNE_WANT_CUSTOMERS customers bought
  * something new in them); candidates train on the rows before that day and
  * are scored as `eval` scores (nDCG@10 over the customers with later
  * purchases of items they had not bought, through recommend.c's own scoring).
@@ -37,10 +37,11 @@
  * lambda, fewer neighbours walked per request). So noise does not decide,
  * and the choice does not drift, step by step, away from the best.
  *
- * Small data: with fewer than TUNE_MIN_CUSTOMERS validation customers, or
- * when no candidate differs from the defaults by more than two standard
- * errors (the split cannot separate candidates), the documented defaults
- * are kept and the record says why.
+ * Small data: with fewer than TUNE_MIN_CUSTOMERS validation customers,
+ * when the defaults' nDCG has a standard error above a tenth of itself
+ * (too noisy to choose by), or when no candidate differs from the defaults
+ * by more than two standard errors (the split cannot separate candidates),
+ * the documented defaults are kept and the record says why.
  */
 #ifndef SHOPKEEPER_TUNE_H
 #define SHOPKEEPER_TUNE_H
@@ -57,6 +58,8 @@
 
 /* Fewer validation customers than this cannot separate candidates. */
 #define TUNE_MIN_CUSTOMERS 50
+/* The held-out share grows (10%, 20%, 30% of days) until this many. */
+#define TUNE_WANT_CUSTOMERS 200
 /* The default budget: this many times what one plain fit costs (the
  * ingest and the first candidate's fit and scoring)... */
 #define TUNE_BUDGET_FITS 5.0
