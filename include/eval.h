@@ -24,9 +24,6 @@ typedef struct eval_totals {
 	uint64_t users;
 } eval_totals;
 
-/* One customer's nDCG (as eval_add counts it): 0 when n_rel == 0. */
-double eval_ndcg(const uint32_t *recs, uint32_t n_recs, const uint32_t *relevant, uint32_t n_rel,
-		 uint32_t k);
 
 /* Adds one customer: recs[0..n_recs) best first, relevant[0..n_rel) sorted
  * ascending without duplicates, cut-off k >= 1. A customer with n_rel == 0

@@ -19,7 +19,6 @@
 
 #include "cli.h"
 #include "eval.h"
-#include "progress.h"
 #include "recommend.h"
 #include "store.h"
 #include "tune.h"

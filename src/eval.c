@@ -62,11 +62,3 @@ void eval_finish(eval_totals *t)
 	t->map /= n;
 	t->hit_rate /= n;
 }
-
-double eval_ndcg(const uint32_t *recs, uint32_t n_recs, const uint32_t *relevant, uint32_t n_rel,
-		 uint32_t k)
-{
-	eval_totals t = { 0 };
-	eval_add(&t, recs, n_recs, relevant, n_rel, k);
-	return t.ndcg;
-}
