@@ -33,9 +33,10 @@
  * Choosing within a step: the one-standard-error rule. Candidates whose
  * nDCG is within one standard error (paired, customer by customer) of the
  * best seen so far count as equal; among them the step prefers the one
- * that regularises more or serves cheaper (a longer half-life, a larger
- * lambda, fewer neighbours walked per request). So noise does not decide,
- * and the choice does not drift, step by step, away from the best.
+ * that covers more of the catalog (half-life, lambda: at equal accuracy,
+ * answers that are not all best sellers) or serves cheaper (the knobs:
+ * fewer neighbours walked per request). So noise does not decide, and the
+ * choice does not drift, step by step, away from the best.
  *
  * Small data: with fewer than TUNE_MIN_CUSTOMERS validation customers,
  * when the defaults' nDCG has a standard error above a tenth of itself

@@ -414,6 +414,7 @@ struct search {
 	double fit_secs[ALGO_COUNT]; /* the last fit's seconds, per algorithm */
 	double score_secs;           /* the last scoring's seconds */
 	bool has_neg;                /* EASE candidates keep negatives */
+	uint32_t fit_gen;            /* bumped whenever best_fit changes */
 	strbuf *err;
 };
 
@@ -544,7 +545,8 @@ static void step_score(struct search *S, struct step *st, int fit, tune_candidat
  * standard errors of the best seen in any step so far, the one preferred
  * (the highest pref, then the higher nDCG) becomes the best so far, as in
  * the one-standard-error rule: what the split cannot tell apart is decided
- * by which choice regularises more or serves cheaper, not by noise.
+ * by which choice covers more of the catalog or serves cheaper, not by
+ * noise.
  * Measuring from the best of all steps, not of this one, keeps the choices
  * from drifting a standard error further at every step. */
 static void step_end(struct search *S, struct step *st)
@@ -587,6 +589,7 @@ static void step_end(struct search *S, struct step *st)
 			fitted_free(&S->best_fit);
 			S->best_fit = *f;
 			memset(f, 0, sizeof(*f));
+			S->fit_gen++;
 		}
 	}
 	for (uint32_t i = 0; i < st->n_fits; i++)
@@ -775,12 +778,6 @@ static tune_candidate candidate_from(const train_options *o, const rec_params *k
 	return c;
 }
 
-/* A half-life's preference among equals: the longer (no decay longest). */
-static double hl_pref(double h)
-{
-	return h > 0 ? h : 1e12;
-}
-
 /* Fits and scores the candidates cands[0..n) (one fit, or one lambda path)
  * in step st at the best knobs so far. Returns 0 or -1. */
 static int fit_into(struct search *S, struct step *st, tune_candidate *cands, uint32_t n,
@@ -800,14 +797,14 @@ static int fit_into(struct search *S, struct step *st, tune_candidate *cands, ui
 	return 0;
 }
 
-static double pref_hl(const tune_candidate *c)
+/* Among half-lives or lambdas the split cannot tell apart, the one that
+ * recommends more of the catalog: at equal accuracy a shop is better
+ * served by answers that are not all its best sellers. (A longer
+ * half-life and a smaller lambda usually are that one: the popular items
+ * of the last weeks weigh less.) */
+static double pref_coverage(const tune_candidate *c)
 {
-	return hl_pref(c->half_life_days);
-}
-
-static double pref_lambda(const tune_candidate *c)
-{
-	return c->lambda;
+	return c->coverage;
 }
 
 static double pref_none(const tune_candidate *c)
@@ -862,19 +859,20 @@ static int search_run(struct search *S)
 
 	/* 2. The serving knobs of the baseline model. */
 	search_knobs(S);
+	uint32_t knobs_gen = S->fit_gen;
 
 	/* 3. Half-life, at the best lambda and algorithm so far. */
 	if (!(pin & TUNE_PIN_HALF_LIFE)) {
 		double hl[5];
 		uint32_t n = half_lives(&S->s->sub, hl);
-		step_begin(S, &st, hl_pref(S->best.half_life_days));
+		step_begin(S, &st, S->best.coverage);
 		double start = S->best.half_life_days;
 		for (uint32_t i = 0; i < n; i++) {
 			if (hl[i] == start || !affordable(S, S->fit_secs[S->best.algo] + S->score_secs))
 				continue;
 			c = S->best;
 			c.half_life_days = hl[i];
-			if (fit_into(S, &st, &c, 1, "half-life", pref_hl) != 0)
+			if (fit_into(S, &st, &c, 1, "half-life", pref_coverage) != 0)
 				goto fail;
 		}
 		step_end(S, &st);
@@ -891,8 +889,8 @@ static int search_run(struct search *S)
 		double cost = S->fit_secs[ALGO_EASE] * 2 + S->score_secs * 2;
 		if (!affordable(S, cost))
 			break;
-		step_begin(S, &st, S->best.lambda);
-		if (fit_into(S, &st, cs, 2, "lambda", pref_lambda) != 0)
+		step_begin(S, &st, S->best.coverage);
+		if (fit_into(S, &st, cs, 2, "lambda", pref_coverage) != 0)
 			goto fail;
 		step_end(S, &st);
 	}
@@ -940,8 +938,9 @@ static int search_run(struct search *S)
 		step_end(S, &st);
 	}
 
-	/* 7. The serving knobs of the winner. */
-	search_knobs(S);
+	/* 7. The serving knobs of the winner, if it is another model. */
+	if (S->fit_gen != knobs_gen)
+		search_knobs(S);
 	return 0;
 fail:
 	step_end(S, &st);
