@@ -3,6 +3,7 @@
  *
  *   shopkeeper-gen --customers N --items N --interactions N [--seed S]
  *                  [--clusters C] [--out FILE] [--catalog FILE]
+ *                  [--cycle-days D] [--drift P] [--repeat P]
  *
  * Shape: item popularity follows a power law (Zipf, exponent 1.1); every
  * item belongs to one of C taste clusters and every customer has a home
@@ -10,7 +11,18 @@
  * similarity has real signal); customer activity is heavy-tailed (a few
  * customers buy a lot); timestamps span two years, denser towards the end;
  * events are mostly purchases with views and carts, 2% returns. The same
- * seed gives byte-identical output. Streams: memory is O(items + customers),
+ * seed gives byte-identical output.
+ *
+ * Rhythm (for the tuning benchmarks, bench/README.md "Tuning"): with
+ * --cycle-days D a customer shops in visits of about four interactions,
+ * D days apart on average (exponential gaps back from their last visit,
+ * which falls anywhere in the two years, more often late), and their
+ * taste drifts: at each visit they move to another
+ * cluster with probability --drift (default 0.3). So what they bought
+ * lately says more than what they bought long ago, at a pace set by D.
+ * --repeat P: a purchase is of an item they bought at an earlier visit with
+ * probability P (consumables), else drawn as above. Without --cycle-days
+ * the output is what it always was. Streams: memory is O(items + customers),
  * whatever the number of interactions.
  */
 #include <inttypes.h>
@@ -77,7 +89,8 @@ static uint64_t hash64(uint64_t x)
 static void usage(FILE *f)
 {
 	fputs("usage: shopkeeper-gen --customers N --items N --interactions N [--seed S]\n"
-	      "                      [--clusters C] [--out FILE] [--catalog FILE]\n", f);
+	      "                      [--clusters C] [--out FILE] [--catalog FILE]\n"
+	      "                      [--cycle-days D] [--drift P] [--repeat P]\n", f);
 }
 
 static uint64_t number(const char *opt, const char *s)
@@ -91,9 +104,21 @@ static uint64_t number(const char *opt, const char *s)
 	return v;
 }
 
+static double fraction(const char *opt, const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (!*s || *end || !(v >= 0) || v > 1) {
+		fprintf(stderr, "gen: %s %s: expected a number from 0 to 1\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
 int main(int argc, char **argv)
 {
-	uint64_t customers = 0, items = 0, interactions = 0, seed = 1, clusters = 20;
+	uint64_t customers = 0, items = 0, interactions = 0, seed = 1, clusters = 20, cycle = 0;
+	double drift = 0.3, repeat = 0;
 	const char *out = NULL, *catalog = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -119,6 +144,12 @@ int main(int argc, char **argv)
 			out = v;
 		else if (strcmp(a, "--catalog") == 0)
 			catalog = v;
+		else if (strcmp(a, "--cycle-days") == 0)
+			cycle = number(a, v);
+		else if (strcmp(a, "--drift") == 0)
+			drift = fraction(a, v);
+		else if (strcmp(a, "--repeat") == 0)
+			repeat = fraction(a, v);
 		else {
 			usage(stderr);
 			return 2;
@@ -163,6 +194,8 @@ int main(int argc, char **argv)
 	const double span = 730 * 86400.0;
 	double mean = (double)interactions / (double)customers, left = (double)interactions;
 	static const char *const events[] = { "view", "cart", "purchase" };
+	uint32_t *bought = NULL; /* --repeat: the customer's purchases so far */
+	uint64_t cap_bought = 0;
 	for (uint64_t c = 0; c < customers && left > 0; c++) {
 		/* Log-normal activity around the mean; the last customer takes
 		 * what is left so the total is exact. */
@@ -172,18 +205,49 @@ int main(int argc, char **argv)
 			n = (uint64_t)left;
 		left -= (double)n;
 		uint32_t home = (uint32_t)(hash64(c * 7919 + seed) % nc);
+		/* With a rhythm: visits from the last one back, their times. */
+		int64_t visit_ts = cycle ? end - (int64_t)(span * pow(uniform(), 1.5)) : end;
+		uint64_t in_visit = 0, n_bought = 0;
+		if (cycle && n > cap_bought) {
+			cap_bought = n;
+			bought = realloc(bought, cap_bought * sizeof(*bought));
+			if (!bought) {
+				fputs("gen: out of memory\n", stderr);
+				return 1;
+			}
+		}
 		for (uint64_t k = 0; k < n; k++) {
 			uint32_t item;
-			if (uniform() < 0.7 && local[home])
+			int64_t ts;
+			if (cycle) {
+				if (in_visit == 4) { /* the visit before: earlier, maybe elsewhere */
+					in_visit = 0;
+					visit_ts -= (int64_t)(cycle * 86400.0 * -log(uniform() + 1e-300));
+					if (visit_ts < end - (int64_t)span)
+						visit_ts += (int64_t)span; /* wrap: a long customer */
+					if (uniform() < drift)
+						home = (uint32_t)(rng() % nc);
+				}
+				in_visit++;
+				ts = visit_ts + (int64_t)(uniform() * 3600);
+			} else {
+				ts = 0;
+			}
+			if (cycle && n_bought && uniform() < repeat)
+				item = bought[rng() % n_bought];
+			else if (uniform() < 0.7 && local[home])
 				item = members[start[home] + draw(local[home], start[home + 1] - start[home])];
 			else
 				item = draw(global, ni);
-			int64_t ts = end - (int64_t)(span * pow(uniform(), 1.5));
+			if (!cycle)
+				ts = end - (int64_t)(span * pow(uniform(), 1.5));
 			double e = uniform();
 			int ev = e < 0.2 ? 0 : e < 0.3 ? 1 : 2;
 			int qty = 1 + (int)(uniform() * uniform() * 5);
 			if (ev == 2 && uniform() < 0.02)
 				qty = -qty;
+			if (cycle && ev == 2 && qty > 0)
+				bought[n_bought++] = item;
 			double price = 1.0 + (double)(hash64(item) % 9900) / 100.0;
 			time_t t = (time_t)ts;
 			struct tm tm;
@@ -215,6 +279,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	free(bought);
 	for (uint32_t c = 0; c < nc; c++)
 		free(local[c]);
 	free(local);

@@ -36,8 +36,9 @@ int api_reload(api *a, strbuf *err);
  * and on reading routes too when `reads`; /healthz and /readyz stay open. */
 void api_set_auth(api *a, const auth *keys, bool reads);
 
-/* How scores are summed (copied; rec_params_init's defaults until then).
- * Call before serving. */
+/* How scores are summed (copied): the fields p gives win; the others are
+ * each model's own, what its tuning chose (rec_params_for_model). Until
+ * then every field is the model's. Call before serving. */
 void api_set_params(api *a, const rec_params *p);
 
 /* With `serve --event-log`: the applier (borrowed: it must outlive the

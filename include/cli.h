@@ -19,6 +19,7 @@
 #include <getopt.h>
 
 #include "ingest.h"
+#include "recommend.h"
 #include "strbuf.h"
 #include "train.h"
 
@@ -48,13 +49,22 @@ struct train_flags {
 	bool has_as_of;       /* --as-of given */
 	int64_t as_of;
 	train_options topt;
+	/* tuning (tune.h) */
+	bool no_tune;            /* --no-tune: fit once with topt */
+	double tune_budget;      /* --tune-budget SECONDS (0: the default) */
+	const char *params_from; /* --params-from MODEL_DIR */
+	unsigned pinned;         /* TUNE_PIN_* of the flags given */
+	rec_params serve;        /* eval's --neighbors-used/--cutoff when pinned */
+	struct tune_result *tuning; /* what train_fit chose (owned), or NULL */
 };
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 17
+#define TRAIN_FLAG_COUNT 21
 
 void train_flags_init(struct train_flags *f);
+/* Frees what train_fit left in f (the tuning record). */
+void train_flags_release(struct train_flags *f);
 /* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */
 size_t train_flags_options(struct option *opts);
 /* Applies a shared option. Returns 0 if it was one and valid, 1 if `code`
@@ -65,7 +75,10 @@ extern const char train_flags_usage[];
 
 /* Reads `path` and trains: ds and r are filled (caller frees them with
  * dataset_free/train_result_free, also on failure). *as_of is --as-of or
- * the newest timestamp. Returns 0, or -1 with a message in *err. */
+ * the newest timestamp. Unless --no-tune, the parameters are first tuned
+ * on a validation split of the same data (or read with --params-from):
+ * f->topt becomes the choice and f->tuning the record. Returns 0, or -1
+ * with a message in *err. */
 int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result *r,
 	      int64_t *as_of, double *secs_ingest, strbuf *err);
 /* Writes the model directory. Returns 0, or -1 with a message in *err. */

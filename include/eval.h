@@ -19,8 +19,11 @@
 
 typedef struct eval_totals {
 	double precision, recall, ndcg, map, hit_rate; /* sums, then means */
+	double ndcg_sq; /* sum of squared per-customer nDCG, then its standard
+			 * error: the spread of the mean over customers */
 	uint64_t users;
 } eval_totals;
+
 
 /* Adds one customer: recs[0..n_recs) best first, relevant[0..n_rel) sorted
  * ascending without duplicates, cut-off k >= 1. A customer with n_rel == 0
@@ -28,7 +31,8 @@ typedef struct eval_totals {
 void eval_add(eval_totals *t, const uint32_t *recs, uint32_t n_recs, const uint32_t *relevant,
 	      uint32_t n_rel, uint32_t k);
 
-/* Turns the sums into means (all zero when no customer was counted). */
+/* Turns the sums into means (all zero when no customer was counted), and
+ * ndcg_sq into the standard error of the nDCG mean (0 under 2 customers). */
 void eval_finish(eval_totals *t);
 
 #endif

@@ -46,6 +46,11 @@ typedef struct model_info {
 	 * a replica then replays the log from its start. */
 	bool has_log_position;
 	uint64_t log_position_ms, log_position_seq;
+	/* The serving knobs the model's tuning chose (meta "tuning"."serving"):
+	 * 0 and < 0 when it has none. */
+	uint32_t serve_neighbors_used;
+	float serve_cutoff;
+	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 
@@ -168,10 +173,13 @@ int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx);
 /* The same without a transaction (the index is in memory). */
 int model_item_find(const model *m, const char *id, size_t len, uint32_t *idx);
 
-/* A borrowed list of (u32 item, f32 score) pairs. */
+/* A borrowed list of (u32 item, f32 score) pairs: n positive ones at data,
+ * best first, then (format 5) n_neg negative ones at neg, strongest first. */
 typedef struct model_pairs {
 	const unsigned char *data;
 	uint32_t n;
+	const unsigned char *neg;
+	uint32_t n_neg;
 } model_pairs;
 
 static inline neighbor model_pair_at(const unsigned char *data, uint32_t i)

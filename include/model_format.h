@@ -26,8 +26,10 @@
  *               popularity (decayed like the model's history), best first
  *   item_index  item id -> u32 item index
  *   neighbors   "all" -> u32 n_items, u32 offsets[n_items+1] (in pairs),
- *               then every item's (u32 item, f32 score) pairs, best first:
- *               one value, so a list is found by arithmetic. An item
+ *               then every item's (u32 item, f32 score) pairs, best first
+ *               (version 5: the positive ones best first, then any
+ *               negative ones strongest first): one value, so a list is
+ *               found by arithmetic. An item
  *               flagged MODEL_ITEM_NOT_RECOMMENDABLE has no list and is in
  *               no other item's list.
  *   customers   customer id -> customer_summary, history_entry[n_hist] (most
@@ -47,6 +49,12 @@
  * refused with a message to retrain. */
 #define MODEL_FORMAT_VERSION 4
 #define MODEL_FORMAT_OLDEST 3
+/* 5 is format 4 whose neighbour lists may end in negative weights (EASE's
+ * strongest, train_options.negatives): positives best first, then
+ * negatives strongest first. Written only for such models, so a model
+ * without them stays readable by builds that read 3 and 4. */
+#define MODEL_FORMAT_VERSION_NEGATIVES 5
+#define MODEL_FORMAT_NEWEST MODEL_FORMAT_VERSION_NEGATIVES
 #define MODEL_FILE "model.mdb"
 /* Beside it, written last by train and checked before any page of the
  * model is read: "crc32c HEX SIZE\n", the CRC-32C and size of model.mdb

@@ -18,13 +18,17 @@
 #include "strbuf.h"
 #include "train.h" /* train_options, train_result, dataset */
 
+struct tune_result;
+
 /* Writes the model of a training run into DIR (created if needed; a model
- * there is replaced): the meta record (built here from o, the data counts,
- * the RFM cut points at as_of and the current time), items, catalog,
- * neighbours and every customer, with progress on a terminal. All
- * arguments are borrowed. Returns 0 or STORE_ERROR with a message in *err. */
-int model_write(const char *dir, const train_options *o, const dataset *ds, const train_result *r,
-		int64_t as_of, strbuf *err);
+ * there is replaced): the meta record (built here from o, the tuning record
+ * `tuning` (tune.h; NULL: none), the data counts, the RFM cut points at
+ * as_of and the current time), items, catalog, neighbours and every
+ * customer, with progress on a terminal. A run that kept negative weights
+ * (r->k_neg) is written as MODEL_FORMAT_VERSION_NEGATIVES. All arguments
+ * are borrowed. Returns 0 or STORE_ERROR with a message in *err. */
+int model_write(const char *dir, const train_options *o, const struct tune_result *tuning,
+		const dataset *ds, const train_result *r, int64_t as_of, strbuf *err);
 
 /* ---- the record writers -------------------------------------------------- */
 

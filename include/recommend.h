@@ -81,12 +81,24 @@ rec_ctx *rec_ctx_create(uint32_t n_items);
 typedef struct rec_params {
 	uint32_t neighbors_used; /* >= 1 */
 	float cutoff;            /* [0, 1) */
+	/* negatives_used: of the negative neighbours a model keeps (EASE's
+	 * strongest negative weights, train_options.negatives), each history
+	 * item's N strongest take from the scores, under the same cutoff. */
+	uint32_t negatives_used;
 } rec_params;
 #define REC_DEFAULT_NEIGHBORS_USED 30u
 #define REC_DEFAULT_CUTOFF 0.1f
+#define REC_DEFAULT_NEGATIVES_USED 1000u /* all a model keeps */
 
 /* The defaults above. */
 void rec_params_init(rec_params *p);
+/* Marks every field "not given" (neighbors_used 0, cutoff < 0,
+ * negatives_used UINT32_MAX), for rec_params_for_model. */
+void rec_params_unset(rec_params *p);
+/* The parameters to serve a model with: each field `given` sets (flags),
+ * else the model's own (the serving knobs its tuning chose, model_info
+ * serve_*), else the defaults above. */
+void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info);
 /* Applies p (out-of-range fields mean their defaults). */
 void rec_ctx_configure(rec_ctx *c, const rec_params *p);
 void rec_ctx_free(rec_ctx *c);
@@ -119,6 +131,28 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 int rec_for_basket(rec_ctx *c, model_txn *t, const uint32_t *items, uint32_t n_items,
 		   const char *customer, size_t customer_len, uint32_t n, const rec_filter *f,
 		   rec_result *out);
+
+/* A model held in memory, as the trainer made it, for scoring candidates
+ * while tuning (tune.h). Item i's neighbours are lists[i*stride ..]:
+ * n_pos[i] positive ones best first, then n_neg[i] negative ones strongest
+ * first (n_neg NULL: none). popular: n_items (item, score) pairs, best
+ * first, as the model's popular list. All borrowed. */
+typedef struct rec_table {
+	const neighbor *lists;
+	uint32_t stride;
+	const uint32_t *n_pos;
+	const uint32_t *n_neg;
+	const neighbor *popular;
+	uint32_t n_items;
+} rec_table;
+
+/* The top n items for a history hist[0..n_hist) (most recent first, as
+ * train_result stores it) under table t: the same answer rec_for_history
+ * gives for a model customer with that history, no events and eval's
+ * filter (what they bought left out, no because lists). c must be sized
+ * for t->n_items. Never fails. */
+void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, uint32_t n_hist,
+		   uint32_t n, rec_result *out);
 
 /* n popular items (recent popularity) that pass the filter. */
 void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, rec_result *out);

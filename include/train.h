@@ -12,7 +12,9 @@
  *   ease     B = I - P diagMat(1/diag(P)), P = (G + lambda I)^-1 (Steck 2019),
  *            by a blocked Cholesky inverse on all threads (symmat.h)
  * Only positive similarities are kept; each item keeps its K best, ties
- * broken by item index so training is deterministic.
+ * broken by item index so training is deterministic. EASE may also keep
+ * each item's strongest negative weights (train_options.negatives): they
+ * say which items do not go together, and the scoring subtracts them.
  *
  * X holds, per customer and item, the weight of the strongest event type
  * seen (a purchase counts only if not returned in full); the customer's
@@ -69,6 +71,9 @@ typedef struct train_options {
 	const char *event_log_position; /* "MS-SEQ": the last entry of the
 					 * shared event log the data covers,
 					 * kept in the meta record; NULL: none */
+	uint32_t negatives;    /* EASE: negative weights kept per item, the
+				* strongest, after the K positive ones
+				* (default 0: none) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u
@@ -91,9 +96,14 @@ typedef struct train_result {
 	float *recent;     /* per item: sum of its X column (decayed), for the
 			    * recent-popularity list */
 
-	uint32_t k;         /* neighbours per item at most */
-	neighbor *nbrs;     /* item i's list: nbrs[i*k .. i*k + n_nbrs[i]), best first */
+	uint32_t k;         /* neighbours per item at most (k_neg of them negative) */
+	uint32_t k_neg;
+	/* item i's list: nbrs[i*k .. i*k + n_nbrs[i]): the positive ones best
+	 * first, then the last n_neg[i] negative ones, strongest first (n_neg
+	 * NULL: none) */
+	neighbor *nbrs;
 	uint32_t *n_nbrs;
+	uint32_t *n_neg;
 
 	enum train_path path;  /* the path that ran */
 	bool gram_sparse;      /* dense path: G added up from sparse rows, not ssyrk */
@@ -105,6 +115,17 @@ typedef struct train_result {
  * catalog too large for the dense path, LAPACK failure). On success the
  * caller frees *out with train_result_free(). */
 int train_run(const dataset *ds, const train_options *opt, train_result *out, strbuf *err);
+
+/* train_run for EASE at several lambdas on one Gram matrix (the histories
+ * and G are built once, G kept beside its inverse: twice the memory of one
+ * fit): *r as train_run makes it for lambdas[0], and more[l - 1], for
+ * l = 1 .. n_lambda - 1, only the neighbour lists at lambdas[l] (k, k_neg,
+ * nbrs, n_nbrs, n_neg, the counts and the timings; no histories). Returns
+ * 0, or -1 with a message in *err (as train_run; n_lambda > 1 with another
+ * algorithm). The caller frees *r and more[0 .. n_lambda-1) with
+ * train_result_free(), also on failure. */
+int train_run_lambdas(const dataset *ds, const train_options *opt, const float *lambdas,
+		      uint32_t n_lambda, train_result *r, train_result *more, strbuf *err);
 
 void train_result_free(train_result *r);
 

@@ -59,7 +59,7 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	a->state = st;
 	a->events = ew;
 	a->model_dir = xstrdup(model_dir);
-	rec_params_init(&a->params);
+	rec_params_unset(&a->params); /* each model's own knobs */
 	a->started = util_now();
 	pthread_mutex_init(&a->ref_lock, NULL);
 	pthread_mutex_init(&a->workers_lock, NULL);
@@ -249,7 +249,9 @@ static struct worker *worker_sync(api *a, const http_request *req, http_response
 	}
 	model_txn_reset(w->txn);
 	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
-	rec_ctx_configure(w->rec, &a->params);
+	rec_params p; /* the flags given, else what the model's tuning chose */
+	rec_params_for_model(&p, &a->params, model_get_info(w->m));
+	rec_ctx_configure(w->rec, &p);
 	return w;
 }
 
@@ -367,6 +369,10 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 	sb_adds(resp->body, ",\"runs_on\":");
 	api_add_str(resp->body, model_clock_name(w->m));
 	sb_addc(resp->body, '}');
+	if (info->tuning_json) { /* what train chose, and why (tune.h) */
+		sb_adds(resp->body, ",\"tuning\":");
+		sb_adds(resp->body, info->tuning_json);
+	}
 	add_counts(resp->body, info);
 }
 

@@ -439,7 +439,9 @@ void api_get_audience_export(api *a, struct worker *w, const http_request *req,
 	model_txn_reset(d->txn);
 	state_txn_reset(d->stxn);
 	d->rec = rec_ctx_create(model_get_info(d->ref->m)->n_items);
-	rec_ctx_configure(d->rec, &a->params);
+	rec_params p; /* the flags given, else what the model's tuning chose */
+	rec_params_for_model(&p, &a->params, model_get_info(d->ref->m));
+	rec_ctx_configure(d->rec, &p);
 	sb_init(&d->pending, HTTP_STREAM_BLOCK + 4096);
 	export_header(&d->pending, d->format, d->n);
 	resp->content_type = export_content_type(d->format);

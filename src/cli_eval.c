@@ -21,6 +21,7 @@
 #include "eval.h"
 #include "recommend.h"
 #include "model.h"
+#include "tune.h"
 #include "util.h"
 
 static const char eval_usage_head[] =
@@ -32,9 +33,12 @@ static const char eval_usage_head[] =
 	"  --train FILE          interactions to train on\n"
 	"  --test FILE           interactions to score against (purchases count)\n"
 	"  --k K                 cut-off, 1..100 (default 10)\n"
-	"  --neighbors-used N    neighbours per history item scored (default 30), as serve\n"
-	"  --cutoff R            contributions under R x the strongest skipped (default\n"
-	"                        0.1), as serve\n";
+	"  --neighbors-used N    neighbours per history item scored (default: tuned, else\n"
+	"                        30), as serve\n"
+	"  --cutoff R            contributions under R x the strongest skipped (default:\n"
+	"                        tuned, else 0.1), as serve\n"
+	"Tuning (unless --no-tune) uses --train only, never --test: its progress is on\n"
+	"stderr when that is a terminal, and stdout stays one JSON object.\n";
 
 struct pair {
 	uint32_t customer; /* test dataset index */
@@ -93,7 +97,9 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 	if (model_open(model_dir, &m, err) != 0 || model_txn_begin(m, &txn) != 0)
 		goto out;
 	ctx = rec_ctx_create(tr->n_items);
-	rec_ctx_configure(ctx, params);
+	rec_params p; /* as serve: the flags, else the model's tuned knobs */
+	rec_params_for_model(&p, params, model_get_info(m));
+	rec_ctx_configure(ctx, &p);
 	rec_filter plain; /* what serve does, but nobody reads `because` here */
 	rec_filter_init(&plain);
 	plain.because = false;
@@ -172,7 +178,7 @@ int cmd_eval(int argc, char **argv)
 	const char *train_path = NULL, *test_path = NULL;
 	uint32_t k = 10;
 	rec_params params;
-	rec_params_init(&params);
+	rec_params_unset(&params);
 	int c, rc;
 	train_flags_init(&f);
 	opterr = 0;
@@ -188,11 +194,15 @@ int cmd_eval(int argc, char **argv)
 		case O_NUSED:
 			if (!cli_parse_u32(optarg, 1, 1000, &params.neighbors_used))
 				return cli_usage_error("eval", "--neighbors-used %s: expected 1 to 1000", optarg);
+			f.pinned |= TUNE_PIN_NEIGHBORS_USED;
+			f.serve.neighbors_used = params.neighbors_used;
 			break;
 		case O_CUTOFF:
 			if (!cli_parse_cutoff(optarg, &params.cutoff))
 				return cli_usage_error("eval", "--cutoff %s: expected a number from 0 to below 1",
 						       optarg);
+			f.pinned |= TUNE_PIN_CUTOFF;
+			f.serve.cutoff = params.cutoff;
 			break;
 		case 'h':
 		case O_HELP:
@@ -228,6 +238,8 @@ int cmd_eval(int argc, char **argv)
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}
+	if (f.tuning) /* like train's summary: stdout stays the JSON object */
+		tune_print(f.tuning, stderr);
 	ingest_options topt = { .columns = f.columns, .strict = f.strict, .report = stderr, .label = "test" };
 	if (ingest_read(test_path, &topt, &test, &err) != 0) {
 		cli_fail("eval", "%s", err.buf);
@@ -252,6 +264,7 @@ out:
 		rmdir(dir);
 		sb_release(&p);
 	}
+	train_flags_release(&f);
 	train_result_free(&r);
 	dataset_free(&train);
 	dataset_free(&test);

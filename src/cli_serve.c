@@ -57,9 +57,10 @@ static const char serve_usage[] =
 	"                     and admin routes anyway (by default they answer 403\n"
 	"                     protected_mode there; reads are served either way)\n"
 	"  --neighbors-used N scoring sums each history item's N best neighbours\n"
-	"                     (default 30)\n"
+	"                     (default: the model's tuned value, else 30)\n"
 	"  --cutoff R         ...and skips those contributing under R x the\n"
-	"                     strongest contribution, 0 <= R < 1 (default 0.1)\n"
+	"                     strongest contribution, 0 <= R < 1 (default: the\n"
+	"                     model's tuned value, else 0.1)\n"
 	"  --max-connections N         open connections at once; more wait in the\n"
 	"                              listen backlog (default 10000)\n"
 	"  --max-connections-per-ip N  per client address; more are closed at\n"
@@ -391,7 +392,7 @@ int cmd_serve(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct serve_opts o = {
 		.listen = "127.0.0.1:8080", .max_conn = 10000,
-		.params = { REC_DEFAULT_NEIGHBORS_USED, REC_DEFAULT_CUTOFF },
+		.params = { 0, -1.0f, UINT32_MAX }, /* not given: the model's own */
 		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,

@@ -19,6 +19,7 @@
 #include "train.h"
 #include "eventlog.h"
 #include "train_events.h"
+#include "tune.h"
 #include "util.h"
 
 #define CLI_DEFAULT_ALGO ALGO_EASE
@@ -41,18 +42,26 @@ const char train_flags_usage[] =
 	"  --event-weights W     e.g. view=0.2,cart=0.5,purchase=1 (the default)\n"
 	"  --path P              auto (default), dense or sparse item-item computation\n"
 	"  --ease-max-items N    EASE covers the N most popular items (default 20000)\n"
+	"  --negatives N         EASE keeps each item's N strongest negative weights\n"
+	"                        too, and scoring subtracts them (default 0)\n"
 	"  --threads N           training threads (default: number of cores)\n"
 	"  --columns MAP         header names, e.g. customer_id=CustomerID,item_id=StockCode;\n"
 	"                        used for every file, where a file lacks a mapped header\n"
 	"                        its standard name (item_id) is read instead\n"
 	"  --catalog-columns MAP     header names of the catalog file only (win there)\n"
 	"  --customers-columns MAP   header names of the customers file only (win there)\n"
-	"  --strict              stop at the first bad row instead of skipping it\n";
+	"  --strict              stop at the first bad row instead of skipping it\n"
+	"  --no-tune             fit once with the parameters given or the defaults\n"
+	"                        (default: tune them on the data's own last days first)\n"
+	"  --tune-budget SECONDS time for tuning (default: 5 single fits, at least 60 s;\n"
+	"                        steps that would overrun it are left out)\n"
+	"  --params-from DIR     take the parameters model DIR was tuned to (or trained\n"
+	"                        with), without searching again\n";
 
 enum {
 	F_ALGO = TRAIN_FLAG_BASE, F_NEIGH, F_LAMBDA, F_HALF, F_ASOF, F_WEIGHTS, F_PATH, F_EASEMAX,
 	F_THREADS, F_COLS, F_STRICT, F_CATALOG, F_CUSTOMERS, F_EXCLUDE, F_CATALOG_COLS,
-	F_CUSTOMERS_COLS, F_EXCLUDE_ITEMS
+	F_CUSTOMERS_COLS, F_EXCLUDE_ITEMS, F_NO_TUNE, F_TUNE_BUDGET, F_PARAMS_FROM, F_NEGATIVES
 };
 
 size_t train_flags_options(struct option *opts)
@@ -75,6 +84,10 @@ size_t train_flags_options(struct option *opts)
 		{ "catalog-columns", required_argument, NULL, F_CATALOG_COLS },
 		{ "customers-columns", required_argument, NULL, F_CUSTOMERS_COLS },
 		{ "exclude-items", required_argument, NULL, F_EXCLUDE_ITEMS },
+		{ "no-tune", no_argument, NULL, F_NO_TUNE },
+		{ "tune-budget", required_argument, NULL, F_TUNE_BUDGET },
+		{ "params-from", required_argument, NULL, F_PARAMS_FROM },
+		{ "negatives", required_argument, NULL, F_NEGATIVES },
 	};
 	memcpy(opts, shared, sizeof(shared));
 	return TRAIN_FLAG_COUNT;
@@ -93,6 +106,14 @@ void train_flags_init(struct train_flags *f)
 	f->topt.event_weight[EVENT_VIEW] = TRAIN_DEFAULT_WEIGHT_VIEW;
 	f->topt.event_weight[EVENT_CART] = TRAIN_DEFAULT_WEIGHT_CART;
 	f->topt.event_weight[EVENT_PURCHASE] = TRAIN_DEFAULT_WEIGHT_PURCHASE;
+	rec_params_init(&f->serve);
+}
+
+void train_flags_release(struct train_flags *f)
+{
+	tune_result_free(f->tuning);
+	free(f->tuning);
+	f->tuning = NULL;
 }
 
 /* "view=0.2,cart=0.5,purchase=1": names not given keep their weight. */
@@ -126,6 +147,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (algo < 0)
 			return cli_usage_error(cmd, "--algo %s: expected cosine, jaccard, lift or ease", arg);
 		f->topt.algo = (enum algo)algo;
+		f->pinned |= TUNE_PIN_ALGO;
 		return 0;
 	}
 	case F_NEIGH:
@@ -136,11 +158,13 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (!cli_parse_double(arg, &d) || d <= 0 || d > 1e12)
 			return cli_usage_error(cmd, "--lambda %s: expected a number greater than 0", arg);
 		f->topt.lambda = (float)d;
+		f->pinned |= TUNE_PIN_LAMBDA;
 		return 0;
 	case F_HALF:
 		if (!cli_parse_double(arg, &d) || d < 0 || d > 1e6)
 			return cli_usage_error(cmd, "--half-life %s: expected days >= 0 (0: no decay)", arg);
 		f->topt.half_life_days = d;
+		f->pinned |= TUNE_PIN_HALF_LIFE;
 		return 0;
 	case F_ASOF:
 		if (time_parse(arg, strlen(arg), &f->as_of) != 0)
@@ -151,6 +175,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		if (!parse_weights(arg, f->topt.event_weight))
 			return cli_usage_error(cmd, "--event-weights %s: expected e.g. view=0.2,cart=0.5,purchase=1 "
 					       "(weights >= 0, not all 0)", arg);
+		f->pinned |= TUNE_PIN_WEIGHTS;
 		return 0;
 	case F_PATH:
 		if (strcmp(arg, "auto") == 0)
@@ -197,6 +222,23 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		return 0;
 	case F_EXCLUDE_ITEMS:
 		f->exclude_items = arg;
+		return 0;
+	case F_NO_TUNE:
+		f->no_tune = true;
+		return 0;
+	case F_TUNE_BUDGET:
+		if (!cli_parse_double(arg, &d) || !(d > 0) || d > 1e6)
+			return cli_usage_error(cmd, "--tune-budget %s: expected seconds > 0", arg);
+		f->tune_budget = d;
+		return 0;
+	case F_PARAMS_FROM:
+		f->params_from = arg;
+		return 0;
+	case F_NEGATIVES:
+		if (!cli_parse_u32(arg, 0, 1000, &f->topt.negatives))
+			return cli_usage_error(cmd, "--negatives %s: expected an integer from 0 to 1000", arg);
+		f->pinned |= TUNE_PIN_NEGATIVES;
+		f->serve.negatives_used = f->topt.negatives;
 		return 0;
 	}
 	return 1;
@@ -283,6 +325,17 @@ int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result
 	*secs_ingest = util_monotonic() - t0;
 	*as_of = f->has_as_of ? f->as_of : ds->has_ts ? ds->ts_max : (int64_t)util_now();
 	f->topt.as_of = *as_of;
+	if (!f->no_tune || f->params_from) {
+		tune_options to = { .budget = f->tune_budget, .setup_secs = *secs_ingest,
+				    .pinned = f->pinned, .serve = f->serve,
+				    .verbose = progress_enabled() };
+		f->tuning = xcalloc(1, sizeof(*f->tuning));
+		int rc = f->params_from ? tune_from_model(f->params_from, &f->topt, &to, f->tuning, err)
+					: tune_run(ds, &f->topt, &to, f->tuning, err);
+		if (rc != 0)
+			goto out;
+		f->topt = f->tuning->chosen;
+	}
 	if (train_run(ds, &f->topt, r, err) != 0) {
 		strbuf msg = STRBUF_INIT;
 		sb_addf(&msg, "%s: %s", path, err->buf);
@@ -302,7 +355,7 @@ out:
 int train_write(const char *out, const struct train_flags *f, const dataset *ds,
 		const train_result *r, int64_t as_of, strbuf *err)
 {
-	return model_write(out, &f->topt, ds, r, as_of, err) == 0 ? 0 : -1;
+	return model_write(out, &f->topt, f->tuning, ds, r, as_of, err) == 0 ? 0 : -1;
 }
 
 /* ---- the train command -------------------------------------------------- */
@@ -415,6 +468,8 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 		secs[0], r->secs_matrix, r->secs_gram, r->secs_similarity, secs[1]);
 	fprintf(stderr, "memory     peak RSS %.0f MiB\n", (double)util_peak_rss() / 1048576.0);
 	fprintf(stderr, "written    %s (%.1f MiB)\n", path.buf, mb);
+	if (f->tuning)
+		tune_print(f->tuning, stderr);
 	sb_release(&path);
 }
 
@@ -501,6 +556,7 @@ int cmd_train(int argc, char **argv)
 		print_summary(out, &f, &ds, &r, secs);
 	ret = EXIT_OK;
 out:
+	train_flags_release(&f);
 	train_result_free(&r);
 	dataset_free(&ds);
 	sb_release(&err);

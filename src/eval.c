@@ -41,6 +41,7 @@ void eval_add(eval_totals *t, const uint32_t *recs, uint32_t n_recs, const uint3
 	t->precision += (double)hits / (double)k;
 	t->recall += (double)hits / (double)n_rel;
 	t->ndcg += dcg / idcg;
+	t->ndcg_sq += (dcg / idcg) * (dcg / idcg);
 	t->map += ap / (double)ideal_n;
 	t->hit_rate += hits > 0;
 	t->users++;
@@ -49,10 +50,12 @@ void eval_add(eval_totals *t, const uint32_t *recs, uint32_t n_recs, const uint3
 void eval_finish(eval_totals *t)
 {
 	if (t->users == 0) {
-		t->precision = t->recall = t->ndcg = t->map = t->hit_rate = 0;
+		t->precision = t->recall = t->ndcg = t->map = t->hit_rate = t->ndcg_sq = 0;
 		return;
 	}
 	double n = (double)t->users;
+	double var = n > 1 ? (t->ndcg_sq - t->ndcg * t->ndcg / n) / (n - 1) : 0;
+	t->ndcg_sq = n > 1 && var > 0 ? sqrt(var / n) : 0;
 	t->precision /= n;
 	t->recall /= n;
 	t->ndcg /= n;

@@ -43,6 +43,8 @@ struct model {
 	const unsigned char *popularity;
 	const unsigned char *popular;
 	offtab nbrs; /* every item's neighbours */
+	uint32_t *nbr_pos; /* format 5: positives per list, else NULL */
+	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;
 	bool model_clock;      /* model_now runs from as_of (see model_set_clock) */
@@ -76,10 +78,10 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 	}
 	m->info.format_version = (uint32_t)json_integer_value(v);
 	if (m->info.format_version < MODEL_FORMAT_OLDEST ||
-	    m->info.format_version > MODEL_FORMAT_VERSION) {
+	    m->info.format_version > MODEL_FORMAT_NEWEST) {
 		sb_addf(err, "%s: model format version %u, this build reads versions %u to %u; "
 			     "retrain with this shopkeeper", path, m->info.format_version,
-			MODEL_FORMAT_OLDEST, MODEL_FORMAT_VERSION);
+			MODEL_FORMAT_OLDEST, MODEL_FORMAT_NEWEST);
 		goto out;
 	}
 	const char *order = json_string_value(json_object_get(root, "byte_order"));
@@ -157,6 +159,20 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 		m->info.log_position_ms = pos.ms;
 		m->info.log_position_seq = pos.seq;
 	}
+	json_t *tuning = json_object_get(root, "tuning");
+	if (json_is_object(tuning))
+		m->info.tuning_json = m->tuning_json = json_dumps(tuning, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *serving = json_object_get(tuning, "serving");
+	json_t *nu = json_object_get(serving, "neighbors_used");
+	json_t *cut = json_object_get(serving, "cutoff");
+	m->info.serve_neighbors_used = json_is_integer(nu) && json_integer_value(nu) >= 1 &&
+					       json_integer_value(nu) <= 100000
+				       ? (uint32_t)json_integer_value(nu)
+				       : 0;
+	m->info.serve_cutoff = json_is_number(cut) && json_number_value(cut) >= 0 &&
+				       json_number_value(cut) < 1
+			       ? (float)json_number_value(cut)
+			       : -1.0f;
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);
@@ -309,17 +325,32 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 			path);
 		return STORE_CORRUPT;
 	}
-	for (uint32_t p = 0; p < m->nbrs.end; p++) {
-		neighbor nb = model_pair_at(m->nbrs.payload, p);
-		if (nb.item >= m->info.n_items) {
-			sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item,
-				m->info.n_items);
-			return STORE_CORRUPT;
-		}
-		/* train keeps positive scores only; scoring relies on it. */
-		if (!(nb.score > 0.0f) || !isfinite(nb.score)) {
-			sb_addf(err, "%s: a neighbour score is not a positive number", path);
-			return STORE_CORRUPT;
+	/* train keeps positive scores, and in format 5 may follow them with
+	 * negative ones; scoring relies on the order of signs. */
+	bool negatives = m->info.format_version == MODEL_FORMAT_VERSION_NEGATIVES;
+	uint32_t n = m->info.n_items;
+	if (negatives)
+		m->nbr_pos = xcalloc((size_t)n + 1, sizeof(*m->nbr_pos));
+	uint32_t p;
+	memcpy(&p, m->nbrs.off, 4); /* off[0] */
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t to;
+		memcpy(&to, m->nbrs.off + 4 * ((size_t)i + 1), 4);
+		bool neg_seen = false;
+		for (; p < to; p++) {
+			neighbor nb = model_pair_at(m->nbrs.payload, p);
+			if (nb.item >= n) {
+				sb_addf(err, "%s: a neighbour list names item %u of %u", path, nb.item, n);
+				return STORE_CORRUPT;
+			}
+			neg_seen |= negatives && nb.score < 0.0f;
+			if (!isfinite(nb.score) || !(neg_seen ? nb.score < 0.0f : nb.score > 0.0f)) {
+				sb_addf(err, "%s: a neighbour score is not a %s number", path,
+					negatives ? "non-zero" : "positive");
+				return STORE_CORRUPT;
+			}
+			if (negatives && !neg_seen)
+				m->nbr_pos[i]++;
 		}
 	}
 	return 0;
@@ -460,6 +491,8 @@ void model_close(model *m)
 	free(m->item_slots);
 	free(m->hidden);
 	free(m->unsourced);
+	free(m->nbr_pos);
+	free(m->tuning_json);
 	free(m->meta_json);
 	free(m);
 }
@@ -720,11 +753,15 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 {
 	const model *m = t->m;
 	if (idx >= m->info.n_items) {
-		out->data = NULL;
-		out->n = 0;
+		out->data = out->neg = NULL;
+		out->n = out->n_neg = 0;
 		return STORE_CORRUPT;
 	}
-	out->data = offtab_entry(&m->nbrs, idx, &out->n);
+	uint32_t all;
+	out->data = offtab_entry(&m->nbrs, idx, &all);
+	out->n = m->nbr_pos ? m->nbr_pos[idx] : all;
+	out->neg = out->data + (size_t)out->n * sizeof(neighbor);
+	out->n_neg = all - out->n;
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "rfm.h"
 #include "store_internal.h"
 #include "timefmt.h"
+#include "tune.h"
 #include "util.h"
 
 /* Puts per write transaction while building a model: keeps the dirty page
@@ -406,8 +407,8 @@ static json_t *live_json(const ingest_live *l)
 	return o;
 }
 
-static char *meta_json(const train_options *o, const dataset *ds, const train_result *r,
-		       const rfm_cuts *cuts, int64_t as_of, double created)
+static char *meta_json(const train_options *o, const tune_result *tuning, const dataset *ds,
+		       const train_result *r, const rfm_cuts *cuts, int64_t as_of, double created)
 {
 	char as_of_s[TIME_FMT_LEN], created_s[TIME_FMT_LEN], id[64];
 	time_format(as_of, as_of_s);
@@ -453,6 +454,13 @@ static char *meta_json(const train_options *o, const dataset *ds, const train_re
 				    json_integer(not_recommendable(ds, r->n_items)));
 	if (root && ds->live.source)
 		json_object_set_new(root, "live_events", live_json(&ds->live));
+	if (root && r->k_neg) {
+		/* Negative weights in the lists: format 5 (model_format.h). */
+		json_object_set_new(root, "format_version", json_integer(MODEL_FORMAT_VERSION_NEGATIVES));
+		json_object_set_new(params, "negatives", json_integer(r->k_neg));
+	}
+	if (root && tuning)
+		json_object_set_new(root, "tuning", tune_result_json(tuning));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(root);
 	return s;
@@ -524,8 +532,8 @@ static int write_items(model_writer *w, const dataset *ds, const train_result *r
 	return rc;
 }
 
-int model_write(const char *dir, const train_options *o, const dataset *ds, const train_result *r,
-		int64_t as_of, strbuf *err)
+int model_write(const char *dir, const train_options *o, const struct tune_result *tuning,
+		const dataset *ds, const train_result *r, int64_t as_of, strbuf *err)
 {
 	model_writer *w = NULL;
 	uint32_t ni = r->n_items, nc = r->n_customers;
@@ -533,7 +541,7 @@ int model_write(const char *dir, const train_options *o, const dataset *ds, cons
 	rfm_cuts cuts;
 	rfm_compute(ds, figs);
 	rfm_cut_points(figs, nc, as_of, &cuts);
-	char *meta = meta_json(o, ds, r, &cuts, as_of, util_now());
+	char *meta = meta_json(o, tuning, ds, r, &cuts, as_of, util_now());
 	int rc = STORE_ERROR;
 	if (!meta) {
 		sb_adds(err, "cannot build the meta record");

@@ -24,7 +24,8 @@ struct cand {
  * walk them. */
 struct source {
 	const unsigned char *pairs; /* model_pairs data, borrowed from the txn */
-	uint32_t use;
+	const unsigned char *neg;   /* its negative neighbours, strongest first */
+	uint32_t use, neg_use;
 	uint32_t item;
 	float weight;
 };
@@ -39,6 +40,7 @@ _Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
 struct rec_ctx {
 	uint32_t n_items;
 	uint32_t neighbors_used; /* per history item, best first */
+	uint32_t negatives_used; /* negative neighbours per history item */
 	float cutoff;       /* share of the strongest contribution a neighbour needs */
 	float min_contribution; /* this request's: cutoff x its strongest one */
 	uint32_t gen;       /* current request's generation */
@@ -49,10 +51,12 @@ struct rec_ctx {
 	uint32_t n_touched;
 	struct source sources[REC_MAX_HISTORY + REC_MAX_EVENTS + 128];
 	uint32_t n_sources;
+	bool any_negative;  /* some source has negative neighbours in use */
 	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
 	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
 	model_item_bits bits; /* this request's model's live item bitmaps */
+	_Atomic uint64_t *no_bits; /* all clear, for rec_for_table (made by its first call) */
 };
 
 const char *rec_source_name(enum rec_source s)
@@ -76,6 +80,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	size_t n = n_items ? n_items : 1;
 	c->n_items = n_items;
 	c->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
+	c->negatives_used = REC_DEFAULT_NEGATIVES_USED;
 	c->cutoff = REC_DEFAULT_CUTOFF;
 	c->acc = xcalloc(n, sizeof(*c->acc));
 	c->cand = xcalloc(n, sizeof(*c->cand));
@@ -94,6 +99,7 @@ void rec_ctx_free(rec_ctx *c)
 	free(c->cand);
 	free(c->picked);
 	free(c->touched);
+	free(c->no_bits);
 	free(c);
 }
 
@@ -101,12 +107,37 @@ void rec_params_init(rec_params *p)
 {
 	p->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	p->cutoff = REC_DEFAULT_CUTOFF;
+	p->negatives_used = REC_DEFAULT_NEGATIVES_USED;
+}
+
+void rec_params_unset(rec_params *p)
+{
+	p->neighbors_used = 0;
+	p->cutoff = -1.0f;
+	p->negatives_used = UINT32_MAX;
+}
+
+void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info)
+{
+	rec_params_init(out);
+	if (info->serve_neighbors_used)
+		out->neighbors_used = info->serve_neighbors_used;
+	if (info->serve_cutoff >= 0.0f && info->serve_cutoff < 1.0f)
+		out->cutoff = info->serve_cutoff;
+	if (given->neighbors_used)
+		out->neighbors_used = given->neighbors_used;
+	if (given->cutoff >= 0.0f && given->cutoff < 1.0f)
+		out->cutoff = given->cutoff;
+	if (given->negatives_used != UINT32_MAX)
+		out->negatives_used = given->negatives_used;
 }
 
 void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 {
 	c->neighbors_used = p->neighbors_used ? p->neighbors_used : REC_DEFAULT_NEIGHBORS_USED;
 	c->cutoff = p->cutoff >= 0.0f && p->cutoff < 1.0f ? p->cutoff : REC_DEFAULT_CUTOFF;
+	c->negatives_used =
+		p->negatives_used != UINT32_MAX ? p->negatives_used : REC_DEFAULT_NEGATIVES_USED;
 }
 
 uint32_t rec_ctx_items(const rec_ctx *c)
@@ -118,13 +149,15 @@ uint32_t rec_ctx_items(const rec_ctx *c)
  * the filter's exclusions are banned up front. */
 static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *out)
 {
-	c->bits = model_get_item_bits(m);
+	/* A rec_table (m NULL) hides nothing. */
+	c->bits = m ? model_get_item_bits(m) : (model_item_bits){ c->no_bits, c->no_bits };
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
 		memset(c->cand, 0, (size_t)c->n_items * sizeof(*c->cand));
 		c->gen = 1;
 	}
 	c->n_touched = 0;
 	c->n_sources = 0;
+	c->any_negative = false;
 	c->n_ev_items = 0;
 	out->n = 0;
 	out->source = REC_POPULAR;
@@ -155,26 +188,37 @@ static bool allowed(const model *m, const rec_filter *f, uint32_t j)
 	return true;
 }
 
-/* Queues item `from` to spread its neighbours with `weight`, and asks the
- * memory system for its neighbour list at once. A request reads a few
- * dozen lists scattered over the model, usually cold after the kernel's
- * network work: fetched one after the other they cost a cache miss each,
- * prefetched together the misses overlap. Returns 0 or STORE_CORRUPT. */
+/* Queues item `from` to spread its neighbours (n positive ones at `pairs`,
+ * n_neg negative ones at `neg`) with `weight`, and asks the memory system
+ * for its neighbour list at once. A request reads a few dozen lists
+ * scattered over the model, usually cold after the kernel's network work:
+ * fetched one after the other they cost a cache miss each, prefetched
+ * together the misses overlap. */
+static void add_pairs(rec_ctx *c, const unsigned char *pairs, uint32_t n,
+		      const unsigned char *neg, uint32_t n_neg, uint32_t from, float weight)
+{
+	uint32_t use = MIN(n, c->neighbors_used);
+	uint32_t neg_use = MIN(n_neg, c->negatives_used);
+	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources))
+		return;
+	c->sources[c->n_sources++] = (struct source){ pairs, neg, use, neg_use, from, weight };
+	c->any_negative |= neg_use > 0;
+	size_t bytes = (size_t)use * sizeof(neighbor);
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch(pairs + off);
+}
+
+/* add_pairs for a model item. Returns 0 or STORE_CORRUPT. */
 static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 {
 	model_pairs nb;
 	int rc = model_neighbors(t, from, &nb);
 	if (rc)
 		return rc;
-	uint32_t use = MIN(nb.n, c->neighbors_used);
 	/* An item made not recommendable since training adds nothing. */
-	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources) ||
-	    model_bit(c->bits.unsourced, from))
+	if (model_bit(c->bits.unsourced, from))
 		return 0;
-	c->sources[c->n_sources++] = (struct source){ nb.data, use, from, weight };
-	size_t bytes = (size_t)use * sizeof(neighbor);
-	for (size_t off = 0; off < bytes; off += 64)
-		__builtin_prefetch(nb.data + off);
+	add_pairs(c, nb.data, nb.n, nb.neg, nb.n_neg, from, weight);
 	return 0;
 }
 
@@ -195,6 +239,31 @@ static void set_min_contribution(rec_ctx *c)
 	}
 	float least = c->cutoff * top;
 	c->min_contribution = least > FLT_TRUE_MIN ? least : FLT_TRUE_MIN;
+}
+
+/* Pass one's second half, for models that keep EASE's negative weights:
+ * each source's strongest negative neighbours take from the scores, under
+ * the same cutoff (by size). A score may now come back to exactly zero and
+ * then look untouched, so a sum that lands on zero is nudged below it:
+ * `touched` then lists every item once, as its size requires. */
+static void spread_negative(rec_ctx *c)
+{
+	float *acc = c->acc, min_w = c->min_contribution;
+	uint32_t *touched = c->touched, n_touched = c->n_touched;
+	for (uint32_t s = 0; s < c->n_sources; s++) {
+		const struct source *src = &c->sources[s];
+		for (uint32_t r = 0; r < src->neg_use; r++) {
+			neighbor p = model_pair_at(src->neg, r);
+			float w = p.score * src->weight; /* < 0 */
+			if (!(-w >= min_w))
+				break;
+			float old = acc[p.item], sum = old + w;
+			touched[n_touched] = p.item;
+			n_touched += old == 0.0f;
+			acc[p.item] = sum != 0.0f ? sum : -FLT_TRUE_MIN;
+		}
+	}
+	c->n_touched = n_touched;
 }
 
 /* Pass one: adds every source's neighbours, times its weight, to the
@@ -223,6 +292,8 @@ static void spread(rec_ctx *c)
 		}
 	}
 	c->n_touched = n_touched;
+	if (c->any_negative)
+		spread_negative(c);
 }
 
 /* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
@@ -270,13 +341,13 @@ static void explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 		c->picked[out->items[k].item] = 0;
 }
 
-/* Tops `out` up to n items from the popularity list, skipping banned items,
- * items the filter rejects and items already in out. */
-static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
-			 rec_result *out)
+/* Tops `out` up to n items from the popularity list pop (total pairs,
+ * best first), skipping banned items, items the filter rejects and items
+ * already in out. */
+static void fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
+			      uint32_t total, uint32_t n, const rec_filter *f, rec_result *out)
 {
-	const unsigned char *pop = model_popular(m);
-	uint32_t total = MIN(model_get_info(m)->n_items, c->n_items);
+	total = MIN(total, c->n_items);
 	bool topping_up = out->n > 0;
 	for (uint32_t r = 0; r < total && out->n < n; r++) {
 		neighbor p = model_pair_at(pop, r);
@@ -294,15 +365,22 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	}
 }
 
+static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
+			 rec_result *out)
+{
+	fill_popular_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
+}
+
 /* Scores the queued sources (pass one), keeps the best n candidates that
  * pass, names their because items (pass two), then fills up with popular
- * items. Leaves acc all zero again. Most touched items score below the
- * n-th best so far: they are dropped on one comparison, before the ban and
- * filter checks and the heap. */
-static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
-		       rec_result *out)
+ * items from pop (total pairs). Leaves acc all zero again. Most touched
+ * items score below the n-th best so far: they are dropped on one
+ * comparison, before the ban and filter checks and the heap. A score at or
+ * below zero (negative weights outweighing the rest) is no recommendation.
+ * m may be NULL (a rec_table) when the filter has no rules. */
+static void select_top_from(rec_ctx *c, const model *m, const unsigned char *pop,
+			    uint32_t total, uint32_t n, const rec_filter *f, rec_result *out)
 {
-	const model *m = model_txn_model(t);
 	bool rules = has_rules(f);
 	set_min_contribution(c);
 	spread(c);
@@ -315,7 +393,7 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 		c->acc[j] = 0.0f;
 		/* The hidden check costs a load only for the few items good
 		 * enough to enter the heap. */
-		if (score < threshold || c->cand[j].banned == c->gen ||
+		if (score < threshold || !(score > 0.0f) || c->cand[j].banned == c->gen ||
 		    model_bit(c->bits.hidden, j) || (rules && !allowed(m, f, j)))
 			continue;
 		topk_push(&heap, j, score);
@@ -334,14 +412,21 @@ static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f
 	}
 	/* The answer will name these items: their ids and titles load while
 	 * the because pass runs. */
-	for (uint32_t k = first; k < out->n; k++)
+	for (uint32_t k = first; m && k < out->n; k++)
 		model_item_prefetch(m, out->items[k].item);
 	if (got > 0) {
 		out->source = REC_PERSONAL;
 		if (!f || f->because)
 			explain(c, out, first, out->n);
 	}
-	fill_popular(c, m, n, f, out);
+	fill_popular_from(c, m, pop, total, n, f, out);
+}
+
+static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
+		       rec_result *out)
+{
+	const model *m = model_txn_model(t);
+	select_top_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
 }
 
 /* Bans what the customer bought (unless the filter allows it). */
@@ -573,4 +658,40 @@ static void apply_one(void *arg, const char *id, size_t len, uint32_t flags)
 int rec_load_item_overrides(model *m, state *s)
 {
 	return state_items_each(s, apply_one, m);
+}
+
+/* ---- tuning ----------------------------------------------------------------- */
+
+void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, uint32_t n_hist,
+		   uint32_t n, rec_result *out)
+{
+	rec_filter plain; /* what eval asks for: no filter, no because lists */
+	rec_filter_init(&plain);
+	plain.because = false;
+	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
+	if (!c->no_bits)
+		c->no_bits = xcalloc((size_t)c->n_items / 64 + 1, sizeof(*c->no_bits));
+	begin(c, NULL, &plain, out);
+	const unsigned char *pop = (const unsigned char *)t->popular;
+	for (uint32_t i = 0; i < n_hist; i++)
+		if (hist[i].item < c->n_items && (hist[i].flags & (HIST_PURCHASED | HIST_RETURNED)))
+			c->cand[hist[i].item].banned = c->gen;
+	/* As rec_for_history scores a model customer without live events. */
+	uint32_t used = 0;
+	for (uint32_t i = 0; i < n_hist && used < REC_MAX_HISTORY; i++) {
+		const history_entry *e = &hist[i];
+		float sum = e->weight * e->weight;
+		if (e->item >= t->n_items || !(sum > 0.0f))
+			continue;
+		const neighbor *list = t->lists + (size_t)e->item * t->stride;
+		uint32_t np = t->n_pos[e->item], nn = t->n_neg ? t->n_neg[e->item] : 0;
+		add_pairs(c, (const unsigned char *)list, np, (const unsigned char *)(list + np), nn,
+			  e->item, sqrtf(sum));
+		used++;
+	}
+	if (c->n_sources == 0) {
+		fill_popular_from(c, NULL, pop, t->n_items, n, &plain, out);
+		return;
+	}
+	select_top_from(c, NULL, pop, t->n_items, n, &plain, out);
 }

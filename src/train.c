@@ -59,6 +59,7 @@ void train_result_free(train_result *r)
 	free(r->recent);
 	free(r->nbrs);
 	free(r->n_nbrs);
+	free(r->n_neg);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -525,6 +526,7 @@ struct sim_job {
 	const struct xviews *xv;
 	pthread_mutex_t lock;
 	uint32_t next, total; /* rows handed out / to do */
+	uint32_t negatives;   /* dense EASE: negative neighbours kept (of r->k) */
 	progress *prog;
 };
 
@@ -539,14 +541,6 @@ static bool take_rows(struct sim_job *job, uint32_t *lo, uint32_t *hi)
 	progress_update(job->prog, *lo);
 	pthread_mutex_unlock(&job->lock);
 	return *lo < *hi;
-}
-
-static void store_row(struct sim_job *job, uint32_t item, topk *t)
-{
-	uint32_t k = job->r->k;
-	uint32_t got = topk_sort(t);
-	memcpy(job->r->nbrs + (size_t)item * k, t->heap, (size_t)got * sizeof(neighbor));
-	job->r->n_nbrs[item] = got;
 }
 
 /* Row i's scores against every column of the dense matrix, into out (0:
@@ -578,27 +572,70 @@ static void score_row(enum algo algo, const float *g, float gi, const float *dia
 static void *dense_worker(void *arg)
 {
 	struct sim_job *job = arg;
-	uint32_t m = job->m, lo, hi;
-	neighbor *scratch = xmallocarray(job->r->k, sizeof(*scratch));
+	train_result *r = job->r;
+	uint32_t m = job->m, lo, hi, kneg = job->negatives, kpos = r->k - kneg;
+	neighbor *scratch = xmallocarray(r->k, sizeof(*scratch));
 	float *score = xmallocarray(m ? m : 1, sizeof(*score));
+	/* A K near the row's length makes the heap cost a sift per score: then
+	 * the candidates are gathered and selected at once (the same pairs in
+	 * the same order, topk.h). */
+	bool gather = (uint64_t)r->k * 8 >= m;
+	neighbor *cand = gather ? xmallocarray(2 * (size_t)(m ? m : 1), sizeof(*cand)) : NULL;
 
 	while (take_rows(job, &lo, &hi)) {
 		for (uint32_t i = lo; i < hi; i++) {
-			topk t;
-			topk_init(&t, scratch, job->r->k);
+			uint32_t item = job->items ? job->items[i] : i;
+			neighbor *dst = r->nbrs + (size_t)item * r->k;
+			uint32_t got, got_neg;
 			score_row(job->algo, job->G + (size_t)i * m, job->diag[i], job->diag, m, score);
-			/* Once the heap is full most scores fail the first test. */
-			float floor = 0.0f;
-			for (uint32_t j = 0; j < m; j++) {
-				float s = score[j];
-				if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
-					continue;
-				topk_push(&t, job->items ? job->items[j] : j, s);
-				floor = MAX(topk_threshold(&t), 0.0f);
+			if (gather) {
+				neighbor *pos = cand, *neg = cand + m;
+				uint32_t np = 0, nn = 0;
+				for (uint32_t j = 0; j < m; j++) {
+					float s = score[j];
+					if (j == i || !isfinite(s))
+						continue;
+					uint32_t id = job->items ? job->items[j] : j;
+					if (s > 0.0f)
+						pos[np++] = (neighbor){ id, s };
+					else if (kneg && s < 0.0f)
+						neg[nn++] = (neighbor){ id, -s };
+				}
+				got = topk_select(pos, np, kpos);
+				got_neg = topk_select(neg, nn, kneg);
+				memcpy(dst, pos, (size_t)got * sizeof(neighbor));
+				for (uint32_t q = 0; q < got_neg; q++)
+					dst[got + q] = (neighbor){ neg[q].item, -neg[q].score };
+			} else {
+				topk t, tn;
+				topk_init(&t, scratch, kpos);
+				topk_init(&tn, scratch + kpos, kneg);
+				/* Once the heap is full most scores fail the first test. */
+				float floor = 0.0f, neg_floor = 0.0f;
+				for (uint32_t j = 0; j < m; j++) {
+					float s = score[j];
+					if (kneg && s < 0.0f && -s >= neg_floor && j != i && isfinite(s)) {
+						/* The strongest negatives: a heap of sizes. */
+						topk_push(&tn, job->items ? job->items[j] : j, -s);
+						neg_floor = MAX(topk_threshold(&tn), 0.0f);
+					}
+					if (!(s >= floor) || j == i || !(s > 0.0f) || !isfinite(s))
+						continue;
+					topk_push(&t, job->items ? job->items[j] : j, s);
+					floor = MAX(topk_threshold(&t), 0.0f);
+				}
+				got = topk_sort(&t);
+				got_neg = topk_sort(&tn);
+				memcpy(dst, t.heap, (size_t)got * sizeof(neighbor));
+				for (uint32_t q = 0; q < got_neg; q++)
+					dst[got + q] = (neighbor){ tn.heap[q].item, -tn.heap[q].score };
 			}
-			store_row(job, job->items ? job->items[i] : i, &t);
+			r->n_nbrs[item] = got + got_neg;
+			if (r->n_neg)
+				r->n_neg[item] = got_neg;
 		}
 	}
+	free(cand);
 	free(score);
 	free(scratch);
 	return NULL;
@@ -687,7 +724,8 @@ static void estimate_paths(const train_result *r, const float *x, const uint32_t
 			   double *dense, double *sparse);
 
 static int train_dense(train_result *r, const train_options *opt, const float *x,
-		       uint32_t threads, strbuf *err)
+		       uint32_t threads, const float *lambdas, uint32_t n_lambda, train_result *more,
+		       strbuf *err)
 {
 	uint32_t n = r->n_items, m = n;
 	uint32_t *items = NULL;
@@ -733,21 +771,52 @@ static int train_dense(train_result *r, const train_options *opt, const float *x
 	r->secs_gram = t2 - t1;
 
 	int ret = 0;
-	if (opt->algo == ALGO_EASE) {
-		float lambda = opt->lambda > 0 ? opt->lambda : TRAIN_DEFAULT_LAMBDA;
+	if (opt->algo != ALGO_EASE) {
+		struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .G = G, .items = items,
+				       .m = m };
+		run_similarity(&job, m, threads, dense_worker);
+		r->secs_similarity = util_monotonic() - t2;
+		goto out;
+	}
+	/* EASE, once per lambda: the first on r, the others on `more`. G is
+	 * kept for the next one while there is one (a copy of m x m). */
+	float *G0 = n_lambda > 1 ? train_big_alloc((size_t)m * m, sizeof(float)) : NULL;
+	if (G0)
+		memcpy(G0, G, (size_t)m * m * sizeof(float));
+	for (uint32_t l = 0; l < n_lambda; l++) {
+		train_result *dst = l == 0 ? r : &more[l - 1];
+		if (l > 0) {
+			memcpy(G, G0, (size_t)m * m * sizeof(float));
+			train_result_free(dst);
+			dst->n_customers = r->n_customers;
+			dst->n_items = n;
+			dst->nnz = r->nnz;
+			dst->k = r->k;
+			dst->k_neg = r->k_neg;
+			dst->path = r->path;
+			dst->ease_items = r->ease_items;
+			dst->nbrs = xmallocarray((size_t)n * r->k, sizeof(neighbor));
+			dst->n_nbrs = xcalloc(n, sizeof(uint32_t));
+			dst->n_neg = r->n_neg ? xcalloc(n, sizeof(uint32_t)) : NULL;
+		}
+		double tl = util_monotonic();
+		float lambda = lambdas[l] > 0 ? lambdas[l] : TRAIN_DEFAULT_LAMBDA;
 		int info = ease_inverse(G, m, lambda, threads);
 		if (info != 0) {
 			sb_addf(err, "EASE: Cholesky factorisation failed (LAPACK info %d); try a "
 				     "larger --lambda", info);
 			ret = -1;
-			goto out;
+			break;
 		}
 		for (uint32_t i = 0; i < m; i++)
 			diag[i] = G[(size_t)i * m + i];
+		struct sim_job job = { .algo = opt->algo, .r = dst, .diag = diag, .G = G,
+				       .items = items, .m = m, .negatives = r->k_neg };
+		run_similarity(&job, m, threads, dense_worker);
+		dst->secs_gram = r->secs_gram;
+		dst->secs_similarity = util_monotonic() - (l == 0 ? t2 : tl);
 	}
-	struct sim_job job = { .algo = opt->algo, .r = r, .diag = diag, .G = G, .items = items, .m = m };
-	run_similarity(&job, m, threads, dense_worker);
-	r->secs_similarity = util_monotonic() - t2;
+	free(G0);
 out:
 	free(diag);
 	free(G);
@@ -795,7 +864,27 @@ static void estimate_paths(const train_result *r, const float *x, const uint32_t
 
 int train_run(const dataset *ds, const train_options *opt, train_result *r, strbuf *err)
 {
+	float lambda = opt->lambda > 0 ? opt->lambda : TRAIN_DEFAULT_LAMBDA;
+	return train_run_lambdas(ds, opt, &lambda, 1, r, NULL, err);
+}
+
+int train_run_lambdas(const dataset *ds, const train_options *opt, const float *lambdas,
+		      uint32_t n_lambda, train_result *r, train_result *more, strbuf *err)
+{
 	memset(r, 0, sizeof(*r));
+	for (uint32_t l = 1; l < n_lambda; l++)
+		memset(&more[l - 1], 0, sizeof(more[l - 1]));
+	if (n_lambda == 0 || (n_lambda > 1 && opt->algo != ALGO_EASE)) {
+		sb_adds(err, "several lambdas are for EASE only");
+		return -1;
+	}
+	for (uint32_t l = 0; l < n_lambda; l++) {
+		if (!(lambdas[l] > 0.0f) || !isfinite(lambdas[l])) {
+			sb_addf(err, "--lambda must be greater than 0 for ease (got %g)",
+				(double)lambdas[l]);
+			return -1;
+		}
+	}
 	r->n_customers = idmap_count(ds->customers);
 	r->n_items = idmap_count(ds->items);
 	uint32_t n = r->n_items;
@@ -845,6 +934,11 @@ int train_run(const dataset *ds, const train_options *opt, train_result *r, strb
 
 	uint32_t neighbors = opt->neighbors ? opt->neighbors : TRAIN_DEFAULT_NEIGHBORS;
 	r->k = MIN(neighbors, n > 1 ? n - 1 : 1);
+	if (opt->algo == ALGO_EASE && opt->negatives) {
+		r->k_neg = MIN(opt->negatives, n > 1 ? n - 1 : 1);
+		r->k += r->k_neg;
+		r->n_neg = xcalloc(n, sizeof(uint32_t));
+	}
 	r->nbrs = xmallocarray((size_t)n * r->k, sizeof(neighbor));
 	r->n_nbrs = xcalloc(n, sizeof(uint32_t));
 
@@ -881,11 +975,14 @@ int train_run(const dataset *ds, const train_options *opt, train_result *r, strb
 
 	int ret = 0;
 	if (path == PATH_DENSE)
-		ret = train_dense(r, opt, x, threads, err);
+		ret = train_dense(r, opt, x, threads, lambdas, n_lambda, more, err);
 	else
 		train_sparse(r, opt, x, threads);
 	free(x);
-	if (ret != 0)
+	if (ret != 0) {
 		train_result_free(r);
+		for (uint32_t l = 1; l < n_lambda; l++)
+			train_result_free(&more[l - 1]);
+	}
 	return ret;
 }

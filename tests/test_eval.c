@@ -87,6 +87,23 @@ TEST(fewer_recs_than_k)
 	CHECK_NEAR(t.ndcg, 1, 1e-12);
 }
 
+TEST(ndcg_standard_error)
+{
+	/* One hit at rank 1 (nDCG 1), one miss (0): mean 0.5, sample variance
+	 * 0.5, standard error sqrt(0.5 / 2) = 0.5. */
+	eval_totals t = { 0 };
+	uint32_t hit[] = { 7 }, miss[] = { 8 }, rel[] = { 7 };
+	eval_add(&t, hit, 1, rel, 1, 10);
+	eval_add(&t, miss, 1, rel, 1, 10);
+	eval_finish(&t);
+	CHECK_NEAR(t.ndcg, 0.5, 1e-12);
+	CHECK_NEAR(t.ndcg_sq, 0.5, 1e-12);
+	eval_totals one = { 0 };
+	eval_add(&one, hit, 1, rel, 1, 10);
+	eval_finish(&one);
+	CHECK_NEAR(one.ndcg_sq, 0, 1e-12); /* one customer: no spread to measure */
+}
+
 int main(void)
 {
 	RUN(perfect_and_empty);
@@ -94,5 +111,6 @@ int main(void)
 	RUN(ideal_over_min_k_relevant);
 	RUN(averaged_over_users);
 	RUN(fewer_recs_than_k);
+	RUN(ndcg_standard_error);
 	return harness_done();
 }
