@@ -68,28 +68,10 @@ int api_param_bool(struct worker *w, const http_request *req, http_response *res
 	return -1;
 }
 
-/* A price bound: a number >= 0. */
-static int param_price(struct worker *w, const http_request *req, http_response *resp,
-		       const char *name, float *out)
-{
-	const char *v;
-	size_t len;
-	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
-	if (rc == 0)
-		return 0;
-	char *end = NULL;
-	double d = rc == 1 && len > 0 && len < 32 ? strtod(v, &end) : -1;
-	if (rc != 1 || !end || *end || !isfinite(d) || d < 0 || d > 1e9) {
-		http_error(resp, 400, "invalid_parameter", "%s must be a number >= 0", name);
-		return -1;
-	}
-	*out = (float)d;
-	return 0;
-}
-
-/* A money bound: any finite number (net spend is negative after returns). */
-static int param_money(struct worker *w, const http_request *req, http_response *resp,
-		       const char *name, double *out)
+/* A number parameter within [lo, hi]: 0 with *out set (left as it is when
+ * the parameter is absent), or -1 with a 400 that says `must`. */
+static int param_number(struct worker *w, const http_request *req, http_response *resp,
+			const char *name, double lo, double hi, const char *must, double *out)
 {
 	const char *v;
 	size_t len;
@@ -98,12 +80,30 @@ static int param_money(struct worker *w, const http_request *req, http_response 
 		return 0;
 	char *end = NULL;
 	double d = rc == 1 && len > 0 && len < 32 ? strtod(v, &end) : NAN;
-	if (rc != 1 || !end || *end || !isfinite(d)) {
-		http_error(resp, 400, "invalid_parameter", "%s must be a number", name);
+	if (rc != 1 || !end || *end || !isfinite(d) || d < lo || d > hi) {
+		http_error(resp, 400, "invalid_parameter", "%s must be %s", name, must);
 		return -1;
 	}
 	*out = d;
 	return 0;
+}
+
+/* A price bound: a number >= 0. */
+static int param_price(struct worker *w, const http_request *req, http_response *resp,
+		       const char *name, float *out)
+{
+	double d = *out;
+	if (param_number(w, req, resp, name, 0, 1e9, "a number >= 0", &d) != 0)
+		return -1;
+	*out = (float)d;
+	return 0;
+}
+
+/* A money bound: any finite number (net spend is negative after returns). */
+static int param_money(struct worker *w, const http_request *req, http_response *resp,
+		       const char *name, double *out)
+{
+	return param_number(w, req, resp, name, -INFINITY, INFINITY, "a number", out);
 }
 
 /* A date bound: YYYY-MM-DD (or a date-time, or Unix seconds). */
