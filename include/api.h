@@ -39,6 +39,10 @@ void api_set_auth(api *a, const auth *keys, bool reads);
  * Call before serving. */
 void api_set_params(api *a, const rec_params *p);
 
+/* The current model's clock (model_now), the one event times are on; arg
+ * is the api. For events_writer_sweep; safe from any thread. */
+int64_t api_now(void *arg);
+
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);
 /* api_free(NULL) does nothing. Call after http_stop(); releases the

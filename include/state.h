@@ -84,10 +84,44 @@ int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
 /* state_commit of one batch of n events. */
 int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err);
 
+/* ---- live customers (issue 21: one client made 300,000 in 1.1 s) ----
+ *
+ * A live customer is one with an event log in the state. Their number is
+ * capped (the API refuses events that would add one past the cap) and the
+ * logs of customers who never bought are dropped once idle (their newest
+ * event older than the TTL on the model's clock). Measured (15-byte ids,
+ * docs/operations.md "Live customers"): 72 bytes of state for a customer
+ * with one view, 347 with ten, 25 KB with a full log (STATE_MAX_EVENTS,
+ * 10-byte item ids). */
+#define STATE_MAX_LIVE_DEFAULT 1000000u
+#define STATE_LIVE_TTL_DEFAULT (30 * 86400) /* seconds */
+
+/* Sets the cap (>= 1) and the idle TTL in seconds (0: logs never expire).
+ * Call before serving; until then the defaults above hold. */
+void state_set_live_limits(state *s, uint64_t max_live, int64_t ttl);
+/* The cap set by state_set_live_limits. */
+uint64_t state_live_max(const state *s);
+/* Live customers as t sees them (a B-tree's entry count: O(1)). */
+uint64_t state_live_customers(state_txn *t);
+/* Whether the customer has an event log (as t sees it). */
+bool state_customer_live(state_txn *t, const char *id, size_t len);
+
+/* One batch of the idle sweep: looks at the next `max_scan` customers
+ * with logs (resuming after the last one looked at, from the first again
+ * after the end) and deletes, in one synchronous commit, the logs of those
+ * with no purchase whose newest event is older than now - TTL. Their flags
+ * (consent) stay. Only for the writer thread (the resume point is not
+ * locked). Does nothing when the TTL is 0. Returns 0 with the number
+ * deleted in *expired, or STORE_ERROR with a message in *err (nothing
+ * deleted). */
+int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err);
+
 /* Totals since the state was created. */
 typedef struct state_counters {
 	uint64_t events;        /* accepted */
 	uint64_t unknown_items; /* accepted events naming items no model knew */
+	uint64_t expired;       /* customers whose logs state_expire_idle deleted */
+	uint64_t live;          /* customers with an event log now */
 	uint64_t map_size;      /* bytes mapped now */
 	uint64_t map_used;      /* bytes in use */
 } state_counters;

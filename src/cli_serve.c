@@ -85,6 +85,13 @@ static const char serve_usage[] =
 	"                              replicas the same key to follow one customer\n"
 	"  --drain-timeout SECONDS     on SIGTERM, how long requests in flight may\n"
 	"                              take to finish (default 5; 0 to 600)\n"
+	"  --max-live-customers N      customers with live events the state keeps\n"
+	"                              (default 1000000; 1 to 4294967295); past it\n"
+	"                              events of new customers are a 503\n"
+	"                              live_customer_limit, known ones still write\n"
+	"  --live-customer-ttl DAYS    drop the events of a customer who never bought\n"
+	"                              once their newest is older than DAYS on the\n"
+	"                              model's clock (default 30; 0: never)\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -102,13 +109,14 @@ struct serve_opts {
 	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
-		drain_s, conn_memory, max_unsent_conn, max_unsent_total;
-	double log_sample;
+		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live;
+	double log_sample, live_ttl_days;
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
-       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY, O_HELP };
+       O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY, O_MAX_LIVE, O_LIVE_TTL,
+       O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -133,6 +141,8 @@ static const struct option serve_opts_table[] = {
 	{ "connection-memory", required_argument, NULL, O_CONNMEM },
 	{ "max-unsent-per-connection", required_argument, NULL, O_UNSENT_CONN },
 	{ "max-unsent-total", required_argument, NULL, O_UNSENT_TOTAL },
+	{ "max-live-customers", required_argument, NULL, O_MAX_LIVE },
+	{ "live-customer-ttl", required_argument, NULL, O_LIVE_TTL },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -223,6 +233,18 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 	case O_UNSENT_CONN:
 		if (!cli_parse_u32(arg, 65536, 1u << 30, &o->max_unsent_conn))
 			return cli_usage_error("serve", "%s: expected bytes from 65536 to 1073741824",
+					       what);
+		break;
+	case O_MAX_LIVE:
+		/* No "unlimited": a cap far above any shop is one explicit flag. */
+		if (!cli_parse_u32(arg, 1, UINT32_MAX, &o->max_live))
+			return cli_usage_error("serve", "%s: expected customers from 1 to 4294967295",
+					       what);
+		break;
+	case O_LIVE_TTL:
+		if (!cli_parse_double(arg, &o->live_ttl_days) || !(o->live_ttl_days >= 0) ||
+		    o->live_ttl_days > 36500)
+			return cli_usage_error("serve", "%s: expected days from 0 to 36500 (0: never)",
 					       what);
 		break;
 	case O_UNSENT_TOTAL:
@@ -320,6 +342,7 @@ int cmd_serve(int argc, char **argv)
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
 		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
 		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT,
+		.max_live = STATE_MAX_LIVE_DEFAULT, .live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
 	};
 	int c;
 
@@ -434,6 +457,7 @@ int cmd_serve(int argc, char **argv)
 			}
 		}
 	}
+	state_set_live_limits(st, o.max_live, (int64_t)(o.live_ttl_days * 86400.0));
 	if (events_writer_start(st, &ew, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
@@ -446,6 +470,8 @@ int cmd_serve(int argc, char **argv)
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
+	if (o.live_ttl_days > 0)
+		events_writer_sweep(ew, api_now, a); /* stopped before api_free */
 
 	signal(SIGPIPE, SIG_IGN);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingest.h" /* enum event_type */
 #include "state_internal.h"
 #include "util.h"
 
@@ -45,6 +46,8 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		goto fail;
 	sb_addf(&path, "%s/%s", dir, STATE_FILE);
 	s->map_size = initial_map ? (initial_map + 4095) & ~4095ull : STATE_INITIAL_MAP;
+	s->max_live = STATE_MAX_LIVE_DEFAULT;
+	s->live_ttl = STATE_LIVE_TTL_DEFAULT;
 	if (store_env_open(path.buf, MDB_NOTLS, 16, s->map_size, 512, "state", &s->env, err) != 0)
 		goto fail;
 	/* The file may have grown past initial_map in an earlier run. */
@@ -362,9 +365,10 @@ int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err
 int state_get_counters(state_txn *t, state_counters *out)
 {
 	memset(out, 0, sizeof(*out));
-	const char *names[2] = { "events", "unknown_items" };
-	uint64_t *vals[2] = { &out->events, &out->unknown_items };
-	for (int i = 0; i < 2; i++) {
+	const char *names[3] = { "events", "unknown_items", "expired_customers" };
+	uint64_t *vals[3] = { &out->events, &out->unknown_items, &out->expired };
+	out->live = state_live_customers(t);
+	for (int i = 0; i < 3; i++) {
 		MDB_val k = { strlen(names[i]), (void *)names[i] }, v;
 		if (mdb_get(t->r.txn, t->s->meta, &k, &v) == 0 && v.mv_size == 8)
 			memcpy(vals[i], v.mv_data, 8);
@@ -376,6 +380,118 @@ int state_get_counters(state_txn *t, state_counters *out)
 		out->map_used = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
 	}
 	return 0;
+}
+
+/* ---- live customers ------------------------------------------------------ */
+
+void state_set_live_limits(state *s, uint64_t max_live, int64_t ttl)
+{
+	assert(max_live >= 1 && ttl >= 0);
+	s->max_live = max_live;
+	s->live_ttl = ttl;
+}
+
+uint64_t state_live_max(const state *s)
+{
+	return s->max_live;
+}
+
+uint64_t state_live_customers(state_txn *t)
+{
+	MDB_stat st;
+	return mdb_stat(t->r.txn, t->s->tails, &st) == 0 ? st.ms_entries : 0;
+}
+
+bool state_customer_live(state_txn *t, const char *id, size_t len)
+{
+	MDB_val k = { len, (void *)id }, v;
+	return len > 0 && mdb_get(t->r.txn, t->s->tails, &k, &v) == 0;
+}
+
+/* Whether a log has no purchase and its newest event is before `before`
+ * (events carry the shop's times, not arrival order: the newest is the
+ * largest). A log that cannot be decoded is kept. */
+static bool log_idle(const state_events *ev, int64_t before)
+{
+	event_view e;
+	size_t pos = 0;
+	int rc;
+	while ((rc = state_events_next(ev, &pos, &e)) == 0)
+		if (e.type == EVENT_PURCHASE || e.ts >= before)
+			return false;
+	return rc == STORE_NOTFOUND;
+}
+
+/* Deletes the logs of ids (joined in `ids`, lens[i] bytes each) in one
+ * synchronous commit and counts them in "expired_customers". */
+static int delete_logs(state *s, const strbuf *ids, const size_t *lens, uint32_t n)
+{
+	MDB_txn *txn;
+	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == 0) {
+		size_t off = 0;
+		for (uint32_t i = 0; rc == 0 && i < n; off += lens[i++]) {
+			MDB_val k = { lens[i], ids->buf + off };
+			rc = state_log_delete(s, txn, k);
+		}
+		if (rc == 0)
+			rc = add_counter(s, txn, "expired_customers", n);
+		rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+	}
+	pthread_rwlock_unlock(&s->remap_lock);
+	return rc;
+}
+
+int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err)
+{
+	*expired = 0;
+	if (s->live_ttl == 0)
+		return 0;
+	int64_t before = now - s->live_ttl;
+	state_txn *t = NULL;
+	state_iter *it = NULL;
+	strbuf ids = STRBUF_INIT;
+	size_t *lens = xmallocarray(max_scan, sizeof(*lens));
+	uint32_t n = 0;
+	int rc = state_txn_begin(s, &t);
+	if (rc == 0)
+		rc = state_iter_begin(t, s->sweep_after, s->sweep_after_len, &it);
+	for (uint32_t i = 0; rc == 0 && i < max_scan; i++) {
+		const char *id = NULL;
+		size_t len = 0;
+		state_events ev;
+		rc = state_iter_next(it, &id, &len, &ev);
+		if (rc == STORE_NOTFOUND) { /* the end: from the first next time */
+			s->sweep_after_len = 0;
+			rc = 0;
+			break;
+		}
+		if (rc == STORE_CORRUPT) { /* leave it to the reads that report it */
+			rc = 0;
+		} else if (rc == 0 && log_idle(&ev, before)) {
+			sb_add(&ids, id, len);
+			lens[n++] = len;
+		}
+		if (id && len <= sizeof(s->sweep_after)) {
+			memcpy(s->sweep_after, id, len);
+			s->sweep_after_len = len;
+		}
+	}
+	state_iter_end(it);
+	state_txn_free(t); /* before writing: a write may grow the map */
+	if (rc == 0 && n > 0 && (rc = delete_logs(s, &ids, lens, n)) != 0) {
+		sb_addf(err, "state: cannot delete idle customers' events: %s", mdb_strerror(rc));
+		rc = STORE_ERROR;
+	} else if (rc) {
+		sb_adds(err, "state: cannot read the event logs for the idle sweep");
+		rc = STORE_ERROR;
+	} else {
+		*expired = n;
+	}
+	sb_release(&ids);
+	free(lens);
+	return rc;
 }
 
 /* A read-only open needs the current format (serve converts older ones). */
