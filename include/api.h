@@ -1,5 +1,5 @@
 /*
- * api: the HTTP API v1 of DESIGN.md: routing, parameter checks, handlers
+ * api: the HTTP API v1 of docs/api.md: routing, parameter checks, handlers
  * and the JSON they answer with.
  *
  * Each pool thread gets a worker on its first request: a model and a state

@@ -2,7 +2,7 @@
  * cli: the `shopkeeper` command line. main() hands argv to cli_main(); each
  * command lives in its own cli_<command>.c.
  *
- * Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 usage error.
+ * Exit codes (docs/design.md "Command line"): 0 success, 1 runtime failure, 2 usage error.
  */
 #ifndef SHOPKEEPER_CLI_H
 #define SHOPKEEPER_CLI_H

@@ -12,11 +12,11 @@
  * 400 before the handler runs. The daemon is told not to unescape anything
  * itself, so "%2F" inside an id stays part of that id.
  *
- * Framing is checked before any routing (docs/http-limits.md): a request
- * whose length a proxy in front could read differently (two Content-Length
- * headers, Content-Length with Transfer-Encoding, a coding other than
- * "chunked", a NUL byte in the request line) is answered 400 with
- * "Connection: close", as nginx answers it.
+ * Framing is checked before any routing (SECURITY.md "Request framing"):
+ * a request whose length a proxy in front could read differently (two
+ * Content-Length headers, Content-Length with Transfer-Encoding, a coding
+ * other than "chunked", a NUL byte in the request line) is answered 400
+ * with "Connection: close", as nginx answers it.
  *
  * Answers waiting to be sent hold memory until the client reads them: the
  * layer bounds it per connection and in total (http_config.max_unsent_*)

@@ -1,5 +1,5 @@
 /*
- * ingest: interactions CSV (DESIGN.md "Input files") into a dataset: dense
+ * ingest: interactions CSV (README.md "Input files") into a dataset: dense
  * customer and item indexes plus one compact row per interaction.
  *
  * Columns are found by header name; `--columns logical=Header,...` renames
@@ -85,7 +85,7 @@ typedef struct dataset {
 	ingest_stats customer_stats;
 } dataset;
 
-/* Logical column names, of all three files (DESIGN.md "Input files"). */
+/* Logical column names, of all three files (README.md "Input files"). */
 enum column {
 	COL_CUSTOMER_ID = 0,
 	COL_ITEM_ID,

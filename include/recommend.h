@@ -71,7 +71,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items);
  * is not affected.
  *   neighbors_used: each history item's best N neighbours count. On Online
  *     Retail's validation split the 30 best scored better than all 100
- *     (README), at a third of the work per request.
+ *     (bench/README.md), at a third of the work per request.
  *   cutoff: a neighbour adds to a score only when its contribution (history
  *     weight x similarity) is at least this share of the request's strongest
  *     single contribution; the rest is the long tail of weak pairs. 0 adds

@@ -1,5 +1,5 @@
 /*
- * timefmt: the timestamp formats of DESIGN.md, in and out, always UTC.
+ * timefmt: the timestamp formats of README.md "Input files", in and out, always UTC.
  */
 #ifndef SHOPKEEPER_TIMEFMT_H
 #define SHOPKEEPER_TIMEFMT_H

@@ -77,7 +77,8 @@ size_t train_flags_options(struct option *opts)
 void train_flags_init(struct train_flags *f)
 {
 	memset(f, 0, sizeof(*f));
-	/* Chosen by measurement on Online Retail's validation split (README). */
+	/* Chosen by measurement on Online Retail's validation split (bench/README.md,
+	 * "Recommendation quality"). */
 	f->topt.algo = CLI_DEFAULT_ALGO;
 	f->topt.half_life_days = CLI_DEFAULT_HALF_LIFE;
 	f->topt.neighbors = TRAIN_DEFAULT_NEIGHBORS;

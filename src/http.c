@@ -21,7 +21,7 @@
  * first call for a request checks every header (duplicates included) and
  * the request line's length before anything is routed, and answers 400
  * with "Connection: close". What the library hides from us is listed in
- * docs/http-limits.md.
+ * SECURITY.md "Request framing".
  *
  * Unsent answers: every answer is copied into a block of its own that is
  * counted in s->unsent from when it is queued until libmicrohttpd lets it

@@ -177,10 +177,11 @@ static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 /* The smallest contribution (source weight x neighbour score) worth
  * adding: the cutoff share of the request's strongest. Each neighbour list
  * is best first, so both passes stop a list at the first neighbour below
- * it. On the validation split (README) a share of 0.1 left a third of the
- * work and scored as well as adding everything: what decides a ranking is
- * the strong pairs, not the long tail of weak ones. Always > 0, which also
- * keeps acc > 0 for every touched item. */
+ * it. On the validation split (bench/README.md, "Recommendation
+ * quality") a share of 0.1 left a third of the work and scored as well as
+ * adding everything: what decides a ranking is the strong pairs, not the
+ * long tail of weak ones. Always > 0, which also keeps acc > 0 for every
+ * touched item. */
 static void set_min_contribution(rec_ctx *c)
 {
 	float top = 0.0f;

@@ -401,7 +401,7 @@ static void check_response(const strbuf *resp, int method, uint8_t framing)
 	/* libmicrohttpd 0.9.75 answers a Content-Length that is not a number
 	 * with its own 400 whose head is sent twice (the second copy is read
 	 * as the body): the library's bug, before any code of ours runs
-	 * (docs/http-limits.md). Only its status line is checked. */
+	 * (SECURITY.md "Request framing"). Only its status line is checked. */
 	if (resp->len && memmem(resp->buf, resp->len, "wrong value for <b>Content-Length</b>", 37)) {
 		if (resp->len < 13 || memcmp(resp->buf, "HTTP/1.1 400 ", 13) != 0) {
 			fprintf(stderr, "fuzz_http: not the library's 400\n%.*s\n", (int)resp->len,
