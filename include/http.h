@@ -148,8 +148,10 @@ enum http_path_status {
  * and sets req->n_segs, req->segs (pointing into scratch: valid until it
  * changes) and req->seg_lens. A leading '/' is skipped; empty segments are
  * kept ("/a//b" has three), so an empty id is never mistaken for the next
- * segment; one trailing '/' ends the path ("/a/" has one). Returns an http_path_status; on an error req's segments
- * are not to be used. */
+ * segment; one trailing '/' ends the path ("/a/" has one). Returns an
+ * http_path_status; on an error req's segments are not to be used.
+ * (Public for tests/test_http.c; the access handler is its only other
+ * caller.) */
 enum http_path_status http_split_path(const char *url, strbuf *scratch, http_request *req);
 
 /* Looks a query argument up and percent-decodes it ('+' is a space) into

@@ -132,7 +132,8 @@ typedef struct ingest_options {
  * with a message in *err. */
 int ingest_id_list(const char *path, idmap **out, strbuf *err);
 
-/* Parses a --columns spec into header names per logical column; names not
+/* (Test only: tests/test_ingest.c; the readers parse their own specs.)
+ * Parses a --columns spec into header names per logical column; names not
  * mentioned keep their logical name. `names` must hold COL_COUNT pointers;
  * they point into `storage`, which the caller releases. Returns 0, or -1
  * with a message in *err for an unknown logical name or a malformed spec. */
@@ -160,9 +161,6 @@ int ingest_catalog(const char *path, const ingest_options *opt, dataset *ds, str
  * the last row's attributes win. Own map: --customers-columns. */
 int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, strbuf *err);
 
-/* Makes the per-item and per-customer attribute arrays as long as the id
- * maps (new entries empty). Called by the readers; harmless to repeat. */
-void dataset_fit_attributes(dataset *ds);
 
 /* Initialises an empty dataset. */
 void dataset_init(dataset *ds);

@@ -27,7 +27,5 @@ void progress_update(progress *p, uint64_t done);
 /* Prints the final state of the phase and ends the line. */
 void progress_end(progress *p);
 
-/* Whether progress is shown at all (stderr is a terminal). */
-bool progress_enabled(void);
 
 #endif

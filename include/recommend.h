@@ -89,7 +89,6 @@ void rec_params_init(rec_params *p);
 /* Applies p (out-of-range fields mean their defaults). */
 void rec_ctx_configure(rec_ctx *c, const rec_params *p);
 void rec_ctx_free(rec_ctx *c);
-uint32_t rec_ctx_items(const rec_ctx *c);
 
 /* Live events scored per request at most (the most recent ones). */
 #define REC_MAX_EVENTS 200

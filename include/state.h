@@ -58,7 +58,8 @@ void state_txn_free(state_txn *t);
  * Returns 0, STORE_CORRUPT (a record of the wrong size) or STORE_ERROR. */
 int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
 
-/* Records consent (personalization allowed or not), durably: when this
+/* (Test only: serve changes consent through the event writer, events.h.)
+ * Records consent (personalization allowed or not), durably: when this
  * returns 0 the change is on disk. Returns 0 or STORE_ERROR with a message
  * in *err. */
 int state_set_consent(state *s, const char *id, size_t len, bool personalization, strbuf *err);
@@ -81,7 +82,8 @@ typedef struct state_write {
  * (events.c), though safe from any. Returns 0 or STORE_ERROR with a
  * message in *err. */
 int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
-/* state_commit of one batch of n events. */
+/* state_commit of one batch of n events. (Test only: serve writes events
+ * through the event writer, events.h.) */
 int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err);
 
 /* ---- live customers (issue 21: one client made 300,000 in 1.1 s) ----
@@ -136,7 +138,8 @@ int state_get_counters(state_txn *t, state_counters *out);
 int state_list_erasures(state *s, const char *const *ids, const size_t *lens, uint32_t n,
 			strbuf *err);
 
-/* Erases a customer synchronously: state_list_erasures, then STATE_ERASED
+/* (Test only: serve erases through the event writer, events.h.)
+ * Erases a customer synchronously: state_list_erasures, then STATE_ERASED
  * set and their event log deleted in one commit. Returns 0 or STORE_ERROR
  * with a message in *err. */
 int state_erase(state *s, const char *id, size_t len, strbuf *err);

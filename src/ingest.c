@@ -402,7 +402,9 @@ static int interaction_record(struct ingest_scan *rc, const csv_record *rec, voi
 	return 0;
 }
 
-void dataset_fit_attributes(dataset *ds)
+/* Makes the per-item and per-customer attribute arrays as long as the id
+ * maps (new entries empty). Called by the readers; harmless to repeat. */
+static void dataset_fit_attributes(dataset *ds)
 {
 	/* Grown to the id maps' size; the spare capacity avoids regrowing for
 	 * every item a catalog adds. */

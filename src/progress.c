@@ -8,7 +8,8 @@
 
 #include "util.h"
 
-bool progress_enabled(void)
+/* Whether progress is shown at all (stderr is a terminal). */
+static bool progress_enabled(void)
 {
 	static int tty = -1;
 	if (tty < 0)

@@ -108,11 +108,6 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 	c->cutoff = p->cutoff >= 0.0f && p->cutoff < 1.0f ? p->cutoff : REC_DEFAULT_CUTOFF;
 }
 
-uint32_t rec_ctx_items(const rec_ctx *c)
-{
-	return c->n_items;
-}
-
 /* Starts a request: a fresh generation makes every stamp stale at once;
  * the filter's exclusions are banned up front. */
 static void begin(rec_ctx *c, const rec_filter *f, rec_result *out)

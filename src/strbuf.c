@@ -132,16 +132,6 @@ void sb_add_u64(strbuf *sb, uint64_t v)
 	sb_add(sb, tmp + i, sizeof(tmp) - i);
 }
 
-void sb_add_i64(strbuf *sb, int64_t v)
-{
-	if (v < 0) {
-		sb_addc(sb, '-');
-		sb_add_u64(sb, (uint64_t)0 - (uint64_t)v);
-	} else {
-		sb_add_u64(sb, (uint64_t)v);
-	}
-}
-
 void sb_add_double(strbuf *sb, double v, int digits)
 {
 	if (!isfinite(v))
