@@ -50,7 +50,9 @@ enum {
 	F_CUSTOMERS_COLS
 };
 
-size_t train_flags_options(struct option *opts)
+static void train_flags_init(struct train_flags *f);
+
+void train_flags_begin(struct train_flags *f, struct option *opts, size_t own)
 {
 	static const struct option shared[TRAIN_FLAG_COUNT] = {
 		{ "algo", required_argument, NULL, F_ALGO },
@@ -70,11 +72,14 @@ size_t train_flags_options(struct option *opts)
 		{ "catalog-columns", required_argument, NULL, F_CATALOG_COLS },
 		{ "customers-columns", required_argument, NULL, F_CUSTOMERS_COLS },
 	};
-	memcpy(opts, shared, sizeof(shared));
-	return TRAIN_FLAG_COUNT;
+	memcpy(opts + own, shared, sizeof(shared));
+	memset(&opts[own + TRAIN_FLAG_COUNT], 0, sizeof(*opts));
+	train_flags_init(f);
+	opterr = 0;
+	optind = 1;
 }
 
-void train_flags_init(struct train_flags *f)
+static void train_flags_init(struct train_flags *f)
 {
 	memset(f, 0, sizeof(*f));
 	/* Chosen by measurement on Online Retail's validation split (bench/README.md,
@@ -111,7 +116,8 @@ static bool parse_weights(const char *spec, float w[EVENT_TYPES])
 	return w[EVENT_VIEW] + w[EVENT_CART] + w[EVENT_PURCHASE] > 0;
 }
 
-int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd)
+int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd,
+		      const char *given)
 {
 	double d;
 	uint32_t u;
@@ -191,7 +197,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		f->exclude = arg;
 		return 0;
 	}
-	return 1;
+	return cli_usage_error(cmd, "unknown or incomplete option '%s'", given);
 }
 
 int train_fit(const char *path, struct train_flags *f, dataset *ds, train_result *r,
@@ -339,16 +345,11 @@ int cmd_train(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ "dump-neighbors", required_argument, NULL, O_DUMP },
 	};
-	size_t nopt = 5 + train_flags_options(opts + 5);
-	memset(&opts[nopt], 0, sizeof(opts[nopt]));
-
 	struct train_flags f;
 	const char *interactions = NULL, *out = NULL, *dump = NULL;
 	bool quiet = false;
 	int c, rc;
-	train_flags_init(&f);
-	opterr = 0;
-	optind = 1;
+	train_flags_begin(&f, opts, 5);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_INTER: interactions = optarg; break;
@@ -362,10 +363,7 @@ int cmd_train(int argc, char **argv)
 			fputs(train_usage_tail, stdout);
 			return EXIT_OK;
 		default:
-			rc = train_flags_apply(&f, c, optarg, "train");
-			if (rc == 1)
-				return cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
-			if (rc)
+			if ((rc = train_flags_apply(&f, c, optarg, "train", argv[optind - 1])) != 0)
 				return rc;
 		}
 	}
