@@ -422,54 +422,43 @@ static bool log_idle(const state_events *ev, int64_t before)
 	return rc == STORE_NOTFOUND;
 }
 
-/* Deletes the logs of ids (joined in `ids`, lens[i] bytes each) in one
- * synchronous commit and counts them in "expired_customers". */
-static int delete_logs(state *s, const strbuf *ids, const size_t *lens, uint32_t n)
-{
-	MDB_txn *txn;
-	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc == 0) {
-		size_t off = 0;
-		for (uint32_t i = 0; rc == 0 && i < n; off += lens[i++]) {
-			MDB_val k = { lens[i], ids->buf + off };
-			rc = state_log_delete(s, txn, k);
-		}
-		if (rc == 0)
-			rc = add_counter(s, txn, "expired_customers", n);
-		rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
-	}
-	pthread_rwlock_unlock(&s->remap_lock);
-	return rc;
-}
-
 int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err)
 {
 	*expired = 0;
 	if (s->live_ttl == 0)
 		return 0;
 	int64_t before = now - s->live_ttl;
-	state_txn *t = NULL;
+	/* Looked at and deleted in one write transaction, so no event can
+	 * land in a log between the look and the deletion, whoever writes.
+	 * The reading functions run on it through a state_txn of our own. */
+	state_txn t = { .s = s };
 	state_iter *it = NULL;
 	strbuf ids = STRBUF_INIT;
 	size_t *lens = xmallocarray(max_scan, sizeof(*lens));
 	uint32_t n = 0;
-	int rc = state_txn_begin(s, &t);
-	if (rc == 0)
-		rc = state_iter_begin(t, s->sweep_after, s->sweep_after_len, &it);
+	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
+	int rc = mdb_txn_begin(s->env, NULL, 0, &t.r.txn);
+	if (rc == 0) {
+		t.r.active = true;
+		rc = mdb_cursor_open(t.r.txn, s->chunks, &t.chunks);
+	}
+	if (rc == 0 && state_iter_begin(&t, s->sweep_after, s->sweep_after_len, &it) != 0)
+		rc = MDB_PANIC;
 	for (uint32_t i = 0; rc == 0 && i < max_scan; i++) {
 		const char *id = NULL;
 		size_t len = 0;
 		state_events ev;
-		rc = state_iter_next(it, &id, &len, &ev);
-		if (rc == STORE_NOTFOUND) { /* the end: from the first next time */
+		int got = state_iter_next(it, &id, &len, &ev);
+		if (got == STORE_NOTFOUND) { /* the end: from the first next time */
 			s->sweep_after_len = 0;
-			rc = 0;
 			break;
 		}
-		if (rc == STORE_CORRUPT) { /* leave it to the reads that report it */
-			rc = 0;
-		} else if (rc == 0 && log_idle(&ev, before)) {
+		if (got == STORE_ERROR) {
+			rc = MDB_PANIC;
+			break;
+		}
+		/* A damaged log (STORE_CORRUPT) is left to the reads that report it. */
+		if (got == 0 && log_idle(&ev, before)) {
 			sb_add(&ids, id, len);
 			lens[n++] = len;
 		}
@@ -479,19 +468,31 @@ int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expire
 		}
 	}
 	state_iter_end(it);
-	state_txn_free(t); /* before writing: a write may grow the map */
-	if (rc == 0 && n > 0 && (rc = delete_logs(s, &ids, lens, n)) != 0) {
-		sb_addf(err, "state: cannot delete idle customers' events: %s", mdb_strerror(rc));
-		rc = STORE_ERROR;
-	} else if (rc) {
-		sb_adds(err, "state: cannot read the event logs for the idle sweep");
-		rc = STORE_ERROR;
-	} else {
-		*expired = n;
+	size_t off = 0;
+	for (uint32_t i = 0; rc == 0 && i < n; off += lens[i++]) {
+		MDB_val k = { lens[i], ids.buf + off };
+		rc = state_log_delete(s, t.r.txn, k);
 	}
+	if (rc == 0 && n > 0)
+		rc = add_counter(s, t.r.txn, "expired_customers", n);
+	if (t.chunks)
+		mdb_cursor_close(t.chunks);
+	if (t.r.txn) {
+		if (rc == 0 && n > 0)
+			rc = mdb_txn_commit(t.r.txn); /* synchronous, as every commit */
+		else
+			mdb_txn_abort(t.r.txn); /* nothing to write: no fsync */
+	}
+	pthread_rwlock_unlock(&s->remap_lock);
+	sb_release(&t.buf);
 	sb_release(&ids);
 	free(lens);
-	return rc;
+	if (rc) {
+		sb_addf(err, "state: idle sweep: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	*expired = n;
+	return 0;
 }
 
 /* A read-only open needs the current format (serve converts older ones). */
