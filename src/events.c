@@ -52,15 +52,10 @@ static void wait_for_work(events_writer *w)
 		pthread_cond_wait(&w->work, &w->lock);
 		return;
 	}
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	double left = w->next_sweep - util_monotonic();
-	if (left > 0) {
-		long ns = ts.tv_nsec + (long)((left - (double)(time_t)left) * 1e9);
-		ts.tv_sec += (time_t)left + ns / 1000000000L;
-		ts.tv_nsec = ns % 1000000000L;
-		pthread_cond_timedwait(&w->work, &w->lock, &ts);
-	}
+	/* next_sweep is on CLOCK_MONOTONIC (util_monotonic), as the wait is. */
+	time_t sec = (time_t)w->next_sweep;
+	struct timespec until = { sec, (long)((w->next_sweep - (double)sec) * 1e9) };
+	pthread_cond_timedwait(&w->work, &w->lock, &until);
 }
 
 /* One batch of the idle sweep, between group commits: the writer is the
