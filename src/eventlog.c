@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -773,6 +774,42 @@ static void free_reply(redisReply *r)
 		freeReplyObject(r);
 }
 
+/* The most elements one array of a reply may declare: ten times the
+ * largest we ask for (READ_COUNT_MAX entries). hiredis 0.14 allocates a
+ * declared array up front, so a server's 12 bytes "*399999999\r\n" asked
+ * for 3.2 GB (found by fuzz_eventlog, 2026-12). Past it the reader fails
+ * with its out-of-memory error, which a connection treats like any other. */
+#define REPLY_ARRAY_MAX (10u * READ_COUNT_MAX)
+
+static redisReplyObjectFunctions bounded_functions; /* hiredis's, but createArray */
+static void *(*hiredis_create_array)(const redisReadTask *task, int elements);
+
+static void *create_array_bounded(const redisReadTask *task, int elements)
+{
+	if (elements < 0 || (unsigned)elements > REPLY_ARRAY_MAX)
+		return NULL;
+	return hiredis_create_array(task, elements);
+}
+
+static void bounded_functions_init(void)
+{
+	redisReader *tmp = redisReaderCreate();
+	if (!tmp)
+		abort();
+	bounded_functions = *tmp->fn;
+	hiredis_create_array = bounded_functions.createArray;
+	bounded_functions.createArray = create_array_bounded;
+	redisReaderFree(tmp);
+}
+
+/* Makes rd refuse arrays over REPLY_ARRAY_MAX elements. */
+static void reader_bound(redisReader *rd)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, bounded_functions_init);
+	rd->fn = &bounded_functions;
+}
+
 /* Connects to host:port, authenticates with password (may be NULL).
  * Returns the context, or NULL with why appended to *why. */
 static redisContext *connect_node(eventlog *log, const char *host, int port, const char *password,
@@ -785,6 +822,7 @@ static redisContext *connect_node(eventlog *log, const char *host, int port, con
 			redisFree(c);
 		return NULL;
 	}
+	reader_bound(c->reader);
 	if (redisSetTimeout(c, ms_tv(log->cfg.timeout_ms)) != REDIS_OK ||
 	    redisEnableKeepAlive(c) != REDIS_OK) {
 		sb_addf(why, "%s:%d: %s", host, port, c->errstr);
@@ -1279,6 +1317,7 @@ int eventlog_batch_from_resp(const void *buf, size_t n, bool xread, eventlog_bat
 	if (!rd)
 		abort();
 	rd->maxbuf = 0;
+	reader_bound(rd);
 	if (redisReaderFeed(rd, buf, n) == REDIS_OK && redisReaderGetReply(rd, &reply) == REDIS_OK &&
 	    reply) {
 		if (xread)

@@ -102,7 +102,7 @@ TEST(state_expire_idle_customers)
 	 * (day 90); c7 bought first, then 40 views (the purchase is sealed in
 	 * a chunk); c8 has 40 old views (chunks) and one recent one first. */
 	event_in ev[64];
-	char names[10][4];
+	char names[10][16];
 	for (int c = 0; c < 10; c++) {
 		snprintf(names[c], sizeof(names[c]), "c%d", c);
 		uint32_t n = 0;
