@@ -1,6 +1,6 @@
 # shopkeeper: multi-stage build on Debian bookworm.
 #
-#   docker build -t shopkeeper .          (or: make image, with podman; see README "Deploy")
+#   docker build -t shopkeeper .          (or: make image, with podman; see docs/operations.md "Deploy")
 #   docker run -p 8080:8080 -v "$PWD/models/demo:/model:ro" -v shopkeeper-state:/state \
 #     -v "$PWD/deploy/api-keys:/run/secrets/shopkeeper-api-keys:ro" \
 #     -e SHOPKEEPER_API_KEYS_FILE=/run/secrets/shopkeeper-api-keys shopkeeper

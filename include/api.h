@@ -1,5 +1,5 @@
 /*
- * api: the HTTP API v1 of DESIGN.md: routing, parameter checks, handlers
+ * api: the HTTP API v1 of docs/api.md: routing, parameter checks, handlers
  * and the JSON they answer with.
  *
  * Each pool thread gets a worker on its first request: a model and a state
@@ -53,6 +53,9 @@ void api_set_event_log(api *a, applier *ap, double max_lag);
  * a customer was erased. Safe from any thread; `arg` is the api, so it
  * can be given as a hook (applier_set_erasure_hook). */
 void api_forget_segments(void *arg);
+/* The current model's clock (model_now), the one event times are on; arg
+ * is the api. For events_writer_sweep; safe from any thread. */
+int64_t api_now(void *arg);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

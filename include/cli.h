@@ -2,7 +2,7 @@
  * cli: the `shopkeeper` command line. main() hands argv to cli_main(); each
  * command lives in its own cli_<command>.c.
  *
- * Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 usage error.
+ * Exit codes (docs/design.md "Command line"): 0 success, 1 runtime failure, 2 usage error.
  */
 #ifndef SHOPKEEPER_CLI_H
 #define SHOPKEEPER_CLI_H
@@ -62,14 +62,19 @@ struct train_flags {
 #define TRAIN_FLAG_BASE 1000
 #define TRAIN_FLAG_COUNT 21
 
-void train_flags_init(struct train_flags *f);
+/* Starts parsing a command that takes the shared flags (train, eval): sets
+ * *f to the defaults, appends the shared options to `opts` after its
+ * `own` entries and ends the table (room for own + TRAIN_FLAG_COUNT + 1),
+ * and resets getopt for a fresh parse (errors reported by the caller). */
+void train_flags_begin(struct train_flags *f, struct option *opts, size_t own);
 /* Frees what train_fit left in f (the tuning record). */
 void train_flags_release(struct train_flags *f);
-/* Appends the shared options to `opts` (room for TRAIN_FLAG_COUNT). */
-size_t train_flags_options(struct option *opts);
-/* Applies a shared option. Returns 0 if it was one and valid, 1 if `code`
- * is not a shared option, or EXIT_USAGE after printing the problem. */
-int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd);
+/* Applies a shared option (`given`: the option as typed, for the message
+ * when `code` is none). Returns 0 if it was one and valid, or EXIT_USAGE
+ * after printing the problem (a bad value, or an unknown or incomplete
+ * option). */
+int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd,
+		      const char *given);
 /* The usage lines of the shared flags. */
 extern const char train_flags_usage[];
 

@@ -94,6 +94,16 @@ int events_submit_flags(events_writer *w, events_request *r, const char *custome
  * until done runs. Returns 0, or -1 when the writer is stopping. */
 int events_submit_item_flags(events_writer *w, events_request *r, const char *item, size_t len,
 			     uint32_t set, uint32_t clear, events_done_fn done, void *arg);
+/* Turns on the idle sweep (state_expire_idle): between group commits, at
+ * most once every EVENTS_SWEEP_INTERVAL seconds, the writer looks at the
+ * next EVENTS_SWEEP_BATCH customers. `now` gives the clock the events'
+ * times are on (the model's, api_now) and is called on the writer thread;
+ * arg is borrowed until events_writer_stop. With the event log
+ * (events_writer_start_log) it sweeps the local state too, next to the
+ * applier's writes: expiry is local to each replica, not a log record. */
+#define EVENTS_SWEEP_INTERVAL 1.0
+#define EVENTS_SWEEP_BATCH 1024u
+void events_writer_sweep(events_writer *w, int64_t (*now)(void *arg), void *arg);
 
 /* Commits what is queued, stops the thread, frees the writer;
  * events_writer_stop(NULL) does nothing. */
@@ -112,6 +122,7 @@ enum events_code {
 	EVENTS_INVALID_QUANTITY,
 	EVENTS_INVALID_PRICE,
 	EVENTS_CUSTOMER_ERASED,    /* set by the API: the customer was erased */
+	EVENTS_LIVE_CUSTOMER_LIMIT, /* set by the API: a new customer past the cap */
 	EVENTS_CODES
 };
 

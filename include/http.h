@@ -12,11 +12,11 @@
  * 400 before the handler runs. The daemon is told not to unescape anything
  * itself, so "%2F" inside an id stays part of that id.
  *
- * Framing is checked before any routing (docs/http-limits.md): a request
- * whose length a proxy in front could read differently (two Content-Length
- * headers, Content-Length with Transfer-Encoding, a coding other than
- * "chunked", a NUL byte in the request line) is answered 400 with
- * "Connection: close", as nginx answers it.
+ * Framing is checked before any routing (SECURITY.md "Request framing"):
+ * a request whose length a proxy in front could read differently (two
+ * Content-Length headers, Content-Length with Transfer-Encoding, a coding
+ * other than "chunked", a NUL byte in the request line) is answered 400
+ * with "Connection: close", as nginx answers it.
  *
  * Answers waiting to be sent hold memory until the client reads them: the
  * layer bounds it per connection and in total (http_config.max_unsent_*)
@@ -153,8 +153,10 @@ enum http_path_status {
  * and sets req->n_segs, req->segs (pointing into scratch: valid until it
  * changes) and req->seg_lens. A leading '/' is skipped; empty segments are
  * kept ("/a//b" has three), so an empty id is never mistaken for the next
- * segment; one trailing '/' ends the path ("/a/" has one). Returns an http_path_status; on an error req's segments
- * are not to be used. */
+ * segment; one trailing '/' ends the path ("/a/" has one). Returns an
+ * http_path_status; on an error req's segments are not to be used.
+ * (Public for tests/test_http.c; the access handler is its only other
+ * caller.) */
 enum http_path_status http_split_path(const char *url, strbuf *scratch, http_request *req);
 
 /* Looks a query argument up and percent-decodes it ('+' is a space) into

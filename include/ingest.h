@@ -1,5 +1,5 @@
 /*
- * ingest: interactions CSV (DESIGN.md "Input files") into a dataset: dense
+ * ingest: interactions CSV (README.md "Input files") into a dataset: dense
  * customer and item indexes plus one compact row per interaction.
  *
  * Columns are found by header name; `--columns logical=Header,...` renames
@@ -108,7 +108,7 @@ typedef struct dataset {
 	ingest_live live;
 } dataset;
 
-/* Logical column names, of all three files (DESIGN.md "Input files"). */
+/* Logical column names, of all three files (README.md "Input files"). */
 enum column {
 	COL_CUSTOMER_ID = 0,
 	COL_ITEM_ID,
@@ -160,7 +160,8 @@ typedef struct ingest_options {
  * with a message in *err. */
 int ingest_id_list(const char *path, idmap **out, strbuf *err);
 
-/* Parses a --columns spec into header names per logical column; names not
+/* (Test only: tests/test_ingest.c; the readers parse their own specs.)
+ * Parses a --columns spec into header names per logical column; names not
  * mentioned keep their logical name. `names` must hold COL_COUNT pointers;
  * they point into `storage`, which the caller releases. Returns 0, or -1
  * with a message in *err for an unknown logical name or a malformed spec. */
@@ -194,10 +195,6 @@ int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, s
  * catalog. Ids the data does not have are counted in *unknown and
  * otherwise ignored. Call after the catalog is read. */
 void dataset_exclude_items(dataset *ds, const idmap *ids, uint32_t *unknown);
-
-/* Makes the per-item and per-customer attribute arrays as long as the id
- * maps (new entries empty). Called by the readers; harmless to repeat. */
-void dataset_fit_attributes(dataset *ds);
 
 /* Initialises an empty dataset. */
 void dataset_init(dataset *ds);

@@ -34,7 +34,8 @@ typedef struct logids_key {
 	uint8_t k[LOGIDS_KEY_BYTES];
 } logids_key;
 
-/* SipHash-2-4 of data[0..n) under key. */
+/* SipHash-2-4 of data[0..n) under key. (Public for tests/test_logids.c;
+ * logids_rewrite is its only other caller.) */
 uint64_t logids_siphash(const logids_key *key, const void *data, size_t n);
 
 /* Reads the key from `path` (32 hex digits, then optionally a newline).
@@ -42,7 +43,8 @@ uint64_t logids_siphash(const logids_key *key, const void *data, size_t n);
  * from the kernel's random source. Returns 0, or -1 with a message in *err. */
 int logids_key_load(const char *path, int create, logids_key *key, strbuf *err);
 
-/* Rewrites one access-log line in[0..n) (a JSON object with a "path"
+/* (Public for tests/test_logids.c; the filter thread is its only other
+ * caller.) Rewrites one access-log line in[0..n) (a JSON object with a "path"
  * string) into out, which has room for n + LOGIDS_HASH_LEN bytes: the id
  * segment of a /v1/customers/{id}... path becomes its hash; any other line
  * is copied as it is. Returns the bytes written. */

@@ -72,7 +72,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items);
  * is not affected.
  *   neighbors_used: each history item's best N neighbours count. On Online
  *     Retail's validation split the 30 best scored better than all 100
- *     (README), at a third of the work per request.
+ *     (bench/README.md), at a third of the work per request.
  *   cutoff: a neighbour adds to a score only when its contribution (history
  *     weight x similarity) is at least this share of the request's strongest
  *     single contribution; the rest is the long tail of weak pairs. 0 adds
@@ -102,7 +102,6 @@ void rec_params_for_model(rec_params *out, const rec_params *given, const model_
 /* Applies p (out-of-range fields mean their defaults). */
 void rec_ctx_configure(rec_ctx *c, const rec_params *p);
 void rec_ctx_free(rec_ctx *c);
-uint32_t rec_ctx_items(const rec_ctx *c);
 
 /* Live events scored per request at most (the most recent ones). */
 #define REC_MAX_EVENTS 200

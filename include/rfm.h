@@ -1,6 +1,6 @@
 /*
  * rfm: Recency, Frequency, Monetary analysis and the named segments built on
- * it (README "Segments").
+ * it (README.md "Segments").
  *
  * At training time each customer's figures are computed from their purchase
  * rows: last and first purchase, frequency (distinct days with a purchase),
@@ -68,7 +68,7 @@ void rfm_cut_points(const rfm_figures *figs, uint32_t n, int64_t as_of, rfm_cuts
 /* Scores a customer at time `now`. */
 rfm_scores rfm_score(const rfm_cuts *cuts, const rfm_figures *f, int64_t now);
 
-/* The segment of a scored customer (see the README for the rules). */
+/* The segment of a scored customer (README.md "Segments" has the rules). */
 enum segment rfm_segment(rfm_scores s);
 
 #endif

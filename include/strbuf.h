@@ -1,10 +1,18 @@
 /*
  * strbuf: a growable byte buffer for building responses, messages and keys.
  *
- * Invariants (as in git's strbuf): after sb_init() or any append, `buf` is
- * never NULL and buf[len] == '\0', so a strbuf can always be used as a C
- * string. A zero-initialised strbuf (STRBUF_INIT) is valid and empty; its
- * first append allocates. Appends cannot fail (allocation aborts on OOM).
+ * Invariants: an empty strbuf is all zeros, so STRBUF_INIT and memory
+ * from calloc are both valid and empty, and `buf` is NULL until the first
+ * sb_init, sb_grow or append. Unlike git's strbuf (whose static "slop"
+ * buffer keeps `buf` non-NULL from STRBUF_INIT on), we do not promise a
+ * non-NULL `buf` in every state: the structs that hold one (the api, the
+ * state's transactions and iterators, connections) are zero-filled by
+ * xcalloc, where no initialiser could keep that promise.
+ * What holds in every state: sb_str() is a C string ("" when empty); and
+ * after sb_init or any append, `buf` is not NULL and buf[len] == '\0', so
+ * `buf` may be used directly once something was written. sb_release and
+ * sb_detach leave the all-zeros state. Appends cannot fail (allocation
+ * aborts on OOM). tests/test_util.c checks these.
  */
 #ifndef SHOPKEEPER_STRBUF_H
 #define SHOPKEEPER_STRBUF_H
@@ -21,11 +29,12 @@ typedef struct strbuf {
 
 #define STRBUF_INIT { NULL, 0, 0 }
 
-/* Allocates `hint` bytes up front (at least 1). */
+/* Allocates `hint` bytes up front (at least 1); buf is "" from then on. */
 void sb_init(strbuf *sb, size_t hint);
-/* Frees the buffer and leaves sb empty and reusable. */
+/* Frees the buffer and leaves sb all zeros: empty and reusable. */
 void sb_release(strbuf *sb);
-/* Empties the buffer but keeps its allocation (for reuse per request). */
+/* Empties the buffer but keeps its allocation (for reuse per request);
+ * buf stays NULL if it was. */
 void sb_reset(strbuf *sb);
 /* Keeps the first `len` bytes (no-op when len >= sb->len). */
 void sb_truncate(strbuf *sb, size_t len);
@@ -33,7 +42,8 @@ void sb_truncate(strbuf *sb, size_t len);
 void sb_grow(strbuf *sb, size_t extra);
 /* The contents as a C string; "" for a never-used strbuf. */
 const char *sb_str(const strbuf *sb);
-/* Hands the buffer to the caller (who frees it) and leaves sb empty. */
+/* Hands the buffer to the caller (who frees it; never NULL, "" for an
+ * empty sb) and leaves sb all zeros. */
 char *sb_detach(strbuf *sb, size_t *len);
 
 void sb_add(strbuf *sb, const void *data, size_t n);

@@ -1,5 +1,5 @@
 /*
- * timefmt: the timestamp formats of DESIGN.md, in and out, always UTC.
+ * timefmt: the timestamp formats of README.md "Input files", in and out, always UTC.
  */
 #ifndef SHOPKEEPER_TIMEFMT_H
 #define SHOPKEEPER_TIMEFMT_H
@@ -22,7 +22,5 @@ int time_parse(const char *s, size_t n, int64_t *out);
 /* Writes t as "YYYY-MM-DDTHH:MM:SSZ" into out (TIME_FMT_LEN bytes). */
 void time_format(int64_t t, char out[TIME_FMT_LEN]);
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (no range checks). */
-int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d);
 
 #endif

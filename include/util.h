@@ -33,6 +33,9 @@ double util_monotonic(void);
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF). NUL bytes are rejected as well: ids and CSV fields
  * are C strings further on. */
+/* The value of hex digit c (either case), or -1. */
+int util_hexval(int c);
+
 bool utf8_valid(const char *s, size_t n);
 
 /* Runs fn(arg) on `threads` threads, the caller's among them, and returns

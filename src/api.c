@@ -78,6 +78,18 @@ void api_set_auth(api *a, const auth *keys, bool reads)
 	a->auth_reads = reads;
 }
 
+int64_t api_now(void *arg)
+{
+	api *a = arg;
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *r = atomic_load(&a->current);
+	atomic_fetch_add(&r->refs, 1); /* current holds one: never 0 here */
+	pthread_mutex_unlock(&a->ref_lock);
+	int64_t now = model_now(r->m);
+	ref_release(r);
+	return now;
+}
+
 /* applier_model_hooks.mark_known: one model reference for the batch, then
  * a hash lookup per event (no transaction: model_item_find). */
 static void log_mark_known(void *arg, event_in *ev, size_t n)

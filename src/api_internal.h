@@ -66,6 +66,7 @@ struct worker_metrics {
 	atomic_ulong latency[API_N_BUCKETS + 1]; /* last: over the top bound */
 	atomic_ulong latency_sum_us;
 	atomic_ulong events_accepted, events_rejected;
+	atomic_ulong events_refused_live; /* new customers past the cap */
 };
 
 struct api {

@@ -36,7 +36,8 @@ void api_record(struct worker *w, size_t route, int status, double secs)
 void api_get_metrics(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	static unsigned long requests[API_N_ROUTES][API_N_STATUS]; /* summed under workers_lock */
-	unsigned long latency[API_N_BUCKETS + 1] = { 0 }, sum_us = 0, accepted = 0, rejected = 0;
+	unsigned long latency[API_N_BUCKETS + 1] = { 0 }, sum_us = 0, accepted = 0, rejected = 0,
+		      refused_live = 0;
 	strbuf *sb = resp->body;
 	strbuf label = STRBUF_INIT;
 
@@ -53,6 +54,8 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		sum_us += atomic_load_explicit(&k->metrics.latency_sum_us, memory_order_relaxed);
 		accepted += atomic_load_explicit(&k->metrics.events_accepted, memory_order_relaxed);
 		rejected += atomic_load_explicit(&k->metrics.events_rejected, memory_order_relaxed);
+		refused_live += atomic_load_explicit(&k->metrics.events_refused_live,
+						     memory_order_relaxed);
 	}
 	sb_adds(sb, "# HELP shopkeeper_requests_total HTTP requests answered, by route and status.\n"
 		    "# TYPE shopkeeper_requests_total counter\n");
@@ -190,6 +193,22 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_state_unknown_item_events_total counter\n"
 		    "shopkeeper_state_unknown_item_events_total %llu\n",
 		(unsigned long long)sc.events, (unsigned long long)sc.unknown_items);
+	sb_addf(sb, "# HELP shopkeeper_live_customers Customers with an event log in the state.\n"
+		    "# TYPE shopkeeper_live_customers gauge\n"
+		    "shopkeeper_live_customers %llu\n"
+		    "# HELP shopkeeper_live_customers_max The cap (serve --max-live-customers).\n"
+		    "# TYPE shopkeeper_live_customers_max gauge\n"
+		    "shopkeeper_live_customers_max %llu\n"
+		    "# HELP shopkeeper_live_customer_refused_total Events of new customers refused "
+		    "at the cap.\n"
+		    "# TYPE shopkeeper_live_customer_refused_total counter\n"
+		    "shopkeeper_live_customer_refused_total %lu\n"
+		    "# HELP shopkeeper_live_customers_expired_total Idle customers whose events were "
+		    "dropped (--live-customer-ttl), since the state was created.\n"
+		    "# TYPE shopkeeper_live_customers_expired_total counter\n"
+		    "shopkeeper_live_customers_expired_total %llu\n",
+		(unsigned long long)sc.live, (unsigned long long)state_live_max(a->state),
+		refused_live, (unsigned long long)sc.expired);
 	if (a->connections)
 		sb_addf(sb, "# HELP shopkeeper_open_connections Client connections open now.\n"
 			    "# TYPE shopkeeper_open_connections gauge\n"

@@ -176,6 +176,22 @@ static json_t *events_body(const http_request *req, http_response *resp, bool *b
 	return NULL;
 }
 
+/* Whether event e (parsed, in w->events[n]) would add a live customer:
+ * one with no event log yet, unknown to the model (its customers are
+ * bounded by it) and not among the n events accepted before it. */
+static bool adds_live_customer(struct worker *w, const event_in *e, uint32_t n)
+{
+	model_customer mc;
+	if (state_customer_live(w->stxn, e->customer, e->customer_len) ||
+	    model_customer_get(w->txn, e->customer, e->customer_len, &mc) != STORE_NOTFOUND)
+		return false;
+	for (uint32_t i = 0; i < n; i++)
+		if (w->events[i].customer_len == e->customer_len &&
+		    memcmp(w->events[i].customer, e->customer, e->customer_len) == 0)
+			return false;
+	return true;
+}
+
 void api_post_events(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	double t0 = util_monotonic();
@@ -192,7 +208,12 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 	 * and never count. */
 	if (now <= model_get_info(w->m)->as_of)
 		now = model_get_info(w->m)->as_of + 1;
-	uint32_t accepted = 0, unknown = 0;
+	/* The live-customer cap, against the committed count: each event's
+	 * customer is looked up only when this request could reach it.
+	 * Requests in flight at once can pass it by their new customers. */
+	uint64_t live = state_live_customers(w->stxn), max_live = state_live_max(a->state);
+	bool near_cap = live + total > max_live;
+	uint32_t accepted = 0, unknown = 0, added = 0, refused = 0;
 	strbuf rejected = STRBUF_INIT;
 	bool first = true;
 	for (size_t i = 0; i < total; i++) {
@@ -208,6 +229,30 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 			why.code = EVENTS_CUSTOMER_ERASED;
 			why.message = "this customer was erased; events for them are not kept";
 			rc = why.code;
+		}
+		if (rc == 0 && near_cap && adds_live_customer(w, e, accepted)) {
+			if (live + added >= max_live) {
+				why.code = EVENTS_LIVE_CUSTOMER_LIMIT;
+				why.message = "the server keeps no more live customers; events of "
+					      "customers it knows are still taken";
+				rc = why.code;
+			} else {
+				added++;
+			}
+		}
+		if (rc == EVENTS_LIVE_CUSTOMER_LIMIT) {
+			atomic_fetch_add_explicit(&w->metrics.events_refused_live, 1,
+						  memory_order_relaxed);
+			refused++;
+			if (!batch) {
+				http_error(resp, 503, "live_customer_limit",
+					   "the server keeps at most %llu live customers and "
+					   "takes no events of new ones until idle ones expire",
+					   (unsigned long long)max_live);
+				goto out;
+			}
+			add_rejection(&rejected, i, &why, &first);
+			continue;
 		}
 		if (rc) {
 			if (!batch) {
@@ -225,12 +270,16 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 	}
 
 	if (accepted == 0) {
-		sb_adds(resp->body, "{\"error\":{\"code\":\"no_valid_events\",\"message\":"
-				    "\"every event in the batch was rejected\"},\"accepted\":0,"
-				    "\"rejected\":[");
+		/* Refused for the cap, the batch may be sent again later: 503. */
+		sb_adds(resp->body, refused ? "{\"error\":{\"code\":\"live_customer_limit\","
+					      "\"message\":\"no event of the batch was taken; some "
+					      "were of new customers past the live-customer cap\"}"
+					    : "{\"error\":{\"code\":\"no_valid_events\",\"message\":"
+					      "\"every event in the batch was rejected\"}");
+		sb_adds(resp->body, ",\"accepted\":0,\"rejected\":[");
 		sb_add(resp->body, sb_str(&rejected), rejected.len);
 		sb_adds(resp->body, "]}");
-		resp->status = 400;
+		resp->status = refused ? 503 : 400;
 		goto out;
 	}
 	struct events_post *ep = events_post_new(a, w, w->events, accepted, t0);

@@ -171,18 +171,13 @@ int cmd_eval(int argc, char **argv)
 		{ "cutoff", required_argument, NULL, O_CUTOFF },
 		{ "help", no_argument, NULL, O_HELP },
 	};
-	size_t nopt = 6 + train_flags_options(opts + 6);
-	memset(&opts[nopt], 0, sizeof(opts[nopt]));
-
 	struct train_flags f;
 	const char *train_path = NULL, *test_path = NULL;
 	uint32_t k = 10;
 	rec_params params;
 	rec_params_unset(&params);
 	int c, rc;
-	train_flags_init(&f);
-	opterr = 0;
-	optind = 1;
+	train_flags_begin(&f, opts, 6);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_TRAIN: train_path = optarg; break;
@@ -210,10 +205,7 @@ int cmd_eval(int argc, char **argv)
 			fputs(train_flags_usage, stdout);
 			return EXIT_OK;
 		default:
-			rc = train_flags_apply(&f, c, optarg, "eval");
-			if (rc == 1)
-				return cli_usage_error("eval", "unknown or incomplete option '%s'", argv[optind - 1]);
-			if (rc)
+			if ((rc = train_flags_apply(&f, c, optarg, "eval", argv[optind - 1])) != 0)
 				return rc;
 		}
 	}

@@ -103,6 +103,13 @@ static const char serve_usage[] =
 	"                              have it too (WAIT N; default 0)\n"
 	"  --max-lag SECONDS           /readyz answers 503 while this replica is more\n"
 	"                              than SECONDS behind the log (default 5)\n"
+	"  --max-live-customers N      customers with live events the state keeps\n"
+	"                              (default 1000000; 1 to 4294967295); past it\n"
+	"                              events of new customers are a 503\n"
+	"                              live_customer_limit, known ones still write\n"
+	"  --live-customer-ttl DAYS    drop the events of a customer who never bought\n"
+	"                              once their newest is older than DAYS on the\n"
+	"                              model's clock (default 30; 0: never)\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -120,8 +127,8 @@ struct serve_opts {
 	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
-		drain_s, conn_memory, max_unsent_conn, max_unsent_total;
-	double log_sample;
+		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live;
+	double log_sample, live_ttl_days;
 	const char *event_log; /* URL, or NULL: single node */
 	uint32_t log_replicas;
 	double max_lag;
@@ -131,7 +138,7 @@ struct serve_opts {
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
-       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_HELP };
+       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -160,6 +167,8 @@ static const struct option serve_opts_table[] = {
 	{ "event-log-replicas", required_argument, NULL, O_LOG_REPLICAS },
 	{ "max-lag", required_argument, NULL, O_MAX_LAG },
 	{ "clock", required_argument, NULL, O_CLOCK },
+	{ "max-live-customers", required_argument, NULL, O_MAX_LIVE },
+	{ "live-customer-ttl", required_argument, NULL, O_LIVE_TTL },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -266,6 +275,18 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 	case O_MAX_LAG:
 		if (!cli_parse_double(arg, &o->max_lag) || !(o->max_lag > 0) || o->max_lag > 86400)
 			return cli_usage_error("serve", "%s: expected seconds, 0 < SECONDS <= 86400", what);
+		break;
+	case O_MAX_LIVE:
+		/* No "unlimited": a cap far above any shop is one explicit flag. */
+		if (!cli_parse_u32(arg, 1, UINT32_MAX, &o->max_live))
+			return cli_usage_error("serve", "%s: expected customers from 1 to 4294967295",
+					       what);
+		break;
+	case O_LIVE_TTL:
+		if (!cli_parse_double(arg, &o->live_ttl_days) || !(o->live_ttl_days >= 0) ||
+		    o->live_ttl_days > 36500)
+			return cli_usage_error("serve", "%s: expected days from 0 to 36500 (0: never)",
+					       what);
 		break;
 	case O_UNSENT_TOTAL:
 		if (!cli_parse_u32(arg, 1u << 20, UINT32_MAX, &o->max_unsent_total))
@@ -398,6 +419,7 @@ int cmd_serve(int argc, char **argv)
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
 		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
 		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT, .max_lag = 5.0,
+		.max_live = STATE_MAX_LIVE_DEFAULT, .live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
 	};
 	int c;
 
@@ -525,6 +547,7 @@ int cmd_serve(int argc, char **argv)
 			}
 		}
 	}
+	state_set_live_limits(st, o.max_live, (int64_t)(o.live_ttl_days * 86400.0));
 	if (o.event_log) {
 		if (event_log_start(&lcfg, &o, st, m, &ap, &ew, &err) != 0) {
 			cli_fail("serve", "%s", err.buf);
@@ -552,6 +575,8 @@ int cmd_serve(int argc, char **argv)
 		api_set_event_log(a, ap, o.max_lag);
 		applier_set_erasure_hook(ap, api_forget_segments, a);
 	}
+	if (o.live_ttl_days > 0)
+		events_writer_sweep(ew, api_now, a); /* stopped before api_free */
 
 	signal(SIGPIPE, SIG_IGN);
 

@@ -64,7 +64,9 @@ enum {
 	F_CUSTOMERS_COLS, F_EXCLUDE_ITEMS, F_NO_TUNE, F_TUNE_BUDGET, F_PARAMS_FROM, F_NEGATIVES
 };
 
-size_t train_flags_options(struct option *opts)
+static void train_flags_init(struct train_flags *f);
+
+void train_flags_begin(struct train_flags *f, struct option *opts, size_t own)
 {
 	static const struct option shared[TRAIN_FLAG_COUNT] = {
 		{ "algo", required_argument, NULL, F_ALGO },
@@ -89,14 +91,18 @@ size_t train_flags_options(struct option *opts)
 		{ "params-from", required_argument, NULL, F_PARAMS_FROM },
 		{ "negatives", required_argument, NULL, F_NEGATIVES },
 	};
-	memcpy(opts, shared, sizeof(shared));
-	return TRAIN_FLAG_COUNT;
+	memcpy(opts + own, shared, sizeof(shared));
+	memset(&opts[own + TRAIN_FLAG_COUNT], 0, sizeof(*opts));
+	train_flags_init(f);
+	opterr = 0;
+	optind = 1;
 }
 
-void train_flags_init(struct train_flags *f)
+static void train_flags_init(struct train_flags *f)
 {
 	memset(f, 0, sizeof(*f));
-	/* Chosen by measurement on Online Retail's validation split (README). */
+	/* Chosen by measurement on Online Retail's validation split (bench/README.md,
+	 * "Recommendation quality"). */
 	f->topt.algo = CLI_DEFAULT_ALGO;
 	f->topt.half_life_days = CLI_DEFAULT_HALF_LIFE;
 	f->topt.neighbors = TRAIN_DEFAULT_NEIGHBORS;
@@ -137,7 +143,8 @@ static bool parse_weights(const char *spec, float w[EVENT_TYPES])
 	return w[EVENT_VIEW] + w[EVENT_CART] + w[EVENT_PURCHASE] > 0;
 }
 
-int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd)
+int train_flags_apply(struct train_flags *f, int code, const char *arg, const char *cmd,
+		      const char *given)
 {
 	double d;
 	uint32_t u;
@@ -241,7 +248,7 @@ int train_flags_apply(struct train_flags *f, int code, const char *arg, const ch
 		f->serve.negatives_used = f->topt.negatives;
 		return 0;
 	}
-	return 1;
+	return cli_usage_error(cmd, "unknown or incomplete option '%s'", given);
 }
 
 /* Items more than half of all customers have (and still recommendable)
@@ -485,16 +492,11 @@ int cmd_train(int argc, char **argv)
 		{ "event-log-position", required_argument, NULL, O_LOGPOS },
 		{ "events-from", required_argument, NULL, O_EVENTS },
 	};
-	size_t nopt = 7 + train_flags_options(opts + 7);
-	memset(&opts[nopt], 0, sizeof(opts[nopt]));
-
 	struct train_flags f;
 	const char *interactions = NULL, *out = NULL, *dump = NULL;
 	bool quiet = false;
 	int c, rc;
-	train_flags_init(&f);
-	opterr = 0;
-	optind = 1;
+	train_flags_begin(&f, opts, 7);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_INTER: interactions = optarg; break;
@@ -517,10 +519,7 @@ int cmd_train(int argc, char **argv)
 			fputs(train_usage_tail, stdout);
 			return EXIT_OK;
 		default:
-			rc = train_flags_apply(&f, c, optarg, "train");
-			if (rc == 1)
-				return cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
-			if (rc)
+			if ((rc = train_flags_apply(&f, c, optarg, "train", argv[optind - 1])) != 0)
 				return rc;
 		}
 	}

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <stdbool.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,10 +44,50 @@ struct events_writer {
 	eventlog_id *ids;
 	size_t recs_cap;
 	double logged_at; /* when the last append failure was logged */
+	/* The idle sweep (events_writer_sweep); `now` NULL: off. It works on
+	 * the local state in both modes: with --event-log, expiry is local to
+	 * each replica (not a record in the log), each sweeping its own LMDB
+	 * state next to the applier's writes. */
+	int64_t (*now)(void *arg);
+	void *now_arg;
+	double next_sweep; /* util_monotonic() time */
 };
 
 /* eventlog_append takes at most this many records at once. */
 #define LOG_APPEND_MAX 10000u
+
+/* Whether a sweep batch is due (the lock held). */
+static bool sweep_due(const events_writer *w)
+{
+	return w->now && util_monotonic() >= w->next_sweep;
+}
+
+/* Waits for work or the next sweep (the lock held). */
+static void wait_for_work(events_writer *w)
+{
+	if (!w->now) {
+		pthread_cond_wait(&w->work, &w->lock);
+		return;
+	}
+	/* next_sweep is on CLOCK_MONOTONIC (util_monotonic), as the wait is. */
+	time_t sec = (time_t)w->next_sweep;
+	struct timespec until = { sec, (long)((w->next_sweep - (double)sec) * 1e9) };
+	pthread_cond_timedwait(&w->work, &w->lock, &until);
+}
+
+/* One batch of the idle sweep, between group commits: the writer is the
+ * state's only writer, so no request waits on a lock for it, only (at
+ * most one batch's time) behind it in the queue. Called without the lock. */
+static void sweep(events_writer *w, int64_t now, strbuf *err)
+{
+	uint32_t n;
+	sb_reset(err);
+	if (state_expire_idle(w->s, now, EVENTS_SWEEP_BATCH, &n, err) != 0)
+		fprintf(stderr, "shopkeeper: events: %s\n", err->buf);
+	pthread_mutex_lock(&w->lock);
+	w->next_sweep = util_monotonic() + EVENTS_SWEEP_INTERVAL;
+	pthread_mutex_unlock(&w->lock);
+}
 
 /* Lists the group's erasures in erasures.txt (one fsync). If that fails,
  * those requests are answered with an error and dropped from the group.
@@ -204,10 +245,18 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		while (!w->head && !w->stopping)
-			pthread_cond_wait(&w->work, &w->lock);
+		while (!w->head && !w->stopping && !sweep_due(w))
+			wait_for_work(w);
 		if (!w->head && w->stopping)
 			break;
+		if (sweep_due(w)) {
+			int64_t (*now)(void *) = w->now;
+			void *now_arg = w->now_arg;
+			pthread_mutex_unlock(&w->lock);
+			sweep(w, now(now_arg), &err);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
 		uint32_t n = 0;
 		while (w->head && n < GROUP_MAX_BATCHES) {
 			group[n++] = w->head;
@@ -272,7 +321,11 @@ int events_writer_start_log(state *s, const struct eventlog_config *log, struct 
 		w->wait_ms = wait_ms;
 	}
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->work, NULL);
+	pthread_condattr_t ca; /* the sweep's timed waits are on the monotonic clock */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->work, &ca);
+	pthread_condattr_destroy(&ca);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		sb_adds(err, "cannot start the event writer thread");
 		pthread_cond_destroy(&w->work);
@@ -349,6 +402,16 @@ void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appe
 	pthread_mutex_unlock(&w->lock);
 }
 
+void events_writer_sweep(events_writer *w, int64_t (*now)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&w->lock);
+	w->now = now;
+	w->now_arg = arg;
+	w->next_sweep = util_monotonic() + EVENTS_SWEEP_INTERVAL;
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->lock);
+}
+
 void events_writer_stop(events_writer *w)
 {
 	if (!w)
@@ -395,6 +458,7 @@ static const char *const code_names[EVENTS_CODES] = {
 	[EVENTS_INVALID_QUANTITY] = "invalid_quantity",
 	[EVENTS_INVALID_PRICE] = "invalid_price",
 	[EVENTS_CUSTOMER_ERASED] = "customer_erased",
+	[EVENTS_LIVE_CUSTOMER_LIMIT] = "live_customer_limit",
 };
 
 const char *events_code_name(enum events_code code)

@@ -459,7 +459,9 @@ bool ingest_add_event(dataset *ds, const ingest_options *opt, const ingest_event
 	return false;
 }
 
-void dataset_fit_attributes(dataset *ds)
+/* Makes the per-item and per-customer attribute arrays as long as the id
+ * maps (new entries empty). Called by the readers; harmless to repeat. */
+static void dataset_fit_attributes(dataset *ds)
 {
 	/* Grown to the id maps' size; the spare capacity avoids regrowing for
 	 * every item a catalog adds. */

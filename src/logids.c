@@ -71,17 +71,6 @@ uint64_t logids_siphash(const logids_key *key, const void *data, size_t n)
 
 /* ---- the key ------------------------------------------------------------------ */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int key_create(const char *path, logids_key *key, strbuf *err)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -129,7 +118,7 @@ int logids_key_load(const char *path, int create, logids_key *key, strbuf *err)
 	int bad = got < 2 * LOGIDS_KEY_BYTES ||
 		  (got > 2 * LOGIDS_KEY_BYTES && text[2 * LOGIDS_KEY_BYTES] != '\n');
 	for (int i = 0; !bad && i < LOGIDS_KEY_BYTES; i++) {
-		int hi = hexval(text[2 * i]), lo = hexval(text[2 * i + 1]);
+		int hi = util_hexval(text[2 * i]), lo = util_hexval(text[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			bad = 1;
 		else
@@ -170,7 +159,7 @@ size_t logids_rewrite(const logids_key *key, const char *in, size_t n, char *out
 		int c = (unsigned char)in[end];
 		if (c == '\\' && end + 1 < n) {
 			if (in[end + 1] == 'u' && end + 5 < n) {
-				int hi = hexval(in[end + 4]), lo = hexval(in[end + 5]);
+				int hi = util_hexval(in[end + 4]), lo = util_hexval(in[end + 5]);
 				c = hi < 0 || lo < 0 ? '?' : hi << 4 | lo;
 				end += 6;
 			} else {

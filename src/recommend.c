@@ -140,11 +140,6 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 		p->negatives_used != UINT32_MAX ? p->negatives_used : REC_DEFAULT_NEGATIVES_USED;
 }
 
-uint32_t rec_ctx_items(const rec_ctx *c)
-{
-	return c->n_items;
-}
-
 /* Starts a request: a fresh generation makes every stamp stale at once;
  * the filter's exclusions are banned up front. */
 static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *out)
@@ -225,10 +220,11 @@ static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 /* The smallest contribution (source weight x neighbour score) worth
  * adding: the cutoff share of the request's strongest. Each neighbour list
  * is best first, so both passes stop a list at the first neighbour below
- * it. On the validation split (README) a share of 0.1 left a third of the
- * work and scored as well as adding everything: what decides a ranking is
- * the strong pairs, not the long tail of weak ones. Always > 0, which also
- * keeps acc > 0 for every touched item. */
+ * it. On the validation split (bench/README.md, "Recommendation
+ * quality") a share of 0.1 left a third of the work and scored as well as
+ * adding everything: what decides a ranking is the strong pairs, not the
+ * long tail of weak ones. Always > 0, which also keeps acc > 0 for every
+ * touched item. */
 static void set_min_contribution(rec_ctx *c)
 {
 	float top = 0.0f;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingest.h" /* enum event_type */
 #include "state_internal.h"
 #include "util.h"
 
@@ -54,6 +55,8 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		goto fail;
 	sb_addf(&path, "%s/%s", dir, STATE_FILE);
 	s->map_size = initial_map ? (initial_map + 4095) & ~4095ull : STATE_INITIAL_MAP;
+	s->max_live = STATE_MAX_LIVE_DEFAULT;
+	s->live_ttl = STATE_LIVE_TTL_DEFAULT;
 	if (store_env_open(path.buf, MDB_NOTLS, 16, s->map_size, 512, "state", &s->env, err) != 0)
 		goto fail;
 	/* The file may have grown past initial_map in an earlier run. */
@@ -639,9 +642,10 @@ int state_write_events(state *s, const event_in *events, uint32_t n, strbuf *err
 int state_get_counters(state_txn *t, state_counters *out)
 {
 	memset(out, 0, sizeof(*out));
-	const char *names[2] = { "events", "unknown_items" };
-	uint64_t *vals[2] = { &out->events, &out->unknown_items };
-	for (int i = 0; i < 2; i++) {
+	const char *names[3] = { "events", "unknown_items", "expired_customers" };
+	uint64_t *vals[3] = { &out->events, &out->unknown_items, &out->expired };
+	out->live = state_live_customers(t);
+	for (int i = 0; i < 3; i++) {
 		MDB_val k = { strlen(names[i]), (void *)names[i] }, v;
 		if (mdb_get(t->r.txn, t->s->meta, &k, &v) == 0 && v.mv_size == 8)
 			memcpy(vals[i], v.mv_data, 8);
@@ -652,6 +656,119 @@ int state_get_counters(state_txn *t, state_counters *out)
 		out->map_size = ei.me_mapsize;
 		out->map_used = (uint64_t)(ei.me_last_pgno + 1) * st.ms_psize;
 	}
+	return 0;
+}
+
+/* ---- live customers ------------------------------------------------------ */
+
+void state_set_live_limits(state *s, uint64_t max_live, int64_t ttl)
+{
+	assert(max_live >= 1 && ttl >= 0);
+	s->max_live = max_live;
+	s->live_ttl = ttl;
+}
+
+uint64_t state_live_max(const state *s)
+{
+	return s->max_live;
+}
+
+uint64_t state_live_customers(state_txn *t)
+{
+	MDB_stat st;
+	return mdb_stat(t->r.txn, t->s->tails, &st) == 0 ? st.ms_entries : 0;
+}
+
+bool state_customer_live(state_txn *t, const char *id, size_t len)
+{
+	MDB_val k = { len, (void *)id }, v;
+	return len > 0 && mdb_get(t->r.txn, t->s->tails, &k, &v) == 0;
+}
+
+/* Whether a log has no purchase and its newest event is before `before`
+ * (events carry the shop's times, not arrival order: the newest is the
+ * largest). A log that cannot be decoded is kept. */
+static bool log_idle(const state_events *ev, int64_t before)
+{
+	event_view e;
+	size_t pos = 0;
+	int rc;
+	while ((rc = state_events_next(ev, &pos, &e)) == 0)
+		if (e.type == EVENT_PURCHASE || e.ts >= before)
+			return false;
+	return rc == STORE_NOTFOUND;
+}
+
+int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err)
+{
+	*expired = 0;
+	if (s->live_ttl == 0)
+		return 0;
+	int64_t before = now - s->live_ttl;
+	/* Looked at and deleted in one write transaction, so no event can
+	 * land in a log between the look and the deletion, whoever writes.
+	 * The reading functions run on it through a state_txn of our own. */
+	state_txn t = { .s = s };
+	state_iter *it = NULL;
+	strbuf ids = STRBUF_INIT;
+	size_t *lens = xmallocarray(max_scan, sizeof(*lens));
+	uint32_t n = 0;
+	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
+	int rc = mdb_txn_begin(s->env, NULL, 0, &t.r.txn);
+	if (rc == 0) {
+		t.r.active = true;
+		rc = mdb_cursor_open(t.r.txn, s->chunks, &t.chunks);
+	}
+	if (rc == 0 && state_iter_begin(&t, s->sweep_after, s->sweep_after_len, &it) != 0)
+		rc = MDB_PANIC;
+	for (uint32_t i = 0; rc == 0 && i < max_scan; i++) {
+		const char *id = NULL;
+		size_t len = 0;
+		state_events ev;
+		int got = state_iter_next(it, &id, &len, &ev);
+		if (got == STORE_NOTFOUND) { /* the end: from the first next time */
+			s->sweep_after_len = 0;
+			break;
+		}
+		if (got == STORE_ERROR) {
+			rc = MDB_PANIC;
+			break;
+		}
+		/* A damaged log (STORE_CORRUPT) is left to the reads that report it. */
+		if (got == 0 && log_idle(&ev, before)) {
+			sb_add(&ids, id, len);
+			lens[n++] = len;
+		}
+		if (id && len <= sizeof(s->sweep_after)) {
+			memcpy(s->sweep_after, id, len);
+			s->sweep_after_len = len;
+		}
+	}
+	state_iter_end(it);
+	size_t off = 0;
+	for (uint32_t i = 0; rc == 0 && i < n; off += lens[i++]) {
+		MDB_val k = { lens[i], ids.buf + off };
+		rc = state_log_delete(s, t.r.txn, k);
+	}
+	if (rc == 0 && n > 0)
+		rc = add_counter(s, t.r.txn, "expired_customers", n);
+	if (t.chunks)
+		mdb_cursor_close(t.chunks);
+	if (t.r.txn) {
+		if (rc == 0 && n > 0)
+			rc = mdb_txn_commit(t.r.txn); /* synchronous, as every commit */
+		else
+			mdb_txn_abort(t.r.txn); /* nothing to write: no fsync */
+	}
+	pthread_rwlock_unlock(&s->remap_lock);
+	sb_release(&t.buf);
+	sb_release(&ids);
+	free(lens);
+	if (rc) {
+		sb_addf(err, "state: idle sweep: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	*expired = n;
 	return 0;
 }
 

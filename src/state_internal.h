@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "ids.h"
 #include "state.h"
 #include "store_internal.h"
 
@@ -28,6 +29,12 @@ struct state {
 	 * steady read load cannot starve growth. */
 	pthread_rwlock_t remap_lock;
 	uint64_t map_size;
+	/* Live customers (state_set_live_limits). */
+	uint64_t max_live;
+	int64_t live_ttl; /* seconds; 0: logs never expire */
+	/* Where the idle sweep resumes: after this id (the writer thread's). */
+	char sweep_after[ID_MAX_LEN];
+	size_t sweep_after_len;
 };
 
 struct state_txn {

@@ -7,8 +7,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Howard Hinnant's days_from_civil, for the proleptic Gregorian calendar. */
-int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d)
+/* Days since 1970-01-01 of a proleptic Gregorian date (no range checks):
+ * Howard Hinnant's days_from_civil. */
+static int64_t time_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;

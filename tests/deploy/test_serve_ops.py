@@ -430,7 +430,7 @@ class Drain(Base):
 
 class Backup(Base):
     def test_mdb_copy_while_serving(self):
-        """The README's backup: mdb_copy of the state (a consistent snapshot,
+        """docs/operations.md's backup: mdb_copy of the state (a consistent snapshot,
         taken while the server writes) plus erasures.txt; a server started on
         the copy has the events and the erasure."""
         if not shutil.which("mdb_copy"):

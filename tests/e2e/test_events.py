@@ -38,7 +38,7 @@ from lib import (EXPECTED, HTTP_TIMEOUT, INTERACTIONS, JSON_HEADERS, MUG,  # noq
 from test_one_to_one import cos  # noqa: E402
 
 E = {}
-MAX_EVENTS = 1000  # per request (README)
+MAX_EVENTS = 1000  # per request (docs/api.md)
 VIEW, CART, PURCHASE = 0.2, 0.5, 1.0  # default event weights
 
 

@@ -3,7 +3,7 @@
 
     SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_hardening.py [-v] [TestClass[.test]]
 
-Every limit in the README's Security table is pushed past here, against the
+Every limit in SECURITY.md's "Limits" table is pushed past here, against the
 real binary on 127.0.0.1, and must get its documented answer while other
 clients keep being served. The crash-safety loop kills the server with
 SIGKILL while a client posts events and checks that nothing acknowledged

@@ -401,7 +401,7 @@ static void check_response(const strbuf *resp, int method, uint8_t framing)
 	/* libmicrohttpd 0.9.75 answers a Content-Length that is not a number
 	 * with its own 400 whose head is sent twice (the second copy is read
 	 * as the body): the library's bug, before any code of ours runs
-	 * (docs/http-limits.md). Only its status line is checked. */
+	 * (SECURITY.md "Request framing"). Only its status line is checked. */
 	const char *end = resp->len ? memmem(resp->buf, resp->len, "\r\n\r\n", 4) : NULL;
 	size_t head = end ? (size_t)(end - resp->buf) + 2 : 0;
 	const char *ct = head ? find_header(resp->buf, head, "Content-Type") : NULL;
