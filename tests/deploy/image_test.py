@@ -197,6 +197,7 @@ class ImageTests(unittest.TestCase):
             self.assertEqual(code, 200, err)
             self.assertRegex(err, r"shopkeeper \d+\.\d+\.\d+: serving on port %d, listen "
                                   r"0\.0\.0\.0:%d, 2 threads, model \S+ .* from /model, "
+                                  r"clock [a-z]+ \([^)]*\), "
                                   r"state /state, API keys on writing routes" % (port, port))
             # Not root: the server's uid, seen from the host.
             with open("/proc/%d/status" % proc.pid) as f:
