@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "http_framing.h"
+#include "http_listen.h"
 #include "util.h"
 
 /* Per pool thread: reusable buffers and the application's slot. */
@@ -152,27 +153,6 @@ static struct http_thread *this_thread(http_server *s)
 	pthread_mutex_unlock(&s->threads_lock);
 	tl_thread = t;
 	return t;
-}
-
-long http_percent_decode(const char *s, size_t n, char *out, bool plus_is_space)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= n || (hi = util_hexval(s[i + 1])) < 0 || (lo = util_hexval(s[i + 2])) < 0)
-				return -1;
-			out[o++] = (char)(hi * 16 + lo);
-			i += 2;
-		} else if (c == '+' && plus_is_space) {
-			out[o++] = ' ';
-		} else {
-			out[o++] = c;
-		}
-	}
-	out[o] = '\0';
-	return (long)o;
 }
 
 void http_error(http_response *resp, int status, const char *code, const char *fmt, ...)
@@ -467,38 +447,6 @@ static enum MHD_Result send_stream(http_server *s, struct MHD_Connection *conn,
 	return ret;
 }
 
-enum http_path_status http_split_path(const char *url, strbuf *scratch, http_request *req)
-{
-	size_t n = strlen(url);
-	req->n_segs = 0;
-	if (n > HTTP_MAX_PATH)
-		return HTTP_PATH_TOO_LONG;
-	sb_reset(scratch);
-	sb_grow(scratch, n + HTTP_MAX_SEGMENTS + 1);
-	size_t offs[HTTP_MAX_SEGMENTS];
-	const char *p = url;
-	if (*p == '/')
-		p++;
-	while (*p) {
-		const char *end = strchr(p, '/');
-		if (!end)
-			end = p + strlen(p);
-		if (req->n_segs == HTTP_MAX_SEGMENTS)
-			return HTTP_PATH_TOO_MANY_SEGMENTS;
-		offs[req->n_segs] = scratch->len;
-		long got = http_percent_decode(p, (size_t)(end - p), scratch->buf + scratch->len,
-					       false);
-		if (got < 0)
-			return HTTP_PATH_BAD_ESCAPE;
-		req->seg_lens[req->n_segs++] = (size_t)got;
-		scratch->len += (size_t)got + 1;
-		p = *end ? end + 1 : end;
-	}
-	for (unsigned i = 0; i < req->n_segs; i++)
-		req->segs[i] = scratch->buf + offs[i];
-	return HTTP_PATH_OK;
-}
-
 void http_defer(http_response *resp, http_deferred_start start, void *arg)
 {
 	resp->defer = start;
@@ -771,94 +719,14 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 		atomic_fetch_add_explicit(&log_lines_written, notes, memory_order_relaxed);
 }
 
-/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, int *v6,
-			strbuf *err)
-{
-	char host[256];
-	const char *port;
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-		if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, listen + 1, (size_t)(close - listen - 1));
-		host[close - listen - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(listen, ':');
-		if (!colon || (size_t)(colon - listen) >= sizeof(host))
-			goto bad;
-		memcpy(host, listen, (size_t)(colon - listen));
-		host[colon - listen] = '\0';
-		port = colon + 1;
-		if (!host[0])
-			strcpy(host, "0.0.0.0");
-	}
-	char *end;
-	long p = strtol(port, &end, 10);
-	if (!*port || *end || p < 0 || p > 65535)
-		goto bad;
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-				  .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai = NULL;
-	if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
-		goto bad;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	*v6 = ai->ai_family == AF_INET6;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	sb_addf(err, "--listen %s: expected HOST:PORT with a numeric address, e.g. 127.0.0.1:8080 "
-		     "or [::1]:8080", listen);
-	return -1;
-}
-
-/* Binds a throwaway socket to the address first, so that a port in use or
- * a foreign address gets a message that names it and says what to do.
- * Left to the library, the failure reads "Failed to bind to port 0" (it is
- * handed the address, not the port), which sent users looking for port 0
- * (issue 20). The same options as the library's: SO_REUSEADDR, and
- * IPV6_V6ONLY for an IPv6 address. */
-static int probe_listen(const struct sockaddr_storage *ss, socklen_t len, const char *listen,
-			strbuf *err)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0; /* let the library say what it makes of it */
-	int on = 1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (ss->ss_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-	int rc = bind(fd, (const struct sockaddr *)ss, len);
-	int e = errno;
-	close(fd);
-	if (rc == 0)
-		return 0;
-	if (e == EADDRINUSE)
-		sb_addf(err, "cannot listen on %s: the port is in use (another server, or an "
-			     "earlier shopkeeper still running?); stop it, or choose another port "
-			     "with --listen HOST:PORT or SHOPKEEPER_LISTEN (make demo PORT=N)", listen);
-	else if (e == EADDRNOTAVAIL)
-		sb_addf(err, "cannot listen on %s: not an address of this host; use one of its "
-			     "own (127.0.0.1 for this machine only, 0.0.0.0 for every interface)",
-			listen);
-	else if (e == EACCES)
-		sb_addf(err, "cannot listen on %s: ports below 1024 need root or "
-			     "CAP_NET_BIND_SERVICE; choose a port from 1024 up", listen);
-	else
-		sb_addf(err, "cannot listen on %s: %s", listen, strerror(e));
-	return -1;
-}
-
 int http_start(const http_config *cfg, http_server **out, strbuf *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int v6;
-	if (parse_listen(cfg->listen, &ss, &sslen, &v6, err) != 0)
+	if (http_parse_listen(cfg->listen, &ss, &sslen, &v6, err) != 0)
 		return -1;
-	if (probe_listen(&ss, sslen, cfg->listen, err) != 0)
+	if (http_probe_listen(&ss, sslen, cfg->listen, err) != 0)
 		return -1;
 
 	http_server *s = xcalloc(1, sizeof(*s));
