@@ -189,6 +189,15 @@ uint64_t state_live_max(const state *s);
 uint64_t state_live_customers(state_txn *t);
 /* Whether the customer has an event log (as t sees it). */
 bool state_customer_live(state_txn *t, const char *id, size_t len);
+/* Customers with a flags record (consent, erasure) as t sees them (a
+ * B-tree's entry count: O(1)). The API caps the records of customers
+ * neither the model nor the state knows by the same cap as live
+ * customers: without it one client could write a consent record for
+ * every id it can make up. */
+uint64_t state_flag_records(state_txn *t);
+/* Whether the customer has a flags record (as t sees it), even one whose
+ * flags are all cleared again: changing it adds no record. */
+bool state_customer_has_flags(state_txn *t, const char *id, size_t len);
 
 /* One batch of the idle sweep: looks at the next `max_scan` customers
  * with logs (resuming after the last one looked at, from the first again

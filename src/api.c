@@ -475,7 +475,7 @@ static const struct route routes[] = {
 	{ "GET", "/healthz", get_health, OPEN, API_TXN_NONE, "" },
 	{ "GET", "/readyz", get_ready, OPEN, API_TXN_NONE, "" },
 	{ "GET", "/v1/customers/{customer}", api_get_customer, READ, API_TXN_SNAPSHOT, "" },
-	{ "DELETE", "/v1/customers/{customer}", api_delete_customer, WRITE, API_TXN_NONE, "" },
+	{ "DELETE", "/v1/customers/{customer}", api_delete_customer, WRITE, API_TXN_SNAPSHOT, "" },
 	{ "GET", "/v1/customers/{customer}/recommendations", api_get_customer_recs, READ,
 	  API_TXN_SNAPSHOT, "n," FILTER_PARAMS },
 	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT, "" },

@@ -311,6 +311,27 @@ static void defer_flag_change(api *a, struct worker *w, http_response *resp, con
 	http_defer(resp, events_post_start, ep);
 }
 
+/* Whether a consent or erasure record for this customer would be a new
+ * record of someone neither the model nor the state knows, past the cap
+ * (then the answer is a 503, as for events of new customers: the record
+ * may be sent again once the operator raised the cap). A record that
+ * exists is only changed. */
+static bool flag_record_refused(api *a, struct worker *w, const char *id, size_t len,
+				http_response *resp)
+{
+	uint64_t max = state_live_max(a->state);
+	model_customer c;
+	if (state_flag_records(w->stxn) < max || state_customer_has_flags(w->stxn, id, len) ||
+	    model_customer_get(w->txn, id, len, &c) == 0 || state_customer_live(w->stxn, id, len))
+		return false;
+	atomic_fetch_add_explicit(&w->metrics.events_refused_live, 1, memory_order_relaxed);
+	http_error(resp, 503, "live_customer_limit",
+		   "the server keeps consent and erasure records of at most %llu customers it "
+		   "does not know (--max-live-customers); customers it knows are still taken",
+		   (unsigned long long)max);
+	return true;
+}
+
 void api_put_consent(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	const char *id;
@@ -329,6 +350,8 @@ void api_put_consent(api *a, struct worker *w, const http_request *req, http_res
 		http_error(resp, 404, "unknown_customer", "customer %.*s is not known", (int)len, id);
 		return;
 	}
+	if (flag_record_refused(a, w, id, len, resp))
+		return;
 	json_t *root = api_body_object(req, resp);
 	if (!root)
 		return;
@@ -353,6 +376,9 @@ void api_delete_customer(api *a, struct worker *w, const http_request *req,
 	const char *id;
 	size_t len;
 	if (api_path_id(req, 2, "customer", resp, &id, &len) != 0)
+		return;
+	assert(w->in_txn);
+	if (flag_record_refused(a, w, id, len, resp))
 		return;
 	defer_flag_change(a, w, resp, id, len, STATE_ERASED, 0, ",\"erased\":true}");
 }

@@ -679,6 +679,18 @@ uint64_t state_live_customers(state_txn *t)
 	return mdb_stat(t->r.txn, t->s->tails, &st) == 0 ? st.ms_entries : 0;
 }
 
+uint64_t state_flag_records(state_txn *t)
+{
+	MDB_stat st;
+	return mdb_stat(t->r.txn, t->s->flags, &st) == 0 ? st.ms_entries : 0;
+}
+
+bool state_customer_has_flags(state_txn *t, const char *id, size_t len)
+{
+	MDB_val k = { len, (void *)id }, v;
+	return len > 0 && mdb_get(t->r.txn, t->s->flags, &k, &v) == 0;
+}
+
 bool state_customer_live(state_txn *t, const char *id, size_t len)
 {
 	MDB_val k = { len, (void *)id }, v;

@@ -107,6 +107,29 @@ class LiveCustomerTest(ApiTestCase):
                          [(3, "live_customer_limit")])
         self.assertEqual(metric(srv, "shopkeeper_live_customers"), 2)
 
+    def test_flag_records_of_unknown_customers_are_capped(self):
+        """Consent and erasure of customers neither the model nor the state
+        knows write a record each: past the cap they are a 503 like events
+        of new customers, while known customers keep every right."""
+        srv = self.serve("--max-live-customers", "2", "--live-customer-ttl", "0")
+
+        def consent(c, allowed=False):
+            return srv.request("PUT", "/v1/customers/%s/consent" % c,
+                               json.dumps({"personalization": allowed}), JSON_HEADERS)
+
+        self.assertEqual(consent("u1").status, 200)
+        self.assertEqual(srv.request("DELETE", "/v1/customers/u2").status, 200)
+        r = consent("u3")
+        self.assertError(r, 503, "live_customer_limit")
+        self.assertIn("2 customers", r.json["error"]["message"])
+        self.assertError(srv.request("DELETE", "/v1/customers/u4"), 503, "live_customer_limit")
+        # Records that exist change; model customers are bounded by the model.
+        self.assertEqual(consent("u1", True).status, 200)
+        self.assertEqual(srv.request("DELETE", "/v1/customers/u1").status, 200)
+        self.assertEqual(consent("alice").status, 200)
+        self.assertEqual(srv.request("DELETE", "/v1/customers/bob").status, 200)
+        self.assertEqual(metric(srv, "shopkeeper_live_customer_refused_total"), 2)
+
     def profile(self, srv, customer):
         """The customer's profile, or None when the server does not know them."""
         r = srv.get("/v1/customers/" + customer)
