@@ -532,6 +532,16 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 			items = true;
 			continue;
 		}
+		if (r->kind == EVENTLOG_EXPIRE) {
+			/* Applied whatever the floor: the rule looks at the state
+			 * only, which every replica holds alike at this entry. A
+			 * cutoff of 0 expires nothing. */
+			if (r->ts > 0)
+				ap->writes[nw++] = (state_write){ .customer = r->customer,
+								  .customer_len = r->customer_len,
+								  .expire_before = r->ts };
+			continue;
+		}
 		state_write *w = &ap->writes[nw++];
 		*w = (state_write){ .customer = r->customer, .customer_len = r->customer_len };
 		if (r->kind == EVENTLOG_ERASURE) {
