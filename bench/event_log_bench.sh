@@ -22,12 +22,13 @@
 # --perf DIR: `perf record --call-graph dwarf` of replica 1 and redis during
 # phase 2 (DIR/write.data) and phase 3's busy half (DIR/busy.data); then
 # `perf report -i DIR/write.data`.
+# SHOPKEEPER=PATH runs another build of the server (A/B runs).
 # Reaches only 127.0.0.1. Everything it starts is stopped on exit; its work
 # directory is removed unless KEEP_WORK=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/bin/shopkeeper"
+BIN="${SHOPKEEPER:-$ROOT/bin/shopkeeper}"
 PACER="$ROOT/bin/shopkeeper-event-pacer"
 DATA="$ROOT/data/demo/online-retail-sample.csv"
 COLUMNS="customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
@@ -146,13 +147,22 @@ ticks() { # user+system clock ticks of each long-lived process, then of the
 	done
 	echo "$t $(awk '{print $16 + $17}' /proc/$$/stat)"
 }
-cpu_since() { # CPU seconds each process used since `ticks` printed $1
-	python3 - "$1" "$(ticks)" "$(getconf CLK_TCK)" "$REPLICAS" <<'EOF'
+applied() { # entries replica 1 applied so far
+	curl -s "$URL/metrics" | awk '/^shopkeeper_event_log_applied_total / {print $2}'
+}
+cpu_since() { # CPU seconds each process used since `ticks` printed $1; with
+	# $2 (entries applied before), also the CPU microseconds per entry
+	python3 - "$1" "$(ticks)" "$(getconf CLK_TCK)" "$REPLICAS" "${2:-}" "$(applied)" <<'EOF'
 import sys
 a, b, hz, n = sys.argv[1].split(), sys.argv[2].split(), float(sys.argv[3]), int(sys.argv[4])
 d = [(int(y) - int(x)) / hz for x, y in zip(a, b)]
 names = ["redis"] + ["replica %d" % (i + 1) for i in range(n)] + ["load generators"]
 print("CPU seconds in this phase: " + ", ".join("%s %.1f" % (k, v) for k, v in zip(names, d)))
+if sys.argv[5]:
+    e = float(sys.argv[6]) - float(sys.argv[5])
+    if e > 0:
+        print("CPU per entry applied (%d entries): " % e +
+              ", ".join("%s %.1f us" % (k, v * 1e6 / e) for k, v in zip(names[:-1], d[:-1])))
 EOF
 }
 PERF=""
@@ -168,6 +178,7 @@ perf_stop() { [ -z "$PERF" ] || wait "$PERF" || true; PERF=""; }
 echo "== 1. durable events/s through the log (batches of $BATCH, $CONNS connections, ${DURATION}s)"
 hists h1a
 T=$(ticks)
+A=$(applied)
 wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$ROOT/bench/wrk/events.lua" "$URL" -- \
 	"$WORK/customers.txt" "$WORK/items.txt" "$BATCH" >"$WORK/wrk1.txt"
 python3 - "$WORK/wrk1.txt" "$BATCH" <<'EOF'
@@ -180,21 +191,25 @@ print("acknowledged events/s: %.0f (%.1f requests/s x %s), request latency avg %
       % (rps * int(sys.argv[2]), rps, sys.argv[2], lat.group(1), lat.group(3),
          non2xx.group(1) if non2xx else 0))
 EOF
-cpu_since "$T"
+cpu_since "$T" "$A"
 sleep 2 # the other replicas catch up
 hists h1b
 lags h1a h1b
 
 # The paced writer (bench/event_pacer.c): RATE events/s in batches of BATCH,
-# over 4 connections, for DURATION seconds.
-pace() { "$PACER" "$1" "$RATE" "$BATCH" "$DURATION" "$WORK/customers.txt" "$WORK/items.txt" 4; }
+# for DURATION seconds.
+# 16 connections: at 20,000 events/s in batches of 100 each sends 12.5
+# requests/s, so the rate offered holds while a write takes up to 80 ms
+# (4 connections, as the Python writer had, fell behind once it took 20).
+pace() { "$PACER" "$1" "$RATE" "$BATCH" "$DURATION" "$WORK/customers.txt" "$WORK/items.txt" 16; }
 
 echo "== 2. applier lag at $RATE events/s (batches of $BATCH)"
 hists h2a
 T=$(ticks)
+A=$(applied)
 perf_start write
 pace "$PORT"
-cpu_since "$T"
+cpu_since "$T" "$A"
 perf_stop
 sleep 1
 hists h2b

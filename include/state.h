@@ -35,6 +35,14 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err);
 /* Opens an existing state read-only, for tools running beside the server
  * (export). Returns 0 or STORE_ERROR with a message in *err. */
 int state_open_readonly(const char *dir, state **out, strbuf *err);
+/* For a state that is a view of a durable log (serve --event-log, where
+ * the position applied is committed with the entries): each commit syncs
+ * its pages once and leaves the meta page to the next commit's sync
+ * (MDB_NOMETASYNC). A system crash may then undo the last commit, never
+ * break the state; the applier applies those entries again. A single
+ * node's state is the only copy of its events and never calls this.
+ * Returns 0 or STORE_ERROR. */
+int state_defer_meta_sync(state *s);
 
 /* Every state_txn on s must have been freed first. state_close(NULL) does
  * nothing. */

@@ -840,6 +840,11 @@ int state_find_idle(state *s, int64_t now, uint32_t max_scan, strbuf *ids, size_
 	return 0;
 }
 
+int state_defer_meta_sync(state *s)
+{
+	return mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1) == 0 ? 0 : STORE_ERROR;
+}
+
 /* A read-only open needs the current format (serve converts older ones). */
 static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *err)
 {
