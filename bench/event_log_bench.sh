@@ -56,7 +56,7 @@ done
 for t in redis-server wrk python3; do
 	command -v $t >/dev/null || { echo "event_log_bench: $t is missing" >&2; exit 1; }
 done
-[ -x "$BIN" ] && [ -x "$PACER" ] || { echo "event_log_bench: build first (make)" >&2; exit 1; }
+{ [ -x "$BIN" ] && [ -x "$PACER" ]; } || { echo "event_log_bench: build first (make)" >&2; exit 1; }
 
 WORK=$(mktemp -d /var/tmp/sk-evlog-bench.XXXXXX)
 PIDS=()
