@@ -63,6 +63,8 @@ GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 INV_BENCH := $(BIN)/shopkeeper-inverse-bench
 # The shared event log's append throughput against a real redis-server.
 EL_BENCH := $(if $(wildcard bench/eventlog_bench.c),$(BIN)/shopkeeper-eventlog-bench)
+# The paced event writer of bench/event_log_bench.sh: plain C, no libraries.
+PACER   := $(if $(wildcard bench/event_pacer.c),$(BIN)/shopkeeper-event-pacer)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -77,7 +79,7 @@ FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 .PHONY: all server deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
 	valgrind-e2e clean check-deps check-redis check-browser test-browser image test-image test-deploy lint-k8s check-deploy-tools
 
-all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH)
+all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH) $(PACER)
 
 # Only the shipped binary: the image's build stage copies include/ and src/
 # alone, so a new bench tool cannot break it (issue 21, bug 0).
@@ -116,6 +118,10 @@ $(INV_BENCH): bench/inverse_bench.c $(LIB_OBJS) | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/inverse_bench.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
 	  $(PKG_LIBS) $(LDLIBS)
+
+$(BIN)/shopkeeper-event-pacer: bench/event_pacer.c | $(BIN)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
 
 # bench/eventlog_bench.c: durable appends/s through the event log.
 $(BIN)/shopkeeper-eventlog-bench: bench/eventlog_bench.c $(LIB_OBJS) | $(BIN)

@@ -162,7 +162,9 @@ enum eventlog_kind {
 	EVENTLOG_EVENT = 1,
 	EVENTLOG_CONSENT = 2,
 	EVENTLOG_ERASURE = 3,
-	EVENTLOG_ITEM = 4 /* an item's override flags (PUT /v1/items/{id}) */
+	EVENTLOG_ITEM = 4, /* an item's override flags (PUT /v1/items/{id}) */
+	EVENTLOG_EXPIRE = 5 /* the idle sweep: drop the customer's event log if it
+			     * has no purchase and no event at or after `ts` */
 };
 
 /* An item record's flag bits (the log's own, not the state's STATE_ITEM_*:
@@ -195,7 +197,8 @@ typedef struct eventlog_record {
 	const char *rec_id;      /* the recommendation it answers, optional:
 				  * 0..EVENTLOG_REC_ID_MAX bytes, 0 = none */
 	size_t rec_id_len;
-	int64_t ts;              /* Unix seconds, 0..EVENTLOG_TS_MAX */
+	int64_t ts;              /* Unix seconds, 0..EVENTLOG_TS_MAX (EVENTLOG_EXPIRE:
+				  * the idle cutoff, now - TTL) */
 	float quantity;          /* finite, not 0 (negative: a return) */
 	float price;             /* finite, >= 0 */
 	uint8_t type;            /* 0..EVENTLOG_TYPE_MAX */
@@ -210,19 +213,20 @@ typedef struct eventlog_record {
  * The encoding (all integers little-endian; LEN is an unsigned LEB128
  * varint of at most two bytes, minimal):
  *   byte 0      format version: the version that brought the record's kind
- *               (1 for event, consent, erasure; 2 for item)
+ *               (1 for event, consent, erasure; 2 for item; 3 for expire)
  *   byte 1      kind (enum eventlog_kind)
  *   event:      u8 type, u8 flags (bit 0: rec_id follows), LEN customer,
  *               LEN item, i64 ts, f32 quantity, f32 price, [LEN rec_id]
  *   consent:    u8 flags (bit 0: personalization), LEN customer
  *   erasure:    LEN customer
  *   item (v2):  u8 set, u8 clear (EVENTLOG_ITEM_* bits), LEN item
+ *   expire (v3): LEN customer, i64 ts (the cutoff)
  * About 30 bytes plus the ids for an event: compact in Redis' memory and
  * on the wire. Unknown flag bits, trailing bytes, a non-minimal varint,
  * any bound above broken, a kind under a version other than its own:
  * EVENTLOG_EDECODE. Every valid encoding is the one eventlog_encode writes
  * for what eventlog_decode returns (tested by the fuzz harness). A version
- * above 2: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
+ * above 3: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
  * instead of skipping entries. A new kind gets a new version for that
  * reason: a build of version 1 stops at an item record (EVERSION) rather
  * than skip it as undecodable and differ from upgraded replicas, while the

@@ -99,8 +99,13 @@ int events_submit_item_flags(events_writer *w, events_request *r, const char *it
  * next EVENTS_SWEEP_BATCH customers. `now` gives the clock the events'
  * times are on (the model's, api_now) and is called on the writer thread;
  * arg is borrowed until events_writer_stop. With the event log
- * (events_writer_start_log) it sweeps the local state too, next to the
- * applier's writes: expiry is local to each replica, not a log record. */
+ * (events_writer_start_log) the expiry goes through the log: the writer
+ * finds idle customers in the local state (state_find_idle) and appends
+ * an EVENTLOG_EXPIRE record for each, which every replica's applier
+ * applies at the same point of the log (dropping the log only if still
+ * idle then), so replicas stay identical; a local deletion let a replica
+ * that expired a customer before their next event differ for good from
+ * one that had not. */
 #define EVENTS_SWEEP_INTERVAL 1.0
 #define EVENTS_SWEEP_BATCH 1024u
 void events_writer_sweep(events_writer *w, int64_t (*now)(void *arg), void *arg);

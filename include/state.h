@@ -35,6 +35,14 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err);
 /* Opens an existing state read-only, for tools running beside the server
  * (export). Returns 0 or STORE_ERROR with a message in *err. */
 int state_open_readonly(const char *dir, state **out, strbuf *err);
+/* For a state that is a view of a durable log (serve --event-log, where
+ * the position applied is committed with the entries): each commit syncs
+ * its pages once and leaves the meta page to the next commit's sync
+ * (MDB_NOMETASYNC). A system crash may then undo the last commit, never
+ * break the state; the applier applies those entries again. A single
+ * node's state is the only copy of its events and never calls this.
+ * Returns 0 or STORE_ERROR. */
+int state_defer_meta_sync(state *s);
 
 /* Every state_txn on s must have been freed first. state_close(NULL) does
  * nothing. */
@@ -100,6 +108,10 @@ typedef struct state_write {
 				 * event for state_drop_before; 0: none */
 	const char *item;       /* the flag change's item (NULL: a customer's) */
 	size_t item_len;
+	int64_t expire_before;  /* > 0 (events NULL, item NULL): not a flag
+				 * change but the idle sweep's expiry of the
+				 * customer's log, if idle before this time
+				 * (state_find_idle; set and clear unused) */
 } state_write;
 
 /* Writes writes[0..n), in order, in ONE synchronous write transaction:
@@ -208,6 +220,15 @@ bool state_customer_has_flags(state_txn *t, const char *id, size_t len);
  * deleted in *expired, or STORE_ERROR with a message in *err (nothing
  * deleted). */
 int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err);
+/* The same batch of the sweep without deleting (serve --event-log, where
+ * the expiry goes through the log so that every replica drops the same
+ * logs at the same point of it): appends the idle customers' ids to *ids,
+ * their lengths to lens[0..*n) (room for max_scan), and sets *before to
+ * the cutoff (now - TTL) to put in each expiry (state_write.expire_before).
+ * Only for the writer thread, as state_expire_idle. *n = 0 when the TTL is
+ * 0. Returns 0, or STORE_ERROR with a message in *err. */
+int state_find_idle(state *s, int64_t now, uint32_t max_scan, strbuf *ids, size_t *lens,
+		    uint32_t *n, int64_t *before, strbuf *err);
 
 /* Totals since the state was created. */
 typedef struct state_counters {

@@ -36,8 +36,9 @@
 #define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
-#define FORMAT_VERSION 2  /* the newest this build reads */
+#define FORMAT_VERSION 3  /* the newest this build reads */
 #define ITEM_VERSION 2    /* the version that brought EVENTLOG_ITEM */
+#define EXPIRE_VERSION 3  /* the version that brought EVENTLOG_EXPIRE */
 
 const char *eventlog_strerror(int rc)
 {
@@ -146,7 +147,7 @@ static bool valid_item_bits(unsigned set, unsigned clear)
 /* The format version a kind is written with (eventlog.h). */
 static uint8_t kind_version(uint8_t kind)
 {
-	return kind == EVENTLOG_ITEM ? ITEM_VERSION : 1;
+	return kind == EVENTLOG_ITEM ? ITEM_VERSION : kind == EVENTLOG_EXPIRE ? EXPIRE_VERSION : 1;
 }
 
 static int check_record(const eventlog_record *r)
@@ -157,9 +158,11 @@ static int check_record(const eventlog_record *r)
 				       valid_item_bits(r->item_set, r->item_clear)
 			       ? 0
 			       : EVENTLOG_EINVAL;
-	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_ERASURE ||
+	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_EXPIRE ||
 	    !valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX))
 		return EVENTLOG_EINVAL;
+	if (r->kind == EVENTLOG_EXPIRE)
+		return r->ts >= 0 && r->ts <= EVENTLOG_TS_MAX ? 0 : EVENTLOG_EINVAL;
 	if (r->kind != EVENTLOG_EVENT)
 		return 0;
 	if (!valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) ||
@@ -231,6 +234,13 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 		sb_addc(out, (char)r->item_clear);
 		put_str(out, r->item, r->item_len);
 		break;
+	case EVENTLOG_EXPIRE: {
+		put_str(out, r->customer, r->customer_len);
+		uint64_t ts = (uint64_t)r->ts;
+		put_u32(out, (uint32_t)ts);
+		put_u32(out, (uint32_t)(ts >> 32));
+		break;
+	}
 	default:
 		put_str(out, r->customer, r->customer_len);
 		break;
@@ -336,6 +346,17 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len))
 			return EVENTLOG_EDECODE;
 		break;
+	case EVENTLOG_EXPIRE: {
+		uint32_t lo, hi;
+		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
+		    !get_u32(&rd, &lo) || !get_u32(&rd, &hi))
+			return EVENTLOG_EDECODE;
+		uint64_t ts = (uint64_t)lo | (uint64_t)hi << 32;
+		if (ts > EVENTLOG_TS_MAX)
+			return EVENTLOG_EDECODE;
+		t.ts = (int64_t)ts;
+		break;
+	}
 	default:
 		return EVENTLOG_EDECODE;
 	}
@@ -1131,8 +1152,8 @@ int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, st
 /* ---- appending ------------------------------------------------------------------- */
 
 /* The append script; see eventlog.h for what it does per record. ARGV
- * holds triples: tag ('e' event, '1'/'0' consent with personalization on
- * or off, 'x' erasure; 'i' and two digits, the set and clear bits, for an
+ * holds triples: tag ('e' event or expire, '1'/'0' consent with
+ * personalization on or off, 'x' erasure; 'i' and two digits, the set and clear bits, for an
  * item), customer (an item record's item), encoded record. It returns the
  * new ids.
  * XDEL takes the erased ids in slices so unpack stays far below Lua's
@@ -1217,7 +1238,9 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	ARGB(log, 3, log->cfg.stream, log->cfg.stream_len);
 	for (size_t i = 0; i < n; i++) {
 		const eventlog_record *r = &recs[i];
-		const char *tag = r->kind == EVENTLOG_EVENT	? tags[0]
+		/* An expire record names its customer: indexed like an event, so
+		 * an erasure deletes it too. */
+		const char *tag = r->kind == EVENTLOG_EVENT || r->kind == EVENTLOG_EXPIRE ? tags[0]
 				  : r->kind == EVENTLOG_ERASURE ? tags[3]
 				  : r->personalization		? tags[1]
 								: tags[2];

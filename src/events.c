@@ -44,10 +44,13 @@ struct events_writer {
 	eventlog_id *ids;
 	size_t recs_cap;
 	double logged_at; /* when the last append failure was logged */
-	/* The idle sweep (events_writer_sweep); `now` NULL: off. It works on
-	 * the local state in both modes: with --event-log, expiry is local to
-	 * each replica (not a record in the log), each sweeping its own LMDB
-	 * state next to the applier's writes. */
+	/* The idle sweep (events_writer_sweep); `now` NULL: off. A single
+	 * node deletes the idle logs it finds; with --event-log the writer
+	 * appends an expire record for each instead, and every replica's
+	 * applier drops the log if it is still idle at that point of the log
+	 * (a local deletion would let replicas differ for good: one that
+	 * dropped a customer before a new event of theirs keeps only that
+	 * event, one that had not yet keeps the old ones too). */
 	int64_t (*now)(void *arg);
 	void *now_arg;
 	double next_sweep; /* util_monotonic() time */
@@ -75,6 +78,47 @@ static void wait_for_work(events_writer *w)
 	pthread_cond_timedwait(&w->work, &w->lock, &until);
 }
 
+/* With the log: appends an expire record for each idle customer found
+ * (not waited for: the applier drops what is still idle once it reaches
+ * them). Replicas sweeping the same customer append it twice; the second
+ * finds nothing idle, so that costs an entry, never a difference. */
+static void sweep_log(events_writer *w, int64_t now, strbuf *err)
+{
+	strbuf ids = STRBUF_INIT;
+	size_t lens[EVENTS_SWEEP_BATCH];
+	uint32_t n = 0;
+	int64_t before = 0;
+	if (state_find_idle(w->s, now, EVENTS_SWEEP_BATCH, &ids, lens, &n, &before, err) != 0) {
+		fprintf(stderr, "shopkeeper: events: %s\n", err->buf);
+		goto done;
+	}
+	if (n == 0 || before > EVENTLOG_TS_MAX)
+		goto done;
+	if (n > w->recs_cap) {
+		free(w->recs);
+		free(w->ids);
+		w->recs_cap = n;
+		w->recs = xmallocarray(n, sizeof(*w->recs));
+		w->ids = xmallocarray(n, sizeof(*w->ids));
+	}
+	size_t off = 0;
+	for (uint32_t i = 0; i < n; off += lens[i++])
+		w->recs[i] = (eventlog_record){ .kind = EVENTLOG_EXPIRE, .customer = ids.buf + off,
+						.customer_len = lens[i], .ts = before };
+	int rc = eventlog_append(w->log, w->recs, n, w->ids, 0, 0, NULL);
+	pthread_mutex_lock(&w->lock);
+	if (rc == 0) {
+		w->log_entries += n;
+		w->log_appends++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (rc != 0) /* found again on the sweep's next round */
+		fprintf(stderr, "shopkeeper: event log: idle sweep: %s (%s)\n", eventlog_strerror(rc),
+			eventlog_errmsg(w->log));
+done:
+	sb_release(&ids);
+}
+
 /* One batch of the idle sweep, between group commits: the writer is the
  * state's only writer, so no request waits on a lock for it, only (at
  * most one batch's time) behind it in the queue. Called without the lock. */
@@ -82,7 +126,9 @@ static void sweep(events_writer *w, int64_t now, strbuf *err)
 {
 	uint32_t n;
 	sb_reset(err);
-	if (state_expire_idle(w->s, now, EVENTS_SWEEP_BATCH, &n, err) != 0)
+	if (w->log)
+		sweep_log(w, now, err);
+	else if (state_expire_idle(w->s, now, EVENTS_SWEEP_BATCH, &n, err) != 0)
 		fprintf(stderr, "shopkeeper: events: %s\n", err->buf);
 	pthread_mutex_lock(&w->lock);
 	w->next_sweep = util_monotonic() + EVENTS_SWEEP_INTERVAL;

@@ -570,6 +570,32 @@ int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err)
 	return state_commit_log(s, writes, n, NULL, err);
 }
 
+static bool log_idle(const state_events *ev, int64_t before);
+
+/* An expiry (state_write.expire_before) of one customer in the caller's
+ * write transaction: the sweep's rule, so every replica applying the same
+ * record to the same state drops the same log. *expired counts it.
+ * Returns an LMDB code. */
+static int expire_one(state *s, MDB_txn *txn, MDB_cursor *cur, const char *id, size_t len,
+		      int64_t before, uint64_t *expired)
+{
+	state_txn t = { .s = s, .chunks = cur };
+	t.r.txn = txn;
+	t.r.active = true;
+	state_events ev;
+	int rc = state_events_get(&t, id, len, &ev);
+	if (rc == 0 && ev.count && log_idle(&ev, before)) {
+		MDB_val k = { len, (void *)id };
+		rc = state_log_delete(s, txn, k);
+		*expired += rc == 0;
+	} else {
+		/* A damaged log (STORE_CORRUPT) is kept, as the sweep keeps it. */
+		rc = rc == STORE_ERROR ? MDB_PANIC : 0;
+	}
+	sb_release(&t.buf);
+	return rc;
+}
+
 int state_commit_log(state *s, const state_write *writes, uint32_t n, const state_log_pos *pos,
 		     strbuf *err)
 {
@@ -577,7 +603,7 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 	int rc;
 	for (int attempt = 0;; attempt++) {
 		MDB_txn *txn;
-		uint64_t total = 0, unknown = 0;
+		uint64_t total = 0, unknown = 0, expired = 0;
 		MDB_cursor *cur = NULL; /* closed with the write txn */
 		/* A write transaction uses the map too: keep growth out meanwhile
 		 * (only this thread writes, so it cannot wait on itself). */
@@ -591,6 +617,11 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 			const state_write *w = &writes[b];
 			if (!w->events && w->item) {
 				rc = apply_item_flags(s, txn, w->item, w->item_len, w->set, w->clear);
+				continue;
+			}
+			if (!w->events && w->expire_before > 0) {
+				rc = expire_one(s, txn, cur, w->customer, w->customer_len,
+						w->expire_before, &expired);
 				continue;
 			}
 			if (!w->events) {
@@ -612,6 +643,8 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 			rc = add_counter(s, txn, "events", total);
 		if (rc == 0 && unknown)
 			rc = add_counter(s, txn, "unknown_items", unknown);
+		if (rc == 0 && expired)
+			rc = add_counter(s, txn, "expired_customers", expired);
 		if (rc == 0 && pos)
 			rc = put_log_pos(s, txn, pos);
 		if (rc == 0) {
@@ -711,26 +744,19 @@ static bool log_idle(const state_events *ev, int64_t before)
 	return rc == STORE_NOTFOUND;
 }
 
-int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err)
+/* Looks at the next max_scan customers with logs (after s->sweep_after,
+ * moved on) in txn and lists those idle before `before` in ids (their
+ * lengths in lens[0..*n)). Returns an LMDB code. */
+static int scan_idle(state *s, MDB_txn *txn, int64_t before, uint32_t max_scan, strbuf *ids,
+		     size_t *lens, uint32_t *n)
 {
-	*expired = 0;
-	if (s->live_ttl == 0)
-		return 0;
-	int64_t before = now - s->live_ttl;
-	/* Looked at and deleted in one write transaction, so no event can
-	 * land in a log between the look and the deletion, whoever writes.
-	 * The reading functions run on it through a state_txn of our own. */
+	/* The reading functions run on txn through a state_txn of our own. */
 	state_txn t = { .s = s };
+	t.r.txn = txn;
+	t.r.active = true;
 	state_iter *it = NULL;
-	strbuf ids = STRBUF_INIT;
-	size_t *lens = xmallocarray(max_scan, sizeof(*lens));
-	uint32_t n = 0;
-	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
-	int rc = mdb_txn_begin(s->env, NULL, 0, &t.r.txn);
-	if (rc == 0) {
-		t.r.active = true;
-		rc = mdb_cursor_open(t.r.txn, s->chunks, &t.chunks);
-	}
+	*n = 0;
+	int rc = mdb_cursor_open(txn, s->chunks, &t.chunks);
 	if (rc == 0 && state_iter_begin(&t, s->sweep_after, s->sweep_after_len, &it) != 0)
 		rc = MDB_PANIC;
 	for (uint32_t i = 0; rc == 0 && i < max_scan; i++) {
@@ -748,8 +774,8 @@ int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expire
 		}
 		/* A damaged log (STORE_CORRUPT) is left to the reads that report it. */
 		if (got == 0 && log_idle(&ev, before)) {
-			sb_add(&ids, id, len);
-			lens[n++] = len;
+			sb_add(ids, id, len);
+			lens[(*n)++] = len;
 		}
 		if (id && len <= sizeof(s->sweep_after)) {
 			memcpy(s->sweep_after, id, len);
@@ -757,23 +783,42 @@ int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expire
 		}
 	}
 	state_iter_end(it);
+	if (t.chunks)
+		mdb_cursor_close(t.chunks);
+	sb_release(&t.buf);
+	return rc;
+}
+
+int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expired, strbuf *err)
+{
+	*expired = 0;
+	if (s->live_ttl == 0)
+		return 0;
+	int64_t before = now - s->live_ttl;
+	/* Looked at and deleted in one write transaction, so no event can
+	 * land in a log between the look and the deletion, whoever writes. */
+	MDB_txn *txn = NULL;
+	strbuf ids = STRBUF_INIT;
+	size_t *lens = xmallocarray(max_scan, sizeof(*lens));
+	uint32_t n = 0;
+	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == 0)
+		rc = scan_idle(s, txn, before, max_scan, &ids, lens, &n);
 	size_t off = 0;
 	for (uint32_t i = 0; rc == 0 && i < n; off += lens[i++]) {
 		MDB_val k = { lens[i], ids.buf + off };
-		rc = state_log_delete(s, t.r.txn, k);
+		rc = state_log_delete(s, txn, k);
 	}
 	if (rc == 0 && n > 0)
-		rc = add_counter(s, t.r.txn, "expired_customers", n);
-	if (t.chunks)
-		mdb_cursor_close(t.chunks);
-	if (t.r.txn) {
+		rc = add_counter(s, txn, "expired_customers", n);
+	if (txn) {
 		if (rc == 0 && n > 0)
-			rc = mdb_txn_commit(t.r.txn); /* synchronous, as every commit */
+			rc = mdb_txn_commit(txn); /* synchronous, as every commit */
 		else
-			mdb_txn_abort(t.r.txn); /* nothing to write: no fsync */
+			mdb_txn_abort(txn); /* nothing to write: no fsync */
 	}
 	pthread_rwlock_unlock(&s->remap_lock);
-	sb_release(&t.buf);
 	sb_release(&ids);
 	free(lens);
 	if (rc) {
@@ -782,6 +827,34 @@ int state_expire_idle(state *s, int64_t now, uint32_t max_scan, uint32_t *expire
 	}
 	*expired = n;
 	return 0;
+}
+
+int state_find_idle(state *s, int64_t now, uint32_t max_scan, strbuf *ids, size_t *lens,
+		    uint32_t *n, int64_t *before, strbuf *err)
+{
+	*n = 0;
+	*before = now - s->live_ttl;
+	if (s->live_ttl == 0 || *before <= 0)
+		return 0;
+	MDB_txn *txn = NULL;
+	pthread_rwlock_rdlock(&s->remap_lock); /* as state_commit */
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0)
+		rc = scan_idle(s, txn, *before, max_scan, ids, lens, n);
+	if (txn)
+		mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->remap_lock);
+	if (rc) {
+		*n = 0;
+		sb_addf(err, "state: idle sweep: %s", mdb_strerror(rc));
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+int state_defer_meta_sync(state *s)
+{
+	return mdb_env_set_flags(s->env, MDB_NOMETASYNC, 1) == 0 ? 0 : STORE_ERROR;
 }
 
 /* A read-only open needs the current format (serve converts older ones). */

@@ -466,6 +466,8 @@ TEST(codec)
 		flag(EVENTLOG_ERASURE, "c4", false),
 		item_rec("i9", EVENTLOG_ITEM_UNAVAILABLE, EVENTLOG_ITEM_NOT_RECOMMENDABLE),
 		item_rec("ü", 0, EVENTLOG_ITEM_ALL),
+		{ .kind = EVENTLOG_EXPIRE, .customer = "c5", .customer_len = 2, .ts = 1700000000 },
+		{ .kind = EVENTLOG_EXPIRE, .customer = "c6", .customer_len = 2, .ts = EVENTLOG_TS_MAX },
 	};
 	char longid[EVENTLOG_CUSTOMER_MAX + 1];
 	memset(longid, 'a', sizeof(longid));
@@ -500,7 +502,8 @@ TEST(codec)
 				  ev("c", "i", 1), ev("c", "i", 1), ev("c", "i", 1), ev("c", "i", 1),
 				  ev("c\0d", "i", 1), flag(9, "c", 0), flag(EVENTLOG_ERASURE, "", 0),
 				  ev("c", "\xff", 1), item_rec("i", 1, 1), item_rec("i", 0, 0),
-				  item_rec("i", 4, 0), item_rec("", 1, 0), item_rec("i", 1, 0) };
+				  item_rec("i", 4, 0), item_rec("", 1, 0), item_rec("i", 1, 0),
+				  flag(EVENTLOG_EXPIRE, "c", 0), flag(EVENTLOG_EXPIRE, "", 0) };
 	bad[4].price = -1;
 	bad[5].type = EVENTLOG_TYPE_MAX + 1;
 	bad[6].ts = -1;
@@ -509,6 +512,7 @@ TEST(codec)
 	bad[8].customer_len = 3;
 	bad[16].customer = "c"; /* an item record has no customer */
 	bad[16].customer_len = 1;
+	bad[17].ts = -1; /* an expiry's cutoff is a time like an event's */
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		sb_reset(&sb);
 		if (eventlog_encode(&bad[i], &sb) != EVENTLOG_EINVAL) {
@@ -526,7 +530,12 @@ TEST(codec)
 	} dec[] = {
 		{ "", 0, EVENTLOG_EDECODE },
 		{ "\x00\x03\x01x", 4, EVENTLOG_EDECODE },           /* version 0 */
-		{ "\x03\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x04\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x03\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v3 */
+		{ "\x03\x05\x01x" "\0\0\0\0\0\0\0\0", 12, 0 },      /* expire of "x" */
+		{ "\x01\x05\x01x" "\0\0\0\0\0\0\0\0", 12, EVENTLOG_EDECODE }, /* expire under v1 */
+		{ "\x03\x05\x01x" "\0\0\0\0\0\0\0\x80", 12, EVENTLOG_EDECODE }, /* ts < 0 */
+		{ "\x03\x05\x00" "\0\0\0\0\0\0\0\0", 11, EVENTLOG_EDECODE },  /* no customer */
 		{ "\x02\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v2 */
 		{ "\x01\x04\x01\x00\x01x", 6, EVENTLOG_EDECODE },   /* item under v1 */
 		{ "\x02\x04\x01\x02\x01x", 6, 0 },                  /* item: set 1, clear 2 */

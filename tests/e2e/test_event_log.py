@@ -29,7 +29,12 @@ on a free port, files in a temporary directory) and two or three
   items the model does not know are counted on every replica;
 - a model switch drops the events the new model covers
   (train --event-log-position): a replica that lived through it answers as
-  one bootstrapped from the new model.
+  one bootstrapped from the new model;
+- the idle sweep (--live-customer-ttl) goes through the log as expire
+  records: a replica that was down while another expired a customer, who
+  then came back, holds exactly what the other holds (the same logs and
+  counters, dumped from both states), and an erasure removes the expire
+  records of its customer from the stream too.
 
 Without redis-server the suite fails loudly (CI installs it). The last
 line printed is "N passed, N failed".
@@ -155,7 +160,7 @@ def record_customer(rec):
     kind = rec[1]
     if kind == 4:
         return kind, None
-    at = {1: 4, 2: 3, 3: 2}[kind]
+    at = {1: 4, 2: 3, 3: 2, 5: 2}[kind]
     n = rec[at]
     if n & 0x80:
         n = (n & 0x7F) | (rec[at + 1] << 7)
@@ -662,6 +667,76 @@ class TestFlags(unittest.TestCase):
         p = run(["train", "--interactions", INTERACTIONS, "--out", "/nonexistent/x",
                  "--event-log-position", "12-x"])
         self.assertEqual(p.returncode, 2, p.stderr)
+
+
+# ---------------------------------------------------------------------------
+# The idle sweep (--live-customer-ttl) with the log
+# ---------------------------------------------------------------------------
+# The model of lib.train is a historical log (as-of 2024-03-10 11:00): its
+# clock runs from there, so events stamped weeks before are honestly idle.
+OLD = "2024-01-01T10:00:00Z"     # 69 days before the model's as-of date
+RECENT = "2024-03-09T10:00:00Z"  # a day before it
+SWEEP_WAIT = 20 * FACTOR         # seconds; a writer sweeps a batch a second
+
+
+def state_dump(srv):
+    """The state's event logs and its meta table (counters, the log's
+    position) as mdb_dump prints them: what must be byte-identical between
+    replicas at the same position."""
+    out = {}
+    for table in ("event_tails", "event_chunks", "meta"):
+        p = subprocess.run(["mdb_dump", "-n", "-p", "-s", table,
+                            os.path.join(srv.state_dir, "state.mdb")],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        out[table] = p.stdout.split("HEADER=END\n", 1)[-1]
+    return out
+
+
+class TestIdleSweep(EventLogCase):
+    def view(self, srv, customer, ts, event="view"):
+        r = post_events(srv, {"customer_id": customer, "item_id": "apple", "event": event,
+                              "timestamp": ts})
+        self.assertEqual(r.status, 200, r)
+
+    def test_expiry_goes_through_the_log_and_replicas_stay_identical(self):
+        if not shutil.which("mdb_dump"):
+            self.fail("mdb_dump is missing (apt-get install lmdb-utils)")
+        ttl = ["--live-customer-ttl", "30"]
+        a, b = self.start("a", extra=ttl), self.start("b", extra=ttl)
+        wait_converged(self, [a, b], self.redis)
+        # b is down while a takes the events, its sweep expires "idle", and
+        # "idle" comes back; b then applies all of it from the log.
+        b.kill()
+        self.view(a, "idle", OLD)
+        self.view(a, "idle", OLD, "cart")
+        self.view(a, "buyer", OLD, "purchase")
+        self.view(a, "fresh", RECENT)
+        deadline = time.monotonic() + SWEEP_WAIT
+        while (metric(a, "shopkeeper_live_customers_expired_total") < 1
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        self.assertEqual(metric(a, "shopkeeper_live_customers_expired_total"), 1)
+        self.view(a, "idle", RECENT)
+        b2 = self.start("b", extra=ttl)  # the same state directory
+        wait_converged(self, [a, b2], self.redis)
+        for srv in (a, b2):
+            prof = srv.get("/v1/customers/idle")
+            self.assertEqual(prof.status, 200, prof)
+        self.assertSameAnswers(a, b2, ["idle", "buyer", "fresh"])
+        self.assertEqual(state_dump(a), state_dump(b2))
+        self.assertEqual(metric(b2, "shopkeeper_live_customers_expired_total"), 1)
+        self.assertEqual(metric(b2, "shopkeeper_live_customers"), 3)
+        # The expiry is a record of the customer: indexed, so an erasure
+        # leaves nothing of them in the stream.
+        recs = [record_customer(rec) for _, rec in self.redis.entries()]
+        self.assertIn((5, "idle"), recs)
+        self.assertNotIn(5, [k for k, who in recs if who != "idle"])
+        self.assertEqual(a.request("DELETE", "/v1/customers/idle").status, 200)
+        wait_converged(self, [a, b2], self.redis)
+        recs = [record_customer(rec) for _, rec in self.redis.entries()]
+        self.assertEqual([k for k, who in recs if who == "idle"], [3], recs)
+        self.assertEqual(state_dump(a), state_dump(b2))
 
 
 def main():
