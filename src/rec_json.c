@@ -170,3 +170,18 @@ void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enu
 	rec_json_items(sb, m, r, shape, because);
 	sb_addc(sb, '}');
 }
+
+void rec_json_tag(strbuf *sb, const char *rec_id, const char *experiment, const char *variant)
+{
+	sb_adds(sb, ",\"rec_id\":");
+	sb_add_json_str(sb, rec_id, strlen(rec_id));
+	if (!experiment) {
+		sb_adds(sb, ",\"experiment\":null");
+		return;
+	}
+	sb_adds(sb, ",\"experiment\":{\"name\":");
+	sb_add_json_str(sb, experiment, strlen(experiment));
+	sb_adds(sb, ",\"variant\":");
+	sb_add_json_str(sb, variant, strlen(variant));
+	sb_addc(sb, '}');
+}
