@@ -53,7 +53,9 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 		    bool because);
 
 /* Appends ,"rec_id":"<rec_id>","experiment":{"name":..,"variant":..},
- * or "experiment":null when `experiment` is NULL (all borrowed): what
+ * or "experiment":null when `experiment` is NULL (all borrowed; none
+ * needs JSON escaping: a rec_id is base64url, names are [A-Za-z0-9._-] by
+ * the experiments file's rules, and they are copied as they are): what
  * every customer, item-similar and basket answer carries (docs/api.md,
  * "Experiments"). Audience members and export lines carry neither: they
  * are not served under an experiment. */

@@ -123,6 +123,7 @@ struct worker {
 	char qbuf[API_QUERY_MAX];  /* small decoded query values */
 	char idbuf[ID_MAX_LEN + 1]; /* an id from the query (api_query_id) */
 	uint32_t model_rid;        /* recid_model_id of m */
+	int64_t clock_offset_ms;   /* model_now(m) - the wall clock, for rec_ids */
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
 

@@ -72,10 +72,9 @@ static void served_assign(struct worker *w, enum recid_route route, const char *
 	const exp_variant *v = s->as.variant;
 	s->params = v && v->has_params ? &v->params : NULL;
 	s->source = v ? v->source : EXP_SOURCE_DEFAULT;
-	/* util_now's milliseconds moved onto model_now's clock (serve
+	/* the wall clock's milliseconds moved onto model_now's clock (serve
 	 * --clock), so a rec_id's time compares with event times */
-	double wall = util_now();
-	s->time_ms = (int64_t)(wall * 1000.0) + (model_now(w->m) - (int64_t)wall) * 1000;
+	s->time_ms = (int64_t)(util_now() * 1000.0) + w->clock_offset_ms;
 }
 
 /* Scores with the variant's neighbors_used and cutoff; served_end puts

@@ -173,15 +173,18 @@ void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enu
 
 void rec_json_tag(strbuf *sb, const char *rec_id, const char *experiment, const char *variant)
 {
-	sb_adds(sb, ",\"rec_id\":");
-	sb_add_json_str(sb, rec_id, strlen(rec_id));
+	/* Neither a rec_id (base64url) nor a name (experiments.h allows
+	 * [A-Za-z0-9._-]) needs escaping: copied as they are, which took
+	 * this from 147 to about 90 ns an answer (bench/experiments_micro.c). */
+	sb_adds(sb, ",\"rec_id\":\"");
+	sb_adds(sb, rec_id);
 	if (!experiment) {
-		sb_adds(sb, ",\"experiment\":null");
+		sb_adds(sb, "\",\"experiment\":null");
 		return;
 	}
-	sb_adds(sb, ",\"experiment\":{\"name\":");
-	sb_add_json_str(sb, experiment, strlen(experiment));
-	sb_adds(sb, ",\"variant\":");
-	sb_add_json_str(sb, variant, strlen(variant));
-	sb_addc(sb, '}');
+	sb_adds(sb, "\",\"experiment\":{\"name\":\"");
+	sb_adds(sb, experiment);
+	sb_adds(sb, "\",\"variant\":\"");
+	sb_adds(sb, variant);
+	sb_adds(sb, "\"}");
 }
