@@ -492,7 +492,6 @@ int cmd_serve(int argc, char **argv)
 	auth *keys = NULL;
 	events_writer *ew = NULL;
 	applier *ap = NULL;
-	attribution *attr = NULL;
 	http_server *srv = NULL;
 	logids_filter *log_filter = NULL;
 	int log_fd = -1, log_pipe = 0; /* log_pipe: what the daemon writes to */
@@ -587,14 +586,10 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (o.live_ttl_days > 0)
 		events_writer_sweep(ew, api_now, a); /* stopped before api_free */
+	/* After api_set_attribution (the exp-report branch starts the
+	 * batcher right after api_set_params): loading the file defines each
+	 * experiment for the report. */
 	if (o.experiments) {
-		/* The batcher first: loading the file defines each experiment
-		 * for the report (api_set_experiments). */
-		if (attribution_start(st, &attr, &err) != 0) {
-			cli_fail("serve", "%s", err.buf);
-			goto out;
-		}
-		api_set_attribution(a, attr);
 		if (api_set_experiments(a, o.experiments, &err) != 0) {
 			cli_fail("serve", "--experiments %s", err.buf);
 			goto out;
@@ -676,7 +671,6 @@ out:
 	logids_filter_stop(log_filter); /* the daemon wrote its last line */
 	events_writer_stop(ew); /* after the last request that could queue */
 	applier_stop(ap);       /* after the writer: answers what still waits */
-	attribution_stop(attr); /* after the last answer: flushes what it holds */
 	api_free(a);
 	auth_free(keys);
 	state_close(st);
