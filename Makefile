@@ -61,6 +61,8 @@ CONSOLE_OBJ := $(BUILD)/console_assets.o
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/%.o) $(CONSOLE_OBJ)
 GEN     := $(if $(wildcard bench/gen.c),$(BIN)/shopkeeper-gen)
 INV_BENCH := $(BIN)/shopkeeper-inverse-bench
+# What serving under experiments adds to an answer (bench/experiments_micro.c).
+EXP_MICRO := $(BIN)/shopkeeper-experiments-micro
 # The shared event log's append throughput against a real redis-server.
 EL_BENCH := $(if $(wildcard bench/eventlog_bench.c),$(BIN)/shopkeeper-eventlog-bench)
 # The paced event writer of bench/event_log_bench.sh: plain C, no libraries.
@@ -79,7 +81,7 @@ FUZZ_RUN := $(if $(FUZZ),$(FUZZ),$(FUZZ_NAMES))
 .PHONY: all server deps demo demo-model fuzz fuzz-smoke lint-openapi test test-unit test-e2e test-asan valgrind \
 	valgrind-e2e clean check-deps check-redis check-browser test-browser image test-image test-deploy lint-k8s check-deploy-tools
 
-all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH) $(PACER)
+all: check-deps $(BIN)/shopkeeper $(GEN) $(INV_BENCH) $(EL_BENCH) $(PACER) $(EXP_MICRO)
 
 # Only the shipped binary: the image's build stage copies include/ and src/
 # alone, so a new bench tool cannot break it (issue 21, bug 0).
@@ -122,6 +124,10 @@ $(INV_BENCH): bench/inverse_bench.c $(LIB_OBJS) | $(BIN)
 $(BIN)/shopkeeper-event-pacer: bench/event_pacer.c | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
+$(EXP_MICRO): bench/experiments_micro.c $(LIB_OBJS) | $(BIN)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/experiments_micro.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
+	  $(PKG_LIBS) $(LDLIBS)
 
 # bench/eventlog_bench.c: durable appends/s through the event log.
 $(BIN)/shopkeeper-eventlog-bench: bench/eventlog_bench.c $(LIB_OBJS) | $(BIN)

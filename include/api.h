@@ -11,6 +11,7 @@
 #define SHOPKEEPER_API_H
 
 #include "applier.h"
+#include "attribution.h"
 #include "auth.h"
 #include "events.h"
 #include "http.h"
@@ -26,11 +27,20 @@ typedef struct api api;
  * fails. */
 api *api_create(model *m, state *st, events_writer *ew, const char *model_dir);
 
-/* Loads model_dir again and, if it opens and validates, makes it current:
- * requests in flight finish on the old model, which is closed once no
- * worker uses it. Returns 0, or -1 with a message in *err (the current
- * model stays). Safe from any thread (SIGHUP, POST /admin/reload). */
+/* Loads model_dir again (and the experiments file, with
+ * api_set_experiments) and, if both open and validate, makes them current
+ * together: requests in flight finish on the old pair, which is dropped
+ * once no worker uses it. Returns 0, or -1 with a message in *err (the
+ * current model and experiments both stay). Safe from any thread (SIGHUP,
+ * POST /admin/reload). */
 int api_reload(api *a, strbuf *err);
+
+/* Serves the experiments of the file at path (copied) with the current
+ * model, and loads it again on every reload (docs/operations.md,
+ * "Experiments"). Call before serving, after api_set_attribution. Returns
+ * 0, or -1 with the problem in *err (nothing changes: serve refuses to
+ * start). */
+int api_set_experiments(api *a, const char *path, strbuf *err);
 
 /* Requires API keys (borrowed; NULL: none) on writing and admin routes,
  * and on reading routes too when `reads`; /healthz and /readyz stay open. */
@@ -56,6 +66,12 @@ void api_forget_segments(void *arg);
 /* The current model's clock (model_now), the one event times are on; arg
  * is the api. For events_writer_sweep; safe from any thread. */
 int64_t api_now(void *arg);
+
+/* The attribution batcher (borrowed: it must outlive the api) that
+ * recommendation answers inside an experiment report to
+ * (attribution_note_served with a->attribution, NULL until set) and
+ * GET /v1/experiments/{name} reads through. Call before serving. */
+void api_set_attribution(api *a, attribution *at);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

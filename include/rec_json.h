@@ -52,6 +52,15 @@ void rec_json_add_intent(strbuf *sb, double v);
 void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_json_shape shape,
 		    bool because);
 
+/* Appends ,"rec_id":"<rec_id>","experiment":{"name":..,"variant":..},
+ * or "experiment":null when `experiment` is NULL (all borrowed; none
+ * needs JSON escaping: a rec_id is base64url, names are [A-Za-z0-9._-] by
+ * the experiments file's rules, and they are copied as they are): what
+ * every customer, item-similar and basket answer carries (docs/api.md,
+ * "Experiments"). Audience members and export lines carry neither: they
+ * are not served under an experiment. */
+void rec_json_tag(strbuf *sb, const char *rec_id, const char *experiment, const char *variant);
+
 /* Appends one audience member as an object: {"customer_id","segment",
  * "intent", then in REC_JSON_EXPORT "source", then "items"} (id[0..len)
  * borrowed; rec_json_items writes the items). */

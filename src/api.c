@@ -24,10 +24,11 @@
 
 /* ---- the model in use ---------------------------------------------------- */
 
-static struct model_ref *ref_new(model *m)
+static struct model_ref *ref_new(model *m, experiments *ex)
 {
 	struct model_ref *r = xcalloc(1, sizeof(*r));
 	r->m = m;
+	r->ex = ex;
 	atomic_init(&r->refs, 1);
 	return r;
 }
@@ -36,6 +37,7 @@ static void ref_release(struct model_ref *r)
 {
 	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
 		model_close(r->m);
+		experiments_free(r->ex);
 		free(r);
 	}
 }
@@ -55,7 +57,7 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	assert(m && st && ew && model_dir);
 	load_overrides(m, st);
 	api *a = xcalloc(1, sizeof(*a));
-	atomic_init(&a->current, ref_new(m));
+	atomic_init(&a->current, ref_new(m, NULL));
 	a->state = st;
 	a->events = ew;
 	a->model_dir = xstrdup(model_dir);
@@ -140,6 +142,75 @@ void api_forget_segments(void *arg)
 	pthread_mutex_unlock(&a->segments_lock);
 }
 
+void api_set_attribution(api *a, attribution *at)
+{
+	a->attribution = at;
+}
+
+/* Tells the attribution batcher what each experiment is, for the report
+ * (attribution_define); a definition it refuses is said in the log and
+ * its answers go uncounted, as the batcher's bounds are this module's
+ * (EXP_MAX_VARIANTS, EXP_NAME_MAX) too. */
+static void define_experiments(api *a, const experiments *ex)
+{
+	if (!a->attribution)
+		return;
+	for (size_t i = 0; i < experiments_count(ex); i++) {
+		const exp_experiment *e = experiments_at(ex, i);
+		const char *names[EXP_MAX_VARIANTS];
+		double shares[EXP_MAX_VARIANTS];
+		for (uint8_t k = 0; k < e->n_variants; k++) {
+			names[k] = e->variants[k].name;
+			shares[k] = e->variants[k].share;
+		}
+		if (attribution_define(a->attribution, e->id, e->name, names, shares,
+				       e->n_variants) != 0)
+			fprintf(stderr, "shopkeeper: experiment \"%s\": the report cannot record "
+					"it (attribution_define refused it)\n", e->name);
+	}
+}
+
+/* experiments_load, and the rules of what this server can serve: a
+ * variant's own model directory is parsed but not served yet, and an
+ * experiment that silently answered from the main model instead would
+ * measure nothing, so such a file is refused. */
+static int load_experiments(const char *path, experiments **out, strbuf *err)
+{
+	if (experiments_load(path, out, err) != 0)
+		return -1;
+	for (size_t i = 0; i < experiments_count(*out); i++) {
+		const exp_experiment *e = experiments_at(*out, i);
+		for (uint8_t k = 0; k < e->n_variants; k++) {
+			if (!e->variants[k].model_dir)
+				continue;
+			sb_reset(err);
+			sb_addf(err, "%s: experiment \"%s\", variant \"%s\": a variant's own "
+				     "\"model\" is not served yet; leave it out", path, e->name,
+				e->variants[k].name);
+			experiments_free(*out);
+			*out = NULL;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int api_set_experiments(api *a, const char *path, strbuf *err)
+{
+	experiments *ex = NULL;
+	if (load_experiments(path, &ex, err) != 0)
+		return -1;
+	define_experiments(a, ex);
+	free(a->experiments_path);
+	a->experiments_path = xstrdup(path);
+	pthread_mutex_lock(&a->ref_lock);
+	struct model_ref *r = atomic_load(&a->current);
+	experiments_free(r->ex); /* before serving: nobody reads it */
+	r->ex = ex;
+	pthread_mutex_unlock(&a->ref_lock);
+	return 0;
+}
+
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
 {
 	a->connections = fn;
@@ -156,6 +227,7 @@ void api_free(api *a)
 	pthread_mutex_destroy(&a->segments_lock);
 	sb_release(&a->segments_body);
 	free(a->model_dir);
+	free(a->experiments_path);
 	free(a);
 }
 
@@ -176,19 +248,33 @@ void api_model_release(struct model_ref *r)
 int api_reload(api *a, strbuf *err)
 {
 	model *m = NULL;
-	/* Opening validates the whole model; the current one stays on any
-	 * failure. */
-	if (model_open(a->model_dir, &m, err) != 0) {
+	experiments *ex = NULL;
+	/* The experiments first: a bad file keeps the model too, so what is
+	 * served is always a pair the operator saw load together. */
+	if (a->experiments_path && load_experiments(a->experiments_path, &ex, err) != 0) {
+		strbuf msg = STRBUF_INIT;
+		sb_addf(&msg, "experiments file %s", sb_str(err));
+		sb_reset(err);
+		sb_add(err, msg.buf, msg.len);
+		sb_release(&msg);
 		atomic_fetch_add(&a->reload_failures, 1);
 		return -1;
 	}
+	/* Opening validates the whole model; the current one stays on any
+	 * failure. */
+	if (model_open(a->model_dir, &m, err) != 0) {
+		experiments_free(ex);
+		atomic_fetch_add(&a->reload_failures, 1);
+		return -1;
+	}
+	define_experiments(a, ex);
 	const model_info *info = model_get_info(m);
 	/* Before the swap, while m is surely ours: the applier drops the
 	 * events the new model covers (applier.h). */
 	if (a->applier)
 		applier_model_switched(a->applier, info->has_log_position, info->log_position_ms,
 				       info->log_position_seq);
-	struct model_ref *fresh = ref_new(m);
+	struct model_ref *fresh = ref_new(m, ex);
 	pthread_mutex_lock(&a->ref_lock);
 	/* Under the lock: a committed override is applied either here or,
 	 * after, by its writer callback to this model (api_items.c). */
@@ -260,10 +346,21 @@ static struct worker *worker_sync(api *a, const http_request *req, http_response
 		return NULL;
 	}
 	model_txn_reset(w->txn);
+	w->model_rid = recid_model_id(model_get_info(w->m)->model_id);
+	/* model_now is the wall clock plus a constant (model.h): the offset
+	 * once per model spares an answer one of its two clock reads. Read
+	 * again when a second ticked over in between. */
+	for (int i = 0; i < 3; i++) {
+		int64_t before = (int64_t)util_now(), now = model_now(w->m);
+		if ((int64_t)util_now() == before) {
+			w->clock_offset_ms = (now - before) * 1000;
+			break;
+		}
+	}
 	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
-	rec_params p; /* the flags given, else what the model's tuning chose */
-	rec_params_for_model(&p, &a->params, model_get_info(w->m));
-	rec_ctx_configure(w->rec, &p);
+	/* the flags given, else what the model's tuning chose */
+	rec_params_for_model(&w->params, &a->params, model_get_info(w->m));
+	rec_ctx_configure(w->rec, &w->params);
 	return w;
 }
 
@@ -312,6 +409,13 @@ void api_add_model_field(strbuf *sb, const model *m)
 {
 	sb_adds(sb, "\"model\":");
 	api_add_str(sb, model_get_info(m)->model_id);
+}
+
+void api_get_experiments(api *a, struct worker *w, const http_request *req,
+			 http_response *resp)
+{
+	/* w's reference: the experiments the worker serves with right now */
+	experiments_json(w->ref->ex, resp->body);
 }
 
 static void get_health(api *a, struct worker *w, const http_request *req, http_response *resp)
@@ -410,17 +514,36 @@ static void add_without_dir(strbuf *sb, const char *msg, const char *dir)
 	sb_adds(sb, p);
 }
 
+/* Appends msg with the file at path named by its last part alone. */
+static void add_file_name(strbuf *sb, const char *msg, const char *path)
+{
+	size_t plen = strlen(path);
+	const char *base = strrchr(path, '/');
+	base = base && base[1] ? base + 1 : path;
+	const char *p = msg, *hit;
+	while (plen && (hit = memmem(p, strlen(p), path, plen)) != NULL) {
+		sb_add(sb, p, (size_t)(hit - p));
+		sb_adds(sb, base);
+		p = hit + plen;
+	}
+	sb_adds(sb, p);
+}
+
 static void post_reload(api *a, struct worker *w, const http_request *req, http_response *resp)
 {
 	strbuf err = STRBUF_INIT;
+	const char *kept = a->experiments_path ? "kept the current model and experiments"
+					       : "kept the current model";
 	if (api_reload(a, &err) != 0) {
 		/* The whole story, paths and all, goes to the operator's log. */
-		fprintf(stderr, "shopkeeper: POST /admin/reload: kept the current model: %s\n",
-			sb_str(&err));
-		strbuf msg = STRBUF_INIT;
-		add_without_dir(&msg, err.buf, a->model_dir);
-		http_error(resp, 409, "reload_failed", "kept the current model: %s (paths are in "
-			   "the server's log)", sb_str(&msg));
+		fprintf(stderr, "shopkeeper: POST /admin/reload: %s: %s\n", kept, sb_str(&err));
+		strbuf msg = STRBUF_INIT, named = STRBUF_INIT;
+		if (a->experiments_path)
+			add_file_name(&named, err.buf, a->experiments_path);
+		add_without_dir(&msg, a->experiments_path ? sb_str(&named) : err.buf, a->model_dir);
+		http_error(resp, 409, "reload_failed", "%s: %s (paths are in the server's log)", kept,
+			   sb_str(&msg));
+		sb_release(&named);
 		sb_release(&msg);
 		sb_release(&err);
 		return;
@@ -479,8 +602,9 @@ static const struct route routes[] = {
 	{ "GET", "/v1/customers/{customer}/recommendations", api_get_customer_recs, READ,
 	  API_TXN_SNAPSHOT, "n," FILTER_PARAMS },
 	{ "PUT", "/v1/customers/{customer}/consent", api_put_consent, WRITE, API_TXN_SNAPSHOT, "" },
+	/* customer_id: who is asking, for experiments (docs/api.md) */
 	{ "GET", "/v1/items/{item}/similar", api_get_item_similar, READ, API_TXN_SNAPSHOT,
-	  "n," FILTER_PARAMS },
+	  "n,customer_id," FILTER_PARAMS },
 	{ "PUT", "/v1/items/{item}", api_put_item, WRITE, API_TXN_SNAPSHOT, "" },
 	{ "POST", "/v1/recommendations", api_post_recommendations, READ, API_TXN_SNAPSHOT,
 	  FILTER_PARAMS },
@@ -502,6 +626,7 @@ static const struct route routes[] = {
 	  "" },
 	{ "GET", "/v1/customers/{customer}/events", api_get_customer_events, READ,
 	  API_TXN_SNAPSHOT, "limit,cursor" },
+	{ "GET", "/v1/experiments", api_get_experiments, READ, API_TXN_NONE, "" },
 };
 _Static_assert(ARRAY_SIZE(routes) == API_N_ROUTES - 1, "API_N_ROUTES is routes + 1");
 

@@ -24,6 +24,7 @@
 
 #include "api.h"
 #include "audience.h"
+#include "experiments.h"
 #include "ids.h"
 #include "recommend.h"
 
@@ -44,18 +45,22 @@
 #define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
-#define API_N_ROUTES 22
+#define API_N_ROUTES 23
 /* Statuses counted in /metrics (the last slot takes the rest) and latency
  * histogram bounds (api_metrics.c). */
 #define API_N_STATUS 12
 #define API_N_BUCKETS 10
 
-/* A loaded model and the workers using it. The api holds one reference
- * for as long as the model is current; each worker holds one while it has
- * a transaction on it. The last release closes the model: an old model is
- * unmapped once every worker has moved on to the new one. */
+/* A loaded model, the experiments served with it, and the workers using
+ * them. The api holds one reference for as long as the model is current;
+ * each worker holds one while it has a transaction on it. The last release
+ * closes the model and frees the experiments: an old pair is dropped once
+ * every worker has moved on to the new one. The experiments are loaded
+ * and swapped with the model (SIGHUP, POST /admin/reload), so a request
+ * reads both without a lock and a reload changes both or neither. */
 struct model_ref {
 	model *m;
+	experiments *ex; /* NULL: no --experiments */
 	atomic_uint refs;
 };
 
@@ -74,6 +79,7 @@ struct api {
 	state *state;
 	events_writer *events;
 	char *model_dir;
+	char *experiments_path; /* --experiments FILE, or NULL */
 	/* Serialises reloads and the taking of references to `current`. */
 	pthread_mutex_t ref_lock;
 	atomic_ulong reloads, reload_failures;
@@ -90,6 +96,7 @@ struct api {
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
 	applier *applier;  /* with --event-log, else NULL */
+	attribution *attribution; /* experiments' served answers, or NULL */
 	double max_lag;    /* --max-lag: /readyz 503 beyond it */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
@@ -104,6 +111,7 @@ struct worker {
 	state_txn *stxn;  /* likewise */
 	bool in_txn;      /* txn and stxn are live (for asserts) */
 	rec_ctx *rec;
+	rec_params params; /* what rec is configured with outside experiments */
 	size_t route; /* index in the route table of the request being served */
 	struct worker_metrics metrics;
 	struct worker *next;
@@ -113,6 +121,9 @@ struct worker {
 	event_in events[API_MAX_EVENTS];
 	char numeric_ids[API_MAX_EVENTS][2][24]; /* ids sent as JSON numbers */
 	char qbuf[API_QUERY_MAX];  /* small decoded query values */
+	char idbuf[ID_MAX_LEN + 1]; /* an id from the query (api_query_id) */
+	uint32_t model_rid;        /* recid_model_id of m */
+	int64_t clock_offset_ms;   /* model_now(m) - the wall clock, for rec_ids */
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
 };
 
@@ -136,6 +147,9 @@ void api_storage_error(http_response *resp, int rc);
 void api_add_str(strbuf *sb, const char *s);
 void api_add_time(strbuf *sb, int64_t t);
 void api_add_model_field(strbuf *sb, const model *m);
+/* GET /v1/experiments: the experiments served with the current model. */
+void api_get_experiments(api *a, struct worker *w, const http_request *req,
+			 http_response *resp);
 
 /* ---- api_params.c -------------------------------------------------------- */
 
@@ -154,10 +168,18 @@ int api_path_id(const http_request *req, unsigned seg, const char *what, http_re
  * transactions. */
 void api_exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len);
 /* The business rules from the query string: category, exclude, price
- * range, include_purchased, and explain (because lists). Needs the
+ * range, include_purchased, and explain (because lists; *explain holds the
+ * route's default on entry). `defaults` (NULL: none), an experiment
+ * variant's params, change the defaults of include_purchased, explain and
+ * the price range; a parameter the query gives wins over them. Needs the
  * transactions (ids are looked up). */
 int api_query_filter(struct worker *w, const http_request *req, http_response *resp,
-		     rec_filter *f, bool *explain);
+		     const exp_params *defaults, rec_filter *f, bool *explain);
+/* An id from the query string (`name`, e.g. customer_id), checked and
+ * normalised like a path id; *id NULL when absent. The id lives in the
+ * worker until its next request. */
+int api_query_id(struct worker *w, const http_request *req, http_response *resp,
+		 const char *name, const char *what, const char **id, size_t *len);
 /* The body as JSON (the caller owns it), or NULL and a 400 (`required`,
  * the message when there is no body). */
 json_t *api_body_json(const http_request *req, http_response *resp, const char *required);

@@ -184,6 +184,24 @@ int api_audience_filter(struct worker *w, const http_request *req, http_response
 	return 0;
 }
 
+int api_query_id(struct worker *w, const http_request *req, http_response *resp,
+		 const char *name, const char *what, const char **id, size_t *len)
+{
+	*id = NULL;
+	*len = 0;
+	int rc = http_query(req, name, w->idbuf, sizeof(w->idbuf), id, len);
+	if (rc == 0) {
+		*id = NULL;
+		return 0;
+	}
+	if (rc < 0) {
+		http_error(resp, 400, "invalid_id", "%s is malformed or longer than %d bytes", name,
+			   ID_MAX_LEN);
+		return -1;
+	}
+	return api_check_id(what, resp, id, len);
+}
+
 int api_check_id(const char *what, http_response *resp, const char **id, size_t *len)
 {
 	if (!utf8_valid(*id, *len)) {
@@ -222,13 +240,21 @@ void api_exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len)
 }
 
 int api_query_filter(struct worker *w, const http_request *req, http_response *resp,
-		     rec_filter *f, bool *explain)
+		     const exp_params *defaults, rec_filter *f, bool *explain)
 {
 	const char *v;
 	size_t len;
 	assert(w->in_txn);
 	rec_filter_init(f);
 	f->exclude = w->exclude;
+	if (defaults) { /* the variant's; what the query gives still wins */
+		if (defaults->include_purchased >= 0)
+			f->include_purchased = defaults->include_purchased;
+		if (defaults->explain >= 0)
+			*explain = defaults->explain;
+		f->min_price = defaults->min_price; /* < 0: not given, no bound */
+		f->max_price = defaults->max_price;
+	}
 	int rc = http_query(req, "category", w->qbuf, sizeof(w->qbuf), &v, &len);
 	if (rc < 0) {
 		http_error(resp, 400, "invalid_parameter", "category is malformed or too long");

@@ -11,6 +11,7 @@
 #include "audience.h"
 #include "ingest.h" /* enum event_type */
 #include "rec_json.h"
+#include "recid.h"
 #include "rfm.h"
 #include "util.h"
 
@@ -49,6 +50,87 @@ static void open_customer_answer(strbuf *sb, const model *m, const char *id, siz
 	sb_add_json_str(sb, id, len);
 	sb_addc(sb, ',');
 	api_add_model_field(sb, m);
+}
+
+/* ---- experiments and rec_id ------------------------------------------------ */
+
+/* What an answer is served under: the route, and the experiment and
+ * variant of whoever asked (none without an id). */
+struct served {
+	enum recid_route route;
+	exp_assignment as;
+	const exp_params *params; /* the variant's, or NULL */
+	enum exp_source source;   /* the variant's, or EXP_SOURCE_DEFAULT */
+	int64_t time_ms;          /* on the model's clock, as events are */
+};
+
+static void served_assign(struct worker *w, enum recid_route route, const char *id, size_t len,
+			  struct served *s)
+{
+	s->route = route;
+	experiments_assign(w->ref->ex, route, id, len, &s->as);
+	const exp_variant *v = s->as.variant;
+	s->params = v && v->has_params ? &v->params : NULL;
+	s->source = v ? v->source : EXP_SOURCE_DEFAULT;
+	/* the wall clock's milliseconds moved onto model_now's clock (serve
+	 * --clock), so a rec_id's time compares with event times */
+	s->time_ms = (int64_t)(util_now() * 1000.0) + w->clock_offset_ms;
+}
+
+/* Scores with the variant's neighbors_used and cutoff; served_end puts
+ * the worker's own back. rec_ctx_configure only sets three fields. */
+static void served_begin(struct worker *w, const struct served *s)
+{
+	if (!s->params || !s->params->any_rec)
+		return;
+	rec_params p = w->params;
+	if (s->params->rec.neighbors_used)
+		p.neighbors_used = s->params->rec.neighbors_used;
+	if (s->params->rec.cutoff >= 0.0f)
+		p.cutoff = s->params->rec.cutoff;
+	rec_ctx_configure(w->rec, &p);
+}
+
+static void served_end(struct worker *w, const struct served *s)
+{
+	if (s->params && s->params->any_rec)
+		rec_ctx_configure(w->rec, &w->params);
+}
+
+/* ,"rec_id":...,"experiment":... and, inside an experiment, the answer
+ * told to the attribution batcher (customer: the id it was assigned by). */
+static void served_tag(api *a, struct worker *w, strbuf *sb, const struct served *s,
+		       const char *customer, size_t customer_len, const rec_result *r)
+{
+	const exp_experiment *e = s->as.experiment;
+	recid id = {
+		.experiment = e ? e->id : 0,
+		.variant = e ? s->as.variant_index : 0,
+		.model = w->model_rid,
+		.route = (uint8_t)s->route,
+		.time_ms = s->time_ms,
+		.seq = recid_next_seq(),
+	};
+	char text[RECID_LEN + 1];
+	if (recid_encode(&id, text) != RECID_OK)
+		text[0] = '\0'; /* a clock before 1970 or past 10889: no id to give */
+	rec_json_tag(sb, text, e ? e->name : NULL, e ? s->as.variant->name : NULL);
+	if (!e)
+		return;
+	uint32_t items[REC_MAX_N];
+	uint32_t n = r ? r->n : 0;
+	for (uint32_t i = 0; i < n; i++)
+		items[i] = r->items[i].item;
+	/* ATTRIBUTION: the one call per answer inside an experiment */
+	attribution_note_served(a->attribution, e->id, s->as.variant_index, e->name,
+				s->as.variant->name, customer, customer_len, w->m, items, n,
+				s->time_ms / 1000);
+}
+
+/* ,"source":"none","items":[] : a holdout's answer. */
+static void add_holdout(strbuf *sb)
+{
+	sb_adds(sb, ",\"source\":\"none\",\"items\":[]}");
 }
 
 void api_get_customer(api *a, struct worker *w, const http_request *req, http_response *resp)
@@ -123,28 +205,44 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 	bool explain = true;
 	rec_filter f;
 	struct who who;
+	struct served s;
 
-	if (api_path_id(req, 2, "customer", resp, &id, &len) != 0 ||
-	    api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
-	    api_query_filter(w, req, resp, &f, &explain) != 0)
+	if (api_path_id(req, 2, "customer", resp, &id, &len) != 0)
 		return;
+	served_assign(w, RECID_ROUTE_CUSTOMER, id, len, &s);
+	if (s.params && s.params->n)
+		n = s.params->n;
+	if (api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
+	    api_query_filter(w, req, resp, s.params, &f, &explain) != 0)
+		return;
+	strbuf *sb = resp->body;
+	if (s.source == EXP_SOURCE_NONE) {
+		open_customer_answer(sb, w->m, id, len);
+		served_tag(a, w, sb, &s, id, len, NULL);
+		add_holdout(sb);
+		return;
+	}
 	int rc = lookup_customer(w, id, len, &who);
 	if (rc) {
 		api_storage_error(resp, rc);
 		return;
 	}
-	f.personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
+	/* A popular variant still says the segment: only the items change. */
+	bool personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
+	f.personal = personal && s.source != EXP_SOURCE_POPULAR;
+	served_begin(w, &s);
 	rc = f.personal ? rec_for_history(w->rec, w->txn, who.known ? &who.cust : NULL, &who.events,
 					   n, &f, &w->result) : 0;
 	if (!f.personal)
 		rec_popular(w->rec, w->m, n, &f, &w->result);
+	served_end(w, &s);
 	if (rc) {
 		api_storage_error(resp, rc);
 		return;
 	}
-	strbuf *sb = resp->body;
 	open_customer_answer(sb, w->m, id, len);
-	if (f.personal) {
+	served_tag(a, w, sb, &s, id, len, &w->result);
+	if (personal) {
 		customer_live live;
 		int64_t now = model_now(w->m);
 		customer_live_figures(w->m, who.known ? &who.cust : NULL, &who.events, &live);
@@ -161,19 +259,30 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 void api_get_item_similar(api *a, struct worker *w, const http_request *req,
 			  http_response *resp)
 {
-	const char *id;
-	size_t len;
+	const char *id, *cid;
+	size_t len, clen;
 	uint32_t n = API_DEFAULT_N, idx;
 	bool explain = false;
 	rec_filter f;
+	struct served s;
 
 	if (api_path_id(req, 2, "item", resp, &id, &len) != 0 ||
-	    api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
-	    api_query_filter(w, req, resp, &f, &explain) != 0)
+	    api_query_id(w, req, resp, "customer_id", "customer", &cid, &clen) != 0)
+		return;
+	served_assign(w, RECID_ROUTE_ITEM, cid, clen, &s);
+	if (s.params && s.params->n)
+		n = s.params->n;
+	if (api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
+	    api_query_filter(w, req, resp, s.params, &f, &explain) != 0)
 		return;
 	int rc = model_item_lookup(w->txn, id, len, &idx);
-	if (rc == 0)
+	if (rc == 0 && s.source == EXP_SOURCE_DEFAULT) {
 		rc = rec_similar(w->rec, w->txn, idx, n, &f, &w->result);
+	} else if (rc == 0 && s.source == EXP_SOURCE_POPULAR) {
+		if (f.n_exclude < ARRAY_SIZE(w->exclude))
+			w->exclude[f.n_exclude++] = idx; /* not the item itself */
+		rec_popular(w->rec, w->m, n, &f, &w->result);
+	}
 	if (rc == STORE_NOTFOUND) {
 		http_error(resp, 404, "unknown_item", "item %.*s is not in the model", (int)len, id);
 		return;
@@ -185,8 +294,21 @@ void api_get_item_similar(api *a, struct worker *w, const http_request *req,
 	strbuf *sb = resp->body;
 	sb_adds(sb, "{\"item_id\":");
 	sb_add_json_str(sb, id, len);
+	if (cid) {
+		sb_adds(sb, ",\"customer_id\":");
+		sb_add_json_str(sb, cid, clen);
+	}
 	sb_addc(sb, ',');
 	api_add_model_field(sb, w->m);
+	served_tag(a, w, sb, &s, cid, clen, s.source == EXP_SOURCE_NONE ? NULL : &w->result);
+	if (s.source == EXP_SOURCE_NONE) {
+		add_holdout(sb);
+		return;
+	}
+	/* "source" only where a variant changed it: the route's own answer
+	 * has always been the neighbours */
+	if (s.source == EXP_SOURCE_POPULAR)
+		sb_adds(sb, ",\"source\":\"popular\"");
 	sb_addc(sb, ',');
 	rec_json_items(sb, w->m, &w->result, REC_JSON_API, false);
 	sb_addc(sb, '}');
@@ -205,6 +327,7 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 	bool explain = true;
 	rec_filter f;
 	struct who who;
+	struct served s;
 	memset(&who, 0, sizeof(who));
 	json_t *items = json_object_get(root, "items");
 	json_t *jn = json_object_get(root, "n");
@@ -230,8 +353,12 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 		http_error(resp, 400, "invalid_field", "explain must be true or false");
 		goto out;
 	}
-	if (api_json_id(root, "customer_id", "customer", resp, &cid, &clen) != 0 ||
-	    api_query_filter(w, req, resp, &f, &explain) != 0)
+	if (api_json_id(root, "customer_id", "customer", resp, &cid, &clen) != 0)
+		goto out;
+	served_assign(w, RECID_ROUTE_BASKET, cid, clen, &s);
+	if (!jn && s.params && s.params->n)
+		n = s.params->n;
+	if (api_query_filter(w, req, resp, s.params, &f, &explain) != 0)
 		goto out;
 	if (jexplain)
 		f.because = explain = json_is_true(jexplain);
@@ -256,6 +383,18 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 		else
 			unknown++;
 	}
+	strbuf *sb = resp->body;
+	if (s.source == EXP_SOURCE_NONE) {
+		sb_adds(sb, "{\"customer_id\":");
+		sb_add_json_str(sb, cid, clen); /* a holdout needs an id: cid is set */
+		sb_addc(sb, ',');
+		api_add_model_field(sb, w->m);
+		served_tag(a, w, sb, &s, cid, clen, NULL);
+		sb_adds(sb, ",\"source\":\"none\",\"unknown_items\":");
+		sb_add_u64(sb, unknown);
+		sb_adds(sb, ",\"items\":[]}");
+		goto out;
+	}
 	if (cid) {
 		int rc = lookup_customer(w, cid, clen, &who);
 		if (rc) {
@@ -276,13 +415,22 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 			if (e.type == EVENT_PURCHASE && e.quantity > 0 && e.ts > as_of)
 				api_exclude_id(w, &f, e.item, e.item_len);
 	}
-	int rc = rec_for_basket(w->rec, w->txn, w->basket, n_items, who.known ? cid : NULL, clen, n,
-				&f, &w->result);
+	int rc = 0;
+	if (s.source == EXP_SOURCE_POPULAR) {
+		/* the popular list without what is in the basket */
+		for (uint32_t k = 0; k < n_items && f.n_exclude < ARRAY_SIZE(w->exclude); k++)
+			w->exclude[f.n_exclude++] = w->basket[k];
+		rec_popular(w->rec, w->m, n, &f, &w->result);
+	} else {
+		served_begin(w, &s);
+		rc = rec_for_basket(w->rec, w->txn, w->basket, n_items, who.known ? cid : NULL, clen,
+				    n, &f, &w->result);
+		served_end(w, &s);
+	}
 	if (rc) {
 		api_storage_error(resp, rc);
 		goto out;
 	}
-	strbuf *sb = resp->body;
 	sb_addc(sb, '{');
 	if (cid) {
 		sb_adds(sb, "\"customer_id\":");
@@ -290,6 +438,7 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 		sb_addc(sb, ',');
 	}
 	api_add_model_field(sb, w->m);
+	served_tag(a, w, sb, &s, cid, clen, &w->result);
 	sb_adds(sb, ",\"source\":");
 	api_add_str(sb, rec_source_name(w->result.source));
 	sb_adds(sb, ",\"unknown_items\":");

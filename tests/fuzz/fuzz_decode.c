@@ -1,6 +1,8 @@
 /*
  * fuzz_decode: the small parsers requests reach: percent-decoding of path
- * segments and queries, id normalisation, timestamps, UTF-8 validation.
+ * segments and queries, id normalisation, timestamps, UTF-8 validation,
+ * and rec_ids (events carry them back): one that decodes encodes to the
+ * same text.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include "fuzz.h"
 #include "http.h"
 #include "ids.h"
+#include "recid.h"
 #include "timefmt.h"
 #include "util.h"
 
@@ -35,6 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		time_format(t, buf); /* must not overflow, whatever t is */
 	}
 	(void)utf8_valid(s, size);
+	recid r;
+	if (recid_decode(s, size, &r) == RECID_OK) {
+		char text[RECID_LEN + 1];
+		if (recid_encode(&r, text) != RECID_OK || size != RECID_LEN ||
+		    memcmp(text, s, RECID_LEN) != 0)
+			abort();
+	}
 	free(out);
 	return 0;
 }
