@@ -124,6 +124,7 @@ $(INV_BENCH): bench/inverse_bench.c $(LIB_OBJS) | $(BIN)
 $(BIN)/shopkeeper-event-pacer: bench/event_pacer.c | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< -lpthread
+
 $(EXP_MICRO): bench/experiments_micro.c $(LIB_OBJS) | $(BIN)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -MF $(BUILD)/experiments_micro.d $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) \
