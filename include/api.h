@@ -11,6 +11,7 @@
 #define SHOPKEEPER_API_H
 
 #include "applier.h"
+#include "attribution.h"
 #include "auth.h"
 #include "events.h"
 #include "http.h"
@@ -56,6 +57,12 @@ void api_forget_segments(void *arg);
 /* The current model's clock (model_now), the one event times are on; arg
  * is the api. For events_writer_sweep; safe from any thread. */
 int64_t api_now(void *arg);
+
+/* The attribution batcher (borrowed: it must outlive the api) that
+ * recommendation answers inside an experiment report to
+ * (attribution_note_served with a->attribution, NULL until set) and
+ * GET /v1/experiments/{name} reads through. Call before serving. */
+void api_set_attribution(api *a, attribution *at);
 
 /* Where /metrics gets the number of open connections. */
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg);

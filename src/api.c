@@ -140,6 +140,11 @@ void api_forget_segments(void *arg)
 	pthread_mutex_unlock(&a->segments_lock);
 }
 
+void api_set_attribution(api *a, attribution *at)
+{
+	a->attribution = at;
+}
+
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
 {
 	a->connections = fn;

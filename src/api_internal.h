@@ -90,6 +90,7 @@ struct api {
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
 	applier *applier;  /* with --event-log, else NULL */
+	attribution *attribution; /* experiments' served answers, or NULL */
 	double max_lag;    /* --max-lag: /readyz 503 beyond it */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
