@@ -60,7 +60,8 @@ void attribution_stop(attribution *a);
  * experiments file is loaded or reloaded, before the first
  * attribution_note_served of that experiment. The definition is written
  * into the state with the next flush, so `shopkeeper report` works from
- * the state alone. Unchanged definitions cost nothing. Returns 0, or -1
+ * the state alone (each call rewrites it once: a few bytes). At most 64
+ * experiments are held. Returns 0, or -1
  * when an argument breaks a bound (nothing recorded). */
 int attribution_define(attribution *a, uint32_t experiment_id, const char *name,
 		       const char *const *variant_names, const double *shares, uint32_t n);

@@ -178,6 +178,9 @@ enum eventlog_kind {
 #define EVENTLOG_TYPE_MAX 15      /* event types 0..15: today's 0..3 and room
 				   * for click and impression; the applier
 				   * skips types it does not know */
+/* Event types 4 and 5 are click and impression (state_events.h); an
+ * impression's item may be empty (what was shown is optional). */
+#define EVENTLOG_TYPE_IMPRESSION 5
 #define EVENTLOG_TS_MAX 253402300799 /* 9999-12-31T23:59:59Z */
 #define EVENTLOG_RECORD_MAX 640   /* longest encoding (602 bytes) */
 
@@ -190,7 +193,8 @@ typedef struct eventlog_record {
 				  * but EVENTLOG_ITEM (NULL and 0 there) */
 	size_t customer_len;
 	const char *item;        /* 1..EVENTLOG_ITEM_MAX bytes: EVENTLOG_EVENT
-				  * and EVENTLOG_ITEM (zero otherwise) */
+				  * (0 allowed for an impression) and
+				  * EVENTLOG_ITEM (zero otherwise) */
 	size_t item_len;
 	const char *rec_id;      /* the recommendation it answers, optional:
 				  * 0..EVENTLOG_REC_ID_MAX bytes, 0 = none */

@@ -499,7 +499,7 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 		const eventlog_record *r = &en->rec;
 		uint32_t sec = (uint32_t)(en->id.ms / 1000);
 		if (r->kind == EVENTLOG_EVENT) {
-			if (r->type > EVENT_REMOVE_FROM_CART || r->item_len > STATE_MAX_ITEM_LEN) {
+			if (r->type > EVENT_IMPRESSION || r->item_len > STATE_MAX_ITEM_LEN) {
 				skipped++; /* a type this build does not keep */
 				continue;
 			}
@@ -508,7 +508,8 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 				continue;
 			}
 			ap->events[ne] = (event_in){ r->customer, r->customer_len, r->item, r->item_len,
-						     r->ts, r->quantity, r->price, r->type, true };
+						     r->ts, r->quantity, r->price, r->type, true,
+						     r->rec_id, r->rec_id_len };
 			state_write *last = nw ? &ap->writes[nw - 1] : NULL;
 			if (last && last->events && last->log_sec == sec &&
 			    last->events + last->n == &ap->events[ne]) {

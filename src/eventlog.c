@@ -162,7 +162,8 @@ static int check_record(const eventlog_record *r)
 		return EVENTLOG_EINVAL;
 	if (r->kind != EVENTLOG_EVENT)
 		return 0;
-	if (!valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) ||
+	if (!valid_string(r->item, r->item_len, r->type == EVENTLOG_TYPE_IMPRESSION ? 0 : 1,
+			  EVENTLOG_ITEM_MAX) ||
 	    !valid_string(r->rec_id, r->rec_id_len, 0, EVENTLOG_REC_ID_MAX) || r->ts < 0 ||
 	    r->ts > EVENTLOG_TS_MAX || !isfinite(r->quantity) || r->quantity == 0 ||
 	    !isfinite(r->price) || !(r->price >= 0) || r->type > EVENTLOG_TYPE_MAX)
@@ -303,8 +304,9 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		if (!get_u8(&rd, &type) || type > EVENTLOG_TYPE_MAX || !get_u8(&rd, &flags) ||
 		    (flags & ~EVENT_FLAG_REC_ID) ||
 		    !get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
-		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len) || !get_u32(&rd, &lo) ||
-		    !get_u32(&rd, &hi) || !get_u32(&rd, &q) || !get_u32(&rd, &p))
+		    !get_str(&rd, 0, EVENTLOG_ITEM_MAX, &t.item, &t.item_len) || !get_u32(&rd, &lo) ||
+		    !get_u32(&rd, &hi) || !get_u32(&rd, &q) || !get_u32(&rd, &p) ||
+		    (t.item_len == 0 && type != EVENTLOG_TYPE_IMPRESSION))
 			return EVENTLOG_EDECODE;
 		if ((flags & EVENT_FLAG_REC_ID) &&
 		    !get_str(&rd, 1, EVENTLOG_REC_ID_MAX, &t.rec_id, &t.rec_id_len))
