@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "abstats.h"
+#include "eventlog.h"
 #include "ids.h"
 #include "model.h"
 #include "util.h"
@@ -58,7 +59,37 @@ struct attribution {
 	pthread_t thread;
 	bool stopping;
 	atomic_ulong dropped;
+	/* serve --event-log: served answers go to the shared log (every
+	 * replica applies them, applier.c); NULL on a single node. */
+	eventlog *log;
+	eventlog_record *recs;     /* ATTRIBUTION_BATCH_MAX, the flusher's */
+	unsigned char *hash_bytes; /* their hashes, 8 bytes each */
 };
+
+_Static_assert(ATTRIBUTION_ITEMS_MAX <= EVENTLOG_SERVED_ITEMS, "a served record holds them");
+_Static_assert(ATTRIBUTION_MAX_VARIANTS - 1 <= EVENTLOG_VARIANT_MAX, "a served record holds it");
+
+/* Appends the batch to the shared log as served records. Returns 0 or an
+ * EVENTLOG_E* code with a message in *err. */
+static int append_served(attribution *a, const struct batch *b, strbuf *err)
+{
+	for (uint32_t i = 0; i < b->n; i++) {
+		const state_attr_served *sv = &b->served[i];
+		unsigned char *h = a->hash_bytes + (size_t)i * 8 * ATTRIBUTION_ITEMS_MAX;
+		for (uint32_t k = 0; k < sv->n_hashes; k++)
+			for (int j = 0; j < 8; j++)
+				h[8 * k + (uint32_t)j] = (unsigned char)(sv->item_hash[k] >> (8 * j));
+		a->recs[i] = (eventlog_record){ .kind = EVENTLOG_SERVED, .customer = sv->customer,
+						.customer_len = sv->customer_len, .ts = sv->ts,
+						.experiment = sv->experiment,
+						.variant = (uint8_t)sv->variant, .n_items = sv->n_items,
+						.n_hashes = (uint8_t)sv->n_hashes, .hashes = h };
+	}
+	int rc = eventlog_append(a->log, a->recs, b->n, NULL, 0, 0, NULL);
+	if (rc)
+		sb_addf(err, "event log: %s", eventlog_errmsg(a->log));
+	return rc;
+}
 
 static void batch_init(struct batch *b)
 {
@@ -107,11 +138,16 @@ int attribution_flush(attribution *a, strbuf *err)
 	}
 	pthread_mutex_unlock(&a->lock);
 	int rc = 0;
+	if (a->log && a->spare.n) {
+		rc = append_served(a, &a->spare, err);
+		a->spare.n = 0; /* through the log, or lost (at most a second's) */
+	}
 	if (nd || a->spare.n) {
 		state_write w = { .served = a->spare.served, .n_served = a->spare.n,
 				  .def = defs, .n_def = nd };
-		rc = state_commit(a->s, &w, 1, err);
-		if (rc) {
+		int wrc = state_commit(a->s, &w, 1, err);
+		rc = rc ? rc : wrc;
+		if (wrc) {
 			/* Put the definitions back for the next try; the
 			 * served counts of this interval are lost (at most
 			 * one second's, documented). */
@@ -152,10 +188,19 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
-int attribution_start(state *s, attribution **out, strbuf *err)
+static int start(state *s, const eventlog_config *cfg, attribution **out, strbuf *err)
 {
 	attribution *a = xcalloc(1, sizeof(*a));
 	a->s = s;
+	if (cfg) {
+		if (eventlog_open(cfg, &a->log) != 0) {
+			sb_adds(err, "attribution: cannot open the event log");
+			free(a);
+			return -1;
+		}
+		a->recs = xmallocarray(ATTRIBUTION_BATCH_MAX, sizeof(*a->recs));
+		a->hash_bytes = xmallocarray(ATTRIBUTION_BATCH_MAX, 8 * ATTRIBUTION_ITEMS_MAX);
+	}
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->flush_lock, NULL);
 	pthread_condattr_t ca;
@@ -173,11 +218,25 @@ int attribution_start(state *s, attribution **out, strbuf *err)
 		pthread_cond_destroy(&a->wake);
 		pthread_mutex_destroy(&a->lock);
 		pthread_mutex_destroy(&a->flush_lock);
+		eventlog_close(a->log);
+		free(a->recs);
+		free(a->hash_bytes);
 		free(a);
 		return -1;
 	}
 	*out = a;
 	return 0;
+}
+
+int attribution_start(state *s, attribution **out, strbuf *err)
+{
+	return start(s, NULL, out, err);
+}
+
+int attribution_start_log(state *s, const struct eventlog_config *log, attribution **out,
+			  strbuf *err)
+{
+	return start(s, log, out, err);
 }
 
 void attribution_stop(attribution *a)
@@ -199,6 +258,9 @@ void attribution_stop(attribution *a)
 	pthread_cond_destroy(&a->wake);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->flush_lock);
+	eventlog_close(a->log);
+	free(a->recs);
+	free(a->hash_bytes);
 	free(a);
 }
 

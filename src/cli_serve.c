@@ -584,7 +584,8 @@ int cmd_serve(int argc, char **argv)
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
 	/* Served answers of experiments, counted about once a second. */
-	if (attribution_start(st, &attr, &err) != 0) {
+	if ((o.event_log ? attribution_start_log(st, &lcfg, &attr, &err)
+			 : attribution_start(st, &attr, &err)) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;
 	}

@@ -36,8 +36,9 @@
 #define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
-#define FORMAT_VERSION 2  /* the newest this build reads */
+#define FORMAT_VERSION 3  /* the newest this build reads */
 #define ITEM_VERSION 2    /* the version that brought EVENTLOG_ITEM */
+#define SERVED_VERSION 3  /* the version that brought EVENTLOG_SERVED */
 
 const char *eventlog_strerror(int rc)
 {
@@ -146,7 +147,7 @@ static bool valid_item_bits(unsigned set, unsigned clear)
 /* The format version a kind is written with (eventlog.h). */
 static uint8_t kind_version(uint8_t kind)
 {
-	return kind == EVENTLOG_ITEM ? ITEM_VERSION : 1;
+	return kind == EVENTLOG_ITEM ? ITEM_VERSION : kind == EVENTLOG_SERVED ? SERVED_VERSION : 1;
 }
 
 static int check_record(const eventlog_record *r)
@@ -155,6 +156,15 @@ static int check_record(const eventlog_record *r)
 		return r->customer_len == 0 &&
 				       valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) &&
 				       valid_item_bits(r->item_set, r->item_clear)
+			       ? 0
+			       : EVENTLOG_EINVAL;
+	if (r->kind == EVENTLOG_SERVED)
+		return valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX) &&
+				       r->experiment && r->variant <= EVENTLOG_VARIANT_MAX &&
+				       r->ts >= 0 && r->ts <= EVENTLOG_TS_MAX &&
+				       r->n_hashes <= EVENTLOG_SERVED_ITEMS &&
+				       r->n_hashes <= r->n_items && (r->hashes || !r->n_hashes) &&
+				       !r->item_len && !r->rec_id_len
 			       ? 0
 			       : EVENTLOG_EINVAL;
 	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_ERASURE ||
@@ -232,6 +242,18 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 		sb_addc(out, (char)r->item_clear);
 		put_str(out, r->item, r->item_len);
 		break;
+	case EVENTLOG_SERVED: {
+		uint64_t ts = (uint64_t)r->ts;
+		put_u32(out, r->experiment);
+		sb_addc(out, (char)r->variant);
+		put_u32(out, (uint32_t)ts);
+		put_u32(out, (uint32_t)(ts >> 32));
+		put_u32(out, r->n_items);
+		sb_addc(out, (char)r->n_hashes);
+		sb_add(out, r->hashes, 8u * r->n_hashes);
+		put_str(out, r->customer, r->customer_len);
+		break;
+	}
 	default:
 		put_str(out, r->customer, r->customer_len);
 		break;
@@ -338,6 +360,24 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len))
 			return EVENTLOG_EDECODE;
 		break;
+	case EVENTLOG_SERVED: {
+		uint32_t lo, hi;
+		if (!get_u32(&rd, &t.experiment) || !t.experiment || !get_u8(&rd, &t.variant) ||
+		    t.variant > EVENTLOG_VARIANT_MAX || !get_u32(&rd, &lo) || !get_u32(&rd, &hi) ||
+		    !get_u32(&rd, &t.n_items) || !get_u8(&rd, &t.n_hashes) ||
+		    t.n_hashes > EVENTLOG_SERVED_ITEMS || t.n_hashes > t.n_items ||
+		    rd.end - rd.p < 8 * (ptrdiff_t)t.n_hashes)
+			return EVENTLOG_EDECODE;
+		t.hashes = t.n_hashes ? rd.p : NULL;
+		rd.p += 8 * (size_t)t.n_hashes;
+		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len))
+			return EVENTLOG_EDECODE;
+		uint64_t ts = (uint64_t)lo | (uint64_t)hi << 32;
+		if (ts > EVENTLOG_TS_MAX)
+			return EVENTLOG_EDECODE;
+		t.ts = (int64_t)ts;
+		break;
+	}
 	default:
 		return EVENTLOG_EDECODE;
 	}
@@ -1219,7 +1259,7 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	ARGB(log, 3, log->cfg.stream, log->cfg.stream_len);
 	for (size_t i = 0; i < n; i++) {
 		const eventlog_record *r = &recs[i];
-		const char *tag = r->kind == EVENTLOG_EVENT	? tags[0]
+		const char *tag = r->kind == EVENTLOG_EVENT || r->kind == EVENTLOG_SERVED ? tags[0]
 				  : r->kind == EVENTLOG_ERASURE ? tags[3]
 				  : r->personalization		? tags[1]
 								: tags[2];
@@ -1572,6 +1612,7 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
 			const eventlog_entry *e = &b.entries[i];
 			koff[i] = SIZE_MAX;
 			if (e->status == 0 && (e->rec.kind == EVENTLOG_EVENT ||
+					       e->rec.kind == EVENTLOG_SERVED ||
 					       e->rec.kind == EVENTLOG_CONSENT))
 				koff[i] = key_add(log, ":c:", e->rec.customer, e->rec.customer_len);
 		}

@@ -21,6 +21,7 @@ skipped. The last line printed is "N passed, N failed".
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -304,6 +305,53 @@ class Story(ApiTestCase):
         # the SRM check still counts them as assigned
         self.assertAlmostEqual(rep["srm_p_value"], srm)
         srv.stop()
+
+
+@unittest.skipUnless(has_experiments(), "serve --experiments is not in this build")
+class Replicas(ApiTestCase):
+    """Behind a balancer, on the shared event log: served answers, clicks and
+    orders reach every replica's state, so every replica and `shopkeeper
+    report` on either state give the same figures."""
+
+    def test_same_report_everywhere(self):
+        if not shutil.which("redis-server"):
+            self.fail("redis-server is not installed: the event log cannot be tested")
+        from test_event_log import Redis, wait_converged  # the shared helpers there
+        d = tmp_path("replicas")
+        redis = Redis(os.path.join(d, "redis"))
+        self.addCleanup(redis.kill)
+        reps = [Server(SHARED["model"], os.path.join(d, n), extra=[
+            "--experiments", SHARED["file"], "--event-log", redis.url]) for n in ("a", "b")]
+        for r in reps:
+            self.addCleanup(r.kill)
+        wait_converged(self, reps, redis)
+        served = 0
+        for i in range(20):  # round robin, as the balancer does
+            srv = reps[i % 2]
+            r = srv.get("/v1/customers/%s/recommendations?n=3" % q("rr-%d" % i)).json
+            served += 1
+            if r["items"]:
+                ev = [{"customer_id": "rr-%d" % i, "item_id": r["items"][0]["item_id"],
+                       "event": "click", "rec_id": r["rec_id"]}]
+                if i % 3 == 0:
+                    ev.append({"customer_id": "rr-%d" % i, "item_id": r["items"][0]["item_id"],
+                               "event": "purchase", "price": 2, "rec_id": r["rec_id"]})
+                p = post_events(reps[(i + 1) % 2], ev)  # the next request: the other one
+                self.assertEqual(p.status, 200, p)
+        deadline = time.monotonic() + 20 * ts.FACTOR
+        while True:
+            wait_converged(self, reps, redis)
+            got = [x.get("/v1/experiments/home").json for x in reps]
+            total = [sum(v.get("customers", 0) for v in g.get("variants", [])) for g in got]
+            if total == [served, served] and got[0] == got[1]:
+                break
+            self.assertLess(time.monotonic(), deadline, got)
+            time.sleep(0.1)
+        self.assertGreater(sum(v["clicks"] for v in got[0]["variants"]), 0)
+        for n in ("a", "b"):
+            out = run(["report", "--state", os.path.join(d, n), "--experiment", "home"])
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout), got[0])
 
 
 if __name__ == "__main__":
