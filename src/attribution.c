@@ -56,6 +56,7 @@ struct attribution {
 	struct def defs[DEFS_MAX];
 	uint32_t ndefs;
 	pthread_mutex_t flush_lock; /* one flush at a time */
+	struct def copies[DEFS_MAX]; /* the definitions a flush writes (flush_lock) */
 	pthread_t thread;
 	bool stopping;
 	atomic_ulong dropped;
@@ -117,12 +118,11 @@ int attribution_flush(attribution *a, strbuf *err)
 	/* Strings of the definitions: borrowed from a->defs, which change only
 	 * under a->lock and only by attribution_define, whose new text is
 	 * flushed next time; a copy here keeps the commit consistent. */
-	static struct def copies[DEFS_MAX]; /* under flush_lock */
 	for (uint32_t i = 0; i < a->ndefs; i++) {
 		if (!a->defs[i].dirty)
 			continue;
 		a->defs[i].dirty = false;
-		struct def *d = &copies[nd];
+		struct def *d = &a->copies[nd];
 		*d = a->defs[i];
 		state_attr_def *sd = &defs[nd++];
 		memset(sd, 0, sizeof(*sd));
