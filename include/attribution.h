@@ -49,6 +49,17 @@ typedef struct attribution attribution;
  * with a message in *err. */
 int attribution_start(state *s, attribution **out, strbuf *err);
 
+/* The same for `serve --event-log`: each flush appends the served answers
+ * to the shared log as EVENTLOG_SERVED records (one eventlog_append, on a
+ * connection of its own to `log`, copied), which every replica's applier
+ * counts into its state, so every replica reports the same figures.
+ * Definitions are still written to the local state (every replica loads
+ * the same experiments file). A flush the log refuses loses that second's
+ * served counts (said on stderr). Returns 0, or -1 with a message. */
+struct eventlog_config;
+int attribution_start_log(state *s, const struct eventlog_config *log, attribution **out,
+			  strbuf *err);
+
 /* Flushes what is pending, stops the thread, frees a.
  * attribution_stop(NULL) does nothing. */
 void attribution_stop(attribution *a);
@@ -60,7 +71,8 @@ void attribution_stop(attribution *a);
  * experiments file is loaded or reloaded, before the first
  * attribution_note_served of that experiment. The definition is written
  * into the state with the next flush, so `shopkeeper report` works from
- * the state alone. Unchanged definitions cost nothing. Returns 0, or -1
+ * the state alone (each call rewrites it once: a few bytes). At most 64
+ * experiments are held. Returns 0, or -1
  * when an argument breaks a bound (nothing recorded). */
 int attribution_define(attribution *a, uint32_t experiment_id, const char *name,
 		       const char *const *variant_names, const double *shares, uint32_t n);

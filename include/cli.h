@@ -33,6 +33,7 @@ int cmd_export(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);   /* cli_catalog.c */
 int cmd_customers(int argc, char **argv); /* cli_catalog.c */
 int cmd_eventlog(int argc, char **argv);  /* cli_eventlog.c: trim, tail */
+int cmd_report(int argc, char **argv);    /* cli_report.c: an experiment's report */
 
 /* ---- training flags, shared by train and eval (cli_train.c) ------------- */
 

@@ -163,9 +163,13 @@ enum eventlog_kind {
 	EVENTLOG_CONSENT = 2,
 	EVENTLOG_ERASURE = 3,
 	EVENTLOG_ITEM = 4, /* an item's override flags (PUT /v1/items/{id}) */
-	EVENTLOG_EXPIRE = 5 /* the idle sweep: drop the customer's event log if it
-			     * has no purchase and no event at or after `ts` */
+	EVENTLOG_EXPIRE = 5, /* the idle sweep: drop the customer's event log if
+			      * it has no purchase and no event at or after `ts` */
+	EVENTLOG_SERVED = 6  /* a recommendation answer served inside an
+			      * experiment (attribution.h), for the counts */
 };
+#define EVENTLOG_VARIANT_MAX 15  /* a served record's variant index */
+#define EVENTLOG_SERVED_ITEMS 32 /* item hashes in a served record */
 
 /* An item record's flag bits (the log's own, not the state's STATE_ITEM_*:
  * the format must not move when the state's bits do). */
@@ -180,6 +184,9 @@ enum eventlog_kind {
 #define EVENTLOG_TYPE_MAX 15      /* event types 0..15: today's 0..3 and room
 				   * for click and impression; the applier
 				   * skips types it does not know */
+/* Event types 4 and 5 are click and impression (state_events.h); an
+ * impression's item may be empty (what was shown is optional). */
+#define EVENTLOG_TYPE_IMPRESSION 5
 #define EVENTLOG_TS_MAX 253402300799 /* 9999-12-31T23:59:59Z */
 #define EVENTLOG_RECORD_MAX 640   /* longest encoding (602 bytes) */
 
@@ -192,7 +199,8 @@ typedef struct eventlog_record {
 				  * but EVENTLOG_ITEM (NULL and 0 there) */
 	size_t customer_len;
 	const char *item;        /* 1..EVENTLOG_ITEM_MAX bytes: EVENTLOG_EVENT
-				  * and EVENTLOG_ITEM (zero otherwise) */
+				  * (0 allowed for an impression) and
+				  * EVENTLOG_ITEM (zero otherwise) */
 	size_t item_len;
 	const char *rec_id;      /* the recommendation it answers, optional:
 				  * 0..EVENTLOG_REC_ID_MAX bytes, 0 = none */
@@ -207,6 +215,16 @@ typedef struct eventlog_record {
 	/* EVENTLOG_ITEM only: EVENTLOG_ITEM_* bits set, then cleared; disjoint,
 	 * not both 0, no other bits. */
 	uint8_t item_set, item_clear;
+	/* EVENTLOG_SERVED only (with customer and ts): the experiment (not 0)
+	 * and variant (0..EVENTLOG_VARIANT_MAX), the items shown, and the
+	 * hashes of the first n_hashes (<= EVENTLOG_SERVED_ITEMS, <= n_items)
+	 * as 8 * n_hashes bytes, each little-endian (borrowed like the
+	 * strings). */
+	uint32_t experiment;
+	uint8_t variant;
+	uint32_t n_items;
+	uint8_t n_hashes;
+	const unsigned char *hashes;
 } eventlog_record;
 
 /*
@@ -221,12 +239,14 @@ typedef struct eventlog_record {
  *   erasure:    LEN customer
  *   item (v2):  u8 set, u8 clear (EVENTLOG_ITEM_* bits), LEN item
  *   expire (v3): LEN customer, i64 ts (the cutoff)
+ *   served (v4): u32 experiment, u8 variant, i64 ts, u32 n_items,
+ *               u8 n_hashes, n_hashes x u64 item hash, LEN customer
  * About 30 bytes plus the ids for an event: compact in Redis' memory and
  * on the wire. Unknown flag bits, trailing bytes, a non-minimal varint,
  * any bound above broken, a kind under a version other than its own:
  * EVENTLOG_EDECODE. Every valid encoding is the one eventlog_encode writes
  * for what eventlog_decode returns (tested by the fuzz harness). A version
- * above 3: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
+ * above 4: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
  * instead of skipping entries. A new kind gets a new version for that
  * reason: a build of version 1 stops at an item record (EVERSION) rather
  * than skip it as undecodable and differ from upgraded replicas, while the

@@ -119,15 +119,19 @@ void events_writer_stop(events_writer *w);
 enum events_code {
 	EVENTS_OK = 0,
 	EVENTS_INVALID_EVENT,      /* not a JSON object */
-	EVENTS_MISSING_FIELD,      /* customer_id, item_id or event absent */
+	EVENTS_MISSING_FIELD,      /* customer_id, item_id or event absent, or
+				    * rec_id on an impression */
 	EVENTS_INVALID_FIELD,      /* an id neither a string nor an integer */
 	EVENTS_INVALID_ID,         /* empty, too long, control bytes, not UTF-8 */
-	EVENTS_INVALID_EVENT_TYPE, /* not view, cart, purchase or remove_from_cart */
+	EVENTS_INVALID_EVENT_TYPE, /* not view, cart, purchase, remove_from_cart,
+				    * click or impression */
 	EVENTS_INVALID_TIMESTAMP,
 	EVENTS_INVALID_QUANTITY,
 	EVENTS_INVALID_PRICE,
 	EVENTS_CUSTOMER_ERASED,    /* set by the API: the customer was erased */
 	EVENTS_LIVE_CUSTOMER_LIMIT, /* set by the API: a new customer past the cap */
+	EVENTS_INVALID_REC_ID,     /* rec_id not a string or not one we hand out
+				    * (recid_decode) */
 	EVENTS_CODES
 };
 
@@ -140,9 +144,10 @@ typedef struct events_error {
 /* The code's name in answers ("invalid_timestamp"); never NULL. */
 const char *events_code_name(enum events_code code);
 
-/* Validates one event object of POST /v1/events into *e (ids borrowed from
- * o, or written into ids[] when sent as JSON integers; now is the default
- * time and the reference for "in the future"). Returns 0, or the code of
+/* Validates one event object of POST /v1/events into *e (ids and rec_id
+ * borrowed from o, or written into ids[] when sent as JSON integers; now
+ * is the default time and the reference for "in the future"). An
+ * impression has no item when item_id is absent (item "", item_len 0). Returns 0, or the code of
  * why it is refused (non-zero), also set with its message in *err. */
 int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_error *err);
 

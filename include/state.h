@@ -92,8 +92,84 @@ typedef void (*state_item_fn)(void *arg, const char *id, size_t len, uint32_t fl
  * Returns 0, STORE_CORRUPT or STORE_ERROR. */
 int state_items_each(state *s, state_item_fn fn, void *arg);
 
+/* ---- attribution (issue 15; attribution.h) -------------------------------
+ *
+ * Per experiment and variant, counts kept in the table "attribution",
+ * updated inside state_commit: events carrying a rec_id (recid.h) of an
+ * experiment count for its variant (tagged), an untagged purchase of an
+ * item served to that customer within the attribution window counts as
+ * view-through, and batches of served answers (state_attr_served) count
+ * customers assigned and exposed, and impressions. Customers whose
+ * consent is withdrawn are no longer attributed; an erasure removes the
+ * customer's per-customer records and their part of the per-customer
+ * figures (customers, exposed, converters, values) and counts them in
+ * `erased`. Bounds: one record of 16 bytes per customer and experiment,
+ * and per customer the last STATE_ATTR_SERVED_MAX items served (24 bytes
+ * each). */
+#define STATE_ATTR_VARIANTS 16     /* variants of one experiment */
+#define STATE_ATTR_NAME_MAX 64     /* bytes of an experiment or variant name */
+#define STATE_ATTR_ITEMS 32        /* items of one served answer remembered */
+#define STATE_ATTR_SERVED_MAX 256  /* served items remembered per customer */
+#define STATE_ATTR_WINDOW_DEFAULT (7 * 86400) /* seconds: --attribution-days 7 */
+/* A served item may be stamped this much after the purchase it explains
+ * and still count (clocks of replicas and of the shop differ a little). */
+#define STATE_ATTR_SKEW 300
+
+/* An experiment's definition. Strings borrowed (from the caller when
+ * written, from the transaction when read). */
+typedef struct state_attr_def {
+	uint32_t experiment;              /* recid_experiment_id; not 0 */
+	const char *name;
+	size_t name_len;                  /* 1..STATE_ATTR_NAME_MAX */
+	uint32_t n;                       /* 1..STATE_ATTR_VARIANTS */
+	const char *variant[STATE_ATTR_VARIANTS];
+	size_t variant_len[STATE_ATTR_VARIANTS]; /* 1..STATE_ATTR_NAME_MAX */
+	double share[STATE_ATTR_VARIANTS];
+} state_attr_def;
+
+/* One served answer inside an experiment (customer borrowed). */
+typedef struct state_attr_served {
+	uint32_t experiment;
+	uint32_t variant;
+	int64_t ts;                       /* Unix seconds */
+	const char *customer;
+	size_t customer_len;
+	uint32_t n_items;                 /* items shown (may exceed STATE_ATTR_ITEMS) */
+	uint32_t n_hashes;                /* <= STATE_ATTR_ITEMS */
+	uint64_t item_hash[STATE_ATTR_ITEMS]; /* state_attr_item_hash of each */
+} state_attr_served;
+
+/* A variant's figures. */
+typedef struct state_attr_counts {
+	uint64_t customers;     /* assigned: served at least one answer */
+	uint64_t exposed;       /* shown at least one item (or sent a tagged event) */
+	uint64_t impressions;   /* items in served answers */
+	uint64_t displayed;     /* impression events (what the storefront showed) */
+	uint64_t clicks, carts, orders; /* tagged events */
+	uint64_t vt_orders;     /* view-through purchases */
+	uint64_t converters;    /* exposed customers with an order (either kind) */
+	uint64_t erased;        /* customers erased since (taken out of the above
+				 * per-customer figures) */
+	double revenue, vt_revenue;    /* quantity x price of those orders */
+	double value_sum, value_sumsq; /* per exposed customer: attributed revenue */
+} state_attr_counts;
+
+/* The attribution window in seconds (> 0). Call before serving. */
+void state_set_attribution_window(state *s, int64_t seconds);
+/* The 64-bit hash items are remembered by (FNV-1a, finalised). */
+uint64_t state_attr_item_hash(const char *id, size_t len);
+/* The definition of the experiment named name[0..len) (the latest one
+ * recorded under that name). Returns 0, STORE_NOTFOUND, STORE_CORRUPT or
+ * STORE_ERROR. */
+int state_attr_experiment(state_txn *t, const char *name, size_t len, state_attr_def *out);
+/* A variant's figures (all zero when none were recorded). Returns 0,
+ * STORE_CORRUPT or STORE_ERROR. */
+int state_attr_counts_get(state_txn *t, uint32_t experiment, uint32_t variant,
+			  state_attr_counts *out);
+
 /* One part of a group commit: a batch of events, or (events NULL) a
- * change to one customer's flags, or (item set) to one item's flags.
+ * change to one customer's flags, or (item set) to one item's flags, or
+ * (served or def set) attribution's served answers and definitions.
  * Strings are borrowed. */
 typedef struct state_write {
 	const event_in *events; /* n events, or NULL */
@@ -112,6 +188,10 @@ typedef struct state_write {
 				 * change but the idle sweep's expiry of the
 				 * customer's log, if idle before this time
 				 * (state_find_idle; set and clear unused) */
+	const state_attr_served *served; /* n_served answers, or NULL */
+	uint32_t n_served;
+	const state_attr_def *def;       /* n_def definitions, or NULL */
+	uint32_t n_def;
 } state_write;
 
 /* Writes writes[0..n), in order, in ONE synchronous write transaction:

@@ -20,6 +20,12 @@ typedef struct state_txn state_txn; /* state.h */
 /* Live event types: the training ones (EVENT_VIEW, EVENT_CART,
  * EVENT_PURCHASE of ingest.h, 0 to 2) plus taking an item out of the cart. */
 #define EVENT_REMOVE_FROM_CART 3
+/* Attribution-only types (issue 15): counted for experiments
+ * (attribution.h), never kept in a customer's event log, so they shape no
+ * recommendation and evict no event of the 500. */
+#define EVENT_CLICK 4
+#define EVENT_IMPRESSION 5 /* item optional (item_len 0) */
+#define EVENT_KEPT(type) ((type) <= EVENT_REMOVE_FROM_CART)
 #define STATE_MAX_EVENTS 500 /* per customer; the oldest are dropped */
 #define STATE_MAX_ITEM_LEN 255 /* bytes of an item id in an event */
 
@@ -34,6 +40,9 @@ typedef struct event_in {
 	float price;
 	uint8_t type; /* enum event_type or EVENT_REMOVE_FROM_CART */
 	bool known_item; /* the current model knows the item (for counts) */
+	const char *rec_id; /* the answer it follows (recid.h), validated by
+			     * events_parse; rec_id_len 0: none */
+	size_t rec_id_len;
 } event_in;
 
 /* A customer's recorded events, oldest first (borrowed from a state_txn,

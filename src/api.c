@@ -627,6 +627,7 @@ static const struct route routes[] = {
 	{ "GET", "/v1/customers/{customer}/events", api_get_customer_events, READ,
 	  API_TXN_SNAPSHOT, "limit,cursor" },
 	{ "GET", "/v1/experiments", api_get_experiments, READ, API_TXN_NONE, "" },
+	{ "GET", "/v1/experiments/{name}", api_get_experiment_report, READ, API_TXN_SNAPSHOT, "" },
 };
 _Static_assert(ARRAY_SIZE(routes) == API_N_ROUTES - 1, "API_N_ROUTES is routes + 1");
 

@@ -11,6 +11,7 @@
  *   api_audiences.c  GET /v1/segments and GET /v1/audiences/{name}
  *   api_writes.c     events, consent and erasure: answered after the commit
  *   api_items.c      PUT /v1/items/{id}: out of stock, not recommendable
+ *   api_report.c     GET /v1/experiments/{name}: an experiment's report
  *   api_console.c    the console's files and the routes it reads: the model,
  *                    item search, segment transitions, a customer's timeline
  *   rec_json.c       the recommendation JSON writer, shared with `export`
@@ -45,7 +46,7 @@
 #define API_QUERY_MAX (ID_MAX_LEN * 2 * 3 + 1)
 
 /* Routes in the table (api.c) plus "unmatched", for the metrics arrays. */
-#define API_N_ROUTES 23
+#define API_N_ROUTES 24
 /* Statuses counted in /metrics (the last slot takes the rest) and latency
  * histogram bounds (api_metrics.c). */
 #define API_N_STATUS 12
@@ -241,5 +242,8 @@ void api_delete_customer(api *a, struct worker *w, const http_request *req,
 			 http_response *resp);
 
 void api_put_item(api *a, struct worker *w, const http_request *req, http_response *resp);
+
+void api_get_experiment_report(api *a, struct worker *w, const http_request *req,
+			       http_response *resp);
 
 #endif

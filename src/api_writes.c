@@ -54,7 +54,7 @@ static struct events_post *events_post_new(api *a, struct worker *w, const event
 {
 	size_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++)
-		bytes += ev[i].customer_len + ev[i].item_len;
+		bytes += ev[i].customer_len + ev[i].item_len + ev[i].rec_id_len;
 	struct events_post *ep = events_post_alloc(a, w, t0, bytes);
 	ep->n = n;
 	ep->events = xmallocarray(n, sizeof(*ep->events));
@@ -68,6 +68,12 @@ static struct events_post *events_post_new(api *a, struct worker *w, const event
 		memcpy(p, ev[i].item, ev[i].item_len);
 		e->item = p;
 		p += ev[i].item_len;
+		e->rec_id = NULL;
+		if (ev[i].rec_id_len) {
+			memcpy(p, ev[i].rec_id, ev[i].rec_id_len);
+			e->rec_id = p;
+			p += ev[i].rec_id_len;
+		}
 	}
 	return ep;
 }
@@ -230,7 +236,8 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 			why.message = "this customer was erased; events for them are not kept";
 			rc = why.code;
 		}
-		if (rc == 0 && near_cap && adds_live_customer(w, e, accepted)) {
+		/* Clicks and impressions only count (state_events.h): no log. */
+		if (rc == 0 && near_cap && EVENT_KEPT(e->type) && adds_live_customer(w, e, accepted)) {
 			if (live + added >= max_live) {
 				why.code = EVENTS_LIVE_CUSTOMER_LIMIT;
 				why.message = "the server keeps no more live customers; events of "
@@ -264,7 +271,8 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 			continue;
 		}
 		uint32_t idx;
-		e->known_item = model_item_lookup(w->txn, e->item, e->item_len, &idx) == 0;
+		e->known_item = e->item_len == 0 ||
+				model_item_lookup(w->txn, e->item, e->item_len, &idx) == 0;
 		unknown += !e->known_item;
 		accepted++;
 	}

@@ -60,6 +60,7 @@ struct applier {
 	eventlog_batch b;
 	event_in *events;      /* a batch's events and writes */
 	state_write *writes;
+	state_attr_served *served; /* a batch's served answers (attribution) */
 	size_t cap;
 };
 
@@ -477,9 +478,11 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 	if (n > ap->cap) {
 		free(ap->events);
 		free(ap->writes);
+		free(ap->served);
 		ap->cap = n;
 		ap->events = xmallocarray(n, sizeof(*ap->events));
 		ap->writes = xmallocarray(n, sizeof(*ap->writes));
+		ap->served = xmallocarray(n, sizeof(*ap->served));
 	}
 	for (size_t i = 0; i < n; i++) {
 		const eventlog_entry *en = &b->entries[i];
@@ -499,7 +502,7 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 		const eventlog_record *r = &en->rec;
 		uint32_t sec = (uint32_t)(en->id.ms / 1000);
 		if (r->kind == EVENTLOG_EVENT) {
-			if (r->type > EVENT_REMOVE_FROM_CART || r->item_len > STATE_MAX_ITEM_LEN) {
+			if (r->type > EVENT_IMPRESSION || r->item_len > STATE_MAX_ITEM_LEN) {
 				skipped++; /* a type this build does not keep */
 				continue;
 			}
@@ -508,7 +511,8 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 				continue;
 			}
 			ap->events[ne] = (event_in){ r->customer, r->customer_len, r->item, r->item_len,
-						     r->ts, r->quantity, r->price, r->type, true };
+						     r->ts, r->quantity, r->price, r->type, true,
+						     r->rec_id, r->rec_id_len };
 			state_write *last = nw ? &ap->writes[nw - 1] : NULL;
 			if (last && last->events && last->log_sec == sec &&
 			    last->events + last->n == &ap->events[ne]) {
@@ -518,6 +522,24 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 								  .log_sec = sec };
 			}
 			ne++;
+			continue;
+		}
+		if (r->kind == EVENTLOG_SERVED) {
+			/* Counted on every replica alike (state_attr.c). */
+			state_attr_served *sv = &ap->served[i];
+			*sv = (state_attr_served){ .experiment = r->experiment, .variant = r->variant,
+						   .ts = r->ts, .customer = r->customer,
+						   .customer_len = r->customer_len,
+						   .n_items = r->n_items, .n_hashes = r->n_hashes };
+			for (uint32_t h = 0; h < r->n_hashes && h < STATE_ATTR_ITEMS; h++) {
+				uint64_t v = 0;
+				for (int k = 7; k >= 0; k--)
+					v = v << 8 | r->hashes[8 * h + (uint32_t)k];
+				sv->item_hash[h] = v;
+			}
+			if (sv->n_hashes > STATE_ATTR_ITEMS)
+				sv->n_hashes = STATE_ATTR_ITEMS;
+			ap->writes[nw++] = (state_write){ .served = sv, .n_served = 1 };
 			continue;
 		}
 		if (r->kind == EVENTLOG_ITEM) {
@@ -875,5 +897,6 @@ void applier_stop(applier *ap)
 	sb_release(&ap->pending_items);
 	free(ap->events);
 	free(ap->writes);
+	free(ap->served);
 	free(ap);
 }

@@ -25,6 +25,7 @@ static const char usage[] =
 	"  catalog   make a catalog CSV (one row per item) from a sales log\n"
 	"  customers make a customers CSV (one row per customer) from a sales log\n"
 	"  eventlog  trim the shared event log (Redis), or show its newest entry\n"
+	"  report    print an experiment's report (A/B figures) from a state\n"
 	"\n"
 	"Run 'shopkeeper COMMAND --help' for the options of a command.\n";
 
@@ -118,6 +119,8 @@ int cli_main(int argc, char **argv)
 		return cmd_customers(argc - 1, argv + 1);
 	if (strcmp(cmd, "eventlog") == 0)
 		return cmd_eventlog(argc - 1, argv + 1);
+	if (strcmp(cmd, "report") == 0)
+		return cmd_report(argc - 1, argv + 1);
 	fprintf(stderr, "shopkeeper: unknown command '%s'\n\n%s", cmd, usage);
 	return EXIT_USAGE;
 }

@@ -114,6 +114,9 @@ static const char serve_usage[] =
 	"  --live-customer-ttl DAYS    drop the events of a customer who never bought\n"
 	"                              once their newest is older than DAYS on the\n"
 	"                              model's clock (default 30; 0: never)\n"
+	"  --attribution-days DAYS     an untagged purchase of an item recommended to\n"
+	"                              that customer within DAYS counts as view-through\n"
+	"                              for the experiment's variant (default 7; 1 to 365)\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -134,6 +137,7 @@ struct serve_opts {
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live;
 	double log_sample, live_ttl_days;
+	uint32_t attribution_days;
 	const char *event_log; /* URL, or NULL: single node */
 	uint32_t log_replicas;
 	double max_lag;
@@ -145,7 +149,7 @@ enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KE
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
-       O_HELP };
+       O_ATTR_DAYS, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -177,6 +181,7 @@ static const struct option serve_opts_table[] = {
 	{ "max-live-customers", required_argument, NULL, O_MAX_LIVE },
 	{ "live-customer-ttl", required_argument, NULL, O_LIVE_TTL },
 	{ "experiments", required_argument, NULL, O_EXPERIMENTS },
+	{ "attribution-days", required_argument, NULL, O_ATTR_DAYS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -296,6 +301,10 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 		    o->live_ttl_days > 36500)
 			return cli_usage_error("serve", "%s: expected days from 0 to 36500 (0: never)",
 					       what);
+		break;
+	case O_ATTR_DAYS:
+		if (!cli_parse_u32(arg, 1, 365, &o->attribution_days))
+			return cli_usage_error("serve", "%s: expected days from 1 to 365", what);
 		break;
 	case O_UNSENT_TOTAL:
 		if (!cli_parse_u32(arg, 1u << 20, UINT32_MAX, &o->max_unsent_total))
@@ -429,6 +438,7 @@ int cmd_serve(int argc, char **argv)
 		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
 		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT, .max_lag = 5.0,
 		.max_live = STATE_MAX_LIVE_DEFAULT, .live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
+		.attribution_days = ATTRIBUTION_DAYS_DEFAULT,
 	};
 	int c;
 
@@ -492,6 +502,7 @@ int cmd_serve(int argc, char **argv)
 	auth *keys = NULL;
 	events_writer *ew = NULL;
 	applier *ap = NULL;
+	attribution *attr = NULL;
 	http_server *srv = NULL;
 	logids_filter *log_filter = NULL;
 	int log_fd = -1, log_pipe = 0; /* log_pipe: what the daemon writes to */
@@ -557,6 +568,7 @@ int cmd_serve(int argc, char **argv)
 		}
 	}
 	state_set_live_limits(st, o.max_live, (int64_t)(o.live_ttl_days * 86400.0));
+	state_set_attribution_window(st, (int64_t)o.attribution_days * 86400);
 	if (o.event_log) {
 		if (event_log_start(&lcfg, &o, st, m, &ap, &ew, &err) != 0) {
 			cli_fail("serve", "%s", err.buf);
@@ -580,14 +592,20 @@ int cmd_serve(int argc, char **argv)
 	m = NULL; /* the api owns it now */
 	api_set_auth(a, keys, o.auth_reads);
 	api_set_params(a, &o.params);
+	/* Served answers of experiments, counted about once a second. */
+	if ((o.event_log ? attribution_start_log(st, &lcfg, &attr, &err)
+			 : attribution_start(st, &attr, &err)) != 0) {
+		cli_fail("serve", "%s", err.buf);
+		goto out;
+	}
+	api_set_attribution(a, attr);
 	if (ap) {
 		api_set_event_log(a, ap, o.max_lag);
 		applier_set_erasure_hook(ap, api_forget_segments, a);
 	}
 	if (o.live_ttl_days > 0)
 		events_writer_sweep(ew, api_now, a); /* stopped before api_free */
-	/* After api_set_attribution (the exp-report branch starts the
-	 * batcher right after api_set_params): loading the file defines each
+	/* After api_set_attribution: loading the file defines each
 	 * experiment for the report. */
 	if (o.experiments) {
 		if (api_set_experiments(a, o.experiments, &err) != 0) {
@@ -669,6 +687,7 @@ int cmd_serve(int argc, char **argv)
 out:
 	http_stop(srv);
 	logids_filter_stop(log_filter); /* the daemon wrote its last line */
+	attribution_stop(attr); /* after the last answer: its served counts flushed */
 	events_writer_stop(ew); /* after the last request that could queue */
 	applier_stop(ap);       /* after the writer: answers what still waits */
 	api_free(a);

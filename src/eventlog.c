@@ -36,9 +36,10 @@
 #define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
-#define FORMAT_VERSION 3  /* the newest this build reads */
+#define FORMAT_VERSION 4  /* the newest this build reads */
 #define ITEM_VERSION 2    /* the version that brought EVENTLOG_ITEM */
 #define EXPIRE_VERSION 3  /* the version that brought EVENTLOG_EXPIRE */
+#define SERVED_VERSION 4  /* the version that brought EVENTLOG_SERVED */
 
 const char *eventlog_strerror(int rc)
 {
@@ -147,7 +148,8 @@ static bool valid_item_bits(unsigned set, unsigned clear)
 /* The format version a kind is written with (eventlog.h). */
 static uint8_t kind_version(uint8_t kind)
 {
-	return kind == EVENTLOG_ITEM ? ITEM_VERSION : kind == EVENTLOG_EXPIRE ? EXPIRE_VERSION : 1;
+	return kind == EVENTLOG_ITEM ? ITEM_VERSION : kind == EVENTLOG_EXPIRE ? EXPIRE_VERSION
+	       : kind == EVENTLOG_SERVED ? SERVED_VERSION : 1;
 }
 
 static int check_record(const eventlog_record *r)
@@ -158,6 +160,15 @@ static int check_record(const eventlog_record *r)
 				       valid_item_bits(r->item_set, r->item_clear)
 			       ? 0
 			       : EVENTLOG_EINVAL;
+	if (r->kind == EVENTLOG_SERVED)
+		return valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX) &&
+				       r->experiment && r->variant <= EVENTLOG_VARIANT_MAX &&
+				       r->ts >= 0 && r->ts <= EVENTLOG_TS_MAX &&
+				       r->n_hashes <= EVENTLOG_SERVED_ITEMS &&
+				       r->n_hashes <= r->n_items && (r->hashes || !r->n_hashes) &&
+				       !r->item_len && !r->rec_id_len
+			       ? 0
+			       : EVENTLOG_EINVAL;
 	if (r->kind < EVENTLOG_EVENT || r->kind > EVENTLOG_EXPIRE ||
 	    !valid_string(r->customer, r->customer_len, 1, EVENTLOG_CUSTOMER_MAX))
 		return EVENTLOG_EINVAL;
@@ -165,7 +176,8 @@ static int check_record(const eventlog_record *r)
 		return r->ts >= 0 && r->ts <= EVENTLOG_TS_MAX ? 0 : EVENTLOG_EINVAL;
 	if (r->kind != EVENTLOG_EVENT)
 		return 0;
-	if (!valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) ||
+	if (!valid_string(r->item, r->item_len, r->type == EVENTLOG_TYPE_IMPRESSION ? 0 : 1,
+			  EVENTLOG_ITEM_MAX) ||
 	    !valid_string(r->rec_id, r->rec_id_len, 0, EVENTLOG_REC_ID_MAX) || r->ts < 0 ||
 	    r->ts > EVENTLOG_TS_MAX || !isfinite(r->quantity) || r->quantity == 0 ||
 	    !isfinite(r->price) || !(r->price >= 0) || r->type > EVENTLOG_TYPE_MAX)
@@ -241,6 +253,18 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 		put_u32(out, (uint32_t)(ts >> 32));
 		break;
 	}
+	case EVENTLOG_SERVED: {
+		uint64_t ts = (uint64_t)r->ts;
+		put_u32(out, r->experiment);
+		sb_addc(out, (char)r->variant);
+		put_u32(out, (uint32_t)ts);
+		put_u32(out, (uint32_t)(ts >> 32));
+		put_u32(out, r->n_items);
+		sb_addc(out, (char)r->n_hashes);
+		sb_add(out, r->hashes, 8u * r->n_hashes);
+		put_str(out, r->customer, r->customer_len);
+		break;
+	}
 	default:
 		put_str(out, r->customer, r->customer_len);
 		break;
@@ -313,8 +337,9 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		if (!get_u8(&rd, &type) || type > EVENTLOG_TYPE_MAX || !get_u8(&rd, &flags) ||
 		    (flags & ~EVENT_FLAG_REC_ID) ||
 		    !get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
-		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len) || !get_u32(&rd, &lo) ||
-		    !get_u32(&rd, &hi) || !get_u32(&rd, &q) || !get_u32(&rd, &p))
+		    !get_str(&rd, 0, EVENTLOG_ITEM_MAX, &t.item, &t.item_len) || !get_u32(&rd, &lo) ||
+		    !get_u32(&rd, &hi) || !get_u32(&rd, &q) || !get_u32(&rd, &p) ||
+		    (t.item_len == 0 && type != EVENTLOG_TYPE_IMPRESSION))
 			return EVENTLOG_EDECODE;
 		if ((flags & EVENT_FLAG_REC_ID) &&
 		    !get_str(&rd, 1, EVENTLOG_REC_ID_MAX, &t.rec_id, &t.rec_id_len))
@@ -350,6 +375,24 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		uint32_t lo, hi;
 		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
 		    !get_u32(&rd, &lo) || !get_u32(&rd, &hi))
+			return EVENTLOG_EDECODE;
+		uint64_t ts = (uint64_t)lo | (uint64_t)hi << 32;
+		if (ts > EVENTLOG_TS_MAX)
+			return EVENTLOG_EDECODE;
+		t.ts = (int64_t)ts;
+		break;
+	}
+	case EVENTLOG_SERVED: {
+		uint32_t lo, hi;
+		if (!get_u32(&rd, &t.experiment) || !t.experiment || !get_u8(&rd, &t.variant) ||
+		    t.variant > EVENTLOG_VARIANT_MAX || !get_u32(&rd, &lo) || !get_u32(&rd, &hi) ||
+		    !get_u32(&rd, &t.n_items) || !get_u8(&rd, &t.n_hashes) ||
+		    t.n_hashes > EVENTLOG_SERVED_ITEMS || t.n_hashes > t.n_items ||
+		    rd.end - rd.p < 8 * (ptrdiff_t)t.n_hashes)
+			return EVENTLOG_EDECODE;
+		t.hashes = t.n_hashes ? rd.p : NULL;
+		rd.p += 8 * (size_t)t.n_hashes;
+		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len))
 			return EVENTLOG_EDECODE;
 		uint64_t ts = (uint64_t)lo | (uint64_t)hi << 32;
 		if (ts > EVENTLOG_TS_MAX)
@@ -1239,8 +1282,10 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	for (size_t i = 0; i < n; i++) {
 		const eventlog_record *r = &recs[i];
 		/* An expire record names its customer: indexed like an event, so
-		 * an erasure deletes it too. */
-		const char *tag = r->kind == EVENTLOG_EVENT || r->kind == EVENTLOG_EXPIRE ? tags[0]
+		 * an erasure deletes it too; so does a served record. */
+		const char *tag = r->kind == EVENTLOG_EVENT || r->kind == EVENTLOG_EXPIRE ||
+					  r->kind == EVENTLOG_SERVED
+					  ? tags[0]
 				  : r->kind == EVENTLOG_ERASURE ? tags[3]
 				  : r->personalization		? tags[1]
 								: tags[2];
@@ -1593,6 +1638,7 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
 			const eventlog_entry *e = &b.entries[i];
 			koff[i] = SIZE_MAX;
 			if (e->status == 0 && (e->rec.kind == EVENTLOG_EVENT ||
+					       e->rec.kind == EVENTLOG_SERVED ||
 					       e->rec.kind == EVENTLOG_CONSENT))
 				koff[i] = key_add(log, ":c:", e->rec.customer, e->rec.customer_len);
 		}

@@ -21,6 +21,7 @@
 #include "eventlog.h"
 #include "ids.h"
 #include "ingest.h"
+#include "recid.h"
 #include "timefmt.h"
 #include "util.h"
 
@@ -188,7 +189,8 @@ static int log_records(events_writer *w, const state_write *sw, size_t *n)
 			w->recs[(*n)++] = (eventlog_record){
 				.kind = EVENTLOG_EVENT, .customer = e->customer,
 				.customer_len = e->customer_len, .item = e->item, .item_len = e->item_len,
-				.ts = e->ts, .quantity = e->quantity, .price = e->price, .type = e->type };
+				.ts = e->ts, .quantity = e->quantity, .price = e->price, .type = e->type,
+				.rec_id = e->rec_id, .rec_id_len = e->rec_id_len };
 		}
 		return 0;
 	}
@@ -505,6 +507,7 @@ static const char *const code_names[EVENTS_CODES] = {
 	[EVENTS_INVALID_PRICE] = "invalid_price",
 	[EVENTS_CUSTOMER_ERASED] = "customer_erased",
 	[EVENTS_LIVE_CUSTOMER_LIMIT] = "live_customer_limit",
+	[EVENTS_INVALID_REC_ID] = "invalid_rec_id",
 };
 
 const char *events_code_name(enum events_code code)
@@ -536,27 +539,52 @@ int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_er
 	if (!utf8_valid(e->customer, e->customer_len) || !id_normalize(&e->customer, &e->customer_len))
 		return refuse(err, EVENTS_INVALID_ID,
 			      "customer_id is empty, too long or not valid UTF-8");
-	if (!iid)
-		return refuse(err, EVENTS_MISSING_FIELD, "item_id is required");
-	if (!(e->item = event_id(iid, ids[1], &e->item_len)))
-		return refuse(err, EVENTS_INVALID_FIELD, "item_id must be a string");
-	if (!utf8_valid(e->item, e->item_len) || !id_normalize(&e->item, &e->item_len))
-		return refuse(err, EVENTS_INVALID_ID,
-			      "item_id is empty, too long or not valid UTF-8");
-	if (e->item_len > 255)
-		return refuse(err, EVENTS_INVALID_ID, "item_id is longer than 255 bytes");
 	if (!json_is_string(type))
 		return refuse(err, EVENTS_MISSING_FIELD,
-			      "event is required (view, cart, purchase or remove_from_cart)");
+			      "event is required (view, cart, purchase, remove_from_cart, click "
+			      "or impression)");
 	const char *t = json_string_value(type);
 	if (strcmp(t, "remove_from_cart") == 0) {
 		e->type = EVENT_REMOVE_FROM_CART;
+	} else if (strcmp(t, "click") == 0) {
+		e->type = EVENT_CLICK;
+	} else if (strcmp(t, "impression") == 0) {
+		e->type = EVENT_IMPRESSION;
 	} else {
 		int et = event_parse(t, strlen(t));
 		if (et < 0)
 			return refuse(err, EVENTS_INVALID_EVENT_TYPE,
-				      "event must be view, cart, purchase or remove_from_cart");
+				      "event must be view, cart, purchase, remove_from_cart, click "
+				      "or impression");
 		e->type = (uint8_t)et;
+	}
+	/* An impression names the answer shown; which item is optional. */
+	if (!iid && e->type != EVENT_IMPRESSION)
+		return refuse(err, EVENTS_MISSING_FIELD, "item_id is required");
+	if (iid) {
+		if (!(e->item = event_id(iid, ids[1], &e->item_len)))
+			return refuse(err, EVENTS_INVALID_FIELD, "item_id must be a string");
+		if (!utf8_valid(e->item, e->item_len) || !id_normalize(&e->item, &e->item_len))
+			return refuse(err, EVENTS_INVALID_ID,
+				      "item_id is empty, too long or not valid UTF-8");
+		if (e->item_len > 255)
+			return refuse(err, EVENTS_INVALID_ID, "item_id is longer than 255 bytes");
+	} else {
+		e->item = "";
+	}
+	json_t *rid = json_object_get(o, "rec_id");
+	if (rid && !json_is_null(rid)) {
+		recid id;
+		if (!json_is_string(rid))
+			return refuse(err, EVENTS_INVALID_REC_ID, "rec_id must be a string");
+		int rrc = recid_decode(json_string_value(rid), json_string_length(rid), &id);
+		if (rrc != RECID_OK)
+			return refuse(err, EVENTS_INVALID_REC_ID, recid_strerror(rrc));
+		e->rec_id = json_string_value(rid);
+		e->rec_id_len = json_string_length(rid);
+	} else if (e->type == EVENT_IMPRESSION) {
+		return refuse(err, EVENTS_MISSING_FIELD, "an impression needs the rec_id of the "
+							 "answer shown");
 	}
 	e->ts = now;
 	if (json_is_string(ts)) {

@@ -57,6 +57,7 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	s->map_size = initial_map ? (initial_map + 4095) & ~4095ull : STATE_INITIAL_MAP;
 	s->max_live = STATE_MAX_LIVE_DEFAULT;
 	s->live_ttl = STATE_LIVE_TTL_DEFAULT;
+	s->attr_window = STATE_ATTR_WINDOW_DEFAULT;
 	if (store_env_open(path.buf, MDB_NOTLS, 16, s->map_size, 512, "state", &s->env, err) != 0)
 		goto fail;
 	/* The file may have grown past initial_map in an earlier run. */
@@ -77,11 +78,13 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	    (rc = mdb_dbi_open(txn, "customer_flags", MDB_CREATE, &s->flags)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_CREATE | MDB_DUPSORT, &s->chunks)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0 ||
-	    (rc = mdb_dbi_open(txn, STATE_ITEMS_DB, MDB_CREATE, &s->items)) != 0) {
+	    (rc = mdb_dbi_open(txn, STATE_ITEMS_DB, MDB_CREATE, &s->items)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_ATTR_DB, MDB_CREATE, &s->attr)) != 0) {
 		store_lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
 	s->has_items = true;
+	s->has_attr = true;
 	MDB_val k = { 14, "format_version" }, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -236,6 +239,8 @@ static int apply_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint3
 	rc = mdb_put(txn, s->flags, &k, &v, 0);
 	if (rc == 0 && (set & STATE_ERASED))
 		rc = state_log_delete(s, txn, k);
+	if (rc == 0 && (set & STATE_ERASED) && s->has_attr)
+		rc = state_attr_erase(s, txn, id, len);
 	return rc;
 }
 
@@ -484,7 +489,8 @@ static int clear_fn(state *s, MDB_txn *txn, void *arg)
 	int rc;
 	if ((rc = mdb_drop(txn, s->flags, 0)) != 0 || (rc = mdb_drop(txn, s->chunks, 0)) != 0 ||
 	    (rc = mdb_drop(txn, s->tails, 0)) != 0 ||
-	    (s->has_items && (rc = mdb_drop(txn, s->items, 0)) != 0))
+	    (s->has_items && (rc = mdb_drop(txn, s->items, 0)) != 0) ||
+	    (s->has_attr && (rc = mdb_drop(txn, s->attr, 0)) != 0))
 		return rc;
 	return put_log_pos(s, txn, arg);
 }
@@ -615,6 +621,13 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 		rc = mdb_cursor_open(txn, s->chunks, &cur);
 		for (uint32_t b = 0; rc == 0 && b < n; b++) {
 			const state_write *w = &writes[b];
+			if (w->served || w->def) {
+				for (uint32_t i = 0; rc == 0 && i < w->n_def; i++)
+					rc = state_attr_put_def(s, txn, &w->def[i]);
+				for (uint32_t i = 0; rc == 0 && i < w->n_served; i++)
+					rc = state_attr_put_served(s, txn, &w->served[i]);
+				continue;
+			}
 			if (!w->events && w->item) {
 				rc = apply_item_flags(s, txn, w->item, w->item_len, w->set, w->clear);
 				continue;
@@ -634,7 +647,10 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 				 * may have been committed since. */
 				if (erased(s, txn, e->customer, e->customer_len))
 					continue;
-				rc = state_log_append_sec(s, txn, cur, e, w->log_sec, &buf);
+				if (EVENT_KEPT(e->type))
+					rc = state_log_append_sec(s, txn, cur, e, w->log_sec, &buf);
+				if (rc == 0)
+					rc = state_attr_event(s, txn, e);
 				total++;
 				unknown += !e->known_item;
 			}
@@ -877,6 +893,10 @@ static int open_items_readonly(state *s, MDB_txn *txn)
 {
 	int rc = mdb_dbi_open(txn, STATE_ITEMS_DB, 0, &s->items);
 	s->has_items = rc == 0;
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	rc = mdb_dbi_open(txn, STATE_ATTR_DB, 0, &s->attr); /* newer than the items */
+	s->has_attr = rc == 0;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 

@@ -382,7 +382,7 @@ int state_log_convert_v1(state *s, MDB_txn *txn)
 		size_t pos = 0;
 		while (state_events_next(&ev, &pos, &e) == 0) {
 			event_in in = { id.buf, id.len, e.item, e.item_len, e.ts, e.quantity, e.price,
-					e.type, false };
+					e.type, false, NULL, 0 };
 			if ((rc = state_log_append(s, txn, wr, &in, &buf)) != 0)
 				goto out;
 		}
@@ -487,7 +487,7 @@ int state_log_drop_before(state *s, MDB_txn *txn, MDB_val key, uint32_t sec, str
 			continue;
 		}
 		event_in in = { key.mv_data, key.mv_size, e.item, e.item_len, e.ts, e.quantity,
-				e.price, e.type, true };
+				e.price, e.type, true, NULL, 0 };
 		rc = state_log_append_sec(s, txn, c, &in, e.log_sec, buf);
 	}
 	mdb_cursor_close(c);

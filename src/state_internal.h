@@ -20,6 +20,9 @@ struct state {
 	MDB_dbi chunks;  /* customer id -> sealed event log chunks (state_events.c) */
 	MDB_dbi tails;   /* customer id -> the log's tail, where events are appended */
 	MDB_dbi items;   /* item id -> struct item_record (live overrides) */
+	MDB_dbi attr;    /* attribution's records (state_attr.c) */
+	bool has_attr;   /* false: a read-only open of a state older than it */
+	int64_t attr_window; /* seconds (state_set_attribution_window) */
 	bool has_items;  /* false: a read-only open of a state older than the table */
 	char *erasures_path;
 	pthread_mutex_t erasures_lock; /* one appender at a time */
@@ -47,6 +50,7 @@ struct state_txn {
 #define STATE_CHUNKS_DB "event_chunks"
 #define STATE_TAILS_DB "event_tails"
 #define STATE_ITEMS_DB "items"
+#define STATE_ATTR_DB "attribution"
 
 /* The operations below work inside the caller's write transaction and
  * return LMDB codes (MDB_CORRUPTED for a damaged log); the public
@@ -67,6 +71,15 @@ int state_log_delete(state *s, MDB_txn *txn, MDB_val key);
  * space. */
 int state_log_drop_before(state *s, MDB_txn *txn, MDB_val key, uint32_t sec, strbuf *buf,
 			  strbuf *scratch, uint32_t *dropped);
+/* Attribution inside a write transaction (state_attr.c): a definition,
+ * a served answer, one event (any type; those without a rec_id that are
+ * not purchases do nothing), and an erasure's removal of the customer's
+ * records. */
+int state_attr_put_def(state *s, MDB_txn *txn, const state_attr_def *d);
+int state_attr_put_served(state *s, MDB_txn *txn, const state_attr_served *sv);
+int state_attr_event(state *s, MDB_txn *txn, const event_in *e);
+int state_attr_erase(state *s, MDB_txn *txn, const char *customer, size_t len);
+
 /* Rewrites the event logs of a state of format 1 or 2 into the current
  * format. */
 int state_log_convert_v1(state *s, MDB_txn *txn);

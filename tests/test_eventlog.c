@@ -261,7 +261,10 @@ static bool rec_eq(const eventlog_record *a, const eventlog_record *b)
 	return a->kind == b->kind && SEQ(customer) && SEQ(item) && SEQ(rec_id) && a->ts == b->ts &&
 	       a->quantity == b->quantity && a->price == b->price && a->type == b->type &&
 	       a->personalization == b->personalization && a->item_set == b->item_set &&
-	       a->item_clear == b->item_clear;
+	       a->item_clear == b->item_clear && a->experiment == b->experiment &&
+	       a->variant == b->variant && a->n_items == b->n_items &&
+	       a->n_hashes == b->n_hashes &&
+	       (a->n_hashes == 0 || memcmp(a->hashes, b->hashes, 8u * a->n_hashes) == 0);
 #undef SEQ
 }
 
@@ -468,6 +471,14 @@ TEST(codec)
 		item_rec("ü", 0, EVENTLOG_ITEM_ALL),
 		{ .kind = EVENTLOG_EXPIRE, .customer = "c5", .customer_len = 2, .ts = 1700000000 },
 		{ .kind = EVENTLOG_EXPIRE, .customer = "c6", .customer_len = 2, .ts = EVENTLOG_TS_MAX },
+		/* issue 15: an impression without an item, served answers */
+		{ .kind = EVENTLOG_EVENT, .customer = "c5", .customer_len = 2, .item = "",
+		  .rec_id = "r", .rec_id_len = 1, .ts = 5, .quantity = 1, .type = 5 },
+		{ .kind = EVENTLOG_SERVED, .customer = "c6", .customer_len = 2, .ts = 99,
+		  .experiment = 7, .variant = 1, .n_items = 3, .n_hashes = 2,
+		  .hashes = (const unsigned char *)"0123456789abcdef" },
+		{ .kind = EVENTLOG_SERVED, .customer = "c7", .customer_len = 2, .ts = EVENTLOG_TS_MAX,
+		  .experiment = UINT32_MAX, .variant = EVENTLOG_VARIANT_MAX },
 	};
 	char longid[EVENTLOG_CUSTOMER_MAX + 1];
 	memset(longid, 'a', sizeof(longid));
@@ -530,12 +541,25 @@ TEST(codec)
 	} dec[] = {
 		{ "", 0, EVENTLOG_EDECODE },
 		{ "\x00\x03\x01x", 4, EVENTLOG_EDECODE },           /* version 0 */
-		{ "\x04\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x05\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x04\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v4 */
 		{ "\x03\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v3 */
 		{ "\x03\x05\x01x" "\0\0\0\0\0\0\0\0", 12, 0 },      /* expire of "x" */
 		{ "\x01\x05\x01x" "\0\0\0\0\0\0\0\0", 12, EVENTLOG_EDECODE }, /* expire under v1 */
 		{ "\x03\x05\x01x" "\0\0\0\0\0\0\0\x80", 12, EVENTLOG_EDECODE }, /* ts < 0 */
 		{ "\x03\x05\x00" "\0\0\0\0\0\0\0\0", 11, EVENTLOG_EDECODE },  /* no customer */
+		{ "\x04\x06" "\x07\0\0\0" "\x01" "\0\0\0\0\0\0\0\0" "\x01\0\0\0" "\x00" "\x01x", 22,
+		  0 },                                              /* served, no hashes */
+		{ "\x03\x06" "\x07\0\0\0" "\x01" "\0\0\0\0\0\0\0\0" "\x01\0\0\0" "\x00" "\x01x", 22,
+		  EVENTLOG_EDECODE },                               /* served under v3 */
+		{ "\x04\x06" "\0\0\0\0" "\x01" "\0\0\0\0\0\0\0\0" "\x01\0\0\0" "\x00" "\x01x", 22,
+		  EVENTLOG_EDECODE },                               /* experiment 0 */
+		{ "\x04\x06" "\x07\0\0\0" "\x10" "\0\0\0\0\0\0\0\0" "\x01\0\0\0" "\x00" "\x01x", 22,
+		  EVENTLOG_EDECODE },                               /* variant 16 */
+		{ "\x04\x06" "\x07\0\0\0" "\x01" "\0\0\0\0\0\0\0\0" "\x00\0\0\0" "\x01"
+		  "01234567" "\x01x", 30, EVENTLOG_EDECODE },       /* more hashes than items */
+		{ "\x01\x01\x04\x00\x01" "c\x00" "\0\0\0\0\0\0\0\0" "\0\0\x80\x3f" "\0\0\0\0", 23,
+		  EVENTLOG_EDECODE },                               /* a click without item */
 		{ "\x02\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v2 */
 		{ "\x01\x04\x01\x00\x01x", 6, EVENTLOG_EDECODE },   /* item under v1 */
 		{ "\x02\x04\x01\x02\x01x", 6, 0 },                  /* item: set 1, clear 2 */

@@ -44,7 +44,23 @@ static const struct {
 	{ "{\"customer_id\":\"c\\u0001\",\"item_id\":\"i1\",\"event\":\"view\"}", EVENTS_INVALID_ID },
 	{ "{\"customer_id\":\"c1\",\"item_id\":\"\",\"event\":\"view\"}", EVENTS_INVALID_ID },
 	/* event types */
-	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"click\"}", EVENTS_INVALID_EVENT_TYPE },
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"clock\"}", EVENTS_INVALID_EVENT_TYPE },
+	/* clicks, impressions and rec_ids (issue 15); the rec_id is a real one
+	 * (experiment "home"/"s", variant 1) */
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"click\"}", EVENTS_OK },
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"purchase\","
+	  "\"rec_id\":\"EXUvSEcBAAAABwGLz-VoAAAAAAMw\"}", EVENTS_OK },
+	{ "{\"customer_id\":\"c1\",\"event\":\"impression\","
+	  "\"rec_id\":\"EXUvSEcBAAAABwGLz-VoAAAAAAMw\"}", EVENTS_OK },
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"impression\"}",
+	  EVENTS_MISSING_FIELD },
+	{ "{\"customer_id\":\"c1\",\"event\":\"click\"}", EVENTS_MISSING_FIELD },
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"click\","
+	  "\"rec_id\":\"EXUvSEcBAAAABwGLz-VoAAAAAAMx\"}", EVENTS_INVALID_REC_ID }, /* one typo */
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"cart\","
+	  "\"rec_id\":\"abc\"}", EVENTS_INVALID_REC_ID },
+	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"cart\","
+	  "\"rec_id\":42}", EVENTS_INVALID_REC_ID },
 	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"\"}", EVENTS_INVALID_EVENT_TYPE },
 	/* timestamps */
 	{ "{\"customer_id\":\"c1\",\"item_id\":\"i1\",\"event\":\"view\",\"timestamp\":\"yesterday\"}",

@@ -45,7 +45,7 @@ TEST(state_flags_and_events)
 	event_in *batch = calloc(600, sizeof(*batch));
 	for (int i = 0; i < 600; i++) {
 		memset(items[i], 'a' + i % 26, 199);
-		batch[i] = (event_in){ "w", 1, items[i], 199, 1000 + i, 1, 0, EVENT_VIEW, true };
+		batch[i] = (event_in){ "w", 1, items[i], 199, 1000 + i, 1, 0, EVENT_VIEW, true, NULL, 0 };
 	}
 	for (int round = 0; round < 12; round++) {
 		char who[16];
@@ -106,7 +106,7 @@ TEST(state_log_position_clear_and_drop)
 	for (int sec = 100; sec <= 200; sec += 100) {
 		event_in ev[3];
 		for (int i = 0; i < 3; i++)
-			ev[i] = (event_in){ who[i], 1, "item", 4, sec, 1, 0, EVENT_VIEW, true };
+			ev[i] = (event_in){ who[i], 1, "item", 4, sec, 1, 0, EVENT_VIEW, true, NULL, 0 };
 		state_write w = { .events = ev, .n = 3, .log_sec = (uint32_t)sec };
 		state_log_pos p = { .phase = STATE_LOG_APPLYING, .ms = (uint64_t)sec * 1000,
 				    .seq = 7, .floor_sec = 5, .customer_len = 1 };
@@ -187,7 +187,7 @@ TEST(state_expire_idle_customers)
 			if (c == 8 && i == 0)
 				ts = 95 * DAY;
 			ev[n++] = (event_in){ names[c], 2, "item-with-a-longer-id", 21, ts, 1, 0, type,
-					      true };
+					      true, NULL, 0 };
 		}
 		CHECK_INT(state_write_events(s, ev, n, &err), 0);
 	}

@@ -63,7 +63,7 @@ static uint32_t interleaved(event_in *batch, char (*items)[32], uint32_t stride,
 			char *item = items[(uint32_t)c * stride + (uint32_t)i];
 			int len = snprintf(item, 32, "item-%lld", (long long)ts);
 			batch[n++] = (event_in){ who[c], strlen(who[c]), item, (size_t)len, ts, 1, 0,
-						 EVENT_VIEW, true };
+						 EVENT_VIEW, true, NULL, 0 };
 		}
 	return n;
 }
@@ -224,7 +224,7 @@ TEST(state_format_1_converted)
 	CHECK_NEAR(e.price, 2, 1e-9);
 	state_txn_free(t);
 	/* still appendable after the conversion */
-	event_in more = { "old", 3, "item-540", 8, 540, 1, 2, EVENT_PURCHASE, true };
+	event_in more = { "old", 3, "item-540", 8, 540, 1, 2, EVENT_PURCHASE, true, NULL, 0 };
 	CHECK_INT(state_write_events(s, &more, 1, &err), 0);
 	CHECK_INT(state_txn_begin(s, &t), 0);
 	check_log(t, "old", 41, 500);
@@ -253,8 +253,8 @@ TEST(erasure_deletes_the_log)
 	CHECK_INT(state_erase(s, "drop", 4, &err), 0);
 	/* events written after the erasure (accepted just before it) are not
 	 * kept; the other customer's are */
-	event_in late[2] = { { "drop", 4, "late", 4, 999, 1, 0, EVENT_VIEW, true },
-			     { "keep", 4, "item-160", 8, 160, 1, 0, EVENT_VIEW, true } };
+	event_in late[2] = { { "drop", 4, "late", 4, 999, 1, 0, EVENT_VIEW, true, NULL, 0 },
+			     { "keep", 4, "item-160", 8, 160, 1, 0, EVENT_VIEW, true, NULL, 0 } };
 	CHECK_INT(state_write_events(s, late, 2, &err), 0);
 	state_txn *t;
 	CHECK_INT(state_txn_begin(s, &t), 0);
@@ -320,7 +320,7 @@ TEST(state_format_2_converted)
 	static event_in more[30];
 	for (int i = 0; i < 30; i++) {
 		int len = snprintf(items[i], 32, "item-%d", 1490 + i);
-		more[i] = (event_in){ "a", 1, items[i], (size_t)len, 1490 + i, 1, 0, EVENT_VIEW, true };
+		more[i] = (event_in){ "a", 1, items[i], (size_t)len, 1490 + i, 1, 0, EVENT_VIEW, true, NULL, 0 };
 	}
 	CHECK_INT(state_write_events(s, more, 30, &err), 0);
 	CHECK_INT(state_txn_renew(t), 0);

@@ -6,7 +6,8 @@
  *   else the rest is one stream entry's value (eventlog_decode)
  * Properties: no crash; a decoded record is one eventlog_encode accepts and
  * writes back byte for byte (the encoding is canonical, the version byte
- * included: an item record is version 2, the older kinds version 1); a parsed URL has
+ * included: an item record is version 2, a served record 3, the older kinds
+ * version 1); a parsed URL has
  * hosts, ports and a stream.
  */
 #include <stdlib.h>
