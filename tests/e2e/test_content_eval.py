@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""End-to-end tests of new arrivals in `eval` (issue 18): with --catalog,
+"""End-to-end tests of new arrivals (issue 18): in `eval`, with --catalog,
 test purchases of items nobody bought in training stay relevant and are
-scored as new_item_recall; --new-since scores the new-arrivals slot.
+scored as new_item_recall, and --new-since scores the new-arrivals slot;
+served, the customer, similar-items and basket answers reach those items
+through content neighbours, marked "source":"content".
 
     SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_content_eval.py [-v]
 
@@ -22,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib as ts  # noqa: E402
-from lib import run  # noqa: E402
+from lib import Server, run, train  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="shopkeeper-content-eval-")
 TRAIN = os.path.join(TMP, "train.csv")
@@ -85,6 +87,46 @@ class NewItems(unittest.TestCase):
         p = run(["eval", "--train", TRAIN, "--test", TEST, "--new-since", "soon"])
         self.assertEqual(p.returncode, 2)
         self.assertIn("--new-since", p.stderr)
+
+
+class HybridAnswers(unittest.TestCase):
+    """The same shop served: items nobody bought reach answers through
+    their content neighbours, marked "source":"content"."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = os.path.join(TMP, "model")
+        train(cls.model, TRAIN, "--catalog", CATALOG, "--no-tune")
+        cls.srv = Server(cls.model, os.path.join(TMP, "state"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_customer_answer_reaches_a_new_item(self):
+        r = self.srv.get("/v1/customers/A/recommendations?n=10")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["source"], "personal")
+        by_id = {it["item_id"]: it for it in r.json["items"]}
+        self.assertIn("mug-xl", by_id, r.json)
+        self.assertEqual(by_id["mug-xl"]["source"], "content")
+        self.assertEqual(by_id["mug-xl"]["because"], ["mug"])
+        for it in r.json["items"]:
+            self.assertIn(it["source"], ("personal", "content", "popular"), it)
+
+    def test_similar_items_of_a_new_item(self):
+        r = self.srv.get("/v1/items/mug-xl/similar?n=3")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["items"][0]["item_id"], "mug")
+        self.assertEqual(r.json["items"][0]["source"], "content")
+
+    def test_basket_reaches_a_new_item(self):
+        r = self.srv.request("POST", "/v1/recommendations",
+                             json.dumps({"items": ["plate"], "n": 10}).encode(),
+                             {"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200)
+        by_id = {it["item_id"]: it for it in r.json["items"]}
+        self.assertEqual(by_id.get("plates", {}).get("source"), "content", r.json)
 
 
 if __name__ == "__main__":
