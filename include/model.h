@@ -50,6 +50,7 @@ typedef struct model_info {
 	 * 0 and < 0 when it has none. */
 	uint32_t serve_neighbors_used;
 	float serve_cutoff;
+	float serve_content_weight, serve_content_count; /* < 0: none */
 	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
@@ -87,6 +88,17 @@ const char *model_category_name(const model *m, uint32_t cat, size_t *len);
  * model_close. */
 const char *model_item_image_url(const model *m, uint32_t idx, size_t *len);
 const char *model_item_url(const model *m, uint32_t idx, size_t *len);
+/* The model's content tables (content.h: vocabulary, idf, every item's
+ * content neighbours), or NULL for a model without them (format < 6, or
+ * trained without a catalog). Valid until model_close. */
+struct content_index;
+const struct content_index *model_content(const model *m);
+/* The day item idx was first seen (days since 1970-01-01, UTC: the
+ * catalog's first_seen, else its first interaction in the training data),
+ * or MODEL_DAY_UNKNOWN: not known, or a model written before the
+ * "first_seen" table (model_has_first_seen false). */
+int32_t model_item_first_seen(const model *m, uint32_t idx);
+bool model_has_first_seen(const model *m);
 /* Whether training left item idx recommendable (catalog column
  * recommendable, train --exclude-items): false for fees and the like,
  * which have no neighbours and are in no answer. */

@@ -56,6 +56,10 @@ int model_writer_put_items(model_writer *w, const string_table *ids, const float
 int model_writer_put_catalog(model_writer *w, const string_table *titles,
 			     const string_table *categories, const uint32_t *category,
 			     const float *price, strbuf *err);
+/* The optional "first_seen" table: count days (days since 1970-01-01,
+ * UTC; MODEL_DAY_UNKNOWN: unknown), one per item. */
+int model_writer_put_first_seen(model_writer *w, const int32_t *days, uint32_t count,
+				strbuf *err);
 /* Version 4's item tables: each item's MODEL_ITEM_* flags, image URL and
  * page URL (image_urls->count == urls->count entries each). */
 int model_writer_put_item_flags(model_writer *w, const uint8_t *flags,
@@ -67,6 +71,11 @@ int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t 
 /* The same, leaving out items flagged MODEL_ITEM_NOT_RECOMMENDABLE in
  * flags[0..n_items) (NULL: none): their own lists are written empty and
  * they are dropped from every other list. */
+/* The content tables of content_train's result (model_format.h, format 6):
+ * vocabulary, idf, postings, price bands, every item's content
+ * neighbours. Returns 0 or STORE_ERROR with a message in *err. */
+struct content_result;
+int model_writer_put_content(model_writer *w, const struct content_result *c, strbuf *err);
 int model_writer_put_neighbors_except(model_writer *w, const neighbor *lists, uint32_t stride,
 				      const uint32_t *counts, uint32_t n_items,
 				      const uint8_t *flags, strbuf *err);

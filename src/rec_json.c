@@ -118,6 +118,16 @@ static void add_because(strbuf *sb, const model *m, const rec_item *it, enum rec
 	sb_addc(sb, ']');
 }
 
+/* Every item says where it comes from: personal, content or popular
+ * (enum rec_source). */
+static void add_source(strbuf *sb, const rec_item *it)
+{
+	const char *name = rec_source_name((enum rec_source)it->source);
+	sb_adds(sb, ",\"source\":\"");
+	sb_adds(sb, name);
+	sb_addc(sb, '"');
+}
+
 void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_json_shape shape,
 		    bool because)
 {
@@ -135,14 +145,14 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 			add_catalog(sb, m, it->item, true);
 			sb_adds(sb, ",\"score\":");
 			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
+			add_source(sb, it);
 			add_because(sb, m, it, shape);
 		} else {
 			sb_adds(sb, ",\"score\":");
 			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
 			add_title(sb, m, it->item, false);
 			add_catalog(sb, m, it->item, false);
-			if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
-				sb_adds(sb, ",\"source\":\"popular\"");
+			add_source(sb, it);
 			if (because)
 				add_because(sb, m, it, shape);
 		}
