@@ -74,6 +74,8 @@ typedef struct train_options {
 	uint32_t negatives;    /* EASE: negative weights kept per item, the
 				* strongest, after the K positive ones
 				* (default 0: none) */
+	uint32_t precompute;   /* best candidates stored per customer
+				* (precompute.h; train --precompute; 0: none) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u

@@ -142,6 +142,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 		api_storage_error(resp, rc);
 		return;
 	}
+	if (w->result.precomputed)
+		atomic_fetch_add_explicit(&w->metrics.recs_precomputed, 1, memory_order_relaxed);
 	strbuf *sb = resp->body;
 	open_customer_answer(sb, w->m, id, len);
 	if (f.personal) {
