@@ -237,6 +237,11 @@ static inline precomp_entry model_plist_at(const model_plist *l, uint32_t i)
 /* The lists' head (how many, their stride, the parameters they were
  * scored with), or NULL when the model has none. */
 const precomp_header *model_precomputed_header(const model *m);
+/* Whether any live override has taken an item the model left
+ * recommendable out of the scores since m was opened (it stays true when
+ * the override is undone): false, and no list can be stale for that
+ * reason. Visible as the bitmaps are. */
+bool model_unsourced_overrides(const model *m);
 /* Customer cust's list (cust read from m): true and *out, or false when the
  * model keeps none for them. O(1); checked at model_open. */
 bool model_precomputed(const model *m, const model_customer *cust, model_plist *out);

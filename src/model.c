@@ -36,6 +36,10 @@ struct model {
 	 * From the flags at open, then changed in place by the live
 	 * overrides (model_item_override), one word at a time. */
 	_Atomic uint64_t *hidden, *unsourced;
+	/* Set (for good) by the first override that takes a recommendable
+	 * item out of the scores: until then no precomputed list is stale
+	 * for that reason (model_unsourced_overrides). */
+	atomic_bool unsourced_override;
 	uint32_t *category_order; /* category indexes by name, for lookups */
 	uint32_t *item_slots;     /* open addressing: item index + 1 (0: empty) */
 	uint64_t item_mask;       /* slots - 1 (a power of two) */
@@ -654,6 +658,8 @@ void model_item_override(model *m, uint32_t idx, bool available, bool recommenda
 	/* The model's own flag wins: such an item was trained without
 	 * neighbours, so there is nothing to bring back. */
 	bool unrec = !recommendable || !model_item_recommendable(m, idx);
+	if (!recommendable && model_item_recommendable(m, idx))
+		atomic_store_explicit(&m->unsourced_override, true, memory_order_relaxed);
 	set_bit(m->unsourced, idx, unrec);
 	set_bit(m->hidden, idx, unrec || !available);
 }
@@ -846,6 +852,11 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 }
 
 /* ---- precomputed lists ------------------------------------------------------ */
+
+bool model_unsourced_overrides(const model *m)
+{
+	return atomic_load_explicit(&m->unsourced_override, memory_order_relaxed);
+}
 
 const precomp_header *model_precomputed_header(const model *m)
 {

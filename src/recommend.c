@@ -544,6 +544,10 @@ static bool list_current(const rec_ctx *c, const model *m, const model_customer 
 		if (rc != STORE_NOTFOUND)
 			return false; /* scoring reports it */
 	}
+	/* The walk costs a cache miss per few entries: skipped until some
+	 * override has taken an item out of the scores. */
+	if (!model_unsourced_overrides(m))
+		return true;
 	uint32_t used = 0;
 	for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
 		history_entry e = model_history_at(cust, i);
