@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift 2 ;;
 	--sample) SAMPLE=$2; shift 2 ;;
 	--recs-only) RECS_ONLY=1; shift ;;
-	-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,34p' "$0"; exit 0 ;;
 	*) echo "load_bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
