@@ -5,7 +5,7 @@
 #
 #   bench/load_bench.sh [--data FILE] [--columns MAP] [--model DIR]
 #                       [--threads N] [--connections C] [--duration S] [--runs R]
-#                       [--sample N]
+#                       [--sample N] [--recs-only]
 #
 # --data     interactions CSV (default: the bundled demo slice); e.g.
 #            ../shared/data/online-retail.csv.gz with the default --columns
@@ -17,6 +17,17 @@
 #            precomputed for nginx and asked by wrk (default 9000: nginx's
 #            open_file_cache needs a descriptor per file, and the open-files
 #            limit is often 20000)
+# --recs-only  only the recommendation routes (the hot path: customer
+#            recs with and without the precomputed lists, item similar,
+#            20% live customers), not baskets and events
+#
+# The customer route is measured on three servers in turn: nginx, the
+# server as deployed (answers for customers without live events come from
+# the model's precomputed lists, train --precompute) and the same server
+# with --no-precomputed (every request scored: "before"). Then 20% of the
+# sampled customers get live events (a view and a cart each, on the
+# fast server only) and a fourth route asks all of them: 1 request in 5
+# must score.
 #
 # Reaches only 127.0.0.1. Every process it starts is stopped on exit; its
 # work directory (models, nginx's files, wrk's output) is removed unless
@@ -33,6 +44,7 @@ CONNS=32
 DURATION=10
 RUNS=3
 SAMPLE=9000
+RECS_ONLY=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -44,7 +56,8 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
 	--sample) SAMPLE=$2; shift 2 ;;
-	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+	--recs-only) RECS_ONLY=1; shift ;;
+	-h|--help) sed -n '2,34p' "$0"; exit 0 ;;
 	*) echo "load_bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -69,9 +82,11 @@ make -C "$ROOT" -s all >/dev/null
 
 WORK=$(mktemp -d /tmp/shopkeeper-load.XXXXXX)
 SERVER_PID=""
+COLD_PID=""
 NGINX_PID=""
 cleanup() {
 	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+	[ -n "$COLD_PID" ] && kill "$COLD_PID" 2>/dev/null && wait "$COLD_PID" 2>/dev/null
 	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
@@ -99,6 +114,17 @@ for _ in $(seq 100); do
 done
 [ -n "${PORT:-}" ] || { cat "$WORK/serve.log" >&2; exit 1; }
 SK="http://127.0.0.1:$PORT"
+# The same model scored on every request: the "before" of the lists.
+taskset -c 0 "$BIN" serve --model "$MODEL" --state "$WORK/state-cold" --listen 127.0.0.1:0 \
+	--threads "$THREADS" --no-precomputed 2>"$WORK/serve-cold.log" &
+COLD_PID=$!
+for _ in $(seq 100); do
+	CPORT=$(grep -o 'on port [0-9]*' "$WORK/serve-cold.log" | grep -o '[0-9]*$' || true)
+	[ -n "$CPORT" ] && break
+	sleep 0.1
+done
+[ -n "${CPORT:-}" ] || { cat "$WORK/serve-cold.log" >&2; exit 1; }
+SKC="http://127.0.0.1:$CPORT"
 
 # ---- the same answers as files, for nginx ----------------------------------
 echo "== precomputing every customer's and item's answer" >&2
@@ -180,6 +206,36 @@ if ! cmp -s <(curl -s "$SK/v1/customers/$first/recommendations?n=10") \
 	exit 1
 fi
 
+# Both shopkeepers must give the same bytes too.
+for cid in $(head -n 20 "$WORK/customers.txt"); do
+	cmp -s <(curl -s "$SK/v1/customers/$cid/recommendations?n=10") \
+		<(curl -s "$SKC/v1/customers/$cid/recommendations?n=10") || {
+		echo "load_bench: the precomputed answer of $cid differs from scoring" >&2
+		exit 1
+	}
+done
+
+# ---- live customers: every 5th of the sample gets events (fast server) ------
+awk 'NR % 5 == 0' "$WORK/customers.txt" >"$WORK/live.txt"
+awk 'NR % 5 != 0' "$WORK/customers.txt" >"$WORK/quiet.txt"
+"$PY" - "$PORT" "$WORK" <<'PY'
+import http.client, json, os, sys
+port, work = int(sys.argv[1]), sys.argv[2]
+items = open(os.path.join(work, "items.txt")).read().split()
+live = open(os.path.join(work, "live.txt")).read().split()
+conn = http.client.HTTPConnection("127.0.0.1", port)
+for k in range(0, len(live), 200):
+    evs = []
+    for i, cid in enumerate(live[k:k + 200]):
+        for e, t in (("view", i), ("cart", i + 7)):
+            evs.append({"customer_id": cid, "item_id": items[(k + t) % len(items)], "event": e})
+    conn.request("POST", "/v1/events", json.dumps(evs), {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status < 300, (r.status, r.read())
+    r.read()
+PY
+echo "== $(wc -l <"$WORK/live.txt") customers with live events (1 in 5)" >&2
+
 # ---- wrk -------------------------------------------------------------------
 # One run: prints "rps p50 p90 p99 max errors" (latencies in ms).
 run_wrk() { # url script args...
@@ -256,19 +312,53 @@ print('%-28s shopkeeper/nginx: throughput %.2fx, p99 %.2fx%s' % (sys.argv[3], fl
 }
 
 declare -a RATIOS
-for route in customer item; do
-	if [ $route = customer ]; then
-		script=random_customer.lua ids="$WORK/customers.txt" label="GET customer recs n=10"
-	else
-		script=random_item.lua ids="$WORK/items.txt" label="GET item similar n=10"
-	fi
-	both=$(paired_runs "$SK" "$NG" $script "$ids")
-	sk=$(echo "$both" | sed -n 1p)
-	ng=$(echo "$both" | sed -n 2p)
-	report "$label" shopkeeper $sk
-	report "$label" nginx $ng
-	RATIOS+=("$(ratio "$label" "$sk" "$ng")")
-done
+# R runs against each of three servers, in turn, as paired_runs.
+triple_runs() { # url_a url_b url_c script args...
+	local a=$1 b=$2 c=$3 i
+	shift 3
+	: >"$WORK/pa.txt"
+	: >"$WORK/pb.txt"
+	: >"$WORK/pc.txt"
+	for i in $(seq "$RUNS"); do
+		run_wrk "$a" "$@" >>"$WORK/pa.txt"
+		run_wrk "$b" "$@" >>"$WORK/pb.txt"
+		run_wrk "$c" "$@" >>"$WORK/pc.txt"
+	done
+	for f in pa pb pc; do sort -n -k1 "$WORK/$f.txt" | sed -n "$(((RUNS + 1) / 2))p"; done
+}
+label="GET customer recs n=10"
+three=$(triple_runs "$SK" "$NG" "$SKC" random_customer.lua "$WORK/quiet.txt")
+sk=$(echo "$three" | sed -n 1p)
+ng=$(echo "$three" | sed -n 2p)
+skc=$(echo "$three" | sed -n 3p)
+report "$label" shopkeeper $sk
+report "$label" nginx $ng
+report "$label" no-precomp $skc
+RATIOS+=("$(ratio "$label" "$sk" "$ng")")
+RATIOS+=("$(ratio "$label (no lists)" "$skc" "$ng")")
+label="GET item similar n=10"
+both=$(paired_runs "$SK" "$NG" random_item.lua "$WORK/items.txt")
+ski=$(echo "$both" | sed -n 1p)
+ngi=$(echo "$both" | sed -n 2p)
+report "$label" shopkeeper $ski
+report "$label" nginx $ngi
+RATIOS+=("$(ratio "$label" "$ski" "$ngi")")
+RATIOS+=("$("$PY" -c "import sys; print('%-28s customer recs / item similar: %.2f' % ('shopkeeper', float(sys.argv[1]) / float(sys.argv[2])))" \
+	"$(echo "$sk" | cut -d' ' -f1)" "$(echo "$ski" | cut -d' ' -f1)")")
+label="GET customer recs 20% live"
+both=$(paired_runs "$SK" "$NG" random_customer.lua "$WORK/customers.txt")
+skl=$(echo "$both" | sed -n 1p)
+ngl=$(echo "$both" | sed -n 2p)
+report "$label" shopkeeper $skl
+report "$label" nginx $ngl
+RATIOS+=("$(ratio "$label" "$skl" "$ngl")")
+if [ -n "$RECS_ONLY" ]; then
+	echo
+	printf '%s\n' "${RATIOS[@]}"
+	echo
+	echo "threads=$THREADS connections=$CONNS duration=${DURATION}s runs=$RUNS (medians); servers and nginx on core 0, wrk on core 1; load: $(uptime | sed 's/.*load average: //')"
+	exit 0
+fi
 report "POST basket n=10" shopkeeper $(median_runs "$SK" basket.lua "$WORK/items.txt")
 for batch in 1 100; do
 	f=$(median_runs "$SK" events.lua "$WORK/customers.txt" "$WORK/items.txt" $batch)
@@ -284,4 +374,4 @@ RATIOS+=("$(printf '%-28s durable events/s: %.0f while serving %.0f recommendati
 echo
 printf '%s\n' "${RATIOS[@]}"
 echo
-echo "threads=$THREADS connections=$CONNS duration=${DURATION}s runs=$RUNS (medians); server and nginx on core 0, wrk on core 1"
+echo "threads=$THREADS connections=$CONNS duration=${DURATION}s runs=$RUNS (medians); servers and nginx on core 0, wrk on core 1; load: $(uptime | sed 's/.*load average: //')"

@@ -59,6 +59,10 @@ typedef struct model_info {
  * Returns 0, or STORE_NOTFOUND / STORE_CORRUPT / STORE_ERROR with a message
  * in *err (no model there, half-written, other format version...). */
 int model_open(const char *dir, model **out, strbuf *err);
+/* Opens a model file that has no checksum yet: train's own, just written
+ * (model_writer_pause), to score its precomputed lists. The rest as
+ * model_open. */
+int model_open_file(const char *file, model **out, strbuf *err);
 /* Closes the model. Every model_txn on it must have been freed first.
  * model_close(NULL) does nothing. */
 void model_close(model *m);
@@ -225,6 +229,34 @@ static inline history_entry model_history_at(const model_customer *c, uint32_t i
 /* Looks a customer up. Returns 0, STORE_NOTFOUND, STORE_CORRUPT or
  * STORE_ERROR. */
 int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out);
+
+/* ---- precomputed lists (optional: train --precompute; precompute.h) ----- */
+
+/* A customer's list: n entries, best first (decoded with
+ * model_plist_at), borrowed until model_close. */
+typedef struct model_plist {
+	const unsigned char *entries;
+	uint32_t n;
+} model_plist;
+
+static inline precomp_entry model_plist_at(const model_plist *l, uint32_t i)
+{
+	precomp_entry e;
+	memcpy(&e, l->entries + (size_t)i * sizeof(e), sizeof(e));
+	return e;
+}
+
+/* The lists' head (how many, their stride, the parameters they were
+ * scored with), or NULL when the model has none. */
+const precomp_header *model_precomputed_header(const model *m);
+/* Whether any live override has taken an item the model left
+ * recommendable out of the scores since m was opened (it stays true when
+ * the override is undone): false, and no list can be stale for that
+ * reason. Visible as the bitmaps are. */
+bool model_unsourced_overrides(const model *m);
+/* Customer cust's list (cust read from m): true and *out, or false when the
+ * model keeps none for them. O(1); checked at model_open. */
+bool model_precomputed(const model *m, const model_customer *cust, model_plist *out);
 
 /* Walks the customers in id order. */
 typedef struct model_iter model_iter;

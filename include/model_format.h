@@ -49,6 +49,16 @@
  *               content neighbours (content.h), scores in (0, 1]
  *   customers   customer id -> customer_summary, history_entry[n_hist] (most
  *               recent first), then attrs_len bytes of attribute JSON
+ *   precomputed (optional: train --precompute N; older models and models
+ *               trained with --precompute 0 lack it, and builds that do not
+ *               know it ignore it) "all" -> precomp_header, u8 count[n_lists]
+ *               padded with zeros to a multiple of 4, then
+ *               precomp_entry[n_lists * stride]: list i is entries
+ *               [i*stride, i*stride + count[i]), best first, as the server
+ *               scores customer i with no live events and the header's
+ *               parameters. Customer i is the one whose
+ *               customer_summary.precomputed is i + 1 (0: no list).
+ *               docs/design.md, "Precomputed lists".
  *
  * Records are in host byte order (little-endian on every platform we build
  * for; the meta record says so). LMDB places values at 2-byte alignment, so
@@ -117,11 +127,38 @@ typedef struct customer_summary {
 	float monetary;         /* net spend */
 	uint16_t birthday;      /* month * 100 + day, 0: unknown */
 	uint16_t reserved16;
-	uint32_t reserved32;
+	uint32_t precomputed;   /* 1 + the customer's list in "precomputed" (0:
+				 * none; older models wrote 0 here) */
 } customer_summary;
+
+/* The head of the "precomputed" record: how many lists, their stride
+ * (train --precompute N) and the scoring parameters they were computed
+ * with (rec_params); a server scoring with others does not use them. */
+typedef struct precomp_header {
+	uint32_t n_lists;
+	uint32_t stride;         /* entries per list, 1..100 */
+	uint32_t neighbors_used;
+	float cutoff;
+	uint32_t negatives_used;
+	uint32_t entry_size;     /* sizeof(precomp_entry) */
+	float content_weight;    /* the hybrid blend the lists were scored with */
+	float content_count;
+} precomp_header;
+
+/* One precomputed candidate: its score as scoring sums it and the history
+ * items that contributed most (UINT32_MAX: an unused slot; the used ones
+ * come first). */
+#define PRECOMP_BECAUSE 3
+typedef struct precomp_entry {
+	uint32_t item;
+	float score;
+	uint32_t because[PRECOMP_BECAUSE];
+} precomp_entry;
 
 _Static_assert(sizeof(neighbor) == 8, "neighbour pairs are stored packed");
 _Static_assert(sizeof(history_entry) == 24, "history entries are stored as laid out here");
 _Static_assert(sizeof(customer_summary) == 40, "the customer head is stored as laid out here");
+_Static_assert(sizeof(precomp_header) == 32, "the precomputed head is stored as laid out here");
+_Static_assert(sizeof(precomp_entry) == 20, "precomputed entries are stored packed");
 
 #endif

@@ -91,6 +91,19 @@ int model_writer_put_customer(model_writer *w, const char *id, size_t len,
 int model_writer_put_raw(model_writer *w, const char *table, const void *key, size_t klen,
 			 const void *val, size_t vlen, strbuf *err);
 
+/* Precomputed lists (precompute.h), scored on the model as written so far:
+ * model_writer_pause commits what was written and closes the file, whose
+ * path (*path, valid until the writer is freed) can then be opened with
+ * model_open_file; model_writer_resume reopens it for `more` bytes more
+ * (closing that model first). Each returns 0 or STORE_ERROR with a message
+ * in *err; after a failure only model_writer_abort is left. */
+int model_writer_pause(model_writer *w, const char **path, strbuf *err);
+int model_writer_resume(model_writer *w, uint64_t more, strbuf *err);
+/* The "precomputed" record (model_format.h): h, then counts[h->n_lists],
+ * then entries[h->n_lists * h->stride]. Borrowed. */
+int model_writer_put_precomputed(model_writer *w, const precomp_header *h,
+				 const uint8_t *counts, const precomp_entry *entries, strbuf *err);
+
 /* Commits, syncs and renames the file into place; the writer is freed.
  * Returns 0 or STORE_ERROR with a message in *err. */
 int model_writer_finish(model_writer *w, strbuf *err);

@@ -48,6 +48,7 @@ typedef struct rec_item {
 typedef struct rec_result {
 	enum rec_source source; /* personal if any item is personal or content
 				 * (the history was used), else popular */
+	bool precomputed;       /* answered from the model's precomputed list */
 	uint32_t n;
 	rec_item items[REC_MAX_N];
 } rec_result;
@@ -107,6 +108,10 @@ typedef struct rec_params {
 	 * (tune.h). */
 	float content_weight; /* >= 0 */
 	float content_count;  /* >= 0 */
+	/* no_precomputed: score every customer in full, never from the model's
+	 * precomputed lists (serve --no-precomputed: the reference the fast
+	 * path is tested and benchmarked against). */
+	bool no_precomputed;
 } rec_params;
 #define REC_DEFAULT_NEIGHBORS_USED 30u
 #define REC_DEFAULT_CUTOFF 0.1f
@@ -144,7 +149,16 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
 
 /* rec_for_customer for a customer already looked up: `cust` is their model
  * record (NULL: not in the model) and `ev` their recorded events (NULL or
- * count 0: none), both borrowed from the caller's transactions. */
+ * count 0: none), both borrowed from the caller's transactions.
+ *
+ * The fast path: when the model keeps a precomputed list for cust
+ * (precompute.h), the ctx scores with the parameters the list was scored
+ * with, no event of ev is newer than the model, no history item of theirs
+ * has been made not recommendable since (it would no longer add to the
+ * scores), purchases are excluded and the filter leaves at least n items of
+ * the list, the answer is those n items (out->precomputed): the same bytes
+ * scoring would give. Otherwise it scores. A new rule in rec_filter must be
+ * applied to the list too (passes() in recommend.c), or turn the path off. */
 int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
 		    uint32_t n, const rec_filter *f, rec_result *out);
 

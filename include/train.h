@@ -79,6 +79,8 @@ typedef struct train_options {
 				* catalog (content.h), when it has titles,
 				* categories or prices */
 	content_options content_opt;
+	uint32_t precompute;   /* best candidates stored per customer
+				* (precompute.h; train --precompute; 0: none) */
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u

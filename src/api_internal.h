@@ -73,6 +73,7 @@ struct worker_metrics {
 	atomic_ulong latency_sum_us;
 	atomic_ulong events_accepted, events_rejected;
 	atomic_ulong events_refused_live; /* new customers past the cap */
+	atomic_ulong recs_precomputed; /* customer answers from precomputed lists */
 };
 
 struct api {

@@ -37,7 +37,7 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 {
 	static unsigned long requests[API_N_ROUTES][API_N_STATUS]; /* summed under workers_lock */
 	unsigned long latency[API_N_BUCKETS + 1] = { 0 }, sum_us = 0, accepted = 0, rejected = 0,
-		      refused_live = 0;
+		      refused_live = 0, precomputed = 0;
 	strbuf *sb = resp->body;
 	strbuf label = STRBUF_INIT;
 
@@ -56,6 +56,8 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		rejected += atomic_load_explicit(&k->metrics.events_rejected, memory_order_relaxed);
 		refused_live += atomic_load_explicit(&k->metrics.events_refused_live,
 						     memory_order_relaxed);
+		precomputed += atomic_load_explicit(&k->metrics.recs_precomputed,
+						    memory_order_relaxed);
 	}
 	sb_adds(sb, "# HELP shopkeeper_requests_total HTTP requests answered, by route and status.\n"
 		    "# TYPE shopkeeper_requests_total counter\n");
@@ -94,6 +96,10 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# HELP shopkeeper_events_rejected_total Events refused as invalid.\n"
 		    "# TYPE shopkeeper_events_rejected_total counter\n"
 		    "shopkeeper_events_rejected_total %lu\n", accepted, rejected);
+	sb_addf(sb, "# HELP shopkeeper_recommendations_precomputed_total Customer recommendations "
+		    "answered from the model's precomputed lists (train --precompute).\n"
+		    "# TYPE shopkeeper_recommendations_precomputed_total counter\n"
+		    "shopkeeper_recommendations_precomputed_total %lu\n", precomputed);
 	uint64_t commits = 0, written = 0;
 	events_writer_stats(a->events, &commits, &written);
 	sb_addf(sb, "# HELP shopkeeper_event_commits_total Group commits (one fsync each).\n"

@@ -240,6 +240,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 		api_storage_error(resp, rc);
 		return;
 	}
+	if (w->result.precomputed)
+		atomic_fetch_add_explicit(&w->metrics.recs_precomputed, 1, memory_order_relaxed);
 	open_customer_answer(sb, w->m, id, len);
 	served_tag(a, w, sb, &s, id, len, &w->result);
 	if (personal) {

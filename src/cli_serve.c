@@ -61,6 +61,9 @@ static const char serve_usage[] =
 	"  --cutoff R         ...and skips those contributing under R x the\n"
 	"                     strongest contribution, 0 <= R < 1 (default: the\n"
 	"                     model's tuned value, else 0.1)\n"
+	"  --no-precomputed   score every customer in full, never from the lists\n"
+	"                     train --precompute stored (a reference for tests\n"
+	"                     and benchmarks: the answers are the same)\n"
 	"  --max-connections N         open connections at once; more wait in the\n"
 	"                              listen backlog (default 10000)\n"
 	"  --max-connections-per-ip N  per client address; more are closed at\n"
@@ -149,7 +152,7 @@ enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KE
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
-       O_ATTR_DAYS, O_HELP };
+       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -161,6 +164,7 @@ static const struct option serve_opts_table[] = {
 	{ "state-map", required_argument, NULL, O_MAP },
 	{ "api-keys", required_argument, NULL, O_KEYS },
 	{ "auth-reads", no_argument, NULL, O_AUTH_READS },
+	{ "no-precomputed", no_argument, NULL, O_NO_PRECOMPUTED },
 	{ "insecure-no-auth", no_argument, NULL, O_INSECURE },
 	{ "max-connections", required_argument, NULL, O_MAXCONN },
 	{ "neighbors-used", required_argument, NULL, O_NUSED },
@@ -224,8 +228,11 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected a number from 0 to below 1", what);
 		break;
 	case O_AUTH_READS:
-	case O_INSECURE: {
-		bool *flag = code == O_AUTH_READS ? &o->auth_reads : &o->insecure_no_auth;
+	case O_INSECURE:
+	case O_NO_PRECOMPUTED: {
+		bool *flag = code == O_AUTH_READS ? &o->auth_reads
+			     : code == O_INSECURE ? &o->insecure_no_auth
+						  : &o->params.no_precomputed;
 		/* A flag has no argument; its variable says 1/0. */
 		if (!arg || !strcmp(arg, "1") || !strcmp(arg, "true") || !strcmp(arg, "yes"))
 			*flag = true;

@@ -15,6 +15,7 @@
 #include "progress.h"
 #include "rfm.h"
 #include "model_writer.h"
+#include "precompute.h"
 #include "timefmt.h"
 #include "train.h"
 #include "eventlog.h"
@@ -405,6 +406,10 @@ static const char train_usage_head[] =
 	"                        live events. The model's meta record says what was fed\n"
 	"                        (live_events)\n";
 static const char train_usage_tail[] =
+	"  --precompute N        store each customer's N best candidates in the model\n"
+	"                        (0..100, default 20, about 20 N bytes a customer): the\n"
+	"                        server answers customers without live events from them\n"
+	"                        (docs/training.md); 0: none\n"
 	"  --event-log-position ID  the last entry (MS-SEQ) of the shared event log\n"
 	"                        (serve --event-log) these interactions cover: kept in\n"
 	"                        the model's meta record, a new replica replays the log\n"
@@ -503,8 +508,8 @@ static void print_summary(const char *out, const struct train_flags *f, const da
 
 int cmd_train(int argc, char **argv)
 {
-	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP, O_LOGPOS, O_EVENTS };
-	struct option opts[TRAIN_FLAG_COUNT + 8] = {
+	enum { O_INTER = 1, O_OUT, O_QUIET, O_HELP, O_DUMP, O_LOGPOS, O_EVENTS, O_PRECOMPUTE };
+	struct option opts[TRAIN_FLAG_COUNT + 9] = {
 		{ "interactions", required_argument, NULL, O_INTER },
 		{ "out", required_argument, NULL, O_OUT },
 		{ "quiet", no_argument, NULL, O_QUIET },
@@ -512,12 +517,14 @@ int cmd_train(int argc, char **argv)
 		{ "dump-neighbors", required_argument, NULL, O_DUMP },
 		{ "event-log-position", required_argument, NULL, O_LOGPOS },
 		{ "events-from", required_argument, NULL, O_EVENTS },
+		{ "precompute", required_argument, NULL, O_PRECOMPUTE },
 	};
 	struct train_flags f;
 	const char *interactions = NULL, *out = NULL, *dump = NULL;
 	bool quiet = false;
+	uint32_t precompute = PRECOMPUTE_DEFAULT;
 	int c, rc;
-	train_flags_begin(&f, opts, 7);
+	train_flags_begin(&f, opts, 8);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_INTER: interactions = optarg; break;
@@ -533,6 +540,11 @@ int cmd_train(int argc, char **argv)
 			break;
 		}
 		case O_EVENTS: f.events_from = optarg; break;
+		case O_PRECOMPUTE:
+			if (!cli_parse_u32(optarg, 0, PRECOMPUTE_MAX, &precompute))
+				return cli_usage_error("train", "--precompute %s: expected an integer "
+						       "from 0 to %u", optarg, PRECOMPUTE_MAX);
+			break;
 		case 'h':
 		case O_HELP:
 			fputs(train_usage_head, stdout);
@@ -563,6 +575,7 @@ int cmd_train(int argc, char **argv)
 		goto out;
 	}
 	double t = util_monotonic();
+	f.topt.precompute = precompute; /* after tuning, which sets topt */
 	if (train_write(out, &f, &ds, &r, as_of, &err) != 0) {
 		cli_fail("train", "%s", err.buf);
 		goto out;

@@ -38,6 +38,10 @@ struct model {
 	 * From the flags at open, then changed in place by the live
 	 * overrides (model_item_override), one word at a time. */
 	_Atomic uint64_t *hidden, *unsourced;
+	/* Set (for good) by the first override that takes a recommendable
+	 * item out of the scores: until then no precomputed list is stale
+	 * for that reason (model_unsourced_overrides). */
+	atomic_bool unsourced_override;
 	uint32_t *category_order; /* category indexes by name, for lookups */
 	uint32_t *item_slots;     /* open addressing: item index + 1 (0: empty) */
 	uint64_t item_mask;       /* slots - 1 (a power of two) */
@@ -47,6 +51,11 @@ struct model {
 	offtab nbrs; /* every item's neighbours */
 	uint32_t *nbr_pos; /* format 5: positives per list, else NULL */
 	content_index *content; /* format 6: the content tables, else NULL */
+	/* The optional "precomputed" record (pc.n_lists 0: none). */
+	MDB_dbi precomputed;
+	bool has_precomputed;
+	precomp_header pc;
+	const unsigned char *pc_counts, *pc_entries;
 	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;
@@ -422,16 +431,69 @@ const struct content_index *model_content(const model *m)
 	return m->content;
 }
 
+/* The optional precomputed lists: checked here once (sizes, counts, item
+ * indexes, finite positive scores, best first), trusted afterwards. */
+static int load_precomputed(model *m, const char *path, strbuf *err)
+{
+	MDB_val v;
+	if (!m->has_precomputed || get_blob(m->blob_txn, m->precomputed, "all", &v) != 0)
+		return 0; /* an older model, or one trained with --precompute 0 */
+	precomp_header h;
+	const unsigned char *p = v.mv_data;
+	if (v.mv_size < sizeof(h))
+		goto bad;
+	memcpy(&h, p, sizeof(h));
+	uint64_t cbytes = ((uint64_t)h.n_lists + 3) & ~3ull;
+	if (h.entry_size != sizeof(precomp_entry) || h.stride == 0 || h.stride > 100 ||
+	    h.n_lists > m->info.n_customers ||
+	    v.mv_size != sizeof(h) + cbytes + (uint64_t)h.n_lists * h.stride * sizeof(precomp_entry))
+		goto bad;
+	const unsigned char *counts = p + sizeof(h), *entries = counts + cbytes;
+	uint32_t n = m->info.n_items;
+	for (uint32_t i = 0; i < h.n_lists; i++) {
+		if (counts[i] > h.stride)
+			goto bad;
+		for (uint32_t k = 0; k < counts[i]; k++) {
+			precomp_entry e, prev;
+			size_t at = ((size_t)i * h.stride + k) * sizeof(e);
+			memcpy(&e, entries + at, sizeof(e));
+			if (e.item >= n || !isfinite(e.score) || !(e.score > 0.0f))
+				goto bad;
+			if (k > 0) {
+				memcpy(&prev, entries + at - sizeof(e), sizeof(e));
+				if (prev.score < e.score)
+					goto bad;
+			}
+			for (int b = 0; b < PRECOMP_BECAUSE; b++)
+				if (e.because[b] != UINT32_MAX && e.because[b] >= n)
+					goto bad;
+		}
+	}
+	m->pc = h;
+	m->pc_counts = counts;
+	m->pc_entries = entries;
+	return 0;
+bad:
+	sb_addf(err, "%s: the precomputed lists are corrupt or do not match the model; "
+		     "retrain", path);
+	return STORE_CORRUPT;
+}
+
 static void clock_setup(model *m);
 
-int model_open(const char *dir, model **out, strbuf *err)
+/* Opens file (DIR/model.mdb) read-only; with dir, after checking it against
+ * its checksum; without, unchecked (model_open_file). */
+static int open_model(const char *dir, const char *file, model **out, strbuf *err)
 {
 	model *m = xcalloc(1, sizeof(*m));
 	strbuf path = STRBUF_INIT;
 	int rc, ret = STORE_ERROR;
 	MDB_txn *txn = NULL;
+	bool checked = dir != NULL;
 
-	sb_addf(&path, "%s/%s", dir, MODEL_FILE);
+	if (!dir)
+		dir = file; /* in messages */
+	sb_adds(&path, file);
 	struct stat st;
 	/* The file the checksum is checked on, and then compared with the one
 	 * LMDB opened: train may rename a new model into place meanwhile. */
@@ -478,7 +540,7 @@ int model_open(const char *dir, model **out, strbuf *err)
 	/* LMDB does not checksum its pages: a damaged one would abort the
 	 * process inside mdb.c at the first request through it. So the whole
 	 * file is checked before any page beyond the header is read. */
-	if ((ret = model_sum_check(dir, path.buf, fd, err)) != 0)
+	if (checked && (ret = model_sum_check(dir, path.buf, fd, err)) != 0)
 		goto fail;
 	struct stat lst;
 	int lfd;
@@ -507,6 +569,12 @@ int model_open(const char *dir, model **out, strbuf *err)
 		ret = STORE_CORRUPT;
 		goto fail;
 	}
+	rc = mdb_dbi_open(txn, "precomputed", 0, &m->precomputed);
+	if (rc && rc != MDB_NOTFOUND) {
+		store_lmdb_fail(err, "model: open table", rc);
+		goto fail;
+	}
+	m->has_precomputed = rc == 0;
 	rc = store_txn_commit(&txn);
 	if (rc) {
 		store_lmdb_fail(err, "model: commit", rc);
@@ -533,6 +601,8 @@ int model_open(const char *dir, model **out, strbuf *err)
 		goto fail;
 	if ((ret = load_content(m, items, path.buf, err)) != 0)
 		goto fail;
+	if ((ret = load_precomputed(m, path.buf, err)) != 0)
+		goto fail;
 	sb_release(&path);
 	clock_setup(m);
 	*out = m;
@@ -545,6 +615,20 @@ fail:
 	sb_release(&path);
 	model_close(m);
 	return ret ? ret : STORE_ERROR;
+}
+
+int model_open(const char *dir, model **out, strbuf *err)
+{
+	strbuf file = STRBUF_INIT;
+	sb_addf(&file, "%s/%s", dir, MODEL_FILE);
+	int rc = open_model(dir, file.buf, out, err);
+	sb_release(&file);
+	return rc;
+}
+
+int model_open_file(const char *file, model **out, strbuf *err)
+{
+	return open_model(NULL, file, out, err);
 }
 
 void model_close(model *m)
@@ -658,6 +742,8 @@ void model_item_override(model *m, uint32_t idx, bool available, bool recommenda
 	/* The model's own flag wins: such an item was trained without
 	 * neighbours, so there is nothing to bring back. */
 	bool unrec = !recommendable || !model_item_recommendable(m, idx);
+	if (!recommendable && model_item_recommendable(m, idx))
+		atomic_store_explicit(&m->unsourced_override, true, memory_order_relaxed);
 	set_bit(m->unsourced, idx, unrec);
 	set_bit(m->hidden, idx, unrec || !available);
 }
@@ -847,6 +933,28 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 	out->neg = out->data + (size_t)out->n * sizeof(neighbor);
 	out->n_neg = all - out->n;
 	return 0;
+}
+
+/* ---- precomputed lists ------------------------------------------------------ */
+
+bool model_unsourced_overrides(const model *m)
+{
+	return atomic_load_explicit(&m->unsourced_override, memory_order_relaxed);
+}
+
+const precomp_header *model_precomputed_header(const model *m)
+{
+	return m->pc_entries ? &m->pc : NULL;
+}
+
+bool model_precomputed(const model *m, const model_customer *cust, model_plist *out)
+{
+	uint32_t i = cust->sum.precomputed - 1; /* 0 wraps: no list */
+	if (i >= m->pc.n_lists)
+		return false;
+	out->n = m->pc_counts[i];
+	out->entries = m->pc_entries + (size_t)i * m->pc.stride * sizeof(precomp_entry);
+	return true;
 }
 
 /* Decodes a customer record. */

@@ -4,6 +4,8 @@
  */
 #include "model_writer.h"
 
+#include "precompute.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
@@ -31,6 +33,7 @@ struct model_writer {
 	MDB_dbi meta, items, item_index, neighbors, customers;
 	char *dir, *tmp_path, *final_path;
 	unsigned puts; /* in the current transaction */
+	uint64_t mapsize;
 };
 
 static int writer_begin(model_writer *w, strbuf *err)
@@ -62,10 +65,36 @@ static int writer_put(model_writer *w, MDB_dbi dbi, const void *k, size_t klen, 
 	return writer_tick(w, err);
 }
 
+/* Opens (or reopens, after model_writer_pause) the temporary file and its
+ * tables, in a write transaction. */
+static int writer_open_file(model_writer *w, strbuf *err)
+{
+	if (store_env_open(w->tmp_path, MDB_NOSYNC | MDB_NOLOCK, 8, w->mapsize, 0, "the new model",
+			   &w->env, err) != 0)
+		return STORE_ERROR;
+	if (writer_begin(w, err) != 0)
+		return STORE_ERROR;
+	struct {
+		const char *name;
+		MDB_dbi *dbi;
+	} dbs[] = {
+		{ "meta", &w->meta },
+		{ "items", &w->items },
+		{ "item_index", &w->item_index },
+		{ "neighbors", &w->neighbors },
+		{ "customers", &w->customers },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(dbs); i++) {
+		int rc = mdb_dbi_open(w->txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+		if (rc)
+			return store_lmdb_fail(err, "model: create table", rc);
+	}
+	return 0;
+}
+
 int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, strbuf *err)
 {
 	model_writer *w = xcalloc(1, sizeof(*w));
-	int rc;
 
 	if (store_make_dirs(dir, err) != 0)
 		goto fail;
@@ -80,30 +109,9 @@ int model_writer_open(const char *dir, uint64_t size_hint, model_writer **out, s
 	/* B-tree overhead and page slack: twice the payload plus 64 MiB. The
 	 * map is virtual; the file only grows as pages are written. */
 	uint64_t mapsize = size_hint * 2 + (64ull << 20);
-	mapsize = (mapsize + 4095) & ~4095ull;
-	if (store_env_open(w->tmp_path, MDB_NOSYNC | MDB_NOLOCK, 8, mapsize, 0, "the new model",
-			   &w->env, err) != 0)
+	w->mapsize = (mapsize + 4095) & ~4095ull;
+	if (writer_open_file(w, err) != 0)
 		goto fail;
-	if (writer_begin(w, err) != 0)
-		goto fail;
-	struct {
-		const char *name;
-		MDB_dbi *dbi;
-		unsigned flags;
-	} dbs[] = {
-		{ "meta", &w->meta, 0 },
-		{ "items", &w->items, 0 },
-		{ "item_index", &w->item_index, 0 },
-		{ "neighbors", &w->neighbors, 0 },
-		{ "customers", &w->customers, 0 },
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(dbs); i++) {
-		rc = mdb_dbi_open(w->txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbs[i].dbi);
-		if (rc) {
-			store_lmdb_fail(err, "model: create table", rc);
-			goto fail;
-		}
-	}
 	*out = w;
 	return 0;
 fail:
@@ -376,6 +384,46 @@ int model_writer_put_raw(model_writer *w, const char *table, const void *key, si
 		return STORE_ERROR;
 	}
 	return writer_put(w, dbi, key, klen, val, vlen, 0, err);
+}
+
+int model_writer_pause(model_writer *w, const char **path, strbuf *err)
+{
+	int rc = store_txn_commit(&w->txn);
+	if (rc)
+		return store_lmdb_fail(err, "model: commit", rc);
+	mdb_env_close(w->env);
+	w->env = NULL;
+	*path = w->tmp_path;
+	return 0;
+}
+
+int model_writer_resume(model_writer *w, uint64_t more, strbuf *err)
+{
+	assert(!w->env);
+	w->mapsize = (w->mapsize + more * 2 + 4095) & ~4095ull;
+	return writer_open_file(w, err);
+}
+
+int model_writer_put_precomputed(model_writer *w, const precomp_header *h,
+				 const uint8_t *counts, const precomp_entry *entries, strbuf *err)
+{
+	MDB_dbi dbi;
+	int rc = mdb_dbi_open(w->txn, "precomputed", MDB_CREATE, &dbi);
+	if (rc)
+		return store_lmdb_fail(err, "model: create table", rc);
+	size_t cbytes = ((size_t)h->n_lists + 3) & ~(size_t)3;
+	size_t ebytes = (size_t)h->n_lists * h->stride * sizeof(precomp_entry);
+	MDB_val key = { 3, "all" }, val = { sizeof(*h) + cbytes + ebytes, NULL };
+	if ((rc = mdb_put(w->txn, dbi, &key, &val, MDB_RESERVE)) != 0)
+		return store_lmdb_fail(err, "model: write", rc);
+	unsigned char *p = val.mv_data;
+	memcpy(p, h, sizeof(*h));
+	memset(p + sizeof(*h), 0, cbytes);
+	if (h->n_lists)
+		memcpy(p + sizeof(*h), counts, h->n_lists);
+	if (ebytes)
+		memcpy(p + sizeof(*h) + cbytes, entries, ebytes);
+	return writer_tick(w, err);
 }
 
 int model_writer_finish(model_writer *w, strbuf *err)
@@ -665,11 +713,14 @@ int model_write(const char *dir, const train_options *o, const struct tune_resul
 			.frequency = figs[c].frequency,
 			.monetary = figs[c].monetary,
 			.birthday = have ? ds->customer_birthday[c] : 0,
+			.precomputed = o->precompute ? c + 1 : 0,
 		};
 		rc = model_writer_put_customer(w, id, len, &sum, r->hist + r->hist_off[c], attrs, err);
 		progress_update(&prog, c);
 	}
 	progress_end(&prog);
+	if (!rc && o->precompute)
+		rc = precompute_write(w, o->precompute, o->threads, ds->customers, nc, err);
 	if (rc) {
 		model_writer_abort(w);
 		goto out;

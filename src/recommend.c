@@ -33,6 +33,7 @@ struct source {
 };
 
 _Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
+_Static_assert(PRECOMP_BECAUSE == REC_MAX_BECAUSE, "a precomputed entry holds a whole because list");
 
 /* Scoring runs in two passes. The first only adds to `acc`, a float per
  * item that is all zero between requests (reset through `touched`), so the
@@ -57,6 +58,7 @@ struct rec_ctx {
 	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
 	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
+	bool use_precomputed; /* the model's lists may answer (rec_params.no_precomputed) */
 	model_item_bits bits; /* this request's model's live item bitmaps */
 	/* Hybrid scoring (content.h): the content neighbours' sums, the
 	 * blend knobs, and where this request reads item popularity. */
@@ -95,6 +97,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->cutoff = REC_DEFAULT_CUTOFF;
 	c->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
 	c->content_count = REC_DEFAULT_CONTENT_COUNT;
+	c->use_precomputed = true;
 	c->acc = xcalloc(n, sizeof(*c->acc));
 	c->acc_c = xcalloc(n, sizeof(*c->acc_c));
 	c->cand = xcalloc(n, sizeof(*c->cand));
@@ -125,6 +128,7 @@ void rec_params_init(rec_params *p)
 	p->negatives_used = REC_DEFAULT_NEGATIVES_USED;
 	p->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
 	p->content_count = REC_DEFAULT_CONTENT_COUNT;
+	p->no_precomputed = false;
 }
 
 void rec_params_unset(rec_params *p)
@@ -134,6 +138,7 @@ void rec_params_unset(rec_params *p)
 	p->negatives_used = UINT32_MAX;
 	p->content_weight = -1.0f;
 	p->content_count = -1.0f;
+	p->no_precomputed = false;
 }
 
 void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info)
@@ -157,6 +162,7 @@ void rec_params_for_model(rec_params *out, const rec_params *given, const model_
 		out->content_weight = given->content_weight;
 	if (given->content_count >= 0.0f)
 		out->content_count = given->content_count;
+	out->no_precomputed = given->no_precomputed;
 }
 
 void rec_ctx_configure(rec_ctx *c, const rec_params *p)
@@ -169,6 +175,7 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 				    ? p->content_weight : REC_DEFAULT_CONTENT_WEIGHT;
 	c->content_count = p->content_count >= 0.0f && isfinite(p->content_count)
 				   ? p->content_count : REC_DEFAULT_CONTENT_COUNT;
+	c->use_precomputed = !p->no_precomputed;
 }
 
 /* Starts a request: a fresh generation makes every stamp stale at once;
@@ -193,6 +200,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	c->n_ev_items = 0;
 	out->n = 0;
 	out->source = REC_POPULAR;
+	out->precomputed = false;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
 		if (f->exclude[i] < c->n_items)
 			c->cand[f->exclude[i]].banned = c->gen;
@@ -669,6 +677,107 @@ static int fold_events(rec_ctx *c, model_txn *t, const state_events *ev, const r
 	return rc == STORE_NOTFOUND ? counted : rc;
 }
 
+/* ---- precomputed lists (precompute.h) ----------------------------------------
+ * A list holds the customer's best candidates as rec_for_history ranks
+ * them with no live events and the list's parameters: purchases left out,
+ * items hidden when the model was trained left out, best first in topk's
+ * total order (score, then item index). Every rule a request adds only
+ * takes items away (exclude=, category, price, items hidden since), and
+ * each item's score and because list depend on the history alone, not on
+ * which other items are chosen. So the first n list items a request's
+ * filter lets through are the n scoring would choose, with the same scores
+ * and because lists, as long as n of them get through. */
+
+/* Whether nothing since training changes what this customer's list was
+ * scored from: the same parameters, no event newer than the model (older
+ * ones are in its history and fold_events skips them), and no history item
+ * made not recommendable since (add_source would skip it). Mirrors the
+ * history walk of rec_for_history. */
+static bool list_current(const rec_ctx *c, const model *m, const model_customer *cust,
+			 const state_events *ev, const precomp_header *h)
+{
+	if (h->neighbors_used != c->neighbors_used || h->cutoff != c->cutoff ||
+	    h->negatives_used != c->negatives_used || h->content_weight != c->content_weight ||
+	    h->content_count != c->content_count)
+		return false;
+	if (ev && ev->count > 0) {
+		int64_t as_of = model_get_info(m)->as_of;
+		event_view e;
+		size_t pos = 0;
+		int rc;
+		while ((rc = state_events_next(ev, &pos, &e)) == 0)
+			if (e.ts > as_of)
+				return false;
+		if (rc != STORE_NOTFOUND)
+			return false; /* scoring reports it */
+	}
+	/* The walk costs a cache miss per few entries: skipped until some
+	 * override has taken an item out of the scores. */
+	if (!model_unsourced_overrides(m))
+		return true;
+	uint32_t used = 0;
+	for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
+		history_entry e = model_history_at(cust, i);
+		if (e.item >= c->n_items)
+			return false;
+		if (!(e.weight * e.weight > 0.0f))
+			continue;
+		/* Unsourced by the model itself it was when the list was
+		 * scored; by a live override it was not. */
+		if (model_bit(c->bits.unsourced, e.item) && model_item_recommendable(m, e.item))
+			return false;
+		used++;
+	}
+	return true;
+}
+
+/* Whether list item j may be in this request's answer: what
+ * select_top_from checks, but the score (positive in every list). */
+static inline bool passes(const rec_ctx *c, const model *m, const rec_filter *f, bool rules,
+			  uint32_t j)
+{
+	return c->cand[j].banned != c->gen && !model_bit(c->bits.hidden, j) &&
+	       (!rules || allowed(m, f, j));
+}
+
+/* Answers from cust's precomputed list when that gives scoring's answer
+ * (see above): true with *out filled, else false with *out empty. Called
+ * by rec_for_history after begin(). */
+static bool from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
+			     const state_events *ev, uint32_t n, const rec_filter *f,
+			     rec_result *out)
+{
+	model_plist list;
+	const precomp_header *h = model_precomputed_header(m);
+	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
+	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h))
+		return false;
+	bool rules = has_rules(f), because = !f || f->because;
+	for (uint32_t k = 0; k < list.n && out->n < n; k++) {
+		precomp_entry e = model_plist_at(&list, k);
+		if (!passes(c, m, f, rules, e.item))
+			continue;
+		rec_item *it = &out->items[out->n++];
+		it->item = e.item;
+		it->score = e.score;
+		it->source = REC_PERSONAL;
+		it->n_because = 0;
+		while (because && it->n_because < PRECOMP_BECAUSE &&
+		       e.because[it->n_because] != UINT32_MAX) {
+			it->because[it->n_because] = e.because[it->n_because];
+			it->n_because++;
+		}
+		model_item_prefetch(m, e.item);
+	}
+	if (out->n < n) {
+		out->n = 0; /* too few left: scoring decides */
+		return false;
+	}
+	out->source = REC_PERSONAL;
+	out->precomputed = true;
+	return true;
+}
+
 int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
 		    uint32_t n, const rec_filter *f, rec_result *out)
 {
@@ -682,6 +791,8 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 		fill_popular(c, m, n, f, out);
 		return 0;
 	}
+	if (cust && from_precomputed(c, m, cust, ev, n, f, out))
+		return 0;
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
 	if ((events = fold_events(c, t, ev, f, rate)) < 0)
 		return events;

@@ -224,6 +224,90 @@ TEST(damaged_models_refused)
 	}
 }
 
+/* A model of two customers with precomputed lists of stride 2; `bad`
+ * names an item past the catalog in v's list. */
+static int write_precomputed(const char *dir, int bad)
+{
+	strbuf err = STRBUF_INIT;
+	model_writer *w = NULL;
+	int rc = model_writer_open(dir, 1 << 20, &w, &err);
+	if (rc)
+		return rc;
+	const char *ids[] = { "a", "b", "c", "d" };
+	size_t lens[] = { 1, 1, 1, 1 };
+	const char *cats[] = { "fruit" };
+	size_t clens[] = { 5 };
+	string_table idt = { ids, lens, 4 }, ct = { cats, clens, 1 };
+	uint32_t category[] = { 0, 0, 0, 0 };
+	float pop[] = { 4, 3, 2, 1 }, price[] = { 1, 1, 1, 1 };
+	neighbor lists[4] = { { 1, 0.9f }, { 0, 0.9f }, { 0, 0.5f }, { 1, 0.4f } };
+	uint32_t counts[] = { 1, 1, 1, 1 };
+	history_entry hu[] = { { 0, HIST_PURCHASED, 1.0f, 1, 100 } };
+	customer_summary su = { .n_hist = 1, .precomputed = 1 };
+	customer_summary sv = { .n_hist = 1, .precomputed = 2 };
+	precomp_header h = { .n_lists = 2, .stride = 2, .neighbors_used = 30, .cutoff = 0.1f,
+			     .negatives_used = 1000, .entry_size = sizeof(precomp_entry) };
+	uint8_t n[] = { 2, 1 };
+	precomp_entry e[4] = { { 1, 0.9f, { 0, UINT32_MAX, UINT32_MAX } },
+			       { 2, 0.5f, { 0, UINT32_MAX, UINT32_MAX } },
+			       { bad ? 99u : 3u, 0.4f, { 1, UINT32_MAX, UINT32_MAX } },
+			       { 0, 0, { 0, 0, 0 } } };
+	rc = model_writer_put_meta(w, fixture_meta, &err);
+	rc = rc ? rc : model_writer_put_items(w, &idt, pop, pop, &err);
+	rc = rc ? rc : model_writer_put_catalog(w, &idt, &ct, category, price, &err);
+	rc = rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, &err);
+	rc = rc ? rc : model_writer_put_customer(w, "u", 1, &su, hu, NULL, &err);
+	rc = rc ? rc : model_writer_put_customer(w, "v", 1, &sv, hu, NULL, &err);
+	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, e, &err);
+	if (rc)
+		model_writer_abort(w);
+	else
+		rc = model_writer_finish(w, &err);
+	sb_release(&err);
+	return rc;
+}
+
+/* The optional precomputed lists: found by the customer's ordinal, absent
+ * from models without them, and a list naming an unknown item is refused
+ * at open. */
+TEST(precomputed_lists)
+{
+	CHECK_INT(write_precomputed(sub("pc"), 0), 0);
+	model *m = open_model(sub("pc"));
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	const precomp_header *h = model_precomputed_header(m);
+	CHECK(h != NULL && h->stride == 2 && h->n_lists == 2);
+	model_txn *t = NULL;
+	CHECK_INT(model_txn_begin(m, &t), 0);
+	model_customer c;
+	model_plist l;
+	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
+	CHECK(model_precomputed(m, &c, &l));
+	CHECK_INT(l.n, 2);
+	CHECK_INT(model_plist_at(&l, 1).item, 2);
+	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
+	CHECK(model_precomputed(m, &c, &l));
+	CHECK_INT(l.n, 1);
+	CHECK_INT(model_plist_at(&l, 0).item, 3);
+	CHECK_INT(model_plist_at(&l, 0).because[0], 1);
+	model_txn_free(t);
+	model_close(m);
+
+	CHECK_INT(write_model(sub("no-pc")), 0);
+	m = open_model(sub("no-pc"));
+	CHECK(m != NULL && model_precomputed_header(m) == NULL);
+	model_close(m);
+
+	CHECK_INT(write_precomputed(sub("pc-bad"), 1), 0);
+	strbuf err = STRBUF_INIT;
+	m = NULL;
+	CHECK_INT(model_open(sub("pc-bad"), &m, &err), STORE_CORRUPT);
+	CHECK(strstr(sb_str(&err), "precomputed") != NULL);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
@@ -232,6 +316,7 @@ int main(void)
 	RUN(first_seen_is_optional);
 	RUN(refusals);
 	RUN(damaged_models_refused);
+	RUN(precomputed_lists);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

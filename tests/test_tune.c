@@ -360,8 +360,10 @@ TEST(table_scores_as_served)
 	rec_filter plain;
 	rec_filter_init(&plain);
 	plain.because = false;
-	const rec_params knobs[] = { { 30, 0.1f, 0, 0, 0 }, { 1000, 0.0f, 1000, 0, 0 },
-				     { 5, 0.0f, 3, 0, 0 }, { 12, 0.3f, 6, 0, 0 } };
+#define KNOBS(n, c, neg) { .neighbors_used = (n), .cutoff = (c), .negatives_used = (neg) }
+	const rec_params knobs[] = { KNOBS(30, 0.1f, 0), KNOBS(1000, 0.0f, 1000), KNOBS(5, 0.0f, 3),
+				     KNOBS(12, 0.3f, 6) };
+#undef KNOBS
 	uint32_t differ = 0, with_neg_differ = 0;
 	for (size_t k = 0; k < ARRAY_SIZE(knobs); k++) {
 		rec_ctx_configure(a, &knobs[k]);

@@ -1,0 +1,245 @@
+"""End-to-end: answers from the model's precomputed lists (train --precompute)
+are the answers scoring gives, byte for byte.
+
+Two servers on one model, each with its own state: `fast` as deployed (the
+lists answer customers without live events), `cold` with --no-precomputed
+(every customer scored in full). Both get the same writes (random, seeded,
+bounded: events before and after the model's as-of time, consent withdrawn
+and given back, erasures, items out of stock and not recommendable and back,
+a model switch through POST /admin/reload, a change of day by restarting on
+another --clock), and after each step every customer of the data (and a few
+unknown ones) is asked for recommendations under random parameters
+(n, exclude=, category=, price bounds, explain=0, include_purchased=1) by
+both. Every answer must be the same bytes, apart from per-answer ids
+(rec_id, when answers carry one). /metrics says how many of the fast
+server's answers came from a list, so a fast path that never ran fails too.
+
+    python3 tests/e2e/test_precompute.py [-v]
+"""
+import datetime
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib as ts  # noqa: E402
+from lib import Server, q, run  # noqa: E402
+
+SEED = 17
+N_CUSTOMERS = 240
+N_ITEMS = 60
+CATEGORIES = ["fruit", "bakery", "dairy", "home"]
+DAY = 86400
+AS_OF = 1717200000  # 2024-06-01 00:00:00 UTC: the newest row
+TMP = {"dir": None}
+
+
+def tmp(*parts):
+    return os.path.join(TMP["dir"], *parts)
+
+
+def write_data(rng):
+    """Interactions (skewed popularity, 90 days up to AS_OF, some views,
+    carts and returns) and a catalog with categories and prices."""
+    items = ["I%03d" % i for i in range(N_ITEMS)]
+    weights = [1.0 / (1 + i) ** 0.7 for i in range(N_ITEMS)]
+    rows = ["customer_id,item_id,timestamp,event,quantity"]
+    for c in range(N_CUSTOMERS):
+        cid = "C%04d" % c
+        for _ in range(rng.randint(1, 14)):
+            item = rng.choices(items, weights)[0]
+            t = AS_OF - rng.randint(0, 90 * DAY)
+            ev = rng.choices(["purchase", "view", "cart"], [6, 3, 1])[0]
+            qty = rng.choice([1, 1, 1, 2, -1]) if ev == "purchase" else 1
+            rows.append("%s,%s,%d,%s,%d" % (cid, item, t, ev, qty))
+    rows.append("C0000,I000,%d,purchase,1" % AS_OF)  # pins as_of
+    with open(tmp("interactions.csv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    with open(tmp("catalog.csv"), "w") as f:
+        f.write("item_id,title,category,price\n")
+        for i, it in enumerate(items):
+            f.write("%s,Item %d,%s,%.2f\n" % (it, i, CATEGORIES[i % 4], 1 + (i * 37 % 50) / 4))
+    return items
+
+
+def train_model(out, *extra):
+    p = run(["train", "--interactions", tmp("interactions.csv"), "--catalog",
+             tmp("catalog.csv"), "--out", out, "--quiet", "--no-tune"] + list(extra))
+    if p.returncode != 0:
+        raise AssertionError("train failed (%d): %s" % (p.returncode, p.stderr))
+
+
+REC_ID = re.compile(rb'"rec_id":"[^"]*",?')
+
+
+def normalise(body):
+    """Drops per-answer ids: the rest must be the same bytes."""
+    return REC_ID.sub(b"", body)
+
+
+def precomputed_total(srv):
+    body = srv.get("/metrics").body.decode()
+    m = re.search(r"^shopkeeper_recommendations_precomputed_total (\d+)$", body, re.M)
+    if not m:
+        raise AssertionError("no precomputed counter in /metrics")
+    return int(m.group(1))
+
+
+class PrecomputedAnswers(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        TMP["dir"] = tempfile.mkdtemp(prefix="shopkeeper-precompute-")
+        cls.rng = random.Random(SEED)
+        cls.items = write_data(cls.rng)
+        cls.customers = ["C%04d" % c for c in range(N_CUSTOMERS)] + ["nobody", "C9999"]
+        cls.model = tmp("model")
+        # EASE with negative weights kept: every part of scoring counts.
+        train_model(cls.model, "--negatives", "5", "--half-life", "30")
+        cls.fast = cls.cold = None
+        cls.start("model")
+
+    @classmethod
+    def start(cls, clock):
+        for s in (cls.fast, cls.cold):
+            if s:
+                ts.stop_shared(s)
+        # No idle expiry: on the wall clock it would drop the events of
+        # customers who never bought at a moment of each server's own.
+        common = ["--clock", clock, "--live-customer-ttl", "0"]
+        cls.fast = Server(cls.model, tmp("state-fast"), extra=common)
+        cls.cold = Server(cls.model, tmp("state-cold"), extra=common + ["--no-precomputed"])
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in (cls.fast, cls.cold):
+                if s:
+                    ts.stop_shared(s)
+        finally:
+            shutil.rmtree(TMP["dir"], ignore_errors=True)
+
+    # -- writes, the same to both servers ---------------------------------
+    def both(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        out = []
+        for s in (self.fast, self.cold):
+            r = s.request(method, path, data, ts.JSON_HEADERS if data else None)
+            # 404: an erased customer's consent
+            self.assertIn(r.status, (200, 201, 202, 204, 404), (method, path, body, r))
+            out.append(r)
+        self.assertEqual(out[0].status, out[1].status, (method, path))
+        return out
+
+    def random_events(self, k):
+        """k events of random customers: some older than the model (already in
+        its history as far as scoring goes), most newer."""
+        evs = []
+        for _ in range(k):
+            t = AS_OF + self.rng.randint(1, 3600) if self.rng.random() < 0.8 \
+                else AS_OF - self.rng.randint(0, 30 * DAY)
+            evs.append({"customer_id": self.rng.choice(self.customers[:N_CUSTOMERS]),
+                        "item_id": self.rng.choice(self.items),
+                        "event": self.rng.choice(["view", "cart", "purchase",
+                                                  "remove_from_cart"]),
+                        "timestamp": t})
+        self.both("POST", "/v1/events", evs)
+
+    def random_writes(self):
+        self.random_events(self.rng.randint(5, 25))
+        for cid in self.rng.sample(self.customers[:N_CUSTOMERS], 6):
+            self.both("PUT", "/v1/customers/%s/consent" % q(cid),
+                      {"personalization": self.rng.random() < 0.4})
+        for item in self.rng.sample(self.items[:20], 4):  # the popular ones matter most
+            self.both("PUT", "/v1/items/%s" % q(item),
+                      self.rng.choice([{"available": False}, {"recommendable": False},
+                                       {"available": True, "recommendable": True}]))
+        self.both("DELETE", "/v1/customers/%s" % q(self.rng.choice(self.customers[:N_CUSTOMERS])))
+
+    # -- reads, compared ----------------------------------------------------
+    def random_query(self):
+        params = []
+        r = self.rng.random()
+        if r < 0.5:
+            params.append("n=%d" % self.rng.choice([1, 3, 5, 10, 10, 20]))
+        if self.rng.random() < 0.2:
+            params.append("exclude=" + ",".join(q(i) for i in self.rng.sample(self.items[:15], 3)))
+        if self.rng.random() < 0.1:
+            params.append("category=" + self.rng.choice(CATEGORIES))
+        if self.rng.random() < 0.1:
+            params.append("max_price=%d" % self.rng.randint(3, 12))
+        if self.rng.random() < 0.1:
+            params.append("min_price=%d" % self.rng.randint(2, 8))
+        if self.rng.random() < 0.15:
+            params.append("explain=0")
+        if self.rng.random() < 0.05:
+            params.append("include_purchased=1")
+        return "?" + "&".join(params) if params else ""
+
+    def compare_all(self, what):
+        before = precomputed_total(self.fast)
+        cf, cc = self.fast.connection(), self.cold.connection()
+        try:
+            for cid in self.customers:
+                path = "/v1/customers/%s/recommendations%s" % (q(cid), self.random_query())
+                a = self.fast.get(path, conn=cf)
+                b = self.cold.get(path, conn=cc)
+                self.assertEqual(a.status, b.status, (what, path, a, b))
+                self.assertEqual(normalise(a.body), normalise(b.body), (what, path))
+        finally:
+            cf.close()
+            cc.close()
+        used = precomputed_total(self.fast) - before
+        self.assertEqual(precomputed_total(self.cold), 0)
+        return used
+
+    def test_answers_are_the_same_bytes(self):
+        used = self.compare_all("fresh")
+        # Without writes most customers are answered from their list.
+        self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d" % used)
+        for step in range(4):
+            self.random_writes()
+            used += self.compare_all("after writes %d" % step)
+        # A model switch: another model (cosine, other decay) in place, reloaded.
+        train_model(self.model, "--algo", "cosine", "--half-life", "14")
+        self.both("POST", "/admin/reload")
+        used += self.compare_all("after the model switch")
+        self.random_writes()
+        used += self.compare_all("after writes on the new model")
+        # A change of day: the same state on the wall clock (years after the
+        # data): segments change, scores of customers without live events
+        # must not.
+        type(self).start("wall")
+        used += self.compare_all("on the wall clock")
+        self.random_writes()
+        used += self.compare_all("after writes on the wall clock")
+        self.assertGreater(used, N_CUSTOMERS, "the fast path answered %d in all" % used)
+
+    def test_older_model_without_lists(self):
+        """A model trained with --precompute 0 has no lists: served by scoring
+        (the fast server's counter stays still), the same answers."""
+        d = tmp("model0")
+        train_model(d, "--precompute", "0")
+        s = Server(d, tmp("state-0"))
+        try:
+            for cid in self.customers[:20]:
+                s.get("/v1/customers/%s/recommendations" % q(cid))
+            self.assertEqual(precomputed_total(s), 0)
+        finally:
+            ts.stop_shared(s)
+
+    def test_flag_checked(self):
+        p = run(["train", "--interactions", tmp("interactions.csv"), "--out", tmp("bad"),
+                 "--precompute", "101"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--precompute", p.stderr)
+        self.assertIn("--precompute", run(["train", "--help"]).stdout)
+        self.assertIn("--no-precomputed", run(["serve", "--help"]).stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(ts.run_suite(__name__, sys.argv[1:]))
