@@ -15,6 +15,7 @@
 
 #include "csv.h"
 #include "idmap.h"
+#include "model_format.h" /* MODEL_DAY_UNKNOWN */
 #include "strbuf.h"
 
 enum event_type { EVENT_VIEW = 0, EVENT_CART = 1, EVENT_PURCHASE = 2, EVENT_TYPES = 3 };
@@ -93,8 +94,11 @@ typedef struct dataset {
 				  * dataset_exclude_items) */
 	char **item_image_url;   /* NULL entries: none */
 	char **item_url;         /* NULL entries: none */
+	int32_t *item_first_seen; /* catalog first_seen as days since 1970-01-01
+				   * (UTC), MODEL_DAY_UNKNOWN: not given; see
+				   * dataset_first_seen for the fallback */
 	idmap *categories;
-	uint32_t items_cap;      /* length of the six arrays above */
+	uint32_t items_cap;      /* length of the seven arrays above */
 	ingest_stats catalog_stats;
 
 	/* From the customers file, per customer index (NULL when none). */
@@ -123,6 +127,7 @@ enum column {
 	COL_RECOMMENDABLE, /* catalog: true/false (yes/no, 1/0; empty: true) */
 	COL_IMAGE_URL,  /* catalog */
 	COL_URL,        /* catalog */
+	COL_FIRST_SEEN, /* catalog: YYYY-MM-DD (issue 18), empty: unknown */
 	COL_COUNT
 };
 
@@ -173,7 +178,7 @@ int ingest_parse_columns(const char *spec, const char *names[COL_COUNT], strbuf 
 int ingest_check_columns(const char *flag, const char *spec, strbuf *err);
 
 /* Reads the catalog file (item_id; title, category, price, recommendable,
- * image_url, url optional) into
+ * image_url, url, first_seen optional) into
  * ds: items it names that no interaction did are added (with no history).
  * Call after ingest_read(). Returns 0, or -1 with a message in *err. Bad
  * rows are skipped, counted in ds->catalog_stats, and reported like
@@ -195,6 +200,13 @@ int ingest_customers(const char *path, const ingest_options *opt, dataset *ds, s
  * catalog. Ids the data does not have are counted in *unknown and
  * otherwise ignored. Call after the catalog is read. */
 void dataset_exclude_items(dataset *ds, const idmap *ids, uint32_t *unknown);
+
+/* The day each of the first n_items items was first seen, into days[n_items]
+ * (days since 1970-01-01, UTC): the catalog's first_seen when it gives one,
+ * else the day of the item's earliest interaction with a timestamp (any
+ * event, returns included: the item was on sale), else MODEL_DAY_UNKNOWN.
+ * n_items <= idmap_count(ds->items). O(rows + items). */
+void dataset_first_seen(const dataset *ds, uint32_t n_items, int32_t *days);
 
 /* Initialises an empty dataset. */
 void dataset_init(dataset *ds);

@@ -87,6 +87,12 @@ const char *model_category_name(const model *m, uint32_t cat, size_t *len);
  * model_close. */
 const char *model_item_image_url(const model *m, uint32_t idx, size_t *len);
 const char *model_item_url(const model *m, uint32_t idx, size_t *len);
+/* The day item idx was first seen (days since 1970-01-01, UTC: the
+ * catalog's first_seen, else its first interaction in the training data),
+ * or MODEL_DAY_UNKNOWN: not known, or a model written before the
+ * "first_seen" table (model_has_first_seen false). */
+int32_t model_item_first_seen(const model *m, uint32_t idx);
+bool model_has_first_seen(const model *m);
 /* Whether training left item idx recommendable (catalog column
  * recommendable, train --exclude-items): false for fees and the like,
  * which have no neighbours and are in no answer. */

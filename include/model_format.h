@@ -22,6 +22,10 @@
  *               "flags" -> u8[count], MODEL_ITEM_* bits (version 4)
  *               "image_urls", "urls" -> string tables ("" for none;
  *               version 4)
+ *               "first_seen" -> i32[count], the day each item was first
+ *               seen (days since 1970-01-01, UTC; MODEL_DAY_UNKNOWN:
+ *               unknown): optional, models written before issue 18 lack
+ *               it and read as all unknown
  *               "popular" -> (u32 item, f32 score)[count], by recent
  *               popularity (decayed like the model's history), best first
  *   item_index  item id -> u32 item index
@@ -65,6 +69,9 @@
 #define MODEL_ITEM_NOT_RECOMMENDABLE 1u /* a fee, postage, an adjustment: never
 					 * in an answer, no neighbours (catalog
 					 * recommendable=false, --exclude-items) */
+
+/* A "first_seen" entry for an item whose first day is unknown. */
+#define MODEL_DAY_UNKNOWN INT32_MIN
 
 /* History entry flags. */
 #define HIST_PURCHASED 1u /* bought, net of returns, at least one unit */

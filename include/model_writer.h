@@ -56,6 +56,10 @@ int model_writer_put_items(model_writer *w, const string_table *ids, const float
 int model_writer_put_catalog(model_writer *w, const string_table *titles,
 			     const string_table *categories, const uint32_t *category,
 			     const float *price, strbuf *err);
+/* The optional "first_seen" table: count days (days since 1970-01-01,
+ * UTC; MODEL_DAY_UNKNOWN: unknown), one per item. */
+int model_writer_put_first_seen(model_writer *w, const int32_t *days, uint32_t count,
+				strbuf *err);
 /* Version 4's item tables: each item's MODEL_ITEM_* flags, image URL and
  * page URL (image_urls->count == urls->count entries each). */
 int model_writer_put_item_flags(model_writer *w, const uint8_t *flags,

@@ -3,6 +3,7 @@
  */
 #include "ingest.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -25,7 +26,7 @@ static const char *const column_names[COL_COUNT] = {
 	[COL_TITLE] = "title",             [COL_CATEGORY] = "category",
 	[COL_COUNTRY] = "country",         [COL_BIRTH_DATE] = "birth_date",
 	[COL_RECOMMENDABLE] = "recommendable", [COL_IMAGE_URL] = "image_url",
-	[COL_URL] = "url",
+	[COL_URL] = "url",                 [COL_FIRST_SEEN] = "first_seen",
 };
 
 static const char *const event_names[EVENT_TYPES] = { "view", "cart", "purchase" };
@@ -81,6 +82,7 @@ void dataset_free(dataset *ds)
 		free(ds->item_url[i]);
 	}
 	free(ds->item_flags);
+	free(ds->item_first_seen);
 	free(ds->item_image_url);
 	free(ds->item_url);
 	for (uint32_t i = 0; ds->customer_attrs && i < ds->customers_cap; i++)
@@ -474,6 +476,8 @@ static void dataset_fit_attributes(dataset *ds)
 		ds->item_flags = xreallocarray(ds->item_flags, cap, sizeof(*ds->item_flags));
 		ds->item_image_url = xreallocarray(ds->item_image_url, cap, sizeof(*ds->item_image_url));
 		ds->item_url = xreallocarray(ds->item_url, cap, sizeof(*ds->item_url));
+		ds->item_first_seen =
+			xreallocarray(ds->item_first_seen, cap, sizeof(*ds->item_first_seen));
 		for (uint32_t i = ds->items_cap; i < cap; i++) {
 			ds->item_title[i] = NULL;
 			ds->item_category[i] = UINT32_MAX;
@@ -481,6 +485,7 @@ static void dataset_fit_attributes(dataset *ds)
 			ds->item_flags[i] = 0;
 			ds->item_image_url[i] = NULL;
 			ds->item_url[i] = NULL;
+			ds->item_first_seen[i] = MODEL_DAY_UNKNOWN;
 		}
 		ds->items_cap = cap;
 	}
@@ -532,6 +537,23 @@ static bool parse_bool(const char *s, size_t n, bool *out)
 	return false;
 }
 
+/* A catalog's first_seen: a date, or any timestamp time_parse takes (its
+ * day counts), blanks around allowed. */
+static bool parse_day(const char *s, size_t n, int32_t *day)
+{
+	while (n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	int64_t t;
+	if (n == 0 || time_parse(s, n, &t) != 0)
+		return false;
+	*day = (int32_t)(t / 86400); /* time_parse: 1970..9999, never negative */
+	return true;
+}
+
 static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *arg)
 {
 	struct file_ctx *fc = arg;
@@ -563,6 +585,10 @@ static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *a
 	field(rec, rc->cols[COL_URL], &url, &url_len);
 	if (image_len > INGEST_MAX_URL || url_len > INGEST_MAX_URL)
 		return ingest_skip(rc, rec->line, SKIP_FIELD, "a URL longer than 2048 bytes");
+	int32_t first_seen = MODEL_DAY_UNKNOWN;
+	field(rec, rc->cols[COL_FIRST_SEEN], &s, &n);
+	if (n > 0 && !parse_day(s, n, &first_seen))
+		return ingest_skip(rc, rec->line, SKIP_FIELD, "first_seen is not a date (YYYY-MM-DD)");
 
 	bool created;
 	uint32_t item = idmap_intern(ds->items, iid, iid_len, &created);
@@ -579,6 +605,7 @@ static int catalog_record(struct ingest_scan *rc, const csv_record *rec, void *a
 	free(cat);
 	ds->item_price[item] = price;
 	ds->item_flags[item] = recommendable ? 0 : MODEL_ITEM_NOT_RECOMMENDABLE;
+	ds->item_first_seen[item] = first_seen;
 	free(ds->item_image_url[item]);
 	ds->item_image_url[item] = trimmed_copy(image_url, image_len);
 	free(ds->item_url[item]);
@@ -845,7 +872,32 @@ static void catalog_arrays(dataset *ds)
 	ds->item_flags = xmalloc(sizeof(*ds->item_flags));
 	ds->item_image_url = xmalloc(sizeof(*ds->item_image_url));
 	ds->item_url = xmalloc(sizeof(*ds->item_url));
+	ds->item_first_seen = xmalloc(sizeof(*ds->item_first_seen));
 	dataset_fit_attributes(ds);
+}
+
+void dataset_first_seen(const dataset *ds, uint32_t n_items, int32_t *days)
+{
+	assert(n_items <= idmap_count(ds->items));
+	for (uint32_t i = 0; i < n_items; i++)
+		days[i] = ds->item_first_seen && i < ds->items_cap ? ds->item_first_seen[i]
+								    : MODEL_DAY_UNKNOWN;
+	if (!ds->has_ts)
+		return;
+	/* Items the catalog dates keep its date; the rest take their earliest
+	 * row. A row's ts is 0 only when its file had no timestamp column. */
+	int64_t *first = xmallocarray(n_items ? n_items : 1, sizeof(*first));
+	for (uint32_t i = 0; i < n_items; i++)
+		first[i] = INT64_MAX;
+	for (size_t r = 0; r < ds->n_rows; r++) {
+		const interaction *row = &ds->rows[r];
+		if (row->item < n_items && row->ts > 0 && row->ts < first[row->item])
+			first[row->item] = row->ts;
+	}
+	for (uint32_t i = 0; i < n_items; i++)
+		if (days[i] == MODEL_DAY_UNKNOWN && first[i] != INT64_MAX)
+			days[i] = (int32_t)(first[i] / 86400);
+	free(first);
 }
 
 void dataset_exclude_items(dataset *ds, const idmap *ids, uint32_t *unknown)

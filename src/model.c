@@ -31,6 +31,7 @@ struct model {
 	offtab ids, titles, categories; /* string tables */
 	offtab image_urls, urls;  /* string tables (count 0: a version 3 model) */
 	const unsigned char *flags; /* u8[n] MODEL_ITEM_* (NULL: version 3, none) */
+	const unsigned char *first_seen; /* i32[n] days, or NULL: no such table */
 	/* What serving may do with each item now: bit i of hidden set keeps
 	 * item i out of every answer, of unsourced out of every score sum.
 	 * From the flags at open, then changed in place by the live
@@ -289,6 +290,16 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 		}
 		m->flags = flags.mv_data;
 	}
+	/* Optional at any version (issue 18): a model without it has no
+	 * dates, and new_since answers from it are empty. */
+	MDB_val first_seen;
+	if (get_blob(m->blob_txn, items, "first_seen", &first_seen) == 0) {
+		if (first_seen.mv_size != (size_t)n * sizeof(int32_t)) {
+			sb_addf(err, "%s: the first_seen table does not match the item count", path);
+			return STORE_CORRUPT;
+		}
+		m->first_seen = first_seen.mv_data;
+	}
 	size_t words = ((size_t)n + 63) / 64 + 1;
 	m->hidden = xcalloc(words, sizeof(*m->hidden));
 	m->unsourced = xcalloc(words, sizeof(*m->unsourced));
@@ -546,6 +557,21 @@ const char *model_item_url(const model *m, uint32_t idx, size_t *len)
 		return "";
 	}
 	return string_at(&m->urls, idx, len);
+}
+
+int32_t model_item_first_seen(const model *m, uint32_t idx)
+{
+	assert(idx < m->info.n_items);
+	if (!m->first_seen)
+		return MODEL_DAY_UNKNOWN;
+	int32_t d;
+	memcpy(&d, m->first_seen + (size_t)idx * sizeof(d), sizeof(d));
+	return d;
+}
+
+bool model_has_first_seen(const model *m)
+{
+	return m->first_seen != NULL;
 }
 
 bool model_item_recommendable(const model *m, uint32_t idx)

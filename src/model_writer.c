@@ -202,6 +202,13 @@ int model_writer_put_item_flags(model_writer *w, const uint8_t *flags,
 	return rc;
 }
 
+int model_writer_put_first_seen(model_writer *w, const int32_t *days, uint32_t count,
+				strbuf *err)
+{
+	return writer_put(w, w->items, "first_seen", 10, days, (size_t)count * sizeof(*days), 0,
+			  err);
+}
+
 /* Whether item i is left out of the neighbour table. */
 static inline bool dropped(const uint8_t *flags, uint32_t i)
 {
@@ -512,6 +519,11 @@ static int write_items(model_writer *w, const dataset *ds, const train_result *r
 		rc = model_writer_put_catalog(w, &tt, &catt, category, price, err);
 	if (!rc)
 		rc = model_writer_put_item_flags(w, flags, &it, &ut, err);
+	int32_t *first_seen = xmallocarray(ni ? ni : 1, sizeof(*first_seen));
+	dataset_first_seen(ds, ni, first_seen);
+	if (!rc)
+		rc = model_writer_put_first_seen(w, first_seen, ni, err);
+	free(first_seen);
 	/* Not recommendable: no neighbours, and in no item's list, so such an
 	 * item is neither recommended nor a reason for a recommendation. */
 	if (!rc)

@@ -49,8 +49,9 @@ static const char fixture_meta[] =
 
 /* Writes the fixture model into dir. Items a, b, c, d. Neighbours: a -> b
  * .9, c .5; b -> a .9, d .4; c -> a .5; d -> b .4. Customer u bought a; v
- * bought b, viewed c. Returns 0 or a STORE_* code. */
-static inline int write_model(const char *dir)
+ * bought b, viewed c. With first_seen (4 days), the optional first_seen
+ * table too. Returns 0 or a STORE_* code. */
+static inline int write_model_dated(const char *dir, const int32_t *first_seen)
 {
 	strbuf err = STRBUF_INIT;
 	model_writer *w = NULL;
@@ -76,6 +77,8 @@ static inline int write_model(const char *dir)
 	rc = rc ? rc : model_writer_put_items(w, &idt, pop, recent, &err);
 	rc = rc ? rc : model_writer_put_catalog(w, &tt, &ct, category, price, &err);
 	rc = rc ? rc : model_writer_put_neighbors(w, lists, 3, counts, 4, &err);
+	if (first_seen)
+		rc = rc ? rc : model_writer_put_first_seen(w, first_seen, 4, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "u", 1, &su, hu, "{}", &err);
 	rc = rc ? rc : model_writer_put_customer(w, "v", 1, &sv, hv, NULL, &err);
 	if (rc)
@@ -86,6 +89,11 @@ static inline int write_model(const char *dir)
 		fprintf(stderr, "write_model: %s\n", sb_str(&err));
 	sb_release(&err);
 	return rc;
+}
+
+static inline int write_model(const char *dir)
+{
+	return write_model_dated(dir, NULL);
 }
 
 /* Opens the model in dir; NULL, with the message printed, when that fails. */

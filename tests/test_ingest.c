@@ -280,6 +280,45 @@ TEST(file_columns_and_missing_mapped_headers)
 	sb_release(&err);
 }
 
+/* first_seen: the catalog's date when it has one, else the item's first
+ * interaction, else unknown; a date that does not parse is a bad row. */
+TEST(first_seen_from_catalog_or_first_interaction)
+{
+	dataset ds;
+	strbuf err = STRBUF_INIT;
+	ingest_options o = { .report = report };
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(write_file("fs-i.csv", "customer_id,item_id,timestamp\n"
+						   "c1,old,2011-03-04 10:00:00\nc2,old,2011-01-02\n"
+						   "c1,dated,2011-01-01\nc2,late,2011-09-30T23:59:59Z\n"),
+			      &o, &ds, &err), 0);
+	CHECK_INT(ingest_catalog(write_file("fs-c.csv", "item_id,title,first_seen\n"
+						   "dated,A,2011-10-01\nlate,B,\nfresh,C, 2011-11-05 \n"
+						   "nodate,D,\nbad,E,soon\n"),
+				 &o, &ds, &err), 0);
+	CHECK_INT(ds.catalog_stats.skipped, 1); /* bad */
+	uint32_t n = idmap_count(ds.items);
+	int32_t days[8];
+	CHECK_INT(n, 5);
+	dataset_first_seen(&ds, n, days);
+	const char *ids[] = { "old", "dated", "late", "fresh", "nodate" };
+	const int32_t want[] = { 14976, 15248, 15247, 15283, MODEL_DAY_UNKNOWN };
+	for (int i = 0; i < 5; i++) {
+		uint32_t idx;
+		CHECK(idmap_find(ds.items, ids[i], strlen(ids[i]), &idx));
+		CHECK_INT(days[idx], want[i]);
+	}
+	dataset_free(&ds);
+
+	/* No catalog, no timestamps: nothing is known. */
+	dataset_init(&ds);
+	CHECK_INT(ingest_read(write_file("fs-n.csv", "customer_id,item_id\nc1,x\n"), &o, &ds, &err), 0);
+	dataset_first_seen(&ds, 1, days);
+	CHECK_INT(days[0], MODEL_DAY_UNKNOWN);
+	dataset_free(&ds);
+	sb_release(&err);
+}
+
 /* A catalog or customers file that lists an id twice (a sales log passed
  * as --catalog) is read, counted and warned about. */
 TEST(repeated_ids_are_counted_and_warned)
@@ -388,6 +427,7 @@ int main(void)
 	RUN(columns_fall_back_to_standard_names_per_file);
 	RUN(file_columns_and_missing_mapped_headers);
 	RUN(repeated_ids_are_counted_and_warned);
+	RUN(first_seen_from_catalog_or_first_interaction);
 	RUN(collected_events_follow_the_file_rules);
 	fclose(report);
 	char cmd[128];

@@ -69,6 +69,31 @@ TEST(round_trip)
 	model_close(m);
 }
 
+/* The first_seen table is optional: a model without it (every model
+ * before issue 18) reads as all unknown; one with it gives each day back,
+ * and one of the wrong length is refused. */
+TEST(first_seen_is_optional)
+{
+	CHECK_INT(write_model(sub("fs0")), 0);
+	model *m = open_model(sub("fs0"));
+	CHECK(m != NULL);
+	if (m) {
+		CHECK(!model_has_first_seen(m));
+		CHECK_INT(model_item_first_seen(m, 0), MODEL_DAY_UNKNOWN);
+		model_close(m);
+	}
+	int32_t days[] = { 19000, MODEL_DAY_UNKNOWN, 0, 20089 };
+	CHECK_INT(write_model_dated(sub("fs1"), days), 0);
+	m = open_model(sub("fs1"));
+	CHECK(m != NULL);
+	if (m) {
+		CHECK(model_has_first_seen(m));
+		for (uint32_t i = 0; i < 4; i++)
+			CHECK_INT(model_item_first_seen(m, i), days[i]);
+		model_close(m);
+	}
+}
+
 TEST(refusals)
 {
 	model *m = NULL;
@@ -204,6 +229,7 @@ int main(void)
 	if (scratch_begin() != 0)
 		return 1;
 	RUN(round_trip);
+	RUN(first_seen_is_optional);
 	RUN(refusals);
 	RUN(damaged_models_refused);
 	if (scratch_end() != 0)
