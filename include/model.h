@@ -87,6 +87,11 @@ const char *model_category_name(const model *m, uint32_t cat, size_t *len);
  * model_close. */
 const char *model_item_image_url(const model *m, uint32_t idx, size_t *len);
 const char *model_item_url(const model *m, uint32_t idx, size_t *len);
+/* The model's content tables (content.h: vocabulary, idf, every item's
+ * content neighbours), or NULL for a model without them (format < 6, or
+ * trained without a catalog). Valid until model_close. */
+struct content_index;
+const struct content_index *model_content(const model *m);
 /* The day item idx was first seen (days since 1970-01-01, UTC: the
  * catalog's first_seen, else its first interaction in the training data),
  * or MODEL_DAY_UNKNOWN: not known, or a model written before the
