@@ -53,6 +53,9 @@ typedef struct rec_filter {
 	float max_price;         /* only items priced <= this (< 0: no bound) */
 	const uint32_t *exclude; /* never these items */
 	uint32_t n_exclude;
+	int32_t new_since;       /* only items first seen on or after this day
+				  * (model_item_first_seen; unknown days never
+				  * pass); MODEL_DAY_UNKNOWN: no such rule */
 	bool include_purchased;  /* allow items the customer bought */
 	bool personal;           /* false: popular items only (consent) */
 	bool because;            /* name the contributing items (the explain pass) */

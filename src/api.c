@@ -463,7 +463,8 @@ struct route {
 };
 
 /* The recommendation routes' business rules (api_query_filter). */
-#define FILTER_PARAMS "category,exclude,min_price,max_price,include_purchased,explain"
+#define FILTER_PARAMS                                                                        \
+	"category,exclude,min_price,max_price,new_since,include_purchased,explain"
 /* Who is in an audience (api_audiences.c's audience filter). */
 #define AUDIENCE_PARAMS                                                                      \
 	"days,hours,country,attr.*,min_monetary,max_monetary,last_purchase_before,"          \
@@ -486,10 +487,10 @@ static const struct route routes[] = {
 	  FILTER_PARAMS },
 	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT, "" },
 	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT,
-	  "n,limit,cursor,order,explain," AUDIENCE_PARAMS },
+	  "n,limit,cursor,order,explain,new_since," AUDIENCE_PARAMS },
 	/* Streams: opens its own snapshots, one per block it sends. */
 	{ "GET", "/v1/audiences/{name}/export", api_get_audience_export, READ, API_TXN_NONE,
-	  "format,n," AUDIENCE_PARAMS },
+	  "format,n,new_since," AUDIENCE_PARAMS },
 	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT, "" },
 	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT, "" },
 	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE, "" },

@@ -84,10 +84,12 @@ void api_get_segments(api *a, struct worker *w, const http_request *req, http_re
 
 /* One member's recommendations (frequency capped as every audience answer
  * and export is) into w->result. */
-static int member_recs(struct worker *w, const audience_member *mb, uint32_t n)
+static int member_recs(struct worker *w, const audience *aud, const audience_member *mb,
+		       uint32_t n)
 {
 	rec_filter f;
 	export_cap_filter(&f, w->txn, mb, w->exclude, ARRAY_SIZE(w->exclude));
+	f.new_since = aud->new_since;
 	return rec_for_customer(w->rec, w->txn, w->stxn, mb->id, mb->len, n, &f, &w->result);
 }
 
@@ -156,7 +158,7 @@ static int audience_by_intent(struct worker *w, const audience *aud, audience_wa
 	for (uint32_t i = 0; rc == 0 && i < count; i++) {
 		rc = audience_member_get(aud, w->txn, w->stxn, top[i].id, top[i].len, &mb);
 		if (rc == 0)
-			rc = member_recs(w, &mb, n);
+			rc = member_recs(w, aud, &mb, n);
 		if (rc == 0) {
 			if (i)
 				sb_addc(sb, ',');
@@ -199,7 +201,7 @@ static int audience_page(struct worker *w, const audience *aud, audience_walk *w
 			more = true; /* another member exists: there is a next page */
 			continue;
 		}
-		if ((rc = member_recs(w, &mb, n)) != 0)
+		if ((rc = member_recs(w, aud, &mb, n)) != 0)
 			break;
 		if (got++)
 			sb_addc(sb, ',');
@@ -223,10 +225,12 @@ static int parse_audience(struct worker *w, const http_request *req, http_respon
 			  struct api_filter_store *store, audience *aud)
 {
 	uint32_t days = 0, hours = 0;
+	int32_t new_since = MODEL_DAY_UNKNOWN;
 	audience_filter f;
 	if (api_param_uint(w, req, resp, "days", 1, AUDIENCE_MAX_DAYS, &days) != 0 ||
 	    api_param_uint(w, req, resp, "hours", 1, AUDIENCE_MAX_HOURS, &hours) != 0 ||
-	    api_audience_filter(w, req, resp, store, &f) != 0)
+	    api_audience_filter(w, req, resp, store, &f) != 0 ||
+	    api_param_day(w, req, resp, "new_since", &new_since) != 0)
 		return -1;
 	if (audience_parse(req->segs[2], req->seg_lens[2], days, hours, aud) != 0) {
 		http_error(resp, 404, "unknown_audience", "no audience %.*s (known: %s)",
@@ -234,6 +238,7 @@ static int parse_audience(struct worker *w, const http_request *req, http_respon
 		return -1;
 	}
 	aud->filter = f;
+	aud->new_since = new_since;
 	return 0;
 }
 
@@ -374,6 +379,7 @@ static int download_more(struct download *d)
 			break;
 		rec_filter f;
 		export_cap_filter(&f, d->txn, &mb, d->exclude, ARRAY_SIZE(d->exclude));
+		f.new_since = d->aud.new_since;
 		if ((rc = rec_for_customer(d->rec, d->txn, d->stxn, mb.id, mb.len, d->n, &f,
 					   &d->result)) != 0)
 			break;

@@ -145,6 +145,9 @@ int api_param_uint(struct worker *w, const http_request *req, http_response *res
 		   const char *name, uint32_t min, uint32_t max, uint32_t *out);
 int api_param_bool(struct worker *w, const http_request *req, http_response *resp,
 		   const char *name, bool *out);
+/* A date, YYYY-MM-DD, as days since 1970-01-01 (time_parse_date). */
+int api_param_day(struct worker *w, const http_request *req, http_response *resp,
+		  const char *name, int32_t *out);
 /* Checks and normalises an id (what: "customer", "item" in messages). */
 int api_check_id(const char *what, http_response *resp, const char **id, size_t *len);
 /* The id in path segment `seg`, checked. */
@@ -154,7 +157,7 @@ int api_path_id(const http_request *req, unsigned seg, const char *what, http_re
  * transactions. */
 void api_exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len);
 /* The business rules from the query string: category, exclude, price
- * range, include_purchased, and explain (because lists). Needs the
+ * range, new_since, include_purchased, and explain (because lists). Needs the
  * transactions (ids are looked up). */
 int api_query_filter(struct worker *w, const http_request *req, http_response *resp,
 		     rec_filter *f, bool *explain);

@@ -28,6 +28,7 @@
 #include "model.h"
 #include "sent_log.h"
 #include "state.h"
+#include "timefmt.h"
 #include "util.h"
 
 static const char export_usage[] =
@@ -46,6 +47,9 @@ static const char export_usage[] =
 	"  --n N              items per customer (default 10, 1..100)\n"
 	"  --days N           birthday window in days (default 7)\n"
 	"  --hours N          trigger window in hours (defaults: 24 carts, 72 views)\n"
+	"  --new-since DATE   only items first seen on or after DATE (YYYY-MM-DD: the\n"
+	"                     catalog's first_seen, else the item's first interaction),\n"
+	"                     for a \"new arrivals for you\" mail\n"
 	"  --cap-days N       leave out items recorded as sent to the customer within\n"
 	"                     N days (default 14; 0: off)\n"
 	"  --record           record what is exported as sent, in STATE/sent.mdb: this\n"
@@ -80,6 +84,7 @@ int cmd_export(int argc, char **argv)
 		{ "days", required_argument, NULL, 'd' },
 		{ "hours", required_argument, NULL, 'H' },
 		{ "cap-days", required_argument, NULL, 'c' },
+		{ "new-since", required_argument, NULL, 'N' },
 		{ "record", no_argument, NULL, 'R' },
 		{ "no-record", no_argument, NULL, 'r' }, /* the default now; kept for scripts */
 		{ "format", required_argument, NULL, 'f' },
@@ -88,6 +93,7 @@ int cmd_export(int argc, char **argv)
 	};
 	const char *model_dir = NULL, *state_dir = NULL, *name = NULL;
 	uint32_t n = 10, days = 0, hours = 0, cap_days = 14;
+	int32_t new_since = MODEL_DAY_UNKNOWN;
 	bool record = false;
 	enum export_format format = EXPORT_JSONL;
 	int c;
@@ -120,6 +126,10 @@ int cmd_export(int argc, char **argv)
 			if (!cli_parse_u32(optarg, 0, 3650, &cap_days))
 				return cli_usage_error("export", "--cap-days %s: expected 0 to 3650", optarg);
 			break;
+		case 'N':
+			if (time_parse_date(optarg, strlen(optarg), &new_since) != 0)
+				return cli_usage_error("export", "--new-since %s: expected a date, YYYY-MM-DD", optarg);
+			break;
 		case 'h': fputs(export_usage, stdout); return EXIT_OK;
 		default: return cli_usage_error("export", "unknown or incomplete option '%s'", argv[optind - 1]);
 		}
@@ -131,6 +141,7 @@ int cmd_export(int argc, char **argv)
 	audience aud;
 	if (audience_parse(name, strlen(name), days, hours, &aud) != 0)
 		return cli_usage_error("export", "no audience '%s' (known: %s)", name, audience_names());
+	aud.new_since = new_since;
 
 	strbuf err = STRBUF_INIT, line = STRBUF_INIT, path = STRBUF_INIT;
 	model *m = NULL;
@@ -197,6 +208,7 @@ int cmd_export(int argc, char **argv)
 		size_t len = mb.len;
 		rec_filter f;
 		export_cap_filter(&f, t, &mb, exclude, REC_MAX_N * 4);
+		f.new_since = aud.new_since;
 		struct cap cap = { t, &f, exclude, REC_MAX_N * 4, now - (int64_t)cap_days * 86400 };
 		if (cap_days && sent && sent_log_each(sent, id, len, cap_sent, &cap) != 0) {
 			cli_fail("export", "the sent log is corrupt");

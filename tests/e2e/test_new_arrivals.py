@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""New arrivals (issue 18, parts 3 and 4), against the real server.
+
+    SHOPKEEPER=bin/shopkeeper python3 tests/e2e/test_new_arrivals.py [-v]
+
+3. The slot for new arrivals: `?new_since=DATE` on a customer's
+   recommendations, on audiences (and their download) and `export
+   --new-since` keep only items first seen on or after DATE (the catalog's
+   first_seen, else the item's first interaction), ranked for the customer,
+   then filled with new items by popularity; a bad date is 400.
+
+The data is made here: two groups of 40 customers, each buying from its
+own four old items (titles with HEART, titles with CHRISTMAS) in January
+2024, and four new items:
+    N01 catalog first_seen 2024-03-01, bought 2024-03-05 by c000-c009 (group A)
+    N02 no catalog date, bought 2024-03-04 by c040-c049 (group B)
+    N03 catalog first_seen 2024-03-02, never bought
+    N04 no catalog date, bought 2024-03-10 by c060-c062 (group B)
+The last line printed is "N passed, N failed".
+"""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import lib as ts  # noqa: E402  (the shared helpers)
+from lib import ApiTestCase, ErrorCase, Server, q, run  # noqa: E402
+
+SHARED = {}
+GROUP_A = ["c%03d" % i for i in range(40)]
+GROUP_B = ["c%03d" % i for i in range(40, 80)]
+OLD_A = {"O01": "WHITE HEART MUG", "O02": "RED HEART CANDLE", "O03": "PINK HEART TRAY",
+         "O04": "HEART LACE DOILY"}
+OLD_B = {"O05": "CHRISTMAS TREE STAR", "O06": "CHRISTMAS BAUBLE SET",
+         "O07": "SANTA CHRISTMAS SACK", "O08": "CHRISTMAS ADVENT CALENDAR"}
+NEW = {"N01": ("HEART PHOTO FRAME", "home", "2024-03-01"),
+       "N02": ("CHRISTMAS WREATH", "christmas", ""),
+       "N03": ("ROSE GARDEN SEEDS", "garden", "2024-03-02"),
+       "N04": ("TOY TRAIN", "toys", "")}
+FIRST_SEEN = {"N01": "2024-03-01", "N02": "2024-03-04", "N03": "2024-03-02",
+              "N04": "2024-03-10"}
+
+
+def tmp_path(*parts):
+    return os.path.join(SHARED["tmp"], *parts)
+
+
+def write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def make_data():
+    rows = ["customer_id,item_id,timestamp,price"]
+    for i, c in enumerate(GROUP_A + GROUP_B):
+        items = sorted(OLD_A if i < 40 else OLD_B)
+        day = 2 + i % 25
+        for k, p in enumerate(items):
+            if (i + k) % 4 != 3:  # three of the four, by a fixed rule
+                rows.append("%s,%s,2024-01-%02d 10:00:00,3.00" % (c, p, day))
+    for c in GROUP_A[:10]:
+        rows.append("%s,N01,2024-03-05 12:00:00,6.00" % c)
+    for c in GROUP_B[:10]:
+        rows.append("%s,N02,2024-03-04 12:00:00,9.00" % c)
+    for c in GROUP_B[20:23]:
+        rows.append("%s,N04,2024-03-10 12:00:00,15.00" % c)
+    return write(tmp_path("sales.csv"), "\n".join(rows) + "\n")
+
+
+def make_catalog():
+    rows = ["item_id,title,category,price,first_seen"]
+    for p, t in sorted(OLD_A.items()):
+        rows.append("%s,%s,home,3.00,2023-11-01" % (p, t))
+    for p, t in sorted(OLD_B.items()):
+        rows.append("%s,%s,christmas,3.00," % (p, t))
+    for p, (t, cat, first) in sorted(NEW.items()):
+        rows.append("%s,%s,%s,5.00,%s" % (p, t, cat, first))
+    return write(tmp_path("catalog.csv"), "\n".join(rows) + "\n")
+
+
+def setUpModule():
+    SHARED["tmp"] = tempfile.mkdtemp(prefix="shopkeeper-new-arrivals-")
+    SHARED["model"] = tmp_path("model")
+    ts.train(SHARED["model"], make_data(), "--catalog", make_catalog(), "--no-tune")
+    SHARED["srv"] = Server(SHARED["model"], tmp_path("state"))
+
+
+def tearDownModule():
+    srv = SHARED.get("srv")
+    if srv:
+        ts.stop_shared(srv)
+
+
+def ids(items):
+    return [it["item_id"] for it in items]
+
+
+def new_since(day):
+    """The items first seen on or after day (YYYY-MM-DD strings compare)."""
+    return {p for p, d in FIRST_SEEN.items() if d >= day}
+
+
+class Slot(ApiTestCase):
+    """?new_since= on the customer route."""
+
+    def setUp(self):
+        self.srv = SHARED["srv"]
+
+    def recs(self, customer, query):
+        r = self.srv.get("/v1/customers/%s/recommendations?%s" % (q(customer), query))
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def test_without_the_slot_old_items_lead(self):
+        """The data makes old items the answer when nothing filters: the
+        checks below can fail."""
+        got = ids(self.recs("c020", "n=3")["items"])
+        self.assertIn(got[0], OLD_A, got)
+
+    def test_only_new_items_ranked_for_the_customer(self):
+        body = self.recs("c020", "n=10&new_since=2024-03-01")
+        self.assertEqual(body["source"], "personal", body)
+        items = body["items"]
+        self.assertEqual(set(ids(items)), new_since("2024-03-01"), items)
+        # N01 is what group A's buyers bought: reached by the scores.
+        self.assertEqual(items[0]["item_id"], "N01", items)
+        self.assertNotIn("source", items[0])
+        # The rest fill up by popularity, marked so, never-bought N03 last.
+        self.assertEqual([it.get("source") for it in items[1:]], ["popular"] * 3, items)
+        self.assertEqual(items[-1]["item_id"], "N03", items)
+
+    def test_the_other_group_gets_its_own_new_item_first(self):
+        items = self.recs("c070", "n=2&new_since=2024-03-01")["items"]
+        self.assertIn(items[0]["item_id"], {"N02", "N04"}, items)
+        self.assertNotEqual(items[0]["item_id"], "N01")
+
+    def test_on_or_after_the_day_catalog_date_first(self):
+        # N01's catalog date (03-01) wins over its first sale (03-05);
+        # N02 and N04 have no catalog date: their first sale counts.
+        for day in ("2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05", "2024-03-10",
+                    "2024-03-11"):
+            with self.subTest(day):
+                got = ids(self.recs("c020", "n=10&new_since=" + day)["items"])
+                self.assertEqual(set(got), new_since(day), got)
+
+    def test_unknown_customer_gets_popular_new_items(self):
+        body = self.recs("nobody", "n=10&new_since=2024-03-01")
+        self.assertEqual(body["source"], "popular")
+        self.assertEqual(set(ids(body["items"])), new_since("2024-03-01"))
+        self.assertEqual(body["items"][-1]["item_id"], "N03")
+
+    def test_other_routes_take_it_too(self):
+        r = self.srv.get("/v1/items/O05/similar?new_since=2024-03-01")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(set(ids(r.json["items"])) <= new_since("2024-03-01"), r.json)
+        r = self.srv.request("POST", "/v1/recommendations?new_since=2024-03-01",
+                             json.dumps({"items": ["O01"]}).encode(), ts.JSON_HEADERS)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["items"][0]["item_id"], "N01", r.json)
+        self.assertTrue(set(ids(r.json["items"])) <= new_since("2024-03-01"), r.json)
+
+    def test_bad_dates(self):
+        cases = []
+        for bad in ("2024-13-01", "2024-02-30", "yesterday", "20240301", "2024-3-1",
+                    "1969-12-31", "2024-03-01T00:00:00Z", ""):
+            for path in ("/v1/customers/c020/recommendations?new_since=",
+                         "/v1/audiences/all?new_since=",
+                         "/v1/audiences/all/export?format=jsonl&new_since="):
+                cases.append(ErrorCase("bad date %r" % bad, "GET", path + q(bad), 400,
+                                       "invalid_parameter", says="new_since"))
+        self.assertErrorCases(cases)
+
+
+class Audiences(ApiTestCase):
+    def setUp(self):
+        self.srv = SHARED["srv"]
+
+    def test_every_member_gets_new_items_only(self):
+        r = self.srv.get("/v1/audiences/all?limit=100&n=4&new_since=2024-03-03")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["total"], 80, r.json)  # who is in it is unchanged
+        for m in r.json["customers"]:
+            self.assertTrue(m["items"], m)
+            self.assertTrue(set(ids(m["items"])) <= new_since("2024-03-03"), m)
+        # Without the filter old items are there: the check above can fail.
+        r = self.srv.get("/v1/audiences/all?limit=100&n=4")
+        self.assertTrue(any(set(ids(m["items"])) - set(NEW) for m in r.json["customers"]))
+
+    def test_download(self):
+        r = self.srv.get("/v1/audiences/all/export?format=jsonl&n=4&new_since=2024-03-03")
+        self.assertEqual(r.status, 200, r)
+        lines = r.body.decode("utf-8").splitlines()
+        self.assertEqual(len(lines), 80)
+        for line in lines:
+            self.assertTrue(set(ids(json.loads(line)["items"])) <= new_since("2024-03-03"),
+                            line)
+
+    def test_export_command(self):
+        p = run(["export", "--model", SHARED["model"], "--state", tmp_path("export-state"),
+                 "--audience", "all", "--n", "4", "--new-since", "2024-03-01"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual(len(lines), 80)
+        firsts = {}
+        for line in lines:
+            m = json.loads(line)
+            self.assertTrue(set(ids(m["items"])) <= new_since("2024-03-01"), line)
+            firsts[m["customer_id"]] = m["items"][0]["item_id"]
+        self.assertEqual(firsts["c020"], "N01")
+        for bad in ("2024-02-30", "soon", "1700000000"):
+            p = run(["export", "--model", SHARED["model"], "--state", tmp_path("export-state"),
+                     "--audience", "all", "--new-since", bad])
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn("--new-since", p.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(ts.run_suite(__name__, sys.argv[1:], lambda: [SHARED.get("tmp")],
+                          "new arrivals"))
