@@ -40,10 +40,15 @@ typedef struct rec_item {
 	uint32_t because[REC_MAX_BECAUSE]; /* item indexes, strongest first */
 } rec_item;
 
+struct rec_live; /* live_items.h */
 typedef struct rec_result {
 	enum rec_source source; /* personal if any item is */
 	uint32_t n;
 	rec_item items[REC_MAX_N];
+	/* Items added since training in this answer (live_items_merge): an
+	 * item index >= the model's n_items names live->items[index -
+	 * n_items]. NULL (every rec_* call starts so): none. */
+	const struct rec_live *live;
 } rec_result;
 
 /* Business rules every recommendation route applies. */

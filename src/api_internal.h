@@ -25,6 +25,7 @@
 #include "api.h"
 #include "audience.h"
 #include "ids.h"
+#include "live_items.h"
 #include "recommend.h"
 
 #define API_DEFAULT_N 10u
@@ -90,6 +91,7 @@ struct api {
 	const auth *keys;  /* NULL: no authentication */
 	bool auth_reads;   /* read routes need a key too */
 	applier *applier;  /* with --event-log, else NULL */
+	live_items *live;  /* items added since training (PUT /v1/items) */
 	double max_lag;    /* --max-lag: /readyz 503 beyond it */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
@@ -108,6 +110,7 @@ struct worker {
 	struct worker_metrics metrics;
 	struct worker *next;
 	rec_result result;
+	struct rec_live live; /* result's live items (live_items_merge) */
 	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
 	uint32_t basket[API_MAX_BASKET];
 	event_in events[API_MAX_EVENTS];

@@ -142,6 +142,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 		api_storage_error(resp, rc);
 		return;
 	}
+	/* The new-arrivals slot holds the items added since training too. */
+	live_items_merge(a->live, w->m, who.known ? &who.cust : NULL, &f, n, &w->result, &w->live);
 	strbuf *sb = resp->body;
 	open_customer_answer(sb, w->m, id, len);
 	if (f.personal) {
@@ -282,6 +284,8 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 		api_storage_error(resp, rc);
 		goto out;
 	}
+	/* Added since training: no basket item has them as neighbours. */
+	live_items_merge(a->live, w->m, NULL, &f, n, &w->result, &w->live);
 	strbuf *sb = resp->body;
 	sb_addc(sb, '{');
 	if (cid) {

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "export_fmt.h"
 #include "ids.h"
+#include "live_items.h"
 #include "progress.h"
 #include "recommend.h"
 #include "model.h"
@@ -152,6 +153,8 @@ int cmd_export(int argc, char **argv)
 	rec_ctx *ctx = NULL;
 	audience_walk *walk = NULL;
 	rec_result *res = xmalloc(sizeof(*res));
+	live_items *live = NULL;               /* with --new-since: added since training */
+	struct rec_live *live_store = NULL;
 	uint32_t *exclude = xmallocarray(REC_MAX_N * 4, sizeof(*exclude));
 	int ret = EXIT_RUNTIME;
 
@@ -170,6 +173,17 @@ int cmd_export(int argc, char **argv)
 	if (st && rec_load_item_overrides(m, st) != 0) {
 		cli_fail("export", "cannot read the item overrides in %s", state_dir);
 		goto out;
+	}
+	/* The new-arrivals slot holds the items added since training too, as
+	 * the server's does. */
+	if (st && new_since != MODEL_DAY_UNKNOWN) {
+		live = live_items_create(LIVE_ITEMS_LIMIT);
+		live_store = xmalloc(sizeof(*live_store));
+		if (live_items_load(live, st, m) != 0) {
+			cli_fail("export", "cannot read the items added since training in %s",
+				 state_dir);
+			goto out;
+		}
 	}
 	sb_reset(&path);
 	sb_addf(&path, "%s/sent.mdb", state_dir);
@@ -216,6 +230,8 @@ int cmd_export(int argc, char **argv)
 		}
 		if ((rc = rec_for_customer(ctx, t, stx, id, len, n, &f, res)) != 0)
 			break;
+		if (live)
+			live_items_merge(live, m, mb.known ? &mb.cust : NULL, &f, n, res, live_store);
 		sb_reset(&line);
 		export_line(&line, format, m, t, &aud, &mb, res, n);
 		if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
@@ -225,8 +241,12 @@ int cmd_export(int argc, char **argv)
 		if (record && res->n) {
 			const char *items[REC_MAX_N];
 			size_t lens[REC_MAX_N];
-			for (uint32_t i = 0; i < res->n; i++)
-				items[i] = model_item_id(m, res->items[i].item, &lens[i]);
+			for (uint32_t i = 0; i < res->n; i++) {
+				const rec_live_item *li = rec_live_at(m, res, res->items[i].item);
+				items[i] = li ? li->id : model_item_id(m, res->items[i].item, &lens[i]);
+				if (li)
+					lens[i] = li->id_len;
+			}
 			if (sent_log_add(sent, id, len, items, lens, res->n, now, &err) != 0) {
 				cli_fail("export", "%s", err.buf);
 				goto out;
@@ -261,6 +281,8 @@ out:
 	model_close(m);
 	free(exclude);
 	free(res);
+	live_items_free(live);
+	free(live_store);
 	sb_release(&err);
 	sb_release(&line);
 	sb_release(&path);

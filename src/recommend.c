@@ -157,6 +157,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	c->n_ev_items = 0;
 	out->n = 0;
 	out->source = REC_POPULAR;
+	out->live = NULL;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
 		if (f->exclude[i] < c->n_items)
 			c->cand[f->exclude[i]].banned = c->gen;

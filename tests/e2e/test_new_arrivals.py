@@ -8,6 +8,12 @@
    --new-since` keep only items first seen on or after DATE (the catalog's
    first_seen, else the item's first interaction), ranked for the customer,
    then filled with new items by popularity; a bad date is 400.
+4. Catalog changes without retraining: PUT /v1/items/{id} of an item the
+   model does not know adds it (title, category, price, first_seen); a
+   customer whose history is close to it gets it in the slot on the very
+   next request; `available: false` takes it out at once; it survives a
+   restart, kill -9 and a model reload; the live state's cap is a 507;
+   bad fields are 400s.
 
 The data is made here: two groups of 40 customers, each buying from its
 own four old items (titles with HEART, titles with CHRISTMAS) in January
@@ -216,6 +222,190 @@ class Audiences(ApiTestCase):
                      "--audience", "all", "--new-since", bad])
             self.assertEqual(p.returncode, 2, (bad, p.stderr))
             self.assertIn("--new-since", p.stderr)
+
+
+# ---------------------------------------------------------------------------
+# 4. Items added since training
+# ---------------------------------------------------------------------------
+CUSHION = {"title": "HEART CUSHION COVER", "category": "home", "price": 4.5,
+           "first_seen": "2024-03-20"}
+
+
+class LiveItems(ApiTestCase):
+    """Each test on a server of its own (a fresh state): the cap is 3."""
+
+    def setUp(self):
+        self.state = tmp_path("state-live-%s" % self._testMethodName)
+        self.srv = self.start()
+
+    def tearDown(self):
+        self.srv.kill()
+
+    def start(self):
+        return Server(SHARED["model"], self.state, extra=["--max-live-items", "3"])
+
+    def put(self, item, body, srv=None):
+        srv = srv or self.srv
+        return srv.request("PUT", "/v1/items/%s" % q(item), json.dumps(body).encode(),
+                           ts.JSON_HEADERS)
+
+    def slot(self, customer, day="2024-03-15", srv=None, n=10):
+        r = (srv or self.srv).get("/v1/customers/%s/recommendations?n=%d&new_since=%s"
+                                  % (q(customer), n, day))
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def assertFirstFor(self, customer, item, srv=None):
+        body = self.slot(customer, srv=srv)
+        self.assertTrue(body["items"], body)
+        first = body["items"][0]
+        self.assertEqual(first["item_id"], item, body)
+        self.assertGreater(first["score"], 0, body)
+        self.assertNotIn("source", first, body)  # reached, not a top-up
+        return first
+
+    def test_a_new_item_reaches_a_matching_customer_on_the_next_request(self):
+        self.assertNotIn("N05", ids(self.slot("c020")["items"]))  # the check can fail
+        r = self.put("N05", CUSHION)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["item_id"], "N05")
+        self.assertFalse(r.json["in_model"], r.json)
+        self.assertEqual(r.json["first_seen"], "2024-03-20", r.json)
+        self.assertGreater(r.json["content_neighbors"], 0, r.json)
+        first = self.assertFirstFor("c020", "N05")
+        self.assertEqual(first["title"], "HEART CUSHION COVER")
+        self.assertEqual(first["category"], "home")
+        self.assertEqual(first["price"], 4.5)
+        # A customer whose history has nothing in common gets it only as a
+        # new item to fill the slot, below anything reached, score 0.
+        other = self.slot("c070")["items"]
+        self.assertEqual([(it["item_id"], it["score"]) for it in other], [("N05", 0)], other)
+        # Before its first_seen day it is not new: not in that slot.
+        self.assertNotIn("N05", ids(self.slot("c020", day="2024-03-21")["items"]))
+        # Nor in answers without the slot: the main list is the model's.
+        r = self.srv.get("/v1/customers/c020/recommendations?n=20")
+        self.assertNotIn("N05", ids(r.json["items"]))
+        # Audiences carry it the same way.
+        r = self.srv.get("/v1/audiences/all?limit=100&n=3&new_since=2024-03-15")
+        self.assertEqual(r.status, 200, r)
+        members = {m["customer_id"]: m for m in r.json["customers"]}
+        self.assertEqual(members["c020"]["items"][0]["item_id"], "N05")
+        r = self.srv.get("/v1/audiences/all/export?format=jsonl&n=3&new_since=2024-03-15")
+        lines = [json.loads(x) for x in r.body.decode("utf-8").splitlines()]
+        self.assertEqual([m for m in lines if m["customer_id"] == "c020"][0]["items"][0]
+                         ["item_id"], "N05")
+        r = self.srv.get("/v1/audiences/all/export?format=csv&n=2&new_since=2024-03-15")
+        row = [x for x in r.body.decode("utf-8").splitlines() if x.startswith("c020,")][0]
+        self.assertEqual(row, "c020,N05,HEART CUSHION COVER,4.5,,,,,,,", row)
+        # And so does `shopkeeper export` reading the server's state.
+        for fmt in ("jsonl", "csv"):
+            p = run(["export", "--model", SHARED["model"], "--state", self.state, "--audience",
+                     "all", "--n", "2", "--new-since", "2024-03-15", "--format", fmt])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            line = [x for x in p.stdout.splitlines() if "c020" in x][0]
+            self.assertIn("N05", line)
+            self.assertIn("HEART CUSHION COVER", line)
+
+    def test_first_seen_defaults_to_the_day_it_is_added(self):
+        body = dict(CUSHION)
+        del body["first_seen"]
+        r = self.put("N05", body)
+        self.assertEqual(r.status, 200, r)
+        day = r.json["first_seen"]
+        # The model's clock: it runs on from the model's as-of day.
+        self.assertTrue("2024-03-10" <= day < "2024-03-12", r.json)
+        items = self.slot("c020", day=day)["items"]
+        self.assertEqual(items[0]["item_id"], "N05", items)
+
+    def test_available_false_takes_it_out_at_once(self):
+        self.assertEqual(self.put("N05", CUSHION).status, 200)
+        self.assertFirstFor("c020", "N05")
+        r = self.put("N05", {"available": False})
+        self.assertEqual(r.status, 200, r)
+        self.assertFalse(r.json["available"])
+        for c in ("c020", "c070", "nobody"):
+            self.assertNotIn("N05", ids(self.slot(c)["items"]))
+        r = self.srv.get("/v1/audiences/all?limit=100&n=3&new_since=2024-03-15")
+        for m in r.json["customers"]:
+            self.assertNotIn("N05", ids(m["items"]))
+        self.assertEqual(self.put("N05", {"available": True}).status, 200)
+        self.assertFirstFor("c020", "N05")
+
+    def test_an_update_moves_it(self):
+        self.assertEqual(self.put("N05", CUSHION).status, 200)
+        r = self.put("N05", {"title": "CHRISTMAS CUSHION COVER", "category": "christmas"})
+        self.assertEqual(r.status, 200, r)
+        self.assertFirstFor("c070", "N05")
+        self.assertEqual(self.slot("c020")["items"][0]["score"], 0)
+
+    def test_survives_restart_kill_and_reload(self):
+        self.assertEqual(self.put("N05", CUSHION).status, 200)
+        self.assertEqual(self.put("N06", {"title": "CHRISTMAS STAR GARLAND",
+                                          "first_seen": "2024-03-18"}).status, 200)
+        self.assertEqual(self.put("N06", {"available": False}).status, 200)
+        self.assertEqual(self.srv.stop(), 0, self.srv.stderr())
+        self.srv = self.start()
+        self.assertFirstFor("c020", "N05")
+        self.assertNotIn("N06", ids(self.slot("c070")["items"]))
+        self.srv.kill()  # SIGKILL: nothing but the disk
+        self.srv = self.start()
+        self.assertFirstFor("c020", "N05")
+        self.assertNotIn("N06", ids(self.slot("c070")["items"]))
+        r = self.srv.request("POST", "/admin/reload")
+        self.assertEqual(r.status, 200, r)
+        self.assertFirstFor("c020", "N05")
+        self.assertNotIn("N06", ids(self.slot("c070")["items"]))
+
+    def test_the_cap(self):
+        for i, item in enumerate(("N05", "N06", "N07")):
+            r = self.put(item, {"title": "HEART THING %d" % i})
+            self.assertEqual(r.status, 200, r)
+        self.assertError(self.put("N08", {"title": "ONE TOO MANY"}), 507, "live_items_full")
+        # Items already live and model items still change.
+        self.assertEqual(self.put("N05", {"price": 3}).status, 200)
+        self.assertEqual(self.put("O01", {"available": False}).status, 200)
+        # The cap holds across a restart, and nothing half-added stayed.
+        self.srv.kill()
+        self.srv = self.start()
+        self.assertError(self.put("N08", {"title": "ONE TOO MANY"}), 507, "live_items_full")
+        self.assertNotIn("N08", ids(self.slot("nobody", n=20)["items"]))
+
+    def test_errors(self):
+        path = "/v1/items/N09"
+        cases = [
+            ErrorCase("bad first_seen", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "first_seen": "2024-02-30"}, says="first_seen"),
+            ErrorCase("first_seen not a string", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "first_seen": 20240301}, says="first_seen"),
+            ErrorCase("title too long", "PUT", path, 400, "invalid_field",
+                      {"title": "H" * 513}, says="title"),
+            ErrorCase("title not a string", "PUT", path, 400, "invalid_field",
+                      {"title": ["H"]}, says="title"),
+            ErrorCase("title with NUL", "PUT", path, 400, "invalid_json",
+                      {"title": "A\u0000B"}),
+            ErrorCase("non-UTF-8 title", "PUT", path, 400, "invalid_json",
+                      b'{"title":"caf\xe9"}'),
+            ErrorCase("category too long", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "category": "c" * 129}, says="category"),
+            ErrorCase("negative price", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "price": -1}, says="price"),
+            ErrorCase("price not a number", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "price": "4.50"}, says="price"),
+            ErrorCase("price too large", "PUT", path, 400, "invalid_field",
+                      {"title": "X", "price": 1e12}, says="price"),
+            ErrorCase("unknown field", "PUT", path, 400, "unknown_field",
+                      {"title": "X", "colour": "red"}, says="colour"),
+            ErrorCase("nothing to change", "PUT", path, 400, "missing_field", {}),
+            ErrorCase("unknown item, flags only", "PUT", path, 404, "unknown_item",
+                      {"available": False}, says="title"),
+            ErrorCase("unknown item, empty title", "PUT", path, 404, "unknown_item",
+                      {"title": ""}),
+        ]
+        self.assertErrorCases(cases)
+        # A 512-byte title (multi-byte UTF-8 counted in bytes) is fine.
+        r = self.put("N09", {"title": "\u00e9" * 256})
+        self.assertEqual(r.status, 200, r)
+        self.assertError(self.put("N10", {"title": "\u00e9" * 256 + "x"}), 400, "invalid_field")
 
 
 if __name__ == "__main__":
