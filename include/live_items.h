@@ -77,6 +77,12 @@ void live_items_free(live_items *li);
  * a STORE_* error. */
 int live_items_load(live_items *li, state *s, const model *m);
 
+/* Puts the first_seen days the state records for items m knows (PUT
+ * /v1/items/{id} of a model item) into m (model_item_set_first_seen): call
+ * when a model is opened, before it serves; they win over the model's
+ * own. Returns 0 or a STORE_* error. */
+int live_items_model_first_seen(state *s, model *m);
+
 /* Whether id is a live item now. */
 bool live_items_has(live_items *li, const char *id, size_t len);
 /* Reserves room for id before its change is committed: 0, or -1 when the

@@ -45,6 +45,8 @@ static void ref_release(struct model_ref *r)
 static void load_overrides(model *m, state *st)
 {
 	int rc = rec_load_item_overrides(m, st);
+	if (rc == 0)
+		rc = live_items_model_first_seen(st, m);
 	if (rc)
 		fprintf(stderr, "shopkeeper: cannot read the item overrides (PUT /v1/items): %s; "
 				"serving without them\n", store_strerror(rc));

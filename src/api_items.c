@@ -24,9 +24,11 @@
  * placed among the model's items at once and served in the new-arrivals
  * slot (?new_since=) from the next request; its first_seen defaults to
  * the day it is added. The live state holds at most --max-live-items such
- * items: past that, 507 live_items_full. For an item the model knows the
- * fields are recorded; its answers keep the model's catalog text until a
- * model trained with the new catalog. Through the shared event log
+ * items: past that, 507 live_items_full. For an item the model knows,
+ * first_seen moves it in or out of the slot at once
+ * (model_item_set_first_seen); title, category and price are recorded, and
+ * its answers keep the model's catalog text until a model trained with the
+ * new catalog. Through the shared event log
  * (--event-log) only the flags go yet: catalog fields are 501.
  */
 #include <assert.h>
@@ -87,6 +89,8 @@ static void item_put_done(void *arg, int rc)
 		 * then the override waits in the state. */
 		if (model_item_find(m, ip->id, ip->id_len, &idx) == 0) {
 			rec_apply_item_override(m, ip->id, ip->id_len, flags);
+			if (meta.fields & STATE_ITEM_FIRST_SEEN)
+				model_item_set_first_seen(m, idx, meta.first_seen);
 			recommendable = recommendable && model_item_recommendable(m, idx);
 			known = true;
 		}

@@ -170,7 +170,7 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	/* Items out of stock or not recommendable (PUT /v1/items) stay out. */
-	if (st && rec_load_item_overrides(m, st) != 0) {
+	if (st && (rec_load_item_overrides(m, st) != 0 || live_items_model_first_seen(st, m) != 0)) {
 		cli_fail("export", "cannot read the item overrides in %s", state_dir);
 		goto out;
 	}

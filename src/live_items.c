@@ -279,6 +279,21 @@ int live_items_load(live_items *li, state *s, const model *m)
 	return rc;
 }
 
+static void first_seen_one(void *arg, const char *id, size_t len, uint32_t flags,
+			   const state_item_meta *meta)
+{
+	model *m = arg;
+	uint32_t idx;
+	(void)flags;
+	if ((meta->fields & STATE_ITEM_FIRST_SEEN) && model_item_find(m, id, len, &idx) == 0)
+		model_item_set_first_seen(m, idx, meta->first_seen);
+}
+
+int live_items_model_first_seen(state *s, model *m)
+{
+	return state_items_meta_each(s, first_seen_one, m);
+}
+
 bool live_items_has(live_items *li, const char *id, size_t len)
 {
 	if (atomic_load_explicit(&li->count, memory_order_relaxed) == 0)

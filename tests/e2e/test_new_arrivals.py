@@ -255,8 +255,8 @@ class LiveItems(ApiTestCase):
         self.assertEqual(r.status, 200, r)
         return r.json
 
-    def assertFirstFor(self, customer, item, srv=None):
-        body = self.slot(customer, srv=srv)
+    def assertFirstFor(self, customer, item, srv=None, day="2024-03-15"):
+        body = self.slot(customer, srv=srv, day=day)
         self.assertTrue(body["items"], body)
         first = body["items"][0]
         self.assertEqual(first["item_id"], item, body)
@@ -355,6 +355,27 @@ class LiveItems(ApiTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertFirstFor("c020", "N05")
         self.assertNotIn("N06", ids(self.slot("c070")["items"]))
+
+    def test_first_seen_of_a_model_item_moves_it_into_the_slot(self):
+        # c020 bought three of group A's items, not O04: relaunched, O04
+        # is new, and their history reaches it.
+        self.assertEqual(self.slot("c020", day="2024-03-22")["items"], [])
+        r = self.put("O04", {"first_seen": "2024-03-25", "title": "HEART LACE DOILY (NEW)"})
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json["in_model"], r.json)
+        self.assertNotIn("content_neighbors", r.json)
+        first = self.assertFirstFor("c020", "O04", day="2024-03-22")
+        self.assertEqual(first["title"], "HEART LACE DOILY")  # the model's, until retrained
+        self.srv.kill()
+        self.srv = self.start()
+        self.assertFirstFor("c020", "O04", day="2024-03-22")
+        r = self.srv.request("POST", "/admin/reload")
+        self.assertEqual(r.status, 200, r)
+        self.assertFirstFor("c020", "O04", day="2024-03-22")
+        p = run(["export", "--model", SHARED["model"], "--state", self.state, "--audience",
+                 "all", "--n", "1", "--new-since", "2024-03-22"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('"O04"', [x for x in p.stdout.splitlines() if '"c020"' in x][0])
 
     def test_the_cap(self):
         for i, item in enumerate(("N05", "N06", "N07")):
