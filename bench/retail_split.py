@@ -9,6 +9,14 @@ negative quantity) and rows without a CustomerID, as issue 3 specifies. With
 --valid it also carves a validation split out of the training period:
 OUTDIR/valid-train.csv (before --valid) and OUTDIR/valid-test.csv (from
 --valid to --split), for tuning without looking at the test set.
+
+It also writes OUTDIR/catalog.csv, the new-arrivals protocol's catalog (issue
+18), from the whole file (guest rows included, cancellations left out):
+item_id, title (the StockCode's most recent Description), price (its most
+recent UnitPrice) and first_seen (the day it was first sold). Trained with
+--catalog, `eval` keeps the test purchases of items first sold after --split
+and reports new_item_recall; `eval --new-since 2011-09-01` scores the
+new-arrivals slot (bench/README.md, "New arrivals").
 Standard library only.
 """
 import argparse
@@ -32,6 +40,7 @@ def main():
              for n in names}
     writers = {n: csv.writer(f, lineterminator="\n") for n, f in files.items()}
     counts = dict.fromkeys(names, 0)
+    catalog = {}  # StockCode -> [first day, last day, title, price]
     with opener(args.source, "rt", encoding="utf-8", newline="") as src:
         rows = csv.reader(src)
         header = next(rows)
@@ -39,11 +48,17 @@ def main():
             w.writerow(header)
         col = {name: i for i, name in enumerate(header)}
         for r in rows:
-            if not r[col["CustomerID"]].strip():
-                continue
             if r[col["InvoiceNo"]].startswith("C") or float(r[col["Quantity"]]) < 0:
                 continue
             day = r[col["InvoiceDate"]][:10]
+            code = r[col["StockCode"]].strip()
+            title = r[col["Description"]].strip()
+            c = catalog.setdefault(code, [day, "", "", ""])
+            c[0] = min(c[0], day)
+            if day >= c[1] and title:
+                c[1], c[2], c[3] = day, title, r[col["UnitPrice"]]
+            if not r[col["CustomerID"]].strip():
+                continue
             if day < args.split:
                 targets = ["train", "valid-train" if day < args.valid else "valid-test"]
             else:
@@ -53,6 +68,13 @@ def main():
                 counts[t] += 1
     for f in files.values():
         f.close()
+    with open(os.path.join(args.outdir, "catalog.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["item_id", "title", "price", "first_seen"])
+        for code in sorted(catalog):
+            first, _, title, price = catalog[code]
+            w.writerow([code, title, price, first])
+    print(f"catalog: {len(catalog)} items")
     for n in names:
         print(f"{n}: {counts[n]} rows")
 

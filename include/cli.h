@@ -60,7 +60,7 @@ struct train_flags {
 
 /* getopt_long codes of the shared flags start here. */
 #define TRAIN_FLAG_BASE 1000
-#define TRAIN_FLAG_COUNT 21
+#define TRAIN_FLAG_COUNT 22
 
 /* Starts parsing a command that takes the shared flags (train, eval): sets
  * *f to the defaults, appends the shared options to `opts` after its

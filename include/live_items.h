@@ -7,8 +7,8 @@
  * The state holds them (the item record's catalog fields, state.h), so
  * they survive a restart and a crash; this module is the serving side's
  * copy in memory, with each item's content neighbours among the current
- * model's items (live_place_fn: content_place, content.h, from the model's
- * vocabulary, idf, categories and price bands, or live_place_by_titles). A customer's score for a live item is the
+ * model's items (live_place_by_content: content_place, content.h, from the
+ * model's vocabulary, idf, categories and price bands). A customer's score for a live item is the
  * sum, over the item's content neighbours, of the customer's history
  * weight for that neighbour: the same sum item-based scoring makes with a
  * model item's neighbours, so live items rank among the model's new items
@@ -57,17 +57,20 @@ typedef struct live_place_query {
  * set's write lock. */
 typedef int (*live_place_fn)(const model *m, const live_place_query *q, uint32_t n,
 			     neighbor *out, uint32_t *n_out);
-/* The placement every set starts with, for any model: title words shared
- * with the model's titles (idf-weighted, over the model's titles), plus
- * 0.1 for the same category. It reads every title per call. LINK (issue
- * 18): a model with content tables is better served by content_place,
- * the model's own vocabulary, idf and price bands; the content branch adds
- * it, and live_items_set_placer takes it. */
+/* Placement by the model's content tables (content_place, content.h: its
+ * vocabulary, idf, categories and price bands, the similarity its own
+ * content lists use); for a model without them (format < 6, trained
+ * without a catalog), live_place_by_titles. What every set starts with. */
+int live_place_by_content(const model *m, const live_place_query *q, uint32_t n, neighbor *out,
+			  uint32_t *n_out);
+/* For models without content tables: title words shared with the model's
+ * titles (idf-weighted, over the model's titles), plus 0.1 for the same
+ * category. It reads every title per call. */
 int live_place_by_titles(const model *m, const live_place_query *q, uint32_t n, neighbor *out,
 			 uint32_t *n_out);
 
 /* An empty set holding at most max items, placing with
- * live_place_by_titles. Never fails. */
+ * live_place_by_content. Never fails. */
 live_items *live_items_create(uint32_t max);
 /* live_items_free(NULL) does nothing. */
 void live_items_free(live_items *li);
@@ -104,7 +107,7 @@ void live_items_put(live_items *li, const model *m, const char *id, size_t len, 
  * are placed again among m's items. Call before m serves. */
 void live_items_rebind(live_items *li, const model *m);
 
-/* Sets the placement (NULL: live_place_by_titles). Call before serving. */
+/* Sets the placement (NULL: live_place_by_content). Call before serving. */
 void live_items_set_placer(live_items *li, live_place_fn place);
 
 /* Items live now. */

@@ -50,6 +50,7 @@ typedef struct model_info {
 	 * 0 and < 0 when it has none. */
 	uint32_t serve_neighbors_used;
 	float serve_cutoff;
+	float serve_content_weight, serve_content_count; /* < 0: none */
 	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;

@@ -12,7 +12,9 @@
  * databases:
  *
  *   meta        "meta" -> JSON text: format_version, model_id, algorithm,
- *               parameters, counts, as_of, created
+ *               parameters, counts, as_of, created; version 6: "content"
+ *               {tokens, neighbors, title_weight, category_weight,
+ *               price_weight, terms}
  *   items       "ids" -> a string table: u32 count, u32 offsets[count+1], bytes
  *               "titles" -> a string table of titles ("" for none)
  *               "categories" -> a string table of category names
@@ -28,6 +30,13 @@
  *               it and read as all unknown
  *               "popular" -> (u32 item, f32 score)[count], by recent
  *               popularity (decayed like the model's history), best first
+ *               (version 6, the content tables of content.h:)
+ *               "content_terms" -> a string table of the title vocabulary,
+ *               sorted by bytes
+ *               "content_idf" -> f32[terms]
+ *               "content_postings" -> a pair table per term: the items
+ *               with it and their title weights, (u32 item, f32 weight)
+ *               "content_bands" -> u8[count] price band (0: unknown)
  *   item_index  item id -> u32 item index
  *   neighbors   "all" -> u32 n_items, u32 offsets[n_items+1] (in pairs),
  *               then every item's (u32 item, f32 score) pairs, best first
@@ -36,6 +45,8 @@
  *               found by arithmetic. An item
  *               flagged MODEL_ITEM_NOT_RECOMMENDABLE has no list and is in
  *               no other item's list.
+ *               "content" (version 6) -> the same layout: every item's
+ *               content neighbours (content.h), scores in (0, 1]
  *   customers   customer id -> customer_summary, history_entry[n_hist] (most
  *               recent first), then attrs_len bytes of attribute JSON
  *
@@ -58,7 +69,11 @@
  * negatives strongest first. Written only for such models, so a model
  * without them stays readable by builds that read 3 and 4. */
 #define MODEL_FORMAT_VERSION_NEGATIVES 5
-#define MODEL_FORMAT_NEWEST MODEL_FORMAT_VERSION_NEGATIVES
+/* 6 is format 5 (negatives allowed) plus the content tables (content.h):
+ * written only for a model trained with a catalog to compare items by, so
+ * a model without them stays readable by builds that read 3 to 5. */
+#define MODEL_FORMAT_VERSION_CONTENT 6
+#define MODEL_FORMAT_NEWEST MODEL_FORMAT_VERSION_CONTENT
 #define MODEL_FILE "model.mdb"
 /* Beside it, written last by train and checked before any page of the
  * model is read: "crc32c HEX SIZE\n", the CRC-32C and size of model.mdb

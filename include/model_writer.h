@@ -71,6 +71,11 @@ int model_writer_put_neighbors(model_writer *w, const neighbor *lists, uint32_t 
 /* The same, leaving out items flagged MODEL_ITEM_NOT_RECOMMENDABLE in
  * flags[0..n_items) (NULL: none): their own lists are written empty and
  * they are dropped from every other list. */
+/* The content tables of content_train's result (model_format.h, format 6):
+ * vocabulary, idf, postings, price bands, every item's content
+ * neighbours. Returns 0 or STORE_ERROR with a message in *err. */
+struct content_result;
+int model_writer_put_content(model_writer *w, const struct content_result *c, strbuf *err);
 int model_writer_put_neighbors_except(model_writer *w, const neighbor *lists, uint32_t stride,
 				      const uint32_t *counts, uint32_t n_items,
 				      const uint8_t *flags, strbuf *err);

@@ -29,20 +29,26 @@
  * customer has more (a bound on the request path's work). */
 #define REC_MAX_HISTORY 200
 
-enum rec_source { REC_PERSONAL = 0, REC_POPULAR = 1 };
+/* Where an answer's item comes from: the customer's (or basket's or
+ * item's) collaborative neighbours, their content neighbours (hybrid
+ * scoring: the content part of the blended score is the larger), or the
+ * popular list. */
+enum rec_source { REC_PERSONAL = 0, REC_POPULAR = 1, REC_CONTENT = 2 };
 const char *rec_source_name(enum rec_source s);
 
 typedef struct rec_item {
 	uint32_t item;
 	float score;
-	uint8_t source; /* enum rec_source: popular when topped up */
+	uint8_t source; /* enum rec_source: popular when topped up, content
+			 * when its content part outweighs the rest */
 	uint8_t n_because;
 	uint32_t because[REC_MAX_BECAUSE]; /* item indexes, strongest first */
 } rec_item;
 
 struct rec_live; /* live_items.h */
 typedef struct rec_result {
-	enum rec_source source; /* personal if any item is */
+	enum rec_source source; /* personal if any item is personal or content
+				 * (the history was used), else popular */
 	uint32_t n;
 	rec_item items[REC_MAX_N];
 	/* Items added since training in this answer (live_items_merge): an
@@ -93,15 +99,34 @@ typedef struct rec_params {
 	 * strongest negative weights, train_options.negatives), each history
 	 * item's N strongest take from the scores, under the same cutoff. */
 	uint32_t negatives_used;
+	/* Hybrid scoring, for a model with content tables (content.h). Item
+	 * j's score blends its collaborative sum CF_j (above) with its
+	 * content sum CT_j (each source's content neighbours, times the
+	 * source's weight):
+	 *     score_j = (1 - beta_j) CF_j + beta_j * content_weight * CT_j,
+	 *     beta_j  = content_count / (content_count + customers of j),
+	 * and beta_j = 1 for an item nobody has bought: the fewer its
+	 * interactions, the more its content counts. content_weight 0 turns
+	 * content off (the scores of a model without content tables);
+	 * content_count 0 uses content only for items without interactions.
+	 * The similar-items answer blends the same way with beta the larger of
+	 * the item's and the neighbour's, so an item nobody has bought
+	 * answers with its content neighbours. Tuned on the validation split
+	 * (tune.h). */
+	float content_weight; /* >= 0 */
+	float content_count;  /* >= 0 */
 } rec_params;
 #define REC_DEFAULT_NEIGHBORS_USED 30u
 #define REC_DEFAULT_CUTOFF 0.1f
 #define REC_DEFAULT_NEGATIVES_USED 1000u /* all a model keeps */
+#define REC_DEFAULT_CONTENT_WEIGHT 0.01f
+#define REC_DEFAULT_CONTENT_COUNT 0.0f
 
 /* The defaults above. */
 void rec_params_init(rec_params *p);
 /* Marks every field "not given" (neighbors_used 0, cutoff < 0,
- * negatives_used UINT32_MAX), for rec_params_for_model. */
+ * negatives_used UINT32_MAX, content_weight and content_count < 0), for
+ * rec_params_for_model. */
 void rec_params_unset(rec_params *p);
 /* The parameters to serve a model with: each field `given` sets (flags),
  * else the model's own (the serving knobs its tuning chose, model_info
@@ -151,6 +176,13 @@ typedef struct rec_table {
 	const uint32_t *n_neg;
 	const neighbor *popular;
 	uint32_t n_items;
+	/* Hybrid scoring (rec_params): item i's content neighbours are
+	 * content[i*content_stride .. + n_content[i]), and popularity[i] its
+	 * customers; content NULL: none. */
+	const neighbor *content;
+	uint32_t content_stride;
+	const uint32_t *n_content;
+	const float *popularity;
 } rec_table;
 
 /* The top n items for a history hist[0..n_hist) (most recent first, as

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "content.h"
 #include "ingest.h"
 #include "model_format.h" /* neighbor, history_entry */
 #include "strbuf.h"
@@ -74,6 +75,10 @@ typedef struct train_options {
 	uint32_t negatives;    /* EASE: negative weights kept per item, the
 				* strongest, after the K positive ones
 				* (default 0: none) */
+	bool content;          /* also compute content neighbours from the
+				* catalog (content.h), when it has titles,
+				* categories or prices */
+	content_options content_opt;
 } train_options;
 
 #define TRAIN_DEFAULT_NEIGHBORS 100u
@@ -109,6 +114,10 @@ typedef struct train_result {
 	bool gram_sparse;      /* dense path: G added up from sparse rows, not ssyrk */
 	uint32_t ease_items;   /* items EASE covered (all unless restricted) */
 	double secs_matrix, secs_gram, secs_similarity;
+	/* With train_options.content and a catalog: every item's content
+	 * neighbours and the vocabulary (has_content false: none). */
+	bool has_content;
+	content_result content;
 } train_result;
 
 /* Trains on ds. Returns 0, or -1 with a message in *err (nothing to train on,

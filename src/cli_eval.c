@@ -9,7 +9,13 @@
  * event purchase) in the test file that the trained model knows, minus what
  * the customer already bought in the training file (those are never
  * recommended). Customers unknown to the model, or with nothing relevant
- * left, are not counted.
+ * left, are not counted. Items without training interactions are in the
+ * model when --catalog names them: their purchases stay relevant, and
+ * new_item_recall is the recall of the same lists over those purchases
+ * alone (customers with at least one). --new-since DATE scores the
+ * new-arrivals slot instead: only items first seen on or after DATE are
+ * ranked (the others are excluded, as the route's filter does) and only
+ * their purchases are relevant.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -21,6 +27,7 @@
 #include "eval.h"
 #include "recommend.h"
 #include "model.h"
+#include "timefmt.h"
 #include "tune.h"
 #include "util.h"
 
@@ -28,7 +35,9 @@ static const char eval_usage_head[] =
 	"usage: shopkeeper eval --train FILE --test FILE [--k 10] [options]\n"
 	"\n"
 	"Trains on --train, recommends --k items to each customer of --test and prints\n"
-	"{\"precision\",\"recall\",\"ndcg\",\"map\",\"hit_rate\",\"users\",\"coverage\"} as JSON.\n"
+	"{\"precision\",\"recall\",\"ndcg\",\"map\",\"hit_rate\",\"users\",\"coverage\"} as JSON,\n"
+	"with \"new_item_recall\" and \"new_item_users\" when --catalog names items without\n"
+	"training interactions.\n"
 	"\n"
 	"  --train FILE          interactions to train on\n"
 	"  --test FILE           interactions to score against (purchases count)\n"
@@ -37,6 +46,14 @@ static const char eval_usage_head[] =
 	"                        30), as serve\n"
 	"  --cutoff R            contributions under R x the strongest skipped (default:\n"
 	"                        tuned, else 0.1), as serve\n"
+	"  --content-weight S    hybrid scoring: weight of content sums (default: tuned,\n"
+	"                        else 0: off), as serve\n"
+	"  --content-count B     hybrid scoring: content share b / (b + customers)\n"
+	"                        (default: tuned, else 0: items nobody bought only)\n"
+	"  --new-since DATE      score the new-arrivals slot: rank only items first seen\n"
+	"                        on or after DATE (catalog first_seen, else their first\n"
+	"                        training interaction; catalog items with neither count\n"
+	"                        as new)\n"
 	"Tuning (unless --no-tune) uses --train only, never --test: its progress is on\n"
 	"stderr when that is a terminal, and stdout stays one JSON object.\n";
 
@@ -79,7 +96,8 @@ static struct pair *relevant_pairs(const dataset *train, const dataset *test, si
 }
 
 static int evaluate(const dataset *train, const train_result *tr, const dataset *test,
-		    const char *model_dir, uint32_t k, const rec_params *params, strbuf *err)
+		    const char *model_dir, uint32_t k, const rec_params *params, bool has_since,
+		    int64_t since, strbuf *err)
 {
 	model *m = NULL;
 	model_txn *txn = NULL;
@@ -91,8 +109,38 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 	uint32_t recs[REC_MAX_N];
 	uint8_t *shown = xcalloc(tr->n_items, 1);
 	uint8_t *bought = xcalloc(tr->n_items, 1);
-	eval_totals tot = { 0 };
+	eval_totals tot = { 0 }, tot_new = { 0 };
 	int ret = -1;
+	/* Items without training interactions (catalog only). */
+	uint8_t *fresh = xcalloc(tr->n_items ? tr->n_items : 1, 1);
+	uint32_t n_fresh = 0;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		fresh[i] = 1;
+	for (uint64_t h = 0; h < tr->hist_off[tr->n_customers]; h++)
+		fresh[tr->hist[h].item] = 0;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		n_fresh += fresh[i];
+	uint32_t *old = NULL, n_old = 0;
+	if (has_since) {
+		/* The slot: items first seen before `since` are excluded, and
+		 * only the others' purchases are relevant ("fresh" from now on). */
+		/* First seen: the catalog's first_seen, else the item's first
+		 * interaction (dataset_first_seen); a catalog item with neither
+		 * is new. Days, as the route's filter compares them. */
+		int32_t *fs = xmallocarray(tr->n_items ? tr->n_items : 1, sizeof(*fs));
+		dataset_first_seen(train, tr->n_items, fs);
+		int64_t day = since >= 0 ? since / 86400 : -((-since + 86399) / 86400);
+		old = xmallocarray(tr->n_items ? tr->n_items : 1, sizeof(*old));
+		n_fresh = 0;
+		for (uint32_t i = 0; i < tr->n_items; i++) {
+			fresh[i] = fs[i] == MODEL_DAY_UNKNOWN || fs[i] >= day;
+			n_fresh += fresh[i];
+			if (!fresh[i])
+				old[n_old++] = i;
+		}
+		free(fs);
+	}
+	uint32_t *rel_new = xmallocarray(n_pairs ? n_pairs : 1, sizeof(*rel_new));
 
 	if (model_open(model_dir, &m, err) != 0 || model_txn_begin(m, &txn) != 0)
 		goto out;
@@ -103,6 +151,8 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 	rec_filter plain; /* what serve does, but nobody reads `because` here */
 	rec_filter_init(&plain);
 	plain.because = false;
+	plain.exclude = old;
+	plain.n_exclude = n_old;
 	for (size_t i = 0; i < n_pairs;) {
 		size_t j = i;
 		while (j < n_pairs && pairs[j].customer == pairs[i].customer)
@@ -118,10 +168,15 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 		for (uint64_t h = tr->hist_off[c]; h < tr->hist_off[c + 1]; h++)
 			if (tr->hist[h].flags & HIST_PURCHASED)
 				bought[tr->hist[h].item] = 1;
-		uint32_t n_rel = 0;
-		for (size_t q = i; q < j; q++)
-			if (!bought[pairs[q].item])
+		uint32_t n_rel = 0, n_new = 0;
+		for (size_t q = i; q < j; q++) {
+			if (bought[pairs[q].item])
+				continue;
+			if (fresh[pairs[q].item])
+				rel_new[n_new++] = pairs[q].item;
+			if (!has_since || fresh[pairs[q].item])
 				rel[n_rel++] = pairs[q].item;
+		}
 		for (uint64_t h = tr->hist_off[c]; h < tr->hist_off[c + 1]; h++)
 			bought[tr->hist[h].item] = 0;
 		i = j;
@@ -138,21 +193,30 @@ static int evaluate(const dataset *train, const train_result *tr, const dataset 
 			shown[recs[r]] = 1;
 		}
 		eval_add(&tot, recs, res->n, rel, n_rel, k);
+		eval_add(&tot_new, recs, res->n, rel_new, n_new, k);
 	}
 	eval_finish(&tot);
+	eval_finish(&tot_new);
 	uint32_t covered = 0;
 	for (uint32_t i = 0; i < tr->n_items; i++)
 		covered += shown[i];
 	printf("{\"precision\":%.6f,\"recall\":%.6f,\"ndcg\":%.6f,\"map\":%.6f,\"hit_rate\":%.6f,"
-	       "\"users\":%llu,\"coverage\":%.6f}\n",
+	       "\"users\":%llu,\"coverage\":%.6f",
 	       tot.precision, tot.recall, tot.ndcg, tot.map, tot.hit_rate,
 	       (unsigned long long)tot.users, tr->n_items ? (double)covered / tr->n_items : 0.0);
+	if (n_fresh)
+		printf(",\"new_item_recall\":%.6f,\"new_item_users\":%llu,\"new_items\":%u",
+		       tot_new.recall, (unsigned long long)tot_new.users, n_fresh);
+	printf("}\n");
 	ret = 0;
 out:
 	rec_ctx_free(ctx);
 	model_txn_free(txn);
 	model_close(m);
 	free(bought);
+	free(fresh);
+	free(old);
+	free(rel_new);
 	free(shown);
 	free(rel);
 	free(pairs);
@@ -162,13 +226,16 @@ out:
 
 int cmd_eval(int argc, char **argv)
 {
-	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 7] = {
+	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_SINCE, O_CW, O_CC, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 10] = {
 		{ "train", required_argument, NULL, O_TRAIN },
 		{ "test", required_argument, NULL, O_TEST },
 		{ "k", required_argument, NULL, O_K },
 		{ "neighbors-used", required_argument, NULL, O_NUSED },
 		{ "cutoff", required_argument, NULL, O_CUTOFF },
+		{ "new-since", required_argument, NULL, O_SINCE },
+		{ "content-weight", required_argument, NULL, O_CW },
+		{ "content-count", required_argument, NULL, O_CC },
 		{ "help", no_argument, NULL, O_HELP },
 	};
 	struct train_flags f;
@@ -177,7 +244,9 @@ int cmd_eval(int argc, char **argv)
 	rec_params params;
 	rec_params_unset(&params);
 	int c, rc;
-	train_flags_begin(&f, opts, 6);
+	bool has_since = false;
+	int64_t since = 0;
+	train_flags_begin(&f, opts, 9);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_TRAIN: train_path = optarg; break;
@@ -198,6 +267,20 @@ int cmd_eval(int argc, char **argv)
 						       optarg);
 			f.pinned |= TUNE_PIN_CUTOFF;
 			f.serve.cutoff = params.cutoff;
+			break;
+		case O_CW:
+		case O_CC: {
+			double d;
+			if (!cli_parse_double(optarg, &d) || !(d >= 0) || d > 1e6)
+				return cli_usage_error("eval", "--content-%s %s: expected a number >= 0",
+						       c == O_CW ? "weight" : "count", optarg);
+			*(c == O_CW ? &params.content_weight : &params.content_count) = (float)d;
+			break;
+		}
+		case O_SINCE:
+			if (time_parse(optarg, strlen(optarg), &since) != 0)
+				return cli_usage_error("eval", "--new-since %s: expected YYYY-MM-DD", optarg);
+			has_since = true;
 			break;
 		case 'h':
 		case O_HELP:
@@ -243,7 +326,7 @@ int cmd_eval(int argc, char **argv)
 	}
 	made_dir = true;
 	if (train_write(dir, &f, &train, &r, as_of, &err) != 0 ||
-	    evaluate(&train, &r, &test, dir, k, &params, &err) != 0) {
+	    evaluate(&train, &r, &test, dir, k, &params, has_since, since, &err) != 0) {
 		cli_fail("eval", "%s", err.buf);
 		goto out;
 	}

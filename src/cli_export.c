@@ -200,6 +200,10 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	ctx = rec_ctx_create(model_get_info(m)->n_items);
+	rec_params given, p; /* the model's tuned knobs, as serve's audience download */
+	rec_params_unset(&given);
+	rec_params_for_model(&p, &given, model_get_info(m));
+	rec_ctx_configure(ctx, &p);
 	if (audience_walk_begin(&aud, t, stx, NULL, 0, &walk) != 0) {
 		cli_fail("export", "cannot walk the customers");
 		goto out;

@@ -424,7 +424,7 @@ int cmd_serve(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct serve_opts o = {
 		.listen = "127.0.0.1:8080", .max_conn = 10000,
-		.params = { 0, -1.0f, UINT32_MAX }, /* not given: the model's own */
+		.params = { 0, -1.0f, UINT32_MAX, -1.0f, -1.0f }, /* not given: the model's own */
 		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,

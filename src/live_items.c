@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "content.h"
 #include "util.h"
 
 struct live_entry {
@@ -153,10 +154,20 @@ int live_place_by_titles(const model *m, const live_place_query *q, uint32_t n, 
 	return 0;
 }
 
+int live_place_by_content(const model *m, const live_place_query *q, uint32_t n, neighbor *out,
+			  uint32_t *n_out)
+{
+	if (!model_content(m))
+		return live_place_by_titles(m, q, n, out, n_out);
+	content_query cq = { q->title, q->title_len, q->category, q->category_len, q->price,
+			     q->self };
+	return content_place(m, &cq, n, out, n_out);
+}
+
 live_items *live_items_create(uint32_t max)
 {
 	live_items *li = xcalloc(1, sizeof(*li));
-	li->place = live_place_by_titles;
+	li->place = live_place_by_content;
 	pthread_rwlock_init(&li->lock, NULL);
 	li->max = max;
 	atomic_init(&li->count, 0);
@@ -364,7 +375,7 @@ void live_items_rebind(live_items *li, const model *m)
 
 void live_items_set_placer(live_items *li, live_place_fn place)
 {
-	li->place = place ? place : live_place_by_titles;
+	li->place = place ? place : live_place_by_content;
 }
 
 uint32_t live_items_count(live_items *li)
@@ -512,8 +523,8 @@ void live_items_merge(live_items *li, const model *m, const model_customer *cust
 	uint32_t n_items = model_get_info(m)->n_items;
 	rec_item merged[REC_MAX_N];
 	uint32_t out = 0, a = 0, b = 0, scored = 0;
-	while (scored < r->n && r->items[scored].source == REC_PERSONAL)
-		scored++;
+	while (scored < r->n && r->items[scored].source != REC_POPULAR)
+		scored++; /* personal or content: reached by the customer's history */
 	store->n = 0;
 	bool any_live_reached = false;
 	while (out < n && (a < scored || b < n_reached)) {
@@ -522,7 +533,7 @@ void live_items_merge(live_items *li, const model *m, const model_customer *cust
 			continue;
 		}
 		merged[out++] = (rec_item){ .item = add_live(store, reached[b].e, n_items),
-					    .score = reached[b].score, .source = REC_PERSONAL };
+					    .score = reached[b].score, .source = REC_CONTENT };
 		b++;
 		any_live_reached = true;
 	}

@@ -3,6 +3,7 @@
  * lookups from the map. See model.h and model_format.h.
  */
 #include "model.h"
+#include "content.h"
 #include "eventlog.h"
 
 #include <assert.h>
@@ -48,6 +49,7 @@ struct model {
 	const unsigned char *popular;
 	offtab nbrs; /* every item's neighbours */
 	uint32_t *nbr_pos; /* format 5: positives per list, else NULL */
+	content_index *content; /* format 6: the content tables, else NULL */
 	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;
@@ -177,6 +179,14 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 				       json_number_value(cut) < 1
 			       ? (float)json_number_value(cut)
 			       : -1.0f;
+	json_t *cw = json_object_get(serving, "content_weight");
+	json_t *cc = json_object_get(serving, "content_count");
+	m->info.serve_content_weight =
+		json_is_number(cw) && json_number_value(cw) >= 0 && json_number_value(cw) < 1e6
+			? (float)json_number_value(cw) : -1.0f;
+	m->info.serve_content_count =
+		json_is_number(cc) && json_number_value(cc) >= 0 && json_number_value(cc) < 1e9
+			? (float)json_number_value(cc) : -1.0f;
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);
@@ -348,7 +358,7 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 	}
 	/* train keeps positive scores, and in format 5 may follow them with
 	 * negative ones; scoring relies on the order of signs. */
-	bool negatives = m->info.format_version == MODEL_FORMAT_VERSION_NEGATIVES;
+	bool negatives = m->info.format_version >= MODEL_FORMAT_VERSION_NEGATIVES;
 	uint32_t n = m->info.n_items;
 	if (negatives)
 		m->nbr_pos = xcalloc((size_t)n + 1, sizeof(*m->nbr_pos));
@@ -375,6 +385,51 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 		}
 	}
 	return 0;
+}
+
+/* Format 6: the content tables (content.h) and their settings in the
+ * meta record. */
+static int load_content(model *m, MDB_dbi items, const char *path, strbuf *err)
+{
+	if (m->info.format_version < MODEL_FORMAT_VERSION_CONTENT)
+		return 0;
+	json_t *root = json_loads(m->meta_json, 0, NULL);
+	json_t *c = json_object_get(root, "content");
+	const char *tok = json_string_value(json_object_get(c, "tokens"));
+	json_t *k = json_object_get(c, "neighbors");
+	content_settings set = { 0 };
+	int kind = tok ? content_tokens_parse(tok) : -1;
+	bool ok = kind >= 0 && json_is_integer(k) && json_integer_value(k) >= 0 &&
+		  json_integer_value(k) <= CONTENT_MAX_NEIGHBORS;
+	if (ok) {
+		set.tokens = (enum content_tokens)kind;
+		set.neighbors = (uint32_t)json_integer_value(k);
+		set.title_weight = (float)json_number_value(json_object_get(c, "title_weight"));
+		set.category_weight = (float)json_number_value(json_object_get(c, "category_weight"));
+		set.price_weight = (float)json_number_value(json_object_get(c, "price_weight"));
+	}
+	json_decref(root);
+	MDB_val terms, idf, post, bands, nbrs;
+	if (!ok || get_blob(m->blob_txn, items, "content_terms", &terms) ||
+	    get_blob(m->blob_txn, items, "content_idf", &idf) ||
+	    get_blob(m->blob_txn, items, "content_postings", &post) ||
+	    get_blob(m->blob_txn, items, "content_bands", &bands) ||
+	    get_blob(m->blob_txn, m->neighbors, "content", &nbrs)) {
+		sb_addf(err, "%s: content tables or their settings missing", path);
+		return STORE_CORRUPT;
+	}
+	content_blobs b = { terms.mv_data, idf.mv_data, post.mv_data, nbrs.mv_data, bands.mv_data,
+			    terms.mv_size, idf.mv_size, post.mv_size, nbrs.mv_size, bands.mv_size };
+	if (content_index_load(&b, &set, m->info.n_items, &m->content, err) != 0) {
+		sb_addf(err, " (%s)", path);
+		return STORE_CORRUPT;
+	}
+	return 0;
+}
+
+const struct content_index *model_content(const model *m)
+{
+	return m->content;
 }
 
 static void clock_setup(model *m);
@@ -486,6 +541,8 @@ int model_open(const char *dir, model **out, strbuf *err)
 		goto fail;
 	if ((ret = load_neighbors(m, path.buf, err)) != 0)
 		goto fail;
+	if ((ret = load_content(m, items, path.buf, err)) != 0)
+		goto fail;
 	sb_release(&path);
 	clock_setup(m);
 	*out = m;
@@ -514,6 +571,7 @@ void model_close(model *m)
 	free(m->unsourced);
 	free(m->first_day);
 	free(m->nbr_pos);
+	content_index_free(m->content);
 	free(m->tuning_json);
 	free(m->meta_json);
 	free(m);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "content.h"
 #include "idmap.h"
 #include "progress.h"
 #include "rfm.h"
@@ -274,6 +275,62 @@ int model_writer_put_neighbors_except(model_writer *w, const neighbor *lists, ui
 	return writer_tick(w, err);
 }
 
+/* A pair table: n entries, entry i pairs[off[i] .. off[i+1]) (u64
+ * offsets) or, with a stride, lists[i*stride .. + counts[i]). */
+static int put_pair_table(model_writer *w, MDB_dbi dbi, const char *key, uint32_t n,
+			  const neighbor *pairs, const uint64_t *off, uint32_t stride,
+			  const uint32_t *counts, strbuf *err)
+{
+	uint64_t total = 0;
+	for (uint32_t i = 0; i < n; i++)
+		total += off ? off[i + 1] - off[i] : counts[i];
+	if (total > UINT32_MAX) {
+		sb_addf(err, "model: more than 4 billion pairs in %s", key);
+		return STORE_ERROR;
+	}
+	MDB_val k = { strlen(key), (void *)key },
+		val = { offtab_head(n) + (size_t)total * sizeof(neighbor), NULL };
+	int rc = mdb_put(w->txn, dbi, &k, &val, MDB_RESERVE);
+	if (rc)
+		return store_lmdb_fail(err, "model: write content tables", rc);
+	offtab_writer ow;
+	offtab_put_begin(&ow, val.mv_data, n, sizeof(neighbor));
+	for (uint32_t i = 0; i < n; i++) {
+		if (off)
+			offtab_put(&ow, pairs + off[i], (uint32_t)(off[i + 1] - off[i]));
+		else
+			offtab_put(&ow, pairs + (size_t)i * stride, counts[i]);
+	}
+	offtab_put_end(&ow);
+	return writer_tick(w, err);
+}
+
+int model_writer_put_content(model_writer *w, const content_result *c, strbuf *err)
+{
+	const char **strs = xmallocarray(c->n_terms ? c->n_terms : 1, sizeof(*strs));
+	size_t *lens = xmallocarray(c->n_terms ? c->n_terms : 1, sizeof(*lens));
+	for (uint32_t t = 0; t < c->n_terms; t++) {
+		strs[t] = c->terms + c->term_off[t];
+		lens[t] = c->term_off[t + 1] - c->term_off[t];
+	}
+	string_table terms = { strs, lens, c->n_terms };
+	int rc = put_string_table(w, "content_terms", &terms, err);
+	free(strs);
+	free(lens);
+	if (!rc)
+		rc = writer_put(w, w->items, "content_idf", 11, c->idf,
+				(size_t)c->n_terms * sizeof(float), 0, err);
+	if (!rc)
+		rc = writer_put(w, w->items, "content_bands", 13, c->band, c->n_items, 0, err);
+	if (!rc)
+		rc = put_pair_table(w, w->items, "content_postings", c->n_terms, c->post, c->post_off,
+				    0, NULL, err);
+	if (!rc)
+		rc = put_pair_table(w, w->neighbors, "content", c->n_items, c->nbrs, NULL, c->k,
+				    c->n_nbrs, err);
+	return rc;
+}
+
 int model_writer_put_customer(model_writer *w, const char *id, size_t len,
 			      const customer_summary *sum, const history_entry *hist,
 			      const char *attrs, strbuf *err)
@@ -466,6 +523,21 @@ static char *meta_json(const train_options *o, const tune_result *tuning, const 
 		json_object_set_new(root, "format_version", json_integer(MODEL_FORMAT_VERSION_NEGATIVES));
 		json_object_set_new(params, "negatives", json_integer(r->k_neg));
 	}
+	if (root && r->has_content) {
+		/* The content tables: format 6 (model_format.h). */
+		const content_settings *cs = &r->content.set;
+		json_object_set_new(root, "format_version", json_integer(MODEL_FORMAT_VERSION_CONTENT));
+		json_object_set_new(root, "content",
+				    json_pack("{s:s, s:i, s:f, s:f, s:f, s:I, s:I, s:f}", "tokens",
+					      content_tokens_name(cs->tokens), "neighbors",
+					      (json_int_t)r->content.k, "title_weight",
+					      (double)cs->title_weight, "category_weight",
+					      (double)cs->category_weight, "price_weight",
+					      (double)cs->price_weight, "terms",
+					      (json_int_t)r->content.n_terms, "items_with_title",
+					      (json_int_t)r->content.items_with_title, "secs",
+					      r->content.secs));
+	}
 	if (root && tuning)
 		json_object_set_new(root, "tuning", tune_result_json(tuning));
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -528,6 +600,8 @@ static int write_items(model_writer *w, const dataset *ds, const train_result *r
 	 * item is neither recommended nor a reason for a recommendation. */
 	if (!rc)
 		rc = model_writer_put_neighbors_except(w, r->nbrs, r->k, r->n_nbrs, ni, flags, err);
+	if (!rc && r->has_content)
+		rc = model_writer_put_content(w, &r->content, err);
 	free(flags);
 	free(images);
 	free(urls);
@@ -562,6 +636,10 @@ int model_write(const char *dir, const train_options *o, const struct tune_resul
 	uint64_t hint = (uint64_t)ni * (r->k * sizeof(neighbor) + 128) +
 			(uint64_t)nc * (sizeof(customer_summary) + 96) +
 			r->hist_off[nc] * sizeof(history_entry);
+	if (r->has_content)
+		hint += (uint64_t)ni * (r->content.k * sizeof(neighbor) + 8) +
+			r->content.post_off[r->content.n_terms] * sizeof(neighbor) +
+			r->content.term_off[r->content.n_terms] + (uint64_t)r->content.n_terms * 12;
 	for (uint32_t c = 0; ds->customer_attrs && c < nc && c < ds->customers_cap; c++)
 		hint += ds->customer_attrs[c] ? strlen(ds->customer_attrs[c]) : 0;
 	for (uint32_t i = 0; ds->item_url && i < ni && i < ds->items_cap; i++)

@@ -119,6 +119,16 @@ static void add_because(strbuf *sb, const model *m, const rec_item *it, enum rec
 	sb_addc(sb, ']');
 }
 
+/* Every item says where it comes from: personal, content or popular
+ * (enum rec_source). */
+static void add_source(strbuf *sb, const rec_item *it)
+{
+	const char *name = rec_source_name((enum rec_source)it->source);
+	sb_adds(sb, ",\"source\":\"");
+	sb_adds(sb, name);
+	sb_addc(sb, '"');
+}
+
 /* An item added since training (live_items.h): id, title, price and
  * category as its PUT gave them; no URLs, no because items. */
 static void add_live(strbuf *sb, const rec_live_item *li, bool always)
@@ -157,6 +167,7 @@ static void add_item(strbuf *sb, const model *m, const rec_result *r, const rec_
 		}
 		sb_adds(sb, ",\"score\":");
 		sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
+		add_source(sb, it);
 		add_because(sb, m, it, shape);
 	} else {
 		sb_adds(sb, ",\"score\":");
@@ -167,8 +178,7 @@ static void add_item(strbuf *sb, const model *m, const rec_result *r, const rec_
 			add_title(sb, m, it->item, false);
 			add_catalog(sb, m, it->item, false);
 		}
-		if (it->source == REC_POPULAR && r->source == REC_PERSONAL)
-			sb_adds(sb, ",\"source\":\"popular\"");
+		add_source(sb, it);
 		if (because)
 			add_because(sb, m, it, shape);
 	}

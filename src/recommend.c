@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "content.h"
 #include "ingest.h" /* enum event_type */
 #include "topk.h"
 #include "util.h"
@@ -25,7 +26,8 @@ struct cand {
 struct source {
 	const unsigned char *pairs; /* model_pairs data, borrowed from the txn */
 	const unsigned char *neg;   /* its negative neighbours, strongest first */
-	uint32_t use, neg_use;
+	const unsigned char *cpairs; /* its content neighbours, best first */
+	uint32_t use, neg_use, cuse;
 	uint32_t item;
 	float weight;
 };
@@ -56,12 +58,21 @@ struct rec_ctx {
 	uint32_t n_ev_items;
 	neighbor heap[REC_MAX_N];
 	model_item_bits bits; /* this request's model's live item bitmaps */
+	/* Hybrid scoring (content.h): the content neighbours' sums, the
+	 * blend knobs, and where this request reads item popularity. */
+	float *acc_c;         /* per item: content score this request */
+	float content_weight; /* s: 0 turns content off */
+	float content_count;  /* b: beta_j = b / (b + customers of j) */
+	bool content_on;      /* this request blends (s > 0, tables there) */
+	const content_index *ci; /* this request's model's tables, or NULL */
+	const model *pop_model;  /* popularity from the model, else: */
+	const float *pop_table;  /* from a rec_table */
 	_Atomic uint64_t *no_bits; /* all clear, for rec_for_table (made by its first call) */
 };
 
 const char *rec_source_name(enum rec_source s)
 {
-	return s == REC_POPULAR ? "popular" : "personal";
+	return s == REC_POPULAR ? "popular" : s == REC_CONTENT ? "content" : "personal";
 }
 
 void rec_filter_init(rec_filter *f)
@@ -83,7 +94,10 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	c->negatives_used = REC_DEFAULT_NEGATIVES_USED;
 	c->cutoff = REC_DEFAULT_CUTOFF;
+	c->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
+	c->content_count = REC_DEFAULT_CONTENT_COUNT;
 	c->acc = xcalloc(n, sizeof(*c->acc));
+	c->acc_c = xcalloc(n, sizeof(*c->acc_c));
 	c->cand = xcalloc(n, sizeof(*c->cand));
 	c->picked = xcalloc(n, 1);
 	/* One spare slot: spread writes the slot past the last touched item
@@ -97,6 +111,7 @@ void rec_ctx_free(rec_ctx *c)
 	if (!c)
 		return;
 	free(c->acc);
+	free(c->acc_c);
 	free(c->cand);
 	free(c->picked);
 	free(c->touched);
@@ -109,6 +124,8 @@ void rec_params_init(rec_params *p)
 	p->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	p->cutoff = REC_DEFAULT_CUTOFF;
 	p->negatives_used = REC_DEFAULT_NEGATIVES_USED;
+	p->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
+	p->content_count = REC_DEFAULT_CONTENT_COUNT;
 }
 
 void rec_params_unset(rec_params *p)
@@ -116,6 +133,8 @@ void rec_params_unset(rec_params *p)
 	p->neighbors_used = 0;
 	p->cutoff = -1.0f;
 	p->negatives_used = UINT32_MAX;
+	p->content_weight = -1.0f;
+	p->content_count = -1.0f;
 }
 
 void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info)
@@ -131,6 +150,14 @@ void rec_params_for_model(rec_params *out, const rec_params *given, const model_
 		out->cutoff = given->cutoff;
 	if (given->negatives_used != UINT32_MAX)
 		out->negatives_used = given->negatives_used;
+	if (info->serve_content_weight >= 0.0f)
+		out->content_weight = info->serve_content_weight;
+	if (info->serve_content_count >= 0.0f)
+		out->content_count = info->serve_content_count;
+	if (given->content_weight >= 0.0f)
+		out->content_weight = given->content_weight;
+	if (given->content_count >= 0.0f)
+		out->content_count = given->content_count;
 }
 
 void rec_ctx_configure(rec_ctx *c, const rec_params *p)
@@ -139,6 +166,10 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 	c->cutoff = p->cutoff >= 0.0f && p->cutoff < 1.0f ? p->cutoff : REC_DEFAULT_CUTOFF;
 	c->negatives_used =
 		p->negatives_used != UINT32_MAX ? p->negatives_used : REC_DEFAULT_NEGATIVES_USED;
+	c->content_weight = p->content_weight >= 0.0f && isfinite(p->content_weight)
+				    ? p->content_weight : REC_DEFAULT_CONTENT_WEIGHT;
+	c->content_count = p->content_count >= 0.0f && isfinite(p->content_count)
+				   ? p->content_count : REC_DEFAULT_CONTENT_COUNT;
 }
 
 /* Starts a request: a fresh generation makes every stamp stale at once;
@@ -147,6 +178,12 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 {
 	/* A rec_table (m NULL) hides nothing. */
 	c->bits = m ? model_get_item_bits(m) : (model_item_bits){ c->no_bits, c->no_bits };
+	if (m) {
+		c->ci = model_content(m);
+		c->pop_model = m;
+		c->pop_table = NULL;
+	}
+	c->content_on = c->content_weight > 0.0f && c->ci;
 	if (++c->gen == 0) { /* wrapped after 4 billion requests */
 		memset(c->cand, 0, (size_t)c->n_items * sizeof(*c->cand));
 		c->gen = 1;
@@ -196,13 +233,16 @@ static bool allowed(const model *m, const rec_filter *f, uint32_t j)
  * fetched one after the other they cost a cache miss each, prefetched
  * together the misses overlap. */
 static void add_pairs(rec_ctx *c, const unsigned char *pairs, uint32_t n,
-		      const unsigned char *neg, uint32_t n_neg, uint32_t from, float weight)
+		      const unsigned char *neg, uint32_t n_neg, const unsigned char *cpairs,
+		      uint32_t n_c, uint32_t from, float weight)
 {
 	uint32_t use = MIN(n, c->neighbors_used);
 	uint32_t neg_use = MIN(n_neg, c->negatives_used);
-	if (!(weight > 0.0f) || use == 0 || c->n_sources == ARRAY_SIZE(c->sources))
+	uint32_t cuse = c->content_on ? n_c : 0;
+	if (!(weight > 0.0f) || (use == 0 && cuse == 0) || c->n_sources == ARRAY_SIZE(c->sources))
 		return;
-	c->sources[c->n_sources++] = (struct source){ pairs, neg, use, neg_use, from, weight };
+	c->sources[c->n_sources++] =
+		(struct source){ pairs, neg, cpairs, use, neg_use, cuse, from, weight };
 	c->any_negative |= neg_use > 0;
 	size_t bytes = (size_t)use * sizeof(neighbor);
 	for (size_t off = 0; off < bytes; off += 64)
@@ -219,7 +259,11 @@ static int add_source(rec_ctx *c, model_txn *t, uint32_t from, float weight)
 	/* An item made not recommendable since training adds nothing. */
 	if (model_bit(c->bits.unsourced, from))
 		return 0;
-	add_pairs(c, nb.data, nb.n, nb.neg, nb.n_neg, from, weight);
+	const unsigned char *cp = NULL;
+	uint32_t cn = 0;
+	if (c->content_on)
+		content_item_neighbors(c->ci, from, &cp, &cn);
+	add_pairs(c, nb.data, nb.n, nb.neg, nb.n_neg, cp, cn, from, weight);
 	return 0;
 }
 
@@ -236,6 +280,8 @@ static void set_min_contribution(rec_ctx *c)
 	float top = 0.0f;
 	/* The first line of every list is on its way (add_source). */
 	for (uint32_t s = 0; s < c->n_sources; s++) {
+		if (!c->sources[s].use)
+			continue;
 		float w = model_pair_at(c->sources[s].pairs, 0).score * c->sources[s].weight;
 		top = w > top ? w : top;
 	}
@@ -268,6 +314,47 @@ static void spread_negative(rec_ctx *c)
 	c->n_touched = n_touched;
 }
 
+/* Pass one's content half (hybrid scoring): every source's content
+ * neighbours into acc_c, after the collaborative ones, so an item enters
+ * `touched` here only when neither sum has touched it yet. No cutoff: the
+ * lists are short (content.h's N) and their weak end is what reaches new
+ * items. */
+static void spread_content(rec_ctx *c)
+{
+	float *acc = c->acc, *acc_c = c->acc_c;
+	uint32_t *touched = c->touched, n_touched = c->n_touched;
+	for (uint32_t s = 0; s < c->n_sources; s++) {
+		const struct source *src = &c->sources[s];
+		for (uint32_t r = 0; r < src->cuse; r++) {
+			neighbor p = model_pair_at(src->cpairs, r);
+			if (acc[p.item] == 0.0f && acc_c[p.item] == 0.0f)
+				touched[n_touched++] = p.item;
+			acc_c[p.item] += p.score * src->weight;
+		}
+	}
+	c->n_touched = n_touched;
+}
+
+/* beta_j, the content share of item j's score: b / (b + its customers),
+ * 1 for an item nobody has bought (whatever b). */
+static inline float content_share(const rec_ctx *c, uint32_t j)
+{
+	float pop = c->pop_model ? model_item_popularity(c->pop_model, j) : c->pop_table[j];
+	if (!(pop > 0.0f))
+		return 1.0f;
+	return c->content_count / (c->content_count + pop);
+}
+
+/* The blended score of j (hybrid scoring) and whether content is the
+ * larger part of it. */
+static inline float blend(const rec_ctx *c, uint32_t j, float cf, float ct, bool *content)
+{
+	float beta = ct != 0.0f || cf != 0.0f ? content_share(c, j) : 0.0f;
+	float a = (1.0f - beta) * cf, b = beta * c->content_weight * ct;
+	*content = b > a;
+	return a + b;
+}
+
 /* Pass one: adds every source's neighbours, times its weight, to the
  * scores. The hot loop of every recommendation: an item enters `touched`
  * the first time its score leaves zero, appended without a branch (the
@@ -296,6 +383,8 @@ static void spread(rec_ctx *c)
 	c->n_touched = n_touched;
 	if (c->any_negative)
 		spread_negative(c);
+	if (c->content_on)
+		spread_content(c);
 }
 
 /* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
@@ -317,11 +406,35 @@ static void explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 			if (!(w >= c->min_contribution))
 				break; /* as in spread */
 			uint32_t slot = c->picked[p.item];
-			if (!slot)
+			if (!slot || out->items[slot - 1].source == REC_CONTENT)
 				continue;
 			uint32_t k = slot - 1;
 			rec_item *it = &out->items[k];
 			float *bw = because_w[k];
+			int pos = it->n_because;
+			if (pos == REC_MAX_BECAUSE) {
+				if (w <= bw[REC_MAX_BECAUSE - 1])
+					continue;
+				pos = REC_MAX_BECAUSE - 1;
+			} else {
+				it->n_because++;
+			}
+			while (pos > 0 && bw[pos - 1] < w) {
+				bw[pos] = bw[pos - 1];
+				it->because[pos] = it->because[pos - 1];
+				pos--;
+			}
+			bw[pos] = w;
+			it->because[pos] = src->item;
+		}
+		for (uint32_t r = 0; r < src->cuse; r++) {
+			neighbor p = model_pair_at(src->cpairs, r);
+			uint32_t slot = c->picked[p.item];
+			if (!slot || out->items[slot - 1].source != REC_CONTENT)
+				continue; /* a content item's reasons are content ones */
+			float w = p.score * src->weight;
+			rec_item *it = &out->items[slot - 1];
+			float *bw = because_w[slot - 1];
 			int pos = it->n_because;
 			if (pos == REC_MAX_BECAUSE) {
 				if (w <= bw[REC_MAX_BECAUSE - 1])
@@ -373,6 +486,55 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	fill_popular_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
 }
 
+static void fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
+			      uint32_t total, uint32_t n, const rec_filter *f, rec_result *out);
+
+/* select_top_from's choice under hybrid scoring: each touched item's
+ * collaborative and content sums blended (blend), then as there. Kept
+ * apart so the plain path's loop stays one load and a compare. */
+static void select_blended(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
+			   rec_result *out, const unsigned char *pop, uint32_t total)
+{
+	bool rules = has_rules(f);
+	topk heap;
+	topk_init(&heap, c->heap, n);
+	float threshold = topk_threshold(&heap);
+	for (uint32_t k = 0; k < c->n_touched; k++) {
+		uint32_t j = c->touched[k];
+		bool content;
+		float score = blend(c, j, c->acc[j], c->acc_c[j], &content);
+		if (score < threshold || !(score > 0.0f) || c->cand[j].banned == c->gen ||
+		    model_bit(c->bits.hidden, j) || (rules && !allowed(m, f, j)))
+			continue;
+		topk_push(&heap, j, score);
+		threshold = topk_threshold(&heap);
+	}
+	uint32_t got = topk_sort(&heap), first = out->n;
+	for (uint32_t k = 0; k < got; k++) {
+		uint32_t j = c->heap[k].item;
+		rec_item *it = &out->items[out->n++];
+		bool content;
+		it->item = j;
+		it->score = blend(c, j, c->acc[j], c->acc_c[j], &content);
+		it->source = content ? REC_CONTENT : REC_PERSONAL;
+		it->n_because = 0;
+		c->cand[j].banned = c->gen;
+	}
+	for (uint32_t k = 0; k < c->n_touched; k++) {
+		c->acc[c->touched[k]] = 0.0f;
+		c->acc_c[c->touched[k]] = 0.0f;
+	}
+	c->n_touched = 0;
+	for (uint32_t k = first; m && k < out->n; k++)
+		model_item_prefetch(m, out->items[k].item);
+	if (got > 0) {
+		out->source = REC_PERSONAL;
+		if (!f || f->because)
+			explain(c, out, first, out->n);
+	}
+	fill_popular_from(c, m, pop, total, n, f, out);
+}
+
 /* Scores the queued sources (pass one), keeps the best n candidates that
  * pass, names their because items (pass two), then fills up with popular
  * items from pop (total pairs). Leaves acc all zero again. Most touched
@@ -389,6 +551,10 @@ static void select_top_from(rec_ctx *c, const model *m, const unsigned char *pop
 	topk heap;
 	topk_init(&heap, c->heap, n);
 	float threshold = topk_threshold(&heap);
+	if (c->content_on) {
+		select_blended(c, m, n, f, out, pop, total);
+		return;
+	}
 	for (uint32_t k = 0; k < c->n_touched; k++) {
 		uint32_t j = c->touched[k];
 		float score = c->acc[j];
@@ -613,6 +779,57 @@ void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, re
 	fill_popular(c, m, n, f, out);
 }
 
+/* rec_similar under hybrid scoring: the item's collaborative and content
+ * neighbours blended with beta the larger of the item's and each
+ * neighbour's (rec_params), best n that pass. */
+static int similar_blended(rec_ctx *c, const model *m, uint32_t idx, const model_pairs *nb,
+			   uint32_t n, const rec_filter *f, rec_result *out)
+{
+	const unsigned char *cp;
+	uint32_t cn;
+	content_item_neighbors(c->ci, idx, &cp, &cn);
+	float beta_i = content_share(c, idx);
+	float w = c->content_weight > 0.0f ? c->content_weight : 1.0f;
+	uint32_t nt = 0;
+	for (uint32_t r = 0; r < nb->n; r++) {
+		neighbor p = model_pair_at(nb->data, r);
+		if (c->acc[p.item] == 0.0f)
+			c->touched[nt++] = p.item;
+		c->acc[p.item] += p.score;
+	}
+	for (uint32_t r = 0; r < cn; r++) {
+		neighbor p = model_pair_at(cp, r);
+		if (c->acc[p.item] == 0.0f && c->acc_c[p.item] == 0.0f)
+			c->touched[nt++] = p.item;
+		c->acc_c[p.item] += p.score;
+	}
+	topk heap;
+	topk_init(&heap, c->heap, n);
+	for (uint32_t k = 0; k < nt; k++) {
+		uint32_t j = c->touched[k];
+		float beta = MAX(beta_i, content_share(c, j));
+		float score = (1.0f - beta) * c->acc[j] + beta * w * c->acc_c[j];
+		if (!(score > 0.0f) || j == idx || c->cand[j].banned == c->gen ||
+		    model_bit(c->bits.hidden, j) || !allowed(m, f, j))
+			continue;
+		topk_push(&heap, j, score);
+	}
+	uint32_t got = topk_sort(&heap);
+	for (uint32_t k = 0; k < got; k++) {
+		uint32_t j = c->heap[k].item;
+		float beta = MAX(beta_i, content_share(c, j));
+		rec_item *it = &out->items[out->n++];
+		it->item = j;
+		it->score = c->heap[k].score;
+		it->source = beta * w * c->acc_c[j] > (1.0f - beta) * c->acc[j]
+				     ? REC_CONTENT : REC_PERSONAL;
+		it->n_because = 0;
+	}
+	for (uint32_t k = 0; k < nt; k++)
+		c->acc[c->touched[k]] = c->acc_c[c->touched[k]] = 0.0f;
+	return 0;
+}
+
 int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_filter *f,
 		rec_result *out)
 {
@@ -624,6 +841,10 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 	int rc = model_neighbors(t, idx, &nb);
 	if (rc)
 		return rc;
+	/* An item the interactions do not connect answers with its content
+	 * neighbours even when the blend is off. */
+	if (c->content_on || (c->ci && nb.n == 0))
+		return similar_blended(c, m, idx, &nb, n, f, out);
 	for (uint32_t r = 0; r < nb.n && out->n < n; r++) {
 		neighbor p = model_pair_at(nb.data, r);
 		if (p.item >= c->n_items)
@@ -673,7 +894,11 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
 	if (!c->no_bits)
 		c->no_bits = xcalloc((size_t)c->n_items / 64 + 1, sizeof(*c->no_bits));
+	c->ci = NULL;
+	c->pop_model = NULL;
+	c->pop_table = t->popularity;
 	begin(c, NULL, &plain, out);
+	c->content_on = c->content_weight > 0.0f && t->content && t->popularity;
 	const unsigned char *pop = (const unsigned char *)t->popular;
 	for (uint32_t i = 0; i < n_hist; i++)
 		if (hist[i].item < c->n_items && (hist[i].flags & (HIST_PURCHASED | HIST_RETURNED)))
@@ -687,8 +912,9 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 			continue;
 		const neighbor *list = t->lists + (size_t)e->item * t->stride;
 		uint32_t np = t->n_pos[e->item], nn = t->n_neg ? t->n_neg[e->item] : 0;
+		const neighbor *cl = t->content ? t->content + (size_t)e->item * t->content_stride : NULL;
 		add_pairs(c, (const unsigned char *)list, np, (const unsigned char *)(list + np), nn,
-			  e->item, sqrtf(sum));
+			  (const unsigned char *)cl, cl ? t->n_content[e->item] : 0, e->item, sqrtf(sum));
 		used++;
 	}
 	if (c->n_sources == 0) {

@@ -58,6 +58,7 @@ void train_result_free(train_result *r)
 {
 	if (!r)
 		return;
+	content_result_free(&r->content);
 	free(r->hist_off);
 	free(r->hist);
 	free(r->popularity);
@@ -984,6 +985,14 @@ int train_run_lambdas(const dataset *ds, const train_options *opt, const float *
 	else
 		train_sparse(r, opt, x, threads);
 	free(x);
+	/* Content neighbours: the catalog's own similarity, independent of
+	 * the interactions (content.c). */
+	if (ret == 0 && opt->content) {
+		int crc = content_train(ds, &opt->content_opt, &r->content, err);
+		if (crc < 0)
+			ret = -1;
+		r->has_content = crc == 0;
+	}
 	if (ret != 0) {
 		train_result_free(r);
 		for (uint32_t l = 1; l < n_lambda; l++)

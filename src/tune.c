@@ -350,13 +350,16 @@ static void *score_worker(void *arg)
  * ndcg[] (per validation customer). Sums run in customer order, so the
  * figures do not depend on the threads. */
 static void score(const struct split *s, const struct fitted *f, const train_result *hist,
-		  const rec_params *knobs, uint32_t threads, double *ndcg, tune_candidate *c)
+		  const content_result *ct, const rec_params *knobs, uint32_t threads,
+		  double *ndcg, tune_candidate *c)
 {
 	double t0 = util_monotonic();
 	uint32_t ni = f->r.n_items;
 	struct score_job job = {
 		.s = s, .hist = hist,
-		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni },
+		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni,
+			   ct ? ct->nbrs : NULL, ct ? ct->k : 0, ct ? ct->n_nbrs : NULL,
+			   hist->popularity },
 		.knobs = *knobs, .ndcg = ndcg,
 		.recall = xmallocarray(s->n ? s->n : 1, sizeof(double)),
 		.shown = xcalloc(ni ? ni : 1, 1),
@@ -422,6 +425,7 @@ struct search {
 	double fit_secs[ALGO_COUNT]; /* the last fit's seconds, per algorithm */
 	double score_secs;           /* the last scoring's seconds */
 	bool has_neg;                /* EASE candidates keep negatives */
+	const content_result *content; /* the catalog's, for hybrid scoring; or NULL */
 	uint32_t fit_gen;            /* bumped whenever best_fit changes */
 	strbuf *err;
 };
@@ -498,6 +502,7 @@ static train_options fit_options(const struct search *S, const tune_candidate *c
 	memcpy(o.event_weight, c->event_weight, sizeof(o.event_weight));
 	o.negatives = c->algo == ALGO_EASE && S->has_neg ? S->base.negatives : 0;
 	o.as_of = S->s->sub.has_ts ? S->s->sub.ts_max : S->base.as_of;
+	o.content = false; /* computed once for the search (S->content) */
 	return o;
 }
 
@@ -533,7 +538,7 @@ static void step_score(struct search *S, struct step *st, int fit, tune_candidat
 	e->ndcg = xmallocarray(S->s->n, sizeof(double));
 	c.step = step;
 	double t = util_monotonic();
-	score(S->s, f, hist, &c.serve, S->threads, e->ndcg, &c);
+	score(S->s, f, hist, S->content, &c.serve, S->threads, e->ndcg, &c);
 	S->score_secs = util_monotonic() - t;
 	c.secs = fit_secs + S->score_secs;
 	e->c = c;
@@ -655,6 +660,32 @@ static double knob_pref(const rec_params *k)
 	return -(double)(k->neighbors_used + k->negatives_used) + 100.0 * k->cutoff;
 }
 
+/* Hybrid scoring's blend (rec_params content_weight and content_count),
+ * for a catalog with content tables: items first bought in the
+ * validation period have no interactions in the split's training part,
+ * so they are the new arrivals the blend is for. Among equals the smaller
+ * weight is preferred (the answer closer to the collaborative one). */
+static void search_blend(struct search *S)
+{
+	static const float weights[] = { 0.001f, 0.003f, 0.01f, 0.03f, 0.1f };
+	static const float counts[] = { 0.0f, 2.0f, 10.0f };
+	if (!S->content)
+		return;
+	struct step st;
+	step_begin(S, &st, -S->best.serve.content_weight);
+	for (size_t w = 0; w < ARRAY_SIZE(weights); w++)
+		for (size_t k = 0; k < ARRAY_SIZE(counts); k++) {
+			tune_candidate c = S->best;
+			c.serve.content_weight = weights[w];
+			c.serve.content_count = counts[k];
+			if (!memcmp(&c.serve, &S->best.serve, sizeof(c.serve)) ||
+			    !affordable(S, S->score_secs))
+				continue;
+			step_score(S, &st, -1, c, "blend", -c.serve.content_weight, 0);
+		}
+	step_end(S, &st);
+}
+
 /* The serving knobs on the best fit: first everything at once (all the
  * neighbours kept, no cutoff, with and without the negative weights: the
  * knobs matter together, and one at a time from the defaults' a long list
@@ -720,6 +751,7 @@ static void search_knobs(struct search *S)
 		}
 		step_end(S, &st);
 	}
+	search_blend(S);
 }
 
 /* The median gap, in days, between a customer's distinct purchase days,
@@ -845,7 +877,7 @@ static int search_run(struct search *S)
 	}
 	c.step = "defaults";
 	st.e[0].ndcg = xmallocarray(S->s->n, sizeof(double));
-	score(S->s, &st.fits[0], &st.fits[0].r, &dk, S->threads, st.e[0].ndcg, &c);
+	score(S->s, &st.fits[0], &st.fits[0].r, S->content, &dk, S->threads, st.e[0].ndcg, &c);
 	S->score_secs = c.secs - st.fits[0].secs;
 	c.secs = secs + S->score_secs;
 	st.e[0].c = c;
@@ -1040,7 +1072,20 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	S.best_ndcg = xmallocarray(got, sizeof(double));
 	S.base_ndcg = xmallocarray(got, sizeof(double));
 	S.top_ndcg = xmallocarray(got, sizeof(double));
+	/* The catalog's content neighbours, once: they do not depend on the
+	 * interactions, so every candidate shares them. */
+	content_result content;
+	memset(&content, 0, sizeof(content));
+	if (base->content) {
+		int crc = content_train(ds, &base->content_opt, &content, err);
+		if (crc < 0) {
+			ret = -1;
+			goto searched;
+		}
+		S.content = crc == 0 ? &content : NULL;
+	}
 	ret = search_run(&S);
+searched:
 	if (ret == 0) {
 		/* Paired: the winner against the defaults, customer by customer. */
 		double gain, se;
@@ -1078,6 +1123,7 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 		}
 	}
 	fitted_free(&S.best_fit);
+	content_result_free(&content);
 	free(S.best_ndcg);
 	free(S.base_ndcg);
 	free(S.top_ndcg);

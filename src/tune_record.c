@@ -30,9 +30,10 @@ static json_t *weights_json(const float w[EVENT_TYPES])
 
 static json_t *serving_json(const rec_params *k)
 {
-	return json_pack("{s:I, s:f, s:I}", "neighbors_used", (json_int_t)k->neighbors_used,
-			 "cutoff", tidy(k->cutoff), "negatives_used",
-			 (json_int_t)k->negatives_used);
+	return json_pack("{s:I, s:f, s:I, s:f, s:f}", "neighbors_used",
+			 (json_int_t)k->neighbors_used, "cutoff", tidy(k->cutoff), "negatives_used",
+			 (json_int_t)k->negatives_used, "content_weight", tidy(k->content_weight),
+			 "content_count", tidy(k->content_count));
 }
 
 json_t *tune_result_json(const tune_result *r)
@@ -75,6 +76,10 @@ json_t *tune_result_json(const tune_result *r)
 			"ndcg", tidy(c->ndcg), "ndcg_se", tidy(c->ndcg_se), "recall", tidy(c->recall),
 			"coverage", tidy(c->coverage), "seconds", tidy(c->secs), "chosen",
 			r->tuned && i == r->best);
+		if (o2 && c->serve.content_weight > 0) {
+			json_object_set_new(o2, "content_weight", json_real(tidy(c->serve.content_weight)));
+			json_object_set_new(o2, "content_count", json_real(tidy(c->serve.content_count)));
+		}
 		if (o2)
 			json_array_append_new(cands, o2);
 	}
@@ -106,6 +111,9 @@ void tune_print(const tune_result *r, FILE *f)
 				algo_name(c->algo), lam, hl, c->serve.neighbors_used,
 				(double)c->serve.cutoff, c->serve.negatives_used, c->ndcg, c->ndcg_se,
 				c->recall, c->coverage, c->secs);
+			if (strcmp(c->step, "blend") == 0) /* hybrid scoring's knobs */
+				fprintf(f, "      content weight %g, count %g\n",
+					(double)c->serve.content_weight, (double)c->serve.content_count);
 		}
 		fprintf(f, "tuning     %s\n", r->reason);
 	} else {
@@ -125,8 +133,12 @@ void tune_print(const tune_result *r, FILE *f)
 		fprintf(f, ", %u neighbours kept", o->neighbors);
 		if (o->negatives)
 			fprintf(f, " + %u negative", o->negatives);
-		fprintf(f, "; serving: %u used, cutoff %g\n", r->serve.neighbors_used,
+		fprintf(f, "; serving: %u used, cutoff %g", r->serve.neighbors_used,
 			(double)r->serve.cutoff);
+		if (r->serve.content_weight > 0)
+			fprintf(f, ", content weight %g, count %g", (double)r->serve.content_weight,
+				(double)r->serve.content_count);
+		fputc('\n', f);
 	}
 }
 
@@ -189,6 +201,10 @@ int tune_from_model(const char *dir, const train_options *base, const tune_optio
 		out->serve.neighbors_used = info->serve_neighbors_used;
 	if (info->serve_cutoff >= 0)
 		out->serve.cutoff = info->serve_cutoff;
+	if (info->serve_content_weight >= 0)
+		out->serve.content_weight = info->serve_content_weight;
+	if (info->serve_content_count >= 0)
+		out->serve.content_count = info->serve_content_count;
 	out->tuned = true;
 	out->from_model = xstrdup(info->model_id);
 	snprintf(out->reason, sizeof(out->reason), "parameters of model %s (%s), not searched again",

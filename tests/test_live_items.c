@@ -106,7 +106,7 @@ TEST(merge_ranks_reached_items_first)
 	const rec_live_item *first = rec_live_at(fixture, &r, r.items[0].item);
 	CHECK(first && first->id_len == 2 && memcmp(first->id, "x1", 2) == 0);
 	CHECK(r.items[0].score > 0);
-	CHECK_INT(r.items[0].source, REC_PERSONAL);
+	CHECK_INT(r.items[0].source, REC_CONTENT);
 	CHECK_INT(r.items[1].source, REC_POPULAR);
 	CHECK(r.items[1].score == 0);
 

@@ -410,7 +410,7 @@ class RfmSegmentTests(Base):
         stranger = self.popular_ids("?n=4")
         self.assertEqual(self.ids(body), [i for i in stranger if i != "solo"][:3])
         for it in body["items"]:
-            self.assertNotIn("source", it)  # the whole answer is popular
+            self.assertEqual(it["source"], "popular")  # the whole answer is popular
             self.assertEqual(it["because"], [])
 
 

@@ -176,7 +176,7 @@ class CustomerRecommendationTests(Base):
         items = body["items"]
         self.assertItems(items[:4], EXPECTED["alice"])
         for it in items[:4]:
-            self.assertNotIn("source", it)
+            self.assertEqual(it["source"], "personal", it)
         self.assertEqual({it["item_id"] for it in items[4:]}, {"flour", MUG})
         for it in items[4:]:
             self.assertEqual(it.get("source"), "popular", it)
