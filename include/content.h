@@ -67,8 +67,7 @@ int content_tokens_parse(const char *s);
 /* Options of a training run; a zero field means its default. */
 typedef struct content_options {
 	uint32_t neighbors;       /* N per item (default CONTENT_DEFAULT_NEIGHBORS) */
-	enum content_tokens tokens; /* 0: CONTENT_WORDS; train's default is
-				     * CONTENT_CHAR3 (measured, bench/README.md) */
+	enum content_tokens tokens; /* default CONTENT_WORDS (measured, bench/README.md) */
 	float title_weight;       /* default 0.8 */
 	float category_weight;    /* default 0.1 */
 	float price_weight;       /* default 0.1 */
