@@ -46,6 +46,11 @@ int api_set_experiments(api *a, const char *path, strbuf *err);
  * and on reading routes too when `reads`; /healthz and /readyz stay open. */
 void api_set_auth(api *a, const auth *keys, bool reads);
 
+/* Items the live state may hold beyond the model (PUT /v1/items/{id} of an
+ * item the model does not know; default LIVE_ITEMS_DEFAULT_MAX). Call
+ * before serving. */
+void api_set_max_live_items(api *a, uint32_t max);
+
 /* How scores are summed (copied): the fields p gives win; the others are
  * each model's own, what its tuning chose (rec_params_for_model). Until
  * then every field is the model's. Call before serving. */

@@ -71,6 +71,10 @@ typedef struct audience {
 	uint32_t days;        /* AUDIENCE_BIRTHDAY: window, 1..366 */
 	uint32_t hours;       /* trigger audiences: window */
 	audience_filter filter;
+	/* The members' items: only those first seen on or after this day
+	 * (rec_filter.new_since; MODEL_DAY_UNKNOWN: any). Who is in the
+	 * audience does not change. */
+	int32_t new_since;
 	/* Count customers who withdrew consent too (GET /v1/segments counts
 	 * the customer base; no audience lists them). */
 	bool with_no_consent;

@@ -94,6 +94,12 @@ int events_submit_flags(events_writer *w, events_request *r, const char *custome
  * until done runs. Returns 0, or -1 when the writer is stopping. */
 int events_submit_item_flags(events_writer *w, events_request *r, const char *item, size_t len,
 			     uint32_t set, uint32_t clear, events_done_fn done, void *arg);
+/* The same with the item's catalog fields (issue 18; meta borrowed until
+ * done runs; NULL: none). Through the shared event log only a change
+ * without catalog fields goes yet: one with them is answered -1 there. */
+int events_submit_item(events_writer *w, events_request *r, const char *item, size_t len,
+		       uint32_t set, uint32_t clear, const state_item_meta *meta,
+		       events_done_fn done, void *arg);
 /* Turns on the idle sweep (state_expire_idle): between group commits, at
  * most once every EVENTS_SWEEP_INTERVAL seconds, the writer looks at the
  * next EVENTS_SWEEP_BATCH customers. `now` gives the clock the events'

@@ -103,6 +103,10 @@ const struct content_index *model_content(const model *m);
  * "first_seen" table (model_has_first_seen false). */
 int32_t model_item_first_seen(const model *m, uint32_t idx);
 bool model_has_first_seen(const model *m);
+/* Sets the day model_item_first_seen gives for item idx from now on (PUT
+ * /v1/items/{id} first_seen): one relaxed store, safe while requests
+ * read, as model_item_override is. */
+void model_item_set_first_seen(model *m, uint32_t idx, int32_t day);
 /* Whether training left item idx recommendable (catalog column
  * recommendable, train --exclude-items): false for fees and the like,
  * which have no neighbours and are in no answer. */

@@ -45,12 +45,17 @@ typedef struct rec_item {
 	uint32_t because[REC_MAX_BECAUSE]; /* item indexes, strongest first */
 } rec_item;
 
+struct rec_live; /* live_items.h */
 typedef struct rec_result {
 	enum rec_source source; /* personal if any item is personal or content
 				 * (the history was used), else popular */
 	bool precomputed;       /* answered from the model's precomputed list */
 	uint32_t n;
 	rec_item items[REC_MAX_N];
+	/* Items added since training in this answer (live_items_merge): an
+	 * item index >= the model's n_items names live->items[index -
+	 * n_items]. NULL (every rec_* call starts so): none. */
+	const struct rec_live *live;
 } rec_result;
 
 /* Business rules every recommendation route applies. */
@@ -60,6 +65,9 @@ typedef struct rec_filter {
 	float max_price;         /* only items priced <= this (< 0: no bound) */
 	const uint32_t *exclude; /* never these items */
 	uint32_t n_exclude;
+	int32_t new_since;       /* only items first seen on or after this day
+				  * (model_item_first_seen; unknown days never
+				  * pass); MODEL_DAY_UNKNOWN: no such rule */
 	bool include_purchased;  /* allow items the customer bought */
 	bool personal;           /* false: popular items only (consent) */
 	bool because;            /* name the contributing items (the explain pass) */

@@ -77,6 +77,27 @@ int state_set_consent(state *s, const char *id, size_t len, bool personalization
 #define STATE_ITEM_UNAVAILABLE 0x100u       /* out of stock */
 #define STATE_ITEM_NOT_RECOMMENDABLE 0x200u /* never to be recommended */
 
+/* An item's catalog fields, kept after its flags (PUT /v1/items/{id},
+ * issue 18): for an item the model does not know they are all serving has
+ * of it. `fields` says which are given; strings are borrowed and need not
+ * be NUL-terminated. */
+#define STATE_ITEM_TITLE 1u
+#define STATE_ITEM_CATEGORY 2u
+#define STATE_ITEM_PRICE 4u
+#define STATE_ITEM_FIRST_SEEN 8u
+#define STATE_ITEM_FIELDS 15u
+#define STATE_ITEM_MAX_TITLE 512    /* bytes, as a catalog's (INGEST_MAX_TITLE) */
+#define STATE_ITEM_MAX_CATEGORY 128 /* bytes (INGEST_MAX_CATEGORY) */
+typedef struct state_item_meta {
+	uint32_t fields;       /* STATE_ITEM_TITLE | ... */
+	const char *title;     /* 0..STATE_ITEM_MAX_TITLE bytes */
+	size_t title_len;
+	const char *category;  /* 0..STATE_ITEM_MAX_CATEGORY bytes */
+	size_t category_len;
+	float price;           /* >= 0, finite */
+	int32_t first_seen;    /* days since 1970-01-01 (UTC) */
+} state_item_meta;
+
 /* The item's STATE_ITEM_* flags (0 when none was recorded). Returns 0,
  * STORE_CORRUPT (a record too short) or STORE_ERROR. */
 int state_item_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
@@ -85,12 +106,24 @@ int state_item_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
  * event writer's thread reads what it has just committed. */
 int state_item_flags_now(state *s, const char *id, size_t len, uint32_t *flags);
 
+/* The item's flags and catalog fields (fields 0 when none were
+ * recorded), in a read snapshot of its own; the strings are copied into
+ * *store (reset first), which the caller releases. Returns 0, STORE_CORRUPT
+ * or STORE_ERROR. */
+int state_item_get_now(state *s, const char *id, size_t len, uint32_t *flags,
+		       state_item_meta *meta, strbuf *store);
+
 /* Called once per item override: its id (borrowed for the call) and flags. */
 typedef void (*state_item_fn)(void *arg, const char *id, size_t len, uint32_t flags);
 /* Calls fn for every item with a recorded override, in id order, in one
  * read snapshot of its own (no state_txn of this thread may be active).
  * Returns 0, STORE_CORRUPT or STORE_ERROR. */
 int state_items_each(state *s, state_item_fn fn, void *arg);
+/* As state_items_each, with each item's catalog fields (borrowed for the
+ * call; fields 0 when it has none). */
+typedef void (*state_item_meta_fn)(void *arg, const char *id, size_t len, uint32_t flags,
+				   const state_item_meta *meta);
+int state_items_meta_each(state *s, state_item_meta_fn fn, void *arg);
 
 /* ---- attribution (issue 15; attribution.h) -------------------------------
  *
@@ -192,6 +225,9 @@ typedef struct state_write {
 	uint32_t n_served;
 	const state_attr_def *def;       /* n_def definitions, or NULL */
 	uint32_t n_def;
+	const state_item_meta *meta; /* the item's catalog fields to set (those
+				      * meta->fields names; the others are
+				      * kept), or NULL */
 } state_write;
 
 /* Writes writes[0..n), in order, in ONE synchronous write transaction:

@@ -47,9 +47,21 @@ static void ref_release(struct model_ref *r)
 static void load_overrides(model *m, state *st)
 {
 	int rc = rec_load_item_overrides(m, st);
+	if (rc == 0)
+		rc = live_items_model_first_seen(st, m);
 	if (rc)
 		fprintf(stderr, "shopkeeper: cannot read the item overrides (PUT /v1/items): %s; "
 				"serving without them\n", store_strerror(rc));
+}
+
+/* Items added since training (PUT /v1/items), from the state, placed in m.
+ * A failure leaves m serving without them: said in the log. */
+static void load_live_items(live_items *li, state *st, model *m)
+{
+	int rc = live_items_load(li, st, m);
+	if (rc)
+		fprintf(stderr, "shopkeeper: cannot read the items added since training (PUT "
+				"/v1/items): %s; serving without them\n", store_strerror(rc));
 }
 
 api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
@@ -57,6 +69,8 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	assert(m && st && ew && model_dir);
 	load_overrides(m, st);
 	api *a = xcalloc(1, sizeof(*a));
+	a->live = live_items_create(LIVE_ITEMS_DEFAULT_MAX);
+	load_live_items(a->live, st, m);
 	atomic_init(&a->current, ref_new(m, NULL));
 	a->state = st;
 	a->events = ew;
@@ -67,6 +81,15 @@ api *api_create(model *m, state *st, events_writer *ew, const char *model_dir)
 	pthread_mutex_init(&a->workers_lock, NULL);
 	pthread_mutex_init(&a->segments_lock, NULL);
 	return a;
+}
+
+void api_set_max_live_items(api *a, uint32_t max)
+{
+	live_items *li = live_items_create(max);
+	model *m = atomic_load(&a->current)->m;
+	load_live_items(li, a->state, m);
+	live_items_free(a->live);
+	a->live = li;
 }
 
 void api_set_params(api *a, const rec_params *p)
@@ -222,6 +245,7 @@ void api_free(api *a)
 	if (!a)
 		return;
 	ref_release(atomic_load(&a->current));
+	live_items_free(a->live);
 	pthread_mutex_destroy(&a->ref_lock);
 	pthread_mutex_destroy(&a->workers_lock);
 	pthread_mutex_destroy(&a->segments_lock);
@@ -279,6 +303,10 @@ int api_reload(api *a, strbuf *err)
 	/* Under the lock: a committed override is applied either here or,
 	 * after, by its writer callback to this model (api_items.c). */
 	load_overrides(m, a->state);
+	/* Items trained since leave the live set; the others are placed
+	 * among m's items. Requests still on the old model score them as
+	 * reached by nothing until they move on (live_items_merge). */
+	live_items_rebind(a->live, m);
 	struct model_ref *old = atomic_load(&a->current);
 	atomic_store_explicit(&a->current, fresh, memory_order_release);
 	pthread_mutex_unlock(&a->ref_lock);
@@ -586,7 +614,8 @@ struct route {
 };
 
 /* The recommendation routes' business rules (api_query_filter). */
-#define FILTER_PARAMS "category,exclude,min_price,max_price,include_purchased,explain"
+#define FILTER_PARAMS                                                                        \
+	"category,exclude,min_price,max_price,new_since,include_purchased,explain"
 /* Who is in an audience (api_audiences.c's audience filter). */
 #define AUDIENCE_PARAMS                                                                      \
 	"days,hours,country,attr.*,min_monetary,max_monetary,last_purchase_before,"          \
@@ -610,10 +639,10 @@ static const struct route routes[] = {
 	  FILTER_PARAMS },
 	{ "GET", "/v1/segments", api_get_segments, READ, API_TXN_SNAPSHOT, "" },
 	{ "GET", "/v1/audiences/{name}", api_get_audience, READ, API_TXN_SNAPSHOT,
-	  "n,limit,cursor,order,explain," AUDIENCE_PARAMS },
+	  "n,limit,cursor,order,explain,new_since," AUDIENCE_PARAMS },
 	/* Streams: opens its own snapshots, one per block it sends. */
 	{ "GET", "/v1/audiences/{name}/export", api_get_audience_export, READ, API_TXN_NONE,
-	  "format,n," AUDIENCE_PARAMS },
+	  "format,n,new_since," AUDIENCE_PARAMS },
 	{ "POST", "/v1/events", api_post_events, WRITE, API_TXN_SNAPSHOT, "" },
 	{ "GET", "/metrics", api_get_metrics, READ, API_TXN_SNAPSHOT, "" },
 	{ "POST", "/admin/reload", post_reload, WRITE, API_TXN_NONE, "" },

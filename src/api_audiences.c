@@ -84,11 +84,17 @@ void api_get_segments(api *a, struct worker *w, const http_request *req, http_re
 
 /* One member's recommendations (frequency capped as every audience answer
  * and export is) into w->result. */
-static int member_recs(struct worker *w, const audience_member *mb, uint32_t n)
+static int member_recs(api *a, struct worker *w, const audience *aud, const audience_member *mb,
+		       uint32_t n)
 {
 	rec_filter f;
 	export_cap_filter(&f, w->txn, mb, w->exclude, ARRAY_SIZE(w->exclude));
-	return rec_for_customer(w->rec, w->txn, w->stxn, mb->id, mb->len, n, &f, &w->result);
+	f.new_since = aud->new_since;
+	int rc = rec_for_customer(w->rec, w->txn, w->stxn, mb->id, mb->len, n, &f, &w->result);
+	if (rc == 0)
+		live_items_merge(a->live, w->m, mb->known ? &mb->cust : NULL, &f, n, &w->result,
+				 &w->live);
+	return rc;
 }
 
 /* One member as JSON: rec_json's member, then the audience's own fields. */
@@ -127,7 +133,7 @@ static bool ranks_before(const struct ranked *x, float intent, const char *id, s
  * kept in a sorted array. A kept member is read again to be written
  * (what the walk gave was borrowed until its next step). Writes the
  * members of "customers":[...]. */
-static int audience_by_intent(struct worker *w, const audience *aud, audience_walk *walk,
+static int audience_by_intent(api *a, struct worker *w, const audience *aud, audience_walk *walk,
 			      uint32_t n, uint32_t limit, bool explain, strbuf *sb,
 			      uint64_t *total)
 {
@@ -156,7 +162,7 @@ static int audience_by_intent(struct worker *w, const audience *aud, audience_wa
 	for (uint32_t i = 0; rc == 0 && i < count; i++) {
 		rc = audience_member_get(aud, w->txn, w->stxn, top[i].id, top[i].len, &mb);
 		if (rc == 0)
-			rc = member_recs(w, &mb, n);
+			rc = member_recs(a, w, aud, &mb, n);
 		if (rc == 0) {
 			if (i)
 				sb_addc(sb, ',');
@@ -181,8 +187,8 @@ static bool at_or_before(const char *id, size_t len, const char *after, size_t a
  * walk costs about 1 ms a page (a page of 100 members with their items
  * costs 2-3 ms), cheap enough not to cache. Writes the members of "customers":[...],
  * then "next_cursor". */
-static int audience_page(struct worker *w, const audience *aud, audience_walk *walk, uint32_t n,
-			 uint32_t limit, bool explain, const char *after, size_t after_len,
+static int audience_page(api *a, struct worker *w, const audience *aud, audience_walk *walk,
+			 uint32_t n, uint32_t limit, bool explain, const char *after, size_t after_len,
 			 strbuf *sb, uint64_t *total)
 {
 	uint32_t got = 0;
@@ -199,7 +205,7 @@ static int audience_page(struct worker *w, const audience *aud, audience_walk *w
 			more = true; /* another member exists: there is a next page */
 			continue;
 		}
-		if ((rc = member_recs(w, &mb, n)) != 0)
+		if ((rc = member_recs(a, w, aud, &mb, n)) != 0)
 			break;
 		if (got++)
 			sb_addc(sb, ',');
@@ -223,10 +229,12 @@ static int parse_audience(struct worker *w, const http_request *req, http_respon
 			  struct api_filter_store *store, audience *aud)
 {
 	uint32_t days = 0, hours = 0;
+	int32_t new_since = MODEL_DAY_UNKNOWN;
 	audience_filter f;
 	if (api_param_uint(w, req, resp, "days", 1, AUDIENCE_MAX_DAYS, &days) != 0 ||
 	    api_param_uint(w, req, resp, "hours", 1, AUDIENCE_MAX_HOURS, &hours) != 0 ||
-	    api_audience_filter(w, req, resp, store, &f) != 0)
+	    api_audience_filter(w, req, resp, store, &f) != 0 ||
+	    api_param_day(w, req, resp, "new_since", &new_since) != 0)
 		return -1;
 	if (audience_parse(req->segs[2], req->seg_lens[2], days, hours, aud) != 0) {
 		http_error(resp, 404, "unknown_audience", "no audience %.*s (known: %s)",
@@ -234,6 +242,7 @@ static int parse_audience(struct worker *w, const http_request *req, http_respon
 		return -1;
 	}
 	aud->filter = f;
+	aud->new_since = new_since;
 	return 0;
 }
 
@@ -295,11 +304,11 @@ void api_get_audience(api *a, struct worker *w, const http_request *req, http_re
 	api_add_model_field(sb, w->m);
 	sb_adds(sb, ",\"customers\":[");
 	if (by_intent) {
-		rc = audience_by_intent(w, &aud, walk, n, limit, explain, sb, &total);
+		rc = audience_by_intent(a, w, &aud, walk, n, limit, explain, sb, &total);
 		if (rc == 0)
 			sb_adds(sb, "],\"next_cursor\":null");
 	} else {
-		rc = audience_page(w, &aud, walk, n, limit, explain, have_cursor ? after : NULL,
+		rc = audience_page(a, w, &aud, walk, n, limit, explain, have_cursor ? after : NULL,
 				   after_len, sb, &total);
 	}
 	if (rc == 0) {
@@ -329,6 +338,7 @@ struct download {
 	state_txn *stxn;
 	rec_ctx *rec;
 	rec_result result;
+	struct rec_live live; /* result's live items */
 	audience aud;
 	struct api_filter_store store; /* aud.filter's strings */
 	enum export_format format;
@@ -374,9 +384,12 @@ static int download_more(struct download *d)
 			break;
 		rec_filter f;
 		export_cap_filter(&f, d->txn, &mb, d->exclude, ARRAY_SIZE(d->exclude));
+		f.new_since = d->aud.new_since;
 		if ((rc = rec_for_customer(d->rec, d->txn, d->stxn, mb.id, mb.len, d->n, &f,
 					   &d->result)) != 0)
 			break;
+		live_items_merge(d->a->live, m, mb.known ? &mb.cust : NULL, &f, d->n, &d->result,
+				 &d->live);
 		export_line(&d->pending, d->format, m, d->txn, &d->aud, &mb, &d->result, d->n);
 		memcpy(d->after, mb.id, mb.len);
 		d->after_len = mb.len;

@@ -27,6 +27,7 @@
 #include "audience.h"
 #include "experiments.h"
 #include "ids.h"
+#include "live_items.h"
 #include "recommend.h"
 
 #define API_DEFAULT_N 10u
@@ -99,6 +100,7 @@ struct api {
 	bool auth_reads;   /* read routes need a key too */
 	applier *applier;  /* with --event-log, else NULL */
 	attribution *attribution; /* experiments' served answers, or NULL */
+	live_items *live;  /* items added since training (PUT /v1/items) */
 	double max_lag;    /* --max-lag: /readyz 503 beyond it */
 	/* libmicrohttpd's open connections, for /metrics. */
 	unsigned (*connections)(void *arg);
@@ -118,6 +120,7 @@ struct worker {
 	struct worker_metrics metrics;
 	struct worker *next;
 	rec_result result;
+	struct rec_live live; /* result's live items (live_items_merge) */
 	uint32_t exclude[API_MAX_EXCLUDE + API_MAX_BASKET];
 	uint32_t basket[API_MAX_BASKET];
 	event_in events[API_MAX_EVENTS];
@@ -161,6 +164,9 @@ int api_param_uint(struct worker *w, const http_request *req, http_response *res
 		   const char *name, uint32_t min, uint32_t max, uint32_t *out);
 int api_param_bool(struct worker *w, const http_request *req, http_response *resp,
 		   const char *name, bool *out);
+/* A date, YYYY-MM-DD, as days since 1970-01-01 (time_parse_date). */
+int api_param_day(struct worker *w, const http_request *req, http_response *resp,
+		  const char *name, int32_t *out);
 /* Checks and normalises an id (what: "customer", "item" in messages). */
 int api_check_id(const char *what, http_response *resp, const char **id, size_t *len);
 /* The id in path segment `seg`, checked. */
@@ -170,7 +176,7 @@ int api_path_id(const http_request *req, unsigned seg, const char *what, http_re
  * transactions. */
 void api_exclude_id(struct worker *w, rec_filter *f, const char *id, size_t len);
 /* The business rules from the query string: category, exclude, price
- * range, include_purchased, and explain (because lists; *explain holds the
+ * range, new_since, include_purchased, and explain (because lists; *explain holds the
  * route's default on entry). `defaults` (NULL: none), an experiment
  * variant's params, change the defaults of include_purchased, explain and
  * the price range; a parameter the query gives wins over them. Needs the

@@ -122,6 +122,22 @@ static int param_date(struct worker *w, const http_request *req, http_response *
 	return 0;
 }
 
+int api_param_day(struct worker *w, const http_request *req, http_response *resp,
+		  const char *name, int32_t *out)
+{
+	const char *v;
+	size_t len;
+	int rc = http_query(req, name, w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc == 0)
+		return 0;
+	if (rc != 1 || time_parse_date(v, len, out) != 0) {
+		http_error(resp, 400, "invalid_parameter",
+			   "%s must be a date, YYYY-MM-DD (a day from 1970 on)", name);
+		return -1;
+	}
+	return 0;
+}
+
 struct attr_scan {
 	struct api_filter_store *store;
 	audience_filter *f;
@@ -288,6 +304,7 @@ int api_query_filter(struct worker *w, const http_request *req, http_response *r
 	}
 	if (param_price(w, req, resp, "min_price", &f->min_price) ||
 	    param_price(w, req, resp, "max_price", &f->max_price) ||
+	    api_param_day(w, req, resp, "new_since", &f->new_since) ||
 	    api_param_bool(w, req, resp, "include_purchased", &f->include_purchased) ||
 	    api_param_bool(w, req, resp, "explain", explain))
 		return -1;

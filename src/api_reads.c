@@ -242,6 +242,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 	}
 	if (w->result.precomputed)
 		atomic_fetch_add_explicit(&w->metrics.recs_precomputed, 1, memory_order_relaxed);
+	/* The new-arrivals slot holds the items added since training too. */
+	live_items_merge(a->live, w->m, who.known ? &who.cust : NULL, &f, n, &w->result, &w->live);
 	open_customer_answer(sb, w->m, id, len);
 	served_tag(a, w, sb, &s, id, len, &w->result);
 	if (personal) {
@@ -433,6 +435,8 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 		api_storage_error(resp, rc);
 		goto out;
 	}
+	/* Added since training: no basket item has them as neighbours. */
+	live_items_merge(a->live, w->m, NULL, &f, n, &w->result, &w->live);
 	sb_addc(sb, '{');
 	if (cid) {
 		sb_adds(sb, "\"customer_id\":");

@@ -25,6 +25,7 @@ int audience_parse(const char *name, size_t len, uint32_t days, uint32_t hours, 
 {
 	memset(out, 0, sizeof(*out));
 	audience_filter_init(&out->filter);
+	out->new_since = MODEL_DAY_UNKNOWN;
 	out->days = days ? days : AUDIENCE_DEFAULT_DAYS;
 	if (len == 15 && memcmp(name, "cart_abandoners", 15) == 0) {
 		out->kind = AUDIENCE_CART_ABANDONERS;

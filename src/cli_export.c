@@ -23,11 +23,13 @@
 #include "cli.h"
 #include "export_fmt.h"
 #include "ids.h"
+#include "live_items.h"
 #include "progress.h"
 #include "recommend.h"
 #include "model.h"
 #include "sent_log.h"
 #include "state.h"
+#include "timefmt.h"
 #include "util.h"
 
 static const char export_usage[] =
@@ -46,6 +48,9 @@ static const char export_usage[] =
 	"  --n N              items per customer (default 10, 1..100)\n"
 	"  --days N           birthday window in days (default 7)\n"
 	"  --hours N          trigger window in hours (defaults: 24 carts, 72 views)\n"
+	"  --new-since DATE   only items first seen on or after DATE (YYYY-MM-DD: the\n"
+	"                     catalog's first_seen, else the item's first interaction),\n"
+	"                     for a \"new arrivals for you\" mail\n"
 	"  --cap-days N       leave out items recorded as sent to the customer within\n"
 	"                     N days (default 14; 0: off)\n"
 	"  --record           record what is exported as sent, in STATE/sent.mdb: this\n"
@@ -80,6 +85,7 @@ int cmd_export(int argc, char **argv)
 		{ "days", required_argument, NULL, 'd' },
 		{ "hours", required_argument, NULL, 'H' },
 		{ "cap-days", required_argument, NULL, 'c' },
+		{ "new-since", required_argument, NULL, 'N' },
 		{ "record", no_argument, NULL, 'R' },
 		{ "no-record", no_argument, NULL, 'r' }, /* the default now; kept for scripts */
 		{ "format", required_argument, NULL, 'f' },
@@ -88,6 +94,7 @@ int cmd_export(int argc, char **argv)
 	};
 	const char *model_dir = NULL, *state_dir = NULL, *name = NULL;
 	uint32_t n = 10, days = 0, hours = 0, cap_days = 14;
+	int32_t new_since = MODEL_DAY_UNKNOWN;
 	bool record = false;
 	enum export_format format = EXPORT_JSONL;
 	int c;
@@ -120,6 +127,10 @@ int cmd_export(int argc, char **argv)
 			if (!cli_parse_u32(optarg, 0, 3650, &cap_days))
 				return cli_usage_error("export", "--cap-days %s: expected 0 to 3650", optarg);
 			break;
+		case 'N':
+			if (time_parse_date(optarg, strlen(optarg), &new_since) != 0)
+				return cli_usage_error("export", "--new-since %s: expected a date, YYYY-MM-DD", optarg);
+			break;
 		case 'h': fputs(export_usage, stdout); return EXIT_OK;
 		default: return cli_usage_error("export", "unknown or incomplete option '%s'", argv[optind - 1]);
 		}
@@ -131,6 +142,7 @@ int cmd_export(int argc, char **argv)
 	audience aud;
 	if (audience_parse(name, strlen(name), days, hours, &aud) != 0)
 		return cli_usage_error("export", "no audience '%s' (known: %s)", name, audience_names());
+	aud.new_since = new_since;
 
 	strbuf err = STRBUF_INIT, line = STRBUF_INIT, path = STRBUF_INIT;
 	model *m = NULL;
@@ -141,6 +153,8 @@ int cmd_export(int argc, char **argv)
 	rec_ctx *ctx = NULL;
 	audience_walk *walk = NULL;
 	rec_result *res = xmalloc(sizeof(*res));
+	live_items *live = NULL;               /* with --new-since: added since training */
+	struct rec_live *live_store = NULL;
 	uint32_t *exclude = xmallocarray(REC_MAX_N * 4, sizeof(*exclude));
 	int ret = EXIT_RUNTIME;
 
@@ -156,9 +170,20 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	/* Items out of stock or not recommendable (PUT /v1/items) stay out. */
-	if (st && rec_load_item_overrides(m, st) != 0) {
+	if (st && (rec_load_item_overrides(m, st) != 0 || live_items_model_first_seen(st, m) != 0)) {
 		cli_fail("export", "cannot read the item overrides in %s", state_dir);
 		goto out;
+	}
+	/* The new-arrivals slot holds the items added since training too, as
+	 * the server's does. */
+	if (st && new_since != MODEL_DAY_UNKNOWN) {
+		live = live_items_create(LIVE_ITEMS_LIMIT);
+		live_store = xmalloc(sizeof(*live_store));
+		if (live_items_load(live, st, m) != 0) {
+			cli_fail("export", "cannot read the items added since training in %s",
+				 state_dir);
+			goto out;
+		}
 	}
 	sb_reset(&path);
 	sb_addf(&path, "%s/sent.mdb", state_dir);
@@ -201,6 +226,7 @@ int cmd_export(int argc, char **argv)
 		size_t len = mb.len;
 		rec_filter f;
 		export_cap_filter(&f, t, &mb, exclude, REC_MAX_N * 4);
+		f.new_since = aud.new_since;
 		struct cap cap = { t, &f, exclude, REC_MAX_N * 4, now - (int64_t)cap_days * 86400 };
 		if (cap_days && sent && sent_log_each(sent, id, len, cap_sent, &cap) != 0) {
 			cli_fail("export", "the sent log is corrupt");
@@ -208,6 +234,8 @@ int cmd_export(int argc, char **argv)
 		}
 		if ((rc = rec_for_customer(ctx, t, stx, id, len, n, &f, res)) != 0)
 			break;
+		if (live)
+			live_items_merge(live, m, mb.known ? &mb.cust : NULL, &f, n, res, live_store);
 		sb_reset(&line);
 		export_line(&line, format, m, t, &aud, &mb, res, n);
 		if (fwrite(line.buf, 1, line.len, stdout) != line.len) {
@@ -217,8 +245,12 @@ int cmd_export(int argc, char **argv)
 		if (record && res->n) {
 			const char *items[REC_MAX_N];
 			size_t lens[REC_MAX_N];
-			for (uint32_t i = 0; i < res->n; i++)
-				items[i] = model_item_id(m, res->items[i].item, &lens[i]);
+			for (uint32_t i = 0; i < res->n; i++) {
+				const rec_live_item *li = rec_live_at(m, res, res->items[i].item);
+				items[i] = li ? li->id : model_item_id(m, res->items[i].item, &lens[i]);
+				if (li)
+					lens[i] = li->id_len;
+			}
 			if (sent_log_add(sent, id, len, items, lens, res->n, now, &err) != 0) {
 				cli_fail("export", "%s", err.buf);
 				goto out;
@@ -253,6 +285,8 @@ out:
 	model_close(m);
 	free(exclude);
 	free(res);
+	live_items_free(live);
+	free(live_store);
 	sb_release(&err);
 	sb_release(&line);
 	sb_release(&path);

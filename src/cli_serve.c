@@ -30,6 +30,7 @@
 #include "cli.h"
 #include "http.h"
 #include "logids.h"
+#include "live_items.h"
 #include "model.h"
 #include "state.h"
 #include "timefmt.h"
@@ -114,6 +115,10 @@ static const char serve_usage[] =
 	"                              \"Experiments\"): who gets which variant on which\n"
 	"                              route; loaded again with the model on SIGHUP and\n"
 	"                              POST /admin/reload (a bad file keeps both)\n"
+	"  --max-live-items N          items added since training (PUT /v1/items/{id}\n"
+	"                              of an item the model does not know) the state\n"
+	"                              serves (default 1000; 1 to 100000); past it such\n"
+	"                              a PUT is a 507 live_items_full\n"
 	"  --live-customer-ttl DAYS    drop the events of a customer who never bought\n"
 	"                              once their newest is older than DAYS on the\n"
 	"                              model's clock (default 30; 0: never)\n"
@@ -138,7 +143,7 @@ struct serve_opts {
 	bool auth_reads, insecure_no_auth;
 	rec_params params; /* scoring */
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
-		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live;
+		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live, max_items;
 	double log_sample, live_ttl_days;
 	uint32_t attribution_days;
 	const char *event_log; /* URL, or NULL: single node */
@@ -152,7 +157,7 @@ enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KE
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
-       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_HELP };
+       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -183,6 +188,7 @@ static const struct option serve_opts_table[] = {
 	{ "max-lag", required_argument, NULL, O_MAX_LAG },
 	{ "clock", required_argument, NULL, O_CLOCK },
 	{ "max-live-customers", required_argument, NULL, O_MAX_LIVE },
+	{ "max-live-items", required_argument, NULL, O_MAX_ITEMS },
 	{ "live-customer-ttl", required_argument, NULL, O_LIVE_TTL },
 	{ "experiments", required_argument, NULL, O_EXPERIMENTS },
 	{ "attribution-days", required_argument, NULL, O_ATTR_DAYS },
@@ -303,6 +309,11 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 					       what);
 		break;
 	case O_EXPERIMENTS: o->experiments = arg; break;
+	case O_MAX_ITEMS:
+		if (!cli_parse_u32(arg, 1, LIVE_ITEMS_LIMIT, &o->max_items))
+			return cli_usage_error("serve", "%s: expected items from 1 to %u", what,
+					       LIVE_ITEMS_LIMIT);
+		break;
 	case O_LIVE_TTL:
 		if (!cli_parse_double(arg, &o->live_ttl_days) || !(o->live_ttl_days >= 0) ||
 		    o->live_ttl_days > 36500)
@@ -444,7 +455,8 @@ int cmd_serve(int argc, char **argv)
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,
 		.max_unsent_conn = HTTP_MAX_UNSENT_PER_CONNECTION_DEFAULT,
 		.max_unsent_total = HTTP_MAX_UNSENT_TOTAL_DEFAULT, .max_lag = 5.0,
-		.max_live = STATE_MAX_LIVE_DEFAULT, .live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
+		.max_live = STATE_MAX_LIVE_DEFAULT, .max_items = LIVE_ITEMS_DEFAULT_MAX,
+		.live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
 		.attribution_days = ATTRIBUTION_DAYS_DEFAULT,
 	};
 	int c;
@@ -606,6 +618,8 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	api_set_attribution(a, attr);
+	if (o.max_items != LIVE_ITEMS_DEFAULT_MAX)
+		api_set_max_live_items(a, o.max_items);
 	if (ap) {
 		api_set_event_log(a, ap, o.max_lag);
 		applier_set_erasure_hook(ap, api_forget_segments, a);

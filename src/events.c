@@ -195,6 +195,8 @@ static int log_records(events_writer *w, const state_write *sw, size_t *n)
 		return 0;
 	}
 	if (sw->item) {
+		if (sw->meta && (sw->meta->fields & STATE_ITEM_FIELDS))
+			return -1; /* catalog fields have no record in the log yet */
 		eventlog_record r = { .kind = EVENTLOG_ITEM, .item = sw->item,
 				      .item_len = sw->item_len,
 				      .item_set = (uint8_t)events_item_bits_to_log(sw->set),
@@ -429,6 +431,16 @@ int events_submit_item_flags(events_writer *w, events_request *r, const char *it
 {
 	assert(w && r && item && len > 0 && done);
 	r->write = (state_write){ .item = item, .item_len = len, .set = set, .clear = clear };
+	return enqueue(w, r, done, arg);
+}
+
+int events_submit_item(events_writer *w, events_request *r, const char *item, size_t len,
+		       uint32_t set, uint32_t clear, const state_item_meta *meta,
+		       events_done_fn done, void *arg)
+{
+	assert(w && r && item && len > 0 && done);
+	r->write = (state_write){ .item = item, .item_len = len, .set = set, .clear = clear,
+				  .meta = meta };
 	return enqueue(w, r, done, arg);
 }
 

@@ -2,6 +2,7 @@
  * export_fmt: audience export lines. See export_fmt.h.
  */
 #include "export_fmt.h"
+#include "live_items.h"
 
 #include <assert.h>
 #include <string.h>
@@ -47,7 +48,19 @@ static void csv_line(strbuf *sb, const model *m, const audience_member *mb, cons
 			continue;
 		}
 		const rec_item *it = &r->items[k];
+		const rec_live_item *li = rec_live_at(m, r, it->item);
 		size_t len;
+		if (li) { /* added since training: no URL, no because items */
+			sb_addc(sb, ',');
+			csv_add_field(sb, li->id, li->id_len);
+			sb_addc(sb, ',');
+			csv_add_field(sb, li->title, li->title_len);
+			sb_addc(sb, ',');
+			if (li->price >= 0)
+				rec_json_add_money(sb, li->price);
+			sb_adds(sb, ",,");
+			continue;
+		}
 		const char *s = model_item_id(m, it->item, &len);
 		sb_addc(sb, ',');
 		csv_add_field(sb, s, len);

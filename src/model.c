@@ -33,6 +33,9 @@ struct model {
 	offtab image_urls, urls;  /* string tables (count 0: a version 3 model) */
 	const unsigned char *flags; /* u8[n] MODEL_ITEM_* (NULL: version 3, none) */
 	const unsigned char *first_seen; /* i32[n] days, or NULL: no such table */
+	/* The days serving uses: the table's, changed in place by PUT
+	 * /v1/items/{id} first_seen (model_item_set_first_seen). */
+	_Atomic int32_t *first_day;
 	/* What serving may do with each item now: bit i of hidden set keeps
 	 * item i out of every answer, of unsourced out of every score sum.
 	 * From the flags at open, then changed in place by the live
@@ -318,6 +321,13 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 			return STORE_CORRUPT;
 		}
 		m->first_seen = first_seen.mv_data;
+	}
+	m->first_day = xmallocarray(n ? n : 1, sizeof(*m->first_day));
+	for (uint32_t i = 0; i < n; i++) {
+		int32_t d = MODEL_DAY_UNKNOWN;
+		if (m->first_seen)
+			memcpy(&d, m->first_seen + (size_t)i * sizeof(d), sizeof(d));
+		atomic_init(&m->first_day[i], d);
 	}
 	size_t words = ((size_t)n + 63) / 64 + 1;
 	m->hidden = xcalloc(words, sizeof(*m->hidden));
@@ -643,6 +653,7 @@ void model_close(model *m)
 	free(m->item_slots);
 	free(m->hidden);
 	free(m->unsourced);
+	free(m->first_day);
 	free(m->nbr_pos);
 	content_index_free(m->content);
 	free(m->tuning_json);
@@ -704,11 +715,13 @@ const char *model_item_url(const model *m, uint32_t idx, size_t *len)
 int32_t model_item_first_seen(const model *m, uint32_t idx)
 {
 	assert(idx < m->info.n_items);
-	if (!m->first_seen)
-		return MODEL_DAY_UNKNOWN;
-	int32_t d;
-	memcpy(&d, m->first_seen + (size_t)idx * sizeof(d), sizeof(d));
-	return d;
+	return atomic_load_explicit(&m->first_day[idx], memory_order_relaxed);
+}
+
+void model_item_set_first_seen(model *m, uint32_t idx, int32_t day)
+{
+	assert(idx < m->info.n_items);
+	atomic_store_explicit(&m->first_day[idx], day, memory_order_relaxed);
 }
 
 bool model_has_first_seen(const model *m)

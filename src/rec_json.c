@@ -2,6 +2,7 @@
  * rec_json: the recommendation JSON writer. See rec_json.h for the shapes.
  */
 #include "rec_json.h"
+#include "live_items.h"
 
 #include <assert.h>
 #include <math.h>
@@ -128,6 +129,62 @@ static void add_source(strbuf *sb, const rec_item *it)
 	sb_addc(sb, '"');
 }
 
+/* An item added since training (live_items.h): id, title, price and
+ * category as its PUT gave them; no URLs, no because items. */
+static void add_live(strbuf *sb, const rec_live_item *li, bool always)
+{
+	if (li->title_len || always) {
+		sb_adds(sb, ",\"title\":");
+		sb_add_json_str(sb, li->title, li->title_len);
+	}
+	if (li->price >= 0) {
+		sb_adds(sb, ",\"price\":");
+		rec_json_add_money(sb, li->price);
+	} else if (always) {
+		sb_adds(sb, ",\"price\":null");
+	}
+	add_text(sb, "\"category\":", li->category, li->category_len, always);
+	add_text(sb, "\"image_url\":", "", 0, always);
+	add_text(sb, "\"url\":", "", 0, always);
+}
+
+/* One item of the answer, either shape. */
+static void add_item(strbuf *sb, const model *m, const rec_result *r, const rec_item *it,
+		     enum rec_json_shape shape, bool because)
+{
+	const rec_live_item *li = rec_live_at(m, r, it->item);
+	sb_adds(sb, "{\"item_id\":");
+	if (li)
+		sb_add_json_str(sb, li->id, li->id_len);
+	else
+		add_item_id(sb, m, it->item);
+	if (shape == REC_JSON_EXPORT) {
+		if (li) {
+			add_live(sb, li, true);
+		} else {
+			add_title(sb, m, it->item, true);
+			add_catalog(sb, m, it->item, true);
+		}
+		sb_adds(sb, ",\"score\":");
+		sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
+		add_source(sb, it);
+		add_because(sb, m, it, shape);
+	} else {
+		sb_adds(sb, ",\"score\":");
+		sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
+		if (li) {
+			add_live(sb, li, false);
+		} else {
+			add_title(sb, m, it->item, false);
+			add_catalog(sb, m, it->item, false);
+		}
+		add_source(sb, it);
+		if (because)
+			add_because(sb, m, it, shape);
+	}
+	sb_addc(sb, '}');
+}
+
 void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_json_shape shape,
 		    bool because)
 {
@@ -135,28 +192,9 @@ void rec_json_items(strbuf *sb, const model *m, const rec_result *r, enum rec_js
 	assert(r->n <= REC_MAX_N);
 	sb_adds(sb, "\"items\":[");
 	for (uint32_t i = 0; i < r->n; i++) {
-		const rec_item *it = &r->items[i];
 		if (i)
 			sb_addc(sb, ',');
-		sb_adds(sb, "{\"item_id\":");
-		add_item_id(sb, m, it->item);
-		if (shape == REC_JSON_EXPORT) {
-			add_title(sb, m, it->item, true);
-			add_catalog(sb, m, it->item, true);
-			sb_adds(sb, ",\"score\":");
-			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
-			add_source(sb, it);
-			add_because(sb, m, it, shape);
-		} else {
-			sb_adds(sb, ",\"score\":");
-			sb_add_double(sb, it->score, REC_JSON_SCORE_DIGITS);
-			add_title(sb, m, it->item, false);
-			add_catalog(sb, m, it->item, false);
-			add_source(sb, it);
-			if (because)
-				add_because(sb, m, it, shape);
-		}
-		sb_addc(sb, '}');
+		add_item(sb, m, r, &r->items[i], shape, because);
 	}
 	sb_addc(sb, ']');
 }

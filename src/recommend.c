@@ -83,6 +83,7 @@ void rec_filter_init(rec_filter *f)
 	f->category = UINT32_MAX;
 	f->min_price = -1.0f;
 	f->max_price = -1.0f;
+	f->new_since = MODEL_DAY_UNKNOWN;
 	f->personal = true;
 	f->because = true;
 }
@@ -201,6 +202,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	out->n = 0;
 	out->source = REC_POPULAR;
 	out->precomputed = false;
+	out->live = NULL;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
 		if (f->exclude[i] < c->n_items)
 			c->cand[f->exclude[i]].banned = c->gen;
@@ -209,7 +211,8 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 /* Whether the filter has a category or price rule at all. */
 static inline bool has_rules(const rec_filter *f)
 {
-	return f && (f->category != UINT32_MAX || f->min_price >= 0 || f->max_price >= 0);
+	return f && (f->category != UINT32_MAX || f->min_price >= 0 || f->max_price >= 0 ||
+		     f->new_since != MODEL_DAY_UNKNOWN);
 }
 
 /* Whether the filter's category and price rules let item j through. */
@@ -218,6 +221,9 @@ static bool allowed(const model *m, const rec_filter *f, uint32_t j)
 	if (!has_rules(f))
 		return true;
 	if (f->category != UINT32_MAX && model_item_category(m, j) != f->category)
+		return false;
+	/* An unknown day is MODEL_DAY_UNKNOWN, below every date. */
+	if (f->new_since != MODEL_DAY_UNKNOWN && model_item_first_seen(m, j) < f->new_since)
 		return false;
 	if (f->min_price >= 0 || f->max_price >= 0) {
 		float p = model_item_price(m, j);

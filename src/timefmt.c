@@ -159,3 +159,12 @@ void time_format(int64_t t, char out[TIME_FMT_LEN])
 	snprintf(out, TIME_FMT_LEN, "%04d-%02u-%02uT%02u:%02u:%02uZ", y, m % 13, d % 32,
 		 secs / 3600 % 24, secs / 60 % 60, secs % 60);
 }
+
+int time_parse_date(const char *s, size_t n, int32_t *day)
+{
+	int64_t t;
+	if (n != 10 || s[4] != '-' || s[7] != '-' || time_parse(s, n, &t) != 0)
+		return -1;
+	*day = (int32_t)(t / 86400);
+	return 0;
+}

@@ -80,6 +80,10 @@ TEST(first_seen_is_optional)
 	if (m) {
 		CHECK(!model_has_first_seen(m));
 		CHECK_INT(model_item_first_seen(m, 0), MODEL_DAY_UNKNOWN);
+		/* A day set while serving (PUT /v1/items first_seen) reads back. */
+		model_item_set_first_seen(m, 1, 20000);
+		CHECK_INT(model_item_first_seen(m, 1), 20000);
+		CHECK_INT(model_item_first_seen(m, 0), MODEL_DAY_UNKNOWN);
 		model_close(m);
 	}
 	int32_t days[] = { 19000, MODEL_DAY_UNKNOWN, 0, 20089 };

@@ -224,6 +224,79 @@ TEST(state_expire_idle_customers)
 	sb_release(&err);
 }
 
+struct seen_meta {
+	int calls;
+	uint32_t flags;
+	state_item_meta meta;
+	char title[64], category[64];
+};
+
+static void note_meta(void *arg, const char *id, size_t len, uint32_t flags,
+		      const state_item_meta *meta)
+{
+	struct seen_meta *sm = arg;
+	sm->calls++;
+	if (len != 3 || memcmp(id, "N05", 3) != 0)
+		return;
+	sm->flags = flags;
+	sm->meta = *meta;
+	snprintf(sm->title, sizeof(sm->title), "%.*s", (int)meta->title_len, meta->title);
+	snprintf(sm->category, sizeof(sm->category), "%.*s", (int)meta->category_len,
+		 meta->category);
+}
+
+/* An item record keeps its catalog fields after its flags: a change of the
+ * flags keeps the fields, a change of some fields keeps the others, and
+ * the flags' readers see the head as before. */
+TEST(state_item_catalog_fields)
+{
+	strbuf err = STRBUF_INIT, store = STRBUF_INIT;
+	state *s = new_state("items", &err);
+	if (!s)
+		return;
+	state_item_meta in = { STATE_ITEM_TITLE | STATE_ITEM_CATEGORY | STATE_ITEM_FIRST_SEEN,
+			       "HEART CUSHION", 13, "home", 4, 0, 19802 };
+	state_write w = { .item = "N05", .item_len = 3, .meta = &in };
+	CHECK_INT(state_commit(s, &w, 1, &err), 0);
+	w = (state_write){ .item = "N05", .item_len = 3, .set = STATE_ITEM_UNAVAILABLE };
+	CHECK_INT(state_commit(s, &w, 1, &err), 0);
+	state_item_meta price = { .fields = STATE_ITEM_PRICE | STATE_ITEM_TITLE, .title = "",
+				  .title_len = 0, .price = 4.5f };
+	w = (state_write){ .item = "N05", .item_len = 3, .meta = &price };
+	CHECK_INT(state_commit(s, &w, 1, &err), 0);
+	uint32_t flags;
+	state_item_meta out;
+	CHECK_INT(state_item_get_now(s, "N05", 3, &flags, &out, &store), 0);
+	CHECK_INT(flags, STATE_ITEM_UNAVAILABLE);
+	CHECK_INT(out.fields, STATE_ITEM_FIELDS);
+	CHECK_INT(out.title_len, 0);
+	CHECK(out.category_len == 4 && memcmp(out.category, "home", 4) == 0);
+	CHECK_NEAR(out.price, 4.5, 1e-6);
+	CHECK_INT(out.first_seen, 19802);
+	CHECK_INT(state_item_flags_now(s, "N05", 3, &flags), 0);
+	CHECK_INT(flags, STATE_ITEM_UNAVAILABLE);
+	/* A flags-only item has no fields. */
+	w = (state_write){ .item = "O01", .item_len = 3, .set = STATE_ITEM_NOT_RECOMMENDABLE };
+	CHECK_INT(state_commit(s, &w, 1, &err), 0);
+	CHECK_INT(state_item_get_now(s, "O01", 3, &flags, &out, &store), 0);
+	CHECK_INT(out.fields, 0);
+	CHECK_INT(state_item_get_now(s, "none", 4, &flags, &out, &store), 0);
+	CHECK_INT(flags | out.fields, 0);
+	state_close(s);
+	/* Reopened, each item is walked once with its fields. */
+	s = new_state("items", &err);
+	if (!s)
+		return;
+	struct seen_meta sm = { 0 };
+	CHECK_INT(state_items_meta_each(s, note_meta, &sm), 0);
+	CHECK_INT(sm.calls, 2);
+	CHECK_INT(sm.flags, STATE_ITEM_UNAVAILABLE);
+	CHECK_STR(sm.category, "home");
+	state_close(s);
+	sb_release(&store);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
@@ -231,6 +304,7 @@ int main(void)
 	RUN(state_flags_and_events);
 	RUN(state_log_position_clear_and_drop);
 	RUN(state_expire_idle_customers);
+	RUN(state_item_catalog_fields);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

@@ -285,7 +285,8 @@ class ItemOverrides(ApiTestCase):
     def test_out_of_stock_leaves_every_answer_at_once_and_comes_back(self):
         item = self.top_item("c001")["item_id"]
         self.assertEqual(self.put(item, {"available": False}),
-                         {"item_id": item, "available": False, "recommendable": True})
+                         {"item_id": item, "available": False, "recommendable": True,
+                          "in_model": True})
         try:
             # Out of every answer, but still a reason for others: the taste
             # of its buyers did not change.
@@ -294,7 +295,8 @@ class ItemOverrides(ApiTestCase):
         finally:
             r = self.put(item, {"available": True})
         self.assertEqual(r,
-                         {"item_id": item, "available": True, "recommendable": True})
+                         {"item_id": item, "available": True, "recommendable": True,
+                          "in_model": True})
         self.assertEqual(self.top_item("c001")["item_id"], item)
 
     def test_not_recommendable_is_no_reason_either(self):
@@ -328,7 +330,8 @@ class ItemOverrides(ApiTestCase):
         r = put_item(self.srv, FEE, {"recommendable": True})
         self.assertError(r, 409, "excluded_by_model")
         self.assertEqual(self.put(FEE, {"available": False}),
-                         {"item_id": FEE, "available": False, "recommendable": False})
+                         {"item_id": FEE, "available": False, "recommendable": False,
+                          "in_model": True})
 
     def test_error_answers(self):
         path = "/v1/items/P01"
@@ -337,8 +340,8 @@ class ItemOverrides(ApiTestCase):
                       {"available": False}, says="NOPE"),
             ErrorCase("unknown field", "PUT", path, 400, "unknown_field",
                       {"available": False, "stock": 0}, says="stock"),
-            ErrorCase("issue 18's field, not yet", "PUT", path, 400, "unknown_field",
-                      {"title": "x"}, says="title"),
+            ErrorCase("a catalog field of the wrong type", "PUT", path, 400, "invalid_field",
+                      {"title": 5}, says="title"),
             ErrorCase("not a boolean", "PUT", path, 400, "invalid_field", {"available": "no"},
                       says="available"),
             ErrorCase("a number for a boolean", "PUT", path, 400, "invalid_field",
