@@ -50,6 +50,9 @@ typedef struct model_info {
 	 * 0 and < 0 when it has none. */
 	uint32_t serve_neighbors_used;
 	float serve_cutoff;
+	/* ..."serving"."history_weight", the name as stored ("" without
+	 * one; recommend.c knows the names). */
+	char serve_history_weight[16];
 	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;

@@ -37,6 +37,8 @@ static const char eval_usage_head[] =
 	"                        30), as serve\n"
 	"  --cutoff R            contributions under R x the strongest skipped (default:\n"
 	"                        tuned, else 0.1), as serve\n"
+	"  --history-weight W    sqrt, binary, recent or log: how much each history item\n"
+	"                        counts (default: tuned, else sqrt), as serve\n"
 	"Tuning (unless --no-tune) uses --train only, never --test: its progress is on\n"
 	"stderr when that is a terminal, and stdout stays one JSON object.\n";
 
@@ -162,13 +164,14 @@ out:
 
 int cmd_eval(int argc, char **argv)
 {
-	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 7] = {
+	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_HW, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 8] = {
 		{ "train", required_argument, NULL, O_TRAIN },
 		{ "test", required_argument, NULL, O_TEST },
 		{ "k", required_argument, NULL, O_K },
 		{ "neighbors-used", required_argument, NULL, O_NUSED },
 		{ "cutoff", required_argument, NULL, O_CUTOFF },
+		{ "history-weight", required_argument, NULL, O_HW },
 		{ "help", no_argument, NULL, O_HELP },
 	};
 	struct train_flags f;
@@ -177,7 +180,7 @@ int cmd_eval(int argc, char **argv)
 	rec_params params;
 	rec_params_unset(&params);
 	int c, rc;
-	train_flags_begin(&f, opts, 6);
+	train_flags_begin(&f, opts, 7);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_TRAIN: train_path = optarg; break;
@@ -198,6 +201,13 @@ int cmd_eval(int argc, char **argv)
 						       optarg);
 			f.pinned |= TUNE_PIN_CUTOFF;
 			f.serve.cutoff = params.cutoff;
+			break;
+		case O_HW:
+			if (rec_history_weight_parse(optarg, strlen(optarg), &params.history_weight) != 0)
+				return cli_usage_error("eval", "--history-weight %s: expected sqrt, binary, recent or log",
+						       optarg);
+			f.pinned |= TUNE_PIN_HISTORY_WEIGHT;
+			f.serve.history_weight = params.history_weight;
 			break;
 		case 'h':
 		case O_HELP:

@@ -42,6 +42,10 @@ struct rec_ctx {
 	uint32_t neighbors_used; /* per history item, best first */
 	uint32_t negatives_used; /* negative neighbours per history item */
 	float cutoff;       /* share of the strongest contribution a neighbour needs */
+	uint32_t history_weight; /* enum rec_history_weight (rec_params) */
+	uint32_t hw_now;    /* this request's: the filter's, else the above */
+	double recent_rate; /* this request's model: decay per second (0: none) */
+	int64_t as_of;      /* ... and its as-of time, for REC_HW_RECENT */
 	float min_contribution; /* this request's: cutoff x its strongest one */
 	uint32_t gen;       /* current request's generation */
 	float *acc;         /* per item: score this request (0: untouched) */
@@ -72,6 +76,7 @@ void rec_filter_init(rec_filter *f)
 	f->max_price = -1.0f;
 	f->personal = true;
 	f->because = true;
+	f->history_weight = REC_HW_UNSET;
 }
 
 rec_ctx *rec_ctx_create(uint32_t n_items)
@@ -82,6 +87,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	c->negatives_used = REC_DEFAULT_NEGATIVES_USED;
 	c->cutoff = REC_DEFAULT_CUTOFF;
+	c->history_weight = REC_DEFAULT_HISTORY_WEIGHT;
 	c->acc = xcalloc(n, sizeof(*c->acc));
 	c->cand = xcalloc(n, sizeof(*c->cand));
 	c->picked = xcalloc(n, 1);
@@ -108,6 +114,29 @@ void rec_params_init(rec_params *p)
 	p->neighbors_used = REC_DEFAULT_NEIGHBORS_USED;
 	p->cutoff = REC_DEFAULT_CUTOFF;
 	p->negatives_used = REC_DEFAULT_NEGATIVES_USED;
+	p->history_weight = REC_DEFAULT_HISTORY_WEIGHT;
+}
+
+static const char *const history_weight_names[REC_HW_COUNT] = {
+	[REC_HW_SQRT] = "sqrt",
+	[REC_HW_BINARY] = "binary",
+	[REC_HW_RECENT] = "recent",
+	[REC_HW_LOG] = "log",
+};
+
+const char *rec_history_weight_name(uint32_t w)
+{
+	return w < REC_HW_COUNT ? history_weight_names[w] : "?";
+}
+
+int rec_history_weight_parse(const char *s, size_t len, uint32_t *out)
+{
+	for (uint32_t w = 0; w < REC_HW_COUNT; w++)
+		if (strlen(history_weight_names[w]) == len && memcmp(s, history_weight_names[w], len) == 0) {
+			*out = w;
+			return 0;
+		}
+	return -1;
 }
 
 void rec_params_unset(rec_params *p)
@@ -115,6 +144,7 @@ void rec_params_unset(rec_params *p)
 	p->neighbors_used = 0;
 	p->cutoff = -1.0f;
 	p->negatives_used = UINT32_MAX;
+	p->history_weight = REC_HW_UNSET;
 }
 
 void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info)
@@ -130,6 +160,12 @@ void rec_params_for_model(rec_params *out, const rec_params *given, const model_
 		out->cutoff = given->cutoff;
 	if (given->negatives_used != UINT32_MAX)
 		out->negatives_used = given->negatives_used;
+	uint32_t hw;
+	const char *name = info->serve_history_weight;
+	if (rec_history_weight_parse(name, strlen(name), &hw) == 0)
+		out->history_weight = hw;
+	if (given->history_weight < REC_HW_COUNT)
+		out->history_weight = given->history_weight;
 }
 
 void rec_ctx_configure(rec_ctx *c, const rec_params *p)
@@ -138,6 +174,28 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 	c->cutoff = p->cutoff >= 0.0f && p->cutoff < 1.0f ? p->cutoff : REC_DEFAULT_CUTOFF;
 	c->negatives_used =
 		p->negatives_used != UINT32_MAX ? p->negatives_used : REC_DEFAULT_NEGATIVES_USED;
+	c->history_weight =
+		p->history_weight < REC_HW_COUNT ? p->history_weight : REC_DEFAULT_HISTORY_WEIGHT;
+}
+
+/* The weight a history item spreads with (recommend.h, enum
+ * rec_history_weight): sum is S > 0, last_ts its latest interaction,
+ * live says a live event since the model's as-of time is in the sum. */
+static float history_weight(const rec_ctx *c, float sum, int64_t last_ts, bool live)
+{
+	switch (c->hw_now) {
+	case REC_HW_BINARY:
+		return 1.0f;
+	case REC_HW_RECENT:
+		/* A live event is newer than anything the model saw. */
+		return live || c->recent_rate <= 0
+			       ? 1.0f
+			       : (float)exp(c->recent_rate * (double)(last_ts - c->as_of));
+	case REC_HW_LOG:
+		return log1pf(sum);
+	default:
+		return sqrtf(sum);
+	}
 }
 
 /* Starts a request: a fresh generation makes every stamp stale at once;
@@ -154,6 +212,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	c->n_sources = 0;
 	c->any_negative = false;
 	c->n_ev_items = 0;
+	c->hw_now = f && f->history_weight < REC_HW_COUNT ? f->history_weight : c->history_weight;
 	out->n = 0;
 	out->source = REC_POPULAR;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
@@ -517,6 +576,8 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 		return 0;
 	}
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
+	c->recent_rate = rate;
+	c->as_of = info->as_of;
 	if ((events = fold_events(c, t, ev, f, rate)) < 0)
 		return events;
 	if (!cust && events == 0) {
@@ -526,8 +587,8 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 
 	if (cust) {
 		ban_purchases(c, cust, f);
-		/* History weights are sqrt(sum of event weights decayed to
-		 * as_of); the live events' sums are on the same scale. */
+		/* The model stores sqrt(S) (S: the sum of event weights
+		 * decayed to as_of); the live events' sums are on S's scale. */
 		uint32_t used = 0;
 		for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
 			history_entry e = model_history_at(cust, i);
@@ -535,20 +596,22 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 				return STORE_CORRUPT;
 			float sum = e.weight * e.weight;
 			struct cand *k = &c->cand[e.item];
+			bool live = k->ev_seen == c->gen && k->ev_aff > 0.0f;
 			if (k->ev_seen == c->gen) {
 				sum += k->ev_aff;
 				k->ev_aff = 0.0f; /* folded in here */
 			}
 			if (!(sum > 0.0f))
 				continue;
-			if ((rc = add_source(c, t, e.item, sqrtf(sum))) != 0)
+			if ((rc = add_source(c, t, e.item, history_weight(c, sum, e.last_ts, live))) != 0)
 				return rc;
 			used++;
 		}
 	}
 	for (uint32_t k = 0; k < c->n_ev_items; k++) {
 		uint32_t j = c->ev_items[k];
-		if (c->cand[j].ev_aff > 0.0f && (rc = add_source(c, t, j, sqrtf(c->cand[j].ev_aff))) != 0)
+		float aff = c->cand[j].ev_aff;
+		if (aff > 0.0f && (rc = add_source(c, t, j, history_weight(c, aff, 0, true))) != 0)
 			return rc;
 	}
 	select_top(c, t, n, f, out);
@@ -668,6 +731,8 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 	if (!c->no_bits)
 		c->no_bits = xcalloc((size_t)c->n_items / 64 + 1, sizeof(*c->no_bits));
 	begin(c, NULL, &plain, out);
+	c->recent_rate = t->half_life_days > 0 ? log(2.0) / (t->half_life_days * 86400.0) : 0;
+	c->as_of = t->as_of;
 	const unsigned char *pop = (const unsigned char *)t->popular;
 	for (uint32_t i = 0; i < n_hist; i++)
 		if (hist[i].item < c->n_items && (hist[i].flags & (HIST_PURCHASED | HIST_RETURNED)))
@@ -682,7 +747,7 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 		const neighbor *list = t->lists + (size_t)e->item * t->stride;
 		uint32_t np = t->n_pos[e->item], nn = t->n_neg ? t->n_neg[e->item] : 0;
 		add_pairs(c, (const unsigned char *)list, np, (const unsigned char *)(list + np), nn,
-			  e->item, sqrtf(sum));
+			  e->item, history_weight(c, sum, e->last_ts, false));
 		used++;
 	}
 	if (c->n_sources == 0) {

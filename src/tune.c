@@ -356,7 +356,11 @@ static void score(const struct split *s, const struct fitted *f, const train_res
 	uint32_t ni = f->r.n_items;
 	struct score_job job = {
 		.s = s, .hist = hist,
-		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni },
+		/* as fit_options sets as_of: the recent history weight decays
+		 * from the fit's own as-of time */
+		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni,
+			   s->sub.has_ts ? s->sub.ts_max : 0,
+			   s->sub.has_ts ? c->half_life_days : 0 },
 		.knobs = *knobs, .ndcg = ndcg,
 		.recall = xmallocarray(s->n ? s->n : 1, sizeof(double)),
 		.shown = xcalloc(ni ? ni : 1, 1),
@@ -451,8 +455,9 @@ static void describe(FILE *f, const tune_candidate *c)
 		fprintf(f, " half-life %6.1fd", c->half_life_days);
 	else
 		fprintf(f, " half-life   none");
-	fprintf(f, " used %4u cutoff %-5g neg %3u", c->serve.neighbors_used,
-		(double)c->serve.cutoff, c->serve.negatives_used);
+	fprintf(f, " used %4u cutoff %-5g neg %3u history %-6s", c->serve.neighbors_used,
+		(double)c->serve.cutoff, c->serve.negatives_used,
+		rec_history_weight_name(c->serve.history_weight));
 }
 
 /* Mean and standard error of a[u] - b[u] over the n customers. */
@@ -722,6 +727,25 @@ static void search_knobs(struct search *S)
 	}
 }
 
+/* The history weight on the best fit (recommend.h, enum
+ * rec_history_weight): serve-time, so one model scores them all. They cost
+ * the same per request: among equals the higher nDCG is kept. */
+static void search_history_weight(struct search *S)
+{
+	if (S->opt->pinned & TUNE_PIN_HISTORY_WEIGHT)
+		return;
+	struct step st;
+	step_begin(S, &st, knob_pref(&S->best.serve));
+	for (uint32_t w = 0; w < REC_HW_COUNT; w++) {
+		if (w == S->best.serve.history_weight || !affordable(S, S->score_secs))
+			continue;
+		tune_candidate c = S->best;
+		c.serve.history_weight = w;
+		step_score(S, &st, -1, c, "history", knob_pref(&c.serve), 0);
+	}
+	step_end(S, &st);
+}
+
 /* The median gap, in days, between a customer's distinct purchase days,
  * over every customer with two or more; 0 when there is none. */
 static double purchase_rhythm(const dataset *ds)
@@ -836,6 +860,8 @@ static int search_run(struct search *S)
 		dk.neighbors_used = opt->serve.neighbors_used;
 	if (pin & TUNE_PIN_CUTOFF)
 		dk.cutoff = opt->serve.cutoff;
+	if (pin & TUNE_PIN_HISTORY_WEIGHT)
+		dk.history_weight = opt->serve.history_weight;
 	c = candidate_from(&S->base, &dk);
 	double secs;
 	memset(&st, 0, sizeof(st));
@@ -866,6 +892,7 @@ static int search_run(struct search *S)
 		return 0;
 
 	/* 2. The serving knobs of the baseline model. */
+	search_history_weight(S);
 	search_knobs(S);
 	uint32_t knobs_gen = S->fit_gen;
 
@@ -947,8 +974,10 @@ static int search_run(struct search *S)
 	}
 
 	/* 7. The serving knobs of the winner, if it is another model. */
-	if (S->fit_gen != knobs_gen)
+	if (S->fit_gen != knobs_gen) {
+		search_history_weight(S);
 		search_knobs(S);
+	}
 	return 0;
 fail:
 	step_end(S, &st);

@@ -30,9 +30,10 @@ static json_t *weights_json(const float w[EVENT_TYPES])
 
 static json_t *serving_json(const rec_params *k)
 {
-	return json_pack("{s:I, s:f, s:I}", "neighbors_used", (json_int_t)k->neighbors_used,
+	return json_pack("{s:I, s:f, s:I, s:s}", "neighbors_used", (json_int_t)k->neighbors_used,
 			 "cutoff", tidy(k->cutoff), "negatives_used",
-			 (json_int_t)k->negatives_used);
+			 (json_int_t)k->negatives_used, "history_weight",
+			 rec_history_weight_name(k->history_weight));
 }
 
 json_t *tune_result_json(const tune_result *r)
@@ -66,12 +67,13 @@ json_t *tune_result_json(const tune_result *r)
 	for (uint32_t i = 0; i < r->n_cands; i++) {
 		const tune_candidate *c = &r->cands[i];
 		json_t *o2 = json_pack(
-			"{s:s, s:s, s:f, s:f, s:o, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:b}",
+			"{s:s, s:s, s:f, s:f, s:o, s:I, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:b}",
 			"step", c->step, "algorithm", algo_name(c->algo), "lambda",
 			tidy(c->algo == ALGO_EASE ? c->lambda : 0), "half_life_days",
 			tidy(c->half_life_days), "event_weights", weights_json(c->event_weight),
 			"neighbors_used", (json_int_t)c->serve.neighbors_used, "cutoff",
 			tidy(c->serve.cutoff), "negatives_used", (json_int_t)c->serve.negatives_used,
+			"history_weight", rec_history_weight_name(c->serve.history_weight),
 			"ndcg", tidy(c->ndcg), "ndcg_se", tidy(c->ndcg_se), "recall", tidy(c->recall),
 			"coverage", tidy(c->coverage), "seconds", tidy(c->secs), "chosen",
 			r->tuned && i == r->best);
@@ -92,7 +94,7 @@ void tune_print(const tune_result *r, FILE *f)
 			r->n_cands, r->secs, r->budget, r->budget_hit ? ", some steps left out" : "",
 			r->by_time ? "time" : "random holdout", r->customers,
 			100 * r->holdout_share);
-		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg   "
+		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg history "
 			   "nDCG@10 ±se      recall  coverage  seconds\n");
 		for (uint32_t i = 0; i < r->n_cands; i++) {
 			const tune_candidate *c = &r->cands[i];
@@ -101,10 +103,11 @@ void tune_print(const tune_result *r, FILE *f)
 				snprintf(lam, sizeof(lam), "%g", (double)c->lambda);
 			if (c->half_life_days > 0)
 				snprintf(hl, sizeof(hl), "%.1f d", c->half_life_days);
-			fprintf(f, "%c%3u %-9s %-10s %-7s %-11s %5u %-6g %3u  %.4f ±%.4f  %.4f  %.3f  %7.2f\n",
+			fprintf(f, "%c%3u %-9s %-10s %-7s %-11s %5u %-6g %3u %-7s %.4f ±%.4f  %.4f  %.3f  %7.2f\n",
 				r->tuned && i == r->best ? '*' : ' ', i + 1, c->step,
 				algo_name(c->algo), lam, hl, c->serve.neighbors_used,
-				(double)c->serve.cutoff, c->serve.negatives_used, c->ndcg, c->ndcg_se,
+				(double)c->serve.cutoff, c->serve.negatives_used,
+				rec_history_weight_name(c->serve.history_weight), c->ndcg, c->ndcg_se,
 				c->recall, c->coverage, c->secs);
 		}
 		fprintf(f, "tuning     %s\n", r->reason);
@@ -125,8 +128,9 @@ void tune_print(const tune_result *r, FILE *f)
 		fprintf(f, ", %u neighbours kept", o->neighbors);
 		if (o->negatives)
 			fprintf(f, " + %u negative", o->negatives);
-		fprintf(f, "; serving: %u used, cutoff %g\n", r->serve.neighbors_used,
-			(double)r->serve.cutoff);
+		fprintf(f, "; serving: %u used, cutoff %g, history weight %s\n",
+			r->serve.neighbors_used, (double)r->serve.cutoff,
+			rec_history_weight_name(r->serve.history_weight));
 	}
 }
 
@@ -189,6 +193,8 @@ int tune_from_model(const char *dir, const train_options *base, const tune_optio
 		out->serve.neighbors_used = info->serve_neighbors_used;
 	if (info->serve_cutoff >= 0)
 		out->serve.cutoff = info->serve_cutoff;
+	const char *hw = info->serve_history_weight;
+	rec_history_weight_parse(hw, strlen(hw), &out->serve.history_weight); /* else the default */
 	out->tuned = true;
 	out->from_model = xstrdup(info->model_id);
 	snprintf(out->reason, sizeof(out->reason), "parameters of model %s (%s), not searched again",

@@ -354,14 +354,15 @@ TEST(table_scores_as_served)
 		CHECK_INT(p.n_neg, r.n_neg[it]);
 	}
 	qsort(pop, ni, sizeof(*pop), by_recent);
-	rec_table table = { r.nbrs, r.k, n_pos, r.n_neg, pop, ni };
+	rec_table table = { r.nbrs, r.k, n_pos, r.n_neg, pop, ni, model_get_info(m)->as_of,
+			    model_get_info(m)->half_life_days };
 	rec_ctx *a = rec_ctx_create(ni), *b = rec_ctx_create(ni);
 	rec_result *ra = xmalloc(sizeof(*ra)), *rb = xmalloc(sizeof(*rb));
 	rec_filter plain;
 	rec_filter_init(&plain);
 	plain.because = false;
-	const rec_params knobs[] = { { 30, 0.1f, 0 }, { 1000, 0.0f, 1000 }, { 5, 0.0f, 3 },
-				     { 12, 0.3f, 6 } };
+	const rec_params knobs[] = { { 30, 0.1f, 0, REC_HW_SQRT }, { 1000, 0.0f, 1000, REC_HW_BINARY },
+				     { 5, 0.0f, 3, REC_HW_LOG }, { 12, 0.3f, 6, REC_HW_RECENT } };
 	uint32_t differ = 0, with_neg_differ = 0;
 	for (size_t k = 0; k < ARRAY_SIZE(knobs); k++) {
 		rec_ctx_configure(a, &knobs[k]);
