@@ -26,7 +26,8 @@
  *   4. EASE's lambda on a log grid, coarse (x4 either way) then fine (x2),
  *      each pair on one Gram matrix (train_run_lambdas);
  *   5. the other algorithms (cosine, jaccard, lift) at the best half-life;
- *   6. event weights (views and carts x0.25 and x2), when there are any;
+ *   6. event weights (views and carts x0.25, x2 and x5, at most the
+ *      purchase's 1), when there are any;
  *   7. the history weight and the serving knobs again, on the winner.
  * A step that would overrun the budget is left out (and the result says
  * so).
