@@ -187,10 +187,12 @@ static float history_weight(const rec_ctx *c, float sum, int64_t last_ts, bool l
 	case REC_HW_BINARY:
 		return 1.0f;
 	case REC_HW_RECENT:
-		/* A live event is newer than anything the model saw. */
+		/* A live event is newer than anything the model saw. expf, not
+		 * exp: up to REC_MAX_HISTORY of these per request, and a
+		 * weight needs no double precision. */
 		return live || c->recent_rate <= 0
 			       ? 1.0f
-			       : (float)exp(c->recent_rate * (double)(last_ts - c->as_of));
+			       : expf((float)(c->recent_rate * (double)(last_ts - c->as_of)));
 	case REC_HW_LOG:
 		return log1pf(sum);
 	default:
