@@ -90,8 +90,10 @@ run_one() {
 				dump_ours="--dump-neighbors $work/$label-ours-$algo.tsv"
 				dump_peer="--dump $work/$label-peer-$algo.tsv"
 			fi
+			# --no-tune: the plain fit with the peer's parameters (tuning
+			# would search others first).
 			# shellcheck disable=SC2086
-			"$work/shopkeeper" train --interactions "$file" $colarg --algo "$algo" \
+			"$work/shopkeeper" train --no-tune --interactions "$file" $colarg --algo "$algo" \
 				--neighbors "$neighbors" --out "$work/model-$label-$algo" $dump_ours \
 				2>"$work/ours.log" || { cat "$work/ours.log" >&2; exit 1; }
 			line=$(grep '^seconds' "$work/ours.log")

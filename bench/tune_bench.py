@@ -2,6 +2,7 @@
 """Tuning against today's fixed defaults on data of other rhythms.
 
     bench/tune_bench.py [--retail online-retail.csv.gz] [--work DIR] [--only NAME,...] [--peer]
+                        [--bin bin/shopkeeper]
 
 For each data set: a train/test cut by time, then `shopkeeper eval` with
 --no-tune (the fixed defaults: EASE, lambda 200, 30-day half-life, 30
@@ -78,8 +79,8 @@ def filter_retail(split_dir, outdir, keep):
     return paths
 
 
-def evaluate(train, test, cols, tune):
-    args = [BIN, "eval", "--train", train, "--test", test]
+def evaluate(train, test, cols, tune, binary=BIN):
+    args = [binary, "eval", "--train", train, "--test", test]
     if cols:
         args += ["--columns", cols]
     if not tune:
@@ -105,6 +106,7 @@ def main():
     ap.add_argument("--work", default="/tmp/shopkeeper-tune-bench")
     ap.add_argument("--only", default="")
     ap.add_argument("--peer", action="store_true")
+    ap.add_argument("--bin", default=BIN, help="the shopkeeper binary (default: bin/shopkeeper)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     os.makedirs(args.work, exist_ok=True)
@@ -136,8 +138,8 @@ def main():
           "tuned run (s) | chosen |" % (" numpy EASE λ 500 |" if args.peer else ""))
     print("|---|---|---|---|%s---|---|---|" % ("---|" if args.peer else ""))
     for name, what, train, test, cols in sets:
-        fixed, _, _ = evaluate(train, test, cols, False)
-        tuned, secs, chosen = evaluate(train, test, cols, True)
+        fixed, _, _ = evaluate(train, test, cols, False, args.bin)
+        tuned, secs, chosen = evaluate(train, test, cols, True, args.bin)
         peer = ""
         if args.peer:
             cmd = ["/usr/bin/python3", os.path.join(ROOT, "bench", "peer_ease_eval.py"),

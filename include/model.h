@@ -51,6 +51,9 @@ typedef struct model_info {
 	uint32_t serve_neighbors_used;
 	float serve_cutoff;
 	float serve_content_weight, serve_content_count; /* < 0: none */
+	/* ..."serving"."history_weight", the name as stored ("" without
+	 * one; recommend.c knows the names). */
+	char serve_history_weight[16];
 	const char *tuning_json; /* the meta's "tuning" record (compact JSON), or NULL */
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;

@@ -143,6 +143,8 @@ typedef struct precomp_header {
 	uint32_t entry_size;     /* sizeof(precomp_entry) */
 	float content_weight;    /* the hybrid blend the lists were scored with */
 	float content_count;
+	uint32_t history_weight; /* enum rec_history_weight they were scored with */
+	uint32_t reserved;       /* 0 */
 } precomp_header;
 
 /* One precomputed candidate: its score as scoring sums it and the history
@@ -158,7 +160,7 @@ typedef struct precomp_entry {
 _Static_assert(sizeof(neighbor) == 8, "neighbour pairs are stored packed");
 _Static_assert(sizeof(history_entry) == 24, "history entries are stored as laid out here");
 _Static_assert(sizeof(customer_summary) == 40, "the customer head is stored as laid out here");
-_Static_assert(sizeof(precomp_header) == 32, "the precomputed head is stored as laid out here");
+_Static_assert(sizeof(precomp_header) == 40, "the precomputed head is stored as laid out here");
 _Static_assert(sizeof(precomp_entry) == 20, "precomputed entries are stored packed");
 
 #endif

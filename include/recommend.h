@@ -71,10 +71,12 @@ typedef struct rec_filter {
 	bool include_purchased;  /* allow items the customer bought */
 	bool personal;           /* false: popular items only (consent) */
 	bool because;            /* name the contributing items (the explain pass) */
+	uint32_t history_weight; /* enum rec_history_weight for this request;
+				  * REC_HW_UNSET: the context's (rec_params) */
 } rec_filter;
 
 /* A filter that lets everything through (personal, purchases excluded,
- * because lists on). */
+ * because lists on, the context's history weight). */
 void rec_filter_init(rec_filter *f);
 
 typedef struct rec_ctx rec_ctx;
@@ -120,6 +122,9 @@ typedef struct rec_params {
 	 * precomputed lists (serve --no-precomputed: the reference the fast
 	 * path is tested and benchmarked against). */
 	bool no_precomputed;
+	/* history_weight: how much each history item's neighbours count
+	 * (enum rec_history_weight). */
+	uint32_t history_weight;
 } rec_params;
 #define REC_DEFAULT_NEIGHBORS_USED 30u
 #define REC_DEFAULT_CUTOFF 0.1f
@@ -127,10 +132,36 @@ typedef struct rec_params {
 #define REC_DEFAULT_CONTENT_WEIGHT 0.01f
 #define REC_DEFAULT_CONTENT_COUNT 0.0f
 
+/* The weight a history item spreads its neighbours with, from S, the sum
+ * of its events' weights decayed to the model's as-of time (live events
+ * since then added):
+ *   sqrt:   sqrt(S): repeats and views count, with diminishing returns;
+ *   binary: 1 for every item with S > 0: each item once, as plain EASE
+ *           scores a customer's row;
+ *   recent: each item once, decayed by its latest interaction with the
+ *           model's half-life (binary when the model has no decay);
+ *   log:    ln(1 + S).
+ * No retraining: the tuner scores one model under each. */
+enum rec_history_weight {
+	REC_HW_SQRT = 0,
+	REC_HW_BINARY,
+	REC_HW_RECENT,
+	REC_HW_LOG,
+	REC_HW_COUNT,
+	REC_HW_UNSET = UINT32_MAX, /* rec_params_unset: not given */
+};
+#define REC_DEFAULT_HISTORY_WEIGHT REC_HW_SQRT
+/* The name of w ("sqrt", "binary", "recent", "log"; "?" out of range). */
+const char *rec_history_weight_name(uint32_t w);
+/* The weight named s[0..len) (case-sensitive). Returns 0, or -1 when there
+ * is none of that name. */
+int rec_history_weight_parse(const char *s, size_t len, uint32_t *out);
+
 /* The defaults above. */
 void rec_params_init(rec_params *p);
 /* Marks every field "not given" (neighbors_used 0, cutoff < 0,
- * negatives_used UINT32_MAX, content_weight and content_count < 0), for
+ * negatives_used UINT32_MAX, content_weight and content_count < 0, history_weight
+ * REC_HW_UNSET), for
  * rec_params_for_model. */
 void rec_params_unset(rec_params *p);
 /* The parameters to serve a model with: each field `given` sets (flags),
@@ -197,6 +228,8 @@ typedef struct rec_table {
 	uint32_t content_stride;
 	const uint32_t *n_content;
 	const float *popularity;
+	int64_t as_of;          /* the model's as-of time and half-life (0: no */
+	double half_life_days;  /* decay), for the "recent" history weight */
 } rec_table;
 
 /* The top n items for a history hist[0..n_hist) (most recent first, as

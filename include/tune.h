@@ -14,7 +14,8 @@
  * Search, coordinate descent, cheapest and most telling first, each step
  * from the best so far:
  *   1. the documented defaults (the baseline);
- *   2. the serving knobs (neighbours used, cutoff, negative weights used):
+ *   2. the history weight (recommend.h: how much each history item counts),
+ *      then the serving knobs (neighbours used, cutoff, negative weights used):
  *      they need no retraining: the candidates keep many neighbours (K up
  *      to 1000) and EASE's 100 strongest negative weights, and are scored
  *      with fewer. All of them at once first (every neighbour, no cutoff,
@@ -25,8 +26,9 @@
  *   4. EASE's lambda on a log grid, coarse (x4 either way) then fine (x2),
  *      each pair on one Gram matrix (train_run_lambdas);
  *   5. the other algorithms (cosine, jaccard, lift) at the best half-life;
- *   6. event weights (views and carts x0.25 and x2), when there are any;
- *   7. the serving knobs again, on the winner.
+ *   6. event weights (views and carts x0.25, x2 and x5, at most the
+ *      purchase's 1), when there are any;
+ *   7. the history weight and the serving knobs again, on the winner.
  * A step that would overrun the budget is left out (and the result says
  * so).
  *
@@ -79,6 +81,7 @@ enum {
 	TUNE_PIN_NEIGHBORS_USED = 1u << 4,
 	TUNE_PIN_CUTOFF = 1u << 5,
 	TUNE_PIN_NEGATIVES = 1u << 6,
+	TUNE_PIN_HISTORY_WEIGHT = 1u << 7,
 };
 
 typedef struct tune_options {
@@ -148,10 +151,11 @@ void tune_result_free(tune_result *r);
  *              "train_rows", "customers"},
  *    "chosen": {"algorithm", "lambda", "half_life_days", "event_weights",
  *               "negatives"},
- *    "serving": {"neighbors_used", "cutoff", "negatives_used"},
+ *    "serving": {"neighbors_used", "cutoff", "negatives_used",
+ *                "history_weight"},
  *    "candidates": [{"step", "algorithm", "lambda", "half_life_days",
  *                    "event_weights", "neighbors_used", "cutoff",
- *                    "negatives_used", "ndcg", "ndcg_se", "recall",
+ *                    "negatives_used", "history_weight", "ndcg", "ndcg_se", "recall",
  *                    "coverage", "seconds"}],
  *    "seconds", "budget_seconds", "budget_hit", "from_model"?} */
 json_t *tune_result_json(const tune_result *r);

@@ -615,7 +615,7 @@ struct route {
 
 /* The recommendation routes' business rules (api_query_filter). */
 #define FILTER_PARAMS                                                                        \
-	"category,exclude,min_price,max_price,new_since,include_purchased,explain"
+	"category,exclude,min_price,max_price,new_since,include_purchased,explain,history_weight"
 /* Who is in an audience (api_audiences.c's audience filter). */
 #define AUDIENCE_PARAMS                                                                      \
 	"days,hours,country,attr.*,min_monetary,max_monetary,last_purchase_before,"          \

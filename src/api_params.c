@@ -308,6 +308,12 @@ int api_query_filter(struct worker *w, const http_request *req, http_response *r
 	    api_param_bool(w, req, resp, "include_purchased", &f->include_purchased) ||
 	    api_param_bool(w, req, resp, "explain", explain))
 		return -1;
+	rc = http_query(req, "history_weight", w->qbuf, sizeof(w->qbuf), &v, &len);
+	if (rc < 0 || (rc == 1 && rec_history_weight_parse(v, len, &f->history_weight) != 0)) {
+		http_error(resp, 400, "invalid_parameter",
+			   "history_weight must be sqrt, binary, recent or log");
+		return -1;
+	}
 	f->because = *explain;
 	return 0;
 }

@@ -54,6 +54,8 @@ static const char eval_usage_head[] =
 	"                        on or after DATE (catalog first_seen, else their first\n"
 	"                        training interaction; catalog items with neither count\n"
 	"                        as new)\n"
+	"  --history-weight W    sqrt, binary, recent or log: how much each history item\n"
+	"                        counts (default: tuned, else sqrt), as serve\n"
 	"Tuning (unless --no-tune) uses --train only, never --test: its progress is on\n"
 	"stderr when that is a terminal, and stdout stays one JSON object.\n";
 
@@ -226,8 +228,8 @@ out:
 
 int cmd_eval(int argc, char **argv)
 {
-	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_SINCE, O_CW, O_CC, O_HELP };
-	struct option opts[TRAIN_FLAG_COUNT + 10] = {
+	enum { O_TRAIN = 1, O_TEST, O_K, O_NUSED, O_CUTOFF, O_SINCE, O_CW, O_CC, O_HW, O_HELP };
+	struct option opts[TRAIN_FLAG_COUNT + 11] = {
 		{ "train", required_argument, NULL, O_TRAIN },
 		{ "test", required_argument, NULL, O_TEST },
 		{ "k", required_argument, NULL, O_K },
@@ -236,6 +238,7 @@ int cmd_eval(int argc, char **argv)
 		{ "new-since", required_argument, NULL, O_SINCE },
 		{ "content-weight", required_argument, NULL, O_CW },
 		{ "content-count", required_argument, NULL, O_CC },
+		{ "history-weight", required_argument, NULL, O_HW },
 		{ "help", no_argument, NULL, O_HELP },
 	};
 	struct train_flags f;
@@ -246,7 +249,7 @@ int cmd_eval(int argc, char **argv)
 	int c, rc;
 	bool has_since = false;
 	int64_t since = 0;
-	train_flags_begin(&f, opts, 9);
+	train_flags_begin(&f, opts, 10);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_TRAIN: train_path = optarg; break;
@@ -281,6 +284,13 @@ int cmd_eval(int argc, char **argv)
 			if (time_parse(optarg, strlen(optarg), &since) != 0)
 				return cli_usage_error("eval", "--new-since %s: expected YYYY-MM-DD", optarg);
 			has_since = true;
+			break;
+		case O_HW:
+			if (rec_history_weight_parse(optarg, strlen(optarg), &params.history_weight) != 0)
+				return cli_usage_error("eval", "--history-weight %s: expected sqrt, binary, recent or log",
+						       optarg);
+			f.pinned |= TUNE_PIN_HISTORY_WEIGHT;
+			f.serve.history_weight = params.history_weight;
 			break;
 		case 'h':
 		case O_HELP:

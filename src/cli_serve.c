@@ -65,6 +65,9 @@ static const char serve_usage[] =
 	"  --no-precomputed   score every customer in full, never from the lists\n"
 	"                     train --precompute stored (a reference for tests\n"
 	"                     and benchmarks: the answers are the same)\n"
+	"  --history-weight W how much each history item counts: sqrt, binary,\n"
+	"                     recent or log (default: the model's tuned value, else\n"
+	"                     sqrt; a request's ?history_weight= overrides it)\n"
 	"  --max-connections N         open connections at once; more wait in the\n"
 	"                              listen backlog (default 10000)\n"
 	"  --max-connections-per-ip N  per client address; more are closed at\n"
@@ -154,7 +157,7 @@ struct serve_opts {
 };
 
 enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KEYS,
-       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
+       O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_HW, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
        O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_HELP };
@@ -174,6 +177,7 @@ static const struct option serve_opts_table[] = {
 	{ "max-connections", required_argument, NULL, O_MAXCONN },
 	{ "neighbors-used", required_argument, NULL, O_NUSED },
 	{ "cutoff", required_argument, NULL, O_CUTOFF },
+	{ "history-weight", required_argument, NULL, O_HW },
 	{ "max-connections-per-ip", required_argument, NULL, O_MAXIP },
 	{ "access-log", required_argument, NULL, O_ALOG },
 	{ "access-log-sample", required_argument, NULL, O_ALOG_SAMPLE },
@@ -232,6 +236,10 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 	case O_CUTOFF:
 		if (!cli_parse_cutoff(arg, &o->params.cutoff))
 			return cli_usage_error("serve", "%s: expected a number from 0 to below 1", what);
+		break;
+	case O_HW:
+		if (rec_history_weight_parse(arg, strlen(arg), &o->params.history_weight) != 0)
+			return cli_usage_error("serve", "%s: expected sqrt, binary, recent or log", what);
 		break;
 	case O_AUTH_READS:
 	case O_INSECURE:
@@ -449,7 +457,9 @@ int cmd_serve(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct serve_opts o = {
 		.listen = "127.0.0.1:8080", .max_conn = 10000,
-		.params = { 0, -1.0f, UINT32_MAX, -1.0f, -1.0f }, /* not given: the model's own */
+		.params = { .neighbors_used = 0, .cutoff = -1.0f, .negatives_used = UINT32_MAX,
+			    .content_weight = -1.0f, .content_count = -1.0f,
+			    .history_weight = REC_HW_UNSET }, /* not given: the model's own */
 		.threads = ncpu > 0 ? (uint32_t)ncpu : 1, .max_body = HTTP_MAX_BODY_DEFAULT,
 		.timeout = 30, .state_map_mb = 64, .drain_s = 5, .log_sample = 1.0,
 		.conn_memory = HTTP_CONNECTION_MEMORY_DEFAULT,

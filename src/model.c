@@ -196,6 +196,9 @@ static int parse_meta(model *m, const char *path, strbuf *err)
 	m->info.serve_content_count =
 		json_is_number(cc) && json_number_value(cc) >= 0 && json_number_value(cc) < 1e9
 			? (float)json_number_value(cc) : -1.0f;
+	const char *hw = json_string_value(json_object_get(serving, "history_weight"));
+	if (hw && strlen(hw) < sizeof(m->info.serve_history_weight))
+		strcpy(m->info.serve_history_weight, hw);
 	m->info.n_items = (uint32_t)json_integer_value(items);
 	m->info.n_customers = (uint32_t)json_integer_value(customers);
 	m->info.neighbors = (uint32_t)json_integer_value(k);

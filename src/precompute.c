@@ -119,7 +119,8 @@ int precompute_write(model_writer *w, uint32_t n, uint32_t threads, const idmap 
 			     .negatives_used = j.params.negatives_used,
 			     .entry_size = sizeof(precomp_entry),
 			     .content_weight = j.params.content_weight,
-			     .content_count = j.params.content_count };
+			     .content_count = j.params.content_count,
+			     .history_weight = j.params.history_weight };
 	uint64_t bytes = sizeof(h) + n_customers + 4 +
 			 (uint64_t)n_customers * j.stride * sizeof(precomp_entry);
 	if ((rc = model_writer_resume(w, bytes, err)) == 0)

@@ -45,6 +45,10 @@ struct rec_ctx {
 	uint32_t neighbors_used; /* per history item, best first */
 	uint32_t negatives_used; /* negative neighbours per history item */
 	float cutoff;       /* share of the strongest contribution a neighbour needs */
+	uint32_t history_weight; /* enum rec_history_weight (rec_params) */
+	uint32_t hw_now;    /* this request's: the filter's, else the above */
+	double recent_rate; /* this request's model: decay per second (0: none) */
+	int64_t as_of;      /* ... and its as-of time, for REC_HW_RECENT */
 	float min_contribution; /* this request's: cutoff x its strongest one */
 	uint32_t gen;       /* current request's generation */
 	float *acc;         /* per item: score this request (0: untouched) */
@@ -86,6 +90,7 @@ void rec_filter_init(rec_filter *f)
 	f->new_since = MODEL_DAY_UNKNOWN;
 	f->personal = true;
 	f->because = true;
+	f->history_weight = REC_HW_UNSET;
 }
 
 rec_ctx *rec_ctx_create(uint32_t n_items)
@@ -99,6 +104,7 @@ rec_ctx *rec_ctx_create(uint32_t n_items)
 	c->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
 	c->content_count = REC_DEFAULT_CONTENT_COUNT;
 	c->use_precomputed = true;
+	c->history_weight = REC_DEFAULT_HISTORY_WEIGHT;
 	c->acc = xcalloc(n, sizeof(*c->acc));
 	c->acc_c = xcalloc(n, sizeof(*c->acc_c));
 	c->cand = xcalloc(n, sizeof(*c->cand));
@@ -130,6 +136,29 @@ void rec_params_init(rec_params *p)
 	p->content_weight = REC_DEFAULT_CONTENT_WEIGHT;
 	p->content_count = REC_DEFAULT_CONTENT_COUNT;
 	p->no_precomputed = false;
+	p->history_weight = REC_DEFAULT_HISTORY_WEIGHT;
+}
+
+static const char *const history_weight_names[REC_HW_COUNT] = {
+	[REC_HW_SQRT] = "sqrt",
+	[REC_HW_BINARY] = "binary",
+	[REC_HW_RECENT] = "recent",
+	[REC_HW_LOG] = "log",
+};
+
+const char *rec_history_weight_name(uint32_t w)
+{
+	return w < REC_HW_COUNT ? history_weight_names[w] : "?";
+}
+
+int rec_history_weight_parse(const char *s, size_t len, uint32_t *out)
+{
+	for (uint32_t w = 0; w < REC_HW_COUNT; w++)
+		if (strlen(history_weight_names[w]) == len && memcmp(s, history_weight_names[w], len) == 0) {
+			*out = w;
+			return 0;
+		}
+	return -1;
 }
 
 void rec_params_unset(rec_params *p)
@@ -140,6 +169,7 @@ void rec_params_unset(rec_params *p)
 	p->content_weight = -1.0f;
 	p->content_count = -1.0f;
 	p->no_precomputed = false;
+	p->history_weight = REC_HW_UNSET;
 }
 
 void rec_params_for_model(rec_params *out, const rec_params *given, const model_info *info)
@@ -164,6 +194,12 @@ void rec_params_for_model(rec_params *out, const rec_params *given, const model_
 	if (given->content_count >= 0.0f)
 		out->content_count = given->content_count;
 	out->no_precomputed = given->no_precomputed;
+	uint32_t hw;
+	const char *name = info->serve_history_weight;
+	if (rec_history_weight_parse(name, strlen(name), &hw) == 0)
+		out->history_weight = hw;
+	if (given->history_weight < REC_HW_COUNT)
+		out->history_weight = given->history_weight;
 }
 
 void rec_ctx_configure(rec_ctx *c, const rec_params *p)
@@ -177,6 +213,30 @@ void rec_ctx_configure(rec_ctx *c, const rec_params *p)
 	c->content_count = p->content_count >= 0.0f && isfinite(p->content_count)
 				   ? p->content_count : REC_DEFAULT_CONTENT_COUNT;
 	c->use_precomputed = !p->no_precomputed;
+	c->history_weight =
+		p->history_weight < REC_HW_COUNT ? p->history_weight : REC_DEFAULT_HISTORY_WEIGHT;
+}
+
+/* The weight a history item spreads with (recommend.h, enum
+ * rec_history_weight): sum is S > 0, last_ts its latest interaction,
+ * live says a live event since the model's as-of time is in the sum. */
+static float history_weight(const rec_ctx *c, float sum, int64_t last_ts, bool live)
+{
+	switch (c->hw_now) {
+	case REC_HW_BINARY:
+		return 1.0f;
+	case REC_HW_RECENT:
+		/* A live event is newer than anything the model saw. expf, not
+		 * exp: up to REC_MAX_HISTORY of these per request, and a
+		 * weight needs no double precision. */
+		return live || c->recent_rate <= 0
+			       ? 1.0f
+			       : expf((float)(c->recent_rate * (double)(last_ts - c->as_of)));
+	case REC_HW_LOG:
+		return log1pf(sum);
+	default:
+		return sqrtf(sum);
+	}
 }
 
 /* Starts a request: a fresh generation makes every stamp stale at once;
@@ -199,6 +259,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	c->n_sources = 0;
 	c->any_negative = false;
 	c->n_ev_items = 0;
+	c->hw_now = f && f->history_weight < REC_HW_COUNT ? f->history_weight : c->history_weight;
 	out->n = 0;
 	out->source = REC_POPULAR;
 	out->precomputed = false;
@@ -704,7 +765,7 @@ static bool list_current(const rec_ctx *c, const model *m, const model_customer 
 {
 	if (h->neighbors_used != c->neighbors_used || h->cutoff != c->cutoff ||
 	    h->negatives_used != c->negatives_used || h->content_weight != c->content_weight ||
-	    h->content_count != c->content_count)
+	    h->content_count != c->content_count || h->history_weight != c->hw_now)
 		return false;
 	if (ev && ev->count > 0) {
 		int64_t as_of = model_get_info(m)->as_of;
@@ -800,6 +861,8 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 	if (cust && from_precomputed(c, m, cust, ev, n, f, out))
 		return 0;
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
+	c->recent_rate = rate;
+	c->as_of = info->as_of;
 	if ((events = fold_events(c, t, ev, f, rate)) < 0)
 		return events;
 	if (!cust && events == 0) {
@@ -809,8 +872,8 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 
 	if (cust) {
 		ban_purchases(c, cust, f);
-		/* History weights are sqrt(sum of event weights decayed to
-		 * as_of); the live events' sums are on the same scale. */
+		/* The model stores sqrt(S) (S: the sum of event weights
+		 * decayed to as_of); the live events' sums are on S's scale. */
 		uint32_t used = 0;
 		for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
 			history_entry e = model_history_at(cust, i);
@@ -818,20 +881,22 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 				return STORE_CORRUPT;
 			float sum = e.weight * e.weight;
 			struct cand *k = &c->cand[e.item];
+			bool live = k->ev_seen == c->gen && k->ev_aff > 0.0f;
 			if (k->ev_seen == c->gen) {
 				sum += k->ev_aff;
 				k->ev_aff = 0.0f; /* folded in here */
 			}
 			if (!(sum > 0.0f))
 				continue;
-			if ((rc = add_source(c, t, e.item, sqrtf(sum))) != 0)
+			if ((rc = add_source(c, t, e.item, history_weight(c, sum, e.last_ts, live))) != 0)
 				return rc;
 			used++;
 		}
 	}
 	for (uint32_t k = 0; k < c->n_ev_items; k++) {
 		uint32_t j = c->ev_items[k];
-		if (c->cand[j].ev_aff > 0.0f && (rc = add_source(c, t, j, sqrtf(c->cand[j].ev_aff))) != 0)
+		float aff = c->cand[j].ev_aff;
+		if (aff > 0.0f && (rc = add_source(c, t, j, history_weight(c, aff, 0, true))) != 0)
 			return rc;
 	}
 	select_top(c, t, n, f, out);
@@ -1010,6 +1075,8 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 	c->pop_table = t->popularity;
 	begin(c, NULL, &plain, out);
 	c->content_on = c->content_weight > 0.0f && t->content && t->popularity;
+	c->recent_rate = t->half_life_days > 0 ? log(2.0) / (t->half_life_days * 86400.0) : 0;
+	c->as_of = t->as_of;
 	const unsigned char *pop = (const unsigned char *)t->popular;
 	for (uint32_t i = 0; i < n_hist; i++)
 		if (hist[i].item < c->n_items && (hist[i].flags & (HIST_PURCHASED | HIST_RETURNED)))
@@ -1025,7 +1092,8 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 		uint32_t np = t->n_pos[e->item], nn = t->n_neg ? t->n_neg[e->item] : 0;
 		const neighbor *cl = t->content ? t->content + (size_t)e->item * t->content_stride : NULL;
 		add_pairs(c, (const unsigned char *)list, np, (const unsigned char *)(list + np), nn,
-			  (const unsigned char *)cl, cl ? t->n_content[e->item] : 0, e->item, sqrtf(sum));
+			  (const unsigned char *)cl, cl ? t->n_content[e->item] : 0, e->item,
+			  history_weight(c, sum, e->last_ts, false));
 		used++;
 	}
 	if (c->n_sources == 0) {

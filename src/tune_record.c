@@ -30,10 +30,11 @@ static json_t *weights_json(const float w[EVENT_TYPES])
 
 static json_t *serving_json(const rec_params *k)
 {
-	return json_pack("{s:I, s:f, s:I, s:f, s:f}", "neighbors_used",
+	return json_pack("{s:I, s:f, s:I, s:f, s:f, s:s}", "neighbors_used",
 			 (json_int_t)k->neighbors_used, "cutoff", tidy(k->cutoff), "negatives_used",
 			 (json_int_t)k->negatives_used, "content_weight", tidy(k->content_weight),
-			 "content_count", tidy(k->content_count));
+			 "content_count", tidy(k->content_count), "history_weight",
+			 rec_history_weight_name(k->history_weight));
 }
 
 json_t *tune_result_json(const tune_result *r)
@@ -67,12 +68,13 @@ json_t *tune_result_json(const tune_result *r)
 	for (uint32_t i = 0; i < r->n_cands; i++) {
 		const tune_candidate *c = &r->cands[i];
 		json_t *o2 = json_pack(
-			"{s:s, s:s, s:f, s:f, s:o, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:b}",
+			"{s:s, s:s, s:f, s:f, s:o, s:I, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:b}",
 			"step", c->step, "algorithm", algo_name(c->algo), "lambda",
 			tidy(c->algo == ALGO_EASE ? c->lambda : 0), "half_life_days",
 			tidy(c->half_life_days), "event_weights", weights_json(c->event_weight),
 			"neighbors_used", (json_int_t)c->serve.neighbors_used, "cutoff",
 			tidy(c->serve.cutoff), "negatives_used", (json_int_t)c->serve.negatives_used,
+			"history_weight", rec_history_weight_name(c->serve.history_weight),
 			"ndcg", tidy(c->ndcg), "ndcg_se", tidy(c->ndcg_se), "recall", tidy(c->recall),
 			"coverage", tidy(c->coverage), "seconds", tidy(c->secs), "chosen",
 			r->tuned && i == r->best);
@@ -97,7 +99,7 @@ void tune_print(const tune_result *r, FILE *f)
 			r->n_cands, r->secs, r->budget, r->budget_hit ? ", some steps left out" : "",
 			r->by_time ? "time" : "random holdout", r->customers,
 			100 * r->holdout_share);
-		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg   "
+		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg history "
 			   "nDCG@10 ±se      recall  coverage  seconds\n");
 		for (uint32_t i = 0; i < r->n_cands; i++) {
 			const tune_candidate *c = &r->cands[i];
@@ -106,10 +108,11 @@ void tune_print(const tune_result *r, FILE *f)
 				snprintf(lam, sizeof(lam), "%g", (double)c->lambda);
 			if (c->half_life_days > 0)
 				snprintf(hl, sizeof(hl), "%.1f d", c->half_life_days);
-			fprintf(f, "%c%3u %-9s %-10s %-7s %-11s %5u %-6g %3u  %.4f ±%.4f  %.4f  %.3f  %7.2f\n",
+			fprintf(f, "%c%3u %-9s %-10s %-7s %-11s %5u %-6g %3u %-7s %.4f ±%.4f  %.4f  %.3f  %7.2f\n",
 				r->tuned && i == r->best ? '*' : ' ', i + 1, c->step,
 				algo_name(c->algo), lam, hl, c->serve.neighbors_used,
-				(double)c->serve.cutoff, c->serve.negatives_used, c->ndcg, c->ndcg_se,
+				(double)c->serve.cutoff, c->serve.negatives_used,
+				rec_history_weight_name(c->serve.history_weight), c->ndcg, c->ndcg_se,
 				c->recall, c->coverage, c->secs);
 			if (strcmp(c->step, "blend") == 0) /* hybrid scoring's knobs */
 				fprintf(f, "      content weight %g, count %g\n",
@@ -133,8 +136,8 @@ void tune_print(const tune_result *r, FILE *f)
 		fprintf(f, ", %u neighbours kept", o->neighbors);
 		if (o->negatives)
 			fprintf(f, " + %u negative", o->negatives);
-		fprintf(f, "; serving: %u used, cutoff %g", r->serve.neighbors_used,
-			(double)r->serve.cutoff);
+		fprintf(f, "; serving: %u used, cutoff %g, history weight %s", r->serve.neighbors_used,
+			(double)r->serve.cutoff, rec_history_weight_name(r->serve.history_weight));
 		if (r->serve.content_weight > 0)
 			fprintf(f, ", content weight %g, count %g", (double)r->serve.content_weight,
 				(double)r->serve.content_count);
@@ -205,6 +208,8 @@ int tune_from_model(const char *dir, const train_options *base, const tune_optio
 		out->serve.content_weight = info->serve_content_weight;
 	if (info->serve_content_count >= 0)
 		out->serve.content_count = info->serve_content_count;
+	const char *hw = info->serve_history_weight;
+	rec_history_weight_parse(hw, strlen(hw), &out->serve.history_weight); /* else the default */
 	out->tuned = true;
 	out->from_model = xstrdup(info->model_id);
 	snprintf(out->reason, sizeof(out->reason), "parameters of model %s (%s), not searched again",

@@ -93,11 +93,145 @@ TEST(scoring)
 	model_close(m);
 }
 
+/* The history weight, by hand on the fixture model: v bought b (stored
+ * weight 1, S = 1) and viewed c (0.5, S = 0.25); a's neighbours are b .9
+ * and c .5, d's b .4. */
+TEST(history_weight_model)
+{
+	model *m = open_model(sub("m1"));
+	if (!m)
+		return;
+	model_txn *t;
+	model_txn_begin(m, &t);
+	rec_ctx *ctx = rec_ctx_create(4);
+	rec_result *r = malloc(sizeof(*r));
+	rec_params p;
+	rec_params_init(&p);
+	CHECK_INT(p.history_weight, REC_HW_SQRT);
+	static const struct {
+		uint32_t w;
+		double a, d;
+	} cases[] = {
+		{ REC_HW_SQRT, 0.9 * 1 + 0.5 * 0.5, 0.4 },
+		{ REC_HW_BINARY, 0.9 + 0.5, 0.4 },
+		/* the model has no decay: each item once, as binary */
+		{ REC_HW_RECENT, 0.9 + 0.5, 0.4 },
+		/* ln(1 + S) */
+		{ REC_HW_LOG, 0.9 * 0.69314718 + 0.5 * 0.22314355, 0.4 * 0.69314718 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p.history_weight = cases[i].w;
+		rec_ctx_configure(ctx, &p);
+		CHECK_INT(rec_for_customer(ctx, t, NULL, "v", 1, 2, NULL, r), 0);
+		CHECK_INT(r->items[0].item, 0);
+		CHECK_NEAR(r->items[0].score, cases[i].a, 1e-6);
+		CHECK_INT(r->items[1].item, 3);
+		CHECK_NEAR(r->items[1].score, cases[i].d, 1e-6);
+	}
+	/* a request's filter overrides the context's */
+	rec_params_init(&p);
+	rec_ctx_configure(ctx, &p);
+	rec_filter f;
+	rec_filter_init(&f);
+	CHECK_INT(f.history_weight, REC_HW_UNSET);
+	f.history_weight = REC_HW_BINARY;
+	CHECK_INT(rec_for_customer(ctx, t, NULL, "v", 1, 1, &f, r), 0);
+	CHECK_NEAR(r->items[0].score, 1.4, 1e-6);
+	CHECK_INT(rec_for_customer(ctx, t, NULL, "v", 1, 1, NULL, r), 0);
+	CHECK_NEAR(r->items[0].score, 1.15, 1e-6);
+	free(r);
+	rec_ctx_free(ctx);
+	model_txn_free(t);
+	model_close(m);
+}
+
+/* The names, and which value serves: the flag's, else the model's tuned
+ * one, else sqrt. */
+TEST(history_weight_names)
+{
+	static const char *const names[] = { "sqrt", "binary", "recent", "log" };
+	for (uint32_t w = 0; w < REC_HW_COUNT; w++) {
+		uint32_t got = UINT32_MAX;
+		CHECK_STR(rec_history_weight_name(w), names[w]);
+		CHECK_INT(rec_history_weight_parse(names[w], strlen(names[w]), &got), 0);
+		CHECK_INT(got, w);
+	}
+	uint32_t got = 7;
+	CHECK_INT(rec_history_weight_parse("Binary", 6, &got), -1);
+	CHECK_INT(rec_history_weight_parse("bin", 3, &got), -1);
+	CHECK_INT(rec_history_weight_parse("binary2", 7, &got), -1);
+	CHECK_INT(rec_history_weight_parse("", 0, &got), -1);
+	CHECK_INT(got, 7);
+	CHECK_STR(rec_history_weight_name(REC_HW_COUNT), "?");
+
+	model_info info;
+	memset(&info, 0, sizeof(info));
+	info.serve_cutoff = -1.0f;
+	rec_params given, out;
+	rec_params_unset(&given);
+	rec_params_for_model(&out, &given, &info);
+	CHECK_INT(out.history_weight, REC_HW_SQRT);
+	strcpy(info.serve_history_weight, "log");
+	rec_params_for_model(&out, &given, &info);
+	CHECK_INT(out.history_weight, REC_HW_LOG);
+	given.history_weight = REC_HW_BINARY;
+	rec_params_for_model(&out, &given, &info);
+	CHECK_INT(out.history_weight, REC_HW_BINARY);
+	rec_params_unset(&given);
+	strcpy(info.serve_history_weight, "cubic"); /* a newer model's: the default */
+	rec_params_for_model(&out, &given, &info);
+	CHECK_INT(out.history_weight, REC_HW_SQRT);
+}
+
+/* The tuner's scoring (rec_for_table) under each weight. Item 0 was bought
+ * often long ago (S = 4, 10 days before as_of), item 1 once at as_of
+ * (S = 1); 0's neighbour is 2 (.5), 1's is 3 (.8). Half-life 10 days. */
+TEST(history_weight_table)
+{
+	const int64_t day = 86400, as_of = 1000 * day;
+	neighbor lists[4] = { { 2, 0.5f }, { 3, 0.8f }, { 0, 0 }, { 0, 0 } };
+	uint32_t n_pos[4] = { 1, 1, 0, 0 };
+	neighbor popular[4] = { { 0, 4 }, { 1, 3 }, { 2, 2 }, { 3, 1 } };
+	rec_table tab = { lists, 1, n_pos, NULL, popular, 4, as_of, 10.0 };
+	history_entry hist[2] = { { 1, HIST_PURCHASED, 1.0f, 1, as_of },
+				  { 0, HIST_PURCHASED, 2.0f, 5, as_of - 10 * day } };
+	static const struct {
+		uint32_t w;
+		uint32_t first;
+		double s2, s3; /* item 2's and 3's scores */
+	} cases[] = {
+		{ REC_HW_SQRT, 2, 2 * 0.5, 1 * 0.8 },
+		{ REC_HW_BINARY, 3, 0.5, 0.8 },
+		{ REC_HW_RECENT, 3, 0.5 * 0.5, 0.8 }, /* one half-life old */
+		{ REC_HW_LOG, 2, 1.60943791 * 0.5, 0.69314718 * 0.8 },
+	};
+	rec_ctx *ctx = rec_ctx_create(4);
+	rec_result *r = malloc(sizeof(*r));
+	rec_params p;
+	rec_params_init(&p);
+	p.cutoff = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p.history_weight = cases[i].w;
+		rec_ctx_configure(ctx, &p);
+		rec_for_table(ctx, &tab, hist, 2, 2, r);
+		CHECK_INT(r->n, 2);
+		CHECK_INT(r->items[0].item, cases[i].first);
+		for (uint32_t k = 0; k < r->n; k++)
+			CHECK_NEAR(r->items[k].score, r->items[k].item == 2 ? cases[i].s2 : cases[i].s3,
+				   1e-6);
+	}
+	free(r);
+	rec_ctx_free(ctx);
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
 		return 1;
 	RUN(scoring);
+	RUN(history_weight_model);
+	RUN(history_weight_names);
+	RUN(history_weight_table);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

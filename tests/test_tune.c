@@ -354,15 +354,18 @@ TEST(table_scores_as_served)
 		CHECK_INT(p.n_neg, r.n_neg[it]);
 	}
 	qsort(pop, ni, sizeof(*pop), by_recent);
-	rec_table table = { r.nbrs, r.k, n_pos, r.n_neg, pop, ni, NULL, 0, NULL, NULL };
+	rec_table table = { r.nbrs, r.k, n_pos, r.n_neg, pop, ni, NULL, 0, NULL, NULL,
+			    model_get_info(m)->as_of, model_get_info(m)->half_life_days };
 	rec_ctx *a = rec_ctx_create(ni), *b = rec_ctx_create(ni);
 	rec_result *ra = xmalloc(sizeof(*ra)), *rb = xmalloc(sizeof(*rb));
 	rec_filter plain;
 	rec_filter_init(&plain);
 	plain.because = false;
-#define KNOBS(n, c, neg) { .neighbors_used = (n), .cutoff = (c), .negatives_used = (neg) }
-	const rec_params knobs[] = { KNOBS(30, 0.1f, 0), KNOBS(1000, 0.0f, 1000), KNOBS(5, 0.0f, 3),
-				     KNOBS(12, 0.3f, 6) };
+#define KNOBS(n, c, neg, hw) \
+	{ .neighbors_used = (n), .cutoff = (c), .negatives_used = (neg), .history_weight = (hw) }
+	const rec_params knobs[] = { KNOBS(30, 0.1f, 0, REC_HW_SQRT),
+				     KNOBS(1000, 0.0f, 1000, REC_HW_BINARY),
+				     KNOBS(5, 0.0f, 3, REC_HW_LOG), KNOBS(12, 0.3f, 6, REC_HW_RECENT) };
 #undef KNOBS
 	uint32_t differ = 0, with_neg_differ = 0;
 	for (size_t k = 0; k < ARRAY_SIZE(knobs); k++) {

@@ -9,7 +9,8 @@ and given back, erasures, items out of stock and not recommendable and back,
 a model switch through POST /admin/reload, a change of day by restarting on
 another --clock), and after each step every customer of the data (and a few
 unknown ones) is asked for recommendations under random parameters
-(n, exclude=, category=, price bounds, explain=0, include_purchased=1) by
+(n, exclude=, category=, price bounds, explain=0, include_purchased=1,
+history_weight=, new_since=) by
 both. Every answer must be the same bytes, apart from per-answer ids
 (rec_id, when answers carry one). /metrics says how many of the fast
 server's answers came from a list, so a fast path that never ran fails too.
@@ -178,6 +179,10 @@ class PrecomputedAnswers(unittest.TestCase):
             params.append("explain=0")
         if self.rng.random() < 0.05:
             params.append("include_purchased=1")
+        if self.rng.random() < 0.1:  # lists scored under another weight must not answer
+            params.append("history_weight=" + self.rng.choice(["sqrt", "binary", "recent", "log"]))
+        if self.rng.random() < 0.05:
+            params.append("new_since=" + self.rng.choice(["2024-03-01", "2024-03-04"]))
         return "?" + "&".join(params) if params else ""
 
     def compare_all(self, what):

@@ -25,6 +25,7 @@ from lib import INTERACTIONS, Server, run  # noqa: E402
 
 T = {}
 BUDGET = ["--tune-budget", "600"]
+WEIGHTS = ("sqrt", "binary", "recent", "log")
 EVAL_KEYS = {"precision", "recall", "ndcg", "map", "hit_rate", "users", "coverage"}
 
 
@@ -104,7 +105,7 @@ class Tuning(unittest.TestCase):
         self.assertGreater(len(t["candidates"]), 5)
         for c in t["candidates"]:
             for k in ("step", "algorithm", "ndcg", "ndcg_se", "recall", "coverage", "seconds",
-                      "neighbors_used", "cutoff", "half_life_days"):
+                      "neighbors_used", "cutoff", "half_life_days", "history_weight"):
                 self.assertIn(k, c)
         self.assertEqual(t["candidates"][0]["step"], "defaults")
         chosen = [c for c in t["candidates"] if c["chosen"]]
@@ -120,6 +121,10 @@ class Tuning(unittest.TestCase):
         self.assertEqual(m["parameters"]["half_life_days"], t["chosen"]["half_life_days"])
         self.assertEqual(t["serving"]["neighbors_used"], best["neighbors_used"])
         self.assertEqual(t["serving"]["cutoff"], best["cutoff"])
+        self.assertEqual(t["serving"]["history_weight"], best["history_weight"])
+        # Every history weight was scored on the baseline model.
+        self.assertEqual({c["history_weight"] for c in t["candidates"] if c["step"] == "history"}
+                         | {t["candidates"][0]["history_weight"]}, set(WEIGHTS))
         # The table on stderr: a row per candidate, the winner starred.
         rows = [l for l in T["tuned_stderr"].splitlines() if re.match(r"^[ *]\s*\d+ ", l)]
         self.assertEqual(len(rows), len(t["candidates"]))
@@ -170,6 +175,8 @@ class Tuning(unittest.TestCase):
         self.assertEqual(t["serving"]["neighbors_used"],
                          src["tuning"]["serving"]["neighbors_used"])
         self.assertEqual(t["serving"]["cutoff"], src["tuning"]["serving"]["cutoff"])
+        self.assertEqual(t["serving"]["history_weight"],
+                         src["tuning"]["serving"]["history_weight"])
         self.assertEqual(m["parameters"], src["parameters"])
         # Same data, same parameters: the same model.
         self.assertEqual(read(out + ".nbrs"), read(os.path.join(T["tmp"], "tuned.nbrs")))
@@ -211,6 +218,24 @@ class Eval(unittest.TestCase):
         fixed = json.loads(self.eval(T["test"], "--no-tune").stdout)
         self.assertGreater(tuned["ndcg"], fixed["ndcg"])
 
+    def test_history_weight_flag(self):
+        fixed = {w: json.loads(self.eval(T["test"], "--no-tune", "--history-weight", w).stdout)
+                 for w in ("sqrt", "binary")}
+        self.assertNotEqual(fixed["sqrt"]["ndcg"], fixed["binary"]["ndcg"])
+        # Pinned: the search leaves it, and every candidate row names it.
+        p = self.eval(T["test"], "--history-weight", "log")
+        rows = [l for l in p.stderr.splitlines() if re.match(r"^[ *]\s*\d+ ", l)]
+        self.assertGreater(len(rows), 1)
+        for l in rows:
+            self.assertIn(" log ", l)
+            self.assertNotIn(" history ", l)
+        for bad in ("cubic", "SQRT", ""):
+            p = run(["eval", "--train", T["train"], "--test", T["test"], "--no-tune",
+                     "--history-weight", bad])
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("--history-weight %s: expected sqrt, binary, recent or log" % bad,
+                          p.stderr)
+
     def test_pinned_flags_are_not_searched(self):
         p = self.eval(T["test"], "--algo", "cosine", "--cutoff", "0.1")
         rows = [l for l in p.stderr.splitlines() if re.match(r"^[ *]\s*\d+ ", l)]
@@ -241,6 +266,34 @@ class Serving(unittest.TestCase):
                 differ += a != d
             if (used, cutoff) != (30, 0.1):
                 self.assertGreater(differ, 0)
+
+    def test_model_history_weight_is_the_servers_default(self):
+        hw = meta(T["tuned"])["tuning"]["serving"]["history_weight"]
+        other = "binary" if hw != "binary" else "sqrt"
+        state = os.path.join(T["tmp"], "state-hw")
+        with Server(T["tuned"], state + "1") as plain, \
+                Server(T["tuned"], state + "2", extra=["--history-weight", hw]) as same, \
+                Server(T["tuned"], state + "3", extra=["--history-weight", other]) as flag:
+            differ = 0
+            for c in range(0, 300, 3):
+                path = "/v1/customers/c%d/recommendations?n=10" % c
+                a, b, d = plain.get(path).body, same.get(path).body, flag.get(path).body
+                self.assertEqual(a, b)
+                differ += a != d
+                # The request's parameter wins over the server's flag.
+                self.assertEqual(plain.get(path + "&history_weight=" + other).body, d)
+                self.assertEqual(flag.get(path + "&history_weight=" + hw).body, a)
+            self.assertGreater(differ, 0)
+            for bad in ("cubic", "Binary", ""):
+                r = plain.get("/v1/customers/c3/recommendations?history_weight=" + bad)
+                self.assertEqual(r.status, 400, r.body)
+                self.assertEqual(r.json["error"]["code"], "invalid_parameter")
+                self.assertIn("history_weight must be sqrt, binary, recent or log",
+                              r.json["error"]["message"])
+        p = run(["serve", "--model", T["tuned"], "--state", state + "4", "--history-weight",
+                 "cubic"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--history-weight cubic: expected sqrt, binary, recent or log", p.stderr)
 
     def test_negatives_are_format_5_and_served(self):
         # Main's format 4 is the item flags and URLs; negative weights in
