@@ -192,7 +192,7 @@ TEST(history_weight_table)
 	neighbor lists[4] = { { 2, 0.5f }, { 3, 0.8f }, { 0, 0 }, { 0, 0 } };
 	uint32_t n_pos[4] = { 1, 1, 0, 0 };
 	neighbor popular[4] = { { 0, 4 }, { 1, 3 }, { 2, 2 }, { 3, 1 } };
-	rec_table tab = { lists, 1, n_pos, NULL, popular, 4, as_of, 10.0 };
+	rec_table tab = { lists, 1, n_pos, NULL, popular, 4, NULL, 0, NULL, NULL, as_of, 10.0 };
 	history_entry hist[2] = { { 1, HIST_PURCHASED, 1.0f, 1, as_of },
 				  { 0, HIST_PURCHASED, 2.0f, 5, as_of - 10 * day } };
 	static const struct {
