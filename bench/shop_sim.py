@@ -333,7 +333,6 @@ class Run:
         self.exposed = collections.defaultdict(set)
 
     def visit(self, srv):
-        a = self.args
         c = self.rng.choices(self.customers, cum_weights=self.cum)[0]
         st, ans = srv.request("GET", "/v1/customers/%s/recommendations?n=%d&explain=0"
                               % (quote(c), N_SHOWN))
@@ -376,7 +375,6 @@ class Run:
                 raise Missing("POST /v1/events refused the simulator's events (%d, %s): %s"
                               % (st, ", ".join(codes) or "no codes", json.dumps(res)[:300]))
             raise RuntimeError("POST /v1/events: %d %s" % (st, json.dumps(res)[:300]))
-        del a
 
     def report(self, srv):
         """The report once its served counts include every answer seen (they
@@ -509,9 +507,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="run i uses seed S + i")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (each its own server)")
     ap.add_argument("--max-visits", type=int, default=None,
-                    help="visits per run at most (aa: 1000, ab: 20000)")
+                    help="visits per run at most (aa: 1000, ab: 10000)")
     ap.add_argument("--check-every", type=int, default=None,
-                    help="visits between looks at the report (aa: 200, ab: 250)")
+                    help="visits between looks at the report (default 100)")
     ap.add_argument("--metric", default="conversion",
                     help="the lift that decides (default conversion)")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "shop-sim"),
@@ -519,9 +517,9 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "bin", "shopkeeper"))
     args = ap.parse_args()
     if args.max_visits is None:
-        args.max_visits = 1000 if args.mode == "aa" else 20000
+        args.max_visits = 1000 if args.mode == "aa" else 10000
     if args.check_every is None:
-        args.check_every = 200 if args.mode == "aa" else 250
+        args.check_every = 100
     if args.runs < 1 or args.jobs < 1 or args.max_visits < 1 or args.check_every < 1:
         die("--runs, --jobs, --max-visits and --check-every must be positive")
     if not os.path.exists(args.data):
