@@ -347,8 +347,11 @@ class Run:
         var = exp["variant"]
         items = [it["item_id"] for it in ans.get("items", [])]
         sent = self.sent[var]
-        self.exposed[var].add(c)
+        if items:
+            self.exposed[var].add(c)
         sent["answers"] += 1
+        sent["impressions"] += len(items)
+        sent["displayed"] += 1
         want = self.truth[c]
         events = [{"customer_id": c, "event": "impression", "rec_id": rec_id}]
         for item in items:
@@ -394,6 +397,7 @@ class Run:
                 continue
             variants = check_report(rep, self.name)
             caught_up = all(v["exposed"] >= len(self.exposed.get(v["name"], ()))
+                            and v["impressions"] >= self.sent[v["name"]]["impressions"]
                             for v in variants)
             if caught_up or time.monotonic() > deadline:
                 return rep, variants
@@ -425,8 +429,8 @@ class Run:
         mismatches = []
         for v in variants:
             s = self.sent.get(v["name"], collections.Counter())
-            for key in ("clicks", "carts", "orders"):
-                if v[key] != s[key]:
+            for key in ("impressions", "displayed", "clicks", "carts", "orders"):
+                if v.get(key) != s[key]:
                     mismatches.append("%s %s: report %s, sent %d" % (v["name"], key, v[key], s[key]))
             if abs(v["revenue"] * 100 - s["revenue_cents"]) > 1 + 1e-6 * s["revenue_cents"]:
                 mismatches.append("%s revenue: report %s, sent %.2f"
