@@ -56,7 +56,6 @@ import argparse
 import collections
 import concurrent.futures
 import csv
-import gzip
 import http.client
 import json
 import math
@@ -64,7 +63,7 @@ import os
 import random
 import re
 import shutil
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -568,10 +567,11 @@ def tally(args, results):
             "metric": args.metric, "max_visits": args.max_visits,
             "check_every": args.check_every,
             "declared": sum(r["declared"] for r in results),
-            "any_metric_below_alpha_at_end": any_metric,
+            "any_lift_below_alpha_at_stop": any_metric,
             "srm_below_alpha": sum(r["srm_p_value"] < ALPHA for r in results),
             "inconsistent_runs": sum(not r["consistent"] for r in results),
-            "median_visits": visits[len(visits) // 2],
+            "visits_median": statistics.median(visits), "visits_min": visits[0],
+            "visits_max": visits[-1],
             "directions": dict(collections.Counter(r["direction"] for r in results
                                                    if r["direction"]))}
 
