@@ -546,14 +546,20 @@ def main():
                 results.append(r)
             return r
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as ex:
+        ex = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+        try:
             futs = [ex.submit(one, i) for i in range(args.runs)]
             for f in futs:
                 f.result()  # raises Missing/RuntimeError of the first broken run
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)  # the runs not started yet
         if args.runs > 1:
             print(json.dumps(tally(args, results), sort_keys=True), flush=True)
     except Missing as e:
         die("the server lacks what the experiment needs: %s" % e)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        sys.stderr.write("shop_sim: a run failed: %s\n" % e)
+        sys.exit(1)
     finally:
         shutil.rmtree(args.tmp, ignore_errors=True)
 
