@@ -286,6 +286,8 @@ def check_report(rep, name):
     variants = rep.get("variants")
     if not isinstance(variants, list) or len(variants) < 2:
         raise Missing("the report has no list of variants: %s" % json.dumps(rep)[:400])
+    control = rep.get("control", variants[0].get("name"))
+    variants = sorted(variants, key=lambda v: v.get("name") != control)  # the control first
     for v in variants:
         missing = [k for k in VARIANT_KEYS if k not in v]
         if missing:
@@ -304,8 +306,6 @@ def check_report(rep, name):
 def lifts_of(v):
     """{metric: lift object}: the report's `lift` is one object per metric."""
     lift = v.get("lift")
-    if isinstance(lift, dict) and "p_value" in lift:
-        return {"conversion": lift}
     if isinstance(lift, dict):
         return {k: x for k, x in lift.items() if isinstance(x, dict)}
     return {}
