@@ -33,7 +33,9 @@ served counts, flushed about once a second, have caught up with what the
 simulator saw served) and stops at the first look where the primary
 metric's always-valid p-value is below 0.05, or at --max-visits. Looking
 this often is legitimate only because the p-value is always valid (mSPRT):
-the A/A runs measure exactly that.
+the A/A runs measure exactly that. For contrast, each look also computes a
+fixed-horizon z-test of conversion from the same counts, and the runs count
+how often it would have declared a difference at some look.
 
 Each run prints one JSON line: the variants' figures, the lifts with their
 p-values, srm_p_value, the visits made, whether a difference was declared
@@ -327,6 +329,7 @@ class Run:
         self.name = "sim-%s-%d" % (args.mode, seed)
         self.salt = "salt-%d" % seed
         self.run_no = run_no
+        self.naive_looks = 0  # looks where a fixed-horizon test said p < ALPHA
         # what the simulator saw and sent, per variant
         self.sent = collections.defaultdict(lambda: collections.Counter())
         self.exposed = collections.defaultdict(set)
@@ -415,6 +418,8 @@ class Run:
                     visits += 1
                 looks += 1
                 rep, variants = self.report(srv)
+                if naive_conversion_p(variants) < ALPHA:
+                    self.naive_looks += 1
                 p = primary_p(variants, a.metric)
                 if p is not None and p < ALPHA:
                     declared = True
@@ -444,6 +449,7 @@ class Run:
                 "experiment": self.name, "visits": visits, "looks": looks,
                 "metric": self.args.metric, "p_value": p, "declared": declared,
                 "direction": direction(variants, self.args.metric) if declared else None,
+                "naive_looks_below_alpha": self.naive_looks,
                 "srm_p_value": rep["srm_p_value"], "variants": figs,
                 "consistent": not mismatches, "mismatches": mismatches,
                 "seconds": round(seconds, 2)}
@@ -459,6 +465,25 @@ def primary_p(variants, metric):
                           % (v["name"], metric, ", ".join(sorted(lifts_of(v))) or "none"))
         ps.append(lift["p_value"])
     return min(ps) if ps else None
+
+
+def naive_conversion_p(variants):
+    """The fixed-horizon two-sided z-test of conversion (pooled proportions)
+    between the control and the first other variant: valid at one look
+    fixed in advance, not at every look. The A/A runs count how often it
+    would have declared a difference at some look, to show what mSPRT's
+    always-valid p-value protects against."""
+    (c, t) = variants[0], variants[1]
+    nc, nt = c["exposed"], t["exposed"]
+    if nc < 2 or nt < 2:
+        return 1.0
+    xc, xt = c["conversion"] * nc, t["conversion"] * nt
+    pool = (xc + xt) / (nc + nt)
+    se = math.sqrt(pool * (1 - pool) * (1 / nc + 1 / nt))
+    if se == 0:
+        return 1.0
+    z = (xt / nt - xc / nc) / se
+    return math.erfc(abs(z) / math.sqrt(2))
 
 
 def direction(variants, metric):
@@ -573,6 +598,7 @@ def tally(args, results):
             "metric": args.metric, "max_visits": args.max_visits,
             "check_every": args.check_every,
             "declared": sum(r["declared"] for r in results),
+            "naive_declared_at_some_look": sum(r["naive_looks_below_alpha"] > 0 for r in results),
             "any_lift_below_alpha_at_stop": any_metric,
             "srm_below_alpha": sum(r["srm_p_value"] < ALPHA for r in results),
             "inconsistent_runs": sum(not r["consistent"] for r in results),
