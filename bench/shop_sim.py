@@ -26,7 +26,8 @@ each visit asks GET /v1/customers/{id}/recommendations?n=10, reports an
 `impression` with the answer's `rec_id`, clicks each shown item with
 probability P_HIT if the customer truly bought it later and P_MISS
 otherwise, and buys a clicked true item with probability P_BUY (a `cart`
-and a `purchase` at the quantity and price of their real later purchase);
+and a `purchase` at the quantity and price of their real later purchase;
+a bought item stays wanted: these are wholesalers who re-order);
 every event carries the `rec_id`, in one POST /v1/events per visit. Every
 --check-every visits the run reads GET /v1/experiments/{name} (after the
 served counts, flushed about once a second, have caught up with what the
@@ -450,6 +451,7 @@ class Run:
                 "metric": self.args.metric, "p_value": p, "declared": declared,
                 "direction": direction(variants, self.args.metric) if declared else None,
                 "naive_looks_below_alpha": self.naive_looks,
+                "naive_p_at_stop": naive_conversion_p(variants),
                 "srm_p_value": rep["srm_p_value"], "variants": figs,
                 "consistent": not mismatches, "mismatches": mismatches,
                 "seconds": round(seconds, 2)}
@@ -599,6 +601,7 @@ def tally(args, results):
             "check_every": args.check_every,
             "declared": sum(r["declared"] for r in results),
             "naive_declared_at_some_look": sum(r["naive_looks_below_alpha"] > 0 for r in results),
+            "naive_below_alpha_at_stop": sum(r["naive_p_at_stop"] < ALPHA for r in results),
             "any_lift_below_alpha_at_stop": any_metric,
             "srm_below_alpha": sum(r["srm_p_value"] < ALPHA for r in results),
             "inconsistent_runs": sum(not r["consistent"] for r in results),
