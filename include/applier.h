@@ -87,12 +87,15 @@ typedef struct applier_model_hooks {
 	 * single node does). NULL: every item counts as known. */
 	void (*mark_known)(void *arg, event_in *ev, size_t n);
 	/* After a commit (or a bootstrap) left item[0..len) with the
-	 * override flags `flags` (STATE_ITEM_*; 0: none): the model in use
-	 * serves the item accordingly from now on, on every replica. The api
-	 * must make a reload that reads the state concurrently see either
-	 * the commit or this call (it applies both under its reference
-	 * lock). NULL: none. */
-	void (*item_flags)(void *arg, const char *item, size_t len, uint32_t flags);
+	 * override flags `flags` (STATE_ITEM_*; 0: none) and the catalog
+	 * fields *meta (borrowed for the call; fields 0: none): the model in
+	 * use, and the live items (an item it does not know, added by PUT
+	 * /v1/items on any replica), serve the item accordingly from now
+	 * on, on every replica. The api must make a reload that reads the
+	 * state concurrently see either the commit or this call (it applies
+	 * both under its reference lock). NULL: none. */
+	void (*item_flags)(void *arg, const char *item, size_t len, uint32_t flags,
+			   const state_item_meta *meta);
 	void *arg;
 } applier_model_hooks;
 

@@ -46,6 +46,10 @@
  *                  (a digit, EVENTLOG_ITEM_* bits, never 0: a field whose
  *                  flags fall to 0 is deleted) and the id of the item
  *                  record that set them (PUT /v1/items/{id})
+ *   K:catalog      hash LETTER ITEM -> "ID ENCODING": per item and catalog field
+ *                  (LETTER t title, c category, p price, f first_seen), the
+ *                  id and the encoding of the latest catalog record that
+ *                  gave that field (PUT /v1/items/{id} with title, ...)
  *   K:trimmed      the MINID of the latest eventlog_trim
  * All on one Redis (primary plus replicas, Sentinel): Redis Cluster is not
  * supported, as the append script touches keys it builds itself.
@@ -76,6 +80,8 @@
  *             HSET K:erased CUSTOMER ID;
  *   item:     XADD, then F = (old F | set) & ~clear: HSET K:items ITEM "FID",
  *             or HDEL when F is 0. Never indexed: no customer's.
+ *   catalog:  XADD, then for each field the record gives, HSET K:catalog
+ *             LETTER..ITEM "ID ENCODING". Never indexed either.
  * So an erasure costs O(the customer's entries), never a scan of the
  * stream, and only the erasure record remains of the customer.
  *
@@ -83,13 +89,18 @@
  *
  * Events older than every model in use are trimmed (eventlog_trim, XTRIM
  * MINID). Consent, erasure and item overrides must never be lost that way
- * (the model carries none of them), so their current values live on in
- * K:consent, K:erased and K:items, which trimming never touches: a
+ * (the model carries none of them), nor may the catalog fields of items
+ * added since training (a model trained before they came has none of
+ * them), so their current values live on in K:consent, K:erased, K:items
+ * and K:catalog, which trimming never touches: a
  * bootstrapping replica reads them (eventlog_flags_each) and then replays
  * the stream from the point its model covers. Replaying item records still
  * in the stream on top of the restored flags changes nothing: each record
  * sets, clears or keeps each bit, so applying a suffix of the records twice
- * gives what applying it once does. eventlog_trim also removes the trimmed ids from the
+ * gives what applying it once does; a catalog record sets its fields to
+ * values, so the same holds (each field of K:catalog is the latest record
+ * that gave it, and the records after it in the stream are newer).
+ * eventlog_trim also removes the trimmed ids from the
  * customers' lists, so the index does not grow without bound.
  *
  * ---- connections -------------------------------------------------------------
@@ -165,8 +176,10 @@ enum eventlog_kind {
 	EVENTLOG_ITEM = 4, /* an item's override flags (PUT /v1/items/{id}) */
 	EVENTLOG_EXPIRE = 5, /* the idle sweep: drop the customer's event log if
 			      * it has no purchase and no event at or after `ts` */
-	EVENTLOG_SERVED = 6  /* a recommendation answer served inside an
+	EVENTLOG_SERVED = 6, /* a recommendation answer served inside an
 			      * experiment (attribution.h), for the counts */
+	EVENTLOG_CATALOG = 7 /* an item's catalog fields (PUT /v1/items/{id}
+			      * with title, category, price, first_seen) */
 };
 #define EVENTLOG_VARIANT_MAX 15  /* a served record's variant index */
 #define EVENTLOG_SERVED_ITEMS 32 /* item hashes in a served record */
@@ -176,6 +189,13 @@ enum eventlog_kind {
 #define EVENTLOG_ITEM_UNAVAILABLE 1u       /* out of stock */
 #define EVENTLOG_ITEM_NOT_RECOMMENDABLE 2u /* never to be recommended */
 #define EVENTLOG_ITEM_ALL 3u
+
+/* A catalog record's field bits (the log's own, as the item bits). */
+#define EVENTLOG_CATALOG_TITLE 1u
+#define EVENTLOG_CATALOG_CATEGORY 2u
+#define EVENTLOG_CATALOG_PRICE 4u
+#define EVENTLOG_CATALOG_FIRST_SEEN 8u
+#define EVENTLOG_CATALOG_ALL 15u
 
 /* Bounds the encoder and the decoder both hold records to. */
 #define EVENTLOG_CUSTOMER_MAX 256 /* bytes (ID_MAX_LEN) */
@@ -188,7 +208,12 @@ enum eventlog_kind {
  * impression's item may be empty (what was shown is optional). */
 #define EVENTLOG_TYPE_IMPRESSION 5
 #define EVENTLOG_TS_MAX 253402300799 /* 9999-12-31T23:59:59Z */
-#define EVENTLOG_RECORD_MAX 640   /* longest encoding (602 bytes) */
+#define EVENTLOG_TITLE_MAX 512    /* bytes (STATE_ITEM_MAX_TITLE) */
+#define EVENTLOG_CATEGORY_MAX 128 /* bytes (STATE_ITEM_MAX_CATEGORY) */
+#define EVENTLOG_PRICE_MAX 1e9f   /* a catalog record's price */
+#define EVENTLOG_DAY_MAX 2932896  /* 9999-12-31, in days since 1970-01-01 */
+#define EVENTLOG_RECORD_MAX 1024  /* longest encoding (a catalog record,
+				   * 913 bytes) */
 
 /* One record. Strings are not NUL-terminated; in a decoded record they
  * point into the decoded bytes (borrowed: valid as long as those are). All
@@ -225,13 +250,26 @@ typedef struct eventlog_record {
 	uint32_t n_items;
 	uint8_t n_hashes;
 	const unsigned char *hashes;
+	/* EVENTLOG_CATALOG only (with item): the fields given,
+	 * EVENTLOG_CATALOG_* bits (not 0, no others); for each bit set, its
+	 * value: title 0..EVENTLOG_TITLE_MAX bytes, category
+	 * 0..EVENTLOG_CATEGORY_MAX, price (the field above) 0..
+	 * EVENTLOG_PRICE_MAX, first_seen 0..EVENTLOG_DAY_MAX days since
+	 * 1970-01-01. A field not given is zero (empty). */
+	uint8_t catalog_fields;
+	const char *title;
+	size_t title_len;
+	const char *category;
+	size_t category_len;
+	int32_t first_seen;
 } eventlog_record;
 
 /*
  * The encoding (all integers little-endian; LEN is an unsigned LEB128
  * varint of at most two bytes, minimal):
  *   byte 0      format version: the version that brought the record's kind
- *               (1 for event, consent, erasure; 2 for item; 3 for expire)
+ *               (1 for event, consent, erasure; 2 for item; 3 for expire;
+ *               4 for served; 5 for catalog)
  *   byte 1      kind (enum eventlog_kind)
  *   event:      u8 type, u8 flags (bit 0: rec_id follows), LEN customer,
  *               LEN item, i64 ts, f32 quantity, f32 price, [LEN rec_id]
@@ -241,12 +279,15 @@ typedef struct eventlog_record {
  *   expire (v3): LEN customer, i64 ts (the cutoff)
  *   served (v4): u32 experiment, u8 variant, i64 ts, u32 n_items,
  *               u8 n_hashes, n_hashes x u64 item hash, LEN customer
+ *   catalog (v5): u8 fields (EVENTLOG_CATALOG_* bits), LEN item, then in
+ *               this order those the bits name: LEN title, LEN category,
+ *               f32 price, u32 first_seen
  * About 30 bytes plus the ids for an event: compact in Redis' memory and
  * on the wire. Unknown flag bits, trailing bytes, a non-minimal varint,
  * any bound above broken, a kind under a version other than its own:
  * EVENTLOG_EDECODE. Every valid encoding is the one eventlog_encode writes
  * for what eventlog_decode returns (tested by the fuzz harness). A version
- * above 4: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
+ * above 5: EVENTLOG_EVERSION, so an old replica can stop and say "upgrade"
  * instead of skipping entries. A new kind gets a new version for that
  * reason: a build of version 1 stops at an item record (EVERSION) rather
  * than skip it as undecodable and differ from upgraded replicas, while the
@@ -413,7 +454,9 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
  * set it; then every item's current override (K:items): kind
  * EVENTLOG_ITEM, item set, item_set its flags and item_clear the other
  * EVENTLOG_ITEM_* bits, so applying the record gives exactly those
- * flags. A replica that bootstraps applies these, then replays the
+ * flags; then every item's catalog fields (K:catalog): kind
+ * EVENTLOG_CATALOG, one field per call (catalog_fields one bit), id the
+ * record that gave it. A replica that bootstraps applies these, then replays the
  * stream. HSCAN may report a customer twice while the hash changes;
  * applying a flag twice changes nothing. fn returns 0 to go on, anything
  * else to stop (returned then).

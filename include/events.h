@@ -95,8 +95,8 @@ int events_submit_flags(events_writer *w, events_request *r, const char *custome
 int events_submit_item_flags(events_writer *w, events_request *r, const char *item, size_t len,
 			     uint32_t set, uint32_t clear, events_done_fn done, void *arg);
 /* The same with the item's catalog fields (issue 18; meta borrowed until
- * done runs; NULL: none). Through the shared event log only a change
- * without catalog fields goes yet: one with them is answered -1 there. */
+ * done runs; NULL: none). Through the shared event log the flags are an
+ * item record and the fields a catalog record, appended together. */
 int events_submit_item(events_writer *w, events_request *r, const char *item, size_t len,
 		       uint32_t set, uint32_t clear, const state_item_meta *meta,
 		       events_done_fn done, void *arg);

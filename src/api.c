@@ -130,16 +130,23 @@ static void log_mark_known(void *arg, event_in *ev, size_t n)
 	ref_release(r);
 }
 
-/* applier_model_hooks.item_flags: an override applied from the log (PUT
- * /v1/items on any replica) reaches the model in use, under the reference
- * lock as api_items.c's own callback does, so a concurrent reload either
- * read the state after the commit or is the model changed here. An item
- * the model does not know waits in the state. */
-static void log_item_flags(void *arg, const char *item, size_t len, uint32_t flags)
+/* applier_model_hooks.item_flags: an override or catalog change applied
+ * from the log (PUT /v1/items on any replica) reaches the model in use and
+ * the live items, under the reference lock as api_items.c's own callback
+ * does, so a concurrent reload either read the state after the commit or
+ * is the model changed here. An item the model does not know, with catalog
+ * fields, is a live item (placed here, on the applier's thread). */
+static void log_item_flags(void *arg, const char *item, size_t len, uint32_t flags,
+			   const state_item_meta *meta)
 {
 	api *a = arg;
+	uint32_t idx;
 	pthread_mutex_lock(&a->ref_lock);
-	rec_apply_item_override(atomic_load(&a->current)->m, item, len, flags);
+	model *m = atomic_load(&a->current)->m;
+	rec_apply_item_override(m, item, len, flags);
+	if ((meta->fields & STATE_ITEM_FIRST_SEEN) && model_item_find(m, item, len, &idx) == 0)
+		model_item_set_first_seen(m, idx, meta->first_seen);
+	live_items_put(a->live, m, item, len, flags, meta, false, NULL);
 	pthread_mutex_unlock(&a->ref_lock);
 }
 
@@ -154,6 +161,7 @@ void api_set_event_log(api *a, applier *ap, double max_lag)
 	 * api_create read the overrides is read again (applier.h). */
 	pthread_mutex_lock(&a->ref_lock);
 	load_overrides(atomic_load(&a->current)->m, a->state);
+	load_live_items(a->live, a->state, atomic_load(&a->current)->m);
 	pthread_mutex_unlock(&a->ref_lock);
 }
 

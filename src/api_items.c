@@ -28,8 +28,14 @@
  * first_seen moves it in or out of the slot at once
  * (model_item_set_first_seen); title, category and price are recorded, and
  * its answers keep the model's catalog text until a model trained with the
- * new catalog. Through the shared event log
- * (--event-log) only the flags go yet: catalog fields are 501.
+ * new catalog: the answer lists them in "until_retrained" (docs/api.md,
+ * "Items", says why they are not shown at once). Through the shared event log (--event-log) the flags are an
+ * item record and the catalog fields a catalog record (eventlog.h), both
+ * in one append; every replica's applier stores them and hands them to
+ * its live items through the same hook (api.c's log_item_flags), and the
+ * compacted K:catalog keeps them through trims. The live-items bound is
+ * checked on the replica that takes the PUT; the others take what the log
+ * brings.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -66,6 +72,26 @@ static void add_bool(strbuf *sb, const char *key, bool v)
 {
 	sb_adds(sb, key);
 	sb_adds(sb, v ? "true" : "false");
+}
+
+/* ,"until_retrained":[...]: the catalog fields this PUT gave a model item
+ * that answers do not show until a model trained with a catalog that has
+ * them (docs/api.md says why). */
+static void add_until_retrained(strbuf *sb, uint32_t fields)
+{
+	static const struct {
+		uint32_t bit;
+		const char *name;
+	} names[] = { { STATE_ITEM_TITLE, "title" }, { STATE_ITEM_CATEGORY, "category" },
+		      { STATE_ITEM_PRICE, "price" } };
+	const char *sep = "";
+	sb_adds(sb, ",\"until_retrained\":[");
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (fields & names[i].bit) {
+			sb_addf(sb, "%s\"%s\"", sep, names[i].name);
+			sep = ",";
+		}
+	sb_addc(sb, ']');
 }
 
 /* The writer thread, once the change is on disk (or not): the model in
@@ -114,6 +140,8 @@ static void item_put_done(void *arg, int rc)
 		}
 		if (!known)
 			sb_addf(&body, ",\"content_neighbors\":%u", neighbors);
+		else if (ip->meta.fields & (STATE_ITEM_TITLE | STATE_ITEM_CATEGORY | STATE_ITEM_PRICE))
+			add_until_retrained(&body, ip->meta.fields);
 		sb_addc(&body, '}');
 	} else {
 		status = 503;
@@ -263,12 +291,6 @@ void api_put_item(api *a, struct worker *w, const http_request *req, http_respon
 	bool known = model_item_lookup(w->txn, id, len, &idx) == 0;
 	if (parse_change(root, known && !model_item_recommendable(w->m, idx), ip, resp) != 0)
 		goto fail;
-	if (ip->meta.fields && a->applier) {
-		http_error(resp, 501, "not_with_event_log",
-			   "title, category, price and first_seen do not go through the shared "
-			   "event log yet (serve --event-log): give available or recommendable only");
-		goto fail;
-	}
 	if (!known && !live_items_has(a->live, id, len)) {
 		/* A new item: something to place it by, and room for it. */
 		if (!(ip->meta.fields & (STATE_ITEM_TITLE | STATE_ITEM_CATEGORY)) ||

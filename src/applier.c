@@ -61,6 +61,8 @@ struct applier {
 	event_in *events;      /* a batch's events and writes */
 	state_write *writes;
 	state_attr_served *served; /* a batch's served answers (attribution) */
+	state_item_meta *metas;    /* a batch's catalog fields (strings borrowed
+				    * from the batch) */
 	size_t cap;
 };
 
@@ -190,14 +192,18 @@ static void item_to_model(applier *ap, const char *item, size_t len)
 {
 	applier_model_hooks h = get_hooks(ap);
 	uint32_t flags = 0;
+	state_item_meta meta;
+	strbuf store = STRBUF_INIT;
 	if (!h.item_flags)
 		return;
-	if (state_item_flags_now(ap->s, item, len, &flags) != 0) {
+	if (state_item_get_now(ap->s, item, len, &flags, &meta, &store) != 0) {
 		fprintf(stderr, "shopkeeper: event log: cannot read item %.*s's override; the model "
 			"in use learns it at the next reload\n", (int)(len > 256 ? 256 : len), item);
+		sb_release(&store);
 		return;
 	}
-	h.item_flags(h.arg, item, len, flags);
+	h.item_flags(h.arg, item, len, flags, &meta);
+	sb_release(&store);
 }
 
 struct items_list {
@@ -245,12 +251,28 @@ static void items_to_model(applier *ap, struct items_list *l)
 
 /* ---- bootstrap and rebuild ------------------------------------------------------- */
 
+/* A catalog record's fields as the state's (strings borrowed from r). */
+static void catalog_meta(const eventlog_record *r, state_item_meta *m)
+{
+	*m = (state_item_meta){ .title = r->title ? r->title : "", .title_len = r->title_len,
+				.category = r->category ? r->category : "",
+				.category_len = r->category_len, .price = r->price,
+				.first_seen = r->first_seen };
+	m->fields = (r->catalog_fields & EVENTLOG_CATALOG_TITLE ? STATE_ITEM_TITLE : 0) |
+		    (r->catalog_fields & EVENTLOG_CATALOG_CATEGORY ? STATE_ITEM_CATEGORY : 0) |
+		    (r->catalog_fields & EVENTLOG_CATALOG_PRICE ? STATE_ITEM_PRICE : 0) |
+		    (r->catalog_fields & EVENTLOG_CATALOG_FIRST_SEEN ? STATE_ITEM_FIRST_SEEN : 0);
+}
+
 struct flags_job {
 	applier *ap;
 	state_write *writes;
 	uint32_t n;
-	strbuf ids;        /* the customers' (items') ids, back to back */
+	strbuf ids;        /* the customers' (items') ids, back to back, each
+			    * item's catalog strings after its id */
 	size_t *offsets;   /* of each write's id in ids */
+	state_item_meta *metas; /* a catalog write's fields (strings pointed
+				 * into ids by flags_flush) */
 	strbuf err;
 	int rc;
 };
@@ -264,6 +286,11 @@ static int flags_flush(struct flags_job *j)
 	for (uint32_t i = 0; i < j->n; i++) {
 		if (j->writes[i].item) {
 			j->writes[i].item = j->ids.buf + j->offsets[i];
+			if (j->writes[i].meta) { /* title, then category, after the id */
+				state_item_meta *m = &j->metas[i];
+				m->title = j->writes[i].item + j->writes[i].item_len;
+				m->category = m->title + m->title_len;
+			}
 			continue;
 		}
 		j->writes[i].customer = j->ids.buf + j->offsets[i];
@@ -298,6 +325,16 @@ static int flags_fn(void *arg, const eventlog_record *rec, eventlog_id id)
 				    .clear = events_item_bits_from_log(rec->item_clear) };
 		j->offsets[j->n++] = j->ids.len;
 		sb_add(&j->ids, rec->item, rec->item_len);
+	} else if (rec->kind == EVENTLOG_CATALOG) {
+		if (rec->item_len > STATE_MAX_ITEM_LEN)
+			return 0;
+		state_item_meta *m = &j->metas[j->n];
+		catalog_meta(rec, m);
+		*w = (state_write){ .item = "", .item_len = rec->item_len, .meta = m };
+		j->offsets[j->n++] = j->ids.len;
+		sb_add(&j->ids, rec->item, rec->item_len);
+		sb_add(&j->ids, m->title, m->title_len);
+		sb_add(&j->ids, m->category, m->category_len);
 	} else {
 		if (rec->kind == EVENTLOG_ERASURE)
 			w->set = STATE_ERASED;
@@ -355,6 +392,7 @@ static int bootstrap(applier *ap, bool rebuild)
 	struct flags_job j = { .ap = ap, .ids = STRBUF_INIT, .err = STRBUF_INIT };
 	j.writes = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.writes));
 	j.offsets = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.offsets));
+	j.metas = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.metas));
 	uint64_t skipped = 0;
 	int rc = eventlog_flags_each(ap->log, flags_fn, &j, &skipped);
 	if (rc == 0)
@@ -374,6 +412,7 @@ static int bootstrap(applier *ap, bool rebuild)
 			"skipped\n", (unsigned long long)skipped);
 	free(j.writes);
 	free(j.offsets);
+	free(j.metas);
 	sb_release(&j.ids);
 	sb_release(&j.err);
 	sb_release(&err);
@@ -466,6 +505,7 @@ static void drop_step(applier *ap)
 
 /* ---- applying ---------------------------------------------------------------------- */
 
+
 /* Turns the batch's entries into state writes (consecutive events of one
  * second share a write) and commits them with the position of the last
  * entry. Returns 0, 1 when stopped at an entry of a newer format (the
@@ -479,10 +519,12 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 		free(ap->events);
 		free(ap->writes);
 		free(ap->served);
+		free(ap->metas);
 		ap->cap = n;
 		ap->events = xmallocarray(n, sizeof(*ap->events));
 		ap->writes = xmallocarray(n, sizeof(*ap->writes));
 		ap->served = xmallocarray(n, sizeof(*ap->served));
+		ap->metas = xmallocarray(n, sizeof(*ap->metas));
 	}
 	for (size_t i = 0; i < n; i++) {
 		const eventlog_entry *en = &b->entries[i];
@@ -551,6 +593,17 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 				.item = r->item, .item_len = r->item_len,
 				.set = events_item_bits_from_log(r->item_set),
 				.clear = events_item_bits_from_log(r->item_clear) };
+			items = true;
+			continue;
+		}
+		if (r->kind == EVENTLOG_CATALOG) {
+			if (r->item_len > STATE_MAX_ITEM_LEN) {
+				skipped++;
+				continue;
+			}
+			catalog_meta(r, &ap->metas[i]);
+			ap->writes[nw++] = (state_write){ .item = r->item, .item_len = r->item_len,
+							  .meta = &ap->metas[i] };
 			items = true;
 			continue;
 		}
@@ -898,5 +951,6 @@ void applier_stop(applier *ap)
 	free(ap->events);
 	free(ap->writes);
 	free(ap->served);
+	free(ap->metas);
 	free(ap);
 }

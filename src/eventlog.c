@@ -36,10 +36,11 @@
 #define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
-#define FORMAT_VERSION 4  /* the newest this build reads */
+#define FORMAT_VERSION 5  /* the newest this build reads */
 #define ITEM_VERSION 2    /* the version that brought EVENTLOG_ITEM */
 #define EXPIRE_VERSION 3  /* the version that brought EVENTLOG_EXPIRE */
 #define SERVED_VERSION 4  /* the version that brought EVENTLOG_SERVED */
+#define CATALOG_VERSION 5 /* the version that brought EVENTLOG_CATALOG */
 
 const char *eventlog_strerror(int rc)
 {
@@ -149,11 +150,38 @@ static bool valid_item_bits(unsigned set, unsigned clear)
 static uint8_t kind_version(uint8_t kind)
 {
 	return kind == EVENTLOG_ITEM ? ITEM_VERSION : kind == EVENTLOG_EXPIRE ? EXPIRE_VERSION
-	       : kind == EVENTLOG_SERVED ? SERVED_VERSION : 1;
+	       : kind == EVENTLOG_SERVED ? SERVED_VERSION : kind == EVENTLOG_CATALOG ? CATALOG_VERSION
+	       : 1;
+}
+
+static bool valid_price(float p)
+{
+	return isfinite(p) && p >= 0 && p <= EVENTLOG_PRICE_MAX;
+}
+
+/* A catalog record: its fields, each value in bounds, and the fields it
+ * does not give zero (one encoding per record). */
+static bool valid_catalog(const eventlog_record *r)
+{
+	unsigned f = r->catalog_fields;
+	return f && !(f & ~EVENTLOG_CATALOG_ALL) && r->customer_len == 0 && !r->rec_id_len &&
+	       valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) &&
+	       (f & EVENTLOG_CATALOG_TITLE
+			? valid_string(r->title, r->title_len, 0, EVENTLOG_TITLE_MAX)
+			: !r->title_len) &&
+	       (f & EVENTLOG_CATALOG_CATEGORY
+			? valid_string(r->category, r->category_len, 0, EVENTLOG_CATEGORY_MAX)
+			: !r->category_len) &&
+	       (f & EVENTLOG_CATALOG_PRICE ? valid_price(r->price) : r->price == 0) &&
+	       (f & EVENTLOG_CATALOG_FIRST_SEEN
+			? r->first_seen >= 0 && r->first_seen <= EVENTLOG_DAY_MAX
+			: r->first_seen == 0);
 }
 
 static int check_record(const eventlog_record *r)
 {
+	if (r->kind == EVENTLOG_CATALOG)
+		return valid_catalog(r) ? 0 : EVENTLOG_EINVAL;
 	if (r->kind == EVENTLOG_ITEM)
 		return r->customer_len == 0 &&
 				       valid_string(r->item, r->item_len, 1, EVENTLOG_ITEM_MAX) &&
@@ -187,7 +215,7 @@ static int check_record(const eventlog_record *r)
 
 static void put_len(strbuf *out, size_t n)
 {
-	/* Lengths are at most 256 (checked), so two LEB128 bytes suffice. */
+	/* Lengths are at most 512 (checked), so two LEB128 bytes suffice. */
 	if (n < 0x80) {
 		sb_addc(out, (char)n);
 	} else {
@@ -245,6 +273,18 @@ int eventlog_encode(const eventlog_record *r, strbuf *out)
 		sb_addc(out, (char)r->item_set);
 		sb_addc(out, (char)r->item_clear);
 		put_str(out, r->item, r->item_len);
+		break;
+	case EVENTLOG_CATALOG:
+		sb_addc(out, (char)r->catalog_fields);
+		put_str(out, r->item, r->item_len);
+		if (r->catalog_fields & EVENTLOG_CATALOG_TITLE)
+			put_str(out, r->title, r->title_len);
+		if (r->catalog_fields & EVENTLOG_CATALOG_CATEGORY)
+			put_str(out, r->category, r->category_len);
+		if (r->catalog_fields & EVENTLOG_CATALOG_PRICE)
+			put_f32(out, r->price);
+		if (r->catalog_fields & EVENTLOG_CATALOG_FIRST_SEEN)
+			put_u32(out, (uint32_t)r->first_seen);
 		break;
 	case EVENTLOG_EXPIRE: {
 		put_str(out, r->customer, r->customer_len);
@@ -371,6 +411,38 @@ int eventlog_decode(const void *buf, size_t n, eventlog_record *r)
 		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len))
 			return EVENTLOG_EDECODE;
 		break;
+	case EVENTLOG_CATALOG: {
+		uint32_t v;
+		if (!get_u8(&rd, &t.catalog_fields) || !t.catalog_fields ||
+		    (t.catalog_fields & ~EVENTLOG_CATALOG_ALL) ||
+		    !get_str(&rd, 1, EVENTLOG_ITEM_MAX, &t.item, &t.item_len))
+			return EVENTLOG_EDECODE;
+		if ((t.catalog_fields & EVENTLOG_CATALOG_TITLE) &&
+		    !get_str(&rd, 0, EVENTLOG_TITLE_MAX, &t.title, &t.title_len))
+			return EVENTLOG_EDECODE;
+		if ((t.catalog_fields & EVENTLOG_CATALOG_CATEGORY) &&
+		    !get_str(&rd, 0, EVENTLOG_CATEGORY_MAX, &t.category, &t.category_len))
+			return EVENTLOG_EDECODE;
+		if (t.catalog_fields & EVENTLOG_CATALOG_PRICE) {
+			if (!get_u32(&rd, &v))
+				return EVENTLOG_EDECODE;
+			memcpy(&t.price, &v, 4);
+			if (!valid_price(t.price))
+				return EVENTLOG_EDECODE;
+		}
+		if (t.catalog_fields & EVENTLOG_CATALOG_FIRST_SEEN) {
+			if (!get_u32(&rd, &v) || v > EVENTLOG_DAY_MAX)
+				return EVENTLOG_EDECODE;
+			t.first_seen = (int32_t)v;
+		}
+		/* get_str leaves an empty string's pointer at the cursor: a
+		 * field given empty is (NULL, 0) as one not given is. */
+		if (!t.title_len)
+			t.title = NULL;
+		if (!t.category_len)
+			t.category = NULL;
+		break;
+	}
 	case EVENTLOG_EXPIRE: {
 		uint32_t lo, hi;
 		if (!get_str(&rd, 1, EVENTLOG_CUSTOMER_MAX, &t.customer, &t.customer_len) ||
@@ -1197,7 +1269,8 @@ int eventlog_check_durability(eventlog *log, enum eventlog_durability *level, st
 /* The append script; see eventlog.h for what it does per record. ARGV
  * holds triples: tag ('e' event or expire, '1'/'0' consent with
  * personalization on or off, 'x' erasure; 'i' and two digits, the set and clear bits, for an
- * item), customer (an item record's item), encoded record. It returns the
+ * item; 'k' and a hex digit, the fields, for a catalog record), customer
+ * (an item or catalog record's item), encoded record. It returns the
  * new ids.
  * XDEL takes the erased ids in slices so unpack stays far below Lua's
  * stack limit (about 8000 values). */
@@ -1218,6 +1291,17 @@ static const char append_script[] =
 	"      redis.call('HDEL', ik, c)\n"
 	"    else\n"
 	"      redis.call('HSET', ik, c, f .. id)\n"
+	"    end\n"
+	"    ids[#ids + 1] = id\n"
+	"  elseif string.sub(k, 1, 1) == 'k' then\n"
+	"    local enc = ARGV[i + 2]\n"
+	"    local id = redis.call('XADD', s, '*', 'r', enc)\n"
+	"    local f = tonumber(string.sub(k, 2, 2), 16)\n"
+	"    local names = { [1] = 't', [2] = 'c', [4] = 'p', [8] = 'f' }\n"
+	"    for b, l in pairs(names) do\n"
+	"      if bit.band(f, b) ~= 0 then\n"
+	"        redis.call('HSET', s .. ':catalog', l .. c, id .. ' ' .. enc)\n"
+	"      end\n"
 	"    end\n"
 	"    ids[#ids + 1] = id\n"
 	"  else\n"
@@ -1274,6 +1358,8 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	static const char *const itags[16] = { "i00", "i01", "i02", "i03", "i10", "i11",
 					       "i12", "i13", "i20", "i21", "i22", "i23",
 					       "i30", "i31", "i32", "i33" }; /* "i" SET CLEAR */
+	static const char *const ktags[16] = { "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7",
+					       "k8", "k9", "ka", "kb", "kc", "kd", "ke", "kf" };
 	argv_reserve(log, 4 + 3 * n);
 	ARG(log, 0, "EVAL");
 	ARGB(log, 1, append_script, sizeof(append_script) - 1);
@@ -1289,6 +1375,13 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 				  : r->kind == EVENTLOG_ERASURE ? tags[3]
 				  : r->personalization		? tags[1]
 								: tags[2];
+		if (r->kind == EVENTLOG_CATALOG) {
+			/* Fields checked by the encoder: 1..15. */
+			ARG(log, 4 + 3 * i, ktags[r->catalog_fields]);
+			ARGB(log, 5 + 3 * i, r->item, r->item_len);
+			ARGB(log, 6 + 3 * i, log->enc.buf + off[i], off[i + 1] - off[i]);
+			continue;
+		}
 		if (r->kind == EVENTLOG_ITEM) {
 			/* Bits checked by the encoder: both below 4. */
 			ARG(log, 4 + 3 * i, itags[r->item_set * 4 + r->item_clear]);
@@ -1675,6 +1768,43 @@ int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trim
 	return rc;
 }
 
+/* One field of K:catalog: name LETTER..ITEM, value "ID ENCODING", the
+ * latest catalog record giving that field. *rec gets the record cut to
+ * that one field (strings borrowed from v). Returns 0 or -1 when it does
+ * not hold together (a buggy writer). */
+static int catalog_field(const redisReply *c, const redisReply *v, eventlog_record *rec,
+			 eventlog_id *id)
+{
+	static const char letters[] = "tcpf"; /* EVENTLOG_CATALOG_* bit 0..3 */
+	if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || c->len < 2)
+		return -1;
+	const char *l = memchr(letters, c->str[0], 4);
+	const char *sp = memchr(v->str, ' ', v->len);
+	if (!l || !sp || eventlog_id_parse(v->str, (size_t)(sp - v->str), id) != 0)
+		return -1;
+	unsigned bit = 1u << (l - letters);
+	size_t off = (size_t)(sp - v->str) + 1;
+	eventlog_record r;
+	if (eventlog_decode(v->str + off, v->len - off, &r) != 0 || r.kind != EVENTLOG_CATALOG ||
+	    !(r.catalog_fields & bit) || r.item_len != c->len - 1 ||
+	    memcmp(r.item, c->str + 1, r.item_len) != 0)
+		return -1;
+	*rec = (eventlog_record){ .kind = EVENTLOG_CATALOG, .item = r.item, .item_len = r.item_len,
+				  .catalog_fields = (uint8_t)bit };
+	if (bit == EVENTLOG_CATALOG_TITLE) {
+		rec->title = r.title;
+		rec->title_len = r.title_len;
+	} else if (bit == EVENTLOG_CATALOG_CATEGORY) {
+		rec->category = r.category;
+		rec->category_len = r.category_len;
+	} else if (bit == EVENTLOG_CATALOG_PRICE) {
+		rec->price = r.price;
+	} else {
+		rec->first_seen = r.first_seen;
+	}
+	return 0;
+}
+
 /* HSCAN of K<suffix> (of records of `kind`), calling fn per field. */
 static int flags_scan(eventlog *log, const char *suffix, uint8_t kind, eventlog_flags_fn fn,
 		      void *arg, uint64_t *skipped)
@@ -1709,6 +1839,13 @@ static int flags_scan(eventlog *log, const char *suffix, uint8_t kind, eventlog_
 			eventlog_id id;
 			const char *idp = v->str;
 			size_t idl = v->len;
+			if (kind == EVENTLOG_CATALOG) {
+				if (catalog_field(c, v, &rec, &id) == 0)
+					rc = fn(arg, &rec, id);
+				else if (skipped)
+					(*skipped)++;
+				continue;
+			}
 			if (consent && v->type == REDIS_REPLY_STRING && v->len > 0 &&
 			    (v->str[0] == '0' || v->str[0] == '1')) {
 				rec.personalization = v->str[0] == '1';
@@ -1756,6 +1893,8 @@ int eventlog_flags_each(eventlog *log, eventlog_flags_fn fn, void *arg, uint64_t
 		rc = flags_scan(log, ":consent", EVENTLOG_CONSENT, fn, arg, skipped);
 	if (rc == 0)
 		rc = flags_scan(log, ":items", EVENTLOG_ITEM, fn, arg, skipped);
+	if (rc == 0)
+		rc = flags_scan(log, ":catalog", EVENTLOG_CATALOG, fn, arg, skipped);
 	return rc;
 }
 

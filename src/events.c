@@ -195,15 +195,42 @@ static int log_records(events_writer *w, const state_write *sw, size_t *n)
 		return 0;
 	}
 	if (sw->item) {
-		if (sw->meta && (sw->meta->fields & STATE_ITEM_FIELDS))
-			return -1; /* catalog fields have no record in the log yet */
-		eventlog_record r = { .kind = EVENTLOG_ITEM, .item = sw->item,
-				      .item_len = sw->item_len,
-				      .item_set = (uint8_t)events_item_bits_to_log(sw->set),
-				      .item_clear = (uint8_t)events_item_bits_to_log(sw->clear) };
-		if ((sw->set | sw->clear) & ~(STATE_ITEM_UNAVAILABLE | STATE_ITEM_NOT_RECOMMENDABLE))
+		if ((sw->set | sw->clear) & ~(STATE_ITEM_UNAVAILABLE | STATE_ITEM_NOT_RECOMMENDABLE) ||
+		    (!(sw->set | sw->clear) && !(sw->meta && (sw->meta->fields & STATE_ITEM_FIELDS))))
 			return -1;
-		w->recs[(*n)++] = r;
+		if (sw->set | sw->clear)
+			w->recs[(*n)++] = (eventlog_record){
+				.kind = EVENTLOG_ITEM, .item = sw->item, .item_len = sw->item_len,
+				.item_set = (uint8_t)events_item_bits_to_log(sw->set),
+				.item_clear = (uint8_t)events_item_bits_to_log(sw->clear) };
+		/* The catalog fields, a record of their own in the same batch
+		 * (so appended, and applied, with the flags or not at all). */
+		const state_item_meta *m = sw->meta;
+		if (m && (m->fields & STATE_ITEM_FIELDS)) {
+			eventlog_record r = { .kind = EVENTLOG_CATALOG, .item = sw->item,
+					      .item_len = sw->item_len };
+			if (m->fields & STATE_ITEM_TITLE) {
+				r.catalog_fields |= EVENTLOG_CATALOG_TITLE;
+				r.title = m->title;
+				r.title_len = m->title_len;
+			}
+			if (m->fields & STATE_ITEM_CATEGORY) {
+				r.catalog_fields |= EVENTLOG_CATALOG_CATEGORY;
+				r.category = m->category;
+				r.category_len = m->category_len;
+			}
+			if (m->fields & STATE_ITEM_PRICE) {
+				r.catalog_fields |= EVENTLOG_CATALOG_PRICE;
+				r.price = m->price;
+			}
+			if (m->fields & STATE_ITEM_FIRST_SEEN) {
+				if (m->first_seen < 0 || m->first_seen > EVENTLOG_DAY_MAX)
+					return -1; /* else the whole append would fail */
+				r.catalog_fields |= EVENTLOG_CATALOG_FIRST_SEEN;
+				r.first_seen = m->first_seen;
+			}
+			w->recs[(*n)++] = r;
+		}
 		return 0;
 	}
 	eventlog_record r = { .customer = sw->customer, .customer_len = sw->customer_len };
@@ -257,7 +284,7 @@ static void log_group(events_writer *w, events_request **group, uint32_t n)
 {
 	size_t need = 0, last[GROUP_MAX_BATCHES];
 	for (uint32_t i = 0; i < n; i++)
-		need += group[i]->write.events ? group[i]->write.n : 1;
+		need += group[i]->write.events ? group[i]->write.n : group[i]->write.item ? 2 : 1;
 	if (need > w->recs_cap) {
 		free(w->recs);
 		free(w->ids);
@@ -269,7 +296,7 @@ static void log_group(events_writer *w, events_request **group, uint32_t n)
 	size_t nrec = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const state_write *sw = &group[i]->write;
-		size_t k = sw->events ? sw->n : 1;
+		size_t k = sw->events ? sw->n : sw->item ? 2 : 1; /* an item: flags, catalog */
 		if (nrec + k > LOG_APPEND_MAX && kept > first) {
 			log_append_run(w, group + first, kept - first, nrec, last + first);
 			first = kept;

@@ -255,6 +255,16 @@ static eventlog_record item_rec(const char *item, unsigned set, unsigned clear)
 				  .item_set = (uint8_t)set, .item_clear = (uint8_t)clear };
 }
 
+static eventlog_record catalog_rec(const char *item, unsigned fields, const char *title,
+				   const char *category, float price, int32_t first_seen)
+{
+	return (eventlog_record){ .kind = EVENTLOG_CATALOG, .item = item, .item_len = strlen(item),
+				  .catalog_fields = (uint8_t)fields, .title = title,
+				  .title_len = title ? strlen(title) : 0, .category = category,
+				  .category_len = category ? strlen(category) : 0, .price = price,
+				  .first_seen = first_seen };
+}
+
 static bool rec_eq(const eventlog_record *a, const eventlog_record *b)
 {
 #define SEQ(f) (a->f##_len == b->f##_len && (a->f##_len == 0 || memcmp(a->f, b->f, a->f##_len) == 0))
@@ -264,7 +274,9 @@ static bool rec_eq(const eventlog_record *a, const eventlog_record *b)
 	       a->item_clear == b->item_clear && a->experiment == b->experiment &&
 	       a->variant == b->variant && a->n_items == b->n_items &&
 	       a->n_hashes == b->n_hashes &&
-	       (a->n_hashes == 0 || memcmp(a->hashes, b->hashes, 8u * a->n_hashes) == 0);
+	       (a->n_hashes == 0 || memcmp(a->hashes, b->hashes, 8u * a->n_hashes) == 0) &&
+	       a->catalog_fields == b->catalog_fields && SEQ(title) && SEQ(category) &&
+	       a->first_seen == b->first_seen;
 #undef SEQ
 }
 
@@ -479,6 +491,12 @@ TEST(codec)
 		  .hashes = (const unsigned char *)"0123456789abcdef" },
 		{ .kind = EVENTLOG_SERVED, .customer = "c7", .customer_len = 2, .ts = EVENTLOG_TS_MAX,
 		  .experiment = UINT32_MAX, .variant = EVENTLOG_VARIANT_MAX },
+		/* issue 18: catalog fields, all or some, empty strings too */
+		catalog_rec("N05", EVENTLOG_CATALOG_ALL, "HEART CUSHION", "home", 4.5f, 19802),
+		catalog_rec("ü", EVENTLOG_CATALOG_TITLE, "ü", NULL, 0, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_CATEGORY | EVENTLOG_CATALOG_TITLE, NULL, NULL, 0, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_PRICE, NULL, NULL, EVENTLOG_PRICE_MAX, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_FIRST_SEEN, NULL, NULL, 0, EVENTLOG_DAY_MAX),
 	};
 	char longid[EVENTLOG_CUSTOMER_MAX + 1];
 	memset(longid, 'a', sizeof(longid));
@@ -489,9 +507,21 @@ TEST(codec)
 	big.item_len = EVENTLOG_ITEM_MAX;
 	big.rec_id = longid;
 	big.rec_id_len = EVENTLOG_REC_ID_MAX;
+	/* the longest record: a catalog record of every field at its bound */
+	char longtext[EVENTLOG_TITLE_MAX + 1];
+	memset(longtext, 'T', sizeof(longtext));
+	eventlog_record big_catalog = catalog_rec("x", EVENTLOG_CATALOG_ALL, NULL, NULL, 1, 1);
+	big_catalog.item = longid;
+	big_catalog.item_len = EVENTLOG_ITEM_MAX;
+	big_catalog.title = longtext;
+	big_catalog.title_len = EVENTLOG_TITLE_MAX;
+	big_catalog.category = longtext;
+	big_catalog.category_len = EVENTLOG_CATEGORY_MAX;
 	strbuf sb = STRBUF_INIT;
-	for (size_t i = 0; i <= ARRAY_SIZE(recs); i++) {
-		const eventlog_record *r = i < ARRAY_SIZE(recs) ? &recs[i] : &big;
+	for (size_t i = 0; i <= ARRAY_SIZE(recs) + 1; i++) {
+		const eventlog_record *r = i < ARRAY_SIZE(recs)	   ? &recs[i]
+					   : i == ARRAY_SIZE(recs) ? &big
+								   : &big_catalog;
 		sb_reset(&sb);
 		CHECK_INT(eventlog_encode(r, &sb), 0);
 		CHECK(sb.len <= EVENTLOG_RECORD_MAX);
@@ -507,6 +537,9 @@ TEST(codec)
 	sb_reset(&sb);
 	eventlog_encode(&recs[0], &sb);
 	CHECK_INT(sb.len, 26); /* an event of two 2-byte ids */
+	sb_reset(&sb);
+	eventlog_encode(&big_catalog, &sb);
+	CHECK_INT(sb.len, 913); /* the longest record (EVENTLOG_RECORD_MAX) */
 
 	/* invalid records are not encoded */
 	eventlog_record bad[] = { ev("", "i", 1), ev("c", "", 1), ev("c", "i", 0), ev("c", "i", NAN),
@@ -524,6 +557,39 @@ TEST(codec)
 	bad[16].customer = "c"; /* an item record has no customer */
 	bad[16].customer_len = 1;
 	bad[17].ts = -1; /* an expiry's cutoff is a time like an event's */
+	eventlog_record bad_catalog[] = {
+		catalog_rec("i", 0, NULL, NULL, 0, 0),                  /* no field */
+		catalog_rec("i", 16, NULL, NULL, 0, 0),                 /* unknown field */
+		catalog_rec("", EVENTLOG_CATALOG_TITLE, "t", NULL, 0, 0), /* no item */
+		catalog_rec("i", EVENTLOG_CATALOG_PRICE, NULL, NULL, -1, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_PRICE, NULL, NULL, NAN, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_PRICE, NULL, NULL, 2e9f, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_FIRST_SEEN, NULL, NULL, 0, -1),
+		catalog_rec("i", EVENTLOG_CATALOG_FIRST_SEEN, NULL, NULL, 0, EVENTLOG_DAY_MAX + 1),
+		catalog_rec("i", EVENTLOG_CATALOG_TITLE, "\xff", NULL, 0, 0), /* not UTF-8 */
+		catalog_rec("i", EVENTLOG_CATALOG_TITLE, "t", "c", 0, 0), /* a value not given */
+		catalog_rec("i", EVENTLOG_CATALOG_TITLE, "t", NULL, 1, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_TITLE, "t", NULL, 0, 1),
+		catalog_rec("i", EVENTLOG_CATALOG_TITLE, NULL, NULL, 0, 0),
+		catalog_rec("i", EVENTLOG_CATALOG_CATEGORY, NULL, NULL, 0, 0),
+	};
+	bad_catalog[12].title = longtext; /* one byte over */
+	bad_catalog[12].title_len = EVENTLOG_TITLE_MAX + 1;
+	bad_catalog[13].category = longtext;
+	bad_catalog[13].category_len = EVENTLOG_CATEGORY_MAX + 1;
+	for (size_t i = 0; i < ARRAY_SIZE(bad_catalog); i++) {
+		sb_reset(&sb);
+		if (eventlog_encode(&bad_catalog[i], &sb) != EVENTLOG_EINVAL) {
+			fprintf(stderr, "bad catalog record %zu encoded\n", i);
+			CHECK(0);
+		}
+		CHECK_INT(sb.len, 0);
+	}
+	eventlog_record with_customer = catalog_rec("i", EVENTLOG_CATALOG_TITLE, "t", NULL, 0, 0);
+	with_customer.customer = "c";
+	with_customer.customer_len = 1;
+	sb_reset(&sb);
+	CHECK_INT(eventlog_encode(&with_customer, &sb), EVENTLOG_EINVAL);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		sb_reset(&sb);
 		if (eventlog_encode(&bad[i], &sb) != EVENTLOG_EINVAL) {
@@ -541,7 +607,24 @@ TEST(codec)
 	} dec[] = {
 		{ "", 0, EVENTLOG_EDECODE },
 		{ "\x00\x03\x01x", 4, EVENTLOG_EDECODE },           /* version 0 */
-		{ "\x05\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x06\x03\x01x", 4, EVENTLOG_EVERSION },          /* newer version */
+		{ "\x05\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v5 */
+		{ "\x05\x07\x01\x01x\x01t", 7, 0 },               /* catalog: title "t" */
+		{ "\x05\x07\x01\x01x\x00", 6, 0 },                /* catalog: empty title */
+		{ "\x04\x07\x01\x01x\x01t", 7, EVENTLOG_EDECODE }, /* catalog under v4 */
+		{ "\x05\x07\x00\x01x", 5, EVENTLOG_EDECODE },      /* no field */
+		{ "\x05\x07\x10\x01x", 5, EVENTLOG_EDECODE },      /* unknown field */
+		{ "\x05\x07\x01\x00\x01t", 6, EVENTLOG_EDECODE }, /* empty item */
+		{ "\x05\x07\x04\x01x\x00\x00\x80\x3f", 9, 0 },  /* price 1 */
+		{ "\x05\x07\x04\x01x\x00\x00\x80\xbf", 9, EVENTLOG_EDECODE }, /* price -1 */
+		{ "\x05\x07\x04\x01x\x00\x00\xc0\x7f", 9, EVENTLOG_EDECODE }, /* price NaN */
+		{ "\x05\x07\x04\x01x\x00\x00\x80\x4f", 9, EVENTLOG_EDECODE }, /* 4.3e9 */
+		{ "\x05\x07\x08\x01x\xa0\xc0\x2c\x00", 9, 0 },  /* first_seen 9999-12-31 */
+		{ "\x05\x07\x08\x01x\xa1\xc0\x2c\x00", 9, EVENTLOG_EDECODE }, /* a day later */
+		{ "\x05\x07\x08\x01x\x00\x00\x00\x80", 9, EVENTLOG_EDECODE }, /* negative */
+		{ "\x05\x07\x03\x01x\x01t", 7, EVENTLOG_EDECODE }, /* category missing */
+		{ "\x05\x07\x01\x01x\x02t", 7, EVENTLOG_EDECODE }, /* title cut short */
+		{ "\x05\x07\x02\x01x\x81\x01", 7, EVENTLOG_EDECODE }, /* category of 129 */
 		{ "\x04\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v4 */
 		{ "\x03\x03\x01x", 4, EVENTLOG_EDECODE },           /* erasure under v3 */
 		{ "\x03\x05\x01x" "\0\0\0\0\0\0\0\0", 12, 0 },      /* expire of "x" */
@@ -866,12 +949,32 @@ typedef struct flags_seen {
 	int erased, consent_on, consent_off, order_ok;
 	bool consent_started, items_started;
 	int items, sku1, sku3; /* item records; sku1's and sku3's flags */
+	int catalog, catalog_fields; /* catalog fields reported; their bits, OR'd */
+	bool catalog_ok;             /* each the latest value, after the items */
 } flags_seen;
 
 static int on_flag(void *arg, const eventlog_record *r, eventlog_id id)
 {
 	flags_seen *s = arg;
 	(void)id;
+	if (r->kind == EVENTLOG_CATALOG) {
+		unsigned f = r->catalog_fields;
+		s->catalog++;
+		s->catalog_fields |= (int)f;
+		s->order_ok &= s->items_started;
+		bool one = f && !(f & (f - 1)), new5 = r->item_len == 4 &&
+						      memcmp(r->item, "new5", 4) == 0;
+		s->catalog_ok &= one && new5 && r->customer_len == 0;
+		if (f == EVENTLOG_CATALOG_TITLE)
+			s->catalog_ok &= r->title_len == 9 && memcmp(r->title, "CUSHION 2", 9) == 0;
+		if (f == EVENTLOG_CATALOG_CATEGORY)
+			s->catalog_ok &= r->category_len == 4 && memcmp(r->category, "home", 4) == 0;
+		if (f == EVENTLOG_CATALOG_PRICE)
+			s->catalog_ok &= r->price == 6.25f;
+		if (f == EVENTLOG_CATALOG_FIRST_SEEN)
+			s->catalog_ok &= r->first_seen == 19802;
+		return 0;
+	}
 	if (r->kind == EVENTLOG_ITEM) {
 		s->items_started = true;
 		s->items++;
@@ -921,6 +1024,10 @@ TEST(trim_and_compacted_flags)
 	recs[73] = item_rec("sku2", 0, EVENTLOG_ITEM_ALL); /* back to none */
 	recs[74] = item_rec("sku3", EVENTLOG_ITEM_ALL, 0);
 	recs[75] = item_rec("sku3", 0, EVENTLOG_ITEM_UNAVAILABLE); /* 2 */
+	/* catalog fields: the latest record giving each field is kept */
+	recs[80] = catalog_rec("new5", EVENTLOG_CATALOG_ALL, "CUSHION", "home", 4.5f, 19802);
+	recs[81] = catalog_rec("new5", EVENTLOG_CATALOG_TITLE | EVENTLOG_CATALOG_PRICE,
+			       "CUSHION 2", NULL, 6.25f, 0);
 	eventlog_id *ids = xcalloc(N, sizeof(*ids));
 	CHECK_INT(eventlog_append(log, recs, N, ids, 0, 0, NULL), 0);
 	eventlog_record after = ev("u7", "late", 1);
@@ -941,14 +1048,27 @@ TEST(trim_and_compacted_flags)
 	CHECK_INT(eventlog_customer_entries(log, "u8", 2, &n), 0);
 	CHECK_INT(n, 0);
 
-	flags_seen s = { .order_ok = 1 };
+	/* a compacted catalog field a buggy writer left: skipped, counted */
+	redisContext *rc = redisConnect("127.0.0.1", main_srv.port);
+	CHECK(rc && !rc->err);
+	if (rc && !rc->err) {
+		freeReplyObject(redisCommand(rc, "HSET t:trim:catalog tjunk %s", "1-1 not-a-record"));
+		freeReplyObject(redisCommand(rc, "HSET t:trim:catalog xnew5 %s", "1-1 x"));
+	}
+	if (rc)
+		redisFree(rc);
+	flags_seen s = { .order_ok = 1, .catalog_ok = true };
 	uint64_t skipped = 9;
 	CHECK_INT(eventlog_flags_each(log, on_flag, &s, &skipped), 0);
+	CHECK_INT(s.catalog, 4); /* one per field */
+	CHECK_INT(s.catalog_fields, EVENTLOG_CATALOG_ALL);
+	CHECK(s.catalog_ok);
+	CHECK_INT(skipped, 2);
+	skipped = 0;
 	CHECK_INT(s.erased, 2);     /* u3, u4 */
 	CHECK_INT(s.consent_off, 1); /* u1 */
 	CHECK_INT(s.consent_on, 2);  /* u2, u4 */
 	CHECK_INT(s.order_ok, 1);
-	CHECK_INT(skipped, 0);
 	CHECK_INT(s.items, 2);
 	CHECK_INT(s.sku1, EVENTLOG_ITEM_ALL);
 	CHECK_INT(s.sku3, EVENTLOG_ITEM_NOT_RECOMMENDABLE);

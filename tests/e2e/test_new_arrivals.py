@@ -364,8 +364,13 @@ class LiveItems(ApiTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.json["in_model"], r.json)
         self.assertNotIn("content_neighbors", r.json)
+        # The answer says the new title waits for a retrain (docs/api.md).
+        self.assertEqual(r.json["until_retrained"], ["title"], r.json)
         first = self.assertFirstFor("c020", "O04", day="2024-03-22")
         self.assertEqual(first["title"], "HEART LACE DOILY")  # the model's, until retrained
+        r = self.put("O04", {"price": 7, "category": "home", "available": True})
+        self.assertEqual(r.json["until_retrained"], ["category", "price"], r.json)
+        self.assertNotIn("until_retrained", self.put("O04", {"first_seen": "2024-03-25"}).json)
         self.srv.kill()
         self.srv = self.start()
         self.assertFirstFor("c020", "O04", day="2024-03-22")

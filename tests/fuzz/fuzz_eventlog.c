@@ -6,8 +6,8 @@
  *   else the rest is one stream entry's value (eventlog_decode)
  * Properties: no crash; a decoded record is one eventlog_encode accepts and
  * writes back byte for byte (the encoding is canonical, the version byte
- * included: an item record is version 2, a served record 3, the older kinds
- * version 1); a parsed URL has
+ * included: an item record is version 2, an expire record 3, a served
+ * record 4, a catalog record 5, the older kinds version 1); a parsed URL has
  * hosts, ports and a stream.
  */
 #include <stdlib.h>
@@ -20,11 +20,14 @@
 static void check_record(const eventlog_record *r, const uint8_t *bytes, size_t n)
 {
 	strbuf sb = STRBUF_INIT;
-	/* an item record names an item and no customer; the others a customer */
-	if (r->kind == EVENTLOG_ITEM ? (r->customer_len || !r->item_len ||
-					!(r->item_set | r->item_clear) ||
-					(r->item_set & r->item_clear))
-				     : !r->customer_len)
+	/* an item or catalog record names an item and no customer; the others
+	 * a customer */
+	if (r->kind == EVENTLOG_ITEM	   ? (r->customer_len || !r->item_len ||
+					      !(r->item_set | r->item_clear) ||
+					      (r->item_set & r->item_clear))
+	    : r->kind == EVENTLOG_CATALOG ? (r->customer_len || !r->item_len ||
+					      !r->catalog_fields)
+					    : !r->customer_len)
 		abort();
 	if (eventlog_encode(r, &sb) != 0)
 		abort();
