@@ -166,7 +166,12 @@ void api_set_event_log(api *a, applier *ap, double max_lag)
 	/* The applier ran before the hooks were set: what it committed since
 	 * api_create read the overrides is read again (applier.h). */
 	pthread_mutex_lock(&a->ref_lock);
-	load_overrides(atomic_load(&a->current)->m, a->state);
+	struct model_ref *r = atomic_load(&a->current);
+	load_overrides(r->m, a->state);
+	for (uint8_t i = 0; i < r->n_vm; i++)
+		if (rec_load_item_overrides(r->vm[i], a->state) != 0)
+			fprintf(stderr, "shopkeeper: a variant model: cannot read the item overrides "
+					"(PUT /v1/items); serving without them\n");
 	pthread_mutex_unlock(&a->ref_lock);
 }
 
