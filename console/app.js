@@ -556,30 +556,88 @@
 
   // ---- view 4: experiments -----------------------------------------------------------
 
+  // The report's p-values: small ones in scientific notation, so 0.0004
+  // does not read as 0.
+  function pval(p) {
+    if (p === null || p === undefined) return "–";
+    if (p > 0 && p < 0.001) return p.toExponential(1);
+    return num(p, 3);
+  }
+  function pct(v, digits) { return v === null || v === undefined ? "–" : num(v * 100, digits) + "%"; }
+  function signedPct(v) { return v === null || v === undefined ? "–" : (v > 0 ? "+" : "") + pct(v, 2); }
+
+  var SRM_ALERT = 0.001;  // below it the split is broken (docs/api.md, "Experiments")
+
+  // One experiment's report (GET /v1/experiments/{name}) as a table of its
+  // variants; `listed` is its entry in GET /v1/experiments, `r` the report
+  // or null when nothing was recorded yet (404 unknown_experiment).
+  function experimentBlock(listed, r) {
+    var name = listed.name;
+    var block = h("section", { "class": "experiment", "data-experiment": name },
+                  h("h3", { text: name }));
+    if (!r) {
+      add(block, h("p", { "class": "note no-report", text: t("exp_no_report") }));
+      return block;
+    }
+    var srm = r.srm_p_value;
+    add(block, h("p", { "class": "srm", "data-value": srm === null ? "" : srm },
+                  t("exp_srm", { p: pval(srm) })));
+    if (srm !== null && srm !== undefined && srm < SRM_ALERT)
+      add(block, h("p", { "class": "error srm-warning", role: "alert", text: t("exp_srm_warning") }));
+    var heads = [t("variant"), { text: t("customers"), num: 1 }, { text: t("exposed"), num: 1 },
+                 { text: t("exp_impressions"), num: 1 }, { text: t("exp_clicks"), num: 1 },
+                 { text: t("ctr"), num: 1 }, { text: t("exp_orders"), num: 1 },
+                 { text: t("revenue"), num: 1 }, { text: t("conversion"), num: 1 },
+                 { text: t("exp_lift"), num: 1 }, { text: t("exp_interval"), num: 1 },
+                 { text: t("exp_p_value"), num: 1 }];
+    var rows = (r.variants || []).map(function (v) {
+      var lift = v.lift && v.lift.conversion;
+      var control = v.name === r.control;
+      return h("tr", { "data-variant": v.name },
+               h("th", { scope: "row" }, v.name,
+                 control && v.name !== "control"
+                   ? h("span", { "class": "note", text: " (" + t("exp_control") + ")" }) : null),
+               td(num(v.customers), v.customers, "num customers"),
+               td(num(v.exposed), v.exposed, "num exposed"),
+               td(num(v.impressions), v.impressions, "num impressions"),
+               td(num(v.clicks), v.clicks, "num clicks"),
+               td(pct(v.ctr, 2), v.ctr, "num ctr"),
+               td(num(v.orders), v.orders, "num orders"),
+               td(money(v.revenue), v.revenue, "num revenue"),
+               td(pct(v.conversion, 2), v.conversion, "num conversion"),
+               td(lift ? signedPct(lift.estimate) : "–", lift ? lift.estimate : "", "num lift"),
+               td(lift && lift.low !== null && lift.high !== null
+                    ? "[" + signedPct(lift.low) + ", " + signedPct(lift.high) + "]" : "–",
+                  lift && lift.low !== null ? lift.low + "," + lift.high : "", "num interval"),
+               td(lift ? pval(lift.p_value) : "–", lift && lift.p_value !== null ? lift.p_value : "",
+                  "num p-value"));
+    });
+    add(block, table(null, heads, rows, name));
+    add(block, h("p", { "class": "note", text: t("exp_lift_note") }));
+    return block;
+  }
+
   function showExperiments() {
     var out = $("experiments");
-    // GET /v1/experiments is only there once experiments are configured.
+    var off = function () {
+      fill(out, h("p", { id: "experiments-off", "class": "note", text: t("experiments_off") }));
+      out.setAttribute("data-loaded", "1");
+    };
+    // The list names the experiments; each one's figures are its report.
     return get("../v1/experiments").then(function (x) {
       var list = x.experiments || [];
-      fill(out, list.map(function (e) {
-        return [h("h3", { text: e.name }),
-                table(null, [t("variant"), { text: t("exposed"), num: 1 }, { text: t("ctr"), num: 1 },
-                             { text: t("conversion"), num: 1 }, { text: t("revenue_per_exposed"), num: 1 }],
-                      (e.variants || []).map(function (v) {
-                        return h("tr", null, h("th", { scope: "row", text: v.name }),
-                                 td(num(v.exposed), v.exposed), td(num(v.ctr, 4), v.ctr),
-                                 td(num(v.conversion, 4), v.conversion),
-                                 td(money(v.revenue_per_exposed), v.revenue_per_exposed));
-                      }), e.name)];
-      }));
-      if (!list.length) fill(out, h("p", { id: "experiments-off", "class": "note", text: t("experiments_off") }));
-      out.setAttribute("data-loaded", "1");
-    }, function (e) {
-      if (e.status === 404) {
-        fill(out, h("p", { id: "experiments-off", "class": "note", text: t("experiments_off") }));
+      if (!list.length) return off();
+      return Promise.all(list.map(function (e) {
+        return get("../v1/experiments/" + enc(e.name)).then(null, function (err) {
+          if (err.status === 404) return null; // nothing served under it yet
+          throw err;
+        });
+      })).then(function (reports) {
+        fill(out, list.map(function (e, i) { return experimentBlock(e, reports[i]); }));
         out.setAttribute("data-loaded", "1");
-        return;
-      }
+      });
+    }).then(null, function (e) {
+      if (e.status === 404) return off();
       failed(out)(e);
     });
   }

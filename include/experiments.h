@@ -48,6 +48,12 @@
 #define EXP_SALT_MAX 256  /* bytes of a salt */
 #define EXP_FILE_MAX (1 << 20) /* bytes of the file */
 #define EXP_SHARE_TOLERANCE 1e-9
+/* Distinct variant "model" directories in one file. Each is mapped beside
+ * the main model and a reload maps the new ones before the old are let go,
+ * so each costs its file's address space twice during a reload; four is
+ * plenty for an A/B test (one model against another) with room for an
+ * A/B/n, and bounds what a typo in a file can make the server map. */
+#define EXP_MAX_MODELS 4
 
 /* What a variant answers with. */
 enum exp_source {
@@ -76,6 +82,9 @@ typedef struct exp_variant {
 	double upper;           /* cumulative share up to and including this one */
 	enum exp_source source;
 	char *model_dir;        /* owned; NULL: the main model */
+	uint8_t model_slot;     /* 0: the main model; k: the set's model k - 1
+				 * (experiments_model_dir), shared by every
+				 * variant naming the same directory string */
 	bool has_params;
 	exp_params params;
 } exp_variant;
@@ -112,6 +121,14 @@ const exp_experiment *experiments_at(const experiments *ex, size_t i);
 /* The experiment named name[0..len), or NULL. */
 const exp_experiment *experiments_find(const experiments *ex, const char *name, size_t len);
 
+/* The distinct variant model directories, in order of first mention
+ * (model_slot - 1 indexes them); at most EXP_MAX_MODELS, else the file is
+ * refused. Two spellings of one directory ("m" and "./m") are two slots
+ * here; the api maps such slots once (it compares the resolved paths). */
+size_t experiments_model_count(const experiments *ex);
+/* Borrowed; valid until experiments_free. */
+const char *experiments_model_dir(const experiments *ex, size_t i);
+
 /* The hash of (salt, id) as a number in [0, 1): 53 bits of a 64-bit
  * hash, so every share boundary is exact to 1e-15. */
 double experiments_unit(const char *salt, size_t salt_len, const char *id, size_t id_len);
@@ -137,6 +154,10 @@ void experiments_assign(const experiments *ex, enum recid_route route, const cha
  * or "default"; "model": the directory's last path part, not where the
  * server keeps it). ex NULL: {"experiments":[]}. */
 void experiments_json(const experiments *ex, strbuf *sb);
+/* experiments_json, and "model_id" beside "model" for variants with their
+ * own model: model_ids[model_slot - 1] (borrowed; NULL or an entry NULL:
+ * left out). */
+void experiments_json_models(const experiments *ex, const char *const *model_ids, strbuf *sb);
 
 /* "customer", "item", "basket" for a RECID_ROUTE_*, else "none". */
 const char *experiments_route_name(enum recid_route route);

@@ -14,6 +14,8 @@
 #include "api.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +35,18 @@ static struct model_ref *ref_new(model *m, experiments *ex)
 	return r;
 }
 
+/* The variants' models opened for a reference not yet made: closed. */
+static void variant_models_close(model **vm, uint8_t n)
+{
+	for (uint8_t i = 0; i < n; i++)
+		model_close(vm[i]);
+}
+
 static void ref_release(struct model_ref *r)
 {
 	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
 		model_close(r->m);
+		variant_models_close(r->vm, r->n_vm);
 		experiments_free(r->ex);
 		free(r);
 	}
@@ -142,8 +152,11 @@ static void log_item_flags(void *arg, const char *item, size_t len, uint32_t fla
 	api *a = arg;
 	uint32_t idx;
 	pthread_mutex_lock(&a->ref_lock);
-	model *m = atomic_load(&a->current)->m;
+	struct model_ref *r = atomic_load(&a->current);
+	model *m = r->m;
 	rec_apply_item_override(m, item, len, flags);
+	for (uint8_t i = 0; i < r->n_vm; i++)
+		rec_apply_item_override(r->vm[i], item, len, flags);
 	if ((meta->fields & STATE_ITEM_FIRST_SEEN) && model_item_find(m, item, len, &idx) == 0)
 		model_item_set_first_seen(m, idx, meta->first_seen);
 	live_items_put(a->live, m, item, len, flags, meta, false, NULL);
@@ -160,8 +173,13 @@ void api_set_event_log(api *a, applier *ap, double max_lag)
 	/* The applier ran before the hooks were set: what it committed since
 	 * api_create read the overrides is read again (applier.h). */
 	pthread_mutex_lock(&a->ref_lock);
-	load_overrides(atomic_load(&a->current)->m, a->state);
-	load_live_items(a->live, a->state, atomic_load(&a->current)->m);
+	struct model_ref *r = atomic_load(&a->current);
+	load_overrides(r->m, a->state);
+	for (uint8_t i = 0; i < r->n_vm; i++)
+		if (rec_load_item_overrides(r->vm[i], a->state) != 0)
+			fprintf(stderr, "shopkeeper: a variant model: cannot read the item overrides "
+					"(PUT /v1/items); serving without them\n");
+	load_live_items(a->live, a->state, r->m);
 	pthread_mutex_unlock(&a->ref_lock);
 }
 
@@ -201,43 +219,101 @@ static void define_experiments(api *a, const experiments *ex)
 	}
 }
 
-/* experiments_load, and the rules of what this server can serve: a
- * variant's own model directory is parsed but not served yet, and an
- * experiment that silently answered from the main model instead would
- * measure nothing, so such a file is refused. */
-static int load_experiments(const char *path, experiments **out, strbuf *err)
+/* The variants' own models of ex, opened into r (r->vm, r->n_vm,
+ * r->slot_vm): each directory once, compared by resolved path, and one
+ * that is the main model's directory is the main model. Read-only and
+ * validated whole like the main model (model_open). Returns 0, or -1 with
+ * a message in *err and nothing left open. */
+static void add_without_dir(strbuf *sb, const char *msg, const char *dir);
+
+/* "PATH: variant model "NAME": " opens a variant model's error: the
+ * directory by its last path part, as GET /v1/experiments names it, so an
+ * answer does not say where the server keeps its files (the whole path
+ * goes to the log). */
+static void variant_model_error(strbuf *err, const char *path, const char *dir, const char *msg)
 {
-	if (experiments_load(path, out, err) != 0)
-		return -1;
-	for (size_t i = 0; i < experiments_count(*out); i++) {
-		const exp_experiment *e = experiments_at(*out, i);
-		for (uint8_t k = 0; k < e->n_variants; k++) {
-			if (!e->variants[k].model_dir)
-				continue;
-			sb_reset(err);
-			sb_addf(err, "%s: experiment \"%s\", variant \"%s\": a variant's own "
-				     "\"model\" is not served yet; leave it out", path, e->name,
-				e->variants[k].name);
-			experiments_free(*out);
-			*out = NULL;
-			return -1;
+	fprintf(stderr, "shopkeeper: experiments file %s: variant model %s: %s\n", path, dir, msg);
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	size_t start = n;
+	while (start > 0 && dir[start - 1] != '/')
+		start--;
+	sb_addf(err, "%s: variant model \"%.*s\": ", path, (int)(n - start), dir + start);
+	add_without_dir(err, msg, dir);
+}
+
+static int open_variant_models(api *a, const char *path, const experiments *ex,
+			       struct model_ref *r, strbuf *err)
+{
+	char real[EXP_MAX_MODELS][PATH_MAX], main_real[PATH_MAX];
+	size_t n = experiments_model_count(ex);
+	r->n_vm = 0;
+	if (n == 0)
+		return 0;
+	if (!realpath(a->model_dir, main_real))
+		main_real[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const char *dir = experiments_model_dir(ex, i);
+		if (!realpath(dir, real[i])) {
+			variant_model_error(err, path, dir, strerror(errno));
+			goto fail;
 		}
+		if (strcmp(real[i], main_real) == 0) {
+			r->slot_vm[i] = 0;
+			continue;
+		}
+		size_t k = 0;
+		while (k < i && strcmp(real[k], real[i]) != 0)
+			k++;
+		if (k < i) { /* another spelling of slot k's directory */
+			r->slot_vm[i] = r->slot_vm[k];
+			continue;
+		}
+		model *m = NULL;
+		strbuf e = STRBUF_INIT;
+		if (model_open(dir, &m, &e) != 0) {
+			variant_model_error(err, path, dir, sb_str(&e));
+			sb_release(&e);
+			goto fail;
+		}
+		sb_release(&e);
+		int rc = rec_load_item_overrides(m, a->state);
+		if (rc)
+			fprintf(stderr, "shopkeeper: variant model %s: cannot read the item overrides "
+					"(PUT /v1/items): %s; serving without them\n", dir,
+				store_strerror(rc));
+		r->vm[r->n_vm++] = m;
+		r->slot_vm[i] = r->n_vm;
 	}
 	return 0;
+fail:
+	variant_models_close(r->vm, r->n_vm);
+	r->n_vm = 0;
+	return -1;
 }
 
 int api_set_experiments(api *a, const char *path, strbuf *err)
 {
 	experiments *ex = NULL;
-	if (load_experiments(path, &ex, err) != 0)
+	struct model_ref vms = { 0 };
+	if (experiments_load(path, &ex, err) != 0)
 		return -1;
+	if (open_variant_models(a, path, ex, &vms, err) != 0) {
+		experiments_free(ex);
+		return -1;
+	}
 	define_experiments(a, ex);
 	free(a->experiments_path);
 	a->experiments_path = xstrdup(path);
 	pthread_mutex_lock(&a->ref_lock);
 	struct model_ref *r = atomic_load(&a->current);
 	experiments_free(r->ex); /* before serving: nobody reads it */
+	variant_models_close(r->vm, r->n_vm);
 	r->ex = ex;
+	r->n_vm = vms.n_vm;
+	memcpy(r->vm, vms.vm, sizeof(r->vm));
+	memcpy(r->slot_vm, vms.slot_vm, sizeof(r->slot_vm));
 	pthread_mutex_unlock(&a->ref_lock);
 	return 0;
 }
@@ -281,9 +357,14 @@ int api_reload(api *a, strbuf *err)
 {
 	model *m = NULL;
 	experiments *ex = NULL;
+	struct model_ref vms = { 0 };
 	/* The experiments first: a bad file keeps the model too, so what is
-	 * served is always a pair the operator saw load together. */
-	if (a->experiments_path && load_experiments(a->experiments_path, &ex, err) != 0) {
+	 * served is always a pair the operator saw load together. The
+	 * variants' models count as the file's: one that does not open keeps
+	 * everything as it was. */
+	if (a->experiments_path && (experiments_load(a->experiments_path, &ex, err) != 0 ||
+				    open_variant_models(a, a->experiments_path, ex, &vms, err) != 0)) {
+		experiments_free(ex);
 		strbuf msg = STRBUF_INIT;
 		sb_addf(&msg, "experiments file %s", sb_str(err));
 		sb_reset(err);
@@ -295,6 +376,7 @@ int api_reload(api *a, strbuf *err)
 	/* Opening validates the whole model; the current one stays on any
 	 * failure. */
 	if (model_open(a->model_dir, &m, err) != 0) {
+		variant_models_close(vms.vm, vms.n_vm);
 		experiments_free(ex);
 		atomic_fetch_add(&a->reload_failures, 1);
 		return -1;
@@ -307,6 +389,9 @@ int api_reload(api *a, strbuf *err)
 		applier_model_switched(a->applier, info->has_log_position, info->log_position_ms,
 				       info->log_position_seq);
 	struct model_ref *fresh = ref_new(m, ex);
+	fresh->n_vm = vms.n_vm;
+	memcpy(fresh->vm, vms.vm, sizeof(fresh->vm));
+	memcpy(fresh->slot_vm, vms.slot_vm, sizeof(fresh->slot_vm));
 	pthread_mutex_lock(&a->ref_lock);
 	/* Under the lock: a committed override is applied either here or,
 	 * after, by its writer callback to this model (api_items.c). */
@@ -328,7 +413,12 @@ int api_reload(api *a, strbuf *err)
 /* Drops the worker's transactions and its model reference. */
 static void worker_detach(struct worker *w)
 {
-	assert(!w->in_txn);
+	assert(!w->in_txn && w->view == 0);
+	for (size_t i = 0; i < EXP_MAX_MODELS; i++) {
+		model_txn_free(w->views[i].txn);
+		rec_ctx_free(w->views[i].rec);
+		memset(&w->views[i], 0, sizeof(w->views[i]));
+	}
 	model_txn_free(w->txn);
 	rec_ctx_free(w->rec);
 	ref_release(w->ref);
@@ -345,6 +435,73 @@ void api_thread_free(void *app, void *thread_data)
 	worker_detach(w);
 	state_txn_free(w->stxn);
 	free(w); /* after http_stop: nobody reads its metrics any more */
+}
+
+/* A worker's handles on m but its transaction: what the rec_ids and
+ * scoring need, computed once per model. */
+static void view_setup(api *a, struct worker_view *v, model *m)
+{
+	v->m = m;
+	v->txn = NULL;
+	v->model_rid = recid_model_id(model_get_info(m)->model_id);
+	/* model_now is the wall clock plus a constant (model.h): the offset
+	 * once per model spares an answer one of its two clock reads. Read
+	 * again when a second ticked over in between. */
+	v->clock_offset_ms = 0;
+	for (int i = 0; i < 3; i++) {
+		int64_t before = (int64_t)util_now(), now = model_now(m);
+		if ((int64_t)util_now() == before) {
+			v->clock_offset_ms = (now - before) * 1000;
+			break;
+		}
+	}
+	v->rec = rec_ctx_create(model_get_info(m)->n_items);
+	/* the flags given, else what the model's tuning chose */
+	rec_params_for_model(&v->params, &a->params, model_get_info(m));
+	rec_ctx_configure(v->rec, &v->params);
+}
+
+/* Swaps the worker's main-model fields with view k - 1's. */
+static void view_swap(struct worker *w, struct worker_view *v)
+{
+	struct worker_view t = { w->m, w->txn, w->rec, w->params, w->model_rid,
+				 w->clock_offset_ms };
+	w->m = v->m;
+	w->txn = v->txn;
+	w->rec = v->rec;
+	w->params = v->params;
+	w->model_rid = v->model_rid;
+	w->clock_offset_ms = v->clock_offset_ms;
+	*v = t;
+}
+
+int api_use_variant_model(struct worker *w, uint8_t slot, http_response *resp)
+{
+	assert(w->in_txn && w->view == 0);
+	if (slot == 0 || w->ref->slot_vm[slot - 1] == 0)
+		return 0;
+	uint8_t k = w->ref->slot_vm[slot - 1];
+	struct worker_view *v = &w->views[k - 1];
+	int rc = v->txn ? model_txn_renew(v->txn) : model_txn_begin(v->m, &v->txn);
+	if (rc != 0) {
+		http_error(resp, 503, "unavailable", "cannot read the variant's model");
+		return -1;
+	}
+	w->main_view = *v;
+	view_swap(w, &w->main_view);
+	w->view = k;
+	return 0;
+}
+
+/* Puts the main model's fields back after a route that used a variant's. */
+static void use_main_model(struct worker *w)
+{
+	if (w->view == 0)
+		return;
+	model_txn_reset(w->txn);
+	view_swap(w, &w->main_view);
+	w->views[w->view - 1] = w->main_view; /* the variant's, txn included */
+	w->view = 0;
 }
 
 /* The thread's worker, created on its first request and moved to the
@@ -382,21 +539,14 @@ static struct worker *worker_sync(api *a, const http_request *req, http_response
 		return NULL;
 	}
 	model_txn_reset(w->txn);
-	w->model_rid = recid_model_id(model_get_info(w->m)->model_id);
-	/* model_now is the wall clock plus a constant (model.h): the offset
-	 * once per model spares an answer one of its two clock reads. Read
-	 * again when a second ticked over in between. */
-	for (int i = 0; i < 3; i++) {
-		int64_t before = (int64_t)util_now(), now = model_now(w->m);
-		if ((int64_t)util_now() == before) {
-			w->clock_offset_ms = (now - before) * 1000;
-			break;
-		}
-	}
-	w->rec = rec_ctx_create(model_get_info(w->m)->n_items);
-	/* the flags given, else what the model's tuning chose */
-	rec_params_for_model(&w->params, &a->params, model_get_info(w->m));
-	rec_ctx_configure(w->rec, &w->params);
+	struct worker_view v;
+	view_setup(a, &v, w->m);
+	w->rec = v.rec;
+	w->params = v.params;
+	w->model_rid = v.model_rid;
+	w->clock_offset_ms = v.clock_offset_ms;
+	for (uint8_t i = 0; i < r->n_vm; i++)
+		view_setup(a, &w->views[i], r->vm[i]); /* transactions when first used */
 	return w;
 }
 
@@ -451,7 +601,12 @@ void api_get_experiments(api *a, struct worker *w, const http_request *req,
 			 http_response *resp)
 {
 	/* w's reference: the experiments the worker serves with right now */
-	experiments_json(w->ref->ex, resp->body);
+	const char *ids[EXP_MAX_MODELS] = { NULL };
+	for (size_t i = 0; i < experiments_model_count(w->ref->ex); i++) {
+		uint8_t k = w->ref->slot_vm[i];
+		ids[i] = model_get_info(k ? w->ref->vm[k - 1] : w->ref->m)->model_id;
+	}
+	experiments_json_models(w->ref->ex, ids, resp->body);
 }
 
 static void get_health(api *a, struct worker *w, const http_request *req, http_response *resp)
@@ -525,6 +680,14 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 		sb_adds(resp->body, ",\"tuning\":");
 		sb_adds(resp->body, info->tuning_json);
 	}
+	/* the variants' own models, each mapped once */
+	sb_adds(resp->body, ",\"variant_models\":[");
+	for (uint8_t i = 0; i < w->ref->n_vm; i++) {
+		if (i)
+			sb_addc(resp->body, ',');
+		api_add_str(resp->body, model_get_info(w->ref->vm[i])->model_id);
+	}
+	sb_addc(resp->body, ']');
 	add_counts(resp->body, info);
 }
 
@@ -788,6 +951,7 @@ static void run_route(api *a, struct worker *w, const struct route *r, const htt
 	if (worker_begin(w, resp) != 0)
 		return;
 	r->fn(a, w, req, resp);
+	use_main_model(w);
 	worker_end(w);
 }
 

@@ -63,7 +63,25 @@
 struct model_ref {
 	model *m;
 	experiments *ex; /* NULL: no --experiments */
+	/* The variants' own models (docs/operations.md, "Experiments"),
+	 * opened and dropped with m: each directory mapped once, however many
+	 * variants or spellings name it; one that is m's directory is m. */
+	model *vm[EXP_MAX_MODELS];   /* distinct, owned; n_vm of them */
+	uint8_t n_vm;
+	uint8_t slot_vm[EXP_MAX_MODELS]; /* ex's model slot - 1 -> 0: m; k: vm[k - 1] */
 	atomic_uint refs;
+};
+
+/* A worker's handles on one model: the main model's live in the worker's
+ * own fields (m, txn, rec, ...); each variant model's in one of these,
+ * swapped in for the request that needs it (api_use_variant_model). */
+struct worker_view {
+	model *m;
+	model_txn *txn;   /* NULL until first used */
+	rec_ctx *rec;
+	rec_params params;
+	uint32_t model_rid;
+	int64_t clock_offset_ms;
 };
 
 /* Per worker, written only by its thread; /metrics sums them (relaxed
@@ -130,6 +148,9 @@ struct worker {
 	uint32_t model_rid;        /* recid_model_id of m */
 	int64_t clock_offset_ms;   /* model_now(m) - the wall clock, for rec_ids */
 	char xbuf[API_MAX_EXCLUDE * (ID_MAX_LEN + 1) * 3]; /* exclude= */
+	struct worker_view views[EXP_MAX_MODELS]; /* ref->vm's, same order */
+	struct worker_view main_view; /* the main model's while a view is in */
+	uint8_t view;     /* 0: the main model's fields are in; k: views[k - 1] */
 };
 
 /* A route's handler. It runs inside the transactions its route declares
@@ -142,6 +163,13 @@ typedef void (*api_handler)(api *a, struct worker *w, const http_request *req,
 /* The route's label in /metrics ("GET /v1/customers/{customer}"), or
  * "unmatched" for API_N_ROUTES - 1. */
 void api_route_label(size_t route, strbuf *sb);
+/* Makes the worker answer this request from the model of a variant with
+ * model_slot `slot` (0, or a slot that is the main model: nothing
+ * changes): m, txn, rec, params, model_rid and clock_offset_ms become that
+ * model's, its snapshot taken now, until the route ends (api_handle puts
+ * the main model's back). Only inside a route's API_TXN_SNAPSHOT. Returns
+ * 0, or -1 and a 503 in resp when no transaction can be opened. */
+int api_use_variant_model(struct worker *w, uint8_t slot, http_response *resp);
 /* A reference to the current model, for work that outlives the request
  * (a streamed download); give it back with api_model_release. */
 struct model_ref *api_model_acquire(api *a);

@@ -110,7 +110,12 @@ static void item_put_done(void *arg, int rc)
 		bool recommendable = !(flags & STATE_ITEM_NOT_RECOMMENDABLE), known = false;
 		uint32_t idx, neighbors = 0;
 		pthread_mutex_lock(&ip->a->ref_lock);
-		model *m = atomic_load(&ip->a->current)->m;
+		struct model_ref *r = atomic_load(&ip->a->current);
+		model *m = r->m;
+		/* Experiments' variant models take it too (an item they do not
+		 * know: nothing to do). */
+		for (uint8_t i = 0; i < r->n_vm; i++)
+			rec_apply_item_override(r->vm[i], ip->id, ip->id_len, flags);
 		/* The item may be gone from a model loaded since the request:
 		 * then the override waits in the state. */
 		if (model_item_find(m, ip->id, ip->id_len, &idx) == 0) {

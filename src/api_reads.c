@@ -64,8 +64,11 @@ struct served {
 	int64_t time_ms;          /* on the model's clock, as events are */
 };
 
-static void served_assign(struct worker *w, enum recid_route route, const char *id, size_t len,
-			  struct served *s)
+/* Returns 0, or -1 and a 503 in resp when the variant's own model cannot
+ * be read. From here on the request reads the variant's model, if it has
+ * one (api_use_variant_model): ids in the query are looked up in it. */
+static int served_assign(struct worker *w, enum recid_route route, const char *id, size_t len,
+			 struct served *s, http_response *resp)
 {
 	s->route = route;
 	experiments_assign(w->ref->ex, route, id, len, &s->as);
@@ -74,7 +77,10 @@ static void served_assign(struct worker *w, enum recid_route route, const char *
 	s->source = v ? v->source : EXP_SOURCE_DEFAULT;
 	/* the wall clock's milliseconds moved onto model_now's clock (serve
 	 * --clock), so a rec_id's time compares with event times */
+	if (v && api_use_variant_model(w, v->model_slot, resp) != 0)
+		return -1;
 	s->time_ms = (int64_t)(util_now() * 1000.0) + w->clock_offset_ms;
+	return 0;
 }
 
 /* Scores with the variant's neighbors_used and cutoff; served_end puts
@@ -209,7 +215,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 
 	if (api_path_id(req, 2, "customer", resp, &id, &len) != 0)
 		return;
-	served_assign(w, RECID_ROUTE_CUSTOMER, id, len, &s);
+	if (served_assign(w, RECID_ROUTE_CUSTOMER, id, len, &s, resp) != 0)
+		return;
 	if (s.params && s.params->n)
 		n = s.params->n;
 	if (api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
@@ -273,7 +280,8 @@ void api_get_item_similar(api *a, struct worker *w, const http_request *req,
 	if (api_path_id(req, 2, "item", resp, &id, &len) != 0 ||
 	    api_query_id(w, req, resp, "customer_id", "customer", &cid, &clen) != 0)
 		return;
-	served_assign(w, RECID_ROUTE_ITEM, cid, clen, &s);
+	if (served_assign(w, RECID_ROUTE_ITEM, cid, clen, &s, resp) != 0)
+		return;
 	if (s.params && s.params->n)
 		n = s.params->n;
 	if (api_param_uint(w, req, resp, "n", 1, REC_MAX_N, &n) != 0 ||
@@ -359,7 +367,8 @@ void api_post_recommendations(api *a, struct worker *w, const http_request *req,
 	}
 	if (api_json_id(root, "customer_id", "customer", resp, &cid, &clen) != 0)
 		goto out;
-	served_assign(w, RECID_ROUTE_BASKET, cid, clen, &s);
+	if (served_assign(w, RECID_ROUTE_BASKET, cid, clen, &s, resp) != 0)
+		goto out;
 	if (!jn && s.params && s.params->n)
 		n = s.params->n;
 	if (api_query_filter(w, req, resp, s.params, &f, &explain) != 0)

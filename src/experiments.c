@@ -6,6 +6,7 @@
  */
 #include "experiments.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -19,6 +20,8 @@
 struct experiments {
 	size_t n;
 	exp_experiment *list; /* n of them, file order */
+	size_t n_models;
+	const char *models[EXP_MAX_MODELS]; /* borrowed from the variants */
 };
 
 static const char *const route_names[] = {
@@ -315,6 +318,41 @@ static int parse_experiment(struct where *at, json_t *obj, size_t index, exp_exp
 	return 0;
 }
 
+/* Gives each of x's variants with a "model" its slot among ex's distinct
+ * directories, adding new ones (at most EXP_MAX_MODELS). */
+static int assign_model_slots(struct where *at, experiments *ex, exp_experiment *x)
+{
+	for (uint8_t k = 0; k < x->n_variants; k++) {
+		exp_variant *v = &x->variants[k];
+		if (!v->model_dir)
+			continue;
+		size_t j = 0;
+		while (j < ex->n_models && strcmp(ex->models[j], v->model_dir) != 0)
+			j++;
+		if (j == ex->n_models) {
+			if (ex->n_models == EXP_MAX_MODELS) {
+				at->variant = v->name;
+				return fail(at, "a %dth model directory; variants may name at most "
+						"%d different ones", EXP_MAX_MODELS + 1, EXP_MAX_MODELS);
+			}
+			ex->models[ex->n_models++] = v->model_dir;
+		}
+		v->model_slot = (uint8_t)(j + 1);
+	}
+	return 0;
+}
+
+size_t experiments_model_count(const experiments *ex)
+{
+	return ex ? ex->n_models : 0;
+}
+
+const char *experiments_model_dir(const experiments *ex, size_t i)
+{
+	assert(ex && i < ex->n_models);
+	return ex->models[i];
+}
+
 void experiments_free(experiments *ex)
 {
 	if (!ex)
@@ -356,6 +394,8 @@ int experiments_parse(const char *json, size_t len, experiments **out, strbuf *e
 		exp_experiment *x = &ex->list[i];
 		ex->n = i + 1;
 		if (parse_experiment(&at, e, i, x) != 0)
+			goto out;
+		if (assign_model_slots(&at, ex, x) != 0)
 			goto out;
 		for (size_t k = 0; k < i; k++) {
 			const exp_experiment *y = &ex->list[k];
@@ -539,6 +579,11 @@ static const char *dir_name(const char *dir, size_t *len)
 
 void experiments_json(const experiments *ex, strbuf *sb)
 {
+	experiments_json_models(ex, NULL, sb);
+}
+
+void experiments_json_models(const experiments *ex, const char *const *model_ids, strbuf *sb)
+{
 	sb_adds(sb, "{\"experiments\":[");
 	for (size_t i = 0; i < experiments_count(ex); i++) {
 		const exp_experiment *e = &ex->list[i];
@@ -576,6 +621,11 @@ void experiments_json(const experiments *ex, strbuf *sb)
 				const char *name = dir_name(v->model_dir, &n);
 				sb_adds(sb, ",\"model\":");
 				sb_add_json_str(sb, name, n);
+				const char *mid = model_ids ? model_ids[v->model_slot - 1] : NULL;
+				if (mid) {
+					sb_adds(sb, ",\"model_id\":");
+					add_str(sb, mid);
+				}
 			}
 			if (v->has_params) {
 				sb_adds(sb, ",\"params\":");

@@ -87,6 +87,44 @@ TEST(parse_good)
 }
 
 /* One bad file each, and a piece of the message it must give. */
+/* Variants naming the same directory string share a slot; slots count
+ * distinct strings in order of first mention, across experiments. */
+TEST(model_slots)
+{
+	experiments *ex = parse_ok(
+		"{\"experiments\":[{\"name\":\"e1\",\"salt\":\"s\",\"routes\":[\"customer\"],"
+		"\"variants\":[{\"name\":\"a\",\"share\":0.25},"
+		"{\"name\":\"b\",\"share\":0.25,\"model\":\"m1\"},"
+		"{\"name\":\"c\",\"share\":0.25,\"model\":\"m2\"},"
+		"{\"name\":\"d\",\"share\":0.25,\"model\":\"m1\"}]},"
+		"{\"name\":\"e2\",\"salt\":\"t\",\"routes\":[\"item\"],"
+		"\"variants\":[{\"name\":\"a\",\"share\":0.5,\"model\":\"m2\"},"
+		"{\"name\":\"b\",\"share\":0.5,\"model\":\"m3\"}]}]}");
+	if (!ex)
+		return;
+	CHECK_INT(experiments_model_count(ex), 3);
+	CHECK_STR(experiments_model_dir(ex, 0), "m1");
+	CHECK_STR(experiments_model_dir(ex, 1), "m2");
+	CHECK_STR(experiments_model_dir(ex, 2), "m3");
+	const exp_experiment *e = experiments_at(ex, 0);
+	CHECK_INT(e->variants[0].model_slot, 0);
+	CHECK_INT(e->variants[1].model_slot, 1);
+	CHECK_INT(e->variants[2].model_slot, 2);
+	CHECK_INT(e->variants[3].model_slot, 1);
+	e = experiments_at(ex, 1);
+	CHECK_INT(e->variants[0].model_slot, 2);
+	CHECK_INT(e->variants[1].model_slot, 3);
+	const char *ids[EXP_MAX_MODELS] = { "id-1", NULL, "id-3" };
+	strbuf sb = STRBUF_INIT;
+	experiments_json_models(ex, ids, &sb);
+	CHECK(strstr(sb_str(&sb), "\"model\":\"m1\",\"model_id\":\"id-1\"") != NULL);
+	CHECK(strstr(sb_str(&sb), "\"model\":\"m2\"}") != NULL);
+	CHECK(strstr(sb_str(&sb), "\"model\":\"m3\",\"model_id\":\"id-3\"") != NULL);
+	sb_release(&sb);
+	CHECK_INT(experiments_model_count(NULL), 0);
+	experiments_free(ex);
+}
+
 TEST(parse_refusals)
 {
 #define EXP(body) "{\"experiments\":[" body "]}"
@@ -306,6 +344,7 @@ TEST(assign_independent)
 int main(void)
 {
 	RUN(parse_good);
+	RUN(model_slots);
 	RUN(parse_refusals);
 	RUN(load_file);
 	RUN(assign_pinned);

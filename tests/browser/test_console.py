@@ -239,6 +239,148 @@ class ConsoleCase(unittest.TestCase):
 
 
 # ---------------------------------------------------------------------------
+# The experiments view, on a server with experiments and their events
+# ---------------------------------------------------------------------------
+def experiment_file(path, skew_shares):
+    doc = {"experiments": [
+        {"name": "home-recs", "salt": "console-1", "routes": ["customer"],
+         "variants": [{"name": "control", "share": 0.5, "source": "popular"},
+                      {"name": "personal", "share": 0.5}]},
+        {"name": "basket-skew", "salt": "console-2", "routes": ["basket"],
+         "variants": [{"name": "control", "share": skew_shares[0]},
+                      {"name": "treatment", "share": skew_shares[1]}]}]}
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+class ExperimentsView(ConsoleCase):
+    """Each experiment's report, per variant, as GET /v1/experiments/{name}
+    answers it; the sample-ratio warning when the split is broken."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.path = os.path.join(TMP, "experiments.json")
+        experiment_file(cls.path, (0.5, 0.5))
+        cls.own = Server(MODEL, os.path.join(TMP, "state-experiments"),
+                         extra=["--experiments", cls.path])
+        with open(DATA, newline="", encoding="utf-8", errors="replace") as f:
+            ids = []
+            for row in csv.DictReader(f):
+                c = (row.get("CustomerID") or "").strip()
+                if c and c not in ids:
+                    ids.append(c)
+                if len(ids) == 60:
+                    break
+        cls.ids = ids
+        srv = cls.own
+        events = []
+        for i, cid in enumerate(ids):
+            r = srv.get("/v1/customers/%s/recommendations?n=4" % q(cid))
+            assert r.status == 200, r
+            items = r.json["items"]
+            if items and i % 3 == 0:  # some click, some of them buy
+                ev = {"customer_id": cid, "item_id": items[0]["item_id"], "event": "click",
+                      "rec_id": r.json["rec_id"]}
+                events.append(ev)
+                if i % 2 == 0:
+                    events.append(dict(ev, event="purchase", quantity=2, price=3.5))
+            body = json.dumps({"items": [], "customer_id": cid}).encode()
+            r = srv.request("POST", "/v1/recommendations", body, JSON_HEADERS)
+            assert r.status == 200, r
+        r = srv.request("POST", "/v1/events", json.dumps(events).encode(), JSON_HEADERS)
+        assert r.status == 200, r
+        # the same experiment with shares its customers no longer match: a
+        # customer stays in the variant first served (docs/api.md), so the
+        # report's sample-ratio check must fail
+        experiment_file(cls.path, (0.95, 0.05))
+        r = srv.request("POST", "/admin/reload")
+        assert r.status == 200, r
+        # served counts reach the state about once a second
+        deadline = time.monotonic() + 15 * FACTOR
+        while True:
+            rep = srv.get("/v1/experiments/home-recs")
+            skew = srv.get("/v1/experiments/basket-skew")
+            if rep.status == 200 and skew.status == 200 and \
+                    sum(v["customers"] for v in rep.json["variants"]) == len(ids) and \
+                    sum(v["clicks"] for v in rep.json["variants"]) > 0 and \
+                    sum(v["customers"] for v in skew.json["variants"]) == len(ids):
+                break
+            assert time.monotonic() < deadline, (rep, skew)
+            time.sleep(0.2)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        stop_shared(cls.own)
+
+    @property
+    def srv(self):
+        return self.own
+
+    def rows(self, name):
+        return self.driver.execute_script("""
+            var out = {};
+            document.querySelectorAll('section[data-experiment="' + arguments[0] + '"] tbody tr')
+              .forEach(function (tr) {
+                var row = {};
+                tr.querySelectorAll('td').forEach(function (td) {
+                  row[td.className.replace('num ', '')] = td.getAttribute('data-value');
+                });
+                out[tr.getAttribute('data-variant')] = row;
+              });
+            return out;""", name)
+
+    def test_report_per_variant(self):
+        self.open("#/experiments", lang="en")
+        self.wait('#experiments[data-loaded] section[data-experiment="home-recs"] table')
+        for name in ("home-recs", "basket-skew"):
+            rep = self.api("/v1/experiments/" + name)
+            rows = self.rows(name)
+            self.assertEqual(sorted(rows), sorted(v["name"] for v in rep["variants"]))
+            for v in rep["variants"]:
+                with self.subTest(experiment=name, variant=v["name"]):
+                    row = rows[v["name"]]
+                    for key in ("customers", "exposed", "impressions", "clicks", "orders"):
+                        self.assertEqual(int(row[key]), v[key], key)
+                    for key in ("ctr", "revenue", "conversion"):
+                        self.assertAlmostEqual(float(row[key]), v[key], places=6, msg=key)
+                    lift = v["lift"] and v["lift"]["conversion"]
+                    if lift:
+                        self.assertAlmostEqual(float(row["lift"]), lift["estimate"], places=6)
+                        if lift["low"] is not None:
+                            low, high = map(float, row["interval"].split(","))
+                            self.assertAlmostEqual(low, lift["low"], places=6)
+                            self.assertAlmostEqual(high, lift["high"], places=6)
+                        self.assertAlmostEqual(float(row["p-value"]), lift["p_value"], places=6)
+                    else:
+                        self.assertEqual(row["lift"], "")
+        home = self.api("/v1/experiments/home-recs")
+        self.assertGreater(sum(v["clicks"] for v in home["variants"]), 0)
+        self.assertGreater(sum(v["orders"] for v in home["variants"]), 0)
+        # the sample-ratio check: its p-value shown, the warning only where
+        # it is small
+        skew = self.api("/v1/experiments/basket-skew")
+        self.assertLess(skew["srm_p_value"], 0.001)
+        self.assertGreaterEqual(home["srm_p_value"], 0.001)
+        self.assertAlmostEqual(float(self.value('section[data-experiment="basket-skew"] .srm')),
+                               skew["srm_p_value"], places=9)
+        self.assertIn("mismatch", self.text('section[data-experiment="basket-skew"] .srm-warning'))
+        self.assertEqual(self.finds('section[data-experiment="home-recs"] .srm-warning'), [])
+        self.assertLabelled()
+        self.screenshot("experiments-report")
+
+    def test_japanese(self):
+        self.open("#/experiments", lang="ja")
+        self.wait('#experiments[data-loaded] section[data-experiment="basket-skew"] table')
+        heads = self.text('section[data-experiment="home-recs"] thead')
+        for word in ("クリック", "表示数", "注文", "リフト", "p 値"):
+            self.assertIn(word, heads)
+        self.assertIn("サンプル比の不一致",
+                      self.text('section[data-experiment="basket-skew"] .srm-warning'))
+
+
+# ---------------------------------------------------------------------------
 # The views, on the shared server (no state changes)
 # ---------------------------------------------------------------------------
 class Views(ConsoleCase):

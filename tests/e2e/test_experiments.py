@@ -22,6 +22,7 @@ holds). The last line printed is "N passed, N failed".
 import base64
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -412,8 +413,12 @@ BAD_FILES = [
     ("bad_source", with_(variants=[{"name": "a", "share": 1, "source": "random"}]),
      'source must be "popular" or "none"'),
     ("missing", None, "No such file or directory"),
-    ("variant_model", with_(variants=[{"name": "a", "share": 1, "model": "models/other"}]),
-     'variant "a": a variant\'s own "model" is not served yet'),
+    ("variant_model_missing",
+     with_(variants=[{"name": "a", "share": 1, "model": "models/other"}]),
+     'variant model "other": No such file or directory'),
+    ("too_many_models",
+     with_(variants=[{"name": "v%d" % i, "share": 0.2, "model": "m%d" % i} for i in range(5)]),
+     'variant "v4": a 5th model directory; variants may name at most 4 different ones'),
 ]
 
 
@@ -473,6 +478,185 @@ class BadFiles(ApiTestCase):
             write_json("reloaded.json", one_variant({"source": "none"}, ["customer"]))
             self.assertEqual(srv.request("POST", "/admin/reload").status, 200)
             self.assertEqual(srv.get("/v1/experiments").json["experiments"][0]["name"], "all-in")
+
+
+# ---- a variant's own model -------------------------------------------------
+MASK_EXPERIMENT = re.compile(rb'"experiment":(null|\{"name":"[^"]*","variant":"[^"]*"\})')
+
+
+def masked(body):
+    """An answer with its rec_id and experiment masked: what a server
+    started on the variant's model alone answers the same."""
+    return MASK_EXPERIMENT.sub(b'"experiment":X', ts.mask_rec_id(body))
+
+
+def other_model():
+    """A model trained differently from SHARED["model"] (another algorithm,
+    a half-life, precomputed lists): its answers differ."""
+    if "other" not in SHARED:
+        SHARED["other"] = tmp_path("model-other")
+        train(SHARED["other"], ts.INTERACTIONS, "--algo", "ease", "--half-life", "30",
+              "--precompute", "20")
+    return SHARED["other"]
+
+
+def two_models(other):
+    return {"experiments": [experiment("models", "m-1", ["customer", "item", "basket"], [
+        {"name": "main", "share": 0.5},
+        {"name": "other", "share": 0.5, "model": other}])]}
+
+
+class VariantModel(ApiTestCase):
+    """A variant naming its own model directory answers from that model."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.path = write_json("models.json", two_models(other_model()))
+        cls.srv = Server(SHARED["model"], tmp_path("state-vm"), extra=["--experiments", cls.path])
+        cls.plain = {"main": Server(SHARED["model"], tmp_path("state-vm-main")),
+                     "other": Server(other_model(), tmp_path("state-vm-other"))}
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in [cls.srv] + list(cls.plain.values()):
+            ts.stop_shared(s)
+
+    def calls(self, cid):
+        body = json.dumps({"items": ["apple", "bread"], "customer_id": cid}).encode()
+        return [("GET", "/v1/customers/%s/recommendations?n=5" % q(cid), None),
+                ("GET", "/v1/items/apple/similar?n=5&customer_id=%s" % q(cid), None),
+                ("POST", "/v1/recommendations", body)]
+
+    def test_each_variant_answers_from_its_model(self):
+        # live events since the model: in the shared state, folded in by
+        # each model (the same events sent to every server)
+        ev = json.dumps([{"customer_id": "alice", "item_id": "cheese", "event": "purchase",
+                          "quantity": 1, "price": 3.5},
+                         {"customer_id": "anon-1", "item_id": "no-such-item",
+                          "event": "view"}]).encode()
+        for s in [self.srv] + list(self.plain.values()):
+            r = s.request("POST", "/v1/events", ev, ts.JSON_HEADERS)
+            self.assertEqual(r.status, 200, r)
+        models = {k: s.get("/readyz").json["model"] for k, s in self.plain.items()}
+        self.assertNotEqual(models["main"], models["other"])
+        seen, differ = set(), 0
+        for cid in IDS:
+            for method, path, body in self.calls(cid):
+                with self.subTest(cid=cid, path=path):
+                    h = ts.JSON_HEADERS if body else None
+                    r = self.srv.request(method, path, body, h)
+                    self.assertEqual(r.status, 200, r)
+                    variant = r.json["experiment"]["variant"]
+                    seen.add(variant)
+                    self.assertEqual(r.json["model"], models[variant])
+                    want = self.plain[variant].request(method, path, body, h)
+                    self.assertEqual(masked(r.body), masked(want.body))
+                    self.assertEqual(decode_rec_id(r.json["rec_id"])["model"],
+                                     decode_rec_id(want.json["rec_id"])["model"])
+                    other = self.plain["main" if variant == "other" else "other"]
+                    differ += masked(r.body) != masked(other.request(method, path, body, h).body)
+        self.assertEqual(seen, {"main", "other"})
+        self.assertGreater(differ, 0, "the two models answer alike: the test proves nothing")
+
+    def test_precomputed_lists_answer_for_the_variant(self):
+        def precomputed(s):
+            m = s.get("/metrics").body.decode()
+            return sum(float(line.split()[-1]) for line in m.splitlines()
+                       if line.startswith("shopkeeper_recommendations_precomputed_total "))
+        # the fixture's customers without live events, in the other variant
+        known = [c for c in ["bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+                 if self.srv.get("/v1/customers/%s/recommendations?n=1" % c)
+                 .json["experiment"]["variant"] == "other"]
+        self.assertTrue(known)
+        before = precomputed(self.srv)
+        for cid in known:
+            r = self.srv.get("/v1/customers/%s/recommendations?n=2" % cid)
+            want = self.plain["other"].get("/v1/customers/%s/recommendations?n=2" % cid)
+            self.assertEqual(masked(r.body), masked(want.body))
+        self.assertEqual(precomputed(self.srv) - before, len(known))
+
+    def test_item_made_unavailable_leaves_the_variant_model_at_once(self):
+        """A local PUT /v1/items (no event log) reaches a variant's model
+        in the same commit as the main model's."""
+        with Server(SHARED["model"], tmp_path("state-vm-put"),
+                    extra=["--experiments", self.path]) as s:
+            cid = next(c for c in IDS if s.get("/v1/customers/%s/recommendations?n=5" % q(c))
+                       .json["experiment"]["variant"] == "other"
+                       and s.get("/v1/customers/%s/recommendations?n=5" % q(c)).json["items"])
+            path = "/v1/customers/%s/recommendations?n=5" % q(cid)
+            first = s.get(path).json["items"][0]["item_id"]
+            r = s.request("PUT", "/v1/items/%s" % q(first), json.dumps({"available": False}),
+                          ts.JSON_HEADERS)
+            self.assertEqual(r.status, 200, r)
+            self.assertNotIn(first, [it["item_id"] for it in s.get(path).json["items"]])
+
+    def test_listed(self):
+        got = self.srv.get("/v1/experiments").json["experiments"][0]["variants"]
+        other_id = self.plain["other"].get("/readyz").json["model"]
+        self.assertEqual(got[1]["model"], "model-other")
+        self.assertEqual(got[1]["model_id"], other_id)
+        self.assertNotIn("model", got[0])
+        self.assertEqual(self.srv.get("/readyz").json["variant_models"], [other_id])
+
+    def test_one_directory_mapped_once(self):
+        other = other_model()
+        doc = {"experiments": [
+            experiment("a", "s-a", ["customer"], [
+                {"name": "x", "share": 0.5, "model": other},
+                {"name": "y", "share": 0.5, "model": other + "/"}]),
+            experiment("b", "s-b", ["item"], [
+                {"name": "x", "share": 0.5, "model": os.path.join(other, "..",
+                                                                 "model-other")},
+                {"name": "main", "share": 0.5, "model": SHARED["model"]}])]}
+        path = write_json("mapped-once.json", doc)
+        with Server(SHARED["model"], tmp_path("state-once"), extra=["--experiments", path]) as s:
+            ready = s.get("/readyz").json
+            self.assertEqual(ready["variant_models"], [self.plain["other"].get("/readyz")
+                                                       .json["model"]])
+            # the main model's own directory is the main model
+            listing = s.get("/v1/experiments").json["experiments"]
+            self.assertEqual(listing[1]["variants"][1]["model_id"], ready["model"])
+
+    def test_broken_variant_model_on_reload_keeps_both(self):
+        vdir = tmp_path("model-vm-reload")
+        train(vdir, ts.INTERACTIONS, "--algo", "ease")
+        path = write_json("vm-reload.json", two_models(vdir))
+        with Server(SHARED["model"], tmp_path("state-vm-reload"),
+                    extra=["--experiments", path]) as s:
+            def answers():
+                return [masked(s.request(m, p, b, ts.JSON_HEADERS if b else None).body)
+                        for cid in IDS[:12] for m, p, b in self.calls(cid)]
+            before, ready = answers(), s.get("/readyz").json
+            listing = s.get("/v1/experiments").json
+            # a damaged file put in place as train puts its own (a rename:
+            # the server's mapping of the old one stays sound)
+            mdb = os.path.join(vdir, "model.mdb")
+            with open(mdb + ".new", "wb") as f:
+                f.write(b"\0" * 4096)
+            os.rename(mdb + ".new", mdb)
+            for how in ("admin", "sighup"):
+                with self.subTest(how):
+                    if how == "admin":
+                        r = s.request("POST", "/admin/reload")
+                        self.assertError(r, 409, "reload_failed")
+                        self.assertIn("kept the current model and experiments",
+                                      r.json["error"]["message"])
+                        self.assertIn("variant model", r.json["error"]["message"])
+                    else:
+                        s.proc.send_signal(signal.SIGHUP)
+                        deadline = time.monotonic() + 10 * ts.FACTOR
+                        while "SIGHUP: kept the current model and experiments" not in s.stderr():
+                            self.assertLess(time.monotonic(), deadline, s.stderr())
+                            time.sleep(0.05)
+                    self.assertEqual(answers(), before)
+                    self.assertEqual(s.get("/readyz").json["variant_models"],
+                                     ready["variant_models"])
+                    self.assertEqual(s.get("/v1/experiments").json, listing)
+            # trained again, differently: both reload
+            train(vdir, ts.INTERACTIONS, "--algo", "cosine", "--half-life", "30")
+            self.assertEqual(s.request("POST", "/admin/reload").status, 200)
+            self.assertNotEqual(s.get("/readyz").json["variant_models"],
+                                ready["variant_models"])
 
 
 if __name__ == "__main__":
