@@ -34,27 +34,28 @@ static inline void put_c(strbuf *sb, char c)
 	put(sb, &c, 1);
 }
 
-/* s[0..n) as a JSON string: ids, titles and URLs almost never need an
- * escape, and those are copied as they are; anything else goes to the
- * one JSON string encoder, sb_add_json_str (the same bytes either way). */
+/* s[0..n) as a JSON string. Ids, titles and URLs almost never need an
+ * escape: those are copied byte by byte while they are checked, with no
+ * call; anything else is undone and goes to the one JSON string encoder,
+ * sb_add_json_str (the same bytes either way). */
 static void put_json_str(strbuf *sb, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == '"' || c == '\\') {
-			sb_add_json_str(sb, s, n);
-			return;
-		}
-	}
 	if (sb->cap - sb->len <= n + 2)
 		sb_grow(sb, n + 2);
 	char *o = sb->buf + sb->len;
-	o[0] = '"';
-	if (n)
-		memcpy(o + 1, s, n); /* s may be NULL when n is 0 */
-	o[n + 1] = '"';
-	o[n + 2] = '\0';
-	sb->len += n + 2;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == '"' || c == '\\') {
+			sb->buf[sb->len] = '\0'; /* as it was */
+			sb_add_json_str(sb, s, n);
+			return;
+		}
+		*o++ = (char)c;
+	}
+	*o++ = '"';
+	*o = '\0';
+	sb->len = (size_t)(o - sb->buf);
 }
 
 /* v rounded to `decimals` places, trailing zeros dropped. */
