@@ -34,6 +34,15 @@ static inline void put_c(strbuf *sb, char c)
 	put(sb, &c, 1);
 }
 
+/* The bytes a JSON string escapes (sb_add_json_str): the control
+ * characters, the quote and the backslash. One load a byte, where the
+ * three comparisons took 8 instructions. */
+static const unsigned char escaped[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1,
+};
+
 /* s[0..n) as a JSON string. Ids, titles and URLs almost never need an
  * escape: those are copied byte by byte while they are checked, with no
  * call; anything else is undone and goes to the one JSON string encoder,
@@ -46,7 +55,7 @@ static void put_json_str(strbuf *sb, const char *s, size_t n)
 	*o++ = '"';
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == '"' || c == '\\') {
+		if (escaped[c]) {
 			sb->buf[sb->len] = '\0'; /* as it was */
 			sb_add_json_str(sb, s, n);
 			return;
