@@ -456,6 +456,28 @@ static void spread(rec_ctx *c)
 		spread_content(c);
 }
 
+/* Keeps it->because the REC_MAX_BECAUSE largest contributions,
+ * largest first: w, from source item `from`, goes in its place (bw holds
+ * the weights of it->because). */
+static inline void because_add(rec_item *it, float *bw, float w, uint32_t from)
+{
+	int pos = it->n_because;
+	if (pos == REC_MAX_BECAUSE) {
+		if (w <= bw[REC_MAX_BECAUSE - 1])
+			return;
+		pos = REC_MAX_BECAUSE - 1;
+	} else {
+		it->n_because++;
+	}
+	while (pos > 0 && bw[pos - 1] < w) {
+		bw[pos] = bw[pos - 1];
+		it->because[pos] = it->because[pos - 1];
+		pos--;
+	}
+	bw[pos] = w;
+	it->because[pos] = from;
+}
+
 /* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
  * most to its score, largest first. picked[item] holds the item's slot in
  * out plus one while it is chosen, so a neighbour is one byte load away
@@ -477,48 +499,15 @@ static void explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 			uint32_t slot = c->picked[p.item];
 			if (!slot || out->items[slot - 1].source == REC_CONTENT)
 				continue;
-			uint32_t k = slot - 1;
-			rec_item *it = &out->items[k];
-			float *bw = because_w[k];
-			int pos = it->n_because;
-			if (pos == REC_MAX_BECAUSE) {
-				if (w <= bw[REC_MAX_BECAUSE - 1])
-					continue;
-				pos = REC_MAX_BECAUSE - 1;
-			} else {
-				it->n_because++;
-			}
-			while (pos > 0 && bw[pos - 1] < w) {
-				bw[pos] = bw[pos - 1];
-				it->because[pos] = it->because[pos - 1];
-				pos--;
-			}
-			bw[pos] = w;
-			it->because[pos] = src->item;
+			because_add(&out->items[slot - 1], because_w[slot - 1], w, src->item);
 		}
 		for (uint32_t r = 0; r < src->cuse; r++) {
 			neighbor p = model_pair_at(src->cpairs, r);
 			uint32_t slot = c->picked[p.item];
 			if (!slot || out->items[slot - 1].source != REC_CONTENT)
 				continue; /* a content item's reasons are content ones */
-			float w = p.score * src->weight;
-			rec_item *it = &out->items[slot - 1];
-			float *bw = because_w[slot - 1];
-			int pos = it->n_because;
-			if (pos == REC_MAX_BECAUSE) {
-				if (w <= bw[REC_MAX_BECAUSE - 1])
-					continue;
-				pos = REC_MAX_BECAUSE - 1;
-			} else {
-				it->n_because++;
-			}
-			while (pos > 0 && bw[pos - 1] < w) {
-				bw[pos] = bw[pos - 1];
-				it->because[pos] = it->because[pos - 1];
-				pos--;
-			}
-			bw[pos] = w;
-			it->because[pos] = src->item;
+			because_add(&out->items[slot - 1], because_w[slot - 1], p.score * src->weight,
+				    src->item);
 		}
 	}
 	for (uint32_t k = first; k < last; k++)
