@@ -80,6 +80,12 @@ int state_attr_put_served(state *s, MDB_txn *txn, const state_attr_served *sv);
 int state_attr_event(state *s, MDB_txn *txn, const event_in *e);
 int state_attr_erase(state *s, MDB_txn *txn, const char *customer, size_t len);
 
+/* One item record's write inside a write transaction (state_items.c):
+ * sets and clears its STATE_ITEM_* flags and the catalog fields `change`
+ * names (NULL: none; the others are kept). Returns an LMDB code. */
+int state_apply_item_write(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
+			   uint32_t clear, const state_item_meta *change);
+
 /* Rewrites the event logs of a state of format 1 or 2 into the current
  * format. */
 int state_log_convert_v1(state *s, MDB_txn *txn);
