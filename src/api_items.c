@@ -46,7 +46,7 @@
 #include "util.h"
 
 /* A body is a handful of fields: a title of 512 bytes with every byte
- * escaped as \uXXXX (3,072 bytes), a category of 128 likewise (768) and
+ * escaped as \u and four hex digits (3,072 bytes), a category of 128 likewise (768) and
  * the rest fit within this. */
 #define API_MAX_ITEM_BODY 4096u
 
