@@ -36,7 +36,7 @@ static struct model_ref *ref_new(model *m, experiments *ex)
 }
 
 /* The variants' models opened for a reference not yet made: closed. */
-static void variant_models_close(model **vm, uint8_t n)
+void api_variant_models_close(model **vm, uint8_t n)
 {
 	for (uint8_t i = 0; i < n; i++)
 		model_close(vm[i]);
@@ -46,7 +46,7 @@ static void ref_release(struct model_ref *r)
 {
 	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
 		model_close(r->m);
-		variant_models_close(r->vm, r->n_vm);
+		api_variant_models_close(r->vm, r->n_vm);
 		experiments_free(r->ex);
 		free(r);
 	}
@@ -196,128 +196,6 @@ void api_set_attribution(api *a, attribution *at)
 	a->attribution = at;
 }
 
-/* Tells the attribution batcher what each experiment is, for the report
- * (attribution_define); a definition it refuses is said in the log and
- * its answers go uncounted, as the batcher's bounds are this module's
- * (EXP_MAX_VARIANTS, EXP_NAME_MAX) too. */
-static void define_experiments(api *a, const experiments *ex)
-{
-	if (!a->attribution)
-		return;
-	for (size_t i = 0; i < experiments_count(ex); i++) {
-		const exp_experiment *e = experiments_at(ex, i);
-		const char *names[EXP_MAX_VARIANTS];
-		double shares[EXP_MAX_VARIANTS];
-		for (uint8_t k = 0; k < e->n_variants; k++) {
-			names[k] = e->variants[k].name;
-			shares[k] = e->variants[k].share;
-		}
-		if (attribution_define(a->attribution, e->id, e->name, names, shares,
-				       e->n_variants) != 0)
-			fprintf(stderr, "shopkeeper: experiment \"%s\": the report cannot record "
-					"it (attribution_define refused it)\n", e->name);
-	}
-}
-
-/* The variants' own models of ex, opened into r (r->vm, r->n_vm,
- * r->slot_vm): each directory once, compared by resolved path, and one
- * that is the main model's directory is the main model. Read-only and
- * validated whole like the main model (model_open). Returns 0, or -1 with
- * a message in *err and nothing left open. */
-static void add_without_dir(strbuf *sb, const char *msg, const char *dir);
-
-/* "PATH: variant model "NAME": " opens a variant model's error: the
- * directory by its last path part, as GET /v1/experiments names it, so an
- * answer does not say where the server keeps its files (the whole path
- * goes to the log). */
-static void variant_model_error(strbuf *err, const char *path, const char *dir, const char *msg)
-{
-	fprintf(stderr, "shopkeeper: experiments file %s: variant model %s: %s\n", path, dir, msg);
-	size_t n = strlen(dir);
-	while (n > 1 && dir[n - 1] == '/')
-		n--;
-	size_t start = n;
-	while (start > 0 && dir[start - 1] != '/')
-		start--;
-	sb_addf(err, "%s: variant model \"%.*s\": ", path, (int)(n - start), dir + start);
-	add_without_dir(err, msg, dir);
-}
-
-static int open_variant_models(api *a, const char *path, const experiments *ex,
-			       struct model_ref *r, strbuf *err)
-{
-	char real[EXP_MAX_MODELS][PATH_MAX], main_real[PATH_MAX];
-	size_t n = experiments_model_count(ex);
-	r->n_vm = 0;
-	if (n == 0)
-		return 0;
-	if (!realpath(a->model_dir, main_real))
-		main_real[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		const char *dir = experiments_model_dir(ex, i);
-		if (!realpath(dir, real[i])) {
-			variant_model_error(err, path, dir, strerror(errno));
-			goto fail;
-		}
-		if (strcmp(real[i], main_real) == 0) {
-			r->slot_vm[i] = 0;
-			continue;
-		}
-		size_t k = 0;
-		while (k < i && strcmp(real[k], real[i]) != 0)
-			k++;
-		if (k < i) { /* another spelling of slot k's directory */
-			r->slot_vm[i] = r->slot_vm[k];
-			continue;
-		}
-		model *m = NULL;
-		strbuf e = STRBUF_INIT;
-		if (model_open(dir, &m, &e) != 0) {
-			variant_model_error(err, path, dir, sb_str(&e));
-			sb_release(&e);
-			goto fail;
-		}
-		sb_release(&e);
-		int rc = rec_load_item_overrides(m, a->state);
-		if (rc)
-			fprintf(stderr, "shopkeeper: variant model %s: cannot read the item overrides "
-					"(PUT /v1/items): %s; serving without them\n", dir,
-				store_strerror(rc));
-		r->vm[r->n_vm++] = m;
-		r->slot_vm[i] = r->n_vm;
-	}
-	return 0;
-fail:
-	variant_models_close(r->vm, r->n_vm);
-	r->n_vm = 0;
-	return -1;
-}
-
-int api_set_experiments(api *a, const char *path, strbuf *err)
-{
-	experiments *ex = NULL;
-	struct model_ref vms = { 0 };
-	if (experiments_load(path, &ex, err) != 0)
-		return -1;
-	if (open_variant_models(a, path, ex, &vms, err) != 0) {
-		experiments_free(ex);
-		return -1;
-	}
-	define_experiments(a, ex);
-	free(a->experiments_path);
-	a->experiments_path = xstrdup(path);
-	pthread_mutex_lock(&a->ref_lock);
-	struct model_ref *r = atomic_load(&a->current);
-	experiments_free(r->ex); /* before serving: nobody reads it */
-	variant_models_close(r->vm, r->n_vm);
-	r->ex = ex;
-	r->n_vm = vms.n_vm;
-	memcpy(r->vm, vms.vm, sizeof(r->vm));
-	memcpy(r->slot_vm, vms.slot_vm, sizeof(r->slot_vm));
-	pthread_mutex_unlock(&a->ref_lock);
-	return 0;
-}
-
 void api_set_connections(api *a, unsigned (*fn)(void *arg), void *arg)
 {
 	a->connections = fn;
@@ -363,7 +241,7 @@ int api_reload(api *a, strbuf *err)
 	 * variants' models count as the file's: one that does not open keeps
 	 * everything as it was. */
 	if (a->experiments_path && (experiments_load(a->experiments_path, &ex, err) != 0 ||
-				    open_variant_models(a, a->experiments_path, ex, &vms, err) != 0)) {
+				    api_open_variant_models(a, a->experiments_path, ex, &vms, err) != 0)) {
 		experiments_free(ex);
 		strbuf msg = STRBUF_INIT;
 		sb_addf(&msg, "experiments file %s", sb_str(err));
@@ -376,12 +254,12 @@ int api_reload(api *a, strbuf *err)
 	/* Opening validates the whole model; the current one stays on any
 	 * failure. */
 	if (model_open(a->model_dir, &m, err) != 0) {
-		variant_models_close(vms.vm, vms.n_vm);
+		api_variant_models_close(vms.vm, vms.n_vm);
 		experiments_free(ex);
 		atomic_fetch_add(&a->reload_failures, 1);
 		return -1;
 	}
-	define_experiments(a, ex);
+	api_define_experiments(a, ex);
 	const model_info *info = model_get_info(m);
 	/* Before the swap, while m is surely ours: the applier drops the
 	 * events the new model covers (applier.h). */
@@ -694,7 +572,7 @@ static void get_ready(api *a, struct worker *w, const http_request *req, http_re
 /* Appends msg with the model directory taken out: "DIR/model.mdb" becomes
  * "model.mdb", DIR alone "the model directory". Answers say what is wrong
  * with a model, not where the server keeps its files. */
-static void add_without_dir(strbuf *sb, const char *msg, const char *dir)
+void api_add_without_dir(strbuf *sb, const char *msg, const char *dir)
 {
 	size_t dlen = strlen(dir);
 	while (dlen > 1 && dir[dlen - 1] == '/')
@@ -739,7 +617,7 @@ static void post_reload(api *a, struct worker *w, const http_request *req, http_
 		strbuf msg = STRBUF_INIT, named = STRBUF_INIT;
 		if (a->experiments_path)
 			add_file_name(&named, err.buf, a->experiments_path);
-		add_without_dir(&msg, a->experiments_path ? sb_str(&named) : err.buf, a->model_dir);
+		api_add_without_dir(&msg, a->experiments_path ? sb_str(&named) : err.buf, a->model_dir);
 		http_error(resp, 409, "reload_failed", "%s: %s (paths are in the server's log)", kept,
 			   sb_str(&msg));
 		sb_release(&named);

@@ -281,4 +281,22 @@ void api_put_item(api *a, struct worker *w, const http_request *req, http_respon
 void api_get_experiment_report(api *a, struct worker *w, const http_request *req,
 			       http_response *resp);
 
+/* ---- experiments (api_experiments.c) ---- */
+/* The variants' own models of ex, opened into r (r->vm, r->n_vm,
+ * r->slot_vm): each directory once, compared by resolved path, and one
+ * that is the main model's directory is the main model. Read-only and
+ * validated whole like the main model (model_open). Returns 0, or -1 with
+ * a message in *err and nothing left open. */
+int api_open_variant_models(api *a, const char *path, const experiments *ex,
+			    struct model_ref *r, strbuf *err);
+/* Closes vm[0..n) (each owned by the model_ref holding them). */
+void api_variant_models_close(model **vm, uint8_t n);
+/* Tells the attribution batcher each experiment of ex (names, shares),
+ * for the report; a refusal is logged and leaves that one uncounted. */
+void api_define_experiments(api *a, const experiments *ex);
+/* Appends msg to sb with dir taken out ("DIR/model.mdb" becomes
+ * "model.mdb", DIR alone "the model directory"): answers say what is
+ * wrong with a model, not where the server keeps its files (api.c). */
+void api_add_without_dir(strbuf *sb, const char *msg, const char *dir);
+
 #endif
