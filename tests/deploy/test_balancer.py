@@ -379,7 +379,13 @@ class BalancerTests(unittest.TestCase):
             shutil.rmtree(os.path.join(ENV["dir"], "state-2"))
             loopback("start-replica", ENV["dir"], "2")  # returns once /readyz is 200
             time.sleep(0.5)
-        self.assertEqual(load.failures, [], load.counts)
+        # kill -9 can catch one POST inside replica 2 (one thread writes):
+        # nginx does not resend a non-idempotent request it already sent, so
+        # that one is answered 502 and was never acknowledged (the client
+        # retries it; docs/operations.md "Balancing"). Reads move on, and no
+        # other write may fail. Seen in CI: {200: 4789, 502: 1}.
+        self.assertLessEqual(len(load.failures), 1, load.counts)
+        self.assertTrue(set(load.failures) <= {"/v1/events: 502"}, load.failures)
         wait_for("the rebuilt replica converges", lambda: self.converged(self.ports()))
         for c in customers():
             a = replica(1, "GET", "/v1/customers/%s" % c)
