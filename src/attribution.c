@@ -165,6 +165,33 @@ int attribution_flush(attribution *a, strbuf *err)
 	return rc;
 }
 
+/* A flush with nowhere to return its error to (the timer, the stop): the
+ * definitions are kept for the next try, the interval's served counts are
+ * lost (attribution_flush), and the log says why. */
+static void flush_logged(attribution *a)
+{
+	strbuf err = STRBUF_INIT;
+	if (attribution_flush(a, &err) != 0)
+		fprintf(stderr, "shopkeeper: attribution: served counts not written: %s\n",
+			sb_str(&err));
+	sb_release(&err);
+}
+
+/* Frees what start() made; the thread is not running (never started, or
+ * joined). */
+static void release(attribution *a)
+{
+	batch_release(&a->cur);
+	batch_release(&a->spare);
+	pthread_cond_destroy(&a->wake);
+	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->flush_lock);
+	eventlog_close(a->log);
+	free(a->recs);
+	free(a->hash_bytes);
+	free(a);
+}
+
 static void *flusher(void *arg)
 {
 	attribution *a = arg;
@@ -177,11 +204,7 @@ static void *flusher(void *arg)
 		if (a->stopping)
 			break;
 		pthread_mutex_unlock(&a->lock);
-		strbuf err = STRBUF_INIT;
-		if (attribution_flush(a, &err) != 0)
-			fprintf(stderr, "shopkeeper: attribution: served counts not written: %s\n",
-				sb_str(&err));
-		sb_release(&err);
+		flush_logged(a);
 		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -213,15 +236,7 @@ static int start(state *s, const eventlog_config *cfg, attribution **out, strbuf
 	int rc = pthread_create(&a->thread, NULL, flusher, a);
 	if (rc) {
 		sb_addf(err, "attribution: cannot start its thread: %s", strerror(rc));
-		batch_release(&a->cur);
-		batch_release(&a->spare);
-		pthread_cond_destroy(&a->wake);
-		pthread_mutex_destroy(&a->lock);
-		pthread_mutex_destroy(&a->flush_lock);
-		eventlog_close(a->log);
-		free(a->recs);
-		free(a->hash_bytes);
-		free(a);
+		release(a);
 		return -1;
 	}
 	*out = a;
@@ -248,20 +263,8 @@ void attribution_stop(attribution *a)
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 	pthread_join(a->thread, NULL);
-	strbuf err = STRBUF_INIT;
-	if (attribution_flush(a, &err) != 0)
-		fprintf(stderr, "shopkeeper: attribution: served counts not written: %s\n",
-			sb_str(&err));
-	sb_release(&err);
-	batch_release(&a->cur);
-	batch_release(&a->spare);
-	pthread_cond_destroy(&a->wake);
-	pthread_mutex_destroy(&a->lock);
-	pthread_mutex_destroy(&a->flush_lock);
-	eventlog_close(a->log);
-	free(a->recs);
-	free(a->hash_bytes);
-	free(a);
+	flush_logged(a);
+	release(a);
 }
 
 int attribution_define(attribution *a, uint32_t experiment_id, const char *name,

@@ -75,6 +75,25 @@ static uint32_t get_be32(const unsigned char *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A fixed-size record at k into out (zeroed and *found false when absent);
+ * MDB_CORRUPTED when the stored size is not `size`. */
+static int get_fixed(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, void *out, size_t size, bool *found)
+{
+	MDB_val v;
+	memset(out, 0, size);
+	*found = false;
+	int rc = mdb_get(txn, dbi, k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	if (v.mv_size != size)
+		return MDB_CORRUPTED;
+	memcpy(out, v.mv_data, size);
+	*found = true;
+	return 0;
+}
+
 /* ---- variant counts --------------------------------------------------------- */
 
 static int counts_read(MDB_txn *txn, MDB_dbi dbi, uint32_t exp, uint32_t variant,
@@ -83,17 +102,9 @@ static int counts_read(MDB_txn *txn, MDB_dbi dbi, uint32_t exp, uint32_t variant
 	unsigned char key[6] = { 'v' };
 	be32(key + 1, exp);
 	key[5] = (unsigned char)variant;
-	MDB_val k = { sizeof(key), key }, v;
-	memset(out, 0, sizeof(*out));
-	int rc = mdb_get(txn, dbi, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return rc;
-	if (v.mv_size != sizeof(*out))
-		return MDB_CORRUPTED;
-	memcpy(out, v.mv_data, sizeof(*out));
-	return 0;
+	MDB_val k = { sizeof(key), key };
+	bool found;
+	return get_fixed(txn, dbi, &k, out, sizeof(*out), &found);
 }
 
 static int counts_write(MDB_txn *txn, MDB_dbi dbi, uint32_t exp, uint32_t variant,
@@ -123,19 +134,8 @@ static int cust_read(MDB_txn *txn, MDB_dbi dbi, const char *customer, size_t len
 		     struct cust_record *out, bool *found)
 {
 	unsigned char key[3 + ID_MAX_LEN + 4];
-	MDB_val k = { cust_key(key, customer, len, exp), key }, v;
-	memset(out, 0, sizeof(*out));
-	*found = false;
-	int rc = mdb_get(txn, dbi, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return rc;
-	if (v.mv_size != sizeof(*out))
-		return MDB_CORRUPTED;
-	memcpy(out, v.mv_data, sizeof(*out));
-	*found = true;
-	return 0;
+	MDB_val k = { cust_key(key, customer, len, exp), key };
+	return get_fixed(txn, dbi, &k, out, sizeof(*out), found);
 }
 
 static int cust_write(MDB_txn *txn, MDB_dbi dbi, const char *customer, size_t len, uint32_t exp,
