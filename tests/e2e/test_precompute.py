@@ -8,13 +8,14 @@ bounded: events before and after the model's as-of time, consent withdrawn
 and given back, erasures, items out of stock and not recommendable and back,
 a model switch through POST /admin/reload, a change of day by restarting on
 another --clock, experiments reloaded by POST /admin/reload and SIGHUP with
-variants whose params, source or model change the answer), and after each step every customer of the data (and a few
-unknown ones) is asked for recommendations under random parameters
-(n, exclude=, category=, price bounds, explain=0, include_purchased=1,
-history_weight=, new_since=) by
+variants whose params, source or model change the answer), and after each
+step every customer of the data (and a few unknown ones) is asked for
+recommendations under random parameters (n, exclude=, category=, price
+bounds, explain=0, include_purchased=1, history_weight=, new_since=) by
 both. Every answer must be the same bytes (its "experiment" object too),
-apart from per-answer ids (rec_id, when answers carry one). /metrics says how many of the fast
-server's answers came from a list, so a fast path that never ran fails too.
+apart from per-answer ids (rec_id, when answers carry one). /metrics says
+how many of the fast server's answers came from a list, so a fast path
+that never ran fails too.
 
     python3 tests/e2e/test_precompute.py [-v]
 """
