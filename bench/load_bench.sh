@@ -6,6 +6,7 @@
 #   bench/load_bench.sh [--data FILE] [--columns MAP] [--model DIR]
 #                       [--threads N] [--connections C] [--duration S] [--runs R]
 #                       [--sample N] [--recs-only]
+#                       [--event-rate EV_PER_S [--event-batch B[,B...]]]
 #
 # --data     interactions CSV (default: the bundled demo slice); e.g.
 #            ../shared/data/online-retail.csv.gz with the default --columns
@@ -20,6 +21,12 @@
 # --recs-only  only the recommendation routes (the hot path: customer
 #            recs with and without the precomputed lists, item similar,
 #            20% live customers), not baskets and events
+# --event-rate  instead of the routes: per-customer recommendations alone
+#            and while bench/event_pacer.c posts EV_PER_S events/s (paced,
+#            not saturating) in batches of B (default 100; a list such as
+#            100,10 measures each), RUNS times alternating "alone, under
+#            load, alone again"; prints the medians, the ratios, wrk's p99
+#            and the events/s the pacer got acknowledged (200)
 #
 # The customer route is measured on three servers in turn: nginx, the
 # server as deployed (answers for customers without live events come from
@@ -45,6 +52,8 @@ DURATION=10
 RUNS=3
 SAMPLE=9000
 RECS_ONLY=""
+EVENT_RATE=""
+EVENT_BATCH=100
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -57,7 +66,9 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift 2 ;;
 	--sample) SAMPLE=$2; shift 2 ;;
 	--recs-only) RECS_ONLY=1; shift ;;
-	-h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+	--event-rate) EVENT_RATE=$2; shift 2 ;;
+	--event-batch) EVENT_BATCH=$2; shift 2 ;;
+	-h|--help) sed -n '2,41p' "$0"; exit 0 ;;
 	*) echo "load_bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -315,6 +326,104 @@ print('%-28s shopkeeper/nginx: throughput %.2fx, p99 %.2fx%s' % (sys.argv[3], fl
 }
 
 declare -a RATIOS
+
+# ---- under event load (--event-rate) ----------------------------------------
+# Per-customer recommendations alone, then while the paced writer (on wrk's
+# core) posts EVENT_RATE events/s, then alone again: the pacer writes to the
+# same sampled customers, so their logs grow as it runs and "alone again"
+# is the same state without the writes (the ratio against it is what the
+# writing itself costs; against the first, also what the grown logs cost).
+PACER="$ROOT/bin/shopkeeper-event-pacer"
+metric() { curl -s "$SK/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+# CPU clock ticks (user + system) so far of the server's event writer (the
+# thread named sk-events) and of its other threads: "writer others".
+thread_ticks() {
+	local t w=0 o=0 n
+	for t in /proc/"$SERVER_PID"/task/*; do
+		n=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
+		if [ "$(cat "$t/comm" 2>/dev/null)" = sk-events ]; then w=$((w + n)); else o=$((o + n)); fi
+	done
+	echo "$w $o"
+}
+# Appends "writer_ticks other_ticks" used since `thread_ticks` printed $1 to $2.
+ticks_since() { echo "$1 $(thread_ticks)" | awk '{print $3 - $1, $4 - $2}' >>"$2"; }
+if [ -n "$EVENT_RATE" ]; then
+	[ -x "$PACER" ] || { echo "load_bench: $PACER is missing (make)" >&2; exit 1; }
+	for batch in ${EVENT_BATCH//,/ }; do
+		# Each connection waits for its acknowledgement, which takes a
+		# group commit's fsync (10 to 40 ms here): at most 25 requests/s
+		# a connection keeps the rate on time (16 connections for
+		# 20,000 events/s in batches of 100; with 16 for batches of 10
+		# the pacer reached only 2,851/s). At most 64 (event_pacer.c).
+		pconns=$((EVENT_RATE / batch / 25))
+		pconns=$((pconns < 16 ? 16 : pconns > 64 ? 64 : pconns))
+		: >"$WORK/pa.txt"
+		: >"$WORK/pb.txt"
+		: >"$WORK/pc.txt"
+		: >"$WORK/pacer.txt"
+		: >"$WORK/ta.txt"
+		: >"$WORK/tb.txt"
+		c0=$(metric shopkeeper_event_commits_total)
+		e0=$(metric shopkeeper_events_accepted_total)
+		for i in $(seq "$RUNS"); do
+			t=$(thread_ticks)
+			run_wrk "$SK" random_customer.lua "$WORK/customers.txt" >>"$WORK/pa.txt"
+			ticks_since "$t" "$WORK/ta.txt"
+			taskset -c 1 "$PACER" "$PORT" "$EVENT_RATE" "$batch" $((DURATION + 2)) \
+				"$WORK/customers.txt" "$WORK/items.txt" "$pconns" >>"$WORK/pacer.txt" &
+			pacer=$!
+			t=$(thread_ticks)
+			sleep 1
+			run_wrk "$SK" random_customer.lua "$WORK/customers.txt" >>"$WORK/pb.txt"
+			wait "$pacer"
+			ticks_since "$t" "$WORK/tb.txt"
+			run_wrk "$SK" random_customer.lua "$WORK/customers.txt" >>"$WORK/pc.txt"
+		done
+		c1=$(metric shopkeeper_event_commits_total)
+		e1=$(metric shopkeeper_events_accepted_total)
+		med() { sort -n -k1 "$WORK/$1.txt" | sed -n "$(((RUNS + 1) / 2))p"; }
+		alone=$(med pa)
+		busy=$(med pb)
+		again=$(med pc)
+		report "GET customer recs, alone" shopkeeper $alone
+		report "  while $EVENT_RATE ev/s x$batch" shopkeeper $busy
+		report "  alone again" shopkeeper $again
+		RATIOS+=("$("$PY" - "$alone" "$busy" "$again" "$WORK/pacer.txt" "$batch" "$EVENT_RATE" \
+			"$((e1 - e0))" "$((c1 - c0))" "$WORK/pa.txt" "$WORK/ta.txt" "$WORK/tb.txt" \
+			"$(getconf CLK_TCK)" "$DURATION" <<'PY'
+import re, statistics, sys
+a, b, c = (list(map(float, x.split())) for x in sys.argv[1:4])
+acked = [float(x) for x in re.findall(r"([\d.]+) events/s acknowledged", open(sys.argv[4]).read())]
+bad = sum(int(x) for x in re.findall(r"\((\d+) non-200\)", open(sys.argv[4]).read()))
+events, commits = int(sys.argv[7]), int(sys.argv[8])
+print("under %s events/s in batches of %s: recommendations %.0f%% of alone, %.0f%% of alone "
+      "again; p99 %.2f ms (alone %.2f, again %.2f); events/s acknowledged %.0f (median of %d "
+      "pacer runs, %d non-200); %.0f events per group commit"
+      % (sys.argv[6], sys.argv[5], 100 * b[0] / a[0], 100 * b[0] / c[0], b[3], a[3], c[3],
+         statistics.median(acked) if acked else 0, len(acked), bad,
+         events / commits if commits else 0))
+# CPU per unit of work, which depends far less on what else the machine
+# runs than rates do: the writer's per event acknowledged under load, the
+# request threads' per recommendation alone (the first runs of each round).
+hz, dur = float(sys.argv[12]), float(sys.argv[13])
+ta = [list(map(int, l.split())) for l in open(sys.argv[10])]
+tb = [list(map(int, l.split())) for l in open(sys.argv[11])]
+ra = [float(l.split()[0]) for l in open(sys.argv[9])]
+if ta and tb and acked:
+    w_us = statistics.median(t[0] / hz / (acked[i] * (dur + 2)) * 1e6 for i, t in enumerate(tb))
+    alone_us = statistics.median(t[1] / hz / (ra[i] * dur) * 1e6 for i, t in enumerate(ta))
+    print("  CPU: event writer %.1f us per event (%.0f%% of a core at %s events/s); request "
+          "threads %.1f us per recommendation alone (medians)"
+          % (w_us, w_us * float(sys.argv[6]) / 1e4, sys.argv[6], alone_us))
+PY
+)")
+	done
+	echo
+	printf '%s\n' "${RATIOS[@]}"
+	echo
+	echo "threads=$THREADS connections=$CONNS duration=${DURATION}s runs=$RUNS (medians); server on core 0, wrk and the pacer on core 1; load: $(uptime | sed 's/.*load average: //')"
+	exit 0
+fi
 # R runs against each of three servers, in turn, as paired_runs.
 triple_runs() { # url_a url_b url_c script args...
 	local a=$1 b=$2 c=$3 i

@@ -7,13 +7,15 @@ lists answer customers without live events), `cold` with --no-precomputed
 bounded: events before and after the model's as-of time, consent withdrawn
 and given back, erasures, items out of stock and not recommendable and back,
 a model switch through POST /admin/reload, a change of day by restarting on
-another --clock), and after each step every customer of the data (and a few
-unknown ones) is asked for recommendations under random parameters
-(n, exclude=, category=, price bounds, explain=0, include_purchased=1,
-history_weight=, new_since=) by
-both. Every answer must be the same bytes, apart from per-answer ids
-(rec_id, when answers carry one). /metrics says how many of the fast
-server's answers came from a list, so a fast path that never ran fails too.
+another --clock, experiments reloaded by POST /admin/reload and SIGHUP with
+variants whose params, source or model change the answer), and after each
+step every customer of the data (and a few unknown ones) is asked for
+recommendations under random parameters (n, exclude=, category=, price
+bounds, explain=0, include_purchased=1, history_weight=, new_since=) by
+both. Every answer must be the same bytes (its "experiment" object too),
+apart from per-answer ids (rec_id, when answers carry one). /metrics says
+how many of the fast server's answers came from a list, so a fast path
+that never ran fails too.
 
     python3 tests/e2e/test_precompute.py [-v]
 """
@@ -23,8 +25,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -91,6 +95,16 @@ def precomputed_total(srv):
     return int(m.group(1))
 
 
+def write_experiments(path, experiments):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"experiments": experiments}, f)
+
+
+def home_recs(salt, variants):
+    """One experiment on the customer route."""
+    return [{"name": "home-recs", "salt": salt, "routes": ["customer"], "variants": variants}]
+
+
 class PrecomputedAnswers(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -99,21 +113,25 @@ class PrecomputedAnswers(unittest.TestCase):
         cls.items = write_data(cls.rng)
         cls.customers = ["C%04d" % c for c in range(N_CUSTOMERS)] + ["nobody", "C9999"]
         cls.model = tmp("model")
+        cls.experiments = tmp("experiments.json")
+        write_experiments(cls.experiments, [])
         # EASE with negative weights kept: every part of scoring counts.
         train_model(cls.model, "--negatives", "5", "--half-life", "30")
         cls.fast = cls.cold = None
         cls.start("model")
 
     @classmethod
-    def start(cls, clock):
+    def start(cls, clock, states="state"):
         for s in (cls.fast, cls.cold):
             if s:
                 ts.stop_shared(s)
         # No idle expiry: on the wall clock it would drop the events of
         # customers who never bought at a moment of each server's own.
-        common = ["--clock", clock, "--live-customer-ttl", "0"]
-        cls.fast = Server(cls.model, tmp("state-fast"), extra=common)
-        cls.cold = Server(cls.model, tmp("state-cold"), extra=common + ["--no-precomputed"])
+        common = ["--clock", clock, "--live-customer-ttl", "0",
+                  "--experiments", cls.experiments]
+        cls.fast = Server(cls.model, tmp(states + "-fast"), extra=common)
+        cls.cold = Server(cls.model, tmp(states + "-cold"),
+                          extra=common + ["--no-precomputed"])
 
     @classmethod
     def tearDownClass(cls):
@@ -185,7 +203,9 @@ class PrecomputedAnswers(unittest.TestCase):
             params.append("new_since=" + self.rng.choice(["2024-03-01", "2024-03-04"]))
         return "?" + "&".join(params) if params else ""
 
-    def compare_all(self, what):
+    def compare_all(self, what, variants=None):
+        """Asks every customer of both servers; with `variants` (a dict),
+        counts the answers per experiment variant in it."""
         before = precomputed_total(self.fast)
         cf, cc = self.fast.connection(), self.cold.connection()
         try:
@@ -195,6 +215,10 @@ class PrecomputedAnswers(unittest.TestCase):
                 b = self.cold.get(path, conn=cc)
                 self.assertEqual(a.status, b.status, (what, path, a, b))
                 self.assertEqual(normalise(a.body), normalise(b.body), (what, path))
+                if variants is not None and a.status == 200:
+                    exp = json.loads(a.body).get("experiment")
+                    key = exp["variant"] if exp else None
+                    variants[key] = variants.get(key, 0) + 1
         finally:
             cf.close()
             cc.close()
@@ -223,6 +247,74 @@ class PrecomputedAnswers(unittest.TestCase):
         self.random_writes()
         used += self.compare_all("after writes on the wall clock")
         self.assertGreater(used, N_CUSTOMERS, "the fast path answered %d in all" % used)
+
+    def reload_experiments(self, experiments):
+        """Writes the experiments file and reloads it: the fast server by
+        POST /admin/reload, the cold one by SIGHUP (waited for: its
+        GET /v1/experiments lists the new file)."""
+        write_experiments(self.experiments, experiments)
+        self.assertEqual(self.fast.request("POST", "/admin/reload").status, 200,
+                         self.fast.stderr())
+        want = self.fast.get("/v1/experiments").json
+        self.assertEqual([e["name"] for e in want["experiments"]],
+                         [e["name"] for e in experiments])
+        self.cold.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20 * ts.FACTOR
+        while self.cold.get("/v1/experiments").json != want:
+            self.assertLess(time.monotonic(), deadline, self.cold.stderr())
+            time.sleep(0.05)
+
+    def test_experiment_reloads(self):
+        """Experiments reloaded (POST /admin/reload, SIGHUP) with variants
+        whose serve-time params, source or own model change the answer: a
+        list scored under other parameters, or a list of the file before,
+        must never answer."""
+        # States of their own, on the model's clock: most customers
+        # without live events, so the lists are there to be misused.
+        type(self).start("model", "state-exp")
+        other = tmp("model-exp")
+        train_model(other, "--algo", "jaccard", "--half-life", "10")
+        first = home_recs("p1", [
+            {"name": "control", "share": 0.25},
+            {"name": "few-neighbours", "share": 0.15, "params": {"neighbors_used": 2}},
+            {"name": "no-cutoff", "share": 0.1, "params": {"cutoff": 0}},
+            {"name": "steep-cutoff", "share": 0.1, "params": {"cutoff": 0.6}},
+            {"name": "short", "share": 0.1, "params": {"n": 3, "explain": False}},
+            {"name": "purchased", "share": 0.05, "params": {"include_purchased": True}},
+            {"name": "popular", "share": 0.1, "source": "popular"},
+            {"name": "jaccard", "share": 0.15, "model": other}])
+        self.reload_experiments(first)
+        seen = {}
+        used = self.compare_all("experiments loaded", seen)
+        for step in range(2):
+            self.random_writes()
+            used += self.compare_all("experiments, after writes %d" % step, seen)
+        self.assertEqual(set(seen), {v["name"] for v in first[0]["variants"]}, seen)
+        # The same customers, other params: each variant changes what it
+        # asks of the lists (the salt kept, so nobody moves).
+        second = home_recs("p1", [
+            {"name": "control", "share": 0.25, "params": {"neighbors_used": 5}},
+            {"name": "few-neighbours", "share": 0.15},
+            {"name": "no-cutoff", "share": 0.1, "params": {"cutoff": 0.3}},
+            {"name": "steep-cutoff", "share": 0.1, "model": other},
+            {"name": "short", "share": 0.1, "params": {"n": 7, "min_price": 4}},
+            {"name": "purchased", "share": 0.05, "source": "none"},
+            {"name": "popular", "share": 0.1, "params": {"cutoff": 0.05}},
+            {"name": "jaccard", "share": 0.15, "params": {"neighbors_used": 1000}}])
+        self.reload_experiments(second)
+        used += self.compare_all("experiments changed")
+        # The variant's model retrained in place, reloaded with the file.
+        train_model(other, "--algo", "cosine", "--negatives", "5")
+        self.reload_experiments(second)
+        used += self.compare_all("the variant's model switched")
+        self.random_writes()
+        used += self.compare_all("after writes, variant model switched")
+        # A new salt (everyone reshuffled), then no experiments at all.
+        self.reload_experiments(home_recs("p2", second[0]["variants"]))
+        used += self.compare_all("experiments reshuffled")
+        self.reload_experiments([])
+        used += self.compare_all("experiments ended")
+        self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d in all" % used)
 
     def test_older_model_without_lists(self):
         """A model trained with --precompute 0 has no lists: served by scoring
