@@ -354,7 +354,11 @@ static inline void because_add(rec_item *it, float *bw, float w, uint32_t from)
 	it->because[pos] = from;
 }
 
-void rec_explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
+/* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
+ * most to its score, largest first. picked[item] holds the item's slot in
+ * out plus one while it is chosen, so a neighbour is one byte load away
+ * from being skipped. */
+static void explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 {
 	for (uint32_t k = first; k < last; k++) {
 		c->picked[out->items[k].item] = (uint8_t)(k + 1);
@@ -386,8 +390,11 @@ void rec_explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last)
 		c->picked[out->items[k].item] = 0;
 }
 
-void rec_fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
-			   uint32_t total, uint32_t n, const rec_filter *f, rec_result *out)
+/* Tops `out` up to n items from the popularity list pop (total pairs,
+ * best first), skipping banned items, items the filter rejects and items
+ * already in out. */
+static void fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
+			      uint32_t total, uint32_t n, const rec_filter *f, rec_result *out)
 {
 	total = MIN(total, c->n_items);
 	bool topping_up = out->n > 0;
@@ -410,7 +417,22 @@ void rec_fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
 static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
 			 rec_result *out)
 {
-	rec_fill_popular_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
+	fill_popular_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
+}
+
+void rec_finish_top(rec_ctx *c, const model *m, const unsigned char *pop, uint32_t total,
+		    uint32_t n, const rec_filter *f, rec_result *out, uint32_t first, uint32_t got)
+{
+	/* The answer will name these items: their ids and titles load while
+	 * the because pass runs. */
+	for (uint32_t k = first; m && k < out->n; k++)
+		model_item_prefetch(m, out->items[k].item);
+	if (got > 0) {
+		out->source = REC_PERSONAL;
+		if (!f || f->because)
+			explain(c, out, first, out->n);
+	}
+	fill_popular_from(c, m, pop, total, n, f, out);
 }
 
 /* Scores the queued sources (pass one), keeps the best n candidates that
@@ -456,16 +478,7 @@ static void select_top_from(rec_ctx *c, const model *m, const unsigned char *pop
 		it->n_because = 0;
 		c->cand[j].banned = c->gen;
 	}
-	/* The answer will name these items: their ids and titles load while
-	 * the because pass runs. */
-	for (uint32_t k = first; m && k < out->n; k++)
-		model_item_prefetch(m, out->items[k].item);
-	if (got > 0) {
-		out->source = REC_PERSONAL;
-		if (!f || f->because)
-			rec_explain(c, out, first, out->n);
-	}
-	rec_fill_popular_from(c, m, pop, total, n, f, out);
+	rec_finish_top(c, m, pop, total, n, f, out, first, got);
 }
 
 static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
@@ -754,7 +767,7 @@ void rec_for_table(rec_ctx *c, const rec_table *t, const history_entry *hist, ui
 		used++;
 	}
 	if (c->n_sources == 0) {
-		rec_fill_popular_from(c, NULL, pop, t->n_items, n, &plain, out);
+		fill_popular_from(c, NULL, pop, t->n_items, n, &plain, out);
 		return;
 	}
 	select_top_from(c, NULL, pop, t->n_items, n, &plain, out);

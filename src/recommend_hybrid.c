@@ -81,14 +81,7 @@ void rec_select_blended(rec_ctx *c, const model *m, uint32_t n, const rec_filter
 		c->acc_c[c->touched[k]] = 0.0f;
 	}
 	c->n_touched = 0;
-	for (uint32_t k = first; m && k < out->n; k++)
-		model_item_prefetch(m, out->items[k].item);
-	if (got > 0) {
-		out->source = REC_PERSONAL;
-		if (!f || f->because)
-			rec_explain(c, out, first, out->n);
-	}
-	rec_fill_popular_from(c, m, pop, total, n, f, out);
+	rec_finish_top(c, m, pop, total, n, f, out, first, got);
 }
 
 int rec_similar_blended(rec_ctx *c, const model *m, uint32_t idx, const model_pairs *nb,

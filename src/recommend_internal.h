@@ -109,17 +109,14 @@ static inline bool allowed(const model *m, const rec_filter *f, uint32_t j)
 
 /* ---- recommend.c ------------------------------------------------------------- */
 
-/* Pass two: for each chosen item, the REC_MAX_BECAUSE sources that added
- * most to its score, largest first. picked[item] holds the item's slot in
- * out plus one while it is chosen, so a neighbour is one byte load away
- * from being skipped. */
-void rec_explain(rec_ctx *c, rec_result *out, uint32_t first, uint32_t last);
-
-/* Tops `out` up to n items from the popularity list pop (total pairs,
- * best first), skipping banned items, items the filter rejects and items
- * already in out. */
-void rec_fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
-			   uint32_t total, uint32_t n, const rec_filter *f, rec_result *out);
+/* The end both selections (plain and blended) share, once
+ * out->items[first..out->n) holds the `got` items they chose by score:
+ * the items' ids and titles prefetched, their because lists found (pass
+ * two, unless the filter turns them off), then out topped up to n items
+ * from the popularity list pop (total pairs). m may be NULL (a
+ * rec_table) when the filter has no rules. */
+void rec_finish_top(rec_ctx *c, const model *m, const unsigned char *pop, uint32_t total,
+		    uint32_t n, const rec_filter *f, rec_result *out, uint32_t first, uint32_t got);
 
 /* ---- hybrid scoring (recommend_hybrid.c) -------------------------------------- */
 
