@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "applier_internal.h"
 #include "util.h"
 
 #define DEFAULT_WAIT_MS 10000
@@ -25,46 +26,6 @@
 #define BLOCK_MS 100              /* XREAD BLOCK: also how often deadlines are checked */
 #define RETRY_MS 200              /* pause after a failed read or bootstrap */
 #define DROP_CUSTOMERS 500u       /* customers per transaction of a model-switch drop */
-#define FLAGS_PER_COMMIT 1000u    /* restored flags per transaction of a bootstrap */
-
-struct applier {
-	state *s;
-	eventlog *log;
-	pthread_t thread;
-	uint32_t batch;
-	int wait_ms;
-
-	pthread_mutex_t lock;  /* guards what follows */
-	pthread_cond_t wake;   /* stopping */
-	bool stopping;
-	events_request *head, *tail; /* writes waiting, in id order */
-	eventlog_id applied;   /* the last entry applied (what waiters compare to) */
-	bool switched;         /* a model switch to act on */
-	bool model_has_pos;    /* the current model's coverage */
-	eventlog_id model_pos;
-	void (*erasure_hook)(void *arg);
-	void *erasure_arg;
-	applier_model_hooks model_hooks;
-	applier_stats st;
-	uint64_t pending_ms;   /* ms of the oldest entry known and not applied; 0: none */
-
-	/* The applier thread's own: */
-	state_log_pos pos;     /* as in the state */
-	uint32_t floor;        /* in effect: pos.floor_sec, or a switch's higher one */
-	bool dropping;         /* a model-switch drop is under way */
-	strbuf drop_cursor;
-	uint64_t checked_connects; /* eventlog_connects when the entry was last checked */
-	strbuf pending_items;  /* items a bootstrap dropped before the model hooks
-				* were set (u16 length, bytes): told once they are */
-	double counted_at;     /* when lag_entries was last counted */
-	eventlog_batch b;
-	event_in *events;      /* a batch's events and writes */
-	state_write *writes;
-	state_attr_served *served; /* a batch's served answers (attribution) */
-	state_item_meta *metas;    /* a batch's catalog fields (strings borrowed
-				    * from the batch) */
-	size_t cap;
-};
 
 const double applier_lag_buckets[APPLIER_LAG_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025,
 							   0.05,  0.1,    0.25,  0.5,  1,
@@ -82,14 +43,12 @@ static eventlog_id pos_id(const state_log_pos *p)
 	return (eventlog_id){ p->ms, p->seq };
 }
 
-/* The second a model's coverage falls in: the state keeps the events of
- * entries from that second on (whole seconds, as the state records them). */
-static uint32_t model_floor(bool has, eventlog_id id)
+uint32_t applier_model_floor(bool has, eventlog_id id)
 {
 	return has ? (uint32_t)(id.ms / 1000) : 0;
 }
 
-static void set_phase(applier *ap, enum applier_phase p)
+void applier_set_phase(applier *ap, enum applier_phase p)
 {
 	pthread_mutex_lock(&ap->lock);
 	ap->st.phase = p;
@@ -168,8 +127,7 @@ void applier_wait(applier *ap, events_request *r, eventlog_id id)
 
 /* ---- position ------------------------------------------------------------------ */
 
-/* Publishes pos as applied (for waiters and stats). */
-static void publish(applier *ap)
+void applier_publish(applier *ap)
 {
 	pthread_mutex_lock(&ap->lock);
 	ap->applied = pos_id(&ap->pos);
@@ -206,11 +164,7 @@ static void item_to_model(applier *ap, const char *item, size_t len)
 	sb_release(&store);
 }
 
-struct items_list {
-	strbuf ids; /* u16 length, then the bytes, per item */
-};
-
-static void list_item(void *arg, const char *id, size_t len, uint32_t flags)
+void applier_list_item(void *arg, const char *id, size_t len, uint32_t flags)
 {
 	struct items_list *l = arg;
 	uint16_t n = (uint16_t)len; /* item ids are at most STATE_MAX_ITEM_LEN bytes */
@@ -231,13 +185,7 @@ static void list_to_model(applier *ap, const strbuf *ids)
 	}
 }
 
-/* After a bootstrap: every item with an override before it (l) or after it
- * gets its flags now, so the model in use drops overrides a rebuild did not
- * restore and takes the restored ones. Before the api set the hooks (a
- * bootstrap at start), the api reads the restored overrides itself once it
- * sets them (api_set_event_log), but a dropped one would stay in the model
- * it loaded before: those wait in pending_items for the hooks. */
-static void items_to_model(applier *ap, struct items_list *l)
+void applier_items_to_model(applier *ap, struct items_list *l)
 {
 	if (!get_hooks(ap).item_flags) {
 		sb_add(&ap->pending_items, l->ids.buf, l->ids.len);
@@ -245,197 +193,8 @@ static void items_to_model(applier *ap, struct items_list *l)
 	}
 	list_to_model(ap, &l->ids);
 	sb_reset(&l->ids);
-	if (state_items_each(ap->s, list_item, l) == 0)
+	if (state_items_each(ap->s, applier_list_item, l) == 0)
 		list_to_model(ap, &l->ids);
-}
-
-/* ---- bootstrap and rebuild ------------------------------------------------------- */
-
-/* A catalog record's fields as the state's (strings borrowed from r). */
-static void catalog_meta(const eventlog_record *r, state_item_meta *m)
-{
-	*m = (state_item_meta){ .title = r->title ? r->title : "", .title_len = r->title_len,
-				.category = r->category ? r->category : "",
-				.category_len = r->category_len, .price = r->price,
-				.first_seen = r->first_seen };
-	m->fields = (r->catalog_fields & EVENTLOG_CATALOG_TITLE ? STATE_ITEM_TITLE : 0) |
-		    (r->catalog_fields & EVENTLOG_CATALOG_CATEGORY ? STATE_ITEM_CATEGORY : 0) |
-		    (r->catalog_fields & EVENTLOG_CATALOG_PRICE ? STATE_ITEM_PRICE : 0) |
-		    (r->catalog_fields & EVENTLOG_CATALOG_FIRST_SEEN ? STATE_ITEM_FIRST_SEEN : 0);
-}
-
-struct flags_job {
-	applier *ap;
-	state_write *writes;
-	uint32_t n;
-	strbuf ids;        /* the customers' (items') ids, back to back, each
-			    * item's catalog strings after its id */
-	size_t *offsets;   /* of each write's id in ids */
-	state_item_meta *metas; /* a catalog write's fields (strings pointed
-				 * into ids by flags_flush) */
-	strbuf err;
-	int rc;
-};
-
-/* Lists the erasures among the job's writes, then commits them. */
-static int flags_flush(struct flags_job *j)
-{
-	const char *ids[FLAGS_PER_COMMIT];
-	size_t lens[FLAGS_PER_COMMIT];
-	uint32_t ne = 0;
-	for (uint32_t i = 0; i < j->n; i++) {
-		if (j->writes[i].item) {
-			j->writes[i].item = j->ids.buf + j->offsets[i];
-			if (j->writes[i].meta) { /* title, then category, after the id */
-				state_item_meta *m = &j->metas[i];
-				m->title = j->writes[i].item + j->writes[i].item_len;
-				m->category = m->title + m->title_len;
-			}
-			continue;
-		}
-		j->writes[i].customer = j->ids.buf + j->offsets[i];
-		if (j->writes[i].set & STATE_ERASED) {
-			ids[ne] = j->writes[i].customer;
-			lens[ne++] = j->writes[i].customer_len;
-		}
-	}
-	int rc = 0;
-	if (ne)
-		rc = state_list_erasures(j->ap->s, ids, lens, ne, &j->err);
-	if (rc == 0 && j->n)
-		rc = state_commit(j->ap->s, j->writes, j->n, &j->err);
-	j->n = 0;
-	sb_reset(&j->ids);
-	return rc;
-}
-
-static int flags_fn(void *arg, const eventlog_record *rec, eventlog_id id)
-{
-	struct flags_job *j = arg;
-	(void)id;
-	state_write *w = &j->writes[j->n];
-	*w = (state_write){ .customer_len = rec->customer_len };
-	if (rec->kind == EVENTLOG_ITEM) {
-		if (rec->item_len > STATE_MAX_ITEM_LEN)
-			return 0; /* never applied from the log either */
-		/* .item is pointed into ids by flags_flush, once ids stops
-		 * growing. */
-		*w = (state_write){ .item = "", .item_len = rec->item_len,
-				    .set = events_item_bits_from_log(rec->item_set),
-				    .clear = events_item_bits_from_log(rec->item_clear) };
-		j->offsets[j->n++] = j->ids.len;
-		sb_add(&j->ids, rec->item, rec->item_len);
-	} else if (rec->kind == EVENTLOG_CATALOG) {
-		if (rec->item_len > STATE_MAX_ITEM_LEN)
-			return 0;
-		state_item_meta *m = &j->metas[j->n];
-		catalog_meta(rec, m);
-		*w = (state_write){ .item = "", .item_len = rec->item_len, .meta = m };
-		j->offsets[j->n++] = j->ids.len;
-		sb_add(&j->ids, rec->item, rec->item_len);
-		sb_add(&j->ids, m->title, m->title_len);
-		sb_add(&j->ids, m->category, m->category_len);
-	} else {
-		if (rec->kind == EVENTLOG_ERASURE)
-			w->set = STATE_ERASED;
-		else if (rec->personalization)
-			w->clear = STATE_NO_PERSONALIZATION;
-		else
-			w->set = STATE_NO_PERSONALIZATION;
-		j->offsets[j->n++] = j->ids.len;
-		sb_add(&j->ids, rec->customer, rec->customer_len);
-	}
-	if (j->n == FLAGS_PER_COMMIT && (j->rc = flags_flush(j)) != 0)
-		return 1;
-	return 0;
-}
-
-/* Empties the state, restores the compacted consent and erasure flags and
- * sets the position to just before the first entry of the model's
- * second. Returns 0, or -1 (logged; the caller retries later). */
-static int bootstrap(applier *ap, bool rebuild)
-{
-	strbuf err = STRBUF_INIT;
-	set_phase(ap, rebuild ? APPLIER_REBUILD : APPLIER_BOOTSTRAP);
-	pthread_mutex_lock(&ap->lock);
-	bool has = ap->model_has_pos;
-	eventlog_id mpos = ap->model_pos;
-	ap->switched = false; /* this bootstrap uses the model now current */
-	pthread_mutex_unlock(&ap->lock);
-
-	uint32_t floor = model_floor(has, mpos);
-	state_log_pos pos = { .phase = STATE_LOG_BOOTSTRAP, .floor_sec = floor };
-	if (floor > 0) { /* the entry before the floor second's first */
-		pos.ms = (uint64_t)floor * 1000 - 1;
-		pos.seq = UINT64_MAX;
-	}
-	/* Reach Redis before emptying anything: a down Redis leaves the state
-	 * as it is (a rebuild keeps serving the old one meanwhile). */
-	if (eventlog_ping(ap->log) != 0) {
-		sb_release(&err);
-		return -1;
-	}
-	fprintf(stderr, "shopkeeper: event log: %s: emptying the state, restoring consent, "
-		"erasures and item overrides, replaying the log from %s\n",
-		rebuild ? "rebuild" : "bootstrap", floor ? "the second the model covers" : "its start");
-	/* The items overridden so far: the model in use must forget what the
-	 * restore does not bring back. */
-	struct items_list items = { STRBUF_INIT };
-	if (state_items_each(ap->s, list_item, &items) != 0)
-		sb_reset(&items.ids); /* unreadable: only the restored ones are told */
-	if (state_clear(ap->s, &pos, &err) != 0) {
-		fprintf(stderr, "shopkeeper: event log: %s\n", err.buf);
-		sb_release(&err);
-		sb_release(&items.ids);
-		return -1;
-	}
-	struct flags_job j = { .ap = ap, .ids = STRBUF_INIT, .err = STRBUF_INIT };
-	j.writes = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.writes));
-	j.offsets = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.offsets));
-	j.metas = xmallocarray(FLAGS_PER_COMMIT, sizeof(*j.metas));
-	uint64_t skipped = 0;
-	int rc = eventlog_flags_each(ap->log, flags_fn, &j, &skipped);
-	if (rc == 0)
-		rc = flags_flush(&j);
-	else if (rc == 1)
-		rc = j.rc;
-	if (rc == 0) {
-		pos.phase = STATE_LOG_APPLYING;
-		rc = state_commit_log(ap->s, NULL, 0, &pos, &j.err);
-	}
-	if (rc != 0)
-		fprintf(stderr, "shopkeeper: event log: %s failed, will retry: %s%s\n",
-			rebuild ? "rebuild" : "bootstrap", j.err.len ? j.err.buf : "",
-			j.err.len ? "" : eventlog_errmsg(ap->log));
-	if (skipped)
-		fprintf(stderr, "shopkeeper: event log: %llu compacted flags did not decode; "
-			"skipped\n", (unsigned long long)skipped);
-	free(j.writes);
-	free(j.offsets);
-	free(j.metas);
-	sb_release(&j.ids);
-	sb_release(&j.err);
-	sb_release(&err);
-	if (rc != 0) {
-		sb_release(&items.ids);
-		return -1;
-	}
-	items_to_model(ap, &items);
-	sb_release(&items.ids);
-	ap->pos = pos;
-	ap->floor = floor;
-	ap->dropping = false;
-	ap->checked_connects = eventlog_connects(ap->log);
-	publish(ap);
-	pthread_mutex_lock(&ap->lock);
-	if (rebuild)
-		ap->st.rebuilds++;
-	else
-		ap->st.bootstraps++;
-	pthread_mutex_unlock(&ap->lock);
-	if (ap->erasure_hook)
-		ap->erasure_hook(ap->erasure_arg);
-	return 0;
 }
 
 /* ---- model switches ------------------------------------------------------------- */
@@ -455,7 +214,7 @@ static bool take_switch(applier *ap)
 {
 	pthread_mutex_lock(&ap->lock);
 	bool sw = ap->switched;
-	uint32_t floor = model_floor(ap->model_has_pos, ap->model_pos);
+	uint32_t floor = applier_model_floor(ap->model_has_pos, ap->model_pos);
 	ap->switched = false;
 	pthread_mutex_unlock(&ap->lock);
 	if (!sw)
@@ -601,7 +360,7 @@ static int apply_batch(applier *ap, eventlog_batch *b)
 				skipped++;
 				continue;
 			}
-			catalog_meta(r, &ap->metas[i]);
+			applier_catalog_meta(r, &ap->metas[i]);
 			ap->writes[nw++] = (state_write){ .item = r->item, .item_len = r->item_len,
 							  .meta = &ap->metas[i] };
 			items = true;
@@ -770,8 +529,8 @@ static void *applier_main(void *arg)
 	} else {
 		/* A restart: ready unless the lag says otherwise. */
 		ap->floor = ap->pos.floor_sec;
-		publish(ap);
-		set_phase(ap, APPLIER_APPLYING);
+		applier_publish(ap);
+		applier_set_phase(ap, APPLIER_APPLYING);
 		pthread_mutex_lock(&ap->lock);
 		ap->switched = true; /* compare the model with the state's floor */
 		pthread_mutex_unlock(&ap->lock);
@@ -787,7 +546,7 @@ static void *applier_main(void *arg)
 			need_bootstrap = rebuild = true;
 		}
 		if (need_bootstrap) {
-			if (bootstrap(ap, rebuild) != 0) {
+			if (applier_bootstrap(ap, rebuild) != 0) {
 				pthread_mutex_lock(&ap->lock);
 				ap->st.connected = false;
 				ap->st.read_errors++;
@@ -844,7 +603,7 @@ static void *applier_main(void *arg)
 			fprintf(stderr, "shopkeeper: event log: the entry after %s is of a newer "
 				"record format than this build reads: upgrade shopkeeper; not applying "
 				"anything until then\n", id);
-			set_phase(ap, APPLIER_NEWER_FORMAT);
+			applier_set_phase(ap, APPLIER_NEWER_FORMAT);
 			answer_waiters(ap, false);
 			pause_ms(ap, 1000);
 			continue;
@@ -853,7 +612,7 @@ static void *applier_main(void *arg)
 		answer_waiters(ap, false);
 		if (!full && !caught_up && !ap->dropping) {
 			caught_up = true;
-			set_phase(ap, APPLIER_APPLYING);
+			applier_set_phase(ap, APPLIER_APPLYING);
 		}
 	}
 	eventlog_batch_release(&ap->b);

@@ -1,12 +1,12 @@
 /*
- * eventlog: the shared event log in a Redis stream, the client side. See
- * eventlog.h for the key layout, the append script, trimming and the
- * connection rules; the entry ids and the record codec are in
+ * eventlog: the shared event log in a Redis stream, the client side: the
+ * connection (direct or through Sentinel, with back-off), the Redis
+ * command helpers the other eventlog files share (eventlog_internal.h),
+ * appending and reading. See eventlog.h for the key layout, the append
+ * script, trimming and the connection rules. The rest of the module:
+ * erasure, trimming, bootstrap and the failover check in
+ * eventlog_admin.c, the entry ids and the record codec in
  * eventlog_codec.c, the URL parser in eventlog_url.c.
- *
- * Why this file stays long: everything here works through one opaque
- * handle (its hiredis context, back-off, Sentinel failover and error
- * text), which appending, reading, trimming and erasure share.
  */
 #include "eventlog.h"
 
@@ -26,7 +26,6 @@
 #include "util.h"
 
 #define APPEND_MAX 10000
-#define READ_COUNT_MAX 100000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 1000
 
@@ -58,26 +57,6 @@ static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
 }
-
-struct eventlog {
-	eventlog_config cfg;   /* own copy */
-	redisContext *c;       /* NULL while disconnected */
-	char addr[EVENTLOG_HOST_MAX + 16];
-	strbuf err;            /* eventlog_errmsg */
-	strbuf connect_err;    /* why the last connect failed, for the back-off */
-	double next_try;       /* monotonic seconds: no connect before this */
-	int backoff_ms;
-	int io_timeout_ms;     /* what the socket has now */
-	uint64_t connects;
-	uint32_t sentinel_next; /* the sentinel to ask first */
-	bool auth_failed;      /* the last connect failed on AUTH */
-	/* scratch for building commands, kept across calls */
-	strbuf keys;           /* K:c:..., K:consent, ... */
-	strbuf enc;            /* encoded records of an append */
-	const char **argv;
-	size_t *argl;
-	size_t argcap;
-};
 
 int eventlog_open(const eventlog_config *cfg, eventlog **out)
 {
@@ -135,9 +114,7 @@ uint64_t eventlog_connects(const eventlog *log)
 	return log->connects;
 }
 
-static int fail(eventlog *log, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(eventlog *log, int rc, const char *fmt, ...)
+int eventlog_fail(eventlog *log, int rc, const char *fmt, ...)
 {
 	va_list ap;
 	sb_reset(&log->err);
@@ -158,7 +135,7 @@ static void set_io_timeout(eventlog *log, int ms)
 		log->io_timeout_ms = ms;
 }
 
-static void free_reply(redisReply *r)
+void eventlog_free_reply(redisReply *r)
 {
 	if (r)
 		freeReplyObject(r);
@@ -224,11 +201,11 @@ static redisContext *connect_node(eventlog *log, const char *host, int port, con
 		if (!r || r->type == REDIS_REPLY_ERROR) {
 			sb_addf(why, "%s:%d: AUTH: %s", host, port, r ? r->str : c->errstr);
 			log->auth_failed = r != NULL;
-			free_reply(r);
+			eventlog_free_reply(r);
 			redisFree(c);
 			return NULL;
 		}
-		free_reply(r);
+		eventlog_free_reply(r);
 	}
 	return c;
 }
@@ -266,7 +243,7 @@ static redisContext *discover(eventlog *log, strbuf *why, char *addr, size_t add
 			sb_addf(why, "sentinel %s:%d does not know master '%s'", h->host, h->port,
 				cfg->master);
 		}
-		free_reply(r);
+		eventlog_free_reply(r);
 		redisFree(sc);
 		if (!ok)
 			continue;
@@ -283,7 +260,7 @@ static redisContext *discover(eventlog *log, strbuf *why, char *addr, size_t add
 			sb_addf(why, "%s:%d (from sentinel %s:%d) is not the primary: %s", host,
 				(int)port, h->host, h->port,
 				!r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "ROLE says replica");
-		free_reply(r);
+		eventlog_free_reply(r);
 		if (!master) {
 			redisFree(c);
 			continue;
@@ -303,8 +280,9 @@ static int ensure_connected(eventlog *log, bool force)
 		return 0;
 	double now = util_monotonic();
 	if (!force && now < log->next_try)
-		return fail(log, EVENTLOG_EUNAVAILABLE, "event log: not connected (next attempt in "
-			    "%.0f ms): %s", (log->next_try - now) * 1000, sb_str(&log->connect_err));
+		return eventlog_fail(log, EVENTLOG_EUNAVAILABLE,
+				     "event log: not connected (next attempt in %.0f ms): %s",
+				     (log->next_try - now) * 1000, sb_str(&log->connect_err));
 	sb_reset(&log->connect_err);
 	log->auth_failed = false;
 	char addr[sizeof(log->addr)];
@@ -320,9 +298,10 @@ static int ensure_connected(eventlog *log, bool force)
 		log->backoff_ms = log->backoff_ms ? MIN(log->backoff_ms * 2, BACKOFF_MAX_MS)
 						  : BACKOFF_FIRST_MS;
 		log->next_try = now + log->backoff_ms / 1000.0;
-		return fail(log, log->auth_failed ? EVENTLOG_EREDIS : EVENTLOG_EUNAVAILABLE, "event log: %s%s",
-			    log->cfg.sentinel ? "no primary found: " : "",
-			    sb_str(&log->connect_err));
+		return eventlog_fail(
+			log, log->auth_failed ? EVENTLOG_EREDIS : EVENTLOG_EUNAVAILABLE,
+			"event log: %s%s", log->cfg.sentinel ? "no primary found: " : "",
+			sb_str(&log->connect_err));
 	}
 	log->c = c;
 	log->io_timeout_ms = log->cfg.timeout_ms;
@@ -344,38 +323,36 @@ static bool error_means_reconnect(const redisReply *r)
 	return false;
 }
 
-/* What a reply (NULL: the connection failed) means for the caller; on
- * failure the message is set and the connection dropped when it is no
- * longer good. `what` names the command in messages. */
-static int check_reply(eventlog *log, const redisReply *r, const char *what)
+int eventlog_check_reply(eventlog *log, const redisReply *r, const char *what)
 {
 	if (!r) {
-		int rc = fail(log, EVENTLOG_EUNAVAILABLE, "event log %s: %s: %s", log->addr, what,
-			      log->c && log->c->errstr[0] ? log->c->errstr : "connection lost");
+		int rc = eventlog_fail(
+			log, EVENTLOG_EUNAVAILABLE, "event log %s: %s: %s", log->addr, what,
+			log->c && log->c->errstr[0] ? log->c->errstr : "connection lost");
 		disconnect(log);
 		return rc;
 	}
 	if (r->type != REDIS_REPLY_ERROR)
 		return 0;
-	int rc = fail(log, error_means_reconnect(r) ? EVENTLOG_EUNAVAILABLE : EVENTLOG_EREDIS,
-		      "event log %s: %s: %s", log->addr, what, r->str);
+	int rc = eventlog_fail(log,
+			       error_means_reconnect(r) ? EVENTLOG_EUNAVAILABLE : EVENTLOG_EREDIS,
+			       "event log %s: %s: %s", log->addr, what, r->str);
 	if (rc == EVENTLOG_EUNAVAILABLE)
 		disconnect(log);
 	return rc;
 }
 
-/* Runs one command given as argv; *out gets a non-error reply. */
-static int run_argv(eventlog *log, redisReply **out, int argc, const char **argv,
-		    const size_t *argl)
+int eventlog_run_argv(eventlog *log, redisReply **out, int argc, const char **argv,
+		      const size_t *argl)
 {
 	*out = NULL;
 	int rc = ensure_connected(log, false);
 	if (rc)
 		return rc;
 	redisReply *r = redisCommandArgv(log->c, argc, argv, argl);
-	rc = check_reply(log, r, argv[0]);
+	rc = eventlog_check_reply(log, r, argv[0]);
 	if (rc) {
-		free_reply(r);
+		eventlog_free_reply(r);
 		return rc;
 	}
 	*out = r;
@@ -397,8 +374,7 @@ static void argv_reserve(eventlog *log, size_t n)
 #define ARG(log, i, s) ((log)->argv[i] = (s), (log)->argl[i] = strlen(s))
 #define ARGB(log, i, s, n) ((log)->argv[i] = (s), (log)->argl[i] = (n))
 
-/* K followed by suffix (and bytes s[0..n)) in log->keys at offset *at. */
-static size_t key_add(eventlog *log, const char *suffix, const char *s, size_t n)
+size_t eventlog_key_add(eventlog *log, const char *suffix, const char *s, size_t n)
 {
 	size_t at = log->keys.len;
 	sb_add(&log->keys, log->cfg.stream, log->cfg.stream_len);
@@ -416,8 +392,8 @@ int eventlog_ping(eventlog *log)
 	if (rc)
 		return rc;
 	redisReply *r = redisCommand(log->c, "PING");
-	rc = check_reply(log, r, "PING");
-	free_reply(r);
+	rc = eventlog_check_reply(log, r, "PING");
+	eventlog_free_reply(r);
 	return rc;
 }
 
@@ -426,22 +402,22 @@ int eventlog_ping(eventlog *log)
 static int config_get(eventlog *log, const char *name, char *buf, size_t size, int *rc)
 {
 	redisReply *r = redisCommand(log->c, "CONFIG GET %s", name);
-	*rc = check_reply(log, r, "CONFIG GET");
+	*rc = eventlog_check_reply(log, r, "CONFIG GET");
 	if (*rc == EVENTLOG_EREDIS)
 		*rc = 0; /* refused: say we could not check */
 	else if (*rc) {
-		free_reply(r);
+		eventlog_free_reply(r);
 		return -1;
 	}
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[1]->type != REDIS_REPLY_STRING) {
 		if (r && r->type != REDIS_REPLY_ERROR)
-			fail(log, 0, "CONFIG GET %s answered no value", name);
-		free_reply(r);
+			eventlog_fail(log, 0, "CONFIG GET %s answered no value", name);
+		eventlog_free_reply(r);
 		return -1;
 	}
 	snprintf(buf, size, "%.*s", (int)r->element[1]->len, r->element[1]->str);
-	free_reply(r);
+	eventlog_free_reply(r);
 	return 0;
 }
 
@@ -558,7 +534,7 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	if (acked)
 		*acked = 0;
 	if (n == 0 || n > APPEND_MAX || replicas < 0 || (replicas > 0 && wait_ms <= 0))
-		return fail(log, EVENTLOG_EINVAL, "event log append: bad arguments");
+		return eventlog_fail(log, EVENTLOG_EINVAL, "event log append: bad arguments");
 
 	/* Encode everything first: a bad record sends nothing. Offsets are
 	 * kept, pointers taken once the buffer stops growing. */
@@ -568,7 +544,8 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 		off[i] = log->enc.len;
 		if (eventlog_encode(&recs[i], &log->enc) != 0) {
 			free(off);
-			return fail(log, EVENTLOG_EINVAL, "event log append: record %zu is invalid", i);
+			return eventlog_fail(log, EVENTLOG_EINVAL,
+					     "event log append: record %zu is invalid", i);
 		}
 	}
 	off[n] = log->enc.len;
@@ -628,11 +605,11 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	redisReply *r = NULL, *w = NULL;
 	if (redisGetReply(log->c, (void **)&r) != REDIS_OK)
 		r = NULL;
-	rc = check_reply(log, r, "EVAL (append)");
+	rc = eventlog_check_reply(log, r, "EVAL (append)");
 	if (replicas > 0 && log->c) {
 		if (redisGetReply(log->c, (void **)&w) != REDIS_OK)
 			w = NULL;
-		int wrc = check_reply(log, w, "WAIT");
+		int wrc = eventlog_check_reply(log, w, "WAIT");
 		if (!rc && wrc)
 			rc = wrc;
 	}
@@ -640,15 +617,16 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	if (rc)
 		goto done;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
-		rc = fail(log, EVENTLOG_EREDIS, "event log %s: append: unexpected reply", log->addr);
+		rc = eventlog_fail(log, EVENTLOG_EREDIS, "event log %s: append: unexpected reply",
+				   log->addr);
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *e = r->element[i];
 		eventlog_id id;
 		if (e->type != REDIS_REPLY_STRING || eventlog_id_parse(e->str, e->len, &id) != 0) {
-			rc = fail(log, EVENTLOG_EREDIS, "event log %s: append: bad id in reply",
-				  log->addr);
+			rc = eventlog_fail(log, EVENTLOG_EREDIS,
+					   "event log %s: append: bad id in reply", log->addr);
 			goto done;
 		}
 		if (ids)
@@ -656,20 +634,21 @@ int eventlog_append(eventlog *log, const eventlog_record *recs, size_t n, eventl
 	}
 	if (replicas > 0) {
 		if (w->type != REDIS_REPLY_INTEGER) {
-			rc = fail(log, EVENTLOG_EREDIS, "event log %s: WAIT: unexpected reply",
-				  log->addr);
+			rc = eventlog_fail(log, EVENTLOG_EREDIS,
+					   "event log %s: WAIT: unexpected reply", log->addr);
 			goto done;
 		}
 		if (acked)
 			*acked = (int)MIN(w->integer, INT32_MAX);
 		if (w->integer < replicas)
-			rc = fail(log, EVENTLOG_EREPLICAS,
-				  "event log %s: %lld of %d replicas acknowledged within %d ms",
-				  log->addr, w->integer, replicas, wait_ms);
+			rc = eventlog_fail(
+				log, EVENTLOG_EREPLICAS,
+				"event log %s: %lld of %d replicas acknowledged within %d ms",
+				log->addr, w->integer, replicas, wait_ms);
 	}
 done:
-	free_reply(r);
-	free_reply(w);
+	eventlog_free_reply(r);
+	eventlog_free_reply(w);
 	return rc;
 }
 
@@ -680,14 +659,14 @@ void eventlog_batch_release(eventlog_batch *b)
 	if (!b)
 		return;
 	free(b->entries);
-	free_reply(b->reply);
+	eventlog_free_reply(b->reply);
 	memset(b, 0, sizeof(*b));
 }
 
 /* Empties b but keeps its entry array. */
 static void batch_clear(eventlog_batch *b)
 {
-	free_reply(b->reply);
+	eventlog_free_reply(b->reply);
 	b->reply = NULL;
 	b->n = 0;
 }
@@ -770,7 +749,7 @@ int eventlog_batch_from_resp(const void *buf, size_t n, bool xread, eventlog_bat
 	} else {
 		batch_clear(out);
 	}
-	free_reply(reply);
+	eventlog_free_reply(reply);
 	redisReaderFree(rd);
 	return rc;
 }
@@ -804,25 +783,16 @@ static int read_once(eventlog *log, eventlog_id after, size_t count, int block_m
 		set_io_timeout(log, log->cfg.timeout_ms + block_ms);
 	redisReply *r = redisCommandArgv(log->c, argc, argv, argl);
 	set_io_timeout(log, log->cfg.timeout_ms);
-	rc = check_reply(log, r, "XREAD");
+	rc = eventlog_check_reply(log, r, "XREAD");
 	if (rc) {
-		free_reply(r);
+		eventlog_free_reply(r);
 		return rc;
 	}
 	if (batch_from_xread(out, r, after) != 0)
-		return fail(log, EVENTLOG_EREDIS, "event log %s: XREAD: malformed reply", log->addr);
+		return eventlog_fail(log, EVENTLOG_EREDIS, "event log %s: XREAD: malformed reply",
+				     log->addr);
 	return 0;
 }
-
-/* An idempotent read may be retried once when it failed on a connection
- * that was up: a server restart or failover costs the caller nothing. */
-#define RETRY_ONCE(log, call)                                                 \
-	do {                                                                  \
-		bool was_up_ = (log)->c != NULL;                              \
-		rc = (call);                                                  \
-		if (rc == EVENTLOG_EUNAVAILABLE && was_up_ && !(log)->c)      \
-			rc = (call);                                          \
-	} while (0)
 
 int eventlog_read(eventlog *log, eventlog_id after, size_t count, int block_ms,
 		  eventlog_batch *out)
@@ -831,13 +801,13 @@ int eventlog_read(eventlog *log, eventlog_id after, size_t count, int block_ms,
 	sb_reset(&log->err);
 	batch_clear(out);
 	if (count == 0 || count > READ_COUNT_MAX || block_ms < 0)
-		return fail(log, EVENTLOG_EINVAL, "event log read: bad arguments");
+		return eventlog_fail(log, EVENTLOG_EINVAL, "event log read: bad arguments");
 	RETRY_ONCE(log, read_once(log, after, count, block_ms, out));
 	return rc;
 }
 
-static int range_once(eventlog *log, eventlog_id from, eventlog_id to, size_t count,
-		      eventlog_batch *out, bool reverse)
+int eventlog_range_once(eventlog *log, eventlog_id from, eventlog_id to, size_t count,
+			eventlog_batch *out, bool reverse)
 {
 	char a[EVENTLOG_ID_LEN], b[EVENTLOG_ID_LEN], cnt[24];
 	eventlog_id_format(reverse ? to : from, a);
@@ -846,18 +816,20 @@ static int range_once(eventlog *log, eventlog_id from, eventlog_id to, size_t co
 	const char *argv[] = { reverse ? "XREVRANGE" : "XRANGE", log->cfg.stream, a, b, "COUNT", cnt };
 	size_t argl[] = { strlen(argv[0]), log->cfg.stream_len, strlen(a), strlen(b), 5, strlen(cnt) };
 	redisReply *r;
-	int rc = run_argv(log, &r, 6, argv, argl);
+	int rc = eventlog_run_argv(log, &r, 6, argv, argl);
 	if (rc)
 		return rc;
 	if (reverse) {
 		/* Newest first: only the count-1 case is used, no order to check. */
 		if (r->type != REDIS_REPLY_ARRAY || r->elements > 1) {
-			free_reply(r);
-			return fail(log, EVENTLOG_EREDIS, "event log: XREVRANGE: malformed reply");
+			eventlog_free_reply(r);
+			return eventlog_fail(log, EVENTLOG_EREDIS,
+					     "event log: XREVRANGE: malformed reply");
 		}
 	}
 	if (batch_fill(out, r, r, EVENTLOG_ID_MIN, false) != 0)
-		return fail(log, EVENTLOG_EREDIS, "event log %s: XRANGE: malformed reply", log->addr);
+		return eventlog_fail(log, EVENTLOG_EREDIS, "event log %s: XRANGE: malformed reply",
+				     log->addr);
 	return 0;
 }
 
@@ -868,333 +840,7 @@ int eventlog_range(eventlog *log, eventlog_id from, eventlog_id to, size_t count
 	sb_reset(&log->err);
 	batch_clear(out);
 	if (count == 0 || count > READ_COUNT_MAX)
-		return fail(log, EVENTLOG_EINVAL, "event log range: bad arguments");
-	RETRY_ONCE(log, range_once(log, from, to, count, out, false));
-	return rc;
-}
-
-/* ---- erasure, trimming, bootstrap, failover ---------------------------------- */
-
-int eventlog_customer_entries(eventlog *log, const char *customer, size_t len, uint64_t *count)
-{
-	sb_reset(&log->err);
-	sb_reset(&log->keys);
-	key_add(log, ":c:", customer, len);
-	const char *argv[] = { "LLEN", log->keys.buf };
-	size_t argl[] = { 4, log->cfg.stream_len + 3 + len };
-	redisReply *r;
-	int rc = run_argv(log, &r, 2, argv, argl);
-	if (rc)
-		return rc;
-	*count = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 0;
-	free_reply(r);
-	return 0;
-}
-
-/* Reads key K:trimmed (EVENTLOG_ID_MIN when unset) into *id. */
-static int get_trimmed(eventlog *log, eventlog_id *id)
-{
-	sb_reset(&log->keys);
-	key_add(log, ":trimmed", NULL, 0);
-	const char *argv[] = { "GET", log->keys.buf };
-	size_t argl[] = { 3, log->keys.len - 1 };
-	redisReply *r;
-	int rc = run_argv(log, &r, 2, argv, argl);
-	if (rc)
-		return rc;
-	*id = EVENTLOG_ID_MIN;
-	if (r->type == REDIS_REPLY_STRING)
-		eventlog_id_parse(r->str, r->len, id);
-	free_reply(r);
-	return 0;
-}
-
-int eventlog_trim(eventlog *log, eventlog_id minid, size_t chunk, uint64_t *trimmed)
-{
-	sb_reset(&log->err);
-	if (trimmed)
-		*trimmed = 0;
-	if (chunk == 0)
-		chunk = 1000;
-	if (chunk > READ_COUNT_MAX)
-		return fail(log, EVENTLOG_EINVAL, "event log trim: chunk too large");
-	eventlog_id last;
-	if (!eventlog_id_prev(minid, &last))
-		return 0; /* nothing is before 0-0 */
-
-	/* Record the trim point first: if the trim stops midway, entries
-	 * already gone are explained (eventlog_check_entry), and those still
-	 * there are found. Only ever raised (one trimmer: publish-model). */
-	eventlog_id old;
-	int rc = get_trimmed(log, &old);
-	if (rc)
-		return rc;
-	if (eventlog_id_cmp(minid, old) > 0) {
-		char id[EVENTLOG_ID_LEN];
-		eventlog_id_format(minid, id);
-		const char *argv[] = { "SET", log->keys.buf, id };
-		size_t argl[] = { 3, log->keys.len - 1, strlen(id) };
-		redisReply *r;
-		if ((rc = run_argv(log, &r, 3, argv, argl)) != 0)
-			return rc;
-		free_reply(r);
-	}
-
-	eventlog_batch b = { 0 };
-	while (1) {
-		rc = eventlog_range(log, EVENTLOG_ID_MIN, last, chunk, &b);
-		if (rc || b.n == 0)
-			break;
-		/* One pipeline: the chunk's ids off their customers' lists, then
-		 * XTRIM up to just after the chunk. */
-		char next[EVENTLOG_ID_LEN];
-		eventlog_id_format(eventlog_id_next(b.entries[b.n - 1].id), next);
-		sb_reset(&log->keys);
-		size_t *koff = xmallocarray(b.n, sizeof(*koff));
-		for (size_t i = 0; i < b.n; i++) {
-			const eventlog_entry *e = &b.entries[i];
-			koff[i] = SIZE_MAX;
-			if (e->status == 0 && (e->rec.kind == EVENTLOG_EVENT ||
-					       e->rec.kind == EVENTLOG_SERVED ||
-					       e->rec.kind == EVENTLOG_CONSENT))
-				koff[i] = key_add(log, ":c:", e->rec.customer, e->rec.customer_len);
-		}
-		int sent = 0;
-		for (size_t i = 0; i < b.n; i++) {
-			if (koff[i] == SIZE_MAX)
-				continue;
-			char id[EVENTLOG_ID_LEN];
-			size_t il = eventlog_id_format(b.entries[i].id, id);
-			const char *argv[] = { "LREM", log->keys.buf + koff[i], "1", id };
-			size_t argl[] = { 4, strlen(log->keys.buf + koff[i]), 1, il };
-			/* Customer ids hold no NUL (validated), so strlen is the key's
-			 * length. */
-			redisAppendCommandArgv(log->c, 4, argv, argl);
-			sent++;
-		}
-		free(koff);
-		const char *targv[] = { "XTRIM", log->cfg.stream, "MINID", next };
-		size_t targl[] = { 5, log->cfg.stream_len, 5, strlen(next) };
-		redisAppendCommandArgv(log->c, 4, targv, targl);
-		for (int i = 0; i <= sent && rc == 0; i++) {
-			redisReply *r = NULL;
-			if (redisGetReply(log->c, (void **)&r) != REDIS_OK)
-				r = NULL;
-			rc = check_reply(log, r, i < sent ? "LREM" : "XTRIM");
-			if (!rc && i == sent && trimmed && r->type == REDIS_REPLY_INTEGER)
-				*trimmed += (uint64_t)r->integer;
-			free_reply(r);
-		}
-		if (rc || b.n < chunk)
-			break;
-	}
-	eventlog_batch_release(&b);
-	return rc;
-}
-
-/* One field of K:catalog: name LETTER..ITEM, value "ID ENCODING", the
- * latest catalog record giving that field. *rec gets the record cut to
- * that one field (strings borrowed from v). Returns 0 or -1 when it does
- * not hold together (a buggy writer). */
-static int catalog_field(const redisReply *c, const redisReply *v, eventlog_record *rec,
-			 eventlog_id *id)
-{
-	static const char letters[] = "tcpf"; /* EVENTLOG_CATALOG_* bit 0..3 */
-	if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || c->len < 2)
-		return -1;
-	const char *l = memchr(letters, c->str[0], 4);
-	const char *sp = memchr(v->str, ' ', v->len);
-	if (!l || !sp || eventlog_id_parse(v->str, (size_t)(sp - v->str), id) != 0)
-		return -1;
-	unsigned bit = 1u << (l - letters);
-	size_t off = (size_t)(sp - v->str) + 1;
-	eventlog_record r;
-	if (eventlog_decode(v->str + off, v->len - off, &r) != 0 || r.kind != EVENTLOG_CATALOG ||
-	    !(r.catalog_fields & bit) || r.item_len != c->len - 1 ||
-	    memcmp(r.item, c->str + 1, r.item_len) != 0)
-		return -1;
-	*rec = (eventlog_record){ .kind = EVENTLOG_CATALOG, .item = r.item, .item_len = r.item_len,
-				  .catalog_fields = (uint8_t)bit };
-	if (bit == EVENTLOG_CATALOG_TITLE) {
-		rec->title = r.title;
-		rec->title_len = r.title_len;
-	} else if (bit == EVENTLOG_CATALOG_CATEGORY) {
-		rec->category = r.category;
-		rec->category_len = r.category_len;
-	} else if (bit == EVENTLOG_CATALOG_PRICE) {
-		rec->price = r.price;
-	} else {
-		rec->first_seen = r.first_seen;
-	}
-	return 0;
-}
-
-/* HSCAN of K<suffix> (of records of `kind`), calling fn per field. */
-static int flags_scan(eventlog *log, const char *suffix, uint8_t kind, eventlog_flags_fn fn,
-		      void *arg, uint64_t *skipped)
-{
-	bool consent = kind == EVENTLOG_CONSENT, item = kind == EVENTLOG_ITEM;
-	char cursor[24] = "0";
-	sb_reset(&log->keys);
-	key_add(log, suffix, NULL, 0);
-	char *key = xstrdup(log->keys.buf);
-	size_t keylen = log->keys.len - 1;
-	int rc = 0;
-	do {
-		const char *argv[] = { "HSCAN", key, cursor, "COUNT", "500" };
-		size_t argl[] = { 5, keylen, strlen(cursor), 5, 3 };
-		redisReply *r;
-		if ((rc = run_argv(log, &r, 5, argv, argl)) != 0)
-			break;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2) {
-			free_reply(r);
-			rc = fail(log, EVENTLOG_EREDIS, "event log %s: HSCAN: malformed reply",
-				  log->addr);
-			break;
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len);
-		cursor[r->element[0]->len] = '\0';
-		const redisReply *kv = r->element[1];
-		for (size_t i = 0; i + 1 < kv->elements && rc == 0; i += 2) {
-			const redisReply *c = kv->element[i], *v = kv->element[i + 1];
-			eventlog_record rec = { .kind = kind };
-			eventlog_id id;
-			const char *idp = v->str;
-			size_t idl = v->len;
-			if (kind == EVENTLOG_CATALOG) {
-				if (catalog_field(c, v, &rec, &id) == 0)
-					rc = fn(arg, &rec, id);
-				else if (skipped)
-					(*skipped)++;
-				continue;
-			}
-			if (consent && v->type == REDIS_REPLY_STRING && v->len > 0 &&
-			    (v->str[0] == '0' || v->str[0] == '1')) {
-				rec.personalization = v->str[0] == '1';
-				idp++;
-				idl--;
-			} else if (item && v->type == REDIS_REPLY_STRING && v->len > 0 &&
-				   v->str[0] >= '1' && v->str[0] <= '0' + (int)EVENTLOG_ITEM_ALL) {
-				rec.item_set = (uint8_t)(v->str[0] - '0');
-				rec.item_clear = (uint8_t)(EVENTLOG_ITEM_ALL & ~rec.item_set);
-				idp++;
-				idl--;
-			} else if (consent || item) {
-				idp = NULL;
-			}
-			if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || !idp ||
-			    eventlog_id_parse(idp, idl, &id) != 0 ||
-			    !eventlog_valid_string(c->str, c->len, 1,
-					  item ? EVENTLOG_ITEM_MAX : EVENTLOG_CUSTOMER_MAX)) {
-				if (skipped)
-					(*skipped)++;
-				continue;
-			}
-			if (item) {
-				rec.item = c->str;
-				rec.item_len = c->len;
-			} else {
-				rec.customer = c->str;
-				rec.customer_len = c->len;
-			}
-			rc = fn(arg, &rec, id);
-		}
-		free_reply(r);
-	} while (rc == 0 && strcmp(cursor, "0") != 0);
-	free(key);
-	return rc;
-}
-
-int eventlog_flags_each(eventlog *log, eventlog_flags_fn fn, void *arg, uint64_t *skipped)
-{
-	sb_reset(&log->err);
-	if (skipped)
-		*skipped = 0;
-	int rc = flags_scan(log, ":erased", EVENTLOG_ERASURE, fn, arg, skipped);
-	if (rc == 0)
-		rc = flags_scan(log, ":consent", EVENTLOG_CONSENT, fn, arg, skipped);
-	if (rc == 0)
-		rc = flags_scan(log, ":items", EVENTLOG_ITEM, fn, arg, skipped);
-	if (rc == 0)
-		rc = flags_scan(log, ":catalog", EVENTLOG_CATALOG, fn, arg, skipped);
-	return rc;
-}
-
-static int check_once(eventlog *log, eventlog_id id, const char *customer, size_t len,
-		      enum eventlog_presence *out)
-{
-	eventlog_batch b = { 0 };
-	int rc = range_once(log, id, id, 1, &b, false);
-	size_t found = b.n;
-	eventlog_batch_release(&b);
-	if (rc)
-		return rc;
-	if (found) {
-		*out = EVENTLOG_PRESENT;
-		return 0;
-	}
-	eventlog_id trimmed;
-	if ((rc = get_trimmed(log, &trimmed)) != 0)
-		return rc;
-	if (eventlog_id_cmp(id, trimmed) < 0) {
-		*out = EVENTLOG_TRIMMED;
-		return 0;
-	}
-	if (len == 0) { /* no customer's: no erasure deletes it */
-		*out = EVENTLOG_LOST;
-		return 0;
-	}
-	sb_reset(&log->keys);
-	key_add(log, ":erased", NULL, 0);
-	const char *argv[] = { "HGET", log->keys.buf, customer };
-	size_t argl[] = { 4, log->keys.len - 1, len };
-	redisReply *r;
-	if ((rc = run_argv(log, &r, 3, argv, argl)) != 0)
-		return rc;
-	eventlog_id erased;
-	*out = r->type == REDIS_REPLY_STRING && eventlog_id_parse(r->str, r->len, &erased) == 0 &&
-			       eventlog_id_cmp(erased, id) > 0
-		       ? EVENTLOG_ERASED
-		       : EVENTLOG_LOST;
-	free_reply(r);
-	return 0;
-}
-
-int eventlog_check_entry(eventlog *log, eventlog_id id, const char *customer, size_t len,
-			 enum eventlog_presence *out)
-{
-	int rc;
-	sb_reset(&log->err);
-	if (!eventlog_valid_string(customer, len, 0, EVENTLOG_CUSTOMER_MAX))
-		return fail(log, EVENTLOG_EINVAL, "event log check: bad customer id");
-	RETRY_ONCE(log, check_once(log, id, customer, len, out));
-	return rc;
-}
-
-static int tail_once(eventlog *log, eventlog_id *last, uint64_t *length)
-{
-	eventlog_batch b = { 0 };
-	int rc = range_once(log, EVENTLOG_ID_MIN, EVENTLOG_ID_MAX, 1, &b, true);
-	*last = rc == 0 && b.n ? b.entries[0].id : EVENTLOG_ID_MIN;
-	eventlog_batch_release(&b);
-	if (rc)
-		return rc;
-	const char *argv[] = { "XLEN", log->cfg.stream };
-	size_t argl[] = { 4, log->cfg.stream_len };
-	redisReply *r;
-	if ((rc = run_argv(log, &r, 2, argv, argl)) != 0)
-		return rc;
-	*length = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 0;
-	free_reply(r);
-	return 0;
-}
-
-int eventlog_tail(eventlog *log, eventlog_id *last, uint64_t *length)
-{
-	int rc;
-	sb_reset(&log->err);
-	RETRY_ONCE(log, tail_once(log, last, length));
+		return eventlog_fail(log, EVENTLOG_EINVAL, "event log range: bad arguments");
+	RETRY_ONCE(log, eventlog_range_once(log, from, to, count, out, false));
 	return rc;
 }

@@ -1,6 +1,8 @@
 /*
  * model: the model reader: opens and checks a model file, then answers
- * lookups from the map. See model.h and model_format.h.
+ * lookups from the map. See model.h and model_format.h. The optional
+ * tables (content, precomputed lists, first_seen days) are loaded and
+ * answered in model_optional.c; model_internal.h is what both share.
  */
 #include "model.h"
 #include "content.h"
@@ -18,64 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_internal.h"
 #include "store_internal.h"
 #include "timefmt.h"
 #include "util.h"
-
-struct model {
-	MDB_env *env;
-	MDB_dbi item_index, neighbors, customers;
-	/* Held for the model's lifetime: the blobs below point into the map
-	 * and stay valid while this transaction is open. With MDB_NOLOCK and
-	 * no writer it costs nothing. */
-	MDB_txn *blob_txn;
-	offtab ids, titles, categories; /* string tables */
-	offtab image_urls, urls;  /* string tables (count 0: a version 3 model) */
-	const unsigned char *flags; /* u8[n] MODEL_ITEM_* (NULL: version 3, none) */
-	const unsigned char *first_seen; /* i32[n] days, or NULL: no such table */
-	/* The days serving uses: the table's, changed in place by PUT
-	 * /v1/items/{id} first_seen (model_item_set_first_seen). */
-	_Atomic int32_t *first_day;
-	/* What serving may do with each item now: bit i of hidden set keeps
-	 * item i out of every answer, of unsourced out of every score sum.
-	 * From the flags at open, then changed in place by the live
-	 * overrides (model_item_override), one word at a time. */
-	_Atomic uint64_t *hidden, *unsourced;
-	/* Set (for good) by the first override that takes a recommendable
-	 * item out of the scores: until then no precomputed list is stale
-	 * for that reason (model_unsourced_overrides). */
-	atomic_bool unsourced_override;
-	uint32_t *category_order; /* category indexes by name, for lookups */
-	uint32_t *item_slots;     /* open addressing: item index + 1 (0: empty) */
-	uint64_t item_mask;       /* slots - 1 (a power of two) */
-	const unsigned char *category, *price; /* u32[n], f32[n] */
-	const unsigned char *popularity;
-	const unsigned char *popular;
-	offtab nbrs; /* every item's neighbours */
-	uint32_t *nbr_pos; /* format 5: positives per list, else NULL */
-	content_index *content; /* format 6: the content tables, else NULL */
-	/* The optional "precomputed" record (pc.n_lists 0: none). */
-	MDB_dbi precomputed;
-	bool has_precomputed;
-	precomp_header pc;
-	const unsigned char *pc_counts, *pc_entries;
-	char *tuning_json; /* info.tuning_json */
-	char *meta_json;
-	model_info info;
-	bool model_clock;      /* model_now runs from as_of (see model_set_clock) */
-	char clock_msg[320];   /* model_clock_ahead_message */
-};
 
 struct model_txn {
 	model *m;
 	store_reader r;
 };
-
-static int get_blob(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *val)
-{
-	MDB_val k = { strlen(key), (void *)key };
-	return mdb_get(txn, dbi, &k, val);
-}
 
 static int parse_meta(model *m, const char *path, strbuf *err)
 {
@@ -315,23 +268,6 @@ static int load_items(model *m, MDB_dbi items, const char *path, strbuf *err)
 		}
 		m->flags = flags.mv_data;
 	}
-	/* Optional at any version (issue 18): a model without it has no
-	 * dates, and new_since answers from it are empty. */
-	MDB_val first_seen;
-	if (get_blob(m->blob_txn, items, "first_seen", &first_seen) == 0) {
-		if (first_seen.mv_size != (size_t)n * sizeof(int32_t)) {
-			sb_addf(err, "%s: the first_seen table does not match the item count", path);
-			return STORE_CORRUPT;
-		}
-		m->first_seen = first_seen.mv_data;
-	}
-	m->first_day = xmallocarray(n ? n : 1, sizeof(*m->first_day));
-	for (uint32_t i = 0; i < n; i++) {
-		int32_t d = MODEL_DAY_UNKNOWN;
-		if (m->first_seen)
-			memcpy(&d, m->first_seen + (size_t)i * sizeof(d), sizeof(d));
-		atomic_init(&m->first_day[i], d);
-	}
 	size_t words = ((size_t)n + 63) / 64 + 1;
 	m->hidden = xcalloc(words, sizeof(*m->hidden));
 	m->unsourced = xcalloc(words, sizeof(*m->unsourced));
@@ -397,99 +333,6 @@ static int load_neighbors(model *m, const char *path, strbuf *err)
 		}
 	}
 	return 0;
-}
-
-/* Format 6: the content tables (content.h) and their settings in the
- * meta record. */
-static int load_content(model *m, MDB_dbi items, const char *path, strbuf *err)
-{
-	if (m->info.format_version < MODEL_FORMAT_VERSION_CONTENT)
-		return 0;
-	json_t *root = json_loads(m->meta_json, 0, NULL);
-	json_t *c = json_object_get(root, "content");
-	const char *tok = json_string_value(json_object_get(c, "tokens"));
-	json_t *k = json_object_get(c, "neighbors");
-	content_settings set = { 0 };
-	int kind = tok ? content_tokens_parse(tok) : -1;
-	bool ok = kind >= 0 && json_is_integer(k) && json_integer_value(k) >= 0 &&
-		  json_integer_value(k) <= CONTENT_MAX_NEIGHBORS;
-	if (ok) {
-		set.tokens = (enum content_tokens)kind;
-		set.neighbors = (uint32_t)json_integer_value(k);
-		set.title_weight = (float)json_number_value(json_object_get(c, "title_weight"));
-		set.category_weight = (float)json_number_value(json_object_get(c, "category_weight"));
-		set.price_weight = (float)json_number_value(json_object_get(c, "price_weight"));
-	}
-	json_decref(root);
-	MDB_val terms, idf, post, bands, nbrs;
-	if (!ok || get_blob(m->blob_txn, items, "content_terms", &terms) ||
-	    get_blob(m->blob_txn, items, "content_idf", &idf) ||
-	    get_blob(m->blob_txn, items, "content_postings", &post) ||
-	    get_blob(m->blob_txn, items, "content_bands", &bands) ||
-	    get_blob(m->blob_txn, m->neighbors, "content", &nbrs)) {
-		sb_addf(err, "%s: content tables or their settings missing", path);
-		return STORE_CORRUPT;
-	}
-	content_blobs b = { terms.mv_data, idf.mv_data, post.mv_data, nbrs.mv_data, bands.mv_data,
-			    terms.mv_size, idf.mv_size, post.mv_size, nbrs.mv_size, bands.mv_size };
-	if (content_index_load(&b, &set, m->info.n_items, &m->content, err) != 0) {
-		sb_addf(err, " (%s)", path);
-		return STORE_CORRUPT;
-	}
-	return 0;
-}
-
-const struct content_index *model_content(const model *m)
-{
-	return m->content;
-}
-
-/* The optional precomputed lists: checked here once (sizes, counts, item
- * indexes, finite positive scores, best first), trusted afterwards. */
-static int load_precomputed(model *m, const char *path, strbuf *err)
-{
-	MDB_val v;
-	if (!m->has_precomputed || get_blob(m->blob_txn, m->precomputed, "all", &v) != 0)
-		return 0; /* an older model, or one trained with --precompute 0 */
-	precomp_header h;
-	const unsigned char *p = v.mv_data;
-	if (v.mv_size < sizeof(h))
-		goto bad;
-	memcpy(&h, p, sizeof(h));
-	uint64_t cbytes = ((uint64_t)h.n_lists + 3) & ~3ull;
-	if (h.entry_size != sizeof(precomp_entry) || h.stride == 0 || h.stride > 100 ||
-	    h.n_lists > m->info.n_customers ||
-	    v.mv_size != sizeof(h) + cbytes + (uint64_t)h.n_lists * h.stride * sizeof(precomp_entry))
-		goto bad;
-	const unsigned char *counts = p + sizeof(h), *entries = counts + cbytes;
-	uint32_t n = m->info.n_items;
-	for (uint32_t i = 0; i < h.n_lists; i++) {
-		if (counts[i] > h.stride)
-			goto bad;
-		for (uint32_t k = 0; k < counts[i]; k++) {
-			precomp_entry e, prev;
-			size_t at = ((size_t)i * h.stride + k) * sizeof(e);
-			memcpy(&e, entries + at, sizeof(e));
-			if (e.item >= n || !isfinite(e.score) || !(e.score > 0.0f))
-				goto bad;
-			if (k > 0) {
-				memcpy(&prev, entries + at - sizeof(e), sizeof(e));
-				if (prev.score < e.score)
-					goto bad;
-			}
-			for (int b = 0; b < PRECOMP_BECAUSE; b++)
-				if (e.because[b] != UINT32_MAX && e.because[b] >= n)
-					goto bad;
-		}
-	}
-	m->pc = h;
-	m->pc_counts = counts;
-	m->pc_entries = entries;
-	return 0;
-bad:
-	sb_addf(err, "%s: the precomputed lists are corrupt or do not match the model; "
-		     "retrain", path);
-	return STORE_CORRUPT;
 }
 
 static void clock_setup(model *m);
@@ -610,11 +453,13 @@ static int open_model(const char *dir, const char *file, model **out, strbuf *er
 		goto fail;
 	if ((ret = load_items(m, items, path.buf, err)) != 0)
 		goto fail;
+	if ((ret = model_load_first_seen(m, items, path.buf, err)) != 0)
+		goto fail;
 	if ((ret = load_neighbors(m, path.buf, err)) != 0)
 		goto fail;
-	if ((ret = load_content(m, items, path.buf, err)) != 0)
+	if ((ret = model_load_content(m, items, path.buf, err)) != 0)
 		goto fail;
-	if ((ret = load_precomputed(m, path.buf, err)) != 0)
+	if ((ret = model_load_precomputed(m, path.buf, err)) != 0)
 		goto fail;
 	sb_release(&path);
 	clock_setup(m);
@@ -713,23 +558,6 @@ const char *model_item_url(const model *m, uint32_t idx, size_t *len)
 		return "";
 	}
 	return string_at(&m->urls, idx, len);
-}
-
-int32_t model_item_first_seen(const model *m, uint32_t idx)
-{
-	assert(idx < m->info.n_items);
-	return atomic_load_explicit(&m->first_day[idx], memory_order_relaxed);
-}
-
-void model_item_set_first_seen(model *m, uint32_t idx, int32_t day)
-{
-	assert(idx < m->info.n_items);
-	atomic_store_explicit(&m->first_day[idx], day, memory_order_relaxed);
-}
-
-bool model_has_first_seen(const model *m)
-{
-	return m->first_seen != NULL;
 }
 
 bool model_item_recommendable(const model *m, uint32_t idx)
@@ -949,28 +777,6 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 	out->neg = out->data + (size_t)out->n * sizeof(neighbor);
 	out->n_neg = all - out->n;
 	return 0;
-}
-
-/* ---- precomputed lists ------------------------------------------------------ */
-
-bool model_unsourced_overrides(const model *m)
-{
-	return atomic_load_explicit(&m->unsourced_override, memory_order_relaxed);
-}
-
-const precomp_header *model_precomputed_header(const model *m)
-{
-	return m->pc_entries ? &m->pc : NULL;
-}
-
-bool model_precomputed(const model *m, const model_customer *cust, model_plist *out)
-{
-	uint32_t i = cust->sum.precomputed - 1; /* 0 wraps: no list */
-	if (i >= m->pc.n_lists)
-		return false;
-	out->n = m->pc_counts[i];
-	out->entries = m->pc_entries + (size_t)i * m->pc.stride * sizeof(precomp_entry);
-	return true;
 }
 
 /* Decodes a customer record. */

@@ -1,5 +1,10 @@
 /*
- * recommend: item-based scoring with per-thread, generation-stamped scratch.
+ * recommend: item-based scoring with per-thread, generation-stamped scratch:
+ * the request context, the history weights, both scoring passes and the
+ * popular fill, and the entry points (customer, basket, similar, popular,
+ * a rec_table for tuning). Hybrid scoring's content half is in
+ * recommend_hybrid.c, the precomputed fast path in
+ * recommend_precomputed.c; recommend_internal.h is what they share.
  */
 #include "recommend.h"
 
@@ -10,71 +15,9 @@
 
 #include "content.h"
 #include "ingest.h" /* enum event_type */
+#include "recommend_internal.h"
 #include "topk.h"
 #include "util.h"
-
-/* What a request knows about one item besides its score. */
-struct cand {
-	uint32_t banned;  /* == gen: never recommend it now */
-	uint32_t ev_seen; /* == gen: ev_aff is this request's */
-	float ev_aff;     /* live events' affinity since as_of */
-};
-
-/* A history item (or event or basket item) the request scores with, the
- * weight it spreads with, and its neighbours (the `use` best): both passes
- * walk them. */
-struct source {
-	const unsigned char *pairs; /* model_pairs data, borrowed from the txn */
-	const unsigned char *neg;   /* its negative neighbours, strongest first */
-	const unsigned char *cpairs; /* its content neighbours, best first */
-	uint32_t use, neg_use, cuse;
-	uint32_t item;
-	float weight;
-};
-
-_Static_assert(REC_MAX_N < 255, "answer slots must fit rec_ctx.picked");
-_Static_assert(PRECOMP_BECAUSE == REC_MAX_BECAUSE, "a precomputed entry holds a whole because list");
-
-/* Scoring runs in two passes. The first only adds to `acc`, a float per
- * item that is all zero between requests (reset through `touched`), so the
- * inner loop is a load and an add in a few KiB of cache. The second walks
- * the same neighbour lists once more, but only for the n items chosen, to
- * find the history items that contributed most to each (`because`). */
-struct rec_ctx {
-	uint32_t n_items;
-	uint32_t neighbors_used; /* per history item, best first */
-	uint32_t negatives_used; /* negative neighbours per history item */
-	float cutoff;       /* share of the strongest contribution a neighbour needs */
-	uint32_t history_weight; /* enum rec_history_weight (rec_params) */
-	uint32_t hw_now;    /* this request's: the filter's, else the above */
-	double recent_rate; /* this request's model: decay per second (0: none) */
-	int64_t as_of;      /* ... and its as-of time, for REC_HW_RECENT */
-	float min_contribution; /* this request's: cutoff x its strongest one */
-	uint32_t gen;       /* current request's generation */
-	float *acc;         /* per item: score this request (0: untouched) */
-	struct cand *cand;  /* per item */
-	uint8_t *picked;    /* per item: slot in the answer + 1 while chosen */
-	uint32_t *touched;  /* items with acc != 0 (n_items + 1 slots) */
-	uint32_t n_touched;
-	struct source sources[REC_MAX_HISTORY + REC_MAX_EVENTS + 128];
-	uint32_t n_sources;
-	bool any_negative;  /* some source has negative neighbours in use */
-	uint32_t ev_items[REC_MAX_EVENTS]; /* distinct items with events */
-	uint32_t n_ev_items;
-	neighbor heap[REC_MAX_N];
-	bool use_precomputed; /* the model's lists may answer (rec_params.no_precomputed) */
-	model_item_bits bits; /* this request's model's live item bitmaps */
-	/* Hybrid scoring (content.h): the content neighbours' sums, the
-	 * blend knobs, and where this request reads item popularity. */
-	float *acc_c;         /* per item: content score this request */
-	float content_weight; /* s: 0 turns content off */
-	float content_count;  /* b: beta_j = b / (b + customers of j) */
-	bool content_on;      /* this request blends (s > 0, tables there) */
-	const content_index *ci; /* this request's model's tables, or NULL */
-	const model *pop_model;  /* popularity from the model, else: */
-	const float *pop_table;  /* from a rec_table */
-	_Atomic uint64_t *no_bits; /* all clear, for rec_for_table (made by its first call) */
-};
 
 const char *rec_source_name(enum rec_source s)
 {
@@ -269,32 +212,6 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 			c->cand[f->exclude[i]].banned = c->gen;
 }
 
-/* Whether the filter has a category or price rule at all. */
-static inline bool has_rules(const rec_filter *f)
-{
-	return f && (f->category != UINT32_MAX || f->min_price >= 0 || f->max_price >= 0 ||
-		     f->new_since != MODEL_DAY_UNKNOWN);
-}
-
-/* Whether the filter's category and price rules let item j through. */
-static bool allowed(const model *m, const rec_filter *f, uint32_t j)
-{
-	if (!has_rules(f))
-		return true;
-	if (f->category != UINT32_MAX && model_item_category(m, j) != f->category)
-		return false;
-	/* An unknown day is MODEL_DAY_UNKNOWN, below every date. */
-	if (f->new_since != MODEL_DAY_UNKNOWN && model_item_first_seen(m, j) < f->new_since)
-		return false;
-	if (f->min_price >= 0 || f->max_price >= 0) {
-		float p = model_item_price(m, j);
-		if (p < 0 || (f->min_price >= 0 && p < f->min_price) ||
-		    (f->max_price >= 0 && p > f->max_price))
-			return false;
-	}
-	return true;
-}
-
 /* Queues item `from` to spread its neighbours (n positive ones at `pairs`,
  * n_neg negative ones at `neg`) with `weight`, and asks the memory system
  * for its neighbour list at once. A request reads a few dozen lists
@@ -383,47 +300,6 @@ static void spread_negative(rec_ctx *c)
 	c->n_touched = n_touched;
 }
 
-/* Pass one's content half (hybrid scoring): every source's content
- * neighbours into acc_c, after the collaborative ones, so an item enters
- * `touched` here only when neither sum has touched it yet. No cutoff: the
- * lists are short (content.h's N) and their weak end is what reaches new
- * items. */
-static void spread_content(rec_ctx *c)
-{
-	float *acc = c->acc, *acc_c = c->acc_c;
-	uint32_t *touched = c->touched, n_touched = c->n_touched;
-	for (uint32_t s = 0; s < c->n_sources; s++) {
-		const struct source *src = &c->sources[s];
-		for (uint32_t r = 0; r < src->cuse; r++) {
-			neighbor p = model_pair_at(src->cpairs, r);
-			if (acc[p.item] == 0.0f && acc_c[p.item] == 0.0f)
-				touched[n_touched++] = p.item;
-			acc_c[p.item] += p.score * src->weight;
-		}
-	}
-	c->n_touched = n_touched;
-}
-
-/* beta_j, the content share of item j's score: b / (b + its customers),
- * 1 for an item nobody has bought (whatever b). */
-static inline float content_share(const rec_ctx *c, uint32_t j)
-{
-	float pop = c->pop_model ? model_item_popularity(c->pop_model, j) : c->pop_table[j];
-	if (!(pop > 0.0f))
-		return 1.0f;
-	return c->content_count / (c->content_count + pop);
-}
-
-/* The blended score of j (hybrid scoring) and whether content is the
- * larger part of it. */
-static inline float blend(const rec_ctx *c, uint32_t j, float cf, float ct, bool *content)
-{
-	float beta = ct != 0.0f || cf != 0.0f ? content_share(c, j) : 0.0f;
-	float a = (1.0f - beta) * cf, b = beta * c->content_weight * ct;
-	*content = b > a;
-	return a + b;
-}
-
 /* Pass one: adds every source's neighbours, times its weight, to the
  * scores. The hot loop of every recommendation: an item enters `touched`
  * the first time its score leaves zero, appended without a branch (the
@@ -453,7 +329,7 @@ static void spread(rec_ctx *c)
 	if (c->any_negative)
 		spread_negative(c);
 	if (c->content_on)
-		spread_content(c);
+		rec_spread_content(c);
 }
 
 /* Keeps it->because the REC_MAX_BECAUSE largest contributions,
@@ -544,45 +420,11 @@ static void fill_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filte
 	fill_popular_from(c, m, model_popular(m), model_get_info(m)->n_items, n, f, out);
 }
 
-static void fill_popular_from(rec_ctx *c, const model *m, const unsigned char *pop,
-			      uint32_t total, uint32_t n, const rec_filter *f, rec_result *out);
-
-/* select_top_from's choice under hybrid scoring: each touched item's
- * collaborative and content sums blended (blend), then as there. Kept
- * apart so the plain path's loop stays one load and a compare. */
-static void select_blended(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f,
-			   rec_result *out, const unsigned char *pop, uint32_t total)
+void rec_finish_top(rec_ctx *c, const model *m, const unsigned char *pop, uint32_t total,
+		    uint32_t n, const rec_filter *f, rec_result *out, uint32_t first, uint32_t got)
 {
-	bool rules = has_rules(f);
-	topk heap;
-	topk_init(&heap, c->heap, n);
-	float threshold = topk_threshold(&heap);
-	for (uint32_t k = 0; k < c->n_touched; k++) {
-		uint32_t j = c->touched[k];
-		bool content;
-		float score = blend(c, j, c->acc[j], c->acc_c[j], &content);
-		if (score < threshold || !(score > 0.0f) || c->cand[j].banned == c->gen ||
-		    model_bit(c->bits.hidden, j) || (rules && !allowed(m, f, j)))
-			continue;
-		topk_push(&heap, j, score);
-		threshold = topk_threshold(&heap);
-	}
-	uint32_t got = topk_sort(&heap), first = out->n;
-	for (uint32_t k = 0; k < got; k++) {
-		uint32_t j = c->heap[k].item;
-		rec_item *it = &out->items[out->n++];
-		bool content;
-		it->item = j;
-		it->score = blend(c, j, c->acc[j], c->acc_c[j], &content);
-		it->source = content ? REC_CONTENT : REC_PERSONAL;
-		it->n_because = 0;
-		c->cand[j].banned = c->gen;
-	}
-	for (uint32_t k = 0; k < c->n_touched; k++) {
-		c->acc[c->touched[k]] = 0.0f;
-		c->acc_c[c->touched[k]] = 0.0f;
-	}
-	c->n_touched = 0;
+	/* The answer will name these items: their ids and titles load while
+	 * the because pass runs. */
 	for (uint32_t k = first; m && k < out->n; k++)
 		model_item_prefetch(m, out->items[k].item);
 	if (got > 0) {
@@ -610,7 +452,7 @@ static void select_top_from(rec_ctx *c, const model *m, const unsigned char *pop
 	topk_init(&heap, c->heap, n);
 	float threshold = topk_threshold(&heap);
 	if (c->content_on) {
-		select_blended(c, m, n, f, out, pop, total);
+		rec_select_blended(c, m, n, f, out, pop, total);
 		return;
 	}
 	for (uint32_t k = 0; k < c->n_touched; k++) {
@@ -636,16 +478,7 @@ static void select_top_from(rec_ctx *c, const model *m, const unsigned char *pop
 		it->n_because = 0;
 		c->cand[j].banned = c->gen;
 	}
-	/* The answer will name these items: their ids and titles load while
-	 * the because pass runs. */
-	for (uint32_t k = first; m && k < out->n; k++)
-		model_item_prefetch(m, out->items[k].item);
-	if (got > 0) {
-		out->source = REC_PERSONAL;
-		if (!f || f->because)
-			explain(c, out, first, out->n);
-	}
-	fill_popular_from(c, m, pop, total, n, f, out);
+	rec_finish_top(c, m, pop, total, n, f, out, first, got);
 }
 
 static void select_top(rec_ctx *c, model_txn *t, uint32_t n, const rec_filter *f,
@@ -733,107 +566,6 @@ static int fold_events(rec_ctx *c, model_txn *t, const state_events *ev, const r
 	return rc == STORE_NOTFOUND ? counted : rc;
 }
 
-/* ---- precomputed lists (precompute.h) ----------------------------------------
- * A list holds the customer's best candidates as rec_for_history ranks
- * them with no live events and the list's parameters: purchases left out,
- * items hidden when the model was trained left out, best first in topk's
- * total order (score, then item index). Every rule a request adds only
- * takes items away (exclude=, category, price, items hidden since), and
- * each item's score and because list depend on the history alone, not on
- * which other items are chosen. So the first n list items a request's
- * filter lets through are the n scoring would choose, with the same scores
- * and because lists, as long as n of them get through. */
-
-/* Whether nothing since training changes what this customer's list was
- * scored from: the same parameters, no event newer than the model (older
- * ones are in its history and fold_events skips them), and no history item
- * made not recommendable since (add_source would skip it). Mirrors the
- * history walk of rec_for_history. */
-static bool list_current(const rec_ctx *c, const model *m, const model_customer *cust,
-			 const state_events *ev, const precomp_header *h)
-{
-	if (h->neighbors_used != c->neighbors_used || h->cutoff != c->cutoff ||
-	    h->negatives_used != c->negatives_used || h->content_weight != c->content_weight ||
-	    h->content_count != c->content_count || h->history_weight != c->hw_now)
-		return false;
-	if (ev && ev->count > 0) {
-		int64_t as_of = model_get_info(m)->as_of;
-		event_view e;
-		size_t pos = 0;
-		int rc;
-		while ((rc = state_events_next(ev, &pos, &e)) == 0)
-			if (e.ts > as_of)
-				return false;
-		if (rc != STORE_NOTFOUND)
-			return false; /* scoring reports it */
-	}
-	/* The walk costs a cache miss per few entries: skipped until some
-	 * override has taken an item out of the scores. */
-	if (!model_unsourced_overrides(m))
-		return true;
-	uint32_t used = 0;
-	for (uint32_t i = 0; i < cust->n_hist && used < REC_MAX_HISTORY; i++) {
-		history_entry e = model_history_at(cust, i);
-		if (e.item >= c->n_items)
-			return false;
-		if (!(e.weight * e.weight > 0.0f))
-			continue;
-		/* Unsourced by the model itself it was when the list was
-		 * scored; by a live override it was not. */
-		if (model_bit(c->bits.unsourced, e.item) && model_item_recommendable(m, e.item))
-			return false;
-		used++;
-	}
-	return true;
-}
-
-/* Whether list item j may be in this request's answer: what
- * select_top_from checks, but the score (positive in every list). */
-static inline bool passes(const rec_ctx *c, const model *m, const rec_filter *f, bool rules,
-			  uint32_t j)
-{
-	return c->cand[j].banned != c->gen && !model_bit(c->bits.hidden, j) &&
-	       (!rules || allowed(m, f, j));
-}
-
-/* Answers from cust's precomputed list when that gives scoring's answer
- * (see above): true with *out filled, else false with *out empty. Called
- * by rec_for_history after begin(). */
-static bool from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
-			     const state_events *ev, uint32_t n, const rec_filter *f,
-			     rec_result *out)
-{
-	model_plist list;
-	const precomp_header *h = model_precomputed_header(m);
-	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
-	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h))
-		return false;
-	bool rules = has_rules(f), because = !f || f->because;
-	for (uint32_t k = 0; k < list.n && out->n < n; k++) {
-		precomp_entry e = model_plist_at(&list, k);
-		if (!passes(c, m, f, rules, e.item))
-			continue;
-		rec_item *it = &out->items[out->n++];
-		it->item = e.item;
-		it->score = e.score;
-		it->source = REC_PERSONAL;
-		it->n_because = 0;
-		while (because && it->n_because < PRECOMP_BECAUSE &&
-		       e.because[it->n_because] != UINT32_MAX) {
-			it->because[it->n_because] = e.because[it->n_because];
-			it->n_because++;
-		}
-		model_item_prefetch(m, e.item);
-	}
-	if (out->n < n) {
-		out->n = 0; /* too few left: scoring decides */
-		return false;
-	}
-	out->source = REC_PERSONAL;
-	out->precomputed = true;
-	return true;
-}
-
 int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
 		    uint32_t n, const rec_filter *f, rec_result *out)
 {
@@ -847,7 +579,7 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 		fill_popular(c, m, n, f, out);
 		return 0;
 	}
-	if (cust && from_precomputed(c, m, cust, ev, n, f, out))
+	if (cust && rec_from_precomputed(c, m, cust, ev, n, f, out))
 		return 0;
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
 	c->recent_rate = rate;
@@ -944,57 +676,6 @@ void rec_popular(rec_ctx *c, const model *m, uint32_t n, const rec_filter *f, re
 	fill_popular(c, m, n, f, out);
 }
 
-/* rec_similar under hybrid scoring: the item's collaborative and content
- * neighbours blended with beta the larger of the item's and each
- * neighbour's (rec_params), best n that pass. */
-static int similar_blended(rec_ctx *c, const model *m, uint32_t idx, const model_pairs *nb,
-			   uint32_t n, const rec_filter *f, rec_result *out)
-{
-	const unsigned char *cp;
-	uint32_t cn;
-	content_item_neighbors(c->ci, idx, &cp, &cn);
-	float beta_i = content_share(c, idx);
-	float w = c->content_weight > 0.0f ? c->content_weight : 1.0f;
-	uint32_t nt = 0;
-	for (uint32_t r = 0; r < nb->n; r++) {
-		neighbor p = model_pair_at(nb->data, r);
-		if (c->acc[p.item] == 0.0f)
-			c->touched[nt++] = p.item;
-		c->acc[p.item] += p.score;
-	}
-	for (uint32_t r = 0; r < cn; r++) {
-		neighbor p = model_pair_at(cp, r);
-		if (c->acc[p.item] == 0.0f && c->acc_c[p.item] == 0.0f)
-			c->touched[nt++] = p.item;
-		c->acc_c[p.item] += p.score;
-	}
-	topk heap;
-	topk_init(&heap, c->heap, n);
-	for (uint32_t k = 0; k < nt; k++) {
-		uint32_t j = c->touched[k];
-		float beta = MAX(beta_i, content_share(c, j));
-		float score = (1.0f - beta) * c->acc[j] + beta * w * c->acc_c[j];
-		if (!(score > 0.0f) || j == idx || c->cand[j].banned == c->gen ||
-		    model_bit(c->bits.hidden, j) || !allowed(m, f, j))
-			continue;
-		topk_push(&heap, j, score);
-	}
-	uint32_t got = topk_sort(&heap);
-	for (uint32_t k = 0; k < got; k++) {
-		uint32_t j = c->heap[k].item;
-		float beta = MAX(beta_i, content_share(c, j));
-		rec_item *it = &out->items[out->n++];
-		it->item = j;
-		it->score = c->heap[k].score;
-		it->source = beta * w * c->acc_c[j] > (1.0f - beta) * c->acc[j]
-				     ? REC_CONTENT : REC_PERSONAL;
-		it->n_because = 0;
-	}
-	for (uint32_t k = 0; k < nt; k++)
-		c->acc[c->touched[k]] = c->acc_c[c->touched[k]] = 0.0f;
-	return 0;
-}
-
 int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_filter *f,
 		rec_result *out)
 {
@@ -1009,7 +690,7 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 	/* An item the interactions do not connect answers with its content
 	 * neighbours even when the blend is off. */
 	if (c->content_on || (c->ci && nb.n == 0))
-		return similar_blended(c, m, idx, &nb, n, f, out);
+		return rec_similar_blended(c, m, idx, &nb, n, f, out);
 	for (uint32_t r = 0; r < nb.n && out->n < n; r++) {
 		neighbor p = model_pair_at(nb.data, r);
 		if (p.item >= c->n_items)
