@@ -63,6 +63,21 @@
 #define TUNE_MIN_CUSTOMERS 50
 /* The held-out share grows (10%, 20%, 30% of days) until this many. */
 #define TUNE_WANT_CUSTOMERS 200
+/* Above this many validation customers, a fixed sample of this many is
+ * scored (chosen by a seeded hash, so the same data gives the same one):
+ * the standard error of nDCG@10 is then near 0.0013, far below the
+ * differences that decide, and scoring costs a tenth of what 537,530
+ * customers cost on the 10M-interaction generated set. The environment
+ * variable SHOPKEEPER_TUNE_MAX_CUSTOMERS lowers it (for tests). */
+#define TUNE_MAX_CUSTOMERS 50000u
+/* The search's EASE candidates are fitted over at most this many of the
+ * most popular items (the final fit over --ease-max-items, 20,000 by
+ * default): the inverse costs the cube of it, so 10,000 items cost an
+ * eighth of 20,000 (about 12 s against 95 s on the 2-core machine of
+ * bench/README.md), and the parameters the search compares (lambda,
+ * half-life, the serving knobs) rank the same on the popular items that
+ * most recommendations come from. Smaller catalogs are fitted whole. */
+#define TUNE_SEARCH_EASE_ITEMS 10000u
 /* The default budget: this many times what one plain fit costs (the
  * ingest and the first candidate's fit and scoring)... */
 #define TUNE_BUDGET_FITS 5.0
@@ -113,7 +128,11 @@ typedef struct tune_result {
 	double holdout_share; /* of days (by time) or of items (random) */
 	int64_t cut;         /* by time: first held-out second */
 	uint64_t train_rows;
+	uint32_t search_ease_items; /* EASE's item cap in the search when it
+				    * was below the catalog, else 0 */
 	uint32_t customers;  /* validation customers scored */
+	uint32_t eligible;   /* customers with later purchases (the scored ones
+			      * a sample of them above TUNE_MAX_CUSTOMERS) */
 	/* the search */
 	tune_candidate *cands;
 	uint32_t n_cands, best; /* best: the winner (0, the defaults, if kept) */
