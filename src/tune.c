@@ -911,7 +911,8 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 						 : TRAIN_DEFAULT_EASE_MAX_ITEMS;
 	S.base.ease_max_items = MIN(ease_max, env_limit("SHOPKEEPER_TUNE_SEARCH_EASE_ITEMS",
 							 TUNE_SEARCH_EASE_ITEMS, 2));
-	out->search_ease_items = ni > S.base.ease_max_items ? S.base.ease_max_items : 0;
+	out->search_ease_items = ni > S.base.ease_max_items && ease_max > S.base.ease_max_items
+				     ? S.base.ease_max_items : 0;
 	S.has_neg = !(opt->pinned & TUNE_PIN_NEGATIVES) || opt->serve.negatives_used > 0;
 	S.best_ndcg = xmallocarray(got, sizeof(double));
 	S.base_ndcg = xmallocarray(got, sizeof(double));
