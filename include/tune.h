@@ -63,6 +63,25 @@
 #define TUNE_MIN_CUSTOMERS 50
 /* The held-out share grows (10%, 20%, 30% of days) until this many. */
 #define TUNE_WANT_CUSTOMERS 200
+/* Above this many validation customers, a fixed sample of this many is
+ * scored (chosen by a seeded hash, so the same data gives the same one).
+ * On the 10M-interaction generated set (537,530 validation customers,
+ * bench/README.md) the standard error of nDCG@10 went from 0.0004 to
+ * 0.0012, far below the differences that decide there (0.01-0.03), and a
+ * serving candidate's scoring from 8-100 s to 1-16 s. The environment
+ * variable SHOPKEEPER_TUNE_MAX_CUSTOMERS lowers it (for tests). */
+#define TUNE_MAX_CUSTOMERS 50000u
+/* The search's EASE candidates are fitted over at most this many of the
+ * most popular items (the final fit over --ease-max-items, 20,000 by
+ * default): the inverse costs the cube of it, so 10,000 items cost an
+ * eighth of 20,000 (a half-life refit with its scoring, on the 10M set of
+ * bench/README.md: 24-43 s against 118-173 s, loaded machine). The
+ * parameters the search compares (lambda, half-life, the serving knobs)
+ * are decided mostly by the popular items most recommendations come from:
+ * there the chosen model scored 0.1822 on validation against 0.1806 with
+ * the whole-size search. Smaller catalogs are fitted whole.
+ * SHOPKEEPER_TUNE_SEARCH_EASE_ITEMS lowers it (for tests). */
+#define TUNE_SEARCH_EASE_ITEMS 10000u
 /* The default budget: this many times what one plain fit costs (the
  * ingest and the first candidate's fit and scoring)... */
 #define TUNE_BUDGET_FITS 5.0
@@ -113,7 +132,11 @@ typedef struct tune_result {
 	double holdout_share; /* of days (by time) or of items (random) */
 	int64_t cut;         /* by time: first held-out second */
 	uint64_t train_rows;
+	uint32_t search_ease_items; /* EASE's item cap in the search when it
+				    * was below the catalog, else 0 */
 	uint32_t customers;  /* validation customers scored */
+	uint32_t eligible;   /* customers with later purchases (the scored ones
+			      * a sample of them above TUNE_MAX_CUSTOMERS) */
 	/* the search */
 	tune_candidate *cands;
 	uint32_t n_cands, best; /* best: the winner (0, the defaults, if kept) */

@@ -810,6 +810,20 @@ fail:
 
 /* ---- the public face ---------------------------------------------------- */
 
+/* `def`, or the lower value environment variable `name` gives, at least
+ * `min`: the tests lower TUNE_MAX_CUSTOMERS and TUNE_SEARCH_EASE_ITEMS
+ * (SHOPKEEPER_TUNE_MAX_CUSTOMERS, SHOPKEEPER_TUNE_SEARCH_EASE_ITEMS) to
+ * reach the large-data rules on small data. */
+static uint32_t env_limit(const char *name, uint32_t def, uint32_t min)
+{
+	const char *v = getenv(name);
+	char *end = NULL;
+	unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
+	if (!n || *end || n > def)
+		return def;
+	return (uint32_t)MAX(n, (unsigned long)min);
+}
+
 static void set_defaults_kept(tune_result *out, const train_options *base)
 {
 	out->tuned = false;
@@ -865,6 +879,9 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 	}
 	free(days);
 	out->train_rows = s.sub.n_rows;
+	out->eligible = got;
+	got = tune_split_sample(&s, env_limit("SHOPKEEPER_TUNE_MAX_CUSTOMERS", TUNE_MAX_CUSTOMERS,
+						  TUNE_MIN_CUSTOMERS));
 	out->customers = got;
 
 	int ret = 0;
@@ -889,6 +906,13 @@ int tune_run(const dataset *ds, const train_options *base, const tune_options *o
 					 (uint64_t)MAX(ni, 2u) - 1);
 	S.base.neighbors = MAX(S.base.neighbors, MIN(base->neighbors, (uint32_t)kmax));
 	S.base.negatives = MIN(TUNE_MAX_NEGATIVES, S.base.neighbors);
+	/* Large catalogs: the search's EASE fits over fewer items (tune.h). */
+	uint32_t ease_max = base->ease_max_items ? base->ease_max_items
+						 : TRAIN_DEFAULT_EASE_MAX_ITEMS;
+	S.base.ease_max_items = MIN(ease_max, env_limit("SHOPKEEPER_TUNE_SEARCH_EASE_ITEMS",
+							 TUNE_SEARCH_EASE_ITEMS, 2));
+	out->search_ease_items = ni > S.base.ease_max_items && ease_max > S.base.ease_max_items
+				     ? S.base.ease_max_items : 0;
 	S.has_neg = !(opt->pinned & TUNE_PIN_NEGATIVES) || opt->serve.negatives_used > 0;
 	S.best_ndcg = xmallocarray(got, sizeof(double));
 	S.base_ndcg = xmallocarray(got, sizeof(double));

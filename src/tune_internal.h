@@ -41,5 +41,9 @@ uint32_t tune_split_by_time(const dataset *ds, const int64_t *days, size_t n_day
  * three or more, chosen by a seeded hash. Fills s and returns the
  * customers to score. */
 uint32_t tune_split_random(const dataset *ds, struct split *s);
+/* Keeps `max` of s's customers (all when it has no more), chosen by a
+ * seeded hash of the customer's index, so the same data gives the same
+ * sample; their order and relevant items stay. Returns s->n. */
+uint32_t tune_split_sample(struct split *s, uint32_t max);
 
 #endif

@@ -58,6 +58,10 @@ json_t *tune_result_json(const tune_result *r)
 	json_t *split = json_pack("{s:s, s:f, s:I, s:I}", "kind", r->by_time ? "time" : "random",
 				  "holdout_share", tidy(r->holdout_share), "train_rows",
 				  (json_int_t)r->train_rows, "customers", (json_int_t)r->customers);
+	if (split && r->eligible > r->customers) /* a sample was scored */
+		json_object_set_new(split, "eligible_customers", json_integer(r->eligible));
+	if (r->search_ease_items) /* the search's EASE fits were smaller */
+		json_object_set_new(root, "search_ease_items", json_integer(r->search_ease_items));
 	if (split && r->by_time) {
 		char cut[TIME_FMT_LEN];
 		time_format(r->cut, cut);
@@ -94,11 +98,18 @@ void tune_print(const tune_result *r, FILE *f)
 	if (r->from_model) {
 		fprintf(f, "tuning     parameters from model %s: ", r->from_model);
 	} else if (r->n_cands) {
+		char sample[96] = "";
+		if (r->eligible > r->customers)
+			snprintf(sample, sizeof(sample), " (a fixed sample of the %u with later purchases)",
+				 r->eligible);
 		fprintf(f, "tuning     %u candidates in %.1f s (budget %.1f s%s), split by %s: %u "
-			   "customers, %.0f%% held out\n",
+			   "customers%s, %.0f%% held out\n",
 			r->n_cands, r->secs, r->budget, r->budget_hit ? ", some steps left out" : "",
-			r->by_time ? "time" : "random holdout", r->customers,
+			r->by_time ? "time" : "random holdout", r->customers, sample,
 			100 * r->holdout_share);
+		if (r->search_ease_items)
+			fprintf(f, "tuning     EASE candidates over the %u most popular items (the "
+				   "final fit over all it may use)\n", r->search_ease_items);
 		fprintf(f, "  #  step      algorithm  λ       half-life    used cutoff neg history "
 			   "nDCG@10 ±se      recall  coverage  seconds\n");
 		for (uint32_t i = 0; i < r->n_cands; i++) {

@@ -205,3 +205,47 @@ uint32_t tune_split_random(const dataset *ds, struct split *s)
 	free(all);
 	return got;
 }
+
+struct ranked {
+	uint64_t h;
+	uint32_t u;
+};
+
+static int by_rank(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return x->u < y->u ? -1 : x->u > y->u;
+}
+
+uint32_t tune_split_sample(struct split *s, uint32_t max)
+{
+	if (s->n <= max)
+		return s->n;
+	struct ranked *r = xmallocarray(s->n, sizeof(*r));
+	for (uint32_t u = 0; u < s->n; u++)
+		r[u] = (struct ranked){ mix64(TUNE_SEED ^ ((uint64_t)s->cust[u] << 20)), u };
+	qsort(r, s->n, sizeof(*r), by_rank);
+	uint8_t *keep = xcalloc(s->n, 1);
+	for (uint32_t i = 0; i < max; i++)
+		keep[r[i].u] = 1;
+	free(r);
+	/* Compact in place, in the split's order (customers ascending). */
+	uint32_t n = 0;
+	uint64_t nr = 0;
+	for (uint32_t u = 0; u < s->n; u++) {
+		if (!keep[u])
+			continue;
+		uint64_t a = s->rel_off[u], b = s->rel_off[u + 1];
+		s->cust[n] = s->cust[u];
+		s->rel_off[n] = nr;
+		memmove(s->rel + nr, s->rel + a, (size_t)(b - a) * sizeof(*s->rel));
+		nr += b - a;
+		n++;
+	}
+	s->rel_off[n] = nr;
+	s->n = n;
+	free(keep);
+	return n;
+}

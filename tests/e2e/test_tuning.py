@@ -64,6 +64,13 @@ def setUpModule():
     T["tuned_stderr"] = p.stderr
 
 
+def run_env(args, **env):
+    """run() with environment variables added."""
+    e = dict(os.environ, **env)
+    return subprocess.run([ts.BIN] + list(args), capture_output=True, text=True,
+                          timeout=ts.CMD_TIMEOUT, env=e)
+
+
 def write(d, name, lines):
     path = os.path.join(d, name)
     with open(path, "w") as f:
@@ -184,6 +191,47 @@ class Tuning(unittest.TestCase):
                  os.path.join(T["tmp"], "no-such-model")])
         self.assertEqual(p.returncode, 1)
         self.assertIn("--params-from", p.stderr)
+
+    def test_many_validation_customers_score_a_fixed_sample(self):
+        # Above TUNE_MAX_CUSTOMERS (50,000) validation customers, a fixed
+        # sample of that many is scored; the environment lowers the limit
+        # so that this data reaches the rule.
+        full = meta(T["tuned"])["tuning"]["split"]
+        self.assertNotIn("eligible_customers", full)  # below the limit: all
+        self.assertGreater(full["customers"], 150)
+        runs = []
+        for i in range(2):
+            out = os.path.join(T["tmp"], "sampled%d" % i)
+            p = run_env(["train", "--interactions", T["gen"], "--out", out] + BUDGET,
+                        SHOPKEEPER_TUNE_MAX_CUSTOMERS="150")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            split = meta(out)["tuning"]["split"]
+            self.assertEqual(split["customers"], 150)
+            self.assertEqual(split["eligible_customers"], full["customers"])
+            self.assertIn("150 customers (a fixed sample of the %d with later purchases)"
+                          % full["customers"], p.stderr)
+            runs.append(search_lines(p.stderr))
+        # The same sample every run: the same search and choice.
+        self.assertEqual(runs[0], runs[1])
+        self.assertNotEqual(runs[0], search_lines(T["tuned_stderr"]))
+
+    def test_large_catalog_searches_on_fewer_items(self):
+        # Above TUNE_SEARCH_EASE_ITEMS items the search's EASE fits use the
+        # most popular ones; the final model is fitted over all of them.
+        self.assertNotIn("search_ease_items", meta(T["tuned"])["tuning"])
+        out = os.path.join(T["tmp"], "fewer")
+        p = run_env(["train", "--interactions", T["gen"], "--out", out, "--algo", "ease"] +
+                    BUDGET, SHOPKEEPER_TUNE_SEARCH_EASE_ITEMS="50")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m, full = meta(out), meta(T["tuned"])
+        self.assertEqual(m["tuning"]["search_ease_items"], 50)
+        self.assertIn("EASE candidates over the 50 most popular items", p.stderr)
+        self.assertEqual(m["algorithm"], "ease")
+        self.assertEqual(m["parameters"]["ease_items"], m["items"])
+        self.assertGreater(m["items"], 50)
+        # Fewer items fitted: fewer of them recommended by the defaults.
+        self.assertLess(m["tuning"]["candidates"][0]["coverage"],
+                        full["tuning"]["candidates"][0]["coverage"])
 
     def test_bad_budget_is_a_usage_error(self):
         for bad in ("0", "-1", "soon"):
