@@ -5,8 +5,9 @@
  * every complete request the http layer calls the application's handler
  * once, on the thread that owns the connection, with the path split into
  * percent-decoded segments and the body (if any) in one buffer. The handler
- * writes its answer into resp->body, a per-connection buffer that is
- * reused, and returns; the response is sent from that buffer, uncopied.
+ * writes its answer into resp->body, a per-thread buffer that is reused,
+ * and returns; the layer copies it into the connection's own buffer
+ * (reused too) and sends it from there.
  *
  * Paths are decoded here, strictly: an invalid %XX escape is answered with
  * 400 before the handler runs. The daemon is told not to unescape anything
@@ -70,8 +71,7 @@ typedef void (*http_deferred_start)(void *arg, http_deferred *d);
 
 typedef struct http_response {
 	int status;          /* default 200 */
-	strbuf *body;        /* JSON text; the connection's (or the thread's)
-			      * buffer, reset before each call, sent as it is */
+	strbuf *body;        /* JSON text; per-thread, reset before each call */
 	const char *allow;   /* Allow header for a 405, or NULL */
 	const char *content_type; /* NULL: application/json; charset=utf-8 */
 	const char *www_authenticate; /* WWW-Authenticate header for a 401 */

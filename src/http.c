@@ -27,9 +27,10 @@
  * queued until libmicrohttpd lets it go (sent, or the connection closed);
  * see send_body().
  *
- * Per connection (struct http_conn, the library's socket context): the
- * answer buffer handlers write into, which the response then points at
- * (no copy and no allocation of ours per request), and the query string,
+ * Per connection (struct http_conn, the library's socket context): a
+ * buffer that answers are sent from (no allocation of ours per request:
+ * the handler writes into the thread's buffer, reused, and the answer is
+ * copied into the connection's, reused too), and the query string,
  * split once when the request line arrives (http_query then scans a few
  * arguments instead of walking the library's header list per parameter).
  */
@@ -111,18 +112,18 @@ struct upload {
 /* Query arguments one request may have split by us; a request with more
  * is answered from the library's own list (http_query's fallback). */
 #define CONN_MAX_ARGS 32
-/* A connection's answer buffer over this is freed once its answer is let
- * go: an idle keep-alive connection keeps at most this much (as much as
- * the library's own pool for it, HTTP_CONNECTION_MEMORY_DEFAULT); a
- * larger answer is allocated for itself, as every answer was before. */
+/* Answers shorter than this are sent from the connection's own buffer,
+ * so that an idle keep-alive connection holds at most this much (as much
+ * as the library's own pool for it, HTTP_CONNECTION_MEMORY_DEFAULT); a
+ * larger answer gets a block of its own, freed once sent, as every
+ * answer did before. */
 #define CONN_BODY_KEEP ((size_t)16 << 10)
 
 /* Per connection (the library's socket context, MHD_OPTION_NOTIFY_CONNECTION). */
 struct http_conn {
 	http_server *s;
-	/* The answer body: handlers write into it, and the response points
-	 * at it (no copy, no allocation per request) until the library lets
-	 * the response go (conn_body_free). */
+	/* The answer body: the response points at it (no allocation per
+	 * request) until the library lets the response go (conn_body_free). */
 	strbuf out;
 	size_t out_counted; /* bytes of out counted in s->unsent */
 	/* 1 for the connection, 1 more while a response holds out: the last
@@ -198,8 +199,10 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	(void)cls;
 	struct http_conn *hc = conn_of(c);
-	if (hc)
-		split_query(hc, strchr(uri, '?') ? strchr(uri, '?') + 1 : NULL);
+	if (hc) {
+		const char *q = strchr(uri, '?');
+		split_query(hc, q ? q + 1 : NULL);
+	}
 	/* Called before the library touches the URI: '?' is still there, and
 	 * strlen stops at the first NUL, embedded or final. */
 	return (void *)(((uintptr_t)strlen(uri) << 1) | 1);
@@ -466,8 +469,6 @@ static void conn_body_free(void *cls)
 	struct http_conn *hc = cls;
 	atomic_fetch_sub_explicit(&hc->s->unsent, hc->out_counted, memory_order_relaxed);
 	hc->out_counted = 0;
-	if (hc->out.cap > CONN_BODY_KEEP)
-		sb_release(&hc->out);
 	conn_unref(hc);
 }
 
@@ -475,14 +476,6 @@ static void conn_body_free(void *cls)
 static bool conn_body_free_now(struct http_conn *hc)
 {
 	return hc && atomic_load_explicit(&hc->refs, memory_order_acquire) == 1;
-}
-
-/* After an answer: a large buffer no response holds (the answer was
- * refused for the unsent bounds, streamed or deferred) is let go now. */
-static void conn_body_trim(struct http_conn *hc)
-{
-	if (conn_body_free_now(hc) && hc->out.cap > CONN_BODY_KEEP)
-		sb_release(&hc->out);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -500,13 +493,14 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	}
 }
 
-/* Queues body with `status`; `close` adds "Connection: close". The body
- * is hc->out itself when it is that buffer and no response holds it (the
- * usual case: the handler wrote there); any other body is copied.
+/* Queues body (copied) with `status`; `close` adds "Connection: close".
+ * The copy goes into hc->out when hc is given, no response holds that
+ * buffer and the body is under CONN_BODY_KEEP (the usual case), else into
+ * a block of its own.
  * An answer over an unsent bound is replaced by a 503 (and the status
  * changed in *status for the access log). */
 static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn,
-				 struct http_conn *hc, int *status, strbuf *body,
+				 struct http_conn *hc, int *status, const strbuf *body,
 				 const http_response *resp, bool close)
 {
 	const char *allow = resp ? resp->allow : NULL;
@@ -530,15 +524,15 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn,
 		return ret;
 	}
 	struct MHD_Response *r;
-	if (hc && body == &hc->out && conn_body_free_now(hc)) {
-		/* No copy: the response holds the connection's buffer (and a
-		 * reference to hc) until conn_body_free. */
-		if (!body->buf)
-			sb_grow(body, 0);
+	if (body->len < CONN_BODY_KEEP && conn_body_free_now(hc)) {
+		/* The response holds the connection's buffer (and a reference
+		 * to hc) until conn_body_free. */
+		sb_reset(&hc->out);
+		sb_add(&hc->out, body->buf, body->len);
 		hc->out_counted = body->len;
 		atomic_fetch_add_explicit(&hc->refs, 1, memory_order_relaxed);
-		r = MHD_create_response_from_buffer_with_free_callback_cls(body->len, body->buf,
-									   conn_body_free, hc);
+		r = MHD_create_response_from_buffer_with_free_callback_cls(
+			hc->out.len, hc->out.buf, conn_body_free, hc);
 		if (!r) {
 			conn_body_free(hc);
 			return MHD_NO;
@@ -773,10 +767,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
 	if (logged)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-	/* The answer is written where it will be sent from. */
-	strbuf *out = conn_body_free_now(hc) ? &hc->out : &t->out;
-	sb_reset(out);
-	http_response resp = { .status = 200, .body = out };
+	sb_reset(&t->out);
+	http_response resp = { .status = 200, .body = &t->out };
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");
@@ -794,10 +786,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			size_t len = resp.body->len; /* sending may let the buffer go */
 			enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, NULL, false);
 			if (logged)
-				access_log(s, method, url, resp.status, len, &t0);
+				access_log(s, method, url, resp.status, resp.body->len, &t0);
 			return ret;
 		}
 		if (!u->body.buf)
@@ -817,22 +808,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			   HTTP_MAX_SEGMENTS);
 	else
 		s->cfg.handler(s->cfg.app, &req, &resp);
-	if (resp.defer) {
-		conn_body_trim(hc);
+	if (resp.defer)
 		return suspend(s, conn, req_cls, &resp, logged ? &t0 : NULL, method, url);
-	}
 	if (resp.stream) {
-		conn_body_trim(hc);
 		enum MHD_Result ret = send_stream(s, conn, &resp);
 		if (logged)
 			access_log(s, method, url, resp.status, 0, &t0); /* length unknown */
 		return ret;
 	}
-	size_t len = resp.body->len; /* sending may let the buffer go */
 	enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, &resp, false);
-	conn_body_trim(hc);
 	if (logged)
-		access_log(s, method, url, resp.status, len, &t0);
+		access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
 }
 
