@@ -42,7 +42,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/bin/shopkeeper"
+# SHOPKEEPER_BIN: another build to measure (e.g. main's, for a before/after).
+BIN="${SHOPKEEPER_BIN:-$ROOT/bin/shopkeeper}"
 DATA="$ROOT/data/demo/online-retail-sample.csv"
 COLUMNS="customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
 MODEL=""

@@ -5,8 +5,9 @@
  * every complete request the http layer calls the application's handler
  * once, on the thread that owns the connection, with the path split into
  * percent-decoded segments and the body (if any) in one buffer. The handler
- * writes its answer into resp->body, a per-thread buffer that is reused, and
- * returns; the layer copies it into the response.
+ * writes its answer into resp->body, a per-thread buffer that is reused,
+ * and returns; the layer copies it into the connection's own buffer
+ * (reused too) and sends it from there.
  *
  * Paths are decoded here, strictly: an invalid %XX escape is answered with
  * 400 before the handler runs. The daemon is told not to unescape anything
@@ -57,6 +58,8 @@ typedef struct http_request {
 	const char *body;    /* request body (NULL if none), NUL-terminated */
 	size_t body_len;
 	void *conn;          /* the MHD_Connection, for http_query() */
+	void *conn_state;    /* the layer's per-connection state (the query
+			      * string split once); NULL: ask the library */
 	/* A per-thread slot for the application (NULL on a thread's first
 	 * request); released by http_config.thread_free at http_stop(). */
 	void **thread_data;

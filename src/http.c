@@ -23,9 +23,16 @@
  * and answers 400 with "Connection: close". What the library hides from us
  * is listed in SECURITY.md "Request framing".
  *
- * Unsent answers: every answer is copied into a block of its own that is
- * counted in s->unsent from when it is queued until libmicrohttpd lets it
- * go (sent, or the connection closed); see send_body().
+ * Unsent answers: every answer is counted in s->unsent from when it is
+ * queued until libmicrohttpd lets it go (sent, or the connection closed);
+ * see send_body().
+ *
+ * Per connection (struct http_conn, the library's socket context): a
+ * buffer that answers are sent from (no allocation of ours per request:
+ * the handler writes into the thread's buffer, reused, and the answer is
+ * copied into the connection's, reused too), and the query string,
+ * split once when the request line arrives (http_query then scans a few
+ * arguments instead of walking the library's header list per parameter).
  */
 #include "http.h"
 
@@ -102,18 +109,100 @@ struct upload {
 	struct http_deferred deferred;
 };
 
+/* Query arguments one request may have split by us; a request with more
+ * is answered from the library's own list (http_query's fallback). */
+#define CONN_MAX_ARGS 32
+/* Answers shorter than this are sent from the connection's own buffer,
+ * so that an idle keep-alive connection holds at most this much (as much
+ * as the library's own pool for it, HTTP_CONNECTION_MEMORY_DEFAULT); a
+ * larger answer gets a block of its own, freed once sent, as every
+ * answer did before. */
+#define CONN_BODY_KEEP ((size_t)16 << 10)
+
+/* Per connection (the library's socket context, MHD_OPTION_NOTIFY_CONNECTION). */
+struct http_conn {
+	http_server *s;
+	/* The answer body: the response points at it (no allocation per
+	 * request) until the library lets the response go (conn_body_free). */
+	strbuf out;
+	size_t out_counted; /* bytes of out counted in s->unsent */
+	/* 1 for the connection, 1 more while a response holds out: the last
+	 * of the close notice and the response's release frees this. */
+	atomic_uint refs;
+	/* The request's query string (after the first '?'), split in place
+	 * as the library splits it: arg_key[i] is NUL-terminated, arg_val[i]
+	 * too, or NULL for a key without '='. */
+	strbuf query;
+	unsigned n_args;
+	bool args_overflow; /* over CONN_MAX_ARGS: ask the library instead */
+	const char *arg_key[CONN_MAX_ARGS];
+	const char *arg_val[CONN_MAX_ARGS];
+	size_t arg_key_len[CONN_MAX_ARGS];
+};
+
 /* *req_cls marker for requests without a body; aligned, so that its
  * address is never taken for a URI length (uri_seen). */
 static _Alignas(8) char no_body;
 
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return info ? info->socket_context : NULL;
+}
+
+/* Splits the query string q (after the first '?') into hc's arguments
+ * exactly as libmicrohttpd 0.9.75 splits it for its own list (so that
+ * http_query answers as MHD_lookup_connection_value did, without a walk
+ * of the header list per parameter): '+' is a space in keys and values
+ * alike; an argument ends at '&'; its key ends at the first '=' before
+ * that, and a key without '=' has no value (NULL, not ""); an empty
+ * last argument ("a=1&") is none. */
+static void split_query(struct http_conn *hc, const char *q)
+{
+	hc->n_args = 0;
+	hc->args_overflow = false;
+	if (!q)
+		return;
+	size_t n = strlen(q);
+	sb_reset(&hc->query);
+	sb_add(&hc->query, q, n);
+	char *p = hc->query.buf, *end = p + n;
+	for (char *c = p; c < end; c++)
+		if (*c == '+')
+			*c = ' ';
+	while (p < end) {
+		if (hc->n_args == CONN_MAX_ARGS) {
+			hc->args_overflow = true;
+			return;
+		}
+		char *amp = memchr(p, '&', (size_t)(end - p));
+		char *stop = amp ? amp : end;
+		char *eq = memchr(p, '=', (size_t)(stop - p));
+		*stop = '\0';
+		if (eq)
+			*eq = '\0';
+		hc->arg_key[hc->n_args] = p;
+		hc->arg_key_len[hc->n_args] = (size_t)((eq ? eq : stop) - p);
+		hc->arg_val[hc->n_args] = eq ? eq + 1 : NULL;
+		hc->n_args++;
+		p = stop + 1;
+	}
+}
+
 /* The URI callback leaves the request line's URI length in *req_cls as an
  * odd value: no pointer we store there is odd, and the first call for the
  * request finds it there (libmicrohttpd's docs: the callback's answer is
- * *req_cls from then on). */
+ * *req_cls from then on). It also keeps the query string: the library
+ * splits it in place next. */
 static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	(void)cls;
-	(void)c;
+	struct http_conn *hc = conn_of(c);
+	if (hc) {
+		const char *q = strchr(uri, '?');
+		split_query(hc, q ? q + 1 : NULL);
+	}
 	/* Called before the library touches the URI: '?' is still there, and
 	 * strlen stops at the first NUL, embedded or final. */
 	return (void *)(((uintptr_t)strlen(uri) << 1) | 1);
@@ -177,10 +266,35 @@ void http_error(http_response *resp, int status, const char *code, const char *f
 	sb_release(&msg);
 }
 
+/* ASCII case-insensitive equality of n bytes, as the library compares keys. */
+static bool same_key(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x != y && ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z'))
+			return false;
+	}
+	return true;
+}
+
+/* The raw (still percent-encoded, '+' already a space) value of `key`:
+ * the first argument with that key, NULL when absent or without '='. */
+static const char *query_raw(const http_request *req, const char *key)
+{
+	const struct http_conn *hc = req->conn_state;
+	if (!hc || hc->args_overflow)
+		return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+	size_t klen = strlen(key);
+	for (unsigned i = 0; i < hc->n_args; i++)
+		if (hc->arg_key_len[i] == klen && same_key(hc->arg_key[i], key, klen))
+			return hc->arg_val[i];
+	return NULL;
+}
+
 int http_query(const http_request *req, const char *key, char *buf, size_t cap,
 	       const char **out, size_t *len)
 {
-	const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+	const char *raw = query_raw(req, key);
 	if (!raw)
 		return 0;
 	size_t n = strlen(raw);
@@ -211,6 +325,15 @@ static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const 
 
 int http_query_each(const http_request *req, http_query_fn fn, void *arg)
 {
+	const struct http_conn *hc = req->conn_state;
+	if (hc && !hc->args_overflow) {
+		for (unsigned i = 0; i < hc->n_args; i++) {
+			int rc = fn(arg, hc->arg_key[i], hc->arg_val[i] ? hc->arg_val[i] : "");
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
 	struct query_each q = { fn, arg, 0 };
 	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
 	return q.rc;
@@ -331,11 +454,54 @@ static int unsent_reserve(http_server *s, size_t len)
 	return UNSENT_OK;
 }
 
+static void conn_unref(struct http_conn *hc)
+{
+	if (atomic_fetch_sub_explicit(&hc->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	sb_release(&hc->out);
+	sb_release(&hc->query);
+	free(hc);
+}
+
+/* The library let go of the response pointing at hc->out. */
+static void conn_body_free(void *cls)
+{
+	struct http_conn *hc = cls;
+	atomic_fetch_sub_explicit(&hc->s->unsent, hc->out_counted, memory_order_relaxed);
+	hc->out_counted = 0;
+	conn_unref(hc);
+}
+
+/* Whether hc->out is free for a new answer (no response holds it). */
+static bool conn_body_free_now(struct http_conn *hc)
+{
+	return hc && atomic_load_explicit(&hc->refs, memory_order_acquire) == 1;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	(void)c;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct http_conn *hc = xcalloc(1, sizeof(*hc));
+		hc->s = cls;
+		atomic_init(&hc->refs, 1);
+		*socket_context = hc;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+		conn_unref(*socket_context);
+		*socket_context = NULL;
+	}
+}
+
 /* Queues body (copied) with `status`; `close` adds "Connection: close".
+ * The copy goes into hc->out when hc is given, no response holds that
+ * buffer and the body is under CONN_BODY_KEEP (the usual case), else into
+ * a block of its own.
  * An answer over an unsent bound is replaced by a 503 (and the status
  * changed in *status for the access log). */
-static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, int *status,
-				 const strbuf *body, const http_response *resp, bool close)
+static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn,
+				 struct http_conn *hc, int *status, const strbuf *body,
+				 const http_response *resp, bool close)
 {
 	const char *allow = resp ? resp->allow : NULL;
 	const char *content_type = resp ? resp->content_type : NULL;
@@ -353,22 +519,37 @@ static enum MHD_Result send_body(http_server *s, struct MHD_Connection *conn, in
 				   "answers not yet read by their clients hold over %zu bytes; try "
 				   "again later", s->max_unsent_total);
 		*status = 503;
-		enum MHD_Result ret = send_body(s, conn, status, &small, NULL, close);
+		enum MHD_Result ret = send_body(s, conn, NULL, status, &small, NULL, close);
 		sb_release(&small);
 		return ret;
 	}
-	/* The one copy MHD_RESPMEM_MUST_COPY made as well, in a block that
-	 * knows its size for the count. */
-	struct unsent *u = xmalloc(sizeof(*u) + body->len);
-	u->s = s;
-	u->len = body->len;
-	if (body->len)
-		memcpy(u->data, body->buf, body->len);
-	struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-		body->len, u->data, unsent_free, u);
-	if (!r) {
-		unsent_free(u);
-		return MHD_NO;
+	struct MHD_Response *r;
+	if (body->len < CONN_BODY_KEEP && conn_body_free_now(hc)) {
+		/* The response holds the connection's buffer (and a reference
+		 * to hc) until conn_body_free. */
+		sb_reset(&hc->out);
+		sb_add(&hc->out, body->buf, body->len);
+		hc->out_counted = body->len;
+		atomic_fetch_add_explicit(&hc->refs, 1, memory_order_relaxed);
+		r = MHD_create_response_from_buffer_with_free_callback_cls(
+			hc->out.len, hc->out.buf, conn_body_free, hc);
+		if (!r) {
+			conn_body_free(hc);
+			return MHD_NO;
+		}
+	} else {
+		/* A copy in a block that knows its size for the count. */
+		struct unsent *u = xmalloc(sizeof(*u) + body->len);
+		u->s = s;
+		u->len = body->len;
+		if (body->len)
+			memcpy(u->data, body->buf, body->len);
+		r = MHD_create_response_from_buffer_with_free_callback_cls(body->len, u->data,
+									   unsent_free, u);
+		if (!r) {
+			unsent_free(u);
+			return MHD_NO;
+		}
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 				content_type ? content_type : "application/json; charset=utf-8");
@@ -512,7 +693,7 @@ static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
 	http_response resp = { .status = status, .body = &t->out };
 	http_error(&resp, status, code, "%s", sb_str(&msg));
 	sb_release(&msg);
-	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, true);
+	enum MHD_Result ret = send_body(s, conn, NULL, &resp.status, resp.body, NULL, true);
 	if (logged)
 		access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
@@ -573,7 +754,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			atomic_store_explicit(&u->deferred.state, DEFER_NONE, memory_order_relaxed);
 			atomic_fetch_sub(&s->deferred, 1);
 			struct http_deferred *d = &u->deferred;
-			enum MHD_Result ret = send_body(s, conn, &d->status, &d->answer, NULL, false);
+			enum MHD_Result ret = send_body(s, conn, NULL, &d->status, &d->answer, NULL, false);
 			if (d->logged)
 				access_log(s, d->method, d->url, d->status, d->answer.len, &d->t0);
 			return ret;
@@ -581,6 +762,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	struct http_thread *t = this_thread(s);
+	struct http_conn *hc = conn_of(conn);
 	struct timespec t0;
 	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
 	if (logged)
@@ -590,20 +772,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
 		/* Draining: nothing new may start (and defer) now. */
 		http_error(&resp, 503, "unavailable", "the server is shutting down");
-		return send_body(s, conn, &resp.status, resp.body, NULL, false);
+		return send_body(s, conn, hc, &resp.status, resp.body, NULL, false);
 	}
 	http_request req;
 	memset(&req, 0, sizeof(req));
 	req.method = method;
 	req.url = url;
 	req.conn = conn;
+	req.conn_state = hc;
 	req.thread_data = &t->app_data;
 	if (*req_cls != &no_body) {
 		struct upload *u = *req_cls;
 		if (u->too_large) {
 			http_error(&resp, 413, "body_too_large", "request body is over the %zu-byte limit",
 				   s->cfg.max_body);
-			enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, NULL, false);
+			enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, NULL, false);
 			if (logged)
 				access_log(s, method, url, resp.status, resp.body->len, &t0);
 			return ret;
@@ -633,7 +816,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			access_log(s, method, url, resp.status, 0, &t0); /* length unknown */
 		return ret;
 	}
-	enum MHD_Result ret = send_body(s, conn, &resp.status, resp.body, &resp, false);
+	enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, &resp, false);
 	if (logged)
 		access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
@@ -766,6 +949,7 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		MHD_OPTION_ARRAY, pool,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_seen, s,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,

@@ -4,6 +4,7 @@
 #include "strbuf.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,36 +169,52 @@ void sb_add_double(strbuf *sb, double v, int digits)
 			decimals = 12;
 		static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
 						1e7, 1e8, 1e9, 1e10, 1e11, 1e12 };
-		uint64_t scaled = (uint64_t)llround(a * pow10[decimals]);
-		uint64_t unit = (uint64_t)pow10[decimals];
-		uint64_t ip = scaled / unit, fp = scaled % unit;
-		char tmp[40];
-		int n = 0;
-		if (v < 0 && scaled)
-			tmp[n++] = '-';
-		char digs[24];
-		int d = 0;
-		do {
-			digs[d++] = (char)('0' + ip % 10);
-			ip /= 10;
-		} while (ip);
-		while (d)
-			tmp[n++] = digs[--d];
-		if (fp) {
-			/* Fraction digits, trailing zeros dropped (as %g does). */
-			int width = decimals;
-			while (fp % 10 == 0) {
-				fp /= 10;
-				width--;
-			}
-			tmp[n++] = '.';
-			for (int i = width - 1; i >= 0; i--) {
-				tmp[n + i] = (char)('0' + fp % 10);
-				fp /= 10;
-			}
-			n += width;
+		/* Rounded half away from zero, as llround (x < 1e13 here, so the
+		 * truncation is exact and so is x minus it), without the call. */
+		double x = a * pow10[decimals];
+		uint64_t scaled = (uint64_t)x;
+		if (x - (double)scaled >= 0.5)
+			scaled++;
+		bool negative = v < 0 && scaled;
+		/* Fraction digits, trailing zeros dropped (as %g does). */
+		while (decimals > 0 && scaled % 10 == 0) {
+			scaled /= 10;
+			decimals--;
 		}
-		sb_add(sb, tmp, (size_t)n);
+		/* Right to left into tmp, then one fixed-size copy (at most 24
+		 * bytes: a sign, 10 integer digits, a point, 12 decimals); no
+		 * division by a power of ten chosen at run time. */
+		static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+					    "25262728293031323334353637383940414243444546474849"
+					    "50515253545556575859606162636465666768697071727374"
+					    "75767778798081828384858687888990919293949596979899";
+		char tmp[64];
+		char *end = tmp + 40, *p = end;
+		int i = decimals;
+		for (; i >= 2; i -= 2) { /* two digits a step */
+			p -= 2;
+			memcpy(p, pairs + 2 * (scaled % 100), 2);
+			scaled /= 100;
+		}
+		if (i) {
+			*--p = (char)('0' + scaled % 10);
+			scaled /= 10;
+		}
+		if (decimals)
+			*--p = '.';
+		for (; scaled >= 10; scaled /= 100) {
+			p -= 2;
+			memcpy(p, pairs + 2 * (scaled % 100), 2);
+		}
+		if (scaled || p == end || *p == '.')
+			*--p = (char)('0' + scaled);
+		if (negative)
+			*--p = '-';
+		size_t n = (size_t)(end - p);
+		sb_grow(sb, 24);
+		memcpy(sb->buf + sb->len, p, 24); /* past end: bytes beyond the length */
+		sb->len += n;
+		sb->buf[sb->len] = '\0';
 		return;
 	}
 	sb_grow(sb, 32);

@@ -156,6 +156,50 @@ class AnswerSizeTests(Base):
 
 
 # ---------------------------------------------------------------------------
+# Query strings: the http layer splits them itself (issue 17) exactly as
+# libmicrohttpd 0.9.75 did for its own list, which answered before.
+# ---------------------------------------------------------------------------
+class QueryStringTests(Base):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(SHARED["model"], os.path.join(SHARED["tmp"], "state-query"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def items(self, query):
+        resp = self.srv.get("/v1/items/apple/similar?" + query)
+        self.assertEqual(resp.status, 200, (query, resp))
+        return len(resp.json["items"])
+
+    def test_split_as_the_library_split_it(self):
+        many = "&".join(["n=1"] + ["n=2"] * 40)  # past the layer's own table
+        for query, n in (("n=1&n=3", 1),        # the first one counts
+                         ("n&n=1", 4),          # a bare key: absent, and it counts first
+                         ("n=1&", 1), ("n=%31", 1), ("n=1&explain", 1),
+                         ("n=2&explain=0", 2), (many, 1)):
+            with self.subTest(query):
+                self.assertEqual(self.items(query), n)
+
+    def test_plus_is_a_space_in_keys_and_values(self):
+        msg = self.assertError(self.srv.get("/v1/items/apple/similar?a+b=1"), 400,
+                               "unknown_parameter")
+        self.assertIn("'a b'", msg)
+        msg = self.assertError(self.srv.get("/v1/items/apple/similar?&n=1"), 400,
+                               "unknown_parameter")
+        self.assertIn("''", msg)
+        many = "&".join(["n=1"] * 40 + ["a+b=1"])
+        msg = self.assertError(self.srv.get("/v1/items/apple/similar?" + many), 400,
+                               "unknown_parameter")
+        self.assertIn("'a b'", msg)
+        for query in ("n=1+", "n=1%2B1"):
+            with self.subTest(query):
+                self.assertError(self.srv.get("/v1/items/apple/similar?" + query), 400,
+                                 "invalid_parameter")
+
+
+# ---------------------------------------------------------------------------
 # Consent for an erased customer (bug 8)
 # ---------------------------------------------------------------------------
 class ErasedConsentTests(Base):
