@@ -126,7 +126,7 @@ typedef struct tune_candidate {
 
 typedef struct tune_result {
 	bool tuned;          /* false: the defaults were kept (see reason) */
-	char reason[200];    /* one sentence for people */
+	char reason[256];    /* one sentence for people */
 	/* the split */
 	bool by_time;        /* false: random per-customer holdout */
 	double holdout_share; /* of days (by time) or of items (random) */

@@ -961,10 +961,18 @@ searched:
 			out->chosen.negatives = b->algo == ALGO_EASE ? b->serve.negatives_used : 0;
 			out->serve = b->serve;
 			out->serve.negatives_used = REC_DEFAULT_NEGATIVES_USED;
+			/* The split separates candidates (some differ from the
+			 * defaults beyond noise), but the winner may still sit
+			 * within noise of the defaults: chosen by the
+			 * one-standard-error rule for coverage or a cheaper
+			 * request, not for a gain. Say so rather than let a
+			 * lower figure read as a loss. */
+			bool inside = !(fabs(gain) > TUNE_NOISE_SE * se);
 			snprintf(out->reason, sizeof(out->reason),
 				 "nDCG@10 %.4f against %.4f for the defaults (%+.4f, standard error of "
-				 "the difference %.4f) on %u customers",
-				 b->ndcg, out->cands[0].ndcg, gain, se, got);
+				 "the difference %.4f) on %u customers%s",
+				 b->ndcg, out->cands[0].ndcg, gain, se, got,
+				 inside ? "; inside the noise: preferred for coverage or cost" : "");
 		}
 	}
 	fitted_free(&S.best_fit);
