@@ -31,8 +31,9 @@
  * buffer that answers are sent from (no allocation of ours per request:
  * the handler writes into the thread's buffer, reused, and the answer is
  * copied into the connection's, reused too), and the query string,
- * split once when the request line arrives (http_query then scans a few
- * arguments instead of walking the library's header list per parameter).
+ * split once when the request line arrives (http_query.c: a few
+ * arguments scanned instead of the library's header list walked per
+ * parameter). The access log and the library's own log are in http_log.c.
  */
 #include "http.h"
 
@@ -54,91 +55,9 @@
 #include <unistd.h>
 
 #include "http_framing.h"
+#include "http_internal.h"
 #include "http_listen.h"
 #include "util.h"
-
-/* Per pool thread: reusable buffers and the application's slot. */
-struct http_thread {
-	strbuf out;     /* response body */
-	strbuf scratch; /* decoded path segments */
-	void *app_data;
-	struct http_thread *next;
-	/* Requests begun (headers in) and completed (answer sent or dropped)
-	 * on this thread; each written by this thread only, summed by
-	 * http_drain(). */
-	_Atomic unsigned long started, done;
-	uint32_t rng; /* access-log sampling (xorshift32) */
-};
-
-struct http_server {
-	struct MHD_Daemon *daemon;
-	http_config cfg;
-	unsigned port;
-	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
-	struct http_thread *threads;
-	atomic_int draining;          /* set by http_drain(): answer with Connection: close */
-	atomic_bool quiesced;         /* the listening socket is closed */
-	atomic_uint deferred;         /* suspended or answered but not yet queued */
-	atomic_bool stopping;         /* http_stop: new requests get 503 */
-	uint32_t log_threshold;       /* log a request when rng < this (sampling) */
-	bool log_all;                 /* access_log_sample >= 1 */
-	size_t conn_memory;           /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
-	size_t max_unsent_conn, max_unsent_total; /* the configured bounds */
-	atomic_size_t unsent;         /* bytes of answers queued and not yet let go */
-	atomic_ulong refused_unsent;  /* 503s for the unsent bounds */
-	atomic_ulong refused_framing; /* 400s for framing */
-};
-
-enum { DEFER_NONE, DEFER_WAITING, DEFER_ANSWERED };
-
-struct http_deferred {
-	struct MHD_Connection *conn;
-	http_server *server;
-	atomic_int state;   /* DEFER_*: ANSWERED is published after status/answer */
-	int status;
-	strbuf answer;
-	bool logged;        /* sampled for the access log: */
-	struct timespec t0; /* when it was taken up */
-	const char *method, *url; /* libmicrohttpd's, valid for the request */
-};
-
-/* A request's own state (*req_cls), for requests with a body or deferred. */
-struct upload {
-	strbuf body;
-	int too_large;
-	struct http_deferred deferred;
-};
-
-/* Query arguments one request may have split by us; a request with more
- * is answered from the library's own list (http_query's fallback). */
-#define CONN_MAX_ARGS 32
-/* Answers shorter than this are sent from the connection's own buffer,
- * so that an idle keep-alive connection holds at most this much (as much
- * as the library's own pool for it, HTTP_CONNECTION_MEMORY_DEFAULT); a
- * larger answer gets a block of its own, freed once sent, as every
- * answer did before. */
-#define CONN_BODY_KEEP ((size_t)16 << 10)
-
-/* Per connection (the library's socket context, MHD_OPTION_NOTIFY_CONNECTION). */
-struct http_conn {
-	http_server *s;
-	/* The answer body: the response points at it (no allocation per
-	 * request) until the library lets the response go (conn_body_free). */
-	strbuf out;
-	size_t out_counted; /* bytes of out counted in s->unsent */
-	/* 1 for the connection, 1 more while a response holds out: the last
-	 * of the close notice and the response's release frees this. */
-	atomic_uint refs;
-	/* The request's query string (after the first '?'), split in place
-	 * as the library splits it: arg_key[i] is NUL-terminated, arg_val[i]
-	 * too, or NULL for a key without '='. */
-	strbuf query;
-	unsigned n_args;
-	bool args_overflow; /* over CONN_MAX_ARGS: ask the library instead */
-	const char *arg_key[CONN_MAX_ARGS];
-	const char *arg_val[CONN_MAX_ARGS];
-	size_t arg_key_len[CONN_MAX_ARGS];
-};
 
 /* *req_cls marker for requests without a body; aligned, so that its
  * address is never taken for a URI length (uri_seen). */
@@ -149,45 +68,6 @@ static struct http_conn *conn_of(struct MHD_Connection *c)
 	const union MHD_ConnectionInfo *info =
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return info ? info->socket_context : NULL;
-}
-
-/* Splits the query string q (after the first '?') into hc's arguments
- * exactly as libmicrohttpd 0.9.75 splits it for its own list (so that
- * http_query answers as MHD_lookup_connection_value did, without a walk
- * of the header list per parameter): '+' is a space in keys and values
- * alike; an argument ends at '&'; its key ends at the first '=' before
- * that, and a key without '=' has no value (NULL, not ""); an empty
- * last argument ("a=1&") is none. */
-static void split_query(struct http_conn *hc, const char *q)
-{
-	hc->n_args = 0;
-	hc->args_overflow = false;
-	if (!q)
-		return;
-	size_t n = strlen(q);
-	sb_reset(&hc->query);
-	sb_add(&hc->query, q, n);
-	char *p = hc->query.buf, *end = p + n;
-	for (char *c = p; c < end; c++)
-		if (*c == '+')
-			*c = ' ';
-	while (p < end) {
-		if (hc->n_args == CONN_MAX_ARGS) {
-			hc->args_overflow = true;
-			return;
-		}
-		char *amp = memchr(p, '&', (size_t)(end - p));
-		char *stop = amp ? amp : end;
-		char *eq = memchr(p, '=', (size_t)(stop - p));
-		*stop = '\0';
-		if (eq)
-			*eq = '\0';
-		hc->arg_key[hc->n_args] = p;
-		hc->arg_key_len[hc->n_args] = (size_t)((eq ? eq : stop) - p);
-		hc->arg_val[hc->n_args] = eq ? eq + 1 : NULL;
-		hc->n_args++;
-		p = stop + 1;
-	}
 }
 
 /* The URI callback leaves the request line's URI length in *req_cls as an
@@ -201,7 +81,7 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c)
 	struct http_conn *hc = conn_of(c);
 	if (hc) {
 		const char *q = strchr(uri, '?');
-		split_query(hc, q ? q + 1 : NULL);
+		http_conn_split_query(hc, q ? q + 1 : NULL);
 	}
 	/* Called before the library touches the URI: '?' is still there, and
 	 * strlen stops at the first NUL, embedded or final. */
@@ -266,154 +146,12 @@ void http_error(http_response *resp, int status, const char *code, const char *f
 	sb_release(&msg);
 }
 
-/* ASCII case-insensitive equality of n bytes, as the library compares keys. */
-static bool same_key(const char *a, const char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-		if (x != y && ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z'))
-			return false;
-	}
-	return true;
-}
-
-/* The raw (still percent-encoded, '+' already a space) value of `key`:
- * the first argument with that key, NULL when absent or without '='. */
-static const char *query_raw(const http_request *req, const char *key)
-{
-	const struct http_conn *hc = req->conn_state;
-	if (!hc || hc->args_overflow)
-		return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
-	size_t klen = strlen(key);
-	for (unsigned i = 0; i < hc->n_args; i++)
-		if (hc->arg_key_len[i] == klen && same_key(hc->arg_key[i], key, klen))
-			return hc->arg_val[i];
-	return NULL;
-}
-
-int http_query(const http_request *req, const char *key, char *buf, size_t cap,
-	       const char **out, size_t *len)
-{
-	const char *raw = query_raw(req, key);
-	if (!raw)
-		return 0;
-	size_t n = strlen(raw);
-	if (n >= cap)
-		return -1;
-	long got = http_percent_decode(raw, n, buf, true);
-	if (got < 0)
-		return -1;
-	*out = buf;
-	*len = (size_t)got;
-	return 1;
-}
-
-struct query_each {
-	http_query_fn fn;
-	void *arg;
-	int rc;
-};
-
-static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
-				      const char *value)
-{
-	(void)kind;
-	struct query_each *q = cls;
-	q->rc = q->fn(q->arg, key, value ? value : "");
-	return q->rc ? MHD_NO : MHD_YES;
-}
-
-int http_query_each(const http_request *req, http_query_fn fn, void *arg)
-{
-	const struct http_conn *hc = req->conn_state;
-	if (hc && !hc->args_overflow) {
-		for (unsigned i = 0; i < hc->n_args; i++) {
-			int rc = fn(arg, hc->arg_key[i], hc->arg_val[i] ? hc->arg_val[i] : "");
-			if (rc)
-				return rc;
-		}
-		return 0;
-	}
-	struct query_each q = { fn, arg, 0 };
-	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
-	return q.rc;
-}
-
-const char *http_header(const http_request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
 
 /* One writer per counter (its thread): no locked instruction needed. */
 static inline void count_up(_Atomic unsigned long *c)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
-}
-
-/* ---- access log -------------------------------------------------------- */
-
-static bool log_sampled(const http_server *s, struct http_thread *t)
-{
-	if (s->log_all)
-		return true;
-	uint32_t x = t->rng; /* xorshift32 */
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	t->rng = x;
-	return x < s->log_threshold;
-}
-
-/* Appends s (at most max bytes of it) as JSON string content: quotes,
- * backslashes, control bytes and every byte >= 0x7f escaped, so the line
- * is ASCII whatever the client sent. Returns the new end. */
-static char *log_str(char *o, const char *str, size_t max)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; str[i] && i < max; i++) {
-		unsigned char c = (unsigned char)str[i];
-		if (c == '"' || c == '\\') {
-			*o++ = '\\';
-			*o++ = (char)c;
-		} else if (c >= 0x20 && c < 0x7f) {
-			*o++ = (char)c;
-		} else {
-			memcpy(o, "\\u00", 4);
-			o[4] = hex[c >> 4];
-			o[5] = hex[c & 15];
-			o += 6;
-		}
-	}
-	return o;
-}
-
-#define LOG_PATH_MAX 512 /* bytes of the path logged: a line stays under PIPE_BUF */
-
-/* One line per request, one write(2): lines from different threads never
- * interleave (O_APPEND file, or a pipe and under PIPE_BUF). The query
- * string and headers (Authorization among them) are never logged. */
-static void access_log(const http_server *s, const char *method, const char *url, int status,
-		       size_t bytes, const struct timespec *t0)
-{
-	struct timespec now, wall;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	clock_gettime(CLOCK_REALTIME, &wall);
-	long long us = (long long)(now.tv_sec - t0->tv_sec) * 1000000 +
-		       (now.tv_nsec - t0->tv_nsec) / 1000;
-	struct tm tm;
-	gmtime_r(&wall.tv_sec, &tm);
-	char line[LOG_PATH_MAX * 6 + 512]; /* 6: the widest escape; 512: the rest */
-	char *o = line;
-	o += strftime(o, 64, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
-	o += snprintf(o, 32, ".%03ldZ\",\"method\":\"", wall.tv_nsec / 1000000);
-	o = log_str(o, method, 16);
-	memcpy(o, "\",\"path\":\"", 10);
-	o = log_str(o + 10, url, LOG_PATH_MAX);
-	o += snprintf(o, 96, "\",\"status\":%d,\"duration_us\":%lld,\"bytes\":%zu}\n", status,
-		      us, bytes);
-	ssize_t w = write(s->cfg.access_log_fd, line, (size_t)(o - line));
-	(void)w; /* a full disk must not fail the request */
 }
 
 /* The daemon must not unescape: we decode each path segment ourselves. */
@@ -681,7 +419,7 @@ static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
 				  int status, const char *code, const char *fmt, ...)
 {
 	struct timespec t0;
-	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
+	bool logged = s->cfg.access_log_fd && http_log_sampled(s, t);
 	if (logged)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 	strbuf msg = STRBUF_INIT;
@@ -695,7 +433,7 @@ static enum MHD_Result answer_now(http_server *s, struct http_thread *t,
 	sb_release(&msg);
 	enum MHD_Result ret = send_body(s, conn, NULL, &resp.status, resp.body, NULL, true);
 	if (logged)
-		access_log(s, method, url, resp.status, resp.body->len, &t0);
+		http_access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
 }
 
@@ -756,7 +494,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			struct http_deferred *d = &u->deferred;
 			enum MHD_Result ret = send_body(s, conn, NULL, &d->status, &d->answer, NULL, false);
 			if (d->logged)
-				access_log(s, d->method, d->url, d->status, d->answer.len, &d->t0);
+				http_access_log(s, d->method, d->url, d->status, d->answer.len, &d->t0);
 			return ret;
 		}
 	}
@@ -764,7 +502,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct http_thread *t = this_thread(s);
 	struct http_conn *hc = conn_of(conn);
 	struct timespec t0;
-	bool logged = s->cfg.access_log_fd && log_sampled(s, t);
+	bool logged = s->cfg.access_log_fd && http_log_sampled(s, t);
 	if (logged)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 	sb_reset(&t->out);
@@ -788,7 +526,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				   s->cfg.max_body);
 			enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, NULL, false);
 			if (logged)
-				access_log(s, method, url, resp.status, resp.body->len, &t0);
+				http_access_log(s, method, url, resp.status, resp.body->len, &t0);
 			return ret;
 		}
 		if (!u->body.buf)
@@ -813,12 +551,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (resp.stream) {
 		enum MHD_Result ret = send_stream(s, conn, &resp);
 		if (logged)
-			access_log(s, method, url, resp.status, 0, &t0); /* length unknown */
+			http_access_log(s, method, url, resp.status, 0, &t0); /* length unknown */
 		return ret;
 	}
 	enum MHD_Result ret = send_body(s, conn, hc, &resp.status, resp.body, &resp, false);
 	if (logged)
-		access_log(s, method, url, resp.status, resp.body->len, &t0);
+		http_access_log(s, method, url, resp.status, resp.body->len, &t0);
 	return ret;
 }
 
@@ -844,62 +582,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		upload_free(u);
 	}
 	*req_cls = NULL;
-}
-
-/* ---- the library's log ----------------------------------------------------
- * Every abandoned connection makes the library write a line, so a client
- * without a key could fill the disk under stderr: at most
- * HTTP_LOG_LINES_PER_SECOND lines a second are written (each whole, with
- * one write), the rest counted and summed up once the second is over. The
- * logger is the process's, as stderr is. */
-static struct {
-	pthread_mutex_t lock;
-	time_t second;         /* the second being counted (monotonic) */
-	unsigned written;      /* lines written in it */
-	unsigned long dropped; /* lines suppressed in it */
-} log_limit = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 };
-static atomic_ulong log_lines_written, log_lines_suppressed;
-
-static void log_mhd(void *cls, const char *fmt, va_list ap)
-{
-	(void)cls;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	unsigned long dropped_before = 0;
-	bool write_it, first_dropped = false;
-	pthread_mutex_lock(&log_limit.lock);
-	if (now.tv_sec != log_limit.second) {
-		dropped_before = log_limit.dropped;
-		log_limit.second = now.tv_sec;
-		log_limit.written = 0;
-		log_limit.dropped = 0;
-	}
-	write_it = log_limit.written < HTTP_LOG_LINES_PER_SECOND;
-	if (write_it)
-		log_limit.written++;
-	else
-		first_dropped = log_limit.dropped++ == 0;
-	pthread_mutex_unlock(&log_limit.lock);
-	unsigned long notes = 0;
-	if (dropped_before) {
-		util_log("http: %lu more lines from the HTTP library were suppressed", dropped_before);
-		notes++;
-	}
-	if (first_dropped) {
-		/* Said at once: the count may only come with a later line. */
-		util_log("http: over %d lines a second from the HTTP library: the rest of this "
-			 "second's are counted (shopkeeper_http_log_lines_total), not written",
-			 HTTP_LOG_LINES_PER_SECOND);
-		notes++;
-	}
-	if (write_it) {
-		util_vlog("shopkeeper: http: ", fmt, ap);
-		notes++;
-	} else {
-		atomic_fetch_add_explicit(&log_lines_suppressed, 1, memory_order_relaxed);
-	}
-	if (notes)
-		atomic_fetch_add_explicit(&log_lines_written, notes, memory_order_relaxed);
 }
 
 int http_start(const http_config *cfg, http_server **out, strbuf *err)
@@ -944,7 +626,7 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		pool[0].option = MHD_OPTION_END;
 	s->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, s,
-		MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
+		MHD_OPTION_EXTERNAL_LOGGER, http_log_library, s,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_ARRAY, pool,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
@@ -992,6 +674,8 @@ unsigned http_connections(void *server)
 void http_metrics(void *server, strbuf *out)
 {
 	http_server *s = server;
+	unsigned long lines_written, lines_suppressed;
+	http_log_counts(&lines_written, &lines_suppressed);
 	sb_addf(out, "# HELP shopkeeper_http_unsent_bytes Bytes of answers queued and not yet "
 		     "sent (clients that do not read hold them).\n"
 		     "# TYPE shopkeeper_http_unsent_bytes gauge\n"
@@ -1012,8 +696,7 @@ void http_metrics(void *server, strbuf *out)
 		atomic_load_explicit(&s->unsent, memory_order_relaxed),
 		atomic_load_explicit(&s->refused_unsent, memory_order_relaxed),
 		atomic_load_explicit(&s->refused_framing, memory_order_relaxed),
-		atomic_load_explicit(&log_lines_written, memory_order_relaxed),
-		atomic_load_explicit(&log_lines_suppressed, memory_order_relaxed));
+		lines_written, lines_suppressed);
 }
 
 static unsigned in_flight(http_server *s)
