@@ -3,12 +3,11 @@
  * See tune.h for what is searched and why in that order; tune_record.c
  * writes and reads back what a run chose.
  *
- * Why over 1,000 lines in one file: the steps of the search all work on
- * one `struct search` (the split, the fitted models shared between
- * candidates, the budget clock, the one-standard-error bookkeeping), and
- * it landed in this session. The split (about 220 lines from tune_by_pair to
- * tune_split_random) is the seam to cut next, into a validation module eval
- * could use too.
+ * The validation split is in tune_split.c, the candidates' fits and their
+ * scoring in tune_score.c; what remains here is the search itself, whose
+ * steps all work on one `struct search` (the split, the fitted models
+ * shared between candidates, the budget clock, the one-standard-error
+ * bookkeeping).
  */
 #include "tune.h"
 
@@ -18,14 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eval.h"
 #include "progress.h"
 #include "model.h"
 #include "timefmt.h"
 #include "tune_internal.h"
 #include "util.h"
 
-#define TUNE_K 10                /* nDCG@10, as the issue and eval's default */
 #define TUNE_MAX_NEIGHBORS 1000u /* K the candidates keep (the flags' limit) */
 #define TUNE_MAX_NEGATIVES 100u  /* negative weights they keep */
 /* The candidates' neighbour tables stay under this (K is lowered to fit). */
@@ -44,139 +41,6 @@
 #define TUNE_ONE_SE 1.0
 
 static const double holdout_shares[] = { 0.10, 0.20, 0.30 };
-
-/* ---- fitted candidates and their scores -------------------------------- */
-
-struct fitted {
-	train_result r;
-	uint32_t *n_pos;   /* positives per list */
-	neighbor *popular; /* the model's popular list */
-	double secs;       /* training, this fit's share */
-	int hist_fit;      /* in its step, the fit holding its histories */
-	bool live;
-};
-
-static int pop_cmp(const void *a, const void *b)
-{
-	const neighbor *x = a, *y = b;
-	if (x->score != y->score)
-		return x->score > y->score ? -1 : 1;
-	return x->item < y->item ? -1 : x->item > y->item;
-}
-
-static void fitted_free(struct fitted *f)
-{
-	if (!f->live)
-		return;
-	train_result_free(&f->r);
-	free(f->n_pos);
-	free(f->popular);
-	memset(f, 0, sizeof(*f));
-}
-
-/* Derives the scoring tables; `hist` (may be f itself) gives the popular
- * list when f holds only neighbour lists. */
-static void fitted_finish(struct fitted *f, const train_result *hist)
-{
-	uint32_t n = f->r.n_items;
-	f->n_pos = xmallocarray(n ? n : 1, sizeof(*f->n_pos));
-	for (uint32_t i = 0; i < n; i++)
-		f->n_pos[i] = f->r.n_nbrs[i] - (f->r.n_neg ? f->r.n_neg[i] : 0);
-	f->popular = xmallocarray(n ? n : 1, sizeof(*f->popular));
-	for (uint32_t i = 0; i < n; i++)
-		f->popular[i] = (neighbor){ i, hist->recent[i] };
-	qsort(f->popular, n, sizeof(*f->popular), pop_cmp);
-	f->live = true;
-}
-
-/* Per scoring run, shared by its threads. */
-struct score_job {
-	const struct split *s;
-	const train_result *hist; /* histories */
-	rec_table table;
-	rec_params knobs;
-	double *ndcg, *recall; /* per validation customer */
-	uint8_t *shown;        /* per item */
-	uint32_t next;         /* next customer (atomic) */
-};
-
-static void *score_worker(void *arg)
-{
-	struct score_job *job = arg;
-	const struct split *s = job->s;
-	rec_ctx *ctx = rec_ctx_create(job->table.n_items);
-	rec_ctx_configure(ctx, &job->knobs);
-	rec_result *res = xmalloc(sizeof(*res));
-	uint32_t recs[REC_MAX_N];
-	for (;;) {
-		uint32_t u0 = __atomic_fetch_add(&job->next, 64, __ATOMIC_RELAXED);
-		if (u0 >= s->n)
-			break;
-		uint32_t u1 = MIN(u0 + 64, s->n);
-		for (uint32_t u = u0; u < u1; u++) {
-			uint32_t c = s->cust[u];
-			const train_result *h = job->hist;
-			uint64_t a = h->hist_off[c], b = h->hist_off[c + 1];
-			rec_for_table(ctx, &job->table, h->hist + a, (uint32_t)(b - a), TUNE_K, res);
-			for (uint32_t r = 0; r < res->n; r++) {
-				recs[r] = res->items[r].item;
-				__atomic_store_n(&job->shown[recs[r]], 1, __ATOMIC_RELAXED);
-			}
-			const uint32_t *rel = s->rel + s->rel_off[u];
-			uint32_t n_rel = (uint32_t)(s->rel_off[u + 1] - s->rel_off[u]);
-			eval_totals t = { 0 };
-			eval_add(&t, recs, res->n, rel, n_rel, TUNE_K);
-			job->ndcg[u] = t.ndcg;
-			job->recall[u] = t.recall;
-		}
-	}
-	free(res);
-	rec_ctx_free(ctx);
-	return NULL;
-}
-
-/* Scores fit f (histories from `hist`) with knobs into c's figures and
- * ndcg[] (per validation customer). Sums run in customer order, so the
- * figures do not depend on the threads. */
-static void score(const struct split *s, const struct fitted *f, const train_result *hist,
-		  const content_result *ct, const rec_params *knobs, uint32_t threads,
-		  double *ndcg, tune_candidate *c)
-{
-	double t0 = util_monotonic();
-	uint32_t ni = f->r.n_items;
-	struct score_job job = {
-		.s = s, .hist = hist,
-		/* as fit_options sets as_of: the recent history weight decays
-		 * from the fit's own as-of time */
-		.table = { f->r.nbrs, f->r.k, f->n_pos, f->r.n_neg, f->popular, ni,
-			   ct ? ct->nbrs : NULL, ct ? ct->k : 0, ct ? ct->n_nbrs : NULL,
-			   hist->popularity, s->sub.has_ts ? s->sub.ts_max : 0,
-			   s->sub.has_ts ? c->half_life_days : 0 },
-		.knobs = *knobs, .ndcg = ndcg,
-		.recall = xmallocarray(s->n ? s->n : 1, sizeof(double)),
-		.shown = xcalloc(ni ? ni : 1, 1),
-	};
-	util_run_parallel(MIN(threads, MAX(s->n / 256, 1u)), score_worker, &job);
-	double sum = 0, sq = 0, rec = 0;
-	for (uint32_t u = 0; u < s->n; u++) {
-		sum += ndcg[u];
-		sq += ndcg[u] * ndcg[u];
-		rec += job.recall[u];
-	}
-	uint32_t covered = 0;
-	for (uint32_t i = 0; i < ni; i++)
-		covered += job.shown[i];
-	double n = s->n ? s->n : 1;
-	c->ndcg = sum / n;
-	double var = s->n > 1 ? (sq - sum * sum / n) / (n - 1) : 0;
-	c->ndcg_se = var > 0 ? sqrt(var / n) : 0;
-	c->recall = rec / n;
-	c->coverage = ni ? (double)covered / ni : 0;
-	c->serve = *knobs;
-	c->secs = f->secs + (util_monotonic() - t0);
-	free(job.recall);
-	free(job.shown);
-}
 
 /* ---- the search --------------------------------------------------------- */
 
@@ -331,7 +195,7 @@ static void step_score(struct search *S, struct step *st, int fit, tune_candidat
 	e->ndcg = xmallocarray(S->s->n, sizeof(double));
 	c.step = step;
 	double t = util_monotonic();
-	score(S->s, f, hist, S->content, &c.serve, S->threads, e->ndcg, &c);
+	tune_score(S->s, f, hist, S->content, &c.serve, S->threads, e->ndcg, &c);
 	S->score_secs = util_monotonic() - t;
 	c.secs = fit_secs + S->score_secs;
 	e->c = c;
@@ -392,14 +256,14 @@ static void step_end(struct search *S, struct step *st)
 				h->r.popularity = NULL;
 				h->r.recent = NULL;
 			}
-			fitted_free(&S->best_fit);
+			tune_fitted_free(&S->best_fit);
 			S->best_fit = *f;
 			memset(f, 0, sizeof(*f));
 			S->fit_gen++;
 		}
 	}
 	for (uint32_t i = 0; i < st->n_fits; i++)
-		fitted_free(&st->fits[i]);
+		tune_fitted_free(&st->fits[i]);
 	for (uint32_t i = 0; i < st->n; i++)
 		free(st->e[i].ndcg);
 	memset(st, 0, sizeof(*st));
@@ -438,7 +302,7 @@ static int step_fit(struct search *S, struct step *st, const tune_candidate *can
 	for (uint32_t l = 1; l < n; l++)
 		st->fits[first + l].r = more[l - 1];
 	for (uint32_t l = 0; l < n; l++) {
-		fitted_finish(&st->fits[first + l], &st->fits[first].r);
+		tune_fitted_finish(&st->fits[first + l], &st->fits[first].r);
 		st->fits[first + l].hist_fit = (int)first;
 	}
 	st->n_fits += n;
@@ -691,7 +555,7 @@ static int search_run(struct search *S)
 	}
 	c.step = "defaults";
 	st.e[0].ndcg = xmallocarray(S->s->n, sizeof(double));
-	score(S->s, &st.fits[0], &st.fits[0].r, S->content, &dk, S->threads, st.e[0].ndcg, &c);
+	tune_score(S->s, &st.fits[0], &st.fits[0].r, S->content, &dk, S->threads, st.e[0].ndcg, &c);
 	S->score_secs = c.secs - st.fits[0].secs;
 	c.secs = secs + S->score_secs;
 	st.e[0].c = c;
@@ -975,7 +839,7 @@ searched:
 				 inside ? "; inside the noise: preferred for coverage or cost" : "");
 		}
 	}
-	fitted_free(&S.best_fit);
+	tune_fitted_free(&S.best_fit);
 	content_result_free(&content);
 	free(S.best_ndcg);
 	free(S.base_ndcg);

@@ -1,6 +1,6 @@
 /*
- * tune_internal: what tune.c and tune_split.c share, and nothing else
- * includes.
+ * tune_internal: what tune.c, tune_split.c and tune_score.c share, and
+ * nothing else includes.
  */
 #ifndef SHOPKEEPER_TUNE_INTERNAL_H
 #define SHOPKEEPER_TUNE_INTERNAL_H
@@ -8,7 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "content.h"
 #include "ingest.h"
+#include "recommend.h"
+#include "train.h"
+#include "tune.h"
+
+#define TUNE_K 10 /* nDCG@10, as the issue and eval's default */
 
 struct pair {
 	uint32_t customer, item;
@@ -45,5 +51,28 @@ uint32_t tune_split_random(const dataset *ds, struct split *s);
  * seeded hash of the customer's index, so the same data gives the same
  * sample; their order and relevant items stay. Returns s->n. */
 uint32_t tune_split_sample(struct split *s, uint32_t max);
+
+/* A candidate's fitted model and the tables scoring reads from it. */
+struct fitted {
+	train_result r;
+	uint32_t *n_pos;   /* positives per list */
+	neighbor *popular; /* the model's popular list */
+	double secs;       /* training, this fit's share */
+	int hist_fit;      /* in its step, the fit holding its histories */
+	bool live;
+};
+
+/* Frees what f owns and zeroes it; a no-op on a fit never finished. */
+void tune_fitted_free(struct fitted *f);
+/* Derives f's scoring tables (positives per list, the popular list); `hist`
+ * (may be &f->r) gives the popularity when f holds only neighbour lists. */
+void tune_fitted_finish(struct fitted *f, const train_result *hist);
+/* Scores fit f (histories from `hist`) with knobs into c's figures and
+ * ndcg[] (per validation customer). Sums run in customer order, so the
+ * figures do not depend on the threads. s, f, hist, ct (may be NULL) and
+ * knobs are borrowed; ndcg has s->n slots, filled. */
+void tune_score(const struct split *s, const struct fitted *f, const train_result *hist,
+		const content_result *ct, const rec_params *knobs, uint32_t threads,
+		double *ndcg, tune_candidate *c);
 
 #endif
