@@ -115,27 +115,30 @@ sample() { shuf -n "$SAMPLE" --random-source=<(yes 2>/dev/null) ; }
 "$BIN" inspect "$MODEL" --list items | grep -E '^[A-Za-z0-9._-]+$' | sample >"$WORK/items.txt"
 echo "== $(wc -l <"$WORK/customers.txt") customers, $(wc -l <"$WORK/items.txt") items" >&2
 
+# The port a server started with --listen 127.0.0.1:0 says it took, from
+# its log (waits up to 10 s; the log is shown and the script stops if none).
+port_of() { # serve.log
+	local p="" i
+	for i in $(seq 100); do
+		p=$(grep -o 'on port [0-9]*' "$1" | grep -o '[0-9]*$' || true)
+		[ -n "$p" ] && break
+		sleep 0.1
+	done
+	[ -n "$p" ] || { cat "$1" >&2; exit 1; }
+	echo "$p"
+}
+
 # ---- shopkeeper on core 0 ----------------------------------------------------
 taskset -c 0 "$BIN" serve --model "$MODEL" --state "$WORK/state" --listen 127.0.0.1:0 \
 	--threads "$THREADS" 2>"$WORK/serve.log" &
 SERVER_PID=$!
-for _ in $(seq 100); do
-	PORT=$(grep -o 'on port [0-9]*' "$WORK/serve.log" | grep -o '[0-9]*$' || true)
-	[ -n "$PORT" ] && break
-	sleep 0.1
-done
-[ -n "${PORT:-}" ] || { cat "$WORK/serve.log" >&2; exit 1; }
+PORT=$(port_of "$WORK/serve.log")
 SK="http://127.0.0.1:$PORT"
 # The same model scored on every request: the "before" of the lists.
 taskset -c 0 "$BIN" serve --model "$MODEL" --state "$WORK/state-cold" --listen 127.0.0.1:0 \
 	--threads "$THREADS" --no-precomputed 2>"$WORK/serve-cold.log" &
 COLD_PID=$!
-for _ in $(seq 100); do
-	CPORT=$(grep -o 'on port [0-9]*' "$WORK/serve-cold.log" | grep -o '[0-9]*$' || true)
-	[ -n "$CPORT" ] && break
-	sleep 0.1
-done
-[ -n "${CPORT:-}" ] || { cat "$WORK/serve-cold.log" >&2; exit 1; }
+CPORT=$(port_of "$WORK/serve-cold.log")
 SKC="http://127.0.0.1:$CPORT"
 
 # ---- the same answers as files, for nginx ----------------------------------
