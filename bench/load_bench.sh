@@ -74,6 +74,16 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+# Numbers checked before anything starts: a bad one would otherwise stop
+# the run minutes in, in shell arithmetic.
+posint() { case "$1" in "" | 0* | *[!0-9]*) return 1 ;; esac; }
+[ -z "$EVENT_RATE" ] || posint "$EVENT_RATE" ||
+	{ echo "load_bench: --event-rate: expected events a second (a positive integer), got '$EVENT_RATE'" >&2; exit 2; }
+for b in ${EVENT_BATCH//,/ }; do
+	posint "$b" ||
+		{ echo "load_bench: --event-batch: expected positive integers separated by commas, got '$EVENT_BATCH'" >&2; exit 2; }
+done
+
 need() {
 	command -v "$1" >/dev/null && return 0
 	if [ "$(id -u)" = 0 ]; then
