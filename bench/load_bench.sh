@@ -36,6 +36,11 @@
 # fast server only) and a fourth route asks all of them: 1 request in 5
 # must score.
 #
+# Every row also gives cpu_us: the server's CPU time (all its threads, or
+# nginx's master and workers) per request answered, from /proc/PID/stat
+# around each wrk run. On a shared machine it moves far less than req/s,
+# so the ratios line gives "requests per CPU second" beside throughput.
+#
 # Reaches only 127.0.0.1. Every process it starts is stopped on exit; its
 # work directory (models, nginx's files, wrk's output) is removed unless
 # KEEP_WORK=1.
@@ -265,17 +270,37 @@ PY
 echo "== $(wc -l <"$WORK/live.txt") customers with live events (1 in 5)" >&2
 
 # ---- wrk -------------------------------------------------------------------
-# One run: prints "rps p50 p90 p99 max errors" (latencies in ms).
-run_wrk() { # url script args...
-	local url=$1 script=$2
-	shift 2
-	taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/$script" \
-		"$url" -- "$@" >"$WORK/wrk.out" 2>&1 || true
-	parse_wrk "$WORK/wrk.out"
+# CPU clock ticks (user + system, all threads) used so far by the server
+# behind URL: shopkeeper's process, or nginx's master and workers.
+server_ticks() { # url
+	local pids p n=0
+	case $1 in
+	"$SK") pids=$SERVER_PID ;;
+	"$SKC") pids=$COLD_PID ;;
+	"$NG") pids="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+	*) echo 0; return ;;
+	esac
+	for p in $pids; do
+		n=$((n + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$n"
 }
 
-parse_wrk() { # wrk output file
-	"$PY" - "$1" <<'PY'
+# One run: prints "rps p50 p90 p99 max errors cpu_us" (latencies in ms;
+# cpu_us: the server's CPU time per request answered, which depends far
+# less on what else the machine runs than its rate does).
+run_wrk() { # url script args...
+	local url=$1 script=$2 t0 t1
+	shift 2
+	t0=$(server_ticks "$url")
+	taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$ROOT/bench/wrk/$script" \
+		"$url" -- "$@" >"$WORK/wrk.out" 2>&1 || true
+	t1=$(server_ticks "$url")
+	parse_wrk "$WORK/wrk.out" $((t1 - t0))
+}
+
+parse_wrk() { # wrk output file [server CPU ticks during the run]
+	"$PY" - "$1" "${2:-0}" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 def ms(v, u):
@@ -286,7 +311,10 @@ mx = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)", t)
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
 errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-print(rps, pct["50"], pct["90"], pct["99"], ms(*mx.groups()), errors)
+done = re.search(r"(\d+) requests in", t)
+ticks, hz = int(sys.argv[2]), float(sys.argv[3])
+cpu_us = ticks / hz / int(done.group(1)) * 1e6 if ticks and done and int(done.group(1)) else 0
+print(rps, pct["50"], pct["90"], pct["99"], ms(*mx.groups()), errors, round(cpu_us, 2))
 PY
 }
 
@@ -327,14 +355,15 @@ paired_runs() { # url_a url_b script args...
 	sort -n -k1 "$WORK/pb.txt" | sed -n "$(((RUNS + 1) / 2))p"
 }
 
-printf '\n%-28s %-10s %10s %8s %8s %8s %8s %7s\n' route server req/s p50_ms p90_ms p99_ms max_ms errors
-report() { # label server figures...
-	printf '%-28s %-10s %10.0f %8.3f %8.3f %8.3f %8.2f %7d\n' "$1" "$2" $3 $4 $5 $6 $7 $8
+printf '\n%-28s %-10s %10s %8s %8s %8s %8s %7s %8s\n' route server req/s p50_ms p90_ms p99_ms max_ms errors cpu_us
+report() { # label server figures... (cpu_us 0: not measured)
+	printf '%-28s %-10s %10.0f %8.3f %8.3f %8.3f %8.2f %7d %8.2f\n' "$1" "$2" $3 $4 $5 $6 $7 $8 "${9:-0}"
 }
 
 ratio() { # label sk-figures ng-figures
 	"$PY" -c "import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); \
-print('%-28s shopkeeper/nginx: throughput %.2fx, p99 %.2fx%s' % (sys.argv[3], float(a[0])/float(b[0]), float(a[3])/float(b[3]), \
+cpu=(', requests per CPU second %.2fx' % (float(b[6])/float(a[6])) if len(a) > 6 and len(b) > 6 and float(a[6]) and float(b[6]) else ''); \
+print('%-28s shopkeeper/nginx: throughput %.2fx, p99 %.2fx%s%s' % (sys.argv[3], float(a[0])/float(b[0]), float(a[3])/float(b[3]), cpu, \
 '  (ERRORS in a run: not comparable)' if int(a[5]) or int(b[5]) else ''))" \
 		"$2" "$3" "$1"
 }
@@ -469,8 +498,9 @@ ngi=$(echo "$both" | sed -n 2p)
 report "$label" shopkeeper $ski
 report "$label" nginx $ngi
 RATIOS+=("$(ratio "$label" "$ski" "$ngi")")
-RATIOS+=("$("$PY" -c "import sys; print('%-28s customer recs / item similar: %.2f' % ('shopkeeper', float(sys.argv[1]) / float(sys.argv[2])))" \
-	"$(echo "$sk" | cut -d' ' -f1)" "$(echo "$ski" | cut -d' ' -f1)")")
+RATIOS+=("$("$PY" -c "import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); \
+print('%-28s customer recs / item similar: %.2f%s' % ('shopkeeper', float(a[0]) / float(b[0]), \
+', per CPU second %.2f' % (float(b[6]) / float(a[6])) if float(a[6]) and float(b[6]) else ''))" "$sk" "$ski")")
 label="GET customer recs 20% live"
 both=$(paired_runs "$SK" "$NG" random_customer.lua "$WORK/customers.txt")
 skl=$(echo "$both" | sed -n 1p)
