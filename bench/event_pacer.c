@@ -8,9 +8,15 @@
  *   shopkeeper-event-pacer PORT RATE BATCH SECONDS CUSTOMERS_FILE ITEMS_FILE [CONNS]
  *
  * RATE is events/s over all connections; each connection sends its share
- * on a fixed schedule (a late request is sent at once, never skipped, so a
- * server that cannot keep up shows as a lower rate reached); the run ends
- * after SECONDS either way. Prints
+ * on a fixed schedule, the connections' schedules staggered evenly so that
+ * the batches arrive one every BATCH/RATE seconds, not all at once (with
+ * one shared phase, 16 connections at 20,000 events/s in batches of 100
+ * delivered 1,600 events together every 80 ms: a burst the writer works
+ * through for some 12 ms, which is the bench's shape, not a shop's). A
+ * late request is sent at once, never skipped, so a server that cannot
+ * keep up shows as a lower rate reached; the run ends after SECONDS
+ * either way, and the rate is what was acknowledged over SECONDS (or over
+ * the time it took, if longer). Prints
  *   paced writer: N events/s acknowledged over S s (K non-200)
  */
 #include <arpa/inet.h>
@@ -37,6 +43,7 @@ typedef struct list {
 static int port;
 static double rate, seconds;
 static int batch, conns;
+static double start; /* the schedules' common origin (now_s) */
 static list custs, items;
 static atomic_ullong acked, bad;
 
@@ -162,10 +169,10 @@ static void *writer(void *arg)
 		abort();
 	int fd = connect_local();
 	double per = rate / batch / conns; /* requests/s on this connection */
-	double t0 = now_s();
+	double phase = (double)((uintptr_t)arg - 1) / conns; /* of a period */
 	for (uint64_t k = 0; fd >= 0; k++) {
-		double due = t0 + (double)k / per;
-		if (due - t0 >= seconds || now_s() - t0 >= seconds)
+		double due = start + ((double)k + phase) / per;
+		if (due - start >= seconds || now_s() - start >= seconds)
 			break; /* bounded: a server behind the schedule ends it too */
 		sleep_until(due);
 		size_t n = 0;
@@ -218,13 +225,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pthread_t th[MAX_CONNS];
-	double t0 = now_s();
+	start = now_s();
 	for (int i = 0; i < conns; i++)
 		if (pthread_create(&th[i], NULL, writer, (void *)(uintptr_t)(i + 1)) != 0)
 			return 1;
 	for (int i = 0; i < conns; i++)
 		pthread_join(th[i], NULL);
-	double el = now_s() - t0;
+	double el = now_s() - start;
+	if (el < seconds)
+		el = seconds; /* the schedule's span, not the last answer's time */
 	printf("paced writer: %.0f events/s acknowledged over %.1fs (%llu non-200)\n",
 	       (double)atomic_load(&acked) / el, el, (unsigned long long)atomic_load(&bad));
 	return 0;
