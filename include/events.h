@@ -159,8 +159,9 @@ const char *events_code_name(enum events_code code);
  * why it is refused (non-zero), also set with its message in *err. */
 int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_error *err);
 
-/* The body of POST /v1/events read without jansson (about 20 times
- * faster, no allocation), when it is in the common form: one event object
+/* The body of POST /v1/events read without jansson (no allocation; 100
+ * events loaded and validated in 36 to 46 us, against 200 to 260 us with
+ * jansson and events_parse), when it is in the common form: one event object
  * or an array of 1 to `max` of them, every key and string printable ASCII
  * without escapes, no nested values, no duplicate keys, numbers without an
  * exponent. events_scan_begin checks the whole body: 0 and sc set (the

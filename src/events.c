@@ -734,11 +734,12 @@ int events_parse(json_t *o, event_in *e, char ids[2][24], int64_t now, events_er
 
 /* ---- the scanner: POST /v1/events without jansson ------------------------
  *
- * jansson took 200 to 250 us to load and free a batch of 100 events (6 KB;
- * about 2 us an event, a hash table and several allocations per object),
- * on the request thread: on a server given one core, every request in
- * flight waited behind each POST, 16 of them in a row when a pacer's
- * batches arrived together (bench/README.md, "Under event load"). The
+ * jansson took 200 to 260 us to load, validate and free a batch of 100
+ * events (6 KB; a hash table and several allocations per object; the
+ * scanner takes 36 to 46 us), on the request thread: on a server given
+ * one core, every request in flight waited behind each POST, 16 of them
+ * in a row when the bench's pacer's batches arrived together
+ * (bench/README.md, "Under event load"). The
  * scanner reads the common form in place, without allocating: only what
  * it is sure jansson (with JSON_REJECT_DUPLICATES) reads the same way, and
  * anything else (an escape, a byte outside printable ASCII, a nested
