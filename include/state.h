@@ -44,6 +44,19 @@ int state_open_readonly(const char *dir, state **out, strbuf *err);
  * Returns 0 or STORE_ERROR. */
 int state_defer_meta_sync(state *s);
 
+/* Makes every later write transaction (state_commit, state_commit_log)
+ * apply its writes in stretches of at most `seconds`, the writing thread
+ * sleeping briefly (50 to 100 us) between them, so that a request thread
+ * sharing its core waits behind one stretch instead of a whole group. The
+ * transaction, its one fsync and when it is acknowledged are unchanged;
+ * LMDB's commit itself (its page writes and fsync) is one stretch still.
+ * 0 (the default): in one stretch. Set before the writer starts (events.c
+ * does). */
+void state_set_write_slice(state *s, double seconds);
+/* The pauses write transactions made so far (for tests; read it on the
+ * writing thread or once it has stopped). */
+uint64_t state_write_pauses(const state *s);
+
 /* Every state_txn on s must have been freed first. state_close(NULL) does
  * nothing. */
 void state_close(state *s);

@@ -203,9 +203,15 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 	double t0 = util_monotonic();
 	bool batch;
 	size_t total;
-	json_t *root = events_body(req, resp, &batch, &total);
-	if (!root)
+	/* The common form without jansson (events.h), else jansson. */
+	events_scan sc;
+	json_t *root = NULL;
+	if (req->body && events_scan_begin(&sc, req->body, req->body_len, API_MAX_EVENTS) == 0) {
+		batch = sc.batch;
+		total = sc.total;
+	} else if (!(root = events_body(req, resp, &batch, &total))) {
 		return;
+	}
 	assert(w->in_txn);
 
 	int64_t now = model_now(w->m); /* the default event time */
@@ -225,8 +231,9 @@ void api_post_events(api *a, struct worker *w, const http_request *req, http_res
 	for (size_t i = 0; i < total; i++) {
 		event_in *e = &w->events[accepted];
 		events_error why;
-		int rc = events_parse(batch ? json_array_get(root, i) : root, e,
-				      w->numeric_ids[accepted], now, &why);
+		int rc = root ? events_parse(batch ? json_array_get(root, i) : root, e,
+					     w->numeric_ids[accepted], now, &why)
+			      : events_scan_next(&sc, e, w->numeric_ids[accepted], now, &why);
 		if (rc == EVENTS_INVALID_TIMESTAMP && e->ts > now + 86400)
 			why.message = model_clock_ahead_message(w->m); /* names the clock */
 		uint32_t flags = 0;

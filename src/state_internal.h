@@ -35,6 +35,11 @@ struct state {
 	/* Live customers (state_set_live_limits). */
 	uint64_t max_live;
 	int64_t live_ttl; /* seconds; 0: logs never expire */
+	/* A write transaction's changes are applied in stretches of at most
+	 * this many seconds of the writing thread, which gives up the
+	 * processor between them (state_set_write_slice); 0: in one. */
+	double write_slice;
+	uint64_t write_pauses; /* pauses so far (state_write_pauses) */
 	/* Where the idle sweep resumes: after this id (the writer thread's). */
 	char sweep_after[ID_MAX_LEN];
 	size_t sweep_after_len;

@@ -248,6 +248,47 @@ static void note_meta(void *arg, const char *id, size_t len, uint32_t flags,
 /* An item record keeps its catalog fields after its flags: a change of the
  * flags keeps the fields, a change of some fields keeps the others, and
  * the flags' readers see the head as before. */
+/* A write transaction applied in slices (state_set_write_slice) pauses
+ * between them and is still one transaction: every event is there after a
+ * reopen, the counter counts them all. */
+TEST(state_write_in_slices)
+{
+	strbuf err = STRBUF_INIT;
+	state *s = new_state("sliced", &err);
+	if (!s)
+		return;
+	enum { CUSTOMERS = 30, EACH = 10 };
+	static char ids[CUSTOMERS][8];
+	event_in ev[CUSTOMERS * EACH];
+	for (int i = 0; i < CUSTOMERS * EACH; i++) {
+		int c = i % CUSTOMERS;
+		snprintf(ids[c], sizeof(ids[c]), "s%d", c);
+		ev[i] = (event_in){ ids[c], strlen(ids[c]), "item", 4, 1000 + i, 1, 0, EVENT_VIEW,
+				    true, NULL, 0 };
+	}
+	CHECK_INT(state_write_events(s, ev, 10, &err), 0);
+	CHECK_INT(state_write_pauses(s), 0); /* by default, in one stretch */
+	state_set_write_slice(s, 1e-9); /* a pause before every event */
+	CHECK_INT(state_write_events(s, ev + 10, CUSTOMERS * EACH - 10, &err), 0);
+	CHECK(state_write_pauses(s) >= CUSTOMERS * EACH - 10);
+	state_close(s);
+
+	CHECK_INT(state_open(sub("sliced"), 1 << 20, &s, &err), 0);
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	for (int c = 0; c < CUSTOMERS; c++) {
+		state_events got;
+		CHECK_INT(state_events_get(t, ids[c], strlen(ids[c]), &got), 0);
+		CHECK_INT(got.count, EACH);
+	}
+	state_counters sc;
+	CHECK_INT(state_get_counters(t, &sc), 0);
+	CHECK_INT(sc.events, CUSTOMERS * EACH);
+	state_txn_free(t);
+	state_close(s);
+	sb_release(&err);
+}
+
 TEST(state_item_catalog_fields)
 {
 	strbuf err = STRBUF_INIT, store = STRBUF_INIT;
@@ -305,6 +346,7 @@ int main(void)
 	RUN(state_log_position_clear_and_drop);
 	RUN(state_expire_idle_customers);
 	RUN(state_item_catalog_fields);
+	RUN(state_write_in_slices);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();
