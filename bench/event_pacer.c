@@ -18,6 +18,16 @@
  * either way, and the rate is what was acknowledged over SECONDS (or over
  * the time it took, if longer). Prints
  *   paced writer: N events/s acknowledged over S s (K non-200)
+ *
+ *   shopkeeper-event-pacer probe PORT RATE SECONDS CUSTOMERS_FILE [CONNS]
+ *
+ * The probe paces reads the same way: GET /v1/customers/{id}/recommendations
+ * ?n=10 for random customers at RATE requests/s over CONNS (default 16)
+ * staggered connections, each request's latency timed from when it was due
+ * (so a server that falls behind pays for the requests it delayed, which a
+ * closed loop such as wrk hides: there 32 connections on one saturated
+ * thread wait 32 / throughput on average whatever the server does). Prints
+ *   open loop: N requests at R/s: p50 A p90 B p99 C p99.9 D max E ms (K non-200)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -203,8 +213,107 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/* ---- probe mode -------------------------------------------------------- */
+
+static double *lat[MAX_CONNS]; /* each connection's latencies, seconds */
+static size_t nlat[MAX_CONNS];
+
+static void *prober(void *arg)
+{
+	unsigned me = (unsigned)(uintptr_t)arg - 1, seed = me * 2654435761u + 7;
+	double per = rate / conns; /* requests/s on this connection */
+	double phase = (double)me / conns;
+	size_t cap = (size_t)(per * seconds) + 2;
+	char req[600], resp[8192];
+	lat[me] = malloc(cap * sizeof(double));
+	if (!lat[me])
+		abort();
+	int fd = connect_local();
+	for (uint64_t k = 0; fd >= 0 && nlat[me] < cap; k++) {
+		double due = start + ((double)k + phase) / per;
+		if (due - start >= seconds || now_s() - start >= seconds)
+			break;
+		sleep_until(due);
+		int h = snprintf(req, sizeof(req),
+				 "GET /v1/customers/%s/recommendations?n=10 HTTP/1.1\r\n"
+				 "Host: 127.0.0.1\r\n\r\n",
+				 custs.v[rand_r(&seed) % custs.n]);
+		if (h <= 0 || (size_t)h >= sizeof(req) || send_all(fd, req, (size_t)h) != 0)
+			break;
+		int st = read_response(fd, resp, sizeof(resp));
+		if (st < 0)
+			break;
+		if (st != 200)
+			atomic_fetch_add(&bad, 1);
+		lat[me][nlat[me]++] = now_s() - due;
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int by_value(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return a < b ? -1 : a > b;
+}
+
+static int probe(int argc, char **argv)
+{
+	if (argc < 6 || argc > 7) {
+		fprintf(stderr, "usage: %s probe PORT RATE SECONDS CUSTOMERS_FILE [CONNS]\n", argv[0]);
+		return 2;
+	}
+	port = atoi(argv[2]);
+	rate = atof(argv[3]);
+	seconds = atof(argv[4]);
+	conns = argc == 7 ? atoi(argv[6]) : 16;
+	if (port <= 0 || port > 65535 || !(rate > 0) || rate > 1e6 || !(seconds > 0) ||
+	    seconds > 3600 || conns < 1 || conns > MAX_CONNS) {
+		fprintf(stderr, "event_pacer probe: bad arguments\n");
+		return 2;
+	}
+	if (read_list(argv[5], &custs) != 0) {
+		fprintf(stderr, "event_pacer probe: cannot read the id file\n");
+		return 1;
+	}
+	pthread_t th[MAX_CONNS];
+	start = now_s();
+	for (int i = 0; i < conns; i++)
+		if (pthread_create(&th[i], NULL, prober, (void *)(uintptr_t)(i + 1)) != 0)
+			return 1;
+	size_t n = 0;
+	for (int i = 0; i < conns; i++) {
+		pthread_join(th[i], NULL);
+		n += nlat[i];
+	}
+	if (n == 0) {
+		fprintf(stderr, "event_pacer probe: no answer from port %d\n", port);
+		return 1;
+	}
+	double *all = malloc(n * sizeof(double));
+	if (!all)
+		abort();
+	for (int i = 0, k = 0; i < conns; i++)
+		for (size_t j = 0; j < nlat[i]; j++)
+			all[k++] = lat[i][j];
+	qsort(all, n, sizeof(double), by_value);
+#define AT(q) (all[(size_t)((q) * (double)(n - 1))] * 1e3)
+	printf("open loop: %zu requests at %.0f/s: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f ms "
+	       "(%llu non-200)\n",
+	       n, (double)n / seconds, AT(0.5), AT(0.9), AT(0.99), AT(0.999), all[n - 1] * 1e3,
+	       (unsigned long long)atomic_load(&bad));
+#undef AT
+	free(all);
+	for (int i = 0; i < conns; i++)
+		free(lat[i]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "probe") == 0)
+		return probe(argc, argv);
 	if (argc < 7 || argc > 8) {
 		fprintf(stderr, "usage: %s PORT RATE BATCH SECONDS CUSTOMERS_FILE ITEMS_FILE [CONNS]\n",
 			argv[0]);

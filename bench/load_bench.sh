@@ -26,7 +26,9 @@
 #            not saturating) in batches of B (default 100; a list such as
 #            100,10 measures each), RUNS times alternating "alone, under
 #            load, alone again"; prints the medians, the ratios, wrk's p99
-#            and the events/s the pacer got acknowledged (200)
+#            and the events/s the pacer got acknowledged (200); then, at
+#            half the rate wrk reached alone, open-loop latency (the pacer's
+#            probe mode) alone and under the events
 #
 # The customer route is measured on three servers in turn: nginx, the
 # server as deployed (answers for customers without live events come from
@@ -404,6 +406,8 @@ if [ -n "$EVENT_RATE" ]; then
 		: >"$WORK/pb.txt"
 		: >"$WORK/pc.txt"
 		: >"$WORK/pacer.txt"
+		: >"$WORK/oa.txt"
+		: >"$WORK/ob.txt"
 		: >"$WORK/ta.txt"
 		: >"$WORK/tb.txt"
 		c0=$(metric shopkeeper_event_commits_total)
@@ -421,6 +425,19 @@ if [ -n "$EVENT_RATE" ]; then
 			wait "$pacer"
 			ticks_since "$t" "$WORK/tb.txt"
 			run_wrk "$SK" random_customer.lua "$WORK/customers.txt" >>"$WORK/pc.txt"
+			# Open loop at half this run's rate alone: the latency of
+			# the rate the target keeps, without wrk's queue (32
+			# requests in flight on one thread).
+			half=$(tail -n 1 "$WORK/pa.txt" | awk '{printf "%d", $1 / 2}')
+			taskset -c 1 "$PACER" probe "$PORT" "$half" "$DURATION" "$WORK/customers.txt" \
+				>>"$WORK/oa.txt"
+			taskset -c 1 "$PACER" "$PORT" "$EVENT_RATE" "$batch" $((DURATION + 2)) \
+				"$WORK/customers.txt" "$WORK/items.txt" "$pconns" >>"$WORK/pacer.txt" &
+			pacer=$!
+			sleep 1
+			taskset -c 1 "$PACER" probe "$PORT" "$half" "$DURATION" "$WORK/customers.txt" \
+				>>"$WORK/ob.txt"
+			wait "$pacer"
 		done
 		c1=$(metric shopkeeper_event_commits_total)
 		e1=$(metric shopkeeper_events_accepted_total)
@@ -433,7 +450,7 @@ if [ -n "$EVENT_RATE" ]; then
 		report "  alone again" shopkeeper $again
 		RATIOS+=("$("$PY" - "$alone" "$busy" "$again" "$WORK/pacer.txt" "$batch" "$EVENT_RATE" \
 			"$((e1 - e0))" "$((c1 - c0))" "$WORK/pa.txt" "$WORK/ta.txt" "$WORK/tb.txt" \
-			"$(getconf CLK_TCK)" "$DURATION" <<'PY'
+			"$(getconf CLK_TCK)" "$DURATION" "$WORK/oa.txt" "$WORK/ob.txt" <<'PY'
 import re, statistics, sys
 a, b, c = (list(map(float, x.split())) for x in sys.argv[1:4])
 acked = [float(x) for x in re.findall(r"([\d.]+) events/s acknowledged", open(sys.argv[4]).read())]
@@ -458,6 +475,17 @@ if ta and tb and acked:
     print("  CPU: event writer %.1f us per event (%.0f%% of a core at %s events/s); request "
           "threads %.1f us per recommendation alone (medians)"
           % (w_us, w_us * float(sys.argv[6]) / 1e4, sys.argv[6], alone_us))
+def probes(path):
+    return [tuple(map(float, m)) for m in re.findall(
+        r"at (\d+)/s: p50 ([\d.]+) p90 [\d.]+ p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200",
+        open(path).read())]
+oa, ob = probes(sys.argv[14]), probes(sys.argv[15])
+if oa and ob:
+    med = lambda rows, k: statistics.median(r[k] for r in rows)
+    print("  open loop at half the rate alone (%.0f req/s answered, medians of %d): p99 %.2f ms alone, "
+          "%.2f ms under %s events/s (p50 %.2f / %.2f, p99.9 %.2f / %.2f; %d non-200)"
+          % (med(ob, 0), len(ob), med(oa, 2), med(ob, 2), sys.argv[6], med(oa, 1), med(ob, 1),
+             med(oa, 3), med(ob, 3), sum(r[4] for r in oa + ob)))
 PY
 )")
 	done
