@@ -72,18 +72,14 @@ static inline bool passes(const rec_ctx *c, const model *m, const rec_filter *f,
 	       (!rules || allowed(m, f, j));
 }
 
-bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
-			  const state_events *ev, uint32_t n, const rec_filter *f,
-			  rec_result *out)
+bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t n,
+		   const rec_filter *f, rec_result *out)
 {
-	model_plist list;
-	const precomp_header *h = model_precomputed_header(m);
-	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
-	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h))
+	if (list->n < n)
 		return false;
 	bool rules = has_rules(f), because = !f || f->because;
-	for (uint32_t k = 0; k < list.n && out->n < n; k++) {
-		precomp_entry e = model_plist_at(&list, k);
+	for (uint32_t k = 0; k < list->n && out->n < n; k++) {
+		precomp_entry e = model_plist_at(list, k);
 		if (!passes(c, m, f, rules, e.item))
 			continue;
 		rec_item *it = &out->items[out->n++];
@@ -103,6 +99,19 @@ bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust
 		return false;
 	}
 	out->source = REC_PERSONAL;
+	return true;
+}
+
+bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
+			  const state_events *ev, uint32_t n, const rec_filter *f,
+			  rec_result *out)
+{
+	model_plist list;
+	const precomp_header *h = model_precomputed_header(m);
+	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
+	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h) ||
+	    !rec_from_list(c, m, &list, n, f, out))
+		return false;
 	out->precomputed = true;
 	return true;
 }
