@@ -1,8 +1,10 @@
 /*
  * recommend_precomputed: the request path's fast path, answering a
  * customer from the list precompute.h scored at training time when that
- * list gives exactly what scoring would (why and when, below);
- * recommend_internal.h has the contract of rec_from_precomputed.
+ * list gives exactly what scoring would (why and when, below), and the
+ * filter both it and the live cache (recommend_live.c) answer through;
+ * recommend_internal.h has the contracts of rec_from_precomputed and
+ * rec_from_list.
  */
 #include "recommend.h"
 
