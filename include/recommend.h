@@ -50,6 +50,7 @@ typedef struct rec_result {
 	enum rec_source source; /* personal if any item is personal or content
 				 * (the history was used), else popular */
 	bool precomputed;       /* answered from the model's precomputed list */
+	bool live_cached;       /* answered from the live cache (rec_for_history_cached) */
 	uint32_t n;
 	rec_item items[REC_MAX_N];
 	/* Items added since training in this answer (live_items_merge): an
@@ -200,6 +201,27 @@ int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, si
  * applied to the list too (passes() in recommend.c), or turn the path off. */
 int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
 		    uint32_t n, const rec_filter *f, rec_result *out);
+
+/* rec_for_history for a route that asks for the same customers again and
+ * again (the customer route): a customer with live events whose
+ * precomputed list cannot answer is answered from the context's live
+ * cache, a list of their best candidates scored with their live events on
+ * an earlier request, when the cache holds one scored from the same
+ * history, the same event record (byte for byte), the same parameters and
+ * the same item overrides, and the request's rules leave n of it
+ * (out->live_cached): the same bytes scoring gives. Otherwise the list is
+ * scored and kept (when n, the record's size and the filter allow), and
+ * answers; failing that the request is scored as rec_for_history does.
+ * Not for one-off walks over many customers (audiences, export): each
+ * would cost a list and push a customer who asks again out of the cache.
+ * The cache is the context's own (no lock), made on its first use:
+ * recommend_live.c says how big. */
+#define REC_LIVE_RING (1u << 20) /* bytes of event records a context's cache keeps */
+/* A longer record (about 290 events of 6-byte item ids; a log keeps up to
+ * STATE_MAX_EVENTS) is scored every time, as without the cache. */
+#define REC_LIVE_EVENTS_MAX (REC_LIVE_RING / 128)
+int rec_for_history_cached(rec_ctx *c, model_txn *t, const model_customer *cust,
+			   const state_events *ev, uint32_t n, const rec_filter *f, rec_result *out);
 
 /* The top n items for a basket or browsing session: items[0..n_items) are
  * scored like a history (weight 1 each) and left out of the answer. With a

@@ -238,8 +238,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 	bool personal = (who.known || who.has_events) && !(who.flags & STATE_NO_PERSONALIZATION);
 	f.personal = personal && s.source != EXP_SOURCE_POPULAR;
 	served_begin(w, &s);
-	rc = f.personal ? rec_for_history(w->rec, w->txn, who.known ? &who.cust : NULL, &who.events,
-					   n, &f, &w->result) : 0;
+	rc = f.personal ? rec_for_history_cached(w->rec, w->txn, who.known ? &who.cust : NULL,
+						  &who.events, n, &f, &w->result) : 0;
 	if (!f.personal)
 		rec_popular(w->rec, w->m, n, &f, &w->result);
 	served_end(w, &s);
@@ -249,6 +249,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 	}
 	if (w->result.precomputed)
 		atomic_fetch_add_explicit(&w->metrics.recs_precomputed, 1, memory_order_relaxed);
+	if (w->result.live_cached)
+		atomic_fetch_add_explicit(&w->metrics.recs_live_cached, 1, memory_order_relaxed);
 	/* The new-arrivals slot holds the items added since training too. */
 	live_items_merge(a->live, w->m, who.known ? &who.cust : NULL, &f, n, &w->result, &w->live);
 	open_customer_answer(sb, w->m, id, len);

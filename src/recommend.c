@@ -10,6 +10,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,7 @@ void rec_ctx_free(rec_ctx *c)
 	free(c->picked);
 	free(c->touched);
 	free(c->no_bits);
+	rec_live_cache_free(c->lcache);
 	free(c);
 }
 
@@ -206,6 +208,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	out->n = 0;
 	out->source = REC_POPULAR;
 	out->precomputed = false;
+	out->live_cached = false;
 	out->live = NULL;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
 		if (f->exclude[i] < c->n_items)
@@ -597,21 +600,13 @@ static int fold_events(rec_ctx *c, model_txn *t, const state_events *ev, const r
 	return rc == STORE_NOTFOUND ? counted : rc;
 }
 
-int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
-		    uint32_t n, const rec_filter *f, rec_result *out)
+int rec_score_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		      uint32_t n, const rec_filter *f, rec_result *out)
 {
 	model *m = model_txn_model(t);
 	const model_info *info = model_get_info(m);
 	int events = 0, rc;
 
-	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
-	begin(c, m, f, out);
-	if (f && !f->personal) {
-		fill_popular(c, m, n, f, out);
-		return 0;
-	}
-	if (cust && rec_from_precomputed(c, m, cust, ev, n, f, out))
-		return 0;
 	double rate = info->half_life_days > 0 ? log(2.0) / (info->half_life_days * 86400.0) : 0;
 	c->recent_rate = rate;
 	c->as_of = info->as_of;
@@ -653,6 +648,45 @@ int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const 
 	}
 	select_top(c, t, n, f, out);
 	return 0;
+}
+
+void rec_begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *out)
+{
+	begin(c, m, f, out);
+}
+
+/* rec_for_history, and with `cached` the live cache's answer first. */
+static int for_history(rec_ctx *c, model_txn *t, const model_customer *cust,
+		       const state_events *ev, uint32_t n, const rec_filter *f, rec_result *out,
+		       bool cached)
+{
+	model *m = model_txn_model(t);
+	n = MIN(MAX(n, 1u), (uint32_t)REC_MAX_N);
+	begin(c, m, f, out);
+	if (f && !f->personal) {
+		fill_popular(c, m, n, f, out);
+		return 0;
+	}
+	if (cust && rec_from_precomputed(c, m, cust, ev, n, f, out))
+		return 0;
+	if (cached) {
+		int rc = rec_from_live(c, t, cust, ev, n, f, out);
+		if (rc != 0)
+			return rc > 0 ? 0 : rc;
+	}
+	return rec_score_history(c, t, cust, ev, n, f, out);
+}
+
+int rec_for_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		    uint32_t n, const rec_filter *f, rec_result *out)
+{
+	return for_history(c, t, cust, ev, n, f, out, false);
+}
+
+int rec_for_history_cached(rec_ctx *c, model_txn *t, const model_customer *cust,
+			   const state_events *ev, uint32_t n, const rec_filter *f, rec_result *out)
+{
+	return for_history(c, t, cust, ev, n, f, out, true);
 }
 
 int rec_for_customer(rec_ctx *c, model_txn *t, state_txn *st, const char *id, size_t len,
@@ -740,6 +774,18 @@ int rec_similar(rec_ctx *c, model_txn *t, uint32_t idx, uint32_t n, const rec_fi
 
 /* ---- live item overrides -------------------------------------------------- */
 
+/* Bumped after every change of a model's item bitmaps (release), read
+ * before a live list is scored or used (acquire): a list scored under one
+ * value saw every change before it. One counter for every model of the
+ * process: overrides are rare, and a list scored on another model is in
+ * another rec_ctx anyway. */
+static _Atomic uint64_t overrides_gen;
+
+uint64_t rec_overrides_gen(void)
+{
+	return atomic_load_explicit(&overrides_gen, memory_order_acquire);
+}
+
 int rec_apply_item_override(model *m, const char *id, size_t len, uint32_t flags)
 {
 	uint32_t idx;
@@ -747,6 +793,7 @@ int rec_apply_item_override(model *m, const char *id, size_t len, uint32_t flags
 		return STORE_NOTFOUND;
 	model_item_override(m, idx, !(flags & STATE_ITEM_UNAVAILABLE),
 			    !(flags & STATE_ITEM_NOT_RECOMMENDABLE));
+	atomic_fetch_add_explicit(&overrides_gen, 1, memory_order_release);
 	return 0;
 }
 

@@ -76,6 +76,7 @@ struct rec_ctx {
 	const model *pop_model;  /* popularity from the model, else: */
 	const float *pop_table;  /* from a rec_table */
 	_Atomic uint64_t *no_bits; /* all clear, for rec_for_table (made by its first call) */
+	struct rec_live_cache *lcache; /* recommend_live.c (made by its first use), or NULL */
 };
 
 /* ---- the filter's rules --------------------------------------------------------
@@ -118,6 +119,23 @@ static inline bool allowed(const model *m, const rec_filter *f, uint32_t j)
 void rec_finish_top(rec_ctx *c, const model *m, const unsigned char *pop, uint32_t total,
 		    uint32_t n, const rec_filter *f, rec_result *out, uint32_t first, uint32_t got);
 
+/* Starts a request on c (a fresh generation, the filter's exclusions
+ * banned, out empty): what every rec_* entry point does first. */
+void rec_begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *out);
+
+/* rec_for_history's scoring once the fast paths have said no, on a
+ * request rec_begin has started with the same f: live events folded in,
+ * purchases banned, the history's sources spread, the best n chosen,
+ * explained and topped up with popular items. Returns 0 or a STORE_*
+ * error. */
+int rec_score_history(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		      uint32_t n, const rec_filter *f, rec_result *out);
+
+/* The generation of the live item overrides: it changes after every
+ * rec_apply_item_override, of any model of the process (acquire: a reader
+ * that sees a value sees the bitmaps as they were when it was set). */
+uint64_t rec_overrides_gen(void);
+
 /* ---- hybrid scoring (recommend_hybrid.c) -------------------------------------- */
 
 /* Pass one's content half (hybrid scoring): every source's content
@@ -147,5 +165,25 @@ int rec_similar_blended(rec_ctx *c, const model *m, uint32_t idx, const model_pa
 bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
 			  const state_events *ev, uint32_t n, const rec_filter *f,
 			  rec_result *out);
+
+/* The first n items of `list` (a customer's best candidates as scoring
+ * ranks them under the default filter, best first) that this request's
+ * filter lets through, with their scores and because lists: true with
+ * *out filled, or false with *out empty when fewer than n pass. Exact when
+ * the list was scored from what this request scores (recommend_precomputed.c
+ * says why). */
+bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t n,
+		   const rec_filter *f, rec_result *out);
+
+/* ---- the live cache (recommend_live.c) ---------------------------------------- */
+
+/* rec_for_history_cached's step after rec_from_precomputed said no, on a
+ * started request: 1 with *out the answer from the cache (a list found or
+ * scored now), 0 with the request as rec_begin left it (the caller scores),
+ * or a STORE_* error (< 0). */
+int rec_from_live(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
+		  uint32_t n, const rec_filter *f, rec_result *out);
+/* Frees a cache (NULL: nothing). */
+void rec_live_cache_free(struct rec_live_cache *lc);
 
 #endif

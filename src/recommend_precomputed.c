@@ -1,8 +1,10 @@
 /*
  * recommend_precomputed: the request path's fast path, answering a
  * customer from the list precompute.h scored at training time when that
- * list gives exactly what scoring would (why and when, below);
- * recommend_internal.h has the contract of rec_from_precomputed.
+ * list gives exactly what scoring would (why and when, below), and the
+ * filter both it and the live cache (recommend_live.c) answer through;
+ * recommend_internal.h has the contracts of rec_from_precomputed and
+ * rec_from_list.
  */
 #include "recommend.h"
 
@@ -72,18 +74,14 @@ static inline bool passes(const rec_ctx *c, const model *m, const rec_filter *f,
 	       (!rules || allowed(m, f, j));
 }
 
-bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
-			  const state_events *ev, uint32_t n, const rec_filter *f,
-			  rec_result *out)
+bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t n,
+		   const rec_filter *f, rec_result *out)
 {
-	model_plist list;
-	const precomp_header *h = model_precomputed_header(m);
-	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
-	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h))
+	if (list->n < n)
 		return false;
 	bool rules = has_rules(f), because = !f || f->because;
-	for (uint32_t k = 0; k < list.n && out->n < n; k++) {
-		precomp_entry e = model_plist_at(&list, k);
+	for (uint32_t k = 0; k < list->n && out->n < n; k++) {
+		precomp_entry e = model_plist_at(list, k);
 		if (!passes(c, m, f, rules, e.item))
 			continue;
 		rec_item *it = &out->items[out->n++];
@@ -103,6 +101,19 @@ bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust
 		return false;
 	}
 	out->source = REC_PERSONAL;
+	return true;
+}
+
+bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust,
+			  const state_events *ev, uint32_t n, const rec_filter *f,
+			  rec_result *out)
+{
+	model_plist list;
+	const precomp_header *h = model_precomputed_header(m);
+	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
+	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h) ||
+	    !rec_from_list(c, m, &list, n, f, out))
+		return false;
 	out->precomputed = true;
 	return true;
 }

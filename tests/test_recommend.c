@@ -224,6 +224,199 @@ TEST(history_weight_table)
 	rec_ctx_free(ctx);
 }
 
+/* Appends one event to a record in state_events' layout (state_events.c:
+ * i64 ts, f32 quantity, f32 price, u8 type, u8 item_len, u32 log_sec,
+ * the item id); returns the new size. */
+static size_t put_event(unsigned char *buf, size_t size, int64_t ts, uint8_t type, const char *item)
+{
+	unsigned char *p = buf + size;
+	float q = 1.0f, price = 0.0f;
+	uint32_t log_sec = 0;
+	memcpy(p, &ts, 8);
+	memcpy(p + 8, &q, 4);
+	memcpy(p + 12, &price, 4);
+	p[16] = type;
+	p[17] = (uint8_t)strlen(item);
+	memcpy(p + 18, &log_sec, 4);
+	memcpy(p + 22, item, strlen(item));
+	return size + 22 + strlen(item);
+}
+
+/* The cached answer equals the scored one, item by item, and came from the
+ * cache (`hit`) or not. */
+static void check_cached(rec_ctx *cached, rec_ctx *plain, model_txn *t, const model_customer *cust,
+			 const state_events *ev, uint32_t n, const rec_filter *f, bool hit)
+{
+	rec_result *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+	CHECK_INT(rec_for_history_cached(cached, t, cust, ev, n, f, a), 0);
+	CHECK_INT(rec_for_history(plain, t, cust, ev, n, f, b), 0);
+	CHECK_INT(a->live_cached, hit);
+	CHECK_INT(b->live_cached, 0);
+	CHECK_INT(a->n, b->n);
+	CHECK_INT(a->source, b->source);
+	for (uint32_t i = 0; i < a->n && i < b->n; i++) {
+		CHECK_INT(a->items[i].item, b->items[i].item);
+		CHECK_INT(a->items[i].source, b->items[i].source);
+		CHECK(a->items[i].score == b->items[i].score);
+		CHECK_INT(a->items[i].n_because, b->items[i].n_because);
+		for (uint32_t k = 0; k < a->items[i].n_because && k < b->items[i].n_because; k++)
+			CHECK_INT(a->items[i].because[k], b->items[i].because[k]);
+	}
+	free(a);
+	free(b);
+}
+
+/* The live cache (recommend_live.c) on the fixture model: u bought a and,
+ * since the model (as_of 2024-01-10), viewed d. Scores: b = .9 (from a) +
+ * .4 sqrt(.2) (from d), c = .5. A kept list answers only while the
+ * customer's record, the parameters and the item overrides are those it
+ * was scored with. */
+TEST(live_cache)
+{
+	CHECK_INT(write_model(sub("m-live")), 0);
+	model *m = open_model(sub("m-live"));
+	if (!m)
+		return;
+	model_txn *t;
+	model_txn_begin(m, &t);
+	rec_ctx *cached = rec_ctx_create(4), *plain = rec_ctx_create(4);
+	model_customer u;
+	CHECK_INT(model_customer_get(t, "u", 1, &u), 0);
+	const int64_t as_of = 1704844800;
+	unsigned char buf[256];
+	state_events ev = { buf, put_event(buf, 0, as_of + 60, 0 /* view */, "d"), 1 };
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false); /* scored, kept */
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+	check_cached(cached, plain, t, &u, &ev, 1, NULL, true);
+	/* rules only take items away: b excluded, c answers from the list */
+	rec_filter f;
+	rec_filter_init(&f);
+	uint32_t ex[] = { 1 };
+	f.exclude = ex;
+	f.n_exclude = 1;
+	check_cached(cached, plain, t, &u, &ev, 1, &f, true);
+	check_cached(cached, plain, t, &u, &ev, 2, &f, false); /* one left: scored */
+	f.n_exclude = 0;
+	f.include_purchased = true; /* lists leave purchases out: scored */
+	check_cached(cached, plain, t, &u, &ev, 2, &f, false);
+	f.include_purchased = false;
+	f.history_weight = REC_HW_BINARY; /* another weight: another list */
+	check_cached(cached, plain, t, &u, &ev, 2, &f, false);
+	check_cached(cached, plain, t, &u, &ev, 2, &f, true);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+	/* other parameters (an experiment's variant): a cutoff of .5 drops
+	 * d's .18 for b */
+	rec_params p;
+	rec_params_init(&p);
+	p.cutoff = 0.5f;
+	rec_ctx_configure(cached, &p);
+	rec_ctx_configure(plain, &p);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+	rec_params_init(&p);
+	p.neighbors_used = 1; /* a's best only: c goes */
+	rec_ctx_configure(cached, &p);
+	rec_ctx_configure(plain, &p);
+	check_cached(cached, plain, t, &u, &ev, 1, NULL, false);
+	check_cached(cached, plain, t, &u, &ev, 1, NULL, true);
+	rec_params_init(&p);
+	rec_ctx_configure(cached, &p);
+	rec_ctx_configure(plain, &p);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	/* an override: d not recommendable adds nothing to b */
+	CHECK_INT(rec_apply_item_override(m, "d", 1, STATE_ITEM_NOT_RECOMMENDABLE), 0);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+	CHECK_INT(rec_apply_item_override(m, "d", 1, 0), 0);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	/* a new event: another record, another list (a cart of c: c is
+	 * its own source now, a's .5 for c stays) */
+	ev.size = put_event(buf, ev.size, as_of + 120, 1 /* cart */, "c");
+	ev.count = 2;
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+	/* the same bytes with a different time: not the same record */
+	int64_t later = as_of + 3600;
+	memcpy(buf, &later, 8);
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false);
+	/* more than a list holds (20 without precomputed lists): scored */
+	check_cached(cached, plain, t, &u, &ev, 21, NULL, false);
+	/* a customer the model does not know, with the same events: their own
+	 * list (the same one, by the same events) */
+	check_cached(cached, plain, t, NULL, &ev, 2, NULL, false);
+	check_cached(cached, plain, t, NULL, &ev, 2, NULL, true);
+	rec_ctx_free(cached);
+	rec_ctx_free(plain);
+	model_txn_free(t);
+	model_close(m);
+}
+
+/* A record of events each naming an item the model does not know, of
+ * exactly `size` bytes (>= 23): 277-byte events (255-byte ids), the last
+ * one shorter, distinct by `seed` in its first event's time. */
+static size_t filler_record(unsigned char *buf, size_t size, int64_t seed, uint32_t *count)
+{
+	char item[256];
+	size_t at = 0;
+	*count = 0;
+	while (at < size) {
+		size_t left = size - at, len = left >= 277 + 23 ? 255 : left - 22;
+		if (left > 277 && left < 277 + 23)
+			len = left - 22 - 23; /* leave room for a last event of 1 byte */
+		memset(item, 'x', len);
+		item[len] = '\0';
+		at = put_event(buf, at, seed + *count, 0, item);
+		(*count)++;
+	}
+	return at;
+}
+
+/* The ring of event records (recommend_live.c): once records written
+ * after a customer's have taken the ring round to where theirs was, a
+ * record there with the same bytes as their new one is someone else's,
+ * not the one their list was scored from. */
+TEST(live_cache_ring)
+{
+	model *m = open_model(sub("m-live"));
+	if (!m)
+		return;
+	model_txn *t;
+	model_txn_begin(m, &t);
+	rec_ctx *cached = rec_ctx_create(4), *plain = rec_ctx_create(4);
+	model_customer u;
+	CHECK_INT(model_customer_get(t, "u", 1, &u), 0);
+	const int64_t as_of = 1704844800;
+	unsigned char first[64], later[64];
+	/* u viewed d, then (another record of the same size) c */
+	state_events ev = { first, put_event(first, 0, as_of + 60, 0, "d"), 1 };
+	state_events ev2 = { later, put_event(later, 0, as_of + 60, 0, "c"), 1 };
+	check_cached(cached, plain, t, &u, &ev, 2, NULL, false); /* at the ring's start */
+	/* Others' records fill the ring to its end exactly; u asks between
+	 * them, so theirs stays the most recently used of its set. */
+	unsigned char *buf = malloc(REC_LIVE_EVENTS_MAX);
+	size_t left = REC_LIVE_RING - ev.size;
+	for (int64_t k = 0; left > 0; k++) {
+		size_t size = left > REC_LIVE_EVENTS_MAX ? REC_LIVE_EVENTS_MAX - 300 : left;
+		state_events other = { buf, 0, 0 };
+		other.size = filler_record(buf, size, as_of + 1000 + k * 1000, &other.count);
+		CHECK_INT(other.size, size);
+		check_cached(cached, plain, t, NULL, &other, 1, NULL, false);
+		check_cached(cached, plain, t, &u, &ev, 2, NULL, true);
+		left -= size;
+	}
+	/* A customer the model does not know with u's new record: written
+	 * at the ring's start, over u's old one. */
+	check_cached(cached, plain, t, NULL, &ev2, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev2, 2, NULL, false);
+	check_cached(cached, plain, t, &u, &ev2, 2, NULL, true);
+	free(buf);
+	rec_ctx_free(cached);
+	rec_ctx_free(plain);
+	model_txn_free(t);
+	model_close(m);
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
@@ -232,6 +425,8 @@ int main(void)
 	RUN(history_weight_model);
 	RUN(history_weight_names);
 	RUN(history_weight_table);
+	RUN(live_cache);
+	RUN(live_cache_ring);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

@@ -12,10 +12,13 @@ variants whose params, source or model change the answer), and after each
 step every customer of the data (and a few unknown ones) is asked for
 recommendations under random parameters (n, exclude=, category=, price
 bounds, explain=0, include_purchased=1, history_weight=, new_since=) by
-both. Every answer must be the same bytes (its "experiment" object too),
-apart from per-answer ids (rec_id, when answers carry one). /metrics says
-how many of the fast server's answers came from a list, so a fast path
-that never ran fails too.
+both, twice, so that the fast server's live cache (customers with live
+events: their list scored on one request, kept for the next) holds a list
+of every live customer before each change and answers from it after.
+Every answer must be the same bytes (its "experiment" object too), apart
+from per-answer ids (rec_id, when answers carry one). /metrics says how
+many of the fast server's answers came from a list and from the live
+cache, so a fast path that never ran fails too.
 
     python3 tests/e2e/test_precompute.py [-v]
 """
@@ -95,6 +98,14 @@ def precomputed_total(srv):
     return int(m.group(1))
 
 
+def live_cached_total(srv):
+    body = srv.get("/metrics").body.decode()
+    m = re.search(r"^shopkeeper_recommendations_live_cached_total (\d+)$", body, re.M)
+    if not m:
+        raise AssertionError("no live cache counter in /metrics")
+    return int(m.group(1))
+
+
 def write_experiments(path, experiments):
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"experiments": experiments}, f)
@@ -118,6 +129,7 @@ class PrecomputedAnswers(unittest.TestCase):
         # EASE with negative weights kept: every part of scoring counts.
         train_model(cls.model, "--negatives", "5", "--half-life", "30")
         cls.fast = cls.cold = None
+        cls.live_cached = 0
         cls.start("model")
 
     @classmethod
@@ -168,16 +180,22 @@ class PrecomputedAnswers(unittest.TestCase):
                         "timestamp": t})
         self.both("POST", "/v1/events", evs)
 
-    def random_writes(self):
-        self.random_events(self.rng.randint(5, 25))
-        for cid in self.rng.sample(self.customers[:N_CUSTOMERS], 6):
-            self.both("PUT", "/v1/customers/%s/consent" % q(cid),
-                      {"personalization": self.rng.random() < 0.4})
+    def random_items(self):
         for item in self.rng.sample(self.items[:20], 4):  # the popular ones matter most
             self.both("PUT", "/v1/items/%s" % q(item),
                       self.rng.choice([{"available": False}, {"recommendable": False},
                                        {"available": True, "recommendable": True}]))
+
+    def random_consent(self):
+        for cid in self.rng.sample(self.customers[:N_CUSTOMERS], 6):
+            self.both("PUT", "/v1/customers/%s/consent" % q(cid),
+                      {"personalization": self.rng.random() < 0.4})
         self.both("DELETE", "/v1/customers/%s" % q(self.rng.choice(self.customers[:N_CUSTOMERS])))
+
+    def random_writes(self):
+        self.random_events(self.rng.randint(5, 25))
+        self.random_consent()
+        self.random_items()
 
     # -- reads, compared ----------------------------------------------------
     def random_query(self):
@@ -204,35 +222,57 @@ class PrecomputedAnswers(unittest.TestCase):
         return "?" + "&".join(params) if params else ""
 
     def compare_all(self, what, variants=None):
-        """Asks every customer of both servers; with `variants` (a dict),
-        counts the answers per experiment variant in it."""
+        """Asks every customer of both servers, twice (the second time the
+        fast server's live cache answers for the live customers the first
+        left a list of); with `variants` (a dict), counts the answers per
+        experiment variant in it. Returns the fast server's answers from
+        precomputed lists, and adds its answers from the live cache to
+        self.live_cached."""
         before = precomputed_total(self.fast)
+        cached = live_cached_total(self.fast)
         cf, cc = self.fast.connection(), self.cold.connection()
         try:
             for cid in self.customers:
-                path = "/v1/customers/%s/recommendations%s" % (q(cid), self.random_query())
-                a = self.fast.get(path, conn=cf)
-                b = self.cold.get(path, conn=cc)
-                self.assertEqual(a.status, b.status, (what, path, a, b))
-                self.assertEqual(normalise(a.body), normalise(b.body), (what, path))
-                if variants is not None and a.status == 200:
-                    exp = json.loads(a.body).get("experiment")
-                    key = exp["variant"] if exp else None
-                    variants[key] = variants.get(key, 0) + 1
+                for _ in range(2):
+                    path = "/v1/customers/%s/recommendations%s" % (q(cid), self.random_query())
+                    a = self.fast.get(path, conn=cf)
+                    b = self.cold.get(path, conn=cc)
+                    self.assertEqual(a.status, b.status, (what, path, a, b))
+                    self.assertEqual(normalise(a.body), normalise(b.body), (what, path))
+                    if variants is not None and a.status == 200:
+                        exp = json.loads(a.body).get("experiment")
+                        key = exp["variant"] if exp else None
+                        variants[key] = variants.get(key, 0) + 1
         finally:
             cf.close()
             cc.close()
         used = precomputed_total(self.fast) - before
         self.assertEqual(precomputed_total(self.cold), 0)
+        self.assertEqual(live_cached_total(self.cold), 0)
+        type(self).live_cached += live_cached_total(self.fast) - cached
         return used
 
     def test_answers_are_the_same_bytes(self):
+        type(self).live_cached = 0
         used = self.compare_all("fresh")
         # Without writes most customers are answered from their list.
         self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d" % used)
-        for step in range(4):
+        # Each kind of write alone, so that each check of the live cache
+        # is what stands between a kept list and a wrong answer: events
+        # (the record's bytes), item overrides (their generation), consent
+        # and erasure (decided before any list).
+        for step in range(3):
+            self.random_events(self.rng.randint(20, 60))
+            used += self.compare_all("after events %d" % step)
+            self.random_items()
+            used += self.compare_all("after item overrides %d" % step)
+            self.random_consent()
+            used += self.compare_all("after consent and erasure %d" % step)
+        for step in range(2):
             self.random_writes()
             used += self.compare_all("after writes %d" % step)
+        self.assertGreater(self.live_cached, N_CUSTOMERS // 4,
+                           "the live cache answered %d" % self.live_cached)
         # A model switch: another model (cosine, other decay) in place, reloaded.
         train_model(self.model, "--algo", "cosine", "--half-life", "14")
         self.both("POST", "/admin/reload")
@@ -269,6 +309,7 @@ class PrecomputedAnswers(unittest.TestCase):
         whose serve-time params, source or own model change the answer: a
         list scored under other parameters, or a list of the file before,
         must never answer."""
+        type(self).live_cached = 0
         # States of their own, on the model's clock: most customers
         # without live events, so the lists are there to be misused.
         type(self).start("model", "state-exp")
@@ -314,6 +355,7 @@ class PrecomputedAnswers(unittest.TestCase):
         used += self.compare_all("experiments reshuffled")
         self.reload_experiments([])
         used += self.compare_all("experiments ended")
+        self.assertGreater(self.live_cached, 0, "the live cache never answered")
         self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d in all" % used)
 
     def test_older_model_without_lists(self):
