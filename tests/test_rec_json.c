@@ -1,7 +1,8 @@
 /*
- * test_rec_json: the recommendation JSON writer's strings (rec_json.c):
- * the fast copy of ids and titles writes what the JSON encoder,
- * sb_add_json_str, writes, for every byte in every position.
+ * test_rec_json: the recommendation JSON writer (rec_json.c): the fast
+ * copy of ids and titles writes what the JSON encoder, sb_add_json_str,
+ * writes, for every byte in every position; an item's "source" is
+ * rec_source_name's.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "harness.h"
 #include "rec_json.h"
+#include "store_fixture.h"
 #include "strbuf.h"
 
 static unsigned long long compared, differ;
@@ -69,8 +71,42 @@ TEST(json_strings_as_the_encoder)
 	CHECK(compared > 200000);
 }
 
+/* Each item's "source" literal says what rec_source_name says. */
+TEST(sources_as_named)
+{
+	if (scratch_begin() != 0 || write_model(sub("m")) != 0) {
+		CHECK(!"fixture model");
+		return;
+	}
+	model *m = open_model(sub("m"));
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	rec_result r;
+	memset(&r, 0, sizeof(r));
+	const enum rec_source sources[] = { REC_PERSONAL, REC_POPULAR, REC_CONTENT };
+	for (uint32_t i = 0; i < 3; i++)
+		r.items[r.n++] = (rec_item){ .item = i, .score = 1.0f, .source = (uint8_t)sources[i] };
+	strbuf sb = STRBUF_INIT, want = STRBUF_INIT;
+	rec_json_items(&sb, m, &r, REC_JSON_API, false);
+	const char *at = sb.buf;
+	for (uint32_t i = 0; i < 3; i++) {
+		sb_reset(&want);
+		sb_addf(&want, ",\"source\":\"%s\"}", rec_source_name(sources[i]));
+		const char *found = strstr(at, want.buf);
+		CHECK(found != NULL);
+		if (found)
+			at = found + want.len;
+	}
+	sb_release(&sb);
+	sb_release(&want);
+	model_close(m);
+	scratch_end();
+}
+
 int main(void)
 {
 	RUN(json_strings_as_the_encoder);
+	RUN(sources_as_named);
 	return harness_done();
 }
