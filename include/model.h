@@ -58,9 +58,12 @@ typedef struct model_info {
 	const char *meta_json; /* the whole meta record, NUL-terminated */
 } model_info;
 
-/* Opens DIR/model.mdb read-only and checks its meta record and tables.
- * Returns 0, or STORE_NOTFOUND / STORE_CORRUPT / STORE_ERROR with a message
- * in *err (no model there, half-written, other format version...). */
+/* Opens DIR/model.mdb read-only and checks its meta record and tables,
+ * every customer record included (and indexes them: about 0.2 s and 16
+ * bytes x 1.5 a customer for a million). Returns 0, or STORE_NOTFOUND /
+ * STORE_CORRUPT / STORE_ERROR with a message in *err (no model there,
+ * half-written, other format version, a customer record that does not
+ * decode...). */
 int model_open(const char *dir, model **out, strbuf *err);
 /* Opens a model file that has no checksum yet: train's own, just written
  * (model_writer_pause), to score its precomputed lists. The rest as
@@ -233,8 +236,12 @@ static inline history_entry model_history_at(const model_customer *c, uint32_t i
 	return e;
 }
 
-/* Looks a customer up. Returns 0, STORE_NOTFOUND, STORE_CORRUPT or
- * STORE_ERROR. */
+/* Looks a customer up: O(1), in an index of the customer records built
+ * at model_open (model_customers.c), no B-tree descent. The record is
+ * borrowed from the map, valid until model_close. Returns 0, or
+ * STORE_NOTFOUND (an empty id too); STORE_CORRUPT and STORE_ERROR only on
+ * a model too large to index (map over 128 TiB, over 2.8 billion
+ * customers), which is looked up in the B-tree as before. */
 int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out);
 
 /* ---- precomputed lists (optional: train --precompute; precompute.h) ----- */

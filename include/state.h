@@ -10,6 +10,13 @@
  * so when it returns 0 everything in it is on disk. The map doubles when
  * it fills; read transactions hold it in place for the span of a request.
  *
+ * One process writes a state: the one that opened it with state_open
+ * (serve). It keeps in memory which customers may have flags or events
+ * (read from the tables at open, marked by each commit before it lands),
+ * and answers the lookups of the others without LMDB; a second process
+ * writing the same directory would go unseen. Read-only opens
+ * (state_open_readonly) keep no such record and always ask LMDB.
+ *
  * Errors: 0 or a negative STORE_* code (store.h); messages for people in a
  * caller's strbuf where one is passed.
  */
@@ -75,8 +82,9 @@ void state_txn_reset(state_txn *t);
 int state_txn_renew(state_txn *t);
 void state_txn_free(state_txn *t);
 
-/* The customer's STATE_* flags (0 when the state knows nothing of them).
- * Returns 0, STORE_CORRUPT (a record of the wrong size) or STORE_ERROR. */
+/* The customer's STATE_* flags (0 when the state knows nothing of them;
+ * O(1), no LMDB, for a customer no write has named). Returns 0,
+ * STORE_CORRUPT (a record of the wrong size) or STORE_ERROR. */
 int state_customer_flags(state_txn *t, const char *id, size_t len, uint32_t *flags);
 
 /* (Test only: serve changes consent through the event writer, events.h.)

@@ -63,7 +63,8 @@ typedef struct event_view {
 			   * (state_write.log_sec); 0: not from the event log */
 } event_view;
 
-/* Returns 0 (count may be 0 when none) or STORE_CORRUPT / STORE_ERROR. */
+/* Returns 0 (count may be 0 when none; O(1), no LMDB, for a customer no
+ * write has named: state.h) or STORE_CORRUPT / STORE_ERROR. */
 int state_events_get(state_txn *t, const char *id, size_t len, state_events *out);
 /* Decodes the event at byte offset *pos and advances it. Returns 0,
  * STORE_NOTFOUND past the last one, or STORE_CORRUPT. */

@@ -25,11 +25,6 @@
 #include "timefmt.h"
 #include "util.h"
 
-struct model_txn {
-	model *m;
-	store_reader r;
-};
-
 static int parse_meta(model *m, const char *path, strbuf *err)
 {
 	json_error_t jerr;
@@ -170,17 +165,6 @@ static const char *string_at(const offtab *t, uint32_t idx, size_t *len)
 	return s;
 }
 
-/* FNV-1a, 64 bits: item ids are short strings. */
-static uint64_t id_hash(const char *s, size_t n)
-{
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /* The item id index, in memory: requests look items up often (every live
  * event of a customer when scoring, baskets, exclusions, the similar
  * route), and a B-tree descent with string compares each time made a
@@ -196,7 +180,7 @@ static void index_items(model *m)
 	for (uint32_t i = 0; i < m->info.n_items; i++) {
 		size_t len;
 		const char *id = string_at(&m->ids, i, &len);
-		uint64_t h = id_hash(id, len) & m->item_mask;
+		uint64_t h = model_id_hash(id, len) & m->item_mask;
 		while (m->item_slots[h])
 			h = (h + 1) & m->item_mask;
 		m->item_slots[h] = i + 1;
@@ -461,6 +445,8 @@ static int open_model(const char *dir, const char *file, model **out, strbuf *er
 		goto fail;
 	if ((ret = model_load_precomputed(m, path.buf, err)) != 0)
 		goto fail;
+	if ((ret = model_index_customers(m, path.buf, err)) != 0)
+		goto fail;
 	sb_release(&path);
 	clock_setup(m);
 	*out = m;
@@ -499,6 +485,7 @@ void model_close(model *m)
 		mdb_env_close(m->env);
 	free(m->category_order);
 	free(m->item_slots);
+	model_customers_free(m);
 	free(m->hidden);
 	free(m->unsourced);
 	free(m->first_day);
@@ -750,7 +737,7 @@ int model_item_lookup(model_txn *t, const char *id, size_t len, uint32_t *idx)
 
 int model_item_find(const model *m, const char *id, size_t len, uint32_t *idx)
 {
-	for (uint64_t h = id_hash(id, len) & m->item_mask;; h = (h + 1) & m->item_mask) {
+	for (uint64_t h = model_id_hash(id, len) & m->item_mask;; h = (h + 1) & m->item_mask) {
 		uint32_t slot = m->item_slots[h];
 		if (!slot)
 			return STORE_NOTFOUND;
@@ -777,64 +764,4 @@ int model_neighbors(model_txn *t, uint32_t idx, model_pairs *out)
 	out->neg = out->data + (size_t)out->n * sizeof(neighbor);
 	out->n_neg = all - out->n;
 	return 0;
-}
-
-/* Decodes a customer record. */
-static int decode_customer(MDB_val v, model_customer *out)
-{
-	if (v.mv_size < sizeof(customer_summary))
-		return STORE_CORRUPT;
-	memcpy(&out->sum, v.mv_data, sizeof(out->sum));
-	uint64_t need = sizeof(customer_summary) + (uint64_t)out->sum.n_hist * sizeof(history_entry) +
-			out->sum.attrs_len;
-	if (need != v.mv_size)
-		return STORE_CORRUPT;
-	out->n_hist = out->sum.n_hist;
-	out->entries = (const unsigned char *)v.mv_data + sizeof(customer_summary);
-	out->attrs_len = out->sum.attrs_len;
-	out->attrs = (const char *)out->entries + (size_t)out->n_hist * sizeof(history_entry);
-	return 0;
-}
-
-int model_customer_get(model_txn *t, const char *id, size_t len, model_customer *out)
-{
-	MDB_val k = { len, (void *)id }, v;
-	int rc = mdb_get(t->r.txn, t->m->customers, &k, &v);
-	if (rc)
-		return store_code(rc);
-	return decode_customer(v, out);
-}
-
-struct model_iter {
-	store_walk walk; /* on the customers */
-};
-
-int model_iter_begin(model_txn *t, const char *after, size_t after_len, model_iter **out)
-{
-	model_iter *it = xcalloc(1, sizeof(*it));
-	if (store_walk_open(&it->walk, t->r.txn, t->m->customers, after, after_len) != 0) {
-		free(it);
-		return STORE_ERROR;
-	}
-	*out = it;
-	return 0;
-}
-
-int model_iter_next(model_iter *it, const char **id, size_t *len, model_customer *c)
-{
-	MDB_val k, v;
-	int rc = store_walk_next(&it->walk, &k, &v);
-	if (rc)
-		return store_code(rc);
-	*id = k.mv_data;
-	*len = k.mv_size;
-	return decode_customer(v, c);
-}
-
-void model_iter_end(model_iter *it)
-{
-	if (!it)
-		return;
-	mdb_cursor_close(it->walk.cur);
-	free(it);
 }

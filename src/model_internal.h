@@ -59,7 +59,35 @@ struct model {
 	model_info info;
 	bool model_clock;      /* model_now runs from as_of (see model_set_clock) */
 	char clock_msg[320];   /* model_clock_ahead_message */
+	/* The customer index (model_customers.c): n_cslots slots, or NULL
+	 * when the customers are looked up in the B-tree. Its slots hold
+	 * places in the map relative to map_anchor, a pointer into it. */
+	struct model_cslot *cslots;
+	uint64_t n_cslots;
+	const unsigned char *map_anchor;
+	uint64_t map_size;
 };
+
+struct model_txn {
+	model *m;
+	store_reader r;
+};
+
+static inline MDB_txn *model_txn_lmdb(const model_txn *t)
+{
+	return t->r.txn;
+}
+
+/* FNV-1a, 64 bits: item and customer ids are short strings. */
+static inline uint64_t model_id_hash(const char *s, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
 
 /* The value of `key` in table dbi, borrowed from txn (valid while it is
  * open). Returns 0 or LMDB's code (MDB_NOTFOUND: no such key). */
@@ -86,5 +114,16 @@ int model_load_content(model *m, MDB_dbi items, const char *path, strbuf *err);
 /* The optional precomputed lists: checked here once (sizes, counts, item
  * indexes, finite positive scores, best first), trusted afterwards. */
 int model_load_precomputed(model *m, const char *path, strbuf *err);
+
+/* ---- the customer index (model_customers.c) ----------------------------------- */
+
+/* Called once by open_model, last: walks the customer table, checks every
+ * record (a corrupt one: STORE_CORRUPT with a message naming the customer
+ * in err) and indexes where each is in the map. A model whose map or
+ * count does not fit the index gets none (0: lookups stay B-tree
+ * descents). Returns 0, STORE_CORRUPT or STORE_ERROR. */
+int model_index_customers(model *m, const char *path, strbuf *err);
+/* Frees the index (none: nothing). */
+void model_customers_free(model *m);
 
 #endif

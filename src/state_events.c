@@ -194,13 +194,18 @@ int state_events_get(state_txn *t, const char *id, size_t len, state_events *out
 	MDB_val k = { len, (void *)id }, v, tail;
 	struct tail_head h;
 	memset(out, 0, sizeof(*out));
-	if (len == 0)
+	if (len == 0 || !state_seen(t->s, id, len))
 		return 0;
 	int rc = mdb_get(t->r.txn, t->s->tails, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc || (rc = tail_parse(v, &h, &tail)) != 0)
 		return store_code(rc);
+	if (h.first && t->chunks_stale) {
+		if (mdb_cursor_renew(t->r.txn, t->chunks) != 0)
+			return STORE_ERROR;
+		t->chunks_stale = false;
+	}
 	return read_log(t->chunks, k, &h, tail, &t->buf, out);
 }
 

@@ -3,8 +3,10 @@
  */
 #include "strbuf.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +145,26 @@ void sb_add_i64(strbuf *sb, int64_t v)
 	}
 }
 
+/* 10^k for k = -4 .. 9 (index k + 4), as the compiler reads the literals:
+ * the decade of a value is decided by comparisons with these. */
+static const double decades[] = { 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2,
+				  1e3,  1e4,  1e5,  1e6,  1e7, 1e8, 1e9 };
+
+/* floor(log10(a)) for a in [1e-4, 1e9), as the comparisons with decades[]
+ * say: from a's binary exponent e, k = floor(e log10 2) (1233 / 4096 is
+ * log10 2 to 5e-6, exact for every e here) has 10^k <= 2^e <= a < 2^(e+1)
+ * < 10^(k+2), so the decade is k or k + 1, one comparison apart. It
+ * replaces a walk up the decades (up to 13 comparisons in a row), and
+ * test_util checks it against that walk over every float in the range. */
+static int decade_of(double a)
+{
+	uint64_t bits;
+	memcpy(&bits, &a, sizeof(bits));
+	int e = (int)(bits >> 52) - 1023; /* a >= 1e-4: a normal number */
+	int k = ((e * 1233 + (64 << 12)) >> 12) - 64; /* floor, the shifted value kept >= 0 */
+	return k + (a >= decades[k + 5]);
+}
+
 void sb_add_double(strbuf *sb, double v, int digits)
 {
 	if (!isfinite(v))
@@ -151,28 +173,20 @@ void sb_add_double(strbuf *sb, double v, int digits)
 	 * written without printf (a tenth of a request's time otherwise). */
 	double a = fabs(v);
 	if (digits >= 1 && digits <= 9 && (a == 0 || (a >= 1e-4 && a < 1e9))) {
-		/* 10^mag <= a, by comparisons: log10 was a tenth of this
-		 * function's time, and answers write a dozen scores. */
-		static const double decades[] = { 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2,
-						  1e3,  1e4,  1e5,  1e6,  1e7, 1e8 };
-		int mag = 0;
-		if (a != 0) {
-			int k = 0;
-			while (k + 1 < (int)(sizeof(decades) / sizeof(decades[0])) && a >= decades[k + 1])
-				k++;
-			mag = k - 4;
-		}
+		int mag = a == 0 ? 0 : decade_of(a);
 		int decimals = digits - 1 - mag;
 		if (decimals < 0)
 			decimals = 0;
-		if (decimals > 12)
-			decimals = 12;
+		assert(decimals <= 12); /* mag >= -4, digits <= 9 */
 		static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
 						1e7, 1e8, 1e9, 1e10, 1e11, 1e12 };
-		/* Rounded half away from zero, as llround (x < 1e13 here, so the
-		 * truncation is exact and so is x minus it), without the call. */
+		/* Rounded half away from zero, as llround (x < 2^32 here, so the
+		 * truncation is exact and so is x minus it), without the call. x
+		 * is below 10^digits (or a itself, < 1e9), at most 10^9 once
+		 * rounded: 32 bits, whose divisions by 10 and 100 are cheaper
+		 * than 64-bit ones. */
 		double x = a * pow10[decimals];
-		uint64_t scaled = (uint64_t)x;
+		uint32_t scaled = (uint32_t)x;
 		if (x - (double)scaled >= 0.5)
 			scaled++;
 		bool negative = v < 0 && scaled;
@@ -211,7 +225,8 @@ void sb_add_double(strbuf *sb, double v, int digits)
 		if (negative)
 			*--p = '-';
 		size_t n = (size_t)(end - p);
-		sb_grow(sb, 24);
+		if (sb->cap - sb->len <= 24) /* the call only when it grows */
+			sb_grow(sb, 24);
 		memcpy(sb->buf + sb->len, p, 24); /* past end: bytes beyond the length */
 		sb->len += n;
 		sb->buf[sb->len] = '\0';

@@ -2,6 +2,7 @@
  * test_model: the model's write/read round trip and the reader's refusals
  * (model_writer.c, model.c).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,197 @@ TEST(precomputed_lists)
 	sb_release(&err);
 }
 
+/* ---- the customer index (model_customers.c) -------------------------------- */
+
+/* Customer i's id: lengths 1 to 256 (ID_MAX_LEN), any byte but NUL, many
+ * ids prefixes of others ("k", "kk", ...: the same for any salt), many
+ * alike but in one byte. */
+static size_t index_id(uint32_t i, uint32_t salt, char *out)
+{
+	size_t len;
+	if (i % 7 == 0 && i < 7 * 40) { /* a run of one letter: a prefix of the next */
+		len = 1 + i / 7;
+		memset(out, 'k', len);
+	} else if (i % 7 == 1) { /* long ids, and bytes above 127 */
+		len = 200 + i % 57;
+		for (size_t b = 0; b < len; b++)
+			out[b] = (char)(1 + (i * 31 + b * 7 + salt) % 255);
+	} else { /* numbered as a shop numbers its customers */
+		len = (size_t)snprintf(out, 32, "%u%u.0", salt, 10000 + i);
+	}
+	return len;
+}
+
+/* A model of n customers (ids index_id(i, salt)); every 50th has a
+ * history long enough for LMDB's overflow pages. With short_record, one
+ * more, "short", whose record is a byte shorter than its summary says. */
+static int write_customers(const char *dir, uint32_t n, uint32_t salt, bool short_record)
+{
+	strbuf err = STRBUF_INIT;
+	model_writer *w = NULL;
+	int rc = model_writer_open(dir, 64 << 20, &w, &err);
+	if (rc)
+		return rc;
+	const char *ids[] = { "a", "b", "c", "d" };
+	size_t lens[] = { 1, 1, 1, 1 };
+	const char *cats[] = { "fruit" };
+	size_t clens[] = { 5 };
+	string_table idt = { ids, lens, 4 }, ct = { cats, clens, 1 };
+	uint32_t category[] = { 0, 0, 0, 0 }, counts[] = { 1, 1, 1, 1 };
+	float pop[] = { 4, 3, 2, 1 }, price[] = { 1, 1, 1, 1 };
+	neighbor lists[4] = { { 1, 0.9f }, { 0, 0.9f }, { 0, 0.5f }, { 1, 0.4f } };
+	static history_entry hist[600];
+	for (uint32_t k = 0; k < 600; k++)
+		hist[k] = (history_entry){ k % 4, HIST_PURCHASED, 1.0f, 1.0f, 100 + k };
+	rc = model_writer_put_meta(w, fixture_meta, &err);
+	rc = rc ? rc : model_writer_put_items(w, &idt, pop, pop, &err);
+	rc = rc ? rc : model_writer_put_catalog(w, &idt, &ct, category, price, &err);
+	rc = rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, &err);
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		char id[300], attrs[32];
+		size_t len = index_id(i, salt, id);
+		int alen = snprintf(attrs, sizeof(attrs), "{\"i\":%u}", i);
+		customer_summary sum = { .n_hist = i % 50 == 3 ? 600 : i % 5, .attrs_len = (uint32_t)alen,
+					 .frequency = i, .monetary = (float)salt };
+		rc = model_writer_put_customer(w, id, len, &sum, hist, attrs, &err);
+	}
+	if (short_record && !rc) {
+		customer_summary sum = { .n_hist = 1 };
+		unsigned char rec[sizeof(sum) + sizeof(history_entry)] = { 0 };
+		memcpy(rec, &sum, sizeof(sum));
+		rc = model_writer_put_raw(w, "customers", "short", 5, rec, sizeof(rec) - 1, &err);
+	}
+	if (rc)
+		model_writer_abort(w);
+	else
+		rc = model_writer_finish(w, &err);
+	if (rc)
+		fprintf(stderr, "write_customers: %s\n", sb_str(&err));
+	sb_release(&err);
+	return rc;
+}
+
+/* An id walked, copied. */
+struct walked_id {
+	char id[300];
+	size_t len;
+};
+
+/* LMDB's order of keys: bytes, then length. */
+static int walked_cmp(const void *x, const void *y)
+{
+	const struct walked_id *a = x, *b = y;
+	int c = memcmp(a->id, b->id, a->len < b->len ? a->len : b->len);
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Every customer the B-tree walk finds is found by model_customer_get at
+ * the same record; ids next to them (a byte more, a byte less, the last
+ * one changed) are found exactly when the walk has them too (many do, by
+ * design). Returns the number of customers walked. */
+static uint32_t check_index(model *m)
+{
+	model_txn *t = NULL;
+	model_iter *it = NULL;
+	CHECK_INT(model_txn_begin(m, &t), 0);
+	CHECK_INT(model_iter_begin(t, NULL, 0, &it), 0);
+	const char *id;
+	size_t len;
+	model_customer walked, got;
+	uint32_t n = 0, cap = 64;
+	struct walked_id *all = malloc(cap * sizeof(*all));
+	int rc;
+	while ((rc = model_iter_next(it, &id, &len, &walked)) == 0) {
+		CHECK_INT(model_customer_get(t, id, len, &got), 0);
+		CHECK(memcmp(&got.sum, &walked.sum, sizeof(got.sum)) == 0);
+		CHECK(got.entries == walked.entries && got.n_hist == walked.n_hist);
+		CHECK(got.attrs == walked.attrs && got.attrs_len == walked.attrs_len);
+		if (n == cap)
+			all = realloc(all, (cap *= 2) * sizeof(*all));
+		memcpy(all[n].id, id, len);
+		all[n++].len = len;
+	}
+	CHECK_INT(rc, STORE_NOTFOUND);
+	model_iter_end(it);
+	for (uint32_t i = 0; i < n; i++) {
+		struct walked_id near = all[i];
+		near.id[near.len] = 'x';
+		for (int k = 0; k < 3; k++) {
+			struct walked_id q = near;
+			if (k == 0)
+				q.len++;
+			else if (k == 1)
+				q.len--;
+			else
+				q.id[q.len - 1] ^= 0x40;
+			int want = bsearch(&q, all, n, sizeof(*all), walked_cmp) ? 0 : STORE_NOTFOUND;
+			model_customer c;
+			CHECK_INT(model_customer_get(t, q.id, q.len, &c), want);
+		}
+	}
+	CHECK_INT(model_customer_get(t, "", 0, &got), STORE_NOTFOUND);
+	free(all);
+	model_txn_free(t);
+	return n;
+}
+
+/* The index model_customer_get answers from (built at open) agrees with
+ * the model's B-tree for every customer and around every one, in each
+ * model of a switch; and a record that does not decode is refused at
+ * open, not at the request that reaches it. */
+TEST(customer_index)
+{
+	CHECK_INT(write_customers(sub("ci1"), 3000, 1, false), 0);
+	CHECK_INT(write_customers(sub("ci2"), 1000, 2, false), 0);
+	model *a = open_model(sub("ci1")), *b = open_model(sub("ci2"));
+	CHECK(a != NULL && b != NULL);
+	if (!a || !b) {
+		model_close(a);
+		model_close(b);
+		return;
+	}
+	CHECK_INT(check_index(a), 3000);
+	CHECK_INT(check_index(b), 1000);
+	/* a switch from a to b: ids of a are b's customers only where the two
+	 * share them, with b's records */
+	model_txn *ta = NULL, *tb = NULL;
+	CHECK_INT(model_txn_begin(a, &ta), 0);
+	CHECK_INT(model_txn_begin(b, &tb), 0);
+	uint32_t shared = 0;
+	for (uint32_t i = 0; i < 3000; i++) {
+		char id[300], attrs[32];
+		size_t len = index_id(i, 1, id);
+		model_customer c;
+		CHECK_INT(model_customer_get(ta, id, len, &c), 0);
+		CHECK_NEAR(c.sum.monetary, 1, 0);
+		int alen = snprintf(attrs, sizeof(attrs), "{\"i\":%u}", i);
+		CHECK(c.attrs_len == (uint32_t)alen && memcmp(c.attrs, attrs, c.attrs_len) == 0);
+		int in_b = model_customer_get(tb, id, len, &c);
+		CHECK(in_b == STORE_NOTFOUND || (in_b == 0 && c.sum.monetary == 2.0f));
+		shared += in_b == 0;
+	}
+	CHECK_INT(shared, 40); /* the runs of one letter */
+	model_txn_free(ta);
+	model_txn_free(tb);
+	model_close(a);
+	model_close(b);
+
+	CHECK_INT(write_customers(sub("ci0"), 0, 1, false), 0);
+	model *e = open_model(sub("ci0"));
+	CHECK(e != NULL);
+	if (e) {
+		CHECK_INT(check_index(e), 0);
+		model_close(e);
+	}
+
+	CHECK_INT(write_customers(sub("ci-bad"), 100, 1, true), 0);
+	strbuf err = STRBUF_INIT;
+	model *bad = NULL;
+	CHECK_INT(model_open(sub("ci-bad"), &bad, &err), STORE_CORRUPT);
+	CHECK(strstr(sb_str(&err), "customer short") != NULL);
+	sb_release(&err);
+}
+
 int main(void)
 {
 	if (scratch_begin() != 0)
@@ -321,6 +513,7 @@ int main(void)
 	RUN(refusals);
 	RUN(damaged_models_refused);
 	RUN(precomputed_lists);
+	RUN(customer_index);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();

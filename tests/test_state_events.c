@@ -117,6 +117,55 @@ TEST(event_log_chunks)
 	sb_release(&err);
 }
 
+/* The chunks' cursor is renewed only when a log with chunks is read
+ * (state_txn_renew leaves it): across renewals, with logs of a tail alone
+ * read in between, every read sees its own snapshot's chunks. */
+TEST(chunk_cursor_across_renewals)
+{
+	strbuf err = STRBUF_INIT;
+	state *s = new_state("renewals", &err);
+	if (!s)
+		return;
+	static char items[2 * 800][32];
+	static event_in batch[2 * 800];
+	const char *who[2] = { "c", "t" };
+	const int first[2] = { 120, 2 }, more[2] = { 400, 3 };
+	CHECK_INT(state_write_events(s, batch, interleaved(batch, items, 800, who, first, 2, 1000),
+				     &err), 0);
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	check_log(t, "c", 120, 1000);
+	check_log(t, "t", 2, 2000);
+	for (int round = 0; round < 3; round++) {
+		state_txn_reset(t);
+		/* round 0: c's log grows by new chunks; round 1: by more than the
+		 * cap drops; round 2: nothing */
+		if (round < 2) {
+			int per[2] = { more[0] * (round + 1), more[1] };
+			uint32_t n = interleaved(batch, items, 800, who, per, 2, 1000);
+			/* only the events after those written before */
+			uint32_t skip = 0;
+			for (uint32_t i = 0; i < n; i++)
+				if (batch[i].customer[0] == 'c' ? batch[i].ts >= 1000 + (round ? 400 : 120)
+								 : round == 0 && batch[i].ts == 2002)
+					batch[skip++] = batch[i];
+			CHECK_INT(state_write_events(s, batch, skip, &err), 0);
+		}
+		CHECK_INT(state_txn_renew(t), 0);
+		check_log(t, "t", 3, 2000); /* a tail alone: the cursor stays as it was */
+		state_events ev;
+		CHECK_INT(state_events_get(t, "nobody", 6, &ev), 0);
+		CHECK_INT(ev.count, 0);
+		if (round == 0)
+			check_log(t, "c", 400, 1000);
+		else
+			check_log(t, "c", STATE_MAX_EVENTS, 1000 + 800 - STATE_MAX_EVENTS);
+	}
+	state_txn_free(t);
+	state_close(s);
+	sb_release(&err);
+}
+
 /* Writes an event as every state format stores it, item "item-TS",
  * quantity 1; returns its size. */
 static size_t put_event_record(unsigned char *p, int64_t ts, uint8_t type, float price)
@@ -343,6 +392,7 @@ int main(void)
 	if (scratch_begin() != 0)
 		return 1;
 	RUN(event_log_chunks);
+	RUN(chunk_cursor_across_renewals);
 	RUN(state_format_1_converted);
 	RUN(erasure_deletes_the_log);
 	RUN(state_format_2_converted);
