@@ -139,6 +139,13 @@ int state_attr_erase(state *s, MDB_txn *txn, const char *customer, size_t len);
 int state_apply_item_write(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
 			   uint32_t clear, const state_item_meta *change);
 
+/* Adds delta to the counter `name` of the meta table (state.c). */
+int state_add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta);
+/* Whether a log has no purchase and its newest event is before `before`:
+ * the idle sweep's rule, also an expiry record's (state_live.c). A log
+ * that cannot be decoded is kept (false). */
+bool state_log_idle(const state_events *ev, int64_t before);
+
 /* Rewrites the event logs of a state of format 1 or 2 into the current
  * format. */
 int state_log_convert_v1(state *s, MDB_txn *txn);
