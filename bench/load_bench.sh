@@ -27,8 +27,8 @@
 #            100,10 measures each), RUNS times alternating "alone, under
 #            load, alone again"; prints the medians, the ratios, wrk's p99
 #            and the events/s the pacer got acknowledged (200); then, at
-#            half the rate wrk reached alone, open-loop latency (the pacer's
-#            probe mode) alone and under the events
+#            half the rate wrk reached alone again, open-loop latency (the
+#            pacer's probe mode) alone and under the events
 #
 # The customer route is measured on three servers in turn: nginx, the
 # server as deployed (answers for customers without live events come from
@@ -425,10 +425,11 @@ if [ -n "$EVENT_RATE" ]; then
 			wait "$pacer"
 			ticks_since "$t" "$WORK/tb.txt"
 			run_wrk "$SK" random_customer.lua "$WORK/customers.txt" >>"$WORK/pc.txt"
-			# Open loop at half this run's rate alone: the latency of
-			# the rate the target keeps, without wrk's queue (32
-			# requests in flight on one thread).
-			half=$(tail -n 1 "$WORK/pa.txt" | awk '{printf "%d", $1 / 2}')
+			# Open loop at half the rate just reached alone again (the
+			# same state, the logs grown by this round's events): the
+			# latency of the rate the target keeps, without wrk's queue
+			# (32 requests in flight on one thread).
+			half=$(tail -n 1 "$WORK/pc.txt" | awk '{printf "%d", $1 / 2}')
 			taskset -c 1 "$PACER" probe "$PORT" "$half" "$DURATION" "$WORK/customers.txt" \
 				>>"$WORK/oa.txt"
 			taskset -c 1 "$PACER" "$PORT" "$EVENT_RATE" "$batch" $((DURATION + 2)) \
@@ -482,7 +483,7 @@ def probes(path):
 oa, ob = probes(sys.argv[14]), probes(sys.argv[15])
 if oa and ob:
     med = lambda rows, k: statistics.median(r[k] for r in rows)
-    print("  open loop at half the rate alone (%.0f req/s answered, medians of %d): p99 %.2f ms alone, "
+    print("  open loop at half the rate alone again (%.0f req/s answered, medians of %d): p99 %.2f ms alone, "
           "%.2f ms under %s events/s (p50 %.2f / %.2f, p99.9 %.2f / %.2f; %d non-200)"
           % (med(ob, 0), len(ob), med(oa, 2), med(ob, 2), sys.argv[6], med(oa, 1), med(ob, 1),
              med(oa, 3), med(ob, 3), sum(r[4] for r in oa + ob)))
