@@ -14,6 +14,7 @@
 #include "ids.h"
 #include "state.h"
 #include "store_internal.h"
+#include "util.h"
 
 struct state {
 	MDB_env *env;
@@ -60,21 +61,10 @@ struct state {
 #define STATE_SEEN_SHIFT 40 /* a 64-bit hash's top 24 bits */
 #define STATE_SEEN_WORDS ((1ull << (64 - STATE_SEEN_SHIFT)) / 64)
 
-/* The bit of customer id: FNV-1a, mixed as MurmurHash3's finaliser does
- * (FNV's top bits hardly depend on an id's last bytes). */
+/* The bit of customer id (util_id_hash's top bits). */
 static inline uint64_t state_seen_bit(const char *id, size_t len)
 {
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)id[i];
-		h *= 1099511628211ull;
-	}
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h >> STATE_SEEN_SHIFT;
+	return util_id_hash(id, len) >> STATE_SEEN_SHIFT;
 }
 
 /* Whether customer id may have flags or a log in a snapshot taken after
