@@ -229,6 +229,25 @@ TEST(damaged_models_refused)
 	}
 }
 
+/* The meta, items a to d (one category, popularity 4 to 1), their catalog
+ * and one neighbour each: what write_precomputed's and write_customers'
+ * models share. Returns a STORE_* code. */
+static int put_four_items(model_writer *w, strbuf *err)
+{
+	const char *ids[] = { "a", "b", "c", "d" };
+	size_t lens[] = { 1, 1, 1, 1 };
+	const char *cats[] = { "fruit" };
+	size_t clens[] = { 5 };
+	string_table idt = { ids, lens, 4 }, ct = { cats, clens, 1 };
+	uint32_t category[] = { 0, 0, 0, 0 }, counts[] = { 1, 1, 1, 1 };
+	float pop[] = { 4, 3, 2, 1 }, price[] = { 1, 1, 1, 1 };
+	neighbor lists[4] = { { 1, 0.9f }, { 0, 0.9f }, { 0, 0.5f }, { 1, 0.4f } };
+	int rc = model_writer_put_meta(w, fixture_meta, err);
+	rc = rc ? rc : model_writer_put_items(w, &idt, pop, pop, err);
+	rc = rc ? rc : model_writer_put_catalog(w, &idt, &ct, category, price, err);
+	return rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, err);
+}
+
 /* A model of two customers with precomputed lists of stride 2; `bad`
  * names an item past the catalog in v's list. */
 static int write_precomputed(const char *dir, int bad)
@@ -238,15 +257,6 @@ static int write_precomputed(const char *dir, int bad)
 	int rc = model_writer_open(dir, 1 << 20, &w, &err);
 	if (rc)
 		return rc;
-	const char *ids[] = { "a", "b", "c", "d" };
-	size_t lens[] = { 1, 1, 1, 1 };
-	const char *cats[] = { "fruit" };
-	size_t clens[] = { 5 };
-	string_table idt = { ids, lens, 4 }, ct = { cats, clens, 1 };
-	uint32_t category[] = { 0, 0, 0, 0 };
-	float pop[] = { 4, 3, 2, 1 }, price[] = { 1, 1, 1, 1 };
-	neighbor lists[4] = { { 1, 0.9f }, { 0, 0.9f }, { 0, 0.5f }, { 1, 0.4f } };
-	uint32_t counts[] = { 1, 1, 1, 1 };
 	history_entry hu[] = { { 0, HIST_PURCHASED, 1.0f, 1, 100 } };
 	customer_summary su = { .n_hist = 1, .precomputed = 1 };
 	customer_summary sv = { .n_hist = 1, .precomputed = 2 };
@@ -257,10 +267,7 @@ static int write_precomputed(const char *dir, int bad)
 			       { 2, 0.5f, { 0, UINT32_MAX, UINT32_MAX } },
 			       { bad ? 99u : 3u, 0.4f, { 1, UINT32_MAX, UINT32_MAX } },
 			       { 0, 0, { 0, 0, 0 } } };
-	rc = model_writer_put_meta(w, fixture_meta, &err);
-	rc = rc ? rc : model_writer_put_items(w, &idt, pop, pop, &err);
-	rc = rc ? rc : model_writer_put_catalog(w, &idt, &ct, category, price, &err);
-	rc = rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, &err);
+	rc = put_four_items(w, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "u", 1, &su, hu, NULL, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "v", 1, &sv, hu, NULL, &err);
 	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, e, &err);
@@ -344,21 +351,10 @@ static int write_customers(const char *dir, uint32_t n, uint32_t salt, bool shor
 	int rc = model_writer_open(dir, 64 << 20, &w, &err);
 	if (rc)
 		return rc;
-	const char *ids[] = { "a", "b", "c", "d" };
-	size_t lens[] = { 1, 1, 1, 1 };
-	const char *cats[] = { "fruit" };
-	size_t clens[] = { 5 };
-	string_table idt = { ids, lens, 4 }, ct = { cats, clens, 1 };
-	uint32_t category[] = { 0, 0, 0, 0 }, counts[] = { 1, 1, 1, 1 };
-	float pop[] = { 4, 3, 2, 1 }, price[] = { 1, 1, 1, 1 };
-	neighbor lists[4] = { { 1, 0.9f }, { 0, 0.9f }, { 0, 0.5f }, { 1, 0.4f } };
 	static history_entry hist[600];
 	for (uint32_t k = 0; k < 600; k++)
 		hist[k] = (history_entry){ k % 4, HIST_PURCHASED, 1.0f, 1.0f, 100 + k };
-	rc = model_writer_put_meta(w, fixture_meta, &err);
-	rc = rc ? rc : model_writer_put_items(w, &idt, pop, pop, &err);
-	rc = rc ? rc : model_writer_put_catalog(w, &idt, &ct, category, price, &err);
-	rc = rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, &err);
+	rc = put_four_items(w, &err);
 	for (uint32_t i = 0; i < n && !rc; i++) {
 		char id[300], attrs[32];
 		size_t len = index_id(i, salt, id);

@@ -266,6 +266,34 @@ static void check_cached(rec_ctx *cached, rec_ctx *plain, model_txn *t, const mo
 	free(b);
 }
 
+/* Where both live-cache tests start: the model m-live open, a transaction,
+ * a context that caches and one that only scores, and customer u. */
+struct live_setup {
+	model *m;
+	model_txn *t;
+	rec_ctx *cached, *plain;
+	model_customer u;
+};
+
+static bool live_begin(struct live_setup *x)
+{
+	if (!(x->m = open_model(sub("m-live"))))
+		return false;
+	model_txn_begin(x->m, &x->t);
+	x->cached = rec_ctx_create(4);
+	x->plain = rec_ctx_create(4);
+	CHECK_INT(model_customer_get(x->t, "u", 1, &x->u), 0);
+	return true;
+}
+
+static void live_end(struct live_setup *x)
+{
+	rec_ctx_free(x->cached);
+	rec_ctx_free(x->plain);
+	model_txn_free(x->t);
+	model_close(x->m);
+}
+
 /* The live cache (recommend_live.c) on the fixture model: u bought a and,
  * since the model (as_of 2024-01-10), viewed d. Scores: b = .9 (from a) +
  * .4 sqrt(.2) (from d), c = .5. A kept list answers only while the
@@ -274,14 +302,13 @@ static void check_cached(rec_ctx *cached, rec_ctx *plain, model_txn *t, const mo
 TEST(live_cache)
 {
 	CHECK_INT(write_model(sub("m-live")), 0);
-	model *m = open_model(sub("m-live"));
-	if (!m)
+	struct live_setup x;
+	if (!live_begin(&x))
 		return;
-	model_txn *t;
-	model_txn_begin(m, &t);
-	rec_ctx *cached = rec_ctx_create(4), *plain = rec_ctx_create(4);
-	model_customer u;
-	CHECK_INT(model_customer_get(t, "u", 1, &u), 0);
+	model *m = x.m;
+	model_txn *t = x.t;
+	rec_ctx *cached = x.cached, *plain = x.plain;
+	const model_customer u = x.u;
 	const int64_t as_of = 1704844800;
 	unsigned char buf[256];
 	state_events ev = { buf, put_event(buf, 0, as_of + 60, 0 /* view */, "d"), 1 };
@@ -346,10 +373,7 @@ TEST(live_cache)
 	 * list (the same one, by the same events) */
 	check_cached(cached, plain, t, NULL, &ev, 2, NULL, false);
 	check_cached(cached, plain, t, NULL, &ev, 2, NULL, true);
-	rec_ctx_free(cached);
-	rec_ctx_free(plain);
-	model_txn_free(t);
-	model_close(m);
+	live_end(&x);
 }
 
 /* A record of events each naming an item the model does not know, of
@@ -378,14 +402,12 @@ static size_t filler_record(unsigned char *buf, size_t size, int64_t seed, uint3
  * not the one their list was scored from. */
 TEST(live_cache_ring)
 {
-	model *m = open_model(sub("m-live"));
-	if (!m)
+	struct live_setup x;
+	if (!live_begin(&x))
 		return;
-	model_txn *t;
-	model_txn_begin(m, &t);
-	rec_ctx *cached = rec_ctx_create(4), *plain = rec_ctx_create(4);
-	model_customer u;
-	CHECK_INT(model_customer_get(t, "u", 1, &u), 0);
+	model_txn *t = x.t;
+	rec_ctx *cached = x.cached, *plain = x.plain;
+	const model_customer u = x.u;
 	const int64_t as_of = 1704844800;
 	unsigned char first[64], later[64];
 	/* u viewed d, then (another record of the same size) c */
@@ -411,10 +433,7 @@ TEST(live_cache_ring)
 	check_cached(cached, plain, t, &u, &ev2, 2, NULL, false);
 	check_cached(cached, plain, t, &u, &ev2, 2, NULL, true);
 	free(buf);
-	rec_ctx_free(cached);
-	rec_ctx_free(plain);
-	model_txn_free(t);
-	model_close(m);
+	live_end(&x);
 }
 
 int main(void)
