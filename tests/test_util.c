@@ -250,11 +250,14 @@ static void reference_add_double(strbuf *sb, double v, int digits)
 		scaled /= 10;
 		decimals--;
 	}
-	char num[32];
-	snprintf(num, sizeof(num), "%0*lld", decimals > 12 ? 13 : decimals + 1, scaled);
-	size_t whole = strlen(num) - (size_t)decimals;
-	sb_addf(sb, "%s%.*s%s%s", v < 0 && scaled ? "-" : "", (int)whole, num, decimals ? "." : "",
-		num + whole);
+	/* The digits, zeros in front so that there is one before the point. */
+	char num[48];
+	int len = snprintf(num + 16, 32, "%lld", scaled), pad = decimals + 1 - len;
+	char *d = num + 16 - (pad > 0 ? pad : 0);
+	memset(d, '0', (size_t)(num + 16 - d));
+	size_t whole = strlen(d) - (size_t)decimals;
+	sb_addf(sb, "%s%.*s%s%s", v < 0 && scaled ? "-" : "", (int)whole, d, decimals ? "." : "",
+		d + whole);
 }
 
 static unsigned long long fmt_compared, fmt_differ;
