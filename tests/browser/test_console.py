@@ -41,7 +41,7 @@ from lib import (FACTOR, JSON_HEADERS, ROOT, Server, q, run, run_suite,  # noqa:
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -159,8 +159,12 @@ class ConsoleCase(unittest.TestCase):
                 css, timeout or WAIT, self.text("#status"), self.driver.get_log("browser")))
 
     def wait_until(self, fn, what):
+        # A view re-rendered between finding its rows and reading them
+        # leaves stale references: not yet, ask again (CI saw
+        # test_audiences fail on one).
         try:
-            return WebDriverWait(self.driver, WAIT).until(lambda d: fn())
+            return WebDriverWait(self.driver, WAIT, ignored_exceptions=(
+                StaleElementReferenceException,)).until(lambda d: fn())
         except TimeoutException:
             raise AssertionError("%s: not within %ss" % (what, WAIT))
 
