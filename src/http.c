@@ -39,6 +39,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -226,7 +227,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 		atomic_init(&hc->refs, 1);
 		*socket_context = hc;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
-		conn_unref(*socket_context);
+		struct http_conn *hc = *socket_context;
+		http_acceptor_closed(hc->s->acceptor);
+		conn_unref(hc);
 		*socket_context = NULL;
 	}
 }
@@ -588,10 +591,10 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	int v6;
-	if (http_parse_listen(cfg->listen, &ss, &sslen, &v6, err) != 0)
+	if (http_parse_listen(cfg->listen, &ss, &sslen, err) != 0)
 		return -1;
-	if (http_probe_listen(&ss, sslen, cfg->listen, err) != 0)
+	int listen_fd = http_listen_open(&ss, sslen, cfg->listen, err);
+	if (listen_fd < 0)
 		return -1;
 
 	http_server *s = xcalloc(1, sizeof(*s));
@@ -609,13 +612,17 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	/* The 503 that replaces a refused answer must itself fit. */
 	s->max_unsent_conn = MAX(s->max_unsent_conn, (size_t)HTTP_UNSENT_ALWAYS);
 	atomic_init(&s->unsent, 0);
-	/* ITC: lets http_drain() take the listening socket away from the
-	 * pool threads (MHD_quiesce_daemon); suspend/resume: deferred
+	/* No listening socket of the library's: ours is accepted from by
+	 * http_listen.c's thread (why: http_listen.h). ITC: how a connection
+	 * handed over reaches its pool thread; suspend/resume: deferred
 	 * answers (http_defer). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
-	if (v6)
-		flags |= MHD_USE_IPv6;
+			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
+	unsigned max_open = cfg->max_connections ? cfg->max_connections : 10000;
+	/* The library's limit must never bind (http_acceptor_start): each pool
+	 * thread gets limit/threads, and holds up to max_open open plus as
+	 * many closed ones not yet cleaned up. */
+	uint64_t library_limit = 2 * (uint64_t)max_open * (cfg->threads > 1 ? cfg->threads : 1);
 	/* One thread: no pool, the polling thread serves (a pool size of 0
 	 * or 1 says the same, with a warning in the log). */
 	struct MHD_OptionItem pool[] = {
@@ -627,14 +634,12 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 	s->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, http_log_library, s,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_ARRAY, pool,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_seen, s,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
 		/* Room for a request line past HTTP_MAX_PATH, so that over-long
 		 * paths reach us and get a JSON 414 instead of the library's page.
 		 * Not more: the library clears this pool (and more) with memset
@@ -642,20 +647,26 @@ int http_start(const http_config *cfg, http_server **out, strbuf *err)
 		 * recommendation's instructions and flushed its scratch from L1. */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->conn_memory,
 		MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)(cfg->max_connections ? cfg->max_connections : 10000),
+		(unsigned int)(library_limit < UINT_MAX ? library_limit : UINT_MAX),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_connections_per_ip,
 		MHD_OPTION_END);
 	if (!s->daemon) {
-		sb_addf(err, "cannot listen on %s (address in use, or not an address of this host?)",
+		sb_addf(err, "cannot start the HTTP server on %s (see the library's message above)",
 			cfg->listen);
-		pthread_mutex_destroy(&s->threads_lock);
-		free(s);
-		return -1;
+		close(listen_fd);
+		goto fail;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info ? info->port : 0;
+	s->port = http_listen_port(listen_fd);
+	if (http_acceptor_start(listen_fd, s->daemon, max_open, &s->acceptor, err) != 0) {
+		MHD_stop_daemon(s->daemon);
+		goto fail;
+	}
 	*out = s;
 	return 0;
+fail:
+	pthread_mutex_destroy(&s->threads_lock);
+	free(s);
+	return -1;
 }
 
 unsigned http_port(const http_server *s)
@@ -712,22 +723,12 @@ static unsigned in_flight(http_server *s)
 	return started > done ? (unsigned)(started - done) : 0;
 }
 
-/* Closes the listening socket, once: new connections are refused. */
-static void quiesce(http_server *s)
-{
-	if (atomic_exchange(&s->quiesced, true))
-		return;
-	MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd); /* quiescing handed it to us */
-}
-
 unsigned http_drain(http_server *s, unsigned timeout_ms)
 {
 	if (!s)
 		return 0;
 	atomic_store(&s->draining, 1);
-	quiesce(s);
+	http_acceptor_stop(s->acceptor); /* new connections are refused */
 	/* Drained once nothing has been in flight for 100 ms: a keep-alive
 	 * client that got its last answer before the drain began may be about
 	 * to send its next request on the open connection. */
@@ -745,7 +746,7 @@ void http_stop(http_server *s)
 {
 	if (!s)
 		return;
-	quiesce(s);
+	http_acceptor_stop(s->acceptor);
 	atomic_store(&s->stopping, true);
 	/* Deferred requests wait on work elsewhere (the event writer commits
 	 * in milliseconds) that will write into their state: they must all be
@@ -756,6 +757,7 @@ void http_stop(http_server *s)
 		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}
 	MHD_stop_daemon(s->daemon);
+	http_acceptor_free(s->acceptor);
 	/* Every pool thread has exited: their buffers can go. */
 	struct http_thread *t = s->threads;
 	while (t) {

@@ -80,7 +80,7 @@ struct http_server {
 	pthread_mutex_t threads_lock; /* taken once per thread, on its first request */
 	struct http_thread *threads;
 	atomic_int draining;          /* set by http_drain(): answer with Connection: close */
-	atomic_bool quiesced;         /* the listening socket is closed */
+	struct http_acceptor *acceptor; /* the listening socket's thread */
 	atomic_uint deferred;         /* suspended or answered but not yet queued */
 	atomic_bool stopping;         /* http_stop: new requests get 503 */
 	uint32_t log_threshold;       /* log a request when rng < this (sampling) */

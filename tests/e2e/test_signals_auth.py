@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,43 @@ class Signals(unittest.TestCase):
             self.assertEqual(load.errors, [])
             self.assertEqual(set(load.statuses), {200}, load.statuses)
             self.assertGreater(sum(load.statuses.values()), 0)
+
+    def test_sigterm_while_connections_come_and_go_at_the_limit(self):
+        """SIGTERM while clients connect and disconnect at --max-connections
+        exits 0. With libmicrohttpd's own listening socket, quiescing it
+        raced its pool threads and the loser aborted (a CI run, 2026-12-01;
+        2 runs in 30 of this loop). tests/test_http_drain.c widens the race
+        window and fails reliably without the fix; this is the server's own
+        drain path under the same churn."""
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for attempt in range(5):
+            with Server(SHARED["model"], state_dir(), threads=2,
+                        extra=("--max-connections", "4")) as srv:
+                stop = threading.Event()
+
+                def churn():
+                    while not stop.is_set():
+                        try:
+                            with socket.create_connection(("127.0.0.1", srv.port),
+                                                          timeout=0.5) as c:
+                                c.sendall(request)
+                                c.recv(64)
+                        except OSError:
+                            pass  # refused or reset once the drain began
+
+                clients = [threading.Thread(target=churn) for _ in range(12)]
+                for c in clients:
+                    c.start()
+                try:
+                    time.sleep(0.3 * FACTOR)
+                    srv.proc.send_signal(signal.SIGTERM)
+                    rc = srv.stop()
+                finally:
+                    stop.set()
+                    for c in clients:
+                        c.join()
+                self.assertEqual(rc, 0, (attempt, srv.stderr()[-1500:]))
+                self.assertIn("drained; stopping", srv.stderr())
 
     def test_sigterm_storm_drains_once(self):
         with Server(SHARED["model"], state_dir()) as srv:
