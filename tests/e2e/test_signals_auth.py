@@ -151,6 +151,10 @@ class Signals(unittest.TestCase):
             self.assertEqual(len(workers), 3, threads)
             for t in workers:
                 self.assertEqual(t[2], SIGNALS, t)
+            # The thread that accepts connections (http_listen.c).
+            accepting = [t for t in threads if t[1] == "sk-accept"]
+            self.assertEqual(len(accepting), 1, threads)
+            self.assertEqual(accepting[0][2], SIGNALS, accepting)
             self.assertEqual(srv.stop(), 0, srv.stderr())
 
     def test_sighup_then_sigterm_drains_and_exits_0(self):
