@@ -251,6 +251,7 @@ int model_customer_get(model_txn *t, const char *id, size_t len, model_customer 
 typedef struct model_plist {
 	const unsigned char *entries;
 	uint32_t n;
+	bool complete; /* every candidate scoring has is in it (model_format.h) */
 } model_plist;
 
 static inline precomp_entry model_plist_at(const model_plist *l, uint32_t i)
@@ -269,7 +270,8 @@ const precomp_header *model_precomputed_header(const model *m);
  * reason. Visible as the bitmaps are. */
 bool model_unsourced_overrides(const model *m);
 /* Customer cust's list (cust read from m): true and *out, or false when the
- * model keeps none for them. O(1); checked at model_open. */
+ * model keeps none for them. O(1); checked at model_open (the "complete"
+ * bits too: a list marked complete holds fewer than stride entries). */
 bool model_precomputed(const model *m, const model_customer *cust, model_plist *out);
 
 /* Walks the customers in id order. */

@@ -58,6 +58,13 @@
  *               scores customer i with no live events and the header's
  *               parameters. Customer i is the one whose
  *               customer_summary.precomputed is i + 1 (0: no list).
+ *               "complete" (optional; lists written before it have none)
+ *               -> a bitmap of n_lists bits, (n_lists + 7) / 8 bytes, bit
+ *               i (byte i / 8, bit i % 8) set when list i holds every
+ *               candidate scoring has for customer i: fewer than stride
+ *               scored above zero (count[i] < stride), none cut off by a
+ *               content item. A request that filters it below n tops up
+ *               from the popular items, as scoring does.
  *               docs/design.md, "Precomputed lists".
  *
  * Records are in host byte order (little-endian on every platform we build

@@ -50,6 +50,7 @@ typedef struct rec_result {
 	enum rec_source source; /* personal if any item is personal or content
 				 * (the history was used), else popular */
 	bool precomputed;       /* answered from the model's precomputed list */
+	bool topped_up;         /* ... a complete one, topped up with popular items */
 	bool live_cached;       /* answered from the live cache (rec_for_history_cached) */
 	uint32_t n;
 	rec_item items[REC_MAX_N];

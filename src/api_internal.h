@@ -93,6 +93,7 @@ struct worker_metrics {
 	atomic_ulong events_accepted, events_rejected;
 	atomic_ulong events_refused_live; /* new customers past the cap */
 	atomic_ulong recs_precomputed; /* customer answers from precomputed lists */
+	atomic_ulong recs_topped_up;   /* ... of them, complete lists topped up */
 	atomic_ulong recs_live_cached; /* ... from the live cache (rec_for_history_cached) */
 };
 

@@ -37,7 +37,7 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 {
 	static unsigned long requests[API_N_ROUTES][API_N_STATUS]; /* summed under workers_lock */
 	unsigned long latency[API_N_BUCKETS + 1] = { 0 }, sum_us = 0, accepted = 0, rejected = 0,
-		      refused_live = 0, precomputed = 0, live_cached = 0;
+		      refused_live = 0, precomputed = 0, topped_up = 0, live_cached = 0;
 	strbuf *sb = resp->body;
 	strbuf label = STRBUF_INIT;
 
@@ -58,6 +58,7 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 						     memory_order_relaxed);
 		precomputed += atomic_load_explicit(&k->metrics.recs_precomputed,
 						    memory_order_relaxed);
+		topped_up += atomic_load_explicit(&k->metrics.recs_topped_up, memory_order_relaxed);
 		live_cached += atomic_load_explicit(&k->metrics.recs_live_cached,
 						    memory_order_relaxed);
 	}
@@ -102,6 +103,11 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "answered from the model's precomputed lists (train --precompute).\n"
 		    "# TYPE shopkeeper_recommendations_precomputed_total counter\n"
 		    "shopkeeper_recommendations_precomputed_total %lu\n", precomputed);
+	sb_addf(sb, "# HELP shopkeeper_recommendations_precomputed_topped_up_total Of those, "
+		    "answers from a complete list (every candidate the customer has, fewer than "
+		    "asked) topped up with popular items, as scoring does.\n"
+		    "# TYPE shopkeeper_recommendations_precomputed_topped_up_total counter\n"
+		    "shopkeeper_recommendations_precomputed_topped_up_total %lu\n", topped_up);
 	sb_addf(sb, "# HELP shopkeeper_recommendations_live_cached_total Customer recommendations "
 		    "for customers with live events answered from the server's live cache (their "
 		    "list scored on an earlier request, unchanged since).\n"

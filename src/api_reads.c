@@ -249,6 +249,8 @@ void api_get_customer_recs(api *a, struct worker *w, const http_request *req,
 	}
 	if (w->result.precomputed)
 		atomic_fetch_add_explicit(&w->metrics.recs_precomputed, 1, memory_order_relaxed);
+	if (w->result.topped_up)
+		atomic_fetch_add_explicit(&w->metrics.recs_topped_up, 1, memory_order_relaxed);
 	if (w->result.live_cached)
 		atomic_fetch_add_explicit(&w->metrics.recs_live_cached, 1, memory_order_relaxed);
 	/* The new-arrivals slot holds the items added since training too. */

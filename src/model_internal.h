@@ -54,6 +54,7 @@ struct model {
 	bool has_precomputed;
 	precomp_header pc;
 	const unsigned char *pc_counts, *pc_entries;
+	const unsigned char *pc_complete; /* the "complete" bitmap, or NULL */
 	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;

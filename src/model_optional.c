@@ -142,6 +142,17 @@ int model_load_precomputed(model *m, const char *path, strbuf *err)
 					goto bad;
 		}
 	}
+	/* Optional: lists written before it are all taken as not complete. */
+	MDB_val cv;
+	if (get_blob(m->blob_txn, m->precomputed, "complete", &cv) == 0) {
+		if (cv.mv_size != ((uint64_t)h.n_lists + 7) / 8)
+			goto bad;
+		const unsigned char *bits = cv.mv_data;
+		for (uint32_t i = 0; i < h.n_lists; i++)
+			if ((bits[i / 8] >> (i % 8) & 1) && counts[i] >= h.stride)
+				goto bad; /* a full list cannot say it holds everything */
+		m->pc_complete = bits;
+	}
 	m->pc = h;
 	m->pc_counts = counts;
 	m->pc_entries = entries;
@@ -169,5 +180,6 @@ bool model_precomputed(const model *m, const model_customer *cust, model_plist *
 		return false;
 	out->n = m->pc_counts[i];
 	out->entries = m->pc_entries + (size_t)i * m->pc.stride * sizeof(precomp_entry);
+	out->complete = m->pc_complete && (m->pc_complete[i / 8] >> (i % 8) & 1);
 	return true;
 }

@@ -15,8 +15,10 @@
 
 _Static_assert(PRECOMPUTE_MAX == REC_MAX_N, "a list is at most one answer");
 
-/* Customers a thread takes at a time. */
+/* Customers a thread takes at a time. A multiple of 8: each chunk's bits
+ * in `complete` are whole bytes no other thread writes. */
 #define PRECOMPUTE_CHUNK 256u
+_Static_assert(PRECOMPUTE_CHUNK % 8 == 0, "chunks own whole bytes of the bitmap");
 
 struct job {
 	model *m;
@@ -26,6 +28,7 @@ struct job {
 	atomic_uint next;   /* first customer of the next chunk */
 	atomic_int failed;  /* a STORE_* code, 0 while none */
 	uint8_t *counts;    /* per customer */
+	uint8_t *complete;  /* a bit per customer (model_format.h) */
 	precomp_entry *entries; /* n_customers * stride */
 };
 
@@ -59,6 +62,12 @@ static int score_chunk(struct job *j, rec_ctx *c, model_txn *t, uint32_t from, u
 				out[k].because[b] = b < it->n_because ? it->because[b] : UINT32_MAX;
 		}
 		j->counts[i] = (uint8_t)k;
+		/* Fewer than stride candidates and the rest popular top-ups:
+		 * scoring had no other item above zero, so the list is every
+		 * candidate any request's filter can choose from. (A content
+		 * item where the list stops says nothing of what follows.) */
+		if (k < j->stride && (k == res->n || res->items[k].source == REC_POPULAR))
+			j->complete[i / 8] |= (uint8_t)(1u << (i % 8));
 	}
 	free(res);
 	return rc;
@@ -103,6 +112,7 @@ int precompute_write(model_writer *w, uint32_t n, uint32_t threads, const idmap 
 	rec_params_unset(&unset);
 	rec_params_for_model(&j.params, &unset, model_get_info(m));
 	j.counts = xcalloc(n_customers ? n_customers : 1, 1);
+	j.complete = xcalloc(((size_t)n_customers + 7) / 8 + 1, 1);
 	j.entries = xcalloc((size_t)(n_customers ? n_customers : 1) * j.stride, sizeof(*j.entries));
 	if (!threads) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -122,11 +132,13 @@ int precompute_write(model_writer *w, uint32_t n, uint32_t threads, const idmap 
 			     .content_count = j.params.content_count,
 			     .history_weight = j.params.history_weight };
 	uint64_t bytes = sizeof(h) + n_customers + 4 +
-			 (uint64_t)n_customers * j.stride * sizeof(precomp_entry);
+			 (uint64_t)n_customers * j.stride * sizeof(precomp_entry) +
+			 (n_customers + 7) / 8 + 4096;
 	if ((rc = model_writer_resume(w, bytes, err)) == 0)
-		rc = model_writer_put_precomputed(w, &h, j.counts, j.entries, err);
+		rc = model_writer_put_precomputed(w, &h, j.counts, j.complete, j.entries, err);
 out:
 	free(j.counts);
+	free(j.complete);
 	free(j.entries);
 	return rc;
 }

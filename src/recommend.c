@@ -208,6 +208,7 @@ static void begin(rec_ctx *c, const model *m, const rec_filter *f, rec_result *o
 	out->n = 0;
 	out->source = REC_POPULAR;
 	out->precomputed = false;
+	out->topped_up = false;
 	out->live_cached = false;
 	out->live = NULL;
 	for (uint32_t i = 0; f && i < f->n_exclude; i++)
@@ -533,6 +534,19 @@ static void ban_purchases(rec_ctx *c, const model_customer *cust, const rec_filt
 		if (e.item < c->n_items && (e.flags & (HIST_PURCHASED | HIST_RETURNED)))
 			c->cand[e.item].banned = c->gen;
 	}
+}
+
+void rec_top_up_popular(rec_ctx *c, const model *m, const model_customer *cust, uint32_t n,
+			const rec_filter *f, rec_result *out)
+{
+	/* What scoring has banned when it fills up: the purchases and the
+	 * items it chose (select_top_from). */
+	ban_purchases(c, cust, f);
+	for (uint32_t k = 0; k < out->n; k++)
+		c->cand[out->items[k].item].banned = c->gen;
+	if (out->n > 0)
+		out->source = REC_PERSONAL;
+	fill_popular(c, m, n, f, out);
 }
 
 /* An event's weight relative to the model's as-of time: 2^((ts - as_of) /

@@ -169,11 +169,19 @@ bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust
 /* The first n items of `list` (a customer's best candidates as scoring
  * ranks them under the default filter, best first) that this request's
  * filter lets through, with their scores and because lists: true with
- * *out filled, or false with *out empty when fewer than n pass. Exact when
- * the list was scored from what this request scores (recommend_precomputed.c
- * says why). */
+ * *out filled, or false with *out empty when fewer than n pass. A
+ * complete list (model_plist) answers with fewer, true: the caller tops up
+ * (rec_top_up_popular). Exact when the list was scored from what this
+ * request scores (recommend_precomputed.c says why). */
 bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t n,
 		   const rec_filter *f, rec_result *out);
+
+/* Tops out (personal items chosen, fewer than n) up to n with popular
+ * items as scoring does once its candidates run out: cust's purchases and
+ * the chosen items banned first (unless f includes purchases), top-ups
+ * scored 0 below personal items. In recommend.c. */
+void rec_top_up_popular(rec_ctx *c, const model *m, const model_customer *cust, uint32_t n,
+			const rec_filter *f, rec_result *out);
 
 /* ---- the live cache (recommend_live.c) ---------------------------------------- */
 

@@ -274,7 +274,7 @@ int rec_from_live(rec_ctx *c, model_txn *t, const model_customer *cust, const st
 		rec_begin(c, m, f, out); /* the request itself, from here */
 	}
 	s->used = ++lc->tick;
-	model_plist list = { (const unsigned char *)s->list, s->n };
+	model_plist list = { (const unsigned char *)s->list, s->n, false };
 	if (!rec_from_list(c, m, &list, n, f, out))
 		return 0; /* the rules left fewer than n: scored */
 	out->live_cached = hit;

@@ -20,7 +20,12 @@
  * each item's score and because list depend on the history alone, not on
  * which other items are chosen. So the first n list items a request's
  * filter lets through are the n scoring would choose, with the same scores
- * and because lists, as long as n of them get through. */
+ * and because lists, as long as n of them get through. When fewer get
+ * through, scoring tops up from the popular items; a complete list (every
+ * candidate scoring has, fewer than the stride: precompute.c marks it)
+ * does the same, with the same bans (rec_top_up_popular). On the
+ * 958,000-customer generated model 10% of customers have one, and each
+ * was scored in full before. */
 
 /* Whether nothing since training changes what this customer's list was
  * scored from: the same parameters, no event newer than the model (older
@@ -77,7 +82,7 @@ static inline bool passes(const rec_ctx *c, const model *m, const rec_filter *f,
 bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t n,
 		   const rec_filter *f, rec_result *out)
 {
-	if (list->n < n)
+	if (list->n < n && !list->complete)
 		return false;
 	bool rules = has_rules(f), because = !f || f->because;
 	for (uint32_t k = 0; k < list->n && out->n < n; k++) {
@@ -96,11 +101,12 @@ bool rec_from_list(rec_ctx *c, const model *m, const model_plist *list, uint32_t
 		}
 		model_item_prefetch(m, e.item);
 	}
-	if (out->n < n) {
+	if (out->n < n && !list->complete) {
 		out->n = 0; /* too few left: scoring decides */
 		return false;
 	}
-	out->source = REC_PERSONAL;
+	if (out->n > 0)
+		out->source = REC_PERSONAL;
 	return true;
 }
 
@@ -111,9 +117,13 @@ bool rec_from_precomputed(rec_ctx *c, const model *m, const model_customer *cust
 	model_plist list;
 	const precomp_header *h = model_precomputed_header(m);
 	if (!c->use_precomputed || !h || (f && f->include_purchased) ||
-	    !model_precomputed(m, cust, &list) || list.n < n || !list_current(c, m, cust, ev, h) ||
-	    !rec_from_list(c, m, &list, n, f, out))
+	    !model_precomputed(m, cust, &list) || (list.n < n && !list.complete) ||
+	    !list_current(c, m, cust, ev, h) || !rec_from_list(c, m, &list, n, f, out))
 		return false;
+	if (out->n < n) {
+		rec_top_up_popular(c, m, cust, n, f, out);
+		out->topped_up = true;
+	}
 	out->precomputed = true;
 	return true;
 }

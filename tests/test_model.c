@@ -248,8 +248,9 @@ static int put_four_items(model_writer *w, strbuf *err)
 	return rc ? rc : model_writer_put_neighbors(w, lists, 1, counts, 4, err);
 }
 
-/* A model of two customers with precomputed lists of stride 2; `bad`
- * names an item past the catalog in v's list. */
+/* A model of two customers with precomputed lists of stride 2, v's (one
+ * entry) marked complete; `bad` 1 names an item past the catalog in v's
+ * list, 2 marks u's full list complete too. */
 static int write_precomputed(const char *dir, int bad)
 {
 	strbuf err = STRBUF_INIT;
@@ -262,15 +263,15 @@ static int write_precomputed(const char *dir, int bad)
 	customer_summary sv = { .n_hist = 1, .precomputed = 2 };
 	precomp_header h = { .n_lists = 2, .stride = 2, .neighbors_used = 30, .cutoff = 0.1f,
 			     .negatives_used = 1000, .entry_size = sizeof(precomp_entry) };
-	uint8_t n[] = { 2, 1 };
+	uint8_t n[] = { 2, 1 }, complete[] = { bad == 2 ? 0x3 : 0x2 };
 	precomp_entry e[4] = { { 1, 0.9f, { 0, UINT32_MAX, UINT32_MAX } },
 			       { 2, 0.5f, { 0, UINT32_MAX, UINT32_MAX } },
-			       { bad ? 99u : 3u, 0.4f, { 1, UINT32_MAX, UINT32_MAX } },
+			       { bad == 1 ? 99u : 3u, 0.4f, { 1, UINT32_MAX, UINT32_MAX } },
 			       { 0, 0, { 0, 0, 0 } } };
 	rc = put_four_items(w, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "u", 1, &su, hu, NULL, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "v", 1, &sv, hu, NULL, &err);
-	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, e, &err);
+	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, complete, e, &err);
 	if (rc)
 		model_writer_abort(w);
 	else
@@ -280,8 +281,8 @@ static int write_precomputed(const char *dir, int bad)
 }
 
 /* The optional precomputed lists: found by the customer's ordinal, absent
- * from models without them, and a list naming an unknown item is refused
- * at open. */
+ * from models without them, and a list naming an unknown item, or a full
+ * one marked complete, is refused at open. */
 TEST(precomputed_lists)
 {
 	CHECK_INT(write_precomputed(sub("pc"), 0), 0);
@@ -298,10 +299,12 @@ TEST(precomputed_lists)
 	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
 	CHECK(model_precomputed(m, &c, &l));
 	CHECK_INT(l.n, 2);
+	CHECK(!l.complete);
 	CHECK_INT(model_plist_at(&l, 1).item, 2);
 	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
 	CHECK(model_precomputed(m, &c, &l));
 	CHECK_INT(l.n, 1);
+	CHECK(l.complete);
 	CHECK_INT(model_plist_at(&l, 0).item, 3);
 	CHECK_INT(model_plist_at(&l, 0).because[0], 1);
 	model_txn_free(t);
@@ -316,6 +319,11 @@ TEST(precomputed_lists)
 	strbuf err = STRBUF_INIT;
 	m = NULL;
 	CHECK_INT(model_open(sub("pc-bad"), &m, &err), STORE_CORRUPT);
+	CHECK(strstr(sb_str(&err), "precomputed") != NULL);
+	sb_reset(&err);
+	CHECK_INT(write_precomputed(sub("pc-full-complete"), 2), 0);
+	m = NULL;
+	CHECK_INT(model_open(sub("pc-full-complete"), &m, &err), STORE_CORRUPT);
 	CHECK(strstr(sb_str(&err), "precomputed") != NULL);
 	sb_release(&err);
 }

@@ -98,6 +98,14 @@ def precomputed_total(srv):
     return int(m.group(1))
 
 
+def topped_up_total(srv):
+    body = srv.get("/metrics").body.decode()
+    m = re.search(r"^shopkeeper_recommendations_precomputed_topped_up_total (\d+)$", body, re.M)
+    if not m:
+        raise AssertionError("no topped-up counter in /metrics")
+    return int(m.group(1))
+
+
 def live_cached_total(srv):
     body = srv.get("/metrics").body.decode()
     m = re.search(r"^shopkeeper_recommendations_live_cached_total (\d+)$", body, re.M)
@@ -255,8 +263,11 @@ class PrecomputedAnswers(unittest.TestCase):
     def test_answers_are_the_same_bytes(self):
         type(self).live_cached = 0
         used = self.compare_all("fresh")
-        # Without writes most customers are answered from their list.
+        # Without writes most customers are answered from their list, some
+        # from a complete list topped up with popular items.
         self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d" % used)
+        self.assertGreater(topped_up_total(self.fast), 0)
+        self.assertEqual(topped_up_total(self.cold), 0)
         # Each kind of write alone, so that each check of the live cache
         # is what stands between a kept list and a wrong answer: events
         # (the record's bytes), item overrides (their generation), consent
