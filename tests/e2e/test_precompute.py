@@ -90,28 +90,25 @@ def normalise(body):
     return REC_ID.sub(b"", body)
 
 
-def precomputed_total(srv):
+def counter(srv, name):
+    """The value of counter `name` in srv's /metrics (fails when missing)."""
     body = srv.get("/metrics").body.decode()
-    m = re.search(r"^shopkeeper_recommendations_precomputed_total (\d+)$", body, re.M)
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
     if not m:
-        raise AssertionError("no precomputed counter in /metrics")
+        raise AssertionError("no %s in /metrics" % name)
     return int(m.group(1))
+
+
+def precomputed_total(srv):
+    return counter(srv, "shopkeeper_recommendations_precomputed_total")
 
 
 def topped_up_total(srv):
-    body = srv.get("/metrics").body.decode()
-    m = re.search(r"^shopkeeper_recommendations_precomputed_topped_up_total (\d+)$", body, re.M)
-    if not m:
-        raise AssertionError("no topped-up counter in /metrics")
-    return int(m.group(1))
+    return counter(srv, "shopkeeper_recommendations_precomputed_topped_up_total")
 
 
 def live_cached_total(srv):
-    body = srv.get("/metrics").body.decode()
-    m = re.search(r"^shopkeeper_recommendations_live_cached_total (\d+)$", body, re.M)
-    if not m:
-        raise AssertionError("no live cache counter in /metrics")
-    return int(m.group(1))
+    return counter(srv, "shopkeeper_recommendations_live_cached_total")
 
 
 def write_experiments(path, experiments):
