@@ -13,10 +13,12 @@
  * - Past max_connections, a connection waits in the listen backlog and is
  *   served when another closes (not closed at once).
  * - After a drain, new connections are refused.
+ * - Out of descriptors, a connection waits and is served when one frees.
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -199,11 +202,51 @@ TEST(after_a_drain_connections_are_refused)
 	http_stop(s);
 }
 
+/* Out of descriptors, accept(2) fails (EMFILE) and the connection stays
+ * in the backlog: the accepting thread retries every 10 ms, without
+ * spinning, and serves it once a descriptor is free. */
+TEST(out_of_descriptors_the_connection_waits)
+{
+	/* Under valgrind (tests/run.sh sets VALGRIND=1) the descriptor limit
+	 * is valgrind's to emulate, with its own descriptors kept above it:
+	 * the accept still failed after the limit was raised back. */
+	if (getenv("VALGRIND")) {
+		fprintf(stderr, "test_http_drain: the descriptor test runs without valgrind only\n");
+		return;
+	}
+	http_server *s = start(2, 16);
+	unsigned port = http_port(s);
+	struct rlimit old;
+	getrlimit(RLIMIT_NOFILE, &old);
+	/* Fill every descriptor under a low limit but the client's own. */
+	struct rlimit low = { 64, old.rlim_max };
+	CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int filler[64], n_fill = 0;
+	for (int fd; n_fill < 64 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+		filler[n_fill++] = fd;
+	CHECK(n_fill > 0);
+	close(filler[--n_fill]);
+	int client = dial(port, 300);
+	CHECK(client >= 0);
+	ask(client, false);
+	CHECK_INT(read_status(client), 0); /* not accepted: no descriptor */
+	/* Descriptors back: it is served. */
+	while (n_fill > 0)
+		close(filler[--n_fill]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	struct timeval tv = { 3, 0 };
+	setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CHECK_INT(read_status(client), 200);
+	close(client);
+	http_stop(s);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	RUN(drain_while_connections_come_and_go);
 	RUN(past_the_limit_waits_in_the_backlog);
 	RUN(after_a_drain_connections_are_refused);
+	RUN(out_of_descriptors_the_connection_waits);
 	return harness_done();
 }
