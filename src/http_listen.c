@@ -176,7 +176,10 @@ static void *accept_loop(void *arg)
 		failed = 0;
 		atomic_fetch_add(&a->open, 1);
 		/* On MHD_NO the library has closed it (the per-address limit,
-		 * or no memory) and will not report it closed. */
+		 * or no memory) and will not report it closed. Not counted
+		 * back: one it took and then could not set up (no memory for
+		 * its pool, before it reported it started); the limit is then
+		 * one lower until the server restarts. */
 		if (MHD_add_connection(a->daemon, c, (struct sockaddr *)&peer, len) != MHD_YES)
 			http_acceptor_closed(a);
 	}
