@@ -197,8 +197,12 @@ int http_acceptor_start(int fd, struct MHD_Daemon *daemon, unsigned max_open,
 	atomic_init(&a->stop, false);
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->room, NULL);
+	/* Before the thread starts: a connection it hands over may close,
+	 * and be reported to http_acceptor_closed(*out), at once. */
+	*out = a;
 	int rc = pthread_create(&a->thread, NULL, accept_loop, a);
 	if (rc != 0) {
+		*out = NULL;
 		sb_addf(err, "cannot start the accepting thread: %s", strerror(rc));
 		pthread_cond_destroy(&a->room);
 		pthread_mutex_destroy(&a->lock);
@@ -207,7 +211,6 @@ int http_acceptor_start(int fd, struct MHD_Daemon *daemon, unsigned max_open,
 		return -1;
 	}
 	pthread_setname_np(a->thread, "sk-accept");
-	*out = a;
 	return 0;
 }
 

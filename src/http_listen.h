@@ -47,7 +47,9 @@ typedef struct http_acceptor http_acceptor;
  * they would in front of the library's own socket. The daemon must have
  * a connection limit of its own that this never reaches (its per-thread
  * share is checked without counting connections still in hand-over, and
- * would close them). Returns 0, or -1 with a message in *err (fd closed). */
+ * would close them). *out is set before the thread starts (the daemon's
+ * close notices may use it at once). Returns 0, or -1 with a message in
+ * *err (fd closed, *out NULL). */
 int http_acceptor_start(int fd, struct MHD_Daemon *daemon, unsigned max_open,
 			http_acceptor **out, strbuf *err);
 
