@@ -247,7 +247,8 @@ int model_customer_get(model_txn *t, const char *id, size_t len, model_customer 
 /* ---- precomputed lists (optional: train --precompute; precompute.h) ----- */
 
 /* A customer's list: n entries, best first (decoded with
- * model_plist_at), borrowed until model_close. */
+ * model_plist_at: an entry whose answer source is content has its score
+ * negated, model_format.h), borrowed until model_close. */
 typedef struct model_plist {
 	const unsigned char *entries;
 	uint32_t n;
@@ -270,8 +271,10 @@ const precomp_header *model_precomputed_header(const model *m);
  * reason. Visible as the bitmaps are. */
 bool model_unsourced_overrides(const model *m);
 /* Customer cust's list (cust read from m): true and *out, or false when the
- * model keeps none for them. O(1); checked at model_open (the "complete"
- * bits too: a list marked complete holds fewer than stride entries). */
+ * model keeps none for them: the "extended" list when the model has one,
+ * else the personal prefix. O(1); checked at model_open (the "complete"
+ * and "extended" bits too: a list marked complete holds fewer than stride
+ * entries). */
 bool model_precomputed(const model *m, const model_customer *cust, model_plist *out);
 
 /* Walks the customers in id order. */

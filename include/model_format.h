@@ -65,6 +65,17 @@
  *               scored above zero (count[i] < stride), none cut off by a
  *               content item. A request that filters it below n tops up
  *               from the popular items, as scoring does.
+ *               "extended" (optional; lists written before it have none,
+ *               and builds that do not know it read the lists as above)
+ *               -> a byte per list, n_lists bytes: the list's whole
+ *               length L (bits 0-6, count[i] <= L <= stride) and, bit 7
+ *               (PRECOMP_EXT_COMPLETE), whether those L entries hold every
+ *               candidate scoring has (L < stride). count[i] stops at the
+ *               first candidate whose answer source is content (hybrid
+ *               scoring); entries [count[i], L) are the candidates from
+ *               there on, in the same slots, a content one with its score
+ *               negated (scores are above zero, so the sign is free, and
+ *               builds that read only count[i] entries never see one).
  *               docs/design.md, "Precomputed lists".
  *
  * Records are in host byte order (little-endian on every platform we build
@@ -158,6 +169,10 @@ typedef struct precomp_header {
  * items that contributed most (UINT32_MAX: an unused slot; the used ones
  * come first). */
 #define PRECOMP_BECAUSE 3
+/* A byte of the "extended" record. */
+#define PRECOMP_EXT_LENGTH 0x7fu   /* the list's whole length */
+#define PRECOMP_EXT_COMPLETE 0x80u /* it holds every candidate */
+
 typedef struct precomp_entry {
 	uint32_t item;
 	float score;

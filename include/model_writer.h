@@ -100,11 +100,13 @@ int model_writer_put_raw(model_writer *w, const char *table, const void *key, si
 int model_writer_pause(model_writer *w, const char **path, strbuf *err);
 int model_writer_resume(model_writer *w, uint64_t more, strbuf *err);
 /* The "precomputed" records (model_format.h): "all" (h, then
- * counts[h->n_lists], then entries[h->n_lists * h->stride]) and
- * "complete" ((h->n_lists + 7) / 8 bytes of bits). Borrowed. */
+ * counts[h->n_lists], then entries[h->n_lists * h->stride]), "complete"
+ * ((h->n_lists + 7) / 8 bytes of bits) and, unless `extended` is NULL,
+ * "extended" (h->n_lists bytes). Borrowed. */
 int model_writer_put_precomputed(model_writer *w, const precomp_header *h,
 				 const uint8_t *counts, const uint8_t *complete,
-				 const precomp_entry *entries, strbuf *err);
+				 const uint8_t *extended, const precomp_entry *entries,
+				 strbuf *err);
 
 /* Commits, syncs and renames the file into place; the writer is freed.
  * Returns 0 or STORE_ERROR with a message in *err. */

@@ -55,6 +55,7 @@ struct model {
 	precomp_header pc;
 	const unsigned char *pc_counts, *pc_entries;
 	const unsigned char *pc_complete; /* the "complete" bitmap, or NULL */
+	const unsigned char *pc_extended; /* the "extended" bytes, or NULL */
 	char *tuning_json; /* info.tuning_json */
 	char *meta_json;
 	model_info info;

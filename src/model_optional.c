@@ -122,21 +122,32 @@ int model_load_precomputed(model *m, const char *path, strbuf *err)
 	    v.mv_size != sizeof(h) + cbytes + (uint64_t)h.n_lists * h.stride * sizeof(precomp_entry))
 		goto bad;
 	const unsigned char *counts = p + sizeof(h), *entries = counts + cbytes;
+	/* Optional, as "complete" below: the lists past a content item. */
+	MDB_val xv;
+	const unsigned char *ext = NULL;
+	if (get_blob(m->blob_txn, m->precomputed, "extended", &xv) == 0) {
+		if (xv.mv_size != h.n_lists)
+			goto bad;
+		ext = xv.mv_data;
+	}
 	uint32_t n = m->info.n_items;
 	for (uint32_t i = 0; i < h.n_lists; i++) {
-		if (counts[i] > h.stride)
-			goto bad;
-		for (uint32_t k = 0; k < counts[i]; k++) {
-			precomp_entry e, prev;
-			size_t at = ((size_t)i * h.stride + k) * sizeof(e);
-			memcpy(&e, entries + at, sizeof(e));
-			if (e.item >= n || !isfinite(e.score) || !(e.score > 0.0f))
+		uint32_t len = ext ? ext[i] & PRECOMP_EXT_LENGTH : counts[i];
+		if (counts[i] > len || len > h.stride ||
+		    (ext && (ext[i] & PRECOMP_EXT_COMPLETE) && len >= h.stride))
+			goto bad; /* a full list cannot say it holds everything */
+		float prev = INFINITY;
+		for (uint32_t k = 0; k < len; k++) {
+			precomp_entry e;
+			memcpy(&e, entries + ((size_t)i * h.stride + k) * sizeof(e), sizeof(e));
+			/* The personal prefix has positive scores, and the entry
+			 * after it is the content one that ended it. */
+			bool content = signbit(e.score);
+			float score = fabsf(e.score);
+			if (e.item >= n || !isfinite(score) || !(score > 0.0f) || score > prev ||
+			    (k < counts[i] && content) || (k == counts[i] && !content))
 				goto bad;
-			if (k > 0) {
-				memcpy(&prev, entries + at - sizeof(e), sizeof(e));
-				if (prev.score < e.score)
-					goto bad;
-			}
+			prev = score;
 			for (int b = 0; b < PRECOMP_BECAUSE; b++)
 				if (e.because[b] != UINT32_MAX && e.because[b] >= n)
 					goto bad;
@@ -153,6 +164,7 @@ int model_load_precomputed(model *m, const char *path, strbuf *err)
 				goto bad; /* a full list cannot say it holds everything */
 		m->pc_complete = bits;
 	}
+	m->pc_extended = ext;
 	m->pc = h;
 	m->pc_counts = counts;
 	m->pc_entries = entries;
@@ -178,8 +190,13 @@ bool model_precomputed(const model *m, const model_customer *cust, model_plist *
 	uint32_t i = cust->sum.precomputed - 1; /* 0 wraps: no list */
 	if (i >= m->pc.n_lists)
 		return false;
-	out->n = m->pc_counts[i];
 	out->entries = m->pc_entries + (size_t)i * m->pc.stride * sizeof(precomp_entry);
-	out->complete = m->pc_complete && (m->pc_complete[i / 8] >> (i % 8) & 1);
+	if (m->pc_extended) {
+		out->n = m->pc_extended[i] & PRECOMP_EXT_LENGTH;
+		out->complete = m->pc_extended[i] & PRECOMP_EXT_COMPLETE;
+	} else {
+		out->n = m->pc_counts[i];
+		out->complete = m->pc_complete && (m->pc_complete[i / 8] >> (i % 8) & 1);
+	}
 	return true;
 }

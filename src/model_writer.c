@@ -406,7 +406,8 @@ int model_writer_resume(model_writer *w, uint64_t more, strbuf *err)
 
 int model_writer_put_precomputed(model_writer *w, const precomp_header *h,
 				 const uint8_t *counts, const uint8_t *complete,
-				 const precomp_entry *entries, strbuf *err)
+				 const uint8_t *extended, const precomp_entry *entries,
+				 strbuf *err)
 {
 	MDB_dbi dbi;
 	int rc = mdb_dbi_open(w->txn, "precomputed", MDB_CREATE, &dbi);
@@ -426,6 +427,9 @@ int model_writer_put_precomputed(model_writer *w, const precomp_header *h,
 		memcpy(p + sizeof(*h) + cbytes, entries, ebytes);
 	MDB_val ckey = { 8, "complete" }, cval = { ((size_t)h->n_lists + 7) / 8, (void *)complete };
 	if (cval.mv_size && (rc = mdb_put(w->txn, dbi, &ckey, &cval, 0)) != 0)
+		return store_lmdb_fail(err, "model: write", rc);
+	MDB_val xkey = { 8, "extended" }, xval = { h->n_lists, (void *)extended };
+	if (extended && xval.mv_size && (rc = mdb_put(w->txn, dbi, &xkey, &xval, 0)) != 0)
 		return store_lmdb_fail(err, "model: write", rc);
 	return writer_tick(w, err);
 }

@@ -14,6 +14,7 @@
 #include "util.h"
 
 _Static_assert(PRECOMPUTE_MAX == REC_MAX_N, "a list is at most one answer");
+_Static_assert(PRECOMPUTE_MAX <= PRECOMP_EXT_LENGTH, "a list's length fits its byte");
 
 /* Customers a thread takes at a time. A multiple of 8: each chunk's bits
  * in `complete` are whole bytes no other thread writes. */
@@ -29,6 +30,7 @@ struct job {
 	atomic_int failed;  /* a STORE_* code, 0 while none */
 	uint8_t *counts;    /* per customer */
 	uint8_t *complete;  /* a bit per customer (model_format.h) */
+	uint8_t *extended;  /* per customer: "extended" (model_format.h) */
 	precomp_entry *entries; /* n_customers * stride */
 };
 
@@ -50,23 +52,30 @@ static int score_chunk(struct job *j, rec_ctx *c, model_txn *t, uint32_t from, u
 		}
 		if ((rc = rec_for_history(c, t, &cust, NULL, j->stride, &f, res)) != 0)
 			break;
-		/* The personal items come first; popular top-ups are not kept
-		 * (they depend on the filters of each request). */
+		/* The scored items come first; popular top-ups are not kept
+		 * (they depend on the filters of each request). A content item
+		 * is kept with its score negated (model_format.h). */
 		precomp_entry *out = j->entries + (size_t)i * j->stride;
-		uint32_t k = 0;
-		for (; k < res->n && res->items[k].source == REC_PERSONAL; k++) {
+		uint32_t k = 0, personal = UINT32_MAX;
+		for (; k < res->n && res->items[k].source != REC_POPULAR; k++) {
 			const rec_item *it = &res->items[k];
+			bool content = it->source == REC_CONTENT;
+			if (content && personal == UINT32_MAX)
+				personal = k;
 			out[k].item = it->item;
-			out[k].score = it->score;
+			out[k].score = content ? -it->score : it->score;
 			for (uint32_t b = 0; b < PRECOMP_BECAUSE; b++)
 				out[k].because[b] = b < it->n_because ? it->because[b] : UINT32_MAX;
 		}
-		j->counts[i] = (uint8_t)k;
 		/* Fewer than stride candidates and the rest popular top-ups:
 		 * scoring had no other item above zero, so the list is every
-		 * candidate any request's filter can choose from. (A content
-		 * item where the list stops says nothing of what follows.) */
-		if (k < j->stride && (k == res->n || res->items[k].source == REC_POPULAR))
+		 * candidate any request's filter can choose from. */
+		bool all = k < j->stride;
+		j->extended[i] = (uint8_t)(k | (all ? PRECOMP_EXT_COMPLETE : 0));
+		/* What builds without "extended" read: the personal prefix,
+		 * complete only when no content item cut it off. */
+		j->counts[i] = (uint8_t)MIN(k, personal);
+		if (all && personal == UINT32_MAX)
 			j->complete[i / 8] |= (uint8_t)(1u << (i % 8));
 	}
 	free(res);
@@ -113,6 +122,7 @@ int precompute_write(model_writer *w, uint32_t n, uint32_t threads, const idmap 
 	rec_params_for_model(&j.params, &unset, model_get_info(m));
 	j.counts = xcalloc(n_customers ? n_customers : 1, 1);
 	j.complete = xcalloc(((size_t)n_customers + 7) / 8 + 1, 1);
+	j.extended = xcalloc(n_customers ? n_customers : 1, 1);
 	j.entries = xcalloc((size_t)(n_customers ? n_customers : 1) * j.stride, sizeof(*j.entries));
 	if (!threads) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -131,14 +141,16 @@ int precompute_write(model_writer *w, uint32_t n, uint32_t threads, const idmap 
 			     .content_weight = j.params.content_weight,
 			     .content_count = j.params.content_count,
 			     .history_weight = j.params.history_weight };
-	uint64_t bytes = sizeof(h) + n_customers + 4 +
+	uint64_t bytes = sizeof(h) + 2 * (uint64_t)n_customers + 4 +
 			 (uint64_t)n_customers * j.stride * sizeof(precomp_entry) +
 			 (n_customers + 7) / 8 + 4096;
 	if ((rc = model_writer_resume(w, bytes, err)) == 0)
-		rc = model_writer_put_precomputed(w, &h, j.counts, j.complete, j.entries, err);
+		rc = model_writer_put_precomputed(w, &h, j.counts, j.complete, j.extended,
+						  j.entries, err);
 out:
 	free(j.counts);
 	free(j.complete);
+	free(j.extended);
 	free(j.entries);
 	return rc;
 }

@@ -218,7 +218,7 @@ static struct live_slot *victim(const struct rec_live_cache *lc, size_t first,
 
 /* Scores the customer's list into s (through out, which it leaves holding
  * that scoring's answer): the default request's filter and the request's
- * history weight, lc->stride items, the personal ones kept, as
+ * history weight, lc->stride items, the scored ones (not the popular) kept, as
  * precompute_write keeps a model customer's. Returns 0 or a STORE_*
  * error (s left empty). */
 static int fill(rec_ctx *c, model_txn *t, const model_customer *cust, const state_events *ev,
@@ -234,10 +234,10 @@ static int fill(rec_ctx *c, model_txn *t, const model_customer *cust, const stat
 	if (rc)
 		return rc;
 	uint32_t n = 0;
-	for (; n < out->n && out->items[n].source == REC_PERSONAL; n++) {
+	for (; n < out->n && out->items[n].source != REC_POPULAR; n++) {
 		const rec_item *it = &out->items[n];
 		s->list[n].item = it->item;
-		s->list[n].score = it->score;
+		s->list[n].score = it->source == REC_CONTENT ? -it->score : it->score;
 		for (uint32_t b = 0; b < PRECOMP_BECAUSE; b++)
 			s->list[n].because[b] = b < it->n_because ? it->because[b] : UINT32_MAX;
 	}

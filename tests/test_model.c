@@ -250,8 +250,12 @@ static int put_four_items(model_writer *w, strbuf *err)
 
 /* A model of two customers with precomputed lists of stride 2, v's (one
  * entry) marked complete; `bad` 1 names an item past the catalog in v's
- * list, 2 marks u's full list complete too. */
-static int write_precomputed(const char *dir, int bad)
+ * list, 2 marks u's full list complete too. With `extended`, u's second
+ * item is a content one (after a personal prefix of one) and the
+ * "extended" record says so; `bad` 3 then leaves that entry's score
+ * positive, 4 marks u's full extended list complete, 5 makes it longer
+ * than the stride. */
+static int write_precomputed_ext(const char *dir, int bad, bool extended)
 {
 	strbuf err = STRBUF_INIT;
 	model_writer *w = NULL;
@@ -264,20 +268,30 @@ static int write_precomputed(const char *dir, int bad)
 	precomp_header h = { .n_lists = 2, .stride = 2, .neighbors_used = 30, .cutoff = 0.1f,
 			     .negatives_used = 1000, .entry_size = sizeof(precomp_entry) };
 	uint8_t n[] = { 2, 1 }, complete[] = { bad == 2 ? 0x3 : 0x2 };
+	uint8_t ext[] = { bad == 5 ? 3 : bad == 4 ? 2 | PRECOMP_EXT_COMPLETE : 2,
+			  1 | PRECOMP_EXT_COMPLETE };
+	if (extended)
+		n[0] = 1;
 	precomp_entry e[4] = { { 1, 0.9f, { 0, UINT32_MAX, UINT32_MAX } },
-			       { 2, 0.5f, { 0, UINT32_MAX, UINT32_MAX } },
+			       { 2, extended && bad != 3 ? -0.5f : 0.5f, { 0, UINT32_MAX, UINT32_MAX } },
 			       { bad == 1 ? 99u : 3u, 0.4f, { 1, UINT32_MAX, UINT32_MAX } },
 			       { 0, 0, { 0, 0, 0 } } };
 	rc = put_four_items(w, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "u", 1, &su, hu, NULL, &err);
 	rc = rc ? rc : model_writer_put_customer(w, "v", 1, &sv, hu, NULL, &err);
-	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, complete, e, &err);
+	rc = rc ? rc : model_writer_put_precomputed(w, &h, n, complete, extended ? ext : NULL, e,
+						    &err);
 	if (rc)
 		model_writer_abort(w);
 	else
 		rc = model_writer_finish(w, &err);
 	sb_release(&err);
 	return rc;
+}
+
+static int write_precomputed(const char *dir, int bad)
+{
+	return write_precomputed_ext(dir, bad, false);
 }
 
 /* The optional precomputed lists: found by the customer's ordinal, absent
@@ -325,6 +339,46 @@ TEST(precomputed_lists)
 	m = NULL;
 	CHECK_INT(model_open(sub("pc-full-complete"), &m, &err), STORE_CORRUPT);
 	CHECK(strstr(sb_str(&err), "precomputed") != NULL);
+	sb_release(&err);
+}
+
+/* The "extended" record: the lists past the personal prefix, a content
+ * entry's score negated; an extended list that breaks its rules is
+ * refused at open. */
+TEST(precomputed_lists_extended)
+{
+	CHECK_INT(write_precomputed_ext(sub("pcx"), 0, true), 0);
+	model *m = open_model(sub("pcx"));
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	model_txn *t = NULL;
+	CHECK_INT(model_txn_begin(m, &t), 0);
+	model_customer c;
+	model_plist l;
+	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
+	CHECK(model_precomputed(m, &c, &l));
+	CHECK_INT(l.n, 2);
+	CHECK(!l.complete);
+	CHECK(model_plist_at(&l, 0).score > 0.0f);
+	CHECK_INT(model_plist_at(&l, 1).item, 2);
+	CHECK(model_plist_at(&l, 1).score == -0.5f);
+	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
+	CHECK(model_precomputed(m, &c, &l));
+	CHECK_INT(l.n, 1);
+	CHECK(l.complete);
+	model_txn_free(t);
+	model_close(m);
+
+	static const char *const bad[] = { "pcx-positive", "pcx-full-complete", "pcx-long" };
+	strbuf err = STRBUF_INIT;
+	for (int b = 0; b < 3; b++) {
+		CHECK_INT(write_precomputed_ext(sub(bad[b]), 3 + b, true), 0);
+		m = NULL;
+		CHECK_INT(model_open(sub(bad[b]), &m, &err), STORE_CORRUPT);
+		CHECK(strstr(sb_str(&err), "precomputed") != NULL);
+		sb_reset(&err);
+	}
 	sb_release(&err);
 }
 
@@ -517,6 +571,7 @@ int main(void)
 	RUN(refusals);
 	RUN(damaged_models_refused);
 	RUN(precomputed_lists);
+	RUN(precomputed_lists_extended);
 	RUN(customer_index);
 	if (scratch_end() != 0)
 		return 1;

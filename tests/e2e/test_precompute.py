@@ -366,6 +366,43 @@ class PrecomputedAnswers(unittest.TestCase):
         self.assertGreater(self.live_cached, 0, "the live cache never answered")
         self.assertGreater(used, N_CUSTOMERS // 2, "the fast path answered %d in all" % used)
 
+    def test_content_items_in_lists(self):
+        """Hybrid scoring's content items (new arrivals nobody has bought,
+        placed by their titles) are in the lists: every model customer
+        without live events is answered from their list, content items and
+        all, the same bytes as scoring."""
+        catalog = tmp("catalog-arrivals.csv")
+        shutil.copyfile(tmp("catalog.csv"), catalog)
+        with open(catalog, "a") as f:
+            for i in range(N_ITEMS):
+                f.write("N%03d,Item %d,%s,%.2f\n" % (i, i, CATEGORIES[i % 4], 1 + i % 7))
+        d = tmp("model-arrivals")
+        p = run(["train", "--interactions", tmp("interactions.csv"), "--catalog", catalog,
+                 "--out", d, "--quiet", "--no-tune", "--negatives", "5"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fast = Server(d, tmp("state-arrivals-fast"))
+        cold = Server(d, tmp("state-arrivals-cold"), extra=["--no-precomputed"])
+        content = asked = 0
+        try:
+            for cid in self.customers[:N_CUSTOMERS]:
+                for query in ("", "?n=20", "?n=3&explain=0", "?category=dairy"):
+                    path = "/v1/customers/%s/recommendations%s" % (q(cid), query)
+                    a, b = fast.get(path), cold.get(path)
+                    self.assertEqual(a.status, 200, (path, a))
+                    self.assertEqual(normalise(a.body), normalise(b.body), path)
+                    sources = [it["source"] for it in json.loads(a.body)["items"]]
+                    # A content item with a scored one after it: where a
+                    # list of the personal items alone stopped.
+                    content += "content" in sources[:-1] and sources[-1] != "popular"
+                    asked += query != "?category=dairy"
+            self.assertGreater(content, N_CUSTOMERS // 10, "content items inside %d answers" % content)
+            # The filter may leave fewer than n of a full list: scored.
+            self.assertGreaterEqual(precomputed_total(fast), asked)
+            self.assertEqual(precomputed_total(cold), 0)
+        finally:
+            ts.stop_shared(fast)
+            ts.stop_shared(cold)
+
     def test_older_model_without_lists(self):
         """A model trained with --precompute 0 has no lists: served by scoring
         (the fast server's counter stays still), the same answers."""
