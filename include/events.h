@@ -69,6 +69,14 @@ struct eventlog_config;
 int events_writer_start_log(state *s, const struct eventlog_config *log, struct applier *ap,
 			    int replicas, int wait_ms, events_writer **out, strbuf *err);
 
+/* Commit pacing, off (0) from the start: while writes come in
+ * concurrently, a group commit is started no sooner than `seconds` after
+ * the last, so that more writes share its pages and its sync (a write's
+ * acknowledgement waits up to that much longer); a writer that waits for
+ * each acknowledgement is never held back. Not used with the event log. */
+#define EVENTS_COMMIT_DELAY_DEFAULT 0.02
+void events_writer_set_commit_delay(events_writer *w, double seconds);
+
 /* An item change's STATE_ITEM_* bits as the log's EVENTLOG_ITEM_* bits and
  * back (other bits are dropped): the log's format keeps bits of its own. */
 uint32_t events_item_bits_to_log(uint32_t state_bits);
@@ -178,8 +186,10 @@ typedef struct events_scan {
 int events_scan_begin(events_scan *sc, const char *body, size_t len, size_t max);
 int events_scan_next(events_scan *sc, event_in *e, char ids[2][24], int64_t now, events_error *err);
 
-/* Transactions committed and events written so far (for metrics). */
-void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events);
+/* Transactions committed, events written, and groups that waited to
+ * gather (events_writer_set_commit_delay), so far (for metrics). */
+void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events,
+			 uint64_t *gathered);
 /* With the event log: entries appended, appends (round trips), and
  * requests answered EVENTS_ELOG, so far. */
 void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appends,

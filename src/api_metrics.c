@@ -113,11 +113,15 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "list scored on an earlier request, unchanged since).\n"
 		    "# TYPE shopkeeper_recommendations_live_cached_total counter\n"
 		    "shopkeeper_recommendations_live_cached_total %lu\n", live_cached);
-	uint64_t commits = 0, written = 0;
-	events_writer_stats(a->events, &commits, &written);
+	uint64_t commits = 0, written = 0, gathered = 0;
+	events_writer_stats(a->events, &commits, &written, &gathered);
 	sb_addf(sb, "# HELP shopkeeper_event_commits_total Group commits (one fsync each).\n"
 		    "# TYPE shopkeeper_event_commits_total counter\n"
-		    "shopkeeper_event_commits_total %llu\n", (unsigned long long)commits);
+		    "shopkeeper_event_commits_total %llu\n"
+		    "# HELP shopkeeper_event_commits_gathered_total Group commits that waited for more writes (--commit-delay).\n"
+		    "# TYPE shopkeeper_event_commits_gathered_total counter\n"
+		    "shopkeeper_event_commits_gathered_total %llu\n",
+		(unsigned long long)commits, (unsigned long long)gathered);
 
 	if (a->applier) {
 		uint64_t entries = 0, appends = 0, unavailable = 0;
