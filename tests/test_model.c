@@ -294,6 +294,18 @@ static int write_precomputed(const char *dir, int bad)
 	return write_precomputed_ext(dir, bad, false);
 }
 
+/* Customer id's list in m (borrowed until model_close): false when the
+ * customer or the list is missing. */
+static bool list_of(model *m, const char *id, model_plist *out)
+{
+	model_txn *t = NULL;
+	model_customer c;
+	bool ok = model_txn_begin(m, &t) == 0 && model_customer_get(t, id, strlen(id), &c) == 0 &&
+		  model_precomputed(m, &c, out);
+	model_txn_free(t);
+	return ok;
+}
+
 /* The optional precomputed lists: found by the customer's ordinal, absent
  * from models without them, and a list naming an unknown item, or a full
  * one marked complete, is refused at open. */
@@ -306,22 +318,16 @@ TEST(precomputed_lists)
 		return;
 	const precomp_header *h = model_precomputed_header(m);
 	CHECK(h != NULL && h->stride == 2 && h->n_lists == 2);
-	model_txn *t = NULL;
-	CHECK_INT(model_txn_begin(m, &t), 0);
-	model_customer c;
 	model_plist l;
-	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
-	CHECK(model_precomputed(m, &c, &l));
+	CHECK(list_of(m, "u", &l));
 	CHECK_INT(l.n, 2);
 	CHECK(!l.complete);
 	CHECK_INT(model_plist_at(&l, 1).item, 2);
-	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
-	CHECK(model_precomputed(m, &c, &l));
+	CHECK(list_of(m, "v", &l));
 	CHECK_INT(l.n, 1);
 	CHECK(l.complete);
 	CHECK_INT(model_plist_at(&l, 0).item, 3);
 	CHECK_INT(model_plist_at(&l, 0).because[0], 1);
-	model_txn_free(t);
 	model_close(m);
 
 	CHECK_INT(write_model(sub("no-pc")), 0);
@@ -352,22 +358,16 @@ TEST(precomputed_lists_extended)
 	CHECK(m != NULL);
 	if (!m)
 		return;
-	model_txn *t = NULL;
-	CHECK_INT(model_txn_begin(m, &t), 0);
-	model_customer c;
 	model_plist l;
-	CHECK_INT(model_customer_get(t, "u", 1, &c), 0);
-	CHECK(model_precomputed(m, &c, &l));
+	CHECK(list_of(m, "u", &l));
 	CHECK_INT(l.n, 2);
 	CHECK(!l.complete);
 	CHECK(model_plist_at(&l, 0).score > 0.0f);
 	CHECK_INT(model_plist_at(&l, 1).item, 2);
 	CHECK(model_plist_at(&l, 1).score == -0.5f);
-	CHECK_INT(model_customer_get(t, "v", 1, &c), 0);
-	CHECK(model_precomputed(m, &c, &l));
+	CHECK(list_of(m, "v", &l));
 	CHECK_INT(l.n, 1);
 	CHECK(l.complete);
-	model_txn_free(t);
 	model_close(m);
 
 	static const char *const bad[] = { "pcx-positive", "pcx-full-complete", "pcx-long" };
