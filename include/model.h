@@ -276,6 +276,9 @@ bool model_unsourced_overrides(const model *m);
  * and "extended" bits too: a list marked complete holds fewer than stride
  * entries). */
 bool model_precomputed(const model *m, const model_customer *cust, model_plist *out);
+/* Starts loading the head of cust's list (no effect without one), for a
+ * caller with other work to do before model_precomputed. */
+void model_precomputed_prefetch(const model *m, const model_customer *cust);
 
 /* Walks the customers in id order. */
 typedef struct model_iter model_iter;

@@ -33,10 +33,17 @@ static int lookup_customer(struct worker *w, const char *id, size_t len, struct 
 	if (who->flags & STATE_ERASED)
 		return 0;
 	int rc = model_customer_get(w->txn, id, len, &who->cust);
-	if (rc == 0)
+	if (rc == 0) {
 		who->known = true;
-	else if (rc != STORE_NOTFOUND)
+		/* Its list loads while the state is read. With the record's
+		 * prefetch in find_customer: 69,800 -> 72,100 req/s, 13.8 ->
+		 * 13.4 us of CPU a request (medians of 8 alternated pairs, the
+		 * 958,000-customer model; 6 of the 8 pairs faster, so within
+		 * the host's noise, but not slower). */
+		model_precomputed_prefetch(model_txn_model(w->txn), &who->cust);
+	} else if (rc != STORE_NOTFOUND) {
 		return rc;
+	}
 	if ((rc = state_events_get(w->stxn, id, len, &who->events)) != 0)
 		return rc;
 	who->has_events = who->events.count > 0;

@@ -154,10 +154,14 @@ static int find_customer(const model *m, const char *id, size_t len, model_custo
 		const struct model_cslot *slot = &m->cslots[s];
 		if (!slot->id)
 			return STORE_NOTFOUND;
-		if ((slot->rec & CSLOT_LOW) != tag || (slot->id & CSLOT_LOW) != len ||
-		    memcmp(at_place(m, slot->id >> CSLOT_SHIFT), id, len) != 0)
+		if ((slot->rec & CSLOT_LOW) != tag || (slot->id & CSLOT_LOW) != len)
 			continue;
+		/* Two cache misses into the map: the record's starts before the
+		 * compare waits for the id's. */
 		const unsigned char *rec = at_place(m, slot->rec >> CSLOT_SHIFT);
+		__builtin_prefetch(rec);
+		if (memcmp(at_place(m, slot->id >> CSLOT_SHIFT), id, len) != 0)
+			continue;
 		customer_summary sum;
 		memcpy(&sum, rec, sizeof(sum));
 		/* the size the record was checked to have at open */

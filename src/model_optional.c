@@ -185,6 +185,13 @@ const precomp_header *model_precomputed_header(const model *m)
 	return m->pc_entries ? &m->pc : NULL;
 }
 
+void model_precomputed_prefetch(const model *m, const model_customer *cust)
+{
+	uint32_t i = cust->sum.precomputed - 1;
+	if (i < m->pc.n_lists && m->pc_entries)
+		__builtin_prefetch(m->pc_entries + (size_t)i * m->pc.stride * sizeof(precomp_entry));
+}
+
 bool model_precomputed(const model *m, const model_customer *cust, model_plist *out)
 {
 	uint32_t i = cust->sum.precomputed - 1; /* 0 wraps: no list */
