@@ -56,12 +56,12 @@ static int score_chunk(struct job *j, rec_ctx *c, model_txn *t, uint32_t from, u
 		 * (they depend on the filters of each request). A content item
 		 * is kept with its score negated (model_format.h). */
 		precomp_entry *out = j->entries + (size_t)i * j->stride;
-		uint32_t k = 0, personal = UINT32_MAX;
+		uint32_t k = 0, first_content = UINT32_MAX;
 		for (; k < res->n && res->items[k].source != REC_POPULAR; k++) {
 			const rec_item *it = &res->items[k];
 			bool content = it->source == REC_CONTENT;
-			if (content && personal == UINT32_MAX)
-				personal = k;
+			if (content && first_content == UINT32_MAX)
+				first_content = k;
 			out[k].item = it->item;
 			out[k].score = content ? -it->score : it->score;
 			for (uint32_t b = 0; b < PRECOMP_BECAUSE; b++)
@@ -74,8 +74,8 @@ static int score_chunk(struct job *j, rec_ctx *c, model_txn *t, uint32_t from, u
 		j->extended[i] = (uint8_t)(k | (all ? PRECOMP_EXT_COMPLETE : 0));
 		/* What builds without "extended" read: the personal prefix,
 		 * complete only when no content item cut it off. */
-		j->counts[i] = (uint8_t)MIN(k, personal);
-		if (all && personal == UINT32_MAX)
+		j->counts[i] = (uint8_t)MIN(k, first_content);
+		if (all && first_content == UINT32_MAX)
 			j->complete[i / 8] |= (uint8_t)(1u << (i % 8));
 	}
 	free(res);
