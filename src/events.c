@@ -421,6 +421,12 @@ static void *writer_main(void *arg)
 		int rc = n ? state_commit(w->s, writes, n, &err) : 0;
 		if (rc)
 			fprintf(stderr, "shopkeeper: events: %s\n", err.buf);
+		/* Looked at before any answer goes out: a write queued by now
+		 * came while this group was written, not from a client that
+		 * waited for one of its answers. */
+		pthread_mutex_lock(&w->lock);
+		bool overlapped = w->head != NULL;
+		pthread_mutex_unlock(&w->lock);
 		/* Callbacks run without the lock: they may answer HTTP requests
 		 * and free their request (group[i] is not touched after). */
 		for (uint32_t i = 0; i < n; i++)
@@ -431,8 +437,7 @@ static void *writer_main(void *arg)
 			w->commits++;
 			w->events += events;
 		}
-		/* w->head set: a write came while this group was written. */
-		w->gathering = n > 1 || w->head;
+		w->gathering = n > 1 || overlapped;
 	}
 	pthread_mutex_unlock(&w->lock);
 	sb_release(&err);

@@ -1,12 +1,14 @@
 /*
  * test_state: flags, erasures, map growth and reopening (state.c).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "harness.h"
 #include "ingest.h" /* EVENT_VIEW, EVENT_PURCHASE */
 #include "state.h"
@@ -289,6 +291,57 @@ TEST(state_write_in_slices)
 	sb_release(&err);
 }
 
+/* A client that waits for each answer, as fast as can be: each write is
+ * submitted from the callback of the one before, on the writer thread,
+ * before the writer looks at its queue again. */
+#define CHAIN_WRITES 10
+struct chain {
+	events_writer *w;
+	events_request req[CHAIN_WRITES];
+	event_in ev;
+	int next, failed;
+	atomic_int finished;
+};
+
+static void chain_done(void *arg, int rc)
+{
+	struct chain *c = arg;
+	c->failed |= rc != 0;
+	if (++c->next < CHAIN_WRITES &&
+	    events_submit(c->w, &c->req[c->next], &c->ev, 1, chain_done, c) == 0)
+		return;
+	atomic_store(&c->finished, 1);
+}
+
+/* Commit pacing (events_writer_set_commit_delay) never holds back a
+ * writer that waits for its answers: the check for writes that came
+ * during a commit is made before its answers go out. */
+TEST(commit_delay_spares_a_waiting_writer)
+{
+	strbuf err = STRBUF_INIT;
+	state *s = new_state("paced", &err);
+	if (!s)
+		return;
+	struct chain c = { .ev = { .customer = "u", .customer_len = 1, .item = "i1",
+				   .item_len = 2, .ts = 1700000000, .quantity = 1,
+				   .type = EVENT_VIEW } };
+	CHECK_INT(events_writer_start(s, &c.w, &err), 0);
+	events_writer_set_commit_delay(c.w, 1.0);
+	CHECK_INT(events_submit(c.w, &c.req[0], &c.ev, 1, chain_done, &c), 0);
+	/* Bounded: with each write held for the delay this takes 9 s. */
+	for (int i = 0; i < 3000 && !atomic_load(&c.finished); i++)
+		usleep(10000);
+	CHECK(atomic_load(&c.finished));
+	CHECK_INT(c.failed, 0);
+	uint64_t commits, events, gathered;
+	events_writer_stats(c.w, &commits, &events, &gathered);
+	CHECK_INT(commits, CHAIN_WRITES);
+	CHECK_INT(gathered, 0);
+	events_writer_stop(c.w);
+	state_close(s);
+	sb_release(&err);
+}
+
 TEST(state_item_catalog_fields)
 {
 	strbuf err = STRBUF_INIT, store = STRBUF_INIT;
@@ -418,6 +471,7 @@ int main(void)
 	RUN(state_item_catalog_fields);
 	RUN(state_write_in_slices);
 	RUN(state_seen_filter);
+	RUN(commit_delay_spares_a_waiting_writer);
 	if (scratch_end() != 0)
 		return 1;
 	return harness_done();
