@@ -21,7 +21,9 @@
 #            limit is often 20000)
 # --recs-only  only the recommendation routes (the hot path: customer
 #            recs with and without the precomputed lists, item similar,
-#            20% live customers), not baskets and events
+#            20% live customers, then customer recs from shopkeeper and
+#            nginx at one fixed rate: the open-loop p99 at equal load),
+#            not baskets and events
 # --event-rate  instead of the routes: per-customer recommendations alone
 #            and while bench/event_pacer.c posts EV_PER_S events/s (paced,
 #            not saturating) in batches of B (default 100; a list such as
@@ -561,6 +563,38 @@ ngl=$(echo "$both" | sed -n 2p)
 report "$label" shopkeeper $skl
 report "$label" nginx $ngl
 RATIOS+=("$(ratio "$label" "$skl" "$ngl")")
+# ---- open loop: both servers at one offered rate ------------------------------
+# wrk's p99 above is taken with 32 requests in flight from one client thread
+# that is itself near saturation (its core 90 to 95% busy at 85,000 req/s):
+# a late answer there is often wrk's own backlog, and the faster server
+# loads wrk more. The probe (event_pacer.c) asks both servers at the same
+# fixed rate, half of nginx's closed-loop rate and at most PROBE_MAX, runs
+# alternated: the latency each gives at equal load.
+if [ -x "$PACER" ]; then
+	orate=$(echo "$ng" | awk -v max="$PROBE_MAX" '{v = $1 / 2; printf "%d", v < max ? v : max}')
+	: >"$WORK/oa.txt"
+	: >"$WORK/ob.txt"
+	for i in $(seq "$RUNS"); do
+		taskset -c 1 "$PACER" probe "$PORT" "$orate" "$DURATION" "$WORK/quiet.txt" >>"$WORK/oa.txt"
+		taskset -c 1 "$PACER" probe "$NPORT" "$orate" "$DURATION" "$WORK/quiet.txt" >>"$WORK/ob.txt"
+	done
+	RATIOS+=("$("$PY" - "$WORK/oa.txt" "$WORK/ob.txt" "$orate" "$RUNS" <<'PY'
+import re, statistics, sys
+def rows(path):
+    return [tuple(map(float, m)) for m in re.findall(
+        r"p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200",
+        open(path).read())]
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+med = lambda r, k: statistics.median(x[k] for x in r)
+if a and b:
+    print("%-28s open loop at %s req/s, shopkeeper / nginx (medians of %d): p50 %.3f / %.3f ms, "
+          "p99 %.2f / %.2f ms (%.2fx), p99.9 %.2f / %.2f ms%s"
+          % ("GET customer recs n=10", sys.argv[3], len(a), med(a, 0), med(b, 0), med(a, 2), med(b, 2),
+             med(a, 2) / med(b, 2), med(a, 3), med(b, 3),
+             "  (ERRORS: not comparable)" if sum(x[4] for x in a + b) else ""))
+PY
+)")
+fi
 if [ -n "$RECS_ONLY" ]; then
 	echo
 	printf '%s\n' "${RATIOS[@]}"
