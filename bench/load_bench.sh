@@ -578,7 +578,7 @@ if [ -x "$PACER" ]; then
 		taskset -c 1 "$PACER" probe "$PORT" "$orate" "$DURATION" "$WORK/quiet.txt" >>"$WORK/oa.txt"
 		taskset -c 1 "$PACER" probe "$NPORT" "$orate" "$DURATION" "$WORK/quiet.txt" >>"$WORK/ob.txt"
 	done
-	RATIOS+=("$("$PY" - "$WORK/oa.txt" "$WORK/ob.txt" "$orate" "$RUNS" <<'PY'
+	RATIOS+=("$("$PY" - "$WORK/oa.txt" "$WORK/ob.txt" "$orate" <<'PY'
 import re, statistics, sys
 def rows(path):
     return [tuple(map(float, m)) for m in re.findall(

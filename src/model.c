@@ -385,14 +385,15 @@ static int open_model(const char *dir, const char *file, model **out, strbuf *er
 	 * the disk, and in large folios: the pages train left in the cache
 	 * are the 4 KiB ones it wrote, and the map is then made of 4 KiB
 	 * pages, where a request on a big model touches several far apart
-	 * (the customer's slot, record and list). Read back, the kernel maps
-	 * most of the file 2 MiB at a time (Linux 6.16 and later, ext4 and
-	 * XFS): on the 958,000-customer model, 838 of its 870 MiB, and the
-	 * customer route went from 89,700 to 100,000 req/s, CPU 10.8 -> 9.8 us
-	 * a request (medians of 4 alternated pairs, the file written anew 4
-	 * KiB at a time before each run; bench/README.md, round seven). The
-	 * price: the open reads the disk (that model: 0.5 -> 2.6 s). Pages
-	 * another process maps or has dirtied stay (the call skips them). */
+	 * (the customer's slot, record and list). Read back, a kernel whose
+	 * filesystem reads into large folios (ext4 on Linux 6.18 here) maps
+	 * most of the file 2 MiB at a time: on the 958,000-customer model, 838
+	 * of its 870 MiB, and the customer route went from 89,700 to 100,000
+	 * req/s, CPU 10.8 -> 9.8 us a request (medians of 4 alternated pairs,
+	 * the file written anew 4 KiB at a time before each run;
+	 * bench/README.md, round seven). The price: the open reads the disk
+	 * (that model: 0.5 -> 2.6 s). Pages another process maps or has
+	 * dirtied stay (the call skips them). */
 	if (checked)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	if (checked && (ret = model_sum_check(dir, path.buf, fd, err)) != 0)
