@@ -26,7 +26,7 @@
 
 /* The tile size symmat_invert uses, fixed so the bits do not depend on
  * the thread count. At n = 8000 on 2 threads 128 and 512 were slower, 192
- * and 384 within the noise (bench/README.md, "Training speed"; bench/inverse_bench.c
+ * and 384 within the noise (bench/training-speed.md; bench/inverse_bench.c
  * times others). */
 #define SYMMAT_BLOCK 256
 

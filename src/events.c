@@ -32,9 +32,9 @@
 
 /* A gathering group (events_writer_set_commit_delay) commits at once when
  * this many events are queued: a commit of 1,000 cost the writer 8 us of
- * CPU an event, against 10 for 400 and 14 for 100 (bench/README.md, round
- * six); a bigger group would only lengthen the wait and the stretch of the
- * core its commit takes. */
+ * CPU an event, against 10 for 400 and 14 for 100 (bench/hot-path.md,
+ * round six); a bigger group would only lengthen the wait and the stretch
+ * of the core its commit takes. */
 #define GATHER_EVENTS 1000u
 
 struct events_writer {
@@ -372,8 +372,8 @@ static void *writer_main(void *arg)
 	 * the request thread's waits for it did not shrink; with commit
 	 * pacing it kept up, but recommendations beside it kept 54 to 57% of
 	 * their rate alone against 64 to 71% at nice 0 (three pairs of runs,
-	 * round six). A 0.1 ms EEVDF slice (sched_setattr) changed neither
-	 * that nor the p99. */
+	 * bench/hot-path.md, round six). A 0.1 ms EEVDF slice (sched_setattr)
+	 * changed neither that nor the p99. */
 	pthread_setname_np(pthread_self(), w->log ? "sk-events-log" : "sk-events");
 	state_write *writes = xmallocarray(GROUP_MAX_BATCHES, sizeof(*writes));
 	events_request *group[GROUP_MAX_BATCHES];

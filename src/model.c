@@ -391,7 +391,7 @@ static int open_model(const char *dir, const char *file, model **out, strbuf *er
 	 * of its 870 MiB, and the customer route went from 89,700 to 100,000
 	 * req/s, CPU 10.8 -> 9.8 us a request (medians of 4 alternated pairs,
 	 * the file written anew 4 KiB at a time before each run;
-	 * bench/README.md, round seven). The price: the open reads the disk
+	 * bench/hot-path.md, round seven). The price: the open reads the disk
 	 * (that model: 0.5 -> 2.6 s). Pages another process maps or has
 	 * dirtied stay (the call skips them). */
 	if (checked)

@@ -25,7 +25,7 @@ line before a fenced block (docs/testing.md says the same for readers):
 
 It also checks that every `make TARGET` the README shows is a target of
 the Makefile, and that every relative link in README.md, docs/*.md,
-bench/README.md, SECURITY.md and deploy/README.md points at a file that
+bench/*.md, SECURITY.md and deploy/README.md points at a file that
 exists (and a `#fragment` at one of that file's headings).
 
 Python 3 standard library and curl (which the README's commands use).
@@ -50,8 +50,9 @@ from lib import Server, run  # noqa: E402
 
 ROOT = ts.ROOT
 README = os.path.join(ROOT, "README.md")
-DOCS = ["README.md", "SECURITY.md", "bench/README.md", "deploy/README.md"] + sorted(
-    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+DOCS = ["README.md", "SECURITY.md", "deploy/README.md"] + sorted(
+    os.path.relpath(p, ROOT) for d in ("docs", "bench")
+    for p in glob.glob(os.path.join(ROOT, d, "*.md")))
 DEMO_ADDR = "127.0.0.1:8080"   # what the README's commands name
 CMD_TIMEOUT = 30 * float(os.environ.get("SHOPKEEPER_TIME_FACTOR", "1"))
 REL_TOL = 1e-3
