@@ -45,6 +45,7 @@ typedef struct events_request {
 	 * applier may take to apply it (applier.h). */
 	uint64_t wait_ms, wait_seq;
 	double deadline;
+	double queued_at; /* util_monotonic() when queued (the writer's) */
 } events_request;
 
 /* Starts the writer thread over state s (borrowed). Returns 0, or -1 with a
@@ -76,6 +77,18 @@ int events_writer_start_log(state *s, const struct eventlog_config *log, struct 
  * each acknowledgement is never held back. Not used with the event log. */
 #define EVENTS_COMMIT_DELAY_DEFAULT 0.02
 void events_writer_set_commit_delay(events_writer *w, double seconds);
+
+/* From now on, the writer thread runs at SCHED_IDLE: a request thread
+ * that wakes takes the core from it at once, and it writes while the
+ * request threads leave a core free. A second thread puts it back at the
+ * ordinary priority once a queued write has waited `late_after` seconds
+ * (> 0), until it has caught up, so that request threads keeping every
+ * core busy delay writes by about that much at most. Only where the
+ * process may raise a thread's priority again (CAP_SYS_NICE, or
+ * RLIMIT_NICE of at least 20: sched(7)) and not with the event log;
+ * elsewhere the writer stays at the ordinary priority. Returns whether
+ * it runs idle. Off after events_writer_start. */
+bool events_writer_set_idle(events_writer *w, double late_after);
 
 /* An item change's STATE_ITEM_* bits as the log's EVENTLOG_ITEM_* bits and
  * back (other bits are dropped): the log's format keeps bits of its own. */
@@ -190,6 +203,9 @@ int events_scan_next(events_scan *sc, event_in *e, char ids[2][24], int64_t now,
  * gather (events_writer_set_commit_delay), so far (for metrics). */
 void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events,
 			 uint64_t *gathered);
+/* Times a write waited so long (events_writer_set_idle) that the writer
+ * was put back at the ordinary priority, so far. */
+uint64_t events_writer_late_groups(events_writer *w);
 /* With the event log: entries appended, appends (round trips), and
  * requests answered EVENTS_ELOG, so far. */
 void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appends,

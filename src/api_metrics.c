@@ -122,6 +122,10 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_event_commits_gathered_total counter\n"
 		    "shopkeeper_event_commits_gathered_total %llu\n",
 		(unsigned long long)commits, (unsigned long long)gathered);
+	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Group commits written at the ordinary priority because their writes had waited 0.1 s for the writer, which runs at idle priority (the request threads kept every core busy).\n"
+		    "# TYPE shopkeeper_event_commits_late_total counter\n"
+		    "shopkeeper_event_commits_late_total %llu\n",
+		(unsigned long long)events_writer_late_groups(a->events));
 
 	if (a->applier) {
 		uint64_t entries = 0, appends = 0, unavailable = 0;

@@ -133,6 +133,13 @@ static const char serve_usage[] =
 	"                              writes share it; a client waiting for each answer\n"
 	"                              is not held back (default 20; 0 to 1000; 0: off;\n"
 	"                              not with --event-log)\n"
+	"  --writer-wait MS            the event writer runs at idle priority, so that\n"
+	"                              requests come first; a write that has waited MS\n"
+	"                              puts it back at the ordinary priority until it\n"
+	"                              catches up (default 1000; 0 to 60000; 0: always\n"
+	"                              ordinary). Needs CAP_SYS_NICE or RLIMIT_NICE >= 20\n"
+	"                              (root outside a container has it), else ordinary;\n"
+	"                              not with --event-log\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -153,7 +160,7 @@ struct serve_opts {
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live, max_items;
 	double log_sample, live_ttl_days;
-	uint32_t attribution_days, commit_delay_ms;
+	uint32_t attribution_days, commit_delay_ms, writer_wait_ms;
 	const char *event_log; /* URL, or NULL: single node */
 	uint32_t log_replicas;
 	double max_lag;
@@ -165,7 +172,7 @@ enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KE
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_HW, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
-       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_COMMIT_DELAY, O_HELP };
+       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_COMMIT_DELAY, O_WRITER_WAIT, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -202,6 +209,7 @@ static const struct option serve_opts_table[] = {
 	{ "experiments", required_argument, NULL, O_EXPERIMENTS },
 	{ "attribution-days", required_argument, NULL, O_ATTR_DAYS },
 	{ "commit-delay", required_argument, NULL, O_COMMIT_DELAY },
+	{ "writer-wait", required_argument, NULL, O_WRITER_WAIT },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -343,6 +351,11 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 			return cli_usage_error("serve", "%s: expected milliseconds from 0 to 1000",
 					       what);
 		break;
+	case O_WRITER_WAIT:
+		if (!cli_parse_u32(arg, 0, 60000, &o->writer_wait_ms))
+			return cli_usage_error("serve", "%s: expected milliseconds from 0 to 60000",
+					       what);
+		break;
 	case O_UNSENT_TOTAL:
 		if (!cli_parse_u32(arg, 1u << 20, UINT32_MAX, &o->max_unsent_total))
 			return cli_usage_error("serve", "%s: expected bytes from 1048576 to 4294967295",
@@ -480,6 +493,7 @@ int cmd_serve(int argc, char **argv)
 		.live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
 		.attribution_days = ATTRIBUTION_DAYS_DEFAULT,
 		.commit_delay_ms = (uint32_t)(EVENTS_COMMIT_DELAY_DEFAULT * 1000),
+		.writer_wait_ms = 1000,
 	};
 	int c;
 
@@ -620,6 +634,8 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	} else {
 		events_writer_set_commit_delay(ew, o.commit_delay_ms / 1000.0);
+		if (o.writer_wait_ms)
+			events_writer_set_idle(ew, o.writer_wait_ms / 1000.0);
 	}
 	/* Described now: once serving, a reload may free this model's info. */
 	const model_info *info = model_get_info(m);
