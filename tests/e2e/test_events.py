@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -827,77 +826,6 @@ class ModelSwitchTests(Base):
         self.assertNotIn("cheese", self.ids(self.recs("alice", "?n=100", srv)))
         self.assertEqual(self.profile("bob", srv)["consent"], {"personalization": False})
         self.assertEqual(srv.stop(), 0, srv.stderr())
-
-
-
-# ---------------------------------------------------------------------------
-# The writer's priority: SCHED_IDLE, and a late thread for starved writes
-# ---------------------------------------------------------------------------
-def task_policies(pid):
-    """{thread name: [scheduling policy, ...]} of process pid (stat field 41)."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                name = f.read().strip()
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue  # a thread that ended meanwhile
-        out.setdefault(name, []).append((int(tid), int(fields[38])))
-    return out
-
-
-def may_leave_idle():
-    """What the server checks (events.c): CAP_SYS_NICE or RLIMIT_NICE >= 20."""
-    import resource
-    if resource.getrlimit(resource.RLIMIT_NICE)[0] in (resource.RLIM_INFINITY,) or \
-            resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20:
-        return True
-    with open("/proc/self/status") as f:
-        caps = [int(l.split()[1], 16) for l in f if l.startswith("CapEff:")]
-    return bool(caps and caps[0] >> 23 & 1)
-
-
-class WriterPriorityTests(Base):
-    def setUp(self):
-        super().setUp()
-        if not may_leave_idle():
-            self.skipTest("no CAP_SYS_NICE or RLIMIT_NICE >= 20: the writer stays ordinary")
-
-    def test_writer_idle_and_late_thread_ordinary(self):
-        srv = self.fresh()
-        t = task_policies(srv.proc.pid)
-        self.assertEqual([p for _, p in t.get("sk-events", [])], [os.SCHED_IDLE])
-        self.assertEqual([p for _, p in t.get("sk-events-late", [])], [os.SCHED_OTHER])
-
-    def test_writer_wait_0_keeps_the_writer_ordinary(self):
-        t = task_policies(self.fresh(extra=["--writer-wait", "0"]).proc.pid)
-        self.assertEqual([p for _, p in t.get("sk-events", [])], [os.SCHED_OTHER])
-        self.assertNotIn("sk-events-late", t)
-
-    def test_late_thread_puts_back_what_a_busy_core_starves(self):
-        # The server and a busy loop on one core: the idle writer gets
-        # (almost) none of it, so a write waits until the late thread puts
-        # the writer back at the ordinary priority (--writer-wait 100 for a
-        # short test); every event is still acknowledged.
-        srv = self.fresh(extra=["--writer-wait", "100"])
-        cpu = min(os.sched_getaffinity(0))
-        for tid, _ in sum(task_policies(srv.proc.pid).values(), []):
-            os.sched_setaffinity(tid, {cpu})
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                               preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-        self.addCleanup(hog.wait)
-        self.addCleanup(hog.kill)
-        sent = 0
-        for i in range(40):  # bounded; the first boost usually comes within a few
-            batch = [self.ev("late-%d-%d" % (i, j), "eggs", "view") for j in range(500)]
-            self.assertEqual(self.events(batch, srv)["accepted"], 500)
-            sent += 500
-            if metric(srv, "shopkeeper_event_commits_late_total"):
-                break
-        self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sent)
-        self.assertGreater(metric(srv, "shopkeeper_event_commits_late_total"), 0)
 
 
 if __name__ == "__main__":
