@@ -122,7 +122,7 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_event_commits_gathered_total counter\n"
 		    "shopkeeper_event_commits_gathered_total %llu\n",
 		(unsigned long long)commits, (unsigned long long)gathered);
-	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Group commits written at the ordinary priority because their writes had waited 0.1 s for the writer, which runs at idle priority (the request threads kept every core busy).\n"
+	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Times a write waited --writer-wait and the event writer, which runs at idle priority, was put back at the ordinary priority until it caught up (the request threads kept every core busy).\n"
 		    "# TYPE shopkeeper_event_commits_late_total counter\n"
 		    "shopkeeper_event_commits_late_total %llu\n",
 		(unsigned long long)events_writer_late_groups(a->events));
