@@ -88,6 +88,7 @@ void events_writer_set_commit_delay(events_writer *w, double seconds);
  * RLIMIT_NICE of at least 20: sched(7)) and not with the event log;
  * elsewhere the writer stays at the ordinary priority. Returns whether
  * it runs idle. Off after events_writer_start. */
+#define EVENTS_WRITER_WAIT_DEFAULT 1.0 /* seconds: serve --writer-wait */
 bool events_writer_set_idle(events_writer *w, double late_after);
 
 /* An item change's STATE_ITEM_* bits as the log's EVENTLOG_ITEM_* bits and
@@ -205,7 +206,7 @@ void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events,
 			 uint64_t *gathered);
 /* Times a write waited so long (events_writer_set_idle) that the writer
  * was put back at the ordinary priority, so far. */
-uint64_t events_writer_late_groups(events_writer *w);
+uint64_t events_writer_put_backs(events_writer *w);
 /* With the event log: entries appended, appends (round trips), and
  * requests answered EVENTS_ELOG, so far. */
 void events_writer_log_stats(events_writer *w, uint64_t *entries, uint64_t *appends,

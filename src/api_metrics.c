@@ -125,7 +125,7 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Times a write waited --writer-wait and the event writer, which runs at idle priority, was put back at the ordinary priority until it caught up (the request threads kept every core busy).\n"
 		    "# TYPE shopkeeper_event_commits_late_total counter\n"
 		    "shopkeeper_event_commits_late_total %llu\n",
-		(unsigned long long)events_writer_late_groups(a->events));
+		(unsigned long long)events_writer_put_backs(a->events));
 
 	if (a->applier) {
 		uint64_t entries = 0, appends = 0, unavailable = 0;

@@ -493,7 +493,7 @@ int cmd_serve(int argc, char **argv)
 		.live_ttl_days = STATE_LIVE_TTL_DEFAULT / 86400.0,
 		.attribution_days = ATTRIBUTION_DAYS_DEFAULT,
 		.commit_delay_ms = (uint32_t)(EVENTS_COMMIT_DELAY_DEFAULT * 1000),
-		.writer_wait_ms = 1000,
+		.writer_wait_ms = (uint32_t)(EVENTS_WRITER_WAIT_DEFAULT * 1000),
 	};
 	int c;
 

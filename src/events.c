@@ -88,7 +88,7 @@ struct events_writer {
 	bool late_started;
 	pthread_t late_thread;
 	pthread_cond_t late_work; /* the queue or the writer changed, or stopping */
-	uint64_t late_groups;     /* times the writer was put back (boosts) */
+	uint64_t put_backs;     /* times the writer was put back (boosts) */
 };
 
 /* eventlog_append takes at most this many records at once. */
@@ -550,7 +550,7 @@ static void *late_main(void *arg)
 			break;
 		}
 		w->boosted = true;
-		w->late_groups++;
+		w->put_backs++;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -694,10 +694,10 @@ void events_writer_stats(events_writer *w, uint64_t *commits, uint64_t *events,
 	pthread_mutex_unlock(&w->lock);
 }
 
-uint64_t events_writer_late_groups(events_writer *w)
+uint64_t events_writer_put_backs(events_writer *w)
 {
 	pthread_mutex_lock(&w->lock);
-	uint64_t n = w->late_groups;
+	uint64_t n = w->put_backs;
 	pthread_mutex_unlock(&w->lock);
 	return n;
 }
