@@ -149,6 +149,8 @@ typedef struct applier_stats {
 	 * applier_lag_buckets, the last one over the top bound. */
 	uint64_t lag_hist[APPLIER_LAG_BUCKETS + 1];
 	double lag_sum;          /* seconds, summed over those entries */
+	uint64_t put_backs;      /* times the idle applier was put back at the
+				  * ordinary priority (applier_set_idle) */
 } applier_stats;
 
 extern const double applier_lag_buckets[APPLIER_LAG_BUCKETS];
@@ -156,6 +158,18 @@ extern const double applier_lag_buckets[APPLIER_LAG_BUCKETS];
 #define APPLIER_LAG_COUNT_MAX 10000
 
 void applier_get_stats(applier *ap, applier_stats *out);
+
+/* From now on, the applier thread runs at SCHED_IDLE, as the single
+ * node's event writer does (events_writer_set_idle): a request thread that
+ * wakes takes the core from it at once. A second thread (sk-applier-late)
+ * puts it back at the ordinary priority once it has not come round its
+ * loop (a read of the log, or the apply of what it read) for `late_after`
+ * seconds (> 0), until a read finds it caught up (fewer entries than a
+ * batch), so that request threads keeping every core busy delay what this
+ * replica applies, and the writes waiting for it, by about that much at
+ * most. Only where util_may_leave_sched_idle(); elsewhere the applier
+ * stays at the ordinary priority. Returns whether it runs idle. */
+bool applier_set_idle(applier *ap, double late_after);
 /* "starting", "bootstrap", "rebuild", "newer_format", "applying". */
 const char *applier_phase_name(enum applier_phase p);
 

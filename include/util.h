@@ -29,6 +29,12 @@ char *xstrndup(const char *s, size_t n);
 double util_now(void);
 /* Seconds on a monotonic clock (for measuring durations). */
 double util_monotonic(void);
+/* Whether this process may put one of its threads at SCHED_IDLE back at
+ * the ordinary priority: CAP_SYS_NICE, or RLIMIT_NICE of at least 20 (nice
+ * 0; sched(7)). The state's writers run at SCHED_IDLE only where this is
+ * true: a thread at SCHED_IDLE that could not leave it would hold writes
+ * back for as long as the request threads keep the cores busy. */
+bool util_may_leave_sched_idle(void);
 
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF). NUL bytes are rejected as well: ids and CSV fields

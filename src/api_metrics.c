@@ -122,10 +122,17 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_event_commits_gathered_total counter\n"
 		    "shopkeeper_event_commits_gathered_total %llu\n",
 		(unsigned long long)commits, (unsigned long long)gathered);
-	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Times a write waited --writer-wait and the event writer, which runs at idle priority, was put back at the ordinary priority until it caught up (the request threads kept every core busy).\n"
+	/* With the event log the applier is the state's writer. */
+	uint64_t late = events_writer_put_backs(a->events);
+	if (a->applier) {
+		applier_stats ast;
+		applier_get_stats(a->applier, &ast);
+		late += ast.put_backs;
+	}
+	sb_addf(sb, "# HELP shopkeeper_event_commits_late_total Times the state's writer (the event writer; with --event-log the applier), which runs at idle priority, waited --writer-wait (a write queued, or the applier without progress) and was put back at the ordinary priority until it caught up (the request threads kept every core busy).\n"
 		    "# TYPE shopkeeper_event_commits_late_total counter\n"
 		    "shopkeeper_event_commits_late_total %llu\n",
-		(unsigned long long)events_writer_put_backs(a->events));
+		(unsigned long long)late);
 
 	if (a->applier) {
 		uint64_t entries = 0, appends = 0, unavailable = 0;

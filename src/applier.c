@@ -11,12 +11,15 @@
 #include "applier.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "applier_internal.h"
 #include "util.h"
@@ -513,11 +516,31 @@ static bool lost_entry(applier *ap)
 	return true;
 }
 
+/* A read found the applier caught up: back to SCHED_IDLE if it was put
+ * back (switched at the loop's top). */
+static void caught_up_idle(applier *ap)
+{
+	pthread_mutex_lock(&ap->lock);
+	if (ap->boosted) {
+		ap->boosted = false;
+		ap->idle = false;
+	}
+	pthread_mutex_unlock(&ap->lock);
+}
+
 static void *applier_main(void *arg)
 {
 	applier *ap = arg;
 	strbuf err = STRBUF_INIT;
 	bool need_bootstrap = false, rebuild = false;
+
+	/* Named, so that top, perf and /proc tell its CPU from the request
+	 * threads' and tests find it. */
+	pthread_setname_np(pthread_self(), "sk-applier");
+	pthread_mutex_lock(&ap->lock);
+	ap->tid = gettid();
+	ap->progress_at = util_monotonic();
+	pthread_mutex_unlock(&ap->lock);
 
 	if (state_log_position(ap->s, &ap->pos) != 0) {
 		fprintf(stderr, "shopkeeper: event log: the state's position record is damaged: "
@@ -539,6 +562,12 @@ static void *applier_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&ap->lock);
 		bool stop = ap->stopping;
+		ap->progress_at = util_monotonic();
+		if (ap->idle_ok && !ap->idle && !ap->boosted) {
+			struct sched_param sp = { 0 };
+			ap->idle_ok = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0;
+			ap->idle = ap->idle_ok;
+		}
 		pthread_mutex_unlock(&ap->lock);
 		if (stop)
 			break;
@@ -609,6 +638,8 @@ static void *applier_main(void *arg)
 			continue;
 		}
 		update_lag(ap, &ap->b, full);
+		if (!full)
+			caught_up_idle(ap);
 		answer_waiters(ap, false);
 		if (!full && !caught_up && !ap->dropping) {
 			caught_up = true;
@@ -618,6 +649,62 @@ static void *applier_main(void *arg)
 	eventlog_batch_release(&ap->b);
 	sb_release(&err);
 	return NULL;
+}
+
+/* ---- priority ------------------------------------------------------------------- */
+
+/* The late thread (applier_set_idle): looks every quarter of late_after
+ * whether the idle applier has come round its loop, and puts it back at
+ * the ordinary priority if not. A read of the log blocks for at most
+ * BLOCK_MS, so an applier that is not starved comes round at least that
+ * often. */
+static void *late_main(void *arg)
+{
+	applier *ap = arg;
+	pthread_setname_np(pthread_self(), "sk-applier-late");
+	pthread_mutex_lock(&ap->lock);
+	while (!ap->stopping) {
+		if (ap->idle && !ap->boosted && ap->tid &&
+		    util_monotonic() - ap->progress_at >= ap->late_after) {
+			struct sched_param sp = { 0 };
+			if (sched_setscheduler(ap->tid, SCHED_OTHER, &sp) != 0) {
+				/* The process lost the privilege since
+				 * applier_set_idle: the applier keeps the
+				 * cores' idle time only. */
+				fprintf(stderr, "shopkeeper: event log: cannot raise the applier's "
+					"priority: %s\n", strerror(errno));
+				break;
+			}
+			ap->boosted = true;
+			ap->st.put_backs++;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts); /* ap->wake's clock (pause_ms) */
+		double until = (double)ts.tv_sec + ts.tv_nsec / 1e9 + ap->late_after / 4;
+		ts.tv_sec = (time_t)until;
+		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&ap->wake, &ap->lock, &ts);
+	}
+	pthread_mutex_unlock(&ap->lock);
+	return NULL;
+}
+
+bool applier_set_idle(applier *ap, double late_after)
+{
+	assert(late_after > 0);
+	pthread_mutex_lock(&ap->lock);
+	bool ok = ap->idle_ok;
+	if (!ok && !ap->stopping && util_may_leave_sched_idle()) {
+		if (!ap->late_started && pthread_create(&ap->late_thread, NULL, late_main, ap) == 0)
+			ap->late_started = true;
+		ok = ap->late_started;
+	}
+	if (ok) {
+		ap->late_after = late_after;
+		ap->idle_ok = true;
+	}
+	pthread_mutex_unlock(&ap->lock);
+	return ok;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
@@ -701,6 +788,8 @@ void applier_stop(applier *ap)
 	pthread_cond_broadcast(&ap->wake);
 	pthread_mutex_unlock(&ap->lock);
 	pthread_join(ap->thread, NULL);
+	if (ap->late_started)
+		pthread_join(ap->late_thread, NULL);
 	answer_waiters(ap, true);
 	eventlog_close(ap->log);
 	pthread_cond_destroy(&ap->wake);

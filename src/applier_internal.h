@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "applier.h"
 #include "strbuf.h"
@@ -34,6 +35,15 @@ struct applier {
 	applier_model_hooks model_hooks;
 	applier_stats st;
 	uint64_t pending_ms;   /* ms of the oldest entry known and not applied; 0: none */
+	/* applier_set_idle: the thread runs at SCHED_IDLE (idle_ok, and
+	 * `idle` once it has switched); the late thread puts it back
+	 * (boosted) when progress_at is late_after old. */
+	bool idle_ok, idle, boosted;
+	double late_after;
+	double progress_at;    /* util_monotonic() when the thread last came round */
+	pid_t tid;             /* the applier thread's; 0: not started yet */
+	bool late_started;
+	pthread_t late_thread;
 
 	/* The applier thread's own: */
 	state_log_pos pos;     /* as in the state */

@@ -133,13 +133,14 @@ static const char serve_usage[] =
 	"                              writes share it; a client waiting for each answer\n"
 	"                              is not held back (default 20; 0 to 1000; 0: off;\n"
 	"                              not with --event-log)\n"
-	"  --writer-wait MS            the event writer runs at idle priority, so that\n"
-	"                              requests come first; a write that has waited MS\n"
-	"                              puts it back at the ordinary priority until it\n"
-	"                              catches up (default 1000; 0 to 60000; 0: always\n"
-	"                              ordinary). Needs CAP_SYS_NICE or RLIMIT_NICE >= 20\n"
-	"                              (root outside a container has it), else ordinary;\n"
-	"                              not with --event-log\n"
+	"  --writer-wait MS            the event writer (with --event-log: the applier)\n"
+	"                              runs at idle priority, so that requests come\n"
+	"                              first; a write that has waited MS (the applier:\n"
+	"                              MS without progress) puts it back at the ordinary\n"
+	"                              priority until it catches up (default 1000; 0 to\n"
+	"                              60000; 0: always ordinary). Needs CAP_SYS_NICE or\n"
+	"                              RLIMIT_NICE >= 20 (root outside a container has\n"
+	"                              it), else ordinary\n"
 	"\n"
 	"Every option can also be set in the environment: SHOPKEEPER_ and the\n"
 	"option's name in capitals with '_' for '-' (SHOPKEEPER_LISTEN=0.0.0.0:8080,\n"
@@ -629,6 +630,9 @@ int cmd_serve(int argc, char **argv)
 			cli_fail("serve", "%s", err.buf);
 			goto out;
 		}
+		/* The applier is this replica's state writer. */
+		if (o.writer_wait_ms)
+			applier_set_idle(ap, o.writer_wait_ms / 1000.0);
 	} else if (events_writer_start(st, &ew, &err) != 0) {
 		cli_fail("serve", "%s", err.buf);
 		goto out;

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <string.h>
 #include <stdbool.h>
@@ -542,7 +541,7 @@ static void *late_main(void *arg)
 		}
 		struct sched_param sp = { 0 };
 		if (sched_setscheduler(w->writer_tid, SCHED_OTHER, &sp) != 0) {
-			/* Not where may_leave_idle said yes, unless the
+			/* Not where util_may_leave_sched_idle said yes, unless the
 			 * process lost the privilege since: the writer then
 			 * keeps the cores' idle time only. */
 			fprintf(stderr, "shopkeeper: events: cannot raise the writer's priority: %s\n",
@@ -554,32 +553,6 @@ static void *late_main(void *arg)
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
-}
-
-/* Whether this process may put a thread at SCHED_IDLE back at the
- * ordinary priority: CAP_SYS_NICE, or RLIMIT_NICE of at least 20 (nice 0;
- * sched(7)). Without either the writer stays at the ordinary priority, as
- * a thread at SCHED_IDLE that could not leave it would hold writes back
- * for as long as the request threads keep the cores busy. */
-static bool may_leave_idle(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NICE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 20))
-		return true;
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		return false;
-	char line[256];
-	bool ok = false;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long caps;
-		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
-			ok = (caps >> 23) & 1; /* CAP_SYS_NICE */
-			break;
-		}
-	}
-	fclose(f);
-	return ok;
 }
 
 int events_writer_start(state *s, events_writer **out, strbuf *err)
@@ -727,7 +700,7 @@ bool events_writer_set_idle(events_writer *w, double late_after)
 	assert(late_after > 0);
 	pthread_mutex_lock(&w->lock);
 	bool ok = w->idle_ok;
-	if (!ok && !w->log && !w->stopping && may_leave_idle()) {
+	if (!ok && !w->log && !w->stopping && util_may_leave_sched_idle()) {
 		if (!w->late_started &&
 		    pthread_create(&w->late_thread, NULL, late_main, w) == 0)
 			w->late_started = true;

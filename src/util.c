@@ -185,3 +185,24 @@ void util_run_parallel(uint32_t threads, void *(*fn)(void *), void *arg)
 	for (uint32_t t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 }
+
+bool util_may_leave_sched_idle(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NICE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 20))
+		return true;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return false;
+	char line[256];
+	bool ok = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long caps;
+		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+			ok = (caps >> 23) & 1; /* CAP_SYS_NICE */
+			break;
+		}
+	}
+	fclose(f);
+	return ok;
+}

@@ -6,8 +6,11 @@
 The writer thread runs at SCHED_IDLE where the server may put it back
 (CAP_SYS_NICE or RLIMIT_NICE >= 20; skipped elsewhere), `sk-events-late`
 puts it back at the ordinary priority once a write has waited
---writer-wait, and --writer-wait 0 keeps it ordinary. Uses the models
-and helpers of test_events.py.
+--writer-wait, and --writer-wait 0 keeps it ordinary. With --event-log
+the applier (`sk-applier`, this replica's state writer) does the same,
+put back by `sk-applier-late` once it has made no progress for
+--writer-wait (a real redis-server on a free loopback port). Uses the
+models and helpers of test_events.py and test_event_log.py.
 
 The last line printed is "N passed, N failed".
 """
@@ -17,6 +20,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_event_log as el  # noqa: E402  (Redis, replicas)
 import test_events as te  # noqa: E402
 from lib import run_suite  # noqa: E402
 from test_events import Base, metric, setUpModule, tearDownModule  # noqa: E402,F401
@@ -35,6 +39,18 @@ def task_policies(pid):
             continue  # a thread that ended meanwhile
         out.setdefault(name, []).append((int(tid), int(fields[38])))
     return out
+
+
+def pin_with_hog(test, pid):
+    """Pins every thread of pid and a busy loop to one core: a thread at
+    SCHED_IDLE there gets (almost) none of it."""
+    cpu = min(os.sched_getaffinity(0))
+    for tid, _ in sum(task_policies(pid).values(), []):
+        os.sched_setaffinity(tid, {cpu})
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                           preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    test.addCleanup(hog.wait)
+    test.addCleanup(hog.kill)
 
 
 def may_leave_idle():
@@ -70,13 +86,7 @@ class WriterPriorityTests(Base):
         # the writer back at the ordinary priority (--writer-wait 100 for a
         # short test); every event is still acknowledged.
         srv = self.fresh(extra=["--writer-wait", "100"])
-        cpu = min(os.sched_getaffinity(0))
-        for tid, _ in sum(task_policies(srv.proc.pid).values(), []):
-            os.sched_setaffinity(tid, {cpu})
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                               preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-        self.addCleanup(hog.wait)
-        self.addCleanup(hog.kill)
+        pin_with_hog(self, srv.proc.pid)
         sent = 0
         for i in range(40):  # bounded; the first boost usually comes within a few
             batch = [self.ev("late-%d-%d" % (i, j), "eggs", "view") for j in range(500)]
@@ -86,6 +96,43 @@ class WriterPriorityTests(Base):
                 break
         self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sent)
         self.assertGreater(metric(srv, "shopkeeper_event_commits_late_total"), 0)
+
+
+class ApplierPriorityTests(el.EventLogCase):
+    def setUp(self):
+        if not may_leave_idle():
+            self.skipTest("no CAP_SYS_NICE or RLIMIT_NICE >= 20: the applier stays ordinary")
+        super().setUp()
+
+    def test_applier_idle_and_late_thread_ordinary(self):
+        t = task_policies(self.start("a").proc.pid)
+        self.assertEqual([p for _, p in t.get("sk-applier", [])], [os.SCHED_IDLE])
+        self.assertEqual([p for _, p in t.get("sk-applier-late", [])], [os.SCHED_OTHER])
+        # The event writer only appends to Redis there: it stays ordinary.
+        self.assertEqual([p for _, p in t.get("sk-events-log", [])], [os.SCHED_OTHER])
+        t = task_policies(self.start("b", extra=["--writer-wait", "0"]).proc.pid)
+        self.assertEqual([p for _, p in t.get("sk-applier", [])], [os.SCHED_OTHER])
+        self.assertNotIn("sk-applier-late", t)
+
+    def test_late_thread_puts_back_a_starved_applier(self):
+        # A write through the log is answered once this replica applied it:
+        # with the idle applier starved by a busy loop on its core, only the
+        # late thread gets it applied (within the write's 10 s wait).
+        srv = self.start("a", extra=["--writer-wait", "100"])
+        el.wait_converged(self, [srv], self.redis)
+        pin_with_hog(self, srv.proc.pid)
+        sent = 0
+        for i in range(20):  # bounded; the first put-back usually comes at once
+            batch = [{"customer_id": "late-%d-%d" % (i, j), "item_id": "eggs",
+                      "event": "view"} for j in range(200)]
+            r = el.post_events(srv, batch)
+            self.assertEqual(r.status, 200, r)
+            sent += 200
+            if metric(srv, "shopkeeper_event_commits_late_total"):
+                break
+        self.assertGreater(metric(srv, "shopkeeper_event_commits_late_total"), 0)
+        el.wait_converged(self, [srv], self.redis)
+        self.assertEqual(metric(srv, "shopkeeper_state_events_total"), sent)
 
 
 if __name__ == "__main__":
