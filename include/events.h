@@ -74,7 +74,9 @@ int events_writer_start_log(state *s, const struct eventlog_config *log, struct 
  * concurrently, a group commit is started no sooner than `seconds` after
  * the last, so that more writes share its pages and its sync (a write's
  * acknowledgement waits up to that much longer); a writer that waits for
- * each acknowledgement is never held back. Not used with the event log. */
+ * each acknowledgement is never held back. Not used with the event log.
+ * The writer also takes the state's journal merge steps (state.h) when
+ * nothing is queued, or while it would wait here for a group to grow. */
 #define EVENTS_COMMIT_DELAY_DEFAULT 0.02
 void events_writer_set_commit_delay(events_writer *w, double seconds);
 
@@ -89,6 +91,10 @@ void events_writer_set_commit_delay(events_writer *w, double seconds);
  * elsewhere the writer stays at the ordinary priority. Returns whether
  * it runs idle. Off after events_writer_start. */
 #define EVENTS_WRITER_WAIT_DEFAULT 1.0 /* seconds: serve --writer-wait */
+/* serve --merge-after: events wait in the state's journal at most about
+ * this long before the writer merges them into the customers' logs
+ * (state_set_merge_after), when it has nothing else to do. */
+#define EVENTS_MERGE_AFTER_DEFAULT 5.0
 bool events_writer_set_idle(events_writer *w, double late_after);
 
 /* An item change's STATE_ITEM_* bits as the log's EVENTLOG_ITEM_* bits and

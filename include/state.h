@@ -64,6 +64,31 @@ void state_set_write_slice(state *s, double seconds);
  * writing thread or once it has stopped). */
 uint64_t state_write_pauses(const state *s);
 
+/* The journal (serve's single writer; not with the shared event log,
+ * whose applier writes the logs itself). With merge_after > 0 an event
+ * that state_commit acknowledges is appended to the journal, one table
+ * written in sequence, and merged into its customer's log later: once the
+ * oldest waiting event is merge_after seconds old, by the writer calling
+ * state_journal_merge when it has nothing else to do. Every read sees the
+ * journal's events as part of the logs (state_events_get, state_iter, the
+ * live counts), at once and across restarts; a writable open merges what
+ * a crash left. 0 (the default): events go straight to the logs. Set
+ * before the writer starts. */
+void state_set_merge_after(state *s, double seconds);
+/* When the next merge step is due (util_monotonic() time; 0: nothing to
+ * merge). */
+double state_journal_due(state *s);
+/* Whether so many events wait (about 500,000) that merges go on even
+ * while writes are queued. */
+bool state_journal_full(state *s);
+/* One merge step: one write transaction of about a thousand events in key
+ * order (all: until nothing waits). Call it from the writing thread.
+ * Returns 0 or STORE_ERROR (err says why; nothing acknowledged is lost,
+ * the events stay in the journal). */
+int state_journal_merge(state *s, bool all, strbuf *err);
+/* Events waiting in the journal, and merged since open. */
+void state_journal_stats(state *s, uint64_t *pending, uint64_t *merged);
+
 /* Every state_txn on s must have been freed first. state_close(NULL) does
  * nothing. */
 void state_close(state *s);

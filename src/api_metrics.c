@@ -133,6 +133,15 @@ void api_get_metrics(api *a, struct worker *w, const http_request *req, http_res
 		    "# TYPE shopkeeper_event_commits_late_total counter\n"
 		    "shopkeeper_event_commits_late_total %llu\n",
 		(unsigned long long)late);
+	uint64_t journal_pending = 0, journal_merged = 0;
+	state_journal_stats(a->state, &journal_pending, &journal_merged);
+	sb_addf(sb, "# HELP shopkeeper_journal_events Acknowledged events waiting in the state's journal to be merged into their customers' logs (--merge-after); reads already see them.\n"
+		    "# TYPE shopkeeper_journal_events gauge\n"
+		    "shopkeeper_journal_events %llu\n"
+		    "# HELP shopkeeper_journal_merged_total Events merged from the journal into the customers' logs.\n"
+		    "# TYPE shopkeeper_journal_merged_total counter\n"
+		    "shopkeeper_journal_merged_total %llu\n",
+		(unsigned long long)journal_pending, (unsigned long long)journal_merged);
 
 	if (a->applier) {
 		uint64_t entries = 0, appends = 0, unavailable = 0;

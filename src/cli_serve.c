@@ -133,6 +133,12 @@ static const char serve_usage[] =
 	"                              writes share it; a client waiting for each answer\n"
 	"                              is not held back (default 20; 0 to 1000; 0: off;\n"
 	"                              not with --event-log)\n"
+	"  --merge-after MS            acknowledged events wait in the state's journal,\n"
+	"                              written in sequence, and are merged into the\n"
+	"                              customers' logs once the oldest is MS old, when\n"
+	"                              the writer is free (reads see them at once;\n"
+	"                              default 5000; 0 to 600000; 0: straight into the\n"
+	"                              logs; not with --event-log)\n"
 	"  --writer-wait MS            the event writer (with --event-log: the applier)\n"
 	"                              runs at idle priority, so that requests come\n"
 	"                              first; a write that has waited MS (the applier:\n"
@@ -161,7 +167,7 @@ struct serve_opts {
 	uint32_t max_conn, max_per_ip, threads, max_body, timeout, state_map_mb,
 		drain_s, conn_memory, max_unsent_conn, max_unsent_total, max_live, max_items;
 	double log_sample, live_ttl_days;
-	uint32_t attribution_days, commit_delay_ms, writer_wait_ms;
+	uint32_t attribution_days, commit_delay_ms, writer_wait_ms, merge_after_ms;
 	const char *event_log; /* URL, or NULL: single node */
 	uint32_t log_replicas;
 	double max_lag;
@@ -173,7 +179,7 @@ enum { O_MODEL = 1, O_STATE, O_LISTEN, O_THREADS, O_BODY, O_TIMEOUT, O_MAP, O_KE
        O_AUTH_READS, O_MAXCONN, O_MAXIP, O_NUSED, O_CUTOFF, O_HW, O_ALOG, O_ALOG_SAMPLE, O_DRAIN,
        O_CONNMEM, O_UNSENT_CONN, O_UNSENT_TOTAL, O_INSECURE, O_ALOG_IDS, O_ALOG_KEY,
        O_EVENT_LOG, O_LOG_REPLICAS, O_MAX_LAG, O_CLOCK, O_MAX_LIVE, O_LIVE_TTL, O_EXPERIMENTS,
-       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_COMMIT_DELAY, O_WRITER_WAIT, O_HELP };
+       O_ATTR_DAYS, O_NO_PRECOMPUTED, O_MAX_ITEMS, O_COMMIT_DELAY, O_WRITER_WAIT, O_MERGE_AFTER, O_HELP };
 
 static const struct option serve_opts_table[] = {
 	{ "model", required_argument, NULL, O_MODEL },
@@ -211,6 +217,7 @@ static const struct option serve_opts_table[] = {
 	{ "attribution-days", required_argument, NULL, O_ATTR_DAYS },
 	{ "commit-delay", required_argument, NULL, O_COMMIT_DELAY },
 	{ "writer-wait", required_argument, NULL, O_WRITER_WAIT },
+	{ "merge-after", required_argument, NULL, O_MERGE_AFTER },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -350,6 +357,11 @@ static int serve_apply(struct serve_opts *o, int code, const char *arg, const ch
 	case O_COMMIT_DELAY:
 		if (!cli_parse_u32(arg, 0, 1000, &o->commit_delay_ms))
 			return cli_usage_error("serve", "%s: expected milliseconds from 0 to 1000",
+					       what);
+		break;
+	case O_MERGE_AFTER:
+		if (!cli_parse_u32(arg, 0, 600000, &o->merge_after_ms))
+			return cli_usage_error("serve", "%s: expected milliseconds from 0 to 600000",
 					       what);
 		break;
 	case O_WRITER_WAIT:
@@ -495,6 +507,7 @@ int cmd_serve(int argc, char **argv)
 		.attribution_days = ATTRIBUTION_DAYS_DEFAULT,
 		.commit_delay_ms = (uint32_t)(EVENTS_COMMIT_DELAY_DEFAULT * 1000),
 		.writer_wait_ms = (uint32_t)(EVENTS_WRITER_WAIT_DEFAULT * 1000),
+		.merge_after_ms = (uint32_t)(EVENTS_MERGE_AFTER_DEFAULT * 1000),
 	};
 	int c;
 
@@ -633,10 +646,12 @@ int cmd_serve(int argc, char **argv)
 		/* The applier is this replica's state writer. */
 		if (o.writer_wait_ms)
 			applier_set_idle(ap, o.writer_wait_ms / 1000.0);
-	} else if (events_writer_start(st, &ew, &err) != 0) {
-		cli_fail("serve", "%s", err.buf);
-		goto out;
 	} else {
+		state_set_merge_after(st, o.merge_after_ms / 1000.0);
+		if (events_writer_start(st, &ew, &err) != 0) {
+			cli_fail("serve", "%s", err.buf);
+			goto out;
+		}
 		events_writer_set_commit_delay(ew, o.commit_delay_ms / 1000.0);
 		if (o.writer_wait_ms)
 			events_writer_set_idle(ew, o.writer_wait_ms / 1000.0);

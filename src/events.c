@@ -88,6 +88,7 @@ struct events_writer {
 	pthread_t late_thread;
 	pthread_cond_t late_work; /* the queue or the writer changed, or stopping */
 	uint64_t put_backs;     /* times the writer was put back (boosts) */
+	double merge_retry;     /* after a failed merge step: not before then */
 };
 
 /* eventlog_append takes at most this many records at once. */
@@ -99,17 +100,57 @@ static bool sweep_due(const events_writer *w)
 	return w->now && util_monotonic() >= w->next_sweep;
 }
 
-/* Waits for work or the next sweep (the lock held). */
+/* When the journal's next merge step is due (0: none; the lock held). */
+static double merge_due(const events_writer *w)
+{
+	if (w->log)
+		return 0;
+	double due = state_journal_due(w->s);
+	return due > 0 && due < w->merge_retry ? w->merge_retry : due;
+}
+
+/* Whether to take a merge step now (the lock held): one is due and no
+ * write is waiting for the writer, or gather() would only wait for more,
+ * or so many events wait in the journal that it must not grow. */
+static bool merge_now(const events_writer *w)
+{
+	double due = merge_due(w), now = util_monotonic();
+	if (due == 0 || now < due)
+		return false;
+	if (!w->head || state_journal_full(w->s))
+		return true;
+	return w->delay > 0 && w->gathering && w->queued < GATHER_EVENTS &&
+	       now < w->last_start + w->delay;
+}
+
+/* Waits for work, the next sweep or the next merge (the lock held). */
 static void wait_for_work(events_writer *w)
 {
-	if (!w->now) {
+	double due = w->now ? w->next_sweep : 0, merge = merge_due(w);
+	if (merge > 0 && (due == 0 || merge < due))
+		due = merge;
+	if (due == 0) {
 		pthread_cond_wait(&w->work, &w->lock);
 		return;
 	}
-	/* next_sweep is on CLOCK_MONOTONIC (util_monotonic), as the wait is. */
-	time_t sec = (time_t)w->next_sweep;
-	struct timespec until = { sec, (long)((w->next_sweep - (double)sec) * 1e9) };
+	/* On CLOCK_MONOTONIC (util_monotonic), as the wait is. */
+	time_t sec = (time_t)due;
+	struct timespec until = { sec, (long)((due - (double)sec) * 1e9) };
 	pthread_cond_timedwait(&w->work, &w->lock, &until);
+}
+
+/* One merge step of the journal (called without the lock). A failure is
+ * reported and the step tried again a second later: the events wait in
+ * the journal meanwhile, read as part of the logs. */
+static void merge(events_writer *w, strbuf *err)
+{
+	sb_reset(err);
+	int rc = state_journal_merge(w->s, false, err);
+	if (rc)
+		fprintf(stderr, "shopkeeper: events: %s\n", err->buf);
+	pthread_mutex_lock(&w->lock);
+	w->merge_retry = rc ? util_monotonic() + 1.0 : 0;
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* What a request adds to w->queued. */
@@ -500,6 +541,12 @@ static void *writer_main(void *arg)
 			void *now_arg = w->now_arg;
 			pthread_mutex_unlock(&w->lock);
 			sweep(w, now(now_arg), &err);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
+		if (merge_now(w)) {
+			pthread_mutex_unlock(&w->lock);
+			merge(w, &err);
 			pthread_mutex_lock(&w->lock);
 			continue;
 		}

@@ -27,9 +27,10 @@ struct flag_record {
 
 #define STATE_FILE "state.mdb"
 /* 1: one record per customer holding their whole event log. 2: the log in
- * chunks. 3: a tail and sealed chunks (state_events.c). Older states are
- * converted at open. */
-#define STATE_FORMAT_VERSION 3u
+ * chunks. 3: a tail and sealed chunks (state_events.c). 4: 3 and the
+ * journal (state_journal.c), which a build reading 3 would ignore. Older
+ * states are converted at open. */
+#define STATE_FORMAT_VERSION 4u
 #define STATE_INITIAL_MAP (64ull << 20)
 
 /* ---- who may have state (state_internal.h, "seen") -------------------------
@@ -100,6 +101,13 @@ static void seen_mark_writes(state *s, const state_write *writes, uint32_t n)
 	atomic_thread_fence(memory_order_release);
 }
 
+static int write_txn(state *s, int (*fn)(state *s, MDB_txn *txn, void *arg), void *arg);
+
+static int recover_fn(state *s, MDB_txn *txn, void *arg)
+{
+	return state_journal_recover(s, txn);
+}
+
 int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 {
 	state *s = xcalloc(1, sizeof(*s));
@@ -140,12 +148,14 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 	    (rc = mdb_dbi_open(txn, STATE_CHUNKS_DB, MDB_CREATE | MDB_DUPSORT, &s->chunks)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_TAILS_DB, MDB_CREATE, &s->tails)) != 0 ||
 	    (rc = mdb_dbi_open(txn, STATE_ITEMS_DB, MDB_CREATE, &s->items)) != 0 ||
-	    (rc = mdb_dbi_open(txn, STATE_ATTR_DB, MDB_CREATE, &s->attr)) != 0) {
+	    (rc = mdb_dbi_open(txn, STATE_ATTR_DB, MDB_CREATE, &s->attr)) != 0 ||
+	    (rc = mdb_dbi_open(txn, STATE_JOURNAL_DB, MDB_CREATE, &s->journal)) != 0) {
 		store_lmdb_fail(err, "state: open", rc);
 		goto fail;
 	}
 	s->has_items = true;
 	s->has_attr = true;
+	s->has_journal = true;
 	MDB_val k = { 14, "format_version" }, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
@@ -156,20 +166,24 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		uint32_t ver = 0;
 		if (v.mv_size == sizeof(ver))
 			memcpy(&ver, v.mv_data, sizeof(ver));
-		if (ver == 1 || ver == 2) {
+		if (ver == 3) {
+			/* Only the journal's table is new. */
+		} else if (ver == 1 || ver == 2) {
 			/* Format 1 is rewritten straight into the current one. */
 			if ((rc = ver == 1 ? state_log_convert_v1(s, txn) : state_log_convert_v2(s, txn)) != 0) {
 				sb_addf(err, "state: converting the event logs of format %u: %s", ver,
 					mdb_strerror(rc));
 				goto fail;
 			}
-			ver = STATE_FORMAT_VERSION;
-			MDB_val nv = { sizeof(ver), &ver };
-			rc = mdb_put(txn, s->meta, &k, &nv, 0);
 		} else if (ver != STATE_FORMAT_VERSION) {
 			sb_addf(err, "state %s has format version %u; this build uses %u", path.buf,
 				ver, STATE_FORMAT_VERSION);
 			goto fail;
+		}
+		if (ver != STATE_FORMAT_VERSION) {
+			ver = STATE_FORMAT_VERSION;
+			MDB_val nv = { sizeof(ver), &ver };
+			rc = mdb_put(txn, s->meta, &k, &nv, 0);
 		}
 	}
 	if (rc) {
@@ -181,6 +195,16 @@ int state_open(const char *dir, uint64_t initial_map, state **out, strbuf *err)
 		store_lmdb_fail(err, "state: initialise", rc);
 		goto fail;
 	}
+	/* What a crash left in the journal goes into the logs before anything
+	 * reads them (the index starts empty). */
+	if ((rc = write_txn(s, recover_fn, NULL)) != 0) {
+		store_lmdb_fail(err, "state: merging the journal", rc);
+		goto fail;
+	}
+	s->jr = state_journal_new();
+	MDB_envinfo info;
+	if (mdb_env_info(s->env, &info) == 0)
+		atomic_store(&s->last_committed, info.me_last_txnid);
 	if ((rc = seen_build(s)) != 0) {
 		store_lmdb_fail(err, "state: reading the customers", rc);
 		goto fail;
@@ -207,6 +231,7 @@ void state_close(state *s)
 	pthread_rwlock_destroy(&s->remap_lock);
 	free(s->seen);
 	free(s->erasures_path);
+	state_journal_free(s->jr);
 	free(s);
 }
 
@@ -214,36 +239,44 @@ int state_txn_begin(state *s, state_txn **out)
 {
 	state_txn *t = xcalloc(1, sizeof(*t));
 	t->s = s;
+	t->slot = state_journal_reader_slot(s);
+	state_journal_reader_enter(t);
 	pthread_rwlock_rdlock(&s->remap_lock);
 	if (store_reader_begin(s->env, &t->r) != 0) {
 		pthread_rwlock_unlock(&s->remap_lock);
-		free(t);
-		return STORE_ERROR;
+		goto fail;
 	}
 	if (mdb_cursor_open(t->r.txn, s->chunks, &t->chunks) != 0) {
 		mdb_txn_abort(t->r.txn);
 		pthread_rwlock_unlock(&s->remap_lock);
-		free(t);
-		return STORE_ERROR;
+		goto fail;
 	}
 	atomic_thread_fence(memory_order_acquire); /* the snapshot, then "seen" */
 	*out = t;
 	return 0;
+fail:
+	state_journal_reader_leave(t);
+	state_journal_reader_release(s, t->slot);
+	free(t);
+	return STORE_ERROR;
 }
 
 void state_txn_reset(state_txn *t)
 {
 	if (store_reader_reset(&t->r))
 		pthread_rwlock_unlock(&t->s->remap_lock);
+	state_journal_reader_leave(t);
 }
 
 int state_txn_renew(state_txn *t)
 {
 	if (t->r.active)
 		return 0;
+	state_journal_reader_enter(t);
 	pthread_rwlock_rdlock(&t->s->remap_lock);
 	if (store_reader_renew(&t->r) != 0) {
 		pthread_rwlock_unlock(&t->s->remap_lock);
+		state_journal_reader_leave(t);
 		return STORE_ERROR;
 	}
 	t->chunks_stale = true;
@@ -256,6 +289,7 @@ void state_txn_free(state_txn *t)
 	if (!t)
 		return;
 	state_txn_reset(t);
+	state_journal_reader_release(t->s, t->slot);
 	mdb_cursor_close(t->chunks);
 	mdb_txn_abort(t->r.txn);
 	sb_release(&t->buf);
@@ -309,6 +343,8 @@ static int apply_flags(state *s, MDB_txn *txn, const char *id, size_t len, uint3
 	rc = mdb_put(txn, s->flags, &k, &v, 0);
 	if (rc == 0 && (set & STATE_ERASED))
 		rc = state_log_delete(s, txn, k);
+	if (rc == 0 && (set & STATE_ERASED) && s->jr)
+		rc = state_journal_erase(s, txn, id, len);
 	if (rc == 0 && (set & STATE_ERASED) && s->has_attr)
 		rc = state_attr_erase(s, txn, id, len);
 	return rc;
@@ -468,6 +504,7 @@ static int clear_fn(state *s, MDB_txn *txn, void *arg)
 {
 	int rc;
 	if ((rc = mdb_drop(txn, s->flags, 0)) != 0 || (rc = mdb_drop(txn, s->chunks, 0)) != 0 ||
+	    (rc = mdb_drop(txn, s->journal, 0)) != 0 || (rc = state_journal_forget(s, txn)) != 0 ||
 	    (rc = mdb_drop(txn, s->tails, 0)) != 0 ||
 	    (s->has_items && (rc = mdb_drop(txn, s->items, 0)) != 0) ||
 	    (s->has_attr && (rc = mdb_drop(txn, s->attr, 0)) != 0))
@@ -568,8 +605,9 @@ void state_set_write_slice(state *s, double seconds)
 #define WRITE_PAUSE_NS 50000L
 
 /* Sleeps WRITE_PAUSE_NS once the current stretch of a write transaction
- * has lasted s->write_slice (*since: when it began, reset here). */
-static void write_pause(state *s, double *since)
+ * has lasted s->write_slice (*since: when it began, reset here). Not
+ * static: the journal's merges pause too. */
+void state_write_pause(state *s, double *since)
 {
 	if (s->write_slice <= 0 || util_monotonic() - *since < s->write_slice)
 		return;
@@ -618,9 +656,13 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 {
 	strbuf buf = STRBUF_INIT;
 	int rc;
+	/* The journal takes a single node's events (not the event log's). */
+	bool to_journal = s->jr && s->merge_after > 0 && !pos;
+	uint64_t seq_before = s->journal_seq;
 	seen_mark_writes(s, writes, n);
 	for (int attempt = 0;; attempt++) {
 		MDB_txn *txn;
+		uint64_t txn_id;
 		uint64_t total = 0, unknown = 0, expired = 0;
 		MDB_cursor *cur = NULL; /* closed with the write txn */
 		double since = util_monotonic(); /* the stretch's start (write_pause) */
@@ -631,6 +673,7 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 			pthread_rwlock_unlock(&s->remap_lock);
 			break;
 		}
+		txn_id = mdb_txn_id(txn);
 		rc = mdb_cursor_open(txn, s->chunks, &cur);
 		for (uint32_t b = 0; rc == 0 && b < n; b++) {
 			const state_write *w = &writes[b];
@@ -657,12 +700,14 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 			}
 			for (uint32_t i = 0; rc == 0 && i < w->n; i++) {
 				const event_in *e = &w->events[i];
-				write_pause(s, &since);
+				state_write_pause(s, &since);
 				/* Checked when the request was taken, but an erasure
 				 * may have been committed since. */
 				if (erased(s, txn, e->customer, e->customer_len))
 					continue;
-				if (EVENT_KEPT(e->type))
+				if (EVENT_KEPT(e->type) && to_journal && w->log_sec == 0)
+					rc = state_journal_append(s, txn, e);
+				else if (EVENT_KEPT(e->type))
 					rc = state_log_append_sec(s, txn, cur, e, w->log_sec, &buf);
 				if (rc == 0)
 					rc = state_attr_event(s, txn, e);
@@ -679,11 +724,15 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 		if (rc == 0 && pos)
 			rc = put_log_pos(s, txn, pos);
 		if (rc == 0) {
+			/* The journal's index, then the commit (state_journal.c). */
+			atomic_thread_fence(memory_order_release);
 			rc = mdb_txn_commit(txn); /* synchronous: one fsync for all */
 		} else {
 			mdb_txn_abort(txn);
 		}
 		pthread_rwlock_unlock(&s->remap_lock);
+		if (s->jr)
+			state_journal_end(s, txn_id, rc == 0, seq_before);
 		if (rc != MDB_MAP_FULL || attempt >= 30)
 			break;
 		if ((rc = grow_map(s)) != 0)
@@ -735,7 +784,7 @@ static int readonly_version(state *s, MDB_txn *txn, const char *path, strbuf *er
 	uint32_t ver = 0;
 	if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size == sizeof(ver))
 		memcpy(&ver, v.mv_data, sizeof(ver));
-	if (ver == STATE_FORMAT_VERSION)
+	if (ver == STATE_FORMAT_VERSION || ver == 3) /* 3: without the journal */
 		return 0;
 	sb_addf(err, "state %s has format version %u; this build reads %u (start `shopkeeper "
 		     "serve` on it once to convert it)", path, ver, STATE_FORMAT_VERSION);
@@ -752,6 +801,10 @@ static int open_items_readonly(state *s, MDB_txn *txn)
 		return rc;
 	rc = mdb_dbi_open(txn, STATE_ATTR_DB, 0, &s->attr); /* newer than the items */
 	s->has_attr = rc == 0;
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	rc = mdb_dbi_open(txn, STATE_JOURNAL_DB, 0, &s->journal); /* format 4 */
+	s->has_journal = rc == 0;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 

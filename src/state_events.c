@@ -21,6 +21,7 @@ _Static_assert(EVENT_PURCHASE + 1 == EVENT_REMOVE_FROM_CART && EVENT_TYPES == 3,
  * first, each: i64 ts, f32 quantity, f32 price, u8 type, u8 item_len, item
  * id bytes (22 + item_len bytes, packed). */
 #define EVENT_HEAD 22u
+_Static_assert(STATE_EVENT_MAX == EVENT_HEAD + STATE_MAX_ITEM_LEN, "an encoded event's bound");
 
 int state_events_next(const state_events *ev, size_t *pos, event_view *out)
 {
@@ -133,8 +134,7 @@ static void tail_head_put(unsigned char *p, const struct tail_head *h)
 	u16_put(p + 10, h->first);
 }
 
-/* Bytes of the first event in data[0..size), or 0 when it is cut short. */
-static size_t event_size(const unsigned char *data, size_t size)
+size_t state_event_bytes(const unsigned char *data, size_t size)
 {
 	if (size < EVENT_HEAD || size < EVENT_HEAD + (size_t)data[17])
 		return 0;
@@ -171,7 +171,7 @@ static int read_log(MDB_cursor *c, MDB_val key, const struct tail_head *h, MDB_v
 		if (skip >= n && skip > 0)
 			return STORE_CORRUPT;
 		for (n -= skip; skip > 0; skip--) {
-			size_t len = event_size(data, size);
+			size_t len = state_event_bytes(data, size);
 			if (len == 0)
 				return STORE_CORRUPT;
 			data += len;
@@ -197,8 +197,8 @@ int state_events_get(state_txn *t, const char *id, size_t len, state_events *out
 	if (len == 0 || !state_seen(t->s, id, len))
 		return 0;
 	int rc = mdb_get(t->r.txn, t->s->tails, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
+	if (rc == MDB_NOTFOUND) /* perhaps in the journal alone */
+		return state_journal_add(t, id, len, &t->buf, out);
 	if (rc || (rc = tail_parse(v, &h, &tail)) != 0)
 		return store_code(rc);
 	if (h.first && t->chunks_stale) {
@@ -206,7 +206,9 @@ int state_events_get(state_txn *t, const char *id, size_t len, state_events *out
 			return STORE_ERROR;
 		t->chunks_stale = false;
 	}
-	return read_log(t->chunks, k, &h, tail, &t->buf, out);
+	if ((rc = read_log(t->chunks, k, &h, tail, &t->buf, out)) != 0)
+		return rc;
+	return state_journal_add(t, id, len, &t->buf, out);
 }
 
 /* The number of events in key's first chunk (0 when it has none), through
@@ -232,7 +234,7 @@ static int drop_oldest(MDB_cursor *c, MDB_val key, struct tail_head *h, strbuf *
 	int rc = 0;
 	if (h->first == 0) { /* the whole log is in the tail */
 		unsigned char *events = (unsigned char *)buf->buf + TAIL_HEAD;
-		size_t size = buf->len - TAIL_HEAD, len = event_size(events, size);
+		size_t size = buf->len - TAIL_HEAD, len = state_event_bytes(events, size);
 		if (len == 0)
 			return MDB_CORRUPTED;
 		memmove(events, events + len, size - len);
@@ -255,14 +257,9 @@ int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, s
 	return state_log_append_sec(s, txn, c, e, 0, buf);
 }
 
-int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e,
-			 uint32_t log_sec, strbuf *buf)
+size_t state_event_encode(const event_in *e, uint32_t log_sec, unsigned char *rec)
 {
-	MDB_val key = { e->customer_len, (void *)e->customer }, v, old = { 0, NULL };
-	struct tail_head h = { 0, 0, 0, 0, 0 };
-	unsigned char rec[EVENT_HEAD + STATE_MAX_ITEM_LEN] = { 0 };
 	assert(e->item_len <= STATE_MAX_ITEM_LEN);
-	size_t rlen = EVENT_HEAD + e->item_len;
 	memcpy(rec, &e->ts, 8);
 	memcpy(rec + 8, &e->quantity, 4);
 	memcpy(rec + 12, &e->price, 4);
@@ -270,7 +267,23 @@ int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *
 	rec[17] = (unsigned char)e->item_len;
 	memcpy(rec + 18, &log_sec, 4); /* 0 on a single node */
 	memcpy(rec + EVENT_HEAD, e->item, e->item_len);
+	return EVENT_HEAD + e->item_len;
+}
 
+int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e,
+			 uint32_t log_sec, strbuf *buf)
+{
+	unsigned char rec[STATE_EVENT_MAX];
+	size_t rlen = state_event_encode(e, log_sec, rec);
+	MDB_val key = { e->customer_len, (void *)e->customer };
+	return state_log_append_rec(s, txn, c, key, rec, rlen, buf);
+}
+
+int state_log_append_rec(state *s, MDB_txn *txn, MDB_cursor *c, MDB_val key,
+			 const unsigned char *rec, size_t rlen, strbuf *buf)
+{
+	MDB_val v, old = { 0, NULL };
+	struct tail_head h = { 0, 0, 0, 0, 0 };
 	int rc = mdb_get(txn, s->tails, &key, &v);
 	if (rc == 0)
 		rc = tail_parse(v, &h, &old);
@@ -407,17 +420,28 @@ out:
 	return rc;
 }
 
+/* The walk joins, in key order, the customers with a log and those the
+ * journal holds (listed when it begins), adding to each log the journal's
+ * events the snapshot has not merged. */
 struct state_iter {
+	state_txn *t;
 	store_walk walk;    /* on the tails: one per customer with a log */
 	MDB_cursor *chunks; /* on the chunks */
 	strbuf buf;         /* the current customer's log joined */
+	MDB_val k, v;       /* the walk's next customer, when `ahead` */
+	bool ahead, walked; /* walked: the walk reached its end */
+	strbuf journal;     /* the journal's customers ([u16 len][id] each) */
+	size_t *offs;       /* ... their offsets, sorted */
+	size_t n, next;
 };
 
 int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
 {
 	state_iter *it = xcalloc(1, sizeof(*it));
+	it->t = t;
 	if (store_walk_open(&it->walk, t->r.txn, t->s->tails, after, after_len) != 0 ||
-	    mdb_cursor_open(t->r.txn, t->s->chunks, &it->chunks) != 0) {
+	    mdb_cursor_open(t->r.txn, t->s->chunks, &it->chunks) != 0 ||
+	    state_journal_customers(t, after, after_len, &it->journal, &it->offs, &it->n) != 0) {
 		state_iter_end(it);
 		return STORE_ERROR;
 	}
@@ -425,16 +449,61 @@ int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_it
 	return 0;
 }
 
+/* Compares the walk's next customer with the journal's. */
+static int iter_cmp(const state_iter *it)
+{
+	const char *p = it->journal.buf + it->offs[it->next];
+	uint16_t l;
+	memcpy(&l, p, 2);
+	size_t n = it->k.mv_size < l ? it->k.mv_size : l;
+	int c = memcmp(it->k.mv_data, p + 2, n);
+	return c ? c : (it->k.mv_size > l) - (it->k.mv_size < l);
+}
+
 int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *ev)
 {
-	MDB_val k, v, tail;
-	struct tail_head h;
-	int rc = store_walk_next(&it->walk, &k, &v);
-	if (rc || (rc = tail_parse(v, &h, &tail)) != 0)
-		return store_code(rc);
-	*id = k.mv_data;
-	*len = k.mv_size;
-	return read_log(it->chunks, k, &h, tail, &it->buf, ev);
+	for (;;) {
+		if (!it->ahead && !it->walked) {
+			int rc = store_walk_next(&it->walk, &it->k, &it->v);
+			if (rc == MDB_NOTFOUND)
+				it->walked = true;
+			else if (rc)
+				return store_code(rc);
+			else
+				it->ahead = true;
+		}
+		int c = !it->ahead ? 1 : it->next < it->n ? iter_cmp(it) : -1;
+		if (!it->ahead && it->next >= it->n)
+			return STORE_NOTFOUND;
+		int rc;
+		if (c <= 0) { /* a log, with the journal's events when it holds some */
+			MDB_val tail;
+			struct tail_head h;
+			it->ahead = false;
+			it->next += c == 0;
+			*id = it->k.mv_data;
+			*len = it->k.mv_size;
+			if ((rc = tail_parse(it->v, &h, &tail)) != 0)
+				return store_code(rc);
+			rc = read_log(it->chunks, it->k, &h, tail, &it->buf, ev);
+			if (rc == 0 && c == 0)
+				rc = state_journal_add(it->t, *id, *len, &it->buf, ev);
+			return rc;
+		}
+		/* A customer the journal alone has (if still: an erasure may
+		 * have removed them since the list was made). */
+		const char *p = it->journal.buf + it->offs[it->next++];
+		uint16_t l;
+		memcpy(&l, p, 2);
+		memset(ev, 0, sizeof(*ev));
+		if ((rc = state_journal_add(it->t, p + 2, l, &it->buf, ev)) != 0)
+			return rc;
+		if (ev->count == 0)
+			continue;
+		*id = p + 2;
+		*len = l;
+		return 0;
+	}
 }
 
 void state_iter_end(state_iter *it)
@@ -446,6 +515,8 @@ void state_iter_end(state_iter *it)
 	if (it->chunks)
 		mdb_cursor_close(it->chunks);
 	sb_release(&it->buf);
+	sb_release(&it->journal);
+	free(it->offs);
 	free(it);
 }
 

@@ -24,6 +24,17 @@ struct state {
 	MDB_dbi tails;   /* customer id -> the log's tail, where events are appended */
 	MDB_dbi items;   /* item id -> struct item_record (live overrides) */
 	MDB_dbi attr;    /* attribution's records (state_attr.c) */
+	MDB_dbi journal; /* be64 seq -> an acknowledged event not yet in its
+			  * customer's log (state_journal.c) */
+	bool has_journal; /* false: a read-only open of a state older than it */
+	/* The index of the journal's events (state_journal.c): a writable
+	 * open's, NULL on a read-only one (each state_txn builds its own). */
+	struct journal *jr;
+	double merge_after; /* seconds; 0: events go straight to the logs */
+	uint64_t journal_seq; /* the last sequence number appended (writer) */
+	/* The id of the last transaction this process committed, a lower
+	 * bound for any snapshot taken from now on (state_journal.c). */
+	_Atomic uint64_t last_committed;
 	bool has_attr;   /* false: a read-only open of a state older than it */
 	int64_t attr_window; /* seconds (state_set_attribution_window) */
 	bool has_items;  /* false: a read-only open of a state older than the table */
@@ -88,12 +99,26 @@ struct state_txn {
 	 * chunks' record, on every request before). */
 	bool chunks_stale;
 	strbuf buf;         /* a customer's log joined (state_events_get) */
+	int slot;           /* its snapshot bound's slot (state_journal.c); -1: none */
+	struct journal *ro; /* a read-only open: the journal of snapshot ro_txn */
+	uint64_t ro_txn;
 };
 
 #define STATE_CHUNKS_DB "event_chunks"
 #define STATE_TAILS_DB "event_tails"
 #define STATE_ITEMS_DB "items"
 #define STATE_ATTR_DB "attribution"
+#define STATE_JOURNAL_DB "journal"
+
+/* Bytes of an encoded event at most (state_event_encode). */
+#define STATE_EVENT_MAX (22 + STATE_MAX_ITEM_LEN)
+
+/* Encodes e as a log holds it (log_sec: state_log_append_sec) into rec,
+ * which has STATE_EVENT_MAX bytes. Returns its length. */
+size_t state_event_encode(const event_in *e, uint32_t log_sec, unsigned char *rec);
+/* Bytes of the first encoded event in data[0..size), or 0 when it is cut
+ * short. */
+size_t state_event_bytes(const unsigned char *data, size_t size);
 
 /* The operations below work inside the caller's write transaction and
  * return LMDB codes (MDB_CORRUPTED for a damaged log); the public
@@ -106,6 +131,10 @@ int state_log_append(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e, s
  * (0: none; kept in the event's reserved bytes 18..21). */
 int state_log_append_sec(state *s, MDB_txn *txn, MDB_cursor *c, const event_in *e,
 			 uint32_t log_sec, strbuf *buf);
+/* The same with the event already encoded (state_event_encode) for the
+ * customer `key`. */
+int state_log_append_rec(state *s, MDB_txn *txn, MDB_cursor *c, MDB_val key,
+			 const unsigned char *rec, size_t rlen, strbuf *buf);
 /* Deletes a customer's whole log (erasure). */
 int state_log_delete(state *s, MDB_txn *txn, MDB_val key);
 /* Rewrites key's log without the events carried by event-log entries of
@@ -135,6 +164,63 @@ int state_add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta);
  * the idle sweep's rule, also an expiry record's (state_live.c). A log
  * that cannot be decoded is kept (false). */
 bool state_log_idle(const state_events *ev, int64_t before);
+
+/* Sleeps between two stretches of a write transaction (state.c,
+ * state_set_write_slice); *since: when the current stretch began. */
+void state_write_pause(state *s, double *since);
+
+/* ---- the journal (state_journal.c) ------------------------------------------
+ * With serve's single writer, an acknowledged event is appended to the
+ * journal (MDB_APPEND: the same last page for every event of a commit)
+ * and to an index in memory, and merged into its customer's log later, in
+ * key order, a few thousand events a transaction, when the writer has
+ * nothing queued. Readers add the index's events that their snapshot has
+ * in the journal but not yet in the log. All functions but the readers'
+ * run in the writer's thread (or before it starts). */
+typedef struct journal journal;
+
+/* Appends the kept event e to the journal inside the writer's txn and to
+ * the index, visible to snapshots of txn. Returns an LMDB code. */
+int state_journal_append(state *s, MDB_txn *txn, const event_in *e);
+/* An erasure of the customer inside txn: deletes their events from the
+ * journal and hides them from snapshots of txn on. */
+int state_journal_erase(state *s, MDB_txn *txn, const char *id, size_t len);
+/* After the commit of the writer's txn (committed: whether it was): drops
+ * what an erasure hid, or undoes what the failed txn added to the index
+ * (s->journal_seq back to seq_before). */
+void state_journal_end(state *s, uint64_t txn_id, bool committed, uint64_t seq_before);
+/* At a writable open (nothing else running): moves what the journal holds
+ * into the customers' logs and empties it. Returns an LMDB code. */
+int state_journal_recover(state *s, MDB_txn *txn);
+/* Deletes the record of a merge cycle (the journal being dropped). */
+int state_journal_forget(state *s, MDB_txn *txn);
+/* An empty index, owned by the caller (state_journal_free; NULL: nothing). */
+journal *state_journal_new(void);
+void state_journal_free(journal *jr);
+/* Adds to *out (a log read in snapshot t, borrowed from t or its buffer)
+ * the journal's events of customer id that the snapshot has not merged,
+ * in buf, keeping the newest STATE_MAX_EVENTS. Returns 0 or STORE_ERROR. */
+int state_journal_add(state_txn *t, const char *id, size_t len, strbuf *buf,
+		      state_events *out);
+/* The customers with journal events visible to t (after `after`), sorted
+ * in LMDB's key order: appended to ids as [u16 len][id], *offs (allocated,
+ * owned by the caller) their *n offsets in it. Returns 0 or STORE_ERROR. */
+int state_journal_customers(state_txn *t, const char *after, size_t after_len, strbuf *ids,
+			    size_t **offs, size_t *n);
+/* Whether t's snapshot has journal events of the customer beyond the log. */
+bool state_journal_has(state_txn *t, const char *id, size_t len);
+/* Whether the index holds any event of the customer (writer's view). */
+bool state_journal_holds(state *s, const char *id, size_t len);
+/* Customers with journal events and no log when their first came. */
+uint64_t state_journal_new_customers(state_txn *t);
+/* The readers' snapshot bounds: a slot for a state_txn (-1: none left,
+ * or a read-only open; then nothing is freed while it lives), given back
+ * when it is freed; enter publishes a bound before each snapshot is taken,
+ * leave withdraws it (and drops a read-only txn's index). */
+int state_journal_reader_slot(state *s);
+void state_journal_reader_release(state *s, int slot);
+void state_journal_reader_enter(state_txn *t);
+void state_journal_reader_leave(state_txn *t);
 
 /* Rewrites the event logs of a state of format 1 or 2 into the current
  * format. */
