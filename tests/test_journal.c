@@ -379,6 +379,12 @@ TEST(journal_map_growth)
 	state_txn *t;
 	CHECK_INT(state_txn_begin(s, &t), 0);
 	CHECK_INT(log_text(t, "g", &got), STATE_MAX_EVENTS);
+	/* the newest 500: 300..399 of the 19th round, then all of the 20th */
+	char first[200], last[200];
+	snprintf(first, sizeof(first), "%0190d,", 300);
+	snprintf(last, sizeof(last), ",%0190d", 399);
+	CHECK(strncmp(got.buf, first, strlen(first)) == 0);
+	CHECK(strcmp(got.buf + strlen(got.buf) - strlen(last), last) == 0);
 	state_txn_free(t);
 	CHECK_INT(state_journal_merge(s, true, &err), 0);
 	CHECK_INT(state_txn_begin(s, &t), 0);
