@@ -410,8 +410,7 @@ int state_add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta)
 	return mdb_put(txn, s->meta, &k, &v, 0);
 }
 
-/* Doubles the map. No reader may be inside a transaction meanwhile. */
-static int grow_map(state *s)
+int state_grow_map(state *s)
 {
 	pthread_rwlock_wrlock(&s->remap_lock);
 	uint64_t size = s->map_size * 2;
@@ -495,7 +494,7 @@ static int write_txn(state *s, int (*fn)(state *s, MDB_txn *txn, void *arg), voi
 		pthread_rwlock_unlock(&s->remap_lock);
 		if (rc != MDB_MAP_FULL || attempt >= 30)
 			return rc;
-		if ((rc = grow_map(s)) != 0)
+		if ((rc = state_grow_map(s)) != 0)
 			return rc;
 	}
 }
@@ -735,7 +734,7 @@ int state_commit_log(state *s, const state_write *writes, uint32_t n, const stat
 			state_journal_end(s, txn_id, rc == 0, seq_before);
 		if (rc != MDB_MAP_FULL || attempt >= 30)
 			break;
-		if ((rc = grow_map(s)) != 0)
+		if ((rc = state_grow_map(s)) != 0)
 			break;
 	}
 	sb_release(&buf);

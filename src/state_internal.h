@@ -158,6 +158,9 @@ int state_attr_erase(state *s, MDB_txn *txn, const char *customer, size_t len);
 int state_apply_item_write(state *s, MDB_txn *txn, const char *id, size_t len, uint32_t set,
 			   uint32_t clear, const state_item_meta *change);
 
+/* Doubles the map (state.c); readers are kept out meanwhile (remap_lock).
+ * Returns an LMDB code. */
+int state_grow_map(state *s);
 /* Adds delta to the counter `name` of the meta table (state.c). */
 int state_add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta);
 /* Whether a log has no purchase and its newest event is before `before`:

@@ -21,20 +21,14 @@
  * event is freed once no reader can hold a snapshot older than its merge:
  * each state_txn publishes a lower bound of its snapshot before taking it.
  */
+#include "state_journal_internal.h"
+
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "state_internal.h"
 #include "util.h"
 
-#define JOURNAL_SHARDS 64
-/* 2^20 counts (4 MiB, in memory as they are touched): with 100,000
- * customers in the index (5 s of 20,000 events/s, each of another
- * customer) 9% of the other customers' reads still take a lock. */
-#define JOURNAL_COUNT_BITS 20
-#define JOURNAL_SLOTS 4096
 /* Events merged in one transaction: about 8 ms of the writer at the
  * measured 8 us an event, so a write queued behind a merge waits little. */
 #define JOURNAL_MERGE_EVENTS 1000u
@@ -42,78 +36,6 @@
 /* Pending events past which merges run between group commits even when
  * writes are queued (each takes about 90 bytes of memory). */
 #define JOURNAL_PENDING_MAX 500000u
-#define CYCLE_KEY "journal_cycle"
-#define CYCLE_HEAD 9u /* u64 through, u8 done, then the last customer merged */
-
-typedef struct jevent {
-	uint64_t seq;
-	uint64_t commit_txn; /* in the journal of snapshots >= this */
-	uint64_t merged_txn; /* 0: not merged; else in the logs of snapshots >= this */
-	uint32_t off, len;   /* its encoded bytes in the customer's recs */
-} jevent;
-
-typedef struct jcust {
-	struct jcust *next;  /* the bucket's chain */
-	uint64_t hash;
-	jevent *ev;          /* by seq */
-	uint32_t n, cap;
-	strbuf recs;
-	uint64_t erased_txn; /* hidden from snapshots >= this; 0: not erased */
-	bool no_tail;        /* no log yet (counted in new_customers) */
-	uint64_t tail_txn;   /* the merge that gave them one */
-	size_t len;
-	char id[];
-} jcust;
-
-typedef struct jshard {
-	pthread_mutex_t lock; /* the chains and every jcust in them */
-	jcust **buckets;
-	size_t nbuckets, ncust;
-} jshard;
-
-struct journal {
-	jshard shards[JOURNAL_SHARDS];
-	/* Customers in the index by their hash's top bits: a reader of a
-	 * customer whose count is 0 takes no lock. */
-	_Atomic uint32_t *counts;
-	_Atomic uint64_t pending; /* events not merged */
-	_Atomic uint64_t merged;  /* events merged since open */
-	_Atomic int64_t new_customers;
-	/* The writer's: */
-	double oldest; /* util_monotonic() when the oldest pending event came; 0: none */
-	bool cycling;  /* merging the events up to `through`, customer by customer */
-	uint64_t through;
-	double cycle_started;
-	char **cycle;  /* the customers to merge, sorted ([u16 len][id] each) */
-	size_t cycle_n, cycle_pos;
-	strbuf erased; /* customers erased in the open transaction ([u16 len][id]) */
-	/* The readers' snapshot bounds (UINT64_MAX: none held). */
-	pthread_mutex_t slots_lock;
-	bool used[JOURNAL_SLOTS];
-	_Atomic uint64_t slots[JOURNAL_SLOTS];
-	_Atomic uint32_t unslotted; /* readers without a slot: nothing is freed */
-};
-
-static void be64_put(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static uint64_t be64_get(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* LMDB's default order of keys: bytes, then the shorter first. */
-static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-	return c ? c : (alen > blen) - (alen < blen);
-}
 
 journal *state_journal_new(void)
 {
@@ -165,24 +87,7 @@ void state_journal_free(journal *jr)
 	free(jr);
 }
 
-static jshard *shard_of(journal *jr, uint64_t hash)
-{
-	return &jr->shards[hash % JOURNAL_SHARDS];
-}
-
-/* The customer's entry (the shard locked), or NULL. */
-static jcust *find(jshard *sh, uint64_t hash, const char *id, size_t len)
-{
-	if (!sh->nbuckets)
-		return NULL;
-	for (jcust *c = sh->buckets[(hash / JOURNAL_SHARDS) & (sh->nbuckets - 1)]; c; c = c->next)
-		if (c->hash == hash && c->len == len && memcmp(c->id, id, len) == 0)
-			return c;
-	return NULL;
-}
-
-/* Adds an empty entry for the customer (the shard locked). */
-static jcust *insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len)
+jcust *journal_insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len)
 {
 	if (sh->ncust >= sh->nbuckets) { /* rehash into twice the buckets */
 		size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 64;
@@ -244,16 +149,6 @@ static void drop_front(jcust *c, uint32_t k)
 	sb_truncate(&c->recs, c->recs.len - bytes);
 }
 
-static bool visible(const jevent *e, uint64_t snap)
-{
-	return e->commit_txn <= snap && (e->merged_txn == 0 || e->merged_txn > snap);
-}
-
-static bool cust_hidden(const jcust *c, uint64_t snap)
-{
-	return c->erased_txn != 0 && c->erased_txn <= snap;
-}
-
 /* ---- the writer ---------------------------------------------------------- */
 
 int state_journal_append(state *s, MDB_txn *txn, const event_in *e)
@@ -281,7 +176,7 @@ int state_journal_append(state *s, MDB_txn *txn, const event_in *e)
 	jcust *c = find(sh, hash, e->customer, clen);
 	if (!c) {
 		MDB_val tk = { clen, (void *)e->customer }, tv;
-		c = insert(jr, sh, hash, e->customer, clen);
+		c = journal_insert(jr, sh, hash, e->customer, clen);
 		c->no_tail = mdb_get(txn, s->tails, &tk, &tv) == MDB_NOTFOUND;
 		if (c->no_tail)
 			atomic_fetch_add_explicit(&jr->new_customers, 1, memory_order_relaxed);
@@ -456,7 +351,8 @@ static void cycle_start(state *s)
 			}
 		pthread_mutex_unlock(&sh->lock);
 	}
-	qsort(jr->cycle, jr->cycle_n, sizeof(*jr->cycle), cycle_cmp);
+	if (jr->cycle_n > 1)
+		qsort(jr->cycle, jr->cycle_n, sizeof(*jr->cycle), cycle_cmp);
 	jr->through = s->journal_seq;
 	jr->cycle_started = util_monotonic();
 	jr->cycling = true;
@@ -618,17 +514,6 @@ static int merge_txn(state *s, bool *finished)
 	return rc;
 }
 
-static int grow_and_retry(state *s)
-{
-	pthread_rwlock_wrlock(&s->remap_lock);
-	uint64_t size = s->map_size * 2;
-	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
-	if (rc == 0)
-		s->map_size = size;
-	pthread_rwlock_unlock(&s->remap_lock);
-	return rc;
-}
-
 void state_set_merge_after(state *s, double seconds)
 {
 	assert(seconds >= 0 && s->jr);
@@ -664,7 +549,7 @@ int state_journal_merge(state *s, bool all, strbuf *err)
 		}
 		bool finished;
 		rc = merge_txn(s, &finished);
-		if (rc == MDB_MAP_FULL && grown++ < 30 && (rc = grow_and_retry(s)) == 0)
+		if (rc == MDB_MAP_FULL && grown++ < 30 && (rc = state_grow_map(s)) == 0)
 			continue;
 		if (rc)
 			break;
@@ -689,16 +574,9 @@ void state_journal_stats(state *s, uint64_t *pending, uint64_t *merged)
 	*merged = s->jr ? atomic_load(&s->jr->merged) : 0;
 }
 
-/* ---- recovery and the read-only view ------------------------------------- */
+/* ---- recovery ------------------------------------------------------------ */
 
-struct cycle_rec {
-	bool any, done;
-	uint64_t through;
-	const char *last; /* borrowed from the snapshot */
-	size_t last_len;
-};
-
-static int read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
+int journal_read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
 {
 	MDB_val k = { strlen(CYCLE_KEY), CYCLE_KEY }, v;
 	memset(cy, 0, sizeof(*cy));
@@ -719,7 +597,7 @@ static int read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
 }
 
 /* Splits a journal record; false when it is damaged. */
-static bool parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, size_t *len,
+bool journal_parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, size_t *len,
 			 const unsigned char **rec, size_t *rlen)
 {
 	if (k.mv_size != 8 || v.mv_size < 2)
@@ -737,7 +615,7 @@ static bool parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, s
 }
 
 /* Whether the cycle recorded in cy has merged this record already. */
-static bool cycle_merged(const struct cycle_rec *cy, uint64_t seq, const char *id, size_t len)
+bool journal_cycle_merged(const struct cycle_rec *cy, uint64_t seq, const char *id, size_t len)
 {
 	return cy->any && seq <= cy->through &&
 	       (cy->done || key_cmp(id, len, cy->last, cy->last_len) <= 0);
@@ -756,7 +634,7 @@ int state_journal_recover(state *s, MDB_txn *txn)
 	MDB_cursor *jc = NULL, *cc = NULL;
 	strbuf buf = STRBUF_INIT;
 	MDB_val k, v;
-	int rc = read_cycle(s, txn, &cy);
+	int rc = journal_read_cycle(s, txn, &cy);
 	if (rc == 0)
 		rc = mdb_cursor_open(txn, s->journal, &jc);
 	if (rc == 0)
@@ -766,11 +644,11 @@ int state_journal_recover(state *s, MDB_txn *txn)
 		const char *id;
 		size_t len, rlen;
 		const unsigned char *rec;
-		if (!parse_record(k, v, &seq, &id, &len, &rec, &rlen)) {
+		if (!journal_parse_record(k, v, &seq, &id, &len, &rec, &rlen)) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if (cycle_merged(&cy, seq, id, len))
+		if (journal_cycle_merged(&cy, seq, id, len))
 			continue;
 		MDB_val key = { len, (void *)id };
 		rc = state_log_append_rec(s, txn, cc, key, rec, rlen, &buf);
@@ -789,260 +667,3 @@ int state_journal_recover(state *s, MDB_txn *txn)
 	return rc;
 }
 
-/* The journal of t's snapshot for a read-only open: what it holds beyond
- * the logs, indexed (once per snapshot). Returns an LMDB code. */
-static int ro_build(state_txn *t)
-{
-	state *s = t->s;
-	uint64_t id = mdb_txn_id(t->r.txn);
-	if (t->ro_txn == id && t->ro_txn != 0)
-		return 0;
-	state_journal_free(t->ro);
-	t->ro = NULL;
-	t->ro_txn = id;
-	MDB_stat st;
-	int rc = mdb_stat(t->r.txn, s->journal, &st);
-	if (rc || st.ms_entries == 0)
-		return rc;
-	struct cycle_rec cy;
-	MDB_cursor *c = NULL;
-	MDB_val k, v;
-	journal *jr = state_journal_new();
-	if ((rc = read_cycle(s, t->r.txn, &cy)) == 0)
-		rc = mdb_cursor_open(t->r.txn, s->journal, &c);
-	while (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		uint64_t seq;
-		const char *cid;
-		size_t len, rlen;
-		const unsigned char *rec;
-		if (!parse_record(k, v, &seq, &cid, &len, &rec, &rlen)) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if (cycle_merged(&cy, seq, cid, len))
-			continue;
-		uint64_t hash = util_id_hash(cid, len);
-		jshard *sh = shard_of(jr, hash);
-		jcust *jc = find(sh, hash, cid, len);
-		if (!jc) {
-			MDB_val tk = { len, (void *)cid }, tv;
-			jc = insert(jr, sh, hash, cid, len);
-			jc->no_tail = mdb_get(t->r.txn, s->tails, &tk, &tv) == MDB_NOTFOUND;
-			jr->new_customers += jc->no_tail;
-		}
-		if (jc->n == jc->cap) {
-			jc->cap = jc->cap ? jc->cap * 2 : 4;
-			jc->ev = xreallocarray(jc->ev, jc->cap, sizeof(*jc->ev));
-		}
-		jc->ev[jc->n++] = (jevent){ seq, 0, 0, (uint32_t)jc->recs.len, (uint32_t)rlen };
-		sb_add(&jc->recs, rec, rlen);
-	}
-	if (c)
-		mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
-	if (rc)
-		state_journal_free(jr);
-	else
-		t->ro = jr;
-	return rc;
-}
-
-/* The index t reads: the server's, or its own snapshot's (read-only). */
-static int view(state_txn *t, journal **out)
-{
-	*out = t->s->jr;
-	if (*out || !t->s->has_journal)
-		return 0;
-	int rc = ro_build(t);
-	*out = t->ro;
-	return rc;
-}
-
-/* ---- the readers ---------------------------------------------------------- */
-
-int state_journal_add(state_txn *t, const char *id, size_t len, strbuf *buf, state_events *out)
-{
-	journal *jr;
-	if (view(t, &jr) != 0)
-		return STORE_ERROR;
-	if (!jr || len == 0)
-		return 0;
-	uint64_t hash = util_id_hash(id, len);
-	if (atomic_load_explicit(&jr->counts[hash >> (64 - JOURNAL_COUNT_BITS)],
-				 memory_order_relaxed) == 0)
-		return 0;
-	uint64_t snap = mdb_txn_id(t->r.txn);
-	jshard *sh = shard_of(jr, hash);
-	uint32_t added = 0;
-	pthread_mutex_lock(&sh->lock);
-	jcust *c = find(sh, hash, id, len);
-	/* Only the newest STATE_MAX_EVENTS can be kept: a customer sent
-	 * thousands of events between two merges costs no more to read. */
-	uint32_t from = c ? c->n : 0;
-	for (uint32_t seen = 0; from > 0 && seen < STATE_MAX_EVENTS;)
-		seen += visible(&c->ev[--from], snap);
-	for (uint32_t i = from; c && !cust_hidden(c, snap) && i < c->n; i++) {
-		const jevent *e = &c->ev[i];
-		if (!visible(e, snap))
-			continue;
-		if (added++ == 0 && out->data != (const unsigned char *)buf->buf) {
-			sb_reset(buf); /* the log was borrowed from the snapshot */
-			sb_add(buf, out->data, out->size);
-		}
-		sb_add(buf, c->recs.buf + e->off, e->len);
-	}
-	pthread_mutex_unlock(&sh->lock);
-	if (added == 0)
-		return 0;
-	const unsigned char *data = (const unsigned char *)buf->buf;
-	size_t size = buf->len;
-	uint32_t count = out->count + added;
-	for (; count > STATE_MAX_EVENTS; count--) { /* the oldest beyond the limit */
-		size_t n = state_event_bytes(data, size);
-		if (n == 0)
-			return STORE_CORRUPT;
-		data += n;
-		size -= n;
-	}
-	out->data = data;
-	out->size = size;
-	out->count = count;
-	return 0;
-}
-
-/* Byte pairs of ids: [u16 len][id]. */
-static int pair_cmp(const void *a, const void *b, void *arg)
-{
-	const char *base = arg;
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	uint16_t xl, yl;
-	memcpy(&xl, base + x, 2);
-	memcpy(&yl, base + y, 2);
-	return key_cmp(base + x + 2, xl, base + y + 2, yl);
-}
-
-int state_journal_customers(state_txn *t, const char *after, size_t after_len, strbuf *ids,
-			    size_t **offs, size_t *n)
-{
-	journal *jr;
-	*n = 0;
-	*offs = NULL;
-	if (view(t, &jr) != 0)
-		return STORE_ERROR;
-	if (!jr)
-		return 0;
-	uint64_t snap = mdb_txn_id(t->r.txn);
-	size_t cap = 0;
-	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b]; c; c = c->next) {
-				bool any = false;
-				for (uint32_t e = 0; !any && e < c->n; e++)
-					any = visible(&c->ev[e], snap);
-				if (!any || cust_hidden(c, snap) ||
-				    (after_len && key_cmp(c->id, c->len, after, after_len) <= 0))
-					continue;
-				if (*n == cap) {
-					cap = cap ? cap * 2 : 256;
-					*offs = xreallocarray(*offs, cap, sizeof(**offs));
-				}
-				(*offs)[(*n)++] = ids->len;
-				uint16_t l = (uint16_t)c->len;
-				sb_add(ids, &l, 2);
-				sb_add(ids, c->id, c->len);
-			}
-		pthread_mutex_unlock(&sh->lock);
-	}
-	qsort_r(*offs, *n, sizeof(**offs), pair_cmp, ids->buf);
-	return 0;
-}
-
-bool state_journal_has(state_txn *t, const char *id, size_t len)
-{
-	state_events ev = { NULL, 0, 0 };
-	strbuf buf = STRBUF_INIT;
-	bool any = state_journal_add(t, id, len, &buf, &ev) == 0 && ev.count > 0;
-	sb_release(&buf);
-	return any;
-}
-
-bool state_journal_holds(state *s, const char *id, size_t len)
-{
-	journal *jr = s->jr;
-	if (!jr)
-		return false;
-	uint64_t hash = util_id_hash(id, len);
-	jshard *sh = shard_of(jr, hash);
-	pthread_mutex_lock(&sh->lock);
-	bool any = find(sh, hash, id, len) != NULL;
-	pthread_mutex_unlock(&sh->lock);
-	return any;
-}
-
-uint64_t state_journal_new_customers(state_txn *t)
-{
-	journal *jr;
-	if (view(t, &jr) != 0 || !jr)
-		return 0;
-	int64_t n = atomic_load_explicit(&jr->new_customers, memory_order_relaxed);
-	return n > 0 ? (uint64_t)n : 0;
-}
-
-/* ---- the readers' bounds ------------------------------------------------- */
-
-int state_journal_reader_slot(state *s)
-{
-	journal *jr = s->jr;
-	if (!jr)
-		return -1;
-	pthread_mutex_lock(&jr->slots_lock);
-	int slot = -1;
-	for (int i = 0; i < JOURNAL_SLOTS && slot < 0; i++)
-		if (!jr->used[i])
-			slot = i;
-	if (slot >= 0)
-		jr->used[slot] = true;
-	else
-		atomic_fetch_add(&jr->unslotted, 1);
-	pthread_mutex_unlock(&jr->slots_lock);
-	return slot;
-}
-
-void state_journal_reader_release(state *s, int slot)
-{
-	journal *jr = s->jr;
-	if (!jr)
-		return;
-	pthread_mutex_lock(&jr->slots_lock);
-	if (slot >= 0) {
-		jr->used[slot] = false;
-		atomic_store(&jr->slots[slot], UINT64_MAX);
-	} else {
-		atomic_fetch_sub(&jr->unslotted, 1);
-	}
-	pthread_mutex_unlock(&jr->slots_lock);
-}
-
-void state_journal_reader_enter(state_txn *t)
-{
-	if (t->slot < 0)
-		return;
-	/* Before the snapshot is taken: it can only be this one or newer.
-	 * The full fence pairs with committed(): a writer that missed this
-	 * bound committed before the snapshot, which then has its merge. */
-	uint64_t bound = atomic_load_explicit(&t->s->last_committed, memory_order_relaxed);
-	atomic_store_explicit(&t->s->jr->slots[t->slot], bound, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
-}
-
-void state_journal_reader_leave(state_txn *t)
-{
-	if (t->slot >= 0)
-		atomic_store_explicit(&t->s->jr->slots[t->slot], UINT64_MAX, memory_order_release);
-	state_journal_free(t->ro);
-	t->ro = NULL;
-	t->ro_txn = 0;
-}

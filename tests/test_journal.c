@@ -178,7 +178,7 @@ TEST(journal_recovers_after_a_crash)
 		return;
 	/* 60 customers of 40 events: a merge step (about 1,000 events) stops
 	 * inside the cycle. */
-	char ids[60][8];
+	char ids[60][16];
 	for (int c = 0; c < 60; c++) {
 		snprintf(ids[c], sizeof(ids[c]), "k%02d", c);
 		write_range(s, ids[c], "e", 0, 40, 1000, EVENT_VIEW, &err);
