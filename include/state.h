@@ -280,8 +280,10 @@ typedef struct state_write {
  * when it returns 0 all are on disk, else none is. Events of a customer
  * flagged STATE_ERASED (by then) are left out. A full map is doubled
  * and the transaction retried. Meant for a single writer thread
- * (events.c), though safe from any. Returns 0 or STORE_ERROR with a
- * message in *err. */
+ * (events.c), though safe from any while the journal is off; with the
+ * journal (state_set_merge_after) only from the thread that merges. With
+ * it, "on disk" includes events in the journal, not yet in their logs.
+ * Returns 0 or STORE_ERROR with a message in *err. */
 int state_commit(state *s, const state_write *writes, uint32_t n, strbuf *err);
 /* state_commit of one batch of n events. (Test only: serve writes events
  * through the event writer, events.h.) */

@@ -1,8 +1,9 @@
 /*
  * state_events: each customer's event log inside the server's state
  * (state.h opens the state and commits to it; docs/design.md "Model and
- * state formats" has the layout). Events are appended by state_commit,
- * oldest dropped beyond STATE_MAX_EVENTS, read back whole and in order.
+ * state formats" has the layout). Events are appended by state_commit
+ * (or through the journal, state_internal.h), oldest dropped beyond
+ * STATE_MAX_EVENTS, read back whole and in order, the journal's included.
  *
  * Errors: 0 or a negative STORE_* code (store.h).
  */

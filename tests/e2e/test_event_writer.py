@@ -18,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_event_log as el  # noqa: E402  (Redis, replicas)
@@ -105,7 +106,17 @@ class ApplierPriorityTests(el.EventLogCase):
         super().setUp()
 
     def test_applier_idle_and_late_thread_ordinary(self):
-        t = task_policies(self.start("a").proc.pid)
+        # The applier switches at its loop's top, and a slow start (ASan:
+        # its bootstrap past --writer-wait) has it put back until it
+        # catches up: wait, boundedly, for it to be idle.
+        pid = self.start("a").proc.pid
+        deadline = time.monotonic() + 20
+        while True:
+            t = task_policies(pid)
+            if ([p for _, p in t.get("sk-applier", [])] == [os.SCHED_IDLE] or
+                    time.monotonic() > deadline):
+                break
+            time.sleep(0.05)
         self.assertEqual([p for _, p in t.get("sk-applier", [])], [os.SCHED_IDLE])
         self.assertEqual([p for _, p in t.get("sk-applier-late", [])], [os.SCHED_OTHER])
         # The event writer only appends to Redis there: it stays ordinary.
