@@ -430,23 +430,37 @@ struct state_iter {
 	strbuf buf;         /* the current customer's log joined */
 	MDB_val k, v;       /* the walk's next customer, when `ahead` */
 	bool ahead, walked; /* walked: the walk reached its end */
+	bool journaled;     /* false: the logs alone (state_iter_begin_logs) */
 	strbuf journal;     /* the journal's customers ([u16 len][id] each) */
 	size_t *offs;       /* ... their offsets, sorted */
 	size_t n, next;
 };
 
-int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
+static int iter_begin(state_txn *t, const char *after, size_t after_len, bool with_journal,
+		      state_iter **out)
 {
 	state_iter *it = xcalloc(1, sizeof(*it));
 	it->t = t;
+	it->journaled = with_journal;
 	if (store_walk_open(&it->walk, t->r.txn, t->s->tails, after, after_len) != 0 ||
 	    mdb_cursor_open(t->r.txn, t->s->chunks, &it->chunks) != 0 ||
-	    state_journal_customers(t, after, after_len, &it->journal, &it->offs, &it->n) != 0) {
+	    (with_journal &&
+	     state_journal_customers(t, after, after_len, &it->journal, &it->offs, &it->n) != 0)) {
 		state_iter_end(it);
 		return STORE_ERROR;
 	}
 	*out = it;
 	return 0;
+}
+
+int state_iter_begin(state_txn *t, const char *after, size_t after_len, state_iter **out)
+{
+	return iter_begin(t, after, after_len, true, out);
+}
+
+int state_iter_begin_logs(state_txn *t, const char *after, size_t after_len, state_iter **out)
+{
+	return iter_begin(t, after, after_len, false, out);
 }
 
 /* Compares the walk's next customer with the journal's. */
@@ -486,7 +500,7 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 			if ((rc = tail_parse(it->v, &h, &tail)) != 0)
 				return store_code(rc);
 			rc = read_log(it->chunks, it->k, &h, tail, &it->buf, ev);
-			if (rc == 0 && c == 0)
+			if (rc == 0 && it->journaled)
 				rc = state_journal_add(it->t, *id, *len, &it->buf, ev);
 			return rc;
 		}

@@ -163,6 +163,11 @@ int state_apply_item_write(state *s, MDB_txn *txn, const char *id, size_t len, u
 int state_grow_map(state *s);
 /* Adds delta to the counter `name` of the meta table (state.c). */
 int state_add_counter(state *s, MDB_txn *txn, const char *name, uint64_t delta);
+/* state_iter_begin over the logs alone, without the journal's events or
+ * customers (the idle sweep, which leaves customers with journal events
+ * alone anyway: listing the journal's customers for each batch would cost
+ * the writer a walk of the whole index). */
+int state_iter_begin_logs(state_txn *t, const char *after, size_t after_len, state_iter **out);
 /* Whether a log has no purchase and its newest event is before `before`:
  * the idle sweep's rule, also an expiry record's (state_live.c). A log
  * that cannot be decoded is kept (false). */

@@ -82,7 +82,7 @@ static int scan_idle(state *s, MDB_txn *txn, int64_t before, uint32_t max_scan, 
 	state_iter *it = NULL;
 	*n = 0;
 	int rc = mdb_cursor_open(txn, s->chunks, &t.chunks);
-	if (rc == 0 && state_iter_begin(&t, s->sweep_after, s->sweep_after_len, &it) != 0)
+	if (rc == 0 && state_iter_begin_logs(&t, s->sweep_after, s->sweep_after_len, &it) != 0)
 		rc = MDB_PANIC;
 	for (uint32_t i = 0; rc == 0 && i < max_scan; i++) {
 		const char *id = NULL;
