@@ -431,9 +431,8 @@ struct state_iter {
 	MDB_val k, v;       /* the walk's next customer, when `ahead` */
 	bool ahead, walked; /* walked: the walk reached its end */
 	bool journaled;     /* false: the logs alone (state_iter_begin_logs) */
-	strbuf journal;     /* the journal's customers ([u16 len][id] each) */
-	size_t *offs;       /* ... their offsets, sorted */
-	size_t n, next;
+	journal_ids journal; /* the journal's customers, sorted */
+	size_t next;
 };
 
 static int iter_begin(state_txn *t, const char *after, size_t after_len, bool with_journal,
@@ -445,7 +444,7 @@ static int iter_begin(state_txn *t, const char *after, size_t after_len, bool wi
 	if (store_walk_open(&it->walk, t->r.txn, t->s->tails, after, after_len) != 0 ||
 	    mdb_cursor_open(t->r.txn, t->s->chunks, &it->chunks) != 0 ||
 	    (with_journal &&
-	     state_journal_customers(t, after, after_len, &it->journal, &it->offs, &it->n) != 0)) {
+	     state_journal_customers(t, after, after_len, &it->journal) != 0)) {
 		state_iter_end(it);
 		return STORE_ERROR;
 	}
@@ -466,12 +465,9 @@ int state_iter_begin_logs(state_txn *t, const char *after, size_t after_len, sta
 /* Compares the walk's next customer with the journal's. */
 static int iter_cmp(const state_iter *it)
 {
-	const char *p = it->journal.buf + it->offs[it->next];
-	uint16_t l;
-	memcpy(&l, p, 2);
-	size_t n = it->k.mv_size < l ? it->k.mv_size : l;
-	int c = memcmp(it->k.mv_data, p + 2, n);
-	return c ? c : (it->k.mv_size > l) - (it->k.mv_size < l);
+	size_t len;
+	const char *id = journal_ids_at(&it->journal, it->next, &len);
+	return state_key_cmp(it->k.mv_data, it->k.mv_size, id, len);
 }
 
 int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *ev)
@@ -486,8 +482,8 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 			else
 				it->ahead = true;
 		}
-		int c = !it->ahead ? 1 : it->next < it->n ? iter_cmp(it) : -1;
-		if (!it->ahead && it->next >= it->n)
+		int c = !it->ahead ? 1 : it->next < it->journal.n ? iter_cmp(it) : -1;
+		if (!it->ahead && it->next >= it->journal.n)
 			return STORE_NOTFOUND;
 		int rc;
 		if (c <= 0) { /* a log, with the journal's events when it holds some */
@@ -506,15 +502,14 @@ int state_iter_next(state_iter *it, const char **id, size_t *len, state_events *
 		}
 		/* A customer the journal alone has (if still: an erasure may
 		 * have removed them since the list was made). */
-		const char *p = it->journal.buf + it->offs[it->next++];
-		uint16_t l;
-		memcpy(&l, p, 2);
+		size_t l;
+		const char *p = journal_ids_at(&it->journal, it->next++, &l);
 		memset(ev, 0, sizeof(*ev));
-		if ((rc = state_journal_add(it->t, p + 2, l, &it->buf, ev)) != 0)
+		if ((rc = state_journal_add(it->t, p, l, &it->buf, ev)) != 0)
 			return rc;
 		if (ev->count == 0)
 			continue;
-		*id = p + 2;
+		*id = p;
 		*len = l;
 		return 0;
 	}
@@ -529,8 +524,7 @@ void state_iter_end(state_iter *it)
 	if (it->chunks)
 		mdb_cursor_close(it->chunks);
 	sb_release(&it->buf);
-	sb_release(&it->journal);
-	free(it->offs);
+	journal_ids_release(&it->journal);
 	free(it);
 }
 

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ids.h"
 #include "state.h"
@@ -210,11 +211,38 @@ void state_journal_free(journal *jr);
  * in buf, keeping the newest STATE_MAX_EVENTS. Returns 0 or STORE_ERROR. */
 int state_journal_add(state_txn *t, const char *id, size_t len, strbuf *buf,
 		      state_events *out);
+/* LMDB's default order of keys: bytes, then the shorter first. */
+static inline int state_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* A list of customer ids: [u16 len][id] each in `ids`, off[0..n) where
+ * each starts (journal_ids_add, journal_ids_sort, journal_ids_release). */
+typedef struct journal_ids {
+	strbuf ids;
+	size_t *off;
+	size_t n, cap;
+} journal_ids;
+
+void journal_ids_add(journal_ids *l, const char *id, size_t len);
+/* Sorts the list in LMDB's key order. */
+void journal_ids_sort(journal_ids *l);
+void journal_ids_release(journal_ids *l);
+/* The i-th id of l (borrowed; its length in *len). */
+static inline const char *journal_ids_at(const journal_ids *l, size_t i, size_t *len)
+{
+	uint16_t n;
+	memcpy(&n, l->ids.buf + l->off[i], 2);
+	*len = n;
+	return l->ids.buf + l->off[i] + 2;
+}
+
 /* The customers with journal events visible to t (after `after`), sorted
- * in LMDB's key order: appended to ids as [u16 len][id], *offs (allocated,
- * owned by the caller) their *n offsets in it. Returns 0 or STORE_ERROR. */
-int state_journal_customers(state_txn *t, const char *after, size_t after_len, strbuf *ids,
-			    size_t **offs, size_t *n);
+ * in LMDB's key order, appended to *out (the caller's, released with
+ * journal_ids_release). Returns 0 or STORE_ERROR. */
+int state_journal_customers(state_txn *t, const char *after, size_t after_len, journal_ids *out);
 /* Whether t's snapshot has journal events of the customer beyond the log. */
 bool state_journal_has(state_txn *t, const char *id, size_t len);
 /* Whether the index holds any event of the customer (writer's view). */

@@ -58,12 +58,59 @@ static void cust_free(jcust *c)
 
 static void cycle_free(journal *jr)
 {
-	for (size_t i = 0; i < jr->cycle_n; i++)
-		free(jr->cycle[i]);
-	free(jr->cycle);
-	jr->cycle = NULL;
-	jr->cycle_n = jr->cycle_pos = 0;
+	journal_ids_release(&jr->cycle);
+	jr->cycle_pos = 0;
 	jr->cycling = false;
+}
+
+void journal_ids_add(journal_ids *l, const char *id, size_t len)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->off = xreallocarray(l->off, l->cap, sizeof(*l->off));
+	}
+	l->off[l->n++] = l->ids.len;
+	uint16_t n = (uint16_t)len;
+	sb_add(&l->ids, &n, 2);
+	sb_add(&l->ids, id, len);
+}
+
+static int ids_cmp(const void *a, const void *b, void *arg)
+{
+	const char *base = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	uint16_t xl, yl;
+	memcpy(&xl, base + x, 2);
+	memcpy(&yl, base + y, 2);
+	return state_key_cmp(base + x + 2, xl, base + y + 2, yl);
+}
+
+void journal_ids_sort(journal_ids *l)
+{
+	if (l->n > 1)
+		qsort_r(l->off, l->n, sizeof(*l->off), ids_cmp, l->ids.buf);
+}
+
+void journal_ids_release(journal_ids *l)
+{
+	sb_release(&l->ids);
+	free(l->off);
+	memset(l, 0, sizeof(*l));
+}
+
+void journal_each(journal *jr, void (*fn)(journal *jr, jshard *sh, jcust *c, void *arg),
+		  void *arg)
+{
+	for (int i = 0; i < JOURNAL_SHARDS; i++) {
+		jshard *sh = &jr->shards[i];
+		pthread_mutex_lock(&sh->lock);
+		for (size_t b = 0; b < sh->nbuckets; b++)
+			for (jcust *c = sh->buckets[b], *next; c; c = next) {
+				next = c->next;
+				fn(jr, sh, c, arg);
+			}
+		pthread_mutex_unlock(&sh->lock);
+	}
 }
 
 void state_journal_free(journal *jr)
@@ -81,7 +128,7 @@ void state_journal_free(journal *jr)
 		pthread_mutex_destroy(&sh->lock);
 	}
 	cycle_free(jr);
-	sb_release(&jr->erased);
+	journal_ids_release(&jr->erased);
 	free((void *)jr->counts);
 	pthread_mutex_destroy(&jr->slots_lock);
 	free(jr);
@@ -114,6 +161,31 @@ jcust *journal_insert(journal *jr, jshard *sh, uint64_t hash, const char *id, si
 	atomic_fetch_add_explicit(&jr->counts[hash >> (64 - JOURNAL_COUNT_BITS)], 1,
 				  memory_order_relaxed);
 	return c;
+}
+
+jcust *journal_customer(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len,
+			MDB_txn *txn, MDB_dbi tails)
+{
+	jcust *c = find(sh, hash, id, len);
+	if (c)
+		return c;
+	MDB_val k = { len, (void *)id }, v;
+	c = journal_insert(jr, sh, hash, id, len);
+	c->no_tail = mdb_get(txn, tails, &k, &v) == MDB_NOTFOUND;
+	if (c->no_tail)
+		atomic_fetch_add_explicit(&jr->new_customers, 1, memory_order_relaxed);
+	return c;
+}
+
+void journal_push(jcust *c, uint64_t seq, uint64_t commit_txn, const unsigned char *rec,
+		  size_t rlen)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 4;
+		c->ev = xreallocarray(c->ev, c->cap, sizeof(*c->ev));
+	}
+	c->ev[c->n++] = (jevent){ seq, commit_txn, 0, (uint32_t)c->recs.len, (uint32_t)rlen };
+	sb_add(&c->recs, rec, rlen);
 }
 
 /* Unlinks and frees the customer's entry (the shard locked). */
@@ -173,20 +245,8 @@ int state_journal_append(state *s, MDB_txn *txn, const event_in *e)
 	uint64_t hash = util_id_hash(e->customer, clen);
 	jshard *sh = shard_of(jr, hash);
 	pthread_mutex_lock(&sh->lock);
-	jcust *c = find(sh, hash, e->customer, clen);
-	if (!c) {
-		MDB_val tk = { clen, (void *)e->customer }, tv;
-		c = journal_insert(jr, sh, hash, e->customer, clen);
-		c->no_tail = mdb_get(txn, s->tails, &tk, &tv) == MDB_NOTFOUND;
-		if (c->no_tail)
-			atomic_fetch_add_explicit(&jr->new_customers, 1, memory_order_relaxed);
-	}
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 4;
-		c->ev = xreallocarray(c->ev, c->cap, sizeof(*c->ev));
-	}
-	c->ev[c->n++] = (jevent){ seq, mdb_txn_id(txn), 0, (uint32_t)c->recs.len, (uint32_t)rlen };
-	sb_add(&c->recs, rec, rlen);
+	jcust *c = journal_customer(jr, sh, hash, e->customer, clen, txn, s->tails);
+	journal_push(c, seq, mdb_txn_id(txn), rec, rlen);
 	pthread_mutex_unlock(&sh->lock);
 	atomic_fetch_add_explicit(&jr->pending, 1, memory_order_relaxed);
 	if (jr->oldest == 0)
@@ -212,9 +272,7 @@ int state_journal_erase(state *s, MDB_txn *txn, const char *id, size_t len)
 	}
 	if (c && rc == 0) {
 		c->erased_txn = mdb_txn_id(txn);
-		uint16_t l = (uint16_t)len;
-		sb_add(&jr->erased, &l, 2);
-		sb_add(&jr->erased, id, len);
+		journal_ids_add(&jr->erased, id, len);
 	}
 	pthread_mutex_unlock(&sh->lock);
 	return rc;
@@ -228,23 +286,37 @@ static void committed(state *s, uint64_t txn_id)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* Drops from c the events after seq_before (a failed transaction's). */
+static void drop_after(journal *jr, jshard *sh, jcust *c, void *arg)
+{
+	uint64_t seq_before = *(const uint64_t *)arg;
+	uint32_t keep = c->n;
+	while (keep > 0 && c->ev[keep - 1].seq > seq_before)
+		keep--;
+	if (keep == c->n)
+		return;
+	atomic_fetch_sub_explicit(&jr->pending, c->n - keep, memory_order_relaxed);
+	c->n = keep;
+	sb_truncate(&c->recs, keep ? c->ev[keep - 1].off + c->ev[keep - 1].len : 0);
+	if (keep == 0)
+		remove_cust(jr, sh, c);
+}
+
 void state_journal_end(state *s, uint64_t txn_id, bool ok, uint64_t seq_before)
 {
 	journal *jr = s->jr;
 	if (ok)
 		committed(s, txn_id);
-	if (ok && jr->erased.len == 0)
+	if (ok && jr->erased.n == 0)
 		return;
 	/* The erased customers: gone, or visible again. */
-	for (size_t off = 0; off < jr->erased.len;) {
-		uint16_t l;
-		memcpy(&l, jr->erased.buf + off, 2);
-		const char *id = jr->erased.buf + off + 2;
-		off += 2u + l;
-		uint64_t hash = util_id_hash(id, l);
+	for (size_t i = 0; i < jr->erased.n; i++) {
+		size_t len;
+		const char *id = journal_ids_at(&jr->erased, i, &len);
+		uint64_t hash = util_id_hash(id, len);
 		jshard *sh = shard_of(jr, hash);
 		pthread_mutex_lock(&sh->lock);
-		jcust *c = find(sh, hash, id, l);
+		jcust *c = find(sh, hash, id, len);
 		if (c && c->erased_txn == txn_id) {
 			if (ok)
 				remove_cust(jr, sh, c);
@@ -253,34 +325,28 @@ void state_journal_end(state *s, uint64_t txn_id, bool ok, uint64_t seq_before)
 		}
 		pthread_mutex_unlock(&sh->lock);
 	}
-	sb_reset(&jr->erased);
+	journal_ids_release(&jr->erased);
 	if (ok)
 		return;
 	/* What the failed transaction appended. Rare (a full map, a failing
 	 * disk): a walk over the whole index is fine. */
-	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b], *next; c; c = next) {
-				next = c->next;
-				uint32_t keep = c->n;
-				while (keep > 0 && c->ev[keep - 1].seq > seq_before)
-					keep--;
-				if (keep == c->n)
-					continue;
-				atomic_fetch_sub_explicit(&jr->pending, c->n - keep,
-							  memory_order_relaxed);
-				c->n = keep;
-				sb_truncate(&c->recs, keep ? c->ev[keep - 1].off + c->ev[keep - 1].len : 0);
-				if (keep == 0)
-					remove_cust(jr, sh, c);
-			}
-		pthread_mutex_unlock(&sh->lock);
-	}
+	journal_each(jr, drop_after, &seq_before);
 	s->journal_seq = seq_before;
 	if (atomic_load(&jr->pending) == 0)
 		jr->oldest = 0;
+}
+
+/* Drops from c its events merged at or before the bound *arg. */
+static void drop_merged(journal *jr, jshard *sh, jcust *c, void *arg)
+{
+	uint64_t bound = *(const uint64_t *)arg;
+	uint32_t k = 0;
+	while (k < c->n && c->ev[k].merged_txn != 0 && c->ev[k].merged_txn <= bound)
+		k++;
+	if (k == c->n)
+		remove_cust(jr, sh, c);
+	else
+		drop_front(c, k);
 }
 
 /* Frees the merged events no reader can still need: merged in a
@@ -297,31 +363,14 @@ static void free_merged(journal *jr, uint64_t last)
 			bound = b;
 	}
 	pthread_mutex_unlock(&jr->slots_lock);
-	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b], *next; c; c = next) {
-				next = c->next;
-				uint32_t k = 0;
-				while (k < c->n && c->ev[k].merged_txn != 0 && c->ev[k].merged_txn <= bound)
-					k++;
-				if (k == c->n)
-					remove_cust(jr, sh, c);
-				else
-					drop_front(c, k);
-			}
-		pthread_mutex_unlock(&sh->lock);
-	}
+	journal_each(jr, drop_merged, &bound);
 }
 
-static int cycle_cmp(const void *a, const void *b)
+/* Lists c in the cycle when it has events to merge. */
+static void list_unmerged(journal *jr, jshard *sh, jcust *c, void *arg)
 {
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	uint16_t xl, yl;
-	memcpy(&xl, x, 2);
-	memcpy(&yl, y, 2);
-	return key_cmp(x + 2, xl, y + 2, yl);
+	if (c->n > 0 && c->ev[c->n - 1].merged_txn == 0)
+		journal_ids_add(&jr->cycle, c->id, c->len);
 }
 
 /* Starts merging every event appended so far: lists the customers with
@@ -330,47 +379,25 @@ static int cycle_cmp(const void *a, const void *b)
 static void cycle_start(state *s)
 {
 	journal *jr = s->jr;
-	size_t cap = 0;
 	cycle_free(jr);
-	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b]; c; c = c->next) {
-				if (c->n == 0 || c->ev[c->n - 1].merged_txn != 0)
-					continue; /* nothing to merge */
-				if (jr->cycle_n == cap) {
-					cap = cap ? cap * 2 : 1024;
-					jr->cycle = xreallocarray(jr->cycle, cap, sizeof(*jr->cycle));
-				}
-				char *p = xmalloc(2 + c->len);
-				uint16_t l = (uint16_t)c->len;
-				memcpy(p, &l, 2);
-				memcpy(p + 2, c->id, c->len);
-				jr->cycle[jr->cycle_n++] = p;
-			}
-		pthread_mutex_unlock(&sh->lock);
-	}
-	if (jr->cycle_n > 1)
-		qsort(jr->cycle, jr->cycle_n, sizeof(*jr->cycle), cycle_cmp);
+	journal_each(jr, list_unmerged, NULL);
+	journal_ids_sort(&jr->cycle);
 	jr->through = s->journal_seq;
 	jr->cycle_started = util_monotonic();
 	jr->cycling = true;
 }
 
-/* Copies customer p's events up to `through` not yet merged into recs
- * (lens appended to lens) and tags them merged by txn_id (0: untags those
- * tagged txn_id). Returns how many. */
-static uint32_t take_events(journal *jr, const char *p, uint64_t through, uint64_t txn_id,
-			    bool untag, strbuf *recs, strbuf *lens)
+/* Copies the customer's events up to `through` not yet merged into recs
+ * (lens appended to lens) and tags them merged by txn_id (untag: untags
+ * those tagged txn_id instead). Returns how many. */
+static uint32_t take_events(journal *jr, const char *id, size_t len, uint64_t through,
+			    uint64_t txn_id, bool untag, strbuf *recs, strbuf *lens)
 {
-	uint16_t l;
-	memcpy(&l, p, 2);
-	uint64_t hash = util_id_hash(p + 2, l);
+	uint64_t hash = util_id_hash(id, len);
 	jshard *sh = shard_of(jr, hash);
 	uint32_t n = 0;
 	pthread_mutex_lock(&sh->lock);
-	jcust *c = find(sh, hash, p + 2, l);
+	jcust *c = find(sh, hash, id, len);
 	for (uint32_t i = 0; c && i < c->n && c->ev[i].seq <= through; i++) {
 		jevent *e = &c->ev[i];
 		if (untag) {
@@ -391,9 +418,8 @@ static uint32_t take_events(journal *jr, const char *p, uint64_t through, uint64
 			c->tail_txn = txn_id;
 			atomic_fetch_sub_explicit(&jr->new_customers, 1, memory_order_relaxed);
 		}
-		uint32_t len = e->len;
-		sb_add(lens, &len, sizeof(len));
-		sb_add(recs, c->recs.buf + e->off, len);
+		sb_add(lens, &e->len, sizeof(e->len));
+		sb_add(recs, c->recs.buf + e->off, e->len);
 		n++;
 	}
 	pthread_mutex_unlock(&sh->lock);
@@ -401,18 +427,17 @@ static uint32_t take_events(journal *jr, const char *p, uint64_t through, uint64
 }
 
 /* The cycle's record: merged through `through` for every customer up to
- * p (done: all of them). */
-static int put_cycle(state *s, MDB_txn *txn, uint64_t through, bool done, const char *p)
+ * `last` (done: all of them; last NULL). */
+static int put_cycle(state *s, MDB_txn *txn, uint64_t through, bool done, const char *last,
+		     size_t len)
 {
 	unsigned char rec[CYCLE_HEAD + ID_MAX_LEN];
-	uint16_t l = 0;
-	if (p)
-		memcpy(&l, p, 2);
+	assert(len <= ID_MAX_LEN);
 	be64_put(rec, through);
 	rec[8] = done;
-	if (p)
-		memcpy(rec + CYCLE_HEAD, p + 2, l);
-	MDB_val k = { strlen(CYCLE_KEY), CYCLE_KEY }, v = { CYCLE_HEAD + l, rec };
+	if (last)
+		memcpy(rec + CYCLE_HEAD, last, len);
+	MDB_val k = { strlen(CYCLE_KEY), CYCLE_KEY }, v = { CYCLE_HEAD + (last ? len : 0), rec };
 	return mdb_put(txn, s->meta, &k, &v, 0);
 }
 
@@ -460,14 +485,13 @@ static int merge_txn(state *s, bool *finished)
 		txn_id = mdb_txn_id(txn);
 		rc = mdb_cursor_open(txn, s->chunks, &cur);
 	}
-	while (rc == 0 && pos < jr->cycle_n && merged < JOURNAL_MERGE_EVENTS) {
-		const char *p = jr->cycle[pos++];
+	while (rc == 0 && pos < jr->cycle.n && merged < JOURNAL_MERGE_EVENTS) {
+		MDB_val key;
+		key.mv_data = (void *)journal_ids_at(&jr->cycle, pos++, &key.mv_size);
 		sb_reset(&recs);
 		sb_reset(&lens);
-		uint32_t n = take_events(jr, p, jr->through, txn_id, false, &recs, &lens);
-		uint16_t l;
-		memcpy(&l, p, 2);
-		MDB_val key = { l, (void *)(p + 2) };
+		uint32_t n = take_events(jr, key.mv_data, key.mv_size, jr->through, txn_id, false,
+					 &recs, &lens);
 		size_t off = 0;
 		for (uint32_t i = 0; rc == 0 && i < n; i++) {
 			uint32_t len;
@@ -479,16 +503,14 @@ static int merge_txn(state *s, bool *finished)
 		}
 		merged += n;
 	}
-	if (rc == 0 && pos < jr->cycle_n)
-		rc = put_cycle(s, txn, jr->through, false, jr->cycle[pos - 1]);
-	else if (rc == 0 && merged > 0) /* the last customers: then the deletion */
-		rc = put_cycle(s, txn, jr->through, true, NULL);
-	else if (rc == 0 && (rc = delete_through(s, txn, jr->through, &left)) == 0) {
-		MDB_val k = { strlen(CYCLE_KEY), CYCLE_KEY };
-		if (left)
-			rc = put_cycle(s, txn, jr->through, true, NULL);
-		else if ((rc = mdb_del(txn, s->meta, &k, NULL)) == MDB_NOTFOUND)
-			rc = 0;
+	if (rc == 0 && pos < jr->cycle.n) {
+		size_t len;
+		const char *last = journal_ids_at(&jr->cycle, pos - 1, &len);
+		rc = put_cycle(s, txn, jr->through, false, last, len);
+	} else if (rc == 0 && merged > 0) { /* the last customers: then the deletion */
+		rc = put_cycle(s, txn, jr->through, true, NULL, 0);
+	} else if (rc == 0 && (rc = delete_through(s, txn, jr->through, &left)) == 0) {
+		rc = left ? put_cycle(s, txn, jr->through, true, NULL, 0) : state_journal_forget(s, txn);
 		*finished = !left;
 	}
 	if (rc == 0)
@@ -505,8 +527,11 @@ static int merge_txn(state *s, bool *finished)
 		atomic_fetch_add_explicit(&jr->merged, merged, memory_order_relaxed);
 	} else {
 		*finished = false;
-		for (size_t i = jr->cycle_pos; i < pos; i++)
-			take_events(jr, jr->cycle[i], jr->through, txn_id, true, NULL, NULL);
+		for (size_t i = jr->cycle_pos; i < pos; i++) {
+			size_t len;
+			const char *id = journal_ids_at(&jr->cycle, i, &len);
+			take_events(jr, id, len, jr->through, txn_id, true, NULL, NULL);
+		}
 	}
 	sb_release(&recs);
 	sb_release(&lens);
@@ -574,9 +599,18 @@ void state_journal_stats(state *s, uint64_t *pending, uint64_t *merged)
 	*merged = s->jr ? atomic_load(&s->jr->merged) : 0;
 }
 
-/* ---- recovery ------------------------------------------------------------ */
+/* ---- the records, and recovery -------------------------------------------- */
 
-int journal_read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
+/* The record of a merge under way (meta CYCLE_KEY). */
+struct cycle_rec {
+	bool any, done;
+	uint64_t through;
+	const char *last; /* borrowed from the transaction */
+	size_t last_len;
+};
+
+/* Reads it from txn (cy->any false: none). Returns an LMDB code. */
+static int read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
 {
 	MDB_val k = { strlen(CYCLE_KEY), CYCLE_KEY }, v;
 	memset(cy, 0, sizeof(*cy));
@@ -596,8 +630,8 @@ int journal_read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy)
 	return 0;
 }
 
-/* Splits a journal record; false when it is damaged. */
-bool journal_parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, size_t *len,
+/* Splits a journal record (fields borrowed from v); false when damaged. */
+static bool parse_record(MDB_val k, MDB_val v, uint64_t *seq, MDB_val *id,
 			 const unsigned char **rec, size_t *rlen)
 {
 	if (k.mv_size != 8 || v.mv_size < 2)
@@ -607,18 +641,43 @@ bool journal_parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, 
 	if (l == 0 || l > ID_MAX_LEN || v.mv_size < 2u + l)
 		return false;
 	*seq = be64_get(k.mv_data);
-	*id = (const char *)v.mv_data + 2;
-	*len = l;
+	id->mv_data = (char *)v.mv_data + 2;
+	id->mv_size = l;
 	*rec = (const unsigned char *)v.mv_data + 2 + l;
 	*rlen = v.mv_size - 2 - l;
 	return *rlen == state_event_bytes(*rec, *rlen) && *rlen > 0;
 }
 
-/* Whether the cycle recorded in cy has merged this record already. */
-bool journal_cycle_merged(const struct cycle_rec *cy, uint64_t seq, const char *id, size_t len)
+int journal_each_record(state *s, MDB_txn *txn,
+			int (*fn)(void *arg, uint64_t seq, MDB_val id, const unsigned char *rec,
+				  size_t rlen),
+			void *arg)
 {
-	return cy->any && seq <= cy->through &&
-	       (cy->done || key_cmp(id, len, cy->last, cy->last_len) <= 0);
+	struct cycle_rec cy;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	int rc = read_cycle(s, txn, &cy);
+	if (rc == 0)
+		rc = mdb_cursor_open(txn, s->journal, &c);
+	while (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		uint64_t seq;
+		MDB_val id;
+		const unsigned char *rec;
+		size_t rlen;
+		if (!parse_record(k, v, &seq, &id, &rec, &rlen)) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		/* Merged already by the cycle under way: its customers are
+		 * merged in key order, up to `last` (all of them once done). */
+		if (cy.any && seq <= cy.through &&
+		    (cy.done || state_key_cmp(id.mv_data, id.mv_size, cy.last, cy.last_len) <= 0))
+			continue;
+		rc = fn(arg, seq, id, rec, rlen);
+	}
+	if (c)
+		mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int state_journal_forget(state *s, MDB_txn *txn)
@@ -628,42 +687,32 @@ int state_journal_forget(state *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+struct recovery {
+	state *s;
+	MDB_txn *txn;
+	MDB_cursor *chunks;
+	strbuf buf;
+};
+
+static int recover_one(void *arg, uint64_t seq, MDB_val id, const unsigned char *rec,
+		       size_t rlen)
+{
+	struct recovery *r = arg;
+	return state_log_append_rec(r->s, r->txn, r->chunks, id, rec, rlen, &r->buf);
+}
+
 int state_journal_recover(state *s, MDB_txn *txn)
 {
-	struct cycle_rec cy;
-	MDB_cursor *jc = NULL, *cc = NULL;
-	strbuf buf = STRBUF_INIT;
-	MDB_val k, v;
-	int rc = journal_read_cycle(s, txn, &cy);
+	struct recovery r = { s, txn, NULL, STRBUF_INIT };
+	int rc = mdb_cursor_open(txn, s->chunks, &r.chunks);
 	if (rc == 0)
-		rc = mdb_cursor_open(txn, s->journal, &jc);
-	if (rc == 0)
-		rc = mdb_cursor_open(txn, s->chunks, &cc);
-	while (rc == 0 && (rc = mdb_cursor_get(jc, &k, &v, MDB_NEXT)) == 0) {
-		uint64_t seq;
-		const char *id;
-		size_t len, rlen;
-		const unsigned char *rec;
-		if (!journal_parse_record(k, v, &seq, &id, &len, &rec, &rlen)) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if (journal_cycle_merged(&cy, seq, id, len))
-			continue;
-		MDB_val key = { len, (void *)id };
-		rc = state_log_append_rec(s, txn, cc, key, rec, rlen, &buf);
-	}
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
-	if (jc)
-		mdb_cursor_close(jc);
-	if (cc)
-		mdb_cursor_close(cc);
-	sb_release(&buf);
+		rc = journal_each_record(s, txn, recover_one, &r);
+	if (r.chunks)
+		mdb_cursor_close(r.chunks);
+	sb_release(&r.buf);
 	if (rc == 0)
 		rc = mdb_drop(txn, s->journal, 0);
-	if (rc == 0 && cy.any)
+	if (rc == 0)
 		rc = state_journal_forget(s, txn);
 	return rc;
 }
-

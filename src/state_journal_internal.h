@@ -62,9 +62,9 @@ struct journal {
 	bool cycling;  /* merging the events up to `through`, customer by customer */
 	uint64_t through;
 	double cycle_started;
-	char **cycle;  /* the customers to merge, sorted ([u16 len][id] each) */
-	size_t cycle_n, cycle_pos;
-	strbuf erased; /* customers erased in the open transaction ([u16 len][id]) */
+	journal_ids cycle; /* the customers to merge, sorted */
+	size_t cycle_pos;
+	journal_ids erased; /* customers erased in the open transaction */
 	/* The readers' snapshot bounds (UINT64_MAX: none held). */
 	pthread_mutex_t slots_lock;
 	bool used[JOURNAL_SLOTS];
@@ -84,13 +84,6 @@ static inline uint64_t be64_get(const unsigned char *p)
 	for (int i = 0; i < 8; i++)
 		v = v << 8 | p[i];
 	return v;
-}
-
-/* LMDB's default order of keys: bytes, then the shorter first. */
-static inline int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-	return c ? c : (alen > blen) - (alen < blen);
 }
 
 static inline jshard *shard_of(journal *jr, uint64_t hash)
@@ -121,21 +114,26 @@ static inline bool cust_hidden(const jcust *c, uint64_t snap)
 
 /* Adds an empty entry for the customer (the shard locked; not there). */
 jcust *journal_insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len);
+/* The customer's entry, added when not there (the shard locked), then
+ * with no_tail as txn's table `tails` says (counted in new_customers). */
+jcust *journal_customer(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len,
+			MDB_txn *txn, MDB_dbi tails);
+/* Appends an event (rec copied) to c (the shard locked). */
+void journal_push(jcust *c, uint64_t seq, uint64_t commit_txn, const unsigned char *rec,
+		  size_t rlen);
+/* Calls fn on every customer of the index, each shard locked meanwhile;
+ * fn may remove the one it is given. */
+void journal_each(journal *jr, void (*fn)(journal *jr, jshard *sh, jcust *c, void *arg),
+		  void *arg);
 
-/* The record of a merge under way (meta "journal_cycle"). */
-struct cycle_rec {
-	bool any, done;
-	uint64_t through;
-	const char *last; /* borrowed from the snapshot */
-	size_t last_len;
-};
-
-/* Reads it from txn (cy->any false: none). Returns an LMDB code. */
-int journal_read_cycle(state *s, MDB_txn *txn, struct cycle_rec *cy);
-/* Splits a journal record (fields borrowed from v); false when damaged. */
-bool journal_parse_record(MDB_val k, MDB_val v, uint64_t *seq, const char **id, size_t *len,
-			  const unsigned char **rec, size_t *rlen);
-/* Whether the cycle recorded in cy has merged this record already. */
-bool journal_cycle_merged(const struct cycle_rec *cy, uint64_t seq, const char *id, size_t len);
+/* Calls fn for each record of the journal in txn that its logs do not
+ * hold yet (those a merge under way, "journal_cycle", has not merged), in
+ * sequence; id and rec are borrowed from txn. Stops at fn's first non-zero
+ * return and returns it, MDB_CORRUPTED for a damaged record, or another
+ * LMDB code. */
+int journal_each_record(state *s, MDB_txn *txn,
+			int (*fn)(void *arg, uint64_t seq, MDB_val id, const unsigned char *rec,
+				  size_t rlen),
+			void *arg);
 
 #endif

@@ -14,6 +14,22 @@
 
 /* ---- the read-only view -------------------------------------------------- */
 
+struct ro_build {
+	journal *jr;
+	MDB_txn *txn;
+	MDB_dbi tails;
+};
+
+static int ro_add(void *arg, uint64_t seq, MDB_val id, const unsigned char *rec, size_t rlen)
+{
+	struct ro_build *b = arg;
+	uint64_t hash = util_id_hash(id.mv_data, id.mv_size);
+	jshard *sh = shard_of(b->jr, hash);
+	jcust *c = journal_customer(b->jr, sh, hash, id.mv_data, id.mv_size, b->txn, b->tails);
+	journal_push(c, seq, 0, rec, rlen); /* visible to this snapshot: commit_txn 0 */
+	return 0;
+}
+
 /* The journal of t's snapshot for a read-only open: what it holds beyond
  * the logs, indexed (once per snapshot). Returns an LMDB code. */
 static int ro_build(state_txn *t)
@@ -29,43 +45,9 @@ static int ro_build(state_txn *t)
 	int rc = mdb_stat(t->r.txn, s->journal, &st);
 	if (rc || st.ms_entries == 0)
 		return rc;
-	struct cycle_rec cy;
-	MDB_cursor *c = NULL;
-	MDB_val k, v;
-	journal *jr = state_journal_new();
-	if ((rc = journal_read_cycle(s, t->r.txn, &cy)) == 0)
-		rc = mdb_cursor_open(t->r.txn, s->journal, &c);
-	while (rc == 0 && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		uint64_t seq;
-		const char *cid;
-		size_t len, rlen;
-		const unsigned char *rec;
-		if (!journal_parse_record(k, v, &seq, &cid, &len, &rec, &rlen)) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if (journal_cycle_merged(&cy, seq, cid, len))
-			continue;
-		uint64_t hash = util_id_hash(cid, len);
-		jshard *sh = shard_of(jr, hash);
-		jcust *jc = find(sh, hash, cid, len);
-		if (!jc) {
-			MDB_val tk = { len, (void *)cid }, tv;
-			jc = journal_insert(jr, sh, hash, cid, len);
-			jc->no_tail = mdb_get(t->r.txn, s->tails, &tk, &tv) == MDB_NOTFOUND;
-			jr->new_customers += jc->no_tail;
-		}
-		if (jc->n == jc->cap) {
-			jc->cap = jc->cap ? jc->cap * 2 : 4;
-			jc->ev = xreallocarray(jc->ev, jc->cap, sizeof(*jc->ev));
-		}
-		jc->ev[jc->n++] = (jevent){ seq, 0, 0, (uint32_t)jc->recs.len, (uint32_t)rlen };
-		sb_add(&jc->recs, rec, rlen);
-	}
-	if (c)
-		mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
+	struct ro_build ctx = { state_journal_new(), t->r.txn, s->tails };
+	journal *jr = ctx.jr;
+	rc = journal_each_record(s, t->r.txn, ro_add, &ctx);
 	if (rc)
 		state_journal_free(jr);
 	else
@@ -136,53 +118,35 @@ int state_journal_add(state_txn *t, const char *id, size_t len, strbuf *buf, sta
 	return 0;
 }
 
-/* Byte pairs of ids: [u16 len][id]. */
-static int pair_cmp(const void *a, const void *b, void *arg)
+struct visible_ids {
+	uint64_t snap;
+	const char *after;
+	size_t after_len;
+	journal_ids *out;
+};
+
+/* Lists c when the snapshot sees events of theirs, after `after`. */
+static void list_visible(journal *jr, jshard *sh, jcust *c, void *arg)
 {
-	const char *base = arg;
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	uint16_t xl, yl;
-	memcpy(&xl, base + x, 2);
-	memcpy(&yl, base + y, 2);
-	return key_cmp(base + x + 2, xl, base + y + 2, yl);
+	struct visible_ids *v = arg;
+	bool any = false;
+	for (uint32_t e = 0; !any && e < c->n; e++)
+		any = visible(&c->ev[e], v->snap);
+	if (any && !cust_hidden(c, v->snap) &&
+	    (!v->after_len || state_key_cmp(c->id, c->len, v->after, v->after_len) > 0))
+		journal_ids_add(v->out, c->id, c->len);
 }
 
-int state_journal_customers(state_txn *t, const char *after, size_t after_len, strbuf *ids,
-			    size_t **offs, size_t *n)
+int state_journal_customers(state_txn *t, const char *after, size_t after_len, journal_ids *out)
 {
 	journal *jr;
-	*n = 0;
-	*offs = NULL;
 	if (view(t, &jr) != 0)
 		return STORE_ERROR;
 	if (!jr)
 		return 0;
-	uint64_t snap = mdb_txn_id(t->r.txn);
-	size_t cap = 0;
-	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		pthread_mutex_lock(&sh->lock);
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b]; c; c = c->next) {
-				bool any = false;
-				for (uint32_t e = 0; !any && e < c->n; e++)
-					any = visible(&c->ev[e], snap);
-				if (!any || cust_hidden(c, snap) ||
-				    (after_len && key_cmp(c->id, c->len, after, after_len) <= 0))
-					continue;
-				if (*n == cap) {
-					cap = cap ? cap * 2 : 256;
-					*offs = xreallocarray(*offs, cap, sizeof(**offs));
-				}
-				(*offs)[(*n)++] = ids->len;
-				uint16_t l = (uint16_t)c->len;
-				sb_add(ids, &l, 2);
-				sb_add(ids, c->id, c->len);
-			}
-		pthread_mutex_unlock(&sh->lock);
-	}
-	if (*n > 1)
-		qsort_r(*offs, *n, sizeof(**offs), pair_cmp, ids->buf);
+	struct visible_ids v = { mdb_txn_id(t->r.txn), after, after_len, out };
+	journal_each(jr, list_visible, &v);
+	journal_ids_sort(out);
 	return 0;
 }
 
