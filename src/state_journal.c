@@ -113,19 +113,19 @@ void journal_each(journal *jr, void (*fn)(journal *jr, jshard *sh, jcust *c, voi
 	}
 }
 
+static void free_one(journal *jr, jshard *sh, jcust *c, void *arg)
+{
+	cust_free(c);
+}
+
 void state_journal_free(journal *jr)
 {
 	if (!jr)
 		return;
+	journal_each(jr, free_one, NULL);
 	for (int i = 0; i < JOURNAL_SHARDS; i++) {
-		jshard *sh = &jr->shards[i];
-		for (size_t b = 0; b < sh->nbuckets; b++)
-			for (jcust *c = sh->buckets[b], *next; c; c = next) {
-				next = c->next;
-				cust_free(c);
-			}
-		free(sh->buckets);
-		pthread_mutex_destroy(&sh->lock);
+		free(jr->shards[i].buckets);
+		pthread_mutex_destroy(&jr->shards[i].lock);
 	}
 	cycle_free(jr);
 	journal_ids_release(&jr->erased);
@@ -134,7 +134,8 @@ void state_journal_free(journal *jr)
 	free(jr);
 }
 
-jcust *journal_insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len)
+/* Adds an empty entry for the customer (the shard locked; not there). */
+static jcust *insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len)
 {
 	if (sh->ncust >= sh->nbuckets) { /* rehash into twice the buckets */
 		size_t nb = sh->nbuckets ? sh->nbuckets * 2 : 64;
@@ -170,7 +171,7 @@ jcust *journal_customer(journal *jr, jshard *sh, uint64_t hash, const char *id, 
 	if (c)
 		return c;
 	MDB_val k = { len, (void *)id }, v;
-	c = journal_insert(jr, sh, hash, id, len);
+	c = insert(jr, sh, hash, id, len);
 	c->no_tail = mdb_get(txn, tails, &k, &v) == MDB_NOTFOUND;
 	if (c->no_tail)
 		atomic_fetch_add_explicit(&jr->new_customers, 1, memory_order_relaxed);

@@ -112,8 +112,6 @@ static inline bool cust_hidden(const jcust *c, uint64_t snap)
 	return c->erased_txn != 0 && c->erased_txn <= snap;
 }
 
-/* Adds an empty entry for the customer (the shard locked; not there). */
-jcust *journal_insert(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len);
 /* The customer's entry, added when not there (the shard locked), then
  * with no_tail as txn's table `tails` says (counted in new_customers). */
 jcust *journal_customer(journal *jr, jshard *sh, uint64_t hash, const char *id, size_t len,

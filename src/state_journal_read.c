@@ -118,6 +118,17 @@ int state_journal_add(state_txn *t, const char *id, size_t len, strbuf *buf, sta
 	return 0;
 }
 
+/* Whether the snapshot sees any event of c (its shard locked). */
+static bool sees_any(const jcust *c, uint64_t snap)
+{
+	if (cust_hidden(c, snap))
+		return false;
+	for (uint32_t e = 0; e < c->n; e++)
+		if (visible(&c->ev[e], snap))
+			return true;
+	return false;
+}
+
 struct visible_ids {
 	uint64_t snap;
 	const char *after;
@@ -129,10 +140,7 @@ struct visible_ids {
 static void list_visible(journal *jr, jshard *sh, jcust *c, void *arg)
 {
 	struct visible_ids *v = arg;
-	bool any = false;
-	for (uint32_t e = 0; !any && e < c->n; e++)
-		any = visible(&c->ev[e], v->snap);
-	if (any && !cust_hidden(c, v->snap) &&
+	if (sees_any(c, v->snap) &&
 	    (!v->after_len || state_key_cmp(c->id, c->len, v->after, v->after_len) > 0))
 		journal_ids_add(v->out, c->id, c->len);
 }
@@ -152,10 +160,18 @@ int state_journal_customers(state_txn *t, const char *after, size_t after_len, j
 
 bool state_journal_has(state_txn *t, const char *id, size_t len)
 {
-	state_events ev = { NULL, 0, 0 };
-	strbuf buf = STRBUF_INIT;
-	bool any = state_journal_add(t, id, len, &buf, &ev) == 0 && ev.count > 0;
-	sb_release(&buf);
+	journal *jr;
+	if (len == 0 || view(t, &jr) != 0 || !jr)
+		return false;
+	uint64_t hash = util_id_hash(id, len);
+	if (atomic_load_explicit(&jr->counts[hash >> (64 - JOURNAL_COUNT_BITS)],
+				 memory_order_relaxed) == 0)
+		return false;
+	jshard *sh = shard_of(jr, hash);
+	pthread_mutex_lock(&sh->lock);
+	jcust *c = find(sh, hash, id, len);
+	bool any = c && sees_any(c, mdb_txn_id(t->r.txn));
+	pthread_mutex_unlock(&sh->lock);
 	return any;
 }
 
