@@ -464,10 +464,12 @@ if [ -n "$EVENT_RATE" ]; then
 			# same state, the logs grown by this round's events): the
 			# latency of the rate the target keeps, without wrk's queue
 			# (32 requests in flight on one thread). At most PROBE_MAX a
-			# second: the probe's 16 blocking connections share wrk's
-			# core with the pacer, and took 54% of it at 20,000/s and
-			# 78% at 30,000/s (AMD EPYC, 2026-12-02), where its p99
-			# alone was 7.6 ms: above that it times its own queue.
+			# second: the probe (one thread, 16 connections) shares wrk's
+			# core with the pacer and took half of it at 10,000/s (AMD
+			# EPYC, 2026-12-03); at 20,000/s it sent 1% of its requests
+			# 4.5 ms late or more and timed its own lateness. It prints
+			# that lateness ("sent late p99"): what of the tail is the
+			# client's.
 			half=$(tail -n 1 "$WORK/pc.txt" | awk -v max="$PROBE_MAX" \
 				'{v = $1 / 2; printf "%d", v < max ? v : max}')
 			taskset -c 1 "$PACER" probe "$PORT" "$half" "$DURATION" "$WORK/customers.txt" \
@@ -518,15 +520,17 @@ if ta and tb and acked:
           % (w_us, w_us * float(sys.argv[6]) / 1e4, sys.argv[6], alone_us))
 def probes(path):
     return [tuple(map(float, m)) for m in re.findall(
-        r"at (\d+)/s: p50 ([\d.]+) p90 [\d.]+ p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200",
-        open(path).read())]
+        r"at (\d+)/s: p50 ([\d.]+) p90 [\d.]+ p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200\); "
+        r"sent late p99 ([\d.]+) max [\d.]+ ms; from sent p99 ([\d.]+)", open(path).read())]
 oa, ob = probes(sys.argv[14]), probes(sys.argv[15])
 if oa and ob:
     med = lambda rows, k: statistics.median(r[k] for r in rows)
     print("  open loop at half the rate alone again, at most %d/s (%.0f req/s answered, medians of %d): p99 %.2f ms alone, "
-          "%.2f ms under %s events/s (p50 %.2f / %.2f, p99.9 %.2f / %.2f; %d non-200)"
+          "%.2f ms under %s events/s (p50 %.2f / %.2f, p99.9 %.2f / %.2f; %d non-200); the probe's own "
+          "lateness p99 %.2f / %.2f ms; from sent, p99 %.2f / %.2f ms"
           % (int(sys.argv[16]), med(ob, 0), len(ob), med(oa, 2), med(ob, 2), sys.argv[6], med(oa, 1), med(ob, 1),
-             med(oa, 3), med(ob, 3), sum(r[4] for r in oa + ob)))
+             med(oa, 3), med(ob, 3), sum(r[4] for r in oa + ob), med(oa, 5), med(ob, 5), med(oa, 6),
+             med(ob, 6)))
 PY
 )")
 	done
@@ -596,15 +600,16 @@ if [ -x "$PACER" ]; then
 import re, statistics, sys
 def rows(path):
     return [tuple(map(float, m)) for m in re.findall(
-        r"p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200",
-        open(path).read())]
+        r"p50 ([\d.]+) p90 ([\d.]+) p99 ([\d.]+) p99\.9 ([\d.]+) max [\d.]+ ms \((\d+) non-200\); "
+        r"sent late p99 ([\d.]+) max [\d.]+ ms; from sent p99 ([\d.]+)", open(path).read())]
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
 med = lambda r, k: statistics.median(x[k] for x in r)
 if a and b:
     print("%-28s open loop at %s req/s, shopkeeper / nginx (medians of %d): p50 %.3f / %.3f ms, "
-          "p99 %.2f / %.2f ms (%.2fx), p99.9 %.2f / %.2f ms%s"
+          "p99 %.2f / %.2f ms (%.2fx), p99.9 %.2f / %.2f ms; the probe's own lateness p99 %.2f / %.2f ms; "
+          "from sent, p99 %.2f / %.2f ms%s"
           % ("GET customer recs n=10", sys.argv[3], len(a), med(a, 0), med(b, 0), med(a, 2), med(b, 2),
-             med(a, 2) / med(b, 2), med(a, 3), med(b, 3),
+             med(a, 2) / med(b, 2), med(a, 3), med(b, 3), med(a, 5), med(b, 5), med(a, 6), med(b, 6),
              "  (ERRORS: not comparable)" if sum(x[4] for x in a + b) else ""))
 PY
 )")
