@@ -296,6 +296,79 @@ TEST(journal_walk)
 	sb_release(&err);
 }
 
+static int by_key(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Writes one event (item "i", time ts) for each of ids[k], k in [from, to)
+ * stepping by step, in batches of 50. */
+static void write_each(state *s, char ids[][8], int from, int to, int step, int64_t ts,
+		       strbuf *err)
+{
+	event_in ev[50];
+	int n = 0;
+	for (int k = from; k < to; k += step) {
+		ev[n] = (event_in){ ids[k], strlen(ids[k]), "i", 1, ts, 1, 0, EVENT_VIEW, true, NULL, 0 };
+		if (++n == 50 || k + step >= to) {
+			CHECK_INT(state_write_events(s, ev, (uint32_t)n, err), 0);
+			n = 0;
+		}
+	}
+}
+
+/* The same over 600 customers of ids of several lengths ("c7", "c70",
+ * "c700": a prefix first), a third in the logs alone, a third in the
+ * journal alone, a third in both: every one once, in key order, from the
+ * start and after a key. */
+TEST(journal_walk_many)
+{
+	enum { N = 600 };
+	static char ids[N][8];
+	char *want[N];
+	for (int k = 0; k < N; k++) {
+		snprintf(ids[k], sizeof(ids[k]), "c%d", (k * 7919) % 1000);
+		want[k] = ids[k];
+	}
+	qsort(want, N, sizeof(*want), by_key);
+	strbuf err = STRBUF_INIT;
+	state *s = open_journal("walk_many", &err);
+	if (!s)
+		return;
+	write_each(s, ids, 0, N, 3, 1000, &err); /* logs alone */
+	write_each(s, ids, 2, N, 3, 1000, &err); /* both: the log first */
+	CHECK_INT(state_journal_merge(s, true, &err), 0);
+	write_each(s, ids, 1, N, 3, 2000, &err); /* journal alone */
+	write_each(s, ids, 2, N, 3, 2000, &err);
+	state_txn *t;
+	CHECK_INT(state_txn_begin(s, &t), 0);
+	for (int from = 0; from < N; from += N / 2) {
+		state_iter *it;
+		const char *after = from ? want[from - 1] : NULL;
+		CHECK_INT(state_iter_begin(t, after, after ? strlen(after) : 0, &it), 0);
+		const char *id;
+		size_t len;
+		state_events ev;
+		int k = from;
+		while (state_iter_next(it, &id, &len, &ev) == 0) {
+			CHECK_INT(k < N, 1);
+			if (k == N)
+				break;
+			CHECK_INT(len == strlen(want[k]) && memcmp(id, want[k], len) == 0, 1);
+			bool both = false;
+			for (int j = 2; j < N && !both; j += 3)
+				both = strcmp(ids[j], want[k]) == 0;
+			CHECK_INT(ev.count, both ? 2 : 1);
+			k++;
+		}
+		CHECK_INT(k, N);
+		state_iter_end(it);
+	}
+	state_txn_free(t);
+	state_close(s);
+	sb_release(&err);
+}
+
 /* The idle sweep leaves a customer whose events wait in the journal,
  * whatever their times, and drops the log once merged and idle. */
 TEST(journal_idle_sweep)
@@ -408,6 +481,7 @@ int main(void)
 	RUN(journal_recovers_after_a_crash);
 	RUN(journal_erasure);
 	RUN(journal_walk);
+	RUN(journal_walk_many);
 	RUN(journal_idle_sweep);
 	RUN(journal_read_only_view);
 	RUN(journal_map_growth);
