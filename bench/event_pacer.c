@@ -140,21 +140,37 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Parses the head of the response that buf[0..have) begins with: 1 with
+ * its status, the head's length and the body's (Content-Length, 0 when
+ * absent) when the head is all there, 0 when more is to come, -1 when it
+ * is malformed. buf has room for one more byte (it is written and put
+ * back). */
+static int response_head(char *buf, size_t have, int *status, size_t *head, size_t *body)
+{
+	char *end = have ? memmem(buf, have, "\r\n\r\n", 4) : NULL;
+	if (!end)
+		return 0;
+	*head = (size_t)(end - buf) + 4;
+	char save = buf[*head - 1];
+	buf[*head - 1] = 0;
+	const char *cl = strcasestr(buf, "\r\ncontent-length:");
+	*body = cl ? strtoul(cl + 17, NULL, 10) : 0;
+	int ok = sscanf(buf, "HTTP/1.%*d %d", status) == 1;
+	buf[*head - 1] = save;
+	return ok ? 1 : -1;
+}
+
 /* Reads one response; returns its status, or -1. Bodies are small JSON
  * with a Content-Length (libmicrohttpd's answers to a POST). */
 static int read_response(int fd, char *buf, size_t cap)
 {
-	size_t have = 0;
+	size_t have = 0, head, body;
+	int status;
 	for (;;) {
-		char *end = have ? memmem(buf, have, "\r\n\r\n", 4) : NULL;
-		if (end) {
-			size_t head = (size_t)(end - buf) + 4;
-			buf[head - 1] = 0;
-			int status = 0;
-			if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-				return -1;
-			const char *cl = strcasestr(buf, "\r\ncontent-length:");
-			size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
+		int got = response_head(buf, have, &status, &head, &body);
+		if (got < 0)
+			return -1;
+		if (got) {
 			size_t left = have - head < body ? body - (have - head) : 0;
 			while (left) {
 				ssize_t r = recv(fd, buf, left < cap ? left : cap, 0);
@@ -268,17 +284,11 @@ static int probe_open(probe_conn *c, int ep)
  * more is to come, -1 when it is malformed or larger than the buffer. */
 static int probe_complete(probe_conn *c, int *status)
 {
-	char *end = c->have ? memmem(c->buf, c->have, "\r\n\r\n", 4) : NULL;
-	if (!end)
+	size_t head, body;
+	int got = response_head(c->buf, c->have, status, &head, &body);
+	if (got == 0)
 		return c->have < sizeof(c->buf) - 1 ? 0 : -1;
-	size_t head = (size_t)(end - c->buf) + 4;
-	char save = c->buf[head - 1];
-	c->buf[head - 1] = 0;
-	const char *cl = strcasestr(c->buf, "\r\ncontent-length:");
-	size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
-	int ok = sscanf(c->buf, "HTTP/1.%*d %d", status) == 1;
-	c->buf[head - 1] = save;
-	if (!ok || !cl || head + body >= sizeof(c->buf))
+	if (got < 0 || head + body >= sizeof(c->buf))
 		return -1;
 	return c->have >= head + body ? 1 : 0;
 }
